@@ -1,0 +1,412 @@
+"""Engine: fire, commit and load, over one store and one current StateRepository."""
+
+from __future__ import annotations
+
+import attrs
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from ._errors import HandlerFailed, PlaythroughError, ReconstitutionError
+from ._model import (
+    Event,
+    State,
+    StateKey,
+    coupling_groups,
+    decode_id,
+    key_of,
+    touched_keys,
+)
+from ._reconstitution import Plan, StateReconstitutor
+from ._replay import Replay, in_apply, playing, run_hook
+from ._repository import StateRepository
+from ._serialization import encode_event
+from ._snapshots import SnapshotCoordinator, SyncReport
+from ._stores import NewEvent, Store, open_store
+
+S = TypeVar("S", bound=State)
+E = TypeVar("E", bound=Event)
+
+StateRef = tuple[type[State], Any]
+
+
+class Engine:
+    """Fires events, commits them to a store and loads states back.
+
+    Not thread-safe: give each thread (or process) its own engine.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        snapshot_every: int | None = None,
+        snapshot_after_events: int | None = None,
+        snapshot_history: int = 3,
+    ) -> None:
+        self.store = store
+        self.reconstitutor = StateReconstitutor()
+        self.snapshots = SnapshotCoordinator(
+            self,
+            every=snapshot_every,
+            after_events=snapshot_after_events,
+            history=snapshot_history,
+        )
+        self._repository = StateRepository()
+        self._pending: list[Event] = []
+        self._pending_keys: dict[StateKey, None] = {}
+        self._caused_by: int | None = None
+        self._committing = False
+        self._closed = False
+
+    @classmethod
+    def open(cls, url: str | None = None, **options: Any) -> Engine:
+        """Open an engine on the store a URL names (in-memory SQLite when omitted).
+
+        Options that name Engine arguments (``snapshot_every``, …) go to the
+        engine; the rest to the store.
+        """
+        engine_opts = {
+            k: options.pop(k)
+            for k in ("snapshot_every", "snapshot_after_events", "snapshot_history")
+            if k in options
+        }
+        return cls(open_store(url, **options), **engine_opts)
+
+    # ------------------------------------------------------------------ context
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None and self._pending:
+                self.commit()
+            else:
+                self.discard()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.store.close()
+
+    # ------------------------------------------------------------------ repository
+
+    @property
+    def repository(self) -> StateRepository:
+        """The current (live) repository: the identity map ``load`` and ``fire`` use."""
+        return self._repository
+
+    @contextmanager
+    def use_repository(self, repository: StateRepository) -> Iterator[StateRepository]:
+        """Make ``repository`` the current one for the block (pending events must be committed)."""
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before swapping repositories")
+        previous = self._repository
+        self._repository = repository
+        try:
+            yield repository
+        finally:
+            self._repository = previous
+
+    def refresh(self) -> None:
+        """Drop every state held in memory; the next load reads the store.
+
+        Pending events are discarded too, since the states they changed are gone.
+        """
+        self.discard()
+        self._repository.clear()
+
+    @property
+    def pending(self) -> tuple[Event, ...]:
+        return tuple(self._pending)
+
+    def head(self) -> int:
+        """The store's largest committed position."""
+        with self.store.reader() as reader:
+            return reader.head()
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, state_class: type[S], state_id: Any = None, *, at: int | None = None) -> S:
+        """The state as this engine knows it; with ``at``, as it was at that position."""
+        key = key_of(state_class, state_id)
+        if at is not None:
+            return cast(S, self._load_at([key], at)[key])
+        self._guard_apply(key)
+        state = self._repository.get(key)
+        if state is None:
+            self._load_live([key])
+            state = self._repository.get(key)
+            assert state is not None
+        return cast(S, state)
+
+    def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
+        """Several states of one type, reconstituted together in one plan."""
+        keys = [key_of(state_class, i) for i in ids]
+        for key in keys:
+            self._guard_apply(key)
+        self._load_live([k for k in keys if self._repository.get(k) is None])
+        return [cast(S, self._repository.get(k)) for k in keys]
+
+    def explain(self, state_class: type[State], state_id: Any = None, *, at: int | None = None) -> Plan:
+        """The plan a load of this state would run (nothing is loaded or changed)."""
+        key = key_of(state_class, state_id)
+        with self.store.reader() as reader:
+            return self.reconstitutor.plan(reader, [key], reader.head() if at is None else at)
+
+    def _guard_apply(self, key: StateKey) -> None:
+        if in_apply():
+            raise ReconstitutionError(
+                f"an apply hook tried to load {key}: apply may only touch the states its event "
+                "declares (reconstitution depends on knowing every state an event touched)"
+            )
+
+    def _load_live(self, keys: Sequence[StateKey]) -> None:
+        if not keys:
+            return
+        with self.store.reader() as reader:
+            at = reader.head()
+            states, plan = self.reconstitutor.reconstitute(reader, keys, at)
+        for key, state in states.items():
+            if self._repository.get(key) is None:
+                self._repository.put(key, state)
+        self.snapshots.after_load(plan, states)
+
+    def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
+        with self.store.reader() as reader:
+            head = reader.head()
+            if at < 0 or at > head:
+                raise ValueError(f"position {at} is outside the log (0..{head})")
+            states, _ = self.reconstitutor.reconstitute(reader, keys, at)
+        return states
+
+    # ------------------------------------------------------------------ firing
+
+    def fire(self, event: E) -> E:
+        """Validate and apply an event to the live states and queue it for commit.
+
+        If a ``validate`` hook raises (``EventRejected`` or anything else), no
+        state changes and nothing is queued; the exception propagates.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
+        if event.id is not None or any(e is event for e in self._pending):
+            raise PlaythroughError(f"{type(event).__qualname__} was already fired")
+        if in_apply():
+            raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
+        keys = touched_keys(event)
+        missing = [k for k in keys if self._repository.get(k) is None]
+        self._load_live(missing)
+        states = {k: self._repository.get(k) for k in keys}
+        live = cast(dict[StateKey, State], states)
+        object.__setattr__(event, "_pt_fired_at", datetime.now(UTC))
+        object.__setattr__(event, "_pt_caused_by", self._caused_by)
+        spec = type(event)._pt_spec
+        try:
+            with playing(event):
+                for hook in spec.by_phase("validate"):
+                    run_hook(event, hook, live)
+        except BaseException:
+            object.__setattr__(event, "_pt_fired_at", None)
+            object.__setattr__(event, "_pt_caused_by", None)
+            raise
+        backups = {k: _fields(s) for k, s in live.items()}
+        try:
+            Replay(live, ("apply",)).play(event, None, keys)
+        except BaseException:
+            for k, saved in backups.items():
+                _restore(live[k], saved)
+            object.__setattr__(event, "_pt_fired_at", None)
+            object.__setattr__(event, "_pt_caused_by", None)
+            raise
+        self._pending.append(event)
+        for k in keys:
+            self._pending_keys[k] = None
+        return event
+
+    def discard(self) -> None:
+        """Forget pending events and drop the states they changed from memory."""
+        for key in self._pending_keys:
+            self._repository.forget(key)
+        self._pending.clear()
+        self._pending_keys.clear()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Engine]:
+        """Commit at the end of the block; discard everything pending if it raises."""
+        try:
+            yield self
+        except BaseException:
+            self.discard()
+            raise
+        self.commit()
+
+    # ------------------------------------------------------------------ committing
+
+    def commit(self) -> list[Event]:
+        """Append pending events atomically, then run their ``handle`` hooks.
+
+        Returns the committed events (with their positions), including those
+        fired by handlers. On failure nothing is written, the pending events are
+        dropped along with the states they changed, and the error propagates.
+        """
+        if self._committing:
+            raise PlaythroughError("commit() from inside a handle hook: fire events instead")
+        committed: list[Event] = []
+        self._committing = True
+        try:
+            while self._pending:
+                batch = self._commit_batch()
+                committed.extend(batch)
+                self._run_handlers(batch)
+        finally:
+            self._committing = False
+        if committed:
+            self.snapshots.after_commit()
+        return committed
+
+    def _commit_batch(self) -> list[Event]:
+        batch = list(self._pending)
+        keys = list(self._pending_keys)
+        try:
+            expected = {}
+            for k in keys:
+                state = self._repository.get(k)
+                if state is None:
+                    raise PlaythroughError(f"{k} was dropped from memory while events were pending")
+                expected[k] = state.last_event_id
+            rows = []
+            for event in batch:
+                touched = touched_keys(event)
+                groups = coupling_groups(event, touched)
+                fired = event.fired_at
+                assert fired is not None
+                rows.append(
+                    NewEvent(
+                        type=type(event)._pt_type_name,
+                        data=encode_event(event),
+                        links=tuple(zip(touched, groups, strict=True)),
+                        caused_by=event.caused_by,
+                        fired_at=fired.isoformat(),
+                    )
+                )
+            positions = self.store.append(rows, expected)
+        except BaseException:
+            self.discard()
+            raise
+        for event, position, row in zip(batch, positions, rows, strict=True):
+            object.__setattr__(event, "_pt_position", position)
+            for key, _ in row.links:
+                state = self._repository.get(key)
+                if state is not None:
+                    object.__setattr__(state, "_pt_last_event_id", position)
+        self._pending.clear()
+        self._pending_keys.clear()
+        return batch
+
+    def _run_handlers(self, batch: list[Event]) -> None:
+        for event in batch:
+            hooks = type(event)._pt_spec.by_phase("handle")
+            if not hooks:
+                continue
+            previous = self._caused_by
+            self._caused_by = event.id
+            try:
+                with playing(event):
+                    for hook in hooks:
+                        keys = [
+                            k
+                            for p in hook.params
+                            for k in _param_keys(event, p)
+                            if self._repository.get(k) is None
+                        ]
+                        self._load_live(keys)
+                        live = {k: s for k, s in self._repository.items()}
+                        try:
+                            run_hook(event, hook, live)
+                        except Exception as exc:
+                            raise HandlerFailed(
+                                event,
+                                f"{type(event).__qualname__}.{hook.name} raised after event "
+                                f"{event.id} was committed: {exc!r}",
+                            ) from exc
+            finally:
+                self._caused_by = previous
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot(
+        self, refs: Iterable[StateRef] | None = None, *, at: int | None = None
+    ) -> int:
+        """Write an event-aligned snapshot set and return its position.
+
+        Without ``refs``: every state in memory plus the states coupled with
+        them, as of the store's head. With ``refs`` (``[(Account, 1), (Ledger, None)]``):
+        exactly those states, as they were at ``at`` (default: the head).
+        """
+        keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
+        return self.snapshots.write_set(keys, at)
+
+    def drop_snapshots(self, refs: Iterable[StateRef] | None = None) -> int:
+        """Forget stored snapshots (all, or those of the given states); returns how many."""
+        keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
+        return self.store.drop_snapshots(keys)
+
+    def snapshot_sync(self) -> SyncReport:
+        """Which coupled states have snapshots that disagree on their position."""
+        return self.snapshots.check_sync()
+
+    def replay(
+        self,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        snapshot_every: int = 10_000,
+        chunk_size: int = 2_000,
+        resume: bool = True,
+    ) -> int:
+        """Rebuild every state from the log (see SnapshotCoordinator.replay); returns events played."""
+        from ._snapshots import full_replay
+
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before a replay")
+        played = full_replay(
+            self,
+            progress=progress,
+            snapshot_every=snapshot_every,
+            chunk_size=chunk_size,
+            resume=resume,
+        )
+        self._repository.clear()
+        return played
+
+
+def _param_keys(event: Event, param: Any) -> list[StateKey]:
+    from ._model import field_keys
+
+    if param.singleton is not None:
+        return [StateKey(param.singleton._pt_type_name, "")]
+    return field_keys(event, param.field)
+
+
+def _fields(state: State) -> dict[str, Any]:
+    import copy
+
+    return {a.name: copy.deepcopy(getattr(state, a.name)) for a in attrs.fields(type(state))}
+
+
+def _restore(state: State, saved: dict[str, Any]) -> None:
+    for name, value in saved.items():
+        object.__setattr__(state, name, value)
+
+
+__all__ = ["Engine", "decode_id"]

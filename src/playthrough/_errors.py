@@ -1,0 +1,55 @@
+"""Every exception playthrough raises on purpose derives from PlaythroughError."""
+
+from __future__ import annotations
+
+
+class PlaythroughError(Exception):
+    """Base class of the errors playthrough raises."""
+
+
+class EventRejected(PlaythroughError):
+    """Raised by a ``validate`` hook to refuse an event; nothing is changed or queued."""
+
+
+class DefinitionError(PlaythroughError, TypeError):
+    """A state or event class is declared in a way playthrough cannot use."""
+
+
+class ConcurrencyError(PlaythroughError):
+    """Another writer committed an event touching a state this commit touches.
+
+    Nothing of the failed commit was written, and the states it touched were
+    dropped from memory, so the next load reads the store's truth.
+    """
+
+
+class StoreError(PlaythroughError):
+    """The store could not be opened, read or written."""
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema was written by a version of playthrough this one cannot read."""
+
+
+class DecodeError(PlaythroughError):
+    """A row in the store could not be turned back into an event or a state."""
+
+
+class UnknownTypeError(DecodeError):
+    """A stored type name is not registered by any loaded State or Event class."""
+
+
+class ReconstitutionError(PlaythroughError):
+    """A state could not be rebuilt (for example an ``apply`` hook touched an undeclared state)."""
+
+
+class HandlerFailed(PlaythroughError):
+    """A ``handle`` hook raised after its event was committed.
+
+    The event stays committed; ``event`` is the committed event whose handler
+    failed and ``__cause__`` the original exception.
+    """
+
+    def __init__(self, event: object, message: str) -> None:
+        super().__init__(message)
+        self.event = event

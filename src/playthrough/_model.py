@@ -1,0 +1,490 @@
+"""States, events, ``state_id`` and the type registry.
+
+A subclass of :class:`State` or :class:`Event` registers itself under a stable
+type name when it is defined; stored rows name that type, never a module path.
+An Event subclass is inspected at definition time: its ``state_id`` fields and
+the parameters of its hooks are bound once, so that firing and replaying an
+event only has to look values up.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, ClassVar, Literal, NamedTuple
+
+import attrs
+
+from ._errors import DefinitionError, UnknownTypeError
+
+# The metadata key under which state_id() records the state class of a field.
+_STATE_FIELD = "playthrough.state"
+
+StateIdValue = int | str | uuid.UUID
+
+
+class StateKey(NamedTuple):
+    """Identifies one state in the store: its registered type name and encoded id."""
+
+    type: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.type}({decode_id(self.id)!r})" if self.id else self.type
+
+
+def encode_id(value: object) -> str:
+    """Encode a state id as text that sorts and compares unambiguously.
+
+    ints stay decimal, strings get an ``s:`` prefix, UUIDs ``u:``; a singleton
+    (id ``None``) is the empty string.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        raise TypeError(f"a state id must be an int, str or UUID, not bool ({value!r})")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return "s:" + value
+    if isinstance(value, uuid.UUID):
+        return "u:" + str(value)
+    raise TypeError(
+        f"a state id must be an int, str or UUID, not {type(value).__name__} ({value!r})"
+    )
+
+
+def decode_id(text: str) -> StateIdValue | None:
+    if text == "":
+        return None
+    if text.startswith("s:"):
+        return text[2:]
+    if text.startswith("u:"):
+        return uuid.UUID(text[2:])
+    return int(text)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class _Registry:
+    """Maps stable type names to State and Event classes (one namespace each)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, type[State]] = {}
+        self.events: dict[str, type[Event]] = {}
+
+    def add(self, table: dict[str, Any], name: str, cls: type, kind: str) -> None:
+        old = table.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
+            raise DefinitionError(
+                f"{kind} type name {name!r} is already taken by "
+                f"{old.__module__}.{old.__qualname__}; give {cls.__module__}.{cls.__qualname__} "
+                f"its own name with `class {cls.__name__}({kind}, type_name=...)`"
+            )
+        table[name] = cls
+
+    def state_class(self, name: str, where: str = "") -> type[State]:
+        try:
+            return self.states[name]
+        except KeyError:
+            raise UnknownTypeError(
+                f"unknown state type {name!r}{where}: no State subclass with that type name "
+                "is defined; import the module that defines it"
+            ) from None
+
+    def event_class(self, name: str, where: str = "") -> type[Event]:
+        try:
+            return self.events[name]
+        except KeyError:
+            raise UnknownTypeError(
+                f"unknown event type {name!r}{where}: no Event subclass with that type name "
+                "is defined; import the module that defines it"
+            ) from None
+
+
+registry = _Registry()
+
+
+def _type_name_for(cls: type, given: str | None) -> str:
+    # attrs re-creates slotted classes without the class keywords, so the name
+    # chosen for the first class object is carried in its namespace.
+    if given is None:
+        given = cls.__dict__.get("_pt_type_name")
+    if given is None:
+        given = cls.__qualname__
+    if not isinstance(given, str) or not given:
+        raise DefinitionError(f"type_name of {cls.__qualname__} must be a non-empty string")
+    return given
+
+
+# --------------------------------------------------------------------------- states
+
+
+class State:
+    """Base class of event-sourced states. Subclass it with ``@attrs.define``.
+
+    Every field needs a default: a state no event has touched loads blank.
+    """
+
+    __slots__ = ("_pt_id", "_pt_last_event_id")
+    _pt_type_name: ClassVar[str]
+
+    def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for reserved in ("id", "last_event_id"):
+            if reserved in cls.__dict__ and not isinstance(cls.__dict__[reserved], property):
+                raise DefinitionError(
+                    f"{cls.__qualname__}.{reserved}: the name is reserved by playthrough"
+                )
+        name = _type_name_for(cls, type_name)
+        cls._pt_type_name = name
+        registry.add(registry.states, name, cls, "State")
+
+    @property
+    def id(self) -> StateIdValue | None:
+        """The id this state was loaded with (``None`` for a singleton)."""
+        return getattr(self, "_pt_id", None)
+
+    @property
+    def last_event_id(self) -> int | None:
+        """Global position of the last committed event that touched this state."""
+        return getattr(self, "_pt_last_event_id", None)
+
+
+class SingletonState(State):
+    """A state with exactly one instance; it loads without an id."""
+
+    __slots__ = ()
+
+
+def key_of(cls: type[State], state_id: object) -> StateKey:
+    if issubclass(cls, SingletonState):
+        if state_id is not None:
+            raise TypeError(f"{cls.__qualname__} is a singleton and loads without an id")
+        return StateKey(cls._pt_type_name, "")
+    if state_id is None:
+        raise TypeError(f"{cls.__qualname__} needs an id to load (only singletons load without)")
+    return StateKey(cls._pt_type_name, encode_id(state_id))
+
+
+def blank_state(cls: type[State], state_id: object) -> State:
+    try:
+        state = cls()
+    except TypeError as exc:
+        raise DefinitionError(
+            f"{cls.__qualname__} cannot be created blank ({exc}); give every field a default"
+        ) from exc
+    object.__setattr__(state, "_pt_id", state_id)
+    object.__setattr__(state, "_pt_last_event_id", None)
+    return state
+
+
+# --------------------------------------------------------------------------- events
+
+
+def state_id(state_class: type[State], *, many: bool = False, **field_kwargs: Any) -> Any:
+    """An attrs field naming a state (or, with ``many=True``, a list of states) an event touches."""
+    if not (isinstance(state_class, type) and issubclass(state_class, State)):
+        raise DefinitionError(f"state_id() takes a State subclass, not {state_class!r}")
+    if issubclass(state_class, SingletonState):
+        raise DefinitionError(
+            f"state_id({state_class.__qualname__}): a singleton has no id; "
+            "take it as a hook parameter instead"
+        )
+    metadata = dict(field_kwargs.pop("metadata", None) or {})
+    metadata[_STATE_FIELD] = (state_class, many)
+    if many and "default" not in field_kwargs and "factory" not in field_kwargs:
+        field_kwargs["factory"] = list
+    return attrs.field(metadata=metadata, **field_kwargs)
+
+
+Phase = Literal["validate", "apply", "handle"]
+
+
+@attrs.frozen
+class StateField:
+    name: str
+    state_class: type[State]
+    many: bool
+
+
+@attrs.frozen
+class HookParam:
+    """One hook parameter: bound to a ``state_id`` field, or to a singleton."""
+
+    name: str
+    field: StateField | None
+    singleton: type[SingletonState] | None
+
+
+@attrs.frozen
+class Hook:
+    name: str
+    phase: Phase
+    params: tuple[HookParam, ...]
+
+
+@attrs.frozen
+class EventSpec:
+    fields: tuple[StateField, ...]
+    hooks: tuple[Hook, ...]
+    # Singletons bound by validate/apply hooks: they are touched by every event of the class.
+    singletons: tuple[type[SingletonState], ...]
+    replay_handle: bool
+
+    def by_phase(self, phase: Phase) -> tuple[Hook, ...]:
+        return tuple(h for h in self.hooks if h.phase == phase)
+
+
+def _declared_fields(cls: type) -> list[StateField]:
+    found: dict[str, StateField] = {}
+    for base in reversed(cls.__mro__[1:]):
+        spec = base.__dict__.get("_pt_spec")
+        if isinstance(spec, EventSpec):
+            for f in spec.fields:
+                found[f.name] = f
+    processed = cls.__dict__.get("__attrs_attrs__")
+    items: Iterator[tuple[str, Any]]
+    if processed is not None:
+        items = ((a.name, a) for a in processed)
+    else:
+        items = iter(cls.__dict__.items())
+    for name, value in items:
+        meta = getattr(value, "metadata", None)
+        if isinstance(meta, typing.Mapping) and _STATE_FIELD in meta:
+            state_class, many = meta[_STATE_FIELD]
+            found[name] = StateField(name, state_class, many)
+    return list(found.values())
+
+
+def _hook_functions(cls: type) -> list[tuple[str, Phase, Callable[..., Any]]]:
+    hooks: dict[str, tuple[Phase, Callable[..., Any]]] = {}
+    for base in reversed(cls.__mro__):
+        for name, value in base.__dict__.items():
+            if not callable(value) or not isinstance(value, typing.Callable):  # type: ignore[arg-type]
+                continue
+            phase: Phase
+            if name.startswith("validate"):
+                phase = "validate"
+            elif name.startswith("apply"):
+                phase = "apply"
+            elif name.startswith("handle"):
+                phase = "handle"
+            else:
+                continue
+            hooks[name] = (phase, value)
+    return [(name, phase, fn) for name, (phase, fn) in hooks.items()]
+
+
+def _annotation(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
+    ann = param.annotation
+    if isinstance(ann, str):
+        try:
+            ann = typing.get_type_hints(fn).get(param.name, ann)
+        except Exception:  # noqa: BLE001 - forward refs to locals are resolved by name below
+            pass
+    return ann
+
+
+def _class_named(ann: Any, candidates: list[type[State]]) -> Any:
+    """Resolve a string annotation by class name among known states (for local classes)."""
+    if not isinstance(ann, str):
+        return ann
+    text = ann.strip()
+    inner = text
+    for prefix in ("list[", "List[", "typing.List[", "Sequence[", "typing.Sequence["):
+        if text.startswith(prefix) and text.endswith("]"):
+            inner = text[len(prefix) : -1].strip()
+            break
+    matches = [c for c in candidates if c.__name__ == inner or c.__qualname__ == inner]
+    if len(matches) == 1:
+        return list[matches[0]] if inner != text else matches[0]  # type: ignore[valid-type]
+    return ann
+
+
+def _bind_param(
+    cls: type, hook_name: str, fn: Callable[..., Any], param: inspect.Parameter,
+    fields: list[StateField],
+) -> HookParam:
+    where = f"{cls.__qualname__}.{hook_name}"
+    if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+        raise DefinitionError(f"{where}: *args/**kwargs cannot bind to states")
+    by_name = {f.name: f for f in fields}
+    field = by_name.get(param.name + "_id") or by_name.get(param.name + "_ids") or by_name.get(
+        param.name
+    )
+    if field is not None:
+        return HookParam(param.name, field, None)
+    known = [f.state_class for f in fields] + list(registry.states.values())
+    ann = _class_named(_annotation(fn, param), known)
+    origin = typing.get_origin(ann)
+    many = False
+    if origin is not None and origin in (list, typing.Sequence, tuple) or (
+        origin is not None and getattr(origin, "__name__", "") in ("list", "Sequence")
+    ):
+        args = typing.get_args(ann)
+        ann = args[0] if args else None
+        many = True
+    if isinstance(ann, type) and issubclass(ann, SingletonState) and not many:
+        return HookParam(param.name, None, ann)
+    if isinstance(ann, type) and issubclass(ann, State):
+        same = [f for f in fields if issubclass(f.state_class, ann) and f.many == many]
+        if len(same) == 1:
+            return HookParam(param.name, same[0], None)
+        if len(same) > 1:
+            raise DefinitionError(
+                f"{where}: parameter {param.name!r} of type {ann.__qualname__} is ambiguous: "
+                f"fields {', '.join(f.name for f in same)} all hold that type; "
+                f"name the parameter after one of them"
+            )
+    raise DefinitionError(
+        f"{where}: parameter {param.name!r} binds to no state: no field "
+        f"{param.name + '_id'!r} or {param.name!r} declared with state_id(), and its annotation "
+        f"({getattr(ann, '__qualname__', ann)!r}) is neither a singleton nor the type of exactly "
+        "one declared state field"
+    )
+
+
+def build_spec(cls: type) -> EventSpec:
+    fields = _declared_fields(cls)
+    hooks: list[Hook] = []
+    singletons: dict[str, type[SingletonState]] = {}
+    for name, phase, fn in _hook_functions(cls):
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError) as exc:  # pragma: no cover - builtins only
+            raise DefinitionError(f"{cls.__qualname__}.{name}: cannot read its signature") from exc
+        params = list(sig.parameters.values())[1:]  # drop self
+        bound = tuple(_bind_param(cls, name, fn, p, fields) for p in params)
+        hooks.append(Hook(name, phase, bound))
+        if phase != "handle":
+            for p in bound:
+                if p.singleton is not None:
+                    singletons[p.singleton._pt_type_name] = p.singleton
+    return EventSpec(
+        fields=tuple(fields),
+        hooks=tuple(hooks),
+        singletons=tuple(singletons.values()),
+        replay_handle=bool(cls.__dict__.get("replay_handle", False))
+        or any(bool(b.__dict__.get("replay_handle", False)) for b in cls.__mro__[1:]),
+    )
+
+
+class Event:
+    """Base class of events. Subclass it with ``@attrs.define``.
+
+    Declare the states an event touches with :func:`state_id` fields; write
+    ``validate*`` hooks (fire time only), ``apply*`` hooks (fire time and every
+    replay: deterministic) and ``handle*`` hooks (once, after the commit).
+    Set ``replay_handle = True`` on a class whose ``handle`` is safe to run
+    again during :meth:`Engine.replay`.
+    """
+
+    __slots__ = ("_pt_position", "_pt_caused_by", "_pt_fired_at")
+    _pt_type_name: ClassVar[str]
+    _pt_spec: ClassVar[EventSpec]
+    replay_handle: ClassVar[bool] = False
+
+    def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "id" in cls.__dict__ and not isinstance(cls.__dict__["id"], property):
+            raise DefinitionError(f"{cls.__qualname__}.id: the name is reserved by playthrough")
+        name = _type_name_for(cls, type_name)
+        cls._pt_type_name = name
+        cls._pt_spec = build_spec(cls)
+        registry.add(registry.events, name, cls, "Event")
+
+    @property
+    def id(self) -> int | None:
+        """Global position of this event once committed, else ``None``."""
+        return getattr(self, "_pt_position", None)
+
+    @property
+    def caused_by(self) -> int | None:
+        """Position of the event whose ``handle`` fired this one, if any."""
+        return getattr(self, "_pt_caused_by", None)
+
+    @property
+    def fired_at(self) -> datetime | None:
+        """When the event was first fired (UTC); replays see this as "now"."""
+        return getattr(self, "_pt_fired_at", None)
+
+
+# --------------------------------------------------------------------------- binding
+
+
+def field_keys(event: Event, field: StateField) -> list[StateKey]:
+    value = getattr(event, field.name)
+    name = field.state_class._pt_type_name
+    if field.many or isinstance(value, (list, tuple)):
+        return [StateKey(name, encode_id(v)) for v in value]
+    return [StateKey(name, encode_id(value))]
+
+
+def touched_keys(event: Event) -> list[StateKey]:
+    """Every state the event touches, once each, in declaration order."""
+    spec = type(event)._pt_spec
+    seen: dict[StateKey, None] = {}
+    for field in spec.fields:
+        for key in field_keys(event, field):
+            seen[key] = None
+    for singleton in spec.singletons:
+        seen[StateKey(singleton._pt_type_name, "")] = None
+    return list(seen)
+
+
+def hook_keys(event: Event, hook: Hook) -> list[StateKey | list[StateKey]]:
+    out: list[StateKey | list[StateKey]] = []
+    for p in hook.params:
+        if p.singleton is not None:
+            out.append(StateKey(p.singleton._pt_type_name, ""))
+        else:
+            assert p.field is not None
+            keys = field_keys(event, p.field)
+            out.append(keys if (p.field.many or len(keys) != 1) else keys[0])
+    return out
+
+
+def _flat(bound: list[StateKey | list[StateKey]]) -> list[StateKey]:
+    flat: list[StateKey] = []
+    for item in bound:
+        if isinstance(item, list):
+            flat.extend(item)
+        else:
+            flat.append(item)
+    return flat
+
+
+def coupling_groups(event: Event, keys: list[StateKey]) -> list[int]:
+    """For each touched key, the index of its coupling group within this event.
+
+    Two states share a group when an ``apply`` hook takes both (transitively);
+    a hook that takes one state couples nothing.
+    """
+    parent = {k: k for k in keys}
+
+    def find(k: StateKey) -> StateKey:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for hook in type(event)._pt_spec.by_phase("apply"):
+        flat = [k for k in _flat(hook_keys(event, hook)) if k in parent]
+        for other in flat[1:]:
+            ra, rb = find(flat[0]), find(other)
+            if ra != rb:
+                parent[rb] = ra
+    numbers: dict[StateKey, int] = {}
+    return [numbers.setdefault(find(k), len(numbers)) for k in keys]
+
+
+def flat_hook_keys(event: Event, hook: Hook) -> list[StateKey]:
+    return _flat(hook_keys(event, hook))

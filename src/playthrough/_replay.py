@@ -1,0 +1,143 @@
+"""Replay: a playthrough of globally ordered events with chosen hooks enabled.
+
+Firing live (validate + apply on the live repository), reconstituting a state
+(apply on a scoped repository, only on the states the plan tracks), a full
+replay (apply, and handle where the event allows it) and a time-travel load are
+all Replays that differ only in their hooks, their repository and which states
+take part in each event.
+
+While a hook runs, :func:`now` is the time the event was first fired and
+:func:`event_random` a generator seeded by the event, so hooks that use them
+give the same result on every replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from ._errors import ReconstitutionError
+from ._model import Event, Hook, Phase, State, StateKey, field_keys, flat_hook_keys
+
+_current_event: ContextVar[Event | None] = ContextVar("playthrough_current_event", default=None)
+_in_apply: ContextVar[bool] = ContextVar("playthrough_in_apply", default=False)
+
+
+def now() -> datetime:
+    """The current time as the engine sees it.
+
+    Inside a hook this is when the event was first fired (UTC), on the first
+    run and on every replay alike; elsewhere it is the wall clock.
+    """
+    event = _current_event.get()
+    if event is not None and event.fired_at is not None:
+        return event.fired_at
+    return datetime.now(UTC)
+
+
+def event_random() -> random.Random:
+    """A random generator seeded by the event being played (deterministic on replay).
+
+    Each call returns a fresh generator with the same seed, so draw all the
+    numbers a hook needs from one generator.
+    """
+    event = _current_event.get()
+    if event is None:
+        raise RuntimeError("event_random() is only available while an event hook runs")
+    from ._serialization import encode_event
+
+    fired = event.fired_at.isoformat() if event.fired_at else ""
+    digest = hashlib.sha256(
+        f"{type(event)._pt_type_name}|{fired}|{encode_event(event)}".encode()
+    ).digest()
+    return random.Random(int.from_bytes(digest[:16], "big"))
+
+
+def in_apply() -> bool:
+    return _in_apply.get()
+
+
+@contextmanager
+def playing(event: Event) -> Iterator[None]:
+    token = _current_event.set(event)
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def hook_args(event: Event, hook: Hook, states: Mapping[StateKey, State]) -> list[Any]:
+    args: list[Any] = []
+    for p in hook.params:
+        if p.singleton is not None:
+            args.append(states[StateKey(p.singleton._pt_type_name, "")])
+        else:
+            assert p.field is not None
+            keys = field_keys(event, p.field)
+            if p.field.many or isinstance(getattr(event, p.field.name), (list, tuple)):
+                args.append([states[k] for k in keys])
+            else:
+                args.append(states[keys[0]])
+    return args
+
+
+def run_hook(event: Event, hook: Hook, states: Mapping[StateKey, State]) -> Any:
+    fn: Callable[..., Any] = getattr(event, hook.name)
+    args = hook_args(event, hook, states)
+    if hook.phase == "apply":
+        token = _in_apply.set(True)
+        try:
+            return fn(*args)
+        finally:
+            _in_apply.reset(token)
+    return fn(*args)
+
+
+class Replay:
+    """Plays events in global order over ``states`` with the ``phases`` enabled.
+
+    ``states`` maps each tracked state key to its object. For every event the
+    caller names the states taking part; a hook runs when every state it takes
+    is taking part. ``last_event_id`` of the taking-part states moves to the
+    event's position.
+    """
+
+    def __init__(
+        self,
+        states: dict[StateKey, State],
+        phases: Collection[Phase] = ("apply",),
+    ) -> None:
+        self.states = states
+        self.phases = frozenset(phases)
+        self.played = 0
+
+    def play(self, event: Event, position: int | None, taking_part: Collection[StateKey]) -> None:
+        spec = type(event)._pt_spec
+        with playing(event):
+            for hook in spec.hooks:
+                if hook.phase not in self.phases:
+                    continue
+                if hook.phase == "handle" and not spec.replay_handle:
+                    continue
+                keys = flat_hook_keys(event, hook)
+                if not keys or not all(k in taking_part for k in keys):
+                    continue
+                missing = [k for k in keys if k not in self.states]
+                if missing:
+                    raise ReconstitutionError(
+                        f"event {type(event)._pt_type_name} at position {position}: hook "
+                        f"{hook.name} needs {', '.join(map(str, missing))}, which the plan "
+                        "does not hold"
+                    )
+                run_hook(event, hook, self.states)
+        if position is not None:
+            for k in taking_part:
+                state = self.states.get(k)
+                if state is not None:
+                    object.__setattr__(state, "_pt_last_event_id", position)
+        self.played += 1

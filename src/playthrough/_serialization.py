@@ -1,0 +1,71 @@
+"""JSON (de)serialisation of events and states through cattrs.
+
+cattrs turns attrs instances into plain dicts and back using the field types,
+so nested attrs classes, lists, dicts, enums and optional fields work without
+per-class code. Only JSON is ever written (never pickle), and the text is
+canonical (sorted keys, no spaces) so two equal states give equal bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import cattrs
+
+from ._errors import DecodeError
+from ._model import Event, State
+
+T = TypeVar("T")
+
+converter = cattrs.Converter()
+converter.register_unstructure_hook(datetime, lambda v: v.isoformat())
+converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+converter.register_unstructure_hook(date, lambda v: v.isoformat())
+converter.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
+converter.register_unstructure_hook(uuid.UUID, str)
+converter.register_structure_hook(uuid.UUID, lambda v, _: uuid.UUID(v))
+converter.register_unstructure_hook(Decimal, str)
+converter.register_structure_hook(Decimal, lambda v, _: Decimal(v))
+# Sets have no order; a sorted list keeps canonical JSON stable across runs.
+converter.register_unstructure_hook(set, lambda v: sorted(converter.unstructure(x) for x in v))
+converter.register_unstructure_hook(
+    frozenset, lambda v: sorted(converter.unstructure(x) for x in v)
+)
+
+_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps(value: Any) -> str:
+    return _encoder.encode(value)
+
+
+def encode_event(event: Event) -> str:
+    return dumps(converter.unstructure(event))
+
+
+def encode_state(state: State) -> str:
+    return dumps(converter.unstructure(state))
+
+
+def decode(cls: type[T], text: str | bytes | Any, what: str) -> T:
+    try:
+        data = json.loads(text) if isinstance(text, (str, bytes)) else text
+        return converter.structure(data, cls)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear error
+        detail = exc
+        if isinstance(exc, cattrs.BaseValidationError):
+            detail = cattrs.transform_error(exc)  # type: ignore[assignment]
+        raise DecodeError(f"cannot decode {what}: {detail}") from exc
+
+
+def clone_state(state: State) -> State:
+    """An independent copy of a state (fields, id and last_event_id)."""
+    cls = type(state)
+    copy = converter.structure(converter.unstructure(state), cls)
+    object.__setattr__(copy, "_pt_id", state.id)
+    object.__setattr__(copy, "_pt_last_event_id", state.last_event_id)
+    return copy

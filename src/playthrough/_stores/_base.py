@@ -1,0 +1,151 @@
+"""The store contract: a globally ordered event log, state-event links, snapshots.
+
+A store knows nothing of attrs classes: it moves type names, JSON text and
+:class:`StateKey` pairs. Every store passes ``tests/store_contract.py``.
+
+Tables (names are the same in every store):
+
+- events: position (strictly increasing, in commit order), type, data, caused_by, fired_at
+- links: (state type, state id, position, group): which states an event touched;
+  states with the same group number in one event are coupled by an ``apply`` hook
+- heads: (state type, state id) -> position of the last event that touched it;
+  the optimistic-concurrency check compares against this row, inside the
+  database transaction that appends
+- snapshots: (state type, state id, position) -> last_event_id, data; a short
+  history per state so a load can rewind to an older one
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+
+import attrs
+
+from .._model import StateKey
+
+SCHEMA_VERSION = 1
+
+
+@attrs.frozen
+class NewEvent:
+    """An event to append; ``links`` pairs each touched state with its coupling group."""
+
+    type: str
+    data: str
+    links: tuple[tuple[StateKey, int], ...]
+    caused_by: int | None
+    fired_at: str
+
+
+@attrs.frozen
+class StoredEvent:
+    position: int
+    type: str
+    data: str
+    caused_by: int | None
+    fired_at: str
+
+
+@attrs.frozen
+class Link:
+    position: int
+    key: StateKey
+    group: int
+
+
+@attrs.frozen
+class SnapshotRecord:
+    key: StateKey
+    position: int
+    last_event_id: int | None
+    data: str
+
+
+class StoreReader(abc.ABC):
+    """Reads inside one consistent read transaction (see :meth:`Store.reader`)."""
+
+    @abc.abstractmethod
+    def head(self) -> int:
+        """The largest committed position, 0 for an empty log."""
+
+    @abc.abstractmethod
+    def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
+        """Position of the last event that touched each key (keys never touched are absent)."""
+
+    @abc.abstractmethod
+    def snapshots(
+        self, keys: Iterable[StateKey], at_most: int
+    ) -> dict[StateKey, list[SnapshotRecord]]:
+        """The stored snapshots of each key at positions <= at_most, newest first."""
+
+    @abc.abstractmethod
+    def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
+        """Every link of every event that touches a key at a position in its (lo, hi]."""
+
+    @abc.abstractmethod
+    def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
+        """The events at these positions (sorted ascending), in order, read lazily in chunks."""
+
+    @abc.abstractmethod
+    def events_after(self, after: int, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events with position > after, in order."""
+
+    @abc.abstractmethod
+    def iter_snapshots(self) -> Iterator[SnapshotRecord]:
+        """Every stored snapshot, ordered by state and position."""
+
+    @abc.abstractmethod
+    def links_between(self, after: int, upto: int) -> list[Link]:
+        """Every link of the events with after < position <= upto."""
+
+    @abc.abstractmethod
+    def meta(self, key: str) -> str | None:
+        """A value of the store's small key-value table (None when absent)."""
+
+
+class Store(abc.ABC):
+    """Where events, links and snapshots live. Stores are not thread-safe."""
+
+    #: Counts statements sent to the server; tests use it to bound round trips.
+    statements: int = 0
+
+    @abc.abstractmethod
+    def reader(self) -> AbstractContextManager[StoreReader]:
+        """A consistent view of the store for the duration of the block."""
+
+    @abc.abstractmethod
+    def append(
+        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+    ) -> list[int]:
+        """Append atomically and return the positions given, in order.
+
+        ``expected`` maps every state the batch touches to the position of the
+        last event this writer knows touched it (``None``: never touched). If
+        any differs from the store's, raise ConcurrencyError and write nothing.
+        """
+
+    @abc.abstractmethod
+    def write_snapshots(
+        self,
+        records: Sequence[SnapshotRecord],
+        keep: int,
+        meta: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """Store snapshots in one transaction, keeping the newest ``keep`` per state.
+
+        ``meta`` entries are written (None: deleted) in the same transaction.
+        """
+
+    @abc.abstractmethod
+    def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
+        """Delete the snapshots of these states (all when None); return how many."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where this store lives, without credentials."""

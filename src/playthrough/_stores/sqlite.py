@@ -1,0 +1,366 @@
+"""The embedded SQLite store: a file in WAL mode with durable commits, or memory.
+
+Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``), so the check
+of the heads table and the append happen under one lock, across processes too;
+positions are assigned inside that transaction, so commit order is position
+order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .._errors import ConcurrencyError, SchemaVersionError, StoreError
+from .._model import StateKey
+from ._base import (
+    SCHEMA_VERSION,
+    Link,
+    NewEvent,
+    SnapshotRecord,
+    Store,
+    StoredEvent,
+    StoreReader,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pt_events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    caused_by INTEGER,
+    fired_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pt_links (
+    state_type TEXT NOT NULL,
+    state_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
+    PRIMARY KEY (state_type, state_id, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pt_links_by_position ON pt_links (position);
+CREATE TABLE IF NOT EXISTS pt_heads (
+    state_type TEXT NOT NULL,
+    state_id TEXT NOT NULL,
+    last_position INTEGER NOT NULL,
+    PRIMARY KEY (state_type, state_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pt_snapshots (
+    state_type TEXT NOT NULL,
+    state_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    last_event_id INTEGER,
+    data TEXT NOT NULL,
+    PRIMARY KEY (state_type, state_id, position)
+) WITHOUT ROWID;
+"""
+
+_CHUNK = 400  # keys or positions per statement, well under SQLite's variable limit
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class _SQLiteReader(StoreReader):
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._store.statements += 1
+        return self._store._conn.execute(sql, params).fetchall()
+
+    def head(self) -> int:
+        row = self._q("SELECT seq FROM sqlite_sequence WHERE name = 'pt_events'")
+        return int(row[0][0]) if row else 0
+
+    def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
+        out: dict[StateKey, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            values = ",".join("(?,?)" for _ in chunk)
+            rows = self._q(
+                "SELECT state_type, state_id, last_position FROM pt_heads "
+                f"WHERE (state_type, state_id) IN (VALUES {values})",
+                [v for k in chunk for v in k],
+            )
+            for t, i, p in rows:
+                out[StateKey(t, i)] = p
+        return out
+
+    def snapshots(
+        self, keys: Iterable[StateKey], at_most: int
+    ) -> dict[StateKey, list[SnapshotRecord]]:
+        out: dict[StateKey, list[SnapshotRecord]] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            values = ",".join("(?,?)" for _ in chunk)
+            rows = self._q(
+                "SELECT state_type, state_id, position, last_event_id, data FROM pt_snapshots "
+                f"WHERE (state_type, state_id) IN (VALUES {values}) AND position <= ? "
+                "ORDER BY state_type, state_id, position DESC",
+                [*(v for k in chunk for v in k), at_most],
+            )
+            for t, i, p, last, data in rows:
+                key = StateKey(t, i)
+                out.setdefault(key, []).append(SnapshotRecord(key, p, last, data))
+        return out
+
+    def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
+        items = [(k, lo, hi) for k, (lo, hi) in ranges.items() if hi > lo]
+        out: dict[tuple[int, StateKey], Link] = {}
+        for chunk in _chunks(items, 300):
+            values = ",".join("(?,?,?,?)" for _ in chunk)
+            params = [v for k, lo, hi in chunk for v in (k.type, k.id, lo, hi)]
+            rows = self._q(
+                f"WITH want(t, i, lo, hi) AS (VALUES {values}), "
+                "hit AS (SELECT DISTINCT l.position FROM want w JOIN pt_links l "
+                "ON l.state_type = w.t AND l.state_id = w.i "
+                "AND l.position > w.lo AND l.position <= w.hi) "
+                "SELECT l.position, l.state_type, l.state_id, l.grp FROM hit "
+                "JOIN pt_links l ON l.position = hit.position",
+                params,
+            )
+            for p, t, i, g in rows:
+                key = StateKey(t, i)
+                out[(p, key)] = Link(p, key, g)
+        return sorted(out.values(), key=lambda link: link.position)
+
+    def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
+        for chunk in _chunks(positions, 500):
+            marks = ",".join("?" for _ in chunk)
+            rows = self._q(
+                "SELECT position, type, data, caused_by, fired_at FROM pt_events "
+                f"WHERE position IN ({marks}) ORDER BY position",
+                list(chunk),
+            )
+            for row in rows:
+                yield StoredEvent(*row)
+
+    def events_after(self, after: int, limit: int) -> list[StoredEvent]:
+        rows = self._q(
+            "SELECT position, type, data, caused_by, fired_at FROM pt_events "
+            "WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [StoredEvent(*row) for row in rows]
+
+    def links_between(self, after: int, upto: int) -> list[Link]:
+        rows = self._q(
+            "SELECT position, state_type, state_id, grp FROM pt_links "
+            "WHERE position > ? AND position <= ? ORDER BY position",
+            (after, upto),
+        )
+        return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
+
+    def meta(self, key: str) -> str | None:
+        row = self._q("SELECT value FROM pt_meta WHERE key = ?", (key,))
+        return str(row[0][0]) if row else None
+
+    def iter_snapshots(self) -> Iterator[SnapshotRecord]:
+        rows = self._q(
+            "SELECT state_type, state_id, position, last_event_id, data FROM pt_snapshots "
+            "ORDER BY state_type, state_id, position"
+        )
+        for t, i, p, last, data in rows:
+            yield SnapshotRecord(StateKey(t, i), p, last, data)
+
+
+class SQLiteStore(Store):
+    """SQLite store. ``path`` is a file name or ``":memory:"``.
+
+    ``synchronous`` is SQLite's setting for the file (``"FULL"`` by default:
+    a commit is on disk when ``commit()`` returns).
+    """
+
+    def __init__(
+        self, path: str = ":memory:", *, synchronous: str = "FULL", busy_timeout: float = 30.0
+    ) -> None:
+        self._path = path
+        self.statements = 0
+        try:
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        self._depth = 0
+        try:
+            if path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._conn.execute("PRAGMA foreign_keys=OFF")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(f"cannot use {path!r} as a playthrough SQLite store: {exc}") from exc
+
+    @property
+    def url(self) -> str:
+        return "sqlite://" if self._path == ":memory:" else f"sqlite:///{self._path}"
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO pt_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self._path!r} holds schema version {row[0]}, written by a newer "
+                    f"playthrough; this one reads up to version {SCHEMA_VERSION}"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def reader(self) -> Iterator[StoreReader]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield _SQLiteReader(self)
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield _SQLiteReader(self)
+        finally:
+            self._depth = 0
+            self._conn.execute("COMMIT")
+
+    def append(
+        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+    ) -> list[int]:
+        if not events:
+            return []
+        if self._depth:
+            raise StoreError("cannot append inside a read transaction")
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot start a write transaction: {exc}") from exc
+        try:
+            reader = _SQLiteReader(self)
+            current = reader.state_heads(expected)
+            stale = [
+                (key, want, current.get(key))
+                for key, want in expected.items()
+                if current.get(key) != want
+            ]
+            if stale:
+                raise ConcurrencyError(
+                    "commit refused, states changed by another writer since this engine "
+                    "loaded them: "
+                    + ", ".join(
+                        f"{key} (known last event {want}, store has {have})"
+                        for key, want, have in stale[:10]
+                    )
+                    + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+                )
+            base = reader.head()
+            positions = list(range(base + 1, base + 1 + len(events)))
+            self.statements += 3
+            conn.executemany(
+                "INSERT INTO pt_events (position, type, data, caused_by, fired_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (p, e.type, e.data, e.caused_by, e.fired_at)
+                    for p, e in zip(positions, events, strict=True)
+                ],
+            )
+            heads: dict[StateKey, int] = {}
+            link_rows = []
+            for p, e in zip(positions, events, strict=True):
+                for key, group in e.links:
+                    link_rows.append((key.type, key.id, p, group))
+                    heads[key] = p
+            conn.executemany("INSERT INTO pt_links VALUES (?, ?, ?, ?)", link_rows)
+            conn.executemany(
+                "INSERT INTO pt_heads VALUES (?, ?, ?) ON CONFLICT (state_type, state_id) "
+                "DO UPDATE SET last_position = excluded.last_position",
+                [(k.type, k.id, p) for k, p in heads.items()],
+            )
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"append failed, nothing was written: {exc}") from exc
+            raise
+        return positions
+
+    def write_snapshots(
+        self,
+        records: Sequence[SnapshotRecord],
+        keep: int,
+        meta: Mapping[str, str | None] | None = None,
+    ) -> None:
+        if not records and not meta:
+            return
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for key, value in (meta or {}).items():
+                if value is None:
+                    conn.execute("DELETE FROM pt_meta WHERE key = ?", (key,))
+                else:
+                    conn.execute(
+                        "INSERT INTO pt_meta VALUES (?, ?) ON CONFLICT (key) "
+                        "DO UPDATE SET value = excluded.value",
+                        (key, value),
+                    )
+            self.statements += 2
+            conn.executemany(
+                "INSERT INTO pt_snapshots VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
+                "last_event_id = excluded.last_event_id, data = excluded.data",
+                [(r.key.type, r.key.id, r.position, r.last_event_id, r.data) for r in records],
+            )
+            conn.executemany(
+                "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position < "
+                "(SELECT MIN(position) FROM (SELECT position FROM pt_snapshots "
+                "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?))",
+                [
+                    (k.type, k.id, k.type, k.id, keep)
+                    for k in dict.fromkeys(r.key for r in records)
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.statements += 1
+            if keys is None:
+                count = conn.execute("DELETE FROM pt_snapshots").rowcount
+            else:
+                count = 0
+                for k in dict.fromkeys(keys):
+                    count += conn.execute(
+                        "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
+                        (k.type, k.id),
+                    ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return count
+
+    def close(self) -> None:
+        self._conn.close()
