@@ -1,0 +1,64 @@
+"""The SQLite store against the store contract, in memory and as a WAL file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from playthrough import SQLiteStore, Store, StoreError, open_store
+
+from .store_contract import StoreContract
+
+
+class TestSQLiteMemoryStore(StoreContract):
+    def make_store(self) -> Store:
+        return SQLiteStore(":memory:")
+
+
+class TestSQLiteFileStore(StoreContract):
+    @pytest.fixture(autouse=True)
+    def _dir(self, tmp_path: Path) -> None:
+        self.path = str(tmp_path / "log.db")
+
+    def make_store(self) -> Store:
+        return SQLiteStore(self.path)
+
+    def reopen_store(self, store: Store) -> Store | None:
+        return SQLiteStore(self.path)
+
+    def bump_schema_version(self, store: Store) -> Callable[[], Store]:
+        conn = sqlite3.connect(self.path)
+        conn.execute("UPDATE pt_meta SET value = '999' WHERE key = 'schema_version'")
+        conn.commit()
+        conn.close()
+        return lambda: SQLiteStore(self.path)
+
+    def test_file_is_wal_and_durable(self, store: Store) -> None:
+        conn = sqlite3.connect(self.path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+        assert isinstance(store, SQLiteStore)
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    assert open_store().url == "sqlite://"
+    assert open_store("sqlite://").url == "sqlite://"
+    path = tmp_path / "x.db"
+    store = open_store(f"sqlite:///{path}")
+    assert store.url == f"sqlite:///{path}"
+    store.close()
+    with pytest.raises(StoreError, match="unknown store URL scheme"):
+        open_store("mysql://x")
+    with pytest.raises(StoreError, match="unknown SQLite URL options"):
+        open_store("sqlite:///x.db?cache=shared")
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="junk.db"):
+        SQLiteStore(str(path))
