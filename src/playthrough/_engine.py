@@ -15,7 +15,7 @@ from ._model import (
     State,
     StateKey,
     coupling_groups,
-    decode_id,
+    flat_hook_keys,
     key_of,
     touched_keys,
 )
@@ -324,16 +324,11 @@ class Engine:
             try:
                 with playing(event):
                     for hook in hooks:
-                        keys = [
-                            k
-                            for p in hook.params
-                            for k in _param_keys(event, p)
-                            if self._repository.get(k) is None
-                        ]
-                        self._load_live(keys)
-                        live = {k: s for k, s in self._repository.items()}
+                        keys = flat_hook_keys(event, hook)
+                        self._load_live([k for k in keys if self._repository.get(k) is None])
+                        live = {k: cast(State, self._repository.get(k)) for k in keys}
                         try:
-                            run_hook(event, hook, live)
+                            run_hook(event, hook, live, self)
                         except Exception as exc:
                             raise HandlerFailed(
                                 event,
@@ -390,14 +385,6 @@ class Engine:
         return played
 
 
-def _param_keys(event: Event, param: Any) -> list[StateKey]:
-    from ._model import field_keys
-
-    if param.singleton is not None:
-        return [StateKey(param.singleton._pt_type_name, "")]
-    return field_keys(event, param.field)
-
-
 def _fields(state: State) -> dict[str, Any]:
     import copy
 
@@ -408,5 +395,3 @@ def _restore(state: State, saved: dict[str, Any]) -> None:
     for name, value in saved.items():
         object.__setattr__(state, name, value)
 
-
-__all__ = ["Engine", "decode_id"]

@@ -222,6 +222,7 @@ class HookParam:
     name: str
     field: StateField | None
     singleton: type[SingletonState] | None
+    engine: bool = False  # a handle hook's ``engine`` parameter: the committing Engine
 
 
 @attrs.frozen
@@ -310,12 +311,18 @@ def _class_named(ann: Any, candidates: list[type[State]]) -> Any:
 
 
 def _bind_param(
-    cls: type, hook_name: str, fn: Callable[..., Any], param: inspect.Parameter,
+    cls: type, hook_name: str, phase: Phase, fn: Callable[..., Any], param: inspect.Parameter,
     fields: list[StateField],
 ) -> HookParam:
     where = f"{cls.__qualname__}.{hook_name}"
     if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
         raise DefinitionError(f"{where}: *args/**kwargs cannot bind to states")
+    if param.name == "engine":
+        if phase != "handle":
+            raise DefinitionError(
+                f"{where}: only handle hooks can take the engine; {phase} hooks take states"
+            )
+        return HookParam(param.name, None, None, engine=True)
     by_name = {f.name: f for f in fields}
     field = by_name.get(param.name + "_id") or by_name.get(param.name + "_ids") or by_name.get(
         param.name
@@ -362,7 +369,7 @@ def build_spec(cls: type) -> EventSpec:
         except (TypeError, ValueError) as exc:  # pragma: no cover - builtins only
             raise DefinitionError(f"{cls.__qualname__}.{name}: cannot read its signature") from exc
         params = list(sig.parameters.values())[1:]  # drop self
-        bound = tuple(_bind_param(cls, name, fn, p, fields) for p in params)
+        bound = tuple(_bind_param(cls, name, phase, fn, p, fields) for p in params)
         hooks.append(Hook(name, phase, bound))
         if phase != "handle":
             for p in bound:
@@ -443,6 +450,8 @@ def touched_keys(event: Event) -> list[StateKey]:
 def hook_keys(event: Event, hook: Hook) -> list[StateKey | list[StateKey]]:
     out: list[StateKey | list[StateKey]] = []
     for p in hook.params:
+        if p.engine:
+            continue
         if p.singleton is not None:
             out.append(StateKey(p.singleton._pt_type_name, ""))
         else:

@@ -71,10 +71,14 @@ def playing(event: Event) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def hook_args(event: Event, hook: Hook, states: Mapping[StateKey, State]) -> list[Any]:
+def hook_args(
+    event: Event, hook: Hook, states: Mapping[StateKey, State], engine: object = None
+) -> list[Any]:
     args: list[Any] = []
     for p in hook.params:
-        if p.singleton is not None:
+        if p.engine:
+            args.append(engine)
+        elif p.singleton is not None:
             args.append(states[StateKey(p.singleton._pt_type_name, "")])
         else:
             assert p.field is not None
@@ -86,9 +90,11 @@ def hook_args(event: Event, hook: Hook, states: Mapping[StateKey, State]) -> lis
     return args
 
 
-def run_hook(event: Event, hook: Hook, states: Mapping[StateKey, State]) -> Any:
+def run_hook(
+    event: Event, hook: Hook, states: Mapping[StateKey, State], engine: object = None
+) -> Any:
     fn: Callable[..., Any] = getattr(event, hook.name)
-    args = hook_args(event, hook, states)
+    args = hook_args(event, hook, states, engine)
     if hook.phase == "apply":
         token = _in_apply.set(True)
         try:
