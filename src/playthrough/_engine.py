@@ -205,6 +205,7 @@ class Engine:
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         keys = touched_keys(event)
+        data = encode_event(event)
         missing = [k for k in keys if self._repository.get(k) is None]
         self._load_live(missing)
         states = {k: self._repository.get(k) for k in keys}
@@ -229,6 +230,7 @@ class Engine:
             object.__setattr__(event, "_pt_fired_at", None)
             object.__setattr__(event, "_pt_caused_by", None)
             raise
+        object.__setattr__(event, "_pt_data", data)
         self._pending.append(event)
         for k in keys:
             self._pending_keys[k] = None
@@ -236,6 +238,9 @@ class Engine:
 
     def discard(self) -> None:
         """Forget pending events and drop the states they changed from memory."""
+        for event in self._pending:
+            for slot in ("_pt_data", "_pt_fired_at", "_pt_caused_by"):
+                object.__setattr__(event, slot, None)
         for key in self._pending_keys:
             self._repository.forget(key)
         self._pending.clear()

@@ -394,7 +394,7 @@ class Event:
     again during :meth:`Engine.replay`.
     """
 
-    __slots__ = ("_pt_position", "_pt_caused_by", "_pt_fired_at")
+    __slots__ = ("_pt_position", "_pt_caused_by", "_pt_fired_at", "_pt_data")
     _pt_type_name: ClassVar[str]
     _pt_spec: ClassVar[EventSpec]
     replay_handle: ClassVar[bool] = False

@@ -44,7 +44,18 @@ def dumps(value: Any) -> str:
 
 
 def encode_event(event: Event) -> str:
-    return dumps(converter.unstructure(event))
+    """The event's canonical JSON (cached once the event is fired: fired events are immutable)."""
+    cached: str | None = getattr(event, "_pt_data", None)
+    if cached is not None:
+        return cached
+    try:
+        return dumps(converter.unstructure(event))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"cannot encode {type(event).__qualname__} as JSON: {exc}; give its fields types "
+            "playthrough can store (attrs classes, lists, dicts, str, int, float, bool, None, "
+            "datetime, date, UUID, Decimal, enums)"
+        ) from exc
 
 
 def encode_state(state: State) -> str:
