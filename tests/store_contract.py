@@ -23,7 +23,10 @@ HUB = StateKey("Hub", "")
 
 def ev(*links: tuple[StateKey, int], data: str = "{}", caused_by: int | None = None) -> NewEvent:
     return NewEvent(
-        type="Thing", data=data, links=tuple(links), caused_by=caused_by,
+        type="Thing",
+        data=data,
+        links=tuple(links),
+        caused_by=caused_by,
         fired_at="2026-01-01T00:00:00+00:00",
     )
 
@@ -103,7 +106,8 @@ class StoreContract(abc.ABC):
             assert r.links({A1: (p1, p1)}) == []
             between = r.links_between(p1, p2)
         assert {(link.position, link.key, link.group) for link in between} == {
-            (p2, A2, 0), (p2, HUB, 1)
+            (p2, A2, 0),
+            (p2, HUB, 1),
         }
 
     def test_links_for_many_keys_at_once(self, store: Store) -> None:
@@ -172,7 +176,9 @@ class StoreContract(abc.ABC):
             assert got[A1][0].data == '{"v":12}' and got[A1][0].last_event_id == 11
             assert [s.position for s in r.snapshots([A1], 8)[A1]] == [7]
             assert sorted((s.key, s.position) for s in r.iter_snapshots()) == [
-                (A1, 7), (A1, 9), (A1, 12)
+                (A1, 7),
+                (A1, 9),
+                (A1, 12),
             ]
 
     def test_snapshot_rewrite_same_position_replaces(self, store: Store) -> None:

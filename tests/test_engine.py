@@ -92,7 +92,9 @@ def test_positions_strictly_increase_across_commits(db: str) -> None:
 
 
 def test_hook_parameter_binding_to_nothing_fails_at_definition() -> None:
-    with pytest.raises(DefinitionError, match=r"Broken\.apply: parameter 'other' binds to no state"):
+    with pytest.raises(
+        DefinitionError, match=r"Broken\.apply: parameter 'other' binds to no state"
+    ):
 
         @attrs.define
         class Broken(Event, type_name="t.def.Broken"):
@@ -102,7 +104,7 @@ def test_hook_parameter_binding_to_nothing_fails_at_definition() -> None:
 
 
 def test_ambiguous_type_binding_names_the_fields() -> None:
-    with pytest.raises(DefinitionError, match="ambiguous.*a_id, b_id"):
+    with pytest.raises(DefinitionError, match=r"ambiguous.*a_id, b_id"):
 
         @attrs.define
         class Ambiguous(Event, type_name="t.def.Ambiguous"):
@@ -132,7 +134,7 @@ def test_duplicate_type_name_from_another_class_is_refused() -> None:
     with pytest.raises(DefinitionError, match="already taken"):
 
         @attrs.define
-        class Account(State, type_name="bank.Account"):  # noqa: F811 - the clash is the point
+        class Account(State, type_name="bank.Account"):
             x: int = 0
 
 
@@ -152,7 +154,10 @@ def test_state_without_defaults_is_a_clear_error() -> None:
     class NoDefault(State, type_name="t.def.NoDefault"):
         needed: int
 
-    with Engine.open() as engine, pytest.raises(DefinitionError, match="give every field a default"):
+    with (
+        Engine.open() as engine,
+        pytest.raises(DefinitionError, match="give every field a default"),
+    ):
         engine.load(NoDefault, 1)
 
 
@@ -301,7 +306,9 @@ def test_apply_may_not_load_other_states() -> None:
 
     with Engine.open() as engine:
         holder["engine"] = engine
-        with pytest.raises(ReconstitutionError, match="apply may only touch the states its event declares"):
+        with pytest.raises(
+            ReconstitutionError, match="apply may only touch the states its event declares"
+        ):
             engine.fire(Sneaky(account_id=1))
         assert engine.pending == ()
 
@@ -467,8 +474,12 @@ def test_datetimes_dates_uuids_decimals_enums_round_trip(db: str) -> None:
     with Engine.open(db) as engine:
         rich = engine.load(Rich, "r")
         assert rich == Rich(
-            when=event.when, day=event.day, ref=event.ref, price=Decimal("20.00"),
-            colour=Colour.BLUE, tags=["blue", "blue"],
+            when=event.when,
+            day=event.day,
+            ref=event.ref,
+            price=Decimal("20.00"),
+            colour=Colour.BLUE,
+            tags=["blue", "blue"],
         )
         assert isinstance(rich.price, Decimal) and isinstance(rich.colour, Colour)
 
@@ -479,9 +490,15 @@ def test_unknown_event_type_names_the_type_and_position(db: str, tmp_path: Path)
     conn = sqlite3.connect(str(tmp_path / "bank.db"))
     conn.execute("UPDATE pt_events SET type = 'bank.Vanished' WHERE position = 2")
     conn.commit()
-    with Engine.open(db) as engine, pytest.raises(UnknownTypeError, match=r"'bank\.Vanished' at position 2"):
+    with (
+        Engine.open(db) as engine,
+        pytest.raises(UnknownTypeError, match=r"'bank\.Vanished' at position 2"),
+    ):
         engine.load(Account, 2)
-    conn.execute("UPDATE pt_events SET type = 'bank.AccountOpened', data = '{\"owner\": 5' WHERE position = 2")
+    conn.execute(
+        "UPDATE pt_events SET type = 'bank.AccountOpened', data = '{\"owner\": 5' "
+        "WHERE position = 2"
+    )
     conn.commit()
     conn.close()
     with Engine.open(db) as engine, pytest.raises(DecodeError, match="position 2"):
@@ -498,7 +515,7 @@ def test_unencodable_payload_is_refused_at_fire_time() -> None:
             account.balance += 1
 
     with Engine.open() as engine:
-        with pytest.raises(TypeError, match="cannot encode .*Opaque as JSON"):
+        with pytest.raises(TypeError, match=r"cannot encode .*Opaque as JSON"):
             engine.fire(Opaque(account_id=1, blob=object()))
         assert engine.pending == () and engine.load(Account, 1).balance == 0
 

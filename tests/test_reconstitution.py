@@ -133,7 +133,8 @@ def test_every_event_is_applied_exactly_once_per_load() -> None:
     assert set(applied) == set(range(1 + min(sp.start for sp in plan.states.values()), 41))
     assert sum(p.coins for p in pots) == 0
     assert [p.coins for p in pots] == [
-        sum(1 for t in range(1, 41) if (t + 1) % 3 == i) - sum(1 for t in range(1, 41) if t % 3 == i)
+        sum(1 for t in range(1, 41) if (t + 1) % 3 == i)
+        - sum(1 for t in range(1, 41) if t % 3 == i)
         for i in (1, 0, 2)
     ]
 

@@ -9,6 +9,7 @@ coupled with.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def run_history(engine: Engine, ops: list[Op], committed: list[Event]) -> None:
     committed.extend(engine.commit())
 
 
-def expected(committed: list[Event], ref: int | None, upto: int | None = None) -> tuple[str, int | None]:
+def expected(
+    committed: list[Event], ref: int | None, upto: int | None = None
+) -> tuple[str, int | None]:
     cls, sid = ref_class(ref)
     states = reference_states(committed, upto=upto)
     key = key_of(cls, sid)
@@ -67,7 +70,9 @@ StoreFactory = Callable[[], Store]
 
 
 @pytest.fixture(params=["memory", "file"])
-def store_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFactory]:
+def store_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreFactory]:
     if request.param == "memory":
         yield lambda: SQLiteStore(":memory:")
     else:
@@ -189,7 +194,7 @@ def test_full_replay_and_resumed_replay_match_the_reference(
         engine.replay(progress=interrupt, snapshot_every=every, chunk_size=3)
     except Interrupt:
         engine.replay(snapshot_every=every, chunk_size=3)  # resumes
-    assert all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+    assert all(a <= b for (a, _), (b, _) in itertools.pairwise(seen))
     fresh = Engine(store)
     for ref in [1, 2, 3, 4, None]:
         cls, sid = ref_class(ref)

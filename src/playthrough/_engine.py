@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import attrs
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
+
+import attrs
 
 from ._errors import HandlerFailed, PlaythroughError, ReconstitutionError
 from ._model import (
@@ -20,7 +21,7 @@ from ._model import (
     touched_keys,
 )
 from ._reconstitution import Plan, StateReconstitutor
-from ._replay import Replay, in_apply, playing, run_hook
+from ._replay import APPLY_ONLY, Replay, in_apply, playing, run_hook
 from ._repository import StateRepository
 from ._serialization import encode_event
 from ._snapshots import SnapshotCoordinator, SyncReport
@@ -158,7 +159,9 @@ class Engine:
         self._load_live([k for k in keys if self._repository.get(k) is None])
         return [cast(S, self._repository.get(k)) for k in keys]
 
-    def explain(self, state_class: type[State], state_id: Any = None, *, at: int | None = None) -> Plan:
+    def explain(
+        self, state_class: type[State], state_id: Any = None, *, at: int | None = None
+    ) -> Plan:
         """The plan a load of this state would run (nothing is loaded or changed)."""
         key = key_of(state_class, state_id)
         with self.store.reader() as reader:
@@ -223,7 +226,7 @@ class Engine:
             raise
         backups = {k: _fields(s) for k, s in live.items()}
         try:
-            Replay(live, ("apply",)).play(event, None, keys)
+            Replay(live, APPLY_ONLY).play(event, None, keys)
         except BaseException:
             for k, saved in backups.items():
                 _restore(live[k], saved)
@@ -345,9 +348,7 @@ class Engine:
 
     # ------------------------------------------------------------------ snapshots
 
-    def snapshot(
-        self, refs: Iterable[StateRef] | None = None, *, at: int | None = None
-    ) -> int:
+    def snapshot(self, refs: Iterable[StateRef] | None = None, *, at: int | None = None) -> int:
         """Write an event-aligned snapshot set and return its position.
 
         Without ``refs``: every state in memory plus the states coupled with
@@ -374,7 +375,7 @@ class Engine:
         chunk_size: int = 2_000,
         resume: bool = True,
     ) -> int:
-        """Rebuild every state from the log (see SnapshotCoordinator.replay); returns events played."""
+        """Rebuild every state from the log (see ``full_replay``); returns the events played."""
         from ._snapshots import full_replay
 
         if self._pending:
@@ -393,10 +394,10 @@ class Engine:
 def _fields(state: State) -> dict[str, Any]:
     import copy
 
-    return {a.name: copy.deepcopy(getattr(state, a.name)) for a in attrs.fields(type(state))}
+    fields = attrs.fields(cast(Any, type(state)))
+    return {a.name: copy.deepcopy(getattr(state, a.name)) for a in fields}
 
 
 def _restore(state: State, saved: dict[str, Any]) -> None:
     for name, value in saved.items():
         object.__setattr__(state, name, value)
-

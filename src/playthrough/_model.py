@@ -311,7 +311,11 @@ def _class_named(ann: Any, candidates: list[type[State]]) -> Any:
 
 
 def _bind_param(
-    cls: type, hook_name: str, phase: Phase, fn: Callable[..., Any], param: inspect.Parameter,
+    cls: type,
+    hook_name: str,
+    phase: Phase,
+    fn: Callable[..., Any],
+    param: inspect.Parameter,
     fields: list[StateField],
 ) -> HookParam:
     where = f"{cls.__qualname__}.{hook_name}"
@@ -324,8 +328,10 @@ def _bind_param(
             )
         return HookParam(param.name, None, None, engine=True)
     by_name = {f.name: f for f in fields}
-    field = by_name.get(param.name + "_id") or by_name.get(param.name + "_ids") or by_name.get(
-        param.name
+    field = (
+        by_name.get(param.name + "_id")
+        or by_name.get(param.name + "_ids")
+        or by_name.get(param.name)
     )
     if field is not None:
         return HookParam(param.name, field, None)
@@ -333,7 +339,7 @@ def _bind_param(
     ann = _class_named(_annotation(fn, param), known)
     origin = typing.get_origin(ann)
     many = False
-    if origin is not None and origin in (list, typing.Sequence, tuple) or (
+    if (origin is not None and origin in (list, typing.Sequence, tuple)) or (
         origin is not None and getattr(origin, "__name__", "") in ("list", "Sequence")
     ):
         args = typing.get_args(ann)
@@ -394,7 +400,7 @@ class Event:
     again during :meth:`Engine.replay`.
     """
 
-    __slots__ = ("_pt_position", "_pt_caused_by", "_pt_fired_at", "_pt_data")
+    __slots__ = ("_pt_caused_by", "_pt_data", "_pt_fired_at", "_pt_position")
     _pt_type_name: ClassVar[str]
     _pt_spec: ClassVar[EventSpec]
     replay_handle: ClassVar[bool] = False

@@ -31,11 +31,10 @@ import attrs
 import networkx as nx
 
 from ._errors import ReconstitutionError
-from ._model import State, StateKey, blank_state, decode_id, registry
-from ._replay import Replay
+from ._model import Event, State, StateKey, blank_state, decode_id, registry
+from ._replay import APPLY_ONLY, Replay
 from ._serialization import decode
 from ._stores import SnapshotRecord, StoredEvent, StoreReader
-from ._model import Event
 
 
 @attrs.define
@@ -78,8 +77,7 @@ class Plan:
     def why(self, key: StateKey) -> list[tuple[StateKey, int]]:
         """The (state, event position) pairs that pulled ``key`` into the plan."""
         return [
-            (src, min(data["positions"]))
-            for src, _, data in self.graph.in_edges(key, data=True)
+            (src, min(data["positions"])) for src, _, data in self.graph.in_edges(key, data=True)
         ]
 
     def explain(self) -> str:
@@ -94,7 +92,10 @@ class Plan:
             origin = (
                 f"snapshot at {sp.start}" if sp.snapshot is not None else "blank (no snapshot used)"
             )
-            line = f"  {key}: starts from {origin}, plays {sp.events} event(s) in ({sp.start}, {sp.need}]"
+            line = (
+                f"  {key}: starts from {origin}, "
+                f"plays {sp.events} event(s) in ({sp.start}, {sp.need}]"
+            )
             if key not in self.targets:
                 pulls = ", ".join(f"event {p} of {src}" for src, p in sorted(self.why(key))[:3])
                 line += f"; needed as of {sp.needed_from} by {pulls}"
@@ -263,8 +264,8 @@ class StateReconstitutor:
             }
             part = tuple(k for k, g in event_links.items() if g in groups)
             for k in part:
-                sp = states.get(k)
-                if sp is None or sp.start >= e or sp.need < e - 1:
+                held = states.get(k)
+                if held is None or held.start >= e or held.need < e - 1:
                     raise ReconstitutionError(  # a planner bug, never a user error
                         f"inconsistent plan: {k} takes part in event {e} but is not held "
                         "just before it"
@@ -279,7 +280,7 @@ class StateReconstitutor:
             states[sp.key] = (
                 state_from_snapshot(sp.snapshot) if sp.snapshot is not None else blank_for(sp.key)
             )
-        replay = Replay(states, ("apply",))
+        replay = Replay(states, APPLY_ONLY)
         for stored in reader.events(plan.positions):
             replay.play(decode_event(stored), stored.position, plan.taking_part[stored.position])
         return states

@@ -24,6 +24,8 @@ from typing import Any
 from ._errors import ReconstitutionError
 from ._model import Event, Hook, Phase, State, StateKey, field_keys, flat_hook_keys
 
+APPLY_ONLY: tuple[Phase, ...] = ("apply",)
+
 _current_event: ContextVar[Event | None] = ContextVar("playthrough_current_event", default=None)
 _in_apply: ContextVar[bool] = ContextVar("playthrough_in_apply", default=False)
 
@@ -116,7 +118,7 @@ class Replay:
     def __init__(
         self,
         states: dict[StateKey, State],
-        phases: Collection[Phase] = ("apply",),
+        phases: Collection[Phase] = APPLY_ONLY,
     ) -> None:
         self.states = states
         self.phases = frozenset(phases)

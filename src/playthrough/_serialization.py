@@ -66,7 +66,7 @@ def decode(cls: type[T], text: str | bytes | Any, what: str) -> T:
     try:
         data = json.loads(text) if isinstance(text, (str, bytes)) else text
         return converter.structure(data, cls)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear error
+    except Exception as exc:
         detail = exc
         if isinstance(exc, cattrs.BaseValidationError):
             detail = cattrs.transform_error(exc)  # type: ignore[assignment]

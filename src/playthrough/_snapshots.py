@@ -241,9 +241,7 @@ def full_replay(
             links: dict[int, list[StateKey]] = {}
             for link in reader.links_between(position, chunk[-1].position):
                 links.setdefault(link.position, []).append(link.key)
-            missing = list(
-                dict.fromkeys(k for ks in links.values() for k in ks if k not in states)
-            )
+            missing = list(dict.fromkeys(k for ks in links.values() for k in ks if k not in states))
             if missing:
                 found = reader.snapshots(missing, position)
                 for k in missing:

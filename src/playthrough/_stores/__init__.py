@@ -57,4 +57,6 @@ def open_store(url: str | None = None, **options: Any) -> Store:
                 "the PostgreSQL store needs psycopg: pip install 'playthrough[postgres]'"
             ) from exc
         return PostgresStore(url, **options)
-    raise StoreError(f"unknown store URL scheme {parts.scheme!r} in {url!r}: use sqlite or postgresql")
+    raise StoreError(
+        f"unknown store URL scheme {parts.scheme!r} in {url!r}: use sqlite or postgresql"
+    )

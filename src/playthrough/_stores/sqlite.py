@@ -332,10 +332,7 @@ class SQLiteStore(Store):
                 "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position < "
                 "(SELECT MIN(position) FROM (SELECT position FROM pt_snapshots "
                 "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?))",
-                [
-                    (k.type, k.id, k.type, k.id, keep)
-                    for k in dict.fromkeys(r.key for r in records)
-                ],
+                [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
             )
             conn.execute("COMMIT")
         except BaseException:

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .._model import Event, State, StateKey, blank_state, decode_id, flat_hook_keys, registry
-from .._model import touched_keys
+from .._model import (
+    Event,
+    State,
+    StateKey,
+    blank_state,
+    decode_id,
+    flat_hook_keys,
+    registry,
+    touched_keys,
+)
 from .._replay import playing, run_hook
 
 

@@ -1,0 +1,27 @@
+"""The README's tour runs as written (on a temporary database)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_tour_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "the README has no python block"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "readme_tour"}
+    exec(compile(blocks[0], str(README), "exec"), namespace)
+    assert (tmp_path / "bank.db").exists()
+    committed = namespace["committed"]
+    assert isinstance(committed, list) and [e.id for e in committed] == [1, 2]
+
+
+def test_readme_names_the_test_command_ci_runs() -> None:
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert ".venv/bin/python -m pytest" in README.read_text()
+    assert ".venv/bin/python -m pytest" in ci
