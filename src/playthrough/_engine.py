@@ -15,10 +15,9 @@ from ._model import (
     Event,
     State,
     StateKey,
-    coupling_groups,
+    binding,
     flat_hook_keys,
     key_of,
-    touched_keys,
 )
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import APPLY_ONLY, Replay, in_apply, playing, run_hook
@@ -203,12 +202,12 @@ class Engine:
         """
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
-        if event.id is not None or any(e is event for e in self._pending):
+        if event.id is not None or getattr(event, "_pt_data", None) is not None:
             raise PlaythroughError(f"{type(event).__qualname__} was already fired")
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
-        keys = touched_keys(event)
         data = encode_event(event)
+        keys = list(binding(event).touched)
         missing = [k for k in keys if self._repository.get(k) is None]
         self._load_live(missing)
         states = {k: self._repository.get(k) for k in keys}
@@ -221,8 +220,7 @@ class Engine:
                 for hook in spec.by_phase("validate"):
                     run_hook(event, hook, live)
         except BaseException:
-            object.__setattr__(event, "_pt_fired_at", None)
-            object.__setattr__(event, "_pt_caused_by", None)
+            _unfire(event)
             raise
         backups = {k: _fields(s) for k, s in live.items()}
         try:
@@ -230,8 +228,7 @@ class Engine:
         except BaseException:
             for k, saved in backups.items():
                 _restore(live[k], saved)
-            object.__setattr__(event, "_pt_fired_at", None)
-            object.__setattr__(event, "_pt_caused_by", None)
+            _unfire(event)
             raise
         object.__setattr__(event, "_pt_data", data)
         self._pending.append(event)
@@ -242,8 +239,7 @@ class Engine:
     def discard(self) -> None:
         """Forget pending events and drop the states they changed from memory."""
         for event in self._pending:
-            for slot in ("_pt_data", "_pt_fired_at", "_pt_caused_by"):
-                object.__setattr__(event, slot, None)
+            _unfire(event)
         for key in self._pending_keys:
             self._repository.forget(key)
         self._pending.clear()
@@ -295,15 +291,14 @@ class Engine:
                 expected[k] = state.last_event_id
             rows = []
             for event in batch:
-                touched = touched_keys(event)
-                groups = coupling_groups(event, touched)
+                b = binding(event)
                 fired = event.fired_at
                 assert fired is not None
                 rows.append(
                     NewEvent(
                         type=type(event)._pt_type_name,
                         data=encode_event(event),
-                        links=tuple(zip(touched, groups, strict=True)),
+                        links=tuple(zip(b.touched, b.groups, strict=True)),
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
                     )
@@ -391,11 +386,25 @@ class Engine:
         return played
 
 
+_FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by")
+_ATOMIC = (int, float, str, bool, bytes, type(None))
+
+
+def _unfire(event: Event) -> None:
+    """Forget what fire() recorded on an event that was rejected, failed or discarded."""
+    for slot in _FIRE_SLOTS:
+        object.__setattr__(event, slot, None)
+
+
 def _fields(state: State) -> dict[str, Any]:
     import copy
 
     fields = attrs.fields(cast(Any, type(state)))
-    return {a.name: copy.deepcopy(getattr(state, a.name)) for a in fields}
+    saved = {}
+    for a in fields:
+        value = getattr(state, a.name)
+        saved[a.name] = value if type(value) in _ATOMIC else copy.deepcopy(value)
+    return saved
 
 
 def _restore(state: State, saved: dict[str, Any]) -> None:

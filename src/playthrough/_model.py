@@ -400,7 +400,13 @@ class Event:
     again during :meth:`Engine.replay`.
     """
 
-    __slots__ = ("_pt_caused_by", "_pt_data", "_pt_fired_at", "_pt_position")
+    __slots__ = (
+        "_pt_binding",
+        "_pt_caused_by",
+        "_pt_data",
+        "_pt_fired_at",
+        "_pt_position",
+    )
     _pt_type_name: ClassVar[str]
     _pt_spec: ClassVar[EventSpec]
     replay_handle: ClassVar[bool] = False
@@ -434,40 +440,81 @@ class Event:
 
 
 def field_keys(event: Event, field: StateField) -> list[StateKey]:
+    return _field_keys(event, field)[0]
+
+
+def _field_keys(event: Event, field: StateField) -> tuple[list[StateKey], bool]:
+    """The keys a field names, and whether it holds a list (hooks then get a list)."""
     value = getattr(event, field.name)
     name = field.state_class._pt_type_name
     if field.many or isinstance(value, (list, tuple)):
-        return [StateKey(name, encode_id(v)) for v in value]
-    return [StateKey(name, encode_id(value))]
+        return [StateKey(name, encode_id(v)) for v in value], True
+    return [StateKey(name, encode_id(value))], False
+
+
+Bound = list[StateKey | list[StateKey]]
+
+
+@attrs.frozen
+class Binding:
+    """Which states an event touches and which each of its hooks takes, computed once."""
+
+    touched: tuple[StateKey, ...]
+    groups: tuple[int, ...]  # coupling group of each touched key
+    hooks: tuple[tuple[Hook, Bound, tuple[StateKey, ...]], ...]  # hook, its args' keys, flat
+
+    def of_phase(self, phase: Phase) -> list[tuple[Hook, Bound, tuple[StateKey, ...]]]:
+        return [h for h in self.hooks if h[0].phase == phase]
+
+
+def binding(event: Event) -> Binding:
+    """The event's Binding (cached on the event: fired and stored events are immutable)."""
+    cached: Binding | None = getattr(event, "_pt_binding", None)
+    if cached is not None:
+        return cached
+    spec = type(event)._pt_spec
+    by_field = {f.name: _field_keys(event, f) for f in spec.fields}
+    seen: dict[StateKey, None] = {}
+    for keys, _ in by_field.values():
+        seen.update(dict.fromkeys(keys))
+    for singleton in spec.singletons:
+        seen[StateKey(singleton._pt_type_name, "")] = None
+    hooks = []
+    for hook in spec.hooks:
+        bound: Bound = []
+        for p in hook.params:
+            if p.engine:
+                continue
+            if p.singleton is not None:
+                bound.append(StateKey(p.singleton._pt_type_name, ""))
+            else:
+                assert p.field is not None
+                keys, is_list = by_field[p.field.name]
+                bound.append(list(keys) if is_list else keys[0])
+        hooks.append((hook, bound, tuple(flatten(bound))))
+    touched = list(seen)
+    result = Binding(
+        tuple(touched),
+        tuple(_groups(touched, [flat for h, _, flat in hooks if h.phase == "apply"])),
+        tuple(hooks),
+    )
+    object.__setattr__(event, "_pt_binding", result)
+    return result
 
 
 def touched_keys(event: Event) -> list[StateKey]:
     """Every state the event touches, once each, in declaration order."""
-    spec = type(event)._pt_spec
-    seen: dict[StateKey, None] = {}
-    for field in spec.fields:
-        for key in field_keys(event, field):
-            seen[key] = None
-    for singleton in spec.singletons:
-        seen[StateKey(singleton._pt_type_name, "")] = None
-    return list(seen)
+    return list(binding(event).touched)
 
 
-def hook_keys(event: Event, hook: Hook) -> list[StateKey | list[StateKey]]:
-    out: list[StateKey | list[StateKey]] = []
-    for p in hook.params:
-        if p.engine:
-            continue
-        if p.singleton is not None:
-            out.append(StateKey(p.singleton._pt_type_name, ""))
-        else:
-            assert p.field is not None
-            keys = field_keys(event, p.field)
-            out.append(keys if (p.field.many or len(keys) != 1) else keys[0])
-    return out
+def hook_keys(event: Event, hook: Hook) -> Bound:
+    for h, bound, _ in binding(event).hooks:
+        if h is hook:
+            return bound
+    raise KeyError(hook.name)
 
 
-def _flat(bound: list[StateKey | list[StateKey]]) -> list[StateKey]:
+def flatten(bound: Bound) -> list[StateKey]:
     flat: list[StateKey] = []
     for item in bound:
         if isinstance(item, list):
@@ -477,12 +524,7 @@ def _flat(bound: list[StateKey | list[StateKey]]) -> list[StateKey]:
     return flat
 
 
-def coupling_groups(event: Event, keys: list[StateKey]) -> list[int]:
-    """For each touched key, the index of its coupling group within this event.
-
-    Two states share a group when an ``apply`` hook takes both (transitively);
-    a hook that takes one state couples nothing.
-    """
+def _groups(keys: list[StateKey], apply_hooks: list[tuple[StateKey, ...]]) -> list[int]:
     parent = {k: k for k in keys}
 
     def find(k: StateKey) -> StateKey:
@@ -491,10 +533,10 @@ def coupling_groups(event: Event, keys: list[StateKey]) -> list[int]:
             k = parent[k]
         return k
 
-    for hook in type(event)._pt_spec.by_phase("apply"):
-        flat = [k for k in _flat(hook_keys(event, hook)) if k in parent]
-        for other in flat[1:]:
-            ra, rb = find(flat[0]), find(other)
+    for flat in apply_hooks:
+        inside = [k for k in flat if k in parent]
+        for other in inside[1:]:
+            ra, rb = find(inside[0]), find(other)
             if ra != rb:
                 parent[rb] = ra
     numbers: dict[StateKey, int] = {}
@@ -502,4 +544,4 @@ def coupling_groups(event: Event, keys: list[StateKey]) -> list[int]:
 
 
 def flat_hook_keys(event: Event, hook: Hook) -> list[StateKey]:
-    return _flat(hook_keys(event, hook))
+    return flatten(hook_keys(event, hook))

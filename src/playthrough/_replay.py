@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import ReconstitutionError
-from ._model import Event, Hook, Phase, State, StateKey, field_keys, flat_hook_keys
+from ._model import Bound, Event, Hook, Phase, State, StateKey, binding, hook_keys
 
 APPLY_ONLY: tuple[Phase, ...] = ("apply",)
 
@@ -74,29 +74,35 @@ def playing(event: Event) -> Iterator[None]:
 
 
 def hook_args(
-    event: Event, hook: Hook, states: Mapping[StateKey, State], engine: object = None
+    event: Event,
+    hook: Hook,
+    states: Mapping[StateKey, State],
+    engine: object = None,
+    bound: Bound | None = None,
 ) -> list[Any]:
+    """The arguments of a hook: its states (a list for a many-field), or the engine."""
+    if bound is None:
+        bound = hook_keys(event, hook)
+    values = iter(bound)
     args: list[Any] = []
     for p in hook.params:
         if p.engine:
             args.append(engine)
-        elif p.singleton is not None:
-            args.append(states[StateKey(p.singleton._pt_type_name, "")])
-        else:
-            assert p.field is not None
-            keys = field_keys(event, p.field)
-            if p.field.many or isinstance(getattr(event, p.field.name), (list, tuple)):
-                args.append([states[k] for k in keys])
-            else:
-                args.append(states[keys[0]])
+            continue
+        item = next(values)
+        args.append([states[k] for k in item] if isinstance(item, list) else states[item])
     return args
 
 
 def run_hook(
-    event: Event, hook: Hook, states: Mapping[StateKey, State], engine: object = None
+    event: Event,
+    hook: Hook,
+    states: Mapping[StateKey, State],
+    engine: object = None,
+    bound: Bound | None = None,
 ) -> Any:
     fn: Callable[..., Any] = getattr(event, hook.name)
-    args = hook_args(event, hook, states, engine)
+    args = hook_args(event, hook, states, engine, bound)
     if hook.phase == "apply":
         token = _in_apply.set(True)
         try:
@@ -127,12 +133,11 @@ class Replay:
     def play(self, event: Event, position: int | None, taking_part: Collection[StateKey]) -> None:
         spec = type(event)._pt_spec
         with playing(event):
-            for hook in spec.hooks:
+            for hook, bound, keys in binding(event).hooks:
                 if hook.phase not in self.phases:
                     continue
                 if hook.phase == "handle" and not spec.replay_handle:
                     continue
-                keys = flat_hook_keys(event, hook)
                 if not keys or not all(k in taking_part for k in keys):
                     continue
                 missing = [k for k in keys if k not in self.states]
@@ -142,7 +147,7 @@ class Replay:
                         f"{hook.name} needs {', '.join(map(str, missing))}, which the plan "
                         "does not hold"
                     )
-                run_hook(event, hook, self.states)
+                run_hook(event, hook, self.states, bound=bound)
         if position is not None:
             for k in taking_part:
                 state = self.states.get(k)
