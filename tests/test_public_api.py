@@ -36,6 +36,7 @@ EXPECTED = {
     "Plan",
     "StatePlan",
     "Replay",
+    "ReplayReport",
     "SnapshotCoordinator",
     "SyncReport",
     "OutOfSync",

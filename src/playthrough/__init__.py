@@ -29,7 +29,7 @@ from ._model import Event, SingletonState, State, StateKey, state_id
 from ._reconstitution import Plan, StatePlan, StateReconstitutor
 from ._replay import Replay, event_random, now
 from ._repository import MemoryCache, ReadOnlyCache, StateCache, StateRepository, WriteOnlyCache
-from ._snapshots import OutOfSync, SnapshotCoordinator, SyncReport
+from ._snapshots import OutOfSync, ReplayReport, SnapshotCoordinator, SyncReport
 from ._stores import SQLiteStore, Store, open_store
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "ReadOnlyCache",
     "ReconstitutionError",
     "Replay",
+    "ReplayReport",
     "SQLiteStore",
     "SchemaVersionError",
     "SingletonState",

@@ -23,7 +23,7 @@ from ._reconstitution import Plan, StateReconstitutor
 from ._replay import APPLY_ONLY, Replay, in_apply, playing, run_hook
 from ._repository import StateRepository
 from ._serialization import encode_event
-from ._snapshots import SnapshotCoordinator, SyncReport
+from ._snapshots import ReplayReport, SnapshotCoordinator, SyncReport
 from ._stores import NewEvent, Store, open_store
 
 S = TypeVar("S", bound=State)
@@ -369,13 +369,17 @@ class Engine:
         snapshot_every: int = 10_000,
         chunk_size: int = 2_000,
         resume: bool = True,
-    ) -> int:
-        """Rebuild every state from the log (see ``full_replay``); returns the events played."""
+    ) -> ReplayReport:
+        """Rebuild every state from the log with bounded memory; see ``full_replay``.
+
+        ``progress(position, head)`` is called after each chunk; an interrupted
+        replay resumes from its last snapshot set when ``resume`` is true.
+        """
         from ._snapshots import full_replay
 
         if self._pending:
             raise PlaythroughError("commit or discard pending events before a replay")
-        played = full_replay(
+        report = full_replay(
             self,
             progress=progress,
             snapshot_every=snapshot_every,
@@ -383,7 +387,7 @@ class Engine:
             resume=resume,
         )
         self._repository.clear()
-        return played
+        return report
 
 
 _FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by")

@@ -191,6 +191,17 @@ class SnapshotCoordinator:
         return SyncReport(len(newest), tuple(found.values()))
 
 
+@attrs.frozen
+class ReplayReport:
+    """What a full replay did: memory is bounded by ``peak_states``, not by the log."""
+
+    played: int
+    snapshot_sets: int
+    peak_states: int
+    position: int
+    resumed_from: int
+
+
 def full_replay(
     engine: Engine,
     *,
@@ -198,7 +209,7 @@ def full_replay(
     snapshot_every: int,
     chunk_size: int,
     resume: bool,
-) -> int:
+) -> ReplayReport:
     """Drop snapshots and stream the whole log through ``apply`` from blank.
 
     Every ``snapshot_every`` events the states touched since the last set are
@@ -221,14 +232,19 @@ def full_replay(
     states: dict[StateKey, State] = {}
     played = 0
     since = 0
+    sets = 0
+    peak = 0
+    resumed_from = position
 
     def flush(at: int, *, done: bool) -> None:
         records = [
             SnapshotRecord(k, at, s.last_event_id, encode_state(s)) for k, s in states.items()
         ]
+        nonlocal sets
         store.write_snapshots(
             records, coordinator.history, meta={REPLAY_META: None if done else str(at)}
         )
+        sets += 1
         states.clear()
 
     replay = Replay(states, ("apply", "handle"))
@@ -254,6 +270,7 @@ def full_replay(
                     with store.reader() as reader:
                         history = reader.snapshots([k], stored.position).get(k)
                     states[k] = state_from_snapshot(history[0]) if history else blank_for(k)
+            peak = max(peak, len(states))
             replay.play(decode_event(stored), stored.position, keys)
             played += 1
             since += 1
@@ -264,4 +281,4 @@ def full_replay(
         if progress is not None:
             progress(position, total)
     flush(position, done=True)
-    return played
+    return ReplayReport(played, sets, peak, position, resumed_from)
