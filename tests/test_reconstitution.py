@@ -314,3 +314,26 @@ def test_replay_memory_is_bounded_by_states_between_snapshot_sets() -> None:
     with store.reader() as r:
         assert len({s.key for s in r.iter_snapshots()}) == 600
     assert Engine(store).load(Pot, 5).coins == -1 and Engine(store).load(Pot, 1005).coins == 1
+
+
+def test_requirement_found_mid_round_is_scanned_with_its_links() -> None:
+    """Regression: scanning the hub raised node 3's range in the same planning round,
+    and node 3 was then scanned past the links fetched for it, so event 3's partner
+    (node 2) never joined the plan ("inconsistent plan")."""
+    from .domain import Copy, Feed, Hub, Node
+
+    store = SQLiteStore()
+    engine = Engine(store)
+    history = [
+        Feed(node_id=1),
+        Copy(src_id=1, dst_id=3),
+        Copy(src_id=2, dst_id=3),
+        Feed(node_id=3),
+        Feed(node_id=1),
+    ]
+    for event in history:
+        engine.fire(event)
+    committed = engine.commit()
+    truth = reference_states(committed)
+    for cls, sid in [(Node, 1), (Node, 2), (Node, 3), (Hub, None)]:
+        assert Engine(store).load(cls, sid) == truth[key_of(cls, sid)]

@@ -10,6 +10,7 @@ coupled with.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,8 +82,12 @@ def store_factory(
         yield lambda: SQLiteStore(str(base / f"{next(counter)}.db"), synchronous="OFF")
 
 
+# PT_EXAMPLES raises the number of examples for a thorough run (CI uses the default).
+EXAMPLES = int(os.environ.get("PT_EXAMPLES", "150"))
 PROPERTY = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -148,7 +153,7 @@ def test_firing_after_a_load_from_snapshots_commits_correctly(
     store.close()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=max(60, EXAMPLES // 2), deadline=None)
 @given(ops=operations(), every=st.integers(1, 6), history=st.integers(1, 3))
 def test_automatic_snapshot_policies_keep_loads_exact(
     ops: list[Op], every: int, history: int
@@ -170,7 +175,7 @@ def test_automatic_snapshot_policies_keep_loads_exact(
     store.close()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=max(40, EXAMPLES // 3), deadline=None)
 @given(ops=operations(), every=st.integers(1, 7), stop_after=st.integers(1, 50))
 def test_full_replay_and_resumed_replay_match_the_reference(
     ops: list[Op], every: int, stop_after: int

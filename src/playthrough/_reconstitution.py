@@ -167,10 +167,12 @@ class StateReconstitutor:
                 sp.snapshot = chosen
                 sp.start = chosen.position if chosen is not None else 0
                 sp.newest_snapshot = history[0].position if history else None
-            self._fetch_links(reader, states, fetched, links, touching)
+            # Ranges are frozen for the round: links were fetched for exactly these, and a
+            # requirement found while scanning one state takes effect on the next round.
+            bounds = {sp.key: (sp.start, sp.need) for sp in states.values()}
+            self._fetch_links(reader, bounds, fetched, links, touching)
             changed = False
-            for sp in list(states.values()):
-                key, lo, hi = sp.key, sp.start, sp.need
+            for key, (lo, hi) in bounds.items():
                 done = scanned.get(key)
                 parts = [(lo, hi)] if done is None else [(lo, done[0]), (done[1], hi)]
                 scanned[key] = (lo, hi) if done is None else (min(lo, done[0]), max(hi, done[1]))
@@ -207,15 +209,14 @@ class StateReconstitutor:
     @staticmethod
     def _fetch_links(
         reader: StoreReader,
-        states: dict[StateKey, StatePlan],
+        bounds: dict[StateKey, tuple[int, int]],
         fetched: dict[StateKey, tuple[int, int]],
         links: dict[int, dict[StateKey, int]],
         touching: dict[StateKey, list[int]],
     ) -> None:
         first: dict[StateKey, tuple[int, int]] = {}
         second: dict[StateKey, tuple[int, int]] = {}
-        for sp in states.values():
-            key, lo, hi = sp.key, sp.start, sp.need
+        for key, (lo, hi) in bounds.items():
             if hi <= lo and key not in fetched:
                 continue
             have = fetched.get(key)
