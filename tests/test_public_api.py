@@ -24,6 +24,7 @@ EXPECTED = {
     "SchemaVersionError",
     "DecodeError",
     "UnknownTypeError",
+    "VerifyReport",
     "ReconstitutionError",
     "HandlerFailed",
     # the architecture's components, for users who compose their own

@@ -9,6 +9,7 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
 - ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and full replay
 - ``_engine``: Engine, which ties them together
+- ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
 """
 
@@ -31,6 +32,7 @@ from ._replay import Replay, event_random, now
 from ._repository import MemoryCache, ReadOnlyCache, StateCache, StateRepository, WriteOnlyCache
 from ._snapshots import OutOfSync, ReplayReport, SnapshotCoordinator, SyncReport
 from ._stores import SQLiteStore, Store, open_store
+from ._verify import VerifyReport
 
 __all__ = [
     "ConcurrencyError",
@@ -62,6 +64,7 @@ __all__ = [
     "StoreError",
     "SyncReport",
     "UnknownTypeError",
+    "VerifyReport",
     "WriteOnlyCache",
     "event_random",
     "now",

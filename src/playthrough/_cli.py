@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._engine import Engine
 from ._model import Event, State
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def _describe(event: Event) -> str:
@@ -103,6 +108,211 @@ def demo(example: str, db_path: Path | None) -> None:
         past = engine.load(cls, state_id, at=middle)
         click.echo(f"\ntime travel, {cls.__name__}({state_id}) as of position {middle}: {past!r}")
     click.echo(f"\nthe log is in {db_path}")
+
+
+_VERIFY_EPILOG = """\b
+Exit status: 0 when every check holds, 1 when one does not, 2 for usage errors
+(a bad option, a database that cannot be opened, a module that cannot be
+imported, an event type no --app module defines).
+"""
+
+
+@main.command(epilog=_VERIFY_EPILOG)
+@click.argument("database_url")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events (imported so they register); repeatable.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="How to print the report on stdout.",
+)
+@click.option(
+    "--junit-xml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a JUnit XML report (one testcase per check and state) for CI.",
+)
+@click.option(
+    "--sample", type=click.IntRange(min=1), default=None, help="Check a random sample of N states."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --sample draw.")
+@click.option(
+    "--start",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Check snapshots at positions >= START and states touched after it.",
+)
+@click.option(
+    "--end",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Check up to this position (default: the log's head).",
+)
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Stop cleanly after this long and report what was not checked.",
+)
+@click.option(
+    "--subprocess/--no-subprocess",
+    "subprocess_replay",
+    default=None,
+    help="Run the second replay in a subprocess with another PYTHONHASHSEED "
+    "(default: when --app is given and the database is not in memory).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    database_url: str,
+    apps: tuple[str, ...],
+    output_format: str,
+    junit_xml: Path | None,
+    sample: int | None,
+    seed: int,
+    start: int | None,
+    end: int | None,
+    time_budget: float | None,
+    subprocess_replay: bool | None,
+    progress: bool | None,
+) -> None:
+    """Check a store: snapshots against the log, deterministic replay, snapshot sync.
+
+    DATABASE_URL is a store URL (sqlite:///path.db, postgresql://...) or the
+    path of a SQLite file. Example:
+
+        playthrough verify sqlite:///app.db --app mypackage.events
+    """
+    import json
+
+    from ._errors import PlaythroughError, UnknownTypeError
+    from ._verify import verify as run_verify
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    try:
+        engine = Engine.open(url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+    with engine, _progress_bar(progress) as report_progress:
+        try:
+            report = run_verify(
+                engine,
+                sample=sample,
+                seed=seed,
+                start=start,
+                end=end,
+                time_budget=time_budget,
+                progress=report_progress,
+                apps=apps,
+                url=url,
+                subprocess_replay=subprocess_replay,
+            )
+        except UnknownTypeError as exc:
+            raise click.UsageError(
+                f"{exc}\n(pass the module that defines it with --app MODULE)"
+            ) from exc
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if output_format == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(report.to_text())
+    if junit_xml is not None:
+        junit_xml.parent.mkdir(parents=True, exist_ok=True)
+        junit_xml.write_text(report.to_junit_xml(), encoding="utf-8")
+    ctx.exit(0 if report.ok else 1)
+
+
+def _existing_store_url(text: str) -> str:
+    """The URL to open; refuses what would create a new, empty database instead."""
+    from urllib.parse import urlsplit
+
+    if "://" not in text:
+        path = Path(text)
+        if not path.is_file():
+            raise click.BadParameter(
+                f"{text!r} is neither a database URL nor an existing SQLite file",
+                param_hint="DATABASE_URL",
+            )
+        return f"sqlite:///{path.resolve()}"
+    parts = urlsplit(text)
+    if parts.scheme.lower() == "sqlite":
+        path_text = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if path_text in ("", ":memory:"):
+            raise click.BadParameter(
+                "an in-memory database is empty: nothing to verify", param_hint="DATABASE_URL"
+            )
+        if not Path(path_text).is_file():
+            raise click.BadParameter(f"no SQLite file at {path_text}", param_hint="DATABASE_URL")
+    return text
+
+
+def _import_apps(apps: tuple[str, ...]) -> None:
+    """Import the modules that define the user's classes (from the current directory too)."""
+    import importlib
+    import sys
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in apps:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            raise click.BadParameter(
+                f"cannot import {name!r}: {exc!r}", param_hint="--app"
+            ) from exc
+
+
+@contextmanager
+def _progress_bar(wanted: bool | None) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar on stderr, or None (not a terminal, under CI, or --no-progress)."""
+    import sys
+
+    if wanted is None:
+        wanted = sys.stderr.isatty() and not os.environ.get("CI")
+    if not wanted:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    labels = {
+        "sync": "snapshot sync",
+        "snapshots": "snapshots vs log",
+        "replay": "second replay",
+        "locate": "locating events",
+    }
+    tasks: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+
+        def update(stage: str, done: int, total: int) -> None:
+            task = tasks.get(stage)
+            if task is None:
+                task = tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 if __name__ == "__main__":  # pragma: no cover

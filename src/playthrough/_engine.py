@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from ._errors import HandlerFailed, PlaythroughError, ReconstitutionError
+from ._errors import DecodeError, HandlerFailed, PlaythroughError, ReconstitutionError
 from ._model import (
     Event,
     State,
@@ -22,9 +22,12 @@ from ._model import (
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import APPLY_ONLY, Replay, in_apply, playing, run_hook
 from ._repository import StateRepository
-from ._serialization import encode_event
+from ._serialization import decode, encode_event
 from ._snapshots import ReplayReport, SnapshotCoordinator, SyncReport
 from ._stores import NewEvent, Store, open_store
+
+if TYPE_CHECKING:
+    from ._verify import VerifyReport
 
 S = TypeVar("S", bound=State)
 E = TypeVar("E", bound=Event)
@@ -207,7 +210,10 @@ class Engine:
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
+        # Bind (and check) the ids as the user gave them; strict decoding in
+        # _normalise guarantees they come back identical.
         keys = list(binding(event).touched)
+        _normalise(event, data)
         missing = [k for k in keys if self._repository.get(k) is None]
         self._load_live(missing)
         states = {k: self._repository.get(k) for k in keys}
@@ -389,9 +395,39 @@ class Engine:
         self._repository.clear()
         return report
 
+    def verify(self, **options: Any) -> VerifyReport:
+        """Check the store: snapshots against the log, replay determinism, snapshot sync.
+
+        Returns a ``playthrough._verify.VerifyReport``; the options are those of
+        ``playthrough._verify.verify`` (``sample``, ``start``, ``end``,
+        ``time_budget``, ``progress``, ``apps``...). The live repository is untouched.
+        """
+        from ._verify import verify
+
+        return verify(self, **options)
+
 
 _FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by")
 _ATOMIC = (int, float, str, bool, bytes, type(None))
+
+
+def _normalise(event: Event, data: str) -> None:
+    """Give the event the field values a replay will decode from ``data``.
+
+    ``5`` given to a ``float`` field is replayed as ``5.0``, a tuple as a list:
+    the live ``apply`` must see what every later playthrough sees, or live
+    states (and snapshots taken from them) would differ from replayed ones.
+    """
+    cls = type(event)
+    try:
+        replayed = decode(cls, data, f"event {cls._pt_type_name}")
+    except DecodeError as exc:
+        raise TypeError(
+            f"{cls.__qualname__} holds a value that would not come back the same from "
+            f"storage: {exc}"
+        ) from exc
+    for a in attrs.fields(cast(Any, cls)):
+        object.__setattr__(event, a.name, getattr(replayed, a.name))
 
 
 def _unfire(event: Event) -> None:

@@ -10,6 +10,7 @@ event only has to look values up.
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 import uuid
 from collections.abc import Callable, Iterator
@@ -284,12 +285,32 @@ def _hook_functions(cls: type) -> list[tuple[str, Phase, Callable[..., Any]]]:
     return [(name, phase, fn) for name, (phase, fn) in hooks.items()]
 
 
-def _annotation(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
+def _defining_scope() -> dict[str, Any]:
+    """Local names of the scope that is defining the class (closest frame first).
+
+    String annotations (``from __future__ import annotations``) may name classes
+    defined in the same function as the event; ``get_type_hints`` only sees the
+    module's globals, so the defining frames' locals are offered as well.
+    """
+    scope: dict[str, Any] = {}
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(("playthrough._model", "attr", "abc", "typing")):
+            if frame.f_locals is frame.f_globals:
+                break  # reached module level: get_type_hints reads globals itself
+            for name, value in frame.f_locals.items():
+                scope.setdefault(name, value)
+        frame = frame.f_back  # type: ignore[assignment]
+    return scope
+
+
+def _annotation(fn: Callable[..., Any], param: inspect.Parameter, scope: dict[str, Any]) -> Any:
     ann = param.annotation
     if isinstance(ann, str):
         try:
-            ann = typing.get_type_hints(fn).get(param.name, ann)
-        except Exception:  # noqa: BLE001 - forward refs to locals are resolved by name below
+            ann = typing.get_type_hints(fn, localns=scope).get(param.name, ann)
+        except Exception:  # noqa: BLE001 - unresolvable names are matched by class name below
             pass
     return ann
 
@@ -317,6 +338,7 @@ def _bind_param(
     fn: Callable[..., Any],
     param: inspect.Parameter,
     fields: list[StateField],
+    scope: dict[str, Any],
 ) -> HookParam:
     where = f"{cls.__qualname__}.{hook_name}"
     if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
@@ -335,8 +357,14 @@ def _bind_param(
     )
     if field is not None:
         return HookParam(param.name, field, None)
-    known = [f.state_class for f in fields] + list(registry.states.values())
-    ann = _class_named(_annotation(fn, param), known)
+    # Declared field classes first: a name that matches one of them is that one.
+    known = [f.state_class for f in fields]
+    if (
+        isinstance(param.annotation, str)
+        and _class_named(param.annotation, known) is param.annotation
+    ):
+        known += list(registry.states.values())
+    ann = _class_named(_annotation(fn, param, scope), known)
     origin = typing.get_origin(ann)
     many = False
     if (origin is not None and origin in (list, typing.Sequence, tuple)) or (
@@ -367,6 +395,7 @@ def _bind_param(
 
 def build_spec(cls: type) -> EventSpec:
     fields = _declared_fields(cls)
+    scope = _defining_scope()
     hooks: list[Hook] = []
     singletons: dict[str, type[SingletonState]] = {}
     for name, phase, fn in _hook_functions(cls):
@@ -375,7 +404,7 @@ def build_spec(cls: type) -> EventSpec:
         except (TypeError, ValueError) as exc:  # pragma: no cover - builtins only
             raise DefinitionError(f"{cls.__qualname__}.{name}: cannot read its signature") from exc
         params = list(sig.parameters.values())[1:]  # drop self
-        bound = tuple(_bind_param(cls, name, phase, fn, p, fields) for p in params)
+        bound = tuple(_bind_param(cls, name, phase, fn, p, fields, scope) for p in params)
         hooks.append(Hook(name, phase, bound))
         if phase != "handle":
             for p in bound:

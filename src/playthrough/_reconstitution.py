@@ -120,6 +120,7 @@ def decode_event(stored: StoredEvent) -> Event:
     cls = registry.event_class(stored.type, where)
     event = decode(cls, stored.data, f"event {stored.type}{where}")
     object.__setattr__(event, "_pt_position", stored.position)
+    object.__setattr__(event, "_pt_data", stored.data)
     object.__setattr__(event, "_pt_caused_by", stored.caused_by)
     from datetime import datetime
 

@@ -51,13 +51,29 @@ def event_random() -> random.Random:
     event = _current_event.get()
     if event is None:
         raise RuntimeError("event_random() is only available while an event hook runs")
-    from ._serialization import encode_event
-
     fired = event.fired_at.isoformat() if event.fired_at else ""
     digest = hashlib.sha256(
-        f"{type(event)._pt_type_name}|{fired}|{encode_event(event)}".encode()
+        f"{type(event)._pt_type_name}|{fired}|{_replayed_data(event)}".encode()
     ).digest()
     return random.Random(int.from_bytes(digest[:16], "big"))
+
+
+def _replayed_data(event: Event) -> str:
+    """The event's JSON as a replay sees it: encoded, decoded and encoded again.
+
+    A value that does not survive JSON unchanged (``5`` given to a ``float``
+    field comes back as ``5.0``) would otherwise seed the live run and the
+    replays differently; one round trip is a fixed point, so every path agrees.
+    """
+    from ._errors import DecodeError
+    from ._serialization import decode, encode_event
+
+    data = encode_event(event)
+    try:
+        replayed = decode(type(event), data, f"event {type(event)._pt_type_name}")
+    except DecodeError:
+        return data
+    return encode_event(replayed)
 
 
 def in_apply() -> bool:

@@ -22,6 +22,38 @@ from ._model import Event, State
 T = TypeVar("T")
 
 converter = cattrs.Converter()
+
+
+# Strict scalars: cattrs would otherwise coerce (int(1.5) == 1, str(5) == "5"), which
+# would let an event's live values differ silently from what its replays decode.
+def _strict_int(value: Any, _: type) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected an int, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _strict_float(value: Any, _: type) -> float:
+    if type(value) not in (int, float):
+        raise TypeError(f"expected a float, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"expected a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
+converter.register_structure_hook(int, _strict_int)
+converter.register_structure_hook(float, _strict_float)
+converter.register_structure_hook(str, _strict_str)
+converter.register_structure_hook(bool, _strict_bool)
 converter.register_unstructure_hook(datetime, lambda v: v.isoformat())
 converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
 converter.register_unstructure_hook(date, lambda v: v.isoformat())

@@ -1,0 +1,92 @@
+"""The pytest plugin (registered through the ``pytest11`` entry point ``playthrough``).
+
+Fixtures:
+
+- ``playthrough_engine``: a fresh :class:`~playthrough.Engine` per test. By
+  default on in-memory SQLite; ``--playthrough-url URL`` (or the
+  ``PLAYTHROUGH_TEST_URL`` environment variable) picks the backend: a
+  ``sqlite:///NAME.db`` URL gives each test a new file of that name in its
+  ``tmp_path``; a ``postgresql://`` URL gives each test a new schema, dropped
+  afterwards. Pending events are discarded when the test ends.
+- ``playthrough_scenario``: a :class:`~playthrough.testing.Scenario` over
+  ``playthrough_engine``, for given / when / then tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from .._engine import Engine
+from .scenario import Scenario
+
+ENV = "PLAYTHROUGH_TEST_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("playthrough")
+    group.addoption(
+        "--playthrough-url",
+        dest="playthrough_url",
+        default=None,
+        metavar="URL",
+        help=f"store URL for the playthrough_engine fixture (default: ${ENV}, else in-memory "
+        "SQLite); each test gets a fresh SQLite file or PostgreSQL schema",
+    )
+
+
+def configured_url(config: pytest.Config) -> str | None:
+    """The URL from ``--playthrough-url`` or ``PLAYTHROUGH_TEST_URL`` (None: in memory)."""
+    url: str | None = config.getoption("playthrough_url") or os.environ.get(ENV) or None
+    return url
+
+
+def _fresh(url: str | None, tmp_path: Path) -> tuple[str | None, Callable[[], None]]:
+    """A URL naming an empty store for one test, and how to clean it up."""
+    if url is None or url in ("sqlite://", "sqlite:///:memory:"):
+        return None, lambda: None
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        name = Path(parts.path).name or "playthrough.db"
+        return f"sqlite:///{tmp_path / name}", lambda: None
+    if scheme in ("postgresql", "postgres"):
+        schema = f"pt_test_{uuid.uuid4().hex[:12]}"
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]
+        base = urlunsplit(parts._replace(query=urlencode(query)))
+        fresh = urlunsplit(parts._replace(query=urlencode([*query, ("schema", schema)])))
+
+        def drop() -> None:
+            import psycopg
+
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+        return fresh, drop
+    raise pytest.UsageError(f"--playthrough-url: unsupported store URL {url!r}")
+
+
+@pytest.fixture
+def playthrough_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh engine on an empty store (see the module docstring for the backends)."""
+    url, cleanup = _fresh(configured_url(request.config), tmp_path)
+    engine = Engine.open(url)
+    try:
+        yield engine
+    finally:
+        try:
+            engine.discard()
+            engine.close()
+        finally:
+            cleanup()
+
+
+@pytest.fixture
+def playthrough_scenario(playthrough_engine: Engine) -> Scenario:
+    """Given / when / then over ``playthrough_engine``."""
+    return Scenario(playthrough_engine)

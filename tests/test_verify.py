@@ -1,0 +1,549 @@
+"""engine.verify() and ``playthrough verify``: snapshots against the log, replay
+determinism, snapshot sync, the options for big logs, and the command's exit codes.
+
+The shop examples carry the bugs: ``shop_flawed`` reads the wall clock in
+``OrderPlaced.apply`` and stores a set's iteration order in ``OrderTagged.apply``;
+``shop`` is the fixed version. ``corrupt_snapshot`` rewrites a snapshot row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import attrs
+import pytest
+from click.testing import CliRunner
+
+from playthrough import Engine, Event, State, state_id
+from playthrough._cli import main
+from playthrough._model import StateKey
+from playthrough._verify import VerifyReport, verify
+from playthrough.examples import bank, game, shop, shop_flawed
+from playthrough.examples.tamper import corrupt_snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# --------------------------------------------------------------------------- a test domain
+
+
+@attrs.define
+class VerifyCounter(State, type_name="verify_t.Counter"):
+    label: str = ""
+    count: int = 0
+
+
+@attrs.define
+class Labelled(Event, type_name="verify_t.Labelled"):
+    counter_id: int = state_id(VerifyCounter)
+    label: str = ""
+
+    def apply(self, counter: VerifyCounter) -> None:
+        counter.label = self.label
+
+
+@attrs.define
+class Counted(Event, type_name="verify_t.Counted"):
+    counter_id: int = state_id(VerifyCounter)
+
+    def apply(self, counter: VerifyCounter) -> None:
+        counter.count += 1
+
+
+BREAK_ON_REPLAY = {"on": False}
+
+
+@attrs.define
+class Fragile(Event, type_name="verify_t.Fragile"):
+    counter_id: int = state_id(VerifyCounter)
+
+    def apply(self, counter: VerifyCounter) -> None:
+        if BREAK_ON_REPLAY["on"]:
+            raise RuntimeError("an apply that depends on the environment")
+        counter.count += 10
+
+
+@pytest.fixture(autouse=True)
+def _mended() -> Iterator[None]:
+    yield
+    BREAK_ON_REPLAY["on"] = False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def build(path: Path, story: object, *, snapshot: bool = True) -> str:
+    url = sqlite_url(path)
+    with Engine.open(url) as engine:
+        story(engine)  # type: ignore[operator]
+        if snapshot:
+            engine.snapshot()
+    return url
+
+
+def check(url: str, **options: object) -> VerifyReport:
+    with Engine.open(url) as engine:
+        return verify(engine, **options)  # type: ignore[arg-type]
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["verify", *args, "--no-progress"])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def bank_url(tmp_path: Path) -> str:
+    return build(tmp_path / "bank.db", bank.story)
+
+
+# --------------------------------------------------------------------------- clean stores
+
+
+@pytest.mark.parametrize("example", [bank, game, shop], ids=lambda m: m.__name__)
+def test_the_examples_verify(tmp_path: Path, example: object) -> None:
+    url = build(tmp_path / "x.db", example.story)  # type: ignore[attr-defined]
+    report = check(url)
+    assert report.ok and report.complete, report.to_text()
+    assert report.snapshots.checked == len(report.snapshots.states) > 0
+    assert report.replay.ran and report.replay.digest is not None
+    assert report.sync is not None and report.sync.in_sync
+    assert report.to_text().splitlines()[-1].startswith("OK")
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["ok"] is True and data["snapshots"]["checked"] == report.snapshots.checked
+
+
+def test_verify_leaves_the_live_repository_alone(bank_url: str) -> None:
+    with Engine.open(bank_url) as engine:
+        account = engine.load(bank.Account, 1)
+        before = dict(engine.repository.items())
+        report = engine.verify()
+        assert report.ok
+        assert dict(engine.repository.items()) == before
+        assert engine.load(bank.Account, 1) is account
+        assert account == bank.Account(owner="ada", balance=1_000)
+
+
+def test_engine_verify_delegates_with_options(bank_url: str) -> None:
+    with Engine.open(bank_url) as engine:
+        report = engine.verify(sample=1, seed=4)
+    assert isinstance(report, VerifyReport)
+    assert report.sample is not None and report.sample[:2] == (1, 3)
+
+
+# --------------------------------------------------------------------------- corrupted snapshots
+
+
+def test_a_corrupted_balance_names_the_state_and_the_transfer_that_set_it(bank_url: str) -> None:
+    with Engine.open(bank_url) as engine:
+        corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
+        report = engine.verify()
+    assert not report.ok
+    (m,) = report.snapshots.mismatches
+    assert m.state == StateKey("bank.Account", "2")
+    assert m.position == 6
+    assert [(d.field, d.a, d.b) for d in m.diffs] == [("balance", 9_999, 1_500)]
+    # Account 2 is touched by events 2, 4 and 5; 5 gave it the balance 1500.
+    assert (m.first_event, m.first_event_type) == (5, "bank.Transferred")
+    assert not m.nondeterministic
+    assert report.replay.ok and report.sync is not None and report.sync.in_sync
+    assert "bank.Account(2), snapshot at 6" in report.to_text()
+
+
+def test_a_corrupted_owner_names_the_opening_not_the_last_event(bank_url: str) -> None:
+    with Engine.open(bank_url) as engine:
+        corrupt_snapshot(engine, bank.Account, 1, changes={"owner": "mallory"})
+        report = engine.verify()
+    (m,) = report.snapshots.mismatches
+    assert m.state == StateKey("bank.Account", "1")
+    assert (m.first_event, m.first_event_type) == (1, "bank.AccountOpened")
+    assert [(d.field, d.a, d.b) for d in m.diffs] == [("owner", "mallory", "ada")]
+
+
+def test_bisection_finds_a_middle_event_in_few_rebuilds(tmp_path: Path) -> None:
+    def story(engine: Engine) -> None:
+        engine.fire(Labelled(counter_id=1, label="first"))
+        for _ in range(40):
+            engine.fire(Counted(counter_id=1))
+        engine.fire(Labelled(counter_id=1, label="second"))  # position 42
+        for _ in range(22):
+            engine.fire(Counted(counter_id=1))
+        engine.commit()
+
+    url = build(tmp_path / "c.db", story)
+    with Engine.open(url) as engine:
+        corrupt_snapshot(engine, VerifyCounter, 1, changes={"label": "forged"})
+        report = engine.verify()
+    (m,) = report.snapshots.mismatches
+    assert (m.first_event, m.first_event_type) == (42, "verify_t.Labelled")
+    touching = 64
+    # Two rebuilds at the end (is the log reproducible?), then one per halving;
+    # a linear rescan would rebuild 64 states.
+    assert 0 < m.rebuilds <= math.ceil(math.log2(touching + 1)) + 2
+
+
+def test_a_field_the_log_never_sets_has_no_first_event(tmp_path: Path) -> None:
+    url = build(tmp_path / "c.db", lambda e: (e.fire(Counted(counter_id=1)), e.commit()))
+    with Engine.open(url) as engine:
+        corrupt_snapshot(engine, VerifyCounter, 1, changes={"label": "forged"})
+        (m,) = engine.verify().snapshots.mismatches
+    assert m.located and m.first_event is None
+    assert "never moves those fields off their blank values" in m.describe()
+
+
+def test_an_undecodable_snapshot_is_a_mismatch(bank_url: str) -> None:
+    with Engine.open(bank_url) as engine:
+        corrupt_snapshot(engine, bank.Account, 1, changes={"balance": "lots"})
+        report = engine.verify()
+    (m,) = report.snapshots.mismatches
+    assert m.error is not None and "cannot decode" in m.error
+    assert not report.ok
+
+
+def test_an_older_snapshot_is_checked_at_its_own_position(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "b.db")
+    with Engine.open(url) as engine:
+        bank.story(engine)
+        engine.snapshot([(bank.Account, 1)], at=3)
+        engine.snapshot()
+        corrupt_snapshot(engine, bank.Account, 1, position=3, changes={"balance": 1})
+        report = engine.verify()
+    (m,) = report.snapshots.mismatches
+    assert (m.state, m.position, m.first_event) == (StateKey("bank.Account", "1"), 3, 3)
+    assert report.snapshots.checked == 4
+
+
+# --------------------------------------------------------------------------- nondeterminism
+
+
+def test_a_wall_clock_apply_is_caught_and_its_event_named(tmp_path: Path) -> None:
+    url = build(tmp_path / "flawed.db", shop_flawed.story)
+    report = check(url)
+    assert not report.ok
+    found = {m.state: m for m in report.snapshots.mismatches}
+    assert set(found) == {StateKey("shop_flawed.Order", "10"), StateKey("shop_flawed.Order", "11")}
+    first = found[StateKey("shop_flawed.Order", "10")]
+    # Order 10 is touched by events 3, 4, 5, 8 and 9: 8 is the OrderPlaced that reads the clock.
+    assert (first.first_event, first.first_event_type) == (8, "shop_flawed.OrderPlaced")
+    assert first.nondeterministic
+    assert [d.field for d in first.diffs] == ["placed_at"]
+    other = found[StateKey("shop_flawed.Order", "11")]
+    assert (other.first_event, other.first_event_type) == (11, "shop_flawed.OrderPlaced")
+    assert {m.state for m in report.replay.mismatches} == set(found)
+    assert all([d.field for d in m.diffs] == ["placed_at"] for m in report.replay.mismatches)
+
+
+def test_the_fixed_shop_passes_with_a_subprocess_replay(tmp_path: Path) -> None:
+    url = build(tmp_path / "shop.db", shop.story)
+    report = check(url, apps=["playthrough.examples.shop"])
+    assert report.ok, report.to_text()
+    assert "subprocess" in report.replay.mode
+
+
+def test_set_order_needs_another_process_to_show(tmp_path: Path) -> None:
+    url = build(tmp_path / "tags.db", shop_flawed.tagging_story, snapshot=False)
+    here = check(url, subprocess_replay=False)
+    assert here.ok, "one process iterates a set in one order"
+    there = check(url, apps=["playthrough.examples.shop_flawed"])
+    assert "PYTHONHASHSEED" in there.replay.mode
+    assert not there.ok
+    assert {m.state for m in there.replay.mismatches} == {
+        StateKey("shop_flawed.Order", "20"),
+        StateKey("shop_flawed.Order", "21"),
+    }
+    assert all([d.field for d in m.diffs] == ["tags"] for m in there.replay.mismatches)
+
+
+def test_the_fixed_tagging_passes_in_another_process(tmp_path: Path) -> None:
+    url = build(tmp_path / "tags.db", shop.tagging_story)
+    report = check(url, apps=["playthrough.examples.shop"])
+    assert report.ok, report.to_text()
+    assert "PYTHONHASHSEED" in report.replay.mode
+
+
+def test_a_failing_subprocess_falls_back_in_process_and_says_so(tmp_path: Path) -> None:
+    url = build(tmp_path / "shop.db", shop.story)
+    report = check(url, apps=["no_such_module_for_playthrough"])
+    assert report.replay.mode.startswith("in-process (the subprocess failed")
+    assert report.ok
+
+
+def test_an_apply_that_raises_on_replay_is_an_error(tmp_path: Path) -> None:
+    url = build(tmp_path / "c.db", lambda e: (e.fire(Fragile(counter_id=1)), e.commit()))
+    BREAK_ON_REPLAY["on"] = True
+    report = check(url)
+    assert not report.ok
+    (error,) = report.errors
+    assert "event 1 (verify_t.Fragile) raised while replaying" in error
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def test_snapshots_out_of_sync_fail_the_run(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "g.db")
+    with Engine.open(url) as engine:
+        game.story(engine)
+        # Event 5 couples player 1 and game 7 between these two snapshots.
+        engine.snapshot([(game.PlayerState, 1)], at=6)
+        engine.snapshot([(game.GameState, 7)], at=4)
+        report = engine.verify()
+    assert report.snapshots.ok and report.replay.ok
+    assert report.sync is not None and not report.sync.in_sync
+    assert not report.ok
+    root = ElementTree.fromstring(report.to_junit_xml().split("\n", 1)[1])
+    sync_case = root.find(".//testcase[@name='snapshot sync']")
+    assert sync_case is not None and sync_case.find("failure") is not None
+
+
+# --------------------------------------------------------------------------- big-log options
+
+
+def test_a_sample_checks_only_the_drawn_states(bank_url: str) -> None:
+    with Engine.open(bank_url) as engine:
+        corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
+    outcomes = set()
+    for seed in range(8):
+        report = check(bank_url, sample=1, seed=seed)
+        assert report.sample == (1, 3, seed)
+        (drawn,) = report.snapshots.states
+        assert report.replay.states == (drawn,)
+        corrupted = drawn == StateKey("bank.Account", "2")
+        assert report.ok is not corrupted
+        if corrupted:
+            (m,) = report.snapshots.mismatches
+            assert (m.first_event, m.first_event_type) == (5, "bank.Transferred")
+        outcomes.add(corrupted)
+    assert outcomes == {True, False}, "eight seeds draw both kinds of state"
+
+
+def test_a_sample_as_large_as_the_store_checks_everything(bank_url: str) -> None:
+    report = check(bank_url, sample=99)
+    assert report.sample is None and report.snapshots.checked == 3
+
+
+def test_a_position_range_limits_the_snapshots_checked(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "b.db")
+    with Engine.open(url) as engine:
+        bank.story(engine)
+        engine.snapshot([(bank.Account, 1)], at=3)
+        engine.snapshot()
+        corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
+    early = check(url, end=5)
+    assert early.ok and early.snapshots.checked == 1 and early.end == 5
+    late = check(url, start=4)
+    assert not late.ok and late.snapshots.checked == 3
+    assert {k.id for k in late.replay.states} == {"1", "2", ""}  # touched after 4
+    with pytest.raises(ValueError, match="bad position range"):
+        check(url, end=99)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_zero_budget_stops_before_anything_and_says_so(bank_url: str) -> None:
+    report = check(bank_url, time_budget=0)
+    assert not report.complete and report.ok
+    assert report.not_checked == ("snapshot sync", "snapshots vs log", "replay determinism")
+    assert "incomplete" in report.to_text()
+
+
+def test_a_budget_spent_mid_stream_reports_the_unchecked_snapshots(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "b.db")
+    with Engine.open(url) as engine:
+        bank.story(engine)
+        engine.snapshot([(bank.Account, 1)], at=3)
+        engine.snapshot()
+    clock = FakeClock()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "snapshots":
+            clock.now = 100.0  # the budget is spent once the stream has played its chunk
+
+    report = check(url, time_budget=10, clock=clock, progress=progress)
+    assert report.snapshots.checked == 1  # the snapshot at 3, passed inside the chunk
+    assert report.not_checked == (
+        "3 snapshot(s) at positions 6..6 (of snapshots vs log)",
+        "snapshots vs log",
+        "replay determinism",
+    )
+    assert report.ok and not report.complete
+
+
+def test_a_budget_spent_while_locating_leaves_mismatches_unlocated(bank_url: str) -> None:
+    with Engine.open(bank_url) as engine:
+        corrupt_snapshot(engine, bank.Account, 1, changes={"owner": "x"})
+        corrupt_snapshot(engine, bank.Account, 2, changes={"owner": "y"})
+    clock = FakeClock()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "locate":
+            clock.now = 100.0
+
+    report = check(bank_url, time_budget=10, clock=clock, progress=progress)
+    first, second = report.snapshots.mismatches
+    assert first.located and not second.located
+    assert "event not located: out of time" in second.describe()
+    assert report.not_checked == ("locating the first differing event of 1 snapshot mismatch(es)",)
+    assert not report.ok
+
+
+def test_progress_reports_every_stage(bank_url: str) -> None:
+    seen: list[tuple[str, int, int]] = []
+    with Engine.open(bank_url) as engine:
+        corrupt_snapshot(engine, bank.Account, 1, changes={"owner": "x"})
+        engine.verify(progress=lambda *a: seen.append(a))
+    assert {s for s, _, _ in seen} == {"sync", "snapshots", "replay", "locate"}
+    assert all(0 <= done <= total for _, done, total in seen)
+    assert ("snapshots", 6, 6) in seen
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_cli_exits_0_on_a_clean_store_and_1_on_a_corrupted_one(bank_url: str) -> None:
+    code, out = cli(bank_url, "--app", "playthrough.examples.bank")
+    assert code == 0, out
+    assert "subprocess" in out and out.rstrip().splitlines()[-1].startswith("OK")
+    with Engine.open(bank_url) as engine:
+        corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
+    code, out = cli(bank_url, "--app", "playthrough.examples.bank")
+    assert code == 1
+    assert "bank.Account(2), snapshot at 6: differs from the log since event 5" in out
+
+
+def test_cli_exits_1_on_the_flawed_shop_and_0_on_the_fixed_one(tmp_path: Path) -> None:
+    flawed = build(tmp_path / "flawed.db", shop_flawed.story)
+    code, out = cli(flawed, "--app", "playthrough.examples.shop_flawed")
+    assert code == 1
+    assert "shop_flawed.Order(10), snapshot at 11" in out
+    assert "from event 8 (shop_flawed.OrderPlaced)" in out
+    fixed = build(tmp_path / "fixed.db", shop.story)
+    code, out = cli(fixed, "--app", "playthrough.examples.shop")
+    assert code == 0, out
+
+
+def test_cli_json_and_junit_outputs(tmp_path: Path, bank_url: str) -> None:
+    with Engine.open(bank_url) as engine:
+        corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
+    junit = tmp_path / "reports" / "verify.xml"
+    code, out = cli(
+        bank_url,
+        "--app",
+        "playthrough.examples.bank",
+        "--format",
+        "json",
+        "--junit-xml",
+        str(junit),
+    )
+    assert code == 1
+    data = json.loads(out)
+    assert data["ok"] is False
+    (m,) = data["snapshots"]["mismatches"]
+    assert m["state"]["name"] == "bank.Account(2)" and m["first_event"] == 5
+    assert m["diffs"] == [{"field": "balance", "snapshot": 9_999, "log": 1_500}]
+    root = ElementTree.parse(junit).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == ("7", "1")
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["bank.Account(2)"]
+
+
+def test_cli_accepts_a_plain_file_path_and_the_options(bank_url: str) -> None:
+    path = bank_url.removeprefix("sqlite:///")
+    code, out = cli(path, "--sample", "2", "--seed", "1", "--start", "0", "--end", "6")
+    assert code == 0, out
+    assert "a sample of 2 of 3 state(s) (seed 1)" in out
+    code, out = cli(path, "--time-budget", "0")
+    assert code == 0 and "not checked: replay determinism" in out
+
+
+def test_cli_progress_bar_does_not_disturb_the_report(bank_url: str) -> None:
+    result = CliRunner().invoke(main, ["verify", bank_url, "--progress", "--format", "json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{missing}"], "neither a database URL nor an existing SQLite file"),
+        (["sqlite:///{missing}"], "no SQLite file"),
+        (["sqlite://"], "in-memory database is empty"),
+        (["{bank}", "--app", "no_such_module_for_playthrough"], "cannot import"),
+        (["{bank}", "--end", "99"], "bad position range"),
+        (["{bank}", "--sample", "0"], "--sample"),
+        (["{bank}", "--format", "xml"], "--format"),
+        (["{notadb}"], "cannot open"),
+    ],
+)
+def test_cli_usage_errors_exit_2(
+    tmp_path: Path, bank_url: str, args: list[str], message: str
+) -> None:
+    notadb = tmp_path / "notes.db"
+    notadb.write_text("not a database, just text that is long enough to be read" * 20)
+    values = {
+        "missing": str(tmp_path / "missing.db"),
+        "bank": bank_url,
+        "notadb": str(notadb),
+    }
+    code, out = cli(*(a.format(**values) for a in args))
+    assert code == 2, out
+    assert message in out
+
+
+def test_cli_unknown_types_without_app_exit_2(tmp_path: Path) -> None:
+    url = build(tmp_path / "x.db", shop.story)
+    hidden = subprocess.run(
+        [sys.executable, "-m", "playthrough._cli", "verify", url, "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    assert hidden.returncode == 2
+    assert "unknown" in hidden.stderr and "--app" in hidden.stderr
+
+
+def test_the_examples_script_runs_clean() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "verify_examples.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all 5 outcomes as expected" in done.stdout
+    assert "--> shop_flawed: exit 1 (as expected)" in done.stdout
+
+
+def test_a_postgres_store_verifies_with_a_subprocess_and_the_same_digest(
+    pg_url: str, pg_schema: str, bank_url: str
+) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    with Engine.open(url) as engine:
+        bank.story(engine)
+        engine.snapshot()
+        report = engine.verify(apps=["playthrough.examples.bank"], url=url)
+        assert report.ok, report.to_text()
+        assert "subprocess" in report.replay.mode
+        corrupt_snapshot(engine, bank.Account, 1, changes={"balance": 5})
+        (m,) = engine.verify().snapshots.mismatches
+        assert (m.state, m.first_event) == (StateKey("bank.Account", "1"), 5)
+    # The same story replays to the same bytes on SQLite.
+    assert report.replay.digest == check(bank_url).replay.digest
