@@ -91,13 +91,21 @@ PROPERTY = settings(
 )
 
 
-@PROPERTY
-@given(
-    ops=operations(),
-    load_order=st.permutations([1, 2, 3, 4, None]),
-    time_travel=st.lists(st.tuples(state_refs, st.floats(0, 1)), max_size=3),
-)
-def test_any_snapshot_placement_loads_like_a_full_replay(
+# The two properties that take a store are plain functions, wrapped in @given below
+# and again in test_postgres_engine.py with a PostgreSQL store factory.
+PLACEMENTS = {
+    "ops": operations(),
+    "load_order": st.permutations([1, 2, 3, 4, None]),
+    "time_travel": st.lists(st.tuples(state_refs, st.floats(0, 1)), max_size=3),
+}
+FIRING = {
+    "ops": operations(),
+    "more": st.lists(events(), min_size=1, max_size=10),
+    "first": state_refs,
+}
+
+
+def check_any_snapshot_placement_loads_like_a_full_replay(
     store_factory: StoreFactory,
     ops: list[Op],
     load_order: list[int | None],
@@ -121,9 +129,7 @@ def test_any_snapshot_placement_loads_like_a_full_replay(
     store.close()
 
 
-@PROPERTY
-@given(ops=operations(), more=st.lists(events(), min_size=1, max_size=10), first=state_refs)
-def test_firing_after_a_load_from_snapshots_commits_correctly(
+def check_firing_after_a_load_from_snapshots_commits_correctly(
     store_factory: StoreFactory, ops: list[Op], more: list[Event], first: int | None
 ) -> None:
     """Validate sees reconstituted states; what it commits replays to the same result."""
@@ -151,6 +157,27 @@ def test_firing_after_a_load_from_snapshots_commits_correctly(
         cls, sid = ref_class(ref)
         assert snapshot_of(fresh.load(cls, sid)) == expected(committed, ref)
     store.close()
+
+
+@PROPERTY
+@given(**PLACEMENTS)
+def test_any_snapshot_placement_loads_like_a_full_replay(
+    store_factory: StoreFactory,
+    ops: list[Op],
+    load_order: list[int | None],
+    time_travel: list[tuple[int | None, float]],
+) -> None:
+    check_any_snapshot_placement_loads_like_a_full_replay(
+        store_factory, ops, load_order, time_travel
+    )
+
+
+@PROPERTY
+@given(**FIRING)
+def test_firing_after_a_load_from_snapshots_commits_correctly(
+    store_factory: StoreFactory, ops: list[Op], more: list[Event], first: int | None
+) -> None:
+    check_firing_after_a_load_from_snapshots_commits_correctly(store_factory, ops, more, first)
 
 
 @settings(max_examples=max(60, EXAMPLES // 2), deadline=None)

@@ -1,0 +1,718 @@
+"""The PostgreSQL store: psycopg 3 over a small connection pool, one schema per store.
+
+Commit order is position order. Every append takes a transaction-level
+advisory lock private to the store's schema; then one statement (a new READ
+COMMITTED snapshot, which holds every earlier append) numbers the events after
+the largest position, checks and moves the heads and inserts events and links.
+The lock, that statement and the COMMIT travel in one pipelined round trip, and
+PostgreSQL releases the lock only once the commit is visible, so appends become
+visible in position order: a reader's snapshot always holds a prefix of the log,
+and a follower paging through ``events_after`` never skips an event that
+commits later with a smaller position. See design/postgres.md for the
+alternatives and the measured cost.
+
+The optimistic-concurrency check is done by the database: known states are
+updated only where ``last_position`` still holds the expected value, new states
+are inserted and rely on the primary key (``ON CONFLICT DO NOTHING``); a state
+neither updated nor inserted is stale, and ``pt_refuse()`` raises, which aborts
+the whole transaction (the COMMIT behind it does nothing).
+
+Readers are ``REPEATABLE READ, READ ONLY`` transactions on one pooled
+connection, so every query of a load sees one snapshot. Keys, ranges and
+positions travel as binary arrays (``unnest``/``ANY``), so the number of
+statements a load or a commit sends does not grow with the number of states or
+events.
+``statements`` counts queries sent; transaction control (BEGIN/COMMIT) is not
+counted, as in the SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .._errors import ConcurrencyError, SchemaVersionError, StoreError
+from .._model import StateKey
+from ._base import (
+    SCHEMA_VERSION,
+    Link,
+    NewEvent,
+    SnapshotRecord,
+    Store,
+    StoredEvent,
+    StoreReader,
+)
+
+Conn = psycopg.Connection[TupleRow]
+
+_CHUNK = 10_000  # positions or keys per statement
+_PAGE = 10_000  # snapshots per page of iter_snapshots
+
+# Advisory lock classes (first int of the two-int key); the second int is a
+# hash of the schema name, so stores in different schemas never wait for each other.
+_LOCK_APPEND = 0x70740001
+_LOCK_MIGRATE = 0x70740002
+
+_STALE = "PT409"  # SQLSTATE of pt_refuse()
+_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+
+_SCHEMA = [
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    """CREATE TABLE IF NOT EXISTS {s}.pt_meta (
+        key text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS {s}.pt_events (
+        position bigint PRIMARY KEY,
+        type text NOT NULL,
+        data text NOT NULL,
+        caused_by bigint,
+        fired_at text NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS {s}.pt_links (
+        state_type text COLLATE "C" NOT NULL,
+        state_id text COLLATE "C" NOT NULL,
+        position bigint NOT NULL,
+        grp integer NOT NULL,
+        PRIMARY KEY (state_type, state_id, position)
+    )""",
+    "CREATE INDEX IF NOT EXISTS pt_links_by_position ON {s}.pt_links (position)",
+    """CREATE TABLE IF NOT EXISTS {s}.pt_heads (
+        state_type text COLLATE "C" NOT NULL,
+        state_id text COLLATE "C" NOT NULL,
+        last_position bigint NOT NULL,
+        PRIMARY KEY (state_type, state_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS {s}.pt_snapshots (
+        state_type text COLLATE "C" NOT NULL,
+        state_id text COLLATE "C" NOT NULL,
+        position bigint NOT NULL,
+        last_event_id bigint,
+        data text NOT NULL,
+        PRIMARY KEY (state_type, state_id, position)
+    )""",
+    # Raised by the append statement when a state's head moved: the whole
+    # transaction fails, so the COMMIT sent after it in the same round trip
+    # does nothing. DETAIL carries the stale states as JSON.
+    f"""CREATE OR REPLACE FUNCTION {{s}}.pt_refuse(stale text) RETURNS integer
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        IF stale IS NOT NULL THEN
+            RAISE EXCEPTION 'playthrough: states changed by another writer'
+                USING ERRCODE = '{_STALE}', DETAIL = stale;
+        END IF;
+        RETURN 0;
+    END $$""",
+]
+
+_KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
+
+_SQL = {
+    "head": "SELECT coalesce(max(position), 0) FROM {s}.pt_events",
+    "state_heads": (
+        "SELECT state_type, state_id, last_position FROM {s}.pt_heads "
+        f"WHERE (state_type, state_id) IN ({_KEYS})"
+    ),
+    "snapshots": (
+        "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
+        f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s "
+        "ORDER BY state_type, state_id, position DESC"
+    ),
+    "links": (
+        "WITH want AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]) "
+        "AS w(t, i, lo, hi)), "
+        "hit AS (SELECT DISTINCT l.position FROM want w JOIN {s}.pt_links l "
+        "ON l.state_type = w.t AND l.state_id = w.i AND l.position > w.lo AND l.position <= w.hi) "
+        "SELECT l.position, l.state_type, l.state_id, l.grp FROM hit "
+        "JOIN {s}.pt_links l ON l.position = hit.position ORDER BY l.position"
+    ),
+    "events": (
+        "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+        "WHERE position = ANY(%b::bigint[]) ORDER BY position"
+    ),
+    "events_after": (
+        "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+        "WHERE position > %s ORDER BY position LIMIT %s"
+    ),
+    "links_between": (
+        "SELECT position, state_type, state_id, grp FROM {s}.pt_links "
+        "WHERE position > %s AND position <= %s ORDER BY position"
+    ),
+    "meta": "SELECT value FROM {s}.pt_meta WHERE key = %s",
+    "iter_snapshots": (
+        "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
+        "WHERE (state_type, state_id, position) > (%s, %s, %s) "
+        "ORDER BY state_type, state_id, position LIMIT %s"
+    ),
+    "lock": "SELECT pg_advisory_xact_lock(%s, %s)",
+    # One statement, run under the append lock (so its snapshot holds every
+    # earlier append): number the events after the current head, check and
+    # move the heads, insert events and links, and report the stale states.
+    # want.mode: 'u' known state (update where last_position = expected),
+    # 'i' new state touched here (insert, the primary key refuses a taken one),
+    # 'n' new state not touched here (must still be absent), 'f' touched but
+    # not in ``expected`` (written unchecked, as the SQLite store does).
+    "append": """
+WITH base AS (SELECT coalesce(max(position), 0) AS b FROM {s}.pt_events),
+want AS (
+    SELECT * FROM unnest(%(wt)b::text[], %(wi)b::text[], %(we)b::bigint[],
+                         %(wn)b::bigint[], %(wm)b::text[]) AS w(t, i, expected, n, mode)
+),
+upd AS (
+    UPDATE {s}.pt_heads h SET last_position = coalesce(base.b + w.n, h.last_position)
+    FROM want w, base
+    WHERE w.mode = 'u' AND h.state_type = w.t AND h.state_id = w.i
+      AND h.last_position = w.expected
+    RETURNING h.state_type AS t, h.state_id AS i
+),
+ins AS (
+    INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
+    SELECT w.t, w.i, base.b + w.n FROM want w, base WHERE w.mode = 'i'
+    ON CONFLICT DO NOTHING
+    RETURNING state_type AS t, state_id AS i
+),
+ups AS (
+    INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
+    SELECT w.t, w.i, base.b + w.n FROM want w, base WHERE w.mode = 'f'
+    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position
+),
+ev AS (
+    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at)
+    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at
+    FROM base, unnest(%(et)b::text[], %(ed)b::text[], %(ec)b::bigint[], %(ef)b::text[])
+         WITH ORDINALITY AS e(type, data, caused_by, fired_at, n)
+),
+lk AS (
+    INSERT INTO {s}.pt_links (state_type, state_id, position, grp)
+    SELECT l.t, l.i, base.b + l.n, l.g
+    FROM base, unnest(%(lt)b::text[], %(li)b::text[], %(ln)b::bigint[], %(lg)b::integer[])
+         AS l(t, i, n, g)
+),
+stale AS (
+    SELECT w.t, w.i, w.expected, h.last_position AS have
+    FROM want w LEFT JOIN {s}.pt_heads h ON h.state_type = w.t AND h.state_id = w.i
+    WHERE w.mode <> 'f'
+      AND NOT EXISTS (SELECT 1 FROM upd WHERE upd.t = w.t AND upd.i = w.i)
+      AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.t = w.t AND ins.i = w.i)
+      AND NOT (w.mode = 'n' AND h.last_position IS NULL)
+)
+SELECT base.b, {s}.pt_refuse(
+    (SELECT json_agg(json_build_array(t, i, expected, have))::text FROM stale)
+) FROM base
+""",
+    "meta_write": (
+        "WITH d AS (DELETE FROM {s}.pt_meta WHERE key = ANY(%b::text[])) "
+        "INSERT INTO {s}.pt_meta (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    ),
+    "snapshots_write": (
+        "INSERT INTO {s}.pt_snapshots (state_type, state_id, position, last_event_id, data) "
+        "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[]) "
+        "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
+        "last_event_id = excluded.last_event_id, data = excluded.data"
+    ),
+    "snapshots_trim": (
+        "DELETE FROM {s}.pt_snapshots s USING ("
+        "SELECT x.state_type, x.state_id, x.position FROM ("
+        "SELECT p.state_type, p.state_id, p.position, row_number() OVER ("
+        "PARTITION BY p.state_type, p.state_id ORDER BY p.position DESC) AS rn "
+        "FROM {s}.pt_snapshots p JOIN unnest(%b::text[], %b::text[]) AS k(t, i) "
+        "ON p.state_type = k.t AND p.state_id = k.i) x WHERE x.rn > %s) old "
+        "WHERE s.state_type = old.state_type AND s.state_id = old.state_id "
+        "AND s.position = old.position"
+    ),
+    "snapshots_drop_all": "DELETE FROM {s}.pt_snapshots",
+    "snapshots_drop": (f"DELETE FROM {{s}}.pt_snapshots WHERE (state_type, state_id) IN ({_KEYS})"),
+}
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _key_arrays(keys: Sequence[StateKey]) -> tuple[list[str], list[str]]:
+    return [k.type for k in keys], [k.id for k in keys]
+
+
+def _int32(value: int) -> int:
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+class _PostgresReader(StoreReader):
+    def __init__(self, store: PostgresStore, conn: Conn) -> None:
+        self._store = store
+        self._conn = conn
+
+    def _q(self, name: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        self._store.statements += 1
+        try:
+            return self._conn.execute(self._store._sql[name], params).fetchall()
+        except psycopg.Error as exc:
+            raise self._store._failure("read", exc) from exc
+
+    def head(self) -> int:
+        return int(self._q("head")[0][0])
+
+    def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
+        out: dict[StateKey, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            for t, i, p in self._q("state_heads", _key_arrays(chunk)):
+                out[StateKey(t, i)] = p
+        return out
+
+    def snapshots(
+        self, keys: Iterable[StateKey], at_most: int
+    ) -> dict[StateKey, list[SnapshotRecord]]:
+        out: dict[StateKey, list[SnapshotRecord]] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            for t, i, p, last, data in self._q("snapshots", [*_key_arrays(chunk), at_most]):
+                key = StateKey(t, i)
+                out.setdefault(key, []).append(SnapshotRecord(key, p, last, data))
+        return out
+
+    def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
+        items = [(k, lo, hi) for k, (lo, hi) in ranges.items() if hi > lo]
+        if not items:
+            return []
+        rows = self._q(
+            "links",
+            (
+                [k.type for k, _, _ in items],
+                [k.id for k, _, _ in items],
+                [lo for _, lo, _ in items],
+                [hi for _, _, hi in items],
+            ),
+        )
+        return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
+
+    def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
+        for chunk in _chunks(positions):
+            for row in self._q("events", (list(chunk),)):
+                yield StoredEvent(*row)
+
+    def events_after(self, after: int, limit: int) -> list[StoredEvent]:
+        return [StoredEvent(*row) for row in self._q("events_after", (after, limit))]
+
+    def links_between(self, after: int, upto: int) -> list[Link]:
+        rows = self._q("links_between", (after, upto))
+        return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
+
+    def meta(self, key: str) -> str | None:
+        rows = self._q("meta", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def iter_snapshots(self) -> Iterator[SnapshotRecord]:
+        after: tuple[str, str, int] = ("", "", -(1 << 62))
+        while True:
+            rows = self._q("iter_snapshots", (*after, _PAGE))
+            for t, i, p, last, data in rows:
+                yield SnapshotRecord(StateKey(t, i), p, last, data)
+            if len(rows) < _PAGE:
+                return
+            t, i, p = rows[-1][:3]
+            after = (t, i, p)
+
+
+class PostgresStore(Store):
+    """PostgreSQL store in one schema of one database.
+
+    ``url`` is a libpq URL (``postgresql://user:password@host:5432/db``); the
+    schema is ``schema=`` or ``?schema=NAME`` in the URL (default ``public``),
+    created with its tables on first use. ``min_size``/``max_size`` size the
+    connection pool; ``connect_timeout`` (seconds) bounds each connection attempt
+    and ``pool_timeout`` the wait for a pooled connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 2,
+        connect_timeout: int = 5,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        self.statements = 0
+        self._depth = 0
+        self._read_conn: Conn | None = None
+        self._pool: ConnectionPool[Conn] | None = None
+        conninfo, url_schema, self._url = _split_url(url)
+        if schema is not None and url_schema is not None and schema != url_schema:
+            raise StoreError(
+                f"two schemas given for {self._url}: {url_schema!r} in the URL and "
+                f"{schema!r} as an option"
+            )
+        self.schema = schema or url_schema or "public"
+        if "\x00" in self.schema or len(self.schema.encode()) > 63:
+            raise StoreError(f"bad schema name {self.schema!r}: at most 63 bytes, no NUL")
+        if self.schema != "public" and url_schema is None:
+            self._url += ("&" if "?" in self._url else "?") + urlencode({"schema": self.schema})
+        if not 1 <= max(min_size, 1) <= max_size:
+            raise StoreError(f"bad pool size: min_size={min_size}, max_size={max_size}")
+        params = conninfo_to_dict(conninfo)
+        self._password = str(params.get("password") or "")
+        self._where = (
+            f"PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or 5432}, "
+            f"database {params.get('dbname') or params.get('user') or '(default)'!r}"
+        )
+        self._max_size = max_size
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            kwargs["connect_timeout"] = connect_timeout
+        if "application_name" not in params:
+            kwargs["application_name"] = "playthrough"
+        quoted = sql.Identifier(self.schema).as_string()
+        self._sql = {name: text.replace("{s}", quoted) for name, text in _SQL.items()}
+        self._lock_key = _int32(zlib.crc32(self.schema.encode()))
+
+        # A direct first connection: its error names the cause (refused,
+        # unknown database, bad password), where a pool would only time out.
+        try:
+            first = psycopg.connect(conninfo, **kwargs)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to {self._where}: {self._clean(exc)}") from exc
+        try:
+            self._migrate(first, quoted)
+        finally:
+            first.close()
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            conninfo,
+            kwargs=kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=pool_timeout,
+            name=f"playthrough:{self.schema}",
+            num_workers=1,
+        )
+        try:
+            pool.open(wait=True, timeout=float(connect_timeout) + 5.0)
+        except PoolTimeout as exc:
+            pool.close()
+            raise StoreError(
+                f"cannot open a connection pool to {self._where}: {self._clean(exc)}"
+            ) from exc
+        self._pool = pool
+
+    # ------------------------------------------------------------------ setup
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def _clean(self, exc: BaseException) -> str:
+        # libpq does not echo passwords; masking is a second line of defence
+        # (skipped for very short ones, which would mask ordinary letters).
+        text = _one_line(exc)
+        return text.replace(self._password, "***") if len(self._password) >= 4 else text
+
+    def _failure(self, what: str, exc: psycopg.Error) -> StoreError:
+        return StoreError(
+            f"{what} on {self._where} (schema {self.schema!r}) failed: {self._clean(exc)}"
+        )
+
+    def _migrate(self, conn: Conn, quoted: str) -> None:
+        try:
+            conn.execute(_WRITE)
+            conn.execute(self._sql["lock"], (_LOCK_MIGRATE, self._lock_key))
+            row = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.pt_meta",)).fetchone()
+            if row is None or row[0] is None:
+                for statement in _SCHEMA:
+                    conn.execute(statement.replace("{s}", quoted))
+                conn.execute(
+                    f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', %s)",
+                    (str(SCHEMA_VERSION),),
+                )
+            else:
+                found = conn.execute(
+                    f"SELECT value FROM {quoted}.pt_meta WHERE key = 'schema_version'"
+                ).fetchone()
+                if found is None:
+                    raise StoreError(
+                        f"schema {self.schema!r} on {self._where} has a pt_meta table "
+                        "without a schema_version: not a playthrough store"
+                    )
+                if int(found[0]) > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"schema {self.schema!r} on {self._where} holds schema version "
+                        f"{found[0]}, written by a newer playthrough; this one reads up to "
+                        f"version {SCHEMA_VERSION}"
+                    )
+            conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot set up schema {self.schema!r} on {self._where}: {self._clean(exc)}"
+            ) from exc
+
+    # ------------------------------------------------------------------ connections
+
+    def _checkout(self, begin: str) -> Conn:
+        """A pooled connection with a transaction begun; dead connections are replaced."""
+        if self._pool is None:
+            raise StoreError(f"the store on {self._where} is closed")
+        last: psycopg.Error | None = None
+        for _ in range(self._max_size + 1):
+            try:
+                conn = self._pool.getconn()
+            except PoolTimeout as exc:
+                raise StoreError(f"no connection to {self._where}: {self._clean(exc)}") from exc
+            try:
+                conn.execute(begin, prepare=False)
+                return conn
+            except psycopg.OperationalError as exc:
+                # Nothing was sent but BEGIN: safe to retry on another connection.
+                self._pool.putconn(conn)
+                last = exc
+                if not conn.broken:
+                    break
+        assert last is not None
+        raise StoreError(f"cannot reach {self._where}: {self._clean(last)}") from last
+
+    def _release(self, conn: Conn, end: str | None) -> None:
+        assert self._pool is not None
+        try:
+            if end is not None and not conn.broken:
+                conn.execute(end, prepare=False)
+        finally:
+            self._pool.putconn(conn)
+
+    @contextmanager
+    def reader(self) -> Iterator[StoreReader]:
+        if self._depth:
+            assert self._read_conn is not None
+            self._depth += 1
+            try:
+                yield _PostgresReader(self, self._read_conn)
+            finally:
+                self._depth -= 1
+            return
+        conn = self._checkout(_READ)
+        self._read_conn = conn
+        self._depth = 1
+        ok = False
+        try:
+            yield _PostgresReader(self, conn)
+            ok = True
+        finally:
+            self._depth = 0
+            self._read_conn = None
+            try:
+                self._release(conn, "COMMIT" if ok else "ROLLBACK")
+            except psycopg.Error:
+                pass  # a read-only transaction: nothing to lose; the pool drops a dead connection
+
+    def _writer(self) -> Conn:
+        if self._depth:
+            raise StoreError("cannot write inside a read transaction")
+        return self._checkout(_WRITE)
+
+    def _abort(self, conn: Conn) -> None:
+        try:
+            self._release(conn, "ROLLBACK")
+        except psycopg.Error:
+            pass  # the connection is gone; the server rolled the transaction back
+
+    # ------------------------------------------------------------------ writing
+
+    def append(
+        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+    ) -> list[int]:
+        if not events:
+            return []
+        last_touch: dict[StateKey, int] = {}
+        lt: list[str] = []
+        li: list[str] = []
+        ln: list[int] = []
+        lg: list[int] = []
+        for n, e in enumerate(events, 1):
+            for key, group in e.links:
+                lt.append(key.type)
+                li.append(key.id)
+                ln.append(n)
+                lg.append(group)
+                last_touch[key] = n
+        want = [*expected, *(k for k in last_touch if k not in expected)]
+        modes = []
+        for key in want:
+            if key not in expected:
+                modes.append("f")
+            elif expected[key] is not None:
+                modes.append("u")
+            else:
+                modes.append("i" if key in last_touch else "n")
+        params = {
+            "wt": [k.type for k in want],
+            "wi": [k.id for k in want],
+            "we": [expected.get(k) for k in want],
+            "wn": [last_touch.get(k) for k in want],
+            "wm": modes,
+            "et": [e.type for e in events],
+            "ed": [e.data for e in events],
+            "ec": [e.caused_by for e in events],
+            "ef": [e.fired_at for e in events],
+            "lt": lt,
+            "li": li,
+            "ln": ln,
+            "lg": lg,
+        }
+        conn = self._writer()
+        # Lock, write and COMMIT in one round trip: no client latency while the
+        # append lock is held. An error aborts the transaction, so the COMMIT
+        # queued behind it does nothing.
+        self.statements += 2
+        error: psycopg.Error | None = None
+        try:
+            with conn.pipeline() as pipeline:
+                try:
+                    conn.execute(self._sql["lock"], (_LOCK_APPEND, self._lock_key))
+                    cursor = conn.execute(self._sql["append"], params)
+                    # Never prepared: psycopg would count a prepare that an
+                    # aborted pipeline skipped as done.
+                    conn.execute("COMMIT", prepare=False)
+                except psycopg.Error as exc:
+                    error = exc
+                try:
+                    pipeline.sync()  # the results of every statement queued, the first error
+                except psycopg.Error as exc:
+                    error = error or exc
+        except psycopg.Error as exc:
+            error = error or exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        if error is not None:
+            self._abort(conn)
+            if conn.broken:
+                raise StoreError(
+                    f"the connection to {self._where} was lost during an append: it may or "
+                    f"may not have been committed ({self._clean(error)})"
+                ) from error
+            if error.sqlstate == _STALE:
+                raise ConcurrencyError(_stale_message(error.diag.message_detail)) from None
+            raise StoreError(
+                f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
+                f"written: {self._clean(error)}"
+            ) from error
+        row = cursor.fetchone()
+        self._release(conn, None)
+        assert row is not None
+        base = int(row[0])
+        return list(range(base + 1, base + 1 + len(events)))
+
+    def write_snapshots(
+        self,
+        records: Sequence[SnapshotRecord],
+        keep: int,
+        meta: Mapping[str, str | None] | None = None,
+    ) -> None:
+        if not records and not meta:
+            return
+        latest = {(r.key, r.position): r for r in records}  # one row per key and position
+        rows = sorted(latest.values(), key=lambda r: (r.key, r.position))
+        keys = list(dict.fromkeys(r.key for r in rows))
+        conn = self._writer()
+        try:
+            if meta:
+                self.statements += 1
+                conn.execute(
+                    self._sql["meta_write"],
+                    (
+                        [k for k, v in meta.items() if v is None],
+                        [k for k, v in meta.items() if v is not None],
+                        [v for v in meta.values() if v is not None],
+                    ),
+                )
+            if rows:
+                self.statements += 2
+                conn.execute(
+                    self._sql["snapshots_write"],
+                    (
+                        [r.key.type for r in rows],
+                        [r.key.id for r in rows],
+                        [r.position for r in rows],
+                        [r.last_event_id for r in rows],
+                        [r.data for r in rows],
+                    ),
+                )
+                conn.execute(self._sql["snapshots_trim"], (*_key_arrays(keys), keep))
+        except psycopg.Error as exc:
+            self._abort(conn)
+            raise self._failure("writing snapshots", exc) from exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        try:
+            self._release(conn, "COMMIT")
+        except psycopg.Error as exc:
+            raise self._failure("committing snapshots", exc) from exc
+
+    def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
+        conn = self._writer()
+        try:
+            self.statements += 1
+            if keys is None:
+                count = conn.execute(self._sql["snapshots_drop_all"]).rowcount
+            else:
+                wanted = list(dict.fromkeys(keys))
+                count = conn.execute(self._sql["snapshots_drop"], _key_arrays(wanted)).rowcount
+        except psycopg.Error as exc:
+            self._abort(conn)
+            raise self._failure("dropping snapshots", exc) from exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        try:
+            self._release(conn, "COMMIT")
+        except psycopg.Error as exc:
+            raise self._failure("committing dropped snapshots", exc) from exc
+        return count
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+def _stale_message(detail: str | None) -> str:
+    stale = json.loads(detail or "[]")
+    return (
+        "commit refused, states changed by another writer since this engine loaded them: "
+        + ", ".join(
+            f"{StateKey(t, i)} (known last event {want}, store has {have})"
+            for t, i, want, have in stale[:10]
+        )
+        + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+    )
+
+
+def _split_url(url: str) -> tuple[str, str | None, str]:
+    """(URL for libpq without ``schema``, the schema asked for, URL without password)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    rest = [(k, v) for k, v in query if k != "schema"]
+    if len(schemas) > 1:
+        raise StoreError("the URL names more than one schema")
+    libpq = urlunsplit(parts._replace(query=urlencode(rest)))
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = (userinfo.partition(":")[0] + at + hostport) if at else hostport
+    public = [(k, v) for k, v in query if k != "password"]
+    shown = urlunsplit(parts._replace(netloc=netloc, query=urlencode(public)))
+    return libpq, (schemas[0] if schemas else None), shown
