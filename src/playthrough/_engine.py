@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import typing
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -220,11 +224,10 @@ class Engine:
         live = cast(dict[StateKey, State], states)
         object.__setattr__(event, "_pt_fired_at", datetime.now(UTC))
         object.__setattr__(event, "_pt_caused_by", self._caused_by)
-        spec = type(event)._pt_spec
         try:
             with playing(event):
-                for hook in spec.by_phase("validate"):
-                    run_hook(event, hook, live)
+                for hook, bound, _ in binding(event).of_phase("validate"):
+                    run_hook(event, hook, live, bound=bound)
         except BaseException:
             _unfire(event)
             raise
@@ -419,6 +422,9 @@ def _normalise(event: Event, data: str) -> None:
     states (and snapshots taken from them) would differ from replayed ones.
     """
     cls = type(event)
+    exact = _exact_fields(cls)
+    if exact is not None and all(type(getattr(event, n)) is t for n, t in exact):
+        return  # plain scalars of exactly their declared types come back identical
     try:
         replayed = decode(cls, data, f"event {cls._pt_type_name}")
     except DecodeError as exc:
@@ -430,20 +436,42 @@ def _normalise(event: Event, data: str) -> None:
         object.__setattr__(event, a.name, getattr(replayed, a.name))
 
 
+_EXACT: dict[type, tuple[tuple[str, type], ...] | None] = {}
+_ROUND_TRIP = (int, str, bool, float, uuid.UUID, Decimal)
+
+
+def _exact_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
+    """(name, type) of every field when all are types JSON gives back unchanged, else None."""
+    if cls not in _EXACT:
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # noqa: BLE001 - unresolvable hints: always take the decode path
+            hints = {}
+        fields = [(a.name, hints.get(a.name)) for a in attrs.fields(cast(Any, cls))]
+        ok = all(isinstance(t, type) and t in _ROUND_TRIP for _, t in fields)
+        _EXACT[cls] = tuple((n, cast(type, t)) for n, t in fields) if ok else None
+    return _EXACT[cls]
+
+
 def _unfire(event: Event) -> None:
     """Forget what fire() recorded on an event that was rejected, failed or discarded."""
     for slot in _FIRE_SLOTS:
         object.__setattr__(event, slot, None)
 
 
-def _fields(state: State) -> dict[str, Any]:
-    import copy
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
-    fields = attrs.fields(cast(Any, type(state)))
+
+def _fields(state: State) -> dict[str, Any]:
+    """A copy of a state's field values, to put back if an apply hook raises."""
+    cls = type(state)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(a.name for a in attrs.fields(cast(Any, cls)))
     saved = {}
-    for a in fields:
-        value = getattr(state, a.name)
-        saved[a.name] = value if type(value) in _ATOMIC else copy.deepcopy(value)
+    for name in names:
+        value = getattr(state, name)
+        saved[name] = value if type(value) in _ATOMIC else copy.deepcopy(value)
     return saved
 
 

@@ -207,6 +207,7 @@ def state_id(state_class: type[State], *, many: bool = False, **field_kwargs: An
 
 
 Phase = Literal["validate", "apply", "handle"]
+PHASES: tuple[Phase, ...] = ("validate", "apply", "handle")
 
 
 @attrs.frozen
@@ -240,9 +241,17 @@ class EventSpec:
     # Singletons bound by validate/apply hooks: they are touched by every event of the class.
     singletons: tuple[type[SingletonState], ...]
     replay_handle: bool
+    phases: dict[str, tuple[Hook, ...]] = attrs.field(init=False)
+    singleton_keys: tuple[StateKey, ...] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        phases = {p: tuple(h for h in self.hooks if h.phase == p) for p in PHASES}
+        object.__setattr__(self, "phases", phases)
+        keys = tuple(StateKey(s._pt_type_name, "") for s in self.singletons)
+        object.__setattr__(self, "singleton_keys", keys)
 
     def by_phase(self, phase: Phase) -> tuple[Hook, ...]:
-        return tuple(h for h in self.hooks if h.phase == phase)
+        return self.phases[phase]
 
 
 def _declared_fields(cls: type) -> list[StateField]:
@@ -482,18 +491,67 @@ def _field_keys(event: Event, field: StateField) -> tuple[list[StateKey], bool]:
 
 
 Bound = list[StateKey | list[StateKey]]
+BoundHook = tuple[Hook, Bound, tuple[StateKey, ...]]  # a hook, its arguments' keys, flattened
 
 
-@attrs.frozen
 class Binding:
-    """Which states an event touches and which each of its hooks takes, computed once."""
+    """Which states an event touches and which each of its hooks takes.
 
-    touched: tuple[StateKey, ...]
-    groups: tuple[int, ...]  # coupling group of each touched key
-    hooks: tuple[tuple[Hook, Bound, tuple[StateKey, ...]], ...]  # hook, its args' keys, flat
+    Computed once per event and cached on it (fired and stored events are
+    immutable); hook arguments are bound per phase on first use, and coupling
+    groups only when a commit asks for them, so a replay binds only ``apply``.
+    """
 
-    def of_phase(self, phase: Phase) -> list[tuple[Hook, Bound, tuple[StateKey, ...]]]:
-        return [h for h in self.hooks if h[0].phase == phase]
+    __slots__ = ("_by_field", "_groups", "_phases", "event", "touched")
+
+    def __init__(
+        self,
+        event: Event,
+        touched: tuple[StateKey, ...],
+        by_field: dict[str, tuple[list[StateKey], bool]],
+    ) -> None:
+        self.event = event
+        self.touched = touched
+        self._by_field = by_field
+        self._phases: dict[str, list[BoundHook]] = {}
+        self._groups: tuple[int, ...] | None = None
+
+    def of_phase(self, phase: Phase) -> list[BoundHook]:
+        found = self._phases.get(phase)
+        if found is None:
+            found = self._phases[phase] = [
+                self._bind(hook) for hook in type(self.event)._pt_spec.phases[phase]
+            ]
+        return found
+
+    def _bind(self, hook: Hook) -> BoundHook:
+        bound: Bound = []
+        flat: list[StateKey] = []
+        for p in hook.params:
+            if p.engine:
+                continue
+            if p.singleton is not None:
+                key = StateKey(p.singleton._pt_type_name, "")
+                bound.append(key)
+                flat.append(key)
+            else:
+                assert p.field is not None
+                keys, is_list = self._by_field[p.field.name]
+                if is_list:
+                    bound.append(list(keys))
+                    flat.extend(keys)
+                else:
+                    bound.append(keys[0])
+                    flat.append(keys[0])
+        return hook, bound, tuple(flat)
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """The coupling group of each touched key (see ``coupling groups`` in _stores/_base)."""
+        if self._groups is None:
+            flats = [flat for _, _, flat in self.of_phase("apply")]
+            self._groups = tuple(_groups(list(self.touched), flats))
+        return self._groups
 
 
 def binding(event: Event) -> Binding:
@@ -503,30 +561,15 @@ def binding(event: Event) -> Binding:
         return cached
     spec = type(event)._pt_spec
     by_field = {f.name: _field_keys(event, f) for f in spec.fields}
-    seen: dict[StateKey, None] = {}
-    for keys, _ in by_field.values():
-        seen.update(dict.fromkeys(keys))
-    for singleton in spec.singletons:
-        seen[StateKey(singleton._pt_type_name, "")] = None
-    hooks = []
-    for hook in spec.hooks:
-        bound: Bound = []
-        for p in hook.params:
-            if p.engine:
-                continue
-            if p.singleton is not None:
-                bound.append(StateKey(p.singleton._pt_type_name, ""))
-            else:
-                assert p.field is not None
-                keys, is_list = by_field[p.field.name]
-                bound.append(list(keys) if is_list else keys[0])
-        hooks.append((hook, bound, tuple(flatten(bound))))
-    touched = list(seen)
-    result = Binding(
-        tuple(touched),
-        tuple(_groups(touched, [flat for h, _, flat in hooks if h.phase == "apply"])),
-        tuple(hooks),
-    )
+    if len(by_field) == 1 and not spec.singleton_keys:
+        touched = tuple(dict.fromkeys(next(iter(by_field.values()))[0]))
+    else:
+        seen: dict[StateKey, None] = {}
+        for keys, _ in by_field.values():
+            seen.update(dict.fromkeys(keys))
+        seen.update(dict.fromkeys(spec.singleton_keys))
+        touched = tuple(seen)
+    result = Binding(event, touched, by_field)
     object.__setattr__(event, "_pt_binding", result)
     return result
 
@@ -537,7 +580,7 @@ def touched_keys(event: Event) -> list[StateKey]:
 
 
 def hook_keys(event: Event, hook: Hook) -> Bound:
-    for h, bound, _ in binding(event).hooks:
+    for h, bound, _ in binding(event).of_phase(hook.phase):
         if h is hook:
             return bound
     raise KeyError(hook.name)
@@ -554,22 +597,20 @@ def flatten(bound: Bound) -> list[StateKey]:
 
 
 def _groups(keys: list[StateKey], apply_hooks: list[tuple[StateKey, ...]]) -> list[int]:
-    parent = {k: k for k in keys}
-
-    def find(k: StateKey) -> StateKey:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for flat in apply_hooks:
-        inside = [k for k in flat if k in parent]
-        for other in inside[1:]:
-            ra, rb = find(inside[0]), find(other)
-            if ra != rb:
-                parent[rb] = ra
-    numbers: dict[StateKey, int] = {}
-    return [numbers.setdefault(find(k), len(numbers)) for k in keys]
+    """Connected components of the touched keys under the multi-state apply hooks."""
+    coupling = [flat for flat in apply_hooks if len(flat) > 1]
+    if not coupling:
+        return list(range(len(keys)))  # single-state hooks couple nothing
+    group = {k: i for i, k in enumerate(keys)}
+    for flat in coupling:
+        inside = {group[k] for k in flat if k in group}
+        if len(inside) > 1:
+            target = min(inside)
+            for k, g in group.items():
+                if g in inside:
+                    group[k] = target
+    numbers: dict[int, int] = {}
+    return [numbers.setdefault(group[k], len(numbers)) for k in keys]
 
 
 def flat_hook_keys(event: Event, hook: Hook) -> list[StateKey]:

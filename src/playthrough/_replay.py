@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import ReconstitutionError
-from ._model import Bound, Event, Hook, Phase, State, StateKey, binding, hook_keys
+from ._model import PHASES, Bound, Event, Hook, Phase, State, StateKey, binding, hook_keys
 
 APPLY_ONLY: tuple[Phase, ...] = ("apply",)
 
@@ -144,14 +144,14 @@ class Replay:
     ) -> None:
         self.states = states
         self.phases = frozenset(phases)
+        self._phases = [p for p in PHASES if p in self.phases]  # validate, apply, handle
         self.played = 0
 
     def play(self, event: Event, position: int | None, taking_part: Collection[StateKey]) -> None:
         spec = type(event)._pt_spec
         with playing(event):
-            for hook, bound, keys in binding(event).hooks:
-                if hook.phase not in self.phases:
-                    continue
+            b = binding(event)
+            for hook, bound, keys in [h for p in self._phases for h in b.of_phase(p)]:
                 if hook.phase == "handle" and not spec.replay_handle:
                     continue
                 if not keys or not all(k in taking_part for k in keys):
