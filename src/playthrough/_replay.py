@@ -117,8 +117,11 @@ def run_hook(
     engine: object = None,
     bound: Bound | None = None,
 ) -> Any:
+    return _call(event, hook, hook_args(event, hook, states, engine, bound))
+
+
+def _call(event: Event, hook: Hook, args: list[Any]) -> Any:
     fn: Callable[..., Any] = getattr(event, hook.name)
-    args = hook_args(event, hook, states, engine, bound)
     if hook.phase == "apply":
         token = _in_apply.set(True)
         try:
@@ -149,21 +152,25 @@ class Replay:
 
     def play(self, event: Event, position: int | None, taking_part: Collection[StateKey]) -> None:
         spec = type(event)._pt_spec
-        with playing(event):
-            b = binding(event)
-            for hook, bound, keys in [h for p in self._phases for h in b.of_phase(p)]:
-                if hook.phase == "handle" and not spec.replay_handle:
+        b = binding(event)
+        token = _current_event.set(event)
+        try:
+            for phase in self._phases:
+                if phase == "handle" and not spec.replay_handle:
                     continue
-                if not keys or not all(k in taking_part for k in keys):
-                    continue
-                missing = [k for k in keys if k not in self.states]
-                if missing:
-                    raise ReconstitutionError(
-                        f"event {type(event)._pt_type_name} at position {position}: hook "
-                        f"{hook.name} needs {', '.join(map(str, missing))}, which the plan "
-                        "does not hold"
-                    )
-                run_hook(event, hook, self.states, bound=bound)
+                for hook, bound, keys in b.of_phase(phase):
+                    if not keys or not all(k in taking_part for k in keys):
+                        continue
+                    try:
+                        args = hook_args(event, hook, self.states, None, bound)
+                    except KeyError as exc:
+                        raise ReconstitutionError(
+                            f"event {type(event)._pt_type_name} at position {position}: hook "
+                            f"{hook.name} needs {exc.args[0]}, which the plan does not hold"
+                        ) from None
+                    _call(event, hook, args)
+        finally:
+            _current_event.reset(token)
         if position is not None:
             for k in taking_part:
                 state = self.states.get(k)
