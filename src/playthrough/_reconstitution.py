@@ -231,14 +231,24 @@ class StateReconstitutor:
             if hi > fhi:
                 (second if key in first else first)[key] = (fhi, hi)
             fetched[key] = (min(lo, flo), max(hi, fhi))
+        grown: set[StateKey] = set()
         for ranges in (first, second):
             if not ranges:
                 continue
-            for link in reader.links(ranges):
-                event_links = links.setdefault(link.position, {})
-                if link.key not in event_links:
-                    event_links[link.key] = link.group
-                    bisect.insort(touching.setdefault(link.key, []), link.position)
+            for position, key, group in reader.links(ranges):
+                event_links = links.get(position)
+                if event_links is None:
+                    event_links = links[position] = {}
+                if key not in event_links:
+                    event_links[key] = group
+                    mine = touching.get(key)
+                    if mine is None:
+                        touching[key] = [position]
+                    else:
+                        mine.append(position)
+                        grown.add(key)
+        for key in grown:  # a rewind appends positions before those already known
+            touching[key].sort()
 
     @staticmethod
     def _finish(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from typing import NamedTuple
 
 import attrs
 
@@ -39,8 +40,11 @@ class NewEvent:
     fired_at: str
 
 
-@attrs.frozen
-class StoredEvent:
+# Rows read back are NamedTuples: loads build thousands of them, and a tuple is
+# several times cheaper to create than an attrs instance.
+
+
+class StoredEvent(NamedTuple):
     position: int
     type: str
     data: str
@@ -48,15 +52,13 @@ class StoredEvent:
     fired_at: str
 
 
-@attrs.frozen
-class Link:
+class Link(NamedTuple):
     position: int
     key: StateKey
     group: int
 
 
-@attrs.frozen
-class SnapshotRecord:
+class SnapshotRecord(NamedTuple):
     key: StateKey
     position: int
     last_event_id: int | None

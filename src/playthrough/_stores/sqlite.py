@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
@@ -126,7 +127,7 @@ class _SQLiteReader(StoreReader):
             for p, t, i, g in rows:
                 key = StateKey(t, i)
                 out[(p, key)] = Link(p, key, g)
-        return sorted(out.values(), key=lambda link: link.position)
+        return sorted(out.values(), key=itemgetter(0))
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
         for chunk in _chunks(positions, 500):
