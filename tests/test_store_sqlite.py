@@ -62,3 +62,27 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match=r"junk\.db"):
         SQLiteStore(str(path))
+
+
+def test_reads_by_key_search_the_primary_keys_never_scan() -> None:
+    """Cost must not grow with the number of states in the store: every statement a
+    reader sends for a set of keys is planned as an index search, not a table scan."""
+    from playthrough._model import StateKey
+    from playthrough._stores import SnapshotRecord
+
+    store = SQLiteStore(":memory:")
+    keys = [StateKey("Acct", str(i)) for i in range(50)]
+    store.write_snapshots([SnapshotRecord(k, 1, 1, "{}") for k in keys], keep=3)
+    sent: list[str] = []
+    store._conn.set_trace_callback(sent.append)
+    with store.reader() as r:
+        r.state_heads(keys[:5])
+        r.snapshots(keys[:5], 10)
+        r.links({k: (0, 10) for k in keys[:5]})
+    store._conn.set_trace_callback(None)
+    selects = [s for s in sent if "SELECT" in s]
+    assert len(selects) == 3
+    for sql in selects:
+        plan = " | ".join(row[3] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql))
+        for table in ("pt_heads", "pt_snapshots", "pt_links"):
+            assert f"SCAN {table}" not in plan, f"{table} is scanned: {plan}\n{sql}"

@@ -502,15 +502,17 @@ class Binding:
     groups only when a commit asks for them, so a replay binds only ``apply``.
     """
 
-    __slots__ = ("_by_field", "_groups", "_phases", "event", "touched")
+    # It holds the event's spec, not the event: the event caches its Binding, and a
+    # reference back would make every fired or decoded event a garbage cycle.
+    __slots__ = ("_by_field", "_groups", "_phases", "spec", "touched")
 
     def __init__(
         self,
-        event: Event,
+        spec: EventSpec,
         touched: tuple[StateKey, ...],
         by_field: dict[str, tuple[list[StateKey], bool]],
     ) -> None:
-        self.event = event
+        self.spec = spec
         self.touched = touched
         self._by_field = by_field
         self._phases: dict[str, list[BoundHook]] = {}
@@ -519,9 +521,7 @@ class Binding:
     def of_phase(self, phase: Phase) -> list[BoundHook]:
         found = self._phases.get(phase)
         if found is None:
-            found = self._phases[phase] = [
-                self._bind(hook) for hook in type(self.event)._pt_spec.phases[phase]
-            ]
+            found = self._phases[phase] = [self._bind(hook) for hook in self.spec.phases[phase]]
         return found
 
     def _bind(self, hook: Hook) -> BoundHook:
@@ -569,7 +569,7 @@ def binding(event: Event) -> Binding:
             seen.update(dict.fromkeys(keys))
         seen.update(dict.fromkeys(spec.singleton_keys))
         touched = tuple(seen)
-    result = Binding(event, touched, by_field)
+    result = Binding(spec, touched, by_field)
     object.__setattr__(event, "_pt_binding", result)
     return result
 

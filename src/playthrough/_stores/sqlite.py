@@ -84,8 +84,9 @@ class _SQLiteReader(StoreReader):
         for chunk in _chunks(list(dict.fromkeys(keys))):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
-                "SELECT state_type, state_id, last_position FROM pt_heads "
-                f"WHERE (state_type, state_id) IN (VALUES {values})",
+                f"WITH want(t, i) AS (VALUES {values}) "
+                "SELECT h.state_type, h.state_id, h.last_position FROM want w "
+                "JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i",
                 [v for k in chunk for v in k],
             )
             for t, i, p in rows:
@@ -99,9 +100,10 @@ class _SQLiteReader(StoreReader):
         for chunk in _chunks(list(dict.fromkeys(keys))):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
-                "SELECT state_type, state_id, position, last_event_id, data FROM pt_snapshots "
-                f"WHERE (state_type, state_id) IN (VALUES {values}) AND position <= ? "
-                "ORDER BY state_type, state_id, position DESC",
+                f"WITH want(t, i) AS (VALUES {values}) "
+                "SELECT s.state_type, s.state_id, s.position, s.last_event_id, s.data "
+                "FROM want w JOIN pt_snapshots s ON s.state_type = w.t AND s.state_id = w.i "
+                "AND s.position <= ? ORDER BY s.state_type, s.state_id, s.position DESC",
                 [*(v for k in chunk for v in k), at_most],
             )
             for t, i, p, last, data in rows:
