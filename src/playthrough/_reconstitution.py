@@ -18,14 +18,17 @@ While playing, an event's hooks run for the states *taking part*: those whose
 range holds the event, plus every state coupled with them in that event. A
 state whose snapshot already includes the event never takes part, so no event
 is applied twice and no hook sees a state at any position but just before the
-event. The dependency graph (networkx) records which event pulled which state
-in, for :meth:`Plan.explain`.
+event. The plan records which event pulled which state in; ``Plan.graph``
+builds the networkx dependency graph from it on demand, for :meth:`Plan.explain`.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
 
 import attrs
 import networkx as nx
@@ -33,7 +36,7 @@ import networkx as nx
 from ._errors import ReconstitutionError
 from ._model import Event, State, StateKey, blank_state, decode_id, registry
 from ._replay import APPLY_ONLY, Replay
-from ._serialization import decode
+from ._serialization import converter, decode
 from ._stores import SnapshotRecord, StoredEvent, StoreReader
 
 
@@ -63,8 +66,20 @@ class Plan:
     states: dict[StateKey, StatePlan]
     positions: list[int]
     taking_part: dict[int, tuple[StateKey, ...]]
-    graph: nx.DiGraph
+    edges: dict[tuple[StateKey, StateKey], list[int]]  # (puller, pulled) -> event positions
     rounds: int
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The dependency graph: an edge X -> Y when an event of X's needed Y just before it.
+
+        Built on demand (networkx), so a load that nobody explains does not pay for it.
+        """
+        graph: nx.DiGraph = nx.DiGraph()
+        graph.add_nodes_from(self.states)
+        for (src, dst), positions in self.edges.items():
+            graph.add_edge(src, dst, positions=positions)
+        return graph
 
     @property
     def events_played(self) -> int:
@@ -116,16 +131,28 @@ class Plan:
 
 
 def decode_event(stored: StoredEvent) -> Event:
-    where = f" at position {stored.position}"
-    cls = registry.event_class(stored.type, where)
-    event = decode(cls, stored.data, f"event {stored.type}{where}")
+    try:
+        cls = registry.events[stored.type]
+        event: Event = _structure_hook(cls)(json.loads(stored.data), cls)
+    except Exception:  # noqa: BLE001 - decode again the slow way for the clear error
+        where = f" at position {stored.position}"
+        cls = registry.event_class(stored.type, where)
+        event = decode(cls, stored.data, f"event {stored.type}{where}")
     object.__setattr__(event, "_pt_position", stored.position)
     object.__setattr__(event, "_pt_data", stored.data)
     object.__setattr__(event, "_pt_caused_by", stored.caused_by)
-    from datetime import datetime
-
     object.__setattr__(event, "_pt_fired_at", datetime.fromisoformat(stored.fired_at))
     return event
+
+
+_STRUCTURE: dict[type, Callable[[Any, type], Any]] = {}
+
+
+def _structure_hook(cls: type) -> Callable[[Any, type], Any]:
+    hook = _STRUCTURE.get(cls)
+    if hook is None:
+        hook = _STRUCTURE[cls] = converter.get_structure_hook(cls)
+    return hook
 
 
 def state_from_snapshot(record: SnapshotRecord) -> State:
@@ -145,10 +172,9 @@ class StateReconstitutor:
 
     def plan(self, reader: StoreReader, targets: Sequence[StateKey], at: int) -> Plan:
         states: dict[StateKey, StatePlan] = {}
-        graph: nx.DiGraph = nx.DiGraph()
+        edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:
             states[key] = StatePlan(key, need=at, needed_from=at)
-            graph.add_node(key)
         snaps: dict[StateKey, list[SnapshotRecord]] = {}
         links: dict[int, dict[StateKey, int]] = {}
         touching: dict[StateKey, list[int]] = {}
@@ -199,13 +225,14 @@ class StateReconstitutor:
                                 if req < op.needed_from:
                                     op.needed_from = req
                                     changed = True
-                            if graph.has_edge(key, other):
-                                graph.edges[key, other]["positions"].append(e)
+                            edge = edges.get((key, other))
+                            if edge is None:
+                                edges[(key, other)] = [e]
                             else:
-                                graph.add_edge(key, other, positions=[e])
+                                edge.append(e)
             if not changed:
                 break
-        return self._finish(at, tuple(targets), states, links, touching, graph, rounds)
+        return self._finish(at, tuple(targets), states, links, touching, edges, rounds)
 
     @staticmethod
     def _fetch_links(
@@ -257,7 +284,7 @@ class StateReconstitutor:
         states: dict[StateKey, StatePlan],
         links: dict[int, dict[StateKey, int]],
         touching: dict[StateKey, list[int]],
-        graph: nx.DiGraph,
+        edges: dict[tuple[StateKey, StateKey], list[int]],
         rounds: int,
     ) -> Plan:
         positions: set[int] = set()
@@ -283,7 +310,7 @@ class StateReconstitutor:
                         "just before it"
                     )
             taking_part[e] = part
-        return Plan(at, targets, states, sorted(positions), taking_part, graph, rounds)
+        return Plan(at, targets, states, sorted(positions), taking_part, edges, rounds)
 
     def play(self, reader: StoreReader, plan: Plan) -> dict[StateKey, State]:
         """Run the plan as one Replay; returns every state of the plan as last played."""
