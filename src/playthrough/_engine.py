@@ -65,6 +65,8 @@ class Engine:
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
         self._caused_by: int | None = None
+        # Firing live is a Replay of one event with apply on the touched live states.
+        self._live_replay = Replay({}, APPLY_ONLY)
         self._committing = False
         self._closed = False
 
@@ -218,22 +220,35 @@ class Engine:
         # _normalise guarantees they come back identical.
         keys = list(binding(event).touched)
         _normalise(event, data)
-        missing = [k for k in keys if self._repository.get(k) is None]
-        self._load_live(missing)
-        states = {k: self._repository.get(k) for k in keys}
-        live = cast(dict[StateKey, State], states)
+        repository = self._repository
+        live: dict[StateKey, State] = {}
+        missing = []
+        for k in keys:
+            state = repository.get(k)
+            if state is None:
+                missing.append(k)
+            else:
+                live[k] = state
+        if missing:
+            self._load_live(missing)
+            for k in missing:
+                live[k] = cast(State, repository.get(k))
         object.__setattr__(event, "_pt_fired_at", datetime.now(UTC))
         object.__setattr__(event, "_pt_caused_by", self._caused_by)
-        try:
-            with playing(event):
-                for hook, bound, _ in binding(event).of_phase("validate"):
-                    run_hook(event, hook, live, bound=bound)
-        except BaseException:
-            _unfire(event)
-            raise
+        validators = binding(event).of_phase("validate")
+        if validators:
+            try:
+                with playing(event):
+                    for hook, bound, _ in validators:
+                        run_hook(event, hook, live, bound=bound)
+            except BaseException:
+                _unfire(event)
+                raise
         backups = {k: _fields(s) for k, s in live.items()}
+        replay = self._live_replay
+        replay.states = live
         try:
-            Replay(live, APPLY_ONLY).play(event, None, keys)
+            replay.play(event, None, keys)
         except BaseException:
             for k, saved in backups.items():
                 _restore(live[k], saved)
@@ -316,12 +331,15 @@ class Engine:
         except BaseException:
             self.discard()
             raise
+        last: dict[StateKey, int] = {}
         for event, position, row in zip(batch, positions, rows, strict=True):
             object.__setattr__(event, "_pt_position", position)
             for key, _ in row.links:
-                state = self._repository.get(key)
-                if state is not None:
-                    object.__setattr__(state, "_pt_last_event_id", position)
+                last[key] = position
+        for key, position in last.items():
+            state = self._repository.get(key)
+            if state is not None:
+                object.__setattr__(state, "_pt_last_event_id", position)
         self._pending.clear()
         self._pending_keys.clear()
         return batch

@@ -22,15 +22,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple
 
-import attrs
-
 from .._model import StateKey
 
 SCHEMA_VERSION = 1
 
 
-@attrs.frozen
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event to append; ``links`` pairs each touched state with its coupling group."""
 
     type: str
