@@ -477,10 +477,6 @@ class Event:
 # --------------------------------------------------------------------------- binding
 
 
-def field_keys(event: Event, field: StateField) -> list[StateKey]:
-    return _field_keys(event, field)[0]
-
-
 def _field_keys(event: Event, field: StateField) -> tuple[list[StateKey], bool]:
     """The keys a field names, and whether it holds a list (hooks then get a list)."""
     value = getattr(event, field.name)
@@ -586,16 +582,6 @@ def hook_keys(event: Event, hook: Hook) -> Bound:
     raise KeyError(hook.name)
 
 
-def flatten(bound: Bound) -> list[StateKey]:
-    flat: list[StateKey] = []
-    for item in bound:
-        if isinstance(item, list):
-            flat.extend(item)
-        else:
-            flat.append(item)
-    return flat
-
-
 def _groups(keys: list[StateKey], apply_hooks: list[tuple[StateKey, ...]]) -> list[int]:
     """Connected components of the touched keys under the multi-state apply hooks."""
     coupling = [flat for flat in apply_hooks if len(flat) > 1]
@@ -614,4 +600,8 @@ def _groups(keys: list[StateKey], apply_hooks: list[tuple[StateKey, ...]]) -> li
 
 
 def flat_hook_keys(event: Event, hook: Hook) -> list[StateKey]:
-    return flatten(hook_keys(event, hook))
+    """Every state a hook takes, a list argument's states spread out."""
+    for h, _, flat in binding(event).of_phase(hook.phase):
+        if h is hook:
+            return list(flat)
+    raise KeyError(hook.name)
