@@ -20,7 +20,6 @@ from ._model import (
     State,
     StateKey,
     binding,
-    flat_hook_keys,
     key_of,
 )
 from ._reconstitution import Plan, StateReconstitutor
@@ -346,19 +345,18 @@ class Engine:
 
     def _run_handlers(self, batch: list[Event]) -> None:
         for event in batch:
-            hooks = type(event)._pt_spec.by_phase("handle")
+            hooks = binding(event).of_phase("handle")
             if not hooks:
                 continue
             previous = self._caused_by
             self._caused_by = event.id
             try:
                 with playing(event):
-                    for hook in hooks:
-                        keys = flat_hook_keys(event, hook)
+                    for hook, bound, keys in hooks:
                         self._load_live([k for k in keys if self._repository.get(k) is None])
                         live = {k: cast(State, self._repository.get(k)) for k in keys}
                         try:
-                            run_hook(event, hook, live, self)
+                            run_hook(event, hook, live, self, bound)
                         except Exception as exc:
                             raise HandlerFailed(
                                 event,

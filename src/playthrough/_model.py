@@ -366,14 +366,14 @@ def _bind_param(
     )
     if field is not None:
         return HookParam(param.name, field, None)
-    # Declared field classes first: a name that matches one of them is that one.
-    known = [f.state_class for f in fields]
-    if (
-        isinstance(param.annotation, str)
-        and _class_named(param.annotation, known) is param.annotation
-    ):
-        known += list(registry.states.values())
-    ann = _class_named(_annotation(fn, param, scope), known)
+    ann = _annotation(fn, param, scope)
+    if isinstance(ann, str):  # unresolvable: match by class name, declared fields first
+        by_field_class = _class_named(ann, [f.state_class for f in fields])
+        ann = (
+            by_field_class
+            if by_field_class is not ann
+            else _class_named(ann, list(registry.states.values()))
+        )
     origin = typing.get_origin(ann)
     many = False
     if (origin is not None and origin in (list, typing.Sequence, tuple)) or (
