@@ -175,18 +175,6 @@ def key_of(cls: type[State], state_id: object) -> StateKey:
     return StateKey(cls._pt_type_name, encode_id(state_id))
 
 
-def blank_state(cls: type[State], state_id: object) -> State:
-    try:
-        state = cls()
-    except TypeError as exc:
-        raise DefinitionError(
-            f"{cls.__qualname__} cannot be created blank ({exc}); give every field a default"
-        ) from exc
-    object.__setattr__(state, "_pt_id", state_id)
-    object.__setattr__(state, "_pt_last_event_id", None)
-    return state
-
-
 # --------------------------------------------------------------------------- events
 
 

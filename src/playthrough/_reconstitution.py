@@ -25,19 +25,25 @@ builds the networkx dependency graph from it on demand, for :meth:`Plan.explain`
 from __future__ import annotations
 
 import bisect
-import json
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import attrs
 import networkx as nx
 
 from ._errors import ReconstitutionError
-from ._model import Event, State, StateKey, blank_state, decode_id, registry
+from ._model import State, StateKey
 from ._replay import APPLY_ONLY, Replay
-from ._serialization import converter, decode
-from ._stores import SnapshotRecord, StoredEvent, StoreReader
+from ._serialization import blank_for, decode_event, state_from_snapshot
+from ._stores import SnapshotRecord, StoreReader
+
+__all__ = [  # blank_for, decode_event, state_from_snapshot: re-exported for old importers
+    "Plan",
+    "StatePlan",
+    "StateReconstitutor",
+    "blank_for",
+    "decode_event",
+    "state_from_snapshot",
+]
 
 
 @attrs.define
@@ -128,43 +134,6 @@ class Plan:
 
     def __str__(self) -> str:
         return self.explain()
-
-
-def decode_event(stored: StoredEvent) -> Event:
-    try:
-        cls = registry.events[stored.type]
-        event: Event = _structure_hook(cls)(json.loads(stored.data), cls)
-    except Exception:  # noqa: BLE001 - decode again the slow way for the clear error
-        where = f" at position {stored.position}"
-        cls = registry.event_class(stored.type, where)
-        event = decode(cls, stored.data, f"event {stored.type}{where}")
-    object.__setattr__(event, "_pt_position", stored.position)
-    object.__setattr__(event, "_pt_data", stored.data)
-    object.__setattr__(event, "_pt_caused_by", stored.caused_by)
-    object.__setattr__(event, "_pt_fired_at", datetime.fromisoformat(stored.fired_at))
-    return event
-
-
-_STRUCTURE: dict[type, Callable[[Any, type], Any]] = {}
-
-
-def _structure_hook(cls: type) -> Callable[[Any, type], Any]:
-    hook = _STRUCTURE.get(cls)
-    if hook is None:
-        hook = _STRUCTURE[cls] = converter.get_structure_hook(cls)
-    return hook
-
-
-def state_from_snapshot(record: SnapshotRecord) -> State:
-    cls = registry.state_class(record.key.type, f" (snapshot at position {record.position})")
-    state = decode(cls, record.data, f"snapshot of {record.key} at position {record.position}")
-    object.__setattr__(state, "_pt_id", decode_id(record.key.id))
-    object.__setattr__(state, "_pt_last_event_id", record.last_event_id)
-    return state
-
-
-def blank_for(key: StateKey) -> State:
-    return blank_state(registry.state_class(key.type), decode_id(key.id))
 
 
 class StateReconstitutor:

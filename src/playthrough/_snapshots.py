@@ -15,9 +15,9 @@ import attrs
 
 from ._errors import PlaythroughError
 from ._model import State, StateKey
-from ._reconstitution import Plan, blank_for, decode_event, state_from_snapshot
+from ._reconstitution import Plan
 from ._replay import Replay
-from ._serialization import encode_state
+from ._serialization import blank_for, decode_event, encode_state, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
 
 if TYPE_CHECKING:

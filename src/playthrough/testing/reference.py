@@ -13,17 +13,11 @@ from .._model import (
     Event,
     State,
     StateKey,
-    blank_state,
-    decode_id,
     flat_hook_keys,
-    registry,
     touched_keys,
 )
 from .._replay import playing, run_hook
-
-
-def _blank(key: StateKey) -> State:
-    return blank_state(registry.state_class(key.type), decode_id(key.id))
+from .._serialization import blank_for as _blank
 
 
 def reference_states(events: Iterable[Event], *, upto: int | None = None) -> dict[StateKey, State]:
