@@ -26,6 +26,7 @@ from ._reconstitution import Plan, StateReconstitutor
 from ._replay import APPLY_ONLY, Replay, in_apply, playing, run_hook
 from ._repository import StateRepository
 from ._serialization import decode, encode_event
+from ._slots import fired_data, mark_fired, set_data, set_last_event_id, set_position, unfire
 from ._snapshots import ReplayReport, SnapshotCoordinator, SyncReport
 from ._stores import NewEvent, Store, open_store
 
@@ -210,7 +211,7 @@ class Engine:
         """
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
-        if event.id is not None or getattr(event, "_pt_data", None) is not None:
+        if event.id is not None or fired_data(event) is not None:
             raise PlaythroughError(f"{type(event).__qualname__} was already fired")
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
@@ -232,8 +233,7 @@ class Engine:
             self._load_live(missing)
             for k in missing:
                 live[k] = cast(State, repository.get(k))
-        object.__setattr__(event, "_pt_fired_at", datetime.now(UTC))
-        object.__setattr__(event, "_pt_caused_by", self._caused_by)
+        mark_fired(event, fired_at=datetime.now(UTC), caused_by=self._caused_by)
         validators = binding(event).of_phase("validate")
         if validators:
             try:
@@ -241,7 +241,7 @@ class Engine:
                     for hook, bound, _ in validators:
                         run_hook(event, hook, live, bound=bound)
             except BaseException:
-                _unfire(event)
+                unfire(event)
                 raise
         backups = {k: _fields(s) for k, s in live.items()}
         replay = self._live_replay
@@ -251,9 +251,9 @@ class Engine:
         except BaseException:
             for k, saved in backups.items():
                 _restore(live[k], saved)
-            _unfire(event)
+            unfire(event)
             raise
-        object.__setattr__(event, "_pt_data", data)
+        set_data(event, data)
         self._pending.append(event)
         for k in keys:
             self._pending_keys[k] = None
@@ -262,7 +262,7 @@ class Engine:
     def discard(self) -> None:
         """Forget pending events and drop the states they changed from memory."""
         for event in self._pending:
-            _unfire(event)
+            unfire(event)
         for key in self._pending_keys:
             self._repository.forget(key)
         self._pending.clear()
@@ -332,13 +332,13 @@ class Engine:
             raise
         last: dict[StateKey, int] = {}
         for event, position, row in zip(batch, positions, rows, strict=True):
-            object.__setattr__(event, "_pt_position", position)
+            set_position(event, position)
             for key, _ in row.links:
                 last[key] = position
         for key, position in last.items():
             state = self._repository.get(key)
             if state is not None:
-                object.__setattr__(state, "_pt_last_event_id", position)
+                set_last_event_id(state, position)
         self._pending.clear()
         self._pending_keys.clear()
         return batch
@@ -426,7 +426,6 @@ class Engine:
         return verify(self, **options)
 
 
-_FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by")
 _ATOMIC = (int, float, str, bool, bytes, type(None))
 
 
@@ -467,12 +466,6 @@ def _exact_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
         ok = all(isinstance(t, type) and t in _ROUND_TRIP for _, t in fields)
         _EXACT[cls] = tuple((n, cast(type, t)) for n, t in fields) if ok else None
     return _EXACT[cls]
-
-
-def _unfire(event: Event) -> None:
-    """Forget what fire() recorded on an event that was rejected, failed or discarded."""
-    for slot in _FIRE_SLOTS:
-        object.__setattr__(event, slot, None)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

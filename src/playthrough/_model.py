@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import attrs
 
 from ._errors import DefinitionError, UnknownTypeError
+from ._slots import set_binding
 
 # The metadata key under which state_id() records the state class of a field.
 _STATE_FIELD = "playthrough.state"
@@ -554,7 +555,7 @@ def binding(event: Event) -> Binding:
         seen.update(dict.fromkeys(spec.singleton_keys))
         touched = tuple(seen)
     result = Binding(spec, touched, by_field)
-    object.__setattr__(event, "_pt_binding", result)
+    set_binding(event, result)
     return result
 
 

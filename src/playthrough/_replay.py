@@ -23,6 +23,7 @@ from typing import Any
 
 from ._errors import ReconstitutionError
 from ._model import PHASES, Bound, Event, Hook, Phase, State, StateKey, binding, hook_keys
+from ._slots import set_last_event_id
 
 APPLY_ONLY: tuple[Phase, ...] = ("apply",)
 
@@ -175,5 +176,5 @@ class Replay:
             for k in taking_part:
                 state = self.states.get(k)
                 if state is not None:
-                    object.__setattr__(state, "_pt_last_event_id", position)
+                    set_last_event_id(state, position)
         self.played += 1

@@ -19,6 +19,7 @@ import cattrs
 
 from ._errors import DecodeError, DefinitionError
 from ._model import Event, State, StateKey, decode_id, registry
+from ._slots import fired_data, mark_state, mark_stored
 
 if TYPE_CHECKING:
     from ._stores import SnapshotRecord, StoredEvent
@@ -81,7 +82,7 @@ def dumps(value: Any) -> str:
 
 def encode_event(event: Event) -> str:
     """The event's canonical JSON (cached once the event is fired: fired events are immutable)."""
-    cached: str | None = getattr(event, "_pt_data", None)
+    cached = fired_data(event)
     if cached is not None:
         return cached
     try:
@@ -117,8 +118,7 @@ def blank_state(cls: type[State], state_id: object) -> State:
         raise DefinitionError(
             f"{cls.__qualname__} cannot be created blank ({exc}); give every field a default"
         ) from exc
-    object.__setattr__(state, "_pt_id", state_id)
-    object.__setattr__(state, "_pt_last_event_id", None)
+    mark_state(state, id=state_id, last_event_id=None)
     return state
 
 
@@ -136,10 +136,13 @@ def decode_event(stored: StoredEvent) -> Event:
         where = f" at position {stored.position}"
         cls = registry.event_class(stored.type, where)
         event = decode(cls, stored.data, f"event {stored.type}{where}")
-    object.__setattr__(event, "_pt_position", stored.position)
-    object.__setattr__(event, "_pt_data", stored.data)
-    object.__setattr__(event, "_pt_caused_by", stored.caused_by)
-    object.__setattr__(event, "_pt_fired_at", datetime.fromisoformat(stored.fired_at))
+    mark_stored(
+        event,
+        position=stored.position,
+        data=stored.data,
+        caused_by=stored.caused_by,
+        fired_at=datetime.fromisoformat(stored.fired_at),
+    )
     return event
 
 
@@ -157,6 +160,5 @@ def state_from_snapshot(record: SnapshotRecord) -> State:
     """The state a snapshot record holds, with its id and last_event_id."""
     cls = registry.state_class(record.key.type, f" (snapshot at position {record.position})")
     state = decode(cls, record.data, f"snapshot of {record.key} at position {record.position}")
-    object.__setattr__(state, "_pt_id", decode_id(record.key.id))
-    object.__setattr__(state, "_pt_last_event_id", record.last_event_id)
+    mark_state(state, id=decode_id(record.key.id), last_event_id=record.last_event_id)
     return state

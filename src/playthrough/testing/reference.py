@@ -18,6 +18,7 @@ from .._model import (
 )
 from .._replay import playing, run_hook
 from .._serialization import blank_for as _blank
+from .._slots import set_last_event_id
 
 
 def reference_states(events: Iterable[Event], *, upto: int | None = None) -> dict[StateKey, State]:
@@ -44,5 +45,5 @@ def reference_states(events: Iterable[Event], *, upto: int | None = None) -> dic
         for key in touched_keys(event):
             if key not in states:
                 states[key] = _blank(key)
-            object.__setattr__(states[key], "_pt_last_event_id", position)
+            set_last_event_id(states[key], position)
     return states
