@@ -27,8 +27,9 @@ from ._errors import (
     UnknownTypeError,
 )
 from ._model import Event, SingletonState, State, StateKey, state_id
+from ._playing import event_random, now
 from ._reconstitution import Plan, StatePlan, StateReconstitutor
-from ._replay import Replay, event_random, now
+from ._replay import Replay
 from ._repository import MemoryCache, ReadOnlyCache, StateCache, StateRepository, WriteOnlyCache
 from ._snapshots import OutOfSync, ReplayReport, SnapshotCoordinator, SyncReport
 from ._stores import SQLiteStore, Store, open_store

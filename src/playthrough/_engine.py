@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,12 +22,13 @@ from ._model import (
     binding,
     key_of,
 )
+from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._reconstitution import Plan, StateReconstitutor
-from ._replay import APPLY_ONLY, Replay, in_apply, playing, run_hook
+from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
 from ._serialization import decode, encode_event
 from ._slots import fired_data, mark_fired, set_data, set_last_event_id, set_position, unfire
-from ._snapshots import ReplayReport, SnapshotCoordinator, SyncReport
+from ._snapshots import SnapshotCoordinator, SyncReport
 from ._stores import NewEvent, Store, open_store
 
 if TYPE_CHECKING:
@@ -56,7 +57,9 @@ class Engine:
         self.store = store
         self.reconstitutor = StateReconstitutor()
         self.snapshots = SnapshotCoordinator(
-            self,
+            store,
+            self.reconstitutor,
+            _LiveView(self),
             every=snapshot_every,
             after_events=snapshot_after_events,
             history=snapshot_history,
@@ -65,8 +68,8 @@ class Engine:
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
         self._caused_by: int | None = None
-        # Firing live is a Replay of one event with apply on the touched live states.
-        self._live_replay = Replay({}, APPLY_ONLY)
+        # Firing live plays one event with apply on the touched live states.
+        self._live_player = EventPlayer({}, APPLY_ONLY)
         self._committing = False
         self._closed = False
 
@@ -244,10 +247,10 @@ class Engine:
                 unfire(event)
                 raise
         backups = {k: _fields(s) for k, s in live.items()}
-        replay = self._live_replay
-        replay.states = live
+        player = self._live_player
+        player.states = live
         try:
-            replay.play(event, None, keys)
+            player.play(event, None, keys)
         except BaseException:
             for k, saved in backups.items():
                 _restore(live[k], saved)
@@ -400,12 +403,11 @@ class Engine:
         ``progress(position, head)`` is called after each chunk; an interrupted
         replay resumes from its last snapshot set when ``resume`` is true.
         """
-        from ._snapshots import full_replay
-
         if self._pending:
             raise PlaythroughError("commit or discard pending events before a replay")
         report = full_replay(
-            self,
+            self.store,
+            snapshot_history=self.snapshots.history,
             progress=progress,
             snapshot_every=snapshot_every,
             chunk_size=chunk_size,
@@ -424,6 +426,25 @@ class Engine:
         from ._verify import verify
 
         return verify(self, **options)
+
+
+class _LiveView:
+    """The engine's live states and pending events, as the SnapshotCoordinator sees them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def live_states(self) -> Iterable[tuple[StateKey, State]]:
+        return self._engine.repository.items()
+
+    def live_state(self, key: StateKey) -> State | None:
+        return self._engine.repository.get(key)
+
+    def has_pending(self) -> bool:
+        return bool(self._engine.pending)
+
+    def pending_keys(self) -> Collection[StateKey]:
+        return self._engine._pending_keys.keys()
 
 
 _ATOMIC = (int, float, str, bool, bytes, type(None))

@@ -32,7 +32,7 @@ import networkx as nx
 
 from ._errors import ReconstitutionError
 from ._model import State, StateKey
-from ._replay import APPLY_ONLY, Replay
+from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
 
@@ -137,7 +137,7 @@ class Plan:
 
 
 class StateReconstitutor:
-    """Plans loads over the state-event links and plays them as Replays."""
+    """Plans loads over the state-event links and plays them with an EventPlayer."""
 
     def plan(self, reader: StoreReader, targets: Sequence[StateKey], at: int) -> Plan:
         states: dict[StateKey, StatePlan] = {}
@@ -282,15 +282,15 @@ class StateReconstitutor:
         return Plan(at, targets, states, sorted(positions), taking_part, edges, rounds)
 
     def play(self, reader: StoreReader, plan: Plan) -> dict[StateKey, State]:
-        """Run the plan as one Replay; returns every state of the plan as last played."""
+        """Run the plan through one EventPlayer; returns every state of the plan as last played."""
         states: dict[StateKey, State] = {}
         for sp in plan.states.values():
             states[sp.key] = (
                 state_from_snapshot(sp.snapshot) if sp.snapshot is not None else blank_for(sp.key)
             )
-        replay = Replay(states, APPLY_ONLY)
+        player = EventPlayer(states, APPLY_ONLY)
         for stored in reader.events(plan.positions):
-            replay.play(decode_event(stored), stored.position, plan.taking_part[stored.position])
+            player.play(decode_event(stored), stored.position, plan.taking_part[stored.position])
         return states
 
     def reconstitute(

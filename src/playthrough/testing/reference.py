@@ -16,7 +16,7 @@ from .._model import (
     flat_hook_keys,
     touched_keys,
 )
-from .._replay import playing, run_hook
+from .._playing import playing, run_hook
 from .._serialization import blank_for as _blank
 from .._slots import set_last_event_id
 
