@@ -29,10 +29,6 @@ EXPECTED = {
     "HandlerFailed",
     # the architecture's components, for users who compose their own
     "StateRepository",
-    "StateCache",
-    "MemoryCache",
-    "ReadOnlyCache",
-    "WriteOnlyCache",
     "StateReconstitutor",
     "Plan",
     "StatePlan",

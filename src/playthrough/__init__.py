@@ -4,10 +4,11 @@ Layout: the public names are re-exported here; everything else is private.
 
 - ``_model``: State, SingletonState, Event, ``state_id`` and the type registry
 - ``_serialization``: JSON through cattrs (no pickle)
-- ``_repository``: StateRepository, the identity map, and its cache layers
-- ``_replay``: Replay, the one way events are played (live, reconstitution, replay)
+- ``_repository``: StateRepository, the identity map
+- ``_playing``: EventPlayer, the one way events are played (live, reconstitution, replay)
+- ``_replay``: the full replay (``Engine.replay()``)
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
-- ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and full replay
+- ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and the sync check
 - ``_engine``: Engine, which ties them together
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
@@ -30,7 +31,7 @@ from ._model import Event, SingletonState, State, StateKey, state_id
 from ._playing import event_random, now
 from ._reconstitution import Plan, StatePlan, StateReconstitutor
 from ._replay import Replay
-from ._repository import MemoryCache, ReadOnlyCache, StateCache, StateRepository, WriteOnlyCache
+from ._repository import StateRepository
 from ._snapshots import OutOfSync, ReplayReport, SnapshotCoordinator, SyncReport
 from ._stores import SQLiteStore, Store, open_store
 from ._verify import VerifyReport
@@ -43,11 +44,9 @@ __all__ = [
     "Event",
     "EventRejected",
     "HandlerFailed",
-    "MemoryCache",
     "OutOfSync",
     "Plan",
     "PlaythroughError",
-    "ReadOnlyCache",
     "ReconstitutionError",
     "Replay",
     "ReplayReport",
@@ -56,7 +55,6 @@ __all__ = [
     "SingletonState",
     "SnapshotCoordinator",
     "State",
-    "StateCache",
     "StateKey",
     "StatePlan",
     "StateReconstitutor",
@@ -66,7 +64,6 @@ __all__ = [
     "SyncReport",
     "UnknownTypeError",
     "VerifyReport",
-    "WriteOnlyCache",
     "event_random",
     "now",
     "open_store",

@@ -139,7 +139,16 @@ class Plan:
 class StateReconstitutor:
     """Plans loads over the state-event links and plays them with an EventPlayer."""
 
-    def plan(self, reader: StoreReader, targets: Sequence[StateKey], at: int) -> Plan:
+    def plan(
+        self,
+        reader: StoreReader,
+        targets: Sequence[StateKey],
+        at: int,
+        *,
+        use_snapshots: bool = True,
+    ) -> Plan:
+        """What loading ``targets`` as of ``at`` takes; ``use_snapshots=False`` starts every
+        state from blank (the reference path verification compares snapshots against)."""
         states: dict[StateKey, StatePlan] = {}
         edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:
@@ -153,10 +162,13 @@ class StateReconstitutor:
         while True:
             rounds += 1
             new = [k for k in states if k not in snaps]
-            if new:
+            if new and use_snapshots:
                 found = reader.snapshots(new, at)
                 for k in new:
                     snaps[k] = found.get(k, [])
+            else:
+                for k in new:
+                    snaps[k] = []
             for sp in states.values():
                 history = snaps[sp.key]
                 chosen = next((s for s in history if s.position <= sp.needed_from), None)
@@ -294,10 +306,18 @@ class StateReconstitutor:
         return states
 
     def reconstitute(
-        self, reader: StoreReader, targets: Iterable[StateKey], at: int
+        self,
+        reader: StoreReader,
+        targets: Iterable[StateKey],
+        at: int,
+        *,
+        use_snapshots: bool = True,
     ) -> tuple[dict[StateKey, State], Plan]:
-        """The targets as of ``at``, plus every other state the plan finished at ``at``."""
-        plan = self.plan(reader, list(dict.fromkeys(targets)), at)
+        """The targets as of ``at``, plus every other state the plan finished at ``at``.
+
+        With ``use_snapshots=False`` no stored snapshot is read: every state starts blank.
+        """
+        plan = self.plan(reader, list(dict.fromkeys(targets)), at, use_snapshots=use_snapshots)
         states = self.play(reader, plan)
         complete = {k: s for k, s in states.items() if plan.states[k].need >= at}
         return complete, plan
