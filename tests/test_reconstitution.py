@@ -10,12 +10,12 @@ import pytest
 from playthrough import (
     Engine,
     Event,
-    SQLiteStore,
     State,
     state_id,
 )
 from playthrough._model import key_of
 from playthrough._repository import StateRepository
+from playthrough._stores import SQLiteStore
 from playthrough.examples.bank import Account, Deposited, Ledger, Transferred
 from playthrough.examples.game import (
     GameState,

@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playthrough import Engine, Event, EventRejected, SQLiteStore, State, Store
+from playthrough import Engine, Event, EventRejected, State
 from playthrough._model import StateKey, key_of
 from playthrough._serialization import encode_state
+from playthrough._stores import SQLiteStore, Store
 from playthrough.testing import reference_states
 
 from .domain import Hub, Node

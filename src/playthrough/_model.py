@@ -15,7 +15,7 @@ import typing
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
@@ -136,7 +136,10 @@ class State:
     """
 
     __slots__ = ("_pt_id", "_pt_last_event_id")
-    _pt_type_name: ClassVar[str]
+    # Declared for type checkers only: a runtime annotation here would be resolved in
+    # the ``playthrough`` namespace (``__module__``) by get_type_hints on every subclass.
+    if TYPE_CHECKING:
+        _pt_type_name: ClassVar[str]
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -434,9 +437,11 @@ class Event:
         "_pt_fired_at",
         "_pt_position",
     )
-    _pt_type_name: ClassVar[str]
-    _pt_spec: ClassVar[EventSpec]
-    replay_handle: ClassVar[bool] = False
+    if TYPE_CHECKING:  # see State
+        _pt_type_name: ClassVar[str]
+        _pt_spec: ClassVar[EventSpec]
+        replay_handle: ClassVar[bool]
+    replay_handle = False
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

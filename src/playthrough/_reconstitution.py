@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-import networkx as nx
 
 from ._errors import ReconstitutionError
 from ._model import State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [  # blank_for, decode_event, state_from_snapshot: re-exported for old importers
     "Plan",
@@ -79,8 +82,10 @@ class Plan:
     def graph(self) -> nx.DiGraph:
         """The dependency graph: an edge X -> Y when an event of X's needed Y just before it.
 
-        Built on demand (networkx), so a load that nobody explains does not pay for it.
+        Built on demand, and networkx is imported only here: ``import playthrough`` and
+        a load that nobody explains do not pay for it.
         """
+        import networkx as nx
         graph: nx.DiGraph = nx.DiGraph()
         graph.add_nodes_from(self.states)
         for (src, dst), positions in self.edges.items():
