@@ -267,20 +267,45 @@ def _declared_fields(cls: type) -> list[StateField]:
     return list(found.values())
 
 
+def hook_phase(name: str) -> Phase | None:
+    """The phase a method name declares: ``apply``, ``validate``, ``handle``, or one of
+    them followed by ``_`` and a suffix (``apply_account``); anything else is a plain method."""
+    head, sep, suffix = name.partition("_")
+    if head in PHASES and (not sep or suffix):
+        return head
+    return None
+
+
+def _misspelt_phase(name: str) -> Phase | None:
+    """The phase a method name almost declares: one letter dropped (``aply``) or two
+    neighbours swapped (``appyl_account``). Such a method would silently never run."""
+    head = name.partition("_")[0]
+    for phase in PHASES:
+        if len(head) == len(phase) - 1 and any(
+            phase[:i] + phase[i + 1 :] == head for i in range(len(phase))
+        ):
+            return phase
+        if len(head) == len(phase) and head != phase:
+            diff = [i for i in range(len(phase)) if head[i] != phase[i]]
+            if len(diff) == 2 and diff[1] == diff[0] + 1 and sorted(head) == sorted(phase):
+                return phase
+    return None
+
+
 def _hook_functions(cls: type) -> list[tuple[str, Phase, Callable[..., Any]]]:
     hooks: dict[str, tuple[Phase, Callable[..., Any]]] = {}
     for base in reversed(cls.__mro__):
         for name, value in base.__dict__.items():
             if not callable(value) or not isinstance(value, typing.Callable):  # type: ignore[arg-type]
                 continue
-            phase: Phase
-            if name.startswith("validate"):
-                phase = "validate"
-            elif name.startswith("apply"):
-                phase = "apply"
-            elif name.startswith("handle"):
-                phase = "handle"
-            else:
+            phase = hook_phase(name)
+            if phase is None:
+                near = _misspelt_phase(name)
+                if near is not None:
+                    raise DefinitionError(
+                        f"{cls.__qualname__}.{name} looks like a misspelt {near!r} hook and "
+                        f"would never run; hooks are named {near} or {near}_<suffix>"
+                    )
                 continue
             hooks[name] = (phase, value)
     return [(name, phase, fn) for name, (phase, fn) in hooks.items()]
@@ -406,6 +431,11 @@ def build_spec(cls: type) -> EventSpec:
             raise DefinitionError(f"{cls.__qualname__}.{name}: cannot read its signature") from exc
         params = list(sig.parameters.values())[1:]  # drop self
         bound = tuple(_bind_param(cls, name, phase, fn, p, fields, scope) for p in params)
+        if phase == "apply" and not bound:
+            raise DefinitionError(
+                f"{cls.__qualname__}.{name}: an apply hook must take the states it changes "
+                "(it runs for the states it takes; with none it would never run)"
+            )
         hooks.append(Hook(name, phase, bound))
         if phase != "handle":
             for p in bound:
@@ -424,8 +454,14 @@ class Event:
     """Base class of events. Subclass it with ``@attrs.define``.
 
     Declare the states an event touches with :func:`state_id` fields; write
-    ``validate*`` hooks (fire time only), ``apply*`` hooks (fire time and every
-    replay: deterministic) and ``handle*`` hooks (once, after the commit).
+    ``validate`` hooks (fire time only), ``apply`` hooks (fire time and every
+    replay: deterministic) and ``handle`` hooks (once, after the commit). A hook
+    is a method named exactly ``apply``, ``validate`` or ``handle``, or one of
+    those followed by ``_`` and a suffix (``apply_account``); other methods
+    (``handled_message``) are plain methods. Hook parameters name the states
+    the hook takes. An ``apply`` hook must take at least one state; a
+    ``validate`` or ``handle`` hook that takes none runs once per event (at
+    fire, after the commit).
     Set ``replay_handle = True`` on a class whose ``handle`` is safe to run
     again during :meth:`Engine.replay`.
     """

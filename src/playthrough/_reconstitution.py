@@ -86,6 +86,7 @@ class Plan:
         a load that nobody explains do not pay for it.
         """
         import networkx as nx
+
         graph: nx.DiGraph = nx.DiGraph()
         graph.add_nodes_from(self.states)
         for (src, dst), positions in self.edges.items():
