@@ -142,6 +142,31 @@ class Plan:
         return self.explain()
 
 
+def _starting_snapshot(history: list[SnapshotRecord], needed_from: int) -> SnapshotRecord | None:
+    """The newest snapshot at or before ``needed_from`` (history is newest first): the rewind."""
+    return next((s for s in history if s.position <= needed_from), None)
+
+
+def _taking_part(
+    event_links: dict[StateKey, int], states: dict[StateKey, StatePlan], position: int
+) -> tuple[StateKey, ...]:
+    """The states an event is played on: those whose range holds it, plus every state
+    coupled with them in it (same link group). A state whose snapshot already includes
+    the event is never among them, unless coupled, and then the plan has rewound it."""
+    groups = {
+        g
+        for k, g in event_links.items()
+        if k in states and states[k].start < position <= states[k].need
+    }
+    return tuple(k for k, g in event_links.items() if g in groups)
+
+
+def _held_just_before(held: StatePlan | None, position: int) -> bool:
+    """Whether the plan holds a state just before the event at ``position``: it starts
+    before the event (so the event is not in its snapshot) and is needed up to it."""
+    return held is not None and held.start < position and held.need >= position - 1
+
+
 class StateReconstitutor:
     """Plans loads over the state-event links and plays them with an EventPlayer."""
 
@@ -177,7 +202,7 @@ class StateReconstitutor:
                     snaps[k] = []
             for sp in states.values():
                 history = snaps[sp.key]
-                chosen = next((s for s in history if s.position <= sp.needed_from), None)
+                chosen = _starting_snapshot(history, sp.needed_from)
                 sp.snapshot = chosen
                 sp.start = chosen.position if chosen is not None else 0
                 sp.newest_snapshot = history[0].position if history else None
@@ -283,15 +308,9 @@ class StateReconstitutor:
         taking_part: dict[int, tuple[StateKey, ...]] = {}
         for e in positions:
             event_links = links[e]
-            groups = {
-                g
-                for k, g in event_links.items()
-                if k in states and states[k].start < e <= states[k].need
-            }
-            part = tuple(k for k, g in event_links.items() if g in groups)
+            part = _taking_part(event_links, states, e)
             for k in part:
-                held = states.get(k)
-                if held is None or held.start >= e or held.need < e - 1:
+                if not _held_just_before(states.get(k), e):
                     raise ReconstitutionError(  # a planner bug, never a user error
                         f"inconsistent plan: {k} takes part in event {e} but is not held "
                         "just before it"
