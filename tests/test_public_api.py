@@ -108,3 +108,20 @@ def test_importing_playthrough_does_not_import_networkx() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_renamed_attributes_keep_working_with_a_deprecation_warning() -> None:
+    from playthrough._snapshots import SnapshotCoordinator
+    from playthrough.examples.bank import Account, Deposited
+
+    with playthrough.Engine.open() as engine:
+        engine.fire(Deposited(account_id=1, amount=5))
+        engine.commit()
+        plan = engine.explain(Account, 1)
+        with pytest.warns(DeprecationWarning, match="use StatePlan.event_count"):
+            old = plan.states[plan.targets[0]].events
+        assert old == plan.states[plan.targets[0]].event_count == 1
+        with pytest.warns(DeprecationWarning, match="Engine.coordinator"):
+            coordinator = engine.snapshots
+        assert isinstance(coordinator, SnapshotCoordinator)
+        assert coordinator is engine.coordinator

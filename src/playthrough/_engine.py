@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import typing
 import uuid
+import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -56,7 +57,7 @@ class Engine:
     ) -> None:
         self.store = store
         self.reconstitutor = StateReconstitutor()
-        self.snapshots = SnapshotCoordinator(
+        self.coordinator = SnapshotCoordinator(
             store,
             self.reconstitutor,
             _LiveView(self),
@@ -72,6 +73,16 @@ class Engine:
         self._live_player = EventPlayer({}, APPLY_ONLY)
         self._committing = False
         self._closed = False
+
+    @property
+    def snapshots(self) -> SnapshotCoordinator:
+        """Deprecated: the snapshot coordinator, now ``Engine.coordinator``."""
+        warnings.warn(
+            "Engine.snapshots is deprecated; the coordinator is Engine.coordinator",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.coordinator
 
     @classmethod
     def open(cls, url: str | None = None, **options: Any) -> Engine:
@@ -194,7 +205,7 @@ class Engine:
         for key, state in states.items():
             if self._repository.get(key) is None:
                 self._repository.put(key, state)
-        self.snapshots.after_load(plan, states)
+        self.coordinator.after_load(plan, states)
 
     def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
         with self.store.reader() as reader:
@@ -302,7 +313,7 @@ class Engine:
         finally:
             self._committing = False
         if committed:
-            self.snapshots.after_commit()
+            self.coordinator.after_commit()
         return committed
 
     def _commit_batch(self) -> list[Event]:
@@ -379,7 +390,7 @@ class Engine:
         exactly those states, as they were at ``at`` (default: the head).
         """
         keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
-        return self.snapshots.write_set(keys, at)
+        return self.coordinator.write_set(keys, at)
 
     def drop_snapshots(self, refs: Iterable[StateRef] | None = None) -> int:
         """Forget stored snapshots (all, or those of the given states); returns how many."""
@@ -388,7 +399,7 @@ class Engine:
 
     def snapshot_sync(self) -> SyncReport:
         """Which coupled states have snapshots that disagree on their position."""
-        return self.snapshots.check_sync()
+        return self.coordinator.check_sync()
 
     def replay(
         self,
@@ -407,7 +418,7 @@ class Engine:
             raise PlaythroughError("commit or discard pending events before a replay")
         report = full_replay(
             self.store,
-            snapshot_history=self.snapshots.history,
+            snapshot_history=self.coordinator.history,
             progress=progress,
             snapshot_every=snapshot_every,
             chunk_size=chunk_size,

@@ -25,6 +25,7 @@ builds the networkx dependency graph from it on demand, for :meth:`Plan.explain`
 from __future__ import annotations
 
 import bisect
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -59,7 +60,17 @@ class StatePlan:
     start: int = 0
     snapshot: SnapshotRecord | None = None
     newest_snapshot: int | None = None
-    events: int = 0
+    event_count: int = 0  # how many events this state plays
+
+    @property
+    def events(self) -> int:
+        """Deprecated: the number of events, now :attr:`event_count`."""
+        warnings.warn(
+            "StatePlan.events is deprecated; use StatePlan.event_count",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.event_count
 
     @property
     def rewound(self) -> bool:
@@ -121,7 +132,7 @@ class Plan:
             )
             line = (
                 f"  {key}: starts from {origin}, "
-                f"plays {sp.events} event(s) in ({sp.start}, {sp.need}]"
+                f"plays {sp.event_count} event(s) in ({sp.start}, {sp.need}]"
             )
             if key not in self.targets:
                 pulls = ", ".join(f"event {p} of {src}" for src, p in sorted(self.why(key))[:3])
@@ -303,7 +314,7 @@ class StateReconstitutor:
         for sp in states.values():
             mine = touching.get(sp.key, [])
             played = mine[bisect.bisect_right(mine, sp.start) : bisect.bisect_right(mine, sp.need)]
-            sp.events = len(played)
+            sp.event_count = len(played)
             positions.update(played)
         taking_part: dict[int, tuple[StateKey, ...]] = {}
         for e in positions:
