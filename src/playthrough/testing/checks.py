@@ -16,9 +16,8 @@ from typing import Any
 
 from .._engine import Engine
 from .._errors import EventRejected
-from .._model import Event, State, StateKey, blank_state, decode_id, registry
-from .._reconstitution import decode_event
-from .._serialization import encode_state
+from .._model import Event, State, StateKey, decode_id, registry
+from .._serialization import blank_state, decode_event, encode_state
 from .._stores import Store
 from .._verify import field_diffs, verify
 from .reference import reference_states
