@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from playthrough import SQLiteStore, Store, StoreError, open_store
-
-from .store_contract import StoreContract
+from playthrough.testing import StoreContract
 
 
 class TestSQLiteMemoryStore(StoreContract):
@@ -36,7 +35,8 @@ class TestSQLiteFileStore(StoreContract):
         conn.close()
         return lambda: SQLiteStore(self.path)
 
-    def test_file_is_wal_and_durable(self, store: Store) -> None:
+    def test_file_is_wal_and_durable(self) -> None:
+        store = self.store
         conn = sqlite3.connect(self.path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.close()
