@@ -11,8 +11,7 @@ it can, ``reopen_store`` (a second, independent handle on the same data) and
 
 Pytest fixtures of the subclass (autouse ones, say a temporary directory) have
 run by the time a case first asks for ``self.store``. The module imports
-nothing from pytest, so ``playthrough.testing`` works without it; skips are
-``unittest.SkipTest``, which pytest reports as skips.
+nothing from pytest at import, so ``playthrough.testing`` works without it.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import threading
 import unittest
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
@@ -41,6 +41,14 @@ def ev(*links: tuple[StateKey, int], data: str = "{}", caused_by: int | None = N
     return NewEvent(
         type="Thing", data=data, links=tuple(links), caused_by=caused_by, fired_at=FIRED_AT
     )
+
+
+def _skip(reason: str) -> NoReturn:
+    try:
+        import pytest
+    except ImportError:  # unittest.SkipTest: pytest reports it as a skip too
+        raise unittest.SkipTest(reason) from None
+    pytest.skip(reason)
 
 
 @contextmanager
@@ -93,7 +101,7 @@ class StoreContract(abc.ABC):
     def _second_handle(self, store: Store) -> Store:
         other = self.reopen_store(store)
         if other is None:
-            raise unittest.SkipTest("this store has no second handle on the same data")
+            _skip("this store has no second handle on the same data")
         return other
 
     # ------------------------------------------------------------------ log
@@ -272,7 +280,7 @@ class StoreContract(abc.ABC):
         store = self.store
         other = self.bump_schema_version(store)
         if other is None:
-            raise unittest.SkipTest("this store cannot be reopened")
+            _skip("this store cannot be reopened")
         with raises_exactly(SchemaVersionError, match="newer"):
             other()
 
