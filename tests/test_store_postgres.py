@@ -21,9 +21,10 @@ from playthrough._model import StateKey
 from playthrough._stores import Link, NewEvent, SnapshotRecord
 from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._stores.postgres import PostgresStore
+from playthrough.testing import StoreContract
+from playthrough.testing.store_contract import A1, A2, HUB, ev
 
 from .pg_domain import Account, Audited, Opened, Transfer
-from .store_contract import A1, A2, HUB, StoreContract, ev
 
 pytestmark = pytest.mark.postgres
 

@@ -1,7 +1,7 @@
 """The store contract: a globally ordered event log, state-event links, snapshots.
 
 A store knows nothing of attrs classes: it moves type names, JSON text and
-:class:`StateKey` pairs. Every store passes ``tests/store_contract.py``.
+:class:`StateKey` pairs. Every store passes :class:`playthrough.testing.StoreContract`.
 
 Tables (names are the same in every store):
 
@@ -20,11 +20,30 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .._model import StateKey
 
 SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """Consecutive slices of at most ``size`` items (one statement's worth of parameters)."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:
+    """The ConcurrencyError text for (state key, known last event, store's last event) rows."""
+    return (
+        "commit refused, states changed by another writer since this engine loaded them: "
+        + ", ".join(
+            f"{key} (known last event {want}, store has {have})" for key, want, have in stale[:10]
+        )
+        + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+    )
 
 
 class NewEvent(NamedTuple):
@@ -90,6 +109,30 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events with position > after, in order."""
+
+    def iter_events(
+        self, after: int = 0, until: int | None = None, chunk: int = 1000
+    ) -> Iterator[StoredEvent]:
+        """Every event with after < position <= until (no bound: to the head), in order.
+
+        Pages through :meth:`events_after` ``chunk`` events per statement, inside
+        this reader's transaction, so the events are those of one snapshot.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
+        position = after
+        while until is None or position < until:
+            # Positions strictly increase, so (position, until] holds at most
+            # until - position events: never fetch past the bound.
+            limit = chunk if until is None else min(chunk, until - position)
+            page = self.events_after(position, limit)
+            for event in page:
+                if until is not None and event.position > until:
+                    return
+                yield event
+            if len(page) < limit:
+                return
+            position = page[-1].position
 
     @abc.abstractmethod
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:

@@ -3,7 +3,7 @@
 Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``), so the check
 of the heads table and the append happen under one lock, across processes too;
 positions are assigned inside that transaction, so commit order is position
-order.
+order. Every transaction goes through :meth:`SQLiteStore._transaction`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
@@ -24,6 +24,8 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    chunks,
+    stale_message,
 )
 
 _SCHEMA = """
@@ -59,12 +61,10 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 ) WITHOUT ROWID;
 """
 
-_CHUNK = 400  # keys or positions per statement, well under SQLite's variable limit
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+# Parameters per statement stay well under SQLite's variable limit (32766).
+_KEYS_PER_STATEMENT = 400  # 2 parameters each
+_RANGES_PER_STATEMENT = 300  # 4 parameters each
+_POSITIONS_PER_STATEMENT = 500
 
 
 class _SQLiteReader(StoreReader):
@@ -81,7 +81,7 @@ class _SQLiteReader(StoreReader):
 
     def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
         out: dict[StateKey, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
+        for chunk in chunks(list(dict.fromkeys(keys)), _KEYS_PER_STATEMENT):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -97,7 +97,7 @@ class _SQLiteReader(StoreReader):
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
+        for chunk in chunks(list(dict.fromkeys(keys)), _KEYS_PER_STATEMENT):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -114,7 +114,7 @@ class _SQLiteReader(StoreReader):
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
         items = [(k, lo, hi) for k, (lo, hi) in ranges.items() if hi > lo]
         out: dict[tuple[int, StateKey], Link] = {}
-        for chunk in _chunks(items, 300):
+        for chunk in chunks(items, _RANGES_PER_STATEMENT):
             values = ",".join("(?,?,?,?)" for _ in chunk)
             params = [v for k, lo, hi in chunk for v in (k.type, k.id, lo, hi)]
             rows = self._q(
@@ -132,7 +132,7 @@ class _SQLiteReader(StoreReader):
         return sorted(out.values(), key=itemgetter(0))
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        for chunk in _chunks(positions, 500):
+        for chunk in chunks(positions, _POSITIONS_PER_STATEMENT):
             marks = ",".join("?" for _ in chunk)
             rows = self._q(
                 "SELECT position, type, data, caused_by, fired_at FROM pt_events "
@@ -189,7 +189,7 @@ class SQLiteStore(Store):
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
-        self._depth = 0
+        self._reading = False
         try:
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -204,10 +204,38 @@ class SQLiteStore(Store):
     def url(self) -> str:
         return "sqlite://" if self._path == ":memory:" else f"sqlite:///{self._path}"
 
-    def _migrate(self) -> None:
+    @contextmanager
+    def _transaction(
+        self, begin: Literal["BEGIN", "BEGIN IMMEDIATE"], failure: str | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """One transaction: COMMIT when the block ends, ROLLBACK when it raises.
+
+        ``BEGIN IMMEDIATE`` takes the write lock before the first read. With
+        ``failure``, SQLite errors become StoreError(``failure: cause``).
+        """
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            if failure is None:
+                raise
+            raise StoreError(f"cannot start a write transaction: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if failure is not None and isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{failure}: {exc}") from exc
+            raise
+
+    def _writing(self, what: str) -> None:
+        if self._reading:
+            raise StoreError(f"cannot {what} inside a read transaction")
+
+    def _migrate(self) -> None:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -221,41 +249,25 @@ class SQLiteStore(Store):
                     f"{self._path!r} holds schema version {row[0]}, written by a newer "
                     f"playthrough; this one reads up to version {SCHEMA_VERSION}"
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield _SQLiteReader(self)
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN")
-        self._depth = 1
+        if self._reading:
+            raise StoreError("a reader is already open on this store: readers do not nest")
+        self._reading = True
         try:
-            yield _SQLiteReader(self)
+            with self._transaction("BEGIN"):
+                yield _SQLiteReader(self)
         finally:
-            self._depth = 0
-            self._conn.execute("COMMIT")
+            self._reading = False
 
     def append(
         self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
     ) -> list[int]:
         if not events:
             return []
-        if self._depth:
-            raise StoreError("cannot append inside a read transaction")
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot start a write transaction: {exc}") from exc
-        try:
+        self._writing("append")
+        with self._transaction("BEGIN IMMEDIATE", "append failed, nothing was written") as conn:
             reader = _SQLiteReader(self)
             current = reader.state_heads(expected)
             stale = [
@@ -264,15 +276,7 @@ class SQLiteStore(Store):
                 if current.get(key) != want
             ]
             if stale:
-                raise ConcurrencyError(
-                    "commit refused, states changed by another writer since this engine "
-                    "loaded them: "
-                    + ", ".join(
-                        f"{key} (known last event {want}, store has {have})"
-                        for key, want, have in stale[:10]
-                    )
-                    + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
-                )
+                raise ConcurrencyError(stale_message(stale))
             base = reader.head()
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 3
@@ -296,12 +300,6 @@ class SQLiteStore(Store):
                 "DO UPDATE SET last_position = excluded.last_position",
                 [(k.type, k.id, p) for k, p in heads.items()],
             )
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"append failed, nothing was written: {exc}") from exc
-            raise
         return positions
 
     def write_snapshots(
@@ -312,9 +310,8 @@ class SQLiteStore(Store):
     ) -> None:
         if not records and not meta:
             return
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        self._writing("write")
+        with self._transaction("BEGIN IMMEDIATE") as conn:
             for key, value in (meta or {}).items():
                 if value is None:
                     conn.execute("DELETE FROM pt_meta WHERE key = ?", (key,))
@@ -337,30 +334,20 @@ class SQLiteStore(Store):
                 "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?))",
                 [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        self._writing("write")
+        with self._transaction("BEGIN IMMEDIATE") as conn:
             self.statements += 1
             if keys is None:
-                count = conn.execute("DELETE FROM pt_snapshots").rowcount
-            else:
-                count = 0
-                for k in dict.fromkeys(keys):
-                    count += conn.execute(
-                        "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
-                        (k.type, k.id),
-                    ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return count
+                return int(conn.execute("DELETE FROM pt_snapshots").rowcount)
+            count = 0
+            for k in dict.fromkeys(keys):
+                count += conn.execute(
+                    "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
+                    (k.type, k.id),
+                ).rowcount
+            return count
 
     def close(self) -> None:
         self._conn.close()
