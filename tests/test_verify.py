@@ -598,8 +598,10 @@ def test_the_examples_script_runs_clean() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "all 5 outcomes as expected" in done.stdout
+    assert "all 7 outcomes as expected" in done.stdout
     assert "--> shop_flawed: exit 1 (as expected)" in done.stdout
+    assert "--> game_out_of_sync: exit 0 (as expected)" in done.stdout
+    assert "--> game_out_of_sync --strict-sync: exit 1 (as expected)" in done.stdout
 
 
 def test_a_postgres_store_verifies_with_a_subprocess_and_the_same_digest(
