@@ -427,16 +427,58 @@ class Engine:
         self._repository.clear()
         return report
 
-    def verify(self, **options: Any) -> VerifyReport:
-        """Check the store: snapshots against the log, replay determinism, snapshot sync.
+    def verify(
+        self,
+        *,
+        sample: int | None = None,
+        seed: int = 0,
+        start: int | None = None,
+        end: int | None = None,
+        time_budget: float | None = None,
+        strict_sync: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+        apps: Sequence[str] = (),
+        url: str | None = None,
+        subprocess_replay: bool | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> VerifyReport:
+        """Check the store: snapshots against the log, determinism, snapshot sync.
 
-        Returns a ``playthrough._verify.VerifyReport``; the options are those of
-        ``playthrough._verify.verify`` (``sample``, ``start``, ``end``,
-        ``time_budget``, ``progress``, ``apps``...). The live repository is untouched.
+        Returns a ``VerifyReport`` (``.ok``: no wrong or irreproducible result).
+        The live repository is untouched.
+
+        - ``sample``: check this many states, drawn with ``random.Random(seed)``;
+        - ``start``, ``end``: the positions whose snapshots and states are checked;
+        - ``time_budget``: seconds (of ``clock``, by default ``time.monotonic``); then
+          stop and list what was left;
+        - ``strict_sync``: coupled snapshots out of sync fail the run (by default a
+          warning: they cost a rewind on load, not a wrong result);
+        - ``progress(stage, done, total)``: called as work advances;
+        - ``apps``: modules defining the domain; with them (and a store at ``url``,
+          by default the store's, that another process can open) the second replay
+          runs in a subprocess with another ``PYTHONHASHSEED``; ``subprocess_replay``
+          forces that on or off.
+
+        See ``playthrough._verify.verify``.
         """
         from ._verify import verify
 
-        return verify(self, **options)
+        return verify(
+            self.store,
+            self.reconstitutor,
+            sync_check=self.snapshot_sync,
+            sample=sample,
+            seed=seed,
+            start=start,
+            end=end,
+            time_budget=time_budget,
+            strict_sync=strict_sync,
+            progress=progress,
+            apps=apps,
+            url=url,
+            subprocess_replay=subprocess_replay,
+            clock=clock,
+        )
 
 
 class _LiveView:
