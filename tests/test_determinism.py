@@ -163,9 +163,9 @@ def test_a_replay_in_another_process_gives_the_same_bytes(tmp_path: Path) -> Non
     with Engine.open(url) as engine:
         here = engine.verify(subprocess_replay=False)
         there = engine.verify(apps=[__name__])
-    assert "subprocess" in there.replay.mode, there.replay.mode
+    assert "subprocess" in there.determinism.mode, there.determinism.mode
     assert there.ok and here.ok, there.to_text()
-    assert there.replay.digest == here.replay.digest
+    assert there.determinism.digest == here.determinism.digest
 
 
 def test_a_value_that_changes_in_json_does_not_change_the_seed() -> None:

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from playthrough import ConcurrencyError, Engine, Event, Store
+from playthrough import ConcurrencyError, Engine, Event
+from playthrough._stores import Store
 from playthrough._stores.postgres import PostgresStore
 
 from . import test_reconstitution_properties as props

@@ -99,7 +99,7 @@ def test_processes_transfer_while_a_follower_tails_the_log(pg_url: str, pg_schem
 
     # The stored transfers are exactly the ones the writers committed, at their positions.
     with Engine.open(pg_url, schema=pg_schema) as check:
-        from playthrough._reconstitution import decode_event
+        from playthrough._serialization import decode_event
 
         balances = dict.fromkeys(range(ACCOUNTS), OPENING)
         for stored in log[ACCOUNTS:]:

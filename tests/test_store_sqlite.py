@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import SQLiteStore, Store, StoreError, open_store
+from playthrough import StoreError
+from playthrough._stores import SQLiteStore, Store, open_store
 from playthrough.testing import StoreContract
 
 

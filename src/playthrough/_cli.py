@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 import click
 
 from ._engine import Engine
+from ._errors import StoreError
 from ._model import Event, State
+from ._stores import parse_store_url, sqlite_url
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -63,7 +65,7 @@ def demo(example: str, db_path: Path | None) -> None:
         db_path = Path(tempfile.mkdtemp(prefix="playthrough-demo-")) / f"{example}.db"
     elif db_path.exists():
         raise click.UsageError(f"{db_path} already exists; the demo writes a new database")
-    url = f"sqlite:///{os.path.abspath(db_path)}"
+    url = sqlite_url(os.path.abspath(db_path))
     loads: list[tuple[str, Callable[[Engine], State]]]
     if example == "bank":
         from .examples import bank
@@ -248,8 +250,6 @@ def verify(
 
 def _existing_store_url(text: str) -> str:
     """The URL to open; refuses what would create a new, empty database instead."""
-    from urllib.parse import urlsplit
-
     if "://" not in text:
         path = Path(text)
         if not path.is_file():
@@ -257,16 +257,18 @@ def _existing_store_url(text: str) -> str:
                 f"{text!r} is neither a database URL nor an existing SQLite file",
                 param_hint="DATABASE_URL",
             )
-        return f"sqlite:///{path.resolve()}"
-    parts = urlsplit(text)
-    if parts.scheme.lower() == "sqlite":
-        path_text = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if path_text in ("", ":memory:"):
+        return sqlite_url(path.resolve())
+    try:
+        parsed = parse_store_url(text)
+    except StoreError as exc:
+        raise click.BadParameter(str(exc), param_hint="DATABASE_URL") from exc
+    if parsed.kind == "sqlite":
+        if parsed.is_memory:
             raise click.BadParameter(
                 "an in-memory database is empty: nothing to verify", param_hint="DATABASE_URL"
             )
-        if not Path(path_text).is_file():
-            raise click.BadParameter(f"no SQLite file at {path_text}", param_hint="DATABASE_URL")
+        if parsed.path is None or not Path(parsed.path).is_file():
+            raise click.BadParameter(f"no SQLite file at {parsed.path}", param_hint="DATABASE_URL")
     return text
 
 

@@ -40,14 +40,7 @@ from ._stores import SnapshotRecord, StoreReader
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = [  # blank_for, decode_event, state_from_snapshot: re-exported for old importers
-    "Plan",
-    "StatePlan",
-    "StateReconstitutor",
-    "blank_for",
-    "decode_event",
-    "state_from_snapshot",
-]
+__all__ = ["Plan", "StatePlan", "StateReconstitutor"]
 
 
 @attrs.define

@@ -12,14 +12,11 @@ from collections.abc import Callable
 import attrs
 
 from ._model import State, StateKey
-from ._playing import APPLY_ONLY, EventPlayer
+from ._playing import EventPlayer
 from ._serialization import blank_for, decode_event, encode_state, state_from_snapshot
 from ._stores import SnapshotRecord, Store
 
-# The name the one-event player had before it was called EventPlayer; _verify still uses it.
-Replay = EventPlayer
-
-__all__ = ["APPLY_ONLY", "REPLAY_META", "EventPlayer", "Replay", "ReplayReport", "full_replay"]
+__all__ = ["REPLAY_META", "ReplayReport", "full_replay"]
 
 REPLAY_META = "replay_position"
 
@@ -81,28 +78,23 @@ def full_replay(
         states.clear()
 
     player = EventPlayer(states, ("apply", "handle"))
-    while True:
+
+    def restart(keys: list[StateKey], before: int) -> None:
+        """Bring back states not held: from their newest snapshot at or before ``before``."""
         with store.reader() as reader:
-            chunk = reader.events_after(position, chunk_size)
-            if not chunk:
-                break
-            total = max(total, reader.head())
-            links: dict[int, list[StateKey]] = {}
-            for link in reader.links_between(position, chunk[-1].position):
-                links.setdefault(link.position, []).append(link.key)
-            missing = list(dict.fromkeys(k for ks in links.values() for k in ks if k not in states))
-            if missing:
-                found = reader.snapshots(missing, position)
-                for k in missing:
-                    history = found.get(k)
-                    states[k] = state_from_snapshot(history[0]) if history else blank_for(k)
-        for stored in chunk:
-            keys = links.get(stored.position, [])
-            for k in keys:
-                if k not in states:  # dropped by a flush inside this chunk
-                    with store.reader() as reader:
-                        history = reader.snapshots([k], stored.position).get(k)
-                    states[k] = state_from_snapshot(history[0]) if history else blank_for(k)
+            found = reader.snapshots(keys, before)
+        for k in keys:
+            history = found.get(k)
+            states[k] = state_from_snapshot(history[0]) if history else blank_for(k)
+
+    for page in store.read_log(after=position, chunk=chunk_size):
+        missing = list(dict.fromkeys(k for entry in page for k in entry.keys if k not in states))
+        if missing:
+            restart(missing, position)
+        for stored, keys in page:
+            dropped = [k for k in keys if k not in states]  # by a flush inside this page
+            if dropped:
+                restart(dropped, stored.position)
             peak = max(peak, len(states))
             player.play(decode_event(stored), stored.position, keys)
             played += 1
@@ -111,6 +103,7 @@ def full_replay(
             if since >= snapshot_every:
                 flush(position, done=False)
                 since = 0
+        total = max(total, position)
         if progress is not None:
             progress(position, total)
     flush(position, done=True)

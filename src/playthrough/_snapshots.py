@@ -209,15 +209,4 @@ class SnapshotCoordinator:
         return SyncReport(len(newest), tuple(found.values()))
 
 
-# Re-exported for importers from before the full replay moved to _replay.
-from ._replay import REPLAY_META, ReplayReport, full_replay  # noqa: E402
-
-__all__ = [
-    "REPLAY_META",
-    "LiveStates",
-    "OutOfSync",
-    "ReplayReport",
-    "SnapshotCoordinator",
-    "SyncReport",
-    "full_replay",
-]
+__all__ = ["LiveStates", "OutOfSync", "SnapshotCoordinator", "SyncReport"]

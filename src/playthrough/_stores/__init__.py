@@ -7,17 +7,19 @@ store is imported only when asked for, so SQLite users need no psycopg.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import attrs
 
 from .._errors import StoreError
-from ._base import Link, NewEvent, SnapshotRecord, Store, StoredEvent, StoreReader
+from ._base import Link, LogEntry, NewEvent, SnapshotRecord, Store, StoredEvent, StoreReader
 from .sqlite import SQLiteStore
 
 __all__ = [
     "Link",
+    "LogEntry",
     "NewEvent",
     "SQLiteStore",
     "SnapshotRecord",
@@ -27,6 +29,7 @@ __all__ = [
     "StoredEvent",
     "open_store",
     "parse_store_url",
+    "sqlite_url",
 ]
 
 MEMORY = ":memory:"
@@ -96,7 +99,7 @@ def _parse_sqlite(url: str) -> StoreURL:
     options = {k: query.pop(k) for k in ("synchronous",) if k in query}
     if query:
         raise StoreError(f"unknown SQLite URL options: {', '.join(sorted(query))}")
-    shown = "sqlite://" if path == MEMORY else f"sqlite:///{path}"
+    shown = sqlite_url(path)
     if options:
         shown += "?" + urlencode(options)
     return StoreURL("sqlite", path, options, shown=shown)
@@ -132,6 +135,12 @@ def _parse_postgres(url: str) -> StoreURL:
             parts._replace(netloc=netloc, query=urlencode([q for q in query if q[0] != "password"]))
         ),
     )
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The URL of a SQLite file (``":memory:"``: in memory); the one place one is built."""
+    text = os.fspath(path)
+    return "sqlite://" if text == MEMORY else f"sqlite:///{text}"
 
 
 def open_store(url: str | None = None, **options: Any) -> Store:

@@ -147,11 +147,48 @@ class StoreReader(abc.ABC):
         """A value of the store's small key-value table (None when absent)."""
 
 
+class LogEntry(NamedTuple):
+    """One event of the log with the states it touched (from its links)."""
+
+    event: StoredEvent
+    keys: list[StateKey]
+
+
 class Store(abc.ABC):
     """Where events, links and snapshots live. Stores are not thread-safe."""
 
     #: Counts statements sent to the server; tests use it to bound round trips.
     statements: int = 0
+
+    def read_log(
+        self, after: int = 0, until: int | None = None, chunk: int = 1000
+    ) -> Iterator[list[LogEntry]]:
+        """The log after ``after`` (up to ``until``; no bound: to the head), page by page.
+
+        The one way long passes over the log (full replay, verification, the
+        testing kit) read it: each page is read in its own short read
+        transaction, so a pass never holds one open for the whole log and may
+        write between pages. Positions are gap-free and only grow, so the pages
+        together are exactly the log up to the bound.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
+        position = after
+        while until is None or position < until:
+            limit = chunk if until is None else min(chunk, until - position)
+            with self.reader() as reader:
+                page = [
+                    e
+                    for e in reader.events_after(position, limit)
+                    if until is None or e.position <= until
+                ]
+                if not page:
+                    return
+                touched: dict[int, list[StateKey]] = {}
+                for link in reader.links_between(position, page[-1].position):
+                    touched.setdefault(link.position, []).append(link.key)
+            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+            position = page[-1].position
 
     @abc.abstractmethod
     def reader(self) -> AbstractContextManager[StoreReader]:

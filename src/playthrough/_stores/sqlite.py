@@ -202,7 +202,9 @@ class SQLiteStore(Store):
 
     @property
     def url(self) -> str:
-        return "sqlite://" if self._path == ":memory:" else f"sqlite:///{self._path}"
+        from . import sqlite_url
+
+        return sqlite_url(self._path)
 
     @contextmanager
     def _transaction(

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from .._model import State, StateKey
-from .._reconstitution import StateReconstitutor, blank_for
-from .._serialization import encode_state
+from .._reconstitution import StateReconstitutor
+from .._serialization import blank_for, encode_state
 from .._stores import Store
 from .rebuild import rebuild
 from .report import LAST_EVENT, MISSING, canon

@@ -11,17 +11,17 @@ import attrs
 
 from .._errors import DecodeError, UnknownTypeError
 from .._model import State, StateKey
-from .._reconstitution import StateReconstitutor, state_from_snapshot
-from .._serialization import encode_state
+from .._reconstitution import StateReconstitutor
+from .._serialization import encode_state, state_from_snapshot
 from .._snapshots import SyncReport
-from .._stores import SnapshotRecord, Store, StoreReader
+from .._stores import SnapshotRecord, Store, StoreReader, parse_store_url
 from .bisect import locate_divergence
 from .rebuild import (
+    LOG_PAGE,
     FromBlank,
     Progress,
     ReplayFailed,
     digest,
-    log_chunks,
     rebuild,
     replay_encodings,
 )
@@ -262,7 +262,7 @@ def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
                     mismatches.append(found)
 
     try:
-        for chunk in log_chunks(run.store, hi):
+        for chunk in run.store.read_log(until=hi, chunk=LOG_PAGE):
             run.check_time()
             for stored, touched in chunk:
                 compare_upto(stored.position - 1)
@@ -338,7 +338,7 @@ def _check_determinism(
 ) -> DeterminismCheck:
     """Replay again from blank (in a subprocess when possible) and compare with ``first``."""
     target = url if url is not None else run.store.url
-    in_memory = target in ("sqlite://", "sqlite:///:memory:")
+    in_memory = parse_store_url(target).is_memory
     use_subprocess = (bool(apps) and not in_memory) if forced is None else forced
     keys = sorted(first) if sampled else None
     mode = "in-process"

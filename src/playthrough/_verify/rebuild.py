@@ -2,68 +2,30 @@
 
 Two ways: :class:`FromBlank` streams the whole log through ``apply`` (the
 reference semantics: every event once, in order); :func:`rebuild` asks the
-reconstitutor for just some states, over a reader that hides every snapshot.
+reconstitutor for just some states, with a plan that ignores every snapshot.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .._errors import DecodeError, PlaythroughError
 from .._model import Phase, State, StateKey
-from .._reconstitution import StateReconstitutor, blank_for, decode_event
-from .._replay import Replay
-from .._serialization import encode_state
-from .._stores import Link, SnapshotRecord, Store, StoredEvent, StoreReader
+from .._playing import EventPlayer
+from .._reconstitution import StateReconstitutor
+from .._serialization import blank_for, decode_event, encode_state
+from .._stores import Store, StoredEvent, StoreReader
 
 #: ``progress(stage, done, total)``; stages: "sync", "snapshots", "determinism", "locate".
 Progress = Callable[[str, int, int], None]
 
 _APPLY: tuple[Phase, ...] = ("apply",)
-_CHUNK = 2_000
+LOG_PAGE = 2_000
 
 
 class ReplayFailed(PlaythroughError):
     """An apply hook raised while the verifier rebuilt states from the log."""
-
-
-# The one place the verifier hides snapshots from the planner. It goes once the
-# planner has its own "ignore snapshots" option (planned on the core branch).
-class _IgnoringSnapshots(StoreReader):
-    """A reader that shows the log but no snapshot: plans over it start every state blank."""
-
-    def __init__(self, inner: StoreReader) -> None:
-        self._inner = inner
-
-    def head(self) -> int:
-        return self._inner.head()
-
-    def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
-        return self._inner.state_heads(keys)
-
-    def snapshots(
-        self, keys: Iterable[StateKey], at_most: int
-    ) -> dict[StateKey, list[SnapshotRecord]]:
-        return {}
-
-    def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
-        return self._inner.links(ranges)
-
-    def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        return self._inner.events(positions)
-
-    def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        return self._inner.events_after(after, limit)
-
-    def iter_snapshots(self) -> Iterator[SnapshotRecord]:
-        return iter(())
-
-    def links_between(self, after: int, upto: int) -> list[Link]:
-        return self._inner.links_between(after, upto)
-
-    def meta(self, key: str) -> str | None:
-        return self._inner.meta(key)
 
 
 def rebuild(
@@ -74,7 +36,7 @@ def rebuild(
 ) -> dict[StateKey, State]:
     """The states as the log gives them at ``at``, rebuilt from blank (snapshots ignored)."""
     try:
-        states, _ = reconstitutor.reconstitute(_IgnoringSnapshots(reader), keys, at)
+        states, _ = reconstitutor.reconstitute(reader, keys, at, use_snapshots=False)
     except DecodeError:
         raise
     except Exception as exc:
@@ -87,7 +49,7 @@ class FromBlank:
 
     def __init__(self) -> None:
         self.states: dict[StateKey, State] = {}
-        self._replay = Replay(self.states, _APPLY)
+        self._replay = EventPlayer(self.states, _APPLY)
 
     def play(self, stored: StoredEvent, keys: list[StateKey]) -> None:
         for k in keys:
@@ -105,23 +67,6 @@ class FromBlank:
     def state(self, key: StateKey) -> State:
         state = self.states.get(key)
         return blank_for(key) if state is None else state
-
-
-def log_chunks(
-    store: Store, end: int, chunk_size: int = _CHUNK
-) -> Iterator[list[tuple[StoredEvent, list[StateKey]]]]:
-    """The log up to ``end`` in chunks, each event with the states it touched."""
-    position = 0
-    while position < end:
-        with store.reader() as reader:
-            chunk = [e for e in reader.events_after(position, chunk_size) if e.position <= end]
-            if not chunk:
-                return
-            links: dict[int, list[StateKey]] = {}
-            for link in reader.links_between(position, chunk[-1].position):
-                links.setdefault(link.position, []).append(link.key)
-        yield [(e, links.get(e.position, [])) for e in chunk]
-        position = chunk[-1].position
 
 
 def replay_encodings(
@@ -154,7 +99,7 @@ def replay_encodings(
         return out
     blank = FromBlank()
     compared: dict[StateKey, None] = {}
-    for chunk in log_chunks(store, end):
+    for chunk in store.read_log(until=end, chunk=LOG_PAGE):
         check()
         for stored, touched in chunk:
             blank.play(stored, touched)

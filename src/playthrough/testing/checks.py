@@ -45,15 +45,7 @@ def play_history(
 
 def stored_events(store: Store, chunk: int = 1_000) -> list[Event]:
     """Every event of the log, decoded, in order."""
-    out: list[Event] = []
-    position = 0
-    while True:
-        with store.reader() as reader:
-            rows = reader.events_after(position, chunk)
-        if not rows:
-            return out
-        out.extend(decode_event(r) for r in rows)
-        position = rows[-1].position
+    return [decode_event(stored) for page in store.read_log(chunk=chunk) for stored, _ in page]
 
 
 def ref_of(key: StateKey) -> tuple[type[State], Any]:
