@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python benchmarks/compare.py --backend sqlite|postgres|all [--quick]
-        [--url postgresql://...] [--parallel] [--markdown FILE]
+        [--reps N] [--url postgresql://...] [--parallel]
+        [--markdown FILE]
 
 Each phase runs the engine (public API only) and the bare driver (sqlite3 or
 psycopg, see ``backends.py``) in the same process, interleaved, each repetition
@@ -33,6 +34,7 @@ states, ours against the bare floor with and without an advisory lock.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import multiprocessing
 import platform
@@ -79,7 +81,7 @@ class Settings:
     parallel_reps: int
 
 
-FULL = Settings(reps=5, single_commits=200, batch_commits=3, parallel_commits=200, parallel_reps=3)
+FULL = Settings(reps=3, single_commits=200, batch_commits=3, parallel_commits=200, parallel_reps=3)
 QUICK = Settings(reps=3, single_commits=60, batch_commits=2, parallel_commits=60, parallel_reps=1)
 
 
@@ -374,11 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and commits")
+    parser.add_argument("--reps", type=int, help="repetitions per phase (default 3, quick 3)")
     parser.add_argument("--url", help="PostgreSQL URL (default: PLAYTHROUGH_PG_URL or local)")
     parser.add_argument("--parallel", action="store_true", help="PostgreSQL: parallel writers")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
+    if args.reps:
+        settings = dataclasses.replace(settings, reps=args.reps)
     names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     sections = []
     for name in names:

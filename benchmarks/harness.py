@@ -75,6 +75,11 @@ def measure(name: str, unit: str, ours: Runner, bare: Runner, reps: int) -> Resu
     return result
 
 
+def _ratio(value: float) -> str:
+    """Two decimals, three below 0.1 (so a small ratio does not print as 0.00)."""
+    return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
+
+
 def markdown_table(results: Sequence[Result], *, goal: float | None = 0.5) -> str:
     """The results as a Markdown table: medians, ratio (wall and CPU), per-repetition ratios."""
     lines = [
@@ -84,9 +89,9 @@ def markdown_table(results: Sequence[Result], *, goal: float | None = 0.5) -> st
     for r in results:
         ratio = r.ratio()
         flag = " (under goal)" if goal is not None and ratio < goal else ""
-        per_rep = ", ".join(f"{p:.2f}" for p in r.pairs())
+        per_rep = ", ".join(_ratio(p) for p in r.pairs())
         lines.append(
             f"| {r.name} | {r.unit} | {r.rate(r.ours):,.0f} | {r.rate(r.bare):,.0f} | "
-            f"{ratio:.2f}{flag} | {r.ratio(cpu=True):.2f} | {per_rep} |"
+            f"{_ratio(ratio)}{flag} | {_ratio(r.ratio(cpu=True))} | {per_rep} |"
         )
     return "\n".join(lines)
