@@ -8,7 +8,7 @@ A store proves itself by subclassing :class:`StoreContract` and providing
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -224,6 +224,6 @@ class StoreContract(abc.ABC):
         with pytest.raises(SchemaVersionError, match="newer"):
             other()
 
-    def bump_schema_version(self, store: Store) -> object | None:
+    def bump_schema_version(self, store: Store) -> Callable[[], Store] | None:
         """Write a future schema version and return a callable that reopens the store."""
         return None
