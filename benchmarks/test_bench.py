@@ -115,7 +115,8 @@ def test_load_read_log(benchmark: Any, bench_backend: Backend, split: bool, each
 
         benchmark.extra_info["states_per_round"] = READ_ACCOUNTS
         try:
-            benchmark.pedantic(run, setup=fresh, rounds=3, warmup_rounds=0)
+            # one by one in the coupled domain takes seconds per round: fewer rounds
+            benchmark.pedantic(run, setup=fresh, rounds=1 if each else 3, warmup_rounds=0)
         finally:
             for engine in opened:
                 engine.close()
