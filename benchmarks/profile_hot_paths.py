@@ -4,13 +4,14 @@ Usage::
 
     .venv/bin/python benchmarks/profile_hot_paths.py [--quick] [--top N] [--phase NAME ...]
 
-Phases (the same workloads as ``compare_sqlite.py``, on a SQLite file in a
+Phases (the workloads of ``compare.py``, from ``workloads.py``, on a SQLite file in a
 temporary directory with the default durable settings):
 
 - ``one``: fire+commit of one Deposited event, repeated;
 - ``two``: fire+commit of one Transferred event, repeated;
 - ``batch``: 1000 Deposited events fired, then one commit, repeated;
-- ``load``: ``load_many`` of 1000 accounts (5000 events) in a fresh engine, repeated.
+- ``load``: ``load_many`` of the 300 accounts of the read log (coupled transfers,
+  2100 events) in a fresh engine, repeated.
 
 For each phase it prints the functions with the most own time (tottime) and the
 playthrough functions with the most cumulative time; paths are shortened.
