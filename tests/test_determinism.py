@@ -172,7 +172,7 @@ def test_a_value_that_changes_in_json_does_not_change_the_seed() -> None:
     # 5 given to a float field is stored as 5 and replayed as 5.0: the seed of
     # event_random() must not see the difference (fixed in _playing.event_random).
     with Engine.open() as engine:
-        engine.fire(Turned(dial_id=1, reading=5))  # type: ignore[arg-type]
+        engine.fire(Turned(dial_id=1, reading=5))
         engine.commit()
         live = engine.load(DetDial, 1).draws
         handled = [s[3] for s in SEEN if s[0] == "handle"]

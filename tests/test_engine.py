@@ -519,7 +519,8 @@ def test_handler_failure_keeps_the_commit() -> None:
         engine.fire(Loud(account_id=1))
         with pytest.raises(HandlerFailed, match="mail server down") as info:
             engine.commit()
-        assert info.value.event.id == 1 and engine.head() == 1
+        assert isinstance(info.value.event, Event) and info.value.event.id == 1
+        assert engine.head() == 1
 
 
 # ---------------------------------------------------------------------- serialisation
@@ -668,7 +669,7 @@ class Read(Event, type_name="t.norm.Read"):
 
 def test_live_apply_sees_the_values_a_replay_decodes() -> None:
     with Engine.open() as engine:
-        event = engine.fire(Read(gauge_id=1, value=5, labels=("a", "b")))  # type: ignore[arg-type]
+        event = engine.fire(Read(gauge_id=1, value=5, labels=("a", "b")))
         assert isinstance(event.value, float)
         engine.commit()
         live = engine.load(Gauge, 1)
