@@ -92,7 +92,7 @@ def test_unknown_names_are_still_attribute_errors() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no attribute 'MemoryCache'"):
-            _ = playthrough.MemoryCache  # type: ignore[attr-defined]
+            _ = playthrough.MemoryCache
 
 
 def test_errors_share_one_base() -> None:
