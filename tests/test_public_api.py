@@ -33,12 +33,16 @@ EXPECTED = {
     "UnknownTypeError",
     "ReconstitutionError",
     "HandlerFailed",
+    "StateCompleted",
+    "ScheduleNotFound",
     # what the engine hands back
     "VerifyReport",
     "ReplayReport",
     "SyncReport",
     "OutOfSync",
     "Plan",
+    "Completion",
+    "ScheduledEvent",
 }
 
 # Public before the surface was trimmed: importable, with a DeprecationWarning.

@@ -10,6 +10,9 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_replay``: the full replay (``Engine.replay()``)
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
 - ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and the sync check
+- ``_lifecycle``: completed states (refused by fire, recorded at commit)
+- ``_scheduling``: scheduled events (``Engine.schedule``/``cancel``/``run_due``)
+- ``_clock``: the engine's clock (``SystemClock``; ``testing.ManualClock``)
 - ``_engine``: Engine, which ties them together
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
@@ -28,7 +31,9 @@ from ._errors import (
     HandlerFailed,
     PlaythroughError,
     ReconstitutionError,
+    ScheduleNotFound,
     SchemaVersionError,
+    StateCompleted,
     StoreError,
     UnknownTypeError,
 )
@@ -36,10 +41,13 @@ from ._model import Event, SingletonState, State, StateKey, state_id
 from ._playing import event_random, now
 from ._reconstitution import Plan
 from ._replay import ReplayReport
+from ._scheduling import ScheduledEvent
 from ._snapshots import OutOfSync, SyncReport
+from ._stores._base import Completion
 from ._verify import VerifyReport
 
 __all__ = [
+    "Completion",
     "ConcurrencyError",
     "DecodeError",
     "DefinitionError",
@@ -52,9 +60,12 @@ __all__ = [
     "PlaythroughError",
     "ReconstitutionError",
     "ReplayReport",
+    "ScheduleNotFound",
+    "ScheduledEvent",
     "SchemaVersionError",
     "SingletonState",
     "State",
+    "StateCompleted",
     "StateKey",
     "StoreError",
     "SyncReport",

@@ -8,14 +8,16 @@ import uuid
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
+from ._clock import Clock, SystemClock
 from ._errors import DecodeError, HandlerFailed, PlaythroughError, ReconstitutionError
+from ._lifecycle import Completions, completable
 from ._model import (
     Event,
     State,
@@ -27,10 +29,12 @@ from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
+from ._scheduling import ScheduledEvent, Scheduler
 from ._serialization import decode, encode_event
 from ._slots import fired_data, mark_fired, set_data, set_last_event_id, set_position, unfire
 from ._snapshots import SnapshotCoordinator, SyncReport
 from ._stores import NewEvent, Store, open_store
+from ._stores._base import CommitExtras, Completion
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -54,8 +58,11 @@ class Engine:
         snapshot_every: int | None = None,
         snapshot_after_events: int | None = None,
         snapshot_history: int = 3,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
+        #: Where the engine reads the time: ``fired_at`` and due scheduled events.
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.reconstitutor = StateReconstitutor()
         self.coordinator = SnapshotCoordinator(
             store,
@@ -72,7 +79,10 @@ class Engine:
         # Firing live plays one event with apply on the touched live states.
         self._live_player = EventPlayer({}, APPLY_ONLY)
         self._committing = False
+        self._transactions = 0
         self._closed = False
+        self._completions = Completions(store)
+        self._scheduler = Scheduler(self)
 
     @property
     def snapshots(self) -> SnapshotCoordinator:
@@ -93,7 +103,7 @@ class Engine:
         """
         engine_opts = {
             k: options.pop(k)
-            for k in ("snapshot_every", "snapshot_after_events", "snapshot_history")
+            for k in ("snapshot_every", "snapshot_after_events", "snapshot_history", "clock")
             if k in options
         }
         return cls(open_store(url, **options), **engine_opts)
@@ -110,7 +120,7 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if exc_type is None and self._pending:
+            if exc_type is None and (self._pending or self._scheduler.has_queued()):
                 self.commit()
             else:
                 self.discard()
@@ -221,8 +231,19 @@ class Engine:
         """Validate and apply an event to the live states and queue it for commit.
 
         If a ``validate`` hook raises (``EventRejected`` or anything else), no
-        state changes and nothing is queued; the exception propagates.
+        state changes and nothing is queued; the exception propagates. An event
+        touching a completed state raises ``StateCompleted`` (unless its class
+        sets ``touches_completed = True``).
         """
+        return self._fire(event, None)
+
+    def _fire_scheduled(self, event: Event, due: datetime, schedule_id: str) -> None:
+        """Fire a due scheduled event: its ``fired_at`` (``now()`` in its hooks) is the due
+        time, and the commit marks its schedule row fired in the same transaction."""
+        self._fire(event, due)
+        self._scheduler.firing[id(event)] = schedule_id
+
+    def _fire(self, event: E, fired_at: datetime | None) -> E:
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
@@ -243,11 +264,23 @@ class Engine:
                 missing.append(k)
             else:
                 live[k] = state
+        completions = self._completions
         if missing:
+            if not type(event).touches_completed:
+                completions.refuse_stored(event, missing)  # before rehydrating them
             self._load_live(missing)
             for k in missing:
                 live[k] = cast(State, repository.get(k))
-        mark_fired(event, fired_at=datetime.now(UTC), caused_by=self._caused_by)
+        was = (
+            completions.refuse_live(event, {k: live[k] for k in keys if completable(k)})
+            if any(type(s)._pt_completable for s in live.values())
+            else None
+        )
+        mark_fired(
+            event,
+            fired_at=fired_at if fired_at is not None else self.clock.now(),
+            caused_by=self._caused_by,
+        )
         validators = binding(event).of_phase("validate")
         if validators:
             try:
@@ -267,6 +300,8 @@ class Engine:
                 _restore(live[k], saved)
             unfire(event)
             raise
+        if was:
+            completions.after_apply(event, live, was)
         set_data(event, data)
         self._pending.append(event)
         for k in keys:
@@ -281,15 +316,30 @@ class Engine:
             self._repository.forget(key)
         self._pending.clear()
         self._pending_keys.clear()
+        self._completions.clear()
+        self._scheduler.clear()
 
     @contextmanager
     def transaction(self) -> Iterator[Engine]:
-        """Commit at the end of the block; discard everything pending if it raises."""
+        """Commit at the end of the block; discard everything pending if it raises.
+
+        Events scheduled or cancelled in the block are written with its commit.
+        """
+        self._transactions += 1
         try:
             yield self
         except BaseException:
+            self._transactions -= 1
             self.discard()
             raise
+        self._transactions -= 1
+        self.commit()
+
+    def _flush_unless_in_progress(self) -> None:
+        """Write queued schedule changes now, unless a commit is being built or running
+        (then they go with its append, in the same transaction)."""
+        if self._pending or self._committing or self._transactions:
+            return
         self.commit()
 
     # ------------------------------------------------------------------ committing
@@ -306,15 +356,25 @@ class Engine:
         committed: list[Event] = []
         self._committing = True
         try:
-            while self._pending:
+            while self._pending or self._scheduler.has_queued():
                 batch = self._commit_batch()
                 committed.extend(batch)
                 self._run_handlers(batch)
         finally:
             self._committing = False
+            self._evict_completed()
         if committed:
             self.coordinator.after_commit()
         return committed
+
+    def _evict_completed(self) -> None:
+        """Drop the states this commit completed from the identity map (see _lifecycle)."""
+        evict = self._completions.evict
+        for key in evict:
+            state = self._repository.get(key)
+            if state is not None and key not in self._pending_keys and state.is_complete():
+                self._repository.forget(key)
+        evict.clear()
 
     def _commit_batch(self) -> list[Event]:
         batch = list(self._pending)
@@ -340,7 +400,10 @@ class Engine:
                         fired_at=fired.isoformat(),
                     )
                 )
-            positions = self.store.append(rows, expected)
+            completed, reopened = self._completions.take(batch)
+            schedule, cancel, firing = self._scheduler.take(batch)
+            extras = CommitExtras(completed, reopened, schedule, cancel, firing)
+            positions = self.store.append(rows, expected, None if extras.empty else extras)
         except BaseException:
             self.discard()
             raise
@@ -379,6 +442,53 @@ class Engine:
                             ) from exc
             finally:
                 self._caused_by = previous
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def completion(self, state_class: type[State], state_id: Any = None) -> Completion | None:
+        """Whether the store records this state completed: the position and type of the
+        event that completed it, or None."""
+        key = key_of(state_class, state_id)
+        with self.store.reader() as reader:
+            return reader.completions([key]).get(key)
+
+    def schedule(
+        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
+    ) -> str:
+        """Store ``event`` to be fired at ``at`` (an aware datetime) or ``after`` from now.
+
+        Returns the schedule id. Called while a commit is being built (pending
+        events, a ``transaction()`` block, a ``handle`` hook), the row is written
+        by that commit's append; otherwise at once. Due events are fired by
+        :meth:`run_due` or ``playthrough scheduler``.
+        """
+        return self._scheduler.schedule(event, at, after)
+
+    def cancel(self, schedule_id: str) -> bool:
+        """Cancel a scheduled event; False if it was already fired or cancelled.
+
+        Unknown ids raise ``ScheduleNotFound``. Like :meth:`schedule`, the change
+        goes with the commit being built, if any.
+        """
+        return self._scheduler.cancel(schedule_id)
+
+    def scheduled(self, schedule_id: str) -> ScheduledEvent:
+        """A scheduled event's row: due time, status, the fired event's position, error."""
+        return self._scheduler.record(schedule_id)
+
+    def run_due(
+        self, *, limit: int = 100, lease: timedelta = timedelta(minutes=5)
+    ) -> list[ScheduledEvent]:
+        """Fire the scheduled events due by ``clock.now()`` (one pass, at most ``limit``).
+
+        Each is fired with its due time as ``fired_at`` and committed on its own;
+        the commit marks its row fired in the same transaction, so no event is
+        fired twice, by several workers or after a crash. Rows are leased for
+        ``lease`` so concurrent workers take different ones. Returns the rows
+        handled, with their outcome (``fired``, ``rejected``, ``failed``, or
+        ``pending`` when a concurrent change made it retry on the next pass).
+        """
+        return self._scheduler.run_due(limit, lease)
 
     # ------------------------------------------------------------------ snapshots
 

@@ -11,6 +11,37 @@ class EventRejected(PlaythroughError):
     """Raised by a ``validate`` hook to refuse an event; nothing is changed or queued."""
 
 
+class StateCompleted(EventRejected):
+    """An event touches a completed state and its class does not allow that.
+
+    ``state`` is the completed state's key, ``completed_by`` the position of the
+    event that completed it (None while that event is pending, or when the store
+    has no record of it) and ``completed_by_type`` its type name.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: object,
+        event_type: str,
+        completed_by: int | None,
+        completed_by_type: str | None,
+    ) -> None:
+        super().__init__(message)
+        self.state = state
+        self.event_type = event_type
+        self.completed_by = completed_by
+        self.completed_by_type = completed_by_type
+
+
+class ScheduleNotFound(PlaythroughError, KeyError):
+    """``Engine.cancel`` or ``Engine.scheduled`` was given an id no scheduled event has."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class DefinitionError(PlaythroughError, TypeError):
     """A state or event class is declared in a way playthrough cannot use."""
 

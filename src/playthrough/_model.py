@@ -133,6 +133,12 @@ class State:
     """Base class of event-sourced states. Subclass it with ``@attrs.define``.
 
     Every field needs a default: a state no event has touched loads blank.
+
+    A state that can be *completed* (a closed order, a finished game) says how:
+    ``complete_when = "closed"`` names a bool field, or an ``is_complete(self)``
+    method decides. Firing an event that touches a completed state raises
+    :class:`StateCompleted`, unless the event class sets
+    ``touches_completed = True``; see ``Engine.completion``.
     """
 
     __slots__ = ("_pt_id", "_pt_last_event_id")
@@ -140,6 +146,10 @@ class State:
     # the ``playthrough`` namespace (``__module__``) by get_type_hints on every subclass.
     if TYPE_CHECKING:
         _pt_type_name: ClassVar[str]
+        _pt_completable: ClassVar[bool]
+        complete_when: ClassVar[str | None]
+    complete_when = None
+    _pt_completable = False
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -150,7 +160,13 @@ class State:
                 )
         name = _type_name_for(cls, type_name)
         cls._pt_type_name = name
+        _check_completion(cls)
         registry.add(registry.states, name, cls, "State")
+
+    def is_complete(self) -> bool:
+        """Whether this state is completed (by default: the ``complete_when`` field)."""
+        name = type(self).complete_when
+        return bool(getattr(self, name)) if name is not None else False
 
     @property
     def id(self) -> StateIdValue | None:
@@ -161,6 +177,22 @@ class State:
     def last_event_id(self) -> int | None:
         """Global position of the last committed event that touched this state."""
         return getattr(self, "_pt_last_event_id", None)
+
+
+def _check_completion(cls: type[State]) -> None:
+    """Record whether a state class can complete; check ``complete_when`` names a field."""
+    name = cls.complete_when
+    cls._pt_completable = name is not None or cls.is_complete is not State.is_complete
+    if name is None:
+        return
+    if not isinstance(name, str):
+        raise DefinitionError(f"{cls.__qualname__}.complete_when must name a field, not {name!r}")
+    fields = cls.__dict__.get("__attrs_attrs__")
+    if fields is not None and name not in {a.name for a in fields}:
+        raise DefinitionError(
+            f"{cls.__qualname__}.complete_when names {name!r}, which is not a field of "
+            f"{cls.__qualname__}"
+        )
 
 
 class SingletonState(State):
@@ -463,7 +495,8 @@ class Event:
     ``validate`` or ``handle`` hook that takes none runs once per event (at
     fire, after the commit).
     Set ``replay_handle = True`` on a class whose ``handle`` is safe to run
-    again during :meth:`Engine.replay`.
+    again during :meth:`Engine.replay`, and ``touches_completed = True`` on a
+    class that may be fired on completed states (a reopening, an archival).
     """
 
     __slots__ = (
@@ -477,7 +510,9 @@ class Event:
         _pt_type_name: ClassVar[str]
         _pt_spec: ClassVar[EventSpec]
         replay_handle: ClassVar[bool]
+        touches_completed: ClassVar[bool]
     replay_handle = False
+    touches_completed = False
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

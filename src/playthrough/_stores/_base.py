@@ -13,6 +13,14 @@ Tables (names are the same in every store):
   database transaction that appends
 - snapshots: (state type, state id, position) -> last_event_id, data; a short
   history per state so a load can rewind to an older one
+- completed (schema 2): (state type, state id) -> position and type of the event
+  that completed the state; written with that event, in the append transaction
+- schedule (schema 2): events to fire later (id, due_at, type, data, status,
+  position of the fired event, error, lease); a due row is fired by the append
+  that marks it ``fired`` (refused there if it is no longer ``pending``)
+
+The schema is versioned (``SCHEMA_VERSION``); each store upgrades an older one
+on open by running its migration steps in order, in one transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ from typing import Any, NamedTuple, TypeVar
 
 from .._model import StateKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: What each schema version adds (every store has one SQL step per version > 1).
+SCHEMA_HISTORY = {
+    1: "events, links, heads, snapshots, meta",
+    2: "pt_completed (completed states) and pt_schedule (scheduled events)",
+}
 
 _T = TypeVar("_T")
 
@@ -79,6 +93,76 @@ class SnapshotRecord(NamedTuple):
     position: int
     last_event_id: int | None
     data: str
+
+
+class Completion(NamedTuple):
+    """A completed state: the position and type of the event that completed it."""
+
+    key: StateKey
+    position: int
+    event_type: str
+
+
+class ScheduleRow(NamedTuple):
+    """A scheduled event to store; ``due_at`` and ``created_at`` are ISO 8601 in UTC."""
+
+    id: str
+    due_at: str
+    type: str
+    data: str
+    created_at: str
+
+
+class ScheduleRecord(NamedTuple):
+    """A stored scheduled event. ``status``: pending, fired, cancelled, rejected or failed."""
+
+    id: str
+    due_at: str
+    type: str
+    data: str
+    status: str
+    position: int | None
+    error: str | None
+    created_at: str
+    lease_owner: str | None
+    lease_until: str | None
+
+
+SCHEDULE_COLUMNS = (
+    "id, due_at, type, data, status, position, error, created_at, lease_owner, lease_until"
+)
+
+
+class CommitExtras(NamedTuple):
+    """What an append writes besides events, in the same transaction.
+
+    Events are named by their index in the appended batch (0-based).
+
+    - ``completed``: (state, index of the event that completed it)
+    - ``reopened``: states an event allowed to touch completed states reopened
+    - ``schedule``: scheduled events to store; ``cancel``: schedule ids to cancel
+      (only pending ones change)
+    - ``fired``: (schedule id, index of the event firing it): the row must still
+      be pending, or the whole append is refused with ConcurrencyError
+    """
+
+    completed: tuple[tuple[StateKey, int], ...] = ()
+    reopened: tuple[StateKey, ...] = ()
+    schedule: tuple[ScheduleRow, ...] = ()
+    cancel: tuple[str, ...] = ()
+    fired: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.completed or self.reopened or self.schedule or self.cancel or self.fired)
+
+
+def fired_refused(ids: Iterable[str]) -> str:
+    return (
+        "commit refused: scheduled event(s) "
+        + ", ".join(sorted(ids))
+        + " were fired or cancelled by another worker meanwhile"
+    )
 
 
 class StoreReader(abc.ABC):
@@ -146,6 +230,18 @@ class StoreReader(abc.ABC):
     def meta(self, key: str) -> str | None:
         """A value of the store's small key-value table (None when absent)."""
 
+    @abc.abstractmethod
+    def completions(self, keys: Iterable[StateKey]) -> dict[StateKey, Completion]:
+        """The completion rows of these states (states not completed are absent)."""
+
+    @abc.abstractmethod
+    def schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        """One scheduled event by id."""
+
+    @abc.abstractmethod
+    def schedules(self, status: str | None = None) -> list[ScheduleRecord]:
+        """Scheduled events (all, or those with this status), by due time then id."""
+
 
 class LogEntry(NamedTuple):
     """One event of the log with the states it touched (from its links)."""
@@ -196,14 +292,33 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def append(
-        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        extras: CommitExtras | None = None,
     ) -> list[int]:
         """Append atomically and return the positions given, in order.
 
         ``expected`` maps every state the batch touches to the position of the
         last event this writer knows touched it (``None``: never touched). If
         any differs from the store's, raise ConcurrencyError and write nothing.
+        ``extras`` (completions, schedules) are written in the same transaction;
+        an append of no events with extras writes only those.
         """
+
+    @abc.abstractmethod
+    def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
+        """Lease up to ``limit`` pending scheduled events due at ``now`` or earlier.
+
+        Rows leased by another owner until after ``now`` are skipped, so
+        concurrent workers claim disjoint rows (PostgreSQL: ``FOR UPDATE SKIP
+        LOCKED``; SQLite: under the write lock). Oldest due first.
+        """
+
+    @abc.abstractmethod
+    def finish_schedule(self, schedule_id: str, owner: str, status: str, error: str | None) -> bool:
+        """Record the outcome of a leased pending row that was not fired (rejected,
+        failed), or give the lease back (status ``pending``). False: not ours any more."""
 
     @abc.abstractmethod
     def write_snapshots(

@@ -47,14 +47,19 @@ from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from . import parse_store_url
 from ._base import (
+    SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
+    CommitExtras,
+    Completion,
     Link,
     NewEvent,
+    ScheduleRecord,
     SnapshotRecord,
     Store,
     StoredEvent,
     StoreReader,
     chunks,
+    fired_refused,
     stale_message,
 )
 
@@ -121,7 +126,88 @@ _SCHEMA = [
     END $$""",
 ]
 
+# Migration steps: (version, statements), run in order above the stored version.
+_STEPS: list[tuple[int, list[str]]] = [
+    (
+        2,
+        [
+            """CREATE TABLE IF NOT EXISTS {s}.pt_completed (
+                state_type text COLLATE "C" NOT NULL,
+                state_id text COLLATE "C" NOT NULL,
+                position bigint NOT NULL,
+                event_type text NOT NULL,
+                PRIMARY KEY (state_type, state_id)
+            )""",
+            """CREATE TABLE IF NOT EXISTS {s}.pt_schedule (
+                id text COLLATE "C" PRIMARY KEY,
+                due_at text COLLATE "C" NOT NULL,
+                type text NOT NULL,
+                data text NOT NULL,
+                status text NOT NULL,
+                position bigint,
+                error text,
+                created_at text NOT NULL,
+                lease_owner text,
+                lease_until text COLLATE "C"
+            )""",
+            "CREATE INDEX IF NOT EXISTS pt_schedule_due ON {s}.pt_schedule (status, due_at)",
+        ],
+    ),
+]
+
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
+
+_COMPLETIONS = (
+    "SELECT state_type, state_id, position, event_type FROM {s}.pt_completed "
+    f"WHERE (state_type, state_id) IN ({_KEYS})"
+)
+
+_SCHEDULE = f"SELECT {SCHEDULE_COLUMNS} FROM {{s}}.pt_schedule WHERE id = %s"
+_SCHEDULES = f"SELECT {SCHEDULE_COLUMNS} FROM {{s}}.pt_schedule ORDER BY due_at, id"
+_SCHEDULES_BY_STATUS = (
+    f"SELECT {SCHEDULE_COLUMNS} FROM {{s}}.pt_schedule WHERE status = %s ORDER BY due_at, id"
+)
+
+# Workers lease disjoint rows: a row another transaction is claiming is skipped,
+# not waited for, and a lease still running is left alone.
+_CLAIM = (
+    "UPDATE {s}.pt_schedule s SET lease_owner = %(owner)s, lease_until = %(until)s "
+    "FROM (SELECT id FROM {s}.pt_schedule WHERE status = 'pending' AND due_at <= %(now)s "
+    "AND (lease_until IS NULL OR lease_until <= %(now)s) ORDER BY due_at, id LIMIT %(limit)s "
+    "FOR UPDATE SKIP LOCKED) c WHERE s.id = c.id "
+    f"RETURNING {', '.join('s.' + c.strip() for c in SCHEDULE_COLUMNS.split(','))}"
+)
+
+_FINISH = (
+    "UPDATE {s}.pt_schedule SET status = %s, error = %s, lease_owner = NULL, "
+    "lease_until = NULL WHERE id = %s AND status = 'pending' AND lease_owner = %s"
+)
+
+_FIRED = (
+    "UPDATE {s}.pt_schedule s SET status = 'fired', position = f.p, lease_owner = NULL, "
+    "lease_until = NULL FROM unnest(%b::text[], %b::bigint[]) AS f(id, p) "
+    "WHERE s.id = f.id AND s.status = 'pending' RETURNING s.id"
+)
+
+_COMPLETED_WRITE = (
+    "INSERT INTO {s}.pt_completed (state_type, state_id, position, event_type) "
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[]) "
+    "ON CONFLICT (state_type, state_id) DO UPDATE SET position = excluded.position, "
+    "event_type = excluded.event_type"
+)
+
+_REOPENED = f"DELETE FROM {{s}}.pt_completed WHERE (state_type, state_id) IN ({_KEYS})"
+
+_SCHEDULE_WRITE = (
+    "INSERT INTO {s}.pt_schedule (id, due_at, type, data, status, created_at) "
+    "SELECT i, d, t, x, 'pending', c "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) AS r(i, d, t, x, c)"
+)
+
+_CANCEL = (
+    "UPDATE {s}.pt_schedule SET status = 'cancelled', lease_owner = NULL, lease_until = NULL "
+    "WHERE id = ANY(%b::text[]) AND status = 'pending'"
+)
 
 _HEAD = "SELECT coalesce(max(position), 0) FROM {s}.pt_events"
 
@@ -330,6 +416,24 @@ class _PostgresReader(StoreReader):
         rows = self._q(_META, (key,))
         return str(rows[0][0]) if rows else None
 
+    def completions(self, keys: Iterable[StateKey]) -> dict[StateKey, Completion]:
+        wanted = list(dict.fromkeys(keys))
+        out: dict[StateKey, Completion] = {}
+        for chunk in chunks(wanted, _CHUNK):
+            for t, i, p, e in self._q(_COMPLETIONS, _key_arrays(chunk)):
+                key = StateKey(t, i)
+                out[key] = Completion(key, p, e)
+        return out
+
+    def schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        rows = self._q(_SCHEDULE, (schedule_id,))
+        return ScheduleRecord(*rows[0]) if rows else None
+
+    def schedules(self, status: str | None = None) -> list[ScheduleRecord]:
+        if status is None:
+            return [ScheduleRecord(*r) for r in self._q(_SCHEDULES)]
+        return [ScheduleRecord(*r) for r in self._q(_SCHEDULES_BY_STATUS, (status,))]
+
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         after: tuple[str, str, int] = ("", "", -(1 << 62))
         while True:
@@ -422,13 +526,11 @@ class PostgresStore(Store):
             conn.execute(_WRITE)
             conn.execute(self._sql(_LOCK), (_LOCK_MIGRATE, self._lock_key))
             row = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.pt_meta",)).fetchone()
+            version = SCHEMA_VERSION
             if row is None or row[0] is None:
                 for statement in _SCHEMA:
                     conn.execute(self._sql(statement))
-                conn.execute(
-                    f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', %s)",
-                    (str(SCHEMA_VERSION),),
-                )
+                version = 1
             else:
                 found = conn.execute(
                     f"SELECT value FROM {quoted}.pt_meta WHERE key = 'schema_version'"
@@ -444,6 +546,16 @@ class PostgresStore(Store):
                         f"{found[0]}, written by a newer playthrough; this one reads up to "
                         f"version {SCHEMA_VERSION}"
                     )
+                version = int(found[0])
+            for step, statements in _STEPS:
+                if step > version:
+                    for statement in statements:
+                        conn.execute(self._sql(statement))
+            conn.execute(
+                f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', %s) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
             conn.execute("COMMIT")
         except psycopg.Error as exc:
             raise StoreError(
@@ -561,8 +673,13 @@ class PostgresStore(Store):
     # ------------------------------------------------------------------ writing
 
     def append(
-        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        extras: CommitExtras | None = None,
     ) -> list[int]:
+        if extras is not None and not extras.empty:
+            return self._append_with_extras(events, expected, extras)
         if not events:
             return []
         params = _append_params(events, expected)
@@ -594,6 +711,83 @@ class PostgresStore(Store):
         assert row is not None
         base = int(row[0])
         return list(range(base + 1, base + 1 + len(events)))
+
+    def _append_with_extras(
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        extras: CommitExtras,
+    ) -> list[int]:
+        """An append that also writes completions and schedules: not pipelined, since
+        the positions the extras name are known only once the events are numbered.
+        Rare (commits that complete a state or touch the schedule), so the extra
+        round trips are paid only there."""
+        base = 0
+        with self._transaction("append", "committing an append") as conn:
+            try:
+                self.statements += 1
+                conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+                if events:
+                    self.statements += 1
+                    row = conn.execute(
+                        self._sql(_APPEND), _append_params(events, expected)
+                    ).fetchone()
+                    assert row is not None
+                    base = int(row[0])
+            except psycopg.Error as exc:
+                raise self._append_failure(conn, exc) from None
+            positions = list(range(base + 1, base + 1 + len(events)))
+            if extras.fired:
+                self.statements += 1
+                done = {
+                    r[0]
+                    for r in conn.execute(
+                        self._sql(_FIRED),
+                        ([i for i, _ in extras.fired], [positions[n] for _, n in extras.fired]),
+                    ).fetchall()
+                }
+                taken = [i for i, _ in extras.fired if i not in done]
+                if taken:
+                    raise ConcurrencyError(fired_refused(taken))
+            if extras.completed:
+                self.statements += 1
+                conn.execute(
+                    self._sql(_COMPLETED_WRITE),
+                    (
+                        [k.type for k, _ in extras.completed],
+                        [k.id for k, _ in extras.completed],
+                        [positions[n] for _, n in extras.completed],
+                        [events[n].type for _, n in extras.completed],
+                    ),
+                )
+            if extras.reopened:
+                self.statements += 1
+                conn.execute(self._sql(_REOPENED), _key_arrays(list(extras.reopened)))
+            if extras.schedule:
+                self.statements += 1
+                conn.execute(
+                    self._sql(_SCHEDULE_WRITE),
+                    tuple([r[n] for r in extras.schedule] for n in range(5)),
+                )
+            if extras.cancel:
+                self.statements += 1
+                conn.execute(self._sql(_CANCEL), (list(extras.cancel),))
+        return positions
+
+    def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
+        with self._transaction("claiming scheduled events", "committing a claim") as conn:
+            self.statements += 1
+            rows = conn.execute(
+                self._sql(_CLAIM),
+                {"owner": owner, "until": lease_until, "now": now, "limit": limit},
+            ).fetchall()
+        return sorted((ScheduleRecord(*r) for r in rows), key=lambda r: (r.due_at, r.id))
+
+    def finish_schedule(self, schedule_id: str, owner: str, status: str, error: str | None) -> bool:
+        with self._transaction("updating a scheduled event", "committing it") as conn:
+            self.statements += 1
+            done = conn.execute(self._sql(_FINISH), (status, error, schedule_id, owner)).rowcount
+        return bool(done == 1)
 
     def _append_failure(self, conn: Conn, error: psycopg.Error) -> Exception:
         """The error to raise for a failed pipelined append (rolled back by the caller)."""

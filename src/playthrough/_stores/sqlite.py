@@ -17,14 +17,19 @@ from typing import Any, Literal
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from ._base import (
+    SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
+    CommitExtras,
+    Completion,
     Link,
     NewEvent,
+    ScheduleRecord,
     SnapshotRecord,
     Store,
     StoredEvent,
     StoreReader,
     chunks,
+    fired_refused,
     stale_message,
 )
 
@@ -60,6 +65,36 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
     PRIMARY KEY (state_type, state_id, position)
 ) WITHOUT ROWID;
 """
+
+# Migration steps: (version, statements). A store at version v runs every step
+# above v, in order, in the transaction that opens it.
+_STEPS: list[tuple[int, list[str]]] = [
+    (
+        2,
+        [
+            """CREATE TABLE IF NOT EXISTS pt_completed (
+                state_type TEXT NOT NULL,
+                state_id TEXT NOT NULL,
+                position INTEGER NOT NULL,
+                event_type TEXT NOT NULL,
+                PRIMARY KEY (state_type, state_id)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE IF NOT EXISTS pt_schedule (
+                id TEXT PRIMARY KEY,
+                due_at TEXT NOT NULL,
+                type TEXT NOT NULL,
+                data TEXT NOT NULL,
+                status TEXT NOT NULL,
+                position INTEGER,
+                error TEXT,
+                created_at TEXT NOT NULL,
+                lease_owner TEXT,
+                lease_until TEXT
+            )""",
+            "CREATE INDEX IF NOT EXISTS pt_schedule_due ON pt_schedule (status, due_at)",
+        ],
+    ),
+]
 
 # Parameters per statement stay well under SQLite's variable limit (32766).
 _KEYS_PER_STATEMENT = 400  # 2 parameters each
@@ -162,6 +197,35 @@ class _SQLiteReader(StoreReader):
         row = self._q("SELECT value FROM pt_meta WHERE key = ?", (key,))
         return str(row[0][0]) if row else None
 
+    def completions(self, keys: Iterable[StateKey]) -> dict[StateKey, Completion]:
+        out: dict[StateKey, Completion] = {}
+        for chunk in chunks(list(dict.fromkeys(keys)), _KEYS_PER_STATEMENT):
+            values = ",".join("(?,?)" for _ in chunk)
+            rows = self._q(
+                f"WITH want(t, i) AS (VALUES {values}) "
+                "SELECT c.state_type, c.state_id, c.position, c.event_type FROM want w "
+                "JOIN pt_completed c ON c.state_type = w.t AND c.state_id = w.i",
+                [v for k in chunk for v in k],
+            )
+            for t, i, p, e in rows:
+                key = StateKey(t, i)
+                out[key] = Completion(key, p, e)
+        return out
+
+    def schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        rows = self._q(f"SELECT {SCHEDULE_COLUMNS} FROM pt_schedule WHERE id = ?", (schedule_id,))
+        return ScheduleRecord(*rows[0]) if rows else None
+
+    def schedules(self, status: str | None = None) -> list[ScheduleRecord]:
+        if status is None:
+            rows = self._q(f"SELECT {SCHEDULE_COLUMNS} FROM pt_schedule ORDER BY due_at, id")
+        else:
+            rows = self._q(
+                f"SELECT {SCHEDULE_COLUMNS} FROM pt_schedule WHERE status = ? ORDER BY due_at, id",
+                (status,),
+            )
+        return [ScheduleRecord(*r) for r in rows]
+
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         rows = self._q(
             "SELECT state_type, state_id, position, last_event_id, data FROM pt_snapshots "
@@ -242,15 +306,21 @@ class SQLiteStore(Store):
                 if statement.strip():
                     conn.execute(statement)
             row = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO pt_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
+            version = 1 if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self._path!r} holds schema version {row[0]}, written by a newer "
                     f"playthrough; this one reads up to version {SCHEMA_VERSION}"
                 )
+            for step, statements in _STEPS:
+                if step > version:
+                    for statement in statements:
+                        conn.execute(statement)
+            conn.execute(
+                "INSERT INTO pt_meta VALUES ('schema_version', ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
@@ -264,9 +334,12 @@ class SQLiteStore(Store):
             self._reading = False
 
     def append(
-        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        extras: CommitExtras | None = None,
     ) -> list[int]:
-        if not events:
+        if not events and (extras is None or extras.empty):
             return []
         self._writing("append")
         with self._transaction("BEGIN IMMEDIATE", "append failed, nothing was written") as conn:
@@ -302,7 +375,80 @@ class SQLiteStore(Store):
                 "DO UPDATE SET last_position = excluded.last_position",
                 [(k.type, k.id, p) for k, p in heads.items()],
             )
+            if extras is not None and not extras.empty:
+                self._write_extras(conn, extras, positions, events)
         return positions
+
+    def _write_extras(
+        self,
+        conn: sqlite3.Connection,
+        extras: CommitExtras,
+        positions: Sequence[int],
+        events: Sequence[NewEvent],
+    ) -> None:
+        """Completions and schedules, inside the append's transaction (under the write lock)."""
+        self.statements += 5
+        if extras.fired:
+            taken = [
+                sid
+                for sid, n in extras.fired
+                if conn.execute(
+                    "UPDATE pt_schedule SET status = 'fired', position = ?, lease_owner = NULL, "
+                    "lease_until = NULL WHERE id = ? AND status = 'pending'",
+                    (positions[n], sid),
+                ).rowcount
+                != 1
+            ]
+            if taken:
+                raise ConcurrencyError(fired_refused(taken))
+        conn.executemany(
+            "INSERT INTO pt_completed VALUES (?, ?, ?, ?) ON CONFLICT (state_type, state_id) "
+            "DO UPDATE SET position = excluded.position, event_type = excluded.event_type",
+            [(k.type, k.id, positions[n], events[n].type) for k, n in extras.completed],
+        )
+        conn.executemany(
+            "DELETE FROM pt_completed WHERE state_type = ? AND state_id = ?",
+            [(k.type, k.id) for k in extras.reopened],
+        )
+        conn.executemany(
+            "INSERT INTO pt_schedule (id, due_at, type, data, status, created_at) "
+            "VALUES (?, ?, ?, ?, 'pending', ?)",
+            [tuple(r) for r in extras.schedule],
+        )
+        conn.executemany(
+            "UPDATE pt_schedule SET status = 'cancelled', lease_owner = NULL, lease_until = NULL "
+            "WHERE id = ? AND status = 'pending'",
+            [(i,) for i in extras.cancel],
+        )
+
+    def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
+        self._writing("claim scheduled events")
+        with self._transaction("BEGIN IMMEDIATE", "claiming scheduled events failed") as conn:
+            self.statements += 2
+            rows = conn.execute(
+                f"SELECT {SCHEDULE_COLUMNS} FROM pt_schedule WHERE status = 'pending' "
+                "AND due_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
+                "ORDER BY due_at, id LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE pt_schedule SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                [(owner, lease_until, r[0]) for r in rows],
+            )
+        return [
+            ScheduleRecord(*r)._replace(lease_owner=owner, lease_until=lease_until) for r in rows
+        ]
+
+    def finish_schedule(self, schedule_id: str, owner: str, status: str, error: str | None) -> bool:
+        self._writing("update a scheduled event")
+        with self._transaction("BEGIN IMMEDIATE", "updating a scheduled event failed") as conn:
+            self.statements += 1
+            done = conn.execute(
+                "UPDATE pt_schedule SET status = ?, error = ?, lease_owner = NULL, "
+                "lease_until = NULL WHERE id = ? AND status = 'pending' AND lease_owner = ?",
+                (status, error, schedule_id, owner),
+            ).rowcount
+        return bool(done == 1)
 
     def write_snapshots(
         self,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._clock import ManualClock
 from .checks import assert_reconstitutes, play_history, stored_events
 from .reference import reference_states
 from .scenario import Scenario, scenario, state_differences
@@ -44,6 +45,7 @@ _STRATEGIES = (
 )
 
 __all__ = [
+    "ManualClock",
     "Scenario",
     "StoreContract",
     "assert_reconstitutes",

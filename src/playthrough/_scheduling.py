@@ -1,0 +1,229 @@
+"""Scheduled events: stored now, fired when due, exactly once.
+
+``Engine.schedule(event, at=... | after=...)`` stores a row in ``pt_schedule``:
+at once when nothing is in progress, otherwise with the engine's next append
+(the commit the caller is building, or the commit a ``handle`` hook runs in),
+so a schedule and the events that caused it are written together or not at
+all. ``Engine.cancel(id)`` likewise.
+
+``Engine.run_due()`` is one worker pass: lease the due rows (skipping rows
+another worker holds), and for each one fire its event with ``fired_at`` = the
+due time (so ``now()`` in its hooks is the due time, on every replay) and
+commit it. The append that writes the event also moves its row from
+``pending`` to ``fired`` and is refused if the row is no longer pending: an
+event is appended exactly when its row is marked, in one transaction, so two
+workers, or a worker that crashed after firing, never fire it twice. A
+rejected event (``EventRejected``, such as a completed state) or one whose
+hooks raise is recorded on its row (``rejected`` / ``failed`` with the error),
+never dropped without a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._clock import aware, stamp
+from ._errors import (
+    ConcurrencyError,
+    DecodeError,
+    EventRejected,
+    HandlerFailed,
+    PlaythroughError,
+    ScheduleNotFound,
+)
+from ._model import Event, binding, registry
+from ._serialization import decode, encode_event
+from ._slots import fired_data
+from ._stores._base import ScheduleRecord, ScheduleRow
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+log = logging.getLogger("playthrough.scheduler")
+
+
+@attrs.frozen
+class ScheduledEvent:
+    """A scheduled event as the store holds it.
+
+    ``status``: ``pending`` (not fired yet), ``fired`` (``position`` is the event's),
+    ``cancelled``, ``rejected`` (its validate hooks or a completed state refused
+    it: ``error``) or ``failed`` (its hooks raised or it could not be decoded:
+    ``error``).
+    """
+
+    id: str
+    due_at: datetime
+    event_type: str
+    status: str
+    position: int | None
+    error: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, r: ScheduleRecord) -> ScheduledEvent:
+        return cls(
+            id=r.id,
+            due_at=datetime.fromisoformat(r.due_at),
+            event_type=r.type,
+            status=r.status,
+            position=r.position,
+            error=r.error,
+            created_at=datetime.fromisoformat(r.created_at),
+        )
+
+
+class Scheduler:
+    """The scheduling side of one engine: queued rows, and the worker pass."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.queued: list[ScheduleRow] = []
+        self.cancelled: list[str] = []
+        self.firing: dict[int, str] = {}  # id(event) -> schedule id, while pending
+        self.owner = uuid.uuid4().hex  # lease owner name of this engine
+        self._handler_failures: dict[str, str] = {}
+
+    def has_queued(self) -> bool:
+        return bool(self.queued or self.cancelled)
+
+    def clear(self) -> None:
+        self.queued.clear()
+        self.cancelled.clear()
+        self.firing.clear()
+
+    def take(
+        self, batch: list[Event]
+    ) -> tuple[tuple[ScheduleRow, ...], tuple[str, ...], tuple[tuple[str, int], ...]]:
+        """What the next append writes: rows to store, ids to cancel, rows this batch fires."""
+        fired = tuple((self.firing[id(e)], n) for n, e in enumerate(batch) if id(e) in self.firing)
+        out = (tuple(self.queued), tuple(self.cancelled), fired)
+        self.clear()
+        return out
+
+    # ------------------------------------------------------------------ scheduling
+
+    def schedule(self, event: Event, at: datetime | None, after: timedelta | None) -> str:
+        if not isinstance(event, Event):
+            raise TypeError(f"schedule() takes an Event, not {type(event).__name__}")
+        if event.id is not None or fired_data(event) is not None:
+            raise PlaythroughError(f"{type(event).__qualname__} was already fired")
+        if (at is None) == (after is None):
+            raise TypeError("schedule() takes exactly one of at= (datetime) or after= (timedelta)")
+        now = self._engine.clock.now()
+        if after is not None:
+            if not isinstance(after, timedelta):
+                raise TypeError(f"after= takes a timedelta, not {type(after).__name__}")
+            due = aware(now) + after
+        else:
+            assert at is not None
+            due = aware(at)
+        binding(event)  # refuses bad state ids now, not when the event is due
+        data = encode_event(event)
+        cls = type(event)
+        try:
+            decode(cls, data, f"event {cls._pt_type_name}")
+        except DecodeError as exc:
+            raise TypeError(
+                f"{cls.__qualname__} holds a value that would not come back from storage: {exc}"
+            ) from exc
+        row = ScheduleRow(uuid.uuid4().hex, stamp(due), cls._pt_type_name, data, stamp(now))
+        self.queued.append(row)
+        self._engine._flush_unless_in_progress()
+        return row.id
+
+    def cancel(self, schedule_id: str) -> bool:
+        for row in self.queued:
+            if row.id == schedule_id:
+                self.queued.remove(row)
+                return True
+        record = self.record(schedule_id)
+        if record.status != "pending":
+            return False
+        self.cancelled.append(schedule_id)
+        self._engine._flush_unless_in_progress()
+        return True
+
+    def record(self, schedule_id: str) -> ScheduledEvent:
+        with self._engine.store.reader() as reader:
+            found = reader.schedule(schedule_id)
+        if found is None:
+            queued = [r for r in self.queued if r.id == schedule_id]
+            if queued:
+                r = queued[0]
+                found = ScheduleRecord(*r[:4], "pending", None, None, r.created_at, None, None)
+            else:
+                raise ScheduleNotFound(f"no scheduled event has the id {schedule_id!r}")
+        return ScheduledEvent.from_record(found)
+
+    # ------------------------------------------------------------------ the worker pass
+
+    def run_due(self, limit: int, lease: timedelta) -> list[ScheduledEvent]:
+        engine = self._engine
+        if engine.pending or self.has_queued():
+            raise PlaythroughError("commit or discard pending events before run_due()")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        now = aware(engine.clock.now())
+        store = engine.store
+        claimed = store.claim_due(stamp(now), stamp(now + lease), self.owner, limit)
+        self._handler_failures.clear()
+        for row in claimed:
+            self._fire_one(row)
+        if not claimed:
+            return []
+        with store.reader() as reader:
+            done = [reader.schedule(r.id) for r in claimed]
+        out = []
+        for r in done:
+            if r is None:
+                continue
+            record = ScheduledEvent.from_record(r)
+            failure = self._handler_failures.get(r.id)
+            if failure is not None:  # fired, but a handle hook raised afterwards
+                record = attrs.evolve(record, error=failure)
+            out.append(record)
+        return out
+
+    def _fire_one(self, row: ScheduleRecord) -> None:
+        engine = self._engine
+        store = engine.store
+        where = f" (scheduled event {row.id})"
+        try:
+            cls = registry.event_class(row.type, where)
+        except PlaythroughError:
+            # Another worker, with the module that defines it, may fire it: give it back.
+            store.finish_schedule(row.id, self.owner, "pending", None)
+            raise
+        try:
+            event = decode(cls, row.data, f"scheduled event {row.id} ({row.type})")
+        except DecodeError as exc:
+            store.finish_schedule(row.id, self.owner, "failed", str(exc))
+            return
+        try:
+            engine._fire_scheduled(event, datetime.fromisoformat(row.due_at), row.id)
+            engine.commit()
+        except EventRejected as exc:
+            engine.discard()
+            store.finish_schedule(row.id, self.owner, "rejected", f"{type(exc).__name__}: {exc}")
+        except HandlerFailed as exc:
+            # The event is committed and its row marked fired; a handle hook raised
+            # afterwards. Reported in run_due's result and logged; the worker goes on.
+            log.error("scheduled event %s fired, then: %s", row.id, exc, exc_info=exc)
+            self._handler_failures[row.id] = f"HandlerFailed: {exc}"
+        except ConcurrencyError:
+            # A state moved under us, or another worker fired or cancelled the row:
+            # nothing was written; give the lease back so the next pass decides again.
+            store.finish_schedule(row.id, self.owner, "pending", None)
+        except PlaythroughError:
+            engine.discard()
+            store.finish_schedule(row.id, self.owner, "pending", None)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on the row, the worker goes on
+            engine.discard()
+            store.finish_schedule(row.id, self.owner, "failed", f"{type(exc).__name__}: {exc}")
