@@ -248,6 +248,75 @@ def verify(
     ctx.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.argument("database_url")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events (imported so they register); repeatable.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Pause between passes that found nothing due.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Scheduled events leased and fired per pass.",
+)
+@click.option("--once", is_flag=True, default=False, help="Run one pass and exit.")
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    default=False,
+    help="Exit after the first pass that finds nothing due (drain, then stop).",
+)
+def scheduler(
+    database_url: str,
+    apps: tuple[str, ...],
+    interval: float,
+    limit: int,
+    once: bool,
+    until_idle: bool,
+) -> None:
+    """Fire scheduled events when they are due (a long-running worker).
+
+    Run as many as you like against one store: each due event is fired exactly
+    once. Prints one line per scheduled event handled. Stop it with Ctrl-C.
+
+        playthrough scheduler postgresql://app@db/app --app mypackage.events
+    """
+    from ._errors import PlaythroughError
+    from ._scheduling import serve
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    try:
+        engine = Engine.open(url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+    with engine:
+        try:
+            serve(
+                engine,
+                interval=interval,
+                limit=limit,
+                passes=1 if once else None,
+                until_idle=until_idle,
+                echo=click.echo,
+            )
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
+
+
 def _existing_store_url(text: str) -> str:
     """The URL to open; refuses what would create a new, empty database instead."""
     if "://" not in text:

@@ -43,6 +43,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def hook_time() -> datetime | None:
+    """The ``fired_at`` of the event whose hook is running, else None."""
+    event = _current_event.get()
+    return event.fired_at if event is not None else None
+
+
 def event_random() -> random.Random:
     """A random generator seeded by the event being played (deterministic on replay).
 

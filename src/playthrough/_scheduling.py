@@ -21,7 +21,9 @@ never dropped without a trace.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -37,6 +39,7 @@ from ._errors import (
     ScheduleNotFound,
 )
 from ._model import Event, binding, registry
+from ._playing import hook_time
 from ._serialization import decode, encode_event
 from ._slots import fired_data
 from ._stores._base import ScheduleRecord, ScheduleRow
@@ -87,7 +90,6 @@ class Scheduler:
         self.cancelled: list[str] = []
         self.firing: dict[int, str] = {}  # id(event) -> schedule id, while pending
         self.owner = uuid.uuid4().hex  # lease owner name of this engine
-        self._handler_failures: dict[str, str] = {}
 
     def has_queued(self) -> bool:
         return bool(self.queued or self.cancelled)
@@ -119,7 +121,9 @@ class Scheduler:
         if after is not None:
             if not isinstance(after, timedelta):
                 raise TypeError(f"after= takes a timedelta, not {type(after).__name__}")
-            due = aware(now) + after
+            # Inside a hook, "after" counts from the event's time (now() there), so a
+            # handler's "15 minutes after the order" does not drift with handler latency.
+            due = aware(hook_time() or now) + after
         else:
             assert at is not None
             due = aware(at)
@@ -172,58 +176,102 @@ class Scheduler:
         now = aware(engine.clock.now())
         store = engine.store
         claimed = store.claim_due(stamp(now), stamp(now + lease), self.owner, limit)
-        self._handler_failures.clear()
-        for row in claimed:
-            self._fire_one(row)
-        if not claimed:
-            return []
-        with store.reader() as reader:
-            done = [reader.schedule(r.id) for r in claimed]
-        out = []
-        for r in done:
-            if r is None:
-                continue
-            record = ScheduledEvent.from_record(r)
-            failure = self._handler_failures.get(r.id)
-            if failure is not None:  # fired, but a handle hook raised afterwards
-                record = attrs.evolve(record, error=failure)
-            out.append(record)
-        return out
+        return [self._fire_one(row) for row in claimed]
 
-    def _fire_one(self, row: ScheduleRecord) -> None:
+    def _fire_one(self, row: ScheduleRecord) -> ScheduledEvent:
+        """Fire one leased row; the result says what this worker did with it."""
         engine = self._engine
         store = engine.store
+
+        def outcome(
+            status: str, position: int | None = None, error: str | None = None
+        ) -> ScheduledEvent:
+            return ScheduledEvent.from_record(
+                row._replace(status=status, position=position, error=error)
+            )
+
         where = f" (scheduled event {row.id})"
         try:
             cls = registry.event_class(row.type, where)
         except PlaythroughError:
             # Another worker, with the module that defines it, may fire it: give it back.
-            store.finish_schedule(row.id, self.owner, "pending", None)
+            self._give_back(row)
             raise
         try:
             event = decode(cls, row.data, f"scheduled event {row.id} ({row.type})")
         except DecodeError as exc:
             store.finish_schedule(row.id, self.owner, "failed", str(exc))
-            return
+            return outcome("failed", error=str(exc))
         try:
             engine._fire_scheduled(event, datetime.fromisoformat(row.due_at), row.id)
-            engine.commit()
         except EventRejected as exc:
-            engine.discard()
-            store.finish_schedule(row.id, self.owner, "rejected", f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            store.finish_schedule(row.id, self.owner, "rejected", error)
+            return outcome("rejected", error=error)
+        except PlaythroughError:
+            self._give_back(row)
+            raise
+        except Exception as exc:  # noqa: BLE001 - its hooks raised: recorded on the row
+            error = f"{type(exc).__name__}: {exc}"
+            store.finish_schedule(row.id, self.owner, "failed", error)
+            return outcome("failed", error=error)
+        try:
+            engine.commit()
         except HandlerFailed as exc:
             # The event is committed and its row marked fired; a handle hook raised
-            # afterwards. Reported in run_due's result and logged; the worker goes on.
+            # afterwards. Reported in the result and logged; the worker goes on.
             log.error("scheduled event %s fired, then: %s", row.id, exc, exc_info=exc)
-            self._handler_failures[row.id] = f"HandlerFailed: {exc}"
-        except ConcurrencyError:
+            return outcome("fired", event.id, f"HandlerFailed: {exc}")
+        except ConcurrencyError as exc:
             # A state moved under us, or another worker fired or cancelled the row:
             # nothing was written; give the lease back so the next pass decides again.
-            store.finish_schedule(row.id, self.owner, "pending", None)
-        except PlaythroughError:
-            engine.discard()
-            store.finish_schedule(row.id, self.owner, "pending", None)
+            self._give_back(row)
+            return outcome("pending", error=f"retry: {exc}")
+        except BaseException:
+            # The store failed (or the process is stopping): nothing was written, since
+            # the event and the row's move to fired are one transaction.
+            self._give_back(row)
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded on the row, the worker goes on
-            engine.discard()
-            store.finish_schedule(row.id, self.owner, "failed", f"{type(exc).__name__}: {exc}")
+        return outcome("fired", event.id)
+
+    def _give_back(self, row: ScheduleRecord) -> None:
+        """Release the lease (best effort: if the store is gone, the lease runs out)."""
+        self._engine.discard()
+        try:
+            self._engine.store.finish_schedule(row.id, self.owner, "pending", None)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            log.warning("could not release the lease of scheduled event %s", row.id)
+
+
+def serve(
+    engine: Engine,
+    *,
+    interval: float = 1.0,
+    limit: int = 100,
+    passes: int | None = None,
+    until_idle: bool = False,
+    echo: Callable[[str], object] = print,
+    sleep: Callable[[float], object] = time.sleep,
+) -> int:
+    """The worker loop behind ``playthrough scheduler``: ``run_due`` pass after pass.
+
+    A pass that fired something is followed at once by the next; an idle one by
+    ``interval`` seconds of pause (or the end, with ``until_idle``). ``passes``
+    bounds the number of passes. Returns how many scheduled events it handled.
+    """
+    handled = 0
+    done = 0
+    while passes is None or done < passes:
+        results = engine.run_due(limit=limit)
+        done += 1
+        for r in results:
+            handled += 1
+            where = f" at position {r.position}" if r.position is not None else ""
+            error = f": {r.error}" if r.error else ""
+            echo(f"{r.id} {r.event_type} due {r.due_at.isoformat()}: {r.status}{where}{error}")
+        if not results:
+            if until_idle:
+                break
+            if passes is None or done < passes:
+                sleep(interval)
+    return handled

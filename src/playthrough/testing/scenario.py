@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import attrs
 
+from .._clock import ManualClock
 from .._engine import Engine
 from .._errors import EventRejected
 from .._model import Event, SingletonState, State
-from .._serialization import encode_state
+from .._scheduling import ScheduledEvent
+from .._serialization import decode_event, encode_state
 
 #: ``(StateClass, id)``, or a singleton's class alone.
 StateRef = tuple[type[State], Any] | type[SingletonState]
@@ -78,6 +81,9 @@ class Scenario:
         self.fired: Event | None = None
         self.committed: list[Event] = []
         self.error: BaseException | None = None
+        #: The scheduled events ``when_time_passes`` handled, with their outcome.
+        self.due: list[ScheduledEvent] = []
+        self._time_passed = False
 
     # ------------------------------------------------------------------ given / when
 
@@ -93,7 +99,7 @@ class Scenario:
 
     def when(self, event: Event) -> Scenario:
         """Fire and commit ``event``; a rejection or failure is kept for ``then_rejected``."""
-        if self.fired is not None:
+        if self.fired is not None or self._time_passed:
             raise AssertionError("a scenario has one when(); start another for the next event")
         self.fired = event
         try:
@@ -101,6 +107,31 @@ class Scenario:
             self.committed = self.engine.commit()
         except Exception as exc:  # noqa: BLE001 - the scenario's then*() judges it
             self.error = exc
+        return self
+
+    def when_time_passes(self, delta: timedelta | None = None, **units: float) -> Scenario:
+        """Let time pass (``minutes=15``) and fire the scheduled events then due.
+
+        The engine's clock becomes a :class:`~playthrough.testing.ManualClock`
+        (starting at its current time) if it is not one already; it is advanced
+        and ``run_due`` is run until nothing is due. ``committed`` holds every
+        event this committed (handlers' too), ``due`` the scheduled rows handled.
+        """
+        if self.fired is not None or self._time_passed:
+            raise AssertionError("a scenario has one when(); start another for the next event")
+        self._time_passed = True
+        clock = self.engine.clock
+        if not isinstance(clock, ManualClock):
+            clock = self.engine.clock = ManualClock(clock.now())
+        clock.advance(delta, **units)
+        before = self.engine.head()
+        while True:
+            handled = self.engine.run_due()
+            if not handled:
+                break
+            self.due.extend(handled)
+        with self.engine.store.reader() as reader:
+            self.committed = [decode_event(e) for e in reader.iter_events(before, reader.head())]
         return self
 
     # ------------------------------------------------------------------ then

@@ -1,0 +1,298 @@
+"""Scheduled events: stored with the commit that schedules them, fired once when due."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from playthrough import (
+    Engine,
+    PlaythroughError,
+    ScheduleNotFound,
+)
+from playthrough._stores import SQLiteStore
+from playthrough._stores import sqlite as sqlite_module
+from playthrough.testing import ManualClock, Scenario
+
+from .sched_domain import (
+    TIMEOUT,
+    Broken,
+    Counter,
+    Order,
+    OrderPlaced,
+    PaymentReceived,
+    PaymentTimedOut,
+    Ping,
+)
+
+START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def engine(clock: ManualClock) -> Engine:
+    return Engine(SQLiteStore(), clock=clock)
+
+
+def test_a_payment_timeout_fires_when_due_with_its_due_time_as_now(
+    engine: Engine, clock: ManualClock
+) -> None:
+    engine.fire(OrderPlaced(order_id=1))
+    engine.commit()
+    order = engine.load(Order, 1)
+    schedule = engine.scheduled(order.timeout_id)
+    assert (schedule.status, schedule.due_at) == ("pending", START + TIMEOUT)
+    clock.advance(minutes=14, seconds=59)
+    assert engine.run_due() == []
+    clock.advance(minutes=3)  # the worker runs late: the hooks still see the due time
+    [done] = engine.run_due()
+    assert (done.id, done.status, done.event_type) == (
+        order.timeout_id,
+        "fired",
+        "sched.PaymentTimedOut",
+    )
+    assert done.position == engine.head()
+    loaded = engine.load(Order, 1)
+    assert loaded.timed_out_at == START + TIMEOUT
+    assert loaded.closed
+    # ... and as the log replays it, from blank
+    assert engine.load(Order, 1, at=engine.head()).timed_out_at == START + TIMEOUT
+    assert engine.run_due() == []  # fired once
+
+
+def test_the_payment_cancels_the_timeout_in_its_handler(engine: Engine, clock: ManualClock) -> None:
+    engine.fire(OrderPlaced(order_id=1))
+    engine.commit()
+    engine.fire(PaymentReceived(order_id=1))
+    engine.commit()
+    timeout_id = engine.load(Order, 1).timeout_id
+    assert engine.scheduled(timeout_id).status == "cancelled"
+    clock.advance(hours=1)
+    assert engine.run_due() == []
+    assert engine.cancel(timeout_id) is False  # already cancelled
+
+
+def test_scheduling_inside_a_transaction_is_written_with_its_commit(engine: Engine) -> None:
+    with pytest.raises(RuntimeError), engine.transaction():
+        schedule_id = engine.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+        raise RuntimeError("boom")
+    with pytest.raises(ScheduleNotFound):
+        engine.scheduled(schedule_id)
+    engine.fire(Ping(counter_id=1))
+    kept = engine.schedule(Ping(counter_id=2), after=timedelta(minutes=1))
+    with engine.store.reader() as reader:
+        assert reader.schedule(kept) is None  # not yet: it goes with the commit
+    engine.commit()
+    assert engine.scheduled(kept).status == "pending"
+    engine.fire(Ping(counter_id=1))
+    dropped = engine.schedule(Ping(counter_id=3), after=timedelta(minutes=1))
+    engine.discard()
+    with pytest.raises(ScheduleNotFound):
+        engine.scheduled(dropped)
+
+
+def test_scheduling_outside_a_commit_is_written_at_once(engine: Engine, clock: ManualClock) -> None:
+    at = START + timedelta(hours=2)
+    schedule_id = engine.schedule(Ping(counter_id=1, n=7), at=at)
+    other = Engine(engine.store)
+    assert other.scheduled(schedule_id).due_at == at
+    assert engine.cancel(schedule_id) is True
+    assert other.scheduled(schedule_id).status == "cancelled"
+    with pytest.raises(ScheduleNotFound, match="no scheduled event has the id 'nope'"):
+        engine.cancel("nope")
+
+
+def test_bad_schedule_arguments_are_refused(engine: Engine) -> None:
+    with pytest.raises(TypeError, match="exactly one of"):
+        engine.schedule(Ping(counter_id=1))
+    with pytest.raises(TypeError, match="exactly one of"):
+        engine.schedule(Ping(counter_id=1), at=START, after=timedelta(1))
+    with pytest.raises(ValueError, match="no time zone"):
+        engine.schedule(Ping(counter_id=1), at=datetime(2030, 1, 1))
+    with pytest.raises(TypeError, match="state id"):
+        engine.schedule(Ping(counter_id=1.5), after=timedelta(1))  # type: ignore[arg-type]
+    with engine.store.reader() as reader:
+        assert reader.schedules() == []
+
+
+def test_rejected_and_failing_scheduled_events_are_recorded(
+    engine: Engine, clock: ManualClock
+) -> None:
+    engine.fire(OrderPlaced(order_id=1))
+    engine.commit()
+    engine.schedule(PaymentTimedOut(order_id=1), after=timedelta(minutes=1))
+    engine.schedule(Broken(counter_id=1), after=timedelta(minutes=2))
+    clock.advance(minutes=20)
+    results = engine.run_due()
+    # By due time: this timeout closes the order, Broken raises, and the handler's
+    # timeout (due at 15 minutes) is refused: the order is completed.
+    assert [r.status for r in results] == ["fired", "failed", "rejected"]
+    failed = results[1]
+    assert failed.error == "RuntimeError: this hook always fails"
+    with engine.store.reader() as reader:
+        [rejected] = reader.schedules("rejected")
+    assert "StateCompleted" in (rejected.error or "")
+    assert "completed by sched.PaymentTimedOut" in (rejected.error or "")
+    assert engine.load(Counter, 1) == Counter()
+
+
+def test_a_row_fired_by_another_worker_after_its_lease_ran_out_is_not_fired_again(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    url = str(tmp_path / "s.db")
+    slow = Engine(SQLiteStore(url), clock=clock)
+    fast = Engine(SQLiteStore(url), clock=clock)
+    schedule_id = slow.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+    clock.advance(minutes=1)
+    [row] = slow.store.claim_due(
+        "2030-01-01T12:01:00.000000+00:00", "2030-01-01T12:01:30.000000+00:00", "slow", 10
+    )
+    clock.advance(minutes=1)  # slow's lease ran out while it was stuck; fast takes the row
+    [fired] = fast.run_due()
+    assert fired.status == "fired"
+    slow._scheduler.owner = "slow"
+    slow._scheduler._fire_one(row)  # slow wakes up and fires: the append is refused
+    assert slow.load(Counter, 1).hits == 1
+    assert slow.head() == 1
+    assert slow.scheduled(schedule_id).position == fired.position
+
+
+def test_a_crash_inside_the_append_leaves_the_row_pending_and_fires_it_once_later(
+    engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event and its row's move to 'fired' are one transaction: no window between them."""
+    schedule_id = engine.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+    clock.advance(minutes=5)
+    original = sqlite_module.SQLiteStore._write_extras
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(sqlite_module.SQLiteStore, "_write_extras", crash)
+    with pytest.raises(OSError, match="power cut"):
+        engine.run_due()
+    assert engine.head() == 0  # the event was rolled back with the row
+    monkeypatch.setattr(sqlite_module.SQLiteStore, "_write_extras", original)
+    clock.advance(minutes=10)  # the crashed worker's lease has run out
+    [done] = engine.run_due()
+    assert (done.id, done.status) == (schedule_id, "fired")
+    assert engine.load(Counter, 1).hits == 1
+    assert engine.run_due() == []
+
+
+def test_run_due_refuses_to_mix_with_pending_events(engine: Engine) -> None:
+    engine.fire(Ping(counter_id=1))
+    with pytest.raises(PlaythroughError, match="before run_due"):
+        engine.run_due()
+
+
+def test_a_concurrent_change_to_a_state_leaves_the_row_for_the_next_pass(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    url = str(tmp_path / "c.db")
+    worker = Engine(SQLiteStore(url), clock=clock)
+    other = Engine(SQLiteStore(url), clock=clock)
+    worker.load(Counter, 1)  # the worker holds counter 1 ...
+    other.fire(Ping(counter_id=1, n=1))
+    other.commit()  # ... which another writer then changes
+    worker.schedule(Ping(counter_id=1, n=2), after=timedelta(minutes=1))
+    clock.advance(minutes=1)
+    [first] = worker.run_due()
+    assert first.status == "pending"  # ConcurrencyError: nothing written, lease given back
+    [second] = worker.run_due()
+    assert second.status == "fired"
+    assert worker.load(Counter, 1).seen == [1, 2]
+
+
+def test_scenario_when_fifteen_minutes_pass(playthrough_scenario: Scenario) -> None:
+    playthrough_scenario.given(OrderPlaced(order_id=1))
+    placed_at = playthrough_scenario.history[0].fired_at
+    assert placed_at is not None
+    playthrough_scenario.when_time_passes(minutes=15)
+    assert [r.status for r in playthrough_scenario.due] == ["fired"]
+    playthrough_scenario.then_committed(PaymentTimedOut(order_id=1))
+    order = playthrough_scenario.engine.load(Order, 1)
+    assert order.timed_out_at == placed_at + TIMEOUT
+
+
+def test_scenario_time_passing_before_the_timeout_fires_nothing(
+    playthrough_scenario: Scenario,
+) -> None:
+    playthrough_scenario.given(OrderPlaced(order_id=1), PaymentReceived(order_id=1))
+    playthrough_scenario.when_time_passes(minutes=15).then_committed()
+    assert playthrough_scenario.due == []
+
+
+# --------------------------------------------------------------------------- two processes
+
+WORKERS = 2
+SCHEDULED = 60
+
+
+def _workers(url: str, env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    command = [
+        sys.executable,
+        "-c",
+        "from playthrough._cli import main; main()",
+        "scheduler",
+        url,
+        "--app",
+        "tests.sched_domain",
+        "--until-idle",
+        "--limit",
+        "5",
+    ]
+    procs = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(WORKERS)
+    ]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def _check_two_workers(url: str, open_engine: Callable[[], Engine]) -> None:
+    engine = open_engine()
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with engine.transaction():
+        ids = [engine.schedule(Ping(counter_id=n % 3, n=n), at=past) for n in range(SCHEDULED)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results = _workers(url, env)
+    for r in results:
+        assert r.returncode == 0, r.stderr
+    lines = [line for r in results for line in r.stdout.splitlines()]
+    fired = [line.split()[0] for line in lines if ": fired at position" in line]
+    assert sorted(fired) == sorted(ids)  # every one fired, none twice
+    with engine.store.reader() as reader:
+        rows = reader.schedules()
+        assert reader.head() == SCHEDULED
+    assert {r.status for r in rows} == {"fired"}
+    assert len({r.position for r in rows}) == SCHEDULED
+    seen = sorted(n for c in range(3) for n in engine.load(Counter, c).seen)
+    assert seen == list(range(SCHEDULED))
+    engine.close()
+
+
+def test_two_scheduler_processes_fire_each_event_once_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    _check_two_workers(url, lambda: Engine.open(url))
+
+
+def test_two_scheduler_processes_fire_each_event_once_postgres(pg_url: str, pg_schema: str) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    _check_two_workers(url, lambda: Engine.open(url))
