@@ -22,6 +22,8 @@ EXPECTED = {
     "state_id",
     "now",
     "event_random",
+    "Personal",
+    "FORGOTTEN",
     # errors
     "PlaythroughError",
     "EventRejected",
@@ -76,7 +78,7 @@ def test_every_exported_name_exists_and_nothing_else_public_leaks() -> None:
 
 def test_public_classes_say_they_are_from_playthrough() -> None:
     classes = {n for n in EXPECTED if isinstance(getattr(playthrough, n), type)}
-    assert classes == EXPECTED - {"state_id", "now", "event_random"}
+    assert classes == EXPECTED - {"state_id", "now", "event_random", "Personal", "FORGOTTEN"}
     assert {n: getattr(playthrough, n).__module__ for n in classes} == dict.fromkeys(
         classes, "playthrough"
     )

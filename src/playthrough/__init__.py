@@ -12,6 +12,7 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and the sync check
 - ``_lifecycle``: completed states (refused by fire, recorded at commit)
 - ``_scheduling``: scheduled events (``Engine.schedule``/``cancel``/``run_due``)
+- ``_personal``: personal fields, their encryption per data subject, forgetting
 - ``_clock``: the engine's clock (``SystemClock``; ``testing.ManualClock``)
 - ``_engine``: Engine, which ties them together
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
@@ -38,6 +39,7 @@ from ._errors import (
     UnknownTypeError,
 )
 from ._model import Event, SingletonState, State, StateKey, state_id
+from ._personal import FORGOTTEN, Personal
 from ._playing import event_random, now
 from ._reconstitution import Plan
 from ._replay import ReplayReport
@@ -53,9 +55,11 @@ __all__ = [
     "DefinitionError",
     "Engine",
     "Event",
+    "FORGOTTEN",
     "EventRejected",
     "HandlerFailed",
     "OutOfSync",
+    "Personal",
     "Plan",
     "PlaythroughError",
     "ReconstitutionError",

@@ -25,6 +25,7 @@ from ._model import (
     binding,
     key_of,
 )
+from ._personal import new_key, personal_spec, seal, subject_of
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import ReplayReport, full_replay
@@ -387,14 +388,20 @@ class Engine:
                     raise PlaythroughError(f"{k} was dropped from memory while events were pending")
                 expected[k] = state.last_event_id
             rows = []
+            keys_of = self._subject_keys(batch)
             for event in batch:
                 b = binding(event)
                 fired = event.fired_at
                 assert fired is not None
+                data = encode_event(event)
+                spec = personal_spec(type(event))
+                if spec is not None:
+                    subject = subject_of(event, spec)
+                    data = seal(data, type(event)._pt_type_name, spec, subject, keys_of[subject])
                 rows.append(
                     NewEvent(
                         type=type(event)._pt_type_name,
-                        data=encode_event(event),
+                        data=data,
                         links=tuple(zip(b.touched, b.groups, strict=True)),
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
@@ -419,6 +426,37 @@ class Engine:
         self._pending.clear()
         self._pending_keys.clear()
         return batch
+
+    def _subject_keys(self, batch: list[Event]) -> dict[str, bytes]:
+        """The keys of the data subjects of the batch's personal fields (created if new).
+
+        Written in their own transaction before the append: a key whose events
+        then fail to commit encrypts nothing and is harmless.
+        """
+        subjects = {
+            subject_of(e, spec): None for e in batch if (spec := personal_spec(type(e))) is not None
+        }
+        if not subjects:
+            return {}
+        return self.store.ensure_subject_keys({s: new_key() for s in subjects})
+
+    def forget(self, subject: Any) -> bool:
+        """Erase a data subject's personal data: delete their key (crypto-shredding).
+
+        ``subject`` is the value of the events' ``data_subject`` field. Afterwards
+        their personal fields read as ``playthrough.FORGOTTEN`` in every load,
+        replay and export; every other field stays exact. Every snapshot is
+        dropped in the same transaction (snapshots may hold derived personal
+        values; loads rebuild them from the log) and this engine's states are
+        dropped from memory. Returns False when the subject had no key.
+        """
+        if self._pending or self._scheduler.has_queued():
+            raise PlaythroughError("commit or discard pending events before forget()")
+        from ._model import encode_id
+
+        gone = self.store.forget_subject(encode_id(subject))
+        self._repository.clear()
+        return gone
 
     def _run_handlers(self, batch: list[Event]) -> None:
         for event in batch:

@@ -497,6 +497,9 @@ class Event:
     Set ``replay_handle = True`` on a class whose ``handle`` is safe to run
     again during :meth:`Engine.replay`, and ``touches_completed = True`` on a
     class that may be fired on completed states (a reopening, an archival).
+    Fields marked personal (``attrs.field(metadata={"personal": True})`` or
+    ``Personal[str]``) are stored encrypted per data subject, named by the
+    field ``data_subject`` names; see ``Engine.forget``.
     """
 
     __slots__ = (
@@ -511,8 +514,10 @@ class Event:
         _pt_spec: ClassVar[EventSpec]
         replay_handle: ClassVar[bool]
         touches_completed: ClassVar[bool]
+        data_subject: ClassVar[str | None]
     replay_handle = False
     touches_completed = False
+    data_subject = None
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -521,6 +526,10 @@ class Event:
         name = _type_name_for(cls, type_name)
         cls._pt_type_name = name
         cls._pt_spec = build_spec(cls)
+        if "__attrs_attrs__" in cls.__dict__:  # the attrs class: check personal fields now
+            from ._personal import personal_spec
+
+            personal_spec(cls)
         registry.add(registry.events, name, cls, "Event")
 
     @property

@@ -58,10 +58,12 @@ def event_random() -> random.Random:
     event = _current_event.get()
     if event is None:
         raise RuntimeError("event_random() is only available while an event hook runs")
+    from ._personal import without_personal
+
     fired = event.fired_at.isoformat() if event.fired_at else ""
-    digest = hashlib.sha256(
-        f"{type(event)._pt_type_name}|{fired}|{_replayed_data(event)}".encode()
-    ).digest()
+    # Personal fields are left out: forgetting a person must not change other values.
+    data = without_personal(type(event), _replayed_data(event))
+    digest = hashlib.sha256(f"{type(event)._pt_type_name}|{fired}|{data}".encode()).digest()
     return random.Random(int.from_bytes(digest[:16], "big"))
 
 

@@ -39,6 +39,7 @@ from ._errors import (
     ScheduleNotFound,
 )
 from ._model import Event, binding, registry
+from ._personal import personal_spec
 from ._playing import hook_time
 from ._serialization import decode, encode_event
 from ._slots import fired_data
@@ -128,6 +129,11 @@ class Scheduler:
             assert at is not None
             due = aware(at)
         binding(event)  # refuses bad state ids now, not when the event is due
+        if personal_spec(type(event)) is not None:
+            raise TypeError(
+                f"{type(event).__qualname__} has personal fields: scheduling such events is "
+                "not supported yet (the schedule table would hold them unencrypted)"
+            )
         data = encode_event(event)
         cls = type(event)
         try:

@@ -32,12 +32,13 @@ from typing import Any, NamedTuple, TypeVar
 
 from .._model import StateKey
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: What each schema version adds (every store has one SQL step per version > 1).
 SCHEMA_HISTORY = {
     1: "events, links, heads, snapshots, meta",
     2: "pt_completed (completed states) and pt_schedule (scheduled events)",
+    3: "pt_subject_keys (the keys of personal data, deleted to forget a person)",
 }
 
 _T = TypeVar("_T")
@@ -235,6 +236,10 @@ class StoreReader(abc.ABC):
         """The completion rows of these states (states not completed are absent)."""
 
     @abc.abstractmethod
+    def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
+        """The keys of these data subjects (forgotten or unknown ones are absent)."""
+
+    @abc.abstractmethod
     def schedule(self, schedule_id: str) -> ScheduleRecord | None:
         """One scheduled event by id."""
 
@@ -305,6 +310,15 @@ class Store(abc.ABC):
         ``extras`` (completions, schedules) are written in the same transaction;
         an append of no events with extras writes only those.
         """
+
+    @abc.abstractmethod
+    def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
+        """The key of each subject, storing the given new key where it has none yet."""
+
+    @abc.abstractmethod
+    def forget_subject(self, subject: str) -> bool:
+        """Delete the subject's key and every snapshot, in one transaction; False if it
+        had no key."""
 
     @abc.abstractmethod
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:

@@ -45,6 +45,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
+from .._personal import unseal
 from . import parse_store_url
 from ._base import (
     SCHEDULE_COLUMNS,
@@ -153,7 +154,23 @@ _STEPS: list[tuple[int, list[str]]] = [
             "CREATE INDEX IF NOT EXISTS pt_schedule_due ON {s}.pt_schedule (status, due_at)",
         ],
     ),
+    (
+        3,
+        [
+            """CREATE TABLE IF NOT EXISTS {s}.pt_subject_keys (
+                subject text COLLATE "C" PRIMARY KEY,
+                key bytea NOT NULL
+            )""",
+        ],
+    ),
 ]
+
+_SUBJECT_KEYS = "SELECT subject, key FROM {s}.pt_subject_keys WHERE subject = ANY(%b::text[])"
+_SUBJECT_KEYS_WRITE = (
+    "INSERT INTO {s}.pt_subject_keys (subject, key) "
+    "SELECT * FROM unnest(%b::text[], %b::bytea[]) ON CONFLICT (subject) DO NOTHING"
+)
+_FORGET = "DELETE FROM {s}.pt_subject_keys WHERE subject = %s"
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
@@ -402,11 +419,16 @@ class _PostgresReader(StoreReader):
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
         for chunk in chunks(positions, _CHUNK):
-            for row in self._q(_EVENTS, (list(chunk),)):
-                yield StoredEvent(*row)
+            rows = [StoredEvent(*row) for row in self._q(_EVENTS, (list(chunk),))]
+            yield from unseal(rows, self.subject_keys)
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        return [StoredEvent(*row) for row in self._q(_EVENTS_AFTER, (after, limit))]
+        rows = [StoredEvent(*row) for row in self._q(_EVENTS_AFTER, (after, limit))]
+        return unseal(rows, self.subject_keys)
+
+    def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(subjects))
+        return {s: bytes(k) for s, k in self._q(_SUBJECT_KEYS, (wanted,))}
 
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(_LINKS_BETWEEN, (after, upto))
@@ -773,6 +795,22 @@ class PostgresStore(Store):
                 self.statements += 1
                 conn.execute(self._sql(_CANCEL), (list(extras.cancel),))
         return positions
+
+    def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
+        if not subjects:
+            return {}
+        with self._transaction("storing subject keys", "committing subject keys") as conn:
+            self.statements += 2
+            conn.execute(self._sql(_SUBJECT_KEYS_WRITE), (list(subjects), list(subjects.values())))
+            rows = conn.execute(self._sql(_SUBJECT_KEYS), (list(subjects),)).fetchall()
+        return {s: bytes(k) for s, k in rows}
+
+    def forget_subject(self, subject: str) -> bool:
+        with self._transaction("forgetting a subject", "committing it") as conn:
+            self.statements += 2
+            gone = conn.execute(self._sql(_FORGET), (subject,)).rowcount
+            conn.execute(self._sql(_SNAPSHOTS_DROP_ALL))
+        return bool(gone)
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
         with self._transaction("claiming scheduled events", "committing a claim") as conn:

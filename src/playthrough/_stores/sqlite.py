@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
+from .._personal import unseal
 from ._base import (
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -92,6 +93,15 @@ _STEPS: list[tuple[int, list[str]]] = [
                 lease_until TEXT
             )""",
             "CREATE INDEX IF NOT EXISTS pt_schedule_due ON pt_schedule (status, due_at)",
+        ],
+    ),
+    (
+        3,
+        [
+            """CREATE TABLE IF NOT EXISTS pt_subject_keys (
+                subject TEXT PRIMARY KEY,
+                key BLOB NOT NULL
+            ) WITHOUT ROWID""",
         ],
     ),
 ]
@@ -174,8 +184,7 @@ class _SQLiteReader(StoreReader):
                 f"WHERE position IN ({marks}) ORDER BY position",
                 list(chunk),
             )
-            for row in rows:
-                yield StoredEvent(*row)
+            yield from unseal([StoredEvent(*row) for row in rows], self.subject_keys)
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         rows = self._q(
@@ -183,7 +192,17 @@ class _SQLiteReader(StoreReader):
             "WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )
-        return [StoredEvent(*row) for row in rows]
+        return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
+
+    def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for chunk in chunks(list(dict.fromkeys(subjects)), _POSITIONS_PER_STATEMENT):
+            marks = ",".join("?" for _ in chunk)
+            rows = self._q(
+                f"SELECT subject, key FROM pt_subject_keys WHERE subject IN ({marks})", list(chunk)
+            )
+            out.update((s, bytes(k)) for s, k in rows)
+        return out
 
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(
@@ -420,6 +439,28 @@ class SQLiteStore(Store):
             "WHERE id = ? AND status = 'pending'",
             [(i,) for i in extras.cancel],
         )
+
+    def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
+        if not subjects:
+            return {}
+        self._writing("store keys")
+        with self._transaction("BEGIN IMMEDIATE", "storing subject keys failed") as conn:
+            self.statements += 2
+            conn.executemany(
+                "INSERT INTO pt_subject_keys VALUES (?, ?) ON CONFLICT (subject) DO NOTHING",
+                list(subjects.items()),
+            )
+            return _SQLiteReader(self).subject_keys(subjects)
+
+    def forget_subject(self, subject: str) -> bool:
+        self._writing("forget")
+        with self._transaction("BEGIN IMMEDIATE", "forgetting failed") as conn:
+            self.statements += 2
+            gone = conn.execute(
+                "DELETE FROM pt_subject_keys WHERE subject = ?", (subject,)
+            ).rowcount
+            conn.execute("DELETE FROM pt_snapshots")
+        return bool(gone)
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
         self._writing("claim scheduled events")

@@ -27,7 +27,7 @@ from typing import NoReturn
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from .._stores import Link, NewEvent, SnapshotRecord, Store, StoredEvent
-from .._stores._base import SCHEMA_VERSION
+from .._stores._base import SCHEMA_VERSION, CommitExtras, Completion, ScheduleRow
 
 __all__ = ["A1", "A2", "HUB", "StoreContract", "ev", "raises_exactly"]
 
@@ -104,6 +104,54 @@ class StoreContract(abc.ABC):
         if other is None:
             _skip("this store has no second handle on the same data")
         return other
+
+    # ------------------------------------------------------------------ lifecycle (schema 2, 3)
+
+    def test_completions_and_reopenings_are_written_with_the_append(self) -> None:
+        store = self.store
+        store.append([ev((A1, 0)), ev((A2, 0))], {}, CommitExtras(completed=((A2, 1),)))
+        with store.reader() as r:
+            assert r.completions([A1, A2]) == {A2: Completion(A2, 2, "Thing")}
+        store.append([ev((A2, 0))], {A2: 2}, CommitExtras(reopened=(A2,)))
+        with store.reader() as r:
+            assert r.completions([A2]) == {}
+
+    def test_schedule_rows_are_claimed_once_and_fired_by_one_append(self) -> None:
+        store = self.store
+        row = ScheduleRow("s1", "2030-01-01T00:00:00.000000+00:00", "Thing", "{}", FIRED_AT)
+        later = ScheduleRow("s2", "2031-01-01T00:00:00.000000+00:00", "Thing", "{}", FIRED_AT)
+        assert store.append([], {}, CommitExtras(schedule=(row, later))) == []
+        now, lease = "2030-06-01T00:00:00.000000+00:00", "2030-06-01T00:05:00.000000+00:00"
+        [claimed] = store.claim_due(now, lease, "w1", 10)
+        assert (claimed.id, claimed.status, claimed.lease_owner) == ("s1", "pending", "w1")
+        assert store.claim_due(now, lease, "w2", 10) == []  # leased by w1
+        assert store.append([ev((A1, 0))], {}, CommitExtras(fired=(("s1", 0),))) == [1]
+        with raises_exactly(ConcurrencyError, "s1"):  # no longer pending: nothing written
+            store.append([ev((A2, 0))], {}, CommitExtras(fired=(("s1", 0),)))
+        with store.reader() as r:
+            assert r.head() == 1
+            fired = r.schedule("s1")
+            assert fired is not None and (fired.status, fired.position) == ("fired", 1)
+        store.append([], {}, CommitExtras(cancel=("s2", "s1")))
+        with store.reader() as r:
+            assert [(x.id, x.status) for x in r.schedules()] == [
+                ("s1", "fired"),
+                ("s2", "cancelled"),
+            ]
+        assert store.finish_schedule("s2", "w1", "failed", "x") is False  # not pending
+
+    def test_subject_keys_are_kept_once_and_forgotten(self) -> None:
+        store = self.store
+        first = store.ensure_subject_keys({"s:ada": b"k" * 32})
+        assert first == {"s:ada": b"k" * 32}
+        assert store.ensure_subject_keys({"s:ada": b"z" * 32}) == first  # the first one stays
+        store.append([ev((A1, 0))], {})
+        store.write_snapshots([SnapshotRecord(A1, 1, 1, "{}")], keep=3)
+        assert store.forget_subject("s:ada") is True
+        assert store.forget_subject("s:ada") is False
+        with store.reader() as r:
+            assert r.subject_keys(["s:ada"]) == {}
+            assert r.snapshots([A1], 10) == {}  # snapshots go with the key
 
     # ------------------------------------------------------------------ log
 
