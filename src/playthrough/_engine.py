@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import typing
 import uuid
 import warnings
@@ -27,10 +28,17 @@ from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
-from ._serialization import decode, encode_event
+from ._serialization import (
+    blank_for,
+    decode,
+    encode_event,
+    encode_state,
+    state_from_snapshot,
+)
 from ._slots import fired_data, mark_fired, set_data, set_last_event_id, set_position, unfire
 from ._snapshots import SnapshotCoordinator, SyncReport
-from ._stores import NewEvent, Store, open_store
+from ._stores import NewEvent, SnapshotRecord, Store, open_store
+from ._stores._base import HeadRow
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -40,11 +48,32 @@ E = TypeVar("E", bound=Event)
 
 StateRef = tuple[type[State], Any]
 
+_log = logging.getLogger("playthrough")
+
+_ENGINE_OPTIONS = (
+    "snapshot_every",
+    "snapshot_after_events",
+    "snapshot_history",
+    "head_values",
+    "max_states",
+)
+
 
 class Engine:
     """Fires events, commits them to a store and loads states back.
 
-    Not thread-safe: give each thread (or process) its own engine.
+    Not thread-safe: give each thread (or request) its own engine over one
+    shared store (``playthrough.connect(url)``); creating one is cheap and
+    closing it leaves the store open. ``Engine.open(url)`` opens a store of its
+    own, which ``close()`` closes.
+
+    - ``head_values`` (default on): every commit writes the touched states'
+      values into their heads rows, and a load that had to play events writes
+      back the values it brought to the head; a later load of a state whose
+      value is current reads one row and plays nothing.
+    - ``max_states`` bounds the identity map (least recently used states are
+      evicted between operations; states with pending events never are);
+      ``None``: unbounded.
     """
 
     def __init__(
@@ -54,8 +83,15 @@ class Engine:
         snapshot_every: int | None = None,
         snapshot_after_events: int | None = None,
         snapshot_history: int = 3,
+        head_values: bool = True,
+        max_states: int | None = 10_000,
     ) -> None:
+        if max_states is not None and max_states < 1:
+            raise ValueError("max_states must be at least 1 (or None for no bound)")
         self.store = store
+        self.head_values = head_values
+        self.max_states = max_states
+        self._owns_store = False
         self.reconstitutor = StateReconstitutor()
         self.coordinator = SnapshotCoordinator(
             store,
@@ -65,7 +101,7 @@ class Engine:
             after_events=snapshot_after_events,
             history=snapshot_history,
         )
-        self._repository = StateRepository()
+        self._repository = self._own_repository = StateRepository()
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
         self._caused_by: int | None = None
@@ -91,12 +127,15 @@ class Engine:
         Options that name Engine arguments (``snapshot_every``, …) go to the
         engine; the rest to the store.
         """
-        engine_opts = {
-            k: options.pop(k)
-            for k in ("snapshot_every", "snapshot_after_events", "snapshot_history")
-            if k in options
-        }
-        return cls(open_store(url, **options), **engine_opts)
+        engine_opts = {k: options.pop(k) for k in _ENGINE_OPTIONS if k in options}
+        store = open_store(url, **options)
+        try:
+            engine = cls(store, **engine_opts)
+        except BaseException:
+            store.close()
+            raise
+        engine._owns_store = True
+        return engine
 
     # ------------------------------------------------------------------ context
 
@@ -118,9 +157,11 @@ class Engine:
             self.close()
 
     def close(self) -> None:
+        """Close the engine; the store too when the engine opened it (``Engine.open``)."""
         if not self._closed:
             self._closed = True
-            self.store.close()
+            if self._owns_store:
+                self.store.close()
 
     # ------------------------------------------------------------------ repository
 
@@ -168,18 +209,21 @@ class Engine:
         self._guard_apply(key)
         state = self._repository.get(key)
         if state is None:
-            self._load_live([key])
-            state = self._repository.get(key)
-            assert state is not None
+            state = self._load_live([key])[key]
+            self._trim()
         return cast(S, state)
 
     def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
-        """Several states of one type, reconstituted together in one plan."""
+        """Several states of one type, loaded together (one statement when their values
+        are current, else one plan)."""
         keys = [key_of(state_class, i) for i in ids]
         for key in keys:
             self._guard_apply(key)
-        self._load_live([k for k in keys if self._repository.get(k) is None])
-        return [cast(S, self._repository.get(k)) for k in keys]
+        repository = self._repository
+        found = {k: s for k in keys if (s := repository.get(k)) is not None}
+        found.update(self._load_live([k for k in dict.fromkeys(keys) if k not in found]))
+        self._trim()
+        return [cast(S, found[k]) for k in keys]
 
     def explain(
         self, state_class: type[State], state_id: Any = None, *, at: int | None = None
@@ -187,7 +231,9 @@ class Engine:
         """The plan a load of this state would run (nothing is loaded or changed)."""
         key = key_of(state_class, state_id)
         with self.store.reader() as reader:
-            return self.reconstitutor.plan(reader, [key], reader.head() if at is None else at)
+            if at is None:  # what a live load plays: its plan brings every state to the head
+                return self.reconstitutor.plan(reader, [key], reader.head(), to_head=True)
+            return self.reconstitutor.plan(reader, [key], at)
 
     def _guard_apply(self, key: StateKey) -> None:
         if in_apply():
@@ -196,16 +242,73 @@ class Engine:
                 "declares (reconstitution depends on knowing every state an event touched)"
             )
 
-    def _load_live(self, keys: Sequence[StateKey]) -> None:
+    def _load_live(self, keys: Sequence[StateKey]) -> dict[StateKey, State]:
+        """Load states missing from the identity map, put them in it and return them.
+
+        One statement when every heads value is current (or the state was
+        never touched); otherwise one plan for all of them, played to the head
+        (every state it holds comes out current and joins the map), and the
+        values it brought to the head are written back.
+        """
         if not keys:
-            return
-        with self.store.reader() as reader:
-            at = reader.head()
-            states, plan = self.reconstitutor.reconstitute(reader, keys, at)
+            return {}
+        rows = self.store.heads(keys)
+        states: dict[StateKey, State] = {}
+        stale = False
+        for key in keys:
+            row = rows.get(key)
+            if row is None:
+                states[key] = blank_for(key)
+            elif row.fresh:
+                assert row.value is not None
+                record = SnapshotRecord(key, row.last_position, row.last_position, row.value)
+                states[key] = state_from_snapshot(record)
+            else:
+                stale = True
+                break
+        if stale:
+            with self.store.reader() as reader:
+                at = reader.head()
+                states, plan = self.reconstitutor.reconstitute(reader, keys, at, to_head=True)
+            if self.head_values:
+                self._write_back(plan, states, rows)
+            self.coordinator.after_load(plan, states)
+        repository = self._repository
+        out: dict[StateKey, State] = {}
         for key, state in states.items():
-            if self._repository.get(key) is None:
-                self._repository.put(key, state)
-        self.coordinator.after_load(plan, states)
+            held = repository.get(key)
+            if held is None:
+                repository.put(key, state)
+                held = state
+            out[key] = held
+        return {k: out[k] for k in keys}
+
+    def _write_back(
+        self, plan: Plan, states: dict[StateKey, State], rows: dict[StateKey, HeadRow]
+    ) -> None:
+        """Store the values a load brought to the head where they are not current yet."""
+        records = []
+        for key, state in states.items():
+            last = state.last_event_id
+            if last is None:
+                continue
+            row = rows.get(key)
+            known_stale = row is not None and not row.fresh
+            if known_stale or plan.states[key].events:
+                records.append(SnapshotRecord(key, last, last, encode_state(state)))
+        if not records:
+            return
+        try:
+            self.store.write_values(records)
+        except PlaythroughError as exc:  # a shortcut not stored, never a wrong result
+            _log.warning("playthrough: could not write back heads values: %s", exc)
+
+    def _trim(self) -> None:
+        """Evict least recently used states beyond ``max_states`` (never pending ones)."""
+        limit = self.max_states
+        own = self._own_repository
+        if limit is not None and self._repository is own and len(own) > limit:
+            own.trim(limit, self._pending_keys)
 
     def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
         with self.store.reader() as reader:
@@ -244,9 +347,7 @@ class Engine:
             else:
                 live[k] = state
         if missing:
-            self._load_live(missing)
-            for k in missing:
-                live[k] = cast(State, repository.get(k))
+            live.update(self._load_live(missing))
         mark_fired(event, fired_at=datetime.now(UTC), caused_by=self._caused_by)
         validators = binding(event).of_phase("validate")
         if validators:
@@ -271,6 +372,8 @@ class Engine:
         self._pending.append(event)
         for k in keys:
             self._pending_keys[k] = None
+        if missing:
+            self._trim()
         return event
 
     def discard(self) -> None:
@@ -314,6 +417,7 @@ class Engine:
             self._committing = False
         if committed:
             self.coordinator.after_commit()
+            self._trim()
         return committed
 
     def _commit_batch(self) -> list[Event]:
@@ -321,11 +425,16 @@ class Engine:
         keys = list(self._pending_keys)
         try:
             expected = {}
+            values: dict[StateKey, str] | None = {} if self.head_values else None
             for k in keys:
                 state = self._repository.get(k)
                 if state is None:
                     raise PlaythroughError(f"{k} was dropped from memory while events were pending")
                 expected[k] = state.last_event_id
+                if values is not None:
+                    # The live state after the whole batch: exact once the heads
+                    # check passes, so its value rides in the same statement.
+                    values[k] = encode_state(state)
             rows = []
             for event in batch:
                 b = binding(event)
@@ -340,7 +449,7 @@ class Engine:
                         fired_at=fired.isoformat(),
                     )
                 )
-            positions = self.store.append(rows, expected)
+            positions = self.store.append(rows, expected, values)
         except BaseException:
             self.discard()
             raise
@@ -355,6 +464,7 @@ class Engine:
                 set_last_event_id(state, position)
         self._pending.clear()
         self._pending_keys.clear()
+        self.coordinator.committed(last)
         return batch
 
     def _run_handlers(self, batch: list[Event]) -> None:
@@ -423,6 +533,34 @@ class Engine:
             snapshot_every=snapshot_every,
             chunk_size=chunk_size,
             resume=resume,
+        )
+        self._repository.clear()
+        return report
+
+    def fill_head_values(
+        self,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        snapshot_every: int = 10_000,
+        chunk_size: int = 2_000,
+    ) -> ReplayReport:
+        """Give every state a current heads value in one pass over the log, in bounded memory.
+
+        For stores written without heads values (before schema version 2, or
+        with ``head_values=False``): afterwards a cold load of any state reads
+        one row. Stored snapshots are kept; the pass adds a snapshot set every
+        ``snapshot_every`` events (how memory stays bounded). Handlers do not run.
+        """
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before filling values")
+        report = full_replay(
+            self.store,
+            snapshot_history=self.coordinator.history,
+            progress=progress,
+            snapshot_every=snapshot_every,
+            chunk_size=chunk_size,
+            resume=False,
+            fill=True,
         )
         self._repository.clear()
         return report
