@@ -294,7 +294,7 @@ class Engine:
                 continue
             row = rows.get(key)
             known_stale = row is not None and not row.fresh
-            if known_stale or plan.states[key].events:
+            if known_stale or plan.states[key].event_count:
                 records.append(SnapshotRecord(key, last, last, encode_state(state)))
         if not records:
             return
