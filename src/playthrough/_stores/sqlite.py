@@ -311,8 +311,12 @@ class SQLiteStore(Store):
                 self._reading = False
 
     def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
-        with self.reader() as reader:  # one statement up to 400 keys; BEGIN is local
-            return reader.heads(keys)
+        wanted = list(dict.fromkeys(keys))
+        if len(wanted) <= _KEYS_PER_STATEMENT:
+            with self._lock:  # one statement: atomic on its own, no transaction needed
+                return _SQLiteReader(self).heads(wanted)
+        with self.reader() as reader:  # several statements: one consistent view
+            return reader.heads(wanted)
 
     def write_values(self, records: Sequence[SnapshotRecord]) -> int:
         if not records:
