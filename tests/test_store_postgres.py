@@ -387,7 +387,12 @@ def second_schema(pg_url: str, pg_schema: str) -> Iterator[str]:
 
 # A load whose heads values are current is one statement, for one state or many
 # (one autocommit round trip); a plan over a group without values stays bounded.
-_MOST = {_one_state_load: 1, _load_many: 1, _written_back: 1, _coupled_group: 9}
+_MOST: dict[Callable[[str, str, int], int], int] = {
+    _one_state_load: 1,
+    _load_many: 1,
+    _written_back: 1,
+    _coupled_group: 9,
+}
 
 
 @pytest.mark.parametrize("build", list(_MOST))
