@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import typing
 import uuid
 import warnings
@@ -28,17 +27,11 @@ from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
-from ._serialization import (
-    blank_for,
-    decode,
-    encode_event,
-    encode_state,
-    state_from_snapshot,
-)
+from ._serialization import decode, encode_event, encode_state
 from ._slots import fired_data, mark_fired, set_data, set_last_event_id, set_position, unfire
 from ._snapshots import SnapshotCoordinator, SyncReport
-from ._stores import NewEvent, SnapshotRecord, Store, open_store
-from ._stores._base import HeadRow
+from ._stores import NewEvent, Store, open_store
+from ._values import current_states, write_back
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -47,8 +40,6 @@ S = TypeVar("S", bound=State)
 E = TypeVar("E", bound=Event)
 
 StateRef = tuple[type[State], Any]
-
-_log = logging.getLogger("playthrough")
 
 _ENGINE_OPTIONS = (
     "snapshot_every",
@@ -253,25 +244,13 @@ class Engine:
         if not keys:
             return {}
         rows = self.store.heads(keys)
-        states: dict[StateKey, State] = {}
-        stale = False
-        for key in keys:
-            row = rows.get(key)
-            if row is None:
-                states[key] = blank_for(key)
-            elif row.fresh:
-                assert row.value is not None
-                record = SnapshotRecord(key, row.last_position, row.last_position, row.value)
-                states[key] = state_from_snapshot(record)
-            else:
-                stale = True
-                break
-        if stale:
+        states = current_states(rows, keys)
+        if states is None:
             with self.store.reader() as reader:
                 at = reader.head()
                 states, plan = self.reconstitutor.reconstitute(reader, keys, at, to_head=True)
             if self.head_values:
-                self._write_back(plan, states, rows)
+                write_back(self.store, plan, states, rows)
             self.coordinator.after_load(plan, states)
         repository = self._repository
         out: dict[StateKey, State] = {}
@@ -282,26 +261,6 @@ class Engine:
                 held = state
             out[key] = held
         return {k: out[k] for k in keys}
-
-    def _write_back(
-        self, plan: Plan, states: dict[StateKey, State], rows: dict[StateKey, HeadRow]
-    ) -> None:
-        """Store the values a load brought to the head where they are not current yet."""
-        records = []
-        for key, state in states.items():
-            last = state.last_event_id
-            if last is None:
-                continue
-            row = rows.get(key)
-            known_stale = row is not None and not row.fresh
-            if known_stale or plan.states[key].event_count:
-                records.append(SnapshotRecord(key, last, last, encode_state(state)))
-        if not records:
-            return
-        try:
-            self.store.write_values(records)
-        except PlaythroughError as exc:  # a shortcut not stored, never a wrong result
-            _log.warning("playthrough: could not write back heads values: %s", exc)
 
     def _trim(self) -> None:
         """Evict least recently used states beyond ``max_states`` (never pending ones)."""

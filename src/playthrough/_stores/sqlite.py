@@ -384,7 +384,8 @@ class SQLiteStore(Store):
             # its old value (exact at its old value_position, no longer fresh).
             conn.executemany(
                 "INSERT INTO pt_heads (state_type, state_id, last_position, value, "
-                "value_position) VALUES (?1, ?2, ?3, ?4, iif(?4 IS NULL, NULL, ?3)) "
+                "value_position) VALUES (?1, ?2, ?3, ?4, "
+                "CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END) "
                 "ON CONFLICT (state_type, state_id) DO UPDATE SET "
                 "last_position = excluded.last_position, "
                 "value = coalesce(excluded.value, value), "
