@@ -15,15 +15,16 @@ from pathlib import Path
 import attrs
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import playthrough
-from playthrough import ConcurrencyError, Engine, Event, EventRejected
+from playthrough import ConcurrencyError, Engine, Event, EventRejected, State
 from playthrough._cli import main
 from playthrough._model import StateKey, key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import SnapshotRecord, SQLiteStore, Store
+from playthrough._stores._base import HeadRow
 from playthrough.testing import reference_states, stored_events
 
 from .domain import Bump, Feed, Hub, Node, Swap
@@ -80,14 +81,23 @@ def test_the_firing_property_holds_without_heads_values(
     check_firing_after_a_load_from_snapshots_commits_correctly(ValuelessStore, ops, more, first)
 
 
+SEVERAL_ENGINES = {
+    "ops": operations(),
+    "engines": st.lists(st.booleans(), min_size=2, max_size=4),
+    "order": st.lists(st.integers(0, 3), min_size=1, max_size=30),
+    "batch": st.lists(events(), min_size=1, max_size=30),
+}
+
+
 @PROPERTY
-@given(
-    ops=operations(),
-    engines=st.lists(st.booleans(), min_size=2, max_size=4),
-    order=st.lists(st.integers(0, 3), min_size=1, max_size=30),
-    batch=st.lists(events(), min_size=1, max_size=30),
-)
+@given(**SEVERAL_ENGINES)
 def test_fresh_loads_after_commits_by_several_engines_equal_the_replay(
+    ops: list[Op], engines: list[bool], order: list[int], batch: list[Event]
+) -> None:
+    check_several_engines(ops, engines, order, batch)
+
+
+def check_several_engines(
     ops: list[Op], engines: list[bool], order: list[int], batch: list[Event]
 ) -> None:
     """Engines (some writing values, some not) interleave commits on one store; any
@@ -511,3 +521,42 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(playthrough.SchemaVersionError, match="99"):
         SQLiteStore(str(path))
+
+
+def _blank_values(state: State) -> str:
+    """Mutation 1: the commit stores a blank value instead of the state's."""
+    return encode_state(type(state)())
+
+
+def _stale_is_fresh(self: HeadRow) -> bool:
+    """Mutation 2: a value is taken as current even after a commit without values."""
+    return self.value is not None
+
+
+@pytest.mark.parametrize("mutation", ["blank_values", "stale_is_fresh"])
+def test_the_several_engines_property_catches_broken_values(
+    mutation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import playthrough._engine as engine_module
+
+    if mutation == "blank_values":
+        monkeypatch.setattr(engine_module, "encode_state", _blank_values)
+    else:
+        monkeypatch.setattr(HeadRow, "fresh", property(_stale_is_fresh))
+
+    @settings(
+        max_examples=300,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        report_multiple_bugs=False,
+    )
+    @given(**SEVERAL_ENGINES)
+    def several_engines(
+        ops: list[Op], engines: list[bool], order: list[int], batch: list[Event]
+    ) -> None:
+        check_several_engines(ops, engines, order, batch)
+
+    with pytest.raises(AssertionError):
+        several_engines()
