@@ -24,11 +24,19 @@ statements a load or a commit sends does not grow with the number of states or
 events.
 ``statements`` counts queries sent; transaction control (BEGIN/COMMIT) is not
 counted, as in the SQLite store.
+
+Heads rows carry each state's value (schema version 2): the append statement
+writes it with the head, and ``heads()`` reads the values of any number of
+states in one autocommit statement, the whole of a load whose values are
+current. A store is shared by the threads of a process: each thread's read
+transaction holds a pooled connection of its own (size the pool to the threads).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,10 +56,12 @@ from .._model import StateKey
 from .._personal import unseal
 from . import parse_store_url
 from ._base import (
+    MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
     CommitExtras,
     Completion,
+    HeadRow,
     Link,
     NewEvent,
     ScheduleRecord,
@@ -127,50 +137,15 @@ _SCHEMA = [
     END $$""",
 ]
 
-# Migration steps: (version, statements), run in order above the stored version.
-_STEPS: list[tuple[int, list[str]]] = [
-    (
-        2,
-        [
-            """CREATE TABLE IF NOT EXISTS {s}.pt_completed (
-                state_type text COLLATE "C" NOT NULL,
-                state_id text COLLATE "C" NOT NULL,
-                position bigint NOT NULL,
-                event_type text NOT NULL,
-                PRIMARY KEY (state_type, state_id)
-            )""",
-            """CREATE TABLE IF NOT EXISTS {s}.pt_schedule (
-                id text COLLATE "C" PRIMARY KEY,
-                due_at text COLLATE "C" NOT NULL,
-                type text NOT NULL,
-                data text NOT NULL,
-                status text NOT NULL,
-                position bigint,
-                error text,
-                created_at text NOT NULL,
-                lease_owner text,
-                lease_until text COLLATE "C"
-            )""",
-            "CREATE INDEX IF NOT EXISTS pt_schedule_due ON {s}.pt_schedule (status, due_at)",
-        ],
-    ),
-    (
-        3,
-        [
-            """CREATE TABLE IF NOT EXISTS {s}.pt_subject_keys (
-                subject text COLLATE "C" PRIMARY KEY,
-                key bytea NOT NULL
-            )""",
-        ],
-    ),
-]
-
 _SUBJECT_KEYS = "SELECT subject, key FROM {s}.pt_subject_keys WHERE subject = ANY(%b::text[])"
 _SUBJECT_KEYS_WRITE = (
     "INSERT INTO {s}.pt_subject_keys (subject, key) "
-    "SELECT * FROM unnest(%b::text[], %b::bytea[]) ON CONFLICT (subject) DO NOTHING"
+    "SELECT * FROM unnest(%b::text[], %b::text[]) ON CONFLICT (subject) DO NOTHING"
 )
 _FORGET = "DELETE FROM {s}.pt_subject_keys WHERE subject = %s"
+_VALUES_DROP_ALL = (
+    "UPDATE {s}.pt_heads SET value = NULL, value_position = NULL WHERE value IS NOT NULL"
+)
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
@@ -233,10 +208,32 @@ _STATE_HEADS = (
     f"WHERE (state_type, state_id) IN ({_KEYS})"
 )
 
+# A state's heads value is one of its snapshots (exact at value_position).
 _SNAPSHOTS = (
     "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
-    f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s "
-    "ORDER BY state_type, state_id, position DESC"
+    f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s UNION ALL "
+    "SELECT state_type, state_id, value_position, value_position, value FROM {s}.pt_heads "
+    f"WHERE (state_type, state_id) IN ({_KEYS}) AND value IS NOT NULL "
+    "AND value_position <= %s ORDER BY 1, 2, 3 DESC"
+)
+
+_HEADS = (
+    "SELECT state_type, state_id, last_position, value, value_position FROM {s}.pt_heads "
+    f"WHERE (state_type, state_id) IN ({_KEYS})"
+)
+
+# Values are written only where still exact, and never wait for a row a writer
+# holds (SKIP LOCKED): a load's write-back cannot slow down or deadlock a commit.
+_VALUES_WRITE = (
+    "WITH v AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[]) "
+    "AS v(t, i, p, value)), "
+    "mine AS (SELECT h.state_type, h.state_id FROM {s}.pt_heads h "
+    "JOIN v ON h.state_type = v.t AND h.state_id = v.i AND h.last_position = v.p "
+    "WHERE h.value IS NULL OR h.value_position IS DISTINCT FROM v.p "
+    "FOR UPDATE OF h SKIP LOCKED) "
+    "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p FROM mine, v "
+    "WHERE h.state_type = mine.state_type AND h.state_id = mine.state_id "
+    "AND v.t = mine.state_type AND v.i = mine.state_id AND h.last_position = v.p"
 )
 
 _LINKS = (
@@ -266,9 +263,11 @@ _LINKS_BETWEEN = (
 _META = "SELECT value FROM {s}.pt_meta WHERE key = %s"
 
 _ITER_SNAPSHOTS = (
-    "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
-    "WHERE (state_type, state_id, position) > (%s, %s, %s) "
-    "ORDER BY state_type, state_id, position LIMIT %s"
+    "SELECT * FROM (SELECT state_type, state_id, position, last_event_id, data, 0 AS src "
+    "FROM {s}.pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
+    "value_position, value, 1 FROM {s}.pt_heads WHERE value IS NOT NULL) x "
+    "WHERE (state_type, state_id, position, src) > (%s, %s, %s, %s) "
+    "ORDER BY state_type, state_id, position, src LIMIT %s"
 )
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
@@ -284,25 +283,32 @@ _APPEND = """
 WITH base AS (SELECT coalesce(max(position), 0) AS b FROM {s}.pt_events),
 want AS (
     SELECT * FROM unnest(%(wt)b::text[], %(wi)b::text[], %(we)b::bigint[],
-                         %(wn)b::bigint[], %(wm)b::text[]) AS w(t, i, expected, n, mode)
+                         %(wn)b::bigint[], %(wm)b::text[], %(wv)b::text[])
+                  AS w(t, i, expected, n, mode, v)
 ),
 upd AS (
-    UPDATE {s}.pt_heads h SET last_position = coalesce(base.b + w.n, h.last_position)
+    UPDATE {s}.pt_heads h SET last_position = coalesce(base.b + w.n, h.last_position),
+        value = coalesce(w.v, h.value),
+        value_position = CASE WHEN w.v IS NULL THEN h.value_position ELSE base.b + w.n END
     FROM want w, base
     WHERE w.mode = 'u' AND h.state_type = w.t AND h.state_id = w.i
       AND h.last_position = w.expected
     RETURNING h.state_type AS t, h.state_id AS i
 ),
 ins AS (
-    INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
-    SELECT w.t, w.i, base.b + w.n FROM want w, base WHERE w.mode = 'i'
+    INSERT INTO {s}.pt_heads (state_type, state_id, last_position, value, value_position)
+    SELECT w.t, w.i, base.b + w.n, w.v, CASE WHEN w.v IS NULL THEN NULL ELSE base.b + w.n END
+    FROM want w, base WHERE w.mode = 'i'
     ON CONFLICT DO NOTHING
     RETURNING state_type AS t, state_id AS i
 ),
 ups AS (
-    INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
-    SELECT w.t, w.i, base.b + w.n FROM want w, base WHERE w.mode = 'f'
-    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position
+    INSERT INTO {s}.pt_heads AS h0 (state_type, state_id, last_position, value, value_position)
+    SELECT w.t, w.i, base.b + w.n, w.v, CASE WHEN w.v IS NULL THEN NULL ELSE base.b + w.n END
+    FROM want w, base WHERE w.mode = 'f'
+    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
+        value = coalesce(excluded.value, h0.value),
+        value_position = coalesce(excluded.value_position, h0.value_position)
 ),
 ev AS (
     INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at)
@@ -353,9 +359,18 @@ _SNAPSHOTS_TRIM = (
     "AND s.position = old.position"
 )
 
-_SNAPSHOTS_DROP_ALL = "DELETE FROM {s}.pt_snapshots"
+# Dropping snapshots forgets the heads values too (they are the newest snapshots).
+_SNAPSHOTS_DROP_ALL = (
+    "WITH v AS (UPDATE {s}.pt_heads SET value = NULL, value_position = NULL "
+    "WHERE value IS NOT NULL) DELETE FROM {s}.pt_snapshots"
+)
 
-_SNAPSHOTS_DROP = f"DELETE FROM {{s}}.pt_snapshots WHERE (state_type, state_id) IN ({_KEYS})"
+_SNAPSHOTS_DROP = (
+    "WITH k AS (SELECT * FROM unnest(%b::text[], %b::text[]) AS k(t, i)), "
+    "v AS (UPDATE {s}.pt_heads h SET value = NULL, value_position = NULL FROM k "
+    "WHERE h.state_type = k.t AND h.state_id = k.i) "
+    "DELETE FROM {s}.pt_snapshots s USING k WHERE s.state_type = k.t AND s.state_id = k.i"
+)
 
 
 def _key_arrays(keys: Sequence[StateKey]) -> tuple[list[str], list[str]]:
@@ -397,9 +412,21 @@ class _PostgresReader(StoreReader):
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
         for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
-            for t, i, p, last, data in self._q(_SNAPSHOTS, [*_key_arrays(chunk), at_most]):
+            arrays = _key_arrays(chunk)
+            for t, i, p, last, data in self._q(_SNAPSHOTS, [*arrays, at_most, *arrays, at_most]):
                 key = StateKey(t, i)
-                out.setdefault(key, []).append(SnapshotRecord(key, p, last, data))
+                history = out.get(key)
+                if history is None:
+                    out[key] = [SnapshotRecord(key, p, last, data)]
+                elif history[-1].position != p:  # a heads value where a snapshot is too
+                    history.append(SnapshotRecord(key, p, last, data))
+        return out
+
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        out: dict[StateKey, HeadRow] = {}
+        for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
+            for t, i, p, value, vp in self._q(_HEADS, _key_arrays(chunk)):
+                out[StateKey(t, i)] = HeadRow(p, value, vp)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -428,7 +455,7 @@ class _PostgresReader(StoreReader):
 
     def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
         wanted = list(dict.fromkeys(subjects))
-        return {s: bytes(k) for s, k in self._q(_SUBJECT_KEYS, (wanted,))}
+        return {s: base64.b64decode(k) for s, k in self._q(_SUBJECT_KEYS, (wanted,))}
 
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(_LINKS_BETWEEN, (after, upto))
@@ -457,15 +484,15 @@ class _PostgresReader(StoreReader):
         return [ScheduleRecord(*r) for r in self._q(_SCHEDULES_BY_STATUS, (status,))]
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
-        after: tuple[str, str, int] = ("", "", -(1 << 62))
-        while True:
+        after: tuple[str, str, int, int] = ("", "", -(1 << 62), 0)
+        while True:  # a heads value at a snapshot's position comes too: both are checked
             rows = self._q(_ITER_SNAPSHOTS, (*after, _PAGE))
-            for t, i, p, last, data in rows:
+            for t, i, p, last, data, _ in rows:
                 yield SnapshotRecord(StateKey(t, i), p, last, data)
             if len(rows) < _PAGE:
                 return
-            t, i, p = rows[-1][:3]
-            after = (t, i, p)
+            last_row = rows[-1]
+            after = (last_row[0], last_row[1], last_row[2], last_row[5])
 
 
 class PostgresStore(Store):
@@ -493,7 +520,7 @@ class PostgresStore(Store):
         pool_timeout: float = 30.0,
     ) -> None:
         self.statements = 0
-        self._reading = False
+        self._local = threading.local()  # per thread: is a read transaction open
         self._pool: ConnectionPool[Conn] | None = None
         settings = _settings(url, schema, min_size, max_size, connect_timeout)
         self.schema = settings.schema
@@ -550,8 +577,9 @@ class PostgresStore(Store):
             row = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.pt_meta",)).fetchone()
             version = SCHEMA_VERSION
             if row is None or row[0] is None:
-                for statement in _SCHEMA:
+                for statement in _SCHEMA:  # the tables of version 1; the steps follow
                     conn.execute(self._sql(statement))
+                conn.execute(f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', '1')")
                 version = 1
             else:
                 found = conn.execute(
@@ -569,14 +597,14 @@ class PostgresStore(Store):
                         f"version {SCHEMA_VERSION}"
                     )
                 version = int(found[0])
-            for step, statements in _STEPS:
-                if step > version:
+            for target, statements in MIGRATIONS:
+                if version < target:
                     for statement in statements:
-                        conn.execute(self._sql(statement))
+                        conn.execute(statement.replace("{s}", quoted + "."))
+                    version = target
             conn.execute(
-                f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', %s) ON CONFLICT (key) "
-                "DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
+                f"UPDATE {quoted}.pt_meta SET value = %s WHERE key = 'schema_version'",
+                (str(version),),
             )
             conn.execute("COMMIT")
         except psycopg.Error as exc:
@@ -658,7 +686,7 @@ class PostgresStore(Store):
         (StoreError naming ``committing`` if that fails) unless the block
         already committed, as :meth:`append` does in its pipeline.
         """
-        if self._reading:
+        if getattr(self._local, "reading", False):
             raise StoreError("cannot write inside a read transaction")
         conn = self._checkout(_WRITE)
         try:
@@ -677,20 +705,74 @@ class PostgresStore(Store):
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
-        if self._reading:
+        local = self._local  # each thread's read transaction holds its own connection
+        if getattr(local, "reading", False):
             raise StoreError("a reader is already open on this store: readers do not nest")
         conn = self._checkout(_READ)
-        self._reading = True
+        local.reading = True
         ok = False
         try:
             yield _PostgresReader(self, conn)
             ok = True
         finally:
-            self._reading = False
+            local.reading = False
             try:
                 self._release(conn, "COMMIT" if ok else "ROLLBACK")
             except psycopg.Error:
                 pass  # a read-only transaction: nothing to lose; the pool drops a dead connection
+
+    def _single(self, template: str, params: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
+        """One statement in autocommit on a pooled connection (one round trip): rows, rowcount."""
+        if getattr(self._local, "reading", False):
+            raise StoreError("heads and values are read and written outside a read transaction")
+        if self._pool is None:
+            raise StoreError(f"the store on {self._where} is closed")
+        last: psycopg.Error | None = None
+        for _ in range(self._max_size + 1):
+            try:
+                conn = self._pool.getconn()
+            except PoolTimeout as exc:
+                raise StoreError(f"no connection to {self._where}: {self._clean(exc)}") from exc
+            try:
+                self.statements += 1
+                cursor = conn.execute(self._sql(template), params)
+                rows = cursor.fetchall() if cursor.description is not None else []
+                return rows, cursor.rowcount
+            except psycopg.OperationalError as exc:
+                last = exc
+                if not conn.broken:
+                    raise self._failure("a statement", exc) from exc
+                # A dead pooled connection: one statement on its own, safe to retry.
+            except psycopg.Error as exc:
+                raise self._failure("a statement", exc) from exc
+            finally:
+                self._pool.putconn(conn)
+        assert last is not None
+        raise StoreError(f"cannot reach {self._where}: {self._clean(last)}") from last
+
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        wanted = list(dict.fromkeys(keys))
+        if len(wanted) > _CHUNK:  # several statements: one transaction keeps them consistent
+            with self.reader() as reader:
+                return reader.heads(wanted)
+        rows, _ = self._single(_HEADS, _key_arrays(wanted))
+        return {StateKey(t, i): HeadRow(p, value, vp) for t, i, p, value, vp in rows}
+
+    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+        if not records:
+            return 0
+        latest = {r.key: r for r in records}
+        rows = sorted(latest.values(), key=lambda r: r.key)
+        _, count = self._single(
+            _VALUES_WRITE,
+            (
+                [r.key.type for r in rows],
+                [r.key.id for r in rows],
+                [r.position for r in rows],
+                [r.data for r in rows],
+            ),
+        )
+        return count
 
     # ------------------------------------------------------------------ writing
 
@@ -698,13 +780,14 @@ class PostgresStore(Store):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str] | None = None,
         extras: CommitExtras | None = None,
     ) -> list[int]:
         if extras is not None and not extras.empty:
-            return self._append_with_extras(events, expected, extras)
+            return self._append_with_extras(events, expected, values or {}, extras)
         if not events:
             return []
-        params = _append_params(events, expected)
+        params = _append_params(events, expected, values or {})
         with self._transaction("append", "committing an append") as conn:
             # Lock, write and COMMIT in one round trip: no client latency while
             # the append lock is held. An error aborts the transaction, so the
@@ -738,6 +821,7 @@ class PostgresStore(Store):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str],
         extras: CommitExtras,
     ) -> list[int]:
         """An append that also writes completions and schedules: not pipelined, since
@@ -752,7 +836,7 @@ class PostgresStore(Store):
                 if events:
                     self.statements += 1
                     row = conn.execute(
-                        self._sql(_APPEND), _append_params(events, expected)
+                        self._sql(_APPEND), _append_params(events, expected, values)
                     ).fetchone()
                     assert row is not None
                     base = int(row[0])
@@ -801,15 +885,18 @@ class PostgresStore(Store):
             return {}
         with self._transaction("storing subject keys", "committing subject keys") as conn:
             self.statements += 2
-            conn.execute(self._sql(_SUBJECT_KEYS_WRITE), (list(subjects), list(subjects.values())))
+            encoded = [base64.b64encode(k).decode() for k in subjects.values()]
+            conn.execute(self._sql(_SUBJECT_KEYS_WRITE), (list(subjects), encoded))
             rows = conn.execute(self._sql(_SUBJECT_KEYS), (list(subjects),)).fetchall()
-        return {s: bytes(k) for s, k in rows}
+        return {s: base64.b64decode(k) for s, k in rows}
 
     def forget_subject(self, subject: str) -> bool:
         with self._transaction("forgetting a subject", "committing it") as conn:
             self.statements += 2
             gone = conn.execute(self._sql(_FORGET), (subject,)).rowcount
+            # Snapshots and heads values hold states, which may hold derived personal data.
             conn.execute(self._sql(_SNAPSHOTS_DROP_ALL))
+            conn.execute(self._sql(_VALUES_DROP_ALL))
         return bool(gone)
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
@@ -884,7 +971,7 @@ class PostgresStore(Store):
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
         with self._transaction("dropping snapshots", "committing dropped snapshots") as conn:
-            self.statements += 1
+            self.statements += 1  # one statement: the snapshots and the heads values
             if keys is None:
                 return conn.execute(self._sql(_SNAPSHOTS_DROP_ALL)).rowcount
             wanted = list(dict.fromkeys(keys))
@@ -897,7 +984,9 @@ class PostgresStore(Store):
 
 
 def _append_params(
-    events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+    events: Sequence[NewEvent],
+    expected: Mapping[StateKey, int | None],
+    values: Mapping[StateKey, str],
 ) -> dict[str, list[Any]]:
     """The arrays the append statement takes (see ``_APPEND`` for the modes)."""
     last_touch: dict[StateKey, int] = {}
@@ -927,6 +1016,7 @@ def _append_params(
         "we": [expected.get(k) for k in want],
         "wn": [last_touch.get(k) for k in want],
         "wm": modes,
+        "wv": [values.get(k) for k in want],
         "et": [e.type for e in events],
         "ed": [e.data for e in events],
         "ec": [e.caused_by for e in events],

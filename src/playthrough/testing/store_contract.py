@@ -27,7 +27,7 @@ from typing import NoReturn
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from .._stores import Link, NewEvent, SnapshotRecord, Store, StoredEvent
-from .._stores._base import SCHEMA_VERSION, CommitExtras, Completion, ScheduleRow
+from .._stores._base import SCHEMA_VERSION, CommitExtras, Completion, HeadRow, ScheduleRow
 
 __all__ = ["A1", "A2", "HUB", "StoreContract", "ev", "raises_exactly"]
 
@@ -109,10 +109,10 @@ class StoreContract(abc.ABC):
 
     def test_completions_and_reopenings_are_written_with_the_append(self) -> None:
         store = self.store
-        store.append([ev((A1, 0)), ev((A2, 0))], {}, CommitExtras(completed=((A2, 1),)))
+        store.append([ev((A1, 0)), ev((A2, 0))], {}, extras=CommitExtras(completed=((A2, 1),)))
         with store.reader() as r:
             assert r.completions([A1, A2]) == {A2: Completion(A2, 2, "Thing")}
-        store.append([ev((A2, 0))], {A2: 2}, CommitExtras(reopened=(A2,)))
+        store.append([ev((A2, 0))], {A2: 2}, extras=CommitExtras(reopened=(A2,)))
         with store.reader() as r:
             assert r.completions([A2]) == {}
 
@@ -120,19 +120,19 @@ class StoreContract(abc.ABC):
         store = self.store
         row = ScheduleRow("s1", "2030-01-01T00:00:00.000000+00:00", "Thing", "{}", FIRED_AT)
         later = ScheduleRow("s2", "2031-01-01T00:00:00.000000+00:00", "Thing", "{}", FIRED_AT)
-        assert store.append([], {}, CommitExtras(schedule=(row, later))) == []
+        assert store.append([], {}, extras=CommitExtras(schedule=(row, later))) == []
         now, lease = "2030-06-01T00:00:00.000000+00:00", "2030-06-01T00:05:00.000000+00:00"
         [claimed] = store.claim_due(now, lease, "w1", 10)
         assert (claimed.id, claimed.status, claimed.lease_owner) == ("s1", "pending", "w1")
         assert store.claim_due(now, lease, "w2", 10) == []  # leased by w1
-        assert store.append([ev((A1, 0))], {}, CommitExtras(fired=(("s1", 0),))) == [1]
+        assert store.append([ev((A1, 0))], {}, extras=CommitExtras(fired=(("s1", 0),))) == [1]
         with raises_exactly(ConcurrencyError, "s1"):  # no longer pending: nothing written
-            store.append([ev((A2, 0))], {}, CommitExtras(fired=(("s1", 0),)))
+            store.append([ev((A2, 0))], {}, extras=CommitExtras(fired=(("s1", 0),)))
         with store.reader() as r:
             assert r.head() == 1
             fired = r.schedule("s1")
             assert fired is not None and (fired.status, fired.position) == ("fired", 1)
-        store.append([], {}, CommitExtras(cancel=("s2", "s1")))
+        store.append([], {}, extras=CommitExtras(cancel=("s2", "s1")))
         with store.reader() as r:
             assert [(x.id, x.status) for x in r.schedules()] == [
                 ("s1", "fired"),
@@ -313,6 +313,56 @@ class StoreContract(abc.ABC):
         assert store.drop_snapshots() == 1
         with store.reader() as r:
             assert r.snapshots([A1, A2], 10) == {}
+
+    # ------------------------------------------------------------------ heads values
+
+    def test_append_writes_values_with_the_heads(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0), (HUB, 0))], {A1: None, HUB: None}, {A1: '{"a":1}'})
+        q, r = store.append(
+            [ev((A1, 0)), ev((A2, 0))], {A1: p, A2: None}, {A1: '{"a":2}', A2: '{"b":1}'}
+        )
+        assert store.heads([A1, A2, HUB, StateKey("Acct", "9")]) == {
+            A1: HeadRow(q, '{"a":2}', q),  # exact at its last event of the batch
+            A2: HeadRow(r, '{"b":1}', r),
+            HUB: HeadRow(p, None, None),  # given no value
+        }
+        assert store.heads([A1])[A1].fresh and not store.heads([HUB])[HUB].fresh
+
+    def test_a_commit_without_a_value_keeps_the_older_one_as_a_snapshot(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None}, {A1: '{"a":1}'})
+        (q,) = store.append([ev((A1, 0))], {A1: p})
+        row = store.heads([A1])[A1]
+        assert row == HeadRow(q, '{"a":1}', p) and not row.fresh
+        with store.reader() as r:
+            assert r.snapshots([A1], q) == {A1: [SnapshotRecord(A1, p, p, '{"a":1}')]}
+            assert r.snapshots([A1], p - 1) == {}
+
+    def test_a_value_and_a_snapshot_at_one_position_are_one_candidate(self) -> None:
+        store = self.store
+        store.append([ev((A1, 0))], {A1: None}, {A1: '{"a":1}'})
+        store.write_snapshots([SnapshotRecord(A1, 1, 1, '{"a":1}')], keep=3)
+        with store.reader() as r:
+            assert [s.position for s in r.snapshots([A1], 5)[A1]] == [1]
+            assert len(list(r.iter_snapshots())) == 2  # both are checked by verify
+
+    def test_write_values_only_where_still_exact(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0)), ev((A2, 0))][:1], {A1: None})
+        (q,) = store.append([ev((A2, 0))], {A2: None})
+        assert store.write_values([SnapshotRecord(A1, q, q, '{"x":0}')]) == 0  # not A1's head
+        assert store.write_values([SnapshotRecord(A1, p, p, '{"a":1}')]) == 1
+        assert store.write_values([SnapshotRecord(A1, p, p, '{"a":1}')]) == 0  # already current
+        assert store.heads([A1, A2]) == {A1: HeadRow(p, '{"a":1}', p), A2: HeadRow(q, None, None)}
+
+    def test_drop_snapshots_forgets_values(self) -> None:
+        store = self.store
+        store.append([ev((A1, 0), (A2, 0))], {A1: None, A2: None}, {A1: "{}", A2: "{}"})
+        store.drop_snapshots([A1])
+        assert store.heads([A1, A2]) == {A1: HeadRow(1, None, None), A2: HeadRow(1, "{}", 1)}
+        store.drop_snapshots()
+        assert store.heads([A2]) == {A2: HeadRow(1, None, None)}
 
     def test_meta_written_with_snapshots(self) -> None:
         store = self.store
