@@ -2,7 +2,9 @@
 
 - ``reference``: the reference semantics of a load, written as plainly as possible
   (every event once, in global order, from blank), to test the engine against
-- ``scenario``: given / when / then (:class:`Scenario`)
+- ``scenario``: given / when / then (:class:`Scenario`), including
+  ``when_time_passes(minutes=15)`` for scheduled events
+- :class:`ManualClock`: a clock tests move by hand (``Engine(store, clock=...)``)
 - ``checks``: :func:`play_history`, :func:`assert_reconstitutes` (any snapshot
   placement loads like the reference; replay is deterministic)
 - ``strategies``: Hypothesis strategies derived from attrs event classes and

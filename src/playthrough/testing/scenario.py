@@ -15,6 +15,10 @@
             match="insufficient funds"
         )
 
+Scheduled events: ``.given(OrderPlaced(order_id=1)).when_time_passes(minutes=15)``
+fires what is due by then (the engine's clock becomes a ``ManualClock``), and
+``then`` / ``then_committed`` check the outcome.
+
 ``then`` checks each state twice: as the engine holds it live, and as the log
 replays it (a time-travel load to the head), so an ``apply`` that is not
 deterministic fails the scenario even when the live state looks right.
