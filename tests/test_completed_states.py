@@ -406,3 +406,21 @@ def test_reconstitution_with_scheduled_events_equals_a_full_replay(
             assert encode_state(fresh.load(Order, order, at=at)) == encode_state(
                 past if past is not None else Order()
             )
+
+
+def test_completed_states_on_postgres(pg_url: str, pg_schema: str) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    with Engine.open(url) as first:
+        first.fire(ItemAdded(order_id=1))
+        closing = first.fire(OrderClosed(order_id=1))
+    with Engine.open(url) as second:
+        before = second.store.statements
+        with pytest.raises(StateCompleted) as caught:
+            second.fire(ItemAdded(order_id=1))
+        assert second.store.statements - before == 1  # refused from the table, not loaded
+        assert caught.value.completed_by == closing.id
+        second.fire(OrderReopened(order_id=1))
+        second.fire(ItemAdded(order_id=1))
+    with Engine.open(url) as third:
+        assert third.completion(Order, 1) is None
+        assert third.load(Order, 1) == Order(items=2, closed=False, reopened=1)
