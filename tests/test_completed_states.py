@@ -424,3 +424,24 @@ def test_completed_states_on_postgres(pg_url: str, pg_schema: str) -> None:
     with Engine.open(url) as third:
         assert third.completion(Order, 1) is None
         assert third.load(Order, 1) == Order(items=2, closed=False, reopened=1)
+
+
+def test_verify_checks_the_completion_index_against_the_log(tmp_path: object) -> None:
+    import sqlite3
+
+    path = f"{tmp_path}/v.db"
+    engine = Engine(SQLiteStore(path))
+    engine.fire(OrderClosed(order_id=1))
+    engine.fire(ItemAdded(order_id=2))
+    engine.commit()
+    report = engine.verify()
+    assert report.ok, report.to_text()
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM pt_completed")
+    conn.execute("INSERT INTO pt_completed VALUES ('lc.Order', '2', 2, 'lc.ItemAdded')")
+    conn.commit()
+    conn.close()
+    report = engine.verify()
+    assert not report.ok
+    assert any("lc.Order(1) is complete as the log replays it" in e for e in report.errors)
+    assert any("records lc.Order(2) completed by lc.ItemAdded" in e for e in report.errors)

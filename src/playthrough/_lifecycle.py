@@ -121,3 +121,35 @@ class Completions:
             self.evict[key] = None
         self.pending.clear()
         return completed, reopened
+
+
+def completion_mismatches(store: Store, encodings: Mapping[StateKey, str]) -> list[str]:
+    """Where ``pt_completed`` disagrees with the log (``verify``): states complete in the
+    log's replay (``encodings``: every state's JSON at the head) without a row, and rows
+    for states the replay says are not complete."""
+    from ._serialization import decode
+
+    wanted: dict[StateKey, bool] = {}
+    for key, text in encodings.items():
+        cls = registry.states.get(key.type)
+        if cls is not None and cls._pt_completable:
+            wanted[key] = decode(cls, text, f"state {key}").is_complete()
+    if not wanted:
+        return []
+    with store.reader() as reader:
+        rows = reader.completions(wanted)
+    problems = []
+    for key, complete in wanted.items():
+        row = rows.get(key)
+        if complete and row is None:
+            problems.append(
+                f"completed states: {key} is complete as the log replays it, but pt_completed "
+                "has no row for it (events touching it would not be refused before loading it)"
+            )
+        elif row is not None and not complete:
+            problems.append(
+                f"completed states: pt_completed records {key} completed by {row.event_type} "
+                f"at position {row.position}, but as the log replays it, it is not complete "
+                "(events touching it are refused wrongly; did its completion rule change?)"
+            )
+    return problems

@@ -127,6 +127,10 @@ def verify(
         if keys is None:
             first = _check_streaming(run, lo, hi)
             remaining.remove(SNAPSHOTS)
+            if lo == 0 and hi == head:  # every state at the head: check the completion index
+                from .._lifecycle import completion_mismatches
+
+                run.errors.extend(completion_mismatches(store, first))
         else:
             _check_sampled(run, keys, lo, hi)
             remaining.remove(SNAPSHOTS)
