@@ -192,3 +192,21 @@ def test_forgetting_on_postgres(pg_url: str, pg_schema: str) -> None:
         assert engine.verify().ok
     finally:
         engine.close()
+
+
+def test_scheduled_events_keep_personal_fields_sealed_until_due(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from playthrough.testing import ManualClock
+
+    clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
+    engine = Engine(SQLiteStore(str(tmp_path / "s.db")), clock=clock)
+    engine.schedule(Registered(customer_id=1, name="Ada", email="a@x"), after=timedelta(hours=1))
+    engine.schedule(Registered(customer_id=2, name="Bob", email="b@x"), after=timedelta(hours=1))
+    raw = sqlite3.connect(tmp_path / "s.db").execute("SELECT data FROM pt_schedule").fetchall()
+    assert raw and not any("Ada" in d or "Bob" in d for (d,) in raw)
+    assert engine.forget(2)  # forgotten before the event is due
+    clock.advance(hours=2)
+    assert [r.status for r in engine.run_due()] == ["fired", "fired"]
+    assert engine.load(Customer, 1).name == "Ada"
+    assert engine.load(Customer, 2).name == FORGOTTEN

@@ -517,10 +517,12 @@ class Engine:
 
         ``subject`` is the value of the events' ``data_subject`` field. Afterwards
         their personal fields read as ``playthrough.FORGOTTEN`` in every load,
-        replay and export; every other field stays exact. Every snapshot is
-        dropped in the same transaction (snapshots may hold derived personal
-        values; loads rebuild them from the log) and this engine's states are
-        dropped from memory. Returns False when the subject had no key.
+        replay and export; every other field stays exact. Every snapshot and
+        every heads value is dropped in the same transaction (they may hold
+        derived personal values; loads rebuild them from the log) and this
+        engine's states are
+        dropped from memory. Returns False when the subject had no key. Events
+        of the subject committed later get a new key.
         """
         if self._pending or self._scheduler.has_queued():
             raise PlaythroughError("commit or discard pending events before forget()")

@@ -39,7 +39,7 @@ from ._errors import (
     ScheduleNotFound,
 )
 from ._model import Event, binding, registry
-from ._personal import personal_spec
+from ._personal import MARK, new_key, personal_spec, seal, subject_of, unseal
 from ._playing import hook_time
 from ._serialization import decode, encode_event
 from ._slots import fired_data
@@ -129,11 +129,6 @@ class Scheduler:
             assert at is not None
             due = aware(at)
         binding(event)  # refuses bad state ids now, not when the event is due
-        if personal_spec(type(event)) is not None:
-            raise TypeError(
-                f"{type(event).__qualname__} has personal fields: scheduling such events is "
-                "not supported yet (the schedule table would hold them unencrypted)"
-            )
         data = encode_event(event)
         cls = type(event)
         try:
@@ -142,7 +137,13 @@ class Scheduler:
             raise TypeError(
                 f"{cls.__qualname__} holds a value that would not come back from storage: {exc}"
             ) from exc
-        row = ScheduleRow(uuid.uuid4().hex, stamp(due), cls._pt_type_name, data, stamp(now))
+        spec = personal_spec(cls)
+        stored = data
+        if spec is not None:  # the schedule table holds personal values sealed, like the log
+            subject = subject_of(event, spec)
+            keys = self._engine.store.ensure_subject_keys({subject: new_key()})
+            stored = seal(data, cls._pt_type_name, spec, subject, keys[subject])
+        row = ScheduleRow(uuid.uuid4().hex, stamp(due), cls._pt_type_name, stored, stamp(now))
         self.queued.append(row)
         self._engine._flush_unless_in_progress()
         return row.id
@@ -204,6 +205,9 @@ class Scheduler:
             self._give_back(row)
             raise
         try:
+            if MARK in row.data:  # personal values: decrypted, or FORGOTTEN
+                with store.reader() as reader:
+                    [row] = unseal([row], reader.subject_keys, data_index=3, type_index=2)
             event = decode(cls, row.data, f"scheduled event {row.id} ({row.type})")
         except DecodeError as exc:
             store.finish_schedule(row.id, self.owner, "failed", str(exc))
