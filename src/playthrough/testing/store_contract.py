@@ -153,6 +153,27 @@ class StoreContract(abc.ABC):
             assert r.subject_keys(["s:ada"]) == {}
             assert r.snapshots([A1], 10) == {}  # snapshots go with the key
 
+    def test_event_reads_decrypt_personal_values_until_the_key_is_forgotten(self) -> None:
+        from .._personal import FORGOTTEN, PersonalSpec, seal
+
+        store = self.store
+        key = store.ensure_subject_keys({"1": b"\x01" * 32})["1"]
+        spec = PersonalSpec(("name",), "who")
+        sealed = seal('{"name":"Ada","who":1}', "Thing", spec, "1", key)
+        assert "Ada" not in sealed
+        store.append([ev((A1, 0), data=sealed), ev((A2, 0), data='{"name":"Bob"}')], {})
+        with store.reader() as r:
+            assert [e.data for e in r.events_after(0, 10)] == [
+                '{"name":"Ada","who":1}',
+                '{"name":"Bob"}',
+            ]
+        store.forget_subject("1")
+        with store.reader() as r:
+            assert [e.data for e in r.events([1, 2])] == [
+                f'{{"name":"{FORGOTTEN}","who":1}}',
+                '{"name":"Bob"}',
+            ]
+
     # ------------------------------------------------------------------ log
 
     def test_empty_store(self) -> None:
