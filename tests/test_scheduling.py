@@ -296,3 +296,14 @@ def test_two_scheduler_processes_fire_each_event_once_sqlite(tmp_path: Path) -> 
 def test_two_scheduler_processes_fire_each_event_once_postgres(pg_url: str, pg_schema: str) -> None:
     url = f"{pg_url}?schema={pg_schema}"
     _check_two_workers(url, lambda: Engine.open(url))
+
+
+def test_a_clock_giving_naive_times_is_refused_at_fire() -> None:
+    class Naive:
+        def now(self) -> datetime:
+            return datetime(2030, 1, 1)
+
+    engine = Engine(SQLiteStore(), clock=Naive())
+    with pytest.raises(ValueError, match="no time zone"):
+        engine.fire(Ping(counter_id=1))
+    assert engine.pending == ()

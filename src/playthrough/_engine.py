@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from ._clock import Clock, SystemClock
+from ._clock import Clock, SystemClock, aware
 from ._errors import DecodeError, HandlerFailed, PlaythroughError, ReconstitutionError
 from ._lifecycle import Completions, completable
 from ._model import (
@@ -340,7 +340,7 @@ class Engine:
         )
         mark_fired(
             event,
-            fired_at=fired_at if fired_at is not None else self.clock.now(),
+            fired_at=fired_at if fired_at is not None else aware(self.clock.now()),
             caused_by=self._caused_by,
         )
         validators = binding(event).of_phase("validate")
