@@ -104,6 +104,8 @@ class Scheduler:
         self, batch: list[Event]
     ) -> tuple[tuple[ScheduleRow, ...], tuple[str, ...], tuple[tuple[str, int], ...]]:
         """What the next append writes: rows to store, ids to cancel, rows this batch fires."""
+        if not (self.firing or self.queued or self.cancelled):
+            return (), (), ()  # the common commit: nothing scheduled, nothing to scan
         fired = tuple((self.firing[id(e)], n) for n, e in enumerate(batch) if id(e) in self.firing)
         out = (tuple(self.queued), tuple(self.cancelled), fired)
         self.clear()
