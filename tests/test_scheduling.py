@@ -18,6 +18,7 @@ from playthrough import (
 )
 from playthrough._stores import SQLiteStore
 from playthrough._stores import sqlite as sqlite_module
+from playthrough._stores._base import CommitExtras, ScheduleRow
 from playthrough.testing import ManualClock, Scenario
 
 from .sched_domain import (
@@ -307,3 +308,29 @@ def test_a_clock_giving_naive_times_is_refused_at_fire() -> None:
     with pytest.raises(ValueError, match="no time zone"):
         engine.fire(Ping(counter_id=1))
     assert engine.pending == ()
+
+
+def test_the_scheduler_command_fires_due_events_and_names_a_missing_app(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from playthrough._cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    STAMP = "2000-01-01T00:00:00.000000+00:00"
+    with Engine.open(url) as engine:
+        past = datetime.now(UTC) - timedelta(minutes=1)
+        first = engine.schedule(Ping(counter_id=1, n=1), at=past)
+    result = CliRunner().invoke(main, ["scheduler", url, "--once"])
+    assert result.exit_code == 0, result.output
+    assert f"{first} sched.Ping due " in result.output and ": fired at position 1" in result.output
+    with Engine.open(url) as engine:
+        engine.store.append(  # a row whose event type no imported module defines
+            [],
+            {},
+            extras=CommitExtras(schedule=(ScheduleRow("x", STAMP, "nope", "{}", STAMP),)),
+        )
+    result = CliRunner().invoke(main, ["scheduler", url, "--once"])
+    assert result.exit_code == 2
+    assert "unknown event type 'nope'" in result.output and "--app MODULE" in result.output
+    with Engine.open(url) as engine:
+        assert engine.scheduled("x").status == "pending"  # given back, not lost

@@ -346,7 +346,7 @@ def scheduler(
 
         playthrough scheduler postgresql://app@db/app --app mypackage.events
     """
-    from ._errors import PlaythroughError
+    from ._errors import PlaythroughError, UnknownTypeError
     from ._scheduling import serve
 
     url = _existing_store_url(database_url)
@@ -365,6 +365,10 @@ def scheduler(
                 until_idle=until_idle,
                 echo=click.echo,
             )
+        except UnknownTypeError as exc:  # the row was given back for a worker that knows it
+            raise click.UsageError(
+                f"{exc}\n(pass the module that defines it with --app MODULE)"
+            ) from exc
         except KeyboardInterrupt:
             click.echo("stopped", err=True)
 
