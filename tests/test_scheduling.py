@@ -316,7 +316,7 @@ def test_the_scheduler_command_fires_due_events_and_names_a_missing_app(tmp_path
     from playthrough._cli import main
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    STAMP = "2000-01-01T00:00:00.000000+00:00"
+    long_ago = "2000-01-01T00:00:00.000000+00:00"
     with Engine.open(url) as engine:
         past = datetime.now(UTC) - timedelta(minutes=1)
         first = engine.schedule(Ping(counter_id=1, n=1), at=past)
@@ -327,7 +327,7 @@ def test_the_scheduler_command_fires_due_events_and_names_a_missing_app(tmp_path
         engine.store.append(  # a row whose event type no imported module defines
             [],
             {},
-            extras=CommitExtras(schedule=(ScheduleRow("x", STAMP, "nope", "{}", STAMP),)),
+            extras=CommitExtras(schedule=(ScheduleRow("x", long_ago, "nope", "{}", long_ago),)),
         )
     result = CliRunner().invoke(main, ["scheduler", url, "--once"])
     assert result.exit_code == 2
