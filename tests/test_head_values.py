@@ -409,7 +409,7 @@ def test_an_engine_per_request_borrows_the_store(tmp_path: Path) -> None:
 
 
 def test_engine_open_closes_the_store_it_opened() -> None:
-    engine = Engine.open()
+    engine = Engine.open("sqlite://")
     engine.close()
     with pytest.raises(sqlite3.ProgrammingError):
         engine.store._conn.execute("SELECT 1")  # type: ignore[attr-defined]

@@ -33,10 +33,13 @@ EXPECTED = {
     "UnknownTypeError",
     "ReconstitutionError",
     "HandlerFailed",
+    "ConfigurationError",
+    "TransferError",
     # what the engine hands back
     "VerifyReport",
     "ReplayReport",
     "SyncReport",
+    "TransferReport",
     "OutOfSync",
     "Plan",
     # opening a store once per process (engines borrow it)
@@ -116,7 +119,9 @@ def test_renamed_attributes_keep_working_with_a_deprecation_warning() -> None:
     from playthrough._snapshots import SnapshotCoordinator
     from playthrough.examples.bank import Account, Deposited
 
-    with playthrough.Engine.open(head_values=False) as engine:  # so the load plays the event
+    with playthrough.Engine.open(
+        "sqlite://", head_values=False
+    ) as engine:  # so the load plays the event
         engine.fire(Deposited(account_id=1, amount=5))
         engine.commit()
         plan = engine.explain(Account, 1)

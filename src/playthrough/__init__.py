@@ -23,6 +23,7 @@ from ._connect import connect
 from ._engine import Engine
 from ._errors import (
     ConcurrencyError,
+    ConfigurationError,
     DecodeError,
     DefinitionError,
     EventRejected,
@@ -31,6 +32,7 @@ from ._errors import (
     ReconstitutionError,
     SchemaVersionError,
     StoreError,
+    TransferError,
     UnknownTypeError,
 )
 from ._model import Event, SingletonState, State, StateKey, state_id
@@ -38,10 +40,12 @@ from ._playing import event_random, now
 from ._reconstitution import Plan
 from ._replay import ReplayReport
 from ._snapshots import OutOfSync, SyncReport
+from ._transfer import TransferReport
 from ._verify import VerifyReport
 
 __all__ = [
     "ConcurrencyError",
+    "ConfigurationError",
     "DecodeError",
     "DefinitionError",
     "Engine",
@@ -59,6 +63,8 @@ __all__ = [
     "StateKey",
     "StoreError",
     "SyncReport",
+    "TransferError",
+    "TransferReport",
     "UnknownTypeError",
     "VerifyReport",
     "connect",

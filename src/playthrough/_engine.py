@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 import typing
 import uuid
 import warnings
@@ -11,11 +12,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from ._errors import DecodeError, HandlerFailed, PlaythroughError, ReconstitutionError
+from . import _logging
+from ._errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    DecodeError,
+    HandlerFailed,
+    PlaythroughError,
+    ReconstitutionError,
+)
 from ._model import (
     Event,
     State,
@@ -30,7 +39,15 @@ from ._repository import StateRepository
 from ._serialization import decode, encode_event, encode_state
 from ._slots import fired_data, mark_fired, set_data, set_last_event_id, set_position, unfire
 from ._snapshots import SnapshotCoordinator, SyncReport
-from ._stores import NewEvent, Store, open_store
+from ._stores import (
+    NewEvent,
+    Store,
+    open_store,
+    parse_store_url,
+    resolve_store_url,
+    store_options,
+)
+from ._transfer import TransferReport, export_log, import_log
 from ._values import current_states, write_back
 
 if TYPE_CHECKING:
@@ -113,13 +130,25 @@ class Engine:
 
     @classmethod
     def open(cls, url: str | None = None, **options: Any) -> Engine:
-        """Open an engine on the store a URL names (in-memory SQLite when omitted).
+        """Open an engine on the store a URL names.
 
+        Without ``url``, the ``PLAYTHROUGH_URL`` environment variable names it;
+        neither is a ``ConfigurationError`` (an in-memory store is ``"sqlite://"``).
         Options that name Engine arguments (``snapshot_every``, …) go to the
-        engine; the rest to the store.
+        engine, those the store takes to the store; any other option is a
+        ``ConfigurationError`` listing the valid ones.
         """
+        parsed = parse_store_url(url)  # reads PLAYTHROUGH_URL when url is None
+        valid_store = store_options(parsed.kind)
+        unknown = sorted(set(options) - set(_ENGINE_OPTIONS) - set(valid_store))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                f"the engine takes {', '.join(_ENGINE_OPTIONS)}; the {parsed.kind} store "
+                f"takes {', '.join(valid_store)}"
+            )
         engine_opts = {k: options.pop(k) for k in _ENGINE_OPTIONS if k in options}
-        store = open_store(url, **options)
+        store = open_store(resolve_store_url(url), **options)
         try:
             engine = cls(store, **engine_opts)
         except BaseException:
@@ -127,6 +156,9 @@ class Engine:
             raise
         engine._owns_store = True
         return engine
+
+    def __repr__(self) -> str:
+        return f"<Engine on {self.store.url}>"
 
     # ------------------------------------------------------------------ context
 
@@ -148,11 +180,24 @@ class Engine:
             self.close()
 
     def close(self) -> None:
-        """Close the engine; the store too when the engine opened it (``Engine.open``)."""
+        """Close the engine; the store too when the engine opened it (``Engine.open``).
+
+        Pending events are never committed: closing with some warns (ResourceWarning).
+        """
         if not self._closed:
             self._closed = True
+            if self._pending:
+                _warn_pending(self, len(self._pending), stacklevel=2)
+                self.discard()
             if self._owns_store:
                 self.store.close()
+
+    def __del__(self) -> None:
+        # Like an unclosed file: an engine dropped with events it never
+        # committed says so, since those events are lost.
+        if getattr(self, "_closed", True) or not getattr(self, "_pending", None):
+            return
+        _warn_pending(self, len(self._pending), stacklevel=2)
 
     # ------------------------------------------------------------------ repository
 
@@ -243,12 +288,14 @@ class Engine:
         """
         if not keys:
             return {}
+        started = time.perf_counter()
         rows = self.store.heads(keys)
         states = current_states(rows, keys)
         if states is None:
             with self.store.reader() as reader:
                 at = reader.head()
                 states, plan = self.reconstitutor.reconstitute(reader, keys, at, to_head=True)
+            _logging.loaded(plan, time.perf_counter() - started)
             if self.head_values:
                 write_back(self.store, plan, states, rows)
             self.coordinator.after_load(plan, states)
@@ -270,11 +317,13 @@ class Engine:
             own.trim(limit, self._pending_keys)
 
     def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
+        started = time.perf_counter()
         with self.store.reader() as reader:
             head = reader.head()
             if at < 0 or at > head:
                 raise ValueError(f"position {at} is outside the log (0..{head})")
-            states, _ = self.reconstitutor.reconstitute(reader, keys, at)
+            states, plan = self.reconstitutor.reconstitute(reader, keys, at)
+        _logging.loaded(plan, time.perf_counter() - started)
         return states
 
     # ------------------------------------------------------------------ firing
@@ -408,7 +457,17 @@ class Engine:
                         fired_at=fired.isoformat(),
                     )
                 )
+            started = time.perf_counter()
             positions = self.store.append(rows, expected, values)
+            _logging.committed(positions, time.perf_counter() - started)
+        except ConcurrencyError as exc:
+            _logging.conflict(len(batch), exc)
+            self.discard()
+            raise
+        except Exception as exc:
+            _logging.commit_failed(len(batch), exc)
+            self.discard()
+            raise
         except BaseException:
             self.discard()
             raise
@@ -441,6 +500,9 @@ class Engine:
                         try:
                             run_hook(event, hook, live, self, bound)
                         except Exception as exc:
+                            _logging.handler_failed(
+                                type(event).__qualname__, hook.name, event.id, exc
+                            )
                             raise HandlerFailed(
                                 event,
                                 f"{type(event).__qualname__}.{hook.name} raised after event "
@@ -494,6 +556,7 @@ class Engine:
             resume=resume,
         )
         self._repository.clear()
+        _logging.replayed(report)
         return report
 
     def fill_head_values(
@@ -538,6 +601,7 @@ class Engine:
         url: str | None = None,
         subprocess_replay: bool | None = None,
         clock: Callable[[], float] | None = None,
+        determinism: bool = True,
     ) -> VerifyReport:
         """Check the store: snapshots against the log, determinism, snapshot sync.
 
@@ -554,7 +618,8 @@ class Engine:
         - ``apps``: modules defining the domain; with them (and a store at ``url``,
           by default the store's, that another process can open) the second replay
           runs in a subprocess with another ``PYTHONHASHSEED``; ``subprocess_replay``
-          forces that on or off.
+          forces that on or off;
+        - ``determinism=False``: only the snapshot (and sync) checks.
 
         See ``playthrough._verify.verify``.
         """
@@ -575,7 +640,58 @@ class Engine:
             url=url,
             subprocess_replay=subprocess_replay,
             clock=clock,
+            determinism=determinism,
         )
+
+    # ------------------------------------------------------------------ export / import
+
+    def export(
+        self,
+        out: IO[bytes],
+        *,
+        after: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TransferReport:
+        """Write the committed log after position ``after`` to a binary file, as JSON Lines.
+
+        Header, one line per event (position, type, data, links with coupling
+        groups, caused_by, fired_at), trailer with count and SHA-256; constant
+        memory. Wrap ``out`` in ``gzip.open(path, "wb")`` to compress.
+        """
+        return export_log(self.store, out, after=after, progress=progress)
+
+    def import_log(
+        self,
+        source: IO[bytes],
+        *,
+        append: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TransferReport:
+        """Import an export (plain or gzip) keeping its positions, then check the snapshots.
+
+        The store must be empty, or with ``append`` its head must be where the
+        file starts. A damaged or truncated file raises ``TransferError`` and
+        writes nothing. Ends with verify's snapshot check when the store holds
+        snapshots (``report.verify``); the domain's classes must be imported.
+        """
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before an import")
+        report = import_log(self.store, source, append=append, progress=progress)
+        self._repository.clear()
+        with self.store.reader() as reader:
+            has_snapshots = next(reader.iter_snapshots(), None) is not None
+        if has_snapshots:
+            report = attrs.evolve(report, verify=self.verify(determinism=False))
+        return report
+
+
+def _warn_pending(engine: Engine, count: int, stacklevel: int) -> None:
+    warnings.warn(
+        f"{engine!r} closed with {count} pending event{'s' if count != 1 else ''} never "
+        "committed (they are lost): commit() or discard() them before closing",
+        ResourceWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 class _LiveView:

@@ -8,11 +8,13 @@ an event it must replay.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 import attrs
 
+from . import _logging
 from ._errors import PlaythroughError
 from ._model import State, StateKey
 from ._reconstitution import Plan, StateReconstitutor
@@ -174,10 +176,13 @@ class SnapshotCoordinator:
         return position
 
     def _write(self, position: int, states: dict[StateKey, State]) -> None:
+        started = time.perf_counter()
         records = [
             SnapshotRecord(k, position, s.last_event_id, encode_state(s)) for k, s in states.items()
         ]
         self.store.write_snapshots(records, self.history)
+        if records:
+            _logging.snapshot_set(position, len(records), time.perf_counter() - started)
 
     @staticmethod
     def _partners(reader: StoreReader, keys: Sequence[StateKey], at: int) -> list[StateKey]:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from .._errors import StoreError
 from .._model import StateKey
 
 if TYPE_CHECKING:
@@ -55,6 +56,19 @@ def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     """Consecutive slices of at most ``size`` items (one statement's worth of parameters)."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def gap_free(events: Iterable[ImportedEvent], after: int) -> Iterator[ImportedEvent]:
+    """The events, refusing (StoreError) any whose position does not follow the last."""
+    expected = after + 1
+    for event in events:
+        if event.position != expected:
+            raise StoreError(
+                f"import refused, nothing was written: event at position {event.position} "
+                f"where {expected} was expected (an import continues the log without a gap)"
+            )
+        expected += 1
+        yield event
 
 
 def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:
@@ -204,6 +218,24 @@ class LogEntry(NamedTuple):
     keys: list[StateKey]
 
 
+class LinkedEntry(NamedTuple):
+    """One event of the log with its links (states and coupling groups), for export."""
+
+    event: StoredEvent
+    links: list[Link]
+
+
+class ImportedEvent(NamedTuple):
+    """An event to import at the position it had in the log it comes from."""
+
+    position: int
+    type: str
+    data: str
+    caused_by: int | None
+    fired_at: str
+    links: tuple[tuple[StateKey, int], ...]
+
+
 class Store(abc.ABC):
     """Where events, links and snapshots live.
 
@@ -222,11 +254,31 @@ class Store(abc.ABC):
         """The log after ``after`` (up to ``until``; no bound: to the head), page by page.
 
         The one way long passes over the log (full replay, verification, the
-        testing kit) read it: each page is read in its own short read
+        testing kit, export) read it: each page is read in its own short read
         transaction, so a pass never holds one open for the whole log and may
         write between pages. Positions are gap-free and only grow, so the pages
         together are exactly the log up to the bound.
         """
+        for page, links in self._log_pages(after, until, chunk):
+            touched: dict[int, list[StateKey]] = {}
+            for link in links:
+                touched.setdefault(link.position, []).append(link.key)
+            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+
+    def read_linked_log(
+        self, after: int = 0, until: int | None = None, chunk: int = 1000
+    ) -> Iterator[list[LinkedEntry]]:
+        """:meth:`read_log` with each event's links (coupling groups included)."""
+        for page, links in self._log_pages(after, until, chunk):
+            by_position: dict[int, list[Link]] = {}
+            for link in links:
+                by_position.setdefault(link.position, []).append(link)
+            yield [LinkedEntry(e, by_position.get(e.position, [])) for e in page]
+
+    def _log_pages(
+        self, after: int, until: int | None, chunk: int
+    ) -> Iterator[tuple[list[StoredEvent], list[Link]]]:
+        """The pager behind :meth:`read_log`: (events, their links) per short read transaction."""
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, not {chunk}")
         position = after
@@ -240,10 +292,8 @@ class Store(abc.ABC):
                 ]
                 if not page:
                     return
-                touched: dict[int, list[StateKey]] = {}
-                for link in reader.links_between(position, page[-1].position):
-                    touched.setdefault(link.position, []).append(link.key)
-            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+                links = reader.links_between(position, page[-1].position)
+            yield page, links
             position = page[-1].position
 
     def engine(self, **options: Any) -> Engine:
@@ -294,6 +344,19 @@ class Store(abc.ABC):
         it is written only where the heads row's ``last_position`` still equals
         it (a state changed since is left alone) and the value is not already
         fresh. Never waits on rows a writer holds (those are skipped).
+        """
+
+    @abc.abstractmethod
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        """Insert events and their links at the positions they carry, in one transaction.
+
+        The store's head must be ``after`` and the positions must run on from
+        it without a gap (``after + 1``, ``after + 2``, ...); the heads of the
+        states touched move to their last imported event. ``events`` is read
+        lazily inside the transaction, so an import of any size holds a chunk
+        in memory; if anything fails (a gap, a store error, or the iterator
+        raising, as a checksum mismatch does) nothing is written. Returns how
+        many events were imported. Raises StoreError naming the problem.
         """
 
     @abc.abstractmethod

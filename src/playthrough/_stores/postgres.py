@@ -57,6 +57,7 @@ from ._base import (
     MIGRATIONS,
     SCHEMA_VERSION,
     HeadRow,
+    ImportedEvent,
     Link,
     NewEvent,
     SnapshotRecord,
@@ -64,6 +65,7 @@ from ._base import (
     StoredEvent,
     StoreReader,
     chunks,
+    gap_free,
     stale_message,
 )
 
@@ -265,6 +267,16 @@ SELECT base.b, {s}.pt_refuse(
     (SELECT json_agg(json_build_array(t, i, expected, have))::text FROM stale)
 ) FROM base
 """
+
+_COPY_EVENTS = "COPY {s}.pt_events (position, type, data, caused_by, fired_at) FROM STDIN"
+_COPY_LINKS = "COPY {s}.pt_links (state_type, state_id, position, grp) FROM STDIN"
+_IMPORT_HEADS = (
+    "INSERT INTO {s}.pt_heads (state_type, state_id, last_position) "
+    "SELECT state_type, state_id, max(position) FROM {s}.pt_links WHERE position > %s "
+    "GROUP BY state_type, state_id "
+    "ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position"
+)
+_IMPORT_BATCH = 10_000  # events per COPY of an import
 
 _META_WRITE = (
     "WITH d AS (DELETE FROM {s}.pt_meta WHERE key = ANY(%b::text[])) "
@@ -739,6 +751,44 @@ class PostgresStore(Store):
             )
             failure.__cause__ = error
         return failure
+
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        count = 0
+        with self._transaction("import", "committing an import") as conn:
+            # The append lock: no commit can interleave with the imported positions.
+            self.statements += 2
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+            head = int(conn.execute(self._sql(_HEAD)).fetchone()[0])  # type: ignore[index]
+            if head != after:
+                raise StoreError(
+                    f"import refused, nothing was written: the store's head is {head}, "
+                    f"the events continue after {after}"
+                )
+            batch: list[ImportedEvent] = []
+            for event in gap_free(events, after):
+                batch.append(event)
+                if len(batch) >= _IMPORT_BATCH:
+                    self._import_batch(conn, batch)
+                    count += len(batch)
+                    batch = []
+            self._import_batch(conn, batch)
+            count += len(batch)
+            self.statements += 1
+            conn.execute(self._sql(_IMPORT_HEADS), (after,))
+        return count
+
+    def _import_batch(self, conn: Conn, batch: Sequence[ImportedEvent]) -> None:
+        if not batch:
+            return
+        self.statements += 2
+        with conn.cursor() as cursor:
+            with cursor.copy(self._sql(_COPY_EVENTS)) as copy:
+                for e in batch:
+                    copy.write_row(e[:5])
+            with cursor.copy(self._sql(_COPY_LINKS)) as copy:
+                for e in batch:
+                    for k, g in e.links:
+                        copy.write_row((k.type, k.id, e.position, g))
 
     def write_snapshots(
         self,

@@ -26,6 +26,7 @@ from ._base import (
     MIGRATIONS,
     SCHEMA_VERSION,
     HeadRow,
+    ImportedEvent,
     Link,
     NewEvent,
     SnapshotRecord,
@@ -33,6 +34,7 @@ from ._base import (
     StoredEvent,
     StoreReader,
     chunks,
+    gap_free,
     stale_message,
 )
 
@@ -73,6 +75,7 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 _KEYS_PER_STATEMENT = 400  # 2 parameters each
 _RANGES_PER_STATEMENT = 300  # 4 parameters each
 _POSITIONS_PER_STATEMENT = 500
+_IMPORT_BATCH = 5000  # events per executemany of an import
 
 
 class _SQLiteReader(StoreReader):
@@ -393,6 +396,49 @@ class SQLiteStore(Store):
                 [(k.type, k.id, p, values.get(k)) for k, p in heads.items()],
             )
         return positions
+
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        self._writing("import")
+        count = 0
+        with self._transaction("BEGIN IMMEDIATE", "import failed, nothing was written") as conn:
+            head = _SQLiteReader(self).head()
+            if head != after:
+                raise StoreError(
+                    f"import refused, nothing was written: the store's head is {head}, "
+                    f"the events continue after {after}"
+                )
+            batch: list[ImportedEvent] = []
+            for event in gap_free(events, after):
+                batch.append(event)
+                if len(batch) >= _IMPORT_BATCH:
+                    self._import_batch(conn, batch)
+                    count += len(batch)
+                    batch = []
+            self._import_batch(conn, batch)
+            count += len(batch)
+            self.statements += 1
+            conn.execute(
+                "INSERT INTO pt_heads SELECT state_type, state_id, max(position) FROM pt_links "
+                "WHERE position > ? GROUP BY state_type, state_id "
+                "ON CONFLICT (state_type, state_id) "
+                "DO UPDATE SET last_position = excluded.last_position",
+                (after,),
+            )
+        return count
+
+    def _import_batch(self, conn: sqlite3.Connection, batch: Sequence[ImportedEvent]) -> None:
+        if not batch:
+            return
+        self.statements += 2
+        conn.executemany(
+            "INSERT INTO pt_events (position, type, data, caused_by, fired_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [e[:5] for e in batch],
+        )
+        conn.executemany(
+            "INSERT INTO pt_links VALUES (?, ?, ?, ?)",
+            [(k.type, k.id, e.position, g) for e in batch for k, g in e.links],
+        )
 
     def write_snapshots(
         self,
