@@ -337,3 +337,34 @@ def test_the_cli_exports_and_imports(tmp_path: Path) -> None:
         check=False,
     )
     assert again.returncode == 1 and "not empty" in again.stderr
+
+
+def test_event_lines_are_exactly_what_json_would_write() -> None:
+    import attrs
+
+    from playthrough import State, state_id
+
+    @attrs.define
+    class Tagged(State, type_name="test_transfer.Tagged"):
+        text: str = ""
+
+    @attrs.define
+    class Tag(Event, type_name="test_transfer.Tag"):
+        tagged_id: str = state_id(Tagged)
+        text: str = ""
+
+        def apply(self, tagged: Tagged) -> None:
+            tagged.text += self.text
+
+    odd = 'quote " backslash \\ newline \n tab \t é 漢 \u2028 \x00 emoji 🎲'
+    with Engine.open("sqlite://") as engine:
+        engine.fire(Tag(tagged_id=odd, text=odd))
+        engine.commit()
+        data = exported(engine)
+    for line in data.splitlines()[1:-1]:
+        assert line.decode() == json.dumps(
+            json.loads(line), ensure_ascii=False, separators=(",", ":")
+        )
+    with Engine.open("sqlite://") as target:
+        target.import_log(io.BytesIO(data))
+        assert target.load(Tagged, odd).text == odd

@@ -47,7 +47,7 @@ from ._stores import (
     resolve_store_url,
     store_options,
 )
-from ._transfer import TransferReport, export_log, import_log
+from ._transfer import BinaryWriter, TransferReport, export_log, import_log
 from ._values import current_states, write_back
 
 if TYPE_CHECKING:
@@ -647,7 +647,7 @@ class Engine:
 
     def export(
         self,
-        out: IO[bytes],
+        out: BinaryWriter,
         *,
         after: int = 0,
         progress: Callable[[int, int], None] | None = None,

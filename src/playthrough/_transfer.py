@@ -25,7 +25,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator
-from typing import IO, Any, cast
+from typing import IO, Any, Protocol, cast
 
 import attrs
 
@@ -40,6 +40,12 @@ _PAGE = 5000
 _GZIP_MAGIC = b"\x1f\x8b"
 
 Progress = Callable[[int, int], None]
+
+
+class BinaryWriter(Protocol):
+    """Where an export goes: anything with ``write(bytes)`` (a file, ``gzip.open(..., "wb")``)."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 @attrs.frozen
@@ -64,7 +70,7 @@ class TransferReport:
 
 def export_log(
     store: Store,
-    out: IO[bytes],
+    out: BinaryWriter,
     *,
     after: int = 0,
     until: int | None = None,
@@ -86,21 +92,19 @@ def export_log(
     out.write(_line(header))
     digest = hashlib.sha256()
     count = 0
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     for page in store.read_linked_log(after, until, chunk=_PAGE):
         lines = []
         for event, links in page:
+            # By hand, field for field what json.dumps of the dict would give
+            # (strings through json's own escaping): twice as fast.
+            cause = "null" if event.caused_by is None else str(int(event.caused_by))
+            linked = ",".join(
+                f"[{_text(link.key.type)},{_text(link.key.id)},{int(link.group)}]" for link in links
+            )
             lines.append(
-                dumps(
-                    {
-                        "position": event.position,
-                        "type": event.type,
-                        "data": event.data,
-                        "caused_by": event.caused_by,
-                        "fired_at": event.fired_at,
-                        "links": [[link.key.type, link.key.id, link.group] for link in links],
-                    }
-                )
+                f'{{"position":{int(event.position)},"type":{_text(event.type)},'
+                f'"data":{_text(event.data)},"caused_by":{cause},'
+                f'"fired_at":{_text(event.fired_at)},"links":[{linked}]}}'
             )
         lines.append("")
         block = "\n".join(lines).encode()
@@ -118,6 +122,9 @@ def export_log(
     return TransferReport(count, after, until, checksum)
 
 
+_text: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def _line(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
@@ -126,7 +133,9 @@ def open_input(source: IO[bytes]) -> IO[bytes]:
     """``source``, decompressed when it starts with gzip's magic bytes."""
     buffered: Any = source if hasattr(source, "peek") else io.BufferedReader(cast(Any, source))
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
+        # gzip's own readline is slow; a buffer over it gives lines at C speed
+        unzipped = gzip.GzipFile(fileobj=buffered, mode="rb")
+        return cast(IO[bytes], io.BufferedReader(cast(Any, unzipped), buffer_size=1 << 16))
     return cast(IO[bytes], buffered)
 
 
@@ -168,13 +177,14 @@ class _Reader:
         digest = hashlib.sha256()
         total = self.header["until"] - self.header["after"]
         count = 0
+        decode = json.JSONDecoder().decode
         for raw in self.lines:
             if raw.startswith(b'{"trailer"'):
                 self._check_trailer(raw, count, digest.hexdigest())
                 return
             digest.update(raw)
             try:
-                row = json.loads(raw)
+                row = decode(raw.decode())
                 event = ImportedEvent(
                     row["position"],
                     row["type"],
