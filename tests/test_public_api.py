@@ -35,11 +35,13 @@ EXPECTED = {
     "HandlerFailed",
     "ConfigurationError",
     "TransferError",
+    "ArchivedRangeError",
     # what the engine hands back
     "VerifyReport",
     "ReplayReport",
     "SyncReport",
     "TransferReport",
+    "ArchiveReport",
     "OutOfSync",
     "Plan",
     # opening a store once per process (engines borrow it)

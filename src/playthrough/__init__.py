@@ -19,9 +19,11 @@ import importlib
 import typing
 import warnings
 
+from ._archive import ArchiveReport
 from ._connect import connect
 from ._engine import Engine
 from ._errors import (
+    ArchivedRangeError,
     ConcurrencyError,
     ConfigurationError,
     DecodeError,
@@ -44,6 +46,8 @@ from ._transfer import TransferReport
 from ._verify import VerifyReport
 
 __all__ = [
+    "ArchivedRangeError",
+    "ArchiveReport",
     "ConcurrencyError",
     "ConfigurationError",
     "DecodeError",

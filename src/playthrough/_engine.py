@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 import typing
 import uuid
@@ -17,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 import attrs
 
 from . import _logging
+from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -47,6 +49,7 @@ from ._stores import (
     resolve_store_url,
     store_options,
 )
+from ._stores._base import archived_until, refuse_archived
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
 from ._values import current_states, write_back
 
@@ -64,6 +67,7 @@ _ENGINE_OPTIONS = (
     "snapshot_history",
     "head_values",
     "max_states",
+    "archive",
 )
 
 
@@ -93,6 +97,7 @@ class Engine:
         snapshot_history: int = 3,
         head_values: bool = True,
         max_states: int | None = 10_000,
+        archive: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     ) -> None:
         if max_states is not None and max_states < 1:
             raise ValueError("max_states must be at least 1 (or None for no bound)")
@@ -100,6 +105,11 @@ class Engine:
         self.head_values = head_values
         self.max_states = max_states
         self._owns_store = False
+        if archive is None:
+            self._archive: ArchiveReader | None = None
+        else:
+            paths = [archive] if isinstance(archive, str | os.PathLike) else list(archive)
+            self._archive = ArchiveReader(paths)
         self.reconstitutor = StateReconstitutor()
         self.coordinator = SnapshotCoordinator(
             store,
@@ -189,6 +199,8 @@ class Engine:
             if self._pending:
                 _warn_pending(self, len(self._pending), stacklevel=2)
                 self.discard()
+            if self._archive is not None:
+                self._archive.close()
             if self._owns_store:
                 self.store.close()
 
@@ -269,6 +281,7 @@ class Engine:
         with self.store.reader() as reader:
             if at is None:  # what a live load plays: its plan brings every state to the head
                 return self.reconstitutor.plan(reader, [key], reader.head(), to_head=True)
+            refuse_archived(reader, at, f"explaining a load at {at}")
             return self.reconstitutor.plan(reader, [key], at)
 
     def _guard_apply(self, key: StateKey) -> None:
@@ -322,7 +335,16 @@ class Engine:
             head = reader.head()
             if at < 0 or at > head:
                 raise ValueError(f"position {at} is outside the log (0..{head})")
-            states, plan = self.reconstitutor.reconstitute(reader, keys, at)
+            cut = archived_until(reader)
+            if at >= cut:
+                states, plan = self.reconstitutor.reconstitute(reader, keys, at)
+            elif self._archive is None:
+                refuse_archived(reader, at, f"a load at position {at}")
+        if at < cut:
+            # Before the cut: the archived events, read from the archive files.
+            assert self._archive is not None
+            with self._archive.store(cut).reader() as archived:
+                states, plan = self.reconstitutor.reconstitute(archived, keys, at)
         _logging.loaded(plan, time.perf_counter() - started)
         return states
 
@@ -547,6 +569,8 @@ class Engine:
         """
         if self._pending:
             raise PlaythroughError("commit or discard pending events before a replay")
+        with self.store.reader() as reader:
+            refuse_archived(reader, 0, "a full replay")
         report = full_replay(
             self.store,
             snapshot_history=self.coordinator.history,
@@ -642,6 +666,22 @@ class Engine:
             clock=clock,
             determinism=determinism,
         )
+
+    # ------------------------------------------------------------------ archival
+
+    def archive(self, *, before: int | datetime, to: str | os.PathLike[str]) -> ArchiveReport:
+        """Move the events before a position (or fired before a date) to an archive file.
+
+        Writes a snapshot at the cut of every state touched before it, exports
+        the archived events to ``to`` (gzip, the export format), then deletes
+        them in one transaction. Loads at or after the cut and new commits work
+        unchanged; loads before it and ``replay()`` raise ``ArchivedRangeError``
+        unless the engine is opened with ``archive=`` (this file, and any
+        earlier ones, in order).
+        """
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before archiving")
+        return archive_log(self.store, self.reconstitutor, before=before, to=to)
 
     # ------------------------------------------------------------------ export / import
 

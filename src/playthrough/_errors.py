@@ -64,3 +64,10 @@ class TransferError(PlaythroughError):
 
     Nothing was written: an import reads the file inside one transaction.
     """
+
+
+class ArchivedRangeError(PlaythroughError):
+    """An operation needs events that were moved to an archive (``playthrough archive``).
+
+    The message names the archived range; open the engine with ``archive=`` to read it.
+    """

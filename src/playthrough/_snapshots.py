@@ -20,6 +20,7 @@ from ._model import State, StateKey
 from ._reconstitution import Plan, StateReconstitutor
 from ._serialization import encode_state
 from ._stores import SnapshotRecord, Store, StoreReader
+from ._stores._base import refuse_archived
 
 
 class LiveStates(Protocol):
@@ -148,6 +149,8 @@ class SnapshotCoordinator:
             position = head if at is None else at
             if position < 0 or position > head:
                 raise ValueError(f"position {position} is outside the log (0..{head})")
+            if at is not None:
+                refuse_archived(reader, position, f"a snapshot set at {position}")
             if keys is None:
                 keys = [k for k, _ in self.live.live_states()]
                 with_partners = True

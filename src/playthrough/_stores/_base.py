@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._errors import StoreError
+from .._errors import ArchivedRangeError, StoreError
 from .._model import StateKey
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 
+#: pt_meta key: the log's events at positions <= this were moved to an archive.
+ARCHIVED_UNTIL = "archived_until"
+
 _T = TypeVar("_T")
 
 
@@ -69,6 +72,36 @@ def gap_free(events: Iterable[ImportedEvent], after: int) -> Iterator[ImportedEv
             )
         expected += 1
         yield event
+
+
+def archived_until(reader: StoreReader) -> int:
+    """The last archived position (0: nothing archived)."""
+    value = reader.meta(ARCHIVED_UNTIL)
+    return int(value) if value else 0
+
+
+def refuse_archived(reader: StoreReader, at: int, doing: str) -> None:
+    """ArchivedRangeError when the log as of ``at`` needs archived events (``at`` < the cut)."""
+    until = archived_until(reader)
+    if at < until:
+        raise ArchivedRangeError(
+            f"{doing} needs the log from position {at}, but positions 1..{until} were "
+            "archived: open the engine with archive=FILE (--archive FILE) to read them"
+        )
+
+
+def check_archive_cut(reader: StoreReader, until: int, base: Sequence[SnapshotRecord]) -> None:
+    """StoreError unless ``until`` is a valid next cut and ``base`` all sits at it."""
+    previous = archived_until(reader)
+    head = reader.head()
+    if not previous < until < head:
+        raise StoreError(
+            f"cannot archive up to position {until}: the cut must be after the archived "
+            f"positions (1..{previous}) and before the head ({head}), which stays in the log"
+        )
+    wrong = [r for r in base if r.position != until]
+    if wrong:
+        raise StoreError(f"base snapshot of {wrong[0].key} at {wrong[0].position}, not {until}")
 
 
 def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:
@@ -282,9 +315,13 @@ class Store(abc.ABC):
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, not {chunk}")
         position = after
+        first = True
         while until is None or position < until:
             limit = chunk if until is None else min(chunk, until - position)
             with self.reader() as reader:
+                if first:
+                    refuse_archived(reader, after, "reading the log")
+                    first = False
                 page = [
                     e
                     for e in reader.events_after(position, limit)
@@ -360,6 +397,20 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+        """Move the log up to ``until`` out, in one transaction; return the events deleted.
+
+        Writes ``base`` (snapshots at ``until`` of every state touched at or
+        before it), deletes the events and links at positions <= ``until`` and
+        every snapshot older than ``until``, and records ``until`` in meta
+        (:data:`ARCHIVED_UNTIL`). From then on the snapshots at ``until`` are
+        the log's truth for the archived range: trimming the history and
+        ``drop_snapshots`` keep them. ``until`` must be past the previous
+        archived position and before the head (the hot log keeps its last
+        event, so positions keep counting). StoreError otherwise.
+        """
+
+    @abc.abstractmethod
     def write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
@@ -376,6 +427,8 @@ class Store(abc.ABC):
         """Delete the snapshots and heads values of these states (all when None).
 
         Returns how many snapshots (``pt_snapshots`` rows) were deleted.
+
+        The base snapshots of an archived log (at :data:`ARCHIVED_UNTIL`) stay.
         """
 
     @abc.abstractmethod

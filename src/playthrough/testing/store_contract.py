@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from .._errors import ConcurrencyError, SchemaVersionError, StoreError
+from .._errors import ArchivedRangeError, ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from .._stores import ImportedEvent, Link, LinkedEntry, NewEvent, SnapshotRecord, Store, StoredEvent
 from .._stores._base import HeadRow
@@ -165,6 +165,45 @@ class StoreContract(abc.ABC):
             assert r.head() == 0
             assert r.events_after(0, 10) == []
             assert r.state_heads([A1]) == {}
+
+    # ------------------------------------------------------------------ archive
+
+    def test_archive_deletes_the_range_and_keeps_its_base_snapshots(self) -> None:
+        store = self.store
+        for _ in range(4):
+            store.append([ev((A1, 0), (A2, 0))], {})
+        store.write_snapshots([SnapshotRecord(A1, 1, 1, "old")], keep=3)
+        base = [SnapshotRecord(A1, 2, 2, "a1@2"), SnapshotRecord(A2, 2, 2, "a2@2")]
+        with raises_exactly(StoreError, "before the head"):
+            store.archive(4, base)
+        with raises_exactly(StoreError, "not 3"):
+            store.archive(3, base)
+        assert store.archive(2, base) == 2
+        with store.reader() as r:
+            assert r.head() == 4
+            assert [e.position for e in r.events_after(0, 10)] == [3, 4]
+            assert sorted(r.links({A1: (0, 4)})) == sorted(
+                [Link(3, A1, 0), Link(3, A2, 0), Link(4, A1, 0), Link(4, A2, 0)]
+            )
+            assert [s.position for s in r.snapshots([A1], 10)[A1]] == [2]
+            assert r.meta("archived_until") == "2"
+        with raises_exactly(ArchivedRangeError, r"positions 1\.\.2 were archived"):
+            next(store.read_log())
+        assert [e.event.position for page in store.read_log(after=2) for e in page] == [3, 4]
+        # newer snapshots never trim the base away, and dropping snapshots keeps it
+        store.write_snapshots([SnapshotRecord(A1, 3, 3, "x"), SnapshotRecord(A1, 4, 4, "y")], 1)
+        with store.reader() as r:
+            assert [s.position for s in r.snapshots([A1], 10)[A1]] == [4, 2]
+        assert store.drop_snapshots() == 1
+        assert store.drop_snapshots([A2]) == 0
+        with store.reader() as r:
+            assert {k: [s.data for s in v] for k, v in r.snapshots([A1, A2], 10).items()} == {
+                A1: ["a1@2"],
+                A2: ["a2@2"],
+            }
+        assert store.append([ev((A1, 0))], {A1: 4}) == [5]
+        with raises_exactly(StoreError, "must be after the archived"):
+            store.archive(2, [])
 
     # ------------------------------------------------------------------ log
 
