@@ -166,3 +166,77 @@ def test_archive_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> Non
             engine.load(Account, 0, at=7)
     with Engine.open(url, archive=tmp_path / "pg.jsonl.gz") as engine:
         assert engine.load(Account, 0, at=7) == before
+
+
+def test_verify_checks_an_archived_log_from_its_cut(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    with Engine.open(url) as engine:
+        for n in range(6):
+            engine.fire(Deposited(account_id=n % 2, amount=n + 1))
+            engine.fire(Transferred(source_id=n % 2, target_id=1 - n % 2, amount=1))
+            engine.commit()
+        engine.archive(before=6, to=tmp_path / "old.jsonl.gz")
+        engine.snapshot()
+        report = engine.verify(apps=["playthrough.examples.bank"])
+        assert report.ok, report.to_text()
+        assert report.start == 5
+        assert report.snapshots.checked == 3  # the set at the head; the base is the start
+        assert report.determinism.ran and not report.determinism.mismatches
+        with pytest.raises(ArchivedRangeError, match="snapshot-free rebuild"):
+            engine.verify(sample=1)
+        # a wrong snapshot after the cut is still caught
+        head = engine.head()
+        with engine.store._transaction("BEGIN IMMEDIATE") as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                "UPDATE pt_snapshots SET data = replace(data, '\"balance\":', '\"balance\":9') "
+                "WHERE position = ? AND state_type = 'bank.Account'",
+                (head,),
+            )
+        bad = engine.verify(determinism=False)
+        assert not bad.ok
+        assert bad.snapshots.mismatches
+
+
+def test_the_cli_archives(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "bank.db"
+    with Engine.open(f"sqlite:///{db}") as engine:
+        for n in range(5):
+            engine.fire(Deposited(account_id=1, amount=n + 1))
+            engine.commit()
+    command = [sys.executable, "-m", "playthrough._cli", "archive", f"sqlite:///{db}"]
+    env = {**os.environ, "CI": "1"}
+    done = subprocess.run(
+        [
+            *command,
+            "--before",
+            "4",
+            "--to",
+            str(tmp_path / "a.jsonl.gz"),
+            "--app",
+            "playthrough.examples.bank",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "archived 3 events (0, 3]" in done.stdout
+    bad = subprocess.run(
+        [*command, "--before", "yesterday", "--to", str(tmp_path / "b.jsonl.gz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 2 and "neither a position nor an ISO date" in bad.stderr
+    with Engine.open(f"sqlite:///{db}") as engine:
+        assert engine.load(Account, 1).balance == 15
+        with pytest.raises(ArchivedRangeError):
+            engine.load(Account, 1, at=2)
+    with Engine.open(f"sqlite:///{db}", archive=tmp_path / "a.jsonl.gz") as engine:
+        assert engine.load(Account, 1, at=2).balance == 3
