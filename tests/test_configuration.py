@@ -122,3 +122,17 @@ def test_a_garbage_collected_engine_with_pending_events_warns() -> None:
     with pytest.warns(ResourceWarning, match="pending event never committed"):
         del engine
         gc.collect()
+
+
+def test_the_readme_table_lists_every_option() -> None:
+    import re
+
+    from playthrough._engine import ENGINE_OPTIONS
+    from playthrough._stores import store_options
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("| option | default | what it does |")[1].split("\n\n")[0]
+    listed = set(
+        re.findall(r"`(\w+)`", "\n".join(row.split("|")[1] for row in table.splitlines()[2:]))
+    )
+    assert listed == {*ENGINE_OPTIONS, *store_options("sqlite"), *store_options("postgresql")}
