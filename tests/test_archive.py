@@ -180,7 +180,8 @@ def test_verify_checks_an_archived_log_from_its_cut(tmp_path: Path) -> None:
         report = engine.verify(apps=["playthrough.examples.bank"])
         assert report.ok, report.to_text()
         assert report.start == 5
-        assert report.snapshots.checked == 3  # the set at the head; the base is the start
+        # the set at the head and the heads values; the base at the cut is the start
+        assert report.snapshots.checked == 6
         assert report.determinism.ran and not report.determinism.mismatches
         with pytest.raises(ArchivedRangeError, match="snapshot-free rebuild"):
             engine.verify(sample=1)

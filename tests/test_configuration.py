@@ -127,7 +127,7 @@ def test_a_garbage_collected_engine_with_pending_events_warns() -> None:
 def test_the_readme_table_lists_every_option() -> None:
     import re
 
-    from playthrough._engine import ENGINE_OPTIONS
+    from playthrough._engine import _ENGINE_OPTIONS as ENGINE_OPTIONS
     from playthrough._stores import store_options
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -90,7 +90,8 @@ def test_snapshot_sets_are_info(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_a_rewind_is_logged_naming_the_rewound_state(caplog: pytest.LogCaptureFixture) -> None:
-    with Engine.open("sqlite://") as engine:
+    # without heads values, so the load plans and plays
+    with Engine.open("sqlite://", head_values=False) as engine:
         engine.fire(Deposited(account_id=1, amount=10))
         engine.fire(Deposited(account_id=2, amount=10))
         engine.fire(Transferred(source_id=1, target_id=2, amount=3))
@@ -106,7 +107,8 @@ def test_a_rewind_is_logged_naming_the_rewound_state(caplog: pytest.LogCaptureFi
 
 
 def test_plain_loads_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with Engine.open("sqlite://") as engine:
+    # without heads values, so the load plans and plays
+    with Engine.open("sqlite://", head_values=False) as engine:
         engine.fire(Deposited(account_id=1, amount=10))
         engine.commit()
         engine.refresh()
@@ -119,7 +121,8 @@ def test_loads_that_play_many_events_are_info(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pt_logging, "MANY_EVENTS", 3)
-    with Engine.open("sqlite://") as engine:
+    # without heads values, so the load plans and plays
+    with Engine.open("sqlite://", head_values=False) as engine:
         for _ in range(4):
             engine.fire(Deposited(account_id=1, amount=1))
         engine.commit()

@@ -18,6 +18,7 @@ from playthrough import Engine, Event, EventRejected, SchemaVersionError, Transf
 from playthrough._model import key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import LinkedEntry, Store
+from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._transfer import FORMAT_VERSION
 from playthrough.examples.bank import Account, Deposited, Ledger, Transferred
 from playthrough.testing import reference_states
@@ -59,7 +60,7 @@ def test_the_export_format_has_a_header_events_and_a_trailer() -> None:
     assert header == {
         "format": "playthrough-log",
         "version": FORMAT_VERSION,
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "after": 0,
         "until": 4,
     }
@@ -146,7 +147,10 @@ def test_a_newer_format_or_schema_is_refused() -> None:
         bank_history(source)
         data = exported(source)
     newer_format = data.replace(b'"version":1', b'"version":99', 1)
-    newer_schema = data.replace(b'"schema_version":1', b'"schema_version":99', 1)
+    newer_schema = data.replace(
+        f'"schema_version":{SCHEMA_VERSION}'.encode(), b'"schema_version":99', 1
+    )
+    assert newer_schema != data
     with Engine.open("sqlite://") as target:
         with pytest.raises(TransferError, match="format version 99"):
             target.import_log(io.BytesIO(newer_format))

@@ -427,7 +427,8 @@ class SQLiteStore(Store):
             count += len(batch)
             self.statements += 1
             conn.execute(
-                "INSERT INTO pt_heads SELECT state_type, state_id, max(position) FROM pt_links "
+                "INSERT INTO pt_heads (state_type, state_id, last_position) "
+                "SELECT state_type, state_id, max(position) FROM pt_links "
                 "WHERE position > ? GROUP BY state_type, state_id "
                 "ON CONFLICT (state_type, state_id) "
                 "DO UPDATE SET last_position = excluded.last_position",
