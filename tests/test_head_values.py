@@ -417,7 +417,7 @@ def test_engine_open_closes_the_store_it_opened() -> None:
 
 @pytest.mark.parametrize("where", ["memory", "file"])
 def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
-    url = None if where == "memory" else f"sqlite:///{tmp_path / 't.db'}"
+    url = "sqlite://" if where == "memory" else f"sqlite:///{tmp_path / 't.db'}"
     store = playthrough.connect(url)
     errors: list[BaseException] = []
 

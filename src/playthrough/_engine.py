@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from . import _logging
+from . import _logging, _telemetry
 from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._errors import (
     ConcurrencyError,
@@ -571,6 +571,7 @@ class Engine:
             raise PlaythroughError("commit or discard pending events before a replay")
         with self.store.reader() as reader:
             refuse_archived(reader, 0, "a full replay")
+        started = time.perf_counter()
         report = full_replay(
             self.store,
             snapshot_history=self.coordinator.history,
@@ -580,7 +581,7 @@ class Engine:
             resume=resume,
         )
         self._repository.clear()
-        _logging.replayed(report)
+        _logging.replayed(report, time.perf_counter() - started)
         return report
 
     def fill_head_values(
@@ -649,7 +650,8 @@ class Engine:
         """
         from ._verify import verify
 
-        return verify(
+        started = time.perf_counter()
+        report = verify(
             self.store,
             self.reconstitutor,
             sync_check=self.snapshot_sync,
@@ -666,6 +668,12 @@ class Engine:
             clock=clock,
             determinism=determinism,
         )
+        _telemetry.span(
+            "verify",
+            time.perf_counter() - started,
+            {"ok": report.ok, "head": report.head, "snapshots_checked": report.snapshots.checked},
+        )
+        return report
 
     # ------------------------------------------------------------------ archival
 

@@ -1,5 +1,7 @@
 """The ``playthrough`` logger: what the engine did, with structured ``extra`` fields.
 
+Each function also feeds OpenTelemetry (``_telemetry``), a no-op without the extra.
+
 Silent by default (a NullHandler, as a library should); an application turns
 it on with ``logging.getLogger("playthrough").setLevel(...)`` and a handler.
 Every record carries its facts as attributes (``record.event_count``, ...) so
@@ -18,6 +20,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from . import _telemetry
+
 if TYPE_CHECKING:
     from ._reconstitution import Plan
     from ._replay import ReplayReport
@@ -30,7 +34,10 @@ MANY_EVENTS = 1000
 
 
 def committed(positions: Sequence[int], seconds: float) -> None:
-    if positions and logger.isEnabledFor(logging.DEBUG):
+    if not positions:
+        return
+    _telemetry.committed(len(positions), positions[0], positions[-1], seconds)
+    if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "committed %d event(s) at positions %d..%d in %.2f ms",
             len(positions),
@@ -47,6 +54,7 @@ def committed(positions: Sequence[int], seconds: float) -> None:
 
 
 def conflict(event_count: int, error: BaseException) -> None:
+    _telemetry.conflict()
     logger.warning(
         "commit of %d event(s) refused: %s",
         event_count,
@@ -79,6 +87,7 @@ def handler_failed(event_type: str, hook: str, position: int | None, error: Base
 def loaded(plan: Plan, seconds: float) -> None:
     """A load worth a line: it rewound a state or played many events."""
     rewound = plan.rewound
+    _telemetry.loaded(plan.events_played, len(plan.states), plan.at, len(rewound), seconds)
     many = plan.events_played >= MANY_EVENTS
     if not (rewound or many) or not logger.isEnabledFor(logging.INFO):
         return
@@ -114,6 +123,7 @@ def loaded(plan: Plan, seconds: float) -> None:
 
 
 def snapshot_set(position: int, state_count: int, seconds: float) -> None:
+    _telemetry.snapshot_set(position, state_count, seconds)
     logger.info(
         "wrote a snapshot set of %d state(s) at position %d in %.1f ms",
         state_count,
@@ -123,7 +133,12 @@ def snapshot_set(position: int, state_count: int, seconds: float) -> None:
     )
 
 
-def replayed(report: ReplayReport) -> None:
+def replayed(report: ReplayReport, seconds: float) -> None:
+    _telemetry.span(
+        "replay",
+        seconds,
+        {"events_played": report.played, "position": report.position},
+    )
     logger.info(
         "full replay played %d event(s) up to position %d (resumed from %d), "
         "wrote %d snapshot set(s), held at most %d state(s)",
