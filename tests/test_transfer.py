@@ -372,3 +372,18 @@ def test_event_lines_are_exactly_what_json_would_write() -> None:
     with Engine.open("sqlite://") as target:
         target.import_log(io.BytesIO(data))
         assert target.load(Tagged, odd).text == odd
+
+
+def test_export_and_import_report_progress() -> None:
+    seen: list[tuple[str, int, int]] = []
+    with Engine.open("sqlite://") as source:
+        bank_history(source)
+        out = io.BytesIO()
+        source.export(out, progress=lambda done, total: seen.append(("export", done, total)))
+    with Engine.open("sqlite://") as target:
+        target.import_log(
+            io.BytesIO(out.getvalue()),
+            progress=lambda done, total: seen.append(("import", done, total)),
+        )
+    assert seen[-1] == ("import", 4, 4)
+    assert ("export", 4, 4) in seen
