@@ -23,10 +23,13 @@ import importlib
 import typing
 import warnings
 
+from ._archive import ArchiveReport
 from ._connect import connect
 from ._engine import Engine
 from ._errors import (
+    ArchivedRangeError,
     ConcurrencyError,
+    ConfigurationError,
     DecodeError,
     DefinitionError,
     EventRejected,
@@ -37,6 +40,7 @@ from ._errors import (
     SchemaVersionError,
     StateCompleted,
     StoreError,
+    TransferError,
     UnknownTypeError,
 )
 from ._model import Event, SingletonState, State, StateKey, state_id
@@ -47,11 +51,15 @@ from ._replay import ReplayReport
 from ._scheduling import ScheduledEvent
 from ._snapshots import OutOfSync, SyncReport
 from ._stores._base import Completion
+from ._transfer import TransferReport
 from ._verify import VerifyReport
 
 __all__ = [
+    "ArchivedRangeError",
+    "ArchiveReport",
     "Completion",
     "ConcurrencyError",
+    "ConfigurationError",
     "DecodeError",
     "DefinitionError",
     "Engine",
@@ -74,6 +82,8 @@ __all__ = [
     "StateKey",
     "StoreError",
     "SyncReport",
+    "TransferError",
+    "TransferReport",
     "UnknownTypeError",
     "VerifyReport",
     "connect",
