@@ -210,3 +210,19 @@ def test_scheduled_events_keep_personal_fields_sealed_until_due(tmp_path: Path) 
     assert [r.status for r in engine.run_due()] == ["fired", "fired"]
     assert engine.load(Customer, 1).name == "Ada"
     assert engine.load(Customer, 2).name == FORGOTTEN
+
+
+def test_forgetting_keeps_an_archives_base_snapshots(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    engine.fire(Registered(customer_id=1, name="Ada", email="a@x"))
+    engine.fire(Ordered(customer_id=1, amount=5, note="n"))
+    engine.fire(Ordered(customer_id=1, amount=7, note="m"))
+    engine.commit()
+    before = engine.load(Customer, 1)
+    engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
+    assert engine.forget(1)
+    after = Engine(engine.store).load(Customer, 1)  # from the kept base snapshot at the cut
+    assert (after.orders, after.spent, after.luck) == (before.orders, before.spent, before.luck)
+    with engine.store.reader() as reader:
+        [kept] = reader.events_after(2, 10)  # the hot log after the cut
+    assert FORGOTTEN in kept.data and '"amount":7' in kept.data
