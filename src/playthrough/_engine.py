@@ -31,7 +31,9 @@ from ._serialization import decode, encode_event, encode_state
 from ._slots import fired_data, mark_fired, set_data, set_last_event_id, set_position, unfire
 from ._snapshots import SnapshotCoordinator, SyncReport
 from ._stores import NewEvent, Store, open_store
+from ._stores._base import HeadValue
 from ._values import current_states, write_back
+from ._versions import fingerprint
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -384,7 +386,7 @@ class Engine:
         keys = list(self._pending_keys)
         try:
             expected = {}
-            values: dict[StateKey, str] | None = {} if self.head_values else None
+            values: dict[StateKey, HeadValue] | None = {} if self.head_values else None
             for k in keys:
                 state = self._repository.get(k)
                 if state is None:
@@ -393,7 +395,8 @@ class Engine:
                 if values is not None:
                     # The live state after the whole batch: exact once the heads
                     # check passes, so its value rides in the same statement.
-                    values[k] = encode_state(state)
+                    cls = type(state)
+                    values[k] = HeadValue(encode_state(state), cls._pt_version, fingerprint(cls))
             rows = []
             for event in batch:
                 b = binding(event)
@@ -406,6 +409,7 @@ class Engine:
                         links=tuple(zip(b.touched, b.groups, strict=True)),
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
+                        version=type(event)._pt_version,
                     )
                 )
             positions = self.store.append(rows, expected, values)

@@ -36,6 +36,7 @@ from ._model import State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
+from ._upcasting import snapshot_problem
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -54,6 +55,8 @@ class StatePlan:
     snapshot: SnapshotRecord | None = None
     newest_snapshot: int | None = None
     event_count: int = 0  # how many events this state plays
+    # Stored snapshots a load must not use (position, why): planned as if absent.
+    skipped: list[tuple[int, str]] = attrs.Factory(list)
 
     @property
     def events(self) -> int:
@@ -130,6 +133,8 @@ class Plan:
             if key not in self.targets:
                 pulls = ", ".join(f"event {p} of {src}" for src, p in sorted(self.why(key))[:3])
                 line += f"; needed as of {sp.needed_from} by {pulls}"
+            for position, why in sp.skipped:
+                line += f"; snapshot at {position} NOT USED: {why}"
             if sp.rewound:
                 line += (
                     f"; REWOUND: its newest snapshot (at {sp.newest_snapshot}) is past "
@@ -144,6 +149,27 @@ class Plan:
 
     def __str__(self) -> str:
         return self.explain()
+
+
+def usable_snapshots(
+    history: list[SnapshotRecord], skipped: list[tuple[int, str]] | None = None
+) -> list[SnapshotRecord]:
+    """The snapshots a load may start from; the others go to ``skipped`` with the reason.
+
+    A snapshot whose version has no upcaster path, or whose class shape changed
+    without a version bump, is never used: the plan is made as if it did not exist.
+    """
+    out = history
+    for i, record in enumerate(history):
+        problem = snapshot_problem(record)
+        if problem is not None:
+            if out is history:
+                out = list(history[:i])
+            if skipped is not None:
+                skipped.append((record.position, problem))
+        elif out is not history:
+            out.append(record)
+    return out
 
 
 def _starting_snapshot(history: list[SnapshotRecord], needed_from: int) -> SnapshotRecord | None:
@@ -208,7 +234,8 @@ class StateReconstitutor:
             if new and use_snapshots:
                 found = reader.snapshots(new, at)
                 for k in new:
-                    snaps[k] = found.get(k, [])
+                    history = found.get(k)
+                    snaps[k] = usable_snapshots(history, states[k].skipped) if history else []
             else:
                 for k in new:
                     snaps[k] = []

@@ -14,7 +14,16 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import attrs
 
 from .._errors import StoreError
-from ._base import Link, LogEntry, NewEvent, SnapshotRecord, Store, StoredEvent, StoreReader
+from ._base import (
+    Link,
+    LogEntry,
+    NewEvent,
+    SnapshotRecord,
+    Store,
+    StoredEvent,
+    StoreReader,
+    TypeVersions,
+)
 from .sqlite import SQLiteStore
 
 __all__ = [
@@ -27,6 +36,7 @@ __all__ = [
     "StoreReader",
     "StoreURL",
     "StoredEvent",
+    "TypeVersions",
     "open_store",
     "parse_store_url",
     "sqlite_url",
