@@ -11,6 +11,8 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
 - ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and the sync check
 - ``_engine``: Engine, which ties them together
+- ``_versions``: class versions, aliases and fingerprints, checked at class definition
+- ``_upcasting``: reading old rows: upcaster chains, strict decoding, unusable snapshots
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
 """
@@ -31,6 +33,7 @@ from ._errors import (
     ReconstitutionError,
     SchemaVersionError,
     StoreError,
+    UnknownKeysError,
     UnknownTypeError,
 )
 from ._model import Event, SingletonState, State, StateKey, state_id
@@ -59,6 +62,7 @@ __all__ = [
     "StateKey",
     "StoreError",
     "SyncReport",
+    "UnknownKeysError",
     "UnknownTypeError",
     "VerifyReport",
     "connect",
