@@ -819,6 +819,8 @@ class PostgresStore(Store):
                         [r.position for r in rows],
                         [r.last_event_id for r in rows],
                         [r.data for r in rows],
+                        [r.version for r in rows],
+                        [r.fingerprint for r in rows],
                     ),
                 )
                 conn.execute(self._sql(_SNAPSHOTS_TRIM), (*_key_arrays(keys), keep))
