@@ -90,7 +90,7 @@ def _define(world: str) -> dict[str, type]:
             def upcast_v1(data: dict[str, Any]) -> dict[str, Any]:
                 return {**data, "amount": data["amount"] * 100}
 
-            def apply(self, wallet: Wallet) -> None:
+            def apply(self, wallet: Any) -> None:
                 wallet.cents += self.amount
                 wallet.deposits += 1
 
@@ -106,7 +106,7 @@ def _define(world: str) -> dict[str, type]:
                 data["cents"] = data.pop("amount") * 100
                 return data
 
-            def apply(self, source: Wallet, target: Wallet) -> None:
+            def apply(self, source: Any, target: Any) -> None:
                 moved = min(self.cents, source.cents)
                 source.cents -= moved
                 target.cents += moved
@@ -192,7 +192,8 @@ def activate(world: str) -> dict[str, type]:
     """Make ``world``'s classes the registered ones; returns them by role."""
     _forget()
     classes = _DEFINED[world]
-    for cls in classes.values():
+    for found in classes.values():
+        cls: Any = found
         table: dict[str, Any] = registry.states if issubclass(cls, State) else registry.events
         for name in (cls._pt_type_name, *cls._pt_aliases):
             table[name] = cls

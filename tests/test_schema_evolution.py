@@ -33,7 +33,7 @@ from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._versions import fingerprint
 
 
-def forget(*classes: type) -> None:
+def forget(*classes: type[State] | type[Event]) -> None:
     """Unregister classes (names and aliases), as if their code had been deleted."""
     for cls in classes:
         table: dict[str, Any] = registry.states if issubclass(cls, State) else registry.events
@@ -278,7 +278,7 @@ def test_a_name_claimed_twice_is_refused_at_definition() -> None:
     assert "se.Thief" not in registry.events and "se.Thief2" not in registry.events
     with pytest.raises(DefinitionError, match="tuple of names"):
 
-        class Bad(Event, type_name="se.Bad", aliases="se.Old"):  # type: ignore[arg-type]
+        class Bad(Event, type_name="se.Bad", aliases="se.Old"):
             pass
 
     with pytest.raises(DefinitionError, match="its own type name"):
@@ -286,6 +286,12 @@ def test_a_name_claimed_twice_is_refused_at_definition() -> None:
         class Bad2(Event, type_name="se.Bad2", aliases=("se.Bad2",)):
             pass
 
+    with pytest.raises(DefinitionError, match=r"State takes no aliases=.*type_name='se.Old'"):
+
+        class Renamed(State, type_name="se.NewName", aliases=("se.Old",)):
+            pass
+
+    assert "se.NewName" not in registry.states
     forget(Holder)
 
 
@@ -458,7 +464,7 @@ def test_a_snapshot_of_a_changed_class_is_not_used_and_explain_and_verify_say_wh
             text = plan.explain()
             assert "snapshot at 2 NOT USED" in text and "without a version bump" in text
             assert plan.states[key_of(counter2, 1)].start == 0
-            state = fresh.load(counter2, 1)
+            state: Any = fresh.load(counter2, 1)
             assert (state.n, state.doubled) == (3, 6)  # exact: replayed from blank
             report = fresh.verify()
             assert report.ok  # nothing is wrong, a shortcut is unused
@@ -582,3 +588,32 @@ def test_a_version_1_postgres_store_is_upgraded_on_open(pg_url: str, pg_schema: 
         ]
     with Engine(PostgresStore(pg_url, schema=pg_schema)) as engine:
         assert engine.load(Counter, 1).n == 3
+
+
+def test_an_upcaster_that_makes_an_old_event_touch_another_state_is_refused() -> None:
+    """Links are written once, at commit: an upcast event touching a new state is loud."""
+    with Engine.open() as engine:
+        write_old_deposit(engine, "se.Split", cents=4)
+
+        @attrs.define
+        class Split(Event, type_name="se.Split", version=2):
+            purse_id: int = state_id(Purse)
+            counter_id: int = state_id(Counter)
+            cents: int = 0
+
+            @staticmethod
+            def upcast_v1(data: dict[str, Any]) -> dict[str, Any]:
+                return {**data, "counter_id": data["purse_id"]}
+
+            def apply(self, purse: Purse, counter: Counter) -> None:
+                purse.cents += self.cents
+                counter.n += 1
+
+        report = engine.verify()
+        assert not report.ok
+        (error,) = report.errors
+        assert "'se.Split' at position 1" in error and "se.Counter(1)" in error
+        assert "did not touch when it was written" in error
+        with pytest.raises(DecodeError, match=r"'se.Split' at position 1: upcast from version 1"):
+            engine.replay()
+        forget(Split)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -51,7 +52,10 @@ def _restore_registry() -> Iterator[None]:
     activate("new")  # leave one consistent world registered for other tests
 
 
-def write_phase(engine: Engine, world: str, ops: list[tuple], model: dict[int, list[int]]) -> None:
+Op = tuple[Any, ...]
+
+
+def write_phase(engine: Engine, world: str, ops: list[Op], model: dict[int, list[int]]) -> None:
     classes = activate(world)
     for item in ops:
         kind = item[0]
@@ -82,7 +86,7 @@ def upcast_log(store: Store) -> list[Event]:
         return [decode_event(e) for e in reader.events_after(0, 10**9)]
 
 
-def check(store: Store, final: str, phase_ops: list[list[tuple]], travel: list[float]) -> None:
+def check(store: Store, final: str, phase_ops: list[list[Op]], travel: list[float]) -> None:
     model = {w: [0, 0] for w in range(WALLETS)}
     for world, ops in zip(("old", "mid", final), phase_ops, strict=True):
         # A deploy: a new process (engine) with the new code. Engines here share one
@@ -98,18 +102,16 @@ def check(store: Store, final: str, phase_ops: list[list[tuple]], travel: list[f
         reference = reference_states(log, upto=at)
         engine = Engine(store)  # fresh: no identity map, every load is planned
         for w in range(WALLETS):
-            state = engine.load(wallet, w) if at == head else engine.load(wallet, w, at=at)
+            state: Any = engine.load(wallet, w) if at == head else engine.load(wallet, w, at=at)
             ref = reference.get(key_of(wallet, w))
             expected = encode_state(ref if ref is not None else wallet())
             assert encode_state(state) == expected, (w, at)
             if at == head:
                 assert (state.cents, state.deposits) == (model[w][0] * 100, model[w][1])
                 if final == "stale":
-                    assert state.deposited == sum(
-                        e.cents
-                        for e in log
-                        if type(e).__name__ == "NewDeposited" and e.wallet_id == w
-                    )
+                    deposits: list[Any] = [e for e in log if type(e).__name__ == "NewDeposited"]
+                    mine = [e.cents for e in deposits if e.wallet_id == w]
+                    assert state.deposited == sum(mine)
 
 
 @settings(
@@ -123,7 +125,7 @@ def check(store: Store, final: str, phase_ops: list[list[tuple]], travel: list[f
     travel=st.lists(st.floats(0, 1), max_size=2),
 )
 def test_old_histories_load_like_a_replay_of_the_upcast_log(
-    final: str, phase_ops: list[list[tuple]], travel: list[float]
+    final: str, phase_ops: list[list[Op]], travel: list[float]
 ) -> None:
     check(SQLiteStore(":memory:"), final, phase_ops, travel)
 

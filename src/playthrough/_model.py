@@ -188,6 +188,15 @@ class State:
                     f"{cls.__qualname__}.{reserved}: the name is reserved by playthrough"
                 )
         name = _type_name_for(cls, type_name)
+        if aliases:
+            # Links, heads and snapshots are keyed by the state's type name: rows under an
+            # old name would be invisible to loads (a blank state, silently). A renamed
+            # class keeps its stored name instead, which costs nothing.
+            raise DefinitionError(
+                f"{cls.__qualname__}: a State takes no aliases= (its stored rows are keyed "
+                f"by its type name); to rename the class keep the stored name: "
+                f"`class {cls.__name__}(State, type_name={next(iter(aliases))!r})`"
+            )
         _register(cls, name, version, aliases, registry.states, "State")
 
     @property

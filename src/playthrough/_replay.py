@@ -126,7 +126,7 @@ def full_replay(
             if dropped:
                 restart(dropped, stored.position)
             peak = max(peak, len(states))
-            player.play(decode_event(stored), stored.position, keys)
+            player.play(decode_event(stored, keys), stored.position, keys)
             played += 1
             since += 1
             position = stored.position

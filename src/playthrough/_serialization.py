@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -129,13 +129,15 @@ def blank_for(key: StateKey) -> State:
     return blank_state(registry.state_class(key.type), decode_id(key.id))
 
 
-def decode_event(stored: StoredEvent) -> Event:
+def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None) -> Event:
     """A stored event as an object, with its position, JSON, cause and time.
 
     Hot path: a row at its class's current version decodes with the cached hook.
     Anything else (an older version, an unknown type, a failure) takes the slow
     path in ``_upcasting``, which runs the upcasters and raises errors naming the
-    type, the position and the keys.
+    type, the position and the keys. ``linked``: every state the store linked the
+    event to when it was written; an upcast event that touches another one is refused
+    (its links cannot change, so loads of that state would never see it).
     """
     cls = registry.events.get(stored.type)
     event: Event | None = None
@@ -148,7 +150,7 @@ def decode_event(stored: StoredEvent) -> Event:
     if event is None:
         from ._upcasting import read_event  # it imports this module
 
-        event, upcast = read_event(stored)
+        event, upcast = read_event(stored, linked)
     mark_stored(
         event,
         position=stored.position,

@@ -21,12 +21,13 @@ reconstitutor compares one int and decodes with the cached cattrs hook.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 import cattrs
 
 from ._errors import DecodeError, UnknownKeysError
-from ._model import Event, State, decode_id, registry
+from ._model import Event, State, StateKey, decode_id, registry, touched_keys
 from ._serialization import converter
 from ._slots import mark_state
 from ._stores import SnapshotRecord, StoredEvent
@@ -95,7 +96,9 @@ def _structure(cls: type, data: Any, type_name: str, position: int, what: str, v
         raise DecodeError(f"cannot decode {what}: {detail}") from exc
 
 
-def read_event(stored: StoredEvent) -> tuple[Event, bool]:
+def read_event(
+    stored: StoredEvent, linked: Collection[StateKey] | None = None
+) -> tuple[Event, bool]:
     """Decode a stored event on the slow path: upcast, strict, errors naming type and position.
 
     Returns the event and whether its payload was upcast (its stored JSON is
@@ -118,6 +121,16 @@ def read_event(stored: StoredEvent) -> tuple[Event, bool]:
     if version < current:
         data = _upcast(cls, data, version, current, what)
     event: Event = _structure(cls, data, stored.type, stored.position, what, version)
+    if linked is not None and version != current:
+        extra = [k for k in touched_keys(event) if k not in linked]
+        if extra:
+            raise DecodeError(
+                f"cannot decode {what}: upcast from version {version}, it touches "
+                f"{', '.join(map(str, extra[:5]))}, which it did not touch when it was "
+                "written; the store links each event to its states once, at commit, so "
+                "loads of those states would never see it. An upcaster must not make an "
+                "old event touch other states (see docs/schema-evolution.md, split a state)"
+            )
     return event, version != current
 
 
