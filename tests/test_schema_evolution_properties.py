@@ -44,6 +44,12 @@ op = st.one_of(
     st.tuples(st.just("commit")),
 )
 phases = st.lists(st.lists(op, max_size=12), min_size=3, max_size=3)
+# Also run against PostgreSQL in test_postgres_engine.py.
+HISTORIES = {
+    "final": st.sampled_from(["new", "stale"]),
+    "phase_ops": phases,
+    "travel": st.lists(st.floats(0, 1), max_size=2),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -119,11 +125,7 @@ def check(store: Store, final: str, phase_ops: list[list[Op]], travel: list[floa
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(
-    final=st.sampled_from(["new", "stale"]),
-    phase_ops=phases,
-    travel=st.lists(st.floats(0, 1), max_size=2),
-)
+@given(**HISTORIES)
 def test_old_histories_load_like_a_replay_of_the_upcast_log(
     final: str, phase_ops: list[list[Op]], travel: list[float]
 ) -> None:
