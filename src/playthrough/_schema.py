@@ -140,11 +140,11 @@ class RewriteReport:
         return attrs.asdict(self)
 
 
-def _outdated(record: SnapshotRecord) -> bool:
-    cls = registry.states.get(record.key.type)
+def _outdated(type_name: str, version: int, mark: str | None) -> bool:
+    cls = registry.states.get(type_name)
     if cls is None:
         return False  # reported by ``schema``; nothing here can write it
-    return record.version != cls._pt_version or record.fingerprint != fingerprint(cls)
+    return version != cls._pt_version or mark != fingerprint(cls)
 
 
 def rewrite_snapshots(
@@ -163,7 +163,21 @@ def rewrite_snapshots(
     running it again after an interruption continues with what is left.
     """
     with store.reader() as reader:
-        todo = [(r.key, r.position) for r in reader.iter_snapshots() if _outdated(r)]
+        groups = reader.snapshot_versions()  # counted by the database
+        stale = {
+            (g.type, g.version, g.fingerprint)
+            for g in groups
+            if _outdated(g.type, g.version, g.fingerprint)
+        }
+        todo = (
+            [
+                (r.key, r.position)
+                for r in reader.iter_snapshots()
+                if (r.key.type, r.version, r.fingerprint) in stale
+            ]
+            if stale
+            else []
+        )
     reconstitutor = StateReconstitutor()
     upcast = rebuilt = 0
     for start in range(0, len(todo), batch):
