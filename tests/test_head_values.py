@@ -24,7 +24,7 @@ from playthrough._cli import main
 from playthrough._model import StateKey, key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import SnapshotRecord, SQLiteStore, Store
-from playthrough._stores._base import HeadRow
+from playthrough._stores._base import SCHEMA_VERSION, HeadRow
 from playthrough.testing import reference_states, stored_events
 
 from .domain import Bump, Feed, Hub, Node, Swap
@@ -56,7 +56,7 @@ def heads_of(store: SQLiteStore) -> dict[StateKey, tuple[int, str | None, int | 
             StateKey(t, i)
             for t, i in store._conn.execute("SELECT state_type, state_id FROM pt_heads")
         ]
-        return {k: tuple(row) for k, row in reader.heads(keys).items()}  # type: ignore[misc]
+        return {k: tuple(row)[:3] for k, row in reader.heads(keys).items()}  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------- properties
@@ -461,8 +461,17 @@ def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
 def _as_version_1(path: Path) -> None:
     """Turn a store file into what schema version 1 wrote (no value columns)."""
     conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE pt_heads DROP COLUMN value")
-    conn.execute("ALTER TABLE pt_heads DROP COLUMN value_position")
+    for table, column in [
+        ("pt_heads", "value"),
+        ("pt_heads", "value_position"),
+        # schema version 3 (schema evolution)
+        ("pt_heads", "value_version"),
+        ("pt_heads", "value_fingerprint"),
+        ("pt_events", "version"),
+        ("pt_snapshots", "version"),
+        ("pt_snapshots", "fingerprint"),
+    ]:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("UPDATE pt_meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
@@ -486,7 +495,7 @@ def test_a_version_1_store_is_upgraded_on_open_and_its_values_filled(tmp_path: P
     try:
         assert store._conn.execute(
             "SELECT value FROM pt_meta WHERE key = 'schema_version'"
-        ).fetchone() == ("2",)
+        ).fetchone() == (str(SCHEMA_VERSION),)
         truth = reference_states(committed)
         heads = heads_of(store)
         assert set(heads) == set(truth)

@@ -2,7 +2,9 @@
 
 Each test writes rows under an "old" class, then forgets it (as a deploy of new
 code does) and reads them under a "new" class registered under the same type
-name. Type names are unique per test (the registry is global).
+name. Type names are unique per test (the registry is global). Engines here
+keep no heads values (``head_values=False``), so loads decode the stored rows;
+``test_a_heads_value_of_a_changed_class_is_not_used`` covers the values.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def write_old_deposit(engine: Engine, type_name: str, **fields: Any) -> type[Eve
 
 
 def test_a_renamed_event_field_is_refused_naming_type_position_and_keys() -> None:
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         engine.fire(Deposit0(purse_id=2, cents=1))  # position 1: another event first
         engine.commit()
         write_old_deposit(engine, "se.Renamed", amount=40)  # position 2
@@ -78,7 +80,7 @@ def test_a_renamed_event_field_is_refused_naming_type_position_and_keys() -> Non
             def apply(self, purse: Purse) -> None:
                 purse.cents += self.cents
 
-        fresh = Engine(engine.store)
+        fresh = Engine(engine.store, head_values=False)
         with pytest.raises(UnknownKeysError) as caught:
             fresh.load(Purse, 1)
         error = caught.value
@@ -99,7 +101,7 @@ class Deposit0(Event, type_name="se.Deposit0"):
 
 
 def test_an_upcaster_that_consumes_the_old_key_reads_the_old_rows() -> None:
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         write_old_deposit(engine, "se.Upcast", amount=40)
 
         @attrs.define
@@ -118,14 +120,14 @@ def test_an_upcaster_that_consumes_the_old_key_reads_the_old_rows() -> None:
 
         engine.fire(Upcast(purse_id=1, cents=5))
         engine.commit()
-        assert Engine(engine.store).load(Purse, 1).cents == 4005
+        assert Engine(engine.store, head_values=False).load(Purse, 1).cents == 4005
         with engine.store.reader() as reader:
             assert [e.version for e in reader.events_after(0, 10)] == [1, 2]
         forget(Upcast)
 
 
 def test_a_field_added_with_a_default_reads_old_rows_with_the_default() -> None:
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         write_old_deposit(engine, "se.Added", cents=7)
 
         @attrs.define
@@ -137,7 +139,7 @@ def test_a_field_added_with_a_default_reads_old_rows_with_the_default() -> None:
             def apply(self, purse: Purse) -> None:
                 purse.cents += self.cents + self.bonus
 
-        assert Engine(engine.store).load(Purse, 1).cents == 10
+        assert Engine(engine.store, head_values=False).load(Purse, 1).cents == 10
         forget(Added)
 
 
@@ -152,7 +154,7 @@ def test_a_nested_unknown_key_is_named_by_its_path() -> None:
         purse_id: int = state_id(Purse)
         inner: Inner = attrs.Factory(Inner)
 
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         engine.store.append(
             [_raw("se.Nested", {"purse_id": 1, "inner": {"x": 1, "y": 2}, "z": 0})], {}
         )
@@ -177,7 +179,7 @@ def _raw(type_name: str, data: dict[str, Any], version: int = 1) -> Any:
 
 
 def test_an_event_written_by_newer_code_is_refused() -> None:
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         engine.store.append([_raw("se.Deposit0", {"purse_id": 1, "cents": 1}, version=4)], {})
         with pytest.raises(DecodeError, match=r"'se.Deposit0' at position 1.*version 4"):
             engine.load(Purse, 1)
@@ -204,11 +206,11 @@ def test_a_failing_or_bad_upcaster_is_named_with_the_type_and_position() -> None
         def upcast_v1(data: dict[str, Any]) -> Any:
             return [data]
 
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         engine.store.append([_raw("se.Fails", {"purse_id": 1})], {})
         with pytest.raises(DecodeError, match=r"'se.Fails' at position 1.*upcast_v2 raised"):
             engine.load(Purse, 1)
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         engine.store.append([_raw("se.NotADict", {"purse_id": 1})], {})
         with pytest.raises(DecodeError, match=r"'se.NotADict' at position 1.*returned list"):
             engine.load(Purse, 1)
@@ -224,22 +226,22 @@ def test_a_current_version_log_never_takes_the_upcasting_path(
     def refuse(*_: Any) -> Any:
         raise AssertionError("the slow path was taken")
 
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         for cents in (1, 2, 3):
             engine.fire(Deposit0(purse_id=1, cents=cents))
         engine.commit()
         monkeypatch.setattr(upcasting, "read_event", refuse)
-        assert Engine(engine.store).load(Purse, 1).cents == 6
+        assert Engine(engine.store, head_values=False).load(Purse, 1).cents == 6
         engine.store.append([_raw("se.Deposit0", {"purse_id": 1, "cents": 1}, version=2)], {})
         with pytest.raises(AssertionError, match="slow path"):
-            Engine(engine.store).load(Purse, 1)
+            Engine(engine.store, head_values=False).load(Purse, 1)
 
 
 # --------------------------------------------------------------------------- aliases
 
 
 def test_rows_stored_under_an_alias_decode_as_the_renamed_class() -> None:
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         write_old_deposit(engine, "se.MoneyIn", cents=40)
 
         @attrs.define
@@ -252,7 +254,7 @@ def test_rows_stored_under_an_alias_decode_as_the_renamed_class() -> None:
 
         engine.fire(Deposited(purse_id=1, cents=2))
         engine.commit()
-        assert Engine(engine.store).load(Purse, 1).cents == 42
+        assert Engine(engine.store, head_values=False).load(Purse, 1).cents == 42
         with engine.store.reader() as reader:
             assert [e.type for e in reader.events_after(0, 10)] == ["se.MoneyIn", "se.Deposited"]
         forget(Deposited)
@@ -387,7 +389,7 @@ def _counted(engine: Engine, times: int) -> None:
 
 
 def test_snapshots_store_the_version_and_fingerprint_of_their_class() -> None:
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         _counted(engine, 2)
         engine.snapshot()
         with engine.store.reader() as reader:
@@ -457,9 +459,9 @@ def _restore_counter() -> None:
 
 def test_a_snapshot_of_a_changed_class_is_not_used_and_explain_and_verify_say_why() -> None:
     try:
-        with Engine.open() as engine:
+        with Engine.open(head_values=False) as engine:
             counter2 = _reshaped_counter_store(engine)
-            fresh = Engine(engine.store)
+            fresh = Engine(engine.store, head_values=False)
             plan = fresh.explain(counter2, 1)
             text = plan.explain()
             assert "snapshot at 2 NOT USED" in text and "without a version bump" in text
@@ -478,7 +480,7 @@ def test_a_snapshot_of_a_changed_class_is_not_used_and_explain_and_verify_say_wh
 
 def test_a_snapshot_upcaster_leaving_an_unknown_key_is_refused_naming_it() -> None:
     try:
-        with Engine.open() as engine:
+        with Engine.open(head_values=False) as engine:
             _counted(engine, 2)
             engine.snapshot()
             forget(Counter, Count)
@@ -496,7 +498,7 @@ def test_a_snapshot_upcaster_leaving_an_unknown_key_is_refused_naming_it() -> No
                 counter_id: int = state_id(Counter3)
 
             with pytest.raises(UnknownKeysError) as caught:
-                Engine(engine.store).load(Counter3, 1)
+                Engine(engine.store, head_values=False).load(Counter3, 1)
             error = caught.value
             assert (error.type_name, error.position, error.keys) == ("se.Counter", 2, ("n",))
             assert "snapshot of se.Counter(1) at position 2" in str(error)
@@ -533,7 +535,7 @@ def test_a_version_1_sqlite_store_is_upgraded_on_open(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.executescript(_V1_SCHEMA)
     conn.close()
-    with Engine(SQLiteStore(str(path))) as engine:
+    with Engine(SQLiteStore(str(path)), head_values=False) as engine:
         with engine.store.reader() as reader:
             assert reader.meta("schema_version") == str(SCHEMA_VERSION)
             assert [e.version for e in reader.events_after(0, 10)] == [1, 1]
@@ -544,7 +546,9 @@ def test_a_version_1_sqlite_store_is_upgraded_on_open(tmp_path: Path) -> None:
         assert engine.load(Counter, 1).n == 2
         _counted(engine, 1)
         engine.snapshot()
-    with Engine(SQLiteStore(str(path))) as engine:  # reopening a version-2 store changes nothing
+    with Engine(
+        SQLiteStore(str(path)), head_values=False
+    ) as engine:  # reopening a version-2 store changes nothing
         assert engine.explain(Counter, 1).states[key_of(Counter, 1)].start == 3
         assert engine.load(Counter, 1).n == 3
 
@@ -570,7 +574,7 @@ def test_a_version_1_postgres_store_is_upgraded_on_open(pg_url: str, pg_schema: 
         conn.execute(
             f"INSERT INTO {s}.pt_snapshots VALUES ('se.Counter', '1', 1, 1, '{{\"n\":1}}')"
         )
-    with Engine(PostgresStore(pg_url, schema=pg_schema)) as engine:
+    with Engine(PostgresStore(pg_url, schema=pg_schema), head_values=False) as engine:
         with engine.store.reader() as reader:
             assert reader.meta("schema_version") == str(SCHEMA_VERSION)
             assert [e.version for e in reader.events_after(0, 10)] == [1, 1]
@@ -586,13 +590,13 @@ def test_a_version_1_postgres_store_is_upgraded_on_open(pg_url: str, pg_schema: 
             ("se.Counter", 1, fingerprint(Counter), 1),
             ("se.Counter", 1, None, 1),
         ]
-    with Engine(PostgresStore(pg_url, schema=pg_schema)) as engine:
+    with Engine(PostgresStore(pg_url, schema=pg_schema), head_values=False) as engine:
         assert engine.load(Counter, 1).n == 3
 
 
 def test_an_upcaster_that_makes_an_old_event_touch_another_state_is_refused() -> None:
     """Links are written once, at commit: an upcast event touching a new state is loud."""
-    with Engine.open() as engine:
+    with Engine.open(head_values=False) as engine:
         write_old_deposit(engine, "se.Split", cents=4)
 
         @attrs.define
@@ -617,3 +621,24 @@ def test_an_upcaster_that_makes_an_old_event_touch_another_state_is_refused() ->
         with pytest.raises(DecodeError, match=r"'se.Split' at position 1: upcast from version 1"):
             engine.replay()
         forget(Split)
+
+
+def test_a_heads_value_of_a_changed_class_is_not_used_and_is_rewritten() -> None:
+    try:
+        with Engine.open() as engine:  # with heads values: the commit writes Counter's value
+            counter2 = _reshaped_counter_store(engine)
+            key = key_of(counter2, 1)
+            row = engine.store.heads([key])[key]
+            assert row.fresh and row.value_fingerprint == fingerprint(Counter)
+            fresh = Engine(engine.store)
+            text = fresh.explain(counter2, 1).explain()
+            assert "snapshot at 3 NOT USED" in text  # the heads value, exact at 3
+            state: Any = fresh.load(counter2, 1)
+            assert (state.n, state.doubled) == (3, 6)  # planned and played, exact
+            row = engine.store.heads([key])[key]  # written back in the current shape
+            assert row.fresh and row.value_fingerprint == fingerprint(counter2)
+            again: Any = Engine(engine.store).load(counter2, 1)
+            assert (again.n, again.doubled) == (3, 6)
+            assert Engine(engine.store).explain(counter2, 1).states[key].start == 3
+    finally:
+        _restore_counter()

@@ -135,8 +135,10 @@ def test_old_histories_load_like_a_replay_of_the_upcast_log(
 def test_the_stale_world_really_holds_unusable_snapshots() -> None:
     """The property is not vacuous: old snapshots exist, and ``stale`` cannot use them."""
     store = SQLiteStore(":memory:")
-    ops = [("dep", 1, 5), ("snap", [1], 1.0)]
-    check(store, "stale", [ops, ops, [("dep", 1, 1)]], [])
+    ops: list[Op] = [("dep", 1, 5), ("snap", [1], 1.0)]
+    model = {w: [0, 0] for w in range(WALLETS)}
+    for world, phase in zip(("old", "mid", "stale"), [ops, ops, [("dep", 1, 1)]], strict=True):
+        write_phase(Engine(store, head_values=False), world, phase, model)
     classes = activate("stale")
     text = Engine(store).explain(classes["Wallet"], 1).explain()
     assert text.count("NOT USED") == 2, text  # a v1 and a v2 snapshot, both unusable

@@ -9,6 +9,7 @@ every stored snapshot to its class's current version and fingerprint.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -153,7 +154,7 @@ def rewrite_snapshots(
     batch: int = 500,
     progress: Callable[[int, int], None] | None = None,
 ) -> RewriteReport:
-    """Bring every stored snapshot of a known state type to its class's current version.
+    """Bring every stored snapshot and heads value to its class's current version.
 
     A snapshot with an upcaster path is upcast and written again at its position;
     one that cannot be used (no path, or a class changed without a version bump)
@@ -169,23 +170,24 @@ def rewrite_snapshots(
             for g in groups
             if _outdated(g.type, g.version, g.fingerprint)
         }
-        todo = (
-            [
-                (r.key, r.position)
-                for r in reader.iter_snapshots()
-                if (r.key.type, r.version, r.fingerprint) in stale
-            ]
-            if stale
-            else []
+        # iter_snapshots yields a snapshot and a heads value at one position as two rows
+        counts = Counter(
+            (r.key, r.position)
+            for r in (reader.iter_snapshots() if stale else ())
+            if (r.key.type, r.version, r.fingerprint) in stale
         )
+    todo = list(counts)
     reconstitutor = StateReconstitutor()
     upcast = rebuilt = 0
     for start in range(0, len(todo), batch):
         part = todo[start : start + batch]
         records: list[SnapshotRecord] = []
+        values: list[SnapshotRecord] = []
         with store.reader() as reader:
             wanted = set(part)
-            found = reader.snapshots(list(dict.fromkeys(k for k, _ in part)), reader.head())
+            keys = list(dict.fromkeys(k for k, _ in part))
+            heads = reader.heads(keys)
+            found = reader.snapshots(keys, reader.head())
             for history in found.values():
                 for record in history:
                     if (record.key, record.position) not in wanted:
@@ -197,11 +199,16 @@ def rewrite_snapshots(
                         built, _ = reconstitutor.reconstitute(reader, [record.key], record.position)
                         state = built[record.key]
                         rebuilt += 1
-                    records.append(
-                        snapshot_record(record.key, record.position, state, encode_state(state))
-                    )
+                    new = snapshot_record(record.key, record.position, state, encode_state(state))
+                    row = heads.get(record.key)
+                    is_value = row is not None and row.value_position == record.position
+                    if is_value:
+                        values.append(new)
+                    if not is_value or counts[(record.key, record.position)] > 1:
+                        records.append(new)
         # keep: every snapshot each state has (only rows at existing positions are rewritten)
         store.write_snapshots(records, keep=1 << 30)
+        store.write_values(values)  # where still the state's last event (else: no longer used)
         if progress is not None:
             progress(min(start + batch, len(todo)), len(todo))
     return RewriteReport(len(todo), upcast, rebuilt)
