@@ -27,7 +27,7 @@ from playthrough._stores import SnapshotRecord, SQLiteStore, Store
 from playthrough._stores._base import SCHEMA_VERSION, HeadRow
 from playthrough.testing import reference_states, stored_events
 
-from .domain import Bump, Feed, Hub, Node, Swap
+from .domain import Bump, Copy, Feed, Hub, Node, Swap
 from .strategies import Op, events, operations
 from .test_reconstitution_properties import (
     EXAMPLES,
@@ -569,3 +569,16 @@ def test_the_several_engines_property_catches_broken_values(
 
     with pytest.raises(AssertionError):
         several_engines()
+
+
+def test_a_rejected_fire_keeps_the_map_within_max_states() -> None:
+    """Found by the eviction property: validation loaded states, then refused."""
+    store = SQLiteStore()
+    writer = Engine(store)
+    writer.fire(Bump(node_id=1, amount=13))
+    writer.commit()
+    bounded = Engine(store, max_states=1)
+    bounded.load(Node, 2)
+    with pytest.raises(EventRejected):
+        bounded.fire(Copy(src_id=1, dst_id=3))  # node 1 holds 13: refused after loading
+    assert len(bounded.repository) <= 1

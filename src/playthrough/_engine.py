@@ -318,6 +318,8 @@ class Engine:
                         run_hook(event, hook, live, bound=bound)
             except BaseException:
                 unfire(event)
+                if missing:  # the states loaded for it stay within max_states
+                    self._trim()
                 raise
         backups = {k: _fields(s) for k, s in live.items()}
         player = self._live_player
