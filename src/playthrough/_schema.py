@@ -56,7 +56,7 @@ class SchemaReport:
 
     def to_text(self) -> str:
         lines = [f"playthrough schema {self.url}"]
-        for kind, title in (("event", "events"), ("snapshot", "snapshots")):
+        for kind, title in (("event", "events"), ("snapshot", "snapshots and heads values")):
             mine = [e for e in self.entries if e.kind == kind]
             lines.append(f"{title}:" if mine else f"{title}: none stored")
             for e in mine:
