@@ -34,10 +34,15 @@ EXPECTED = {
     "UnknownKeysError",
     "ReconstitutionError",
     "HandlerFailed",
+    "ConfigurationError",
+    "TransferError",
+    "ArchivedRangeError",
     # what the engine hands back
     "VerifyReport",
     "ReplayReport",
     "SyncReport",
+    "TransferReport",
+    "ArchiveReport",
     "OutOfSync",
     "Plan",
     # opening a store once per process (engines borrow it)
@@ -117,7 +122,9 @@ def test_renamed_attributes_keep_working_with_a_deprecation_warning() -> None:
     from playthrough._snapshots import SnapshotCoordinator
     from playthrough.examples.bank import Account, Deposited
 
-    with playthrough.Engine.open(head_values=False) as engine:  # so the load plays the event
+    with playthrough.Engine.open(
+        "sqlite://", head_values=False
+    ) as engine:  # so the load plays the event
         engine.fire(Deposited(account_id=1, amount=5))
         engine.commit()
         plan = engine.explain(Account, 1)

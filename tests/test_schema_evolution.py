@@ -67,7 +67,7 @@ def write_old_deposit(engine: Engine, type_name: str, **fields: Any) -> type[Eve
 
 
 def test_a_renamed_event_field_is_refused_naming_type_position_and_keys() -> None:
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         engine.fire(Deposit0(purse_id=2, cents=1))  # position 1: another event first
         engine.commit()
         write_old_deposit(engine, "se.Renamed", amount=40)  # position 2
@@ -101,7 +101,7 @@ class Deposit0(Event, type_name="se.Deposit0"):
 
 
 def test_an_upcaster_that_consumes_the_old_key_reads_the_old_rows() -> None:
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         write_old_deposit(engine, "se.Upcast", amount=40)
 
         @attrs.define
@@ -127,7 +127,7 @@ def test_an_upcaster_that_consumes_the_old_key_reads_the_old_rows() -> None:
 
 
 def test_a_field_added_with_a_default_reads_old_rows_with_the_default() -> None:
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         write_old_deposit(engine, "se.Added", cents=7)
 
         @attrs.define
@@ -154,7 +154,7 @@ def test_a_nested_unknown_key_is_named_by_its_path() -> None:
         purse_id: int = state_id(Purse)
         inner: Inner = attrs.Factory(Inner)
 
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         engine.store.append(
             [_raw("se.Nested", {"purse_id": 1, "inner": {"x": 1, "y": 2}, "z": 0})], {}
         )
@@ -179,7 +179,7 @@ def _raw(type_name: str, data: dict[str, Any], version: int = 1) -> Any:
 
 
 def test_an_event_written_by_newer_code_is_refused() -> None:
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         engine.store.append([_raw("se.Deposit0", {"purse_id": 1, "cents": 1}, version=4)], {})
         with pytest.raises(DecodeError, match=r"'se.Deposit0' at position 1.*version 4"):
             engine.load(Purse, 1)
@@ -206,11 +206,11 @@ def test_a_failing_or_bad_upcaster_is_named_with_the_type_and_position() -> None
         def upcast_v1(data: dict[str, Any]) -> Any:
             return [data]
 
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         engine.store.append([_raw("se.Fails", {"purse_id": 1})], {})
         with pytest.raises(DecodeError, match=r"'se.Fails' at position 1.*upcast_v2 raised"):
             engine.load(Purse, 1)
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         engine.store.append([_raw("se.NotADict", {"purse_id": 1})], {})
         with pytest.raises(DecodeError, match=r"'se.NotADict' at position 1.*returned list"):
             engine.load(Purse, 1)
@@ -226,7 +226,7 @@ def test_a_current_version_log_never_takes_the_upcasting_path(
     def refuse(*_: Any) -> Any:
         raise AssertionError("the slow path was taken")
 
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         for cents in (1, 2, 3):
             engine.fire(Deposit0(purse_id=1, cents=cents))
         engine.commit()
@@ -241,7 +241,7 @@ def test_a_current_version_log_never_takes_the_upcasting_path(
 
 
 def test_rows_stored_under_an_alias_decode_as_the_renamed_class() -> None:
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         write_old_deposit(engine, "se.MoneyIn", cents=40)
 
         @attrs.define
@@ -389,7 +389,7 @@ def _counted(engine: Engine, times: int) -> None:
 
 
 def test_snapshots_store_the_version_and_fingerprint_of_their_class() -> None:
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         _counted(engine, 2)
         engine.snapshot()
         with engine.store.reader() as reader:
@@ -459,7 +459,7 @@ def _restore_counter() -> None:
 
 def test_a_snapshot_of_a_changed_class_is_not_used_and_explain_and_verify_say_why() -> None:
     try:
-        with Engine.open(head_values=False) as engine:
+        with Engine.open("sqlite://", head_values=False) as engine:
             counter2 = _reshaped_counter_store(engine)
             fresh = Engine(engine.store, head_values=False)
             plan = fresh.explain(counter2, 1)
@@ -480,7 +480,7 @@ def test_a_snapshot_of_a_changed_class_is_not_used_and_explain_and_verify_say_wh
 
 def test_a_snapshot_upcaster_leaving_an_unknown_key_is_refused_naming_it() -> None:
     try:
-        with Engine.open(head_values=False) as engine:
+        with Engine.open("sqlite://", head_values=False) as engine:
             _counted(engine, 2)
             engine.snapshot()
             forget(Counter, Count)
@@ -596,7 +596,7 @@ def test_a_version_1_postgres_store_is_upgraded_on_open(pg_url: str, pg_schema: 
 
 def test_an_upcaster_that_makes_an_old_event_touch_another_state_is_refused() -> None:
     """Links are written once, at commit: an upcast event touching a new state is loud."""
-    with Engine.open(head_values=False) as engine:
+    with Engine.open("sqlite://", head_values=False) as engine:
         write_old_deposit(engine, "se.Split", cents=4)
 
         @attrs.define
@@ -625,7 +625,8 @@ def test_an_upcaster_that_makes_an_old_event_touch_another_state_is_refused() ->
 
 def test_a_heads_value_of_a_changed_class_is_not_used_and_is_rewritten() -> None:
     try:
-        with Engine.open() as engine:  # with heads values: the commit writes Counter's value
+        # with heads values: the commit writes Counter's value
+        with Engine.open("sqlite://") as engine:
             counter2 = _reshaped_counter_store(engine)
             key = key_of(counter2, 1)
             row = engine.store.heads([key])[key]
@@ -640,5 +641,35 @@ def test_a_heads_value_of_a_changed_class_is_not_used_and_is_rewritten() -> None
             again: Any = Engine(engine.store).load(counter2, 1)
             assert (again.n, again.doubled) == (3, 6)
             assert Engine(engine.store).explain(counter2, 1).states[key].start == 3
+    finally:
+        _restore_counter()
+
+
+def test_an_unusable_base_snapshot_of_an_archived_log_is_refused(tmp_path: Path) -> None:
+    """After an archive, skipping the base snapshot would drop the archived events: loud."""
+    from playthrough import ArchivedRangeError
+
+    try:
+        with Engine.open("sqlite://") as engine:
+            for _ in range(4):
+                _counted(engine, 1)
+            engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
+            assert Engine(engine.store).load(Counter, 1).n == 4
+            forget(Counter, Count)
+
+            @attrs.define
+            class Counter4(State, type_name="se.Counter"):  # changed, no version bump
+                n: int = 0
+                extra: int = 0
+
+            @attrs.define
+            class Count4(Event, type_name="se.Count"):
+                counter_id: int = state_id(Counter4)
+
+                def apply(self, counter: Counter4) -> None:
+                    counter.n += 1
+
+            with pytest.raises(ArchivedRangeError, match=r"se.Counter\(1\) needs its snapshot"):
+                Engine(engine.store).load(Counter4, 1)
     finally:
         _restore_counter()

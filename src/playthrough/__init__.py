@@ -21,10 +21,13 @@ import importlib
 import typing
 import warnings
 
+from ._archive import ArchiveReport
 from ._connect import connect
 from ._engine import Engine
 from ._errors import (
+    ArchivedRangeError,
     ConcurrencyError,
+    ConfigurationError,
     DecodeError,
     DefinitionError,
     EventRejected,
@@ -33,6 +36,7 @@ from ._errors import (
     ReconstitutionError,
     SchemaVersionError,
     StoreError,
+    TransferError,
     UnknownKeysError,
     UnknownTypeError,
 )
@@ -41,10 +45,14 @@ from ._playing import event_random, now
 from ._reconstitution import Plan
 from ._replay import ReplayReport
 from ._snapshots import OutOfSync, SyncReport
+from ._transfer import TransferReport
 from ._verify import VerifyReport
 
 __all__ = [
+    "ArchivedRangeError",
+    "ArchiveReport",
     "ConcurrencyError",
+    "ConfigurationError",
     "DecodeError",
     "DefinitionError",
     "Engine",
@@ -62,6 +70,8 @@ __all__ = [
     "StateKey",
     "StoreError",
     "SyncReport",
+    "TransferError",
+    "TransferReport",
     "UnknownKeysError",
     "UnknownTypeError",
     "VerifyReport",

@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._errors import ReconstitutionError
+from ._errors import ArchivedRangeError, ReconstitutionError
 from ._model import State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
+from ._stores._base import archived_until, refuse_archived
 from ._upcasting import snapshot_problem
 
 if TYPE_CHECKING:
@@ -151,6 +152,30 @@ class Plan:
         return self.explain()
 
 
+def _refuse_unusable_base(reader: StoreReader, states: dict[StateKey, StatePlan]) -> None:
+    """Refuse a plan that would skip a snapshot it cannot do without.
+
+    Skipping an unusable snapshot is exact only while the events before it are
+    in the log. After an archive (``playthrough archive``) the base snapshots at
+    the cut stand for the archived events: a state that must start before the
+    cut because its snapshot there is unusable cannot be rebuilt here.
+    """
+    skipping = [sp for sp in states.values() if sp.skipped]
+    if not skipping:
+        return  # the common case: no extra read
+    cut = archived_until(reader)
+    for sp in skipping:
+        late = [(p, why) for p, why in sp.skipped if p >= cut]
+        if cut and sp.start < cut and late:
+            position, why = late[-1]
+            raise ArchivedRangeError(
+                f"{sp.key} needs its snapshot at {position} (the log before position {cut} "
+                f"was archived), but this code cannot use it: {why}. Give the state class "
+                "an upcaster path from that version (upcast_vK), or read with the code "
+                "that wrote it"
+            )
+
+
 def usable_snapshots(
     history: list[SnapshotRecord], skipped: list[tuple[int, str]] | None = None
 ) -> list[SnapshotRecord]:
@@ -218,6 +243,9 @@ class StateReconstitutor:
         snapshots, and every state it holds comes out current, ready for the
         identity map and for a heads-value write-back.
         """
+        if not use_snapshots:
+            # From blank needs every event: refused when the log's start was archived.
+            refuse_archived(reader, 0, "a snapshot-free rebuild")
         states: dict[StateKey, StatePlan] = {}
         edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:
@@ -285,6 +313,7 @@ class StateReconstitutor:
                                 edge.append(e)
             if not changed:
                 break
+        _refuse_unusable_base(reader, states)
         return self._finish(at, tuple(targets), states, links, touching, edges, rounds)
 
     @staticmethod
