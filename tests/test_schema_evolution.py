@@ -673,3 +673,37 @@ def test_an_unusable_base_snapshot_of_an_archived_log_is_refused(tmp_path: Path)
                 Engine(engine.store).load(Counter4, 1)
     finally:
         _restore_counter()
+
+
+def test_export_and_import_keep_each_event_s_class_version() -> None:
+    import io
+
+    @attrs.define
+    class Versioned(Event, type_name="se.Versioned", version=2):
+        purse_id: int = state_id(Purse)
+        cents: int = 0
+
+        @staticmethod
+        def upcast_v1(data: dict[str, Any]) -> dict[str, Any]:
+            data = dict(data)
+            data["cents"] = data.pop("amount") * 100
+            return data
+
+        def apply(self, purse: Purse) -> None:
+            purse.cents += self.cents
+
+    try:
+        with Engine.open("sqlite://", head_values=False) as source:
+            source.store.append([_raw("se.Versioned", {"purse_id": 1, "amount": 4})], {})
+            source.fire(Versioned(purse_id=1, cents=5))
+            source.commit()
+            buffer = io.BytesIO()
+            source.export(buffer)
+        with Engine.open("sqlite://", head_values=False) as target:
+            buffer.seek(0)
+            target.import_log(buffer)
+            with target.store.reader() as reader:
+                assert [e.version for e in reader.events_after(0, 10)] == [1, 2]
+            assert Engine(target.store, head_values=False).load(Purse, 1).cents == 405
+    finally:
+        forget(Versioned)
