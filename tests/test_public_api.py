@@ -33,6 +33,7 @@ EXPECTED = {
     "SchemaVersionError",
     "DecodeError",
     "UnknownTypeError",
+    "UnknownKeysError",
     "ReconstitutionError",
     "HandlerFailed",
     "StateCompleted",

@@ -15,6 +15,8 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_personal``: personal fields, their encryption per data subject, forgetting
 - ``_clock``: the engine's clock (``SystemClock``; ``testing.ManualClock``)
 - ``_engine``: Engine, which ties them together
+- ``_versions``: class versions, aliases and fingerprints, checked at class definition
+- ``_upcasting``: reading old rows: upcaster chains, strict decoding, unusable snapshots
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
 """
@@ -41,6 +43,7 @@ from ._errors import (
     StateCompleted,
     StoreError,
     TransferError,
+    UnknownKeysError,
     UnknownTypeError,
 )
 from ._model import Event, SingletonState, State, StateKey, state_id
@@ -84,6 +87,7 @@ __all__ = [
     "SyncReport",
     "TransferError",
     "TransferReport",
+    "UnknownKeysError",
     "UnknownTypeError",
     "VerifyReport",
     "connect",

@@ -25,6 +25,7 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    TypeVersions,
 )
 from .sqlite import SQLiteStore
 
@@ -40,6 +41,7 @@ __all__ = [
     "StoreReader",
     "StoreURL",
     "StoredEvent",
+    "TypeVersions",
     "open_store",
     "parse_store_url",
     "resolve_store_url",

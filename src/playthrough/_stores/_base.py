@@ -16,11 +16,14 @@ Tables (names are the same in every store):
   and *fresh* when ``value_position = last_position``. An older value is still
   an exact snapshot at ``value_position``, so readers offer any value as a
   snapshot candidate.
-- snapshots: (state type, state id, position) -> last_event_id, data; a short
-  history per state so a load can rewind to an older one
-- completed (schema 3): (state type, state id) -> position and type of the event
+- snapshots: (state type, state id, position) -> last_event_id, data, version,
+  fingerprint; a short history per state so a load can rewind to an older one
+- events, snapshots and heads values carry the ``version`` of the class that
+  wrote them, snapshots and heads values its ``fingerprint`` (schema evolution,
+  see _upcasting; since schema version 3)
+- completed (schema 4): (state type, state id) -> position and type of the event
   that completed the state; written with that event, in the append transaction
-- schedule (schema 3): events to fire later (id, due_at, type, data, status,
+- schedule (schema 4): events to fire later (id, due_at, type, data, status,
   position of the fired event, error, lease); a due row is fired by the append
   that marks it ``fired`` (refused there if it is no longer ``pending``)
 
@@ -41,7 +44,7 @@ from .._model import StateKey
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -56,7 +59,17 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        3,
+        3,  # schema evolution: the writing class's version (and shape) on every row
+        (
+            "ALTER TABLE {s}pt_events ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_snapshots ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_snapshots ADD COLUMN fingerprint TEXT",
+            "ALTER TABLE {s}pt_heads ADD COLUMN value_version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_heads ADD COLUMN value_fingerprint TEXT",
+        ),
+    ),
+    (
+        4,
         (
             """CREATE TABLE IF NOT EXISTS {s}pt_completed (
                 state_type TEXT NOT NULL,
@@ -81,7 +94,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        4,
+        5,
         (
             """CREATE TABLE IF NOT EXISTS {s}pt_subject_keys (
                 subject TEXT PRIMARY KEY,
@@ -165,6 +178,7 @@ class NewEvent(NamedTuple):
     links: tuple[tuple[StateKey, int], ...]
     caused_by: int | None
     fired_at: str
+    version: int = 1  # the event class's version= when it was written
 
 
 # Rows read back are NamedTuples: loads build thousands of them, and a tuple is
@@ -177,6 +191,7 @@ class StoredEvent(NamedTuple):
     data: str
     caused_by: int | None
     fired_at: str
+    version: int = 1
 
 
 class Link(NamedTuple):
@@ -190,6 +205,32 @@ class SnapshotRecord(NamedTuple):
     position: int
     last_event_id: int | None
     data: str
+    version: int = 1
+    # A hash of the state class's fields and types when written (None: unknown,
+    # such a snapshot is never used); see _versions.fingerprint.
+    fingerprint: str | None = None
+
+
+class TypeVersions(NamedTuple):
+    """How many rows of one stored type and version there are (``playthrough schema``)."""
+
+    type: str
+    version: int
+    fingerprint: str | None  # snapshots only
+    rows: int
+
+
+class HeadValue(NamedTuple):
+    """A state's value for its heads row, with its class's version and fingerprint."""
+
+    data: str
+    version: int = 1
+    fingerprint: str | None = None
+
+
+def head_value(value: str | HeadValue) -> HeadValue:
+    """A plain JSON string is a value of version 1 without a fingerprint (never used)."""
+    return value if isinstance(value, HeadValue) else HeadValue(value)
 
 
 class HeadRow(NamedTuple):
@@ -198,6 +239,8 @@ class HeadRow(NamedTuple):
     last_position: int
     value: str | None
     value_position: int | None
+    value_version: int = 1
+    value_fingerprint: str | None = None
 
     @property
     def fresh(self) -> bool:
@@ -371,6 +414,14 @@ class StoreReader(abc.ABC):
     def schedules(self, status: str | None = None) -> list[ScheduleRecord]:
         """Scheduled events (all, or those with this status), by due time then id."""
 
+    @abc.abstractmethod
+    def event_versions(self) -> list[TypeVersions]:
+        """Per stored event type and version, the number of events (fingerprint None)."""
+
+    @abc.abstractmethod
+    def snapshot_versions(self) -> list[TypeVersions]:
+        """Per state type, version and fingerprint, the number of snapshots and heads values."""
+
 
 class LogEntry(NamedTuple):
     """One event of the log with the states it touched (from its links)."""
@@ -395,6 +446,7 @@ class ImportedEvent(NamedTuple):
     caused_by: int | None
     fired_at: str
     links: tuple[tuple[StateKey, int], ...]
+    version: int = 1  # the event class's version when it was written
 
 
 class Store(abc.ABC):
@@ -481,7 +533,7 @@ class Store(abc.ABC):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str] | None = None,
+        values: Mapping[StateKey, str | HeadValue] | None = None,
         extras: CommitExtras | None = None,
     ) -> list[int]:
         """Append atomically and return the positions given, in order.
