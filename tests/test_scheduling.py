@@ -8,13 +8,17 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
 from playthrough import (
     Engine,
+    Event,
     PlaythroughError,
     ScheduleNotFound,
+    state_id,
 )
 from playthrough._stores import SQLiteStore
 from playthrough._stores import sqlite as sqlite_module
@@ -334,3 +338,35 @@ def test_the_scheduler_command_fires_due_events_and_names_a_missing_app(tmp_path
     assert "unknown event type 'nope'" in result.output and "--app MODULE" in result.output
     with Engine.open(url) as engine:
         assert engine.scheduled("x").status == "pending"  # given back, not lost
+
+
+@attrs.define
+class Numbered(Event, type_name="sched.Numbered", version=2):
+    """Version 2 renamed ``n`` to ``number``; a row scheduled by version 1 is upcast."""
+
+    counter_id: int = state_id(Counter)
+    number: int = 0
+
+    @staticmethod
+    def upcast_v1(data: dict[str, Any]) -> dict[str, Any]:
+        data = dict(data)
+        data["number"] = data.pop("n")
+        return data
+
+    def apply(self, counter: Counter) -> None:
+        counter.seen.append(self.number)
+
+
+def test_a_row_scheduled_by_an_older_class_version_is_upcast_when_fired(
+    engine: Engine, clock: ManualClock
+) -> None:
+    due = "2030-01-01T12:05:00.000000+00:00"
+    old = ScheduleRow("old", due, "sched.Numbered", '{"counter_id":1,"n":5}', due, version=1)
+    engine.store.append([], {}, extras=CommitExtras(schedule=(old,)))
+    new_id = engine.schedule(Numbered(counter_id=1, number=6), after=timedelta(minutes=6))
+    assert engine.scheduled(new_id).status == "pending"
+    clock.advance(minutes=10)
+    assert [r.status for r in engine.run_due()] == ["fired", "fired"]
+    assert engine.load(Counter, 1).seen == [5, 6]
+    with engine.store.reader() as reader:
+        assert [e.version for e in reader.events_after(0, 10)] == [2, 2]

@@ -41,9 +41,9 @@ from ._errors import (
 from ._model import Event, binding, registry
 from ._personal import MARK, new_key, personal_spec, seal, subject_of, unseal
 from ._playing import hook_time
-from ._serialization import decode, encode_event
-from ._slots import fired_data
-from ._stores._base import ScheduleRecord, ScheduleRow
+from ._serialization import decode, decode_event, encode_event
+from ._slots import fired_data, set_position, unfire
+from ._stores._base import ScheduleRecord, ScheduleRow, StoredEvent
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -145,7 +145,9 @@ class Scheduler:
             subject = subject_of(event, spec)
             keys = self._engine.store.ensure_subject_keys({subject: new_key()})
             stored = seal(data, cls._pt_type_name, spec, subject, keys[subject])
-        row = ScheduleRow(uuid.uuid4().hex, stamp(due), cls._pt_type_name, stored, stamp(now))
+        row = ScheduleRow(
+            uuid.uuid4().hex, stamp(due), cls._pt_type_name, stored, stamp(now), cls._pt_version
+        )
         self.queued.append(row)
         self._engine._flush_unless_in_progress()
         return row.id
@@ -169,7 +171,9 @@ class Scheduler:
             queued = [r for r in self.queued if r.id == schedule_id]
             if queued:
                 r = queued[0]
-                found = ScheduleRecord(*r[:4], "pending", None, None, r.created_at, None, None)
+                found = ScheduleRecord(
+                    *r[:4], "pending", None, None, r.created_at, None, None, r.version
+                )
             else:
                 raise ScheduleNotFound(f"no scheduled event has the id {schedule_id!r}")
         return ScheduledEvent.from_record(found)
@@ -201,7 +205,7 @@ class Scheduler:
 
         where = f" (scheduled event {row.id})"
         try:
-            cls = registry.event_class(row.type, where)
+            registry.event_class(row.type, where)  # raises for a type no module defines
         except PlaythroughError:
             # Another worker, with the module that defines it, may fire it: give it back.
             self._give_back(row)
@@ -210,7 +214,11 @@ class Scheduler:
             if MARK in row.data:  # personal values: decrypted, or FORGOTTEN
                 with store.reader() as reader:
                     [row] = unseal([row], reader.subject_keys, data_index=3, type_index=2)
-            event = decode(cls, row.data, f"scheduled event {row.id} ({row.type})")
+            # Decoded like a stored event, so a row scheduled by an older version of
+            # the class is upcast; then it is a fresh event again, to be fired.
+            event = decode_event(StoredEvent(0, row.type, row.data, None, row.due_at, row.version))
+            unfire(event)
+            set_position(event, None)
         except DecodeError as exc:
             store.finish_schedule(row.id, self.owner, "failed", str(exc))
             return outcome("failed", error=str(exc))

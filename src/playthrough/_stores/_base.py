@@ -88,7 +88,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 error TEXT,
                 created_at TEXT NOT NULL,
                 lease_owner TEXT,
-                lease_until TEXT
+                lease_until TEXT,
+                version INTEGER NOT NULL DEFAULT 1
             )""",
             "CREATE INDEX IF NOT EXISTS pt_schedule_due ON {s}pt_schedule (status, due_at)",
         ),
@@ -264,6 +265,7 @@ class ScheduleRow(NamedTuple):
     type: str
     data: str
     created_at: str
+    version: int = 1  # of the event class that scheduled it (upcast when fired)
 
 
 class ScheduleRecord(NamedTuple):
@@ -279,10 +281,11 @@ class ScheduleRecord(NamedTuple):
     created_at: str
     lease_owner: str | None
     lease_until: str | None
+    version: int = 1
 
 
 SCHEDULE_COLUMNS = (
-    "id, due_at, type, data, status, position, error, created_at, lease_owner, lease_until"
+    "id, due_at, type, data, status, position, error, created_at, lease_owner, lease_until, version"
 )
 
 

@@ -198,9 +198,9 @@ _COMPLETED_WRITE = (
 _REOPENED = f"DELETE FROM {{s}}.pt_completed WHERE (state_type, state_id) IN ({_KEYS})"
 
 _SCHEDULE_WRITE = (
-    "INSERT INTO {s}.pt_schedule (id, due_at, type, data, status, created_at) "
-    "SELECT i, d, t, x, 'pending', c "
-    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) AS r(i, d, t, x, c)"
+    "INSERT INTO {s}.pt_schedule (id, due_at, type, data, status, created_at, version) "
+    "SELECT i, d, t, x, 'pending', c, v FROM unnest(%b::text[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::int[]) AS r(i, d, t, x, c, v)"
 )
 
 _CANCEL = (
@@ -951,7 +951,7 @@ class PostgresStore(Store):
                 self.statements += 1
                 conn.execute(
                     self._sql(_SCHEDULE_WRITE),
-                    tuple([r[n] for r in extras.schedule] for n in range(5)),
+                    tuple([r[n] for r in extras.schedule] for n in range(6)),
                 )
             if extras.cancel:
                 self.statements += 1

@@ -528,8 +528,8 @@ class SQLiteStore(Store):
             [(k.type, k.id) for k in extras.reopened],
         )
         conn.executemany(
-            "INSERT INTO pt_schedule (id, due_at, type, data, status, created_at) "
-            "VALUES (?, ?, ?, ?, 'pending', ?)",
+            "INSERT INTO pt_schedule (id, due_at, type, data, status, created_at, version) "
+            "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
             [tuple(r) for r in extras.schedule],
         )
         conn.executemany(
