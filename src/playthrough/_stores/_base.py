@@ -13,6 +13,12 @@ Tables (names are the same in every store):
   database transaction that appends
 - snapshots: (state type, state id, position) -> last_event_id, data; a short
   history per state so a load can rewind to an older one
+- followers: name -> position of the last event a follower processed
+
+Schema version 2 (a migration step; version-1 stores upgrade on open) adds
+``metadata`` and ``correlation`` to events, the current value of every state
+to its heads row (``value``: canonical JSON, exact at ``value_position``; fresh
+iff ``value_position = last_position``) and the followers table.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import NamedTuple
 
 from .._model import StateKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class NewEvent(NamedTuple):
@@ -35,6 +41,8 @@ class NewEvent(NamedTuple):
     links: tuple[tuple[StateKey, int], ...]
     caused_by: int | None
     fired_at: str
+    metadata: str | None = None  # JSON object, None: no metadata
+    correlation: str | None = None
 
 
 # Rows read back are NamedTuples: loads build thousands of them, and a tuple is
@@ -47,6 +55,8 @@ class StoredEvent(NamedTuple):
     data: str
     caused_by: int | None
     fired_at: str
+    metadata: str | None = None
+    correlation: str | None = None
 
 
 class Link(NamedTuple):
@@ -103,6 +113,44 @@ class StoreReader(abc.ABC):
     def meta(self, key: str) -> str | None:
         """A value of the store's small key-value table (None when absent)."""
 
+    # ---------------------------------------------------------------- read side
+
+    @abc.abstractmethod
+    def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events matching ``query``, in position order, with metadata."""
+
+    @abc.abstractmethod
+    def state_info(self, key: StateKey) -> StateInfoRow | None:
+        """What the log and the snapshots know of one state (None: never touched)."""
+
+    @abc.abstractmethod
+    def stale_states(self, state_type: str, limit: int) -> list[tuple[StateKey, int]]:
+        """States of a type whose stored value is missing or behind their last event.
+
+        Pairs each with its last position; at most ``limit`` of them.
+        """
+
+    @abc.abstractmethod
+    def query_states(
+        self,
+        state_type: str,
+        conditions: Sequence[Condition],
+        order: Sequence[Order],
+        limit: int | None,
+    ) -> list[tuple[str, str, int]]:
+        """(encoded id, value, value_position) of the states whose stored value matches.
+
+        Ordered by ``order`` then by encoded id. Callers make the values fresh first.
+        """
+
+    @abc.abstractmethod
+    def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
+        """How many states of the type have a stored value matching every condition."""
+
+    @abc.abstractmethod
+    def followers(self) -> list[FollowerRow]:
+        """Every follower's stored position, by name."""
+
 
 class Store(abc.ABC):
     """Where events, links and snapshots live. Stores are not thread-safe."""
@@ -142,9 +190,111 @@ class Store(abc.ABC):
         """Delete the snapshots of these states (all when None); return how many."""
 
     @abc.abstractmethod
+    def write_state_values(self, values: Sequence[tuple[StateKey, str, int]]) -> int:
+        """Store (key, value, position) as the current value of each state.
+
+        A row is written only where the state's last position still equals
+        ``position`` (a newer commit wins); returns how many were written.
+        """
+
+    @abc.abstractmethod
+    def follow(self, name: str, limit: int) -> AbstractContextManager[FollowerBatch | None]:
+        """A write transaction holding follower ``name``'s lock, with its next events.
+
+        ``None`` when another process holds the lock. The follower's position
+        (created at 0) and up to ``limit`` events after it are read inside the
+        transaction; the position set with ``batch.advance`` is written, with
+        whatever was done through ``batch.tx``, when the block exits cleanly.
+        If the block raises, everything is rolled back.
+        """
+
+    @abc.abstractmethod
     def close(self) -> None: ...
 
     @property
     @abc.abstractmethod
     def url(self) -> str:
         """Where this store lives, without credentials."""
+
+
+# --------------------------------------------------------------------------- read side
+
+
+class EventQuery(NamedTuple):
+    """Which events ``StoreReader.find_events`` returns: every filter given must hold."""
+
+    after: int = 0
+    upto: int | None = None
+    types: tuple[str, ...] | None = None
+    key: StateKey | None = None
+    caused_by: int | None = None
+    correlation: str | None = None
+
+
+class StateInfoRow(NamedTuple):
+    key: StateKey
+    created_position: int
+    created_at: str
+    last_position: int
+    last_at: str
+    events: int
+    snapshot_position: int | None
+    value_position: int | None
+
+
+LOOKUPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "isnull")
+
+
+class Condition(NamedTuple):
+    """One filter on a state's JSON value: ``path`` (field names), a lookup, a JSON-able value.
+
+    ``in``: a list of values; ``contains``: a list of scalars (for a list field)
+    or a dict (every key equal); ``isnull``: a bool; range lookups: a number or a str.
+    """
+
+    path: tuple[str, ...]
+    lookup: str
+    value: object
+
+
+class Order(NamedTuple):
+    path: tuple[str, ...]
+    descending: bool = False
+
+
+class FollowerRow(NamedTuple):
+    name: str
+    position: int
+    updated_at: str
+
+
+class FollowerTransaction(abc.ABC):
+    """The store's own transaction, lent to a follower for its writes (same database).
+
+    ``execute`` takes ``?`` placeholders on every store; ``connection`` is the
+    driver's connection (sqlite3 or psycopg) for anything else.
+    """
+
+    dialect: str
+    connection: object
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Run one statement; returns its rows (empty for statements without any)."""
+
+
+class FollowerBatch:
+    """What ``Store.follow`` yields: the follower's position, its next events, the transaction."""
+
+    def __init__(
+        self, name: str, position: int, events: list[StoredEvent], tx: FollowerTransaction
+    ) -> None:
+        self.name = name
+        self.start = position
+        self.position = position
+        self.events = events
+        self.tx = tx
+
+    def advance(self, position: int) -> None:
+        """Set the position written when the batch commits."""
+        self.position = position

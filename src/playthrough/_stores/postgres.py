@@ -32,6 +32,7 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -45,13 +46,21 @@ from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from ._base import (
     SCHEMA_VERSION,
+    Condition,
+    EventQuery,
+    FollowerBatch,
+    FollowerRow,
+    FollowerTransaction,
     Link,
     NewEvent,
+    Order,
     SnapshotRecord,
+    StateInfoRow,
     Store,
     StoredEvent,
     StoreReader,
 )
+from ._json_sql import PostgresFilter
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -116,6 +125,28 @@ _SCHEMA = [
     END $$""",
 ]
 
+# Migration steps by version; every statement is idempotent (IF NOT EXISTS), so
+# a schema that already has a column (another branch's step) upgrades too.
+_STEPS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE {s}.pt_events ADD COLUMN IF NOT EXISTS metadata text, "
+        "ADD COLUMN IF NOT EXISTS correlation text",
+        "ALTER TABLE {s}.pt_heads ADD COLUMN IF NOT EXISTS value text, "
+        "ADD COLUMN IF NOT EXISTS value_position bigint",
+        "CREATE INDEX IF NOT EXISTS pt_events_by_cause ON {s}.pt_events (caused_by) "
+        "WHERE caused_by IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS pt_events_by_correlation ON {s}.pt_events (correlation) "
+        "WHERE correlation IS NOT NULL",
+        """CREATE TABLE IF NOT EXISTS {s}.pt_followers (
+            name text COLLATE "C" PRIMARY KEY,
+            position bigint NOT NULL,
+            updated_at text NOT NULL
+        )""",
+    ],
+}
+
+_EVENT_COLUMNS = "position, type, data, caused_by, fired_at, metadata, correlation"
+
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
 _SQL = {
@@ -150,6 +181,39 @@ _SQL = {
         "WHERE position > %s AND position <= %s ORDER BY position"
     ),
     "meta": "SELECT value FROM {s}.pt_meta WHERE key = %s",
+    "state_info": (
+        "SELECT h.last_position, h.value_position, "
+        "(SELECT min(position) FROM {s}.pt_links l WHERE l.state_type = h.state_type "
+        "AND l.state_id = h.state_id), "
+        "(SELECT count(*) FROM {s}.pt_links l WHERE l.state_type = h.state_type "
+        "AND l.state_id = h.state_id), "
+        "(SELECT max(position) FROM {s}.pt_snapshots s WHERE s.state_type = h.state_type "
+        "AND s.state_id = h.state_id) "
+        "FROM {s}.pt_heads h WHERE h.state_type = %s AND h.state_id = %s"
+    ),
+    "fired_at": "SELECT position, fired_at FROM {s}.pt_events WHERE position = ANY(%b::bigint[])",
+    "stale_states": (
+        "SELECT state_id, last_position FROM {s}.pt_heads WHERE state_type = %s "
+        "AND (value_position IS NULL OR value_position <> last_position) "
+        "ORDER BY state_id LIMIT %s"
+    ),
+    "followers": "SELECT name, position, updated_at FROM {s}.pt_followers ORDER BY name",
+    "follower_create": (
+        "INSERT INTO {s}.pt_followers VALUES (%s, 0, %s) ON CONFLICT (name) DO NOTHING"
+    ),
+    "follower_lock": "SELECT position FROM {s}.pt_followers WHERE name = %s FOR UPDATE NOWAIT",
+    "follower_events": (
+        f"SELECT {_EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s "
+        "ORDER BY position LIMIT %s"
+    ),
+    "follower_advance": (
+        "UPDATE {s}.pt_followers SET position = %s, updated_at = %s WHERE name = %s"
+    ),
+    "state_values_write": (
+        "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p "
+        "FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[]) AS v(t, i, value, p) "
+        "WHERE h.state_type = v.t AND h.state_id = v.i AND h.last_position = v.p"
+    ),
     "iter_snapshots": (
         "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
         "WHERE (state_type, state_id, position) > (%s, %s, %s) "
@@ -188,10 +252,11 @@ ups AS (
     ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position
 ),
 ev AS (
-    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at)
-    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at
-    FROM base, unnest(%(et)b::text[], %(ed)b::text[], %(ec)b::bigint[], %(ef)b::text[])
-         WITH ORDINALITY AS e(type, data, caused_by, fired_at, n)
+    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at, metadata, correlation)
+    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at, e.metadata, e.correlation
+    FROM base, unnest(%(et)b::text[], %(ed)b::text[], %(ec)b::bigint[], %(ef)b::text[],
+                      %(em)b::text[], %(eo)b::text[])
+         WITH ORDINALITY AS e(type, data, caused_by, fired_at, metadata, correlation, n)
 ),
 lk AS (
     INSERT INTO {s}.pt_links (state_type, state_id, position, grp)
@@ -317,6 +382,97 @@ class _PostgresReader(StoreReader):
         rows = self._q("meta", (key,))
         return str(rows[0][0]) if rows else None
 
+    # ---------------------------------------------------------------- read side
+
+    def _raw(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self._store.statements += 1
+        try:
+            return self._conn.execute(text.replace("{s}", self._store._quoted), params).fetchall()
+        except psycopg.Error as exc:
+            raise self._store._failure("read", exc) from exc
+
+    def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
+        where = ["e.position > %s"]
+        params: list[Any] = [query.after]
+        if query.upto is not None:
+            where.append("e.position <= %s")
+            params.append(query.upto)
+        if query.types is not None:
+            if not query.types:
+                return []
+            where.append("e.type = ANY(%s::text[])")
+            params.append(list(query.types))
+        if query.caused_by is not None:
+            where.append("e.caused_by = %s")
+            params.append(query.caused_by)
+        if query.correlation is not None:
+            where.append("e.correlation = %s")
+            params.append(query.correlation)
+        source = "{s}.pt_events e"
+        if query.key is not None:
+            source = (
+                "{s}.pt_links l JOIN {s}.pt_events e ON e.position = l.position "
+                "AND l.state_type = %s AND l.state_id = %s"
+            )
+            params = [query.key.type, query.key.id, *params]
+            where[0] = "l.position > %s"
+        columns = ", ".join("e." + c.strip() for c in _EVENT_COLUMNS.split(","))
+        rows = self._raw(
+            f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} "
+            "ORDER BY e.position LIMIT %s",
+            [*params, limit],
+        )
+        return [StoredEvent(*row) for row in rows]
+
+    def state_info(self, key: StateKey) -> StateInfoRow | None:
+        rows = self._q("state_info", (key.type, key.id))
+        if not rows:
+            return None
+        last, value_position, first, count, snap = rows[0]
+        times = dict(self._q("fired_at", ([first, last],)))
+        return StateInfoRow(
+            key, first, times[first], last, times[last], count, snap, value_position
+        )
+
+    def stale_states(self, state_type: str, limit: int) -> list[tuple[StateKey, int]]:
+        rows = self._q("stale_states", (state_type, limit))
+        return [(StateKey(state_type, i), p) for i, p in rows]
+
+    # The subquery casts each value to jsonb once (OFFSET 0 keeps PostgreSQL
+    # from inlining it and casting again in every condition).
+    _HEADS = (
+        "(SELECT state_id, value, value_position, value::jsonb AS j FROM {s}.pt_heads "
+        "WHERE state_type = %s OFFSET 0) h"
+    )
+
+    def query_states(
+        self,
+        state_type: str,
+        conditions: Sequence[Condition],
+        order: Sequence[Order],
+        limit: int | None,
+    ) -> list[tuple[str, str, int]]:
+        f = PostgresFilter()
+        where = f.where(conditions)
+        order_sql = f.order(order)
+        rows = self._raw(
+            f"SELECT h.state_id, h.value, h.value_position FROM {self._HEADS} "
+            f"WHERE {where} ORDER BY {order_sql} LIMIT %s",
+            [state_type, *f.params, limit],
+        )
+        return [(i, v, p) for i, v, p in rows]
+
+    def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
+        f = PostgresFilter()
+        where = f.where(conditions)
+        rows = self._raw(
+            f"SELECT count(*) FROM {self._HEADS} WHERE {where}", [state_type, *f.params]
+        )
+        return int(rows[0][0])
+
+    def followers(self) -> list[FollowerRow]:
+        return [FollowerRow(*row) for row in self._q("followers")]
+
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         after: tuple[str, str, int] = ("", "", -(1 << 62))
         while True:
@@ -327,6 +483,18 @@ class _PostgresReader(StoreReader):
                 return
             t, i, p = rows[-1][:3]
             after = (t, i, p)
+
+
+class _PostgresTransaction(FollowerTransaction):
+    dialect = "postgresql"
+
+    def __init__(self, conn: Conn) -> None:
+        self.connection = conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        # ``?`` placeholders, as on SQLite; a literal % must reach psycopg doubled.
+        cur = self.connection.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+        return cur.fetchall() if cur.description is not None else []
 
 
 class PostgresStore(Store):
@@ -379,6 +547,7 @@ class PostgresStore(Store):
         if "application_name" not in params:
             kwargs["application_name"] = "playthrough"
         quoted = sql.Identifier(self.schema).as_string()
+        self._quoted = quoted
         self._sql = {name: text.replace("{s}", quoted) for name, text in _SQL.items()}
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
 
@@ -436,10 +605,8 @@ class PostgresStore(Store):
             if row is None or row[0] is None:
                 for statement in _SCHEMA:
                     conn.execute(statement.replace("{s}", quoted))
-                conn.execute(
-                    f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', %s)",
-                    (str(SCHEMA_VERSION),),
-                )
+                conn.execute(f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', '1')")
+                found_version = 1
             else:
                 found = conn.execute(
                     f"SELECT value FROM {quoted}.pt_meta WHERE key = 'schema_version'"
@@ -455,6 +622,14 @@ class PostgresStore(Store):
                         f"{found[0]}, written by a newer playthrough; this one reads up to "
                         f"version {SCHEMA_VERSION}"
                     )
+                found_version = int(found[0])
+            for version in range(found_version + 1, SCHEMA_VERSION + 1):
+                for statement in _STEPS.get(version, []):
+                    conn.execute(statement.replace("{s}", quoted))
+                conn.execute(
+                    f"UPDATE {quoted}.pt_meta SET value = %s WHERE key = 'schema_version'",
+                    (str(version),),
+                )
             conn.execute("COMMIT")
         except psycopg.Error as exc:
             raise StoreError(
@@ -567,6 +742,8 @@ class PostgresStore(Store):
             "ed": [e.data for e in events],
             "ec": [e.caused_by for e in events],
             "ef": [e.fired_at for e in events],
+            "em": [e.metadata for e in events],
+            "eo": [e.correlation for e in events],
             "lt": lt,
             "li": li,
             "ln": ln,
@@ -683,6 +860,84 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._failure("committing dropped snapshots", exc) from exc
         return count
+
+    def write_state_values(self, values: Sequence[tuple[StateKey, str, int]]) -> int:
+        if not values:
+            return 0
+        conn = self._writer()
+        try:
+            self.statements += 1
+            written = conn.execute(
+                self._sql["state_values_write"],
+                (
+                    [k.type for k, _, _ in values],
+                    [k.id for k, _, _ in values],
+                    [v for _, v, _ in values],
+                    [p for _, _, p in values],
+                ),
+            ).rowcount
+        except psycopg.Error as exc:
+            self._abort(conn)
+            raise self._failure("writing state values", exc) from exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        try:
+            self._release(conn, "COMMIT")
+        except psycopg.Error as exc:
+            raise self._failure("committing state values", exc) from exc
+        return written
+
+    @contextmanager
+    def follow(self, name: str, limit: int) -> Iterator[FollowerBatch | None]:
+        # The follower's row is locked (NOWAIT) for the whole batch: a second
+        # process with the same follower gets None instead of waiting, and
+        # never sees a position this batch has not committed. READ COMMITTED:
+        # the events query sees every append committed before it, a prefix of
+        # the log (appends become visible in position order).
+        conn = self._writer()
+        try:
+            self.statements += 2
+            conn.execute(self._sql["follower_create"], (name, datetime.now(UTC).isoformat()))
+            try:
+                row = conn.execute(self._sql["follower_lock"], (name,)).fetchone()
+            except psycopg.errors.LockNotAvailable:
+                self._abort(conn)
+                yield None
+                return
+            assert row is not None
+            self.statements += 1
+            rows = conn.execute(self._sql["follower_events"], (row[0], limit)).fetchall()
+            batch = FollowerBatch(
+                name, int(row[0]), [StoredEvent(*r) for r in rows], _PostgresTransaction(conn)
+            )
+        except psycopg.Error as exc:
+            self._abort(conn)
+            raise self._failure(f"starting a batch of follower {name!r}", exc) from exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        try:
+            yield batch
+        except BaseException:
+            self._abort(conn)
+            raise  # the follower's own error, unchanged
+        try:
+            self.statements += 1
+            conn.execute(
+                self._sql["follower_advance"],
+                (batch.position, datetime.now(UTC).isoformat(), name),
+            )
+        except psycopg.Error as exc:
+            self._abort(conn)
+            raise self._failure(f"a batch of follower {name!r}", exc) from exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        try:
+            self._release(conn, "COMMIT")
+        except psycopg.Error as exc:
+            raise self._failure(f"committing a batch of follower {name!r}", exc) from exc
 
     def close(self) -> None:
         pool, self._pool = self._pool, None

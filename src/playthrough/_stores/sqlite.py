@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
@@ -18,13 +19,21 @@ from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from ._base import (
     SCHEMA_VERSION,
+    Condition,
+    EventQuery,
+    FollowerBatch,
+    FollowerRow,
+    FollowerTransaction,
     Link,
     NewEvent,
+    Order,
     SnapshotRecord,
+    StateInfoRow,
     Store,
     StoredEvent,
     StoreReader,
 )
+from ._json_sql import SQLiteFilter
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +67,29 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
     PRIMARY KEY (state_type, state_id, position)
 ) WITHOUT ROWID;
 """
+
+# Migration steps: (version, statements). A step's columns are added only when
+# missing, so a store that already has them (another branch's step) upgrades too.
+_ADD_COLUMNS: dict[int, list[tuple[str, str, str]]] = {
+    2: [
+        ("pt_events", "metadata", "TEXT"),
+        ("pt_events", "correlation", "TEXT"),
+        ("pt_heads", "value", "TEXT"),
+        ("pt_heads", "value_position", "INTEGER"),
+    ],
+}
+_STEPS: dict[int, list[str]] = {
+    2: [
+        "CREATE INDEX IF NOT EXISTS pt_events_by_cause ON pt_events (caused_by) "
+        "WHERE caused_by IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS pt_events_by_correlation ON pt_events (correlation) "
+        "WHERE correlation IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS pt_followers (name TEXT PRIMARY KEY, "
+        "position INTEGER NOT NULL, updated_at TEXT NOT NULL)",
+    ],
+}
+
+_EVENT_COLUMNS = "position, type, data, caused_by, fired_at, metadata, correlation"
 
 _CHUNK = 400  # keys or positions per statement, well under SQLite's variable limit
 
@@ -170,6 +202,113 @@ class _SQLiteReader(StoreReader):
         for t, i, p, last, data in rows:
             yield SnapshotRecord(StateKey(t, i), p, last, data)
 
+    # ---------------------------------------------------------------- read side
+
+    def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
+        where = ["e.position > ?"]
+        params: list[Any] = [query.after]
+        if query.upto is not None:
+            where.append("e.position <= ?")
+            params.append(query.upto)
+        if query.types is not None:
+            if not query.types:
+                return []
+            where.append(f"e.type IN ({','.join('?' for _ in query.types)})")
+            params.extend(query.types)
+        if query.caused_by is not None:
+            where.append("e.caused_by = ?")
+            params.append(query.caused_by)
+        if query.correlation is not None:
+            where.append("e.correlation = ?")
+            params.append(query.correlation)
+        source = "pt_events e"
+        if query.key is not None:
+            source = (
+                "pt_links l JOIN pt_events e ON e.position = l.position "
+                "AND l.state_type = ? AND l.state_id = ?"
+            )
+            params = [query.key.type, query.key.id, *params]
+            where[0] = "l.position > ?"
+        columns = ", ".join("e." + c.strip() for c in _EVENT_COLUMNS.split(","))
+        rows = self._q(
+            f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} "
+            "ORDER BY e.position LIMIT ?",
+            [*params, limit],
+        )
+        return [StoredEvent(*row) for row in rows]
+
+    def state_info(self, key: StateKey) -> StateInfoRow | None:
+        rows = self._q(
+            "SELECT h.last_position, h.value_position, "
+            "(SELECT min(position) FROM pt_links l WHERE l.state_type = h.state_type "
+            "AND l.state_id = h.state_id), "
+            "(SELECT count(*) FROM pt_links l WHERE l.state_type = h.state_type "
+            "AND l.state_id = h.state_id), "
+            "(SELECT max(position) FROM pt_snapshots s WHERE s.state_type = h.state_type "
+            "AND s.state_id = h.state_id) "
+            "FROM pt_heads h WHERE h.state_type = ? AND h.state_id = ?",
+            (key.type, key.id),
+        )
+        if not rows:
+            return None
+        last, value_position, first, count, snap = rows[0]
+        times = dict(
+            self._q(
+                "SELECT position, fired_at FROM pt_events WHERE position IN (?, ?)", (first, last)
+            )
+        )
+        return StateInfoRow(
+            key, first, times[first], last, times[last], count, snap, value_position
+        )
+
+    def stale_states(self, state_type: str, limit: int) -> list[tuple[StateKey, int]]:
+        rows = self._q(
+            "SELECT state_id, last_position FROM pt_heads WHERE state_type = ? "
+            "AND (value_position IS NULL OR value_position <> last_position) "
+            "ORDER BY state_id LIMIT ?",
+            (state_type, limit),
+        )
+        return [(StateKey(state_type, i), p) for i, p in rows]
+
+    def query_states(
+        self,
+        state_type: str,
+        conditions: Sequence[Condition],
+        order: Sequence[Order],
+        limit: int | None,
+    ) -> list[tuple[str, str, int]]:
+        f = SQLiteFilter()
+        where = f.where(conditions)
+        order_sql = f.order(order)
+        return self._q(
+            "SELECT h.state_id, h.value, h.value_position FROM pt_heads h "
+            f"WHERE h.state_type = ? AND {where} ORDER BY {order_sql} LIMIT ?",
+            [state_type, *f.params, -1 if limit is None else limit],
+        )
+
+    def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
+        f = SQLiteFilter()
+        where = f.where(conditions)
+        rows = self._q(
+            f"SELECT count(*) FROM pt_heads h WHERE h.state_type = ? AND {where}",
+            [state_type, *f.params],
+        )
+        return int(rows[0][0])
+
+    def followers(self) -> list[FollowerRow]:
+        rows = self._q("SELECT name, position, updated_at FROM pt_followers ORDER BY name")
+        return [FollowerRow(*row) for row in rows]
+
+
+class _SQLiteTransaction(FollowerTransaction):
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.connection = conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        return self.connection.execute(sql, params).fetchall()
+
 
 class SQLiteStore(Store):
     """SQLite store. ``path`` is a file name or ``":memory:"``.
@@ -213,18 +352,32 @@ class SQLiteStore(Store):
                     conn.execute(statement)
             row = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
             if row is None:
-                conn.execute(
-                    "INSERT INTO pt_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
+                conn.execute("INSERT INTO pt_meta VALUES ('schema_version', '1')")
+                found = 1
+            else:
+                found = int(row[0])
+            if found > SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self._path!r} holds schema version {row[0]}, written by a newer "
                     f"playthrough; this one reads up to version {SCHEMA_VERSION}"
                 )
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                self._upgrade(version)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _upgrade(self, version: int) -> None:
+        """One migration step, inside the migrating transaction."""
+        conn = self._conn
+        for table, column, decl in _ADD_COLUMNS.get(version, []):
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        for statement in _STEPS.get(version, []):
+            conn.execute(statement)
+        conn.execute("UPDATE pt_meta SET value = ? WHERE key = 'schema_version'", (str(version),))
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
@@ -277,10 +430,9 @@ class SQLiteStore(Store):
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 3
             conn.executemany(
-                "INSERT INTO pt_events (position, type, data, caused_by, fired_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (p, e.type, e.data, e.caused_by, e.fired_at)
+                    (p, e.type, e.data, e.caused_by, e.fired_at, e.metadata, e.correlation)
                     for p, e in zip(positions, events, strict=True)
                 ],
             )
@@ -290,9 +442,13 @@ class SQLiteStore(Store):
                 for key, group in e.links:
                     link_rows.append((key.type, key.id, p, group))
                     heads[key] = p
-            conn.executemany("INSERT INTO pt_links VALUES (?, ?, ?, ?)", link_rows)
             conn.executemany(
-                "INSERT INTO pt_heads VALUES (?, ?, ?) ON CONFLICT (state_type, state_id) "
+                "INSERT INTO pt_links (state_type, state_id, position, grp) VALUES (?, ?, ?, ?)",
+                link_rows,
+            )
+            conn.executemany(
+                "INSERT INTO pt_heads (state_type, state_id, last_position) VALUES (?, ?, ?) "
+                "ON CONFLICT (state_type, state_id) "
                 "DO UPDATE SET last_position = excluded.last_position",
                 [(k.type, k.id, p) for k, p in heads.items()],
             )
@@ -361,6 +517,68 @@ class SQLiteStore(Store):
             conn.execute("ROLLBACK")
             raise
         return count
+
+    def write_state_values(self, values: Sequence[tuple[StateKey, str, int]]) -> int:
+        if not values:
+            return 0
+        conn = self._conn
+        if self._depth:
+            raise StoreError("cannot write state values inside a read transaction")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.statements += 1
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE pt_heads SET value = ?, value_position = ? "
+                "WHERE state_type = ? AND state_id = ? AND last_position = ?",
+                [(v, p, k.type, k.id, p) for k, v, p in values],
+            )
+            written = conn.total_changes - before
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return written
+
+    @contextmanager
+    def follow(self, name: str, limit: int) -> Iterator[FollowerBatch | None]:
+        # BEGIN IMMEDIATE takes SQLite's write lock: no other process can run
+        # a batch of this (or any) follower, or append, until this one commits.
+        if self._depth:
+            raise StoreError("cannot run a follower inside a read transaction")
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot start a write transaction: {exc}") from exc
+        try:
+            now = datetime.now(UTC).isoformat()
+            self.statements += 3
+            conn.execute(
+                "INSERT INTO pt_followers VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING",
+                (name, now),
+            )
+            (position,) = conn.execute(
+                "SELECT position FROM pt_followers WHERE name = ?", (name,)
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM pt_events WHERE position > ? "
+                "ORDER BY position LIMIT ?",
+                (position, limit),
+            ).fetchall()
+            batch = FollowerBatch(
+                name, position, [StoredEvent(*r) for r in rows], _SQLiteTransaction(conn)
+            )
+            yield batch
+            conn.execute(
+                "UPDATE pt_followers SET position = ?, updated_at = ? WHERE name = ?",
+                (batch.position, datetime.now(UTC).isoformat(), name),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._conn.close()
