@@ -8,6 +8,9 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_replay``: Replay, the one way events are played (live, reconstitution, replay)
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
 - ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and full replay
+- ``_log``: reading the log (``engine.events``/``event``/``causes``/``effects``), metadata
+- ``_query``: states by value (``engine.find``/``count``/``info``) over the stored values
+- ``_followers``: ``Projection`` and ``engine.run``, followers that survive restarts
 - ``_engine``: Engine, which ties them together
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
@@ -19,14 +22,20 @@ from ._errors import (
     DecodeError,
     DefinitionError,
     EventRejected,
+    FollowerBusy,
+    FollowerFailed,
     HandlerFailed,
+    NotFoundError,
     PlaythroughError,
+    QueryError,
     ReconstitutionError,
     SchemaVersionError,
     StoreError,
     UnknownTypeError,
 )
+from ._followers import FollowerReport, FollowerStatus, Projection
 from ._model import Event, SingletonState, State, StateKey, state_id
+from ._query import StateInfo
 from ._reconstitution import Plan, StatePlan, StateReconstitutor
 from ._replay import Replay, event_random, now
 from ._repository import MemoryCache, ReadOnlyCache, StateCache, StateRepository, WriteOnlyCache
@@ -35,6 +44,14 @@ from ._stores import SQLiteStore, Store, open_store
 from ._verify import VerifyReport
 
 __all__ = [
+    "StateInfo",
+    "QueryError",
+    "Projection",
+    "NotFoundError",
+    "FollowerStatus",
+    "FollowerReport",
+    "FollowerFailed",
+    "FollowerBusy",
     "ConcurrencyError",
     "DecodeError",
     "DefinitionError",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
+from . import _followers
 from ._errors import DecodeError, HandlerFailed, PlaythroughError, ReconstitutionError
+from ._followers import FollowerReport, FollowerStatus, Projection
+from ._log import (
+    EventLog,
+    StateRefArg,
+    encode_metadata,
+    metadata_text,
+    new_correlation,
+)
 from ._model import (
     Event,
     State,
@@ -22,6 +31,7 @@ from ._model import (
     binding,
     key_of,
 )
+from ._query import StateInfo, StateQueries
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import APPLY_ONLY, Replay, in_apply, playing, run_hook
 from ._repository import StateRepository
@@ -64,8 +74,13 @@ class Engine:
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
         self._caused_by: int | None = None
+        # Correlation of the event whose handle hooks run (or given by metadata(correlation=)).
+        self._correlation: str | None = None
+        self._metadata: dict[str, Any] = {}
         # Firing live is a Replay of one event with apply on the touched live states.
         self._live_replay = Replay({}, APPLY_ONLY)
+        self._log = EventLog(self)
+        self._queries = StateQueries(self)
         self._committing = False
         self._closed = False
 
@@ -202,11 +217,14 @@ class Engine:
 
     # ------------------------------------------------------------------ firing
 
-    def fire(self, event: E) -> E:
+    def fire(self, event: E, *, metadata: Mapping[str, Any] | None = None) -> E:
         """Validate and apply an event to the live states and queue it for commit.
 
-        If a ``validate`` hook raises (``EventRejected`` or anything else), no
-        state changes and nothing is queued; the exception propagates.
+        ``metadata`` (a JSON-able dict, merged over those of enclosing
+        ``engine.metadata(...)`` blocks) is stored with the event and read back
+        as ``event.metadata``. If a ``validate`` hook raises (``EventRejected``
+        or anything else), no state changes and nothing is queued; the
+        exception propagates.
         """
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
@@ -215,6 +233,7 @@ class Engine:
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
+        stored_metadata = encode_metadata(self._metadata, metadata)
         # Bind (and check) the ids as the user gave them; strict decoding in
         # _normalise guarantees they come back identical.
         keys = list(binding(event).touched)
@@ -234,6 +253,8 @@ class Engine:
                 live[k] = cast(State, repository.get(k))
         object.__setattr__(event, "_pt_fired_at", datetime.now(UTC))
         object.__setattr__(event, "_pt_caused_by", self._caused_by)
+        object.__setattr__(event, "_pt_correlation", self._correlation or new_correlation())
+        object.__setattr__(event, "_pt_metadata", stored_metadata)
         validators = binding(event).of_phase("validate")
         if validators:
             try:
@@ -324,6 +345,8 @@ class Engine:
                         links=tuple(zip(b.touched, b.groups, strict=True)),
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
+                        metadata=metadata_text(event),
+                        correlation=event.correlation,
                     )
                 )
             positions = self.store.append(rows, expected)
@@ -348,8 +371,9 @@ class Engine:
             hooks = binding(event).of_phase("handle")
             if not hooks:
                 continue
-            previous = self._caused_by
+            previous = self._caused_by, self._correlation
             self._caused_by = event.id
+            self._correlation = event.correlation
             try:
                 with playing(event):
                     for hook, bound, keys in hooks:
@@ -364,7 +388,7 @@ class Engine:
                                 f"{event.id} was committed: {exc!r}",
                             ) from exc
             finally:
-                self._caused_by = previous
+                self._caused_by, self._correlation = previous
 
     # ------------------------------------------------------------------ snapshots
 
@@ -425,8 +449,138 @@ class Engine:
 
         return verify(self, **options)
 
+    # ------------------------------------------------------------------ the log
 
-_FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by")
+    @contextmanager
+    def metadata(self, correlation: str | None = None, **values: Any) -> Iterator[None]:
+        """Store ``values`` as metadata with every event fired in the block.
+
+        Blocks nest (inner values win; ``fire(..., metadata=)`` wins over
+        both). ``correlation`` gives the block's root events that correlation
+        id instead of a fresh one per event.
+        """
+        previous = self._metadata, self._correlation
+        self._metadata = encode_metadata(self._metadata, values) or {}
+        if correlation is not None:
+            if not isinstance(correlation, str) or not correlation:
+                raise TypeError(f"correlation must be a non-empty str, not {correlation!r}")
+            self._correlation = correlation
+        try:
+            yield
+        finally:
+            self._metadata, self._correlation = previous
+
+    def events(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[type[Event] | str] | None = None,
+        state: StateRefArg | None = None,
+        caused_by: int | None = None,
+        correlation: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
+        """Committed events after ``after``, in order, decoded; every filter given must hold.
+
+        Streams in pages (constant memory) up to the head as it was when
+        iteration started. ``types``: Event classes (or type names); ``state``:
+        ``(StateClass, id)``; ``caused_by``: direct effects of that position;
+        ``correlation``: one business transaction.
+        """
+        return self._log.events(
+            after=after,
+            types=types,
+            state=state,
+            caused_by=caused_by,
+            correlation=correlation,
+            limit=limit,
+        )
+
+    def event(self, position: int) -> Event:
+        """The committed event at ``position`` (``NotFoundError`` when there is none)."""
+        return self._log.event(position)
+
+    def causes(self, position: int) -> list[Event]:
+        """The chain of events that caused the one at ``position``, root first."""
+        return self._log.causes(position)
+
+    def effects(self, position: int) -> list[Event]:
+        """Every event caused, directly or not, by the one at ``position``, in order."""
+        return self._log.effects(position)
+
+    # ------------------------------------------------------------------ states by value
+
+    def find(
+        self,
+        state_class: type[S],
+        *,
+        limit: int | None = None,
+        order_by: str | Sequence[str] | None = None,
+        **filters: Any,
+    ) -> Iterator[S]:
+        """Stored states of a type whose values match, as of the store's head.
+
+        ``balance__gt=100``, ``owner="ada"``, ``tags__contains=["vip"]``,
+        ``address__city="Oslo"``; ``order_by="-balance"``. The states returned
+        are this engine's live ones (a state already in memory is returned as
+        it is here).
+        """
+        return self._queries.find(state_class, filters, limit, order_by)
+
+    def count(self, state_class: type[State], **filters: Any) -> int:
+        """How many stored states of a type match (counted by the database)."""
+        return self._queries.count(state_class, filters)
+
+    def info(self, state_class: type[State], state_id: Any = None) -> StateInfo:
+        """When a state was created and last changed, how many events, its newest snapshot."""
+        return self._queries.info(state_class, state_id)
+
+    # ------------------------------------------------------------------ followers
+
+    def run(
+        self,
+        projection: Projection,
+        *,
+        until_idle: bool = False,
+        poll_interval: float = 1.0,
+        batch_size: int | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> FollowerReport:
+        """Feed every committed event after the follower's stored position to ``projection``.
+
+        ``until_idle``: return once there is nothing left; otherwise poll every
+        ``poll_interval`` seconds until ``stop()`` is true. Raises
+        ``FollowerFailed`` (position unchanged) when a handler raises.
+        """
+        return _followers.run(
+            self,
+            projection,
+            until_idle=until_idle,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+            stop=stop,
+        )
+
+    def followers(self) -> list[FollowerStatus]:
+        """Every follower's position and lag behind the head."""
+        return _followers.statuses(self)
+
+    def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
+        """Move a follower back (default: to 0, to re-project everything).
+
+        Given a Projection, its ``reset(tx)`` clears the read model in the same transaction.
+        """
+        _followers.reset(self, projection, position)
+
+
+_FIRE_SLOTS = (
+    "_pt_data",
+    "_pt_binding",
+    "_pt_fired_at",
+    "_pt_caused_by",
+    "_pt_correlation",
+    "_pt_metadata",
+)
 _ATOMIC = (int, float, str, bool, bytes, type(None))
 
 

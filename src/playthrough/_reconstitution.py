@@ -142,6 +142,10 @@ def decode_event(stored: StoredEvent) -> Event:
     object.__setattr__(event, "_pt_data", stored.data)
     object.__setattr__(event, "_pt_caused_by", stored.caused_by)
     object.__setattr__(event, "_pt_fired_at", datetime.fromisoformat(stored.fired_at))
+    if stored.correlation is not None:
+        object.__setattr__(event, "_pt_correlation", stored.correlation)
+    if stored.metadata is not None:
+        object.__setattr__(event, "_pt_metadata", json.loads(stored.metadata))
     return event
 
 

@@ -54,7 +54,19 @@ from ._reconstitution import StateReconstitutor, blank_for, decode_event, state_
 from ._replay import Replay
 from ._serialization import encode_state
 from ._snapshots import SyncReport
-from ._stores import Link, SnapshotRecord, Store, StoredEvent, StoreReader, open_store
+from ._stores import (
+    Condition,
+    EventQuery,
+    FollowerRow,
+    Link,
+    Order,
+    SnapshotRecord,
+    StateInfoRow,
+    Store,
+    StoredEvent,
+    StoreReader,
+    open_store,
+)
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -457,6 +469,30 @@ class _IgnoringSnapshots(StoreReader):
 
     def meta(self, key: str) -> str | None:
         return self._inner.meta(key)
+
+    def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
+        return self._inner.find_events(query, limit)
+
+    def state_info(self, key: StateKey) -> StateInfoRow | None:
+        return self._inner.state_info(key)
+
+    def stale_states(self, state_type: str, limit: int) -> list[tuple[StateKey, int]]:
+        return self._inner.stale_states(state_type, limit)
+
+    def query_states(
+        self,
+        state_type: str,
+        conditions: Sequence[Condition],
+        order: Sequence[Order],
+        limit: int | None,
+    ) -> list[tuple[str, str, int]]:
+        return self._inner.query_states(state_type, conditions, order, limit)
+
+    def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
+        return self._inner.count_states(state_type, conditions)
+
+    def followers(self) -> list[FollowerRow]:
+        return self._inner.followers()
 
 
 def rebuild(

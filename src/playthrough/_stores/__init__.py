@@ -10,10 +10,31 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .._errors import StoreError
-from ._base import Link, NewEvent, SnapshotRecord, Store, StoredEvent, StoreReader
+from ._base import (
+    Condition,
+    EventQuery,
+    FollowerBatch,
+    FollowerRow,
+    FollowerTransaction,
+    Link,
+    NewEvent,
+    Order,
+    SnapshotRecord,
+    StateInfoRow,
+    Store,
+    StoredEvent,
+    StoreReader,
+)
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "Condition",
+    "EventQuery",
+    "FollowerBatch",
+    "FollowerRow",
+    "FollowerTransaction",
+    "Order",
+    "StateInfoRow",
     "Link",
     "NewEvent",
     "SQLiteStore",

@@ -490,10 +490,11 @@ class _PostgresTransaction(FollowerTransaction):
 
     def __init__(self, conn: Conn) -> None:
         self.connection = conn
+        self._conn = conn
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         # ``?`` placeholders, as on SQLite; a literal % must reach psycopg doubled.
-        cur = self.connection.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+        cur = self._conn.execute(sql.replace("%", "%%").replace("?", "%s"), params)
         return cur.fetchall() if cur.description is not None else []
 
 

@@ -305,9 +305,10 @@ class _SQLiteTransaction(FollowerTransaction):
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.connection = conn
+        self._conn = conn
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        return self.connection.execute(sql, params).fetchall()
+        return self._conn.execute(sql, params).fetchall()
 
 
 class SQLiteStore(Store):
