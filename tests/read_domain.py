@@ -105,3 +105,12 @@ class Shipped(Event, type_name="r.Shipped"):
 
     def apply(self, customer: Customer) -> None:
         customer.tags = [*customer.tags, "shipped"]
+
+
+def own_sessions(url: str) -> str:
+    """The server URL with an application name of these tests' own.
+
+    Other test suites on the same server end sessions named ``playthrough``
+    (crash tests); naming ours keeps them out of that.
+    """
+    return url + ("&" if "?" in url else "?") + "application_name=pt-read-side-tests"

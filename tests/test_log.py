@@ -13,7 +13,7 @@ import pytest
 from playthrough import Engine, NotFoundError, UnknownTypeError
 from playthrough._model import key_of
 
-from .read_domain import Billed, Changed, Customer, Moved, Ordered, Shipped
+from .read_domain import Billed, Changed, Customer, Moved, Ordered, Shipped, own_sessions
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -21,7 +21,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     if request.param == "sqlite":
         e = Engine.open()
     else:
-        url = request.getfixturevalue("pg_url")
+        url = own_sessions(request.getfixturevalue("pg_url"))
         e = Engine.open(url, schema=request.getfixturevalue("pg_schema"))
     try:
         yield e

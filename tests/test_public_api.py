@@ -27,6 +27,16 @@ EXPECTED = {
     "VerifyReport",
     "ReconstitutionError",
     "HandlerFailed",
+    "NotFoundError",
+    "QueryError",
+    "FollowerFailed",
+    "FollowerBusy",
+    # the read side
+    "StateInfo",
+    "Projection",
+    "FollowerTransaction",
+    "FollowerStatus",
+    "FollowerReport",
     # the architecture's components, for users who compose their own
     "StateRepository",
     "StateCache",

@@ -32,13 +32,13 @@ from playthrough import (
 from playthrough._serialization import encode_state
 from playthrough.testing import reference_states
 
-from .read_domain import Changed, Customer, Moved
+from .read_domain import Changed, Customer, Moved, own_sessions
 
 
 def _open(kind: str, request: pytest.FixtureRequest, schema: str | None = None) -> Engine:
     if kind == "sqlite":
         return Engine.open()
-    url = request.getfixturevalue("pg_url")
+    url = own_sessions(request.getfixturevalue("pg_url"))
     return Engine.open(url, schema=schema or request.getfixturevalue("pg_schema"))
 
 
@@ -147,7 +147,7 @@ def test_answers_are_exact_after_other_writers(
             url, opts = f"sqlite:///{tmp_path / 'x.db'}", {}
         else:
             url, opts = (
-                request.getfixturevalue("pg_url"),
+                own_sessions(request.getfixturevalue("pg_url")),
                 {"schema": request.getfixturevalue("pg_schema")},
             )
         with Engine.open(url, **opts) as a, Engine.open(url, **opts) as b:
@@ -372,7 +372,7 @@ def test_find_and_count_equal_the_reference_postgres(
 ) -> None:
     schema = f"pt_test_{uuid.uuid4().hex[:12]}"
     try:
-        with Engine.open(pg_url, schema=schema) as engine:
+        with Engine.open(own_sessions(pg_url), schema=schema) as engine:
             _check(engine, history, query_list, data)
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:

@@ -40,10 +40,11 @@ from ._reconstitution import Plan, StatePlan, StateReconstitutor
 from ._replay import Replay, event_random, now
 from ._repository import MemoryCache, ReadOnlyCache, StateCache, StateRepository, WriteOnlyCache
 from ._snapshots import OutOfSync, ReplayReport, SnapshotCoordinator, SyncReport
-from ._stores import SQLiteStore, Store, open_store
+from ._stores import FollowerTransaction, SQLiteStore, Store, open_store
 from ._verify import VerifyReport
 
 __all__ = [
+    "FollowerTransaction",
     "StateInfo",
     "QueryError",
     "Projection",

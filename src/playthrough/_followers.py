@@ -36,13 +36,21 @@ class Projection:
     ``<EventType>`` is the event class's name (or its registered type name).
     Events of other types are passed over. ``tx`` is the store's transaction
     (``tx.execute(sql, params)`` with ``?`` placeholders, ``tx.connection``
-    the driver's connection): what a handler writes through it commits
-    together with the follower's new position. Override ``reset(tx)`` to clear
-    the read model when the follower is reset to re-project from 0.
+    the driver's connection; on PostgreSQL unqualified names resolve in the
+    store's schema): what a handler writes through it commits together with
+    the follower's new position. Override ``setup(tx)`` to create tables and
+    ``reset(tx)`` to clear the read model when the follower is reset to
+    re-project from 0.
     """
 
     name: ClassVar[str]
     batch_size: ClassVar[int] = 500
+
+    def setup(self, tx: FollowerTransaction) -> None:
+        """Create what the projection writes to (``CREATE TABLE IF NOT EXISTS``...).
+
+        Called in the first batch of every ``engine.run`` and before ``reset``.
+        """
 
     def reset(self, tx: FollowerTransaction) -> None:
         """Clear what this projection wrote (called in the reset's transaction)."""
@@ -128,6 +136,8 @@ def run(
         with engine.store.follow(name, size) as batch:
             if batch is not None:
                 position = batch.start
+                if batches == 0:
+                    projection.setup(batch.tx)
                 for row in batch.events:
                     handler = table.get(row.type)
                     if handler is None:
@@ -164,6 +174,7 @@ def reset(engine: Engine, projection: Projection | str, position: int) -> None:
         if batch is None:
             raise FollowerBusy(f"follower {name!r} is running in another process; stop it first")
         if not isinstance(projection, str):
+            projection.setup(batch.tx)
             projection.reset(batch.tx)
         batch.advance(position)
 

@@ -283,6 +283,9 @@ class FollowerTransaction(abc.ABC):
         """Run one statement; returns its rows (empty for statements without any)."""
 
 
+FollowerTransaction.__module__ = "playthrough"
+
+
 class FollowerBatch:
     """What ``Store.follow`` yields: the follower's position, its next events, the transaction."""
 

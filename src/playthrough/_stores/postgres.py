@@ -899,25 +899,40 @@ class PostgresStore(Store):
         conn = self._writer()
         try:
             self.statements += 2
-            conn.execute(self._sql["follower_create"], (name, datetime.now(UTC).isoformat()))
-            try:
-                row = conn.execute(self._sql["follower_lock"], (name,)).fetchone()
-            except psycopg.errors.LockNotAvailable:
-                self._abort(conn)
-                yield None
-                return
-            assert row is not None
-            self.statements += 1
-            rows = conn.execute(self._sql["follower_events"], (row[0], limit)).fetchall()
-            batch = FollowerBatch(
-                name, int(row[0]), [StoredEvent(*r) for r in rows], _PostgresTransaction(conn)
-            )
+            # Unqualified table names in the follower's SQL live in the store's schema.
+            conn.execute(f"SET LOCAL search_path TO {self._quoted}")
+            row = None
+            for _ in range(2):
+                try:
+                    row = conn.execute(self._sql["follower_lock"], (name,)).fetchone()
+                except psycopg.errors.LockNotAvailable:
+                    row = None
+                    break
+                if row is not None:
+                    break
+                # A new follower: its row is created and committed on its own,
+                # so a second process never waits on an uncommitted insert.
+                assert self._pool is not None
+                with self._pool.connection() as other:
+                    other.execute(
+                        self._sql["follower_create"], (name, datetime.now(UTC).isoformat())
+                    )
+            if row is not None:
+                self.statements += 1
+                rows = conn.execute(self._sql["follower_events"], (row[0], limit)).fetchall()
+                batch = FollowerBatch(
+                    name, int(row[0]), [StoredEvent(*r) for r in rows], _PostgresTransaction(conn)
+                )
         except psycopg.Error as exc:
             self._abort(conn)
             raise self._failure(f"starting a batch of follower {name!r}", exc) from exc
         except BaseException:
             self._abort(conn)
             raise
+        if row is None:  # another process holds the follower
+            self._abort(conn)
+            yield None
+            return
         try:
             yield batch
         except BaseException:
