@@ -6,11 +6,11 @@ Every test runs on SQLite and on PostgreSQL (the ``engine`` fixture).
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 
-from playthrough import Engine, NotFoundError, UnknownTypeError
+from playthrough import Engine, Event, NotFoundError, UnknownTypeError
 from playthrough._model import key_of
 
 from .read_domain import Billed, Changed, Customer, Moved, Ordered, Shipped, own_sessions
@@ -42,7 +42,10 @@ def _history(engine: Engine) -> None:
 
 def test_events_filters(engine: Engine) -> None:
     _history(engine)
-    ids = lambda events: [e.id for e in events]  # noqa: E731
+
+    def ids(events: Iterable[Event]) -> list[int | None]:
+        return [e.id for e in events]
+
     assert ids(engine.events()) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert ids(engine.events(after=5)) == [6, 7, 8]
     assert ids(engine.events(limit=3)) == [1, 2, 3]

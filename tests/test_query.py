@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import psycopg
@@ -123,7 +123,7 @@ def test_unknown_fields_and_lookups_are_named(engine: Engine) -> None:
     with pytest.raises(QueryError, match="limit must be"):
         list(engine.find(Customer, limit=-1))
     with pytest.raises(TypeError, match="State subclass"):
-        engine.count(Changed)  # type: ignore[type-var]
+        engine.count(Changed)  # type: ignore[arg-type]
 
 
 def test_found_states_are_the_live_ones(engine: Engine) -> None:
@@ -255,7 +255,7 @@ def _matches(value: dict[str, Any], arg: str, v: Any) -> bool:
     if lookup == "in":
         return any(_eq(x, i) for i in v)
     if lookup == "isnull":
-        return (x is _MISSING or x is None) == v
+        return bool((x is _MISSING or x is None) == v)
     if lookup == "contains":
         if isinstance(v, dict):
             return all(_eq(_get(x, (k,)), i) for k, i in v.items())
@@ -264,7 +264,7 @@ def _matches(value: dict[str, Any], arg: str, v: Any) -> bool:
     same = (_num(x) and _num(v)) or (isinstance(x, str) and isinstance(v, str))
     if not same:
         return False
-    return {"gt": x > v, "gte": x >= v, "lt": x < v, "lte": x <= v}[lookup]
+    return bool({"gt": x > v, "gte": x >= v, "lt": x < v, "lte": x <= v}[lookup])
 
 
 owners = st.sampled_from(["ada", "bob", "Åsa", "cy", ""])
@@ -329,8 +329,10 @@ def _check(
         if data.draw(st.booleans(), label="query between commits"):
             engine.count(Customer)  # leaves fresh values that later commits make stale
     reference = reference_states(list(engine.events()))
-    values = {
-        s.id: json.loads(encode_state(s)) for k, s in reference.items() if k.type == "r.Customer"
+    values: dict[int, dict[str, Any]] = {
+        cast(int, s.id): json.loads(encode_state(s))
+        for k, s in reference.items()
+        if k.type == "r.Customer"
     }
     for query in query_list:
         expected = sorted(
@@ -348,7 +350,7 @@ def _check(
         assert ids(engine.find(Customer, order_by=order, **query)) == by_value, (query, order)
     engine.repository.clear()
     for state in engine.find(Customer):  # decoded from the stored values: equal to the log's
-        assert json.loads(encode_state(state)) == values[state.id]
+        assert json.loads(encode_state(state)) == values[cast(int, state.id)]
 
 
 @settings(

@@ -23,7 +23,7 @@ import attrs
 
 from ._errors import DefinitionError, FollowerBusy, FollowerFailed
 from ._model import registry
-from ._reconstitution import decode_event
+from ._serialization import decode_event
 from ._stores import FollowerTransaction
 
 if TYPE_CHECKING:

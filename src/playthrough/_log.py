@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import NotFoundError, PlaythroughError
 from ._model import Event, State, key_of, registry
-from ._reconstitution import decode_event
-from ._serialization import dumps
+from ._serialization import decode_event, dumps
 from ._stores import EventQuery
 
 if TYPE_CHECKING:

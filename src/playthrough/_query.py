@@ -23,6 +23,7 @@ import attrs
 from ._errors import NotFoundError, PlaythroughError, QueryError
 from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
+from ._slots import mark_state
 from ._stores import Condition, Order
 from ._stores._base import LOOKUPS
 
@@ -295,8 +296,7 @@ class StateQueries:
             live = repository.get(key)
             if live is None:
                 live = decode(cls, value, f"stored value of {key} at position {position}")
-                object.__setattr__(live, "_pt_id", decode_id(state_id))
-                object.__setattr__(live, "_pt_last_event_id", position)
+                mark_state(live, id=decode_id(state_id), last_event_id=position)
                 repository.put(key, live)
             yield cast(S, live)
 

@@ -34,16 +34,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
+import attrs
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
+from . import parse_store_url
 from ._base import (
     SCHEMA_VERSION,
     Condition,
@@ -59,6 +62,8 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    chunks,
+    stale_message,
 )
 from ._json_sql import PostgresFilter
 
@@ -149,85 +154,97 @@ _EVENT_COLUMNS = "position, type, data, caused_by, fired_at, metadata, correlati
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
-_SQL = {
-    "head": "SELECT coalesce(max(position), 0) FROM {s}.pt_events",
-    "state_heads": (
-        "SELECT state_type, state_id, last_position FROM {s}.pt_heads "
-        f"WHERE (state_type, state_id) IN ({_KEYS})"
-    ),
-    "snapshots": (
-        "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
-        f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s "
-        "ORDER BY state_type, state_id, position DESC"
-    ),
-    "links": (
-        "WITH want AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]) "
-        "AS w(t, i, lo, hi)), "
-        "hit AS (SELECT DISTINCT l.position FROM want w JOIN {s}.pt_links l "
-        "ON l.state_type = w.t AND l.state_id = w.i AND l.position > w.lo AND l.position <= w.hi) "
-        "SELECT l.position, l.state_type, l.state_id, l.grp FROM hit "
-        "JOIN {s}.pt_links l ON l.position = hit.position ORDER BY l.position"
-    ),
-    "events": (
-        "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
-        "WHERE position = ANY(%b::bigint[]) ORDER BY position"
-    ),
-    "events_after": (
-        "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
-        "WHERE position > %s ORDER BY position LIMIT %s"
-    ),
-    "links_between": (
-        "SELECT position, state_type, state_id, grp FROM {s}.pt_links "
-        "WHERE position > %s AND position <= %s ORDER BY position"
-    ),
-    "meta": "SELECT value FROM {s}.pt_meta WHERE key = %s",
-    "state_info": (
-        "SELECT h.last_position, h.value_position, "
-        "(SELECT min(position) FROM {s}.pt_links l WHERE l.state_type = h.state_type "
-        "AND l.state_id = h.state_id), "
-        "(SELECT count(*) FROM {s}.pt_links l WHERE l.state_type = h.state_type "
-        "AND l.state_id = h.state_id), "
-        "(SELECT max(position) FROM {s}.pt_snapshots s WHERE s.state_type = h.state_type "
-        "AND s.state_id = h.state_id) "
-        "FROM {s}.pt_heads h WHERE h.state_type = %s AND h.state_id = %s"
-    ),
-    "fired_at": "SELECT position, fired_at FROM {s}.pt_events WHERE position = ANY(%b::bigint[])",
-    "stale_states": (
-        "SELECT state_id, last_position FROM {s}.pt_heads WHERE state_type = %s "
-        "AND (value_position IS NULL OR value_position <> last_position) "
-        "ORDER BY state_id LIMIT %s"
-    ),
-    "followers": "SELECT name, position, updated_at FROM {s}.pt_followers ORDER BY name",
-    "follower_create": (
-        "INSERT INTO {s}.pt_followers VALUES (%s, 0, %s) ON CONFLICT (name) DO NOTHING"
-    ),
-    "follower_lock": "SELECT position FROM {s}.pt_followers WHERE name = %s FOR UPDATE NOWAIT",
-    "follower_events": (
-        f"SELECT {_EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s "
-        "ORDER BY position LIMIT %s"
-    ),
-    "follower_advance": (
-        "UPDATE {s}.pt_followers SET position = %s, updated_at = %s WHERE name = %s"
-    ),
-    "state_values_write": (
-        "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p "
-        "FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[]) AS v(t, i, value, p) "
-        "WHERE h.state_type = v.t AND h.state_id = v.i AND h.last_position = v.p"
-    ),
-    "iter_snapshots": (
-        "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
-        "WHERE (state_type, state_id, position) > (%s, %s, %s) "
-        "ORDER BY state_type, state_id, position LIMIT %s"
-    ),
-    "lock": "SELECT pg_advisory_xact_lock(%s, %s)",
-    # One statement, run under the append lock (so its snapshot holds every
-    # earlier append): number the events after the current head, check and
-    # move the heads, insert events and links, and report the stale states.
-    # want.mode: 'u' known state (update where last_position = expected),
-    # 'i' new state touched here (insert, the primary key refuses a taken one),
-    # 'n' new state not touched here (must still be absent), 'f' touched but
-    # not in ``expected`` (written unchecked, as the SQLite store does).
-    "append": """
+_HEAD = "SELECT coalesce(max(position), 0) FROM {s}.pt_events"
+
+_STATE_HEADS = (
+    "SELECT state_type, state_id, last_position FROM {s}.pt_heads "
+    f"WHERE (state_type, state_id) IN ({_KEYS})"
+)
+
+_SNAPSHOTS = (
+    "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
+    f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s "
+    "ORDER BY state_type, state_id, position DESC"
+)
+
+_LINKS = (
+    "WITH want AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]) "
+    "AS w(t, i, lo, hi)), "
+    "hit AS (SELECT DISTINCT l.position FROM want w JOIN {s}.pt_links l "
+    "ON l.state_type = w.t AND l.state_id = w.i AND l.position > w.lo AND l.position <= w.hi) "
+    "SELECT l.position, l.state_type, l.state_id, l.grp FROM hit "
+    "JOIN {s}.pt_links l ON l.position = hit.position ORDER BY l.position"
+)
+
+_EVENTS = (
+    "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+    "WHERE position = ANY(%b::bigint[]) ORDER BY position"
+)
+
+_EVENTS_AFTER = (
+    "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+    "WHERE position > %s ORDER BY position LIMIT %s"
+)
+
+_LINKS_BETWEEN = (
+    "SELECT position, state_type, state_id, grp FROM {s}.pt_links "
+    "WHERE position > %s AND position <= %s ORDER BY position"
+)
+
+_META = "SELECT value FROM {s}.pt_meta WHERE key = %s"
+
+_ITER_SNAPSHOTS = (
+    "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
+    "WHERE (state_type, state_id, position) > (%s, %s, %s) "
+    "ORDER BY state_type, state_id, position LIMIT %s"
+)
+
+_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+
+# The read side: states' stored values, followers.
+_STATE_INFO = (
+    "SELECT h.last_position, h.value_position, "
+    "(SELECT min(position) FROM {s}.pt_links l WHERE l.state_type = h.state_type "
+    "AND l.state_id = h.state_id), "
+    "(SELECT count(*) FROM {s}.pt_links l WHERE l.state_type = h.state_type "
+    "AND l.state_id = h.state_id), "
+    "(SELECT max(position) FROM {s}.pt_snapshots s WHERE s.state_type = h.state_type "
+    "AND s.state_id = h.state_id) "
+    "FROM {s}.pt_heads h WHERE h.state_type = %s AND h.state_id = %s"
+)
+_FIRED_AT = "SELECT position, fired_at FROM {s}.pt_events WHERE position = ANY(%b::bigint[])"
+_STALE_STATES = (
+    "SELECT state_id, last_position FROM {s}.pt_heads WHERE state_type = %s "
+    "AND (value_position IS NULL OR value_position <> last_position) "
+    "ORDER BY state_id LIMIT %s"
+)
+# The subquery casts each value to jsonb once (OFFSET 0 keeps PostgreSQL from
+# inlining it and casting again in every condition).
+_HEADS_JSON = (
+    "(SELECT state_id, value, value_position, value::jsonb AS j FROM {s}.pt_heads "
+    "WHERE state_type = %s OFFSET 0) h"
+)
+_FOLLOWERS = "SELECT name, position, updated_at FROM {s}.pt_followers ORDER BY name"
+_FOLLOWER_CREATE = "INSERT INTO {s}.pt_followers VALUES (%s, 0, %s) ON CONFLICT (name) DO NOTHING"
+_FOLLOWER_LOCK = "SELECT position FROM {s}.pt_followers WHERE name = %s FOR UPDATE NOWAIT"
+_FOLLOWER_EVENTS = (
+    f"SELECT {_EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s ORDER BY position LIMIT %s"
+)
+_FOLLOWER_ADVANCE = "UPDATE {s}.pt_followers SET position = %s, updated_at = %s WHERE name = %s"
+_STATE_VALUES_WRITE = (
+    "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[]) AS v(t, i, value, p) "
+    "WHERE h.state_type = v.t AND h.state_id = v.i AND h.last_position = v.p"
+)
+
+# One statement, run under the append lock (so its snapshot holds every
+# earlier append): number the events after the current head, check and
+# move the heads, insert events and links, and report the stale states.
+# want.mode: 'u' known state (update where last_position = expected),
+# 'i' new state touched here (insert, the primary key refuses a taken one),
+# 'n' new state not touched here (must still be absent), 'f' touched but
+# not in ``expected`` (written unchecked, as the SQLite store does).
+_APPEND = """
 WITH base AS (SELECT coalesce(max(position), 0) AS b FROM {s}.pt_events),
 want AS (
     SELECT * FROM unnest(%(wt)b::text[], %(wi)b::text[], %(we)b::bigint[],
@@ -275,36 +292,35 @@ stale AS (
 SELECT base.b, {s}.pt_refuse(
     (SELECT json_agg(json_build_array(t, i, expected, have))::text FROM stale)
 ) FROM base
-""",
-    "meta_write": (
-        "WITH d AS (DELETE FROM {s}.pt_meta WHERE key = ANY(%b::text[])) "
-        "INSERT INTO {s}.pt_meta (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-    ),
-    "snapshots_write": (
-        "INSERT INTO {s}.pt_snapshots (state_type, state_id, position, last_event_id, data) "
-        "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[]) "
-        "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
-        "last_event_id = excluded.last_event_id, data = excluded.data"
-    ),
-    "snapshots_trim": (
-        "DELETE FROM {s}.pt_snapshots s USING ("
-        "SELECT x.state_type, x.state_id, x.position FROM ("
-        "SELECT p.state_type, p.state_id, p.position, row_number() OVER ("
-        "PARTITION BY p.state_type, p.state_id ORDER BY p.position DESC) AS rn "
-        "FROM {s}.pt_snapshots p JOIN unnest(%b::text[], %b::text[]) AS k(t, i) "
-        "ON p.state_type = k.t AND p.state_id = k.i) x WHERE x.rn > %s) old "
-        "WHERE s.state_type = old.state_type AND s.state_id = old.state_id "
-        "AND s.position = old.position"
-    ),
-    "snapshots_drop_all": "DELETE FROM {s}.pt_snapshots",
-    "snapshots_drop": (f"DELETE FROM {{s}}.pt_snapshots WHERE (state_type, state_id) IN ({_KEYS})"),
-}
+"""
 
+_META_WRITE = (
+    "WITH d AS (DELETE FROM {s}.pt_meta WHERE key = ANY(%b::text[])) "
+    "INSERT INTO {s}.pt_meta (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+_SNAPSHOTS_WRITE = (
+    "INSERT INTO {s}.pt_snapshots (state_type, state_id, position, last_event_id, data) "
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[]) "
+    "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
+    "last_event_id = excluded.last_event_id, data = excluded.data"
+)
+
+_SNAPSHOTS_TRIM = (
+    "DELETE FROM {s}.pt_snapshots s USING ("
+    "SELECT x.state_type, x.state_id, x.position FROM ("
+    "SELECT p.state_type, p.state_id, p.position, row_number() OVER ("
+    "PARTITION BY p.state_type, p.state_id ORDER BY p.position DESC) AS rn "
+    "FROM {s}.pt_snapshots p JOIN unnest(%b::text[], %b::text[]) AS k(t, i) "
+    "ON p.state_type = k.t AND p.state_id = k.i) x WHERE x.rn > %s) old "
+    "WHERE s.state_type = old.state_type AND s.state_id = old.state_id "
+    "AND s.position = old.position"
+)
+
+_SNAPSHOTS_DROP_ALL = "DELETE FROM {s}.pt_snapshots"
+
+_SNAPSHOTS_DROP = f"DELETE FROM {{s}}.pt_snapshots WHERE (state_type, state_id) IN ({_KEYS})"
 
 
 def _key_arrays(keys: Sequence[StateKey]) -> tuple[list[str], list[str]]:
@@ -324,20 +340,20 @@ class _PostgresReader(StoreReader):
         self._store = store
         self._conn = conn
 
-    def _q(self, name: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    def _q(self, template: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         self._store.statements += 1
         try:
-            return self._conn.execute(self._store._sql[name], params).fetchall()
+            return self._conn.execute(self._store._sql(template), params).fetchall()
         except psycopg.Error as exc:
             raise self._store._failure("read", exc) from exc
 
     def head(self) -> int:
-        return int(self._q("head")[0][0])
+        return int(self._q(_HEAD)[0][0])
 
     def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
         out: dict[StateKey, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            for t, i, p in self._q("state_heads", _key_arrays(chunk)):
+        for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
+            for t, i, p in self._q(_STATE_HEADS, _key_arrays(chunk)):
                 out[StateKey(t, i)] = p
         return out
 
@@ -345,8 +361,8 @@ class _PostgresReader(StoreReader):
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            for t, i, p, last, data in self._q("snapshots", [*_key_arrays(chunk), at_most]):
+        for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
+            for t, i, p, last, data in self._q(_SNAPSHOTS, [*_key_arrays(chunk), at_most]):
                 key = StateKey(t, i)
                 out.setdefault(key, []).append(SnapshotRecord(key, p, last, data))
         return out
@@ -356,7 +372,7 @@ class _PostgresReader(StoreReader):
         if not items:
             return []
         rows = self._q(
-            "links",
+            _LINKS,
             (
                 [k.type for k, _, _ in items],
                 [k.id for k, _, _ in items],
@@ -367,19 +383,19 @@ class _PostgresReader(StoreReader):
         return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        for chunk in _chunks(positions):
-            for row in self._q("events", (list(chunk),)):
+        for chunk in chunks(positions, _CHUNK):
+            for row in self._q(_EVENTS, (list(chunk),)):
                 yield StoredEvent(*row)
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        return [StoredEvent(*row) for row in self._q("events_after", (after, limit))]
+        return [StoredEvent(*row) for row in self._q(_EVENTS_AFTER, (after, limit))]
 
     def links_between(self, after: int, upto: int) -> list[Link]:
-        rows = self._q("links_between", (after, upto))
+        rows = self._q(_LINKS_BETWEEN, (after, upto))
         return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
 
     def meta(self, key: str) -> str | None:
-        rows = self._q("meta", (key,))
+        rows = self._q(_META, (key,))
         return str(rows[0][0]) if rows else None
 
     # ---------------------------------------------------------------- read side
@@ -387,7 +403,7 @@ class _PostgresReader(StoreReader):
     def _raw(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         self._store.statements += 1
         try:
-            return self._conn.execute(text.replace("{s}", self._store._quoted), params).fetchall()
+            return self._conn.execute(self._store._sql(text), params).fetchall()
         except psycopg.Error as exc:
             raise self._store._failure("read", exc) from exc
 
@@ -425,25 +441,18 @@ class _PostgresReader(StoreReader):
         return [StoredEvent(*row) for row in rows]
 
     def state_info(self, key: StateKey) -> StateInfoRow | None:
-        rows = self._q("state_info", (key.type, key.id))
+        rows = self._q(_STATE_INFO, (key.type, key.id))
         if not rows:
             return None
         last, value_position, first, count, snap = rows[0]
-        times = dict(self._q("fired_at", ([first, last],)))
+        times = dict(self._q(_FIRED_AT, ([first, last],)))
         return StateInfoRow(
             key, first, times[first], last, times[last], count, snap, value_position
         )
 
     def stale_states(self, state_type: str, limit: int) -> list[tuple[StateKey, int]]:
-        rows = self._q("stale_states", (state_type, limit))
+        rows = self._q(_STALE_STATES, (state_type, limit))
         return [(StateKey(state_type, i), p) for i, p in rows]
-
-    # The subquery casts each value to jsonb once (OFFSET 0 keeps PostgreSQL
-    # from inlining it and casting again in every condition).
-    _HEADS = (
-        "(SELECT state_id, value, value_position, value::jsonb AS j FROM {s}.pt_heads "
-        "WHERE state_type = %s OFFSET 0) h"
-    )
 
     def query_states(
         self,
@@ -456,7 +465,7 @@ class _PostgresReader(StoreReader):
         where = f.where(conditions)
         order_sql = f.order(order)
         rows = self._raw(
-            f"SELECT h.state_id, h.value, h.value_position FROM {self._HEADS} "
+            f"SELECT h.state_id, h.value, h.value_position FROM {_HEADS_JSON} "
             f"WHERE {where} ORDER BY {order_sql} LIMIT %s",
             [state_type, *f.params, limit],
         )
@@ -466,17 +475,17 @@ class _PostgresReader(StoreReader):
         f = PostgresFilter()
         where = f.where(conditions)
         rows = self._raw(
-            f"SELECT count(*) FROM {self._HEADS} WHERE {where}", [state_type, *f.params]
+            f"SELECT count(*) FROM {_HEADS_JSON} WHERE {where}", [state_type, *f.params]
         )
         return int(rows[0][0])
 
     def followers(self) -> list[FollowerRow]:
-        return [FollowerRow(*row) for row in self._q("followers")]
+        return [FollowerRow(*row) for row in self._q(_FOLLOWERS)]
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         after: tuple[str, str, int] = ("", "", -(1 << 62))
         while True:
-            rows = self._q("iter_snapshots", (*after, _PAGE))
+            rows = self._q(_ITER_SNAPSHOTS, (*after, _PAGE))
             for t, i, p, last, data in rows:
                 yield SnapshotRecord(StateKey(t, i), p, last, data)
             if len(rows) < _PAGE:
@@ -506,6 +515,10 @@ class PostgresStore(Store):
     created with its tables on first use. ``min_size``/``max_size`` size the
     connection pool; ``connect_timeout`` (seconds) bounds each connection attempt
     and ``pool_timeout`` the wait for a pooled connection.
+
+    Opening is three steps: :func:`_settings` reads the URL and options,
+    :meth:`_migrate` creates or checks the schema over a first direct
+    connection, :meth:`_open_pool` opens the pool the store then uses.
     """
 
     def __init__(
@@ -519,73 +532,42 @@ class PostgresStore(Store):
         pool_timeout: float = 30.0,
     ) -> None:
         self.statements = 0
-        self._depth = 0
-        self._read_conn: Conn | None = None
+        self._reading = False
         self._pool: ConnectionPool[Conn] | None = None
-        conninfo, url_schema, self._url = _split_url(url)
-        if schema is not None and url_schema is not None and schema != url_schema:
-            raise StoreError(
-                f"two schemas given for {self._url}: {url_schema!r} in the URL and "
-                f"{schema!r} as an option"
-            )
-        self.schema = schema or url_schema or "public"
-        if "\x00" in self.schema or len(self.schema.encode()) > 63:
-            raise StoreError(f"bad schema name {self.schema!r}: at most 63 bytes, no NUL")
-        if self.schema != "public" and url_schema is None:
-            self._url += ("&" if "?" in self._url else "?") + urlencode({"schema": self.schema})
-        if not 1 <= max(min_size, 1) <= max_size:
-            raise StoreError(f"bad pool size: min_size={min_size}, max_size={max_size}")
-        params = conninfo_to_dict(conninfo)
-        self._password = str(params.get("password") or "")
-        self._where = (
-            f"PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or 5432}, "
-            f"database {params.get('dbname') or params.get('user') or '(default)'!r}"
-        )
+        settings = _settings(url, schema, min_size, max_size, connect_timeout)
+        self.schema = settings.schema
+        self._url = settings.url
+        self._password = settings.password
+        self._where = settings.where
         self._max_size = max_size
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in params:
-            kwargs["connect_timeout"] = connect_timeout
-        if "application_name" not in params:
-            kwargs["application_name"] = "playthrough"
-        quoted = sql.Identifier(self.schema).as_string()
-        self._quoted = quoted
-        self._sql = {name: text.replace("{s}", quoted) for name, text in _SQL.items()}
+        self._quoted = sql.Identifier(self.schema).as_string()
+        self._rendered: dict[str, str] = {}
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
 
         # A direct first connection: its error names the cause (refused,
         # unknown database, bad password), where a pool would only time out.
         try:
-            first = psycopg.connect(conninfo, **kwargs)
+            first = psycopg.connect(settings.conninfo, **settings.connect_kwargs)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self._where}: {self._clean(exc)}") from exc
         try:
-            self._migrate(first, quoted)
+            self._migrate(first)
         finally:
             first.close()
-        pool: ConnectionPool[Conn] = ConnectionPool(
-            conninfo,
-            kwargs=kwargs,
-            min_size=min_size,
-            max_size=max_size,
-            open=False,
-            timeout=pool_timeout,
-            name=f"playthrough:{self.schema}",
-            num_workers=1,
-        )
-        try:
-            pool.open(wait=True, timeout=float(connect_timeout) + 5.0)
-        except PoolTimeout as exc:
-            pool.close()
-            raise StoreError(
-                f"cannot open a connection pool to {self._where}: {self._clean(exc)}"
-            ) from exc
-        self._pool = pool
+        self._pool = self._open_pool(settings, min_size, max_size, pool_timeout, connect_timeout)
 
     # ------------------------------------------------------------------ setup
 
     @property
     def url(self) -> str:
         return self._url
+
+    def _sql(self, template: str) -> str:
+        """A statement constant with ``{s}`` replaced by this store's quoted schema."""
+        text = self._rendered.get(template)
+        if text is None:
+            text = self._rendered[template] = template.replace("{s}", self._quoted)
+        return text
 
     def _clean(self, exc: BaseException) -> str:
         # libpq does not echo passwords; masking is a second line of defence
@@ -598,14 +580,16 @@ class PostgresStore(Store):
             f"{what} on {self._where} (schema {self.schema!r}) failed: {self._clean(exc)}"
         )
 
-    def _migrate(self, conn: Conn, quoted: str) -> None:
+    def _migrate(self, conn: Conn) -> None:
+        """Create the schema's tables, or check its version, under the migration lock."""
+        quoted = self._quoted
         try:
             conn.execute(_WRITE)
-            conn.execute(self._sql["lock"], (_LOCK_MIGRATE, self._lock_key))
+            conn.execute(self._sql(_LOCK), (_LOCK_MIGRATE, self._lock_key))
             row = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.pt_meta",)).fetchone()
             if row is None or row[0] is None:
                 for statement in _SCHEMA:
-                    conn.execute(statement.replace("{s}", quoted))
+                    conn.execute(self._sql(statement))
                 conn.execute(f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', '1')")
                 found_version = 1
             else:
@@ -626,7 +610,7 @@ class PostgresStore(Store):
                 found_version = int(found[0])
             for version in range(found_version + 1, SCHEMA_VERSION + 1):
                 for statement in _STEPS.get(version, []):
-                    conn.execute(statement.replace("{s}", quoted))
+                    conn.execute(self._sql(statement))
                 conn.execute(
                     f"UPDATE {quoted}.pt_meta SET value = %s WHERE key = 'schema_version'",
                     (str(version),),
@@ -637,7 +621,34 @@ class PostgresStore(Store):
                 f"cannot set up schema {self.schema!r} on {self._where}: {self._clean(exc)}"
             ) from exc
 
-    # ------------------------------------------------------------------ connections
+    def _open_pool(
+        self,
+        settings: _Settings,
+        min_size: int,
+        max_size: int,
+        pool_timeout: float,
+        connect_timeout: int,
+    ) -> ConnectionPool[Conn]:
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            settings.conninfo,
+            kwargs=settings.connect_kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=pool_timeout,
+            name=f"playthrough:{self.schema}",
+            num_workers=1,
+        )
+        try:
+            pool.open(wait=True, timeout=float(connect_timeout) + 5.0)
+        except PoolTimeout as exc:
+            pool.close()
+            raise StoreError(
+                f"cannot open a connection pool to {self._where}: {self._clean(exc)}"
+            ) from exc
+        return pool
+
+    # ------------------------------------------------------------------ transactions
 
     def _checkout(self, begin: str) -> Conn:
         """A pooled connection with a transaction begun; dead connections are replaced."""
@@ -669,41 +680,54 @@ class PostgresStore(Store):
         finally:
             self._pool.putconn(conn)
 
-    @contextmanager
-    def reader(self) -> Iterator[StoreReader]:
-        if self._depth:
-            assert self._read_conn is not None
-            self._depth += 1
-            try:
-                yield _PostgresReader(self, self._read_conn)
-            finally:
-                self._depth -= 1
-            return
-        conn = self._checkout(_READ)
-        self._read_conn = conn
-        self._depth = 1
-        ok = False
-        try:
-            yield _PostgresReader(self, conn)
-            ok = True
-        finally:
-            self._depth = 0
-            self._read_conn = None
-            try:
-                self._release(conn, "COMMIT" if ok else "ROLLBACK")
-            except psycopg.Error:
-                pass  # a read-only transaction: nothing to lose; the pool drops a dead connection
-
-    def _writer(self) -> Conn:
-        if self._depth:
-            raise StoreError("cannot write inside a read transaction")
-        return self._checkout(_WRITE)
-
     def _abort(self, conn: Conn) -> None:
         try:
             self._release(conn, "ROLLBACK")
         except psycopg.Error:
             pass  # the connection is gone; the server rolled the transaction back
+
+    @contextmanager
+    def _transaction(self, doing: str, committing: str) -> Iterator[Conn]:
+        """A READ COMMITTED write transaction on a pooled connection.
+
+        When the block raises, the transaction is rolled back (a psycopg error
+        becomes StoreError naming ``doing``); when it ends, it is committed
+        (StoreError naming ``committing`` if that fails) unless the block
+        already committed, as :meth:`append` does in its pipeline.
+        """
+        if self._reading:
+            raise StoreError("cannot write inside a read transaction")
+        conn = self._checkout(_WRITE)
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            self._abort(conn)
+            raise self._failure(doing, exc) from exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        ended = conn.info.transaction_status == TransactionStatus.IDLE
+        try:
+            self._release(conn, None if ended else "COMMIT")
+        except psycopg.Error as exc:
+            raise self._failure(committing, exc) from exc
+
+    @contextmanager
+    def reader(self) -> Iterator[StoreReader]:
+        if self._reading:
+            raise StoreError("a reader is already open on this store: readers do not nest")
+        conn = self._checkout(_READ)
+        self._reading = True
+        ok = False
+        try:
+            yield _PostgresReader(self, conn)
+            ok = True
+        finally:
+            self._reading = False
+            try:
+                self._release(conn, "COMMIT" if ok else "ROLLBACK")
+            except psycopg.Error:
+                pass  # a read-only transaction: nothing to lose; the pool drops a dead connection
 
     # ------------------------------------------------------------------ writing
 
@@ -712,87 +736,54 @@ class PostgresStore(Store):
     ) -> list[int]:
         if not events:
             return []
-        last_touch: dict[StateKey, int] = {}
-        lt: list[str] = []
-        li: list[str] = []
-        ln: list[int] = []
-        lg: list[int] = []
-        for n, e in enumerate(events, 1):
-            for key, group in e.links:
-                lt.append(key.type)
-                li.append(key.id)
-                ln.append(n)
-                lg.append(group)
-                last_touch[key] = n
-        want = [*expected, *(k for k in last_touch if k not in expected)]
-        modes = []
-        for key in want:
-            if key not in expected:
-                modes.append("f")
-            elif expected[key] is not None:
-                modes.append("u")
-            else:
-                modes.append("i" if key in last_touch else "n")
-        params = {
-            "wt": [k.type for k in want],
-            "wi": [k.id for k in want],
-            "we": [expected.get(k) for k in want],
-            "wn": [last_touch.get(k) for k in want],
-            "wm": modes,
-            "et": [e.type for e in events],
-            "ed": [e.data for e in events],
-            "ec": [e.caused_by for e in events],
-            "ef": [e.fired_at for e in events],
-            "em": [e.metadata for e in events],
-            "eo": [e.correlation for e in events],
-            "lt": lt,
-            "li": li,
-            "ln": ln,
-            "lg": lg,
-        }
-        conn = self._writer()
-        # Lock, write and COMMIT in one round trip: no client latency while the
-        # append lock is held. An error aborts the transaction, so the COMMIT
-        # queued behind it does nothing.
-        self.statements += 2
-        error: psycopg.Error | None = None
-        try:
-            with conn.pipeline() as pipeline:
-                try:
-                    conn.execute(self._sql["lock"], (_LOCK_APPEND, self._lock_key))
-                    cursor = conn.execute(self._sql["append"], params)
-                    # Never prepared: psycopg would count a prepare that an
-                    # aborted pipeline skipped as done.
-                    conn.execute("COMMIT", prepare=False)
-                except psycopg.Error as exc:
-                    error = exc
-                try:
-                    pipeline.sync()  # the results of every statement queued, the first error
-                except psycopg.Error as exc:
-                    error = error or exc
-        except psycopg.Error as exc:
-            error = error or exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        if error is not None:
-            self._abort(conn)
-            if conn.broken:
-                raise StoreError(
-                    f"the connection to {self._where} was lost during an append: it may or "
-                    f"may not have been committed ({self._clean(error)})"
-                ) from error
-            if error.sqlstate == _STALE:
-                raise ConcurrencyError(_stale_message(error.diag.message_detail)) from None
-            raise StoreError(
-                f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
-                f"written: {self._clean(error)}"
-            ) from error
-        row = cursor.fetchone()
-        self._release(conn, None)
+        params = _append_params(events, expected)
+        with self._transaction("append", "committing an append") as conn:
+            # Lock, write and COMMIT in one round trip: no client latency while
+            # the append lock is held. An error aborts the transaction, so the
+            # COMMIT queued behind it does nothing.
+            self.statements += 2
+            error: psycopg.Error | None = None
+            try:
+                with conn.pipeline() as pipeline:
+                    try:
+                        conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+                        cursor = conn.execute(self._sql(_APPEND), params)
+                        # Never prepared: psycopg would count a prepare that an
+                        # aborted pipeline skipped as done.
+                        conn.execute("COMMIT", prepare=False)
+                    except psycopg.Error as exc:
+                        error = exc
+                    try:
+                        pipeline.sync()  # the results of every statement queued, the first error
+                    except psycopg.Error as exc:
+                        error = error or exc
+            except psycopg.Error as exc:
+                error = error or exc
+            if error is not None:
+                raise self._append_failure(conn, error)
+            row = cursor.fetchone()
         assert row is not None
         base = int(row[0])
         return list(range(base + 1, base + 1 + len(events)))
+
+    def _append_failure(self, conn: Conn, error: psycopg.Error) -> Exception:
+        """The error to raise for a failed pipelined append (rolled back by the caller)."""
+        if conn.broken:
+            failure: Exception = StoreError(
+                f"the connection to {self._where} was lost during an append: it may or "
+                f"may not have been committed ({self._clean(error)})"
+            )
+            failure.__cause__ = error
+        elif error.sqlstate == _STALE:
+            failure = ConcurrencyError(_stale_message(error.diag.message_detail))
+            failure.__suppress_context__ = True
+        else:
+            failure = StoreError(
+                f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
+                f"written: {self._clean(error)}"
+            )
+            failure.__cause__ = error
+        return failure
 
     def write_snapshots(
         self,
@@ -805,12 +796,11 @@ class PostgresStore(Store):
         latest = {(r.key, r.position): r for r in records}  # one row per key and position
         rows = sorted(latest.values(), key=lambda r: (r.key, r.position))
         keys = list(dict.fromkeys(r.key for r in rows))
-        conn = self._writer()
-        try:
+        with self._transaction("writing snapshots", "committing snapshots") as conn:
             if meta:
                 self.statements += 1
                 conn.execute(
-                    self._sql["meta_write"],
+                    self._sql(_META_WRITE),
                     (
                         [k for k, v in meta.items() if v is None],
                         [k for k, v in meta.items() if v is not None],
@@ -820,7 +810,7 @@ class PostgresStore(Store):
             if rows:
                 self.statements += 2
                 conn.execute(
-                    self._sql["snapshots_write"],
+                    self._sql(_SNAPSHOTS_WRITE),
                     (
                         [r.key.type for r in rows],
                         [r.key.id for r in rows],
@@ -829,47 +819,23 @@ class PostgresStore(Store):
                         [r.data for r in rows],
                     ),
                 )
-                conn.execute(self._sql["snapshots_trim"], (*_key_arrays(keys), keep))
-        except psycopg.Error as exc:
-            self._abort(conn)
-            raise self._failure("writing snapshots", exc) from exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        try:
-            self._release(conn, "COMMIT")
-        except psycopg.Error as exc:
-            raise self._failure("committing snapshots", exc) from exc
+                conn.execute(self._sql(_SNAPSHOTS_TRIM), (*_key_arrays(keys), keep))
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        conn = self._writer()
-        try:
+        with self._transaction("dropping snapshots", "committing dropped snapshots") as conn:
             self.statements += 1
             if keys is None:
-                count = conn.execute(self._sql["snapshots_drop_all"]).rowcount
-            else:
-                wanted = list(dict.fromkeys(keys))
-                count = conn.execute(self._sql["snapshots_drop"], _key_arrays(wanted)).rowcount
-        except psycopg.Error as exc:
-            self._abort(conn)
-            raise self._failure("dropping snapshots", exc) from exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        try:
-            self._release(conn, "COMMIT")
-        except psycopg.Error as exc:
-            raise self._failure("committing dropped snapshots", exc) from exc
-        return count
+                return conn.execute(self._sql(_SNAPSHOTS_DROP_ALL)).rowcount
+            wanted = list(dict.fromkeys(keys))
+            return conn.execute(self._sql(_SNAPSHOTS_DROP), _key_arrays(wanted)).rowcount
 
     def write_state_values(self, values: Sequence[tuple[StateKey, str, int]]) -> int:
         if not values:
             return 0
-        conn = self._writer()
-        try:
+        with self._transaction("writing state values", "committing state values") as conn:
             self.statements += 1
-            written = conn.execute(
-                self._sql["state_values_write"],
+            return conn.execute(
+                self._sql(_STATE_VALUES_WRITE),
                 (
                     [k.type for k, _, _ in values],
                     [k.id for k, _, _ in values],
@@ -877,17 +843,6 @@ class PostgresStore(Store):
                     [p for _, _, p in values],
                 ),
             ).rowcount
-        except psycopg.Error as exc:
-            self._abort(conn)
-            raise self._failure("writing state values", exc) from exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        try:
-            self._release(conn, "COMMIT")
-        except psycopg.Error as exc:
-            raise self._failure("committing state values", exc) from exc
-        return written
 
     @contextmanager
     def follow(self, name: str, limit: int) -> Iterator[FollowerBatch | None]:
@@ -896,15 +851,16 @@ class PostgresStore(Store):
         # never sees a position this batch has not committed. READ COMMITTED:
         # the events query sees every append committed before it, a prefix of
         # the log (appends become visible in position order).
-        conn = self._writer()
-        try:
+        with self._transaction(
+            f"a batch of follower {name!r}", f"committing a batch of follower {name!r}"
+        ) as conn:
             self.statements += 2
             # Unqualified table names in the follower's SQL live in the store's schema.
             conn.execute(f"SET LOCAL search_path TO {self._quoted}")
             row = None
             for _ in range(2):
                 try:
-                    row = conn.execute(self._sql["follower_lock"], (name,)).fetchone()
+                    row = conn.execute(self._sql(_FOLLOWER_LOCK), (name,)).fetchone()
                 except psycopg.errors.LockNotAvailable:
                     row = None
                     break
@@ -915,45 +871,23 @@ class PostgresStore(Store):
                 assert self._pool is not None
                 with self._pool.connection() as other:
                     other.execute(
-                        self._sql["follower_create"], (name, datetime.now(UTC).isoformat())
+                        self._sql(_FOLLOWER_CREATE), (name, datetime.now(UTC).isoformat())
                     )
-            if row is not None:
-                self.statements += 1
-                rows = conn.execute(self._sql["follower_events"], (row[0], limit)).fetchall()
-                batch = FollowerBatch(
-                    name, int(row[0]), [StoredEvent(*r) for r in rows], _PostgresTransaction(conn)
-                )
-        except psycopg.Error as exc:
-            self._abort(conn)
-            raise self._failure(f"starting a batch of follower {name!r}", exc) from exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        if row is None:  # another process holds the follower
-            self._abort(conn)
-            yield None
-            return
-        try:
+            if row is None:  # another process holds the follower
+                conn.execute("ROLLBACK")
+                yield None
+                return
+            self.statements += 1
+            rows = conn.execute(self._sql(_FOLLOWER_EVENTS), (row[0], limit)).fetchall()
+            batch = FollowerBatch(
+                name, int(row[0]), [StoredEvent(*r) for r in rows], _PostgresTransaction(conn)
+            )
             yield batch
-        except BaseException:
-            self._abort(conn)
-            raise  # the follower's own error, unchanged
-        try:
             self.statements += 1
             conn.execute(
-                self._sql["follower_advance"],
+                self._sql(_FOLLOWER_ADVANCE),
                 (batch.position, datetime.now(UTC).isoformat(), name),
             )
-        except psycopg.Error as exc:
-            self._abort(conn)
-            raise self._failure(f"a batch of follower {name!r}", exc) from exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        try:
-            self._release(conn, "COMMIT")
-        except psycopg.Error as exc:
-            raise self._failure(f"committing a batch of follower {name!r}", exc) from exc
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -961,29 +895,100 @@ class PostgresStore(Store):
             pool.close()
 
 
+def _append_params(
+    events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+) -> dict[str, list[Any]]:
+    """The arrays the append statement takes (see ``_APPEND`` for the modes)."""
+    last_touch: dict[StateKey, int] = {}
+    lt: list[str] = []
+    li: list[str] = []
+    ln: list[int] = []
+    lg: list[int] = []
+    for n, e in enumerate(events, 1):
+        for key, group in e.links:
+            lt.append(key.type)
+            li.append(key.id)
+            ln.append(n)
+            lg.append(group)
+            last_touch[key] = n
+    want = [*expected, *(k for k in last_touch if k not in expected)]
+    modes = []
+    for key in want:
+        if key not in expected:
+            modes.append("f")
+        elif expected[key] is not None:
+            modes.append("u")
+        else:
+            modes.append("i" if key in last_touch else "n")
+    return {
+        "wt": [k.type for k in want],
+        "wi": [k.id for k in want],
+        "we": [expected.get(k) for k in want],
+        "wn": [last_touch.get(k) for k in want],
+        "wm": modes,
+        "et": [e.type for e in events],
+        "ed": [e.data for e in events],
+        "ec": [e.caused_by for e in events],
+        "ef": [e.fired_at for e in events],
+        "em": [e.metadata for e in events],
+        "eo": [e.correlation for e in events],
+        "lt": lt,
+        "li": li,
+        "ln": ln,
+        "lg": lg,
+    }
+
+
 def _stale_message(detail: str | None) -> str:
     stale = json.loads(detail or "[]")
-    return (
-        "commit refused, states changed by another writer since this engine loaded them: "
-        + ", ".join(
-            f"{StateKey(t, i)} (known last event {want}, store has {have})"
-            for t, i, want, have in stale[:10]
+    return stale_message([(StateKey(t, i), want, have) for t, i, want, have in stale])
+
+
+@attrs.frozen
+class _Settings:
+    conninfo: str  # for libpq, without ``schema``
+    schema: str
+    url: str  # shown: without password
+    where: str  # "PostgreSQL at host:port, database 'name'", for messages
+    password: str
+    connect_kwargs: dict[str, Any]
+
+
+def _settings(
+    url: str, schema: str | None, min_size: int, max_size: int, connect_timeout: int
+) -> _Settings:
+    """Read the URL and the options; raise StoreError for a bad combination."""
+    parsed = parse_store_url(url)
+    if parsed.kind != "postgresql":
+        raise StoreError(f"not a PostgreSQL URL: {parsed.redacted()}")
+    shown = parsed.redacted()
+    if schema is not None and parsed.schema is not None and schema != parsed.schema:
+        raise StoreError(
+            f"two schemas given for {shown}: {parsed.schema!r} in the URL and "
+            f"{schema!r} as an option"
         )
-        + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+    name = schema or parsed.schema or "public"
+    if "\x00" in name or len(name.encode()) > 63:
+        raise StoreError(f"bad schema name {name!r}: at most 63 bytes, no NUL")
+    if name != "public" and parsed.schema is None:
+        shown += ("&" if "?" in shown else "?") + urlencode({"schema": name})
+    if not 1 <= max(min_size, 1) <= max_size:
+        raise StoreError(f"bad pool size: min_size={min_size}, max_size={max_size}")
+    params = conninfo_to_dict(parsed.conninfo)
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in params:
+        kwargs["connect_timeout"] = connect_timeout
+    if "application_name" not in params:
+        kwargs["application_name"] = "playthrough"
+    where = (
+        f"PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or 5432}, "
+        f"database {params.get('dbname') or params.get('user') or '(default)'!r}"
     )
-
-
-def _split_url(url: str) -> tuple[str, str | None, str]:
-    """(URL for libpq without ``schema``, the schema asked for, URL without password)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [v for k, v in query if k == "schema"]
-    rest = [(k, v) for k, v in query if k != "schema"]
-    if len(schemas) > 1:
-        raise StoreError("the URL names more than one schema")
-    libpq = urlunsplit(parts._replace(query=urlencode(rest)))
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    netloc = (userinfo.partition(":")[0] + at + hostport) if at else hostport
-    public = [(k, v) for k, v in query if k != "password"]
-    shown = urlunsplit(parts._replace(netloc=netloc, query=urlencode(public)))
-    return libpq, (schemas[0] if schemas else None), shown
+    return _Settings(
+        conninfo=parsed.conninfo,
+        schema=name,
+        url=shown,
+        where=where,
+        password=str(params.get("password") or ""),
+        connect_kwargs=kwargs,
+    )

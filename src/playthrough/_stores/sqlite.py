@@ -3,7 +3,7 @@
 Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``), so the check
 of the heads table and the append happen under one lock, across processes too;
 positions are assigned inside that transaction, so commit order is position
-order.
+order. Every transaction goes through :meth:`SQLiteStore._transaction`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
@@ -32,6 +32,8 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    chunks,
+    stale_message,
 )
 from ._json_sql import SQLiteFilter
 
@@ -91,12 +93,10 @@ _STEPS: dict[int, list[str]] = {
 
 _EVENT_COLUMNS = "position, type, data, caused_by, fired_at, metadata, correlation"
 
-_CHUNK = 400  # keys or positions per statement, well under SQLite's variable limit
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+# Parameters per statement stay well under SQLite's variable limit (32766).
+_KEYS_PER_STATEMENT = 400  # 2 parameters each
+_RANGES_PER_STATEMENT = 300  # 4 parameters each
+_POSITIONS_PER_STATEMENT = 500
 
 
 class _SQLiteReader(StoreReader):
@@ -113,7 +113,7 @@ class _SQLiteReader(StoreReader):
 
     def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
         out: dict[StateKey, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
+        for chunk in chunks(list(dict.fromkeys(keys)), _KEYS_PER_STATEMENT):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -129,7 +129,7 @@ class _SQLiteReader(StoreReader):
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
+        for chunk in chunks(list(dict.fromkeys(keys)), _KEYS_PER_STATEMENT):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -146,7 +146,7 @@ class _SQLiteReader(StoreReader):
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
         items = [(k, lo, hi) for k, (lo, hi) in ranges.items() if hi > lo]
         out: dict[tuple[int, StateKey], Link] = {}
-        for chunk in _chunks(items, 300):
+        for chunk in chunks(items, _RANGES_PER_STATEMENT):
             values = ",".join("(?,?,?,?)" for _ in chunk)
             params = [v for k, lo, hi in chunk for v in (k.type, k.id, lo, hi)]
             rows = self._q(
@@ -164,7 +164,7 @@ class _SQLiteReader(StoreReader):
         return sorted(out.values(), key=itemgetter(0))
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        for chunk in _chunks(positions, 500):
+        for chunk in chunks(positions, _POSITIONS_PER_STATEMENT):
             marks = ",".join("?" for _ in chunk)
             rows = self._q(
                 "SELECT position, type, data, caused_by, fired_at FROM pt_events "
@@ -329,7 +329,7 @@ class SQLiteStore(Store):
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
-        self._depth = 0
+        self._reading = False
         try:
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -342,12 +342,42 @@ class SQLiteStore(Store):
 
     @property
     def url(self) -> str:
-        return "sqlite://" if self._path == ":memory:" else f"sqlite:///{self._path}"
+        from . import sqlite_url
+
+        return sqlite_url(self._path)
+
+    @contextmanager
+    def _transaction(
+        self, begin: Literal["BEGIN", "BEGIN IMMEDIATE"], failure: str | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """One transaction: COMMIT when the block ends, ROLLBACK when it raises.
+
+        ``BEGIN IMMEDIATE`` takes the write lock before the first read. With
+        ``failure``, SQLite errors become StoreError(``failure: cause``).
+        """
+        conn = self._conn
+        try:
+            conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            if failure is None:
+                raise
+            raise StoreError(f"cannot start a write transaction: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if failure is not None and isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{failure}: {exc}") from exc
+            raise
+
+    def _writing(self, what: str) -> None:
+        if self._reading:
+            raise StoreError(f"cannot {what} inside a read transaction")
 
     def _migrate(self) -> None:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -364,10 +394,6 @@ class SQLiteStore(Store):
                 )
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 self._upgrade(version)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _upgrade(self, version: int) -> None:
         """One migration step, inside the migrating transaction."""
@@ -382,34 +408,22 @@ class SQLiteStore(Store):
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield _SQLiteReader(self)
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN")
-        self._depth = 1
+        if self._reading:
+            raise StoreError("a reader is already open on this store: readers do not nest")
+        self._reading = True
         try:
-            yield _SQLiteReader(self)
+            with self._transaction("BEGIN"):
+                yield _SQLiteReader(self)
         finally:
-            self._depth = 0
-            self._conn.execute("COMMIT")
+            self._reading = False
 
     def append(
         self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
     ) -> list[int]:
         if not events:
             return []
-        if self._depth:
-            raise StoreError("cannot append inside a read transaction")
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot start a write transaction: {exc}") from exc
-        try:
+        self._writing("append")
+        with self._transaction("BEGIN IMMEDIATE", "append failed, nothing was written") as conn:
             reader = _SQLiteReader(self)
             current = reader.state_heads(expected)
             stale = [
@@ -418,15 +432,7 @@ class SQLiteStore(Store):
                 if current.get(key) != want
             ]
             if stale:
-                raise ConcurrencyError(
-                    "commit refused, states changed by another writer since this engine "
-                    "loaded them: "
-                    + ", ".join(
-                        f"{key} (known last event {want}, store has {have})"
-                        for key, want, have in stale[:10]
-                    )
-                    + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
-                )
+                raise ConcurrencyError(stale_message(stale))
             base = reader.head()
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 3
@@ -453,12 +459,6 @@ class SQLiteStore(Store):
                 "DO UPDATE SET last_position = excluded.last_position",
                 [(k.type, k.id, p) for k, p in heads.items()],
             )
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"append failed, nothing was written: {exc}") from exc
-            raise
         return positions
 
     def write_snapshots(
@@ -469,9 +469,8 @@ class SQLiteStore(Store):
     ) -> None:
         if not records and not meta:
             return
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        self._writing("write")
+        with self._transaction("BEGIN IMMEDIATE") as conn:
             for key, value in (meta or {}).items():
                 if value is None:
                     conn.execute("DELETE FROM pt_meta WHERE key = ?", (key,))
@@ -494,39 +493,26 @@ class SQLiteStore(Store):
                 "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?))",
                 [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        self._writing("write")
+        with self._transaction("BEGIN IMMEDIATE") as conn:
             self.statements += 1
             if keys is None:
-                count = conn.execute("DELETE FROM pt_snapshots").rowcount
-            else:
-                count = 0
-                for k in dict.fromkeys(keys):
-                    count += conn.execute(
-                        "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
-                        (k.type, k.id),
-                    ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return count
+                return int(conn.execute("DELETE FROM pt_snapshots").rowcount)
+            count = 0
+            for k in dict.fromkeys(keys):
+                count += conn.execute(
+                    "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
+                    (k.type, k.id),
+                ).rowcount
+            return count
 
     def write_state_values(self, values: Sequence[tuple[StateKey, str, int]]) -> int:
         if not values:
             return 0
-        conn = self._conn
-        if self._depth:
-            raise StoreError("cannot write state values inside a read transaction")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        self._writing("write state values")
+        with self._transaction("BEGIN IMMEDIATE", "writing state values failed") as conn:
             self.statements += 1
             before = conn.total_changes
             conn.executemany(
@@ -534,30 +520,18 @@ class SQLiteStore(Store):
                 "WHERE state_type = ? AND state_id = ? AND last_position = ?",
                 [(v, p, k.type, k.id, p) for k, v, p in values],
             )
-            written = conn.total_changes - before
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return written
+            return conn.total_changes - before
 
     @contextmanager
     def follow(self, name: str, limit: int) -> Iterator[FollowerBatch | None]:
         # BEGIN IMMEDIATE takes SQLite's write lock: no other process can run
         # a batch of this (or any) follower, or append, until this one commits.
-        if self._depth:
-            raise StoreError("cannot run a follower inside a read transaction")
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot start a write transaction: {exc}") from exc
-        try:
-            now = datetime.now(UTC).isoformat()
+        self._writing("run a follower")
+        with self._transaction("BEGIN IMMEDIATE", f"a batch of follower {name!r} failed") as conn:
             self.statements += 3
             conn.execute(
                 "INSERT INTO pt_followers VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING",
-                (name, now),
+                (name, datetime.now(UTC).isoformat()),
             )
             (position,) = conn.execute(
                 "SELECT position FROM pt_followers WHERE name = ?", (name,)
@@ -575,11 +549,6 @@ class SQLiteStore(Store):
                 "UPDATE pt_followers SET position = ?, updated_at = ? WHERE name = ?",
                 (batch.position, datetime.now(UTC).isoformat(), name),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         self._conn.close()
