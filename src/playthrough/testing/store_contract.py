@@ -592,7 +592,9 @@ class StoreContract(abc.ABC):
             '{"b":-5,"o":"Åsa","t":["vip"],"a":{},"f":{"x":1,"y":2},"n":null,"on":false}',
             '{"b":"150","o":"cy","t":"vip","a":null,"f":{},"n":null,"on":1}',
         ]
-        store.write_state_values([(k, v, n) for n, (k, v) in enumerate(zip(keys, values), 1)])
+        store.write_state_values(
+            [(k, v, n) for n, (k, v) in enumerate(zip(keys, values, strict=True), 1)]
+        )
 
         def ids(
             *conditions: Condition, order: tuple[Order, ...] = (), limit: int | None = None
