@@ -44,7 +44,7 @@ def test_events_text_and_json(db: str) -> None:
     assert rows[5]["caused_by"] == 5 and rows[5]["correlation"] == rows[4]["correlation"]
     assert rows[0]["metadata"] == {"user": "ada"}
     picked = run(
-        "events", db, *APP, "--state", "Account:2", "--type", "Transferred", "--after", "4"
+        "events", db, *APP, "--state", "bank.Account:2", "--type", "Transferred", "--after", "4"
     )
     assert [line.split()[0] for line in picked.splitlines()] == ["#5"]
     assert len(run("events", db, *APP, "--limit", "2").splitlines()) == 2
@@ -54,25 +54,25 @@ def test_states_and_info(db: str) -> None:
     rows = [
         json.loads(x)
         for x in run(
-            "states", db, "Account", *APP, "--where", "balance__gt=1000", "--format", "json"
+            "states", db, "bank.Account", *APP, "--where", "balance__gt=1000", "--format", "json"
         ).splitlines()
     ]
     assert [(r["id"], r["value"]["balance"]) for r in rows] == [(2, 1500)]
     assert run("states", db, "bank.Account", *APP, "--where", "owner=ada", "--count") == "1\n"
-    text = run("states", db, "Account", *APP, "--order-by", "-balance")
+    text = run("states", db, "bank.Account", *APP, "--order-by", "-balance")
     assert [line.split()[0] for line in text.splitlines()] == ["2", "1"]
-    info = json.loads(run("info", db, "Account", "2", *APP, "--format", "json"))
+    info = json.loads(run("info", db, "bank.Account", "2", *APP, "--format", "json"))
     assert (info["created_position"], info["last_position"], info["events"]) == (2, 5, 3)
-    assert "created #2" in run("info", db, "Account", "2", *APP)
-    assert "events" in run("info", db, "Ledger", *APP)
+    assert "created #2" in run("info", db, "bank.Account", "2", *APP)
+    assert "events" in run("info", db, "bank.Ledger", *APP)
 
 
 def test_bad_input_is_named(db: str) -> None:
     result = CliRunner().invoke(main, ["states", db, "Nope", *APP])
     assert result.exit_code != 0 and "no state type 'Nope'" in result.output
-    result = CliRunner().invoke(main, ["states", db, "Account", *APP, "--where", "colour=red"])
+    result = CliRunner().invoke(main, ["states", db, "bank.Account", *APP, "--where", "colour=red"])
     assert result.exit_code != 0 and "has no field 'colour'" in result.output
-    result = CliRunner().invoke(main, ["info", db, "Account", "99", *APP])
+    result = CliRunner().invoke(main, ["info", db, "bank.Account", "99", *APP])
     assert result.exit_code != 0 and "no event ever touched" in result.output
     result = CliRunner().invoke(main, ["events", db, *APP, "--state", "7"])
     assert result.exit_code != 0 and "TYPE:ID" in result.output

@@ -1,4 +1,4 @@
-"""Stores written with schema version 1 upgrade on open (SQLite and PostgreSQL)."""
+"""Stores written with schema version 1 upgrade on open to the read side's version 3."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ _HEADS = [("bank.Account", "1", 2), ("bank.Ledger", "", 2)]
 
 
 def _check_upgraded(engine: Engine) -> None:
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     with engine.store.reader() as r:
-        assert r.meta("schema_version") == "2"
+        assert r.meta("schema_version") == "3"
     [opened, _] = engine.events()
     assert opened.metadata == {} and opened.correlation is None
     assert engine.count(Account, balance=40) == 1

@@ -176,9 +176,8 @@ def test_count_does_not_decode_fresh_states(
     monkeypatch.setattr(rec, "state_from_snapshot", boom)
     assert engine.count(Customer, balance__gt=100) == 2
     assert engine.count(Customer) == 4
-    # The patches do catch decoding: a stale value must be rebuilt from the log.
-    engine.fire(Changed(customer_id=1, balance=1))
-    engine.commit()
+    # The patches do catch decoding: without stored values, states are rebuilt from the log.
+    engine.drop_snapshots()  # drops the heads values too
     with pytest.raises(AssertionError, match="decoded"):
         engine.count(Customer)
 

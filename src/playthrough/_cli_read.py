@@ -62,6 +62,9 @@ def _state_class(name: str) -> type[State]:
     matches = [c for c in registry.states.values() if c.__name__ == name]
     if len(matches) == 1:
         return matches[0]
+    if matches:
+        names = ", ".join(sorted(c._pt_type_name for c in matches))
+        raise click.BadParameter(f"{name!r} names several state types: {names}", param_hint="TYPE")
     known = ", ".join(sorted(registry.states)) or "none (pass --app MODULE)"
     raise click.BadParameter(f"no state type {name!r}; known: {known}", param_hint="TYPE")
 
@@ -72,6 +75,11 @@ def _event_type(name: str) -> str:
     matches = [t for t, c in registry.events.items() if c.__name__ == name]
     if len(matches) == 1:
         return matches[0]
+    if matches:
+        raise click.BadParameter(
+            f"{name!r} names several event types: {', '.join(sorted(matches))}",
+            param_hint="--type",
+        )
     known = ", ".join(sorted(registry.events)) or "none (pass --app MODULE)"
     raise click.BadParameter(f"no event type {name!r}; known: {known}", param_hint="--type")
 

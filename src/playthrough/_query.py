@@ -24,7 +24,7 @@ from ._errors import NotFoundError, PlaythroughError, QueryError
 from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
 from ._slots import mark_state
-from ._stores import Condition, Order
+from ._stores import Condition, Order, SnapshotRecord
 from ._stores._base import LOOKUPS
 
 if TYPE_CHECKING:
@@ -240,8 +240,8 @@ class StateQueries:
                         f"{key}: rebuilt to position {state.last_event_id}, but its heads row "
                         f"says {last}; the store's links and heads disagree"
                     )
-                values.append((key, encode_state(state), last))
-            done = engine.store.write_state_values(values)
+                values.append(SnapshotRecord(key, last, last, encode_state(state)))
+            done = engine.store.write_values(values)
             written += done
             if done < len(values):  # commits moved some states meanwhile: they go round again
                 conflicts += 1

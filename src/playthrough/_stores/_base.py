@@ -10,15 +10,19 @@ Tables (names are the same in every store):
   states with the same group number in one event are coupled by an ``apply`` hook
 - heads: (state type, state id) -> position of the last event that touched it;
   the optimistic-concurrency check compares against this row, inside the
-  database transaction that appends
+  database transaction that appends. Since schema version 2 the row also holds
+  the state's canonical JSON ``value`` and the position it is exact at
+  (``value_position``): written by the commit itself, in the same statement,
+  and *fresh* when ``value_position = last_position``. An older value is still
+  an exact snapshot at ``value_position``, so readers offer any value as a
+  snapshot candidate.
 - snapshots: (state type, state id, position) -> last_event_id, data; a short
   history per state so a load can rewind to an older one
 - followers: name -> position of the last event a follower processed
 
-Schema version 2 (a migration step; version-1 stores upgrade on open) adds
-``metadata`` and ``correlation`` to events, the current value of every state
-to its heads row (``value``: canonical JSON, exact at ``value_position``; fresh
-iff ``value_position = last_position``) and the followers table.
+Schema version 3 (a migration step, see ``MIGRATIONS``) adds ``metadata`` and
+``correlation`` to events, indexes on ``caused_by`` and ``correlation``, and the
+followers table.
 """
 
 from __future__ import annotations
@@ -26,11 +30,41 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._model import StateKey
 
-SCHEMA_VERSION = 2
+if TYPE_CHECKING:
+    from .._engine import Engine
+
+SCHEMA_VERSION = 3
+
+#: Upgrade steps, in order: (the version a step brings a store to, statements).
+#: A new store is created at version 1 and brought up through every step, so an
+#: old store and a new one end with the same tables. ``{s}`` is the PostgreSQL
+#: schema and a dot (empty for SQLite). Add a step per schema change; never edit one.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        2,
+        (
+            "ALTER TABLE {s}pt_heads ADD COLUMN value TEXT",
+            "ALTER TABLE {s}pt_heads ADD COLUMN value_position BIGINT",
+        ),
+    ),
+    (
+        3,  # the read side: what the log stores with an event, followers
+        (
+            "ALTER TABLE {s}pt_events ADD COLUMN metadata TEXT",
+            "ALTER TABLE {s}pt_events ADD COLUMN correlation TEXT",
+            "CREATE INDEX pt_events_by_cause ON {s}pt_events (caused_by) "
+            "WHERE caused_by IS NOT NULL",
+            "CREATE INDEX pt_events_by_correlation ON {s}pt_events (correlation) "
+            "WHERE correlation IS NOT NULL",
+            "CREATE TABLE {s}pt_followers (name TEXT PRIMARY KEY, "
+            "position BIGINT NOT NULL, updated_at TEXT NOT NULL)",
+        ),
+    ),
+)
 
 _T = TypeVar("_T")
 
@@ -91,6 +125,19 @@ class SnapshotRecord(NamedTuple):
     data: str
 
 
+class HeadRow(NamedTuple):
+    """A heads row: the last event, and the stored value with the position it is exact at."""
+
+    last_position: int
+    value: str | None
+    value_position: int | None
+
+    @property
+    def fresh(self) -> bool:
+        """The value is the state's current one (no event touched it since)."""
+        return self.value is not None and self.value_position == self.last_position
+
+
 class StoreReader(abc.ABC):
     """Reads inside one consistent read transaction (see :meth:`Store.reader`)."""
 
@@ -106,7 +153,19 @@ class StoreReader(abc.ABC):
     def snapshots(
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
-        """The stored snapshots of each key at positions <= at_most, newest first."""
+        """The stored snapshots of each key at positions <= at_most, newest first.
+
+        The state's heads value, when there is one at or before ``at_most``, is
+        one of them (at ``value_position``): it is exact there.
+        """
+
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        """The heads rows of these keys with their values (keys never touched are absent).
+
+        This default knows no values (a reader that hides them, like one that
+        ignores snapshots); the stores read them with the heads.
+        """
+        return {k: HeadRow(p, None, None) for k, p in self.state_heads(keys).items()}
 
     @abc.abstractmethod
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -146,7 +205,10 @@ class StoreReader(abc.ABC):
 
     @abc.abstractmethod
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
-        """Every stored snapshot, ordered by state and position."""
+        """Every stored snapshot and heads value, ordered by state and position.
+
+        A heads value at the position of a snapshot comes too: both are checked.
+        """
 
     @abc.abstractmethod
     def links_between(self, after: int, upto: int) -> list[Link]:
@@ -203,7 +265,13 @@ class LogEntry(NamedTuple):
 
 
 class Store(abc.ABC):
-    """Where events, links and snapshots live. Stores are not thread-safe."""
+    """Where events, links and snapshots live.
+
+    A store is opened once per process and shared: engines (one per request or
+    thread) borrow it and never close it. Both stores are safe to share across
+    threads (SQLite serialises its transactions on a lock, PostgreSQL gives
+    each thread's read transaction a pooled connection of its own).
+    """
 
     #: Counts statements sent to the server; tests use it to bound round trips.
     statements: int = 0
@@ -238,19 +306,54 @@ class Store(abc.ABC):
             yield [LogEntry(e, touched.get(e.position, [])) for e in page]
             position = page[-1].position
 
+    def engine(self, **options: Any) -> Engine:
+        """A new engine over this store (cheap: no connection, no schema check).
+
+        Use one per request or thread; ``with store.engine() as engine:``
+        commits on a clean exit and discards on an error, and closing it
+        leaves this store open. ``options`` are those of :class:`Engine`.
+        """
+        from .._engine import Engine
+
+        return Engine(self, **options)
+
     @abc.abstractmethod
     def reader(self) -> AbstractContextManager[StoreReader]:
         """A consistent view of the store for the duration of the block."""
 
     @abc.abstractmethod
     def append(
-        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str] | None = None,
     ) -> list[int]:
         """Append atomically and return the positions given, in order.
 
         ``expected`` maps every state the batch touches to the position of the
         last event this writer knows touched it (``None``: never touched). If
         any differs from the store's, raise ConcurrencyError and write nothing.
+        ``values`` gives touched states' canonical JSON after the batch; it is
+        written to their heads rows (exact at the state's last event of the
+        batch) in the same statement. A touched state without one keeps its old
+        value, which is then no longer fresh.
+        """
+
+    @abc.abstractmethod
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        """The heads rows of these keys (keys never touched are absent), in one statement.
+
+        Runs on its own, as one consistent statement (not inside :meth:`reader`).
+        """
+
+    @abc.abstractmethod
+    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+        """Store heads values where they are exact; return how many were written.
+
+        Each record is a state's value as of its last event ``record.position``;
+        it is written only where the heads row's ``last_position`` still equals
+        it (a state changed since is left alone) and the value is not already
+        fresh. Never waits on rows a writer holds (those are skipped).
         """
 
     @abc.abstractmethod
@@ -267,14 +370,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        """Delete the snapshots of these states (all when None); return how many."""
+        """Delete the snapshots and heads values of these states (all when None).
 
-    @abc.abstractmethod
-    def write_state_values(self, values: Sequence[tuple[StateKey, str, int]]) -> int:
-        """Store (key, value, position) as the current value of each state.
-
-        A row is written only where the state's last position still equals
-        ``position`` (a newer commit wins); returns how many were written.
+        Returns how many snapshots (``pt_snapshots`` rows) were deleted.
         """
 
     @abc.abstractmethod

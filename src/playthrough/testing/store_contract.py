@@ -37,6 +37,7 @@ from .._stores import (
     Store,
     StoredEvent,
 )
+from .._stores._base import HeadRow
 
 __all__ = ["A1", "A2", "HUB", "StoreContract", "ev", "raises_exactly"]
 
@@ -274,6 +275,56 @@ class StoreContract(abc.ABC):
         assert store.drop_snapshots() == 1
         with store.reader() as r:
             assert r.snapshots([A1, A2], 10) == {}
+
+    # ------------------------------------------------------------------ heads values
+
+    def test_append_writes_values_with_the_heads(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0), (HUB, 0))], {A1: None, HUB: None}, {A1: '{"a":1}'})
+        q, r = store.append(
+            [ev((A1, 0)), ev((A2, 0))], {A1: p, A2: None}, {A1: '{"a":2}', A2: '{"b":1}'}
+        )
+        assert store.heads([A1, A2, HUB, StateKey("Acct", "9")]) == {
+            A1: HeadRow(q, '{"a":2}', q),  # exact at its last event of the batch
+            A2: HeadRow(r, '{"b":1}', r),
+            HUB: HeadRow(p, None, None),  # given no value
+        }
+        assert store.heads([A1])[A1].fresh and not store.heads([HUB])[HUB].fresh
+
+    def test_a_commit_without_a_value_keeps_the_older_one_as_a_snapshot(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None}, {A1: '{"a":1}'})
+        (q,) = store.append([ev((A1, 0))], {A1: p})
+        row = store.heads([A1])[A1]
+        assert row == HeadRow(q, '{"a":1}', p) and not row.fresh
+        with store.reader() as r:
+            assert r.snapshots([A1], q) == {A1: [SnapshotRecord(A1, p, p, '{"a":1}')]}
+            assert r.snapshots([A1], p - 1) == {}
+
+    def test_a_value_and_a_snapshot_at_one_position_are_one_candidate(self) -> None:
+        store = self.store
+        store.append([ev((A1, 0))], {A1: None}, {A1: '{"a":1}'})
+        store.write_snapshots([SnapshotRecord(A1, 1, 1, '{"a":1}')], keep=3)
+        with store.reader() as r:
+            assert [s.position for s in r.snapshots([A1], 5)[A1]] == [1]
+            assert len(list(r.iter_snapshots())) == 2  # both are checked by verify
+
+    def test_write_values_only_where_still_exact(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0)), ev((A2, 0))][:1], {A1: None})
+        (q,) = store.append([ev((A2, 0))], {A2: None})
+        assert store.write_values([SnapshotRecord(A1, q, q, '{"x":0}')]) == 0  # not A1's head
+        assert store.write_values([SnapshotRecord(A1, p, p, '{"a":1}')]) == 1
+        assert store.write_values([SnapshotRecord(A1, p, p, '{"a":1}')]) == 0  # already current
+        assert store.heads([A1, A2]) == {A1: HeadRow(p, '{"a":1}', p), A2: HeadRow(q, None, None)}
+
+    def test_drop_snapshots_forgets_values(self) -> None:
+        store = self.store
+        store.append([ev((A1, 0), (A2, 0))], {A1: None, A2: None}, {A1: "{}", A2: "{}"})
+        store.drop_snapshots([A1])
+        assert store.heads([A1, A2]) == {A1: HeadRow(1, None, None), A2: HeadRow(1, "{}", 1)}
+        store.drop_snapshots()
+        assert store.heads([A2]) == {A2: HeadRow(1, None, None)}
 
     def test_meta_written_with_snapshots(self) -> None:
         store = self.store
@@ -513,7 +564,7 @@ class StoreContract(abc.ABC):
                 SnapshotRecord(HUB, 4, 4, '{"h":4}'),
             ]
             assert r.meta("replay") == "4"
-            assert r.meta("schema_version") == "2"
+            assert r.meta("schema_version") == "3"
 
     # ------------------------------------------------------------------ the read side
 
@@ -568,10 +619,15 @@ class StoreContract(abc.ABC):
             assert r.stale_states("Acct", 10) == [(A1, 1), (A2, 2)]
             assert r.stale_states("Acct", 1) == [(A1, 1)]
         # A2's value claims position 1, but its last event is 2: not written.
-        assert store.write_state_values([(A1, '{"b":5}', 1), (A2, '{"b":7}', 1)]) == 1
+        assert (
+            store.write_values(
+                [SnapshotRecord(A1, 1, 1, '{"b":5}'), SnapshotRecord(A2, 1, 1, '{"b":7}')]
+            )
+            == 1
+        )
         with store.reader() as r:
             assert r.stale_states("Acct", 10) == [(A2, 2)]
-        assert store.write_state_values([(A2, '{"b":7}', 2)]) == 1
+        assert store.write_values([SnapshotRecord(A2, 2, 2, '{"b":7}')]) == 1
         store.append([ev((A1, 0))], {A1: 1})  # A1's value is stale again
         with store.reader() as r:
             assert r.stale_states("Acct", 10) == [(A1, 3)]
@@ -592,8 +648,11 @@ class StoreContract(abc.ABC):
             '{"b":-5,"o":"Åsa","t":["vip"],"a":{},"f":{"x":1,"y":2},"n":null,"on":false}',
             '{"b":"150","o":"cy","t":"vip","a":null,"f":{},"n":null,"on":1}',
         ]
-        store.write_state_values(
-            [(k, v, n) for n, (k, v) in enumerate(zip(keys, values, strict=True), 1)]
+        store.write_values(
+            [
+                SnapshotRecord(k, n, n, v)
+                for n, (k, v) in enumerate(zip(keys, values, strict=True), 1)
+            ]
         )
 
         def ids(
