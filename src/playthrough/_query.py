@@ -255,11 +255,10 @@ class StateQueries:
         """Run ``run(reader)`` in a read transaction where no value of ``cls`` is stale."""
         engine = self._engine
         for _ in range(_ATTEMPTS):
-            self.refresh(cls)
             with engine.store.reader() as reader:
-                if reader.stale_states(cls._pt_type_name, 1):
-                    continue  # a commit landed since the refresh: again
-                return run(reader)
+                if not reader.stale_states(cls._pt_type_name, 1):
+                    return run(reader)  # every value current in this very transaction
+            self.refresh(cls)  # then check again: a commit may land meanwhile
         raise PlaythroughError(
             f"the stored values of {cls._pt_type_name} kept going stale before the query could "
             "read them; try again"
