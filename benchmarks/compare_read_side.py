@@ -13,9 +13,10 @@ Phases, each interleaved with its bare floor in the same process (``harness``):
 2. ``find`` with a filter selecting about 1% of them (owner and balance),
    decoded into states in a fresh engine, against selecting the same rows and
    ``json.loads`` of each value;
-3. a follower (``engine.run``) projecting deposits into a table in the same
-   database, against a bare loop that pages through the events, decodes them
-   and does the same upserts and position update in one transaction per page.
+3. a follower (``engine.run``) projecting the events of a log of its own
+   (``--events``) into a table in the same database, against a bare loop that
+   pages through the events, decodes them and does the same upserts and
+   position update in one transaction per page.
 
 The stored values are fresh (the commits wrote them), as in steady state; the
 first ``count`` after opening pays no refresh.
@@ -242,15 +243,12 @@ class PostgresSide(Side):
         self._conn.close()
 
 
-def run(side: Side, states: int, events: int, reps: int) -> str:
+def run(side: Side, follow_side: Side, states: int, events: int, reps: int) -> str:
     with side.engine() as engine:
         _fill(engine, states)
-        for start in range(0, events, 1000):  # more events for the follower (same states)
-            for i in range(start, min(events, start + 1000)):
-                engine.fire(Credited(holder_id=i % states, owner=OWNERS[i % 100], amount=1))
-            engine.commit()
-            engine.repository.clear()
-    total_events = states + events
+    with follow_side.engine() as engine:  # the follower's log: its own store
+        _fill(engine, events)
+    total_events = events
     with side.engine() as engine:
         expected = engine.count(Holder, balance__gt=499)  # any stale value is refreshed here
     results = []
@@ -304,9 +302,11 @@ def run(side: Side, states: int, events: int, reps: int) -> str:
         )
     )
 
+    follower = follow_side.engine()
+
     def ours_follow() -> int:
-        reader.reset_follower(Sums())
-        report = reader.run(Sums(), until_idle=True)
+        follower.reset_follower(Sums())
+        report = follower.run(Sums(), until_idle=True)
         assert report.position == total_events
         return report.processed
 
@@ -320,6 +320,7 @@ def run(side: Side, states: int, events: int, reps: int) -> str:
         )
     )
     reader.close()
+    follower.close()
     return markdown_table(results, goal=None)
 
 
@@ -327,7 +328,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
     parser.add_argument("--states", type=int, default=100_000)
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument(
+        "--events", type=int, default=20_000, help="events in the follower's log (own store)"
+    )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--url", default="postgresql://root@127.0.0.1:5432/test")
     args = parser.parse_args()
@@ -337,13 +340,14 @@ def main() -> None:
     if args.backend in ("postgres", "all"):
         backends.append(lambda: PostgresSide(args.url))
     for make in backends:
-        side = make()
+        side, follow_side = make(), make()
         try:
-            print(f"\n### {side.name}: {args.states:,} states, +{args.events:,} events\n")
-            print(run(side, args.states, args.events, args.reps))
+            print(f"\n### {side.name}: {args.states:,} states; follower: {args.events:,} events\n")
+            print(run(side, follow_side, args.states, args.events, args.reps))
             sys.stdout.flush()
         finally:
             side.close()
+            follow_side.close()
 
 
 if __name__ == "__main__":
