@@ -409,7 +409,7 @@ def test_an_engine_per_request_borrows_the_store(tmp_path: Path) -> None:
 
 
 def test_engine_open_closes_the_store_it_opened() -> None:
-    engine = Engine.open()
+    engine = Engine.open("sqlite://")
     engine.close()
     with pytest.raises(sqlite3.ProgrammingError):
         engine.store._conn.execute("SELECT 1")  # type: ignore[attr-defined]
@@ -417,7 +417,7 @@ def test_engine_open_closes_the_store_it_opened() -> None:
 
 @pytest.mark.parametrize("where", ["memory", "file"])
 def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
-    url = None if where == "memory" else f"sqlite:///{tmp_path / 't.db'}"
+    url = "sqlite://" if where == "memory" else f"sqlite:///{tmp_path / 't.db'}"
     store = playthrough.connect(url)
     errors: list[BaseException] = []
 

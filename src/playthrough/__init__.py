@@ -22,10 +22,13 @@ import importlib
 import typing
 import warnings
 
+from ._archive import ArchiveReport
 from ._connect import connect
 from ._engine import Engine
 from ._errors import (
+    ArchivedRangeError,
     ConcurrencyError,
+    ConfigurationError,
     DecodeError,
     DefinitionError,
     EventRejected,
@@ -38,6 +41,7 @@ from ._errors import (
     ReconstitutionError,
     SchemaVersionError,
     StoreError,
+    TransferError,
     UnknownTypeError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
@@ -48,9 +52,12 @@ from ._reconstitution import Plan
 from ._replay import ReplayReport
 from ._snapshots import OutOfSync, SyncReport
 from ._stores import FollowerTransaction
+from ._transfer import TransferReport
 from ._verify import VerifyReport
 
 __all__ = [
+    "ArchivedRangeError",
+    "ArchiveReport",
     "FollowerTransaction",
     "StateInfo",
     "QueryError",
@@ -61,6 +68,7 @@ __all__ = [
     "FollowerFailed",
     "FollowerBusy",
     "ConcurrencyError",
+    "ConfigurationError",
     "DecodeError",
     "DefinitionError",
     "Engine",
@@ -78,6 +86,8 @@ __all__ = [
     "StateKey",
     "StoreError",
     "SyncReport",
+    "TransferError",
+    "TransferReport",
     "UnknownTypeError",
     "VerifyReport",
     "connect",

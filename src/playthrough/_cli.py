@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._engine import Engine
 from ._errors import StoreError
 from ._model import Event, State
-from ._stores import parse_store_url, sqlite_url
+from ._stores import Store, open_store, parse_store_url, sqlite_url
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -298,6 +299,217 @@ def snapshot(database_url: str, apps: tuple[str, ...], every: int, progress: boo
         f"played {report.played} event(s) up to position {report.position}, "
         f"{report.snapshot_sets} snapshot set(s), at most {report.peak_states} state(s) in memory"
     )
+
+
+@contextmanager
+def _tty_progress(wanted: bool | None, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    with _progress_bar(wanted) as update:
+        if update is None:
+            yield None
+        else:
+            yield lambda done, total: update(label, done, total)
+
+
+@main.command("export")
+@click.argument("database_url")
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Export the events after this position (0: the whole log).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of stdout (gzip when it ends in .gz).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+def export_command(
+    database_url: str, after: int, output: Path | None, progress: bool | None
+) -> None:
+    """Stream the log as gzipped JSON Lines (header, events, trailer with a checksum).
+
+    playthrough export sqlite:///app.db > log.jsonl.gz
+    """
+    import gzip
+    import sys
+
+    from ._transfer import export_log
+
+    url = _existing_store_url(database_url)
+    if output is None and sys.stdout.isatty():
+        raise click.UsageError("refusing to write compressed data to a terminal: redirect stdout")
+    store = _open_store_for_cli(url, database_url)
+    try:
+        with contextlib.ExitStack() as stack:
+            if output is None:
+                target: Any = gzip.GzipFile(fileobj=sys.stdout.buffer, mode="wb", compresslevel=6)
+            elif output.suffix == ".gz":
+                target = gzip.open(output, "wb", compresslevel=6)
+            else:
+                target = output.open("wb")
+            stack.enter_context(target)
+            bar = stack.enter_context(_tty_progress(progress, "export"))
+            try:
+                report = export_log(store, target, after=after, progress=bar)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(
+        f"exported {report.count} events ({report.after}, {report.until}] sha256 {report.sha256}",
+        err=True,
+    )
+
+
+@main.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.argument("database_url")
+@click.option(
+    "--append",
+    is_flag=True,
+    default=False,
+    help="Continue a non-empty store's log (the file must start right after its head).",
+)
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events, for the snapshot check; repeatable.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+@click.pass_context
+def import_command(
+    ctx: click.Context,
+    file: Any,
+    database_url: str,
+    append: bool,
+    apps: tuple[str, ...],
+    progress: bool | None,
+) -> None:
+    """Load an export (FILE, or - for stdin) into a store, keeping positions.
+
+    The store must be empty unless --append, and then the file must start right
+    after its head. The checksum is checked before anything is committed; the
+    import ends with verify's snapshot check.
+
+        playthrough import log.jsonl.gz postgresql://db/app
+    """
+    from ._errors import PlaythroughError, UnknownTypeError
+
+    _import_apps(apps)
+    try:
+        engine = Engine.open(database_url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+    with engine, _tty_progress(progress, "import") as bar:
+        try:
+            report = engine.import_log(file, append=append, progress=bar)
+        except UnknownTypeError as exc:
+            raise click.UsageError(
+                f"{exc}\n(the events were imported; pass --app MODULE to check the snapshots)"
+            ) from exc
+        except PlaythroughError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"imported {report.count} events ({report.after}, {report.until}] "
+        f"into {engine.store.url}, sha256 {report.sha256}"
+    )
+    if report.verify is None:
+        click.echo("snapshot check: the store holds no snapshots")
+    else:
+        click.echo(report.verify.to_text())
+    ctx.exit(0 if report.ok else 1)
+
+
+@main.command("archive")
+@click.argument("database_url")
+@click.option(
+    "--before",
+    required=True,
+    metavar="POSITION|DATE",
+    help="Archive the events before this position, or fired before this ISO date "
+    "(a date without a time zone is UTC).",
+)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The archive file to write (gzip JSON Lines, the export format); must not exist.",
+)
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events (the cut's snapshots are rebuilt); repeatable.",
+)
+def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, ...]) -> None:
+    """Move the old part of the log to a file; loads after the cut stay exact.
+
+    Writes a snapshot at the cut of every state touched before it, exports the
+    archived events to --to, then deletes them in one transaction. Time travel
+    before the cut then needs Engine.open(url, archive=FILE).
+
+        playthrough archive sqlite:///app.db --before 2026-01-01 --to 2025.jsonl.gz --app myapp
+    """
+    from datetime import UTC, datetime
+
+    from ._errors import PlaythroughError, UnknownTypeError
+
+    cut: int | datetime
+    if before.isdigit():
+        cut = int(before)
+    else:
+        try:
+            cut = datetime.fromisoformat(before)
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"{before!r} is neither a position nor an ISO date", param_hint="--before"
+            ) from exc
+        if cut.tzinfo is None:
+            cut = cut.replace(tzinfo=UTC)
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    try:
+        engine = Engine.open(url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+    with engine:
+        try:
+            report = engine.archive(before=cut, to=to)
+        except UnknownTypeError as exc:
+            raise click.UsageError(
+                f"{exc}\n(pass the module that defines it with --app MODULE)"
+            ) from exc
+        except PlaythroughError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"archived {report.events} events ({report.after}, {report.until}] to {report.path} "
+        f"(sha256 {report.sha256}); {report.states} states based at {report.until}"
+    )
+
+
+def _open_store_for_cli(url: str, given: str) -> Store:
+    from ._errors import PlaythroughError
+
+    try:
+        return open_store(url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {given}: {exc}") from exc
 
 
 def _existing_store_url(text: str) -> str:

@@ -23,6 +23,10 @@ class ConcurrencyError(PlaythroughError):
     """
 
 
+class ConfigurationError(PlaythroughError):
+    """An engine or store was configured wrongly: no URL, or an option that does not exist."""
+
+
 class StoreError(PlaythroughError):
     """The store could not be opened, read or written."""
 
@@ -80,3 +84,17 @@ class FollowerFailed(PlaythroughError):
 
 class FollowerBusy(PlaythroughError):
     """Another process holds the lock of a follower with this name."""
+
+
+class TransferError(PlaythroughError):
+    """An export file is damaged or does not fit the store it is imported into.
+
+    Nothing was written: an import reads the file inside one transaction.
+    """
+
+
+class ArchivedRangeError(PlaythroughError):
+    """An operation needs events that were moved to an archive (``playthrough archive``).
+
+    The message names the archived range; open the engine with ``archive=`` to read it.
+    """

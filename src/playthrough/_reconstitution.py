@@ -36,6 +36,7 @@ from ._model import State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
+from ._stores._base import refuse_archived
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -192,6 +193,9 @@ class StateReconstitutor:
         snapshots, and every state it holds comes out current, ready for the
         identity map and for a heads-value write-back.
         """
+        if not use_snapshots:
+            # From blank needs every event: refused when the log's start was archived.
+            refuse_archived(reader, 0, "a snapshot-free rebuild")
         states: dict[StateKey, StatePlan] = {}
         edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:

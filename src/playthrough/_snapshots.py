@@ -8,16 +8,19 @@ an event it must replay.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 import attrs
 
+from . import _logging
 from ._errors import PlaythroughError
 from ._model import State, StateKey
 from ._reconstitution import Plan, StateReconstitutor
 from ._serialization import encode_state
 from ._stores import SnapshotRecord, Store, StoreReader
+from ._stores._base import refuse_archived
 
 
 class LiveStates(Protocol):
@@ -146,6 +149,8 @@ class SnapshotCoordinator:
             position = head if at is None else at
             if position < 0 or position > head:
                 raise ValueError(f"position {position} is outside the log (0..{head})")
+            if at is not None:
+                refuse_archived(reader, position, f"a snapshot set at {position}")
             if keys is None:
                 keys = [k for k, _ in self.live.live_states()]
                 with_partners = True
@@ -174,10 +179,13 @@ class SnapshotCoordinator:
         return position
 
     def _write(self, position: int, states: dict[StateKey, State]) -> None:
+        started = time.perf_counter()
         records = [
             SnapshotRecord(k, position, s.last_event_id, encode_state(s)) for k, s in states.items()
         ]
         self.store.write_snapshots(records, self.history)
+        if records:
+            _logging.snapshot_set(position, len(records), time.perf_counter() - started)
 
     @staticmethod
     def _partners(reader: StoreReader, keys: Sequence[StateKey], at: int) -> list[StateKey]:

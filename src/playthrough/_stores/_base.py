@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from .._errors import ArchivedRangeError, StoreError
 from .._model import StateKey
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 
+#: pt_meta key: the log's events at positions <= this were moved to an archive.
+ARCHIVED_UNTIL = "archived_until"
+
 _T = TypeVar("_T")
 
 
@@ -73,6 +77,49 @@ def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     """Consecutive slices of at most ``size`` items (one statement's worth of parameters)."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def gap_free(events: Iterable[ImportedEvent], after: int) -> Iterator[ImportedEvent]:
+    """The events, refusing (StoreError) any whose position does not follow the last."""
+    expected = after + 1
+    for event in events:
+        if event.position != expected:
+            raise StoreError(
+                f"import refused, nothing was written: event at position {event.position} "
+                f"where {expected} was expected (an import continues the log without a gap)"
+            )
+        expected += 1
+        yield event
+
+
+def archived_until(reader: StoreReader) -> int:
+    """The last archived position (0: nothing archived)."""
+    value = reader.meta(ARCHIVED_UNTIL)
+    return int(value) if value else 0
+
+
+def refuse_archived(reader: StoreReader, at: int, doing: str) -> None:
+    """ArchivedRangeError when the log as of ``at`` needs archived events (``at`` < the cut)."""
+    until = archived_until(reader)
+    if at < until:
+        raise ArchivedRangeError(
+            f"{doing} needs the log from position {at}, but positions 1..{until} were "
+            "archived: open the engine with archive=FILE (--archive FILE) to read them"
+        )
+
+
+def check_archive_cut(reader: StoreReader, until: int, base: Sequence[SnapshotRecord]) -> None:
+    """StoreError unless ``until`` is a valid next cut and ``base`` all sits at it."""
+    previous = archived_until(reader)
+    head = reader.head()
+    if not previous < until < head:
+        raise StoreError(
+            f"cannot archive up to position {until}: the cut must be after the archived "
+            f"positions (1..{previous}) and before the head ({head}), which stays in the log"
+        )
+    wrong = [r for r in base if r.position != until]
+    if wrong:
+        raise StoreError(f"base snapshot of {wrong[0].key} at {wrong[0].position}, not {until}")
 
 
 def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:
@@ -264,6 +311,24 @@ class LogEntry(NamedTuple):
     keys: list[StateKey]
 
 
+class LinkedEntry(NamedTuple):
+    """One event of the log with its links (states and coupling groups), for export."""
+
+    event: StoredEvent
+    links: list[Link]
+
+
+class ImportedEvent(NamedTuple):
+    """An event to import at the position it had in the log it comes from."""
+
+    position: int
+    type: str
+    data: str
+    caused_by: int | None
+    fired_at: str
+    links: tuple[tuple[StateKey, int], ...]
+
+
 class Store(abc.ABC):
     """Where events, links and snapshots live.
 
@@ -282,17 +347,41 @@ class Store(abc.ABC):
         """The log after ``after`` (up to ``until``; no bound: to the head), page by page.
 
         The one way long passes over the log (full replay, verification, the
-        testing kit) read it: each page is read in its own short read
+        testing kit, export) read it: each page is read in its own short read
         transaction, so a pass never holds one open for the whole log and may
         write between pages. Positions are gap-free and only grow, so the pages
         together are exactly the log up to the bound.
         """
+        for page, links in self._log_pages(after, until, chunk):
+            touched: dict[int, list[StateKey]] = {}
+            for link in links:
+                touched.setdefault(link.position, []).append(link.key)
+            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+
+    def read_linked_log(
+        self, after: int = 0, until: int | None = None, chunk: int = 1000
+    ) -> Iterator[list[LinkedEntry]]:
+        """:meth:`read_log` with each event's links (coupling groups included)."""
+        for page, links in self._log_pages(after, until, chunk):
+            by_position: dict[int, list[Link]] = {}
+            for link in links:
+                by_position.setdefault(link.position, []).append(link)
+            yield [LinkedEntry(e, by_position.get(e.position, [])) for e in page]
+
+    def _log_pages(
+        self, after: int, until: int | None, chunk: int
+    ) -> Iterator[tuple[list[StoredEvent], list[Link]]]:
+        """The pager behind :meth:`read_log`: (events, their links) per short read transaction."""
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, not {chunk}")
         position = after
+        first = True
         while until is None or position < until:
             limit = chunk if until is None else min(chunk, until - position)
             with self.reader() as reader:
+                if first:
+                    refuse_archived(reader, after, "reading the log")
+                    first = False
                 page = [
                     e
                     for e in reader.events_after(position, limit)
@@ -300,10 +389,8 @@ class Store(abc.ABC):
                 ]
                 if not page:
                     return
-                touched: dict[int, list[StateKey]] = {}
-                for link in reader.links_between(position, page[-1].position):
-                    touched.setdefault(link.position, []).append(link.key)
-            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+                links = reader.links_between(position, page[-1].position)
+            yield page, links
             position = page[-1].position
 
     def engine(self, **options: Any) -> Engine:
@@ -357,6 +444,33 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        """Insert events and their links at the positions they carry, in one transaction.
+
+        The store's head must be ``after`` and the positions must run on from
+        it without a gap (``after + 1``, ``after + 2``, ...); the heads of the
+        states touched move to their last imported event. ``events`` is read
+        lazily inside the transaction, so an import of any size holds a chunk
+        in memory; if anything fails (a gap, a store error, or the iterator
+        raising, as a checksum mismatch does) nothing is written. Returns how
+        many events were imported. Raises StoreError naming the problem.
+        """
+
+    @abc.abstractmethod
+    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+        """Move the log up to ``until`` out, in one transaction; return the events deleted.
+
+        Writes ``base`` (snapshots at ``until`` of every state touched at or
+        before it), deletes the events and links at positions <= ``until`` and
+        every snapshot older than ``until``, and records ``until`` in meta
+        (:data:`ARCHIVED_UNTIL`). From then on the snapshots at ``until`` are
+        the log's truth for the archived range: trimming the history and
+        ``drop_snapshots`` keep them. ``until`` must be past the previous
+        archived position and before the head (the hot log keeps its last
+        event, so positions keep counting). StoreError otherwise.
+        """
+
+    @abc.abstractmethod
     def write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
@@ -373,6 +487,8 @@ class Store(abc.ABC):
         """Delete the snapshots and heads values of these states (all when None).
 
         Returns how many snapshots (``pt_snapshots`` rows) were deleted.
+
+        The base snapshots of an archived log (at :data:`ARCHIVED_UNTIL`) stay.
         """
 
     @abc.abstractmethod

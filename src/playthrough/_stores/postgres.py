@@ -55,6 +55,7 @@ from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from . import parse_store_url
 from ._base import (
+    ARCHIVED_UNTIL,
     MIGRATIONS,
     SCHEMA_VERSION,
     Condition,
@@ -63,6 +64,7 @@ from ._base import (
     FollowerRow,
     FollowerTransaction,
     HeadRow,
+    ImportedEvent,
     Link,
     NewEvent,
     Order,
@@ -71,7 +73,9 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    check_archive_cut,
     chunks,
+    gap_free,
     stale_message,
 )
 from ._json_sql import PostgresFilter
@@ -309,6 +313,16 @@ SELECT base.b, {s}.pt_refuse(
 ) FROM base
 """
 
+_COPY_EVENTS = "COPY {s}.pt_events (position, type, data, caused_by, fired_at) FROM STDIN"
+_COPY_LINKS = "COPY {s}.pt_links (state_type, state_id, position, grp) FROM STDIN"
+_IMPORT_HEADS = (
+    "INSERT INTO {s}.pt_heads (state_type, state_id, last_position) "
+    "SELECT state_type, state_id, max(position) FROM {s}.pt_links WHERE position > %s "
+    "GROUP BY state_type, state_id "
+    "ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position"
+)
+_IMPORT_BATCH = 10_000  # events per COPY of an import
+
 _META_WRITE = (
     "WITH d AS (DELETE FROM {s}.pt_meta WHERE key = ANY(%b::text[])) "
     "INSERT INTO {s}.pt_meta (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
@@ -330,21 +344,38 @@ _SNAPSHOTS_TRIM = (
     "FROM {s}.pt_snapshots p JOIN unnest(%b::text[], %b::text[]) AS k(t, i) "
     "ON p.state_type = k.t AND p.state_id = k.i) x WHERE x.rn > %s) old "
     "WHERE s.state_type = old.state_type AND s.state_id = old.state_id "
-    "AND s.position = old.position"
+    "AND s.position = old.position AND {not_base}"
 )
+
+# The base snapshots of an archived log (at pt_meta's archived_until) are never
+# trimmed or dropped: they stand for the archived events.
+_NOT_BASE = (
+    "position <> coalesce((SELECT value::bigint FROM {s}.pt_meta "
+    f"WHERE key = '{ARCHIVED_UNTIL}'), -1)"
+)
+_SNAPSHOTS_TRIM = _SNAPSHOTS_TRIM.replace("{not_base}", "s." + _NOT_BASE)
 
 # Dropping snapshots forgets the heads values too (they are the newest snapshots).
 _SNAPSHOTS_DROP_ALL = (
     "WITH v AS (UPDATE {s}.pt_heads SET value = NULL, value_position = NULL "
-    "WHERE value IS NOT NULL) DELETE FROM {s}.pt_snapshots"
+    f"WHERE value IS NOT NULL) DELETE FROM {{s}}.pt_snapshots WHERE {_NOT_BASE}"
 )
 
 _SNAPSHOTS_DROP = (
     "WITH k AS (SELECT * FROM unnest(%b::text[], %b::text[]) AS k(t, i)), "
     "v AS (UPDATE {s}.pt_heads h SET value = NULL, value_position = NULL FROM k "
     "WHERE h.state_type = k.t AND h.state_id = k.i) "
-    "DELETE FROM {s}.pt_snapshots s USING k WHERE s.state_type = k.t AND s.state_id = k.i"
+    "DELETE FROM {s}.pt_snapshots s USING k WHERE s.state_type = k.t AND s.state_id = k.i "
+    f"AND s.{_NOT_BASE}"
 )
+
+_ARCHIVE_DELETE = [
+    "DELETE FROM {s}.pt_snapshots WHERE position < %(until)s",
+    "DELETE FROM {s}.pt_links WHERE position <= %(until)s",
+    "DELETE FROM {s}.pt_events WHERE position <= %(until)s",
+    "INSERT INTO {s}.pt_meta (key, value) VALUES (%(key)s, %(value)s) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+]
 
 
 def _key_arrays(keys: Sequence[StateKey]) -> tuple[list[str], list[str]]:
@@ -879,6 +910,68 @@ class PostgresStore(Store):
             )
             failure.__cause__ = error
         return failure
+
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        count = 0
+        with self._transaction("import", "committing an import") as conn:
+            # The append lock: no commit can interleave with the imported positions.
+            self.statements += 2
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+            head = int(conn.execute(self._sql(_HEAD)).fetchone()[0])  # type: ignore[index]
+            if head != after:
+                raise StoreError(
+                    f"import refused, nothing was written: the store's head is {head}, "
+                    f"the events continue after {after}"
+                )
+            batch: list[ImportedEvent] = []
+            for event in gap_free(events, after):
+                batch.append(event)
+                if len(batch) >= _IMPORT_BATCH:
+                    self._import_batch(conn, batch)
+                    count += len(batch)
+                    batch = []
+            self._import_batch(conn, batch)
+            count += len(batch)
+            self.statements += 1
+            conn.execute(self._sql(_IMPORT_HEADS), (after,))
+        return count
+
+    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+        with self._transaction("archiving", "committing an archive") as conn:
+            self.statements += 1
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+            check_archive_cut(_PostgresReader(self, conn), until, base)
+            if base:
+                self.statements += 1
+                conn.execute(
+                    self._sql(_SNAPSHOTS_WRITE),
+                    (
+                        [r.key.type for r in base],
+                        [r.key.id for r in base],
+                        [r.position for r in base],
+                        [r.last_event_id for r in base],
+                        [r.data for r in base],
+                    ),
+                )
+            params = {"until": until, "key": ARCHIVED_UNTIL, "value": str(until)}
+            counts = []
+            for statement in _ARCHIVE_DELETE:
+                self.statements += 1
+                counts.append(conn.execute(self._sql(statement), params).rowcount)
+        return int(counts[2])
+
+    def _import_batch(self, conn: Conn, batch: Sequence[ImportedEvent]) -> None:
+        if not batch:
+            return
+        self.statements += 2
+        with conn.cursor() as cursor:
+            with cursor.copy(self._sql(_COPY_EVENTS)) as copy:
+                for e in batch:
+                    copy.write_row(e[:5])
+            with cursor.copy(self._sql(_COPY_LINKS)) as copy:
+                for e in batch:
+                    for k, g in e.links:
+                        copy.write_row((k.type, k.id, e.position, g))
 
     def write_snapshots(
         self,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from .._errors import ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from ._base import (
+    ARCHIVED_UNTIL,
     MIGRATIONS,
     SCHEMA_VERSION,
     Condition,
@@ -32,6 +33,7 @@ from ._base import (
     FollowerRow,
     FollowerTransaction,
     HeadRow,
+    ImportedEvent,
     Link,
     NewEvent,
     Order,
@@ -40,7 +42,9 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    check_archive_cut,
     chunks,
+    gap_free,
     stale_message,
 )
 from ._json_sql import SQLiteFilter
@@ -84,6 +88,14 @@ _EVENT_COLUMNS = "position, type, data, caused_by, fired_at, metadata, correlati
 _KEYS_PER_STATEMENT = 400  # 2 parameters each
 _RANGES_PER_STATEMENT = 300  # 4 parameters each
 _POSITIONS_PER_STATEMENT = 500
+_IMPORT_BATCH = 5000  # events per executemany of an import
+
+# The base snapshots of an archived log (at pt_meta's archived_until) are never
+# trimmed or dropped: they stand for the archived events.
+_NOT_BASE = (
+    f"position <> coalesce((SELECT CAST(value AS INTEGER) FROM pt_meta "
+    f"WHERE key = '{ARCHIVED_UNTIL}'), -1)"
+)
 
 
 class _SQLiteReader(StoreReader):
@@ -512,6 +524,72 @@ class SQLiteStore(Store):
             )
         return positions
 
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        self._writing("import")
+        count = 0
+        with self._transaction("BEGIN IMMEDIATE", "import failed, nothing was written") as conn:
+            head = _SQLiteReader(self).head()
+            if head != after:
+                raise StoreError(
+                    f"import refused, nothing was written: the store's head is {head}, "
+                    f"the events continue after {after}"
+                )
+            batch: list[ImportedEvent] = []
+            for event in gap_free(events, after):
+                batch.append(event)
+                if len(batch) >= _IMPORT_BATCH:
+                    self._import_batch(conn, batch)
+                    count += len(batch)
+                    batch = []
+            self._import_batch(conn, batch)
+            count += len(batch)
+            self.statements += 1
+            conn.execute(
+                "INSERT INTO pt_heads (state_type, state_id, last_position) "
+                "SELECT state_type, state_id, max(position) FROM pt_links "
+                "WHERE position > ? GROUP BY state_type, state_id "
+                "ON CONFLICT (state_type, state_id) "
+                "DO UPDATE SET last_position = excluded.last_position",
+                (after,),
+            )
+        return count
+
+    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+        self._writing("archive")
+        with self._transaction("BEGIN IMMEDIATE", "archive failed, nothing was deleted") as conn:
+            reader = _SQLiteReader(self)
+            check_archive_cut(reader, until, base)
+            self.statements += 5
+            conn.executemany(
+                "INSERT INTO pt_snapshots VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
+                "last_event_id = excluded.last_event_id, data = excluded.data",
+                [(r.key.type, r.key.id, r.position, r.last_event_id, r.data) for r in base],
+            )
+            conn.execute("DELETE FROM pt_snapshots WHERE position < ?", (until,))
+            conn.execute("DELETE FROM pt_links WHERE position <= ?", (until,))
+            deleted = conn.execute("DELETE FROM pt_events WHERE position <= ?", (until,)).rowcount
+            conn.execute(
+                "INSERT INTO pt_meta VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                (ARCHIVED_UNTIL, str(until)),
+            )
+        return int(deleted)
+
+    def _import_batch(self, conn: sqlite3.Connection, batch: Sequence[ImportedEvent]) -> None:
+        if not batch:
+            return
+        self.statements += 2
+        conn.executemany(
+            "INSERT INTO pt_events (position, type, data, caused_by, fired_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [e[:5] for e in batch],
+        )
+        conn.executemany(
+            "INSERT INTO pt_links VALUES (?, ?, ?, ?)",
+            [(k.type, k.id, e.position, g) for e in batch for k, g in e.links],
+        )
+
     def write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
@@ -550,7 +628,8 @@ class SQLiteStore(Store):
             conn.executemany(
                 "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position < "
                 "(SELECT MIN(position) FROM (SELECT position FROM pt_snapshots "
-                "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?))",
+                f"WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?)) "
+                f"AND {_NOT_BASE}",
                 [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
             )
 
@@ -564,7 +643,7 @@ class SQLiteStore(Store):
                         "UPDATE pt_heads SET value = NULL, value_position = NULL "
                         "WHERE value IS NOT NULL"
                     )
-                    return int(conn.execute("DELETE FROM pt_snapshots").rowcount)
+                    return int(conn.execute(f"DELETE FROM pt_snapshots WHERE {_NOT_BASE}").rowcount)
                 count = 0
                 for k in dict.fromkeys(keys):
                     conn.execute(
@@ -573,7 +652,8 @@ class SQLiteStore(Store):
                         (k.type, k.id),
                     )
                     count += conn.execute(
-                        "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
+                        f"DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? "
+                        f"AND {_NOT_BASE}",
                         (k.type, k.id),
                     ).rowcount
                 return count

@@ -24,13 +24,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from .._errors import ConcurrencyError, SchemaVersionError, StoreError
+from .._errors import ArchivedRangeError, ConcurrencyError, SchemaVersionError, StoreError
 from .._model import StateKey
 from .._stores import (
     Condition,
     EventQuery,
     FollowerRow,
+    ImportedEvent,
     Link,
+    LinkedEntry,
     NewEvent,
     Order,
     SnapshotRecord,
@@ -114,6 +116,106 @@ class StoreContract(abc.ABC):
         if other is None:
             _skip("this store has no second handle on the same data")
         return other
+
+    # ------------------------------------------------------------------ import
+
+    def _imported(self, position: int, *links: tuple[StateKey, int]) -> ImportedEvent:
+        return ImportedEvent(position, "Thing", f'{{"n":{position}}}', None, FIRED_AT, links)
+
+    def test_import_keeps_positions_links_and_moves_heads(self) -> None:
+        store = self.store
+        rows = [
+            self._imported(1, (A1, 0)),
+            self._imported(2, (A1, 0), (A2, 0), (HUB, 1)),
+            self._imported(3, (A2, 0)),
+        ]
+        assert store.import_events(iter(rows), after=0) == 3
+        with store.reader() as r:
+            assert r.head() == 3
+            assert r.state_heads([A1, A2, HUB]) == {A1: 2, A2: 3, HUB: 2}
+            assert [e.data for e in r.events_after(0, 10)] == ['{"n":1}', '{"n":2}', '{"n":3}']
+        log = [e for page in store.read_linked_log() for e in page]
+        assert [(e.event.position, sorted(e.links)) for e in log] == [
+            (1, [Link(1, A1, 0)]),
+            (2, sorted([Link(2, A1, 0), Link(2, A2, 0), Link(2, HUB, 1)])),
+            (3, [Link(3, A2, 0)]),
+        ]
+        assert all(isinstance(e, LinkedEntry) for e in log)
+        # appends continue after the import and are checked against the moved heads
+        with raises_exactly(ConcurrencyError):
+            store.append([ev((A1, 0))], {A1: 1})
+        assert store.append([ev((A1, 0))], {A1: 2}) == [4]
+        assert store.import_events([self._imported(5, (A2, 0))], after=4) == 1
+        with store.reader() as r:
+            assert r.state_heads([A2]) == {A2: 5}
+
+    def test_import_refuses_a_gap_or_a_wrong_head_and_writes_nothing(self) -> None:
+        store = self.store
+        store.append([ev((A1, 0))], {A1: None})
+        with raises_exactly(StoreError, "head is 1"):
+            store.import_events([self._imported(1, (A2, 0))], after=0)
+        with raises_exactly(StoreError, "position 4 where 3 was expected"):
+            store.import_events([self._imported(2, (A2, 0)), self._imported(4, (A2, 0))], after=1)
+        with store.reader() as r:
+            assert r.head() == 1
+            assert r.state_heads([A2]) == {}
+
+    def test_an_import_whose_source_fails_writes_nothing(self) -> None:
+        store = self.store
+
+        def failing() -> Iterator[ImportedEvent]:
+            yield self._imported(1, (A1, 0))
+            raise ValueError("checksum mismatch")
+
+        try:
+            store.import_events(failing(), after=0)
+        except ValueError as exc:
+            assert "checksum" in str(exc)
+        else:
+            raise AssertionError("the source's error was swallowed")
+        with store.reader() as r:
+            assert r.head() == 0
+            assert r.events_after(0, 10) == []
+            assert r.state_heads([A1]) == {}
+
+    # ------------------------------------------------------------------ archive
+
+    def test_archive_deletes_the_range_and_keeps_its_base_snapshots(self) -> None:
+        store = self.store
+        for _ in range(4):
+            store.append([ev((A1, 0), (A2, 0))], {})
+        store.write_snapshots([SnapshotRecord(A1, 1, 1, "old")], keep=3)
+        base = [SnapshotRecord(A1, 2, 2, "a1@2"), SnapshotRecord(A2, 2, 2, "a2@2")]
+        with raises_exactly(StoreError, "before the head"):
+            store.archive(4, base)
+        with raises_exactly(StoreError, "not 3"):
+            store.archive(3, base)
+        assert store.archive(2, base) == 2
+        with store.reader() as r:
+            assert r.head() == 4
+            assert [e.position for e in r.events_after(0, 10)] == [3, 4]
+            assert sorted(r.links({A1: (0, 4)})) == sorted(
+                [Link(3, A1, 0), Link(3, A2, 0), Link(4, A1, 0), Link(4, A2, 0)]
+            )
+            assert [s.position for s in r.snapshots([A1], 10)[A1]] == [2]
+            assert r.meta("archived_until") == "2"
+        with raises_exactly(ArchivedRangeError, r"positions 1\.\.2 were archived"):
+            next(store.read_log())
+        assert [e.event.position for page in store.read_log(after=2) for e in page] == [3, 4]
+        # newer snapshots never trim the base away, and dropping snapshots keeps it
+        store.write_snapshots([SnapshotRecord(A1, 3, 3, "x"), SnapshotRecord(A1, 4, 4, "y")], 1)
+        with store.reader() as r:
+            assert [s.position for s in r.snapshots([A1], 10)[A1]] == [4, 2]
+        assert store.drop_snapshots() == 1
+        assert store.drop_snapshots([A2]) == 0
+        with store.reader() as r:
+            assert {k: [s.data for s in v] for k, v in r.snapshots([A1, A2], 10).items()} == {
+                A1: ["a1@2"],
+                A2: ["a2@2"],
+            }
+        assert store.append([ev((A1, 0))], {A1: 4}) == [5]
+        with raises_exactly(StoreError, "must be after the archived"):
+            store.archive(2, [])
 
     # ------------------------------------------------------------------ log
 
