@@ -101,10 +101,17 @@ def export_log(
             linked = ",".join(
                 f"[{_text(link.key.type)},{_text(link.key.id)},{int(link.group)}]" for link in links
             )
+            # What the log stores besides the payload, only when there is some
+            # (files of logs without it stay as they were).
+            extra = ""
+            if event.metadata is not None:
+                extra += f',"metadata":{_text(event.metadata)}'
+            if event.correlation is not None:
+                extra += f',"correlation":{_text(event.correlation)}'
             lines.append(
                 f'{{"position":{int(event.position)},"type":{_text(event.type)},'
                 f'"data":{_text(event.data)},"caused_by":{cause},'
-                f'"fired_at":{_text(event.fired_at)},"links":[{linked}]}}'
+                f'"fired_at":{_text(event.fired_at)},"links":[{linked}]{extra}}}'
             )
         lines.append("")
         block = "\n".join(lines).encode()
@@ -192,6 +199,8 @@ class _Reader:
                     row["caused_by"],
                     row["fired_at"],
                     tuple((StateKey(t, i), g) for t, i, g in row["links"]),
+                    row.get("metadata"),
+                    row.get("correlation"),
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 raise TransferError(

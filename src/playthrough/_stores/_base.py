@@ -327,6 +327,8 @@ class ImportedEvent(NamedTuple):
     caused_by: int | None
     fired_at: str
     links: tuple[tuple[StateKey, int], ...]
+    metadata: str | None = None
+    correlation: str | None = None
 
 
 class Store(abc.ABC):

@@ -197,7 +197,7 @@ _EVENTS = (
 )
 
 _EVENTS_AFTER = (
-    "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+    "SELECT position, type, data, caused_by, fired_at, metadata, correlation FROM {s}.pt_events "
     "WHERE position > %s ORDER BY position LIMIT %s"
 )
 
@@ -313,7 +313,10 @@ SELECT base.b, {s}.pt_refuse(
 ) FROM base
 """
 
-_COPY_EVENTS = "COPY {s}.pt_events (position, type, data, caused_by, fired_at) FROM STDIN"
+_COPY_EVENTS = (
+    "COPY {s}.pt_events (position, type, data, caused_by, fired_at, metadata, correlation) "
+    "FROM STDIN"
+)
 _COPY_LINKS = "COPY {s}.pt_links (state_type, state_id, position, grp) FROM STDIN"
 _IMPORT_HEADS = (
     "INSERT INTO {s}.pt_heads (state_type, state_id, last_position) "
@@ -967,7 +970,7 @@ class PostgresStore(Store):
         with conn.cursor() as cursor:
             with cursor.copy(self._sql(_COPY_EVENTS)) as copy:
                 for e in batch:
-                    copy.write_row(e[:5])
+                    copy.write_row((*e[:5], e.metadata, e.correlation))
             with cursor.copy(self._sql(_COPY_LINKS)) as copy:
                 for e in batch:
                     for k, g in e.links:

@@ -198,8 +198,7 @@ class _SQLiteReader(StoreReader):
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         rows = self._q(
-            "SELECT position, type, data, caused_by, fired_at FROM pt_events "
-            "WHERE position > ? ORDER BY position LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM pt_events WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )
         return [StoredEvent(*row) for row in rows]
@@ -581,9 +580,8 @@ class SQLiteStore(Store):
             return
         self.statements += 2
         conn.executemany(
-            "INSERT INTO pt_events (position, type, data, caused_by, fired_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [e[:5] for e in batch],
+            f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*e[:5], e.metadata, e.correlation) for e in batch],
         )
         conn.executemany(
             "INSERT INTO pt_links VALUES (?, ?, ?, ?)",
