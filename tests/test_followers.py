@@ -146,7 +146,7 @@ def test_bad_projections_are_refused() -> None:
     class Empty(Projection):
         name = "empty"
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         with pytest.raises(DefinitionError, match="needs a `name"):
             engine.run(Nameless(), until_idle=True)
         with pytest.raises(DefinitionError, match=r"Typo\.on_Deposit: no event type 'Deposit'"):
@@ -260,3 +260,33 @@ def test_sqlite_read_model_is_a_plain_table(tmp_path: Path) -> None:
     with Engine.open(url) as engine, engine.store.follow("x", 0) as batch:
         assert batch is not None
         assert balances(batch.tx) == rows
+
+
+def test_handler_names_resolve_by_type_name_first() -> None:
+    import attrs
+
+    from playthrough import Event
+
+    def twin(type_name: str) -> Any:
+        @attrs.define
+        class Twin(Event, type_name=type_name):
+            amount: int = 0
+
+        return Twin
+
+    twin("follow.a.Twin")
+    twin("follow.b.Twin")
+
+    class Ambiguous(Projection):
+        name = "ambiguous"
+
+        def on_Twin(self, event: Any, tx: Any) -> None: ...
+
+    with Engine.open("sqlite://") as engine:
+        with pytest.raises(DefinitionError, match=r"'Twin' names several event types"):
+            engine.run(Ambiguous(), until_idle=True)
+        exact = twin("Twin")  # a type registered under exactly that name wins
+        engine.fire(exact(amount=5))
+        engine.fire(twin("follow.a.Twin")(amount=6))
+        engine.commit()
+        assert engine.run(Ambiguous(), until_idle=True).processed == 1

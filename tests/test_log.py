@@ -19,7 +19,7 @@ from .read_domain import Billed, Changed, Customer, Moved, Ordered, Shipped, own
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     if request.param == "sqlite":
-        e = Engine.open()
+        e = Engine.open("sqlite://")
     else:
         url = own_sessions(request.getfixturevalue("pg_url"))
         e = Engine.open(url, schema=request.getfixturevalue("pg_schema"))

@@ -37,7 +37,7 @@ from .read_domain import Changed, Customer, Moved, own_sessions
 
 def _open(kind: str, request: pytest.FixtureRequest, schema: str | None = None) -> Engine:
     if kind == "sqlite":
-        return Engine.open()
+        return Engine.open("sqlite://")
     url = own_sessions(request.getfixturevalue("pg_url"))
     return Engine.open(url, schema=schema or request.getfixturevalue("pg_schema"))
 
@@ -359,7 +359,7 @@ def _check(
 def test_find_and_count_equal_the_reference_sqlite(
     history: list[list[Event]], query_list: list[dict[str, Any]], data: st.DataObject
 ) -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         _check(engine, history, query_list, data)
 
 

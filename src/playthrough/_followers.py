@@ -95,11 +95,12 @@ def handlers(projection: Projection) -> dict[str, Callable[[Any, FollowerTransac
         if not attr.startswith("on_") or not callable(getattr(cls, attr)):
             continue
         wanted = attr[3:]
-        matches = [
-            type_name
-            for type_name, ev in registry.events.items()
-            if ev.__name__ == wanted or type_name == wanted
-        ]
+        # A registered type name is exact; a class name may be shared by several types.
+        matches = (
+            [wanted]
+            if wanted in registry.events
+            else [t for t, ev in registry.events.items() if ev.__name__ == wanted]
+        )
         if not matches:
             raise DefinitionError(
                 f"{cls.__qualname__}.{attr}: no event type {wanted!r} is defined "
