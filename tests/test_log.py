@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,34 @@ def test_events_end_at_the_head_when_iteration_started(engine: Engine) -> None:
     engine.commit()  # the stream holds no transaction: committing while iterating works
     assert [first.id, *(e.id for e in stream)] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert [e.id for e in engine.events(after=8)] == [9]
+
+
+def test_archived_events_are_refused_not_skipped(tmp_path: Path) -> None:
+    from playthrough import ArchivedRangeError, Projection
+
+    class Counter(Projection):
+        name = "counter"
+
+        def on_Changed(self, event: Event, tx: object) -> None: ...
+
+    with Engine.open(f"sqlite:///{tmp_path / 'a.db'}") as engine:
+        _history(engine)
+        engine.archive(before=4, to=str(tmp_path / "old.jsonl"))
+        with pytest.raises(ArchivedRangeError):
+            list(engine.events())
+        with pytest.raises(ArchivedRangeError):
+            engine.event(2)
+        with pytest.raises(ArchivedRangeError, match="'counter' is at position 0"):
+            engine.run(Counter(), until_idle=True)
+        cut = max(p for p in range(1, 9) if _archived(engine, p))
+        assert [e.id for e in engine.events(after=cut)] == list(range(cut + 1, 9))
+
+
+def _archived(engine: Engine, position: int) -> bool:
+    from playthrough import ArchivedRangeError
+
+    try:
+        engine.event(position)
+    except ArchivedRangeError:
+        return True
+    return False

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from ._errors import DefinitionError, FollowerBusy, FollowerFailed
+from ._errors import ArchivedRangeError, DefinitionError, FollowerBusy, FollowerFailed
 from ._model import registry
 from ._serialization import decode_event
 from ._stores import FollowerTransaction
+from ._stores._base import archived_until
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 class Projection:
     """Base class of followers: set ``name`` and write ``on_<EventType>(self, event, tx)``.
 
-    ``<EventType>`` is the event class's name (or its registered type name).
+    ``<EventType>`` is a registered type name, else the name of exactly one
+    event class.
     Events of other types are passed over. ``tx`` is the store's transaction
     (``tx.execute(sql, params)`` with ``?`` placeholders, ``tx.connection``
     the driver's connection; on PostgreSQL unqualified names resolve in the
@@ -133,10 +135,18 @@ def run(
         raise ValueError(f"batch_size must be >= 1, not {size}")
     processed = passed = batches = 0
     position = 0
+    with engine.store.reader() as reader:
+        archived = archived_until(reader)
     while stop is None or not stop():
         with engine.store.follow(name, size) as batch:
             if batch is not None:
                 position = batch.start
+                if position < archived:  # its next events were moved to an archive
+                    raise ArchivedRangeError(
+                        f"follower {name!r} is at position {position}, but positions "
+                        f"1..{archived} were archived: it cannot continue without skipping "
+                        "events (reset it after the cut, or re-project from the archive)"
+                    )
                 if batches == 0:
                     projection.setup(batch.tx)
                 for row in batch.events:

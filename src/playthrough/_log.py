@@ -14,6 +14,7 @@ from ._errors import NotFoundError, PlaythroughError
 from ._model import Event, State, key_of, registry
 from ._serialization import decode_event, dumps
 from ._stores import EventQuery
+from ._stores._base import archived_until, refuse_archived
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -99,6 +100,7 @@ class EventLog:
         names = None if types is None else type_names(types)
         store = self._engine.store
         with store.reader() as reader:
+            refuse_archived(reader, after, "engine.events()")  # never skip archived events
             upto = reader.head()  # the stream ends at the head when it starts
         query = EventQuery(after, upto, names, key, caused_by, correlation)
         remaining = limit
@@ -122,6 +124,8 @@ class EventLog:
         with self._engine.store.reader() as reader:
             rows = reader.find_events(EventQuery(after=position - 1, upto=position), 1)
             head = reader.head()
+            if not rows and 0 < position <= archived_until(reader):
+                refuse_archived(reader, position - 1, f"engine.event({position})")
         if not rows:
             raise NotFoundError(f"no event at position {position} (the log holds 1..{head})")
         return decode_event(rows[0])
