@@ -27,7 +27,7 @@ from playthrough._stores import SnapshotRecord, SQLiteStore, Store
 from playthrough._stores._base import SCHEMA_VERSION, HeadRow
 from playthrough.testing import reference_states, stored_events
 
-from .domain import Bump, Feed, Hub, Node, Swap
+from .domain import Bump, Copy, Feed, Hub, Node, Swap
 from .strategies import Op, events, operations
 from .test_reconstitution_properties import (
     EXAMPLES,
@@ -56,7 +56,7 @@ def heads_of(store: SQLiteStore) -> dict[StateKey, tuple[int, str | None, int | 
             StateKey(t, i)
             for t, i in store._conn.execute("SELECT state_type, state_id FROM pt_heads")
         ]
-        return {k: tuple(row) for k, row in reader.heads(keys).items()}  # type: ignore[misc]
+        return {k: tuple(row)[:3] for k, row in reader.heads(keys).items()}  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------- properties
@@ -461,13 +461,23 @@ def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
 def _as_version_1(path: Path) -> None:
     """Turn a store file into what schema version 1 wrote (no value columns)."""
     conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE pt_heads DROP COLUMN value")
-    conn.execute("ALTER TABLE pt_heads DROP COLUMN value_position")
-    # and what version 3 added (the read side)
-    conn.execute("DROP INDEX pt_events_by_cause")
-    conn.execute("DROP INDEX pt_events_by_correlation")
-    conn.execute("ALTER TABLE pt_events DROP COLUMN metadata")
-    conn.execute("ALTER TABLE pt_events DROP COLUMN correlation")
+    for table, column in [
+        ("pt_heads", "value"),
+        ("pt_heads", "value_position"),
+        # schema version 3 (schema evolution)
+        ("pt_heads", "value_version"),
+        ("pt_heads", "value_fingerprint"),
+        ("pt_events", "version"),
+        ("pt_snapshots", "version"),
+        ("pt_snapshots", "fingerprint"),
+        # schema version 4 (the read side; its indexes go first)
+        ("pt_events", "metadata"),
+        ("pt_events", "correlation"),
+    ]:
+        if column == "metadata":
+            conn.execute("DROP INDEX pt_events_by_cause")
+            conn.execute("DROP INDEX pt_events_by_correlation")
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("DROP TABLE pt_followers")
     conn.execute("UPDATE pt_meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
@@ -566,3 +576,16 @@ def test_the_several_engines_property_catches_broken_values(
 
     with pytest.raises(AssertionError):
         several_engines()
+
+
+def test_a_rejected_fire_keeps_the_map_within_max_states() -> None:
+    """Found by the eviction property: validation loaded states, then refused."""
+    store = SQLiteStore()
+    writer = Engine(store)
+    writer.fire(Bump(node_id=1, amount=13))
+    writer.commit()
+    bounded = Engine(store, max_states=1)
+    bounded.load(Node, 2)
+    with pytest.raises(EventRejected):
+        bounded.fire(Copy(src_id=1, dst_id=3))  # node 1 holds 13: refused after loading
+    assert len(bounded.repository) <= 1

@@ -29,13 +29,22 @@ def test_a_version_1_schema_is_upgraded_on_open(pg_url: str, pg_schema: str) -> 
         writer.fire(Transfer(source_id=0, target_id=1, amount=3))
         writer.commit()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # what version 1 wrote
-        conn.execute(f'ALTER TABLE "{pg_schema}".pt_heads DROP COLUMN value')
-        conn.execute(f'ALTER TABLE "{pg_schema}".pt_heads DROP COLUMN value_position')
-        # and what version 3 added (the read side)
-        conn.execute(f'DROP INDEX "{pg_schema}".pt_events_by_cause')
-        conn.execute(f'ALTER TABLE "{pg_schema}".pt_events DROP COLUMN metadata')
-        conn.execute(f'ALTER TABLE "{pg_schema}".pt_events DROP COLUMN correlation')
+        for table, column in [
+            ("pt_heads", "value"),
+            ("pt_heads", "value_position"),
+            # schema version 3 (schema evolution)
+            ("pt_heads", "value_version"),
+            ("pt_heads", "value_fingerprint"),
+            ("pt_events", "version"),
+            ("pt_snapshots", "version"),
+            ("pt_snapshots", "fingerprint"),
+            # schema version 4 (the read side)
+            ("pt_events", "metadata"),
+            ("pt_events", "correlation"),
+        ]:
+            conn.execute(f'ALTER TABLE "{pg_schema}".{table} DROP COLUMN {column}')
         conn.execute(f'DROP TABLE "{pg_schema}".pt_followers')
+        conn.execute(f'DROP INDEX IF EXISTS "{pg_schema}".pt_events_by_cause')
         conn.execute(f"UPDATE \"{pg_schema}\".pt_meta SET value = '1' WHERE key = 'schema_version'")
     store = PostgresStore(pg_url, schema=pg_schema)
     try:

@@ -1,4 +1,4 @@
-"""Stores written with schema version 1 upgrade on open to the read side's version 3."""
+"""Stores written with schema version 1 upgrade on open to the read side's version 4."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ _HEADS = [("bank.Account", "1", 2), ("bank.Ledger", "", 2)]
 
 
 def _check_upgraded(engine: Engine) -> None:
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     with engine.store.reader() as r:
-        assert r.meta("schema_version") == "3"
+        assert r.meta("schema_version") == "4"
     [opened, _] = engine.events()
     assert opened.metadata == {} and opened.correlation is None
     assert engine.count(Account, balance=40) == 1

@@ -31,6 +31,7 @@ EXPECTED = {
     "SchemaVersionError",
     "DecodeError",
     "UnknownTypeError",
+    "UnknownKeysError",
     "ReconstitutionError",
     "HandlerFailed",
     "NotFoundError",

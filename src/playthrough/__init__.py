@@ -14,6 +14,8 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_query``: states by value (``engine.find``/``count``/``info``) over the stored values
 - ``_followers``: ``Projection`` and ``engine.run``, followers that survive restarts
 - ``_engine``: Engine, which ties them together
+- ``_versions``: class versions, aliases and fingerprints, checked at class definition
+- ``_upcasting``: reading old rows: upcaster chains, strict decoding, unusable snapshots
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
 """
@@ -42,6 +44,7 @@ from ._errors import (
     SchemaVersionError,
     StoreError,
     TransferError,
+    UnknownKeysError,
     UnknownTypeError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
@@ -88,6 +91,7 @@ __all__ = [
     "SyncReport",
     "TransferError",
     "TransferReport",
+    "UnknownKeysError",
     "UnknownTypeError",
     "VerifyReport",
     "connect",

@@ -33,9 +33,10 @@ import attrs
 from ._errors import ArchivedRangeError, PlaythroughError, TransferError
 from ._model import StateKey
 from ._serialization import encode_state
-from ._stores import SnapshotRecord, SQLiteStore, Store, StoreReader
+from ._stores import SQLiteStore, Store, StoreReader
 from ._stores._base import archived_until
 from ._transfer import export_log, import_log
+from ._upcasting import snapshot_record
 
 if TYPE_CHECKING:
     from ._reconstitution import StateReconstitutor
@@ -98,7 +99,7 @@ def archive_log(
             )
         keys = _touched_up_to(reader, previous, cut)
         states, _ = reconstitutor.reconstitute(reader, keys, cut) if keys else ({}, None)
-    base = [SnapshotRecord(k, cut, states[k].last_event_id, encode_state(states[k])) for k in keys]
+    base = [snapshot_record(k, cut, states[k], encode_state(states[k])) for k in keys]
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out:

@@ -249,56 +249,154 @@ def verify(
     ctx.exit(0 if report.ok else 1)
 
 
-@main.command()
-@click.argument("database_url")
-@click.option(
+_APP_OPTION = click.option(
     "--app",
     "apps",
     multiple=True,
     metavar="MODULE",
     help="Module defining the states and events (imported so they register); repeatable.",
 )
+_FORMAT_OPTION = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="How to print the report on stdout.",
+)
+
+
+def _open_existing(database_url: str, apps: tuple[str, ...]) -> Engine:
+    from ._errors import PlaythroughError
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    try:
+        return Engine.open(url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+
+
+@main.command(
+    epilog="""\b
+Exit status: 0 when this code reads every stored event and can use every stored
+snapshot and heads value, 1 when it cannot, 2 for usage errors.
+"""
+)
+@click.argument("database_url")
+@_APP_OPTION
+@_FORMAT_OPTION
+@click.pass_context
+def schema(
+    ctx: click.Context, database_url: str, apps: tuple[str, ...], output_format: str
+) -> None:
+    """Which versions of each type the store holds, and whether this code reads them.
+
+    Per stored event type and state type: the versions present in the log and
+    in snapshots and heads values (counted by the database, nothing is
+    decoded), and for each whether the classes in the --app modules read it
+    (directly, through upcasters or an alias) or not (an unknown type, a version
+    written by newer code, a snapshot without an upcaster path or whose class
+    changed without a version bump). Run it in CI before deploying a change to
+    event or state classes:
+
+        playthrough schema "$DATABASE_URL" --app mypackage.events
+    """
+    import json
+
+    from ._schema import schema_report
+
+    with _open_existing(database_url, apps) as engine:
+        report = schema_report(engine.store)
+    if output_format == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(report.to_text())
+    ctx.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("database_url")
+@_APP_OPTION
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Drop every snapshot and rebuild them all from the log (a full replay, resumable).",
+)
 @click.option(
     "--every",
     type=click.IntRange(min=1),
     default=10_000,
     show_default=True,
-    help="Write a snapshot set (and free memory) every N events of the pass.",
+    help="Write a snapshot set (and free memory) every N events of a pass over the log.",
 )
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
 )
-def snapshot(database_url: str, apps: tuple[str, ...], every: int, progress: bool | None) -> None:
-    """Give every state of a store a current value, so cold loads read one row.
+@_FORMAT_OPTION
+def snapshot(
+    database_url: str,
+    apps: tuple[str, ...],
+    rebuild: bool,
+    every: int,
+    progress: bool | None,
+    output_format: str,
+) -> None:
+    """Bring a store's shortcuts up to date: snapshots and heads values at the current
+    class versions, and a current value for every state.
 
-    One pass over the log in bounded memory; existing snapshots are kept. Run
-    it once on a store written before heads values existed (or by engines with
-    head_values=False). Example:
+    1. Snapshots and heads values not at their class's current version and
+       fingerprint are rewritten at their positions: upcast when the class has
+       upcasters from their version, rebuilt from the log otherwise (exact).
+    2. One pass over the log in bounded memory gives every state a current
+       heads value (existing snapshots are kept), so cold loads read one row.
+
+    Run it after deploying a change to state classes, or once on a store
+    written before heads values existed. With --rebuild, every snapshot is
+    dropped and rebuilt by a full replay, which resumes where an interrupted
+    one stopped. Example:
 
         playthrough snapshot sqlite:///app.db --app mypackage.events
     """
-    from ._errors import PlaythroughError, UnknownTypeError
+    import json
 
-    url = _existing_store_url(database_url)
-    _import_apps(apps)
-    try:
-        engine = Engine.open(url)
-    except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
-    with engine, _progress_bar(progress) as bar:
+    from ._errors import UnknownTypeError
+    from ._schema import rewrite_snapshots
+
+    result: dict[str, object] = {}
+    lines: list[str] = []
+    with _open_existing(database_url, apps) as engine, _progress_bar(progress) as bar:
         step = None if bar is None else (lambda done, total: bar("values", done, total))
         try:
-            report = engine.fill_head_values(progress=step, snapshot_every=every)
+            if rebuild:
+                report = engine.replay(progress=step, snapshot_every=every)
+                result["mode"] = "rebuild"
+                lines.append("rebuilt every snapshot from the log")
+            else:
+                rewritten = rewrite_snapshots(engine.store)
+                result.update(mode="rewrite", **rewritten.to_dict())
+                lines.append(
+                    f"{rewritten.checked} outdated snapshot(s) or value(s): {rewritten.upcast} "
+                    f"upcast, {rewritten.rebuilt} rebuilt from the log"
+                )
+                report = engine.fill_head_values(progress=step, snapshot_every=every)
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(pass the module that defines it with --app MODULE)"
             ) from exc
-    click.echo(
+    result.update(
+        events=report.played,
+        position=report.position,
+        snapshot_sets=report.snapshot_sets,
+        peak_states=report.peak_states,
+    )
+    lines.append(
         f"played {report.played} event(s) up to position {report.position}, "
         f"{report.snapshot_sets} snapshot set(s), at most {report.peak_states} state(s) in memory"
     )
+    click.echo(json.dumps(result, indent=2) if output_format == "json" else "\n".join(lines))
 
 
 @contextmanager

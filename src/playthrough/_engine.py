@@ -66,9 +66,10 @@ from ._stores import (
     resolve_store_url,
     store_options,
 )
-from ._stores._base import archived_until, refuse_archived
+from ._stores._base import HeadValue, archived_until, refuse_archived
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
 from ._values import current_states, write_back
+from ._versions import fingerprint
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -416,6 +417,8 @@ class Engine:
                         run_hook(event, hook, live, bound=bound)
             except BaseException:
                 unfire(event)
+                if missing:  # the states loaded for it stay within max_states
+                    self._trim()
                 raise
         backups = {k: _fields(s) for k, s in live.items()}
         player = self._live_player
@@ -484,7 +487,7 @@ class Engine:
         keys = list(self._pending_keys)
         try:
             expected = {}
-            values: dict[StateKey, str] | None = {} if self.head_values else None
+            values: dict[StateKey, HeadValue] | None = {} if self.head_values else None
             for k in keys:
                 state = self._repository.get(k)
                 if state is None:
@@ -493,7 +496,8 @@ class Engine:
                 if values is not None:
                     # The live state after the whole batch: exact once the heads
                     # check passes, so its value rides in the same statement.
-                    values[k] = encode_state(state)
+                    cls = type(state)
+                    values[k] = HeadValue(encode_state(state), cls._pt_version, fingerprint(cls))
             rows = []
             for event in batch:
                 b = binding(event)
@@ -506,6 +510,7 @@ class Engine:
                         links=tuple(zip(b.touched, b.groups, strict=True)),
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
+                        version=type(event)._pt_version,
                         metadata=metadata_text(event),
                         correlation=event.correlation,
                     )

@@ -39,6 +39,24 @@ class DecodeError(PlaythroughError):
     """A row in the store could not be turned back into an event or a state."""
 
 
+class UnknownKeysError(DecodeError):
+    """A stored payload holds keys its class has no field for (strict decoding).
+
+    ``type_name`` is the stored type, ``position`` the event's position (or the
+    snapshot's), ``keys`` the unknown keys (dotted paths for nested classes).
+    Usually a renamed or removed field: add an ``upcast_vK`` hook that maps it
+    and bump the class's ``version=``.
+    """
+
+    def __init__(
+        self, message: str, *, type_name: str, position: int, keys: tuple[str, ...]
+    ) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.position = position
+        self.keys = keys
+
+
 class UnknownTypeError(DecodeError):
     """A stored type name is not registered by any loaded State or Event class."""
 

@@ -7,7 +7,8 @@ The format (``FORMAT``, version ``FORMAT_VERSION``), one JSON object a line:
    ``(A, U]`` of positions the file holds;
 2. one line per event, in position order: ``position``, ``type``, ``data`` (the
    event's stored JSON text, byte for byte), ``caused_by``, ``fired_at`` and
-   ``links`` (``[state type, state id, coupling group]`` per state touched);
+   ``links`` (``[state type, state id, coupling group]`` per state touched) and
+   ``version`` (the event class's version when it was written; 1 when absent);
 3. a trailer: ``{"trailer": true, "count": N, "sha256": H}`` where ``H`` is the
    SHA-256 of the event lines exactly as written (UTF-8, each with its newline).
 
@@ -111,7 +112,8 @@ def export_log(
             lines.append(
                 f'{{"position":{int(event.position)},"type":{_text(event.type)},'
                 f'"data":{_text(event.data)},"caused_by":{cause},'
-                f'"fired_at":{_text(event.fired_at)},"links":[{linked}]{extra}}}'
+                f'"fired_at":{_text(event.fired_at)},"links":[{linked}],'
+                f'"version":{int(event.version)}{extra}}}'
             )
         lines.append("")
         block = "\n".join(lines).encode()
@@ -199,6 +201,7 @@ class _Reader:
                     row["caused_by"],
                     row["fired_at"],
                     tuple((StateKey(t, i), g) for t, i, g in row["links"]),
+                    row.get("version", 1),  # files written before schema 3: all version 1
                     row.get("metadata"),
                     row.get("correlation"),
                 )

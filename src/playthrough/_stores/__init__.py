@@ -32,6 +32,7 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    TypeVersions,
 )
 from .sqlite import SQLiteStore
 
@@ -54,6 +55,7 @@ __all__ = [
     "StoreReader",
     "StoreURL",
     "StoredEvent",
+    "TypeVersions",
     "open_store",
     "parse_store_url",
     "resolve_store_url",

@@ -16,11 +16,14 @@ Tables (names are the same in every store):
   and *fresh* when ``value_position = last_position``. An older value is still
   an exact snapshot at ``value_position``, so readers offer any value as a
   snapshot candidate.
-- snapshots: (state type, state id, position) -> last_event_id, data; a short
-  history per state so a load can rewind to an older one
+- snapshots: (state type, state id, position) -> last_event_id, data, version,
+  fingerprint; a short history per state so a load can rewind to an older one
+- events, snapshots and heads values carry the ``version`` of the class that
+  wrote them, snapshots and heads values its ``fingerprint`` (schema evolution,
+  see _upcasting; since schema version 3)
 - followers: name -> position of the last event a follower processed
 
-Schema version 3 (a migration step, see ``MIGRATIONS``) adds ``metadata`` and
+Schema version 4 (a migration step, see ``MIGRATIONS``) adds ``metadata`` and
 ``correlation`` to events, indexes on ``caused_by`` and ``correlation``, and the
 followers table.
 """
@@ -38,7 +41,7 @@ from .._model import StateKey
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -53,7 +56,17 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        3,  # the read side: what the log stores with an event, followers
+        3,  # schema evolution: the writing class's version (and shape) on every row
+        (
+            "ALTER TABLE {s}pt_events ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_snapshots ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_snapshots ADD COLUMN fingerprint TEXT",
+            "ALTER TABLE {s}pt_heads ADD COLUMN value_version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_heads ADD COLUMN value_fingerprint TEXT",
+        ),
+    ),
+    (
+        4,  # the read side: what the log stores with an event, followers
         (
             "ALTER TABLE {s}pt_events ADD COLUMN metadata TEXT",
             "ALTER TABLE {s}pt_events ADD COLUMN correlation TEXT",
@@ -141,6 +154,7 @@ class NewEvent(NamedTuple):
     links: tuple[tuple[StateKey, int], ...]
     caused_by: int | None
     fired_at: str
+    version: int = 1  # the event class's version= when it was written
     metadata: str | None = None  # JSON object, None: no metadata
     correlation: str | None = None
 
@@ -155,6 +169,7 @@ class StoredEvent(NamedTuple):
     data: str
     caused_by: int | None
     fired_at: str
+    version: int = 1
     metadata: str | None = None
     correlation: str | None = None
 
@@ -170,6 +185,32 @@ class SnapshotRecord(NamedTuple):
     position: int
     last_event_id: int | None
     data: str
+    version: int = 1
+    # A hash of the state class's fields and types when written (None: unknown,
+    # such a snapshot is never used); see _versions.fingerprint.
+    fingerprint: str | None = None
+
+
+class TypeVersions(NamedTuple):
+    """How many rows of one stored type and version there are (``playthrough schema``)."""
+
+    type: str
+    version: int
+    fingerprint: str | None  # snapshots only
+    rows: int
+
+
+class HeadValue(NamedTuple):
+    """A state's value for its heads row, with its class's version and fingerprint."""
+
+    data: str
+    version: int = 1
+    fingerprint: str | None = None
+
+
+def head_value(value: str | HeadValue) -> HeadValue:
+    """A plain JSON string is a value of version 1 without a fingerprint (never used)."""
+    return value if isinstance(value, HeadValue) else HeadValue(value)
 
 
 class HeadRow(NamedTuple):
@@ -178,6 +219,8 @@ class HeadRow(NamedTuple):
     last_position: int
     value: str | None
     value_position: int | None
+    value_version: int = 1
+    value_fingerprint: str | None = None
 
     @property
     def fresh(self) -> bool:
@@ -303,6 +346,14 @@ class StoreReader(abc.ABC):
     def followers(self) -> list[FollowerRow]:
         """Every follower's stored position, by name."""
 
+    @abc.abstractmethod
+    def event_versions(self) -> list[TypeVersions]:
+        """Per stored event type and version, the number of events (fingerprint None)."""
+
+    @abc.abstractmethod
+    def snapshot_versions(self) -> list[TypeVersions]:
+        """Per state type, version and fingerprint, the number of snapshots and heads values."""
+
 
 class LogEntry(NamedTuple):
     """One event of the log with the states it touched (from its links)."""
@@ -327,6 +378,7 @@ class ImportedEvent(NamedTuple):
     caused_by: int | None
     fired_at: str
     links: tuple[tuple[StateKey, int], ...]
+    version: int = 1  # the event class's version when it was written
     metadata: str | None = None
     correlation: str | None = None
 
@@ -415,7 +467,7 @@ class Store(abc.ABC):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str] | None = None,
+        values: Mapping[StateKey, str | HeadValue] | None = None,
     ) -> list[int]:
         """Append atomically and return the positions given, in order.
 

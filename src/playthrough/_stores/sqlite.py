@@ -33,6 +33,7 @@ from ._base import (
     FollowerRow,
     FollowerTransaction,
     HeadRow,
+    HeadValue,
     ImportedEvent,
     Link,
     NewEvent,
@@ -42,9 +43,11 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    TypeVersions,
     check_archive_cut,
     chunks,
     gap_free,
+    head_value,
     stale_message,
 )
 from ._json_sql import SQLiteFilter
@@ -82,7 +85,7 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 ) WITHOUT ROWID;
 """
 
-_EVENT_COLUMNS = "position, type, data, caused_by, fired_at, metadata, correlation"
+_EVENT_COLUMNS = "position, type, data, caused_by, fired_at, version, metadata, correlation"
 
 # Parameters per statement stay well under SQLite's variable limit (32766).
 _KEYS_PER_STATEMENT = 400  # 2 parameters each
@@ -133,22 +136,25 @@ class _SQLiteReader(StoreReader):
             n = 2 * len(chunk) + 1  # the number of the at_most parameter
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
-                "SELECT s.state_type, s.state_id, s.position, s.last_event_id, s.data "
+                "SELECT s.state_type, s.state_id, s.position, s.last_event_id, s.data, "
+                "s.version, s.fingerprint "
                 "FROM want w JOIN pt_snapshots s ON s.state_type = w.t AND s.state_id = w.i "
                 f"AND s.position <= ?{n} UNION ALL "
-                "SELECT h.state_type, h.state_id, h.value_position, h.value_position, h.value "
+                "SELECT h.state_type, h.state_id, h.value_position, h.value_position, h.value, "
+                "h.value_version, h.value_fingerprint "
                 "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i "
                 f"AND h.value IS NOT NULL AND h.value_position <= ?{n} "
                 "ORDER BY 1, 2, 3 DESC",
                 [*(v for k in chunk for v in k), at_most],
             )
-            for t, i, p, last, data in rows:
+            for t, i, p, last, data, version, mark in rows:
                 key = StateKey(t, i)
                 history = out.get(key)
+                record = SnapshotRecord(key, p, last, data, version, mark)
                 if history is None:
-                    out[key] = [SnapshotRecord(key, p, last, data)]
+                    out[key] = [record]
                 elif history[-1].position != p:  # a heads value where a snapshot is too
-                    history.append(SnapshotRecord(key, p, last, data))
+                    history.append(record)
         return out
 
     def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
@@ -157,12 +163,13 @@ class _SQLiteReader(StoreReader):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
-                "SELECT h.state_type, h.state_id, h.last_position, h.value, h.value_position "
+                "SELECT h.state_type, h.state_id, h.last_position, h.value, h.value_position, "
+                "h.value_version, h.value_fingerprint "
                 "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i",
                 [v for k in chunk for v in k],
             )
-            for t, i, p, value, vp in rows:
-                out[StateKey(t, i)] = HeadRow(p, value, vp)
+            for t, i, p, value, vp, version, mark in rows:
+                out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -189,7 +196,7 @@ class _SQLiteReader(StoreReader):
         for chunk in chunks(positions, _POSITIONS_PER_STATEMENT):
             marks = ",".join("?" for _ in chunk)
             rows = self._q(
-                "SELECT position, type, data, caused_by, fired_at FROM pt_events "
+                "SELECT position, type, data, caused_by, fired_at, version FROM pt_events "
                 f"WHERE position IN ({marks}) ORDER BY position",
                 list(chunk),
             )
@@ -217,12 +224,29 @@ class _SQLiteReader(StoreReader):
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         rows = self._q(
-            "SELECT state_type, state_id, position, last_event_id, data FROM pt_snapshots "
-            "UNION ALL SELECT state_type, state_id, value_position, value_position, value "
+            "SELECT state_type, state_id, position, last_event_id, data, version, fingerprint "
+            "FROM pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
+            "value_position, value, value_version, value_fingerprint "
             "FROM pt_heads WHERE value IS NOT NULL ORDER BY 1, 2, 3"
         )
-        for t, i, p, last, data in rows:
-            yield SnapshotRecord(StateKey(t, i), p, last, data)
+        for t, i, p, last, data, version, mark in rows:
+            yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark)
+
+    def event_versions(self) -> list[TypeVersions]:
+        rows = self._q(
+            "SELECT type, version, count(*) FROM pt_events GROUP BY type, version "
+            "ORDER BY type, version"
+        )
+        return [TypeVersions(t, v, None, n) for t, v, n in rows]
+
+    def snapshot_versions(self) -> list[TypeVersions]:
+        rows = self._q(
+            "SELECT t, v, f, count(*) FROM (SELECT state_type AS t, version AS v, "
+            "fingerprint AS f FROM pt_snapshots UNION ALL SELECT state_type, value_version, "
+            "value_fingerprint FROM pt_heads WHERE value IS NOT NULL) "
+            "GROUP BY t, v, f ORDER BY t, v, f"
+        )
+        return [TypeVersions(t, v, f, n) for t, v, f, n in rows]
 
     # ---------------------------------------------------------------- read side
 
@@ -457,10 +481,15 @@ class SQLiteStore(Store):
                 self.statements += 1
                 return int(
                     conn.executemany(
-                        "UPDATE pt_heads SET value = ?1, value_position = ?2 "
+                        "UPDATE pt_heads SET value = ?1, value_position = ?2, value_version = ?5, "
+                        "value_fingerprint = ?6 "
                         "WHERE state_type = ?3 AND state_id = ?4 AND last_position = ?2 "
-                        "AND (value_position IS NOT ?2 OR value IS NULL)",
-                        [(r.data, r.position, r.key.type, r.key.id) for r in records],
+                        "AND (value_position IS NOT ?2 OR value IS NULL "
+                        "OR value_version IS NOT ?5 OR value_fingerprint IS NOT ?6)",
+                        [
+                            (r.data, r.position, r.key.type, r.key.id, r.version, r.fingerprint)
+                            for r in records
+                        ],
                     ).rowcount
                 )
 
@@ -468,7 +497,7 @@ class SQLiteStore(Store):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str] | None = None,
+        values: Mapping[StateKey, str | HeadValue] | None = None,
     ) -> list[int]:
         if not events:
             return []
@@ -479,7 +508,7 @@ class SQLiteStore(Store):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str],
+        values: Mapping[StateKey, str | HeadValue],
     ) -> list[int]:
         self._writing("append")
         with self._transaction("BEGIN IMMEDIATE", "append failed, nothing was written") as conn:
@@ -496,9 +525,18 @@ class SQLiteStore(Store):
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 3
             conn.executemany(
-                f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (p, e.type, e.data, e.caused_by, e.fired_at, e.metadata, e.correlation)
+                    (
+                        p,
+                        e.type,
+                        e.data,
+                        e.caused_by,
+                        e.fired_at,
+                        e.version,
+                        e.metadata,
+                        e.correlation,
+                    )
                     for p, e in zip(positions, events, strict=True)
                 ],
             )
@@ -511,15 +549,27 @@ class SQLiteStore(Store):
             conn.executemany("INSERT INTO pt_links VALUES (?, ?, ?, ?)", link_rows)
             # The value rides in the heads statement; a state without one keeps
             # its old value (exact at its old value_position, no longer fresh).
+            head_rows = []
+            for k, p in heads.items():
+                given = values.get(k)
+                v = None if given is None else head_value(given)
+                head_rows.append(
+                    (k.type, k.id, p)
+                    + ((None, 1, None) if v is None else (v.data, v.version, v.fingerprint))
+                )
             conn.executemany(
                 "INSERT INTO pt_heads (state_type, state_id, last_position, value, "
-                "value_position) VALUES (?1, ?2, ?3, ?4, "
-                "CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END) "
+                "value_position, value_version, value_fingerprint) VALUES (?1, ?2, ?3, ?4, "
+                "CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END, ?5, ?6) "
                 "ON CONFLICT (state_type, state_id) DO UPDATE SET "
                 "last_position = excluded.last_position, "
+                "value_version = CASE WHEN excluded.value IS NULL THEN value_version "
+                "ELSE excluded.value_version END, "
+                "value_fingerprint = CASE WHEN excluded.value IS NULL THEN value_fingerprint "
+                "ELSE excluded.value_fingerprint END, "
                 "value = coalesce(excluded.value, value), "
                 "value_position = coalesce(excluded.value_position, value_position)",
-                [(k.type, k.id, p, values.get(k)) for k, p in heads.items()],
+                head_rows,
             )
         return positions
 
@@ -560,10 +610,23 @@ class SQLiteStore(Store):
             check_archive_cut(reader, until, base)
             self.statements += 5
             conn.executemany(
-                "INSERT INTO pt_snapshots VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO pt_snapshots (state_type, state_id, position, last_event_id, data, "
+                "version, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
-                "last_event_id = excluded.last_event_id, data = excluded.data",
-                [(r.key.type, r.key.id, r.position, r.last_event_id, r.data) for r in base],
+                "last_event_id = excluded.last_event_id, data = excluded.data, "
+                "version = excluded.version, fingerprint = excluded.fingerprint",
+                [
+                    (
+                        r.key.type,
+                        r.key.id,
+                        r.position,
+                        r.last_event_id,
+                        r.data,
+                        r.version,
+                        r.fingerprint,
+                    )
+                    for r in base
+                ],
             )
             conn.execute("DELETE FROM pt_snapshots WHERE position < ?", (until,))
             conn.execute("DELETE FROM pt_links WHERE position <= ?", (until,))
@@ -580,8 +643,8 @@ class SQLiteStore(Store):
             return
         self.statements += 2
         conn.executemany(
-            f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(*e[:5], e.metadata, e.correlation) for e in batch],
+            f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*e[:5], e.version, e.metadata, e.correlation) for e in batch],
         )
         conn.executemany(
             "INSERT INTO pt_links VALUES (?, ?, ?, ?)",
@@ -618,10 +681,23 @@ class SQLiteStore(Store):
                     )
             self.statements += 2
             conn.executemany(
-                "INSERT INTO pt_snapshots VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO pt_snapshots (state_type, state_id, position, last_event_id, data, "
+                "version, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
-                "last_event_id = excluded.last_event_id, data = excluded.data",
-                [(r.key.type, r.key.id, r.position, r.last_event_id, r.data) for r in records],
+                "last_event_id = excluded.last_event_id, data = excluded.data, "
+                "version = excluded.version, fingerprint = excluded.fingerprint",
+                [
+                    (
+                        r.key.type,
+                        r.key.id,
+                        r.position,
+                        r.last_event_id,
+                        r.data,
+                        r.version,
+                        r.fingerprint,
+                    )
+                    for r in records
+                ],
             )
             conn.executemany(
                 "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position < "

@@ -16,6 +16,7 @@ from .._serialization import encode_state, state_from_snapshot
 from .._snapshots import SyncReport
 from .._stores import SnapshotRecord, Store, StoreReader, parse_store_url
 from .._stores._base import archived_until
+from .._upcasting import snapshot_problem
 from .bisect import locate_divergence
 from .rebuild import (
     LOG_PAGE,
@@ -177,6 +178,7 @@ def verify(
         errors=tuple(run.errors),
         elapsed=run.clock() - run.started,
         strict_sync=strict_sync,
+        unused_snapshots=tuple(run.unused_snapshots),
     )
 
 
@@ -200,6 +202,17 @@ class _Run:
         self.snapshots = SnapshotCheck(False, 0, (), ())
         self.not_checked: list[str] = []
         self.errors: list[str] = []
+        self.unused_snapshots: list[str] = []
+
+    def usable(self, record: SnapshotRecord) -> bool:
+        """Whether loads use this snapshot; the ones they do not are noted (not compared)."""
+        problem = snapshot_problem(record)
+        if problem is not None:
+            self.unused_snapshots.append(
+                f"snapshot of {record.key} at {record.position} is not used by loads "
+                f"(not compared): {problem}; `playthrough snapshot` rewrites it"
+            )
+        return problem is None
 
     def check_time(self) -> None:
         """Raise _OutOfTime once the budget is spent."""
@@ -258,7 +271,7 @@ def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
     groups: dict[int, list[SnapshotRecord]] = {}
     with run.store.reader() as reader:
         for record in reader.iter_snapshots():
-            if lo <= record.position <= hi:
+            if lo <= record.position <= hi and run.usable(record):
                 groups.setdefault(record.position, []).append(record)
     blank = FromBlank(run.store)
     # On an archived log the base snapshots at the cut are the start, not a claim to check.
@@ -309,7 +322,7 @@ def _check_sampled(run: _Run, keys: list[StateKey], lo: int, hi: int) -> None:
     with run.store.reader() as reader:
         for history in reader.snapshots(keys, hi).values():
             for record in history:
-                if record.position >= lo:
+                if record.position >= lo and run.usable(record):
                     groups.setdefault(record.position, []).append(record)
     mismatches: list[SnapshotMismatch] = []
     states: dict[StateKey, None] = {}

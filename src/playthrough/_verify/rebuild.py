@@ -70,7 +70,7 @@ class FromBlank:
         for k in keys:
             if k not in self.states:
                 self.states[k] = blank_for(k)
-        event = decode_event(stored)
+        event = decode_event(stored, keys)
         try:
             self._replay.play(event, stored.position, keys)
         except Exception as exc:

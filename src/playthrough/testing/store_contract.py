@@ -39,7 +39,7 @@ from .._stores import (
     Store,
     StoredEvent,
 )
-from .._stores._base import HeadRow
+from .._stores._base import SCHEMA_VERSION, HeadRow, HeadValue
 
 __all__ = ["A1", "A2", "HUB", "StoreContract", "ev", "raises_exactly"]
 
@@ -49,10 +49,20 @@ HUB = StateKey("Hub", "")
 FIRED_AT = "2026-01-01T00:00:00+00:00"
 
 
-def ev(*links: tuple[StateKey, int], data: str = "{}", caused_by: int | None = None) -> NewEvent:
+def ev(
+    *links: tuple[StateKey, int],
+    data: str = "{}",
+    caused_by: int | None = None,
+    version: int = 1,
+) -> NewEvent:
     """A ``Thing`` event touching ``links`` (state key, coupling group)."""
     return NewEvent(
-        type="Thing", data=data, links=tuple(links), caused_by=caused_by, fired_at=FIRED_AT
+        type="Thing",
+        data=data,
+        links=tuple(links),
+        caused_by=caused_by,
+        fired_at=FIRED_AT,
+        version=version,
     )
 
 
@@ -411,6 +421,19 @@ class StoreContract(abc.ABC):
             assert [s.position for s in r.snapshots([A1], 5)[A1]] == [1]
             assert len(list(r.iter_snapshots())) == 2  # both are checked by verify
 
+    def test_values_keep_their_class_version_and_fingerprint(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None}, {A1: HeadValue('{"a":1}', 2, "f2")})
+        assert store.heads([A1]) == {A1: HeadRow(p, '{"a":1}', p, 2, "f2")}
+        with store.reader() as r:
+            assert r.snapshots([A1], p) == {A1: [SnapshotRecord(A1, p, p, '{"a":1}', 2, "f2")]}
+            assert [tuple(v) for v in r.snapshot_versions()] == [("Acct", 2, "f2", 1)]
+        # The same position written by another class shape replaces the value.
+        assert store.write_values([SnapshotRecord(A1, p, p, '{"b":1}', 3, "f3")]) == 1
+        assert store.heads([A1]) == {A1: HeadRow(p, '{"b":1}', p, 3, "f3")}
+        (q,) = store.append([ev((A1, 0))], {A1: p})  # no value: the old one keeps its marks
+        assert store.heads([A1]) == {A1: HeadRow(q, '{"b":1}', p, 3, "f3")}
+
     def test_write_values_only_where_still_exact(self) -> None:
         store = self.store
         (p,) = store.append([ev((A1, 0)), ev((A2, 0))][:1], {A1: None})
@@ -626,7 +649,7 @@ class StoreContract(abc.ABC):
         store = self.store
         assert store.append([ev((A1, 0), (HUB, 0), data='{"a":1}')], {A1: None, HUB: None}) == [1]
         assert store.append(
-            [ev((A2, 0), (HUB, 1), caused_by=1), ev((A2, 0), data='{"b":"é"}')],
+            [ev((A2, 0), (HUB, 1), caused_by=1), ev((A2, 0), data='{"b":"é"}', version=3)],
             {A2: None, HUB: 1},
         ) == [2, 3]
         with raises_exactly(ConcurrencyError, match=r"Hub \(known last event 1, store has 2\)"):
@@ -637,14 +660,18 @@ class StoreContract(abc.ABC):
             keep=1,
             meta={"replay": "4"},
         )
-        store.write_snapshots([SnapshotRecord(HUB, 4, 4, '{"h":4}')], keep=1)
+        store.write_snapshots([SnapshotRecord(HUB, 4, 4, '{"h":4}', 2, "f1")], keep=1)
         with store.reader() as r:
             assert r.head() == 4
             assert [tuple(e) for e in r.iter_events()] == [
-                (1, "Thing", '{"a":1}', None, FIRED_AT, None, None),
-                (2, "Thing", "{}", 1, FIRED_AT, None, None),
-                (3, "Thing", '{"b":"é"}', None, FIRED_AT, None, None),
-                (4, "Thing", "{}", None, FIRED_AT, None, None),
+                (1, "Thing", '{"a":1}', None, FIRED_AT, 1, None, None),
+                (2, "Thing", "{}", 1, FIRED_AT, 1, None, None),
+                (3, "Thing", '{"b":"é"}', None, FIRED_AT, 3, None, None),
+                (4, "Thing", "{}", None, FIRED_AT, 1, None, None),
+            ]
+            assert [tuple(v) for v in r.event_versions()] == [
+                ("Thing", 1, None, 3),
+                ("Thing", 3, None, 1),
             ]
             assert sorted(r.links_between(0, 4)) == [
                 Link(1, A1, 0),
@@ -662,11 +689,15 @@ class StoreContract(abc.ABC):
             ]
             assert r.state_heads([A1, A2, HUB, StateKey("Acct", "3")]) == {A1: 4, A2: 3, HUB: 4}
             assert list(r.iter_snapshots()) == [
-                SnapshotRecord(A2, 3, 3, '{"s":3}'),
-                SnapshotRecord(HUB, 4, 4, '{"h":4}'),
+                SnapshotRecord(A2, 3, 3, '{"s":3}', 1, None),
+                SnapshotRecord(HUB, 4, 4, '{"h":4}', 2, "f1"),
+            ]
+            assert [tuple(v) for v in r.snapshot_versions()] == [
+                ("Acct", 1, None, 1),
+                ("Hub", 2, "f1", 1),
             ]
             assert r.meta("replay") == "4"
-            assert r.meta("schema_version") == "3"
+            assert r.meta("schema_version") == str(SCHEMA_VERSION)
 
     # ------------------------------------------------------------------ the read side
 
@@ -683,9 +714,9 @@ class StoreContract(abc.ABC):
         with store.reader() as r:
             first = r.find_events(EventQuery(), 10)
             assert [tuple(e) for e in first] == [
-                (1, "Thing", '{"n":1}', None, FIRED_AT, '{"user":"ada"}', "c1"),
-                (2, "Thing", "{}", 1, FIRED_AT, None, "c1"),
-                (3, "Other", "{}", None, FIRED_AT, None, "c2"),
+                (1, "Thing", '{"n":1}', None, FIRED_AT, 1, '{"user":"ada"}', "c1"),
+                (2, "Thing", "{}", 1, FIRED_AT, 1, None, "c1"),
+                (3, "Other", "{}", None, FIRED_AT, 1, None, "c2"),
             ]
 
             def positions(query: EventQuery, limit: int = 10) -> list[int]:
