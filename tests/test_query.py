@@ -378,3 +378,24 @@ def test_find_and_count_equal_the_reference_postgres(
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_values_of_another_class_shape_are_rebuilt_not_trusted(tmp_path: Any) -> None:
+    """A heads value written by another version or shape of the class is not filtered on."""
+    import sqlite3
+
+    path = tmp_path / "shape.db"
+    with Engine.open(f"sqlite:///{path}") as engine:
+        _people(engine)
+        assert engine.count(Customer, balance__gt=1000) == 0
+    conn = sqlite3.connect(path)  # as an older class would have left it: another shape
+    conn.execute(
+        "UPDATE pt_heads SET value = json_set(value, '$.balance', 5000), "
+        "value_fingerprint = 'older-shape' WHERE state_type = 'r.Customer' AND state_id = '1'"
+    )
+    conn.commit()
+    conn.close()
+    with Engine.open(f"sqlite:///{path}") as engine:
+        assert engine.count(Customer, balance__gt=1000) == 0  # rebuilt from the log first
+        assert ids(engine.find(Customer, balance__gt=120)) == [1]
+        assert engine.load(Customer, 1).balance == 150

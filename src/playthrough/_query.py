@@ -24,8 +24,10 @@ from ._errors import NotFoundError, PlaythroughError, QueryError
 from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
 from ._slots import mark_state
-from ._stores import Condition, Order, SnapshotRecord
+from ._stores import Condition, Order
 from ._stores._base import LOOKUPS
+from ._upcasting import snapshot_record
+from ._versions import fingerprint
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -204,6 +206,11 @@ def parse_order(cls: type[State], order_by: str | Sequence[str] | None) -> list[
     return out
 
 
+def _shape(cls: type[State]) -> tuple[int, str]:
+    """The class's current version and fingerprint: a value of another one is not current."""
+    return cls._pt_version, fingerprint(cls)
+
+
 def _state_class(cls: object) -> type[State]:
     if not (isinstance(cls, type) and issubclass(cls, State)) or cls in (State, SingletonState):
         raise TypeError(f"expected a State subclass, not {cls!r}")
@@ -227,7 +234,7 @@ class StateQueries:
         conflicts = 0
         while True:
             with engine.store.reader() as reader:
-                stale = reader.stale_states(name, REFRESH_CHUNK)
+                stale = reader.stale_states(name, REFRESH_CHUNK, _shape(cls))
                 if not stale:
                     return written
                 head = reader.head()
@@ -240,7 +247,7 @@ class StateQueries:
                         f"{key}: rebuilt to position {state.last_event_id}, but its heads row "
                         f"says {last}; the store's links and heads disagree"
                     )
-                values.append(SnapshotRecord(key, last, last, encode_state(state)))
+                values.append(snapshot_record(key, last, state, encode_state(state)))
             done = engine.store.write_values(values)
             written += done
             if done < len(values):  # commits moved some states meanwhile: they go round again
@@ -256,7 +263,7 @@ class StateQueries:
         engine = self._engine
         for _ in range(_ATTEMPTS):
             with engine.store.reader() as reader:
-                if not reader.stale_states(cls._pt_type_name, 1):
+                if not reader.stale_states(cls._pt_type_name, 1, _shape(cls)):
                     return run(reader)  # every value current in this very transaction
             self.refresh(cls)  # then check again: a commit may land meanwhile
         raise PlaythroughError(

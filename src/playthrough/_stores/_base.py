@@ -319,10 +319,14 @@ class StoreReader(abc.ABC):
         """What the log and the snapshots know of one state (None: never touched)."""
 
     @abc.abstractmethod
-    def stale_states(self, state_type: str, limit: int) -> list[tuple[StateKey, int]]:
+    def stale_states(
+        self, state_type: str, limit: int, shape: tuple[int, str] | None = None
+    ) -> list[tuple[StateKey, int]]:
         """States of a type whose stored value is missing or behind their last event.
 
-        Pairs each with its last position; at most ``limit`` of them.
+        With ``shape`` (the class's current version and fingerprint), also those
+        whose value another version or shape of the class wrote. Pairs each
+        with its last position; at most ``limit`` of them.
         """
 
     @abc.abstractmethod

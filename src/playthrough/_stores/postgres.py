@@ -255,7 +255,9 @@ _STATE_INFO = (
 _FIRED_AT = "SELECT position, fired_at FROM {s}.pt_events WHERE position = ANY(%b::bigint[])"
 _STALE_STATES = (
     "SELECT state_id, last_position FROM {s}.pt_heads WHERE state_type = %s "
-    "AND (value_position IS NULL OR value_position <> last_position) "
+    "AND (value_position IS NULL OR value_position <> last_position "
+    "OR (%s::integer IS NOT NULL AND (value_version IS DISTINCT FROM %s::integer "
+    "OR value_fingerprint IS DISTINCT FROM %s::text))) "
     "ORDER BY state_id LIMIT %s"
 )
 # The subquery casts each value to jsonb once (OFFSET 0 keeps PostgreSQL from
@@ -561,8 +563,11 @@ class _PostgresReader(StoreReader):
             key, first, times[first], last, times[last], count, snap, value_position
         )
 
-    def stale_states(self, state_type: str, limit: int) -> list[tuple[StateKey, int]]:
-        rows = self._q(_STALE_STATES, (state_type, limit))
+    def stale_states(
+        self, state_type: str, limit: int, shape: tuple[int, str] | None = None
+    ) -> list[tuple[StateKey, int]]:
+        version, fingerprint = shape if shape is not None else (None, None)
+        rows = self._q(_STALE_STATES, (state_type, version, version, fingerprint, limit))
         return [(StateKey(state_type, i), p) for i, p in rows]
 
     def query_states(

@@ -307,12 +307,19 @@ class _SQLiteReader(StoreReader):
             key, first, times[first], last, times[last], count, snap, value_position
         )
 
-    def stale_states(self, state_type: str, limit: int) -> list[tuple[StateKey, int]]:
+    def stale_states(
+        self, state_type: str, limit: int, shape: tuple[int, str] | None = None
+    ) -> list[tuple[StateKey, int]]:
+        other_shape = ""
+        params: list[Any] = [state_type]
+        if shape is not None:
+            other_shape = " OR value_version IS NOT ? OR value_fingerprint IS NOT ?"
+            params += list(shape)
         rows = self._q(
             "SELECT state_id, last_position FROM pt_heads WHERE state_type = ? "
-            "AND (value_position IS NULL OR value_position <> last_position) "
+            f"AND (value_position IS NULL OR value_position <> last_position{other_shape}) "
             "ORDER BY state_id LIMIT ?",
-            (state_type, limit),
+            [*params, limit],
         )
         return [(StateKey(state_type, i), p) for i, p in rows]
 
