@@ -1,87 +1,79 @@
-"""Stores created with an older schema upgrade on open (both backends)."""
+"""Stores written with schema version 1 upgrade on open to the read side's version 4."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from playthrough import Engine, SchemaVersionError
-from playthrough._stores import SQLiteStore
-from playthrough._stores import sqlite as sqlite_module
+from playthrough import Engine
+from playthrough._stores import sqlite as sqlite_store
 from playthrough._stores._base import SCHEMA_VERSION
+from playthrough.examples.bank import Account, Deposited
 
-from .sched_domain import Order, PaymentTimedOut, Ping
+from .read_domain import own_sessions
 
-V1_EVENT = (1, "sched.OrderPlaced", '{"order_id":1}', None, "2030-01-01T12:00:00+00:00")
-
-
-def _v1_sqlite(path: Path) -> None:
-    """A store exactly as schema version 1 left it, with one event."""
-    conn = sqlite3.connect(path)
-    conn.executescript(sqlite_module._SCHEMA)
-    conn.execute("INSERT INTO pt_meta VALUES ('schema_version', '1')")
-    conn.execute("INSERT INTO pt_events VALUES (?, ?, ?, ?, ?)", V1_EVENT)
-    conn.execute("INSERT INTO pt_links VALUES ('sched.Order', '1', 1, 0)")
-    conn.execute("INSERT INTO pt_heads VALUES ('sched.Order', '1', 1)")
-    conn.commit()
-    conn.close()
+# A version-1 log: account 1 opened by ada, then 40 deposited.
+_EVENTS = [
+    (1, "bank.AccountOpened", '{"account_id":1,"owner":"ada"}', None, "2026-01-01T00:00:00+00:00"),
+    (2, "bank.Deposited", '{"account_id":1,"amount":40}', None, "2026-01-01T00:00:01+00:00"),
+]
+_LINKS = [("bank.Account", "1", 1, 0), ("bank.Account", "1", 2, 0), ("bank.Ledger", "", 2, 0)]
+_HEADS = [("bank.Account", "1", 2), ("bank.Ledger", "", 2)]
 
 
 def _check_upgraded(engine: Engine) -> None:
-    with engine.store.reader() as reader:
-        assert reader.meta("schema_version") == str(SCHEMA_VERSION)
-    assert engine.load(Order, 1).placed  # the old log reads as before
-    schedule_id = engine.schedule(Ping(counter_id=1), after=timedelta(minutes=5))
-    assert engine.scheduled(schedule_id).status == "pending"
-    engine.fire(PaymentTimedOut(order_id=1))  # completes the order: a pt_completed row
+    assert SCHEMA_VERSION >= 4  # later steps (lifecycle tables) come after the read side's
+    with engine.store.reader() as r:
+        assert r.meta("schema_version") == str(SCHEMA_VERSION)
+    [opened, _] = engine.events()
+    assert opened.metadata == {} and opened.correlation is None
+    assert engine.count(Account, balance=40) == 1
+    [account] = engine.find(Account, owner="ada")
+    assert account.balance == 40
+    more = engine.fire(Deposited(account_id=1, amount=2))
     engine.commit()
-    completion = engine.completion(Order, 1)
-    assert completion is not None and completion.position == 2
+    assert more.correlation is not None
+    assert engine.count(Account, balance=42) == 1
 
 
-def test_a_version_1_sqlite_store_upgrades_on_open(tmp_path: Path) -> None:
+def test_sqlite_version_1_store_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
-    _v1_sqlite(path)
-    _check_upgraded(Engine(SQLiteStore(str(path))))
-    # Reopening an upgraded store runs no step twice.
-    again = SQLiteStore(str(path))
-    with again.reader() as reader:
-        assert reader.meta("schema_version") == str(SCHEMA_VERSION)
-        assert len(reader.schedules()) == 1
-    again.close()
-
-
-def test_a_newer_sqlite_store_is_still_refused(tmp_path: Path) -> None:
-    path = tmp_path / "new.db"
-    SQLiteStore(str(path)).close()
     conn = sqlite3.connect(path)
-    conn.execute(f"UPDATE pt_meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'")
+    conn.executescript(sqlite_store._SCHEMA)  # the version-1 tables
+    conn.execute("INSERT INTO pt_meta VALUES ('schema_version', '1')")
+    conn.executemany("INSERT INTO pt_events VALUES (?, ?, ?, ?, ?)", _EVENTS)
+    conn.executemany("INSERT INTO pt_links VALUES (?, ?, ?, ?)", _LINKS)
+    conn.executemany("INSERT INTO pt_heads VALUES (?, ?, ?)", _HEADS)
+    conn.execute("INSERT INTO sqlite_sequence VALUES ('pt_events', 2)")
     conn.commit()
     conn.close()
-    with pytest.raises(SchemaVersionError, match="newer playthrough"):
-        SQLiteStore(str(path))
+    with Engine.open(f"sqlite:///{path}") as engine:
+        _check_upgraded(engine)
+    conn = sqlite3.connect(path)
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(pt_heads)")}
+    conn.close()
+    assert {"value", "value_position"} <= columns
+    with Engine.open(f"sqlite:///{path}") as again:  # opening an upgraded store changes nothing
+        assert again.count(Account) == 1
 
 
-def test_a_version_1_postgres_store_upgrades_on_open(pg_url: str, pg_schema: str) -> None:
-    import psycopg
-
-    from playthrough._stores import postgres as pg
+@pytest.mark.postgres
+def test_postgres_version_1_schema_upgrades(pg_url: str, pg_schema: str) -> None:
+    from playthrough._stores import postgres as pg_store
 
     quoted = f'"{pg_schema}"'
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        for statement in pg._SCHEMA:
-            conn.execute(statement.replace("{s}", quoted).encode())
-        conn.execute(f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', '1')".encode())
-        conn.execute(
-            f"INSERT INTO {quoted}.pt_events VALUES (%s, %s, %s, %s, %s)".encode(), V1_EVENT
-        )
-        conn.execute(f"INSERT INTO {quoted}.pt_links VALUES ('sched.Order', '1', 1, 0)".encode())
-        conn.execute(f"INSERT INTO {quoted}.pt_heads VALUES ('sched.Order', '1', 1)".encode())
-    engine = Engine.open(f"{pg_url}?schema={pg_schema}")
-    try:
+        for statement in pg_store._SCHEMA:
+            conn.execute(statement.replace("{s}", quoted))
+        conn.execute(f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', '1')")
+        with conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {quoted}.pt_events VALUES (%s, %s, %s, %s, %s)", _EVENTS)
+            cur.executemany(f"INSERT INTO {quoted}.pt_links VALUES (%s, %s, %s, %s)", _LINKS)
+            cur.executemany(f"INSERT INTO {quoted}.pt_heads VALUES (%s, %s, %s)", _HEADS)
+    with Engine.open(own_sessions(pg_url), schema=pg_schema) as engine:
         _check_upgraded(engine)
-    finally:
-        engine.close()
+    with Engine.open(own_sessions(pg_url), schema=pg_schema) as again:
+        assert again.count(Account) == 1

@@ -14,6 +14,9 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_scheduling``: scheduled events (``Engine.schedule``/``cancel``/``run_due``)
 - ``_personal``: personal fields, their encryption per data subject, forgetting
 - ``_clock``: the engine's clock (``SystemClock``; ``testing.ManualClock``)
+- ``_log``: reading the log (``engine.events``/``event``/``causes``/``effects``), metadata
+- ``_query``: states by value (``engine.find``/``count``/``info``) over the stored values
+- ``_followers``: ``Projection`` and ``engine.run``, followers that survive restarts
 - ``_engine``: Engine, which ties them together
 - ``_versions``: class versions, aliases and fingerprints, checked at class definition
 - ``_upcasting``: reading old rows: upcaster chains, strict decoding, unusable snapshots
@@ -35,8 +38,12 @@ from ._errors import (
     DecodeError,
     DefinitionError,
     EventRejected,
+    FollowerBusy,
+    FollowerFailed,
     HandlerFailed,
+    NotFoundError,
     PlaythroughError,
+    QueryError,
     ReconstitutionError,
     ScheduleNotFound,
     SchemaVersionError,
@@ -46,13 +53,16 @@ from ._errors import (
     UnknownKeysError,
     UnknownTypeError,
 )
+from ._followers import FollowerReport, FollowerStatus, Projection
 from ._model import Event, SingletonState, State, StateKey, state_id
 from ._personal import FORGOTTEN, Personal
 from ._playing import event_random, now
+from ._query import StateInfo
 from ._reconstitution import Plan
 from ._replay import ReplayReport
 from ._scheduling import ScheduledEvent
 from ._snapshots import OutOfSync, SyncReport
+from ._stores import FollowerTransaction
 from ._stores._base import Completion
 from ._transfer import TransferReport
 from ._verify import VerifyReport
@@ -61,6 +71,15 @@ __all__ = [
     "ArchivedRangeError",
     "ArchiveReport",
     "Completion",
+    "FollowerTransaction",
+    "StateInfo",
+    "QueryError",
+    "Projection",
+    "NotFoundError",
+    "FollowerStatus",
+    "FollowerReport",
+    "FollowerFailed",
+    "FollowerBusy",
     "ConcurrencyError",
     "ConfigurationError",
     "DecodeError",

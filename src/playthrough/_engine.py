@@ -8,7 +8,7 @@ import time
 import typing
 import uuid
 import warnings
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from . import _logging, _telemetry
+from . import _followers, _logging, _telemetry
 from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._clock import Clock, SystemClock, aware
 from ._errors import (
@@ -28,7 +28,15 @@ from ._errors import (
     PlaythroughError,
     ReconstitutionError,
 )
+from ._followers import FollowerReport, FollowerStatus, Projection
 from ._lifecycle import Completions, completable
+from ._log import (
+    EventLog,
+    StateRefArg,
+    encode_metadata,
+    metadata_text,
+    new_correlation,
+)
 from ._model import (
     Event,
     State,
@@ -38,12 +46,21 @@ from ._model import (
 )
 from ._personal import new_key, personal_spec, seal, subject_of
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
+from ._query import StateInfo, StateQueries
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
 from ._scheduling import ScheduledEvent, Scheduler
 from ._serialization import decode, encode_event, encode_state
-from ._slots import fired_data, mark_fired, set_data, set_last_event_id, set_position, unfire
+from ._slots import (
+    fired_data,
+    mark_fired,
+    mark_record,
+    set_data,
+    set_last_event_id,
+    set_position,
+    unfire,
+)
 from ._snapshots import SnapshotCoordinator, SyncReport
 from ._stores import (
     NewEvent,
@@ -132,8 +149,13 @@ class Engine:
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
         self._caused_by: int | None = None
+        # Correlation of the event whose handle hooks run (or given by metadata(correlation=)).
+        self._correlation: str | None = None
+        self._metadata: dict[str, Any] = {}
         # Firing live plays one event with apply on the touched live states.
         self._live_player = EventPlayer({}, APPLY_ONLY)
+        self._log = EventLog(self)
+        self._queries = StateQueries(self)
         self._committing = False
         self._transactions = 0
         self._closed = False
@@ -362,23 +384,26 @@ class Engine:
 
     # ------------------------------------------------------------------ firing
 
-    def fire(self, event: E) -> E:
+    def fire(self, event: E, *, metadata: Mapping[str, Any] | None = None) -> E:
         """Validate and apply an event to the live states and queue it for commit.
 
-        If a ``validate`` hook raises (``EventRejected`` or anything else), no
-        state changes and nothing is queued; the exception propagates. An event
+        ``metadata`` (a JSON-able dict, merged over those of enclosing
+        ``engine.metadata(...)`` blocks) is stored with the event and read back
+        as ``event.metadata``. If a ``validate`` hook raises (``EventRejected``
+        or anything else), no state changes and nothing is queued; the
+        exception propagates. An event
         touching a completed state raises ``StateCompleted`` (unless its class
         sets ``touches_completed = True``).
         """
-        return self._fire(event, None)
+        return self._fire(event, None, metadata)
 
     def _fire_scheduled(self, event: Event, due: datetime, schedule_id: str) -> None:
         """Fire a due scheduled event: its ``fired_at`` (``now()`` in its hooks) is the due
         time, and the commit marks its schedule row fired in the same transaction."""
-        self._fire(event, due)
+        self._fire(event, due, None)
         self._scheduler.firing[id(event)] = schedule_id
 
-    def _fire(self, event: E, fired_at: datetime | None) -> E:
+    def _fire(self, event: E, fired_at: datetime | None, metadata: Mapping[str, Any] | None) -> E:
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
@@ -386,6 +411,7 @@ class Engine:
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
+        stored_metadata = encode_metadata(self._metadata, metadata)
         # Bind (and check) the ids as the user gave them; strict decoding in
         # _normalise guarantees they come back identical.
         keys = list(binding(event).touched)
@@ -413,6 +439,9 @@ class Engine:
             event,
             fired_at=fired_at if fired_at is not None else aware(self.clock.now()),
             caused_by=self._caused_by,
+        )
+        mark_record(
+            event, correlation=self._correlation or new_correlation(), metadata=stored_metadata
         )
         validators = binding(event).of_phase("validate")
         if validators:
@@ -549,6 +578,8 @@ class Engine:
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
                         version=type(event)._pt_version,
+                        metadata=metadata_text(event),
+                        correlation=event.correlation,
                     )
                 )
             completed, reopened = self._completions.take(batch)
@@ -622,8 +653,9 @@ class Engine:
             hooks = binding(event).of_phase("handle")
             if not hooks:
                 continue
-            previous = self._caused_by
+            previous = self._caused_by, self._correlation
             self._caused_by = event.id
+            self._correlation = event.correlation
             try:
                 with playing(event):
                     for hook, bound, keys in hooks:
@@ -641,7 +673,7 @@ class Engine:
                                 f"{event.id} was committed: {exc!r}",
                             ) from exc
             finally:
-                self._caused_by = previous
+                self._caused_by, self._correlation = previous
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -888,6 +920,129 @@ class Engine:
         if has_snapshots:
             report = attrs.evolve(report, verify=self.verify(determinism=False))
         return report
+
+    # ------------------------------------------------------------------ the log
+
+    @contextmanager
+    def metadata(self, correlation: str | None = None, **values: Any) -> Iterator[None]:
+        """Store ``values`` as metadata with every event fired in the block.
+
+        Blocks nest (inner values win; ``fire(..., metadata=)`` wins over
+        both). ``correlation`` gives the block's root events that correlation
+        id instead of a fresh one per event.
+        """
+        previous = self._metadata, self._correlation
+        self._metadata = encode_metadata(self._metadata, values) or {}
+        if correlation is not None:
+            if not isinstance(correlation, str) or not correlation:
+                raise TypeError(f"correlation must be a non-empty str, not {correlation!r}")
+            self._correlation = correlation
+        try:
+            yield
+        finally:
+            self._metadata, self._correlation = previous
+
+    def events(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[type[Event] | str] | None = None,
+        state: StateRefArg | None = None,
+        caused_by: int | None = None,
+        correlation: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
+        """Committed events after ``after``, in order, decoded; every filter given must hold.
+
+        Streams in pages (constant memory) up to the head as it was when
+        iteration started. ``types``: Event classes (or type names); ``state``:
+        ``(StateClass, id)``; ``caused_by``: direct effects of that position;
+        ``correlation``: one business transaction.
+        """
+        return self._log.events(
+            after=after,
+            types=types,
+            state=state,
+            caused_by=caused_by,
+            correlation=correlation,
+            limit=limit,
+        )
+
+    def event(self, position: int) -> Event:
+        """The committed event at ``position`` (``NotFoundError`` when there is none)."""
+        return self._log.event(position)
+
+    def causes(self, position: int) -> list[Event]:
+        """The chain of events that caused the one at ``position``, root first."""
+        return self._log.causes(position)
+
+    def effects(self, position: int) -> list[Event]:
+        """Every event caused, directly or not, by the one at ``position``, in order."""
+        return self._log.effects(position)
+
+    # ------------------------------------------------------------------ states by value
+
+    def find(
+        self,
+        state_class: type[S],
+        *,
+        limit: int | None = None,
+        order_by: str | Sequence[str] | None = None,
+        **filters: Any,
+    ) -> Iterator[S]:
+        """Stored states of a type whose values match, as of the store's head.
+
+        ``balance__gt=100``, ``owner="ada"``, ``tags__contains=["vip"]``,
+        ``address__city="Oslo"``; ``order_by="-balance"``. The states returned
+        are this engine's live ones (a state already in memory is returned as
+        it is here).
+        """
+        return self._queries.find(state_class, filters, limit, order_by)
+
+    def count(self, state_class: type[State], **filters: Any) -> int:
+        """How many stored states of a type match (counted by the database)."""
+        return self._queries.count(state_class, filters)
+
+    def info(self, state_class: type[State], state_id: Any = None) -> StateInfo:
+        """When a state was created and last changed, how many events, its newest snapshot."""
+        return self._queries.info(state_class, state_id)
+
+    # ------------------------------------------------------------------ followers
+
+    def run(
+        self,
+        projection: Projection,
+        *,
+        until_idle: bool = False,
+        poll_interval: float = 1.0,
+        batch_size: int | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> FollowerReport:
+        """Feed every committed event after the follower's stored position to ``projection``.
+
+        ``until_idle``: return once there is nothing left; otherwise poll every
+        ``poll_interval`` seconds until ``stop()`` is true. Raises
+        ``FollowerFailed`` (position unchanged) when a handler raises.
+        """
+        return _followers.run(
+            self,
+            projection,
+            until_idle=until_idle,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+            stop=stop,
+        )
+
+    def followers(self) -> list[FollowerStatus]:
+        """Every follower's position and lag behind the head."""
+        return _followers.statuses(self)
+
+    def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
+        """Move a follower back (default: to 0, to re-project everything).
+
+        Given a Projection, its ``reset(tx)`` clears the read model in the same transaction.
+        """
+        _followers.reset(self, projection, position)
 
 
 def _warn_pending(engine: Engine, count: int, stacklevel: int) -> None:

@@ -21,14 +21,17 @@ Tables (names are the same in every store):
 - events, snapshots and heads values carry the ``version`` of the class that
   wrote them, snapshots and heads values its ``fingerprint`` (schema evolution,
   see _upcasting; since schema version 3)
-- completed (schema 4): (state type, state id) -> position and type of the event
+- followers: name -> position of the last event a follower processed
+
+Schema version 4 (a migration step, see ``MIGRATIONS``) adds ``metadata`` and
+``correlation`` to events, indexes on ``caused_by`` and ``correlation``, and the
+followers table.
+- completed (schema 5): (state type, state id) -> position and type of the event
   that completed the state; written with that event, in the append transaction
-- schedule (schema 4): events to fire later (id, due_at, type, data, status,
+- schedule (schema 5): events to fire later (id, due_at, type, data, status,
   position of the fired event, error, lease); a due row is fired by the append
   that marks it ``fired`` (refused there if it is no longer ``pending``)
 
-The schema is versioned (``SCHEMA_VERSION``); each store upgrades an older one
-on open by running its migration steps in order, in one transaction.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from .._model import StateKey
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -69,7 +72,20 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        4,
+        4,  # the read side: what the log stores with an event, followers
+        (
+            "ALTER TABLE {s}pt_events ADD COLUMN metadata TEXT",
+            "ALTER TABLE {s}pt_events ADD COLUMN correlation TEXT",
+            "CREATE INDEX pt_events_by_cause ON {s}pt_events (caused_by) "
+            "WHERE caused_by IS NOT NULL",
+            "CREATE INDEX pt_events_by_correlation ON {s}pt_events (correlation) "
+            "WHERE correlation IS NOT NULL",
+            "CREATE TABLE {s}pt_followers (name TEXT PRIMARY KEY, "
+            "position BIGINT NOT NULL, updated_at TEXT NOT NULL)",
+        ),
+    ),
+    (
+        5,
         (
             """CREATE TABLE IF NOT EXISTS {s}pt_completed (
                 state_type TEXT NOT NULL,
@@ -95,7 +111,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        5,
+        6,
         (
             """CREATE TABLE IF NOT EXISTS {s}pt_subject_keys (
                 subject TEXT PRIMARY KEY,
@@ -180,6 +196,8 @@ class NewEvent(NamedTuple):
     caused_by: int | None
     fired_at: str
     version: int = 1  # the event class's version= when it was written
+    metadata: str | None = None  # JSON object, None: no metadata
+    correlation: str | None = None
 
 
 # Rows read back are NamedTuples: loads build thousands of them, and a tuple is
@@ -193,6 +211,8 @@ class StoredEvent(NamedTuple):
     caused_by: int | None
     fired_at: str
     version: int = 1
+    metadata: str | None = None
+    correlation: str | None = None
 
 
 class Link(NamedTuple):
@@ -401,6 +421,48 @@ class StoreReader(abc.ABC):
     def meta(self, key: str) -> str | None:
         """A value of the store's small key-value table (None when absent)."""
 
+    # ---------------------------------------------------------------- read side
+
+    @abc.abstractmethod
+    def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events matching ``query``, in position order, with metadata."""
+
+    @abc.abstractmethod
+    def state_info(self, key: StateKey) -> StateInfoRow | None:
+        """What the log and the snapshots know of one state (None: never touched)."""
+
+    @abc.abstractmethod
+    def stale_states(
+        self, state_type: str, limit: int, shape: tuple[int, str] | None = None
+    ) -> list[tuple[StateKey, int]]:
+        """States of a type whose stored value is missing or behind their last event.
+
+        With ``shape`` (the class's current version and fingerprint), also those
+        whose value another version or shape of the class wrote. Pairs each
+        with its last position; at most ``limit`` of them.
+        """
+
+    @abc.abstractmethod
+    def query_states(
+        self,
+        state_type: str,
+        conditions: Sequence[Condition],
+        order: Sequence[Order],
+        limit: int | None,
+    ) -> list[tuple[str, str, int]]:
+        """(encoded id, value, value_position) of the states whose stored value matches.
+
+        Ordered by ``order`` then by encoded id. Callers make the values fresh first.
+        """
+
+    @abc.abstractmethod
+    def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
+        """How many states of the type have a stored value matching every condition."""
+
+    @abc.abstractmethod
+    def followers(self) -> list[FollowerRow]:
+        """Every follower's stored position, by name."""
+
     @abc.abstractmethod
     def completions(self, keys: Iterable[StateKey]) -> dict[StateKey, Completion]:
         """The completion rows of these states (states not completed are absent)."""
@@ -450,6 +512,8 @@ class ImportedEvent(NamedTuple):
     fired_at: str
     links: tuple[tuple[StateKey, int], ...]
     version: int = 1  # the event class's version when it was written
+    metadata: str | None = None
+    correlation: str | None = None
 
 
 class Store(abc.ABC):
@@ -641,9 +705,106 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def follow(self, name: str, limit: int) -> AbstractContextManager[FollowerBatch | None]:
+        """A write transaction holding follower ``name``'s lock, with its next events.
+
+        ``None`` when another process holds the lock. The follower's position
+        (created at 0) and up to ``limit`` events after it are read inside the
+        transaction; the position set with ``batch.advance`` is written, with
+        whatever was done through ``batch.tx``, when the block exits cleanly.
+        If the block raises, everything is rolled back.
+        """
+
+    @abc.abstractmethod
     def close(self) -> None: ...
 
     @property
     @abc.abstractmethod
     def url(self) -> str:
         """Where this store lives, without credentials."""
+
+
+# --------------------------------------------------------------------------- read side
+
+
+class EventQuery(NamedTuple):
+    """Which events ``StoreReader.find_events`` returns: every filter given must hold."""
+
+    after: int = 0
+    upto: int | None = None
+    types: tuple[str, ...] | None = None
+    key: StateKey | None = None
+    caused_by: int | None = None
+    correlation: str | None = None
+
+
+class StateInfoRow(NamedTuple):
+    key: StateKey
+    created_position: int
+    created_at: str
+    last_position: int
+    last_at: str
+    events: int
+    snapshot_position: int | None
+    value_position: int | None
+
+
+LOOKUPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "isnull")
+
+
+class Condition(NamedTuple):
+    """One filter on a state's JSON value: ``path`` (field names), a lookup, a JSON-able value.
+
+    ``in``: a list of values; ``contains``: a list of scalars (for a list field)
+    or a dict (every key equal); ``isnull``: a bool; range lookups: a number or a str.
+    """
+
+    path: tuple[str, ...]
+    lookup: str
+    value: object
+
+
+class Order(NamedTuple):
+    path: tuple[str, ...]
+    descending: bool = False
+
+
+class FollowerRow(NamedTuple):
+    name: str
+    position: int
+    updated_at: str
+
+
+class FollowerTransaction(abc.ABC):
+    """The store's own transaction, lent to a follower for its writes (same database).
+
+    ``execute`` takes ``?`` placeholders on every store; ``connection`` is the
+    driver's connection (sqlite3 or psycopg) for anything else.
+    """
+
+    dialect: str
+    connection: object
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Run one statement; returns its rows (empty for statements without any)."""
+
+
+FollowerTransaction.__module__ = "playthrough"
+
+
+class FollowerBatch:
+    """What ``Store.follow`` yields: the follower's position, its next events, the transaction."""
+
+    def __init__(
+        self, name: str, position: int, events: list[StoredEvent], tx: FollowerTransaction
+    ) -> None:
+        self.name = name
+        self.start = position
+        self.position = position
+        self.events = events
+        self.tx = tx
+
+    def advance(self, position: int) -> None:
+        """Set the position written when the batch commits."""
+        self.position = position
