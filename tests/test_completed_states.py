@@ -445,3 +445,25 @@ def test_verify_checks_the_completion_index_against_the_log(tmp_path: object) ->
     assert not report.ok
     assert any("lc.Order(1) is complete as the log replays it" in e for e in report.errors)
     assert any("records lc.Order(2) completed by lc.ItemAdded" in e for e in report.errors)
+
+
+def test_find_and_info_show_completion(engine: Engine) -> None:
+    from playthrough import QueryError
+
+    for order in range(4):
+        engine.fire(ItemAdded(order_id=order, n=order))
+    closing = engine.fire(OrderClosed(order_id=1))
+    engine.fire(OrderClosed(order_id=3))
+    engine.commit()
+    fresh = Engine(engine.store)
+    assert sorted(o.items for o in fresh.find(Order, completed=False)) == [0, 2]
+    assert [o.id for o in fresh.find(Order, completed=True, order_by="items")] == [1, 3]
+    assert [o.id for o in fresh.find(Order, completed=True, order_by="items", limit=1)] == [1]
+    assert [o.id for o in fresh.find(Order, completed=False, items__gt=0)] == [2]
+    info = fresh.info(Order, 1)
+    assert closing.id is not None
+    assert info.completed == Completion(key_of(Order, 1), closing.id, "lc.OrderClosed")
+    assert f"completed by lc.OrderClosed at #{closing.id}" in str(info)
+    assert fresh.info(Order, 0).completed is None
+    with pytest.raises(QueryError, match="declares no completion"):
+        list(fresh.find(Books, completed=True))

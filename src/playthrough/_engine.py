@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import time
 import typing
@@ -988,6 +989,7 @@ class Engine:
         *,
         limit: int | None = None,
         order_by: str | Sequence[str] | None = None,
+        completed: bool | None = None,
         **filters: Any,
     ) -> Iterator[S]:
         """Stored states of a type whose values match, as of the store's head.
@@ -995,9 +997,12 @@ class Engine:
         ``balance__gt=100``, ``owner="ada"``, ``tags__contains=["vip"]``,
         ``address__city="Oslo"``; ``order_by="-balance"``. The states returned
         are this engine's live ones (a state already in memory is returned as
-        it is here).
+        it is here). ``completed=False`` (or True) keeps only the states that
+        are not (or are) completed, for a class that declares completion.
         """
-        return self._queries.find(state_class, filters, limit, order_by)
+        if completed is None:
+            return self._queries.find(state_class, filters, limit, order_by)
+        return _completed_filter(self._queries, state_class, filters, limit, order_by, completed)
 
     def count(self, state_class: type[State], **filters: Any) -> int:
         """How many stored states of a type match (counted by the database)."""
@@ -1071,6 +1076,31 @@ class _LiveView:
 
     def pending_keys(self) -> Collection[StateKey]:
         return self._engine._pending_keys.keys()
+
+
+def _completed_filter(
+    queries: Any,
+    cls: type[S],
+    filters: dict[str, Any],
+    limit: int | None,
+    order_by: str | Sequence[str] | None,
+    completed: bool,
+) -> Iterator[S]:
+    """``find(..., completed=...)``: the matching states, then those whose completion is as
+    asked (the limit counts the kept ones, so it is applied after the filter)."""
+    from ._errors import QueryError
+
+    if not isinstance(completed, bool):
+        raise QueryError(f"completed= takes True or False, not {completed!r}")
+    if not cls._pt_completable:
+        raise QueryError(
+            f"{cls.__qualname__} declares no completion (complete_when or is_complete), "
+            "so completed= cannot filter it"
+        )
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise QueryError(f"limit must be an int >= 0, not {limit!r}")
+    kept = (s for s in queries.find(cls, filters, None, order_by) if s.is_complete() == completed)
+    return itertools.islice(kept, limit) if limit is not None else kept
 
 
 _ATOMIC = (int, float, str, bool, bytes, type(None))

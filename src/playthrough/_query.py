@@ -25,7 +25,7 @@ from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
 from ._slots import mark_state
 from ._stores import Condition, Order
-from ._stores._base import LOOKUPS
+from ._stores._base import LOOKUPS, Completion
 from ._upcasting import snapshot_record
 from ._versions import fingerprint
 
@@ -53,13 +53,19 @@ class StateInfo:
     events: int  # events that touched the state
     snapshot_position: int | None  # its newest stored snapshot
     value_position: int | None  # where its stored current value is exact
+    completed: Completion | None = None  # the event that completed it (completed states)
 
     def __str__(self) -> str:
         snap = "none" if self.snapshot_position is None else f"#{self.snapshot_position}"
+        done = (
+            ""
+            if self.completed is None
+            else f", completed by {self.completed.event_type} at #{self.completed.position}"
+        )
         return (
             f"{self.key}: created #{self.created_position} ({self.created_at.isoformat()}), "
             f"last event #{self.last_position} ({self.last_at.isoformat()}), "
-            f"{self.events} events, snapshot {snap}"
+            f"{self.events} events, snapshot {snap}{done}"
         )
 
 
@@ -311,6 +317,7 @@ class StateQueries:
         key = key_of(cls, state_id)
         with self._engine.store.reader() as reader:
             row = reader.state_info(key)
+            completed = reader.completions([key]).get(key) if cls._pt_completable else None
         if row is None:
             raise NotFoundError(f"no event ever touched {key}")
         return StateInfo(
@@ -323,4 +330,5 @@ class StateQueries:
             events=row.events,
             snapshot_position=row.snapshot_position,
             value_position=row.value_position,
+            completed=completed,
         )
