@@ -15,14 +15,17 @@ Layout: the public names are re-exported here; everything else is private.
 
 from ._engine import Engine
 from ._errors import (
+    CommitOutcomeUnknown,
     ConcurrencyError,
     DecodeError,
     DefinitionError,
+    DuplicateEvent,
     EventRejected,
     HandlerFailed,
     PlaythroughError,
     ReconstitutionError,
     SchemaVersionError,
+    StateMutationError,
     StoreError,
     UnknownTypeError,
 )
@@ -35,9 +38,11 @@ from ._stores import SQLiteStore, Store, open_store
 from ._verify import VerifyReport
 
 __all__ = [
+    "CommitOutcomeUnknown",
     "ConcurrencyError",
     "DecodeError",
     "DefinitionError",
+    "DuplicateEvent",
     "Engine",
     "Event",
     "EventRejected",
@@ -56,6 +61,7 @@ __all__ = [
     "SnapshotCoordinator",
     "State",
     "StateCache",
+    "StateMutationError",
     "StateKey",
     "StatePlan",
     "StateReconstitutor",

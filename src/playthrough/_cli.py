@@ -207,7 +207,7 @@ def verify(
     try:
         engine = Engine.open(url)
     except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine, _progress_bar(progress) as report_progress:
         try:
             report = run_verify(
@@ -236,6 +236,76 @@ def verify(
         junit_xml.parent.mkdir(parents=True, exist_ok=True)
         junit_xml.write_text(report.to_junit_xml(), encoding="utf-8")
     ctx.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("database_url")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events (imported so they register); repeatable.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1_000,
+    show_default=True,
+    help="Run the handlers of at most this many pending events.",
+)
+@click.pass_context
+def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit: int) -> None:
+    """Run the handle hooks that failed or that a crash interrupted.
+
+    Committed events whose handlers have not completed are recorded in the
+    store; this runs them (at least once: a handler may run again if it was
+    running elsewhere). Exit status 0 when all completed, 1 when some failed
+    again (each is listed), 2 for usage errors.
+
+        playthrough handlers sqlite:///app.db --app mypackage.events
+    """
+    from ._errors import HandlerFailed, PlaythroughError, UnknownTypeError
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    try:
+        engine = Engine.open(url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
+    with engine:
+        try:
+            ran = engine.run_pending_handlers(limit)
+        except UnknownTypeError as exc:
+            raise click.UsageError(
+                f"{exc}\n(pass the module that defines it with --app MODULE)"
+            ) from exc
+        except HandlerFailed as exc:
+            click.echo(f"handlers failed again for {len(exc.failures)} event(s):")
+            for event, error in exc.failures:
+                click.echo(f"  {_describe(event)}: {error!r}")  # type: ignore[arg-type]
+            ctx.exit(1)
+        except PlaythroughError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+    click.echo(f"ran the pending handlers of {len(ran)} event(s)")
+    for event in ran:
+        click.echo(f"  {_describe(event)}")
+
+
+def public_url(text: str) -> str:
+    """The URL with any password replaced by ``***`` (for every message that shows it)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(text)
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+    except ValueError:
+        return "(an unparsable URL)"
+    if not at or ":" not in userinfo:
+        return text
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 def _existing_store_url(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import typing
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from ._errors import DecodeError, HandlerFailed, PlaythroughError, ReconstitutionError
+from ._errors import DecodeError, DuplicateEvent, PlaythroughError, ReconstitutionError
+from ._handlers import handler_failed, has_handlers, run_handlers, run_pending
 from ._model import (
     Event,
     State,
@@ -31,6 +33,8 @@ from ._stores import NewEvent, Store, open_store
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
+
+logger = logging.getLogger("playthrough")
 
 S = TypeVar("S", bound=State)
 E = TypeVar("E", bound=Event)
@@ -63,6 +67,11 @@ class Engine:
         self._repository = StateRepository()
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
+        self._pending_event_keys: dict[str, None] = {}
+        #: The id of the last commit this engine sent (see ``was_committed``).
+        self.last_commit_id: str | None = None
+        #: The last failure of the automatic snapshot policy after a commit (logged too).
+        self.snapshot_error: Exception | None = None
         self._caused_by: int | None = None
         # Firing live is a Replay of one event with apply on the touched live states.
         self._live_replay = Replay({}, APPLY_ONLY)
@@ -202,16 +211,30 @@ class Engine:
 
     # ------------------------------------------------------------------ firing
 
-    def fire(self, event: E) -> E:
+    def fire(self, event: E, *, key: str | None = None) -> E:
         """Validate and apply an event to the live states and queue it for commit.
 
         If a ``validate`` hook raises (``EventRejected`` or anything else), no
         state changes and nothing is queued; the exception propagates.
+
+        ``key`` makes the event idempotent: it is stored with the event under a
+        unique constraint, and committing an event whose key is already in the
+        log raises ``DuplicateEvent`` and writes nothing of that commit (a
+        retry after ``CommitOutcomeUnknown``, a redelivered message).
         """
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or getattr(event, "_pt_data", None) is not None:
             raise PlaythroughError(f"{type(event).__qualname__} was already fired")
+        if key is not None:
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"an event key must be a non-empty str, not {key!r}")
+            if key in self._pending_event_keys:
+                raise DuplicateEvent(
+                    f"event key {key!r} is already given to an event pending in this engine",
+                    key,
+                    None,
+                )
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
@@ -254,6 +277,9 @@ class Engine:
             _unfire(event)
             raise
         object.__setattr__(event, "_pt_data", data)
+        object.__setattr__(event, "_pt_key", key)
+        if key is not None:
+            self._pending_event_keys[key] = None
         self._pending.append(event)
         for k in keys:
             self._pending_keys[k] = None
@@ -267,6 +293,7 @@ class Engine:
             self._repository.forget(key)
         self._pending.clear()
         self._pending_keys.clear()
+        self._pending_event_keys.clear()
 
     @contextmanager
     def transaction(self) -> Iterator[Engine]:
@@ -284,27 +311,76 @@ class Engine:
         """Append pending events atomically, then run their ``handle`` hooks.
 
         Returns the committed events (with their positions), including those
-        fired by handlers. On failure nothing is written, the pending events are
-        dropped along with the states they changed, and the error propagates.
+        fired by handlers. If the append fails, nothing is written, the pending
+        events are dropped along with the states they changed, and the error
+        propagates (``CommitOutcomeUnknown`` when the store cannot tell whether
+        the commit was written; ``was_committed`` answers later).
+
+        Once the append has committed, nothing is reported as a failed commit:
+        handlers that raise are collected into one ``HandlerFailed`` (raised
+        after every other handler ran; it carries the committed events), and a
+        failure of the automatic snapshot policy is logged and kept in
+        ``snapshot_error``, the events being returned as usual.
         """
         if self._committing:
             raise PlaythroughError("commit() from inside a handle hook: fire events instead")
-        committed: list[Event] = []
+        if not self._pending:
+            return []
         self._committing = True
         try:
-            while self._pending:
-                batch = self._commit_batch()
-                committed.extend(batch)
-                self._run_handlers(batch)
+            committed = self._commit_batch()
+            failures = run_handlers(self, list(committed), committed)
         finally:
             self._committing = False
-        if committed:
-            self.snapshots.after_commit()
+        self._snapshot_policy()
+        if failures:
+            raise handler_failed(failures, committed)
         return committed
 
-    def _commit_batch(self) -> list[Event]:
+    def _snapshot_policy(self) -> None:
+        """The ``snapshot_every`` policy: best effort, since the commit already stands."""
+        try:
+            self.snapshots.after_commit()
+        except Exception as exc:
+            self.snapshot_error = exc
+            logger.warning(
+                "automatic snapshot after a commit failed (the commit stands; the next "
+                "snapshot or load reads the log): %r",
+                exc,
+                exc_info=True,
+            )
+
+    def was_committed(self, commit_id: str) -> bool:
+        """Whether the commit with this id (``CommitOutcomeUnknown.commit_id``) is in the log."""
+        with self.store.reader() as reader:
+            return reader.commit_positions(commit_id) is not None
+
+    def run_pending_handlers(self, limit: int = 1_000) -> list[Event]:
+        """Run the handlers the store records as not completed; return their events.
+
+        Those are handlers that raised, or that a crash cut short between the
+        commit and their completion. Raises ``HandlerFailed`` if some fail again
+        (the others still run). Handlers are at-least-once: a handler that was
+        running elsewhere when this is called may run twice.
+        """
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before running handlers")
+        if self._committing:
+            raise PlaythroughError("run_pending_handlers() from inside a handle hook")
+        self._committing = True
+        try:
+            return run_pending(self, limit)
+        finally:
+            self._committing = False
+
+    def _commit_batch(self, handled: Sequence[int] = ()) -> list[Event]:
         batch = list(self._pending)
+        if not batch:
+            self.store.mark_handled(handled)
+            return []
         keys = list(self._pending_keys)
+        commit_id = uuid.uuid4().hex
+        self.last_commit_id = commit_id
         try:
             expected = {}
             for k in keys:
@@ -324,9 +400,11 @@ class Engine:
                         links=tuple(zip(b.touched, b.groups, strict=True)),
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
+                        key=event.idempotency_key,
+                        needs_handling=has_handlers(event),
                     )
                 )
-            positions = self.store.append(rows, expected)
+            positions = self.store.append(rows, expected, commit_id, handled)
         except BaseException:
             self.discard()
             raise
@@ -341,30 +419,8 @@ class Engine:
                 object.__setattr__(state, "_pt_last_event_id", position)
         self._pending.clear()
         self._pending_keys.clear()
+        self._pending_event_keys.clear()
         return batch
-
-    def _run_handlers(self, batch: list[Event]) -> None:
-        for event in batch:
-            hooks = binding(event).of_phase("handle")
-            if not hooks:
-                continue
-            previous = self._caused_by
-            self._caused_by = event.id
-            try:
-                with playing(event):
-                    for hook, bound, keys in hooks:
-                        self._load_live([k for k in keys if self._repository.get(k) is None])
-                        live = {k: cast(State, self._repository.get(k)) for k in keys}
-                        try:
-                            run_hook(event, hook, live, self, bound)
-                        except Exception as exc:
-                            raise HandlerFailed(
-                                event,
-                                f"{type(event).__qualname__}.{hook.name} raised after event "
-                                f"{event.id} was committed: {exc!r}",
-                            ) from exc
-            finally:
-                self._caused_by = previous
 
     # ------------------------------------------------------------------ snapshots
 
@@ -426,7 +482,7 @@ class Engine:
         return verify(self, **options)
 
 
-_FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by")
+_FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by", "_pt_key")
 _ATOMIC = (int, float, str, bool, bytes, type(None))
 
 

@@ -443,6 +443,7 @@ class Event:
         "_pt_caused_by",
         "_pt_data",
         "_pt_fired_at",
+        "_pt_key",
         "_pt_position",
     )
     _pt_type_name: ClassVar[str]
@@ -467,6 +468,11 @@ class Event:
     def caused_by(self) -> int | None:
         """Position of the event whose ``handle`` fired this one, if any."""
         return getattr(self, "_pt_caused_by", None)
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The key given to ``engine.fire(event, key=...)`` (unique in the log), if any."""
+        return getattr(self, "_pt_key", None)
 
     @property
     def fired_at(self) -> datetime | None:

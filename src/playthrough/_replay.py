@@ -159,7 +159,12 @@ class Replay:
                 if phase == "handle" and not spec.replay_handle:
                     continue
                 for hook, bound, keys in b.of_phase(phase):
-                    if not keys or not all(k in taking_part for k in keys):
+                    if not keys:
+                        # A stateless hook: apply/validate ones change nothing a
+                        # replay tracks; a replay-safe handle runs once per event.
+                        if phase != "handle":
+                            continue
+                    elif not all(k in taking_part for k in keys):
                         continue
                     try:
                         args = hook_args(event, hook, self.states, None, bound)

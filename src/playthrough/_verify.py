@@ -458,6 +458,15 @@ class _IgnoringSnapshots(StoreReader):
     def meta(self, key: str) -> str | None:
         return self._inner.meta(key)
 
+    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
+        return self._inner.commit_positions(commit_id)
+
+    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        return self._inner.event_keys(keys)
+
+    def pending_handlers(self, limit: int) -> list[int]:
+        return self._inner.pending_handlers(limit)
+
 
 def rebuild(
     reconstitutor: StateReconstitutor,

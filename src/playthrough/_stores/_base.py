@@ -13,6 +13,18 @@ Tables (names are the same in every store):
   database transaction that appends
 - snapshots: (state type, state id, position) -> last_event_id, data; a short
   history per state so a load can rewind to an older one
+- commits (schema 2): commit id -> first and last position of the events one
+  append wrote, in the same transaction, so "was this commit written?" has a
+  certain answer after a connection died mid-commit
+- events.event_key (schema 2): an optional idempotency key, unique in the log
+- pending_handlers (schema 2): positions of committed events whose ``handle``
+  hooks have not completed; inserted by the append that stores the event,
+  deleted in the transaction that stores what the handler fired (or alone)
+
+Schema versions: a store is created at version 1 and brought up to
+``SCHEMA_VERSION`` by the migration steps each backend lists (one ordered list
+of ``(version, statements)``), inside one transaction, on open. A fresh store
+and an upgraded one run the same steps, so they cannot differ.
 """
 
 from __future__ import annotations
@@ -22,9 +34,21 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple
 
+from .._errors import DuplicateEvent, StoreError
 from .._model import StateKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def parse_schema_version(value: object, where: str) -> int:
+    """The stored schema version as an int, or a StoreError naming what was found."""
+    try:
+        return int(str(value))
+    except ValueError:
+        raise StoreError(
+            f"{where}: pt_meta.schema_version is {value!r}, not a version number; "
+            "this is not a playthrough store, or it was tampered with"
+        ) from None
 
 
 class NewEvent(NamedTuple):
@@ -35,6 +59,8 @@ class NewEvent(NamedTuple):
     links: tuple[tuple[StateKey, int], ...]
     caused_by: int | None
     fired_at: str
+    key: str | None = None  # idempotency key (unique in the log), see Engine.fire
+    needs_handling: bool = False  # has handle hooks: recorded as pending until they complete
 
 
 # Rows read back are NamedTuples: loads build thousands of them, and a tuple is
@@ -103,6 +129,18 @@ class StoreReader(abc.ABC):
     def meta(self, key: str) -> str | None:
         """A value of the store's small key-value table (None when absent)."""
 
+    @abc.abstractmethod
+    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
+        """(first, last) position written by the commit with this id; None if not in the log."""
+
+    @abc.abstractmethod
+    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """The position of the stored event carrying each of these idempotency keys."""
+
+    @abc.abstractmethod
+    def pending_handlers(self, limit: int) -> list[int]:
+        """Up to ``limit`` positions of events whose handlers have not completed, ascending."""
+
 
 class Store(abc.ABC):
     """Where events, links and snapshots live. Stores are not thread-safe."""
@@ -116,14 +154,34 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def append(
-        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
     ) -> list[int]:
         """Append atomically and return the positions given, in order.
 
         ``expected`` maps every state the batch touches to the position of the
         last event this writer knows touched it (``None``: never touched). If
         any differs from the store's, raise ConcurrencyError and write nothing.
+        An event key already in the log (or twice in the batch) raises
+        DuplicateEvent and writes nothing.
+
+        ``commit_id`` (a fresh one when None) is stored with the events in the
+        same transaction. An error that says nothing was written must be
+        certain of it; when the outcome cannot be learnt (the connection died
+        after COMMIT may have reached the server and the store cannot find out),
+        raise CommitOutcomeUnknown carrying the commit id.
+
+        Events with ``needs_handling`` are recorded as pending handlers; the
+        positions in ``handled`` (events whose handlers fired this batch) stop
+        being pending, in the same transaction.
         """
+
+    @abc.abstractmethod
+    def mark_handled(self, positions: Sequence[int]) -> None:
+        """Record that the handlers of these events completed (they stop being pending)."""
 
     @abc.abstractmethod
     def write_snapshots(
@@ -148,3 +206,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def url(self) -> str:
         """Where this store lives, without credentials."""
+
+
+def batch_keys(events: Sequence[NewEvent]) -> list[str]:
+    """The idempotency keys of a batch; a key given twice is refused before anything is sent."""
+    seen: set[str] = set()
+    for e in events:
+        if e.key is not None:
+            if e.key in seen:
+                raise DuplicateEvent(
+                    f"event key {e.key!r} is given to two events of one commit; nothing was "
+                    "written",
+                    e.key,
+                    None,
+                )
+            seen.add(e.key)
+    return list(seen)
+
+
+def duplicate_message(key: str, position: int) -> str:
+    return (
+        f"event key {key!r} is already in the log (event at position {position}); "
+        "nothing of this commit was written"
+    )

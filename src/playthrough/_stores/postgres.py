@@ -29,6 +29,7 @@ counted, as in the SQLite store.
 from __future__ import annotations
 
 import json
+import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,7 +42,13 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .._errors import ConcurrencyError, SchemaVersionError, StoreError
+from .._errors import (
+    CommitOutcomeUnknown,
+    ConcurrencyError,
+    DuplicateEvent,
+    SchemaVersionError,
+    StoreError,
+)
 from .._model import StateKey
 from ._base import (
     SCHEMA_VERSION,
@@ -51,6 +58,9 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    batch_keys,
+    duplicate_message,
+    parse_schema_version,
 )
 
 Conn = psycopg.Connection[TupleRow]
@@ -116,6 +126,27 @@ _SCHEMA = [
     END $$""",
 ]
 
+# Migration steps, in order: (version reached, statements). A new schema is
+# created at version 1 (``_SCHEMA``) and runs every step, so a fresh store and
+# an upgraded one are the same. Steps only add (columns, tables, indexes).
+_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        2,  # issue 9: commit ids (a commit's outcome can be asked for) and idempotency keys
+        [
+            """CREATE TABLE {s}.pt_commits (
+                commit_id text COLLATE "C" PRIMARY KEY,
+                first_position bigint NOT NULL,
+                last_position bigint NOT NULL
+            )""",
+            "ALTER TABLE {s}.pt_events ADD COLUMN event_key text",
+            "CREATE UNIQUE INDEX pt_events_by_key ON {s}.pt_events (event_key) "
+            "WHERE event_key IS NOT NULL",
+            "CREATE TABLE {s}.pt_pending_handlers (position bigint PRIMARY KEY)",
+        ],
+    ),
+]
+_UNIQUE_VIOLATION = "23505"
+
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
 _SQL = {
@@ -150,6 +181,19 @@ _SQL = {
         "WHERE position > %s AND position <= %s ORDER BY position"
     ),
     "meta": "SELECT value FROM {s}.pt_meta WHERE key = %s",
+    "commit_positions": (
+        "SELECT first_position, last_position FROM {s}.pt_commits WHERE commit_id = %s"
+    ),
+    "event_keys": (
+        "SELECT event_key, position FROM {s}.pt_events WHERE event_key = ANY(%b::text[])"
+    ),
+    # Ends the backend of a connection that failed mid-append and waits (up to
+    # 10 s) until it is gone: then its transaction is committed or rolled back
+    # for good, and pt_commits answers for certain.
+    "terminate": (
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+        "WHERE pid = %s AND usename = current_user"
+    ),
     "iter_snapshots": (
         "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
         "WHERE (state_type, state_id, position) > (%s, %s, %s) "
@@ -188,10 +232,22 @@ ups AS (
     ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position
 ),
 ev AS (
-    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at)
-    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at
-    FROM base, unnest(%(et)b::text[], %(ed)b::text[], %(ec)b::bigint[], %(ef)b::text[])
-         WITH ORDINALITY AS e(type, data, caused_by, fired_at, n)
+    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at, event_key)
+    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at, e.k
+    FROM base, unnest(%(et)b::text[], %(ed)b::text[], %(ec)b::bigint[], %(ef)b::text[],
+                      %(ek)b::text[])
+         WITH ORDINALITY AS e(type, data, caused_by, fired_at, k, n)
+),
+cm AS (
+    INSERT INTO {s}.pt_commits (commit_id, first_position, last_position)
+    SELECT %(cid)s, base.b + 1, base.b + %(cn)s FROM base
+),
+ph AS (
+    INSERT INTO {s}.pt_pending_handlers (position)
+    SELECT base.b + h.n FROM base, unnest(%(hn)b::bigint[]) AS h(n)
+),
+hd AS (
+    DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%(hd)b::bigint[])
 ),
 lk AS (
     INSERT INTO {s}.pt_links (state_type, state_id, position, grp)
@@ -232,6 +288,8 @@ SELECT base.b, {s}.pt_refuse(
         "WHERE s.state_type = old.state_type AND s.state_id = old.state_id "
         "AND s.position = old.position"
     ),
+    "pending_handlers": "SELECT position FROM {s}.pt_pending_handlers ORDER BY position LIMIT %s",
+    "mark_handled": "DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%b::bigint[])",
     "snapshots_drop_all": "DELETE FROM {s}.pt_snapshots",
     "snapshots_drop": (f"DELETE FROM {{s}}.pt_snapshots WHERE (state_type, state_id) IN ({_KEYS})"),
 }
@@ -317,6 +375,20 @@ class _PostgresReader(StoreReader):
         rows = self._q("meta", (key,))
         return str(rows[0][0]) if rows else None
 
+    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
+        rows = self._q("commit_positions", (commit_id,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            for key, position in self._q("event_keys", (list(chunk),)):
+                out[key] = int(position)
+        return out
+
+    def pending_handlers(self, limit: int) -> list[int]:
+        return [int(r[0]) for r in self._q("pending_handlers", (limit,))]
+
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         after: tuple[str, str, int] = ("", "", -(1 << 62))
         while True:
@@ -378,6 +450,8 @@ class PostgresStore(Store):
             kwargs["connect_timeout"] = connect_timeout
         if "application_name" not in params:
             kwargs["application_name"] = "playthrough"
+        self._conninfo = conninfo
+        self._kwargs = kwargs
         quoted = sql.Identifier(self.schema).as_string()
         self._sql = {name: text.replace("{s}", quoted) for name, text in _SQL.items()}
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
@@ -436,10 +510,8 @@ class PostgresStore(Store):
             if row is None or row[0] is None:
                 for statement in _SCHEMA:
                     conn.execute(statement.replace("{s}", quoted))
-                conn.execute(
-                    f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', %s)",
-                    (str(SCHEMA_VERSION),),
-                )
+                conn.execute(f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', '1')")
+                version = 1
             else:
                 found = conn.execute(
                     f"SELECT value FROM {quoted}.pt_meta WHERE key = 'schema_version'"
@@ -449,17 +521,30 @@ class PostgresStore(Store):
                         f"schema {self.schema!r} on {self._where} has a pt_meta table "
                         "without a schema_version: not a playthrough store"
                     )
-                if int(found[0]) > SCHEMA_VERSION:
+                version = parse_schema_version(found[0], f"schema {self.schema!r} on {self._where}")
+                if version > SCHEMA_VERSION:
                     raise SchemaVersionError(
                         f"schema {self.schema!r} on {self._where} holds schema version "
                         f"{found[0]}, written by a newer playthrough; this one reads up to "
                         f"version {SCHEMA_VERSION}"
                     )
+            for target, statements in _MIGRATIONS:
+                if version < target:
+                    for statement in statements:
+                        conn.execute(statement.replace("{s}", quoted))
+                    version = target
+            conn.execute(
+                f"UPDATE {quoted}.pt_meta SET value = %s WHERE key = 'schema_version'",
+                (str(version),),
+            )
             conn.execute("COMMIT")
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot set up schema {self.schema!r} on {self._where}: {self._clean(exc)}"
             ) from exc
+        except BaseException:
+            conn.close()  # the open transaction dies with it
+            raise
 
     # ------------------------------------------------------------------ connections
 
@@ -532,10 +617,17 @@ class PostgresStore(Store):
     # ------------------------------------------------------------------ writing
 
     def append(
-        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
     ) -> list[int]:
         if not events:
+            self.mark_handled(handled)
             return []
+        commit_id = commit_id or uuid.uuid4().hex
+        event_keys = batch_keys(events)
         last_touch: dict[StateKey, int] = {}
         lt: list[str] = []
         li: list[str] = []
@@ -567,16 +659,65 @@ class PostgresStore(Store):
             "ed": [e.data for e in events],
             "ec": [e.caused_by for e in events],
             "ef": [e.fired_at for e in events],
+            "ek": [e.key for e in events],
             "lt": lt,
             "li": li,
             "ln": ln,
             "lg": lg,
+            "cid": commit_id,
+            "cn": len(events),
+            "hn": [n for n, e in enumerate(events, 1) if e.needs_handling],
+            "hd": list(handled),
         }
-        conn = self._writer()
-        # Lock, write and COMMIT in one round trip: no client latency while the
-        # append lock is held. An error aborts the transaction, so the COMMIT
-        # queued behind it does nothing.
+        conn = self._writer()  # a failure here sent nothing: its StoreError is certain
         self.statements += 2
+        try:
+            cursor, error = self._send_append(conn, params)
+        except BaseException as exc:
+            # Interrupted (KeyboardInterrupt...) with the round trip in flight.
+            pid = _backend_pid(conn)
+            self._discard(conn)
+            try:
+                self._resolve(commit_id, len(events), pid, exc)
+            except CommitOutcomeUnknown as unknown:
+                raise unknown from exc
+            except StoreError:
+                pass  # learnt for certain that nothing was written: the interruption stands
+            raise
+        if error is None:
+            assert cursor is not None
+            row = cursor.fetchone()
+            self._release(conn, None)
+            assert row is not None
+            base = int(row[0])
+            return list(range(base + 1, base + 1 + len(events)))
+        if error.sqlstate is not None and not conn.broken:
+            # The server refused a statement, so the transaction aborted and the
+            # COMMIT queued behind it rolled it back: nothing was written.
+            self._abort(conn)
+            if error.sqlstate == _STALE:
+                raise ConcurrencyError(_stale_message(error.diag.message_detail)) from None
+            if error.sqlstate == _UNIQUE_VIOLATION and event_keys:
+                self._raise_duplicate(event_keys, error)
+            raise StoreError(
+                f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
+                f"written: {self._clean(error)}"
+            ) from error
+        # A client-side or connection failure with COMMIT possibly on its way:
+        # the outcome is unknown until the old backend is gone and pt_commits is read.
+        pid = _backend_pid(conn)
+        self._discard(conn)
+        return self._resolve(commit_id, len(events), pid, error)
+
+    def _send_append(
+        self, conn: Conn, params: Mapping[str, Any]
+    ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None]:
+        """Lock, append and COMMIT in one round trip; (cursor of the append, first error).
+
+        No client latency while the append lock is held. An error aborts the
+        transaction, so the COMMIT queued behind it does nothing.
+        """
+        cursor = None
         error: psycopg.Error | None = None
         try:
             with conn.pipeline() as pipeline:
@@ -594,27 +735,60 @@ class PostgresStore(Store):
                     error = error or exc
         except psycopg.Error as exc:
             error = error or exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        if error is not None:
-            self._abort(conn)
-            if conn.broken:
-                raise StoreError(
-                    f"the connection to {self._where} was lost during an append: it may or "
-                    f"may not have been committed ({self._clean(error)})"
-                ) from error
-            if error.sqlstate == _STALE:
-                raise ConcurrencyError(_stale_message(error.diag.message_detail)) from None
+        return cursor, error
+
+    def _discard(self, conn: Conn) -> None:
+        """Close a connection whose state is unknown and give it back (the pool drops it)."""
+        assert self._pool is not None
+        try:
+            conn.close()
+        finally:
+            self._pool.putconn(conn)
+
+    def _resolve(
+        self, commit_id: str, count: int, pid: int | None, cause: BaseException
+    ) -> list[int]:
+        """Learn for certain whether commit ``commit_id`` is stored.
+
+        The old backend is terminated (and waited for), so its transaction has
+        ended for good; then pt_commits answers, on a fresh connection. Returns
+        the positions if it was committed, raises a StoreError saying nothing
+        was written if not, and CommitOutcomeUnknown if the server cannot be asked.
+        """
+        try:
+            with psycopg.connect(self._conninfo, **self._kwargs) as conn:
+                if pid is not None:
+                    row = conn.execute(self._sql["terminate"], (pid,)).fetchone()
+                    if row is not None and not row[0]:
+                        raise StoreError(f"backend {pid} did not end within 10 s")
+                row = conn.execute(self._sql["commit_positions"], (commit_id,)).fetchone()
+        except (psycopg.Error, StoreError) as exc:
+            text = self._clean(exc) if isinstance(exc, psycopg.Error) else str(exc)
+            raise CommitOutcomeUnknown(
+                f"the connection to {self._where} failed during commit {commit_id} "
+                f"({_one_line(cause)}) and whether it was written cannot be learnt now "
+                f"({text}); engine.was_committed({commit_id!r}) answers once the server is "
+                "reachable",
+                commit_id,
+            ) from cause
+        if row is None:
             raise StoreError(
                 f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
-                f"written: {self._clean(error)}"
-            ) from error
-        row = cursor.fetchone()
-        self._release(conn, None)
-        assert row is not None
-        base = int(row[0])
-        return list(range(base + 1, base + 1 + len(events)))
+                f"written (checked after the failure): {self._clean(cause)}"
+            ) from cause
+        first, last = int(row[0]), int(row[1])
+        if last - first + 1 != count:  # pragma: no cover - a commit id is unique
+            raise StoreError(f"commit {commit_id} holds {last - first + 1} events, not {count}")
+        return list(range(first, last + 1))
+
+    def _raise_duplicate(self, keys: Sequence[str], error: psycopg.Error) -> None:
+        if error.diag.constraint_name != "pt_events_by_key":
+            return
+        with self.reader() as reader:
+            taken = reader.event_keys(keys)
+        if taken:
+            key, position = next(iter(taken.items()))
+            raise DuplicateEvent(duplicate_message(key, position), key, position) from None
 
     def write_snapshots(
         self,
@@ -663,6 +837,24 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._failure("committing snapshots", exc) from exc
 
+    def mark_handled(self, positions: Sequence[int]) -> None:
+        if not positions:
+            return
+        conn = self._writer()
+        try:
+            self.statements += 1
+            conn.execute(self._sql["mark_handled"], (list(positions),))
+        except psycopg.Error as exc:
+            self._abort(conn)
+            raise self._failure("recording completed handlers", exc) from exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        try:
+            self._release(conn, "COMMIT")
+        except psycopg.Error as exc:
+            raise self._failure("committing completed handlers", exc) from exc
+
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
         conn = self._writer()
         try:
@@ -688,6 +880,13 @@ class PostgresStore(Store):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+
+def _backend_pid(conn: Conn) -> int | None:
+    try:
+        return int(conn.info.backend_pid) or None
+    except psycopg.Error:
+        return None
 
 
 def _stale_message(detail: str | None) -> str:

@@ -9,12 +9,19 @@ order.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
 
-from .._errors import ConcurrencyError, SchemaVersionError, StoreError
+from .._errors import (
+    CommitOutcomeUnknown,
+    ConcurrencyError,
+    DuplicateEvent,
+    SchemaVersionError,
+    StoreError,
+)
 from .._model import StateKey
 from ._base import (
     SCHEMA_VERSION,
@@ -24,6 +31,9 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    batch_keys,
+    duplicate_message,
+    parse_schema_version,
 )
 
 _SCHEMA = """
@@ -59,7 +69,30 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 ) WITHOUT ROWID;
 """
 
-_CHUNK = 400  # keys or positions per statement, well under SQLite's variable limit
+# Migration steps, in order: (version reached, statements). A new store is
+# created at version 1 (``_SCHEMA``) and runs every step, so a fresh store and
+# an upgraded one are the same. Steps only add (columns, tables, indexes).
+_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        2,  # issue 9: commit ids (a commit's outcome can be asked for) and idempotency keys
+        [
+            """CREATE TABLE pt_commits (
+                commit_id TEXT PRIMARY KEY,
+                first_position INTEGER NOT NULL,
+                last_position INTEGER NOT NULL
+            )""",
+            "ALTER TABLE pt_events ADD COLUMN event_key TEXT",
+            "CREATE UNIQUE INDEX pt_events_by_key ON pt_events (event_key) "
+            "WHERE event_key IS NOT NULL",
+            "CREATE TABLE pt_pending_handlers (position INTEGER PRIMARY KEY)",
+        ],
+    ),
+]
+
+_CHUNK = 400  # keys or positions per statement, also bounded by the variable limit
+# SQLite's historical default for SQLITE_LIMIT_VARIABLE_NUMBER; builds before
+# 3.32 still use it, and a build can be compiled (or set at run time) lower.
+_OLD_VARIABLE_LIMIT = 999
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -73,7 +106,14 @@ class _SQLiteReader(StoreReader):
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._store.statements += 1
-        return self._store._conn.execute(sql, params).fetchall()
+        try:
+            return self._store._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading {self._store.url} failed: {exc}") from exc
+
+    def _size(self, per_item: int, extra: int = 0, cap: int = _CHUNK) -> int:
+        """Items per statement so that bound variables stay under the runtime's limit."""
+        return max(1, min(cap, (self._store._variable_limit() - extra) // per_item))
 
     def head(self) -> int:
         row = self._q("SELECT seq FROM sqlite_sequence WHERE name = 'pt_events'")
@@ -81,7 +121,7 @@ class _SQLiteReader(StoreReader):
 
     def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
         out: dict[StateKey, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
+        for chunk in _chunks(list(dict.fromkeys(keys)), self._size(2)):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -97,7 +137,7 @@ class _SQLiteReader(StoreReader):
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
+        for chunk in _chunks(list(dict.fromkeys(keys)), self._size(2, 1)):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -114,7 +154,7 @@ class _SQLiteReader(StoreReader):
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
         items = [(k, lo, hi) for k, (lo, hi) in ranges.items() if hi > lo]
         out: dict[tuple[int, StateKey], Link] = {}
-        for chunk in _chunks(items, 300):
+        for chunk in _chunks(items, self._size(4, 0, 300)):
             values = ",".join("(?,?,?,?)" for _ in chunk)
             params = [v for k, lo, hi in chunk for v in (k.type, k.id, lo, hi)]
             rows = self._q(
@@ -132,7 +172,7 @@ class _SQLiteReader(StoreReader):
         return sorted(out.values(), key=itemgetter(0))
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        for chunk in _chunks(positions, 500):
+        for chunk in _chunks(positions, self._size(1, 0, 500)):
             marks = ",".join("?" for _ in chunk)
             rows = self._q(
                 "SELECT position, type, data, caused_by, fired_at FROM pt_events "
@@ -161,6 +201,30 @@ class _SQLiteReader(StoreReader):
     def meta(self, key: str) -> str | None:
         row = self._q("SELECT value FROM pt_meta WHERE key = ?", (key,))
         return str(row[0][0]) if row else None
+
+    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
+        row = self._q(
+            "SELECT first_position, last_position FROM pt_commits WHERE commit_id = ?",
+            (commit_id,),
+        )
+        return (int(row[0][0]), int(row[0][1])) if row else None
+
+    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys)), self._size(1, 0, 500)):
+            marks = ",".join("?" for _ in chunk)
+            for key, position in self._q(
+                f"SELECT event_key, position FROM pt_events WHERE event_key IN ({marks})",
+                list(chunk),
+            ):
+                out[key] = int(position)
+        return out
+
+    def pending_handlers(self, limit: int) -> list[int]:
+        rows = self._q(
+            "SELECT position FROM pt_pending_handlers ORDER BY position LIMIT ?", (limit,)
+        )
+        return [int(r[0]) for r in rows]
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         rows = self._q(
@@ -213,18 +277,40 @@ class SQLiteStore(Store):
                     conn.execute(statement)
             row = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
             if row is None:
-                conn.execute(
-                    "INSERT INTO pt_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
+                version = 1
+                conn.execute("INSERT INTO pt_meta VALUES ('schema_version', '1')")
+            else:
+                version = parse_schema_version(row[0], repr(self._path))
+            if version > SCHEMA_VERSION:
                 raise SchemaVersionError(
-                    f"{self._path!r} holds schema version {row[0]}, written by a newer "
-                    f"playthrough; this one reads up to version {SCHEMA_VERSION}"
+                    f"{self._path!r} holds schema version {row[0] if row else version}, "
+                    "written by a newer playthrough; this one reads up to version "
+                    f"{SCHEMA_VERSION}"
                 )
+            for target, statements in _MIGRATIONS:
+                if version < target:
+                    for statement in statements:
+                        conn.execute(statement)
+                    version = target
+            conn.execute(
+                "UPDATE pt_meta SET value = ? WHERE key = 'schema_version'", (str(version),)
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _variable_limit(self) -> int:
+        limit = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return max(limit, 8)
+
+    def _rollback(self) -> None:
+        """Roll back whatever is open; a failed or already ended transaction is not an error."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite already rolled it back (e.g. after an I/O error)
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
@@ -244,19 +330,34 @@ class SQLiteStore(Store):
             self._conn.execute("COMMIT")
 
     def append(
-        self, events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
     ) -> list[int]:
         if not events:
+            self.mark_handled(handled)
             return []
         if self._depth:
             raise StoreError("cannot append inside a read transaction")
+        commit_id = commit_id or uuid.uuid4().hex
+        event_keys = batch_keys(events)
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot start a write transaction: {exc}") from exc
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(
+                f"cannot start a write transaction on {self.url}, nothing was written: {exc}"
+            ) from exc
         try:
             reader = _SQLiteReader(self)
+            if event_keys:
+                taken = reader.event_keys(event_keys)
+                if taken:
+                    dup, at = next(iter(taken.items()))
+                    raise DuplicateEvent(duplicate_message(dup, at), dup, at)
             current = reader.state_heads(expected)
             stale = [
                 (key, want, current.get(key))
@@ -275,12 +376,12 @@ class SQLiteStore(Store):
                 )
             base = reader.head()
             positions = list(range(base + 1, base + 1 + len(events)))
-            self.statements += 3
+            self.statements += 4
             conn.executemany(
-                "INSERT INTO pt_events (position, type, data, caused_by, fired_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO pt_events (position, type, data, caused_by, fired_at, event_key) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (p, e.type, e.data, e.caused_by, e.fired_at)
+                    (p, e.type, e.data, e.caused_by, e.fired_at, e.key)
                     for p, e in zip(positions, events, strict=True)
                 ],
             )
@@ -296,13 +397,52 @@ class SQLiteStore(Store):
                 "DO UPDATE SET last_position = excluded.last_position",
                 [(k.type, k.id, p) for k, p in heads.items()],
             )
-            conn.execute("COMMIT")
+            conn.execute(
+                "INSERT INTO pt_commits VALUES (?, ?, ?)", (commit_id, positions[0], positions[-1])
+            )
+            conn.executemany(
+                "INSERT INTO pt_pending_handlers VALUES (?)",
+                [(p,) for p, e in zip(positions, events, strict=True) if e.needs_handling],
+            )
+            conn.executemany(
+                "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in handled]
+            )
         except BaseException as exc:
-            conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"append failed, nothing was written: {exc}") from exc
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):  # COMMIT was never sent: certain
+                raise StoreError(
+                    f"append to {self.url} failed, nothing was written: {exc}"
+                ) from exc
             raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - resolved below, or re-raised
+            # SQLite either committed or not; once the transaction is closed the
+            # pt_commits row tells which, for certain.
+            self._rollback()
+            return self._resolve(commit_id, len(events), exc)
         return positions
+
+    def _resolve(self, commit_id: str, count: int, exc: BaseException) -> list[int]:
+        """After COMMIT raised: the positions if the commit is stored, else a certain error."""
+        try:
+            found = _SQLiteReader(self).commit_positions(commit_id)
+        except (StoreError, sqlite3.Error) as lookup:
+            raise CommitOutcomeUnknown(
+                f"COMMIT on {self.url} failed ({exc}) and the store could not be asked whether "
+                f"commit {commit_id} was written ({lookup}); ask engine.was_committed("
+                f"{commit_id!r}) once it is reachable",
+                commit_id,
+            ) from exc
+        if found is None:
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"append to {self.url} failed at COMMIT, nothing was written: {exc}"
+                ) from exc
+            raise exc
+        first, last = found
+        assert last - first + 1 == count
+        return list(range(first, last + 1))
 
     def write_snapshots(
         self,
@@ -313,7 +453,7 @@ class SQLiteStore(Store):
         if not records and not meta:
             return
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin_write("writing snapshots")
         try:
             for key, value in (meta or {}).items():
                 if value is None:
@@ -338,13 +478,40 @@ class SQLiteStore(Store):
                 [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
             )
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"writing snapshots to {self.url} failed: {exc}") from exc
             raise
+
+    def mark_handled(self, positions: Sequence[int]) -> None:
+        if not positions:
+            return
+        self._begin_write("recording completed handlers")
+        try:
+            self.statements += 1
+            self._conn.executemany(
+                "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in positions]
+            )
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"recording completed handlers on {self.url}: {exc}") from exc
+            raise
+
+    def _begin_write(self, what: str) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(
+                f"{what} on {self.url}: cannot start a write transaction: {exc}"
+            ) from exc
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin_write("dropping snapshots")
         try:
             self.statements += 1
             if keys is None:
@@ -357,8 +524,10 @@ class SQLiteStore(Store):
                         (k.type, k.id),
                     ).rowcount
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"dropping snapshots on {self.url} failed: {exc}") from exc
             raise
         return count
 
