@@ -270,6 +270,12 @@ class SQLiteStore(Store):
 
     def _migrate(self) -> None:
         conn = self._conn
+        try:  # an up-to-date store needs no write lock to open
+            row = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            row = None  # no pt_meta yet
+        if row is not None and row[0] == str(SCHEMA_VERSION):
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA.split(";"):
