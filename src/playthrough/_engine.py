@@ -238,10 +238,13 @@ class Engine:
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
-        # Bind (and check) the ids as the user gave them; strict decoding in
-        # _normalise guarantees they come back identical.
+        # Normalise first, then bind: the keys must be computed from the values
+        # every replay decodes (a UUID id given as a string is a UUID from here on),
+        # and the stored JSON is that of the normalised values.
+        binding(event)  # checks the ids' types first, for the clearer error
+        if _normalise(event, data):  # (which drops that binding if a value changed)
+            data = encode_event(event)
         keys = list(binding(event).touched)
-        _normalise(event, data)
         repository = self._repository
         live: dict[StateKey, State] = {}
         missing = []
@@ -486,7 +489,7 @@ _FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by", "_pt_
 _ATOMIC = (int, float, str, bool, bytes, type(None))
 
 
-def _normalise(event: Event, data: str) -> None:
+def _normalise(event: Event, data: str) -> bool:
     """Give the event the field values a replay will decode from ``data``.
 
     ``5`` given to a ``float`` field is replayed as ``5.0``, a tuple as a list:
@@ -496,7 +499,7 @@ def _normalise(event: Event, data: str) -> None:
     cls = type(event)
     exact = _exact_fields(cls)
     if exact is not None and all(type(getattr(event, n)) is t for n, t in exact):
-        return  # plain scalars of exactly their declared types come back identical
+        return False  # plain scalars of exactly their declared types come back identical
     try:
         replayed = decode(cls, data, f"event {cls._pt_type_name}")
     except DecodeError as exc:
@@ -506,6 +509,8 @@ def _normalise(event: Event, data: str) -> None:
         ) from exc
     for a in attrs.fields(cast(Any, cls)):
         object.__setattr__(event, a.name, getattr(replayed, a.name))
+    object.__setattr__(event, "_pt_binding", None)  # bound from the values given: stale
+    return True
 
 
 _EXACT: dict[type, tuple[tuple[str, type], ...] | None] = {}

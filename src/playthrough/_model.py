@@ -125,6 +125,18 @@ def _type_name_for(cls: type, given: str | None) -> str:
     return given
 
 
+def _check_storable(cls: type) -> None:
+    """Refuse fields whose values would not read back equal from the store (see _storable)."""
+    if cls.__module__ == __name__:
+        return  # SingletonState: no fields
+    from ._storable import own_annotations, storable_problem
+
+    for name, annotation in own_annotations(cls, _defining_scope()).items():
+        problem = storable_problem(cls, name, annotation)
+        if problem is not None:
+            raise DefinitionError(f"{cls.__qualname__}.{name}: {problem}")
+
+
 # --------------------------------------------------------------------------- states
 
 
@@ -145,6 +157,7 @@ class State:
                     f"{cls.__qualname__}.{reserved}: the name is reserved by playthrough"
                 )
         name = _type_name_for(cls, type_name)
+        _check_storable(cls)
         cls._pt_type_name = name
         registry.add(registry.states, name, cls, "State")
 
@@ -455,6 +468,7 @@ class Event:
         if "id" in cls.__dict__ and not isinstance(cls.__dict__["id"], property):
             raise DefinitionError(f"{cls.__qualname__}.id: the name is reserved by playthrough")
         name = _type_name_for(cls, type_name)
+        _check_storable(cls)
         cls._pt_type_name = name
         cls._pt_spec = build_spec(cls)
         registry.add(registry.events, name, cls, "Event")
@@ -488,11 +502,14 @@ def _field_keys(event: Event, field: StateField) -> tuple[list[StateKey], bool]:
     value = getattr(event, field.name)
     name = field.state_class._pt_type_name
     if field.many or isinstance(value, (list, tuple)):
-        return [StateKey(name, encode_id(v)) for v in value], True
+        # None in a list names no state, like a None field: it touches nothing.
+        return [StateKey(name, encode_id(v)) for v in value if v is not None], True
+    if value is None:
+        return [], False  # "this event does not touch that state"; its hooks get None
     return [StateKey(name, encode_id(value))], False
 
 
-Bound = list[StateKey | list[StateKey]]
+Bound = list[StateKey | list[StateKey] | None]
 BoundHook = tuple[Hook, Bound, tuple[StateKey, ...]]  # a hook, its arguments' keys, flattened
 
 
@@ -542,6 +559,8 @@ class Binding:
                 if is_list:
                     bound.append(list(keys))
                     flat.extend(keys)
+                elif not keys:
+                    bound.append(None)  # a None id: the hook is given None
                 else:
                     bound.append(keys[0])
                     flat.append(keys[0])

@@ -106,7 +106,10 @@ def hook_args(
             args.append(engine)
             continue
         item = next(values)
-        args.append([states[k] for k in item] if isinstance(item, list) else states[item])
+        if item is None:
+            args.append(None)
+        else:
+            args.append([states[k] for k in item] if isinstance(item, list) else states[item])
     return args
 
 

@@ -8,15 +8,18 @@ canonical (sorted keys, no spaces) so two equal states give equal bytes.
 
 from __future__ import annotations
 
+import collections.abc
 import json
+import typing
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import attrs
 import cattrs
 
-from ._errors import DecodeError
+from ._errors import DecodeError, PlaythroughError
 from ._model import Event, State
 
 T = TypeVar("T")
@@ -68,6 +71,44 @@ converter.register_unstructure_hook(
     frozenset, lambda v: sorted(converter.unstructure(x) for x in v)
 )
 
+
+# JSON object keys are strings: ``{7: 1}`` is written ``{"7": 1}``. A dict with
+# int keys decodes them back (only the canonical decimal text: "07" is refused).
+def _int_key(key: Any) -> int:
+    if type(key) is int:
+        return key
+    if type(key) is str:
+        try:
+            value = int(key)
+        except ValueError:
+            value = None
+        if value is not None and str(value) == key:
+            return value
+    raise TypeError(f"expected an int dict key, got {type(key).__name__} {key!r}")
+
+
+def _is_int_key_dict(t: Any) -> bool:
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    return origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping) and (
+        len(args) == 2 and args[0] is int
+    )
+
+
+def _int_key_dict_hook(t: Any) -> Any:
+    value_type = typing.get_args(t)[1]
+
+    def structure(value: Any, _: type) -> dict[int, Any]:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        hook = converter.get_structure_hook(value_type)
+        return {_int_key(k): hook(v, value_type) for k, v in value.items()}
+
+    return structure
+
+
+converter.register_structure_hook_factory(_is_int_key_dict, _int_key_dict_hook)
+
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -92,6 +133,33 @@ def encode_event(event: Event) -> str:
 
 def encode_state(state: State) -> str:
     return dumps(converter.unstructure(state))
+
+
+def encode_state_checked(state: State, what: str) -> str:
+    """The state's JSON for a snapshot, refused unless it reads back equal.
+
+    Field types are checked at class definition (``_storable``); this catches
+    what a type cannot promise (``object``/``Any`` fields, custom classes), so
+    the library never writes a snapshot that would load as another value.
+    """
+    cls = type(state)
+    try:
+        data = encode_state(state)
+    except (TypeError, ValueError) as exc:
+        raise PlaythroughError(f"cannot store {what}: it cannot be encoded as JSON: {exc}") from exc
+    try:
+        back = decode(cls, data, what)
+    except DecodeError as exc:
+        raise PlaythroughError(f"cannot store {what}: it would not read back: {exc}") from exc
+    for a in attrs.fields(cast(Any, cls)):
+        mine, read = getattr(state, a.name), getattr(back, a.name)
+        if type(mine) is not type(read) or mine != read:
+            raise PlaythroughError(
+                f"cannot store {what}: field {a.name!r} would read back as {read!r} "
+                f"({type(read).__name__}), not {mine!r} ({type(mine).__name__}); give it a "
+                "type that JSON carries unchanged"
+            )
+    return data
 
 
 def decode(cls: type[T], text: str | bytes | Any, what: str) -> T:

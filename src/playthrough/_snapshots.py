@@ -17,7 +17,7 @@ from ._errors import PlaythroughError
 from ._model import State, StateKey
 from ._reconstitution import Plan, blank_for, decode_event, state_from_snapshot
 from ._replay import Replay
-from ._serialization import encode_state
+from ._serialization import encode_state_checked
 from ._stores import SnapshotRecord, StoreReader
 
 if TYPE_CHECKING:
@@ -139,7 +139,10 @@ class SnapshotCoordinator:
 
     def _write(self, position: int, states: dict[StateKey, State]) -> None:
         records = [
-            SnapshotRecord(k, position, s.last_event_id, encode_state(s)) for k, s in states.items()
+            SnapshotRecord(
+                k, position, s.last_event_id, encode_state_checked(s, f"{k} at {position}")
+            )
+            for k, s in states.items()
         ]
         self.engine.store.write_snapshots(records, self.history)
 
@@ -238,7 +241,8 @@ def full_replay(
 
     def flush(at: int, *, done: bool) -> None:
         records = [
-            SnapshotRecord(k, at, s.last_event_id, encode_state(s)) for k, s in states.items()
+            SnapshotRecord(k, at, s.last_event_id, encode_state_checked(s, f"{k} at {at}"))
+            for k, s in states.items()
         ]
         nonlocal sets
         store.write_snapshots(
