@@ -59,6 +59,7 @@ from domain import (
     random_event,
     remove_db,
 )
+from harness import Timer
 from playthrough import Engine, Event, Plan, PlaythroughError, StateKey
 
 ACCOUNTS = 2_000
@@ -156,9 +157,9 @@ def check(engine: Engine, log: Log, what: str) -> bool:
 def time_load(path: Path) -> float:
     engine = Engine.open(file_url(path))
     try:
-        start = time.perf_counter()
+        timer = Timer()
         engine.load(Account, TARGET)
-        return (time.perf_counter() - start) * 1_000
+        return timer.done(1).wall * 1_000
     finally:
         engine.close()
 

@@ -4,7 +4,12 @@ Every class has an explicit ``bench.*`` type name: the type registry is global,
 so these never collide with the names tests or examples register.
 
 - ``Deposited`` touches one state (an Account);
-- ``Transferred`` touches two Accounts, coupled by one ``apply`` hook;
+- ``Opened`` touches one Account (the read workload opens accounts with it);
+- ``Transferred`` touches two Accounts, coupled by one ``apply`` hook (the
+  README's bank);
+- ``SplitTransferred`` is the same transfer with one hook per account
+  (``apply_source``, ``apply_target``), so the two accounts are not coupled and
+  loading one never needs the other;
 - ``HubCredited`` couples an Account with the ``Hub`` singleton, so loading an
   account pulls in the hub as of each such event, and through the hub every
   other account credited since the hub's snapshot (the reconstitution benchmarks
@@ -38,6 +43,14 @@ class Hub(SingletonState, type_name="bench.Hub"):
 
 
 @attrs.define
+class Opened(Event, type_name="bench.Opened"):
+    account_id: int = state_id(Account)
+
+    def apply(self, account: Account) -> None:
+        account.movements = 0
+
+
+@attrs.define
 class Deposited(Event, type_name="bench.Deposited"):
     account_id: int = state_id(Account)
     amount: int = 0
@@ -60,6 +73,21 @@ class Transferred(Event, type_name="bench.Transferred"):
     def apply(self, source: Account, target: Account) -> None:
         source.balance -= self.amount
         source.movements += 1
+        target.balance += self.amount
+        target.movements += 1
+
+
+@attrs.define
+class SplitTransferred(Event, type_name="bench.SplitTransferred"):
+    source_id: int = state_id(Account)
+    target_id: int = state_id(Account)
+    amount: int = 0
+
+    def apply_source(self, source: Account) -> None:
+        source.balance -= self.amount
+        source.movements += 1
+
+    def apply_target(self, target: Account) -> None:
         target.balance += self.amount
         target.movements += 1
 

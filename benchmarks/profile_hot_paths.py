@@ -4,13 +4,14 @@ Usage::
 
     .venv/bin/python benchmarks/profile_hot_paths.py [--quick] [--top N] [--phase NAME ...]
 
-Phases (the same workloads as ``compare_sqlite.py``, on a SQLite file in a
+Phases (the workloads of ``compare.py``, from ``workloads.py``, on a SQLite file in a
 temporary directory with the default durable settings):
 
 - ``one``: fire+commit of one Deposited event, repeated;
 - ``two``: fire+commit of one Transferred event, repeated;
 - ``batch``: 1000 Deposited events fired, then one commit, repeated;
-- ``load``: ``load_many`` of 1000 accounts (5000 events) in a fresh engine, repeated.
+- ``load``: ``load_many`` of the 300 accounts of the read log (coupled transfers,
+  2100 events) in a fresh engine, repeated.
 
 For each phase it prints the functions with the most own time (tottime) and the
 playthrough functions with the most cumulative time; paths are shortened.
@@ -27,15 +28,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from compare_sqlite import (
-    BATCH,
-    LOAD_STATES,
-    WARM_ACCOUNTS,
-    build_load_log,
-)
-
+from backends import SQLiteBackend
 from domain import Account, Deposited, Transferred, file_url, remove_db
 from playthrough import Engine
+from workloads import BATCH, READ_ACCOUNTS, WARM_ACCOUNTS, build_read_log, read_workload
 
 FuncKey = tuple[str, int, str]
 
@@ -136,26 +132,30 @@ def phase_batch(tmp: Path, commits: int, top: int) -> None:
     report(profile, f"{BATCH} events per commit", commits * BATCH, "events", seconds, top)
 
 
-def phase_load(tmp: Path, loads: int, top: int) -> None:
-    path = tmp / "load.db"
-    build_load_log(path)
+def phase_load(loads: int, top: int) -> None:
+    """load_many of every account of the issue-10 read log (coupled), in fresh engines."""
+    backend = SQLiteBackend()
     profile = cProfile.Profile()
     seconds = 0.0
     try:
-        for _ in range(loads):
-            engine = Engine.open(file_url(path))
-            try:
-                start = time.perf_counter()
-                profile.enable()
-                engine.load_many(Account, range(LOAD_STATES))
-                profile.disable()
-                seconds += time.perf_counter() - start
-            finally:
-                engine.close()
+        with backend.place() as place:
+            build_read_log(backend, place, read_workload(split=False)[0])
+            for _ in range(loads):
+                with backend.engine(place) as engine:
+                    start = time.perf_counter()
+                    profile.enable()
+                    engine.load_many(Account, range(READ_ACCOUNTS))
+                    profile.disable()
+                    seconds += time.perf_counter() - start
     finally:
-        remove_db(path)
+        backend.close()
     report(
-        profile, f"load_many of {LOAD_STATES} states", loads * LOAD_STATES, "states", seconds, top
+        profile,
+        f"load_many of {READ_ACCOUNTS} states",
+        loads * READ_ACCOUNTS,
+        "states",
+        seconds,
+        top,
     )
 
 
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif phase == "batch":
                 phase_batch(tmp, 3 * scale, args.top)
             else:
-                phase_load(tmp, 3 * scale, args.top)
+                phase_load(3 * scale, args.top)
     return 0
 
 

@@ -163,16 +163,16 @@ def test_a_replay_in_another_process_gives_the_same_bytes(tmp_path: Path) -> Non
     with Engine.open(url) as engine:
         here = engine.verify(subprocess_replay=False)
         there = engine.verify(apps=[__name__])
-    assert "subprocess" in there.replay.mode, there.replay.mode
+    assert "subprocess" in there.determinism.mode, there.determinism.mode
     assert there.ok and here.ok, there.to_text()
-    assert there.replay.digest == here.replay.digest
+    assert there.determinism.digest == here.determinism.digest
 
 
 def test_a_value_that_changes_in_json_does_not_change_the_seed() -> None:
     # 5 given to a float field is stored as 5 and replayed as 5.0: the seed of
-    # event_random() must not see the difference (fixed in _replay.event_random).
+    # event_random() must not see the difference (fixed in _playing.event_random).
     with Engine.open() as engine:
-        engine.fire(Turned(dial_id=1, reading=5))  # type: ignore[arg-type]
+        engine.fire(Turned(dial_id=1, reading=5))
         engine.commit()
         live = engine.load(DetDial, 1).draws
         handled = [s[3] for s in SEEN if s[0] == "handle"]

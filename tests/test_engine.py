@@ -103,6 +103,98 @@ def test_hook_parameter_binding_to_nothing_fails_at_definition() -> None:
             def apply(self, account: Account, other: int) -> None: ...
 
 
+def test_hooks_are_named_exactly_by_phase_or_phase_underscore_suffix() -> None:
+    calls: list[str] = []
+
+    @attrs.define
+    class Helpers(Event, type_name="t.hooks.Helpers"):
+        account_id: int = state_id(Account)
+
+        def validated(self, limit: int) -> bool:  # a helper, not a validate hook
+            return limit > 0
+
+        def handled_message(self) -> str:  # a helper, not a handle hook
+            calls.append("handled_message")
+            return "done"
+
+        def applying(self, account: Account) -> None:  # a helper, not an apply hook
+            calls.append("applying")
+
+        def apply_balance(self, account: Account) -> None:
+            calls.append("apply_balance")
+            account.balance += 1
+
+        def handle(self) -> None:
+            calls.append("handle")
+
+    hooks = {(h.name, h.phase) for h in Helpers._pt_spec.hooks}
+    assert hooks == {("apply_balance", "apply"), ("handle", "handle")}
+    with Engine.open() as engine:
+        engine.fire(Helpers(account_id=1))
+        engine.commit()
+        assert engine.load(Account, 1).balance == 1
+    assert calls == ["apply_balance", "handle"]
+
+
+def test_a_hook_suffix_parameter_that_binds_nothing_is_still_refused() -> None:
+    with pytest.raises(DefinitionError, match=r"Limited\.validate_amount: parameter 'limit'"):
+
+        @attrs.define
+        class Limited(Event, type_name="t.hooks.Limited"):
+            account_id: int = state_id(Account)
+
+            def validate_amount(self, limit: int) -> None: ...
+
+
+@pytest.mark.parametrize("name", ["aply", "aply_account", "hadnle", "valdiate", "appyl"])
+def test_a_misspelt_hook_name_is_refused_instead_of_never_running(name: str) -> None:
+    def misspelt(self: Event, account: Account) -> None: ...
+
+    namespace = {"account_id": state_id(Account), name: misspelt}
+    with pytest.raises(DefinitionError, match=rf"\.{name} looks like a misspelt"):
+        attrs.define(type(f"Misspelt_{name}", (Event,), namespace, type_name=f"t.hooks.{name}"))
+
+
+def test_an_apply_hook_without_states_is_refused_at_definition() -> None:
+    with pytest.raises(DefinitionError, match=r"Stateless\.apply: an apply hook must take"):
+
+        @attrs.define
+        class Stateless(Event, type_name="t.hooks.Stateless"):
+            account_id: int = state_id(Account)
+
+            def apply(self) -> None: ...
+
+
+def test_validate_and_handle_without_states_run_once_per_event() -> None:
+    calls: list[str] = []
+
+    @attrs.define
+    class Audited(Event, type_name="t.hooks.Audited"):
+        account_id: int = state_id(Account)
+        amount: int = 0
+
+        def validate(self) -> None:
+            calls.append("validate")
+            if self.amount < 0:
+                raise EventRejected("negative")
+
+        def apply(self, account: Account) -> None:
+            account.balance += self.amount
+
+        def handle(self) -> None:
+            calls.append("handle")
+
+    with Engine.open() as engine:
+        engine.fire(Audited(account_id=1, amount=2))
+        engine.fire(Audited(account_id=2, amount=3))
+        with pytest.raises(EventRejected):
+            engine.fire(Audited(account_id=1, amount=-1))
+        assert calls == ["validate", "validate", "validate"]
+        engine.commit()
+        assert calls == ["validate"] * 3 + ["handle"] * 2
+        assert engine.load(Account, 1).balance == 2
+
+
 def test_ambiguous_type_binding_names_the_fields() -> None:
     with pytest.raises(DefinitionError, match=r"ambiguous.*a_id, b_id"):
 
@@ -427,7 +519,8 @@ def test_handler_failure_keeps_the_commit() -> None:
         engine.fire(Loud(account_id=1))
         with pytest.raises(HandlerFailed, match="mail server down") as info:
             engine.commit()
-        assert info.value.event.id == 1 and engine.head() == 1
+        assert isinstance(info.value.event, Event) and info.value.event.id == 1
+        assert engine.head() == 1
 
 
 # ---------------------------------------------------------------------- serialisation
@@ -576,7 +669,7 @@ class Read(Event, type_name="t.norm.Read"):
 
 def test_live_apply_sees_the_values_a_replay_decodes() -> None:
     with Engine.open() as engine:
-        event = engine.fire(Read(gauge_id=1, value=5, labels=("a", "b")))  # type: ignore[arg-type]
+        event = engine.fire(Read(gauge_id=1, value=5, labels=("a", "b")))
         assert isinstance(event.value, float)
         engine.commit()
         live = engine.load(Gauge, 1)

@@ -15,11 +15,13 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from playthrough import ConcurrencyError, Engine, Event, Store
+from playthrough import ConcurrencyError, Engine, Event
+from playthrough._stores import Store
 from playthrough._stores.postgres import PostgresStore
 
 from . import test_reconstitution_properties as props
 from .pg_domain import Account, Audited, Auditor, Opened, Transfer
+from .strategies import Op
 
 pytestmark = pytest.mark.postgres
 
@@ -108,7 +110,7 @@ ON_POSTGRES = settings(
 @given(**props.PLACEMENTS)
 def test_any_snapshot_placement_loads_like_a_full_replay(
     store_factory: props.StoreFactory,
-    ops: list[props.Op],
+    ops: list[Op],
     load_order: list[int | None],
     time_travel: list[tuple[int | None, float]],
 ) -> None:
@@ -120,7 +122,7 @@ def test_any_snapshot_placement_loads_like_a_full_replay(
 @ON_POSTGRES
 @given(**props.FIRING)
 def test_firing_after_a_load_from_snapshots_commits_correctly(
-    store_factory: props.StoreFactory, ops: list[props.Op], more: list[Event], first: int | None
+    store_factory: props.StoreFactory, ops: list[Op], more: list[Event], first: int | None
 ) -> None:
     props.check_firing_after_a_load_from_snapshots_commits_correctly(
         store_factory, ops, more, first

@@ -37,7 +37,7 @@ def test_processes_transfer_while_a_follower_tails_the_log(pg_url: str, pg_schem
     with Engine.open(pg_url, schema=pg_schema) as setup:
         for n in range(ACCOUNTS):
             setup.fire(Opened(account_id=n, amount=OPENING))
-        opened = [e.id for e in setup.commit()]
+        opened: list[int] = [e.id for e in setup.commit() if e.id is not None]
 
     follower = PostgresStore(pg_url, schema=pg_schema)
     seen: list[int] = []
@@ -99,7 +99,7 @@ def test_processes_transfer_while_a_follower_tails_the_log(pg_url: str, pg_schem
 
     # The stored transfers are exactly the ones the writers committed, at their positions.
     with Engine.open(pg_url, schema=pg_schema) as check:
-        from playthrough._reconstitution import decode_event
+        from playthrough._serialization import decode_event
 
         balances = dict.fromkeys(range(ACCOUNTS), OPENING)
         for stored in log[ACCOUNTS:]:

@@ -10,15 +10,12 @@ import pytest
 from playthrough import (
     Engine,
     Event,
-    MemoryCache,
-    ReadOnlyCache,
-    SQLiteStore,
     State,
-    StateRepository,
-    WriteOnlyCache,
     state_id,
 )
 from playthrough._model import key_of
+from playthrough._repository import StateRepository
+from playthrough._stores import SQLiteStore
 from playthrough.examples.bank import Account, Deposited, Ledger, Transferred
 from playthrough.examples.game import (
     GameState,
@@ -192,21 +189,37 @@ def test_time_travel_does_not_touch_the_live_repository_or_snapshots() -> None:
         engine.load(Account, 1, at=3)
 
 
-def test_repository_cache_layers() -> None:
-    shared = MemoryCache()
+def test_repository_is_an_identity_map() -> None:
+    repository = StateRepository()
     key = key_of(Account, 1)
     state = Account(balance=3)
-    reader = StateRepository([ReadOnlyCache(shared)])
-    writer = StateRepository([WriteOnlyCache(shared)])
-    writer.put(key, state)
-    assert shared.get(key) is state
-    assert writer.memory.get(key) is state
-    writer.memory.clear()
-    assert writer.get(key) is None  # write-only layers never answer reads
-    assert reader.get(key) is state  # read-through, copied into the memory layer
-    assert reader.memory.get(key) is state
-    reader.forget(key)
-    assert shared.get(key) is state  # a read-only layer is never written
+    repository.put(key, state)
+    assert repository.get(key) is state and key in repository and len(repository) == 1
+    assert list(repository.items()) == [(key, state)]
+    repository.forget(key)
+    assert repository.get(key) is None and key not in repository
+    repository.put(key, state)
+    repository.clear()
+    assert len(repository) == 0
+
+
+def test_a_plan_without_snapshots_starts_every_state_blank() -> None:
+    store = SQLiteStore()
+    writer = Engine(store)
+    committed = build_game_log(writer)
+    writer.snapshot([(PlayerState, 1), (GameState, 1)], at=100)
+    reconstitutor = writer.reconstitutor
+    with store.reader() as reader:
+        with_snapshots = reconstitutor.plan(reader, [key_of(GameState, 1)], 120)
+        plan = reconstitutor.plan(reader, [key_of(GameState, 1)], 120, use_snapshots=False)
+        states, _ = reconstitutor.reconstitute(
+            reader, [key_of(GameState, 1)], 120, use_snapshots=False
+        )
+    assert with_snapshots.states[key_of(GameState, 1)].start == 100
+    assert all(sp.start == 0 and sp.snapshot is None for sp in plan.states.values())
+    assert all(sp.newest_snapshot is None for sp in plan.states.values())
+    reference = reference_states(committed)
+    assert states[key_of(GameState, 1)] == reference[key_of(GameState, 1)]
 
 
 def test_swapped_repository_is_scoped_to_the_block() -> None:

@@ -15,15 +15,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from playthrough import Engine, Event, EventRejected, SQLiteStore, State, Store
+from playthrough import Engine, Event, EventRejected, ReconstitutionError, State, _reconstitution
 from playthrough._model import StateKey, key_of
+from playthrough._reconstitution import StatePlan
 from playthrough._serialization import encode_state
+from playthrough._stores import SnapshotRecord, SQLiteStore, Store
 from playthrough.testing import reference_states
 
-from .domain import Hub, Node
+from .domain import Feed, Hub, Node, Tick
 from .strategies import Op, events, operations, state_refs
 
 
@@ -257,3 +259,80 @@ def test_snapshot_set_without_refs_is_aligned_and_exact(tmp_path: Path) -> None:
     for ref in [1, 2, 3, None]:
         cls, sid = ref_class(ref)
         assert snapshot_of(fresh.load(cls, sid)) == expected(committed, ref)
+
+
+# ---------------------------------------------------------------------- the properties can fail
+# design/architecture.md claims these properties catch two deliberate planner bugs.
+# Each mutation is patched into the planner and the property must then FAIL.
+
+
+def _start_from_newest(history: list[SnapshotRecord], needed_from: int) -> SnapshotRecord | None:
+    """Mutation 1, no rewind: always start from the newest snapshot."""
+    return history[0] if history else None
+
+
+def _every_linked_state_takes_part(
+    event_links: dict[StateKey, int], states: dict[StateKey, StatePlan], position: int
+) -> tuple[StateKey, ...]:
+    """Mutation 2: every planned state an event touches takes part, even one already past it."""
+    return tuple(k for k in event_links if k in states)
+
+
+def _held_if_planned(held: StatePlan | None, position: int) -> bool:
+    """... and the planner's own consistency check is switched off with it."""
+    return held is not None
+
+
+# mutation -> (patches, the failure the property must report)
+MUTATIONS: dict[str, tuple[dict[str, object], tuple[type[Exception], ...]]] = {
+    "no_rewind": (
+        {"_starting_snapshot": _start_from_newest},
+        (AssertionError, ReconstitutionError),
+    ),
+    "apply_to_states_past_the_event": (
+        {"_taking_part": _every_linked_state_takes_part, "_held_just_before": _held_if_planned},
+        (AssertionError,),
+    ),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_the_placement_property_catches_a_broken_planner(
+    mutation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patches, failures = MUTATIONS[mutation]
+    for name, broken in patches.items():
+        monkeypatch.setattr(_reconstitution, name, broken)
+
+    @settings(
+        max_examples=300,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        report_multiple_bugs=False,
+    )
+    @given(**PLACEMENTS)
+    # Random histories rarely build this case for mutation 2 (300 derandomized examples
+    # do not): a Tick of node 1 (uncoupled from the hub) inside the hub's snapshot, then a
+    # Feed coupling both. Loading the hub rewinds nothing but must not tick it twice.
+    @example(
+        ops=[
+            ("fire", Tick(node_id=1)),
+            ("commit",),
+            ("snapshot", [None], 1.0),
+            ("fire", Feed(node_id=1)),
+            ("commit",),
+        ],
+        load_order=[None, 1, 2, 3, 4],
+        time_travel=[],
+    )
+    def placement_property(
+        ops: list[Op], load_order: list[int | None], time_travel: list[tuple[int | None, float]]
+    ) -> None:
+        check_any_snapshot_placement_loads_like_a_full_replay(
+            lambda: SQLiteStore(":memory:"), ops, load_order, time_travel
+        )
+
+    with pytest.raises(failures):
+        placement_property()

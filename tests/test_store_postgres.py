@@ -16,22 +16,15 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from playthrough import (
-    CommitOutcomeUnknown,
-    ConcurrencyError,
-    Engine,
-    SQLiteStore,
-    Store,
-    StoreError,
-    open_store,
-)
+from playthrough import CommitOutcomeUnknown, ConcurrencyError, Engine, StoreError
 from playthrough._model import StateKey
-from playthrough._stores import Link, NewEvent, SnapshotRecord
+from playthrough._stores import Link, NewEvent, SnapshotRecord, SQLiteStore, Store, open_store
 from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._stores.postgres import PostgresStore
+from playthrough.testing import StoreContract
+from playthrough.testing.store_contract import A1, A2, HUB, ev
 
 from .pg_domain import Account, Audited, Opened, Transfer
-from .store_contract import A1, A2, HUB, StoreContract, ev
 
 pytestmark = pytest.mark.postgres
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import SQLiteStore, Store, StoreError, open_store
-
-from .store_contract import StoreContract
+from playthrough import StoreError
+from playthrough._stores import SQLiteStore, Store, open_store
+from playthrough.testing import StoreContract
 
 
 class TestSQLiteMemoryStore(StoreContract):
@@ -36,7 +36,8 @@ class TestSQLiteFileStore(StoreContract):
         conn.close()
         return lambda: SQLiteStore(self.path)
 
-    def test_file_is_wal_and_durable(self, store: Store) -> None:
+    def test_file_is_wal_and_durable(self) -> None:
+        store = self.store
         conn = sqlite3.connect(self.path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.close()
@@ -86,3 +87,53 @@ def test_reads_by_key_search_the_primary_keys_never_scan() -> None:
         plan = " | ".join(row[3] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql))
         for table in ("pt_heads", "pt_snapshots", "pt_links"):
             assert f"SCAN {table}" not in plan, f"{table} is scanned: {plan}\n{sql}"
+
+
+def test_parse_store_url() -> None:
+    from playthrough._stores import parse_store_url
+
+    for memory in (None, "sqlite://", "sqlite:///:memory:"):
+        parsed = parse_store_url(memory)
+        assert (parsed.kind, parsed.path, parsed.is_memory) == ("sqlite", ":memory:", True)
+        assert parsed.redacted() == "sqlite://"
+    rel = parse_store_url("sqlite:///data/app.db?synchronous=normal")
+    assert (rel.path, rel.is_memory, rel.options) == (
+        "data/app.db",
+        False,
+        {"synchronous": "normal"},
+    )
+    assert rel.redacted() == "sqlite:///data/app.db?synchronous=normal"
+    assert parse_store_url("sqlite:////abs/app.db").path == "/abs/app.db"
+    with pytest.raises(StoreError, match="bad SQLite URL"):
+        parse_store_url("sqlite://host/x.db")
+    with pytest.raises(StoreError, match="unknown SQLite URL options: cache"):
+        parse_store_url("sqlite:///x.db?cache=shared")
+    with pytest.raises(StoreError, match="unknown store URL scheme 'mysql'"):
+        parse_store_url("mysql://x")
+
+    pg = parse_store_url("postgresql://ann:s%40cret@db.example:6432/shop?schema=s1&sslmode=require")
+    assert (pg.kind, pg.host, pg.port, pg.dbname, pg.user, pg.schema) == (
+        "postgresql",
+        "db.example",
+        6432,
+        "shop",
+        "ann",
+        "s1",
+    )
+    assert pg.password == "s@cret" and not pg.is_memory and pg.path is None
+    assert pg.conninfo == "postgresql://ann:s%40cret@db.example:6432/shop?sslmode=require"
+    assert pg.redacted() == "postgresql://ann@db.example:6432/shop?schema=s1&sslmode=require"
+    assert "cret" not in repr(pg)
+    bare = parse_store_url("postgres:///?host=/run/pg&password=pw&dbname=d")
+    assert (bare.host, bare.port, bare.dbname, bare.password, bare.schema) == (
+        "/run/pg",
+        None,
+        "d",
+        "pw",
+        None,
+    )
+    assert "pw" not in bare.redacted()
+    with pytest.raises(StoreError, match="more than one schema"):
+        parse_store_url("postgresql://h/d?schema=a&schema=b")
+    with pytest.raises(StoreError, match="bad port"):
+        parse_store_url("postgresql://h:notaport/d")

@@ -3,15 +3,21 @@
 Layout: the public names are re-exported here; everything else is private.
 
 - ``_model``: State, SingletonState, Event, ``state_id`` and the type registry
-- ``_serialization``: JSON through cattrs (no pickle)
-- ``_repository``: StateRepository, the identity map, and its cache layers
-- ``_replay``: Replay, the one way events are played (live, reconstitution, replay)
+- ``_slots``: the only writer of the private ``_pt_*`` slots
+- ``_serialization``: JSON through cattrs (no pickle), blank states, decoding stored rows
+- ``_repository``: StateRepository, the identity map
+- ``_playing``: EventPlayer, the one way events are played (live, reconstitution, replay)
+- ``_replay``: the full replay (``Engine.replay()``)
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
-- ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and full replay
+- ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and the sync check
 - ``_engine``: Engine, which ties them together
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
 """
+
+import importlib
+import typing
+import warnings
 
 from ._engine import Engine
 from ._errors import (
@@ -30,11 +36,10 @@ from ._errors import (
     UnknownTypeError,
 )
 from ._model import Event, SingletonState, State, StateKey, state_id
-from ._reconstitution import Plan, StatePlan, StateReconstitutor
-from ._replay import Replay, event_random, now
-from ._repository import MemoryCache, ReadOnlyCache, StateCache, StateRepository, WriteOnlyCache
-from ._snapshots import OutOfSync, ReplayReport, SnapshotCoordinator, SyncReport
-from ._stores import SQLiteStore, Store, open_store
+from ._playing import event_random, now
+from ._reconstitution import Plan
+from ._replay import ReplayReport
+from ._snapshots import OutOfSync, SyncReport
 from ._verify import VerifyReport
 
 __all__ = [
@@ -47,33 +52,74 @@ __all__ = [
     "Event",
     "EventRejected",
     "HandlerFailed",
-    "MemoryCache",
     "OutOfSync",
     "Plan",
     "PlaythroughError",
-    "ReadOnlyCache",
     "ReconstitutionError",
-    "Replay",
     "ReplayReport",
-    "SQLiteStore",
     "SchemaVersionError",
     "SingletonState",
-    "SnapshotCoordinator",
     "State",
-    "StateCache",
-    "StateMutationError",
     "StateKey",
-    "StatePlan",
-    "StateReconstitutor",
-    "StateRepository",
-    "Store",
+    "StateMutationError",
     "StoreError",
     "SyncReport",
     "UnknownTypeError",
     "VerifyReport",
-    "WriteOnlyCache",
     "event_random",
     "now",
-    "open_store",
     "state_id",
 ]
+
+# Shown as ``playthrough.Engine`` etc. in reprs and tracebacks, not as private modules.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = "playthrough"
+del _name, _value
+
+# Components that were public before the surface was trimmed: still importable from
+# here, with a DeprecationWarning naming where they live now. (module, name, advice)
+_DEPRECATED: dict[str, tuple[str, str, str]] = {
+    "StateRepository": ("_repository", "StateRepository", "it is an internal component"),
+    "StateReconstitutor": (
+        "_reconstitution",
+        "StateReconstitutor",
+        "use Engine.load() and Engine.explain()",
+    ),
+    "StatePlan": ("_reconstitution", "StatePlan", "read it from Plan.states"),
+    "SnapshotCoordinator": (
+        "_snapshots",
+        "SnapshotCoordinator",
+        "use Engine.snapshot() and Engine.snapshot_sync()",
+    ),
+    "Replay": ("_playing", "EventPlayer", "it is an internal component (now EventPlayer)"),
+    "Store": ("_stores", "Store", "open stores with Engine.open(url)"),
+    "SQLiteStore": ("_stores", "SQLiteStore", "open stores with Engine.open(url)"),
+    "open_store": ("_stores", "open_store", "open stores with Engine.open(url)"),
+}
+
+
+if typing.TYPE_CHECKING:  # the deprecated names, so code still using them type-checks meanwhile
+    from ._playing import EventPlayer as Replay  # noqa: F401
+    from ._reconstitution import StatePlan as StatePlan
+    from ._reconstitution import StateReconstitutor as StateReconstitutor
+    from ._repository import StateRepository as StateRepository
+    from ._snapshots import SnapshotCoordinator as SnapshotCoordinator
+    from ._stores import SQLiteStore as SQLiteStore
+    from ._stores import Store as Store
+    from ._stores import open_store as open_store
+
+
+def __getattr__(name: str) -> object:
+    found = _DEPRECATED.get(name)
+    if found is None:
+        raise AttributeError(f"module 'playthrough' has no attribute {name!r}")
+    module, attribute, advice = found
+    warnings.warn(
+        f"playthrough.{name} is no longer part of the public API ({advice}); "
+        "it will be removed in a future release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(f"playthrough.{module}"), attribute)

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 import click
 
 from ._engine import Engine
+from ._errors import StoreError
 from ._model import Event, State
+from ._stores import parse_store_url, sqlite_url
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -63,7 +65,7 @@ def demo(example: str, db_path: Path | None) -> None:
         db_path = Path(tempfile.mkdtemp(prefix="playthrough-demo-")) / f"{example}.db"
     elif db_path.exists():
         raise click.UsageError(f"{db_path} already exists; the demo writes a new database")
-    url = f"sqlite:///{os.path.abspath(db_path)}"
+    url = sqlite_url(os.path.abspath(db_path))
     loads: list[tuple[str, Callable[[Engine], State]]]
     if example == "bank":
         from .examples import bank
@@ -111,7 +113,8 @@ def demo(example: str, db_path: Path | None) -> None:
 
 
 _VERIFY_EPILOG = """\b
-Exit status: 0 when every check holds, 1 when one does not, 2 for usage errors
+Exit status: 0 when every check holds (coupled snapshots out of sync are a
+warning unless --strict-sync), 1 when one does not, 2 for usage errors
 (a bad option, a database that cannot be opened, a module that cannot be
 imported, an event type no --app module defines).
 """
@@ -164,6 +167,13 @@ imported, an event type no --app module defines).
     help="Stop cleanly after this long and report what was not checked.",
 )
 @click.option(
+    "--strict-sync",
+    is_flag=True,
+    default=False,
+    help="Fail (exit 1) when coupled snapshots are out of sync; by default a warning, "
+    "since a load then rewinds (slower) but is not wrong.",
+)
+@click.option(
     "--subprocess/--no-subprocess",
     "subprocess_replay",
     default=None,
@@ -187,6 +197,7 @@ def verify(
     start: int | None,
     end: int | None,
     time_budget: float | None,
+    strict_sync: bool,
     subprocess_replay: bool | None,
     progress: bool | None,
 ) -> None:
@@ -200,7 +211,6 @@ def verify(
     import json
 
     from ._errors import PlaythroughError, UnknownTypeError
-    from ._verify import verify as run_verify
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
@@ -210,13 +220,13 @@ def verify(
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine, _progress_bar(progress) as report_progress:
         try:
-            report = run_verify(
-                engine,
+            report = engine.verify(
                 sample=sample,
                 seed=seed,
                 start=start,
                 end=end,
                 time_budget=time_budget,
+                strict_sync=strict_sync,
                 progress=report_progress,
                 apps=apps,
                 url=url,
@@ -283,7 +293,7 @@ def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit
         except HandlerFailed as exc:
             click.echo(f"handlers failed again for {len(exc.failures)} event(s):")
             for event, error in exc.failures:
-                click.echo(f"  {_describe(event)}: {error!r}")  # type: ignore[arg-type]
+                click.echo(f"  {_describe(event)}: {error!r}")
             ctx.exit(1)
         except PlaythroughError as exc:
             click.echo(f"Error: {exc}", err=True)
@@ -310,8 +320,6 @@ def public_url(text: str) -> str:
 
 def _existing_store_url(text: str) -> str:
     """The URL to open; refuses what would create a new, empty database instead."""
-    from urllib.parse import urlsplit
-
     if "://" not in text:
         path = Path(text)
         if not path.is_file():
@@ -319,16 +327,18 @@ def _existing_store_url(text: str) -> str:
                 f"{text!r} is neither a database URL nor an existing SQLite file",
                 param_hint="DATABASE_URL",
             )
-        return f"sqlite:///{path.resolve()}"
-    parts = urlsplit(text)
-    if parts.scheme.lower() == "sqlite":
-        path_text = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if path_text in ("", ":memory:"):
+        return sqlite_url(path.resolve())
+    try:
+        parsed = parse_store_url(text)
+    except StoreError as exc:
+        raise click.BadParameter(str(exc), param_hint="DATABASE_URL") from exc
+    if parsed.kind == "sqlite":
+        if parsed.is_memory:
             raise click.BadParameter(
                 "an in-memory database is empty: nothing to verify", param_hint="DATABASE_URL"
             )
-        if not Path(path_text).is_file():
-            raise click.BadParameter(f"no SQLite file at {path_text}", param_hint="DATABASE_URL")
+        if parsed.path is None or not Path(parsed.path).is_file():
+            raise click.BadParameter(f"no SQLite file at {parsed.path}", param_hint="DATABASE_URL")
     return text
 
 
@@ -364,7 +374,7 @@ def _progress_bar(wanted: bool | None) -> Iterator[Callable[[str, int, int], Non
     labels = {
         "sync": "snapshot sync",
         "snapshots": "snapshots vs log",
-        "replay": "second replay",
+        "determinism": "second replay (determinism)",
         "locate": "locating events",
     }
     tasks: dict[str, TaskID] = {}

@@ -6,7 +6,8 @@ import copy
 import logging
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,11 +25,22 @@ from ._model import (
     binding,
     key_of,
 )
+from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._reconstitution import Plan, StateReconstitutor
-from ._replay import APPLY_ONLY, Replay, in_apply, playing, run_hook
+from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
 from ._serialization import decode, encode_event
-from ._snapshots import ReplayReport, SnapshotCoordinator, SyncReport
+from ._slots import (
+    fired_data,
+    forget_binding,
+    mark_fired,
+    set_data,
+    set_key,
+    set_last_event_id,
+    set_position,
+    unfire,
+)
+from ._snapshots import SnapshotCoordinator, SyncReport
 from ._stores import NewEvent, Store, open_store
 
 if TYPE_CHECKING:
@@ -58,8 +70,10 @@ class Engine:
     ) -> None:
         self.store = store
         self.reconstitutor = StateReconstitutor()
-        self.snapshots = SnapshotCoordinator(
-            self,
+        self.coordinator = SnapshotCoordinator(
+            store,
+            self.reconstitutor,
+            _LiveView(self),
             every=snapshot_every,
             after_events=snapshot_after_events,
             history=snapshot_history,
@@ -73,10 +87,20 @@ class Engine:
         #: The last failure of the automatic snapshot policy after a commit (logged too).
         self.snapshot_error: Exception | None = None
         self._caused_by: int | None = None
-        # Firing live is a Replay of one event with apply on the touched live states.
-        self._live_replay = Replay({}, APPLY_ONLY)
+        # Firing live plays one event with apply on the touched live states.
+        self._live_player = EventPlayer({}, APPLY_ONLY)
         self._committing = False
         self._closed = False
+
+    @property
+    def snapshots(self) -> SnapshotCoordinator:
+        """Deprecated: the snapshot coordinator, now ``Engine.coordinator``."""
+        warnings.warn(
+            "Engine.snapshots is deprecated; the coordinator is Engine.coordinator",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.coordinator
 
     @classmethod
     def open(cls, url: str | None = None, **options: Any) -> Engine:
@@ -199,7 +223,7 @@ class Engine:
         for key, state in states.items():
             if self._repository.get(key) is None:
                 self._repository.put(key, state)
-        self.snapshots.after_load(plan, states)
+        self.coordinator.after_load(plan, states)
 
     def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
         with self.store.reader() as reader:
@@ -224,7 +248,7 @@ class Engine:
         """
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
-        if event.id is not None or getattr(event, "_pt_data", None) is not None:
+        if event.id is not None or fired_data(event) is not None:
             raise PlaythroughError(f"{type(event).__qualname__} was already fired")
         if key is not None:
             if not isinstance(key, str) or not key:
@@ -258,8 +282,7 @@ class Engine:
             self._load_live(missing)
             for k in missing:
                 live[k] = cast(State, repository.get(k))
-        object.__setattr__(event, "_pt_fired_at", datetime.now(UTC))
-        object.__setattr__(event, "_pt_caused_by", self._caused_by)
+        mark_fired(event, fired_at=datetime.now(UTC), caused_by=self._caused_by)
         validators = binding(event).of_phase("validate")
         if validators:
             try:
@@ -267,20 +290,20 @@ class Engine:
                     for hook, bound, _ in validators:
                         run_hook(event, hook, live, bound=bound)
             except BaseException:
-                _unfire(event)
+                unfire(event)
                 raise
         backups = {k: _fields(s) for k, s in live.items()}
-        replay = self._live_replay
-        replay.states = live
+        player = self._live_player
+        player.states = live
         try:
-            replay.play(event, None, keys)
+            player.play(event, None, keys)
         except BaseException:
             for k, saved in backups.items():
                 _restore(live[k], saved)
-            _unfire(event)
+            unfire(event)
             raise
-        object.__setattr__(event, "_pt_data", data)
-        object.__setattr__(event, "_pt_key", key)
+        set_data(event, data)
+        set_key(event, key)
         if key is not None:
             self._pending_event_keys[key] = None
         self._pending.append(event)
@@ -291,7 +314,7 @@ class Engine:
     def discard(self) -> None:
         """Forget pending events and drop the states they changed from memory."""
         for event in self._pending:
-            _unfire(event)
+            unfire(event)
         for key in self._pending_keys:
             self._repository.forget(key)
         self._pending.clear()
@@ -343,7 +366,7 @@ class Engine:
     def _snapshot_policy(self) -> None:
         """The ``snapshot_every`` policy: best effort, since the commit already stands."""
         try:
-            self.snapshots.after_commit()
+            self.coordinator.after_commit()
         except Exception as exc:
             self.snapshot_error = exc
             logger.warning(
@@ -413,13 +436,13 @@ class Engine:
             raise
         last: dict[StateKey, int] = {}
         for event, position, row in zip(batch, positions, rows, strict=True):
-            object.__setattr__(event, "_pt_position", position)
+            set_position(event, position)
             for key, _ in row.links:
                 last[key] = position
         for key, position in last.items():
             state = self._repository.get(key)
             if state is not None:
-                object.__setattr__(state, "_pt_last_event_id", position)
+                set_last_event_id(state, position)
         self._pending.clear()
         self._pending_keys.clear()
         self._pending_event_keys.clear()
@@ -435,7 +458,7 @@ class Engine:
         exactly those states, as they were at ``at`` (default: the head).
         """
         keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
-        return self.snapshots.write_set(keys, at)
+        return self.coordinator.write_set(keys, at)
 
     def drop_snapshots(self, refs: Iterable[StateRef] | None = None) -> int:
         """Forget stored snapshots (all, or those of the given states); returns how many."""
@@ -444,7 +467,7 @@ class Engine:
 
     def snapshot_sync(self) -> SyncReport:
         """Which coupled states have snapshots that disagree on their position."""
-        return self.snapshots.check_sync()
+        return self.coordinator.check_sync()
 
     def replay(
         self,
@@ -459,12 +482,11 @@ class Engine:
         ``progress(position, head)`` is called after each chunk; an interrupted
         replay resumes from its last snapshot set when ``resume`` is true.
         """
-        from ._snapshots import full_replay
-
         if self._pending:
             raise PlaythroughError("commit or discard pending events before a replay")
         report = full_replay(
-            self,
+            self.store,
+            snapshot_history=self.coordinator.history,
             progress=progress,
             snapshot_every=snapshot_every,
             chunk_size=chunk_size,
@@ -473,19 +495,79 @@ class Engine:
         self._repository.clear()
         return report
 
-    def verify(self, **options: Any) -> VerifyReport:
-        """Check the store: snapshots against the log, replay determinism, snapshot sync.
+    def verify(
+        self,
+        *,
+        sample: int | None = None,
+        seed: int = 0,
+        start: int | None = None,
+        end: int | None = None,
+        time_budget: float | None = None,
+        strict_sync: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+        apps: Sequence[str] = (),
+        url: str | None = None,
+        subprocess_replay: bool | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> VerifyReport:
+        """Check the store: snapshots against the log, determinism, snapshot sync.
 
-        Returns a ``playthrough._verify.VerifyReport``; the options are those of
-        ``playthrough._verify.verify`` (``sample``, ``start``, ``end``,
-        ``time_budget``, ``progress``, ``apps``...). The live repository is untouched.
+        Returns a ``VerifyReport`` (``.ok``: no wrong or irreproducible result).
+        The live repository is untouched.
+
+        - ``sample``: check this many states, drawn with ``random.Random(seed)``;
+        - ``start``, ``end``: the positions whose snapshots and states are checked;
+        - ``time_budget``: seconds (of ``clock``, by default ``time.monotonic``); then
+          stop and list what was left;
+        - ``strict_sync``: coupled snapshots out of sync fail the run (by default a
+          warning: they cost a rewind on load, not a wrong result);
+        - ``progress(stage, done, total)``: called as work advances;
+        - ``apps``: modules defining the domain; with them (and a store at ``url``,
+          by default the store's, that another process can open) the second replay
+          runs in a subprocess with another ``PYTHONHASHSEED``; ``subprocess_replay``
+          forces that on or off.
+
+        See ``playthrough._verify.verify``.
         """
         from ._verify import verify
 
-        return verify(self, **options)
+        return verify(
+            self.store,
+            self.reconstitutor,
+            sync_check=self.snapshot_sync,
+            sample=sample,
+            seed=seed,
+            start=start,
+            end=end,
+            time_budget=time_budget,
+            strict_sync=strict_sync,
+            progress=progress,
+            apps=apps,
+            url=url,
+            subprocess_replay=subprocess_replay,
+            clock=clock,
+        )
 
 
-_FIRE_SLOTS = ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by", "_pt_key")
+class _LiveView:
+    """The engine's live states and pending events, as the SnapshotCoordinator sees them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def live_states(self) -> Iterable[tuple[StateKey, State]]:
+        return self._engine.repository.items()
+
+    def live_state(self, key: StateKey) -> State | None:
+        return self._engine.repository.get(key)
+
+    def has_pending(self) -> bool:
+        return bool(self._engine.pending)
+
+    def pending_keys(self) -> Collection[StateKey]:
+        return self._engine._pending_keys.keys()
+
+
 _ATOMIC = (int, float, str, bool, bytes, type(None))
 
 
@@ -509,7 +591,7 @@ def _normalise(event: Event, data: str) -> bool:
         ) from exc
     for a in attrs.fields(cast(Any, cls)):
         object.__setattr__(event, a.name, getattr(replayed, a.name))
-    object.__setattr__(event, "_pt_binding", None)  # bound from the values given: stale
+    forget_binding(event)  # bound from the values as given: stale
     return True
 
 
@@ -528,12 +610,6 @@ def _exact_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
         ok = all(isinstance(t, type) and t in _ROUND_TRIP for _, t in fields)
         _EXACT[cls] = tuple((n, cast(type, t)) for n, t in fields) if ok else None
     return _EXACT[cls]
-
-
-def _unfire(event: Event) -> None:
-    """Forget what fire() recorded on an event that was rejected, failed or discarded."""
-    for slot in _FIRE_SLOTS:
-        object.__setattr__(event, slot, None)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

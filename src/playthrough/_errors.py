@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._model import Event
+
 
 class PlaythroughError(Exception):
     """Base class of the errors playthrough raises."""
@@ -86,8 +91,8 @@ class HandlerFailed(PlaythroughError):
     def __init__(
         self,
         message: str,
-        failures: list[tuple[object, BaseException]],
-        committed: list[object] | None = None,
+        failures: list[tuple[Event, BaseException]],
+        committed: list[Event] | None = None,
     ) -> None:
         super().__init__(message)
         self.failures = failures

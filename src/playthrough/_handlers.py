@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, cast
 
 from ._errors import HandlerFailed, StoreError
 from ._model import Event, State, binding
-from ._replay import playing, run_hook
+from ._playing import playing, run_hook
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -100,18 +100,14 @@ def failure_message(failures: Sequence[Failure]) -> str:
 
 
 def handler_failed(failures: list[Failure], committed: list[Event]) -> HandlerFailed:
-    error = HandlerFailed(
-        failure_message(failures),
-        cast(list[tuple[object, BaseException]], failures),
-        cast(list[object], committed),
-    )
+    error = HandlerFailed(failure_message(failures), failures, committed)
     error.__cause__ = failures[0][1]
     return error
 
 
 def run_pending(engine: Engine, limit: int) -> list[Event]:
     """Run the handlers the store records as pending (failed, or cut short by a crash)."""
-    from ._reconstitution import decode_event
+    from ._serialization import decode_event
 
     with engine.store.reader() as reader:
         positions = reader.pending_handlers(limit)

@@ -15,11 +15,12 @@ import typing
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
 from ._errors import DefinitionError, UnknownTypeError
+from ._slots import set_binding
 
 # The metadata key under which state_id() records the state class of a field.
 _STATE_FIELD = "playthrough.state"
@@ -147,7 +148,10 @@ class State:
     """
 
     __slots__ = ("_pt_id", "_pt_last_event_id")
-    _pt_type_name: ClassVar[str]
+    # Declared for type checkers only: a runtime annotation here would be resolved in
+    # the ``playthrough`` namespace (``__module__``) by get_type_hints on every subclass.
+    if TYPE_CHECKING:
+        _pt_type_name: ClassVar[str]
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -186,18 +190,6 @@ def key_of(cls: type[State], state_id: object) -> StateKey:
     if state_id is None:
         raise TypeError(f"{cls.__qualname__} needs an id to load (only singletons load without)")
     return StateKey(cls._pt_type_name, encode_id(state_id))
-
-
-def blank_state(cls: type[State], state_id: object) -> State:
-    try:
-        state = cls()
-    except TypeError as exc:
-        raise DefinitionError(
-            f"{cls.__qualname__} cannot be created blank ({exc}); give every field a default"
-        ) from exc
-    object.__setattr__(state, "_pt_id", state_id)
-    object.__setattr__(state, "_pt_last_event_id", None)
-    return state
 
 
 # --------------------------------------------------------------------------- events
@@ -288,20 +280,45 @@ def _declared_fields(cls: type) -> list[StateField]:
     return list(found.values())
 
 
+def hook_phase(name: str) -> Phase | None:
+    """The phase a method name declares: ``apply``, ``validate``, ``handle``, or one of
+    them followed by ``_`` and a suffix (``apply_account``); anything else is a plain method."""
+    head, sep, suffix = name.partition("_")
+    if head in PHASES and (not sep or suffix):
+        return head
+    return None
+
+
+def _misspelt_phase(name: str) -> Phase | None:
+    """The phase a method name almost declares: one letter dropped (``aply``) or two
+    neighbours swapped (``appyl_account``). Such a method would silently never run."""
+    head = name.partition("_")[0]
+    for phase in PHASES:
+        if len(head) == len(phase) - 1 and any(
+            phase[:i] + phase[i + 1 :] == head for i in range(len(phase))
+        ):
+            return phase
+        if len(head) == len(phase) and head != phase:
+            diff = [i for i in range(len(phase)) if head[i] != phase[i]]
+            if len(diff) == 2 and diff[1] == diff[0] + 1 and sorted(head) == sorted(phase):
+                return phase
+    return None
+
+
 def _hook_functions(cls: type) -> list[tuple[str, Phase, Callable[..., Any]]]:
     hooks: dict[str, tuple[Phase, Callable[..., Any]]] = {}
     for base in reversed(cls.__mro__):
         for name, value in base.__dict__.items():
             if not callable(value) or not isinstance(value, typing.Callable):  # type: ignore[arg-type]
                 continue
-            phase: Phase
-            if name.startswith("validate"):
-                phase = "validate"
-            elif name.startswith("apply"):
-                phase = "apply"
-            elif name.startswith("handle"):
-                phase = "handle"
-            else:
+            phase = hook_phase(name)
+            if phase is None:
+                near = _misspelt_phase(name)
+                if near is not None:
+                    raise DefinitionError(
+                        f"{cls.__qualname__}.{name} looks like a misspelt {near!r} hook and "
+                        f"would never run; hooks are named {near} or {near}_<suffix>"
+                    )
                 continue
             hooks[name] = (phase, value)
     return [(name, phase, fn) for name, (phase, fn) in hooks.items()]
@@ -427,6 +444,11 @@ def build_spec(cls: type) -> EventSpec:
             raise DefinitionError(f"{cls.__qualname__}.{name}: cannot read its signature") from exc
         params = list(sig.parameters.values())[1:]  # drop self
         bound = tuple(_bind_param(cls, name, phase, fn, p, fields, scope) for p in params)
+        if phase == "apply" and not bound:
+            raise DefinitionError(
+                f"{cls.__qualname__}.{name}: an apply hook must take the states it changes "
+                "(it runs for the states it takes; with none it would never run)"
+            )
         hooks.append(Hook(name, phase, bound))
         if phase != "handle":
             for p in bound:
@@ -445,8 +467,14 @@ class Event:
     """Base class of events. Subclass it with ``@attrs.define``.
 
     Declare the states an event touches with :func:`state_id` fields; write
-    ``validate*`` hooks (fire time only), ``apply*`` hooks (fire time and every
-    replay: deterministic) and ``handle*`` hooks (once, after the commit).
+    ``validate`` hooks (fire time only), ``apply`` hooks (fire time and every
+    replay: deterministic) and ``handle`` hooks (once, after the commit). A hook
+    is a method named exactly ``apply``, ``validate`` or ``handle``, or one of
+    those followed by ``_`` and a suffix (``apply_account``); other methods
+    (``handled_message``) are plain methods. Hook parameters name the states
+    the hook takes. An ``apply`` hook must take at least one state; a
+    ``validate`` or ``handle`` hook that takes none runs once per event (at
+    fire, after the commit).
     Set ``replay_handle = True`` on a class whose ``handle`` is safe to run
     again during :meth:`Engine.replay`.
     """
@@ -459,9 +487,11 @@ class Event:
         "_pt_key",
         "_pt_position",
     )
-    _pt_type_name: ClassVar[str]
-    _pt_spec: ClassVar[EventSpec]
-    replay_handle: ClassVar[bool] = False
+    if TYPE_CHECKING:  # see State
+        _pt_type_name: ClassVar[str]
+        _pt_spec: ClassVar[EventSpec]
+        replay_handle: ClassVar[bool]
+    replay_handle = False
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -591,7 +621,7 @@ def binding(event: Event) -> Binding:
         seen.update(dict.fromkeys(spec.singleton_keys))
         touched = tuple(seen)
     result = Binding(spec, touched, by_field)
-    object.__setattr__(event, "_pt_binding", result)
+    set_binding(event, result)
     return result
 
 

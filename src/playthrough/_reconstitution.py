@@ -25,19 +25,22 @@ builds the networkx dependency graph from it on demand, for :meth:`Plan.explain`
 from __future__ import annotations
 
 import bisect
-import json
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
-from typing import Any
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-import networkx as nx
 
 from ._errors import ReconstitutionError
-from ._model import Event, State, StateKey, blank_state, decode_id, registry
-from ._replay import APPLY_ONLY, Replay
-from ._serialization import converter, decode
-from ._stores import SnapshotRecord, StoredEvent, StoreReader
+from ._model import State, StateKey
+from ._playing import APPLY_ONLY, EventPlayer
+from ._serialization import blank_for, decode_event, state_from_snapshot
+from ._stores import SnapshotRecord, StoreReader
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["Plan", "StatePlan", "StateReconstitutor"]
 
 
 @attrs.define
@@ -50,7 +53,17 @@ class StatePlan:
     start: int = 0
     snapshot: SnapshotRecord | None = None
     newest_snapshot: int | None = None
-    events: int = 0
+    event_count: int = 0  # how many events this state plays
+
+    @property
+    def events(self) -> int:
+        """Deprecated: the number of events, now :attr:`event_count`."""
+        warnings.warn(
+            "StatePlan.events is deprecated; use StatePlan.event_count",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.event_count
 
     @property
     def rewound(self) -> bool:
@@ -73,8 +86,11 @@ class Plan:
     def graph(self) -> nx.DiGraph:
         """The dependency graph: an edge X -> Y when an event of X's needed Y just before it.
 
-        Built on demand (networkx), so a load that nobody explains does not pay for it.
+        Built on demand, and networkx is imported only here: ``import playthrough`` and
+        a load that nobody explains do not pay for it.
         """
+        import networkx as nx
+
         graph: nx.DiGraph = nx.DiGraph()
         graph.add_nodes_from(self.states)
         for (src, dst), positions in self.edges.items():
@@ -109,7 +125,7 @@ class Plan:
             )
             line = (
                 f"  {key}: starts from {origin}, "
-                f"plays {sp.events} event(s) in ({sp.start}, {sp.need}]"
+                f"plays {sp.event_count} event(s) in ({sp.start}, {sp.need}]"
             )
             if key not in self.targets:
                 pulls = ", ".join(f"event {p} of {src}" for src, p in sorted(self.why(key))[:3])
@@ -130,47 +146,44 @@ class Plan:
         return self.explain()
 
 
-def decode_event(stored: StoredEvent) -> Event:
-    try:
-        cls = registry.events[stored.type]
-        event: Event = _structure_hook(cls)(json.loads(stored.data), cls)
-    except Exception:  # noqa: BLE001 - decode again the slow way for the clear error
-        where = f" at position {stored.position}"
-        cls = registry.event_class(stored.type, where)
-        event = decode(cls, stored.data, f"event {stored.type}{where}")
-    object.__setattr__(event, "_pt_position", stored.position)
-    object.__setattr__(event, "_pt_data", stored.data)
-    object.__setattr__(event, "_pt_caused_by", stored.caused_by)
-    object.__setattr__(event, "_pt_fired_at", datetime.fromisoformat(stored.fired_at))
-    return event
+def _starting_snapshot(history: list[SnapshotRecord], needed_from: int) -> SnapshotRecord | None:
+    """The newest snapshot at or before ``needed_from`` (history is newest first): the rewind."""
+    return next((s for s in history if s.position <= needed_from), None)
 
 
-_STRUCTURE: dict[type, Callable[[Any, type], Any]] = {}
+def _taking_part(
+    event_links: dict[StateKey, int], states: dict[StateKey, StatePlan], position: int
+) -> tuple[StateKey, ...]:
+    """The states an event is played on: those whose range holds it, plus every state
+    coupled with them in it (same link group). A state whose snapshot already includes
+    the event is never among them, unless coupled, and then the plan has rewound it."""
+    groups = {
+        g
+        for k, g in event_links.items()
+        if k in states and states[k].start < position <= states[k].need
+    }
+    return tuple(k for k, g in event_links.items() if g in groups)
 
 
-def _structure_hook(cls: type) -> Callable[[Any, type], Any]:
-    hook = _STRUCTURE.get(cls)
-    if hook is None:
-        hook = _STRUCTURE[cls] = converter.get_structure_hook(cls)
-    return hook
-
-
-def state_from_snapshot(record: SnapshotRecord) -> State:
-    cls = registry.state_class(record.key.type, f" (snapshot at position {record.position})")
-    state = decode(cls, record.data, f"snapshot of {record.key} at position {record.position}")
-    object.__setattr__(state, "_pt_id", decode_id(record.key.id))
-    object.__setattr__(state, "_pt_last_event_id", record.last_event_id)
-    return state
-
-
-def blank_for(key: StateKey) -> State:
-    return blank_state(registry.state_class(key.type), decode_id(key.id))
+def _held_just_before(held: StatePlan | None, position: int) -> bool:
+    """Whether the plan holds a state just before the event at ``position``: it starts
+    before the event (so the event is not in its snapshot) and is needed up to it."""
+    return held is not None and held.start < position and held.need >= position - 1
 
 
 class StateReconstitutor:
-    """Plans loads over the state-event links and plays them as Replays."""
+    """Plans loads over the state-event links and plays them with an EventPlayer."""
 
-    def plan(self, reader: StoreReader, targets: Sequence[StateKey], at: int) -> Plan:
+    def plan(
+        self,
+        reader: StoreReader,
+        targets: Sequence[StateKey],
+        at: int,
+        *,
+        use_snapshots: bool = True,
+    ) -> Plan:
+        """What loading ``targets`` as of ``at`` takes; ``use_snapshots=False`` starts every
+        state from blank (the reference path verification compares snapshots against)."""
         states: dict[StateKey, StatePlan] = {}
         edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:
@@ -184,13 +197,16 @@ class StateReconstitutor:
         while True:
             rounds += 1
             new = [k for k in states if k not in snaps]
-            if new:
+            if new and use_snapshots:
                 found = reader.snapshots(new, at)
                 for k in new:
                     snaps[k] = found.get(k, [])
+            else:
+                for k in new:
+                    snaps[k] = []
             for sp in states.values():
                 history = snaps[sp.key]
-                chosen = next((s for s in history if s.position <= sp.needed_from), None)
+                chosen = _starting_snapshot(history, sp.needed_from)
                 sp.snapshot = chosen
                 sp.start = chosen.position if chosen is not None else 0
                 sp.newest_snapshot = history[0].position if history else None
@@ -291,20 +307,14 @@ class StateReconstitutor:
         for sp in states.values():
             mine = touching.get(sp.key, [])
             played = mine[bisect.bisect_right(mine, sp.start) : bisect.bisect_right(mine, sp.need)]
-            sp.events = len(played)
+            sp.event_count = len(played)
             positions.update(played)
         taking_part: dict[int, tuple[StateKey, ...]] = {}
         for e in positions:
             event_links = links[e]
-            groups = {
-                g
-                for k, g in event_links.items()
-                if k in states and states[k].start < e <= states[k].need
-            }
-            part = tuple(k for k, g in event_links.items() if g in groups)
+            part = _taking_part(event_links, states, e)
             for k in part:
-                held = states.get(k)
-                if held is None or held.start >= e or held.need < e - 1:
+                if not _held_just_before(states.get(k), e):
                     raise ReconstitutionError(  # a planner bug, never a user error
                         f"inconsistent plan: {k} takes part in event {e} but is not held "
                         "just before it"
@@ -313,22 +323,30 @@ class StateReconstitutor:
         return Plan(at, targets, states, sorted(positions), taking_part, edges, rounds)
 
     def play(self, reader: StoreReader, plan: Plan) -> dict[StateKey, State]:
-        """Run the plan as one Replay; returns every state of the plan as last played."""
+        """Run the plan through one EventPlayer; returns every state of the plan as last played."""
         states: dict[StateKey, State] = {}
         for sp in plan.states.values():
             states[sp.key] = (
                 state_from_snapshot(sp.snapshot) if sp.snapshot is not None else blank_for(sp.key)
             )
-        replay = Replay(states, APPLY_ONLY)
+        player = EventPlayer(states, APPLY_ONLY)
         for stored in reader.events(plan.positions):
-            replay.play(decode_event(stored), stored.position, plan.taking_part[stored.position])
+            player.play(decode_event(stored), stored.position, plan.taking_part[stored.position])
         return states
 
     def reconstitute(
-        self, reader: StoreReader, targets: Iterable[StateKey], at: int
+        self,
+        reader: StoreReader,
+        targets: Iterable[StateKey],
+        at: int,
+        *,
+        use_snapshots: bool = True,
     ) -> tuple[dict[StateKey, State], Plan]:
-        """The targets as of ``at``, plus every other state the plan finished at ``at``."""
-        plan = self.plan(reader, list(dict.fromkeys(targets)), at)
+        """The targets as of ``at``, plus every other state the plan finished at ``at``.
+
+        With ``use_snapshots=False`` no stored snapshot is read: every state starts blank.
+        """
+        plan = self.plan(reader, list(dict.fromkeys(targets)), at, use_snapshots=use_snapshots)
         states = self.play(reader, plan)
         complete = {k: s for k, s in states.items() if plan.states[k].need >= at}
         return complete, plan

@@ -1,187 +1,111 @@
-"""Replay: a playthrough of globally ordered events with chosen hooks enabled.
+"""Full replay: rebuild every state from the log, from blank, with bounded memory.
 
-Firing live (validate + apply on the live repository), reconstituting a state
-(apply on a scoped repository, only on the states the plan tracks), a full
-replay (apply, and handle where the event allows it) and a time-travel load are
-all Replays that differ only in their hooks, their repository and which states
-take part in each event.
-
-While a hook runs, :func:`now` is the time the event was first fired and
-:func:`event_random` a generator seeded by the event, so hooks that use them
-give the same result on every replay.
+"Replay" in playthrough means only this: dropping the snapshots and playing
+the whole log again (``Engine.replay()``, :class:`ReplayReport`). Playing
+single events is the :class:`~playthrough._playing.EventPlayer`'s job.
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
 
-from ._errors import ReconstitutionError
-from ._model import PHASES, Bound, Event, Hook, Phase, State, StateKey, binding, hook_keys
+import attrs
 
-APPLY_ONLY: tuple[Phase, ...] = ("apply",)
+from ._model import State, StateKey
+from ._playing import EventPlayer
+from ._serialization import blank_for, decode_event, encode_state_checked, state_from_snapshot
+from ._stores import SnapshotRecord, Store
 
-_current_event: ContextVar[Event | None] = ContextVar("playthrough_current_event", default=None)
-_in_apply: ContextVar[bool] = ContextVar("playthrough_in_apply", default=False)
+__all__ = ["REPLAY_META", "ReplayReport", "full_replay"]
+
+REPLAY_META = "replay_position"
 
 
-def now() -> datetime:
-    """The current time as the engine sees it.
+@attrs.frozen
+class ReplayReport:
+    """What a full replay did: memory is bounded by ``peak_states``, not by the log."""
 
-    Inside a hook this is when the event was first fired (UTC), on the first
-    run and on every replay alike; elsewhere it is the wall clock.
+    played: int
+    snapshot_sets: int
+    peak_states: int
+    position: int
+    resumed_from: int
+
+
+def full_replay(
+    store: Store,
+    *,
+    snapshot_history: int,
+    progress: Callable[[int, int], None] | None,
+    snapshot_every: int,
+    chunk_size: int,
+    resume: bool,
+) -> ReplayReport:
+    """Drop snapshots and stream the whole log through ``apply`` from blank.
+
+    Every ``snapshot_every`` events the states touched since the last set are
+    written as an aligned set (with the replay's position, in the same
+    transaction) and dropped from memory, so memory does not grow with the log;
+    a state touched again later restarts from that snapshot. An interrupted
+    replay resumes from the last set written. ``snapshot_history`` is how many
+    snapshots each state keeps.
     """
-    event = _current_event.get()
-    if event is not None and event.fired_at is not None:
-        return event.fired_at
-    return datetime.now(UTC)
+    with store.reader() as reader:
+        saved = reader.meta(REPLAY_META)
+        total = reader.head()
+    if resume and saved is not None:
+        position = int(saved)
+    else:
+        store.drop_snapshots(None)
+        store.write_snapshots([], snapshot_history, meta={REPLAY_META: "0"})
+        position = 0
+    states: dict[StateKey, State] = {}
+    played = 0
+    since = 0
+    sets = 0
+    peak = 0
+    resumed_from = position
 
+    def flush(at: int, *, done: bool) -> None:
+        records = [
+            SnapshotRecord(k, at, s.last_event_id, encode_state_checked(s, f"{k} at {at}"))
+            for k, s in states.items()
+        ]
+        nonlocal sets
+        store.write_snapshots(
+            records, snapshot_history, meta={REPLAY_META: None if done else str(at)}
+        )
+        sets += 1
+        states.clear()
 
-def event_random() -> random.Random:
-    """A random generator seeded by the event being played (deterministic on replay).
+    player = EventPlayer(states, ("apply", "handle"))
 
-    Each call returns a fresh generator with the same seed, so draw all the
-    numbers a hook needs from one generator.
-    """
-    event = _current_event.get()
-    if event is None:
-        raise RuntimeError("event_random() is only available while an event hook runs")
-    fired = event.fired_at.isoformat() if event.fired_at else ""
-    digest = hashlib.sha256(
-        f"{type(event)._pt_type_name}|{fired}|{_replayed_data(event)}".encode()
-    ).digest()
-    return random.Random(int.from_bytes(digest[:16], "big"))
+    def restart(keys: list[StateKey], before: int) -> None:
+        """Bring back states not held: from their newest snapshot at or before ``before``."""
+        with store.reader() as reader:
+            found = reader.snapshots(keys, before)
+        for k in keys:
+            history = found.get(k)
+            states[k] = state_from_snapshot(history[0]) if history else blank_for(k)
 
-
-def _replayed_data(event: Event) -> str:
-    """The event's JSON as a replay sees it: encoded, decoded and encoded again.
-
-    A value that does not survive JSON unchanged (``5`` given to a ``float``
-    field comes back as ``5.0``) would otherwise seed the live run and the
-    replays differently; one round trip is a fixed point, so every path agrees.
-    """
-    from ._errors import DecodeError
-    from ._serialization import decode, encode_event
-
-    data = encode_event(event)
-    try:
-        replayed = decode(type(event), data, f"event {type(event)._pt_type_name}")
-    except DecodeError:
-        return data
-    return encode_event(replayed)
-
-
-def in_apply() -> bool:
-    return _in_apply.get()
-
-
-@contextmanager
-def playing(event: Event) -> Iterator[None]:
-    token = _current_event.set(event)
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
-def hook_args(
-    event: Event,
-    hook: Hook,
-    states: Mapping[StateKey, State],
-    engine: object = None,
-    bound: Bound | None = None,
-) -> list[Any]:
-    """The arguments of a hook: its states (a list for a many-field), or the engine."""
-    if bound is None:
-        bound = hook_keys(event, hook)
-    values = iter(bound)
-    args: list[Any] = []
-    for p in hook.params:
-        if p.engine:
-            args.append(engine)
-            continue
-        item = next(values)
-        if item is None:
-            args.append(None)
-        else:
-            args.append([states[k] for k in item] if isinstance(item, list) else states[item])
-    return args
-
-
-def run_hook(
-    event: Event,
-    hook: Hook,
-    states: Mapping[StateKey, State],
-    engine: object = None,
-    bound: Bound | None = None,
-) -> Any:
-    return _call(event, hook, hook_args(event, hook, states, engine, bound))
-
-
-def _call(event: Event, hook: Hook, args: list[Any]) -> Any:
-    fn: Callable[..., Any] = getattr(event, hook.name)
-    if hook.phase == "apply":
-        token = _in_apply.set(True)
-        try:
-            return fn(*args)
-        finally:
-            _in_apply.reset(token)
-    return fn(*args)
-
-
-class Replay:
-    """Plays events in global order over ``states`` with the ``phases`` enabled.
-
-    ``states`` maps each tracked state key to its object. For every event the
-    caller names the states taking part; a hook runs when every state it takes
-    is taking part. ``last_event_id`` of the taking-part states moves to the
-    event's position.
-    """
-
-    def __init__(
-        self,
-        states: dict[StateKey, State],
-        phases: Collection[Phase] = APPLY_ONLY,
-    ) -> None:
-        self.states = states
-        self.phases = frozenset(phases)
-        self._phases = [p for p in PHASES if p in self.phases]  # validate, apply, handle
-        self.played = 0
-
-    def play(self, event: Event, position: int | None, taking_part: Collection[StateKey]) -> None:
-        spec = type(event)._pt_spec
-        b = binding(event)
-        token = _current_event.set(event)
-        try:
-            for phase in self._phases:
-                if phase == "handle" and not spec.replay_handle:
-                    continue
-                for hook, bound, keys in b.of_phase(phase):
-                    if not keys:
-                        # A stateless hook: apply/validate ones change nothing a
-                        # replay tracks; a replay-safe handle runs once per event.
-                        if phase != "handle":
-                            continue
-                    elif not all(k in taking_part for k in keys):
-                        continue
-                    try:
-                        args = hook_args(event, hook, self.states, None, bound)
-                    except KeyError as exc:
-                        raise ReconstitutionError(
-                            f"event {type(event)._pt_type_name} at position {position}: hook "
-                            f"{hook.name} needs {exc.args[0]}, which the plan does not hold"
-                        ) from None
-                    _call(event, hook, args)
-        finally:
-            _current_event.reset(token)
-        if position is not None:
-            for k in taking_part:
-                state = self.states.get(k)
-                if state is not None:
-                    object.__setattr__(state, "_pt_last_event_id", position)
-        self.played += 1
+    for page in store.read_log(after=position, chunk=chunk_size):
+        missing = list(dict.fromkeys(k for entry in page for k in entry.keys if k not in states))
+        if missing:
+            restart(missing, position)
+        for stored, keys in page:
+            dropped = [k for k in keys if k not in states]  # by a flush inside this page
+            if dropped:
+                restart(dropped, stored.position)
+            peak = max(peak, len(states))
+            player.play(decode_event(stored), stored.position, keys)
+            played += 1
+            since += 1
+            position = stored.position
+            if since >= snapshot_every:
+                flush(position, done=False)
+                since = 0
+        total = max(total, position)
+        if progress is not None:
+            progress(position, total)
+    flush(position, done=True)
+    return ReplayReport(played, sets, peak, position, resumed_from)

@@ -12,15 +12,20 @@ import collections.abc
 import json
 import typing
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 import cattrs
 
-from ._errors import DecodeError, PlaythroughError
-from ._model import Event, State
+from ._errors import DecodeError, DefinitionError, PlaythroughError
+from ._model import Event, State, StateKey, decode_id, registry
+from ._slots import fired_data, mark_state, mark_stored
+
+if TYPE_CHECKING:
+    from ._stores import SnapshotRecord, StoredEvent
 
 T = TypeVar("T")
 
@@ -118,7 +123,7 @@ def dumps(value: Any) -> str:
 
 def encode_event(event: Event) -> str:
     """The event's canonical JSON (cached once the event is fired: fired events are immutable)."""
-    cached: str | None = getattr(event, "_pt_data", None)
+    cached = fired_data(event)
     if cached is not None:
         return cached
     try:
@@ -173,10 +178,55 @@ def decode(cls: type[T], text: str | bytes | Any, what: str) -> T:
         raise DecodeError(f"cannot decode {what}: {detail}") from exc
 
 
-def clone_state(state: State) -> State:
-    """An independent copy of a state (fields, id and last_event_id)."""
-    cls = type(state)
-    copy = converter.structure(converter.unstructure(state), cls)
-    object.__setattr__(copy, "_pt_id", state.id)
-    object.__setattr__(copy, "_pt_last_event_id", state.last_event_id)
-    return copy
+def blank_state(cls: type[State], state_id: object) -> State:
+    """A state no event has touched: every field at its default (the one place blanks are made)."""
+    try:
+        state = cls()
+    except TypeError as exc:
+        raise DefinitionError(
+            f"{cls.__qualname__} cannot be created blank ({exc}); give every field a default"
+        ) from exc
+    mark_state(state, id=state_id, last_event_id=None)
+    return state
+
+
+def blank_for(key: StateKey) -> State:
+    """The blank state a key names."""
+    return blank_state(registry.state_class(key.type), decode_id(key.id))
+
+
+def decode_event(stored: StoredEvent) -> Event:
+    """A stored event as an object, with its position, JSON, cause and time."""
+    try:
+        cls = registry.events[stored.type]
+        event: Event = _structure_hook(cls)(json.loads(stored.data), cls)
+    except Exception:  # noqa: BLE001 - decode again the slow way for the clear error
+        where = f" at position {stored.position}"
+        cls = registry.event_class(stored.type, where)
+        event = decode(cls, stored.data, f"event {stored.type}{where}")
+    mark_stored(
+        event,
+        position=stored.position,
+        data=stored.data,
+        caused_by=stored.caused_by,
+        fired_at=datetime.fromisoformat(stored.fired_at),
+    )
+    return event
+
+
+_STRUCTURE: dict[type, Callable[[Any, type], Any]] = {}
+
+
+def _structure_hook(cls: type) -> Callable[[Any, type], Any]:
+    hook = _STRUCTURE.get(cls)
+    if hook is None:
+        hook = _STRUCTURE[cls] = converter.get_structure_hook(cls)
+    return hook
+
+
+def state_from_snapshot(record: SnapshotRecord) -> State:
+    """The state a snapshot record holds, with its id and last_event_id."""
+    cls = registry.state_class(record.key.type, f" (snapshot at position {record.position})")
+    state = decode(cls, record.data, f"snapshot of {record.key} at position {record.position}")
+    mark_state(state, id=decode_id(record.key.id), last_event_id=record.last_event_id)
+    return state

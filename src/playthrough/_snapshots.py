@@ -1,4 +1,4 @@
-"""SnapshotCoordinator: event-aligned snapshot sets, policies, sync check, full replay.
+"""SnapshotCoordinator: event-aligned snapshot sets, policies, sync check.
 
 A snapshot set holds several states all as of one global position, written in
 one transaction, so coupled states restart from one consistent cut. Each state
@@ -8,22 +8,36 @@ an event it must replay.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol
 
 import attrs
 
 from ._errors import PlaythroughError
 from ._model import State, StateKey
-from ._reconstitution import Plan, blank_for, decode_event, state_from_snapshot
-from ._replay import Replay
+from ._reconstitution import Plan, StateReconstitutor
 from ._serialization import encode_state_checked
-from ._stores import SnapshotRecord, StoreReader
+from ._stores import SnapshotRecord, Store, StoreReader
 
-if TYPE_CHECKING:
-    from ._engine import Engine
 
-REPLAY_META = "replay_position"
+class LiveStates(Protocol):
+    """What the coordinator needs to know about the states a writer holds in memory."""
+
+    def live_states(self) -> Iterable[tuple[StateKey, State]]:
+        """Every state held in memory."""
+        ...
+
+    def live_state(self, key: StateKey) -> State | None:
+        """The state held in memory for ``key``, if any."""
+        ...
+
+    def has_pending(self) -> bool:
+        """Whether events were fired but not committed yet."""
+        ...
+
+    def pending_keys(self) -> Collection[StateKey]:
+        """The states changed by pending events."""
+        ...
 
 
 @attrs.frozen
@@ -73,7 +87,9 @@ class SnapshotCoordinator:
 
     def __init__(
         self,
-        engine: Engine,
+        store: Store,
+        reconstitutor: StateReconstitutor,
+        live: LiveStates,
         *,
         every: int | None = None,
         after_events: int | None = None,
@@ -81,7 +97,9 @@ class SnapshotCoordinator:
     ) -> None:
         if history < 1:
             raise ValueError("snapshot_history must be at least 1")
-        self.engine = engine
+        self.store = store
+        self.reconstitutor = reconstitutor
+        self.live = live
         self.every = every
         self.after_events = after_events
         self.history = history
@@ -93,7 +111,7 @@ class SnapshotCoordinator:
         if self.every is None:
             return
         self._committed_since += committed
-        if self._committed_since >= self.every and not self.engine._pending:
+        if self._committed_since >= self.every and not self.live.has_pending():
             self.write_set(None, None)
 
     def after_load(self, plan: Plan, states: dict[StateKey, State]) -> None:
@@ -104,33 +122,33 @@ class SnapshotCoordinator:
     # ------------------------------------------------------------------ sets
 
     def write_set(self, keys: Sequence[StateKey] | None, at: int | None) -> int:
-        engine = self.engine
         live = keys is None
-        if live and engine._pending:
+        if live and self.live.has_pending():
             raise PlaythroughError("commit or discard pending events before snapshotting")
-        with engine.store.reader() as reader:
+        with self.store.reader() as reader:
             head = reader.head()
             position = head if at is None else at
             if position < 0 or position > head:
                 raise ValueError(f"position {position} is outside the log (0..{head})")
             if keys is None:
-                keys = [k for k, _ in engine.repository.items()]
+                keys = [k for k, _ in self.live.live_states()]
                 keys = list(dict.fromkeys([*keys, *self._partners(reader, keys, position)]))
             keys = list(dict.fromkeys(keys))
             states: dict[StateKey, State] = {}
             if position == head:
                 heads = reader.state_heads(keys)
+                pending = self.live.pending_keys()
                 for k in keys:
-                    state = engine.repository.get(k)
+                    state = self.live.live_state(k)
                     if (
                         state is not None
-                        and k not in engine._pending_keys
+                        and k not in pending
                         and state.last_event_id == heads.get(k)
                     ):
                         states[k] = state
             rebuild = [k for k in keys if k not in states]
             if rebuild:
-                built, _ = engine.reconstitutor.reconstitute(reader, rebuild, position)
+                built, _ = self.reconstitutor.reconstitute(reader, rebuild, position)
                 states.update({k: built[k] for k in rebuild})
         self._write(position, states)
         if live:
@@ -144,7 +162,7 @@ class SnapshotCoordinator:
             )
             for k, s in states.items()
         ]
-        self.engine.store.write_snapshots(records, self.history)
+        self.store.write_snapshots(records, self.history)
 
     @staticmethod
     def _partners(reader: StoreReader, keys: Sequence[StateKey], at: int) -> list[StateKey]:
@@ -168,7 +186,7 @@ class SnapshotCoordinator:
     # ------------------------------------------------------------------ sync
 
     def check_sync(self) -> SyncReport:
-        with self.engine.store.reader() as reader:
+        with self.store.reader() as reader:
             newest: dict[StateKey, int] = {}
             for record in reader.iter_snapshots():
                 newest[record.key] = max(record.position, newest.get(record.key, 0))
@@ -194,95 +212,4 @@ class SnapshotCoordinator:
         return SyncReport(len(newest), tuple(found.values()))
 
 
-@attrs.frozen
-class ReplayReport:
-    """What a full replay did: memory is bounded by ``peak_states``, not by the log."""
-
-    played: int
-    snapshot_sets: int
-    peak_states: int
-    position: int
-    resumed_from: int
-
-
-def full_replay(
-    engine: Engine,
-    *,
-    progress: Callable[[int, int], None] | None,
-    snapshot_every: int,
-    chunk_size: int,
-    resume: bool,
-) -> ReplayReport:
-    """Drop snapshots and stream the whole log through ``apply`` from blank.
-
-    Every ``snapshot_every`` events the states touched since the last set are
-    written as an aligned set (with the replay's position, in the same
-    transaction) and dropped from memory, so memory does not grow with the log;
-    a state touched again later restarts from that snapshot. An interrupted
-    replay resumes from the last set written.
-    """
-    store = engine.store
-    coordinator = engine.snapshots
-    with store.reader() as reader:
-        saved = reader.meta(REPLAY_META)
-        total = reader.head()
-    if resume and saved is not None:
-        position = int(saved)
-    else:
-        store.drop_snapshots(None)
-        store.write_snapshots([], coordinator.history, meta={REPLAY_META: "0"})
-        position = 0
-    states: dict[StateKey, State] = {}
-    played = 0
-    since = 0
-    sets = 0
-    peak = 0
-    resumed_from = position
-
-    def flush(at: int, *, done: bool) -> None:
-        records = [
-            SnapshotRecord(k, at, s.last_event_id, encode_state_checked(s, f"{k} at {at}"))
-            for k, s in states.items()
-        ]
-        nonlocal sets
-        store.write_snapshots(
-            records, coordinator.history, meta={REPLAY_META: None if done else str(at)}
-        )
-        sets += 1
-        states.clear()
-
-    replay = Replay(states, ("apply", "handle"))
-    while True:
-        with store.reader() as reader:
-            chunk = reader.events_after(position, chunk_size)
-            if not chunk:
-                break
-            total = max(total, reader.head())
-            links: dict[int, list[StateKey]] = {}
-            for link in reader.links_between(position, chunk[-1].position):
-                links.setdefault(link.position, []).append(link.key)
-            missing = list(dict.fromkeys(k for ks in links.values() for k in ks if k not in states))
-            if missing:
-                found = reader.snapshots(missing, position)
-                for k in missing:
-                    history = found.get(k)
-                    states[k] = state_from_snapshot(history[0]) if history else blank_for(k)
-        for stored in chunk:
-            keys = links.get(stored.position, [])
-            for k in keys:
-                if k not in states:  # dropped by a flush inside this chunk
-                    with store.reader() as reader:
-                        history = reader.snapshots([k], stored.position).get(k)
-                    states[k] = state_from_snapshot(history[0]) if history else blank_for(k)
-            peak = max(peak, len(states))
-            replay.play(decode_event(stored), stored.position, keys)
-            played += 1
-            since += 1
-            position = stored.position
-            if since >= snapshot_every:
-                flush(position, done=False)
-                since = 0
-        if progress is not None:
-            progress(position, total)
-    flush(position, done=True)
-    return ReplayReport(played, sets, peak, position, resumed_from)
+__all__ = ["LiveStates", "OutOfSync", "SnapshotCoordinator", "SyncReport"]

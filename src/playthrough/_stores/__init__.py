@@ -2,61 +2,160 @@
 
 ``open_store(url)`` picks the backend from the URL scheme; the PostgreSQL
 store is imported only when asked for, so SQLite users need no psycopg.
+:func:`parse_store_url` is the one parser of store URLs.
 """
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+import os
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import attrs
 
 from .._errors import StoreError
-from ._base import Link, NewEvent, SnapshotRecord, Store, StoredEvent, StoreReader
+from ._base import Link, LogEntry, NewEvent, SnapshotRecord, Store, StoredEvent, StoreReader
 from .sqlite import SQLiteStore
 
 __all__ = [
     "Link",
+    "LogEntry",
     "NewEvent",
     "SQLiteStore",
     "SnapshotRecord",
     "Store",
     "StoreReader",
+    "StoreURL",
     "StoredEvent",
     "open_store",
+    "parse_store_url",
+    "sqlite_url",
 ]
 
+MEMORY = ":memory:"
 
-def open_store(url: str | None = None, **options: Any) -> Store:
-    """Open the store a URL names.
+
+@attrs.frozen
+class StoreURL:
+    """A store URL taken apart (see :func:`parse_store_url`).
+
+    SQLite: ``path`` (a file name, or ``":memory:"``) and ``options``
+    (``synchronous``). PostgreSQL: ``host``, ``port``, ``dbname``, ``user`` and
+    ``schema`` as the URL gives them (None: libpq's default), ``conninfo`` (the
+    URL for libpq, without ``schema``). ``redacted()`` is the URL to show.
+    """
+
+    kind: Literal["sqlite", "postgresql"]
+    path: str | None = None
+    options: dict[str, str] = attrs.field(factory=dict)
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+    user: str | None = None
+    schema: str | None = None
+    conninfo: str = attrs.field(default="", repr=False)
+    password: str | None = attrs.field(default=None, repr=False)
+    _shown: str = attrs.field(default="", repr=False, alias="shown")
+
+    @property
+    def is_memory(self) -> bool:
+        return self.kind == "sqlite" and self.path == MEMORY
+
+    def redacted(self) -> str:
+        """The URL without any password; opening it opens the same store."""
+        return self._shown
+
+
+def parse_store_url(url: str | None) -> StoreURL:
+    """Parse a store URL; raise StoreError naming what is wrong with it.
 
     - ``None``, ``"sqlite://"`` or ``"sqlite:///:memory:"``: SQLite in memory
     - ``"sqlite:///relative/path.db"``, ``"sqlite:////absolute/path.db"``: a SQLite file;
       ``?synchronous=normal`` trades durability on power loss for speed
-    - ``"postgresql://user@host:5432/db?schema=name"``: PostgreSQL (``playthrough[postgres]``)
+    - ``"postgresql://user@host:5432/db?schema=name"`` (or ``postgres://``): PostgreSQL;
+      other query options go to libpq
     """
     if url is None:
-        return SQLiteStore(":memory:", **options)
+        return StoreURL("sqlite", MEMORY, shown="sqlite://")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
-        if parts.netloc:
-            raise StoreError(
-                f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db"
-            )
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        query = dict(parse_qsl(parts.query))
-        if "synchronous" in query:
-            options.setdefault("synchronous", query.pop("synchronous"))
-        if query:
-            raise StoreError(f"unknown SQLite URL options: {', '.join(sorted(query))}")
-        return SQLiteStore(path or ":memory:", **options)
+        return _parse_sqlite(url)
     if scheme in ("postgresql", "postgres"):
-        try:
-            from .postgres import PostgresStore
-        except ImportError as exc:
-            raise StoreError(
-                "the PostgreSQL store needs psycopg: pip install 'playthrough[postgres]'"
-            ) from exc
-        return PostgresStore(url, **options)
+        return _parse_postgres(url)
     raise StoreError(
         f"unknown store URL scheme {parts.scheme!r} in {url!r}: use sqlite or postgresql"
     )
+
+
+def _parse_sqlite(url: str) -> StoreURL:
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise StoreError(
+            f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db"
+        )
+    path = (parts.path[1:] if parts.path.startswith("/") else parts.path) or MEMORY
+    query = dict(parse_qsl(parts.query))
+    options = {k: query.pop(k) for k in ("synchronous",) if k in query}
+    if query:
+        raise StoreError(f"unknown SQLite URL options: {', '.join(sorted(query))}")
+    shown = sqlite_url(path)
+    if options:
+        shown += "?" + urlencode(options)
+    return StoreURL("sqlite", path, options, shown=shown)
+
+
+def _parse_postgres(url: str) -> StoreURL:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    if len(schemas) > 1:
+        raise StoreError("the URL names more than one schema")
+    given = dict(query)  # libpq: a query parameter overrides the URL's own part
+    try:
+        port_text = given.get("port") or (str(parts.port) if parts.port else None)
+        port = int(port_text) if port_text else None
+    except ValueError as exc:
+        raise StoreError(f"bad port in PostgreSQL URL: {exc}") from None
+    password = given.get("password") or (unquote(parts.password) if parts.password else None)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = (userinfo.partition(":")[0] + at + hostport) if at else hostport
+    return StoreURL(
+        "postgresql",
+        host=given.get("host") or (unquote(parts.hostname) if parts.hostname else None),
+        port=port,
+        dbname=given.get("dbname") or (unquote(parts.path[1:]) or None),
+        user=given.get("user") or (unquote(parts.username) if parts.username else None),
+        schema=schemas[0] if schemas else None,
+        conninfo=urlunsplit(
+            parts._replace(query=urlencode([q for q in query if q[0] != "schema"]))
+        ),
+        password=password,
+        shown=urlunsplit(
+            parts._replace(netloc=netloc, query=urlencode([q for q in query if q[0] != "password"]))
+        ),
+    )
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The URL of a SQLite file (``":memory:"``: in memory); the one place one is built."""
+    text = os.fspath(path)
+    return "sqlite://" if text == MEMORY else f"sqlite:///{text}"
+
+
+def open_store(url: str | None = None, **options: Any) -> Store:
+    """Open the store a URL names (see :func:`parse_store_url` for the URLs)."""
+    parsed = parse_store_url(url)
+    if parsed.kind == "sqlite":
+        assert parsed.path is not None
+        for name, value in parsed.options.items():
+            options.setdefault(name, value)
+        return SQLiteStore(parsed.path, **options)
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        raise StoreError(
+            "the PostgreSQL store needs psycopg: pip install 'playthrough[postgres]'"
+        ) from exc
+    assert url is not None
+    return PostgresStore(url, **options)

@@ -1,7 +1,7 @@
 """The store contract: a globally ordered event log, state-event links, snapshots.
 
 A store knows nothing of attrs classes: it moves type names, JSON text and
-:class:`StateKey` pairs. Every store passes ``tests/store_contract.py``.
+:class:`StateKey` pairs. Every store passes :class:`playthrough.testing.StoreContract`.
 
 Tables (names are the same in every store):
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .._errors import DuplicateEvent, StoreError
 from .._model import StateKey
@@ -49,6 +49,26 @@ def parse_schema_version(value: object, where: str) -> int:
             f"{where}: pt_meta.schema_version is {value!r}, not a version number; "
             "this is not a playthrough store, or it was tampered with"
         ) from None
+
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """Consecutive slices of at most ``size`` items (one statement's worth of parameters)."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:
+    """The ConcurrencyError text for (state key, known last event, store's last event) rows."""
+    return (
+        "commit refused, states changed by another writer since this engine loaded them: "
+        + ", ".join(
+            f"{key} (known last event {want}, store has {have})" for key, want, have in stale[:10]
+        )
+        + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+    )
 
 
 class NewEvent(NamedTuple):
@@ -117,6 +137,30 @@ class StoreReader(abc.ABC):
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events with position > after, in order."""
 
+    def iter_events(
+        self, after: int = 0, until: int | None = None, chunk: int = 1000
+    ) -> Iterator[StoredEvent]:
+        """Every event with after < position <= until (no bound: to the head), in order.
+
+        Pages through :meth:`events_after` ``chunk`` events per statement, inside
+        this reader's transaction, so the events are those of one snapshot.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
+        position = after
+        while until is None or position < until:
+            # Positions strictly increase, so (position, until] holds at most
+            # until - position events: never fetch past the bound.
+            limit = chunk if until is None else min(chunk, until - position)
+            page = self.events_after(position, limit)
+            for event in page:
+                if until is not None and event.position > until:
+                    return
+                yield event
+            if len(page) < limit:
+                return
+            position = page[-1].position
+
     @abc.abstractmethod
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         """Every stored snapshot, ordered by state and position."""
@@ -142,11 +186,48 @@ class StoreReader(abc.ABC):
         """Up to ``limit`` positions of events whose handlers have not completed, ascending."""
 
 
+class LogEntry(NamedTuple):
+    """One event of the log with the states it touched (from its links)."""
+
+    event: StoredEvent
+    keys: list[StateKey]
+
+
 class Store(abc.ABC):
     """Where events, links and snapshots live. Stores are not thread-safe."""
 
     #: Counts statements sent to the server; tests use it to bound round trips.
     statements: int = 0
+
+    def read_log(
+        self, after: int = 0, until: int | None = None, chunk: int = 1000
+    ) -> Iterator[list[LogEntry]]:
+        """The log after ``after`` (up to ``until``; no bound: to the head), page by page.
+
+        The one way long passes over the log (full replay, verification, the
+        testing kit) read it: each page is read in its own short read
+        transaction, so a pass never holds one open for the whole log and may
+        write between pages. Positions are gap-free and only grow, so the pages
+        together are exactly the log up to the bound.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
+        position = after
+        while until is None or position < until:
+            limit = chunk if until is None else min(chunk, until - position)
+            with self.reader() as reader:
+                page = [
+                    e
+                    for e in reader.events_after(position, limit)
+                    if until is None or e.position <= until
+                ]
+                if not page:
+                    return
+                touched: dict[int, list[StateKey]] = {}
+                for link in reader.links_between(position, page[-1].position):
+                    touched.setdefault(link.position, []).append(link.key)
+            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+            position = page[-1].position
 
     @abc.abstractmethod
     def reader(self) -> AbstractContextManager[StoreReader]:

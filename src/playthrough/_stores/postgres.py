@@ -34,11 +34,13 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
+import attrs
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -50,6 +52,7 @@ from .._errors import (
     StoreError,
 )
 from .._model import StateKey
+from . import parse_store_url
 from ._base import (
     SCHEMA_VERSION,
     Link,
@@ -59,8 +62,10 @@ from ._base import (
     StoredEvent,
     StoreReader,
     batch_keys,
+    chunks,
     duplicate_message,
     parse_schema_version,
+    stale_message,
 )
 
 Conn = psycopg.Connection[TupleRow]
@@ -131,7 +136,7 @@ _SCHEMA = [
 # an upgraded one are the same. Steps only add (columns, tables, indexes).
 _MIGRATIONS: list[tuple[int, list[str]]] = [
     (
-        2,  # issue 9: commit ids (a commit's outcome can be asked for) and idempotency keys
+        2,  # issue 9: commit ids, idempotency keys, pending handlers
         [
             """CREATE TABLE {s}.pt_commits (
                 commit_id text COLLATE "C" PRIMARY KEY,
@@ -149,65 +154,77 @@ _UNIQUE_VIOLATION = "23505"
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
-_SQL = {
-    "head": "SELECT coalesce(max(position), 0) FROM {s}.pt_events",
-    "state_heads": (
-        "SELECT state_type, state_id, last_position FROM {s}.pt_heads "
-        f"WHERE (state_type, state_id) IN ({_KEYS})"
-    ),
-    "snapshots": (
-        "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
-        f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s "
-        "ORDER BY state_type, state_id, position DESC"
-    ),
-    "links": (
-        "WITH want AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]) "
-        "AS w(t, i, lo, hi)), "
-        "hit AS (SELECT DISTINCT l.position FROM want w JOIN {s}.pt_links l "
-        "ON l.state_type = w.t AND l.state_id = w.i AND l.position > w.lo AND l.position <= w.hi) "
-        "SELECT l.position, l.state_type, l.state_id, l.grp FROM hit "
-        "JOIN {s}.pt_links l ON l.position = hit.position ORDER BY l.position"
-    ),
-    "events": (
-        "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
-        "WHERE position = ANY(%b::bigint[]) ORDER BY position"
-    ),
-    "events_after": (
-        "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
-        "WHERE position > %s ORDER BY position LIMIT %s"
-    ),
-    "links_between": (
-        "SELECT position, state_type, state_id, grp FROM {s}.pt_links "
-        "WHERE position > %s AND position <= %s ORDER BY position"
-    ),
-    "meta": "SELECT value FROM {s}.pt_meta WHERE key = %s",
-    "commit_positions": (
-        "SELECT first_position, last_position FROM {s}.pt_commits WHERE commit_id = %s"
-    ),
-    "event_keys": (
-        "SELECT event_key, position FROM {s}.pt_events WHERE event_key = ANY(%b::text[])"
-    ),
-    # Ends the backend of a connection that failed mid-append and waits (up to
-    # 10 s) until it is gone: then its transaction is committed or rolled back
-    # for good, and pt_commits answers for certain.
-    "terminate": (
-        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
-        "WHERE pid = %s AND usename = current_user"
-    ),
-    "iter_snapshots": (
-        "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
-        "WHERE (state_type, state_id, position) > (%s, %s, %s) "
-        "ORDER BY state_type, state_id, position LIMIT %s"
-    ),
-    "lock": "SELECT pg_advisory_xact_lock(%s, %s)",
-    # One statement, run under the append lock (so its snapshot holds every
-    # earlier append): number the events after the current head, check and
-    # move the heads, insert events and links, and report the stale states.
-    # want.mode: 'u' known state (update where last_position = expected),
-    # 'i' new state touched here (insert, the primary key refuses a taken one),
-    # 'n' new state not touched here (must still be absent), 'f' touched but
-    # not in ``expected`` (written unchecked, as the SQLite store does).
-    "append": """
+_HEAD = "SELECT coalesce(max(position), 0) FROM {s}.pt_events"
+
+_STATE_HEADS = (
+    "SELECT state_type, state_id, last_position FROM {s}.pt_heads "
+    f"WHERE (state_type, state_id) IN ({_KEYS})"
+)
+
+_SNAPSHOTS = (
+    "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
+    f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s "
+    "ORDER BY state_type, state_id, position DESC"
+)
+
+_LINKS = (
+    "WITH want AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]) "
+    "AS w(t, i, lo, hi)), "
+    "hit AS (SELECT DISTINCT l.position FROM want w JOIN {s}.pt_links l "
+    "ON l.state_type = w.t AND l.state_id = w.i AND l.position > w.lo AND l.position <= w.hi) "
+    "SELECT l.position, l.state_type, l.state_id, l.grp FROM hit "
+    "JOIN {s}.pt_links l ON l.position = hit.position ORDER BY l.position"
+)
+
+_EVENTS = (
+    "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+    "WHERE position = ANY(%b::bigint[]) ORDER BY position"
+)
+
+_EVENTS_AFTER = (
+    "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+    "WHERE position > %s ORDER BY position LIMIT %s"
+)
+
+_LINKS_BETWEEN = (
+    "SELECT position, state_type, state_id, grp FROM {s}.pt_links "
+    "WHERE position > %s AND position <= %s ORDER BY position"
+)
+
+_META = "SELECT value FROM {s}.pt_meta WHERE key = %s"
+
+_ITER_SNAPSHOTS = (
+    "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
+    "WHERE (state_type, state_id, position) > (%s, %s, %s) "
+    "ORDER BY state_type, state_id, position LIMIT %s"
+)
+
+_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+
+_COMMIT_POSITIONS = "SELECT first_position, last_position FROM {s}.pt_commits WHERE commit_id = %s"
+
+_EVENT_KEYS = "SELECT event_key, position FROM {s}.pt_events WHERE event_key = ANY(%b::text[])"
+
+_PENDING_HANDLERS = "SELECT position FROM {s}.pt_pending_handlers ORDER BY position LIMIT %s"
+
+_MARK_HANDLED = "DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%b::bigint[])"
+
+# Ends the backend of a connection that failed mid-append and waits (up to
+# 10 s) until it is gone: then its transaction is committed or rolled back for
+# good, and pt_commits answers for certain.
+_TERMINATE = (
+    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+    "WHERE pid = %s AND usename = current_user"
+)
+
+# One statement, run under the append lock (so its snapshot holds every
+# earlier append): number the events after the current head, check and
+# move the heads, insert events and links, and report the stale states.
+# want.mode: 'u' known state (update where last_position = expected),
+# 'i' new state touched here (insert, the primary key refuses a taken one),
+# 'n' new state not touched here (must still be absent), 'f' touched but
+# not in ``expected`` (written unchecked, as the SQLite store does).
+_APPEND = """
 WITH base AS (SELECT coalesce(max(position), 0) AS b FROM {s}.pt_events),
 want AS (
     SELECT * FROM unnest(%(wt)b::text[], %(wi)b::text[], %(we)b::bigint[],
@@ -266,38 +283,35 @@ stale AS (
 SELECT base.b, {s}.pt_refuse(
     (SELECT json_agg(json_build_array(t, i, expected, have))::text FROM stale)
 ) FROM base
-""",
-    "meta_write": (
-        "WITH d AS (DELETE FROM {s}.pt_meta WHERE key = ANY(%b::text[])) "
-        "INSERT INTO {s}.pt_meta (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-    ),
-    "snapshots_write": (
-        "INSERT INTO {s}.pt_snapshots (state_type, state_id, position, last_event_id, data) "
-        "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[]) "
-        "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
-        "last_event_id = excluded.last_event_id, data = excluded.data"
-    ),
-    "snapshots_trim": (
-        "DELETE FROM {s}.pt_snapshots s USING ("
-        "SELECT x.state_type, x.state_id, x.position FROM ("
-        "SELECT p.state_type, p.state_id, p.position, row_number() OVER ("
-        "PARTITION BY p.state_type, p.state_id ORDER BY p.position DESC) AS rn "
-        "FROM {s}.pt_snapshots p JOIN unnest(%b::text[], %b::text[]) AS k(t, i) "
-        "ON p.state_type = k.t AND p.state_id = k.i) x WHERE x.rn > %s) old "
-        "WHERE s.state_type = old.state_type AND s.state_id = old.state_id "
-        "AND s.position = old.position"
-    ),
-    "pending_handlers": "SELECT position FROM {s}.pt_pending_handlers ORDER BY position LIMIT %s",
-    "mark_handled": "DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%b::bigint[])",
-    "snapshots_drop_all": "DELETE FROM {s}.pt_snapshots",
-    "snapshots_drop": (f"DELETE FROM {{s}}.pt_snapshots WHERE (state_type, state_id) IN ({_KEYS})"),
-}
+"""
 
+_META_WRITE = (
+    "WITH d AS (DELETE FROM {s}.pt_meta WHERE key = ANY(%b::text[])) "
+    "INSERT INTO {s}.pt_meta (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+_SNAPSHOTS_WRITE = (
+    "INSERT INTO {s}.pt_snapshots (state_type, state_id, position, last_event_id, data) "
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[]) "
+    "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
+    "last_event_id = excluded.last_event_id, data = excluded.data"
+)
+
+_SNAPSHOTS_TRIM = (
+    "DELETE FROM {s}.pt_snapshots s USING ("
+    "SELECT x.state_type, x.state_id, x.position FROM ("
+    "SELECT p.state_type, p.state_id, p.position, row_number() OVER ("
+    "PARTITION BY p.state_type, p.state_id ORDER BY p.position DESC) AS rn "
+    "FROM {s}.pt_snapshots p JOIN unnest(%b::text[], %b::text[]) AS k(t, i) "
+    "ON p.state_type = k.t AND p.state_id = k.i) x WHERE x.rn > %s) old "
+    "WHERE s.state_type = old.state_type AND s.state_id = old.state_id "
+    "AND s.position = old.position"
+)
+
+_SNAPSHOTS_DROP_ALL = "DELETE FROM {s}.pt_snapshots"
+
+_SNAPSHOTS_DROP = f"DELETE FROM {{s}}.pt_snapshots WHERE (state_type, state_id) IN ({_KEYS})"
 
 
 def _key_arrays(keys: Sequence[StateKey]) -> tuple[list[str], list[str]]:
@@ -317,20 +331,20 @@ class _PostgresReader(StoreReader):
         self._store = store
         self._conn = conn
 
-    def _q(self, name: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    def _q(self, template: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         self._store.statements += 1
         try:
-            return self._conn.execute(self._store._sql[name], params).fetchall()
+            return self._conn.execute(self._store._sql(template), params).fetchall()
         except psycopg.Error as exc:
             raise self._store._failure("read", exc) from exc
 
     def head(self) -> int:
-        return int(self._q("head")[0][0])
+        return int(self._q(_HEAD)[0][0])
 
     def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
         out: dict[StateKey, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            for t, i, p in self._q("state_heads", _key_arrays(chunk)):
+        for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
+            for t, i, p in self._q(_STATE_HEADS, _key_arrays(chunk)):
                 out[StateKey(t, i)] = p
         return out
 
@@ -338,8 +352,8 @@ class _PostgresReader(StoreReader):
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            for t, i, p, last, data in self._q("snapshots", [*_key_arrays(chunk), at_most]):
+        for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
+            for t, i, p, last, data in self._q(_SNAPSHOTS, [*_key_arrays(chunk), at_most]):
                 key = StateKey(t, i)
                 out.setdefault(key, []).append(SnapshotRecord(key, p, last, data))
         return out
@@ -349,7 +363,7 @@ class _PostgresReader(StoreReader):
         if not items:
             return []
         rows = self._q(
-            "links",
+            _LINKS,
             (
                 [k.type for k, _, _ in items],
                 [k.id for k, _, _ in items],
@@ -360,39 +374,39 @@ class _PostgresReader(StoreReader):
         return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        for chunk in _chunks(positions):
-            for row in self._q("events", (list(chunk),)):
+        for chunk in chunks(positions, _CHUNK):
+            for row in self._q(_EVENTS, (list(chunk),)):
                 yield StoredEvent(*row)
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        return [StoredEvent(*row) for row in self._q("events_after", (after, limit))]
+        return [StoredEvent(*row) for row in self._q(_EVENTS_AFTER, (after, limit))]
 
     def links_between(self, after: int, upto: int) -> list[Link]:
-        rows = self._q("links_between", (after, upto))
+        rows = self._q(_LINKS_BETWEEN, (after, upto))
         return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
 
     def meta(self, key: str) -> str | None:
-        rows = self._q("meta", (key,))
+        rows = self._q(_META, (key,))
         return str(rows[0][0]) if rows else None
 
     def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
-        rows = self._q("commit_positions", (commit_id,))
+        rows = self._q(_COMMIT_POSITIONS, (commit_id,))
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            for key, position in self._q("event_keys", (list(chunk),)):
+        for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
+            for key, position in self._q(_EVENT_KEYS, (list(chunk),)):
                 out[key] = int(position)
         return out
 
     def pending_handlers(self, limit: int) -> list[int]:
-        return [int(r[0]) for r in self._q("pending_handlers", (limit,))]
+        return [int(r[0]) for r in self._q(_PENDING_HANDLERS, (limit,))]
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         after: tuple[str, str, int] = ("", "", -(1 << 62))
         while True:
-            rows = self._q("iter_snapshots", (*after, _PAGE))
+            rows = self._q(_ITER_SNAPSHOTS, (*after, _PAGE))
             for t, i, p, last, data in rows:
                 yield SnapshotRecord(StateKey(t, i), p, last, data)
             if len(rows) < _PAGE:
@@ -409,6 +423,10 @@ class PostgresStore(Store):
     created with its tables on first use. ``min_size``/``max_size`` size the
     connection pool; ``connect_timeout`` (seconds) bounds each connection attempt
     and ``pool_timeout`` the wait for a pooled connection.
+
+    Opening is three steps: :func:`_settings` reads the URL and options,
+    :meth:`_migrate` creates or checks the schema over a first direct
+    connection, :meth:`_open_pool` opens the pool the store then uses.
     """
 
     def __init__(
@@ -422,74 +440,44 @@ class PostgresStore(Store):
         pool_timeout: float = 30.0,
     ) -> None:
         self.statements = 0
-        self._depth = 0
-        self._read_conn: Conn | None = None
+        self._reading = False
         self._pool: ConnectionPool[Conn] | None = None
-        conninfo, url_schema, self._url = _split_url(url)
-        if schema is not None and url_schema is not None and schema != url_schema:
-            raise StoreError(
-                f"two schemas given for {self._url}: {url_schema!r} in the URL and "
-                f"{schema!r} as an option"
-            )
-        self.schema = schema or url_schema or "public"
-        if "\x00" in self.schema or len(self.schema.encode()) > 63:
-            raise StoreError(f"bad schema name {self.schema!r}: at most 63 bytes, no NUL")
-        if self.schema != "public" and url_schema is None:
-            self._url += ("&" if "?" in self._url else "?") + urlencode({"schema": self.schema})
-        if not 1 <= max(min_size, 1) <= max_size:
-            raise StoreError(f"bad pool size: min_size={min_size}, max_size={max_size}")
-        params = conninfo_to_dict(conninfo)
-        self._password = str(params.get("password") or "")
-        self._where = (
-            f"PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or 5432}, "
-            f"database {params.get('dbname') or params.get('user') or '(default)'!r}"
-        )
+        settings = _settings(url, schema, min_size, max_size, connect_timeout)
+        self.schema = settings.schema
+        self._url = settings.url
+        self._password = settings.password
+        self._where = settings.where
         self._max_size = max_size
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in params:
-            kwargs["connect_timeout"] = connect_timeout
-        if "application_name" not in params:
-            kwargs["application_name"] = "playthrough"
-        self._conninfo = conninfo
-        self._kwargs = kwargs
-        quoted = sql.Identifier(self.schema).as_string()
-        self._sql = {name: text.replace("{s}", quoted) for name, text in _SQL.items()}
+        self._quoted = sql.Identifier(self.schema).as_string()
+        self._rendered: dict[str, str] = {}
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
+        self._conninfo = settings.conninfo
+        self._connect_kwargs = settings.connect_kwargs
 
         # A direct first connection: its error names the cause (refused,
         # unknown database, bad password), where a pool would only time out.
         try:
-            first = psycopg.connect(conninfo, **kwargs)
+            first = psycopg.connect(settings.conninfo, **settings.connect_kwargs)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self._where}: {self._clean(exc)}") from exc
         try:
-            self._migrate(first, quoted)
+            self._migrate(first)
         finally:
             first.close()
-        pool: ConnectionPool[Conn] = ConnectionPool(
-            conninfo,
-            kwargs=kwargs,
-            min_size=min_size,
-            max_size=max_size,
-            open=False,
-            timeout=pool_timeout,
-            name=f"playthrough:{self.schema}",
-            num_workers=1,
-        )
-        try:
-            pool.open(wait=True, timeout=float(connect_timeout) + 5.0)
-        except PoolTimeout as exc:
-            pool.close()
-            raise StoreError(
-                f"cannot open a connection pool to {self._where}: {self._clean(exc)}"
-            ) from exc
-        self._pool = pool
+        self._pool = self._open_pool(settings, min_size, max_size, pool_timeout, connect_timeout)
 
     # ------------------------------------------------------------------ setup
 
     @property
     def url(self) -> str:
         return self._url
+
+    def _sql(self, template: str) -> str:
+        """A statement constant with ``{s}`` replaced by this store's quoted schema."""
+        text = self._rendered.get(template)
+        if text is None:
+            text = self._rendered[template] = template.replace("{s}", self._quoted)
+        return text
 
     def _clean(self, exc: BaseException) -> str:
         # libpq does not echo passwords; masking is a second line of defence
@@ -502,14 +490,16 @@ class PostgresStore(Store):
             f"{what} on {self._where} (schema {self.schema!r}) failed: {self._clean(exc)}"
         )
 
-    def _migrate(self, conn: Conn, quoted: str) -> None:
+    def _migrate(self, conn: Conn) -> None:
+        """Create the schema's tables, or check its version, under the migration lock."""
+        quoted = self._quoted
         try:
             conn.execute(_WRITE)
-            conn.execute(self._sql["lock"], (_LOCK_MIGRATE, self._lock_key))
+            conn.execute(self._sql(_LOCK), (_LOCK_MIGRATE, self._lock_key))
             row = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.pt_meta",)).fetchone()
             if row is None or row[0] is None:
                 for statement in _SCHEMA:
-                    conn.execute(statement.replace("{s}", quoted))
+                    conn.execute(self._sql(statement))
                 conn.execute(f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', '1')")
                 version = 1
             else:
@@ -531,7 +521,7 @@ class PostgresStore(Store):
             for target, statements in _MIGRATIONS:
                 if version < target:
                     for statement in statements:
-                        conn.execute(statement.replace("{s}", quoted))
+                        conn.execute(self._sql(statement))
                     version = target
             conn.execute(
                 f"UPDATE {quoted}.pt_meta SET value = %s WHERE key = 'schema_version'",
@@ -542,11 +532,35 @@ class PostgresStore(Store):
             raise StoreError(
                 f"cannot set up schema {self.schema!r} on {self._where}: {self._clean(exc)}"
             ) from exc
-        except BaseException:
-            conn.close()  # the open transaction dies with it
-            raise
 
-    # ------------------------------------------------------------------ connections
+    def _open_pool(
+        self,
+        settings: _Settings,
+        min_size: int,
+        max_size: int,
+        pool_timeout: float,
+        connect_timeout: int,
+    ) -> ConnectionPool[Conn]:
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            settings.conninfo,
+            kwargs=settings.connect_kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=pool_timeout,
+            name=f"playthrough:{self.schema}",
+            num_workers=1,
+        )
+        try:
+            pool.open(wait=True, timeout=float(connect_timeout) + 5.0)
+        except PoolTimeout as exc:
+            pool.close()
+            raise StoreError(
+                f"cannot open a connection pool to {self._where}: {self._clean(exc)}"
+            ) from exc
+        return pool
+
+    # ------------------------------------------------------------------ transactions
 
     def _checkout(self, begin: str) -> Conn:
         """A pooled connection with a transaction begun; dead connections are replaced."""
@@ -578,41 +592,54 @@ class PostgresStore(Store):
         finally:
             self._pool.putconn(conn)
 
-    @contextmanager
-    def reader(self) -> Iterator[StoreReader]:
-        if self._depth:
-            assert self._read_conn is not None
-            self._depth += 1
-            try:
-                yield _PostgresReader(self, self._read_conn)
-            finally:
-                self._depth -= 1
-            return
-        conn = self._checkout(_READ)
-        self._read_conn = conn
-        self._depth = 1
-        ok = False
-        try:
-            yield _PostgresReader(self, conn)
-            ok = True
-        finally:
-            self._depth = 0
-            self._read_conn = None
-            try:
-                self._release(conn, "COMMIT" if ok else "ROLLBACK")
-            except psycopg.Error:
-                pass  # a read-only transaction: nothing to lose; the pool drops a dead connection
-
-    def _writer(self) -> Conn:
-        if self._depth:
-            raise StoreError("cannot write inside a read transaction")
-        return self._checkout(_WRITE)
-
     def _abort(self, conn: Conn) -> None:
         try:
             self._release(conn, "ROLLBACK")
         except psycopg.Error:
             pass  # the connection is gone; the server rolled the transaction back
+
+    @contextmanager
+    def _transaction(self, doing: str, committing: str) -> Iterator[Conn]:
+        """A READ COMMITTED write transaction on a pooled connection.
+
+        When the block raises, the transaction is rolled back (a psycopg error
+        becomes StoreError naming ``doing``); when it ends, it is committed
+        (StoreError naming ``committing`` if that fails) unless the block
+        already committed, as :meth:`append` does in its pipeline.
+        """
+        if self._reading:
+            raise StoreError("cannot write inside a read transaction")
+        conn = self._checkout(_WRITE)
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            self._abort(conn)
+            raise self._failure(doing, exc) from exc
+        except BaseException:
+            self._abort(conn)
+            raise
+        ended = conn.info.transaction_status == TransactionStatus.IDLE
+        try:
+            self._release(conn, None if ended else "COMMIT")
+        except psycopg.Error as exc:
+            raise self._failure(committing, exc) from exc
+
+    @contextmanager
+    def reader(self) -> Iterator[StoreReader]:
+        if self._reading:
+            raise StoreError("a reader is already open on this store: readers do not nest")
+        conn = self._checkout(_READ)
+        self._reading = True
+        ok = False
+        try:
+            yield _PostgresReader(self, conn)
+            ok = True
+        finally:
+            self._reading = False
+            try:
+                self._release(conn, "COMMIT" if ok else "ROLLBACK")
+            except psycopg.Error:
+                pass  # a read-only transaction: nothing to lose; the pool drops a dead connection
 
     # ------------------------------------------------------------------ writing
 
@@ -626,50 +653,19 @@ class PostgresStore(Store):
         if not events:
             self.mark_handled(handled)
             return []
+        if self._reading:
+            raise StoreError("cannot write inside a read transaction")
         commit_id = commit_id or uuid.uuid4().hex
         event_keys = batch_keys(events)
-        last_touch: dict[StateKey, int] = {}
-        lt: list[str] = []
-        li: list[str] = []
-        ln: list[int] = []
-        lg: list[int] = []
-        for n, e in enumerate(events, 1):
-            for key, group in e.links:
-                lt.append(key.type)
-                li.append(key.id)
-                ln.append(n)
-                lg.append(group)
-                last_touch[key] = n
-        want = [*expected, *(k for k in last_touch if k not in expected)]
-        modes = []
-        for key in want:
-            if key not in expected:
-                modes.append("f")
-            elif expected[key] is not None:
-                modes.append("u")
-            else:
-                modes.append("i" if key in last_touch else "n")
-        params = {
-            "wt": [k.type for k in want],
-            "wi": [k.id for k in want],
-            "we": [expected.get(k) for k in want],
-            "wn": [last_touch.get(k) for k in want],
-            "wm": modes,
-            "et": [e.type for e in events],
-            "ed": [e.data for e in events],
-            "ec": [e.caused_by for e in events],
-            "ef": [e.fired_at for e in events],
-            "ek": [e.key for e in events],
-            "lt": lt,
-            "li": li,
-            "ln": ln,
-            "lg": lg,
-            "cid": commit_id,
-            "cn": len(events),
-            "hn": [n for n, e in enumerate(events, 1) if e.needs_handling],
-            "hd": list(handled),
-        }
-        conn = self._writer()  # a failure here sent nothing: its StoreError is certain
+        params = _append_params(events, expected)
+        params.update(
+            cid=commit_id,
+            cn=len(events),
+            ek=[e.key for e in events],
+            hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
+            hd=list(handled),
+        )
+        conn = self._checkout(_WRITE)  # a failure here sent nothing: its StoreError is certain
         self.statements += 2
         try:
             cursor, error = self._send_append(conn, params)
@@ -722,8 +718,8 @@ class PostgresStore(Store):
         try:
             with conn.pipeline() as pipeline:
                 try:
-                    conn.execute(self._sql["lock"], (_LOCK_APPEND, self._lock_key))
-                    cursor = conn.execute(self._sql["append"], params)
+                    conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+                    cursor = conn.execute(self._sql(_APPEND), params)
                     # Never prepared: psycopg would count a prepare that an
                     # aborted pipeline skipped as done.
                     conn.execute("COMMIT", prepare=False)
@@ -756,17 +752,17 @@ class PostgresStore(Store):
         was written if not, and CommitOutcomeUnknown if the server cannot be asked.
         """
         try:
-            with psycopg.connect(self._conninfo, **self._kwargs) as conn:
+            with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
                 if pid is not None:
-                    row = conn.execute(self._sql["terminate"], (pid,)).fetchone()
+                    row = conn.execute(self._sql(_TERMINATE), (pid,)).fetchone()
                     if row is not None and not row[0]:
                         raise StoreError(f"backend {pid} did not end within 10 s")
-                row = conn.execute(self._sql["commit_positions"], (commit_id,)).fetchone()
+                row = conn.execute(self._sql(_COMMIT_POSITIONS), (commit_id,)).fetchone()
         except (psycopg.Error, StoreError) as exc:
             text = self._clean(exc) if isinstance(exc, psycopg.Error) else str(exc)
             raise CommitOutcomeUnknown(
                 f"the connection to {self._where} failed during commit {commit_id} "
-                f"({_one_line(cause)}) and whether it was written cannot be learnt now "
+                f"({self._clean(cause)}) and whether it was written cannot be learnt now "
                 f"({text}); engine.was_committed({commit_id!r}) answers once the server is "
                 "reachable",
                 commit_id,
@@ -790,6 +786,15 @@ class PostgresStore(Store):
             key, position = next(iter(taken.items()))
             raise DuplicateEvent(duplicate_message(key, position), key, position) from None
 
+    def mark_handled(self, positions: Sequence[int]) -> None:
+        if not positions:
+            return
+        with self._transaction(
+            "recording completed handlers", "committing completed handlers"
+        ) as conn:
+            self.statements += 1
+            conn.execute(self._sql(_MARK_HANDLED), (list(positions),))
+
     def write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
@@ -801,12 +806,11 @@ class PostgresStore(Store):
         latest = {(r.key, r.position): r for r in records}  # one row per key and position
         rows = sorted(latest.values(), key=lambda r: (r.key, r.position))
         keys = list(dict.fromkeys(r.key for r in rows))
-        conn = self._writer()
-        try:
+        with self._transaction("writing snapshots", "committing snapshots") as conn:
             if meta:
                 self.statements += 1
                 conn.execute(
-                    self._sql["meta_write"],
+                    self._sql(_META_WRITE),
                     (
                         [k for k, v in meta.items() if v is None],
                         [k for k, v in meta.items() if v is not None],
@@ -816,7 +820,7 @@ class PostgresStore(Store):
             if rows:
                 self.statements += 2
                 conn.execute(
-                    self._sql["snapshots_write"],
+                    self._sql(_SNAPSHOTS_WRITE),
                     (
                         [r.key.type for r in rows],
                         [r.key.id for r in rows],
@@ -825,61 +829,62 @@ class PostgresStore(Store):
                         [r.data for r in rows],
                     ),
                 )
-                conn.execute(self._sql["snapshots_trim"], (*_key_arrays(keys), keep))
-        except psycopg.Error as exc:
-            self._abort(conn)
-            raise self._failure("writing snapshots", exc) from exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        try:
-            self._release(conn, "COMMIT")
-        except psycopg.Error as exc:
-            raise self._failure("committing snapshots", exc) from exc
-
-    def mark_handled(self, positions: Sequence[int]) -> None:
-        if not positions:
-            return
-        conn = self._writer()
-        try:
-            self.statements += 1
-            conn.execute(self._sql["mark_handled"], (list(positions),))
-        except psycopg.Error as exc:
-            self._abort(conn)
-            raise self._failure("recording completed handlers", exc) from exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        try:
-            self._release(conn, "COMMIT")
-        except psycopg.Error as exc:
-            raise self._failure("committing completed handlers", exc) from exc
+                conn.execute(self._sql(_SNAPSHOTS_TRIM), (*_key_arrays(keys), keep))
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        conn = self._writer()
-        try:
+        with self._transaction("dropping snapshots", "committing dropped snapshots") as conn:
             self.statements += 1
             if keys is None:
-                count = conn.execute(self._sql["snapshots_drop_all"]).rowcount
-            else:
-                wanted = list(dict.fromkeys(keys))
-                count = conn.execute(self._sql["snapshots_drop"], _key_arrays(wanted)).rowcount
-        except psycopg.Error as exc:
-            self._abort(conn)
-            raise self._failure("dropping snapshots", exc) from exc
-        except BaseException:
-            self._abort(conn)
-            raise
-        try:
-            self._release(conn, "COMMIT")
-        except psycopg.Error as exc:
-            raise self._failure("committing dropped snapshots", exc) from exc
-        return count
+                return conn.execute(self._sql(_SNAPSHOTS_DROP_ALL)).rowcount
+            wanted = list(dict.fromkeys(keys))
+            return conn.execute(self._sql(_SNAPSHOTS_DROP), _key_arrays(wanted)).rowcount
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+
+def _append_params(
+    events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+) -> dict[str, Any]:
+    """The arrays the append statement takes (see ``_APPEND`` for the modes)."""
+    last_touch: dict[StateKey, int] = {}
+    lt: list[str] = []
+    li: list[str] = []
+    ln: list[int] = []
+    lg: list[int] = []
+    for n, e in enumerate(events, 1):
+        for key, group in e.links:
+            lt.append(key.type)
+            li.append(key.id)
+            ln.append(n)
+            lg.append(group)
+            last_touch[key] = n
+    want = [*expected, *(k for k in last_touch if k not in expected)]
+    modes = []
+    for key in want:
+        if key not in expected:
+            modes.append("f")
+        elif expected[key] is not None:
+            modes.append("u")
+        else:
+            modes.append("i" if key in last_touch else "n")
+    return {
+        "wt": [k.type for k in want],
+        "wi": [k.id for k in want],
+        "we": [expected.get(k) for k in want],
+        "wn": [last_touch.get(k) for k in want],
+        "wm": modes,
+        "et": [e.type for e in events],
+        "ed": [e.data for e in events],
+        "ec": [e.caused_by for e in events],
+        "ef": [e.fired_at for e in events],
+        "lt": lt,
+        "li": li,
+        "ln": ln,
+        "lg": lg,
+    }
 
 
 def _backend_pid(conn: Conn) -> int | None:
@@ -891,27 +896,54 @@ def _backend_pid(conn: Conn) -> int | None:
 
 def _stale_message(detail: str | None) -> str:
     stale = json.loads(detail or "[]")
-    return (
-        "commit refused, states changed by another writer since this engine loaded them: "
-        + ", ".join(
-            f"{StateKey(t, i)} (known last event {want}, store has {have})"
-            for t, i, want, have in stale[:10]
+    return stale_message([(StateKey(t, i), want, have) for t, i, want, have in stale])
+
+
+@attrs.frozen
+class _Settings:
+    conninfo: str  # for libpq, without ``schema``
+    schema: str
+    url: str  # shown: without password
+    where: str  # "PostgreSQL at host:port, database 'name'", for messages
+    password: str
+    connect_kwargs: dict[str, Any]
+
+
+def _settings(
+    url: str, schema: str | None, min_size: int, max_size: int, connect_timeout: int
+) -> _Settings:
+    """Read the URL and the options; raise StoreError for a bad combination."""
+    parsed = parse_store_url(url)
+    if parsed.kind != "postgresql":
+        raise StoreError(f"not a PostgreSQL URL: {parsed.redacted()}")
+    shown = parsed.redacted()
+    if schema is not None and parsed.schema is not None and schema != parsed.schema:
+        raise StoreError(
+            f"two schemas given for {shown}: {parsed.schema!r} in the URL and "
+            f"{schema!r} as an option"
         )
-        + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+    name = schema or parsed.schema or "public"
+    if "\x00" in name or len(name.encode()) > 63:
+        raise StoreError(f"bad schema name {name!r}: at most 63 bytes, no NUL")
+    if name != "public" and parsed.schema is None:
+        shown += ("&" if "?" in shown else "?") + urlencode({"schema": name})
+    if not 1 <= max(min_size, 1) <= max_size:
+        raise StoreError(f"bad pool size: min_size={min_size}, max_size={max_size}")
+    params = conninfo_to_dict(parsed.conninfo)
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in params:
+        kwargs["connect_timeout"] = connect_timeout
+    if "application_name" not in params:
+        kwargs["application_name"] = "playthrough"
+    where = (
+        f"PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or 5432}, "
+        f"database {params.get('dbname') or params.get('user') or '(default)'!r}"
     )
-
-
-def _split_url(url: str) -> tuple[str, str | None, str]:
-    """(URL for libpq without ``schema``, the schema asked for, URL without password)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [v for k, v in query if k == "schema"]
-    rest = [(k, v) for k, v in query if k != "schema"]
-    if len(schemas) > 1:
-        raise StoreError("the URL names more than one schema")
-    libpq = urlunsplit(parts._replace(query=urlencode(rest)))
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    netloc = (userinfo.partition(":")[0] + at + hostport) if at else hostport
-    public = [(k, v) for k, v in query if k != "password"]
-    shown = urlunsplit(parts._replace(netloc=netloc, query=urlencode(public)))
-    return libpq, (schemas[0] if schemas else None), shown
+    return _Settings(
+        conninfo=parsed.conninfo,
+        schema=name,
+        url=shown,
+        where=where,
+        password=str(params.get("password") or ""),
+        connect_kwargs=kwargs,
+    )

@@ -3,7 +3,7 @@
 Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``), so the check
 of the heads table and the append happen under one lock, across processes too;
 positions are assigned inside that transaction, so commit order is position
-order.
+order. Every transaction goes through :meth:`SQLiteStore._transaction`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
 from .._errors import (
     CommitOutcomeUnknown,
@@ -32,8 +32,10 @@ from ._base import (
     StoredEvent,
     StoreReader,
     batch_keys,
+    chunks,
     duplicate_message,
     parse_schema_version,
+    stale_message,
 )
 
 _SCHEMA = """
@@ -74,7 +76,7 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 # an upgraded one are the same. Steps only add (columns, tables, indexes).
 _MIGRATIONS: list[tuple[int, list[str]]] = [
     (
-        2,  # issue 9: commit ids (a commit's outcome can be asked for) and idempotency keys
+        2,  # issue 9: commit ids, idempotency keys, pending handlers
         [
             """CREATE TABLE pt_commits (
                 commit_id TEXT PRIMARY KEY,
@@ -89,15 +91,11 @@ _MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
 ]
 
-_CHUNK = 400  # keys or positions per statement, also bounded by the variable limit
-# SQLite's historical default for SQLITE_LIMIT_VARIABLE_NUMBER; builds before
-# 3.32 still use it, and a build can be compiled (or set at run time) lower.
-_OLD_VARIABLE_LIMIT = 999
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+# Items per statement; also bounded by the connection's variable limit, which
+# builds before SQLite 3.32 default to 999 (and a build or a program may lower).
+_KEYS_PER_STATEMENT = 400  # 2 parameters each
+_RANGES_PER_STATEMENT = 300  # 4 parameters each
+_POSITIONS_PER_STATEMENT = 500
 
 
 class _SQLiteReader(StoreReader):
@@ -111,9 +109,10 @@ class _SQLiteReader(StoreReader):
         except sqlite3.Error as exc:
             raise StoreError(f"reading {self._store.url} failed: {exc}") from exc
 
-    def _size(self, per_item: int, extra: int = 0, cap: int = _CHUNK) -> int:
+    def _size(self, cap: int, per_item: int, extra: int = 0) -> int:
         """Items per statement so that bound variables stay under the runtime's limit."""
-        return max(1, min(cap, (self._store._variable_limit() - extra) // per_item))
+        limit = self._store._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return max(1, min(cap, (limit - extra) // per_item))
 
     def head(self) -> int:
         row = self._q("SELECT seq FROM sqlite_sequence WHERE name = 'pt_events'")
@@ -121,7 +120,7 @@ class _SQLiteReader(StoreReader):
 
     def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
         out: dict[StateKey, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys)), self._size(2)):
+        for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2)):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -137,7 +136,7 @@ class _SQLiteReader(StoreReader):
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys)), self._size(2, 1)):
+        for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2, 1)):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -154,7 +153,7 @@ class _SQLiteReader(StoreReader):
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
         items = [(k, lo, hi) for k, (lo, hi) in ranges.items() if hi > lo]
         out: dict[tuple[int, StateKey], Link] = {}
-        for chunk in _chunks(items, self._size(4, 0, 300)):
+        for chunk in chunks(items, self._size(_RANGES_PER_STATEMENT, 4)):
             values = ",".join("(?,?,?,?)" for _ in chunk)
             params = [v for k, lo, hi in chunk for v in (k.type, k.id, lo, hi)]
             rows = self._q(
@@ -172,7 +171,7 @@ class _SQLiteReader(StoreReader):
         return sorted(out.values(), key=itemgetter(0))
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        for chunk in _chunks(positions, self._size(1, 0, 500)):
+        for chunk in chunks(positions, self._size(_POSITIONS_PER_STATEMENT, 1)):
             marks = ",".join("?" for _ in chunk)
             rows = self._q(
                 "SELECT position, type, data, caused_by, fired_at FROM pt_events "
@@ -211,7 +210,7 @@ class _SQLiteReader(StoreReader):
 
     def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys)), self._size(1, 0, 500)):
+        for chunk in chunks(list(dict.fromkeys(keys)), self._size(_POSITIONS_PER_STATEMENT, 1)):
             marks = ",".join("?" for _ in chunk)
             for key, position in self._q(
                 f"SELECT event_key, position FROM pt_events WHERE event_key IN ({marks})",
@@ -253,7 +252,7 @@ class SQLiteStore(Store):
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
-        self._depth = 0
+        self._reading = False
         try:
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -266,18 +265,60 @@ class SQLiteStore(Store):
 
     @property
     def url(self) -> str:
-        return "sqlite://" if self._path == ":memory:" else f"sqlite:///{self._path}"
+        from . import sqlite_url
+
+        return sqlite_url(self._path)
+
+    @contextmanager
+    def _transaction(
+        self, begin: Literal["BEGIN", "BEGIN IMMEDIATE"], failure: str | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """One transaction: COMMIT when the block ends, ROLLBACK when it raises.
+
+        ``BEGIN IMMEDIATE`` takes the write lock before the first read. With
+        ``failure``, SQLite errors become StoreError(``failure: cause``).
+        """
+        conn = self._conn
+        try:
+            conn.execute(begin)
+        except sqlite3.Error as exc:
+            self._rollback()
+            if failure is None:
+                raise
+            raise StoreError(
+                f"{failure}: cannot start a write transaction on {self.url}: {exc}"
+            ) from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback()
+            if failure is not None and isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{failure}: {exc}") from exc
+            raise
+
+    def _rollback(self) -> None:
+        """Roll back whatever is open; a failed or already ended transaction is not an error."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite already rolled it back (e.g. after an I/O error)
+
+    def _writing(self, what: str) -> None:
+        if self._reading:
+            raise StoreError(f"cannot {what} inside a read transaction")
 
     def _migrate(self) -> None:
-        conn = self._conn
         try:  # an up-to-date store needs no write lock to open
-            row = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
+            row = self._conn.execute(
+                "SELECT value FROM pt_meta WHERE key = 'schema_version'"
+            ).fetchone()
         except sqlite3.OperationalError:
             row = None  # no pt_meta yet
         if row is not None and row[0] == str(SCHEMA_VERSION):
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -301,39 +342,17 @@ class SQLiteStore(Store):
             conn.execute(
                 "UPDATE pt_meta SET value = ? WHERE key = 'schema_version'", (str(version),)
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _variable_limit(self) -> int:
-        limit = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        return max(limit, 8)
-
-    def _rollback(self) -> None:
-        """Roll back whatever is open; a failed or already ended transaction is not an error."""
-        if self._conn.in_transaction:
-            try:
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite already rolled it back (e.g. after an I/O error)
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield _SQLiteReader(self)
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN")
-        self._depth = 1
+        if self._reading:
+            raise StoreError("a reader is already open on this store: readers do not nest")
+        self._reading = True
         try:
-            yield _SQLiteReader(self)
+            with self._transaction("BEGIN"):
+                yield _SQLiteReader(self)
         finally:
-            self._depth = 0
-            self._conn.execute("COMMIT")
+            self._reading = False
 
     def append(
         self,
@@ -345,8 +364,7 @@ class SQLiteStore(Store):
         if not events:
             self.mark_handled(handled)
             return []
-        if self._depth:
-            raise StoreError("cannot append inside a read transaction")
+        self._writing("append")
         commit_id = commit_id or uuid.uuid4().hex
         event_keys = batch_keys(events)
         conn = self._conn
@@ -371,15 +389,7 @@ class SQLiteStore(Store):
                 if current.get(key) != want
             ]
             if stale:
-                raise ConcurrencyError(
-                    "commit refused, states changed by another writer since this engine "
-                    "loaded them: "
-                    + ", ".join(
-                        f"{key} (known last event {want}, store has {have})"
-                        for key, want, have in stale[:10]
-                    )
-                    + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
-                )
+                raise ConcurrencyError(stale_message(stale))
             base = reader.head()
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 4
@@ -433,7 +443,7 @@ class SQLiteStore(Store):
         """After COMMIT raised: the positions if the commit is stored, else a certain error."""
         try:
             found = _SQLiteReader(self).commit_positions(commit_id)
-        except (StoreError, sqlite3.Error) as lookup:
+        except StoreError as lookup:
             raise CommitOutcomeUnknown(
                 f"COMMIT on {self.url} failed ({exc}) and the store could not be asked whether "
                 f"commit {commit_id} was written ({lookup}); ask engine.was_committed("
@@ -447,8 +457,19 @@ class SQLiteStore(Store):
                 ) from exc
             raise exc
         first, last = found
-        assert last - first + 1 == count
+        if last - first + 1 != count:  # pragma: no cover - a commit id is unique
+            raise StoreError(f"commit {commit_id} holds {last - first + 1} events, not {count}")
         return list(range(first, last + 1))
+
+    def mark_handled(self, positions: Sequence[int]) -> None:
+        if not positions:
+            return
+        self._writing("record completed handlers")
+        with self._transaction("BEGIN IMMEDIATE", "recording completed handlers") as conn:
+            self.statements += 1
+            conn.executemany(
+                "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in positions]
+            )
 
     def write_snapshots(
         self,
@@ -458,9 +479,8 @@ class SQLiteStore(Store):
     ) -> None:
         if not records and not meta:
             return
-        conn = self._conn
-        self._begin_write("writing snapshots")
-        try:
+        self._writing("write")
+        with self._transaction("BEGIN IMMEDIATE", "writing snapshots") as conn:
             for key, value in (meta or {}).items():
                 if value is None:
                     conn.execute("DELETE FROM pt_meta WHERE key = ?", (key,))
@@ -483,59 +503,20 @@ class SQLiteStore(Store):
                 "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?))",
                 [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
             )
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"writing snapshots to {self.url} failed: {exc}") from exc
-            raise
-
-    def mark_handled(self, positions: Sequence[int]) -> None:
-        if not positions:
-            return
-        self._begin_write("recording completed handlers")
-        try:
-            self.statements += 1
-            self._conn.executemany(
-                "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in positions]
-            )
-            self._conn.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"recording completed handlers on {self.url}: {exc}") from exc
-            raise
-
-    def _begin_write(self, what: str) -> None:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise StoreError(
-                f"{what} on {self.url}: cannot start a write transaction: {exc}"
-            ) from exc
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        conn = self._conn
-        self._begin_write("dropping snapshots")
-        try:
+        self._writing("write")
+        with self._transaction("BEGIN IMMEDIATE", "dropping snapshots") as conn:
             self.statements += 1
             if keys is None:
-                count = conn.execute("DELETE FROM pt_snapshots").rowcount
-            else:
-                count = 0
-                for k in dict.fromkeys(keys):
-                    count += conn.execute(
-                        "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
-                        (k.type, k.id),
-                    ).rowcount
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"dropping snapshots on {self.url} failed: {exc}") from exc
-            raise
-        return count
+                return int(conn.execute("DELETE FROM pt_snapshots").rowcount)
+            count = 0
+            for k in dict.fromkeys(keys):
+                count += conn.execute(
+                    "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
+                    (k.type, k.id),
+                ).rowcount
+            return count
 
     def close(self) -> None:
         self._conn.close()

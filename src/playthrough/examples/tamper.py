@@ -9,10 +9,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from playthrough import Engine, State, Store
+from playthrough import Engine, State
 from playthrough._model import key_of
 from playthrough._serialization import dumps
-from playthrough._stores import SnapshotRecord
+from playthrough._stores import SnapshotRecord, Store
 
 
 def corrupt_snapshot(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .checks import assert_reconstitutes, play_history, stored_events
 from .reference import reference_states
 from .scenario import Scenario, scenario, state_differences
+from .store_contract import StoreContract
 
 if TYPE_CHECKING:
     from .strategies import (
@@ -44,6 +45,7 @@ _STRATEGIES = (
 
 __all__ = [
     "Scenario",
+    "StoreContract",
     "assert_reconstitutes",
     "check_reconstitution",
     "event_strategy",

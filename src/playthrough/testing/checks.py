@@ -16,11 +16,10 @@ from typing import Any
 
 from .._engine import Engine
 from .._errors import EventRejected
-from .._model import Event, State, StateKey, blank_state, decode_id, registry
-from .._reconstitution import decode_event
-from .._serialization import encode_state
+from .._model import Event, State, StateKey, decode_id, registry
+from .._serialization import blank_state, decode_event, encode_state
 from .._stores import Store
-from .._verify import field_diffs, verify
+from .._verify import field_diffs
 from .reference import reference_states
 
 
@@ -46,15 +45,7 @@ def play_history(
 
 def stored_events(store: Store, chunk: int = 1_000) -> list[Event]:
     """Every event of the log, decoded, in order."""
-    out: list[Event] = []
-    position = 0
-    while True:
-        with store.reader() as reader:
-            rows = reader.events_after(position, chunk)
-        if not rows:
-            return out
-        out.extend(decode_event(r) for r in rows)
-        position = rows[-1].position
+    return [decode_event(stored) for page in store.read_log(chunk=chunk) for stored, _ in page]
 
 
 def ref_of(key: StateKey) -> tuple[type[State], Any]:
@@ -65,7 +56,7 @@ def ref_of(key: StateKey) -> tuple[type[State], Any]:
 def _problem(what: str, want: State, got: State, plan: str = "") -> str:
     lines = [f"{what}:"]
     for d in field_diffs(encode_state(want), encode_state(got)):
-        lines.append(f"    {d.field}: reference {d.a!r}, got {d.b!r}")
+        lines.append(f"    {d.field}: reference {d.expected!r}, got {d.found!r}")
     if want.last_event_id != got.last_event_id:
         lines.append(f"    last_event_id: reference {want.last_event_id}, got {got.last_event_id}")
     if plan:
@@ -134,6 +125,6 @@ def assert_reconstitutes(
         raise AssertionError(
             "reconstitution differs from the reference replay\n" + "\n".join(problems[:5])
         )
-    report = verify(engine, subprocess_replay=False)
-    if not (report.snapshots.ok and report.replay.ok and not report.errors):
+    report = engine.verify(subprocess_replay=False)
+    if not (report.snapshots.ok and report.determinism.ok and not report.errors):
         raise AssertionError("verify() found a problem\n" + report.to_text())

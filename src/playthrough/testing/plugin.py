@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pytest
 
 from .._engine import Engine
+from .._stores import parse_store_url, sqlite_url
 from .scenario import Scenario
 
 ENV = "PLAYTHROUGH_TEST_URL"
@@ -48,14 +49,15 @@ def configured_url(config: pytest.Config) -> str | None:
 
 def _fresh(url: str | None, tmp_path: Path) -> tuple[str | None, Callable[[], None]]:
     """A URL naming an empty store for one test, and how to clean it up."""
-    if url is None or url in ("sqlite://", "sqlite:///:memory:"):
+    parsed = parse_store_url(url)
+    if parsed.is_memory:
         return None, lambda: None
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "sqlite":
-        name = Path(parts.path).name or "playthrough.db"
-        return f"sqlite:///{tmp_path / name}", lambda: None
-    if scheme in ("postgresql", "postgres"):
+    if parsed.kind == "sqlite":
+        name = Path(parsed.path or "").name or "playthrough.db"
+        return sqlite_url(tmp_path / name), lambda: None
+    if parsed.kind == "postgresql":
+        assert url is not None
+        parts = urlsplit(url)
         schema = f"pt_test_{uuid.uuid4().hex[:12]}"
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]
         base = urlunsplit(parts._replace(query=urlencode(query)))

@@ -13,17 +13,12 @@ from .._model import (
     Event,
     State,
     StateKey,
-    blank_state,
-    decode_id,
     flat_hook_keys,
-    registry,
     touched_keys,
 )
-from .._replay import playing, run_hook
-
-
-def _blank(key: StateKey) -> State:
-    return blank_state(registry.state_class(key.type), decode_id(key.id))
+from .._playing import playing, run_hook
+from .._serialization import blank_for as _blank
+from .._slots import set_last_event_id
 
 
 def reference_states(events: Iterable[Event], *, upto: int | None = None) -> dict[StateKey, State]:
@@ -50,5 +45,5 @@ def reference_states(events: Iterable[Event], *, upto: int | None = None) -> dic
         for key in touched_keys(event):
             if key not in states:
                 states[key] = _blank(key)
-            object.__setattr__(states[key], "_pt_last_event_id", position)
+            set_last_event_id(states[key], position)
     return states

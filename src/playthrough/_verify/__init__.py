@@ -1,0 +1,42 @@
+"""Verification: do the stored snapshots agree with the log, and does it replay deterministically?
+
+``engine.verify()`` and ``playthrough verify`` call :func:`verify`, which needs
+only a store, a reconstitutor and a sync check. The pieces:
+
+- ``checks``: :func:`verify`, the orchestration of the three checks;
+- ``report``: :class:`VerifyReport` and its parts, as text, JSON and JUnit XML;
+- ``rebuild``: states rebuilt from the log from blank, snapshots ignored;
+- ``bisect``: :func:`locate_divergence`, the event a snapshot's fields come from;
+- ``subprocess_replay``: the determinism check's second replay in another process.
+"""
+
+from .bisect import Divergence, locate_divergence
+from .checks import verify
+from .rebuild import Progress, ReplayFailed, digest, rebuild, replay_encodings
+from .report import (
+    DeterminismCheck,
+    DeterminismMismatch,
+    FieldDiff,
+    SnapshotCheck,
+    SnapshotMismatch,
+    VerifyReport,
+    field_diffs,
+)
+
+__all__ = [
+    "DeterminismCheck",
+    "DeterminismMismatch",
+    "Divergence",
+    "FieldDiff",
+    "Progress",
+    "ReplayFailed",
+    "SnapshotCheck",
+    "SnapshotMismatch",
+    "VerifyReport",
+    "digest",
+    "field_diffs",
+    "locate_divergence",
+    "rebuild",
+    "replay_encodings",
+    "verify",
+]

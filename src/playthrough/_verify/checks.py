@@ -1,0 +1,420 @@
+"""The checks' orchestration: :func:`verify` over a store, a reconstitutor and a sync check."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from .._errors import DecodeError, UnknownTypeError
+from .._model import State, StateKey
+from .._reconstitution import StateReconstitutor
+from .._serialization import encode_state, state_from_snapshot
+from .._snapshots import SyncReport
+from .._stores import SnapshotRecord, Store, StoreReader, parse_store_url
+from .bisect import locate_divergence
+from .rebuild import (
+    LOG_PAGE,
+    FromBlank,
+    Progress,
+    ReplayFailed,
+    digest,
+    rebuild,
+    replay_encodings,
+)
+from .report import (
+    DETERMINISM,
+    LAST_EVENT,
+    MISSING,
+    SNAPSHOTS,
+    SYNC,
+    DeterminismCheck,
+    DeterminismMismatch,
+    FieldDiff,
+    SnapshotCheck,
+    SnapshotMismatch,
+    VerifyReport,
+    field_diffs,
+)
+from .subprocess_replay import SubprocessFailed, other_hash_seed, replay_in_subprocess
+
+
+class _OutOfTime(Exception):
+    """The time budget ran out; the caller records what was not checked."""
+
+
+def verify(
+    store: Store,
+    reconstitutor: StateReconstitutor,
+    *,
+    sync_check: Callable[[], SyncReport] | None,
+    sample: int | None = None,
+    seed: int = 0,
+    start: int | None = None,
+    end: int | None = None,
+    time_budget: float | None = None,
+    strict_sync: bool = False,
+    progress: Progress | None = None,
+    apps: Sequence[str] = (),
+    url: str | None = None,
+    subprocess_replay: bool | None = None,
+    clock: Callable[[], float] | None = None,
+) -> VerifyReport:
+    """Check a store: snapshots against the log, determinism, snapshot sync.
+
+    1. **Snapshots against the log.** Every stored snapshot must equal the
+       state rebuilt from the log at its position, from blank, in states of
+       the verifier's own. Without a sample, the log streams once through
+       ``apply`` and each snapshot is compared as the stream passes its
+       position; with a sample, ``reconstitutor`` rebuilds just the sampled
+       states with a plan that ignores snapshots. A mismatch names the state,
+       the position, the fields that differ and, found by bisection
+       (``locate_divergence``), the event they come from.
+    2. **Determinism.** The log is replayed twice from blank and every
+       state's canonical JSON must be byte-identical. With ``apps`` (the
+       modules defining the domain's classes) and a store another process can
+       open (``url``, by default ``store.url``), the second replay runs in a
+       subprocess with another ``PYTHONHASHSEED``; ``subprocess_replay``
+       forces that on (True) or off (False).
+    3. **Snapshot sync**: ``sync_check()`` (None: not checked). Coupled
+       snapshots out of sync cost a rewind on load, not a wrong result: they
+       are warnings, failures only with ``strict_sync``.
+
+    ``sample`` checks only this many states, drawn with ``random.Random(seed)``
+    from those the range touches or snapshots; ``start``/``end`` compare
+    snapshots at positions in ``[start, end]`` and states touched by events in
+    ``(start, end]`` (rebuilding still starts from blank at 0);
+    ``time_budget`` (seconds of ``clock``, default ``time.monotonic``) stops cleanly, listing in
+    ``not_checked`` what was left; ``progress(stage, done, total)`` is called
+    as work advances.
+
+    An unknown event or state type (its module was not imported) raises
+    :class:`UnknownTypeError`; a bad range or sample raises ``ValueError``;
+    every other problem is reported.
+    """
+    run = _Run(store, reconstitutor, time_budget, clock or time.monotonic, progress)
+    with store.reader() as reader:
+        head = reader.head()
+    lo = 0 if start is None else start
+    hi = head if end is None else end
+    if lo < 0 or hi < lo or hi > head:
+        raise ValueError(f"bad position range {lo}..{hi}: the log holds positions 0..{head}")
+    if sample is not None and sample < 1:
+        raise ValueError("sample must be a positive number of states")
+
+    sync: SyncReport | None = None
+    determinism = DeterminismCheck(False, "not run", (), (), None)
+    sample_info: tuple[int, int, int] | None = None
+    remaining = [SNAPSHOTS, DETERMINISM]
+    if sync_check is not None:
+        remaining.insert(0, SYNC)
+    try:
+        if sync_check is not None:
+            run.check_time()
+            run.report("sync", 0, 1)
+            sync = sync_check()
+            run.report("sync", 1, 1)
+            remaining.remove(SYNC)
+        keys: list[StateKey] | None = None
+        if sample is not None:
+            universe = _universe(store, lo, hi)
+            if sample < len(universe):
+                keys = sorted(random.Random(seed).sample(universe, sample))
+                sample_info = (len(keys), len(universe), seed)
+        if keys is None:
+            first = _check_streaming(run, lo, hi)
+            remaining.remove(SNAPSHOTS)
+        else:
+            _check_sampled(run, keys, lo, hi)
+            remaining.remove(SNAPSHOTS)
+            with store.reader() as reader:
+                touched = [k for k in keys if _touched_in(reader, k, lo, hi)]
+            first = replay_encodings(
+                store, reconstitutor, start=lo, end=hi, keys=touched, check=run.check_time
+            )
+        determinism = _check_determinism(
+            run, first, keys is not None, lo, hi, apps, url, subprocess_replay
+        )
+        remaining.remove(DETERMINISM)
+    except _OutOfTime:
+        run.not_checked.extend(remaining)
+    except ReplayFailed as exc:
+        run.errors.append(str(exc))
+    except DecodeError as exc:
+        if isinstance(exc, UnknownTypeError):
+            raise
+        run.errors.append(f"the log cannot be read: {exc}")
+    _locate_all(run)
+    return VerifyReport(
+        url=store.url,
+        head=head,
+        start=lo,
+        end=hi,
+        sample=sample_info,
+        snapshots=run.snapshots,
+        determinism=determinism,
+        sync=sync,
+        not_checked=tuple(run.not_checked),
+        errors=tuple(run.errors),
+        elapsed=run.clock() - run.started,
+        strict_sync=strict_sync,
+    )
+
+
+class _Run:
+    """One verification run: its collaborators, deadline, findings, what was left unchecked."""
+
+    def __init__(
+        self,
+        store: Store,
+        reconstitutor: StateReconstitutor,
+        time_budget: float | None,
+        clock: Callable[[], float],
+        progress: Progress | None,
+    ) -> None:
+        self.store = store
+        self.reconstitutor = reconstitutor
+        self.clock = clock
+        self.started = clock()
+        self.deadline = None if time_budget is None else self.started + time_budget
+        self.progress = progress
+        self.snapshots = SnapshotCheck(False, 0, (), ())
+        self.not_checked: list[str] = []
+        self.errors: list[str] = []
+
+    def check_time(self) -> None:
+        """Raise _OutOfTime once the budget is spent."""
+        if self.deadline is not None and self.clock() >= self.deadline:
+            raise _OutOfTime
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - self.clock())
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
+
+
+def _universe(store: Store, lo: int, hi: int) -> list[StateKey]:
+    """The states touched by an event in ``(lo, hi]`` or snapshotted at a position in it."""
+    found: set[StateKey] = set()
+    position = lo
+    while position < hi:
+        upto = min(hi, position + 50_000)
+        with store.reader() as reader:
+            found.update(link.key for link in reader.links_between(position, upto))
+        position = upto
+    with store.reader() as reader:
+        found.update(r.key for r in reader.iter_snapshots() if lo <= r.position <= hi)
+    return sorted(found)
+
+
+def _compare(record: SnapshotRecord, state: State) -> SnapshotMismatch | None:
+    """None when the snapshot equals the state the log gives; else what differs."""
+    log_json = encode_state(state)
+    error: str | None = None
+    try:
+        snap_json = encode_state(state_from_snapshot(record))
+    except UnknownTypeError:
+        raise
+    except DecodeError as exc:
+        snap_json, error = record.data, str(exc)
+    if error is None and snap_json == log_json and record.last_event_id == state.last_event_id:
+        return None
+    diffs = [attrs.evolve(d, a_is_found=True) for d in field_diffs(log_json, snap_json)]
+    if record.last_event_id != state.last_event_id:
+        diffs.append(
+            FieldDiff(LAST_EVENT, state.last_event_id, record.last_event_id, a_is_found=True)
+        )
+    return SnapshotMismatch(record.key, record.position, tuple(diffs), error)
+
+
+def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
+    """One pass from blank: compare every snapshot as the stream passes its position.
+
+    Sets ``run.snapshots`` (also when the time budget stops it part-way) and
+    returns the first replay: the canonical JSON of every state touched in
+    ``(lo, hi]``, as of ``hi``.
+    """
+    groups: dict[int, list[SnapshotRecord]] = {}
+    with run.store.reader() as reader:
+        for record in reader.iter_snapshots():
+            if lo <= record.position <= hi:
+                groups.setdefault(record.position, []).append(record)
+    pending = sorted(groups)
+    mismatches: list[SnapshotMismatch] = []
+    states: dict[StateKey, None] = {}
+    checked = 0
+    blank = FromBlank()
+    compared: dict[StateKey, None] = {}
+
+    def compare_upto(position: int) -> None:
+        nonlocal checked
+        while pending and pending[0] <= position:
+            for record in groups.pop(pending.pop(0)):
+                states[record.key] = None
+                checked += 1
+                found = _compare(record, blank.state(record.key))
+                if found is not None:
+                    mismatches.append(found)
+
+    try:
+        for chunk in run.store.read_log(until=hi, chunk=LOG_PAGE):
+            run.check_time()
+            for stored, touched in chunk:
+                compare_upto(stored.position - 1)
+                blank.play(stored, touched)
+                if stored.position > lo:
+                    compared.update(dict.fromkeys(touched))
+            run.report("snapshots", chunk[-1][0].position, hi)
+        run.check_time()
+        compare_upto(hi)
+    except _OutOfTime:
+        left = sum(len(g) for g in groups.values())
+        if left:
+            run.not_checked.append(
+                f"{left} snapshot(s) at positions {pending[0]}..{pending[-1]} (of {SNAPSHOTS})"
+            )
+        raise
+    finally:
+        run.snapshots = SnapshotCheck(True, checked, tuple(states), tuple(mismatches))
+    return {k: encode_state(blank.state(k)) for k in compared}
+
+
+def _check_sampled(run: _Run, keys: list[StateKey], lo: int, hi: int) -> None:
+    """Rebuild just the sampled states (and what their events couple them with)."""
+    groups: dict[int, list[SnapshotRecord]] = {}
+    with run.store.reader() as reader:
+        for history in reader.snapshots(keys, hi).values():
+            for record in history:
+                if record.position >= lo:
+                    groups.setdefault(record.position, []).append(record)
+    mismatches: list[SnapshotMismatch] = []
+    states: dict[StateKey, None] = {}
+    checked = 0
+    order = sorted(groups)
+    done = 0
+    try:
+        for position in order:
+            run.check_time()
+            records = groups[position]
+            with run.store.reader() as reader:
+                built = rebuild(run.reconstitutor, reader, [r.key for r in records], position)
+            for record in records:
+                states[record.key] = None
+                checked += 1
+                found = _compare(record, built[record.key])
+                if found is not None:
+                    mismatches.append(found)
+            done += 1
+            run.report("snapshots", done, len(order))
+    except _OutOfTime:
+        left = order[done:]
+        run.not_checked.append(
+            f"{sum(len(groups[p]) for p in left)} snapshot(s) of sampled states at positions "
+            f"{left[0]}..{left[-1]} (of {SNAPSHOTS})"
+        )
+        raise
+    finally:
+        run.snapshots = SnapshotCheck(True, checked, tuple(sorted(states)), tuple(mismatches))
+
+
+def _touched_in(reader: StoreReader, key: StateKey, lo: int, hi: int) -> bool:
+    return any(link.key == key for link in reader.links({key: (lo, hi)}))
+
+
+def _check_determinism(
+    run: _Run,
+    first: dict[StateKey, str],
+    sampled: bool,
+    lo: int,
+    hi: int,
+    apps: Sequence[str],
+    url: str | None,
+    forced: bool | None,
+) -> DeterminismCheck:
+    """Replay again from blank (in a subprocess when possible) and compare with ``first``."""
+    target = url if url is not None else run.store.url
+    in_memory = parse_store_url(target).is_memory
+    use_subprocess = (bool(apps) and not in_memory) if forced is None else forced
+    keys = sorted(first) if sampled else None
+    mode = "in-process"
+    second: dict[StateKey, str] | None = None
+    if use_subprocess:
+        if in_memory:
+            raise ValueError("a subprocess cannot open an in-memory store")
+        run.check_time()
+        seed = other_hash_seed()
+        mode = f"second replay in a subprocess with PYTHONHASHSEED={seed}"
+        try:
+            second = replay_in_subprocess(
+                target, apps, seed, keys, lo, hi, timeout=run.remaining(), progress=run.progress
+            )
+        except subprocess.TimeoutExpired:
+            raise _OutOfTime from None
+        except SubprocessFailed as exc:
+            mode = f"in-process (the subprocess failed: {exc})"
+    if second is None:
+        second = replay_encodings(
+            run.store,
+            run.reconstitutor,
+            start=lo,
+            end=hi,
+            keys=keys,
+            check=run.check_time,
+            progress=run.progress,
+        )
+    mismatches = []
+    for key in sorted(set(first) | set(second)):
+        a, b = first.get(key), second.get(key)
+        if a != b:
+            diffs = (
+                field_diffs(a, b)
+                if a is not None and b is not None
+                else (FieldDiff("(state)", a or MISSING, b or MISSING),)
+            )
+            mismatches.append(DeterminismMismatch(key, diffs))
+    return DeterminismCheck(True, mode, tuple(sorted(first)), tuple(mismatches), digest(first))
+
+
+def _locate_all(run: _Run) -> None:
+    """Find the first differing event of each snapshot mismatch, while time allows."""
+    check = run.snapshots
+    todo = [m for m in check.mismatches if m.error is None]
+    if not todo:
+        return
+    located: list[SnapshotMismatch] = []
+    done = 0
+    try:
+        for m in check.mismatches:
+            if m.error is not None:
+                located.append(m)
+                continue
+            run.check_time()
+            found = locate_divergence(
+                run.reconstitutor, run.store, m.state, m.position, [d.field for d in m.diffs]
+            )
+            located.append(
+                attrs.evolve(
+                    m,
+                    located=True,
+                    first_event=found.event,
+                    first_event_type=found.event_type,
+                    nondeterministic=found.nondeterministic,
+                    rebuilds=found.rebuilds,
+                )
+            )
+            done += 1
+            run.report("locate", done, len(todo))
+    except _OutOfTime:
+        located.extend(check.mismatches[len(located) :])
+        run.not_checked.append(
+            f"locating the first differing event of {len(todo) - done} snapshot mismatch(es)"
+        )
+    except ReplayFailed as exc:
+        located.extend(check.mismatches[len(located) :])
+        run.errors.append(str(exc))
+    run.snapshots = attrs.evolve(check, mismatches=tuple(located))

@@ -1,0 +1,549 @@
+"""The store contract: the test cases every store must pass, for pytest.
+
+A store proves itself by subclassing :class:`StoreContract` in a ``Test*``
+class and providing ``make_store`` (a fresh, empty, isolated store) and, where
+it can, ``reopen_store`` (a second, independent handle on the same data) and
+``bump_schema_version``::
+
+    class TestMyStore(StoreContract):
+        def make_store(self) -> Store:
+            return MyStore(...)
+
+Pytest fixtures of the subclass (autouse ones, say a temporary directory) have
+run by the time a case first asks for ``self.store``. The module imports
+nothing from pytest at import, so ``playthrough.testing`` works without it.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import threading
+import unittest
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from .._errors import ConcurrencyError, DuplicateEvent, SchemaVersionError, StoreError
+from .._model import StateKey
+from .._stores import Link, NewEvent, SnapshotRecord, Store, StoredEvent
+from .._stores._base import SCHEMA_VERSION
+
+__all__ = ["A1", "A2", "HUB", "StoreContract", "ev", "raises_exactly"]
+
+A1 = StateKey("Acct", "1")
+A2 = StateKey("Acct", "2")
+HUB = StateKey("Hub", "")
+FIRED_AT = "2026-01-01T00:00:00+00:00"
+
+
+def ev(*links: tuple[StateKey, int], data: str = "{}", caused_by: int | None = None) -> NewEvent:
+    """A ``Thing`` event touching ``links`` (state key, coupling group)."""
+    return NewEvent(
+        type="Thing", data=data, links=tuple(links), caused_by=caused_by, fired_at=FIRED_AT
+    )
+
+
+def _skip(reason: str) -> NoReturn:
+    try:
+        import pytest
+    except ImportError:  # unittest.SkipTest: pytest reports it as a skip too
+        raise unittest.SkipTest(reason) from None
+    pytest.skip(reason)
+
+
+@contextmanager
+def raises_exactly(kind: type[Exception], match: str | None = None) -> Iterator[list[Exception]]:
+    """Expect the block to raise ``kind`` itself (not a subclass), its text matching ``match``."""
+    caught: list[Exception] = []
+    try:
+        yield caught
+    except Exception as exc:
+        if type(exc) is not kind:
+            raise AssertionError(
+                f"expected {kind.__name__}, got {type(exc).__name__}: {exc}"
+            ) from exc
+        if match is not None and not re.search(match, str(exc)):
+            raise AssertionError(f"{kind.__name__} {str(exc)!r} does not match {match!r}") from exc
+        caught.append(exc)
+        return
+    raise AssertionError(f"expected {kind.__name__}, nothing was raised")
+
+
+class StoreContract(abc.ABC):
+    """The cases every :class:`~playthrough._stores.Store` must pass (subclass it in tests)."""
+
+    _store: Store | None = None
+
+    @abc.abstractmethod
+    def make_store(self) -> Store:
+        """A fresh, empty store that no other test sees."""
+
+    def reopen_store(self, store: Store) -> Store | None:
+        """A second, independent handle on the same data (None: not possible)."""
+        return None
+
+    def bump_schema_version(self, store: Store) -> Callable[[], Store] | None:
+        """Write a future schema version and return a callable that reopens the store."""
+        return None
+
+    @property
+    def store(self) -> Store:
+        """This case's store, made on first use and closed after the case."""
+        if self._store is None:
+            self._store = self.make_store()
+        return self._store
+
+    def teardown_method(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def _second_handle(self, store: Store) -> Store:
+        other = self.reopen_store(store)
+        if other is None:
+            _skip("this store has no second handle on the same data")
+        return other
+
+    # ------------------------------------------------------------------ log
+
+    def test_empty_store(self) -> None:
+        store = self.store
+        with store.reader() as r:
+            assert r.head() == 0
+            assert r.events_after(0, 10) == []
+            assert r.state_heads([A1]) == {}
+            assert r.snapshots([A1], 100) == {}
+            assert r.links({A1: (0, 100)}) == []
+            assert r.meta("anything") is None
+
+    def test_append_assigns_increasing_positions(self) -> None:
+        store = self.store
+        first = store.append([ev((A1, 0)), ev((A2, 0))], {A1: None, A2: None})
+        second = store.append([ev((A1, 0))], {A1: first[0]})
+        assert len(first) == 2 and len(second) == 1
+        assert first[0] < first[1] < second[0]
+        with store.reader() as r:
+            assert r.head() == second[0]
+            assert [e.position for e in r.events_after(0, 10)] == [*first, *second]
+            assert r.state_heads([A1, A2]) == {A1: second[0], A2: first[1]}
+
+    def test_events_round_trip(self) -> None:
+        store = self.store
+        data = '{"amount":5,"note":"é"}'
+        (p,) = store.append([ev((A1, 0), data=data)], {A1: None})
+        (q,) = store.append([ev((A2, 0), caused_by=p)], {A2: None})
+        with store.reader() as r:
+            [e1, e2] = list(r.events([p, q]))
+        assert (e1.type, e1.data, e1.caused_by) == ("Thing", data, None)
+        assert e2.caused_by == p
+        assert e1.fired_at.startswith("2026-01-01T00:00:00")
+
+    def test_events_after_pages_in_order(self) -> None:
+        store = self.store
+        positions = store.append([ev((A1, 0)) for _ in range(25)], {A1: None})
+        with store.reader() as r:
+            page1 = r.events_after(0, 10)
+            page2 = r.events_after(page1[-1].position, 10)
+            page3 = r.events_after(page2[-1].position, 10)
+        assert [e.position for e in page1 + page2 + page3] == positions
+
+    def test_events_by_position_many_chunks(self) -> None:
+        store = self.store
+        positions = store.append([ev((A1, 0)) for _ in range(1200)], {A1: None})
+        wanted = positions[::2]
+        with store.reader() as r:
+            assert [e.position for e in r.events(wanted)] == wanted
+
+    # ------------------------------------------------------------------ links
+
+    def test_links_return_whole_events(self) -> None:
+        store = self.store
+        (p1,) = store.append([ev((A1, 0), (HUB, 0))], {A1: None, HUB: None})
+        (p2,) = store.append([ev((A2, 0), (HUB, 1))], {A2: None, HUB: p1})
+        (p3,) = store.append([ev((A1, 0))], {A1: p1})
+        with store.reader() as r:
+            got = {(link.position, link.key, link.group) for link in r.links({A1: (0, p3)})}
+            assert got == {(p1, A1, 0), (p1, HUB, 0), (p3, A1, 0)}
+            hub = {(link.position, link.key) for link in r.links({HUB: (p1, p2)})}
+            assert hub == {(p2, A2), (p2, HUB)}
+            assert r.links({A1: (p1, p1)}) == []
+            between = r.links_between(p1, p2)
+        assert {(link.position, link.key, link.group) for link in between} == {
+            (p2, A2, 0),
+            (p2, HUB, 1),
+        }
+
+    def test_links_for_many_keys_at_once(self) -> None:
+        store = self.store
+        keys = [StateKey("Acct", str(i)) for i in range(700)]
+        positions = store.append([ev((k, 0)) for k in keys], dict.fromkeys(keys))
+        with store.reader() as r:
+            got = r.links({k: (0, positions[-1]) for k in keys})
+        assert sorted(link.position for link in got) == positions
+
+    # ------------------------------------------------------------------ concurrency
+
+    def test_stale_expectation_writes_nothing(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None})
+        with raises_exactly(ConcurrencyError, match="Acct"):
+            store.append([ev((A1, 0)), ev((A2, 0))], {A1: None, A2: None})
+        with raises_exactly(ConcurrencyError):
+            store.append([ev((A1, 0))], {A1: p - 1 if p > 1 else 999})
+        with store.reader() as r:
+            assert r.head() == p
+            assert r.state_heads([A1, A2]) == {A1: p}
+            assert len(r.events_after(0, 10)) == 1
+            assert [link.position for link in r.links({A2: (0, 100)})] == []
+
+    def test_second_handle_sees_commits_and_conflicts(self) -> None:
+        store = self.store
+        other = self._second_handle(store)
+        try:
+            (p,) = store.append([ev((A1, 0))], {A1: None})
+            with other.reader() as r:
+                assert r.head() == p
+            with raises_exactly(ConcurrencyError):
+                other.append([ev((A1, 0))], {A1: None})
+            (q,) = other.append([ev((A1, 0))], {A1: p})
+            assert q > p
+            with store.reader() as r:
+                assert r.state_heads([A1]) == {A1: q}
+        finally:
+            other.close()
+
+    def test_reader_is_a_consistent_view(self) -> None:
+        store = self.store
+        other = self._second_handle(store)
+        try:
+            store.append([ev((A1, 0))], {A1: None})
+            with store.reader() as r:
+                before = r.head()
+                other.append([ev((A2, 0))], {A2: None})
+                assert r.head() == before
+                assert r.state_heads([A2]) == {}
+            with store.reader() as r:
+                assert r.head() > before
+        finally:
+            other.close()
+
+    # ------------------------------------------------------------------ snapshots
+
+    def test_snapshots_history_newest_first_and_trimmed(self) -> None:
+        store = self.store
+        for pos in (3, 7, 9, 12):
+            store.write_snapshots([SnapshotRecord(A1, pos, pos - 1, f'{{"v":{pos}}}')], keep=3)
+        with store.reader() as r:
+            got = r.snapshots([A1, A2], 100)
+            assert list(got) == [A1]
+            assert [s.position for s in got[A1]] == [12, 9, 7]
+            assert got[A1][0].data == '{"v":12}' and got[A1][0].last_event_id == 11
+            assert [s.position for s in r.snapshots([A1], 8)[A1]] == [7]
+            assert sorted((s.key, s.position) for s in r.iter_snapshots()) == [
+                (A1, 7),
+                (A1, 9),
+                (A1, 12),
+            ]
+
+    def test_snapshot_rewrite_same_position_replaces(self) -> None:
+        store = self.store
+        store.write_snapshots([SnapshotRecord(HUB, 5, None, '{"a":1}')], keep=3)
+        store.write_snapshots([SnapshotRecord(HUB, 5, 4, '{"a":2}')], keep=3)
+        with store.reader() as r:
+            [snap] = r.snapshots([HUB], 5)[HUB]
+        assert (snap.data, snap.last_event_id) == ('{"a":2}', 4)
+
+    def test_drop_snapshots(self) -> None:
+        store = self.store
+        store.write_snapshots(
+            [SnapshotRecord(A1, 1, 1, "{}"), SnapshotRecord(A2, 1, 1, "{}")], keep=3
+        )
+        assert store.drop_snapshots([A1]) == 1
+        with store.reader() as r:
+            assert list(r.snapshots([A1, A2], 10)) == [A2]
+        assert store.drop_snapshots() == 1
+        with store.reader() as r:
+            assert r.snapshots([A1, A2], 10) == {}
+
+    def test_meta_written_with_snapshots(self) -> None:
+        store = self.store
+        store.write_snapshots([SnapshotRecord(A1, 1, 1, "{}")], keep=3, meta={"k": "v"})
+        with store.reader() as r:
+            assert r.meta("k") == "v"
+        store.write_snapshots([], keep=3, meta={"k": None})
+        with store.reader() as r:
+            assert r.meta("k") is None
+
+    # ------------------------------------------------------------------ errors
+
+    def test_schema_version_from_the_future_is_refused(self) -> None:
+        store = self.store
+        other = self.bump_schema_version(store)
+        if other is None:
+            _skip("this store cannot be reopened")
+        with raises_exactly(SchemaVersionError, match="newer"):
+            other()
+
+    # ------------------------------------------------------------------ paging
+
+    def test_iter_events_pages_the_log(self) -> None:
+        store = self.store
+        positions = store.append([ev((A1, 0), data=f'{{"n":{n}}}') for n in range(25)], {A1: None})
+        with store.reader() as r:
+            assert [e.position for e in r.iter_events()] == positions
+            assert [e.position for e in r.iter_events(chunk=7)] == positions
+            assert [e.position for e in r.iter_events(chunk=25)] == positions
+            some = list(r.iter_events(after=positions[4], until=positions[11], chunk=3))
+            assert [e.position for e in some] == positions[5:12]
+            assert [e.data for e in some] == [f'{{"n":{n}}}' for n in range(5, 12)]
+            assert list(r.iter_events(after=positions[-1])) == []
+            assert list(r.iter_events(until=0)) == []
+            assert list(r.iter_events(after=positions[3], until=positions[3])) == []
+            assert [e.position for e in r.iter_events(until=positions[-1] + 100)] == positions
+            assert all(isinstance(e, StoredEvent) for e in some)
+            with raises_exactly(ValueError, match="chunk"):
+                list(r.iter_events(chunk=0))
+
+    # ------------------------------------------------------------------ misuse
+
+    def test_writes_inside_a_reader_are_refused_and_write_nothing(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None})
+        store.write_snapshots([SnapshotRecord(A1, p, p, "{}")], keep=3)
+        with store.reader() as r:
+            with raises_exactly(StoreError, match="inside a read transaction"):
+                store.append([ev((A1, 0))], {A1: p})
+            with raises_exactly(StoreError, match="inside a read transaction"):
+                store.write_snapshots([SnapshotRecord(A2, p, p, "{}")], keep=3)
+            with raises_exactly(StoreError, match="inside a read transaction"):
+                store.drop_snapshots()
+            assert r.head() == p  # the reader is still usable
+        with store.reader() as r:
+            assert r.head() == p
+            assert r.state_heads([A1, A2]) == {A1: p}
+            assert list(r.snapshots([A1, A2], p)) == [A1]
+        (q,) = store.append([ev((A1, 0))], {A1: p})  # and so is the store
+        assert q > p
+
+    def test_readers_do_not_nest(self) -> None:
+        store = self.store
+        with store.reader() as r:
+            with raises_exactly(StoreError, match="do not nest"):
+                with store.reader():
+                    pass
+            assert r.head() == 0
+        with store.reader() as r:
+            assert r.head() == 0
+
+    def test_empty_append_writes_and_checks_nothing(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None})
+        assert store.append([], {}) == []
+        assert store.append([], {A1: p}) == []
+        assert store.append([], {A1: None, A2: 99}) == []  # nothing to commit: nothing checked
+        with store.reader() as r:
+            assert r.head() == p
+            assert r.state_heads([A1, A2]) == {A1: p}
+        store.write_snapshots([], keep=3)  # nothing to write
+        with store.reader() as r:
+            assert list(r.iter_snapshots()) == []
+
+    # ------------------------------------------------------------------ rollback
+
+    def _assert_untouched(self, store: Store, p: int) -> None:
+        """Only the event at ``p`` (touching A1) is stored, and the log continues at p + 1."""
+        with store.reader() as r:
+            assert r.head() == p
+            assert [e.position for e in r.iter_events()] == [p]
+            assert r.state_heads([A1, A2, HUB]) == {A1: p}
+            assert r.links_between(0, p + 10) == [Link(p, A1, 0)]
+        (q,) = store.append([ev((A2, 0))], {A2: None})
+        assert q == p + 1
+
+    def test_stale_state_at_the_check_writes_nothing(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None})
+        with raises_exactly(ConcurrencyError, match=r"Acct\(1\)"):
+            store.append([ev((A2, 0)), ev((A1, 0), (HUB, 1))], {A2: None, A1: None, HUB: None})
+        self._assert_untouched(store, p)
+
+    def test_bad_first_event_writes_nothing(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None})
+        bad = NewEvent("Thing", "{}", ((A2, 0),), None, None)  # type: ignore[arg-type]
+        with raises_exactly(StoreError, match="nothing was written"):
+            store.append([bad, ev((HUB, 0))], {A2: None, HUB: None})
+        self._assert_untouched(store, p)
+
+    def test_bad_last_event_writes_nothing(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None})
+        bad = NewEvent("Thing", "{}", ((A1, 0),), None, None)  # type: ignore[arg-type]
+        with raises_exactly(StoreError, match="nothing was written"):
+            store.append([ev((A2, 0)), ev((A1, 0), (HUB, 1)), bad], {A1: p, A2: None, HUB: None})
+        self._assert_untouched(store, p)
+
+    def test_bad_link_after_good_events_writes_nothing(self) -> None:
+        """The events are fine, a link is not: one state linked twice by one event."""
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None})
+        with raises_exactly(StoreError, match="nothing was written"):
+            store.append([ev((A2, 0)), ev((HUB, 0), (HUB, 1))], {A2: None, HUB: None})
+        self._assert_untouched(store, p)
+
+    # ------------------------------------------------------------------ commit order
+
+    def test_concurrent_appends_reach_a_follower_once_each_in_order(self) -> None:
+        """Writers on their own handles append while a follower pages ``events_after``.
+
+        The follower must see every event exactly once, in position order, and
+        every position a writer was given: an event committing after a larger
+        position was read would be skipped by the follower.
+        """
+        store = self.store
+        writers, appends = 4, 25
+        handles = [self._second_handle(store) for _ in range(writers + 1)]
+        follower = handles.pop()
+        given: list[list[int]] = [[] for _ in range(writers)]
+        errors: list[BaseException] = []
+        start = threading.Barrier(writers + 1)
+
+        def write(n: int) -> None:
+            key = StateKey("Writer", str(n))
+            last: int | None = None
+            try:
+                start.wait(timeout=30)
+                for i in range(appends):
+                    batch = [ev((key, 0), (HUB, 1), data=f'{{"w":{n},"i":{i}}}')]
+                    # HUB is shared and unchecked: every writer moves it.
+                    (last,) = handles[n].append(batch, {key: last})
+                    given[n].append(last)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+        seen: list[int] = []
+        try:
+            for t in threads:
+                t.start()
+            start.wait(timeout=30)
+
+            def all_done() -> bool:
+                return not any(t.is_alive() for t in threads)
+
+            while True:
+                done = all_done()
+                with follower.reader() as r:
+                    page = r.events_after(seen[-1] if seen else 0, 10)
+                for e in page:
+                    assert not seen or e.position > seen[-1], (seen[-1], e.position)
+                    seen.append(e.position)
+                if done and not page:
+                    break
+            for t in threads:
+                t.join(timeout=60)
+        finally:
+            for h in [*handles, follower]:
+                h.close()
+        assert errors == []
+        told = sorted(p for ps in given for p in ps)
+        assert len(told) == writers * appends
+        assert seen == told
+        with store.reader() as r:
+            assert r.state_heads([HUB]) == {HUB: told[-1]}
+            for n in range(writers):
+                assert r.state_heads([StateKey("Writer", str(n))]) == {
+                    StateKey("Writer", str(n)): given[n][-1]
+                }
+
+    # ------------------------------------------------------------------ same rows everywhere
+
+    def test_a_fixed_script_gives_these_exact_rows(self) -> None:
+        """Every store, given the same operations, holds the same rows: these."""
+        store = self.store
+        assert store.append([ev((A1, 0), (HUB, 0), data='{"a":1}')], {A1: None, HUB: None}) == [1]
+        assert store.append(
+            [ev((A2, 0), (HUB, 1), caused_by=1), ev((A2, 0), data='{"b":"é"}')],
+            {A2: None, HUB: 1},
+        ) == [2, 3]
+        with raises_exactly(ConcurrencyError, match=r"Hub \(known last event 1, store has 2\)"):
+            store.append([ev((HUB, 0))], {HUB: 1})
+        assert store.append([ev((A1, 0), (HUB, 2))], {A1: 1}) == [4]  # HUB unchecked
+        store.write_snapshots(
+            [SnapshotRecord(A2, 3, 3, '{"s":3}'), SnapshotRecord(HUB, 2, 2, '{"h":2}')],
+            keep=1,
+            meta={"replay": "4"},
+        )
+        store.write_snapshots([SnapshotRecord(HUB, 4, 4, '{"h":4}')], keep=1)
+        with store.reader() as r:
+            assert r.head() == 4
+            assert [tuple(e) for e in r.iter_events()] == [
+                (1, "Thing", '{"a":1}', None, FIRED_AT),
+                (2, "Thing", "{}", 1, FIRED_AT),
+                (3, "Thing", '{"b":"é"}', None, FIRED_AT),
+                (4, "Thing", "{}", None, FIRED_AT),
+            ]
+            assert sorted(r.links_between(0, 4)) == [
+                Link(1, A1, 0),
+                Link(1, HUB, 0),
+                Link(2, A2, 0),
+                Link(2, HUB, 1),
+                Link(3, A2, 0),
+                Link(4, A1, 0),
+                Link(4, HUB, 2),
+            ]
+            assert sorted(r.links({A2: (0, 4)})) == [
+                Link(2, A2, 0),
+                Link(2, HUB, 1),
+                Link(3, A2, 0),
+            ]
+            assert r.state_heads([A1, A2, HUB, StateKey("Acct", "3")]) == {A1: 4, A2: 3, HUB: 4}
+            assert list(r.iter_snapshots()) == [
+                SnapshotRecord(A2, 3, 3, '{"s":3}'),
+                SnapshotRecord(HUB, 4, 4, '{"h":4}'),
+            ]
+            assert r.meta("replay") == "4"
+            assert r.meta("schema_version") == str(SCHEMA_VERSION)
+
+    # ------------------------------------------------------------------ commit ids, keys, handlers
+
+    def test_commit_ids_are_stored_with_their_positions(self) -> None:
+        store = self.store
+        assert store.append([ev((A1, 0)), ev((A2, 0))], {A1: None, A2: None}, "c-1") == [1, 2]
+        assert store.append([ev((A1, 0))], {A1: 1}) == [3]  # a fresh id when none is given
+        with store.reader() as r:
+            assert r.commit_positions("c-1") == (1, 2)
+            assert r.commit_positions("never") is None
+        with raises_exactly(ConcurrencyError, match="known last event"):
+            store.append([ev((A1, 0))], {A1: 1}, "c-refused")
+        with store.reader() as r:
+            assert r.commit_positions("c-refused") is None  # refused: no row either
+
+    def test_an_event_key_is_unique_in_the_log(self) -> None:
+        store = self.store
+        keyed = ev((A1, 0))._replace(key="order-1")
+        assert store.append([keyed], {A1: None}) == [1]
+        with raises_exactly(DuplicateEvent, match=r"'order-1'.*position 1") as caught:
+            store.append([ev((A2, 0)), ev((A1, 0))._replace(key="order-1")], {A2: None, A1: 1})
+        [duplicate] = caught
+        assert isinstance(duplicate, DuplicateEvent)
+        assert (duplicate.key, duplicate.position) == ("order-1", 1)
+        with raises_exactly(DuplicateEvent, match="two events of one commit"):
+            store.append([ev((A2, 0))._replace(key="k"), ev((A2, 0))._replace(key="k")], {})
+        with store.reader() as r:
+            assert r.head() == 1 and r.state_heads([A2]) == {}  # nothing of either was written
+            assert r.event_keys(["order-1", "other"]) == {"order-1": 1}
+
+    def test_pending_handlers_are_recorded_and_cleared_with_the_append(self) -> None:
+        store = self.store
+        handled = ev((A1, 0))._replace(needs_handling=True)
+        assert store.append([handled, ev((A2, 0)), handled], {A1: None, A2: None}) == [1, 2, 3]
+        with store.reader() as r:
+            assert r.pending_handlers(10) == [1, 3]
+            assert r.pending_handlers(1) == [1]
+        # The handler of 1 fired an event: stored together with "1 is handled".
+        assert store.append([ev((A2, 0))], {A2: 2}, handled=[1]) == [4]
+        store.mark_handled([3])  # the handler of 3 fired nothing
+        with store.reader() as r:
+            assert r.pending_handlers(10) == []
