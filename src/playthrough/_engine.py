@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from ._errors import DecodeError, DuplicateEvent, PlaythroughError, ReconstitutionError
+from ._errors import (
+    DecodeError,
+    DuplicateEvent,
+    PlaythroughError,
+    ReconstitutionError,
+    StateMutationError,
+)
 from ._handlers import handler_failed, has_handlers, run_handlers, run_pending
 from ._model import (
     Event,
@@ -283,16 +289,21 @@ class Engine:
             for k in missing:
                 live[k] = cast(State, repository.get(k))
         mark_fired(event, fired_at=datetime.now(UTC), caused_by=self._caused_by)
+        backups = {k: _fields(s) for k, s in live.items()}
         validators = binding(event).of_phase("validate")
         if validators:
             try:
                 with playing(event):
                     for hook, bound, _ in validators:
                         run_hook(event, hook, live, bound=bound)
+                # Assignments are refused by State.__setattr__; a change made in place
+                # (a list appended to) is found here, undone, and refused too.
+                _refuse_changes(event, live, backups, "a validate hook")
             except BaseException:
+                for k, saved in backups.items():
+                    _restore(live[k], saved)
                 unfire(event)
                 raise
-        backups = {k: _fields(s) for k, s in live.items()}
         player = self._live_player
         player.states = live
         try:
@@ -626,6 +637,20 @@ def _fields(state: State) -> dict[str, Any]:
         value = getattr(state, name)
         saved[name] = value if type(value) in _ATOMIC else copy.deepcopy(value)
     return saved
+
+
+def _refuse_changes(
+    event: Event, live: dict[StateKey, State], saved: dict[StateKey, dict[str, Any]], by: str
+) -> None:
+    """Raise StateMutationError if a state's fields differ from ``saved`` (the caller restores)."""
+    for key, state in live.items():
+        before = saved[key]
+        for name, value in before.items():
+            if getattr(state, name) != value:
+                raise StateMutationError(
+                    f"{key}: {by} of {type(event).__qualname__} changed field {name!r}; "
+                    "only apply hooks may change states (the change was undone)"
+                )
 
 
 def _restore(state: State, saved: dict[str, Any]) -> None:

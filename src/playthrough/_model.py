@@ -14,12 +14,13 @@ import sys
 import typing
 import uuid
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
-from ._errors import DefinitionError, UnknownTypeError
+from ._errors import DefinitionError, StateMutationError, UnknownTypeError
 from ._slots import set_binding
 
 # The metadata key under which state_id() records the state class of a field.
@@ -141,10 +142,19 @@ def _check_storable(cls: type) -> None:
 # --------------------------------------------------------------------------- states
 
 
+# The states the running ``apply`` hook may write (their ids), or None outside one.
+writable_states: ContextVar[frozenset[int] | None] = ContextVar(
+    "playthrough_writable_states", default=None
+)
+
+
 class State:
     """Base class of event-sourced states. Subclass it with ``@attrs.define``.
 
     Every field needs a default: a state no event has touched loads blank.
+    A state playthrough made (loaded, or blank for a load) is written only by
+    the ``apply`` hooks of events that declare it; assigning a field anywhere
+    else raises :class:`StateMutationError`.
     """
 
     __slots__ = ("_pt_id", "_pt_last_event_id")
@@ -164,6 +174,21 @@ class State:
         _check_storable(cls)
         cls._pt_type_name = name
         registry.add(registry.states, name, cls, "State")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A state becomes managed when playthrough marks it (blank_state, decoding);
+        # before that (attrs' __init__, user-built values) fields are free.
+        if hasattr(self, "_pt_last_event_id") and not name.startswith("_pt_"):
+            allowed = writable_states.get()
+            if allowed is None or id(self) not in allowed:
+                which = type(self).__qualname__ + ("" if self.id is None else f"({self.id!r})")
+                raise StateMutationError(
+                    f"{which}: cannot set {type(self).__qualname__}.{name} outside an apply "
+                    "hook of an event that declares this state; fire an event whose apply "
+                    "hook changes it (a change made elsewhere would be served from memory "
+                    "and snapshots, but no replay of the log would make it)"
+                )
+        object.__setattr__(self, name, value)
 
     @property
     def id(self) -> StateIdValue | None:

@@ -22,7 +22,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import ReconstitutionError
-from ._model import PHASES, Bound, Event, Hook, Phase, State, StateKey, binding, hook_keys
+from ._model import (
+    PHASES,
+    Bound,
+    Event,
+    Hook,
+    Phase,
+    State,
+    StateKey,
+    binding,
+    hook_keys,
+    writable_states,
+)
 from ._slots import set_last_event_id
 
 APPLY_ONLY: tuple[Phase, ...] = ("apply",)
@@ -128,9 +139,19 @@ def _call(event: Event, hook: Hook, args: list[Any]) -> Any:
     fn: Callable[..., Any] = getattr(event, hook.name)
     if hook.phase == "apply":
         token = _in_apply.set(True)
+        # The states this hook was given (its event declares them) are the only
+        # ones it may write; see State.__setattr__.
+        mine = frozenset(
+            id(s)
+            for a in args
+            for s in (a if isinstance(a, list) else (a,))
+            if isinstance(s, State)
+        )
+        writable = writable_states.set(mine)
         try:
             return fn(*args)
         finally:
+            writable_states.reset(writable)
             _in_apply.reset(token)
     return fn(*args)
 
