@@ -49,7 +49,8 @@ def _wait_for_commits(worker: subprocess.Popen[bytes], side: Path, at_least: int
     deadline = time.monotonic() + TIMEOUT
     while sum(1 for line in _lines(side) if line.startswith("ok")) < start + at_least:
         if worker.poll() is not None:
-            raise AssertionError(f"the worker died: {worker.stderr.read().decode()[-2000:]}")
+            err = worker.stderr.read().decode() if worker.stderr else ""
+            raise AssertionError(f"the worker died: {err[-2000:]}")
         if time.monotonic() > deadline:
             worker.kill()
             raise AssertionError("the worker made no progress")
