@@ -36,6 +36,7 @@ EXPECTED = {
     "CommitOutcomeUnknown",
     "DuplicateEvent",
     "StateMutationError",
+    "CorruptionError",
     # what the engine hands back
     "VerifyReport",
     "ReplayReport",

@@ -23,6 +23,7 @@ from ._engine import Engine
 from ._errors import (
     CommitOutcomeUnknown,
     ConcurrencyError,
+    CorruptionError,
     DecodeError,
     DefinitionError,
     DuplicateEvent,
@@ -45,6 +46,7 @@ from ._verify import VerifyReport
 __all__ = [
     "CommitOutcomeUnknown",
     "ConcurrencyError",
+    "CorruptionError",
     "DecodeError",
     "DefinitionError",
     "DuplicateEvent",

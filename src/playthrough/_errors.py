@@ -60,6 +60,15 @@ class DuplicateEvent(PlaythroughError):
         self.position = position
 
 
+class CorruptionError(StoreError):
+    """Stored data contradicts what the store guarantees (a gap in the positions, a link
+    to a missing event, a heads row behind the log...). ``position`` names where."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 class SchemaVersionError(StoreError):
     """The store's schema was written by a version of playthrough this one cannot read."""
 

@@ -36,6 +36,7 @@ from ._model import State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
+from ._stores._base import missing_event
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -330,8 +331,14 @@ class StateReconstitutor:
                 state_from_snapshot(sp.snapshot) if sp.snapshot is not None else blank_for(sp.key)
             )
         player = EventPlayer(states, APPLY_ONLY)
+        wanted = iter(plan.positions)
         for stored in reader.events(plan.positions):
+            expected = next(wanted)
+            if stored.position != expected:  # links name it, the log lacks it
+                raise missing_event(expected, "a link of a state being loaded points at it")
             player.play(decode_event(stored), stored.position, plan.taking_part[stored.position])
+        for expected in wanted:
+            raise missing_event(expected, "a link of a state being loaded points at it")
         return states
 
     def reconstitute(

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, TypeVar
 
-from .._errors import DuplicateEvent, StoreError
+from .._errors import CorruptionError, DuplicateEvent, StoreError
 from .._model import StateKey
 
 SCHEMA_VERSION = 2
@@ -52,6 +52,24 @@ def parse_schema_version(value: object, where: str) -> int:
 
 
 _T = TypeVar("_T")
+
+
+def missing_event(position: int, where: str) -> CorruptionError:
+    """The error for an event row that should be there and is not."""
+    return CorruptionError(
+        f"the log is corrupt: no event at position {position} ({where}); positions are "
+        "gap-free by construction, so a row was deleted or lost; restore it from a backup",
+        position,
+    )
+
+
+def check_consecutive(events: Sequence[StoredEvent], after: int, where: str) -> None:
+    """Raise CorruptionError unless the events' positions are after+1, after+2, ..."""
+    expected = after + 1
+    for e in events:
+        if e.position != expected:
+            raise missing_event(expected, where)
+        expected += 1
 
 
 def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
@@ -153,6 +171,7 @@ class StoreReader(abc.ABC):
             # until - position events: never fetch past the bound.
             limit = chunk if until is None else min(chunk, until - position)
             page = self.events_after(position, limit)
+            check_consecutive(page, position, "reading the log")
             for event in page:
                 if until is not None and event.position > until:
                     return
@@ -222,7 +241,12 @@ class Store(abc.ABC):
                     if until is None or e.position <= until
                 ]
                 if not page:
+                    # A link past the last event points at an event that is gone.
+                    orphans = reader.links_between(position, until or reader.head() + 1)
+                    if orphans:
+                        raise missing_event(orphans[0].position, "a link points at it")
                     return
+                check_consecutive(page, position, "reading the log")
                 touched: dict[int, list[StateKey]] = {}
                 for link in reader.links_between(position, page[-1].position):
                     touched.setdefault(link.position, []).append(link.key)
