@@ -185,6 +185,13 @@ imported, an event type no --app module defines).
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    default=False,
+    help="Exit 0 for a store that is empty or does not exist (by default an error: "
+    "green CI on nothing is not a check).",
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -200,6 +207,7 @@ def verify(
     strict_sync: bool,
     subprocess_replay: bool | None,
     progress: bool | None,
+    allow_empty: bool,
 ) -> None:
     """Check a store: snapshots against the log, deterministic replay, snapshot sync.
 
@@ -210,15 +218,19 @@ def verify(
     """
     import json
 
-    from ._errors import PlaythroughError, UnknownTypeError
+    from ._errors import UnknownTypeError
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
-    try:
-        engine = Engine.open(url)
-    except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
+    engine = _open_existing(ctx, database_url, url, allow_empty)
     with engine, _progress_bar(progress) as report_progress:
+        if engine.head() == 0 and not allow_empty:
+            click.echo(
+                f"Error: the store at {public_url(database_url)} is empty: nothing to verify "
+                "(pass --allow-empty to accept that)",
+                err=True,
+            )
+            ctx.exit(1)
         try:
             report = engine.verify(
                 sample=sample,
@@ -279,10 +291,7 @@ def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
-    try:
-        engine = Engine.open(url)
-    except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
+    engine = _open_existing(ctx, database_url, url, allow_empty=False)
     with engine:
         try:
             ran = engine.run_pending_handlers(limit)
@@ -303,19 +312,44 @@ def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit
         click.echo(f"  {_describe(event)}")
 
 
+def _open_existing(ctx: click.Context, given: str, url: str, allow_empty: bool) -> Engine:
+    """An engine on a store that exists: commands never create (or migrate) one."""
+    from ._errors import PlaythroughError
+    from ._stores._base import NoStoreError
+
+    try:
+        return Engine.open(url, create=False)
+    except NoStoreError as exc:
+        if allow_empty:
+            click.echo(f"{public_url(given)}: no store there, nothing to check (--allow-empty)")
+            ctx.exit(0)
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(1)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {public_url(given)}: {exc}") from exc
+    raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
+
+
 def public_url(text: str) -> str:
-    """The URL with any password replaced by ``***`` (for every message that shows it)."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The URL as every message shows it: without a password, wherever the URL put one."""
+    try:
+        return parse_store_url(text).redacted()
+    except StoreError:
+        return "(the DATABASE_URL given)"  # unparsable: showing it could show a password
+
+
+def _password_in(text: str) -> str | None:
+    """The password a URL carries (in its user info or a ``password=`` option), if any."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
 
     try:
         parts = urlsplit(text)
-        userinfo, at, hostport = parts.netloc.rpartition("@")
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        if at and ":" in userinfo:
+            return unquote(userinfo.partition(":")[2]) or None
+        return dict(parse_qsl(parts.query)).get("password") or None
     except ValueError:
-        return "(an unparsable URL)"
-    if not at or ":" not in userinfo:
-        return text
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+        return None
 
 
 def _existing_store_url(text: str) -> str:
@@ -331,7 +365,11 @@ def _existing_store_url(text: str) -> str:
     try:
         parsed = parse_store_url(text)
     except StoreError as exc:
-        raise click.BadParameter(str(exc), param_hint="DATABASE_URL") from exc
+        message = str(exc)
+        password = _password_in(text)
+        if password:
+            message = message.replace(password, "***")
+        raise click.BadParameter(message, param_hint="DATABASE_URL") from exc
     if parsed.kind == "sqlite":
         if parsed.is_memory:
             raise click.BadParameter(

@@ -54,6 +54,10 @@ def parse_schema_version(value: object, where: str) -> int:
 _T = TypeVar("_T")
 
 
+class NoStoreError(StoreError):
+    """Opened with ``create=False`` where no playthrough store exists (nothing was created)."""
+
+
 def missing_event(position: int, where: str) -> CorruptionError:
     """The error for an event row that should be there and is not."""
     return CorruptionError(

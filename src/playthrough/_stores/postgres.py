@@ -57,6 +57,7 @@ from ._base import (
     SCHEMA_VERSION,
     Link,
     NewEvent,
+    NoStoreError,
     SnapshotRecord,
     Store,
     StoredEvent,
@@ -438,6 +439,7 @@ class PostgresStore(Store):
         max_size: int = 2,
         connect_timeout: int = 5,
         pool_timeout: float = 30.0,
+        create: bool = True,
     ) -> None:
         self.statements = 0
         self._reading = False
@@ -461,7 +463,10 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self._where}: {self._clean(exc)}") from exc
         try:
-            self._migrate(first)
+            if create:
+                self._migrate(first)
+            else:
+                self._check_exists(first)
         finally:
             first.close()
         self._pool = self._open_pool(settings, min_size, max_size, pool_timeout, connect_timeout)
@@ -489,6 +494,30 @@ class PostgresStore(Store):
         return StoreError(
             f"{what} on {self._where} (schema {self.schema!r}) failed: {self._clean(exc)}"
         )
+
+    def _check_exists(self, conn: Conn) -> None:
+        """For read-only use: refuse a schema without a store; never create or migrate."""
+        quoted = self._quoted
+        try:
+            row = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.pt_meta",)).fetchone()
+            found = None
+            if row is not None and row[0] is not None:
+                found = conn.execute(
+                    f"SELECT value FROM {quoted}.pt_meta WHERE key = 'schema_version'"
+                ).fetchone()
+        except psycopg.Error as exc:
+            raise self._failure("checking the store", exc) from exc
+        if found is None:
+            raise NoStoreError(
+                f"no playthrough store in schema {self.schema!r} on {self._where} "
+                "(nothing was created)"
+            )
+        version = parse_schema_version(found[0], f"schema {self.schema!r} on {self._where}")
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"schema {self.schema!r} on {self._where} holds schema version {found[0]}, "
+                f"written by a newer playthrough; this one reads up to version {SCHEMA_VERSION}"
+            )
 
     def _migrate(self, conn: Conn) -> None:
         """Create the schema's tables, or check its version, under the migration lock."""

@@ -27,6 +27,7 @@ from ._base import (
     SCHEMA_VERSION,
     Link,
     NewEvent,
+    NoStoreError,
     SnapshotRecord,
     Store,
     StoredEvent,
@@ -242,7 +243,12 @@ class SQLiteStore(Store):
     """
 
     def __init__(
-        self, path: str = ":memory:", *, synchronous: str = "FULL", busy_timeout: float = 30.0
+        self,
+        path: str = ":memory:",
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 30.0,
+        create: bool = True,
     ) -> None:
         self._path = path
         self.statements = 0
@@ -258,7 +264,10 @@ class SQLiteStore(Store):
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
-            self._migrate()
+            self._migrate(create)
+        except StoreError:
+            self._conn.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise StoreError(f"cannot use {path!r} as a playthrough SQLite store: {exc}") from exc
@@ -309,7 +318,8 @@ class SQLiteStore(Store):
         if self._reading:
             raise StoreError(f"cannot {what} inside a read transaction")
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool = True) -> None:
+        """Create or upgrade the tables; with ``create=False`` only check (read-only use)."""
         try:  # an up-to-date store needs no write lock to open
             row = self._conn.execute(
                 "SELECT value FROM pt_meta WHERE key = 'schema_version'"
@@ -318,6 +328,15 @@ class SQLiteStore(Store):
             row = None  # no pt_meta yet
         if row is not None and row[0] == str(SCHEMA_VERSION):
             return
+        if not create:
+            if row is None:
+                raise NoStoreError(f"no playthrough store in {self._path!r} (nothing was created)")
+            if parse_schema_version(row[0], repr(self._path)) > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self._path!r} holds schema version {row[0]}, written by a newer "
+                    f"playthrough; this one reads up to version {SCHEMA_VERSION}"
+                )
+            return  # an older version is read as it is: never migrated by a reader
         with self._transaction("BEGIN IMMEDIATE") as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
