@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
-from ._errors import DefinitionError, StateMutationError, UnknownTypeError
+from ._errors import DecodeError, DefinitionError, StateMutationError, UnknownTypeError
 from ._slots import set_binding
 
 # The metadata key under which state_id() records the state class of a field.
@@ -36,7 +36,12 @@ class StateKey(NamedTuple):
     id: str
 
     def __str__(self) -> str:
-        return f"{self.type}({decode_id(self.id)!r})" if self.id else self.type
+        if not self.id:
+            return self.type
+        try:
+            return f"{self.type}({decode_id(self.id)!r})"
+        except DecodeError:
+            return f"{self.type}[state_id {self.id!r}]"  # a malformed stored id, shown raw
 
 
 def encode_id(value: object) -> str:
@@ -61,13 +66,22 @@ def encode_id(value: object) -> str:
 
 
 def decode_id(text: str) -> StateIdValue | None:
+    """The id an encoded (stored) state id names; DecodeError naming the text if malformed."""
     if text == "":
         return None
     if text.startswith("s:"):
         return text[2:]
-    if text.startswith("u:"):
-        return uuid.UUID(text[2:])
-    return int(text)
+    try:
+        if text.startswith("u:"):
+            return uuid.UUID(text[2:])
+        if text.strip() != text or str(int(text)) != text:
+            raise ValueError("not canonical")
+        return int(text)
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(
+            f"stored state id {text!r} (column state_id) is malformed: expected an int, "
+            f"'s:' and a string or 'u:' and a UUID ({exc})"
+        ) from None
 
 
 # --------------------------------------------------------------------------- registry
@@ -208,6 +222,10 @@ class SingletonState(State):
 
 
 def key_of(cls: type[State], state_id: object) -> StateKey:
+    if not (isinstance(cls, type) and issubclass(cls, State)):
+        raise TypeError(
+            f"expected a State subclass, not {getattr(cls, '__qualname__', None) or repr(cls)}"
+        )
     if issubclass(cls, SingletonState):
         if state_id is not None:
             raise TypeError(f"{cls.__qualname__} is a singleton and loads without an id")

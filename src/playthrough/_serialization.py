@@ -137,7 +137,11 @@ def encode_event(event: Event) -> str:
 
 
 def encode_state(state: State) -> str:
-    return dumps(converter.unstructure(state))
+    try:
+        return dumps(converter.unstructure(state))
+    except (TypeError, ValueError) as exc:  # e.g. an int past the str conversion limit
+        key = f"{type(state)._pt_type_name}({state.id!r})"
+        raise PlaythroughError(f"cannot encode state {key} as JSON: {exc}") from exc
 
 
 def encode_state_checked(state: State, what: str) -> str:
@@ -150,8 +154,8 @@ def encode_state_checked(state: State, what: str) -> str:
     cls = type(state)
     try:
         data = encode_state(state)
-    except (TypeError, ValueError) as exc:
-        raise PlaythroughError(f"cannot store {what}: it cannot be encoded as JSON: {exc}") from exc
+    except PlaythroughError as exc:
+        raise PlaythroughError(f"cannot store {what}: {exc}") from exc
     try:
         back = decode(cls, data, what)
     except DecodeError as exc:
@@ -204,12 +208,24 @@ def decode_event(stored: StoredEvent) -> Event:
         where = f" at position {stored.position}"
         cls = registry.event_class(stored.type, where)
         event = decode(cls, stored.data, f"event {stored.type}{where}")
+    try:
+        fired_at = datetime.fromisoformat(stored.fired_at)
+    except (TypeError, ValueError):
+        raise DecodeError(
+            f"event {stored.type} at position {stored.position}: column fired_at holds "
+            f"{stored.fired_at!r}, not an ISO 8601 timestamp"
+        ) from None
+    if stored.caused_by is not None and type(stored.caused_by) is not int:
+        raise DecodeError(
+            f"event {stored.type} at position {stored.position}: column caused_by holds "
+            f"{stored.caused_by!r}, not a position"
+        )
     mark_stored(
         event,
         position=stored.position,
         data=stored.data,
         caused_by=stored.caused_by,
-        fired_at=datetime.fromisoformat(stored.fired_at),
+        fired_at=fired_at,
     )
     return event
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from .._errors import CorruptionError, DecodeError, UnknownTypeError
+from .._errors import CorruptionError, DecodeError, PlaythroughError, UnknownTypeError
 from .._model import State, StateKey
 from .._reconstitution import StateReconstitutor
 from .._serialization import encode_state, state_from_snapshot
@@ -148,6 +148,8 @@ def verify(
             raise
         run.errors.append(f"the log cannot be read: {exc}")
     except CorruptionError as exc:
+        run.errors.append(str(exc))
+    except PlaythroughError as exc:  # any other stored value the library cannot handle
         run.errors.append(str(exc))
     _locate_all(run)
     return VerifyReport(
