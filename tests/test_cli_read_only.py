@@ -67,18 +67,18 @@ def test_verify_of_a_sqlite_file_that_is_no_store_creates_no_tables(tmp_path: Pa
     assert tables == {"unrelated"}
 
 
-def test_verify_reads_an_old_store_without_migrating_it(tmp_path: Path) -> None:
+def test_verify_never_migrates_an_old_store(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_sqlite(path)
-    result = CliRunner().invoke(
-        main,
-        ["verify", f"sqlite:///{path}", "--app", "tests.test_commit_outcome", "--no-subprocess"],
-    )
-    assert result.exit_code == 0, result.output
+    args = ["verify", f"sqlite:///{path}", "--app", "tests.test_commit_outcome", "--no-subprocess"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "open it once with a writer" in result.output
     conn = sqlite3.connect(path)
     version = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
     conn.close()
     assert version == ("1",)
+    Engine.open(f"sqlite:///{path}").close()  # a writer upgrades it; then verify runs
+    assert CliRunner().invoke(main, args).exit_code == 0
 
 
 def test_handlers_never_creates_a_store(tmp_path: Path) -> None:

@@ -21,6 +21,17 @@ def test_readme_tour_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert isinstance(committed, list) and [e.id for e in committed] == [1, 2]
 
 
+def test_readme_engine_per_request_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 2 and "playthrough.connect" in blocks[1]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "readme_tour"}
+    exec(compile(blocks[0], str(README), "exec"), namespace)  # the classes and bank.db
+    exec(compile(blocks[1], str(README), "exec"), namespace)  # asserts its own result
+
+
 def test_readme_names_the_test_command_ci_runs() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in README.read_text()

@@ -50,41 +50,44 @@ def build_game_log(engine: Engine) -> list[Event]:
 
 def test_document_003_player_at_100_game_at_50() -> None:
     store = SQLiteStore()
-    writer = Engine(store)
+    writer = Engine(store, head_values=False)
     committed = build_game_log(writer)
     writer.snapshot([(PlayerState, 1)], at=100)
     writer.snapshot([(GameState, 1)], at=50)
     truth = reference_states(committed)
 
-    fresh = Engine(store)
+    fresh = Engine(store, head_values=False)
     game = fresh.load(GameState, 1)
     assert game == truth[key_of(GameState, 1)]
     assert game.active_modifiers == ["m60 by ada"]
-    plan = fresh.explain(GameState, 1)
+    plan = fresh.explain(GameState, 1, at=fresh.head())  # the smallest plan (time travel)
     [player_plan] = [sp for sp in plan.states.values() if sp.key == key_of(PlayerState, 1)]
     # The player's snapshot (100) is past event 61, which needs it as of 60: rewound to blank
     # (its only snapshot), not loaded "from the future".
     assert player_plan.rewound and player_plan.start == 0 and player_plan.need == 60
     assert "REWOUND" in plan.explain()
 
-    player = Engine(store).load(PlayerState, 1)
+    player = Engine(store, head_values=False).load(PlayerState, 1)
     assert player == truth[key_of(PlayerState, 1)]
     assert "modifier_token" not in player.items
 
 
 def test_rewind_uses_an_older_snapshot_from_the_history() -> None:
     store = SQLiteStore()
-    writer = Engine(store)
+    writer = Engine(store, head_values=False)
     committed = build_game_log(writer)
     writer.snapshot([(PlayerState, 1)], at=40)
     writer.snapshot([(PlayerState, 1)], at=100)
     writer.snapshot([(GameState, 1)], at=50)
-    plan = Engine(store).explain(GameState, 1)
+    plan = Engine(store, head_values=False).explain(GameState, 1, at=120)
     player_plan = plan.states[key_of(PlayerState, 1)]
     assert (player_plan.start, player_plan.newest_snapshot) == (40, 100)
     # Work: the player plays only (40, 60], the game only (50, 120].
     assert plan.events_played == len([p for p in range(41, 61)]) + 1
-    assert Engine(store).load(GameState, 1) == reference_states(committed)[key_of(GameState, 1)]
+    assert (
+        Engine(store, head_values=False).load(GameState, 1)
+        == reference_states(committed)[key_of(GameState, 1)]
+    )
 
 
 # ---------------------------------------------------------------------- double application
@@ -114,7 +117,7 @@ class Moved(Event, type_name="t.count.Moved"):
 
 def test_every_event_is_applied_exactly_once_per_load() -> None:
     store = SQLiteStore()
-    writer = Engine(store)
+    writer = Engine(store, head_values=False)
     for tag in range(1, 41):
         writer.fire(Moved(src_id=tag % 3, dst_id=(tag + 1) % 3, tag=tag))
         writer.commit()
@@ -123,7 +126,7 @@ def test_every_event_is_applied_exactly_once_per_load() -> None:
     writer.snapshot([(Pot, 1)], at=5)
     writer.snapshot([(Pot, 2)], at=20)
     applied.clear()
-    fresh = Engine(store)
+    fresh = Engine(store, head_values=False)
     plan = fresh.explain(Pot, 1)
     pots = fresh.load_many(Pot, [1, 0, 2])
     assert all(n == 1 for n in applied.values()), f"applied twice: {+applied}"
@@ -141,20 +144,20 @@ def test_every_event_is_applied_exactly_once_per_load() -> None:
 
 def test_single_state_hooks_couple_nothing() -> None:
     store = SQLiteStore()
-    writer = Engine(store)
+    writer = Engine(store, head_values=False)
     for i in range(1, 6):
         writer.fire(Deposited(account_id=i, amount=10 * i))  # touches account i and the ledger
     writer.commit()
-    plan = Engine(store).explain(Account, 3)
+    plan = Engine(store, head_values=False).explain(Account, 3)
     assert list(plan.states) == [key_of(Account, 3)] and plan.events_played == 1
-    ledger_plan = Engine(store).explain(Ledger)
+    ledger_plan = Engine(store, head_values=False).explain(Ledger)
     assert list(ledger_plan.states) == [key_of(Ledger, None)] and ledger_plan.events_played == 5
-    assert Engine(store).load(Ledger).deposited == 150
+    assert Engine(store, head_values=False).load(Ledger).deposited == 150
 
 
 def test_aligned_snapshots_play_only_events_after_the_snapshot() -> None:
     store = SQLiteStore()
-    writer = Engine(store)
+    writer = Engine(store, head_values=False)
     for i in range(1, 6):
         writer.fire(Deposited(account_id=i, amount=100))
     writer.commit()
@@ -165,7 +168,7 @@ def test_aligned_snapshots_play_only_events_after_the_snapshot() -> None:
     aligned_at = writer.head()
     writer.fire(Transferred(source_id=1, target_id=2, amount=1))
     writer.commit()
-    plan = Engine(store).explain(Account, 2)
+    plan = Engine(store, head_values=False).explain(Account, 2)
     assert all(sp.start == aligned_at for sp in plan.states.values())
     assert plan.events_played == 1
 
@@ -175,7 +178,7 @@ def test_aligned_snapshots_play_only_events_after_the_snapshot() -> None:
 
 def test_time_travel_does_not_touch_the_live_repository_or_snapshots() -> None:
     store = SQLiteStore()
-    engine = Engine(store)
+    engine = Engine(store, head_values=False)
     engine.fire(Deposited(account_id=1, amount=5))
     engine.fire(Deposited(account_id=1, amount=7))
     engine.commit()
@@ -223,7 +226,7 @@ def test_a_plan_without_snapshots_starts_every_state_blank() -> None:
 
 
 def test_swapped_repository_is_scoped_to_the_block() -> None:
-    engine = Engine(SQLiteStore())
+    engine = Engine(SQLiteStore(), head_values=False)
     engine.fire(Deposited(account_id=1, amount=5))
     engine.commit()
     live = engine.load(Account, 1)
@@ -237,7 +240,7 @@ def test_swapped_repository_is_scoped_to_the_block() -> None:
 
 def test_sync_check_names_coupled_snapshots_that_disagree() -> None:
     store = SQLiteStore()
-    engine = Engine(store)
+    engine = Engine(store, head_values=False)
     engine.fire(Deposited(account_id=1, amount=50))
     engine.commit()
     engine.fire(Transferred(source_id=1, target_id=2, amount=5))  # 2: couples 1, 2 and ledger
@@ -257,13 +260,16 @@ def test_sync_check_names_coupled_snapshots_that_disagree() -> None:
 
 def test_drop_snapshots_forgets_and_loads_stay_exact() -> None:
     store = SQLiteStore()
-    engine = Engine(store)
+    engine = Engine(store, head_values=False)
     engine.fire(Deposited(account_id=1, amount=50))
     engine.commit()
     engine.snapshot()
     assert engine.drop_snapshots([(Account, 1)]) >= 1
-    assert Engine(store).explain(Account, 1).states[key_of(Account, 1)].snapshot is None
-    assert Engine(store).load(Account, 1).balance == 50
+    assert (
+        Engine(store, head_values=False).explain(Account, 1).states[key_of(Account, 1)].snapshot
+        is None
+    )
+    assert Engine(store, head_values=False).load(Account, 1).balance == 50
 
 
 # ---------------------------------------------------------------------- full replay
@@ -298,7 +304,7 @@ class Mailed(Event, type_name="t.replay.Mailed"):
 
 def test_replay_runs_handle_only_where_the_event_allows_it() -> None:
     store = SQLiteStore()
-    engine = Engine(store)
+    engine = Engine(store, head_values=False)
     for _ in range(3):
         engine.fire(Audited(pot_id=1))
         engine.fire(Mailed(pot_id=1))
@@ -308,12 +314,12 @@ def test_replay_runs_handle_only_where_the_event_allows_it() -> None:
     report = engine.replay()
     assert report.played == 6
     assert handled == [2, 5, 8]  # each Audited handle saw the pot as of its own event
-    assert Engine(store).load(Pot, 1).coins == 9
+    assert Engine(store, head_values=False).load(Pot, 1).coins == 9
 
 
 def test_replay_memory_is_bounded_by_states_between_snapshot_sets() -> None:
     store = SQLiteStore()
-    engine = Engine(store)
+    engine = Engine(store, head_values=False)
     for i in range(300):  # 300 distinct pots, 3 per event at most
         engine.fire(Moved(src_id=i, dst_id=i + 1000, tag=0))
     engine.commit()
@@ -326,7 +332,10 @@ def test_replay_memory_is_bounded_by_states_between_snapshot_sets() -> None:
     assert seen[-1] == (300, 300)
     with store.reader() as r:
         assert len({s.key for s in r.iter_snapshots()}) == 600
-    assert Engine(store).load(Pot, 5).coins == -1 and Engine(store).load(Pot, 1005).coins == 1
+    assert (
+        Engine(store, head_values=False).load(Pot, 5).coins == -1
+        and Engine(store, head_values=False).load(Pot, 1005).coins == 1
+    )
 
 
 def test_requirement_found_mid_round_is_scanned_with_its_links() -> None:
@@ -336,7 +345,7 @@ def test_requirement_found_mid_round_is_scanned_with_its_links() -> None:
     from .domain import Copy, Feed, Hub, Node
 
     store = SQLiteStore()
-    engine = Engine(store)
+    engine = Engine(store, head_values=False)
     history = [
         Feed(node_id=1),
         Copy(src_id=1, dst_id=3),
@@ -349,4 +358,4 @@ def test_requirement_found_mid_round_is_scanned_with_its_links() -> None:
     committed = engine.commit()
     truth = reference_states(committed)
     for cls, sid in [(Node, 1), (Node, 2), (Node, 3), (Hub, None)]:
-        assert Engine(store).load(cls, sid) == truth[key_of(cls, sid)]
+        assert Engine(store, head_values=False).load(cls, sid) == truth[key_of(cls, sid)]

@@ -317,8 +317,8 @@ class _Count:
         self.n = self.store.statements - self.start
 
 
-def _fresh(pg_url: str, schema: str) -> Engine:
-    return Engine.open(pg_url, schema=schema)
+def _fresh(pg_url: str, schema: str, **options: object) -> Engine:
+    return Engine.open(pg_url, schema=schema, **options)
 
 
 def _one_state_load(pg_url: str, schema: str, events: int) -> int:
@@ -347,19 +347,36 @@ def _load_many(pg_url: str, schema: str, states: int) -> int:
 
 
 def _coupled_group(pg_url: str, schema: str, events: int) -> int:
-    """Accounts 0..4 trade among themselves and meet through the auditor singleton."""
-    with _fresh(pg_url, schema) as writer:
+    """Accounts 0..4 trade among themselves and meet through the auditor singleton.
+
+    Written without heads values, so the load plans and plays the group.
+    """
+    with _fresh(pg_url, schema, head_values=False) as writer:
         for n in (1, 2, 3, 4, 0):
             writer.fire(Audited(account_id=n))
         for n in range(events):
             writer.fire(Transfer(source_id=n % 5, target_id=(n + 1) % 5, amount=1))
         writer.fire(Audited(account_id=0))
         writer.commit()
-    with _fresh(pg_url, schema) as reader:
+    with _fresh(pg_url, schema, head_values=False) as reader:
+        plan = reader.explain(Account, 0)
         with _Count(reader.store) as count:
             reader.load(Account, 0)
-        plan = reader.explain(Account, 0)
+        # The plan played the whole group to the head: all of it is in the identity map.
+        with _Count(reader.store) as again:
+            reader.load_many(Account, range(5))
+        assert again.n == 0
     assert len(plan.states) == 6  # the group is whole: five accounts and the auditor
+    return count.n
+
+
+def _written_back(pg_url: str, schema: str, events: int) -> int:
+    """The first load of a store without values writes them back: the next load is one row."""
+    _coupled_group(pg_url, schema, events)
+    with _fresh(pg_url, schema) as warm:
+        warm.load(Account, 3)
+    with _fresh(pg_url, schema) as reader, _Count(reader.store) as count:
+        reader.load_many(Account, range(5))
     return count.n
 
 
@@ -372,14 +389,24 @@ def second_schema(pg_url: str, pg_schema: str) -> Iterator[str]:
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
-@pytest.mark.parametrize("build", [_one_state_load, _load_many, _coupled_group])
+# A load whose heads values are current is one statement, for one state or many
+# (one autocommit round trip); a plan over a group without values stays bounded.
+_MOST: dict[Callable[[str, str, int], int], int] = {
+    _one_state_load: 1,
+    _load_many: 1,
+    _written_back: 1,
+    _coupled_group: 9,
+}
+
+
+@pytest.mark.parametrize("build", list(_MOST))
 def test_statements_per_load_do_not_grow_with_events_or_states(
     pg_url: str, pg_schema: str, second_schema: str, build: Callable[[str, str, int], int]
 ) -> None:
     small = build(pg_url, pg_schema, 10)
     large = build(pg_url, second_schema, 1000)
     assert small == large, (small, large)
-    assert large <= 12
+    assert large <= _MOST[build], large
 
 
 def test_statements_per_commit_do_not_grow_with_events(pg_url: str, pg_schema: str) -> None:

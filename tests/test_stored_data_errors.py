@@ -23,7 +23,7 @@ from playthrough.examples.bank import Account, AccountOpened, Deposited
 def _bank(tmp_path: Path) -> tuple[str, Path]:
     path = tmp_path / "bank.db"
     url = f"sqlite:///{path}"
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:  # loads play the log
         engine.fire(AccountOpened(account_id=1, owner="ada"))
         engine.fire(Deposited(account_id=1, amount=10))
         engine.commit()
@@ -79,8 +79,14 @@ class Squared(Event, type_name="t.data.Squared"):
 @pytest.mark.skipif(not hasattr(sys, "set_int_max_str_digits"), reason="no int digit limit")
 def test_a_state_int_past_the_digit_limit_is_reported_by_verify(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'huge.db'}"
-    with Engine.open(url) as engine:
+    with Engine.open(url) as engine:  # heads values: encoded before the append
         for _ in range(14):  # 10 ** (2 ** 14): far past 4300 digits
+            engine.fire(Squared(huge_id=1))
+        with pytest.raises(PlaythroughError, match=r"t\.data\.Huge\(1\)"):
+            engine.commit()
+        assert engine.head() == 0  # refused before anything was written
+    with Engine.open(url, head_values=False) as engine:
+        for _ in range(14):
             engine.fire(Squared(huge_id=1))
         engine.commit()
         report = engine.verify(subprocess_replay=False)

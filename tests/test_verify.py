@@ -84,7 +84,7 @@ def sqlite_url(path: Path) -> str:
 
 def build(path: Path, story: object, *, snapshot: bool = True) -> str:
     url = sqlite_url(path)
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         story(engine)  # type: ignore[operator]
         if snapshot:
             engine.snapshot()
@@ -92,7 +92,7 @@ def build(path: Path, story: object, *, snapshot: bool = True) -> str:
 
 
 def check(url: str, **options: object) -> VerifyReport:
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         return engine.verify(**options)  # type: ignore[arg-type]
 
 
@@ -204,7 +204,7 @@ def test_bisection_finds_a_middle_event_in_few_rebuilds(tmp_path: Path) -> None:
         engine.commit()
 
     url = build(tmp_path / "c.db", story)
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         corrupt_snapshot(engine, VerifyCounter, 1, changes={"label": "forged"})
         report = engine.verify()
     (m,) = report.snapshots.mismatches
@@ -217,7 +217,7 @@ def test_bisection_finds_a_middle_event_in_few_rebuilds(tmp_path: Path) -> None:
 
 def test_a_field_the_log_never_sets_has_no_first_event(tmp_path: Path) -> None:
     url = build(tmp_path / "c.db", lambda e: (e.fire(Counted(counter_id=1)), e.commit()))
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         corrupt_snapshot(engine, VerifyCounter, 1, changes={"label": "forged"})
         (m,) = engine.verify().snapshots.mismatches
     assert m.located and m.first_event is None
@@ -235,7 +235,7 @@ def test_an_undecodable_snapshot_is_a_mismatch(bank_url: str) -> None:
 
 def test_an_older_snapshot_is_checked_at_its_own_position(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "b.db")
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         bank.story(engine)
         engine.snapshot([(bank.Account, 1)], at=3)
         engine.snapshot()
@@ -315,7 +315,7 @@ def test_an_apply_that_raises_on_replay_is_an_error(tmp_path: Path) -> None:
 
 def out_of_sync_store(path: Path) -> str:
     url = sqlite_url(path)
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         game.story(engine)
         # Event 5 couples player 1 and game 7 between these two snapshots.
         engine.snapshot([(game.PlayerState, 1)], at=6)
@@ -403,7 +403,7 @@ def test_a_sample_as_large_as_the_store_checks_everything(bank_url: str) -> None
 
 def test_a_position_range_limits_the_snapshots_checked(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "b.db")
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         bank.story(engine)
         engine.snapshot([(bank.Account, 1)], at=3)
         engine.snapshot()
@@ -434,7 +434,7 @@ def test_a_zero_budget_stops_before_anything_and_says_so(bank_url: str) -> None:
 
 def test_a_budget_spent_mid_stream_reports_the_unchecked_snapshots(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "b.db")
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         bank.story(engine)
         engine.snapshot([(bank.Account, 1)], at=3)
         engine.snapshot()
@@ -608,7 +608,7 @@ def test_a_postgres_store_verifies_with_a_subprocess_and_the_same_digest(
     pg_url: str, pg_schema: str, bank_url: str
 ) -> None:
     url = f"{pg_url}?schema={pg_schema}"
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
         bank.story(engine)
         engine.snapshot()
         report = engine.verify(apps=["playthrough.examples.bank"], url=url)

@@ -19,6 +19,7 @@ import importlib
 import typing
 import warnings
 
+from ._connect import connect
 from ._engine import Engine
 from ._errors import (
     CommitOutcomeUnknown,
@@ -68,6 +69,7 @@ __all__ = [
     "SyncReport",
     "UnknownTypeError",
     "VerifyReport",
+    "connect",
     "event_random",
     "now",
     "state_id",
@@ -96,9 +98,9 @@ _DEPRECATED: dict[str, tuple[str, str, str]] = {
         "use Engine.snapshot() and Engine.snapshot_sync()",
     ),
     "Replay": ("_playing", "EventPlayer", "it is an internal component (now EventPlayer)"),
-    "Store": ("_stores", "Store", "open stores with Engine.open(url)"),
-    "SQLiteStore": ("_stores", "SQLiteStore", "open stores with Engine.open(url)"),
-    "open_store": ("_stores", "open_store", "open stores with Engine.open(url)"),
+    "Store": ("_stores", "Store", "open stores with playthrough.connect(url)"),
+    "SQLiteStore": ("_stores", "SQLiteStore", "open stores with playthrough.connect(url)"),
+    "open_store": ("_stores", "open_store", "open stores with playthrough.connect(url)"),
 }
 
 

@@ -352,6 +352,58 @@ def _password_in(text: str) -> str | None:
         return None
 
 
+@main.command()
+@click.argument("database_url")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events (imported so they register); repeatable.",
+)
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Write a snapshot set (and free memory) every N events of the pass.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+def snapshot(database_url: str, apps: tuple[str, ...], every: int, progress: bool | None) -> None:
+    """Give every state of a store a current value, so cold loads read one row.
+
+    One pass over the log in bounded memory; existing snapshots are kept. Run
+    it once on a store written before heads values existed (or by engines with
+    head_values=False). Example:
+
+        playthrough snapshot sqlite:///app.db --app mypackage.events
+    """
+    from ._errors import PlaythroughError, UnknownTypeError
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    try:
+        engine = Engine.open(url)  # a writer: upgrades an old store, as its help says
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
+    with engine, _progress_bar(progress) as bar:
+        step = None if bar is None else (lambda done, total: bar("values", done, total))
+        try:
+            report = engine.fill_head_values(progress=step, snapshot_every=every)
+        except UnknownTypeError as exc:
+            raise click.UsageError(
+                f"{exc}\n(pass the module that defines it with --app MODULE)"
+            ) from exc
+    click.echo(
+        f"played {report.played} event(s) up to position {report.position}, "
+        f"{report.snapshot_sets} snapshot set(s), at most {report.peak_states} state(s) in memory"
+    )
+
+
 def _existing_store_url(text: str) -> str:
     """The URL to open; refuses what would create a new, empty database instead."""
     if "://" not in text:
@@ -414,6 +466,7 @@ def _progress_bar(wanted: bool | None) -> Iterator[Callable[[str, int, int], Non
         "snapshots": "snapshots vs log",
         "determinism": "second replay (determinism)",
         "locate": "locating events",
+        "values": "heads values",
     }
     tasks: dict[str, TaskID] = {}
     with Progress(

@@ -35,7 +35,7 @@ from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._reconstitution import Plan, StateReconstitutor
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
-from ._serialization import decode, encode_event
+from ._serialization import decode, encode_event, encode_state_checked
 from ._slots import (
     fired_data,
     forget_binding,
@@ -48,6 +48,7 @@ from ._slots import (
 )
 from ._snapshots import SnapshotCoordinator, SyncReport
 from ._stores import NewEvent, Store, open_store
+from ._values import current_states, write_back
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -59,11 +60,30 @@ E = TypeVar("E", bound=Event)
 
 StateRef = tuple[type[State], Any]
 
+_ENGINE_OPTIONS = (
+    "snapshot_every",
+    "snapshot_after_events",
+    "snapshot_history",
+    "head_values",
+    "max_states",
+)
+
 
 class Engine:
     """Fires events, commits them to a store and loads states back.
 
-    Not thread-safe: give each thread (or process) its own engine.
+    Not thread-safe: give each thread (or request) its own engine over one
+    shared store (``playthrough.connect(url)``); creating one is cheap and
+    closing it leaves the store open. ``Engine.open(url)`` opens a store of its
+    own, which ``close()`` closes.
+
+    - ``head_values`` (default on): every commit writes the touched states'
+      values into their heads rows, and a load that had to play events writes
+      back the values it brought to the head; a later load of a state whose
+      value is current reads one row and plays nothing.
+    - ``max_states`` bounds the identity map (least recently used states are
+      evicted between operations; states with pending events never are);
+      ``None``: unbounded.
     """
 
     def __init__(
@@ -73,8 +93,15 @@ class Engine:
         snapshot_every: int | None = None,
         snapshot_after_events: int | None = None,
         snapshot_history: int = 3,
+        head_values: bool = True,
+        max_states: int | None = 10_000,
     ) -> None:
+        if max_states is not None and max_states < 1:
+            raise ValueError("max_states must be at least 1 (or None for no bound)")
         self.store = store
+        self.head_values = head_values
+        self.max_states = max_states
+        self._owns_store = False
         self.reconstitutor = StateReconstitutor()
         self.coordinator = SnapshotCoordinator(
             store,
@@ -84,7 +111,7 @@ class Engine:
             after_events=snapshot_after_events,
             history=snapshot_history,
         )
-        self._repository = StateRepository()
+        self._repository = self._own_repository = StateRepository()
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
         self._pending_event_keys: dict[str, None] = {}
@@ -115,12 +142,15 @@ class Engine:
         Options that name Engine arguments (``snapshot_every``, …) go to the
         engine; the rest to the store.
         """
-        engine_opts = {
-            k: options.pop(k)
-            for k in ("snapshot_every", "snapshot_after_events", "snapshot_history")
-            if k in options
-        }
-        return cls(open_store(url, **options), **engine_opts)
+        engine_opts = {k: options.pop(k) for k in _ENGINE_OPTIONS if k in options}
+        store = open_store(url, **options)
+        try:
+            engine = cls(store, **engine_opts)
+        except BaseException:
+            store.close()
+            raise
+        engine._owns_store = True
+        return engine
 
     # ------------------------------------------------------------------ context
 
@@ -142,9 +172,11 @@ class Engine:
             self.close()
 
     def close(self) -> None:
+        """Close the engine; the store too when the engine opened it (``Engine.open``)."""
         if not self._closed:
             self._closed = True
-            self.store.close()
+            if self._owns_store:
+                self.store.close()
 
     # ------------------------------------------------------------------ repository
 
@@ -192,18 +224,21 @@ class Engine:
         self._guard_apply(key)
         state = self._repository.get(key)
         if state is None:
-            self._load_live([key])
-            state = self._repository.get(key)
-            assert state is not None
+            state = self._load_live([key])[key]
+            self._trim()
         return cast(S, state)
 
     def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
-        """Several states of one type, reconstituted together in one plan."""
+        """Several states of one type, loaded together (one statement when their values
+        are current, else one plan)."""
         keys = [key_of(state_class, i) for i in ids]
         for key in keys:
             self._guard_apply(key)
-        self._load_live([k for k in keys if self._repository.get(k) is None])
-        return [cast(S, self._repository.get(k)) for k in keys]
+        repository = self._repository
+        found = {k: s for k in keys if (s := repository.get(k)) is not None}
+        found.update(self._load_live([k for k in dict.fromkeys(keys) if k not in found]))
+        self._trim()
+        return [cast(S, found[k]) for k in keys]
 
     def explain(
         self, state_class: type[State], state_id: Any = None, *, at: int | None = None
@@ -211,7 +246,9 @@ class Engine:
         """The plan a load of this state would run (nothing is loaded or changed)."""
         key = key_of(state_class, state_id)
         with self.store.reader() as reader:
-            return self.reconstitutor.plan(reader, [key], reader.head() if at is None else at)
+            if at is None:  # what a live load plays: its plan brings every state to the head
+                return self.reconstitutor.plan(reader, [key], reader.head(), to_head=True)
+            return self.reconstitutor.plan(reader, [key], at)
 
     def _guard_apply(self, key: StateKey) -> None:
         if in_apply():
@@ -220,16 +257,41 @@ class Engine:
                 "declares (reconstitution depends on knowing every state an event touched)"
             )
 
-    def _load_live(self, keys: Sequence[StateKey]) -> None:
+    def _load_live(self, keys: Sequence[StateKey]) -> dict[StateKey, State]:
+        """Load states missing from the identity map, put them in it and return them.
+
+        One statement when every heads value is current (or the state was
+        never touched); otherwise one plan for all of them, played to the head
+        (every state it holds comes out current and joins the map), and the
+        values it brought to the head are written back.
+        """
         if not keys:
-            return
-        with self.store.reader() as reader:
-            at = reader.head()
-            states, plan = self.reconstitutor.reconstitute(reader, keys, at)
+            return {}
+        rows = self.store.heads(keys)
+        states = current_states(rows, keys)
+        if states is None:
+            with self.store.reader() as reader:
+                at = reader.head()
+                states, plan = self.reconstitutor.reconstitute(reader, keys, at, to_head=True)
+            if self.head_values:
+                write_back(self.store, plan, states, rows)
+            self.coordinator.after_load(plan, states)
+        repository = self._repository
+        out: dict[StateKey, State] = {}
         for key, state in states.items():
-            if self._repository.get(key) is None:
-                self._repository.put(key, state)
-        self.coordinator.after_load(plan, states)
+            held = repository.get(key)
+            if held is None:
+                repository.put(key, state)
+                held = state
+            out[key] = held
+        return {k: out[k] for k in keys}
+
+    def _trim(self) -> None:
+        """Evict least recently used states beyond ``max_states`` (never pending ones)."""
+        limit = self.max_states
+        own = self._own_repository
+        if limit is not None and self._repository is own and len(own) > limit:
+            own.trim(limit, self._pending_keys)
 
     def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
         with self.store.reader() as reader:
@@ -285,9 +347,7 @@ class Engine:
             else:
                 live[k] = state
         if missing:
-            self._load_live(missing)
-            for k in missing:
-                live[k] = cast(State, repository.get(k))
+            live.update(self._load_live(missing))
         mark_fired(event, fired_at=datetime.now(UTC), caused_by=self._caused_by)
         backups = {k: _fields(s) for k, s in live.items()}
         validators = binding(event).of_phase("validate")
@@ -320,6 +380,8 @@ class Engine:
         self._pending.append(event)
         for k in keys:
             self._pending_keys[k] = None
+        if missing:
+            self._trim()
         return event
 
     def discard(self) -> None:
@@ -370,6 +432,7 @@ class Engine:
         finally:
             self._committing = False
         self._snapshot_policy()
+        self._trim()
         if failures:
             raise handler_failed(failures, committed)
         return committed
@@ -420,11 +483,16 @@ class Engine:
         self.last_commit_id = commit_id
         try:
             expected = {}
+            values: dict[StateKey, str] | None = {} if self.head_values else None
             for k in keys:
                 state = self._repository.get(k)
                 if state is None:
                     raise PlaythroughError(f"{k} was dropped from memory while events were pending")
                 expected[k] = state.last_event_id
+                if values is not None:
+                    # The live state after the whole batch: exact once the heads
+                    # check passes, so its value rides in the same statement.
+                    values[k] = encode_state_checked(state, f"the value of {k}")
             rows = []
             for event in batch:
                 b = binding(event)
@@ -441,7 +509,9 @@ class Engine:
                         needs_handling=has_handlers(event),
                     )
                 )
-            positions = self.store.append(rows, expected, commit_id, handled)
+            positions = self.store.append(
+                rows, expected, values, commit_id=commit_id, handled=handled
+            )
         except BaseException:
             self.discard()
             raise
@@ -457,6 +527,7 @@ class Engine:
         self._pending.clear()
         self._pending_keys.clear()
         self._pending_event_keys.clear()
+        self.coordinator.committed(last)
         return batch
 
     # ------------------------------------------------------------------ snapshots
@@ -502,6 +573,34 @@ class Engine:
             snapshot_every=snapshot_every,
             chunk_size=chunk_size,
             resume=resume,
+        )
+        self._repository.clear()
+        return report
+
+    def fill_head_values(
+        self,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        snapshot_every: int = 10_000,
+        chunk_size: int = 2_000,
+    ) -> ReplayReport:
+        """Give every state a current heads value in one pass over the log, in bounded memory.
+
+        For stores written without heads values (before schema version 2, or
+        with ``head_values=False``): afterwards a cold load of any state reads
+        one row. Stored snapshots are kept; the pass adds a snapshot set every
+        ``snapshot_every`` events (how memory stays bounded). Handlers do not run.
+        """
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before filling values")
+        report = full_replay(
+            self.store,
+            snapshot_history=self.coordinator.history,
+            progress=progress,
+            snapshot_every=snapshot_every,
+            chunk_size=chunk_size,
+            resume=False,
+            fill=True,
         )
         self._repository.clear()
         return report

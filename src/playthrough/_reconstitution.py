@@ -182,9 +182,17 @@ class StateReconstitutor:
         at: int,
         *,
         use_snapshots: bool = True,
+        to_head: bool = False,
     ) -> Plan:
         """What loading ``targets`` as of ``at`` takes; ``use_snapshots=False`` starts every
-        state from blank (the reference path verification compares snapshots against)."""
+        state from blank (the reference path verification compares snapshots against).
+
+        With ``to_head``, every state that joins the plan is played to ``at``
+        too (not only to just before the event that needs it): the plan becomes
+        one playthrough of the targets' coupled component since their
+        snapshots, and every state it holds comes out current, ready for the
+        identity map and for a heads-value write-back.
+        """
         states: dict[StateKey, StatePlan] = {}
         edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:
@@ -233,7 +241,9 @@ class StateReconstitutor:
                             req = e - 1
                             op = states.get(other)
                             if op is None:
-                                states[other] = StatePlan(other, need=req, needed_from=req)
+                                states[other] = StatePlan(
+                                    other, need=at if to_head else req, needed_from=req
+                                )
                                 changed = True
                             else:
                                 if req > op.need:
@@ -348,12 +358,19 @@ class StateReconstitutor:
         at: int,
         *,
         use_snapshots: bool = True,
+        to_head: bool = False,
     ) -> tuple[dict[StateKey, State], Plan]:
         """The targets as of ``at``, plus every other state the plan finished at ``at``.
 
         With ``use_snapshots=False`` no stored snapshot is read: every state starts blank.
         """
-        plan = self.plan(reader, list(dict.fromkeys(targets)), at, use_snapshots=use_snapshots)
+        plan = self.plan(
+            reader,
+            list(dict.fromkeys(targets)),
+            at,
+            use_snapshots=use_snapshots,
+            to_head=to_head,
+        )
         states = self.play(reader, plan)
         complete = {k: s for k, s in states.items() if plan.states[k].need >= at}
         return complete, plan

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._model import State, StateKey
+from ._model import Phase, State, StateKey
 from ._playing import EventPlayer
 from ._serialization import blank_for, decode_event, encode_state_checked, state_from_snapshot
 from ._stores import SnapshotRecord, Store
@@ -40,6 +40,7 @@ def full_replay(
     snapshot_every: int,
     chunk_size: int,
     resume: bool,
+    fill: bool = False,
 ) -> ReplayReport:
     """Drop snapshots and stream the whole log through ``apply`` from blank.
 
@@ -48,12 +49,18 @@ def full_replay(
     transaction) and dropped from memory, so memory does not grow with the log;
     a state touched again later restarts from that snapshot. An interrupted
     replay resumes from the last set written. ``snapshot_history`` is how many
-    snapshots each state keeps.
+    snapshots each state keeps. Each set also stores the heads value of every
+    state in it that is at its head (the store keeps only those).
+
+    ``fill``: the same pass without dropping anything or running handlers, to
+    give every state a current heads value (``playthrough snapshot``).
     """
     with store.reader() as reader:
         saved = reader.meta(REPLAY_META)
         total = reader.head()
-    if resume and saved is not None:
+    if fill:
+        position = 0
+    elif resume and saved is not None:
         position = int(saved)
     else:
         store.drop_snapshots(None)
@@ -72,13 +79,22 @@ def full_replay(
             for k, s in states.items()
         ]
         nonlocal sets
-        store.write_snapshots(
-            records, snapshot_history, meta={REPLAY_META: None if done else str(at)}
+        meta = None if fill else {REPLAY_META: None if done else str(at)}
+        store.write_snapshots(records, snapshot_history, meta=meta)
+        # A state's value is exact at its last event; the store keeps it only
+        # where that is still the state's last event (the others are not current).
+        store.write_values(
+            [
+                SnapshotRecord(r.key, r.last_event_id, r.last_event_id, r.data)
+                for r in records
+                if r.last_event_id is not None
+            ]
         )
         sets += 1
         states.clear()
 
-    player = EventPlayer(states, ("apply", "handle"))
+    phases: tuple[Phase, ...] = ("apply",) if fill else ("apply", "handle")
+    player = EventPlayer(states, phases)
 
     def restart(keys: list[StateKey], before: int) -> None:
         """Bring back states not held: from their newest snapshot at or before ``before``."""

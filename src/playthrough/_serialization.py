@@ -151,11 +151,15 @@ def encode_state_checked(state: State, what: str) -> str:
     what a type cannot promise (``object``/``Any`` fields, custom classes), so
     the library never writes a snapshot that would load as another value.
     """
+    from ._storable import needs_runtime_check
+
     cls = type(state)
     try:
         data = encode_state(state)
     except PlaythroughError as exc:
         raise PlaythroughError(f"cannot store {what}: {exc}") from exc
+    if not needs_runtime_check(cls):
+        return data  # every field's type was checked when the class was defined
     try:
         back = decode(cls, data, what)
     except DecodeError as exc:

@@ -79,8 +79,9 @@ class SyncReport:
 class SnapshotCoordinator:
     """Writes aligned snapshot sets; ``every``/``after_events`` are the automatic policies.
 
-    - ``every=N``: after a commit, once N events were committed by this engine
-      since its last set, snapshot every state in memory.
+    - ``every=N``: after a commit, once N commits were made by this engine
+      since its last set, snapshot the states those commits changed (plus the
+      states coupled with them): the cost is what changed, not what is in memory.
     - ``after_events=T``: when a load had to play more than T events, snapshot
       the states that load finished.
     """
@@ -104,15 +105,23 @@ class SnapshotCoordinator:
         self.after_events = after_events
         self.history = history
         self._committed_since = 0
+        self._changed: dict[StateKey, None] = {}  # states committed since the last set
 
     # ------------------------------------------------------------------ policies
+
+    def committed(self, keys: Iterable[StateKey]) -> None:
+        """Note the states a commit changed (what the ``every`` policy writes)."""
+        if self.every is not None:
+            self._changed.update(dict.fromkeys(keys))
 
     def after_commit(self, committed: int = 1) -> None:
         if self.every is None:
             return
         self._committed_since += committed
         if self._committed_since >= self.every and not self.live.has_pending():
-            self.write_set(None, None)
+            self.write_set(list(self._changed), None, with_partners=True)
+            self._changed.clear()
+            self._committed_since = 0
 
     def after_load(self, plan: Plan, states: dict[StateKey, State]) -> None:
         if self.after_events is None or plan.events_played <= self.after_events:
@@ -121,7 +130,14 @@ class SnapshotCoordinator:
 
     # ------------------------------------------------------------------ sets
 
-    def write_set(self, keys: Sequence[StateKey] | None, at: int | None) -> int:
+    def write_set(
+        self, keys: Sequence[StateKey] | None, at: int | None, *, with_partners: bool = False
+    ) -> int:
+        """Write ``keys`` (None: every live state) as one set at ``at`` (None: the head).
+
+        ``with_partners`` (always, for None) adds the states coupled with them
+        by events since their newest snapshot, so the set stays aligned.
+        """
         live = keys is None
         if live and self.live.has_pending():
             raise PlaythroughError("commit or discard pending events before snapshotting")
@@ -132,6 +148,8 @@ class SnapshotCoordinator:
                 raise ValueError(f"position {position} is outside the log (0..{head})")
             if keys is None:
                 keys = [k for k, _ in self.live.live_states()]
+                with_partners = True
+            if with_partners:
                 keys = list(dict.fromkeys([*keys, *self._partners(reader, keys, position)]))
             keys = list(dict.fromkeys(keys))
             states: dict[StateKey, State] = {}

@@ -113,3 +113,49 @@ def own_annotations(cls: type, localns: dict[str, Any]) -> dict[str, Any]:
             continue
         out[name] = ann
     return out
+
+
+_EXACT_LEAVES: tuple[type, ...] = (str, int, float, bool, uuid.UUID, Decimal, date, datetime)
+_RUNTIME: dict[type, bool] = {}
+
+
+def needs_runtime_check(cls: type) -> bool:
+    """Whether some field's type cannot promise an equal read-back (``Any``, ``object``,
+    an unresolvable annotation, a class cattrs does not know): then every value
+    written is decoded again and compared (see ``encode_state_checked``)."""
+    found = _RUNTIME.get(cls)
+    if found is None:
+        try:
+            hints = typing.get_type_hints(cls)
+            found = any(_unsure(hints.get(f.name, Any), set()) for f in attrs.fields(cls))
+        except Exception:  # noqa: BLE001 - unresolvable: check at run time
+            found = True
+        _RUNTIME[cls] = found
+    return found
+
+
+def _unsure(t: Any, seen: set[type]) -> bool:
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    if t is type(None):
+        return False
+    if origin is typing.Annotated:
+        return _unsure(args[0], seen)
+    if origin is typing.Literal:
+        return False
+    if origin is not None or isinstance(t, types.UnionType):
+        return not args or any(_unsure(a, seen) for a in args if a is not Ellipsis)
+    if not isinstance(t, type) or t is object:
+        return True  # Any, a TypeVar, a string...
+    if t in _EXACT_LEAVES or issubclass(t, enum.Enum):
+        return False
+    if attrs.has(t):
+        if t in seen:
+            return False
+        seen.add(t)
+        try:
+            hints = typing.get_type_hints(t)
+        except Exception:  # noqa: BLE001
+            return True
+        return any(_unsure(hints.get(f.name, Any), seen) for f in attrs.fields(t))
+    return True

@@ -10,14 +10,19 @@ Tables (names are the same in every store):
   states with the same group number in one event are coupled by an ``apply`` hook
 - heads: (state type, state id) -> position of the last event that touched it;
   the optimistic-concurrency check compares against this row, inside the
-  database transaction that appends
+  database transaction that appends. Since schema version 2 the row also holds
+  the state's canonical JSON ``value`` and the position it is exact at
+  (``value_position``): written by the commit itself, in the same statement,
+  and *fresh* when ``value_position = last_position``. An older value is still
+  an exact snapshot at ``value_position``, so readers offer any value as a
+  snapshot candidate.
 - snapshots: (state type, state id, position) -> last_event_id, data; a short
   history per state so a load can rewind to an older one
-- commits (schema 2): commit id -> first and last position of the events one
+- commits (schema 3): commit id -> first and last position of the events one
   append wrote, in the same transaction, so "was this commit written?" has a
   certain answer after a connection died mid-commit
-- events.event_key (schema 2): an optional idempotency key, unique in the log
-- pending_handlers (schema 2): positions of committed events whose ``handle``
+- events.event_key (schema 3): an optional idempotency key, unique in the log
+- pending_handlers (schema 3): positions of committed events whose ``handle``
   hooks have not completed; inserted by the append that stores the event,
   deleted in the transaction that stores what the handler fired (or alone)
 
@@ -32,12 +37,40 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import CorruptionError, DuplicateEvent, StoreError
 from .._model import StateKey
 
-SCHEMA_VERSION = 2
+if TYPE_CHECKING:
+    from .._engine import Engine
+
+SCHEMA_VERSION = 3
+
+#: Upgrade steps, in order: (the version a step brings a store to, statements).
+#: A new store is created at version 1 and brought up through every step, so an
+#: old store and a new one end with the same tables. ``{s}`` is the PostgreSQL
+#: schema and a dot (empty for SQLite). Add a step per schema change; never edit one.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        2,
+        (
+            "ALTER TABLE {s}pt_heads ADD COLUMN value TEXT",
+            "ALTER TABLE {s}pt_heads ADD COLUMN value_position BIGINT",
+        ),
+    ),
+    (
+        3,  # issue 9: commit ids, idempotency keys, pending handlers
+        (
+            "CREATE TABLE {s}pt_commits (commit_id TEXT PRIMARY KEY, "
+            "first_position BIGINT NOT NULL, last_position BIGINT NOT NULL)",
+            "ALTER TABLE {s}pt_events ADD COLUMN event_key TEXT",
+            "CREATE UNIQUE INDEX pt_events_by_key ON {s}pt_events (event_key) "
+            "WHERE event_key IS NOT NULL",
+            "CREATE TABLE {s}pt_pending_handlers (position BIGINT PRIMARY KEY)",
+        ),
+    ),
+)
 
 
 def parse_schema_version(value: object, where: str) -> int:
@@ -130,6 +163,19 @@ class SnapshotRecord(NamedTuple):
     data: str
 
 
+class HeadRow(NamedTuple):
+    """A heads row: the last event, and the stored value with the position it is exact at."""
+
+    last_position: int
+    value: str | None
+    value_position: int | None
+
+    @property
+    def fresh(self) -> bool:
+        """The value is the state's current one (no event touched it since)."""
+        return self.value is not None and self.value_position == self.last_position
+
+
 class StoreReader(abc.ABC):
     """Reads inside one consistent read transaction (see :meth:`Store.reader`)."""
 
@@ -145,7 +191,19 @@ class StoreReader(abc.ABC):
     def snapshots(
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
-        """The stored snapshots of each key at positions <= at_most, newest first."""
+        """The stored snapshots of each key at positions <= at_most, newest first.
+
+        The state's heads value, when there is one at or before ``at_most``, is
+        one of them (at ``value_position``): it is exact there.
+        """
+
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        """The heads rows of these keys with their values (keys never touched are absent).
+
+        This default knows no values (a reader that hides them, like one that
+        ignores snapshots); the stores read them with the heads.
+        """
+        return {k: HeadRow(p, None, None) for k, p in self.state_heads(keys).items()}
 
     @abc.abstractmethod
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -186,7 +244,10 @@ class StoreReader(abc.ABC):
 
     @abc.abstractmethod
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
-        """Every stored snapshot, ordered by state and position."""
+        """Every stored snapshot and heads value, ordered by state and position.
+
+        A heads value at the position of a snapshot comes too: both are checked.
+        """
 
     @abc.abstractmethod
     def links_between(self, after: int, upto: int) -> list[Link]:
@@ -217,7 +278,13 @@ class LogEntry(NamedTuple):
 
 
 class Store(abc.ABC):
-    """Where events, links and snapshots live. Stores are not thread-safe."""
+    """Where events, links and snapshots live.
+
+    A store is opened once per process and shared: engines (one per request or
+    thread) borrow it and never close it. Both stores are safe to share across
+    threads (SQLite serialises its transactions on a lock, PostgreSQL gives
+    each thread's read transaction a pooled connection of its own).
+    """
 
     #: Counts statements sent to the server; tests use it to bound round trips.
     statements: int = 0
@@ -257,6 +324,17 @@ class Store(abc.ABC):
             yield [LogEntry(e, touched.get(e.position, [])) for e in page]
             position = page[-1].position
 
+    def engine(self, **options: Any) -> Engine:
+        """A new engine over this store (cheap: no connection, no schema check).
+
+        Use one per request or thread; ``with store.engine() as engine:``
+        commits on a clean exit and discards on an error, and closing it
+        leaves this store open. ``options`` are those of :class:`Engine`.
+        """
+        from .._engine import Engine
+
+        return Engine(self, **options)
+
     @abc.abstractmethod
     def reader(self) -> AbstractContextManager[StoreReader]:
         """A consistent view of the store for the duration of the block."""
@@ -266,6 +344,7 @@ class Store(abc.ABC):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str] | None = None,
         commit_id: str | None = None,
         handled: Sequence[int] = (),
     ) -> list[int]:
@@ -286,6 +365,28 @@ class Store(abc.ABC):
         Events with ``needs_handling`` are recorded as pending handlers; the
         positions in ``handled`` (events whose handlers fired this batch) stop
         being pending, in the same transaction.
+
+        ``values`` gives touched states' canonical JSON after the batch; it is
+        written to their heads rows (exact at the state's last event of the
+        batch) in the same statement. A touched state without one keeps its old
+        value, which is then no longer fresh.
+        """
+
+    @abc.abstractmethod
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        """The heads rows of these keys (keys never touched are absent), in one statement.
+
+        Runs on its own, as one consistent statement (not inside :meth:`reader`).
+        """
+
+    @abc.abstractmethod
+    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+        """Store heads values where they are exact; return how many were written.
+
+        Each record is a state's value as of its last event ``record.position``;
+        it is written only where the heads row's ``last_position`` still equals
+        it (a state changed since is left alone) and the value is not already
+        fresh. Never waits on rows a writer holds (those are skipped).
         """
 
     @abc.abstractmethod
@@ -306,7 +407,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        """Delete the snapshots of these states (all when None); return how many."""
+        """Delete the snapshots and heads values of these states (all when None).
+
+        Returns how many snapshots (``pt_snapshots`` rows) were deleted.
+        """
 
     @abc.abstractmethod
     def close(self) -> None: ...

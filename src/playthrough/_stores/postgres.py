@@ -24,11 +24,18 @@ statements a load or a commit sends does not grow with the number of states or
 events.
 ``statements`` counts queries sent; transaction control (BEGIN/COMMIT) is not
 counted, as in the SQLite store.
+
+Heads rows carry each state's value (schema version 2): the append statement
+writes it with the head, and ``heads()`` reads the values of any number of
+states in one autocommit statement, the whole of a load whose values are
+current. A store is shared by the threads of a process: each thread's read
+transaction holds a pooled connection of its own (size the pool to the threads).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -54,7 +61,9 @@ from .._errors import (
 from .._model import StateKey
 from . import parse_store_url
 from ._base import (
+    MIGRATIONS,
     SCHEMA_VERSION,
+    HeadRow,
     Link,
     NewEvent,
     NoStoreError,
@@ -132,25 +141,6 @@ _SCHEMA = [
     END $$""",
 ]
 
-# Migration steps, in order: (version reached, statements). A new schema is
-# created at version 1 (``_SCHEMA``) and runs every step, so a fresh store and
-# an upgraded one are the same. Steps only add (columns, tables, indexes).
-_MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        2,  # issue 9: commit ids, idempotency keys, pending handlers
-        [
-            """CREATE TABLE {s}.pt_commits (
-                commit_id text COLLATE "C" PRIMARY KEY,
-                first_position bigint NOT NULL,
-                last_position bigint NOT NULL
-            )""",
-            "ALTER TABLE {s}.pt_events ADD COLUMN event_key text",
-            "CREATE UNIQUE INDEX pt_events_by_key ON {s}.pt_events (event_key) "
-            "WHERE event_key IS NOT NULL",
-            "CREATE TABLE {s}.pt_pending_handlers (position bigint PRIMARY KEY)",
-        ],
-    ),
-]
 _UNIQUE_VIOLATION = "23505"
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
@@ -162,10 +152,32 @@ _STATE_HEADS = (
     f"WHERE (state_type, state_id) IN ({_KEYS})"
 )
 
+# A state's heads value is one of its snapshots (exact at value_position).
 _SNAPSHOTS = (
     "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
-    f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s "
-    "ORDER BY state_type, state_id, position DESC"
+    f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s UNION ALL "
+    "SELECT state_type, state_id, value_position, value_position, value FROM {s}.pt_heads "
+    f"WHERE (state_type, state_id) IN ({_KEYS}) AND value IS NOT NULL "
+    "AND value_position <= %s ORDER BY 1, 2, 3 DESC"
+)
+
+_HEADS = (
+    "SELECT state_type, state_id, last_position, value, value_position FROM {s}.pt_heads "
+    f"WHERE (state_type, state_id) IN ({_KEYS})"
+)
+
+# Values are written only where still exact, and never wait for a row a writer
+# holds (SKIP LOCKED): a load's write-back cannot slow down or deadlock a commit.
+_VALUES_WRITE = (
+    "WITH v AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[]) "
+    "AS v(t, i, p, value)), "
+    "mine AS (SELECT h.state_type, h.state_id FROM {s}.pt_heads h "
+    "JOIN v ON h.state_type = v.t AND h.state_id = v.i AND h.last_position = v.p "
+    "WHERE h.value IS NULL OR h.value_position IS DISTINCT FROM v.p "
+    "FOR UPDATE OF h SKIP LOCKED) "
+    "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p FROM mine, v "
+    "WHERE h.state_type = mine.state_type AND h.state_id = mine.state_id "
+    "AND v.t = mine.state_type AND v.i = mine.state_id AND h.last_position = v.p"
 )
 
 _LINKS = (
@@ -195,9 +207,11 @@ _LINKS_BETWEEN = (
 _META = "SELECT value FROM {s}.pt_meta WHERE key = %s"
 
 _ITER_SNAPSHOTS = (
-    "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
-    "WHERE (state_type, state_id, position) > (%s, %s, %s) "
-    "ORDER BY state_type, state_id, position LIMIT %s"
+    "SELECT * FROM (SELECT state_type, state_id, position, last_event_id, data, 0 AS src "
+    "FROM {s}.pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
+    "value_position, value, 1 FROM {s}.pt_heads WHERE value IS NOT NULL) x "
+    "WHERE (state_type, state_id, position, src) > (%s, %s, %s, %s) "
+    "ORDER BY state_type, state_id, position, src LIMIT %s"
 )
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
@@ -229,25 +243,32 @@ _APPEND = """
 WITH base AS (SELECT coalesce(max(position), 0) AS b FROM {s}.pt_events),
 want AS (
     SELECT * FROM unnest(%(wt)b::text[], %(wi)b::text[], %(we)b::bigint[],
-                         %(wn)b::bigint[], %(wm)b::text[]) AS w(t, i, expected, n, mode)
+                         %(wn)b::bigint[], %(wm)b::text[], %(wv)b::text[])
+                  AS w(t, i, expected, n, mode, v)
 ),
 upd AS (
-    UPDATE {s}.pt_heads h SET last_position = coalesce(base.b + w.n, h.last_position)
+    UPDATE {s}.pt_heads h SET last_position = coalesce(base.b + w.n, h.last_position),
+        value = coalesce(w.v, h.value),
+        value_position = CASE WHEN w.v IS NULL THEN h.value_position ELSE base.b + w.n END
     FROM want w, base
     WHERE w.mode = 'u' AND h.state_type = w.t AND h.state_id = w.i
       AND h.last_position = w.expected
     RETURNING h.state_type AS t, h.state_id AS i
 ),
 ins AS (
-    INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
-    SELECT w.t, w.i, base.b + w.n FROM want w, base WHERE w.mode = 'i'
+    INSERT INTO {s}.pt_heads (state_type, state_id, last_position, value, value_position)
+    SELECT w.t, w.i, base.b + w.n, w.v, CASE WHEN w.v IS NULL THEN NULL ELSE base.b + w.n END
+    FROM want w, base WHERE w.mode = 'i'
     ON CONFLICT DO NOTHING
     RETURNING state_type AS t, state_id AS i
 ),
 ups AS (
-    INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
-    SELECT w.t, w.i, base.b + w.n FROM want w, base WHERE w.mode = 'f'
-    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position
+    INSERT INTO {s}.pt_heads AS h0 (state_type, state_id, last_position, value, value_position)
+    SELECT w.t, w.i, base.b + w.n, w.v, CASE WHEN w.v IS NULL THEN NULL ELSE base.b + w.n END
+    FROM want w, base WHERE w.mode = 'f'
+    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
+        value = coalesce(excluded.value, h0.value),
+        value_position = coalesce(excluded.value_position, h0.value_position)
 ),
 ev AS (
     INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at, event_key)
@@ -310,9 +331,18 @@ _SNAPSHOTS_TRIM = (
     "AND s.position = old.position"
 )
 
-_SNAPSHOTS_DROP_ALL = "DELETE FROM {s}.pt_snapshots"
+# Dropping snapshots forgets the heads values too (they are the newest snapshots).
+_SNAPSHOTS_DROP_ALL = (
+    "WITH v AS (UPDATE {s}.pt_heads SET value = NULL, value_position = NULL "
+    "WHERE value IS NOT NULL) DELETE FROM {s}.pt_snapshots"
+)
 
-_SNAPSHOTS_DROP = f"DELETE FROM {{s}}.pt_snapshots WHERE (state_type, state_id) IN ({_KEYS})"
+_SNAPSHOTS_DROP = (
+    "WITH k AS (SELECT * FROM unnest(%b::text[], %b::text[]) AS k(t, i)), "
+    "v AS (UPDATE {s}.pt_heads h SET value = NULL, value_position = NULL FROM k "
+    "WHERE h.state_type = k.t AND h.state_id = k.i) "
+    "DELETE FROM {s}.pt_snapshots s USING k WHERE s.state_type = k.t AND s.state_id = k.i"
+)
 
 
 def _key_arrays(keys: Sequence[StateKey]) -> tuple[list[str], list[str]]:
@@ -354,9 +384,21 @@ class _PostgresReader(StoreReader):
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
         for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
-            for t, i, p, last, data in self._q(_SNAPSHOTS, [*_key_arrays(chunk), at_most]):
+            arrays = _key_arrays(chunk)
+            for t, i, p, last, data in self._q(_SNAPSHOTS, [*arrays, at_most, *arrays, at_most]):
                 key = StateKey(t, i)
-                out.setdefault(key, []).append(SnapshotRecord(key, p, last, data))
+                history = out.get(key)
+                if history is None:
+                    out[key] = [SnapshotRecord(key, p, last, data)]
+                elif history[-1].position != p:  # a heads value where a snapshot is too
+                    history.append(SnapshotRecord(key, p, last, data))
+        return out
+
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        out: dict[StateKey, HeadRow] = {}
+        for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
+            for t, i, p, value, vp in self._q(_HEADS, _key_arrays(chunk)):
+                out[StateKey(t, i)] = HeadRow(p, value, vp)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -405,15 +447,15 @@ class _PostgresReader(StoreReader):
         return [int(r[0]) for r in self._q(_PENDING_HANDLERS, (limit,))]
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
-        after: tuple[str, str, int] = ("", "", -(1 << 62))
-        while True:
+        after: tuple[str, str, int, int] = ("", "", -(1 << 62), 0)
+        while True:  # a heads value at a snapshot's position comes too: both are checked
             rows = self._q(_ITER_SNAPSHOTS, (*after, _PAGE))
-            for t, i, p, last, data in rows:
+            for t, i, p, last, data, _ in rows:
                 yield SnapshotRecord(StateKey(t, i), p, last, data)
             if len(rows) < _PAGE:
                 return
-            t, i, p = rows[-1][:3]
-            after = (t, i, p)
+            last_row = rows[-1]
+            after = (last_row[0], last_row[1], last_row[2], last_row[5])
 
 
 class PostgresStore(Store):
@@ -442,7 +484,7 @@ class PostgresStore(Store):
         create: bool = True,
     ) -> None:
         self.statements = 0
-        self._reading = False
+        self._local = threading.local()  # per thread: is a read transaction open
         self._pool: ConnectionPool[Conn] | None = None
         settings = _settings(url, schema, min_size, max_size, connect_timeout)
         self.schema = settings.schema
@@ -518,6 +560,12 @@ class PostgresStore(Store):
                 f"schema {self.schema!r} on {self._where} holds schema version {found[0]}, "
                 f"written by a newer playthrough; this one reads up to version {SCHEMA_VERSION}"
             )
+        if version < SCHEMA_VERSION:  # a reader never migrates: the writer's job
+            raise StoreError(
+                f"schema {self.schema!r} on {self._where} holds schema version {found[0]}, "
+                f"older than this playthrough's {SCHEMA_VERSION}: open it once with a writer "
+                "(Engine.open) to upgrade it; nothing was changed"
+            )
 
     def _migrate(self, conn: Conn) -> None:
         """Create the schema's tables, or check its version, under the migration lock."""
@@ -527,7 +575,7 @@ class PostgresStore(Store):
             conn.execute(self._sql(_LOCK), (_LOCK_MIGRATE, self._lock_key))
             row = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.pt_meta",)).fetchone()
             if row is None or row[0] is None:
-                for statement in _SCHEMA:
+                for statement in _SCHEMA:  # the tables of version 1; the steps follow
                     conn.execute(self._sql(statement))
                 conn.execute(f"INSERT INTO {quoted}.pt_meta VALUES ('schema_version', '1')")
                 version = 1
@@ -547,10 +595,10 @@ class PostgresStore(Store):
                         f"{found[0]}, written by a newer playthrough; this one reads up to "
                         f"version {SCHEMA_VERSION}"
                     )
-            for target, statements in _MIGRATIONS:
+            for target, statements in MIGRATIONS:
                 if version < target:
                     for statement in statements:
-                        conn.execute(self._sql(statement))
+                        conn.execute(statement.replace("{s}", quoted + "."))
                     version = target
             conn.execute(
                 f"UPDATE {quoted}.pt_meta SET value = %s WHERE key = 'schema_version'",
@@ -636,7 +684,7 @@ class PostgresStore(Store):
         (StoreError naming ``committing`` if that fails) unless the block
         already committed, as :meth:`append` does in its pipeline.
         """
-        if self._reading:
+        if getattr(self._local, "reading", False):
             raise StoreError("cannot write inside a read transaction")
         conn = self._checkout(_WRITE)
         try:
@@ -655,20 +703,74 @@ class PostgresStore(Store):
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
-        if self._reading:
+        local = self._local  # each thread's read transaction holds its own connection
+        if getattr(local, "reading", False):
             raise StoreError("a reader is already open on this store: readers do not nest")
         conn = self._checkout(_READ)
-        self._reading = True
+        local.reading = True
         ok = False
         try:
             yield _PostgresReader(self, conn)
             ok = True
         finally:
-            self._reading = False
+            local.reading = False
             try:
                 self._release(conn, "COMMIT" if ok else "ROLLBACK")
             except psycopg.Error:
                 pass  # a read-only transaction: nothing to lose; the pool drops a dead connection
+
+    def _single(self, template: str, params: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
+        """One statement in autocommit on a pooled connection (one round trip): rows, rowcount."""
+        if getattr(self._local, "reading", False):
+            raise StoreError("heads and values are read and written outside a read transaction")
+        if self._pool is None:
+            raise StoreError(f"the store on {self._where} is closed")
+        last: psycopg.Error | None = None
+        for _ in range(self._max_size + 1):
+            try:
+                conn = self._pool.getconn()
+            except PoolTimeout as exc:
+                raise StoreError(f"no connection to {self._where}: {self._clean(exc)}") from exc
+            try:
+                self.statements += 1
+                cursor = conn.execute(self._sql(template), params)
+                rows = cursor.fetchall() if cursor.description is not None else []
+                return rows, cursor.rowcount
+            except psycopg.OperationalError as exc:
+                last = exc
+                if not conn.broken:
+                    raise self._failure("a statement", exc) from exc
+                # A dead pooled connection: one statement on its own, safe to retry.
+            except psycopg.Error as exc:
+                raise self._failure("a statement", exc) from exc
+            finally:
+                self._pool.putconn(conn)
+        assert last is not None
+        raise StoreError(f"cannot reach {self._where}: {self._clean(last)}") from last
+
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        wanted = list(dict.fromkeys(keys))
+        if len(wanted) > _CHUNK:  # several statements: one transaction keeps them consistent
+            with self.reader() as reader:
+                return reader.heads(wanted)
+        rows, _ = self._single(_HEADS, _key_arrays(wanted))
+        return {StateKey(t, i): HeadRow(p, value, vp) for t, i, p, value, vp in rows}
+
+    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+        if not records:
+            return 0
+        latest = {r.key: r for r in records}
+        rows = sorted(latest.values(), key=lambda r: r.key)
+        _, count = self._single(
+            _VALUES_WRITE,
+            (
+                [r.key.type for r in rows],
+                [r.key.id for r in rows],
+                [r.position for r in rows],
+                [r.data for r in rows],
+            ),
+        )
+        return count
 
     # ------------------------------------------------------------------ writing
 
@@ -676,17 +778,18 @@ class PostgresStore(Store):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str] | None = None,
         commit_id: str | None = None,
         handled: Sequence[int] = (),
     ) -> list[int]:
         if not events:
             self.mark_handled(handled)
             return []
-        if self._reading:
+        if getattr(self._local, "reading", False):
             raise StoreError("cannot write inside a read transaction")
         commit_id = commit_id or uuid.uuid4().hex
         event_keys = batch_keys(events)
-        params = _append_params(events, expected)
+        params = _append_params(events, expected, values or {})
         params.update(
             cid=commit_id,
             cn=len(events),
@@ -862,7 +965,7 @@ class PostgresStore(Store):
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
         with self._transaction("dropping snapshots", "committing dropped snapshots") as conn:
-            self.statements += 1
+            self.statements += 1  # one statement: the snapshots and the heads values
             if keys is None:
                 return conn.execute(self._sql(_SNAPSHOTS_DROP_ALL)).rowcount
             wanted = list(dict.fromkeys(keys))
@@ -875,7 +978,9 @@ class PostgresStore(Store):
 
 
 def _append_params(
-    events: Sequence[NewEvent], expected: Mapping[StateKey, int | None]
+    events: Sequence[NewEvent],
+    expected: Mapping[StateKey, int | None],
+    values: Mapping[StateKey, str],
 ) -> dict[str, Any]:
     """The arrays the append statement takes (see ``_APPEND`` for the modes)."""
     last_touch: dict[StateKey, int] = {}
@@ -905,6 +1010,7 @@ def _append_params(
         "we": [expected.get(k) for k in want],
         "wn": [last_touch.get(k) for k in want],
         "wm": modes,
+        "wv": [values.get(k) for k in want],
         "et": [e.type for e in events],
         "ed": [e.data for e in events],
         "ec": [e.caused_by for e in events],

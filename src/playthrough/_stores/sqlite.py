@@ -4,11 +4,17 @@ Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``), so the check
 of the heads table and the append happen under one lock, across processes too;
 positions are assigned inside that transaction, so commit order is position
 order. Every transaction goes through :meth:`SQLiteStore._transaction`.
+
+One store is shared by every engine of a process: a lock serialises its
+transactions (a read transaction, an append, a snapshot write), so threads can
+share it; SQLite runs one statement at a time per connection anyway, and one
+connection keeps an in-memory database one database.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +30,9 @@ from .._errors import (
 )
 from .._model import StateKey
 from ._base import (
+    MIGRATIONS,
     SCHEMA_VERSION,
+    HeadRow,
     Link,
     NewEvent,
     NoStoreError,
@@ -71,26 +79,6 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
     PRIMARY KEY (state_type, state_id, position)
 ) WITHOUT ROWID;
 """
-
-# Migration steps, in order: (version reached, statements). A new store is
-# created at version 1 (``_SCHEMA``) and runs every step, so a fresh store and
-# an upgraded one are the same. Steps only add (columns, tables, indexes).
-_MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        2,  # issue 9: commit ids, idempotency keys, pending handlers
-        [
-            """CREATE TABLE pt_commits (
-                commit_id TEXT PRIMARY KEY,
-                first_position INTEGER NOT NULL,
-                last_position INTEGER NOT NULL
-            )""",
-            "ALTER TABLE pt_events ADD COLUMN event_key TEXT",
-            "CREATE UNIQUE INDEX pt_events_by_key ON pt_events (event_key) "
-            "WHERE event_key IS NOT NULL",
-            "CREATE TABLE pt_pending_handlers (position INTEGER PRIMARY KEY)",
-        ],
-    ),
-]
 
 # Items per statement; also bounded by the connection's variable limit, which
 # builds before SQLite 3.32 default to 999 (and a build or a program may lower).
@@ -139,16 +127,39 @@ class _SQLiteReader(StoreReader):
         out: dict[StateKey, list[SnapshotRecord]] = {}
         for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2, 1)):
             values = ",".join("(?,?)" for _ in chunk)
+            n = 2 * len(chunk) + 1  # the number of the at_most parameter
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
                 "SELECT s.state_type, s.state_id, s.position, s.last_event_id, s.data "
                 "FROM want w JOIN pt_snapshots s ON s.state_type = w.t AND s.state_id = w.i "
-                "AND s.position <= ? ORDER BY s.state_type, s.state_id, s.position DESC",
+                f"AND s.position <= ?{n} UNION ALL "
+                "SELECT h.state_type, h.state_id, h.value_position, h.value_position, h.value "
+                "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i "
+                f"AND h.value IS NOT NULL AND h.value_position <= ?{n} "
+                "ORDER BY 1, 2, 3 DESC",
                 [*(v for k in chunk for v in k), at_most],
             )
             for t, i, p, last, data in rows:
                 key = StateKey(t, i)
-                out.setdefault(key, []).append(SnapshotRecord(key, p, last, data))
+                history = out.get(key)
+                if history is None:
+                    out[key] = [SnapshotRecord(key, p, last, data)]
+                elif history[-1].position != p:  # a heads value where a snapshot is too
+                    history.append(SnapshotRecord(key, p, last, data))
+        return out
+
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        out: dict[StateKey, HeadRow] = {}
+        for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2)):
+            values = ",".join("(?,?)" for _ in chunk)
+            rows = self._q(
+                f"WITH want(t, i) AS (VALUES {values}) "
+                "SELECT h.state_type, h.state_id, h.last_position, h.value, h.value_position "
+                "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i",
+                [v for k in chunk for v in k],
+            )
+            for t, i, p, value, vp in rows:
+                out[StateKey(t, i)] = HeadRow(p, value, vp)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -229,7 +240,8 @@ class _SQLiteReader(StoreReader):
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         rows = self._q(
             "SELECT state_type, state_id, position, last_event_id, data FROM pt_snapshots "
-            "ORDER BY state_type, state_id, position"
+            "UNION ALL SELECT state_type, state_id, value_position, value_position, value "
+            "FROM pt_heads WHERE value IS NOT NULL ORDER BY 1, 2, 3"
         )
         for t, i, p, last, data in rows:
             yield SnapshotRecord(StateKey(t, i), p, last, data)
@@ -252,6 +264,7 @@ class SQLiteStore(Store):
     ) -> None:
         self._path = path
         self.statements = 0
+        self._lock = threading.RLock()  # one transaction at a time, across threads
         try:
             self._conn = sqlite3.connect(
                 path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
@@ -287,6 +300,12 @@ class SQLiteStore(Store):
         ``BEGIN IMMEDIATE`` takes the write lock before the first read. With
         ``failure``, SQLite errors become StoreError(``failure: cause``).
         """
+        with self._lock:
+            yield from self._locked_transaction(begin, failure)
+
+    def _locked_transaction(
+        self, begin: Literal["BEGIN", "BEGIN IMMEDIATE"], failure: str | None
+    ) -> Iterator[sqlite3.Connection]:
         conn = self._conn
         try:
             conn.execute(begin)
@@ -336,53 +355,92 @@ class SQLiteStore(Store):
                     f"{self._path!r} holds schema version {row[0]}, written by a newer "
                     f"playthrough; this one reads up to version {SCHEMA_VERSION}"
                 )
-            return  # an older version is read as it is: never migrated by a reader
+            raise StoreError(  # a reader never migrates: the writer's job
+                f"{self._path!r} holds schema version {row[0]}, older than this "
+                f"playthrough's {SCHEMA_VERSION}: open it once with a writer (Engine.open) "
+                "to upgrade it; nothing was changed"
+            )
         with self._transaction("BEGIN IMMEDIATE") as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             row = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                version = 1
-                conn.execute("INSERT INTO pt_meta VALUES ('schema_version', '1')")
-            else:
-                version = parse_schema_version(row[0], repr(self._path))
+            # New tables are those of version 1.
+            version = 1 if row is None else parse_schema_version(row[0], repr(self._path))
             if version > SCHEMA_VERSION:
                 raise SchemaVersionError(
-                    f"{self._path!r} holds schema version {row[0] if row else version}, "
-                    "written by a newer playthrough; this one reads up to version "
-                    f"{SCHEMA_VERSION}"
+                    f"{self._path!r} holds schema version {version}, written by a newer "
+                    f"playthrough; this one reads up to version {SCHEMA_VERSION}"
                 )
-            for target, statements in _MIGRATIONS:
+            for target, statements in MIGRATIONS:
                 if version < target:
                     for statement in statements:
-                        conn.execute(statement)
+                        conn.execute(statement.replace("{s}", ""))
                     version = target
             conn.execute(
-                "UPDATE pt_meta SET value = ? WHERE key = 'schema_version'", (str(version),)
+                "INSERT INTO pt_meta VALUES ('schema_version', ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                (str(version),),
             )
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
-        if self._reading:
-            raise StoreError("a reader is already open on this store: readers do not nest")
-        self._reading = True
-        try:
-            with self._transaction("BEGIN"):
-                yield _SQLiteReader(self)
-        finally:
-            self._reading = False
+        with self._lock:  # another thread's reader is waited for, not mistaken for nesting
+            if self._reading:
+                raise StoreError("a reader is already open on this store: readers do not nest")
+            self._reading = True
+            try:
+                with self._transaction("BEGIN"):
+                    yield _SQLiteReader(self)
+            finally:
+                self._reading = False
+
+    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+        wanted = list(dict.fromkeys(keys))
+        if len(wanted) <= _SQLiteReader(self)._size(_KEYS_PER_STATEMENT, 2):
+            with self._lock:  # one statement: atomic on its own, no transaction needed
+                return _SQLiteReader(self).heads(wanted)
+        with self.reader() as reader:  # several statements: one consistent view
+            return reader.heads(wanted)
+
+    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+        if not records:
+            return 0
+        with self._lock:
+            self._writing("write values")
+            with self._transaction("BEGIN IMMEDIATE", "writing values failed") as conn:
+                self.statements += 1
+                return int(
+                    conn.executemany(
+                        "UPDATE pt_heads SET value = ?1, value_position = ?2 "
+                        "WHERE state_type = ?3 AND state_id = ?4 AND last_position = ?2 "
+                        "AND (value_position IS NOT ?2 OR value IS NULL)",
+                        [(r.data, r.position, r.key.type, r.key.id) for r in records],
+                    ).rowcount
+                )
 
     def append(
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str] | None = None,
         commit_id: str | None = None,
         handled: Sequence[int] = (),
     ) -> list[int]:
         if not events:
             self.mark_handled(handled)
             return []
+        with self._lock:
+            return self._append(events, expected, values or {}, commit_id, handled)
+
+    def _append(
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str],
+        commit_id: str | None,
+        handled: Sequence[int],
+    ) -> list[int]:
         self._writing("append")
         commit_id = commit_id or uuid.uuid4().hex
         event_keys = batch_keys(events)
@@ -427,10 +485,17 @@ class SQLiteStore(Store):
                     link_rows.append((key.type, key.id, p, group))
                     heads[key] = p
             conn.executemany("INSERT INTO pt_links VALUES (?, ?, ?, ?)", link_rows)
+            # The value rides in the heads statement; a state without one keeps
+            # its old value (exact at its old value_position, no longer fresh).
             conn.executemany(
-                "INSERT INTO pt_heads VALUES (?, ?, ?) ON CONFLICT (state_type, state_id) "
-                "DO UPDATE SET last_position = excluded.last_position",
-                [(k.type, k.id, p) for k, p in heads.items()],
+                "INSERT INTO pt_heads (state_type, state_id, last_position, value, "
+                "value_position) VALUES (?1, ?2, ?3, ?4, "
+                "CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END) "
+                "ON CONFLICT (state_type, state_id) DO UPDATE SET "
+                "last_position = excluded.last_position, "
+                "value = coalesce(excluded.value, value), "
+                "value_position = coalesce(excluded.value_position, value_position)",
+                [(k.type, k.id, p, values.get(k)) for k, p in heads.items()],
             )
             conn.execute(
                 "INSERT INTO pt_commits VALUES (?, ?, ?)", (commit_id, positions[0], positions[-1])
@@ -483,12 +548,13 @@ class SQLiteStore(Store):
     def mark_handled(self, positions: Sequence[int]) -> None:
         if not positions:
             return
-        self._writing("record completed handlers")
-        with self._transaction("BEGIN IMMEDIATE", "recording completed handlers") as conn:
-            self.statements += 1
-            conn.executemany(
-                "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in positions]
-            )
+        with self._lock:
+            self._writing("record completed handlers")
+            with self._transaction("BEGIN IMMEDIATE", "recording completed handlers") as conn:
+                self.statements += 1
+                conn.executemany(
+                    "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in positions]
+                )
 
     def write_snapshots(
         self,
@@ -498,6 +564,15 @@ class SQLiteStore(Store):
     ) -> None:
         if not records and not meta:
             return
+        with self._lock:
+            self._write_snapshots(records, keep, meta)
+
+    def _write_snapshots(
+        self,
+        records: Sequence[SnapshotRecord],
+        keep: int,
+        meta: Mapping[str, str | None] | None,
+    ) -> None:
         self._writing("write")
         with self._transaction("BEGIN IMMEDIATE", "writing snapshots") as conn:
             for key, value in (meta or {}).items():
@@ -524,18 +599,29 @@ class SQLiteStore(Store):
             )
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        self._writing("write")
-        with self._transaction("BEGIN IMMEDIATE", "dropping snapshots") as conn:
-            self.statements += 1
-            if keys is None:
-                return int(conn.execute("DELETE FROM pt_snapshots").rowcount)
-            count = 0
-            for k in dict.fromkeys(keys):
-                count += conn.execute(
-                    "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
-                    (k.type, k.id),
-                ).rowcount
-            return count
+        with self._lock:
+            self._writing("write")
+            with self._transaction("BEGIN IMMEDIATE", "dropping snapshots") as conn:
+                self.statements += 2
+                if keys is None:
+                    conn.execute(
+                        "UPDATE pt_heads SET value = NULL, value_position = NULL "
+                        "WHERE value IS NOT NULL"
+                    )
+                    return int(conn.execute("DELETE FROM pt_snapshots").rowcount)
+                count = 0
+                for k in dict.fromkeys(keys):
+                    conn.execute(
+                        "UPDATE pt_heads SET value = NULL, value_position = NULL "
+                        "WHERE state_type = ? AND state_id = ?",
+                        (k.type, k.id),
+                    )
+                    count += conn.execute(
+                        "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
+                        (k.type, k.id),
+                    ).rowcount
+                return count
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()

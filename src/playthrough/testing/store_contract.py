@@ -27,7 +27,7 @@ from typing import NoReturn
 from .._errors import ConcurrencyError, DuplicateEvent, SchemaVersionError, StoreError
 from .._model import StateKey
 from .._stores import Link, NewEvent, SnapshotRecord, Store, StoredEvent
-from .._stores._base import SCHEMA_VERSION
+from .._stores._base import SCHEMA_VERSION, HeadRow
 
 __all__ = ["A1", "A2", "HUB", "StoreContract", "ev", "raises_exactly"]
 
@@ -265,6 +265,56 @@ class StoreContract(abc.ABC):
         assert store.drop_snapshots() == 1
         with store.reader() as r:
             assert r.snapshots([A1, A2], 10) == {}
+
+    # ------------------------------------------------------------------ heads values
+
+    def test_append_writes_values_with_the_heads(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0), (HUB, 0))], {A1: None, HUB: None}, {A1: '{"a":1}'})
+        q, r = store.append(
+            [ev((A1, 0)), ev((A2, 0))], {A1: p, A2: None}, {A1: '{"a":2}', A2: '{"b":1}'}
+        )
+        assert store.heads([A1, A2, HUB, StateKey("Acct", "9")]) == {
+            A1: HeadRow(q, '{"a":2}', q),  # exact at its last event of the batch
+            A2: HeadRow(r, '{"b":1}', r),
+            HUB: HeadRow(p, None, None),  # given no value
+        }
+        assert store.heads([A1])[A1].fresh and not store.heads([HUB])[HUB].fresh
+
+    def test_a_commit_without_a_value_keeps_the_older_one_as_a_snapshot(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None}, {A1: '{"a":1}'})
+        (q,) = store.append([ev((A1, 0))], {A1: p})
+        row = store.heads([A1])[A1]
+        assert row == HeadRow(q, '{"a":1}', p) and not row.fresh
+        with store.reader() as r:
+            assert r.snapshots([A1], q) == {A1: [SnapshotRecord(A1, p, p, '{"a":1}')]}
+            assert r.snapshots([A1], p - 1) == {}
+
+    def test_a_value_and_a_snapshot_at_one_position_are_one_candidate(self) -> None:
+        store = self.store
+        store.append([ev((A1, 0))], {A1: None}, {A1: '{"a":1}'})
+        store.write_snapshots([SnapshotRecord(A1, 1, 1, '{"a":1}')], keep=3)
+        with store.reader() as r:
+            assert [s.position for s in r.snapshots([A1], 5)[A1]] == [1]
+            assert len(list(r.iter_snapshots())) == 2  # both are checked by verify
+
+    def test_write_values_only_where_still_exact(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0)), ev((A2, 0))][:1], {A1: None})
+        (q,) = store.append([ev((A2, 0))], {A2: None})
+        assert store.write_values([SnapshotRecord(A1, q, q, '{"x":0}')]) == 0  # not A1's head
+        assert store.write_values([SnapshotRecord(A1, p, p, '{"a":1}')]) == 1
+        assert store.write_values([SnapshotRecord(A1, p, p, '{"a":1}')]) == 0  # already current
+        assert store.heads([A1, A2]) == {A1: HeadRow(p, '{"a":1}', p), A2: HeadRow(q, None, None)}
+
+    def test_drop_snapshots_forgets_values(self) -> None:
+        store = self.store
+        store.append([ev((A1, 0), (A2, 0))], {A1: None, A2: None}, {A1: "{}", A2: "{}"})
+        store.drop_snapshots([A1])
+        assert store.heads([A1, A2]) == {A1: HeadRow(1, None, None), A2: HeadRow(1, "{}", 1)}
+        store.drop_snapshots()
+        assert store.heads([A2]) == {A2: HeadRow(1, None, None)}
 
     def test_meta_written_with_snapshots(self) -> None:
         store = self.store
@@ -510,13 +560,16 @@ class StoreContract(abc.ABC):
 
     def test_commit_ids_are_stored_with_their_positions(self) -> None:
         store = self.store
-        assert store.append([ev((A1, 0)), ev((A2, 0))], {A1: None, A2: None}, "c-1") == [1, 2]
+        assert store.append([ev((A1, 0)), ev((A2, 0))], {A1: None, A2: None}, commit_id="c-1") == [
+            1,
+            2,
+        ]
         assert store.append([ev((A1, 0))], {A1: 1}) == [3]  # a fresh id when none is given
         with store.reader() as r:
             assert r.commit_positions("c-1") == (1, 2)
             assert r.commit_positions("never") is None
         with raises_exactly(ConcurrencyError, match="known last event"):
-            store.append([ev((A1, 0))], {A1: 1}, "c-refused")
+            store.append([ev((A1, 0))], {A1: 1}, commit_id="c-refused")
         with store.reader() as r:
             assert r.commit_positions("c-refused") is None  # refused: no row either
 

@@ -1,0 +1,75 @@
+"""Heads values: the current value of each state, stored in its heads row.
+
+The commit writes them (``Store.append(..., values)``); this module reads them
+for a load (:func:`current_states`) and decides what a load that had to play
+writes back (:func:`write_back`). See design/architecture.md, "Heads values".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from ._errors import PlaythroughError
+from ._model import State, StateKey
+from ._reconstitution import Plan
+from ._serialization import blank_for, encode_state_checked, state_from_snapshot
+from ._stores import SnapshotRecord, Store
+from ._stores._base import HeadRow
+
+_log = logging.getLogger("playthrough")
+
+
+def current_states(
+    rows: Mapping[StateKey, HeadRow], keys: Sequence[StateKey]
+) -> dict[StateKey, State] | None:
+    """The states of ``keys`` from their heads rows, or None when one is not current.
+
+    A key without a row was never touched: blank. A current value goes through
+    the same decoding as any snapshot (a ``SnapshotRecord`` at its position).
+    """
+    states: dict[StateKey, State] = {}
+    for key in keys:
+        row = rows.get(key)
+        if row is None:
+            states[key] = blank_for(key)
+        elif row.fresh:
+            assert row.value is not None
+            record = SnapshotRecord(key, row.last_position, row.last_position, row.value)
+            states[key] = state_from_snapshot(record)
+        else:
+            return None
+    return states
+
+
+def write_back(
+    store: Store, plan: Plan, states: Mapping[StateKey, State], rows: Mapping[StateKey, HeadRow]
+) -> int:
+    """Store the values a load played to the head where they are not current yet.
+
+    ``states`` are all at the head (a plan ``to_head``); a state is written
+    when its row was known stale or the plan played events for it. The store
+    keeps a value only where the state's last event is still its position, so
+    a commit in between is never overwritten. A failure here loses a shortcut,
+    never a result: it is logged, not raised.
+    """
+    records = []
+    for key, state in states.items():
+        last = state.last_event_id
+        if last is None:
+            continue
+        row = rows.get(key)
+        if (row is not None and not row.fresh) or plan.states[key].event_count:
+            try:
+                data = encode_state_checked(state, f"the value of {key}")
+            except PlaythroughError as exc:  # a shortcut lost, never a result
+                _log.warning("playthrough: not writing back a heads value: %s", exc)
+                continue
+            records.append(SnapshotRecord(key, last, last, data))
+    if not records:
+        return 0
+    try:
+        return store.write_values(records)
+    except PlaythroughError as exc:
+        _log.warning("playthrough: could not write back heads values: %s", exc)
+        return 0

@@ -1,0 +1,29 @@
+"""A store that keeps no heads values: how every store behaved before schema version 2.
+
+Loads from it always plan and play events, so tests that exercise the planner
+(or that mutate it to show the properties catch the mutation) use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from playthrough._model import StateKey
+from playthrough._stores import NewEvent, SnapshotRecord, SQLiteStore
+
+
+class ValuelessStore(SQLiteStore):
+    """Drops every heads value the engine hands it."""
+
+    def append(
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str] | None = None,
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
+    ) -> list[int]:
+        return super().append(events, expected, None, commit_id=commit_id, handled=handled)
+
+    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+        return 0
