@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("playthrough")
 
 S = TypeVar("S", bound=State)
+T = TypeVar("T")
 E = TypeVar("E", bound=Event)
 
 StateRef = tuple[type[State], Any]
@@ -449,6 +450,26 @@ class Engine:
                 exc,
                 exc_info=True,
             )
+
+    def retry(
+        self,
+        work: Callable[[Engine], T],
+        *,
+        attempts: int = 10,
+        backoff: float = 0.005,
+        max_backoff: float = 0.5,
+    ) -> T:
+        """Run ``work(engine)`` and commit; on ConcurrencyError wait (jittered) and run it again.
+
+        ``work`` fires events (loading what it needs); it is run from scratch
+        each time, on the states other writers committed meanwhile. Waits are
+        random in ``[0, min(max_backoff, backoff * 2**n))`` after n failures;
+        after ``attempts`` the last ConcurrencyError propagates. Returns what
+        ``work`` returned.
+        """
+        from ._retry import retry
+
+        return retry(self, work, attempts=attempts, backoff=backoff, max_backoff=max_backoff)
 
     def was_committed(self, commit_id: str) -> bool:
         """Whether the commit with this id (``CommitOutcomeUnknown.commit_id``) is in the log."""
