@@ -67,7 +67,11 @@ _ENGINE_OPTIONS = (
     "snapshot_history",
     "head_values",
     "max_states",
+    "max_event_bytes",
 )
+
+#: The default largest event (its JSON, in UTF-8 bytes) ``fire`` accepts.
+MAX_EVENT_BYTES = 64 << 20
 
 
 class Engine:
@@ -85,6 +89,8 @@ class Engine:
     - ``max_states`` bounds the identity map (least recently used states are
       evicted between operations; states with pending events never are);
       ``None``: unbounded.
+    - ``max_event_bytes`` (default 64 MiB): ``fire`` refuses an event whose JSON
+      is larger, naming its size; events are rows, not a blob store.
     """
 
     def __init__(
@@ -96,12 +102,14 @@ class Engine:
         snapshot_history: int = 3,
         head_values: bool = True,
         max_states: int | None = 10_000,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         if max_states is not None and max_states < 1:
             raise ValueError("max_states must be at least 1 (or None for no bound)")
         self.store = store
         self.head_values = head_values
         self.max_states = max_states
+        self.max_event_bytes = max_event_bytes
         self._owns_store = False
         self.reconstitutor = StateReconstitutor()
         self.coordinator = SnapshotCoordinator(
@@ -331,6 +339,13 @@ class Engine:
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
+        if len(data) * 4 > self.max_event_bytes and len(data.encode()) > self.max_event_bytes:
+            raise PlaythroughError(
+                f"{type(event).__qualname__} is {len(data.encode()):,} bytes as JSON, more than "
+                f"the largest event this engine accepts ({self.max_event_bytes:,} bytes, "
+                "Engine(max_event_bytes=...)); store large payloads elsewhere and put a "
+                "reference in the event"
+            )
         # Normalise first, then bind: the keys must be computed from the values
         # every replay decodes (a UUID id given as a string is a UUID from here on),
         # and the stored JSON is that of the normalised values.

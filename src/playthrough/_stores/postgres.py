@@ -142,6 +142,11 @@ _SCHEMA = [
 ]
 
 _UNIQUE_VIOLATION = "23505"
+_LOCK_NOT_AVAILABLE = "55P03"
+# Batches whose payload is larger than this are not pipelined (see _send_append).
+_PIPELINE_BYTES = 1 << 20
+# Bounds the wait for the append lock, for this transaction only.
+_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
@@ -482,6 +487,7 @@ class PostgresStore(Store):
         connect_timeout: int = 5,
         pool_timeout: float = 30.0,
         create: bool = True,
+        lock_timeout: float = 60.0,
     ) -> None:
         self.statements = 0
         self._local = threading.local()  # per thread: is a read transaction open
@@ -497,6 +503,9 @@ class PostgresStore(Store):
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
         self._conninfo = settings.conninfo
         self._connect_kwargs = settings.connect_kwargs
+        if not lock_timeout > 0:
+            raise StoreError(f"lock_timeout must be positive (seconds), not {lock_timeout!r}")
+        self._lock_timeout_ms = str(max(1, round(lock_timeout * 1000)))
 
         # A direct first connection: its error names the cause (refused,
         # unknown database, bad password), where a pool would only time out.
@@ -825,6 +834,13 @@ class PostgresStore(Store):
             self._abort(conn)
             if error.sqlstate == _STALE:
                 raise ConcurrencyError(_stale_message(error.diag.message_detail)) from None
+            if error.sqlstate == _LOCK_NOT_AVAILABLE:
+                raise StoreError(
+                    f"append to {self._where} (schema {self.schema!r}) waited more than "
+                    f"{int(self._lock_timeout_ms) / 1000:g} s for the append lock (another writer "
+                    "holds it, a large commit perhaps), nothing was written; raise the "
+                    "store's lock_timeout to wait longer"
+                ) from error
             if error.sqlstate == _UNIQUE_VIOLATION and event_keys:
                 self._raise_duplicate(event_keys, error)
             raise StoreError(
@@ -840,16 +856,23 @@ class PostgresStore(Store):
     def _send_append(
         self, conn: Conn, params: Mapping[str, Any]
     ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None]:
-        """Lock, append and COMMIT in one round trip; (cursor of the append, first error).
+        """Lock, append and COMMIT; (cursor of the append, first error).
 
-        No client latency while the append lock is held. An error aborts the
-        transaction, so the COMMIT queued behind it does nothing.
+        Small batches go in one pipelined round trip: no client latency while
+        the append lock is held, and an error aborts the transaction, so the
+        COMMIT queued behind it does nothing. Large ones (``_PIPELINE_BYTES``)
+        are sent statement by statement: psycopg's pipeline deadlocks on big
+        payloads (client and server both blocked writing), which held the
+        append lock forever. Waiting for that lock is bounded by ``lock_timeout``.
         """
+        if _payload_bytes(params) > _PIPELINE_BYTES:
+            return self._send_append_plainly(conn, params)
         cursor = None
         error: psycopg.Error | None = None
         try:
             with conn.pipeline() as pipeline:
                 try:
+                    conn.execute(_LOCK_TIMEOUT, (self._lock_timeout_ms,))
                     conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
                     cursor = conn.execute(self._sql(_APPEND), params)
                     # Never prepared: psycopg would count a prepare that an
@@ -864,6 +887,19 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             error = error or exc
         return cursor, error
+
+    def _send_append_plainly(
+        self, conn: Conn, params: Mapping[str, Any]
+    ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None]:
+        cursor = None
+        try:
+            conn.execute(_LOCK_TIMEOUT, (self._lock_timeout_ms,))
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+            cursor = conn.execute(self._sql(_APPEND), params)
+            conn.execute("COMMIT", prepare=False)
+        except psycopg.Error as exc:
+            return cursor, exc
+        return cursor, None
 
     def _discard(self, conn: Conn) -> None:
         """Close a connection whose state is unknown and give it back (the pool drops it)."""
@@ -1020,6 +1056,11 @@ def _append_params(
         "ln": ln,
         "lg": lg,
     }
+
+
+def _payload_bytes(params: Mapping[str, Any]) -> int:
+    """About how many bytes the batch's event data takes on the wire."""
+    return sum(len(d) for d in params["ed"])
 
 
 def _backend_pid(conn: Conn) -> int | None:
