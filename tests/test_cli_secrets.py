@@ -30,7 +30,7 @@ def _url_commands() -> list[str]:
 
 
 def test_the_commands_that_take_a_url_are_known() -> None:
-    assert _url_commands() == ["handlers", "snapshot", "verify"]
+    assert _url_commands() == ["handlers", "repair", "snapshot", "verify"]
 
 
 def _urls(pg_url: str | None) -> list[str]:

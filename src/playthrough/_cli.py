@@ -312,6 +312,40 @@ def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit
         click.echo(f"  {_describe(event)}")
 
 
+@main.command()
+@click.argument("database_url")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events (imported so they register); repeatable.",
+)
+@click.pass_context
+def repair(ctx: click.Context, database_url: str, apps: tuple[str, ...]) -> None:
+    """Rebuild the heads rows (each state's last event) from the state-event links.
+
+    A heads row that lags behind its links makes the state uncommittable (every
+    commit is refused as stale); ``playthrough verify`` reports such rows. The
+    links are the record of which events touched which state; this makes every
+    heads row agree with them, under the append lock. Example:
+
+        playthrough repair sqlite:///app.db --app mypackage.events
+    """
+    from ._errors import PlaythroughError
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    engine = _open_existing(ctx, database_url, url, allow_empty=False)
+    with engine:
+        try:
+            changed = engine.store.rebuild_heads()
+        except PlaythroughError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+    click.echo(f"rebuilt heads from the links: {changed} row(s) changed")
+
+
 def _open_existing(ctx: click.Context, given: str, url: str, allow_empty: bool) -> Engine:
     """An engine on a store that exists: commands never create (or migrate) one."""
     from ._errors import PlaythroughError

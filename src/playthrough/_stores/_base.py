@@ -266,6 +266,24 @@ class StoreReader(abc.ABC):
         """The position of the stored event carrying each of these idempotency keys."""
 
     @abc.abstractmethod
+    def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
+        """Up to ``limit`` states whose heads row disagrees with their links.
+
+        Each is (key, the heads row's last position or None if it has none, the
+        last position its links name or None if none do).
+        """
+
+    @abc.abstractmethod
+    def snapshot_disagreements(
+        self, limit: int
+    ) -> list[tuple[StateKey, int, int | None, int | None]]:
+        """Up to ``limit`` snapshots whose ``last_event_id`` is not what their links say.
+
+        Each is (key, snapshot position, stored last_event_id, the last position
+        at or before the snapshot that its links name, or None).
+        """
+
+    @abc.abstractmethod
     def pending_handlers(self, limit: int) -> list[int]:
         """Up to ``limit`` positions of events whose handlers have not completed, ascending."""
 
@@ -387,6 +405,13 @@ class Store(abc.ABC):
         it is written only where the heads row's ``last_position`` still equals
         it (a state changed since is left alone) and the value is not already
         fresh. Never waits on rows a writer holds (those are skipped).
+        """
+
+    @abc.abstractmethod
+    def rebuild_heads(self) -> int:
+        """Make every heads row say what the links say; return how many rows changed.
+
+        A changed row loses its heads value (it may no longer be exact).
         """
 
     @abc.abstractmethod

@@ -225,6 +225,33 @@ _COMMIT_POSITIONS = "SELECT first_position, last_position FROM {s}.pt_commits WH
 
 _EVENT_KEYS = "SELECT event_key, position FROM {s}.pt_events WHERE event_key = ANY(%b::text[])"
 
+# verify's checks of heads rows and snapshot metadata against the links, and repair.
+_HEADS_DISAGREE = """SELECT coalesce(h.state_type, l.state_type), coalesce(h.state_id, l.state_id),
+       h.last_position, l.maxp
+FROM {s}.pt_heads h FULL OUTER JOIN (
+    SELECT state_type, state_id, max(position) AS maxp FROM {s}.pt_links
+    GROUP BY state_type, state_id
+) l ON h.state_type = l.state_type AND h.state_id = l.state_id
+WHERE h.last_position IS DISTINCT FROM l.maxp
+ORDER BY 1, 2 LIMIT %s"""
+_SNAPSHOTS_DISAGREE = """SELECT x.state_type, x.state_id, x.position, x.last_event_id, x.want FROM (
+    SELECT s.state_type, s.state_id, s.position, s.last_event_id,
+           (SELECT max(l.position) FROM {s}.pt_links l WHERE l.state_type = s.state_type
+            AND l.state_id = s.state_id AND l.position <= s.position) AS want
+    FROM {s}.pt_snapshots s
+) x WHERE x.last_event_id IS DISTINCT FROM x.want
+ORDER BY 1, 2, 3 LIMIT %s"""
+_REBUILD_HEADS = (
+    """DELETE FROM {s}.pt_heads WHERE NOT EXISTS (SELECT 1 FROM {s}.pt_links l
+    WHERE l.state_type = {s}.pt_heads.state_type AND l.state_id = {s}.pt_heads.state_id)""",
+    """INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
+    SELECT state_type, state_id, max(position) FROM {s}.pt_links WHERE true
+    GROUP BY state_type, state_id
+    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
+        value = NULL, value_position = NULL
+    WHERE {s}.pt_heads.last_position IS DISTINCT FROM excluded.last_position""",
+)
+
 _PENDING_HANDLERS = "SELECT position FROM {s}.pt_pending_handlers ORDER BY position LIMIT %s"
 
 _MARK_HANDLED = "DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%b::bigint[])"
@@ -447,6 +474,16 @@ class _PostgresReader(StoreReader):
             for key, position in self._q(_EVENT_KEYS, (list(chunk),)):
                 out[key] = int(position)
         return out
+
+    def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
+        rows = self._q(_HEADS_DISAGREE, (limit,))
+        return [(StateKey(t, i), have, want) for t, i, have, want in rows]
+
+    def snapshot_disagreements(
+        self, limit: int
+    ) -> list[tuple[StateKey, int, int | None, int | None]]:
+        rows = self._q(_SNAPSHOTS_DISAGREE, (limit,))
+        return [(StateKey(t, i), p, last, want) for t, i, p, last, want in rows]
 
     def pending_handlers(self, limit: int) -> list[int]:
         return [int(r[0]) for r in self._q(_PENDING_HANDLERS, (limit,))]
@@ -953,6 +990,12 @@ class PostgresStore(Store):
         if taken:
             key, position = next(iter(taken.items()))
             raise DuplicateEvent(duplicate_message(key, position), key, position) from None
+
+    def rebuild_heads(self) -> int:
+        with self._transaction("rebuilding heads", "committing rebuilt heads") as conn:
+            self.statements += 2
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))  # no append meanwhile
+            return sum(conn.execute(self._sql(q)).rowcount for q in _REBUILD_HEADS)
 
     def mark_handled(self, positions: Sequence[int]) -> None:
         if not positions:

@@ -80,6 +80,33 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 ) WITHOUT ROWID;
 """
 
+# verify's checks of heads rows and snapshot metadata against the links, and repair.
+_HEADS_DISAGREE = """SELECT coalesce(h.state_type, l.state_type), coalesce(h.state_id, l.state_id),
+       h.last_position, l.maxp
+FROM pt_heads h FULL OUTER JOIN (
+    SELECT state_type, state_id, max(position) AS maxp FROM pt_links
+    GROUP BY state_type, state_id
+) l ON h.state_type = l.state_type AND h.state_id = l.state_id
+WHERE h.last_position IS NOT l.maxp
+ORDER BY 1, 2 LIMIT ?"""
+_SNAPSHOTS_DISAGREE = """SELECT x.state_type, x.state_id, x.position, x.last_event_id, x.want FROM (
+    SELECT s.state_type, s.state_id, s.position, s.last_event_id,
+           (SELECT max(l.position) FROM pt_links l WHERE l.state_type = s.state_type
+            AND l.state_id = s.state_id AND l.position <= s.position) AS want
+    FROM pt_snapshots s
+) x WHERE x.last_event_id IS NOT x.want
+ORDER BY 1, 2, 3 LIMIT ?"""
+_REBUILD_HEADS = (
+    """DELETE FROM pt_heads WHERE NOT EXISTS (SELECT 1 FROM pt_links l
+    WHERE l.state_type = pt_heads.state_type AND l.state_id = pt_heads.state_id)""",
+    """INSERT INTO pt_heads (state_type, state_id, last_position)
+    SELECT state_type, state_id, max(position) FROM pt_links WHERE true
+    GROUP BY state_type, state_id
+    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
+        value = NULL, value_position = NULL
+    WHERE pt_heads.last_position IS NOT excluded.last_position""",
+)
+
 # Items per statement; also bounded by the connection's variable limit, which
 # builds before SQLite 3.32 default to 999 (and a build or a program may lower).
 _KEYS_PER_STATEMENT = 400  # 2 parameters each
@@ -230,6 +257,16 @@ class _SQLiteReader(StoreReader):
             ):
                 out[key] = int(position)
         return out
+
+    def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
+        rows = self._q(_HEADS_DISAGREE, (limit,))
+        return [(StateKey(t, i), have, want) for t, i, have, want in rows]
+
+    def snapshot_disagreements(
+        self, limit: int
+    ) -> list[tuple[StateKey, int, int | None, int | None]]:
+        rows = self._q(_SNAPSHOTS_DISAGREE, (limit,))
+        return [(StateKey(t, i), p, last, want) for t, i, p, last, want in rows]
 
     def pending_handlers(self, limit: int) -> list[int]:
         rows = self._q(
@@ -544,6 +581,13 @@ class SQLiteStore(Store):
         if last - first + 1 != count:  # pragma: no cover - a commit id is unique
             raise StoreError(f"commit {commit_id} holds {last - first + 1} events, not {count}")
         return list(range(first, last + 1))
+
+    def rebuild_heads(self) -> int:
+        with self._lock:
+            self._writing("rebuild heads")
+            with self._transaction("BEGIN IMMEDIATE", "rebuilding heads") as conn:
+                self.statements += 2
+                return sum(int(conn.execute(q).rowcount) for q in _REBUILD_HEADS)
 
     def mark_handled(self, positions: Sequence[int]) -> None:
         if not positions:

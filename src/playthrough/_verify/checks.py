@@ -98,6 +98,7 @@ def verify(
     run = _Run(store, reconstitutor, time_budget, clock or time.monotonic, progress)
     with store.reader() as reader:
         head = reader.head()
+        run.errors.extend(_metadata_problems(reader))
     lo = 0 if start is None else start
     hi = head if end is None else end
     if lo < 0 or hi < lo or hi > head:
@@ -422,3 +423,27 @@ def _locate_all(run: _Run) -> None:
         located.extend(check.mismatches[len(located) :])
         run.errors.append(str(exc))
     run.snapshots = attrs.evolve(check, mismatches=tuple(located))
+
+
+_SHOWN = 20  # disagreements listed per kind
+
+
+def _metadata_problems(reader: StoreReader) -> list[str]:
+    """Heads rows and snapshot metadata that disagree with the links (item 13 of issue 9).
+
+    A heads row behind its links makes the state uncommittable forever (every
+    commit is refused as stale); a snapshot whose ``last_event_id`` is not the
+    last event at or before its position makes loads start from a wrong place.
+    """
+    problems = []
+    for key, have, want in reader.heads_disagreements(_SHOWN + 1)[:_SHOWN]:
+        problems.append(
+            f"heads row of {key} says its last event is {have}, its links say {want} "
+            "(`playthrough repair URL` rebuilds heads from the links)"
+        )
+    for key, position, last, want in reader.snapshot_disagreements(_SHOWN + 1)[:_SHOWN]:
+        problems.append(
+            f"snapshot of {key} at position {position} says its last event is {last}, "
+            f"its links say {want} (drop it: engine.drop_snapshots([...]))"
+        )
+    return problems
