@@ -32,7 +32,7 @@ from ._model import (
     key_of,
 )
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
-from ._reconstitution import Plan, StateReconstitutor
+from ._reconstitution import Plan, StateReconstitutor, checked_plan
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
 from ._serialization import decode, encode_event, encode_state_checked
@@ -256,8 +256,8 @@ class Engine:
         key = key_of(state_class, state_id)
         with self.store.reader() as reader:
             if at is None:  # what a live load plays: its plan brings every state to the head
-                return self.reconstitutor.plan(reader, [key], reader.head(), to_head=True)
-            return self.reconstitutor.plan(reader, [key], at)
+                return checked_plan(self.reconstitutor, reader, [key], reader.head(), to_head=True)
+            return checked_plan(self.reconstitutor, reader, [key], at)
 
     def _guard_apply(self, key: StateKey) -> None:
         if in_apply():

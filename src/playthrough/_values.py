@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from ._errors import PlaythroughError
+from ._errors import DecodeError, PlaythroughError, UnknownTypeError
 from ._model import State, StateKey
 from ._reconstitution import Plan
 from ._serialization import blank_for, encode_state_checked, state_from_snapshot
@@ -36,7 +36,13 @@ def current_states(
         elif row.fresh:
             assert row.value is not None
             record = SnapshotRecord(key, row.last_position, row.last_position, row.value)
-            states[key] = state_from_snapshot(record)
+            try:
+                states[key] = state_from_snapshot(record)
+            except UnknownTypeError:
+                raise
+            except DecodeError as exc:  # the log can still answer: take the planned path
+                _log.warning("playthrough: heads value of %s cannot be decoded: %s", key, exc)
+                return None
         else:
             return None
     return states
