@@ -19,7 +19,7 @@ from playthrough.examples.game import (
 
 
 def main() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         engine.fire(PlayerJoined(player_id=1, game_id=1, name="ada"))
         for n in range(2, 60):
             engine.fire(ItemGranted(player_id=1, item=f"coin{n}"))

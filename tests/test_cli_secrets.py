@@ -30,7 +30,16 @@ def _url_commands() -> list[str]:
 
 
 def test_the_commands_that_take_a_url_are_known() -> None:
-    assert _url_commands() == ["handlers", "repair", "snapshot", "verify"]
+    assert _url_commands() == [
+        "archive",
+        "export",
+        "handlers",
+        "import",
+        "repair",
+        "schema",
+        "snapshot",
+        "verify",
+    ]
 
 
 def _urls(pg_url: str | None) -> list[str]:
@@ -61,7 +70,14 @@ def test_no_password_in_any_output(
     runner = CliRunner()
     for url in _urls(_pg_url_or_none(request)):
         junit = tmp_path / "report.xml"
-        args = [command, url, "--app", "playthrough.examples.bank"]
+        cmd = main.commands[command]
+        args = [command] + [
+            url if p.name == "database_url" else str(tmp_path / "file.jsonl")
+            for p in cmd.params
+            if isinstance(p, click.Argument)
+        ]
+        if any(p.name == "apps" for p in cmd.params):
+            args += ["--app", "playthrough.examples.bank"]
         if command == "verify":
             args += ["--junit-xml", str(junit), "--format", "json", "--no-subprocess"]
         result = runner.invoke(main, args)

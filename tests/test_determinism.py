@@ -85,7 +85,7 @@ def encoded(engine: Engine, dial: int, at: int | None = None) -> str:
 
 
 def test_live_fire_validate_and_apply_see_the_fire_time_and_the_same_seed() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         event = engine.fire(Turned(dial_id=1, reading=1.0))
         dial = engine.load(DetDial, 1)
         assert event.fired_at is not None and event.fired_at.tzinfo is not None
@@ -96,7 +96,7 @@ def test_live_fire_validate_and_apply_see_the_fire_time_and_the_same_seed() -> N
 
 
 def test_handle_sees_the_fire_time_and_the_same_seed_after_commit() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         event = engine.fire(Turned(dial_id=1, reading=1.0))
         engine.commit()
         dial = engine.load(DetDial, 1)
@@ -106,7 +106,7 @@ def test_handle_sees_the_fire_time_and_the_same_seed_after_commit() -> None:
 
 
 def test_each_event_gets_its_own_time_and_seed() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         events = fire_history(engine)
         dial = engine.load(DetDial, 2)
         mine = [
@@ -126,7 +126,7 @@ def test_reconstitution_in_a_fresh_engine_matches_the_live_states(tmp_path: Path
 
 
 def test_time_travel_loads_match_the_reference_at_every_position() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         events = fire_history(engine)
         for at in range(engine.head() + 1):
             expected = reference_states(events, upto=at)
@@ -139,7 +139,7 @@ def test_time_travel_loads_match_the_reference_at_every_position() -> None:
 
 
 def test_reconstitution_from_snapshots_matches_the_live_states() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         fire_history(engine)
         engine.snapshot([(DetDial, 1)], at=3)
         engine.snapshot([(DetDial, 2)], at=5)
@@ -149,7 +149,7 @@ def test_reconstitution_from_snapshots_matches_the_live_states() -> None:
 
 
 def test_engine_replay_rebuilds_the_same_states() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         fire_history(engine)
         live = {d: encoded(engine, d) for d in (1, 2)}
         engine.replay()
@@ -171,7 +171,7 @@ def test_a_replay_in_another_process_gives_the_same_bytes(tmp_path: Path) -> Non
 def test_a_value_that_changes_in_json_does_not_change_the_seed() -> None:
     # 5 given to a float field is stored as 5 and replayed as 5.0: the seed of
     # event_random() must not see the difference (fixed in _playing.event_random).
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         engine.fire(Turned(dial_id=1, reading=5))
         engine.commit()
         live = engine.load(DetDial, 1).draws

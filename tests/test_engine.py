@@ -72,7 +72,7 @@ def test_issue_example_and_reload_in_a_new_engine(db: str) -> None:
 
 
 def test_untouched_state_loads_blank() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         account = engine.load(Account, 99)
         assert account == Account() and account.last_event_id is None and account.id == 99
         assert engine.load(Account, 99) is account  # identity map
@@ -129,7 +129,7 @@ def test_hooks_are_named_exactly_by_phase_or_phase_underscore_suffix() -> None:
 
     hooks = {(h.name, h.phase) for h in Helpers._pt_spec.hooks}
     assert hooks == {("apply_balance", "apply"), ("handle", "handle")}
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         engine.fire(Helpers(account_id=1))
         engine.commit()
         assert engine.load(Account, 1).balance == 1
@@ -184,7 +184,7 @@ def test_validate_and_handle_without_states_run_once_per_event() -> None:
         def handle(self) -> None:
             calls.append("handle")
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         engine.fire(Audited(account_id=1, amount=2))
         engine.fire(Audited(account_id=2, amount=3))
         with pytest.raises(EventRejected):
@@ -215,7 +215,7 @@ def test_binding_by_type_and_by_field_name_without_suffix() -> None:
             acct.balance += 5
             ledger.transfers += 1
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         engine.fire(ByType(account=3))
         engine.commit()
         assert engine.load(Account, 3).balance == 5
@@ -247,18 +247,18 @@ def test_state_without_defaults_is_a_clear_error() -> None:
         needed: int
 
     with (
-        Engine.open() as engine,
+        Engine.open("sqlite://") as engine,
         pytest.raises(DefinitionError, match="give every field a default"),
     ):
         engine.load(NoDefault, 1)
 
 
 def test_bad_id_type_names_the_problem() -> None:
-    with Engine.open() as engine, pytest.raises(TypeError, match="int, str or UUID"):
+    with Engine.open("sqlite://") as engine, pytest.raises(TypeError, match="int, str or UUID"):
         engine.fire(Deposited(account_id=1.5, amount=1))  # type: ignore[arg-type]
-    with Engine.open() as engine, pytest.raises(TypeError, match="singleton"):
+    with Engine.open("sqlite://") as engine, pytest.raises(TypeError, match="singleton"):
         engine.load(Ledger, 1)
-    with Engine.open() as engine, pytest.raises(TypeError, match="needs an id"):
+    with Engine.open("sqlite://") as engine, pytest.raises(TypeError, match="needs an id"):
         engine.load(Account)
 
 
@@ -328,7 +328,7 @@ def test_int_str_and_uuid_ids_are_distinct_states(db: str) -> None:
 
 
 def test_rejection_changes_nothing_and_engine_stays_usable() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         open_bank(engine)
         before = (engine.load(Account, 1).balance, engine.load(Ledger).transfers)
         with pytest.raises(EventRejected, match="insufficient funds"):
@@ -340,7 +340,7 @@ def test_rejection_changes_nothing_and_engine_stays_usable() -> None:
 
 
 def test_validate_sees_pending_events_of_this_engine() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         open_bank(engine)
         engine.fire(Transferred(source_id=1, target_id=2, amount=60))
         with pytest.raises(EventRejected):
@@ -360,7 +360,7 @@ def test_any_exception_from_validate_rejects() -> None:
         def apply(self, account: Account) -> None:
             account.balance += 1
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         with pytest.raises(ValueError, match="nope"):
             engine.fire(Picky(account_id=1))
         assert engine.pending == () and engine.commit() == []
@@ -377,7 +377,7 @@ def test_exception_in_apply_restores_states_in_place() -> None:
             source.balance -= 5
             raise RuntimeError("boom")
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         open_bank(engine)
         acct = engine.load(Account, 1)
         with pytest.raises(RuntimeError, match="boom"):
@@ -396,7 +396,7 @@ def test_apply_may_not_load_other_states() -> None:
         def apply(self, account: Account) -> None:
             holder["engine"].load(Account, 2)
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         holder["engine"] = engine
         with pytest.raises(
             ReconstitutionError, match="apply may only touch the states its event declares"
@@ -409,7 +409,7 @@ def test_apply_may_not_load_other_states() -> None:
 
 
 def test_transaction_commits_or_discards() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         open_bank(engine)
         with engine.transaction():
             engine.fire(Deposited(account_id=2, amount=5))
@@ -515,7 +515,7 @@ def test_handler_failure_keeps_the_commit() -> None:
         def handle(self) -> None:
             raise OSError("mail server down")
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         engine.fire(Loud(account_id=1))
         with pytest.raises(HandlerFailed, match="mail server down") as info:
             engine.commit()
@@ -607,14 +607,14 @@ def test_unencodable_payload_is_refused_at_fire_time() -> None:
         def apply(self, account: Account) -> None:
             account.balance += 1
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         with pytest.raises(TypeError, match=r"cannot encode .*Opaque as JSON"):
             engine.fire(Opaque(account_id=1, blob=object()))
         assert engine.pending == () and engine.load(Account, 1).balance == 0
 
 
 def test_fire_twice_and_fire_non_event_are_refused() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         event = engine.fire(Deposited(account_id=1, amount=1))
         with pytest.raises(PlaythroughError, match="already fired"):
             engine.fire(event)
@@ -643,7 +643,7 @@ def test_singleton_subclasses_are_distinct() -> None:
             counter.n += 1
             ledger.transfers += 10
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         engine.fire(Counted())
         engine.fire(Counted())
         engine.commit()
@@ -668,7 +668,7 @@ class Read(Event, type_name="t.norm.Read"):
 
 
 def test_live_apply_sees_the_values_a_replay_decodes() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         event = engine.fire(Read(gauge_id=1, value=5, labels=("a", "b")))
         assert isinstance(event.value, float)
         engine.commit()
@@ -691,7 +691,7 @@ def test_string_annotations_resolve_in_the_defining_scope() -> None:
         def apply(self, counter: Counter) -> None:
             counter.n += 1
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         engine.fire(Bumped())
         engine.commit()
         assert engine.load(Counter).n == 1
@@ -703,7 +703,7 @@ class Counter(SingletonState, type_name="t.scope.GlobalCounter"):
 
 
 def test_values_that_would_change_in_storage_are_refused_at_fire() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         with pytest.raises(TypeError, match="would not come back the same"):
             engine.fire(Deposited(account_id=1, amount=2.5))  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="would not come back the same"):

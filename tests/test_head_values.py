@@ -15,19 +15,19 @@ from pathlib import Path
 import attrs
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import playthrough
-from playthrough import ConcurrencyError, Engine, Event, EventRejected
+from playthrough import ConcurrencyError, Engine, Event, EventRejected, State
 from playthrough._cli import main
 from playthrough._model import StateKey, key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import SnapshotRecord, SQLiteStore, Store
-from playthrough._stores._base import SCHEMA_VERSION
+from playthrough._stores._base import SCHEMA_VERSION, HeadRow
 from playthrough.testing import reference_states, stored_events
 
-from .domain import Bump, Feed, Hub, Node, Swap
+from .domain import Bump, Copy, Feed, Hub, Node, Swap
 from .strategies import Op, events, operations
 from .test_reconstitution_properties import (
     EXAMPLES,
@@ -56,7 +56,7 @@ def heads_of(store: SQLiteStore) -> dict[StateKey, tuple[int, str | None, int | 
             StateKey(t, i)
             for t, i in store._conn.execute("SELECT state_type, state_id FROM pt_heads")
         ]
-        return {k: tuple(row) for k, row in reader.heads(keys).items()}  # type: ignore[misc]
+        return {k: tuple(row)[:3] for k, row in reader.heads(keys).items()}  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------- properties
@@ -81,14 +81,23 @@ def test_the_firing_property_holds_without_heads_values(
     check_firing_after_a_load_from_snapshots_commits_correctly(ValuelessStore, ops, more, first)
 
 
+SEVERAL_ENGINES = {
+    "ops": operations(),
+    "engines": st.lists(st.booleans(), min_size=2, max_size=4),
+    "order": st.lists(st.integers(0, 3), min_size=1, max_size=30),
+    "batch": st.lists(events(), min_size=1, max_size=30),
+}
+
+
 @PROPERTY
-@given(
-    ops=operations(),
-    engines=st.lists(st.booleans(), min_size=2, max_size=4),
-    order=st.lists(st.integers(0, 3), min_size=1, max_size=30),
-    batch=st.lists(events(), min_size=1, max_size=30),
-)
+@given(**SEVERAL_ENGINES)
 def test_fresh_loads_after_commits_by_several_engines_equal_the_replay(
+    ops: list[Op], engines: list[bool], order: list[int], batch: list[Event]
+) -> None:
+    check_several_engines(ops, engines, order, batch)
+
+
+def check_several_engines(
     ops: list[Op], engines: list[bool], order: list[int], batch: list[Event]
 ) -> None:
     """Engines (some writing values, some not) interleave commits on one store; any
@@ -400,7 +409,7 @@ def test_an_engine_per_request_borrows_the_store(tmp_path: Path) -> None:
 
 
 def test_engine_open_closes_the_store_it_opened() -> None:
-    engine = Engine.open()
+    engine = Engine.open("sqlite://")
     engine.close()
     with pytest.raises(sqlite3.ProgrammingError):
         engine.store._conn.execute("SELECT 1")  # type: ignore[attr-defined]
@@ -408,7 +417,7 @@ def test_engine_open_closes_the_store_it_opened() -> None:
 
 @pytest.mark.parametrize("where", ["memory", "file"])
 def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
-    url = None if where == "memory" else f"sqlite:///{tmp_path / 't.db'}"
+    url = "sqlite://" if where == "memory" else f"sqlite:///{tmp_path / 't.db'}"
     store = playthrough.connect(url)
     errors: list[BaseException] = []
 
@@ -452,13 +461,22 @@ def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
 def _as_version_1(path: Path) -> None:
     """Turn a store file into what schema version 1 wrote (no value columns)."""
     conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE pt_heads DROP COLUMN value")
-    conn.execute("ALTER TABLE pt_heads DROP COLUMN value_position")
-    # and what schema version 3 added (issue 9)
+    # what schema version 4 added (issue 9)
     conn.execute("DROP TABLE pt_commits")
     conn.execute("DROP TABLE pt_pending_handlers")
     conn.execute("DROP INDEX pt_events_by_key")
     conn.execute("ALTER TABLE pt_events DROP COLUMN event_key")
+    for table, column in [
+        ("pt_heads", "value"),
+        ("pt_heads", "value_position"),
+        # schema version 3 (schema evolution)
+        ("pt_heads", "value_version"),
+        ("pt_heads", "value_fingerprint"),
+        ("pt_events", "version"),
+        ("pt_snapshots", "version"),
+        ("pt_snapshots", "fingerprint"),
+    ]:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("UPDATE pt_meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
@@ -517,3 +535,55 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(playthrough.SchemaVersionError, match="99"):
         SQLiteStore(str(path))
+
+
+def _blank_values(state: State, what: str = "") -> str:
+    """Mutation 1: the commit stores a blank value instead of the state's."""
+    return encode_state(type(state)())
+
+
+def _stale_is_fresh(self: HeadRow) -> bool:
+    """Mutation 2: a value is taken as current even after a commit without values."""
+    return self.value is not None
+
+
+@pytest.mark.parametrize("mutation", ["blank_values", "stale_is_fresh"])
+def test_the_several_engines_property_catches_broken_values(
+    mutation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import playthrough._engine as engine_module
+
+    if mutation == "blank_values":
+        monkeypatch.setattr(engine_module, "encode_state_checked", _blank_values)
+    else:
+        monkeypatch.setattr(HeadRow, "fresh", property(_stale_is_fresh))
+
+    @settings(
+        max_examples=300,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        report_multiple_bugs=False,
+    )
+    @given(**SEVERAL_ENGINES)
+    def several_engines(
+        ops: list[Op], engines: list[bool], order: list[int], batch: list[Event]
+    ) -> None:
+        check_several_engines(ops, engines, order, batch)
+
+    with pytest.raises(AssertionError):
+        several_engines()
+
+
+def test_a_rejected_fire_keeps_the_map_within_max_states() -> None:
+    """Found by the eviction property: validation loaded states, then refused."""
+    store = SQLiteStore()
+    writer = Engine(store)
+    writer.fire(Bump(node_id=1, amount=13))
+    writer.commit()
+    bounded = Engine(store, max_states=1)
+    bounded.load(Node, 2)
+    with pytest.raises(EventRejected):
+        bounded.fire(Copy(src_id=1, dst_id=3))  # node 1 holds 13: refused after loading
+    assert len(bounded.repository) <= 1

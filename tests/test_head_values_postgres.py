@@ -10,6 +10,7 @@ import pytest
 import playthrough
 from playthrough import ConcurrencyError, Engine
 from playthrough._model import key_of
+from playthrough._stores import SnapshotRecord
 from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._stores.postgres import PostgresStore
 from playthrough.testing import reference_states, stored_events
@@ -28,12 +29,21 @@ def test_a_version_1_schema_is_upgraded_on_open(pg_url: str, pg_schema: str) -> 
         writer.fire(Transfer(source_id=0, target_id=1, amount=3))
         writer.commit()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # what version 1 wrote
-        conn.execute(f'ALTER TABLE "{pg_schema}".pt_heads DROP COLUMN value')
-        conn.execute(f'ALTER TABLE "{pg_schema}".pt_heads DROP COLUMN value_position')
-        # and what schema version 3 added (issue 9)
+        # what schema version 4 added (issue 9)
         conn.execute(f'DROP TABLE "{pg_schema}".pt_commits')
         conn.execute(f'DROP TABLE "{pg_schema}".pt_pending_handlers')
         conn.execute(f'ALTER TABLE "{pg_schema}".pt_events DROP COLUMN event_key')
+        for table, column in [
+            ("pt_heads", "value"),
+            ("pt_heads", "value_position"),
+            # schema version 3 (schema evolution)
+            ("pt_heads", "value_version"),
+            ("pt_heads", "value_fingerprint"),
+            ("pt_events", "version"),
+            ("pt_snapshots", "version"),
+            ("pt_snapshots", "fingerprint"),
+        ]:
+            conn.execute(f'ALTER TABLE "{pg_schema}".{table} DROP COLUMN {column}')
         conn.execute(f"UPDATE \"{pg_schema}\".pt_meta SET value = '1' WHERE key = 'schema_version'")
     store = PostgresStore(pg_url, schema=pg_schema)
     try:
@@ -105,3 +115,27 @@ def test_a_load_many_of_current_values_is_one_statement(
     assert [a.balance for a in loaded] == list(range(300))
     # With values one statement; without, every state but account 0 still plans.
     assert used == 1 if values else used > 1
+
+
+def test_a_write_back_skips_a_row_a_writer_holds(pg_url: str, pg_schema: str) -> None:
+    """A load's write-back never waits for (nor deadlocks with) a commit holding the row."""
+    store = PostgresStore(pg_url, schema=pg_schema)
+    try:
+        with store.engine(head_values=False) as writer:
+            writer.fire(Opened(account_id=1, amount=5))
+        record = SnapshotRecord(key_of(Account, 1), 1, 1, '{"balance":5,"movements":1}')
+        with psycopg.connect(pg_url) as holder:  # a transaction holding the heads row
+            holder.execute(
+                f'SELECT * FROM "{pg_schema}".pt_heads WHERE state_id = %s FOR UPDATE', ("1",)
+            )
+            done: list[int] = []
+            worker = threading.Thread(target=lambda: done.append(store.write_values([record])))
+            worker.start()
+            worker.join(timeout=60)  # a liveness guard: SKIP LOCKED returns at once
+            assert not worker.is_alive(), "write_values waited for a locked row"
+            assert done == [0]  # skipped, not written
+            holder.rollback()
+        assert store.write_values([record]) == 1
+        assert store.heads([key_of(Account, 1)])[key_of(Account, 1)].fresh
+    finally:
+        store.close()

@@ -113,7 +113,7 @@ def test_waiting_for_the_append_lock_is_bounded(pg_url: str, pg_schema: str) -> 
 
 
 def test_an_event_above_the_maximum_size_is_refused_at_fire() -> None:
-    with Engine.open(max_event_bytes=1000) as engine:
+    with Engine.open("sqlite://", max_event_bytes=1000) as engine:
         engine.fire(Put(blob_id=1, payload="x" * 900))
         with pytest.raises(PlaythroughError, match=r"Put is 2,0\d\d bytes as JSON.*1,000 bytes"):
             engine.fire(Put(blob_id=1, payload="é" * 1000))

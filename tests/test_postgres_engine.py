@@ -3,8 +3,9 @@
 - two engines on one schema see each other's commits, and a stale one is refused
   with ConcurrencyError, writing nothing, then succeeds after a refresh;
 - time travel, snapshots, the sync check and a full replay give the SQLite results;
-- the reconstitution property tests of test_reconstitution_properties.py, run
-  against PostgreSQL stores (a schema per Hypothesis example).
+- the reconstitution property tests of test_reconstitution_properties.py, and the
+  schema-evolution property of test_schema_evolution_properties.py, run against
+  PostgreSQL stores (a schema per Hypothesis example).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from playthrough._stores import Store
 from playthrough._stores.postgres import PostgresStore
 
 from . import test_reconstitution_properties as props
+from . import test_schema_evolution_properties as evolution
+from .evolution_domain import activate
 from .pg_domain import Account, Audited, Auditor, Opened, Transfer
 from .strategies import Op
 
@@ -127,3 +130,21 @@ def test_firing_after_a_load_from_snapshots_commits_correctly(
     props.check_firing_after_a_load_from_snapshots_commits_correctly(
         store_factory, ops, more, first
     )
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(**evolution.HISTORIES)
+def test_old_histories_load_like_the_upcast_log_on_postgres(
+    store_factory: props.StoreFactory,
+    final: str,
+    phase_ops: list[list[evolution.Op]],
+    travel: list[float],
+) -> None:
+    try:
+        evolution.check(store_factory(), final, phase_ops, travel)
+    finally:
+        activate("new")

@@ -31,16 +31,22 @@ EXPECTED = {
     "SchemaVersionError",
     "DecodeError",
     "UnknownTypeError",
+    "UnknownKeysError",
     "ReconstitutionError",
     "HandlerFailed",
     "CommitOutcomeUnknown",
     "DuplicateEvent",
     "StateMutationError",
     "CorruptionError",
+    "ConfigurationError",
+    "TransferError",
+    "ArchivedRangeError",
     # what the engine hands back
     "VerifyReport",
     "ReplayReport",
     "SyncReport",
+    "TransferReport",
+    "ArchiveReport",
     "OutOfSync",
     "Plan",
     # opening a store once per process (engines borrow it)
@@ -122,7 +128,9 @@ def test_renamed_attributes_keep_working_with_a_deprecation_warning() -> None:
     from playthrough._snapshots import SnapshotCoordinator
     from playthrough.examples.bank import Account, Deposited
 
-    with playthrough.Engine.open(head_values=False) as engine:  # so the load plays the event
+    with playthrough.Engine.open(
+        "sqlite://", head_values=False
+    ) as engine:  # so the load plays the event
         engine.fire(Deposited(account_id=1, amount=5))
         engine.commit()
         plan = engine.explain(Account, 1)

@@ -46,7 +46,7 @@ class TestSQLiteFileStore(StoreContract):
 
 
 def test_open_store_urls(tmp_path: Path) -> None:
-    assert open_store().url == "sqlite://"
+    assert open_store("sqlite://").url == "sqlite://"
     assert open_store("sqlite://").url == "sqlite://"
     path = tmp_path / "x.db"
     store = open_store(f"sqlite:///{path}")
@@ -92,7 +92,7 @@ def test_reads_by_key_search_the_primary_keys_never_scan() -> None:
 def test_parse_store_url() -> None:
     from playthrough._stores import parse_store_url
 
-    for memory in (None, "sqlite://", "sqlite:///:memory:"):
+    for memory in ("sqlite://", "sqlite:///:memory:"):
         parsed = parse_store_url(memory)
         assert (parsed.kind, parsed.path, parsed.is_memory) == ("sqlite", ":memory:", True)
         assert parsed.redacted() == "sqlite://"

@@ -57,7 +57,7 @@ def test_a_malformed_uuid_in_a_link_names_the_column(tmp_path: Path) -> None:
 
 def test_load_of_something_that_is_not_a_state_says_so() -> None:
     with (
-        Engine.open() as engine,
+        Engine.open("sqlite://") as engine,
         pytest.raises(TypeError, match="expected a State subclass, not dict"),
     ):
         engine.load(dict, 1)  # type: ignore[type-var]

@@ -313,7 +313,7 @@ def test_a_postgres_url_gives_each_test_a_schema_dropped_after(
 
 
 def test_then_catches_a_live_state_the_log_does_not_replay() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         story = Scenario(engine).given(
             shop_flawed.OrderOpened(order_id=10, customer=1),
             shop_flawed.ItemAdded(order_id=10, sku="pen", price=Decimal("1.20")),
@@ -327,7 +327,7 @@ def test_then_catches_a_live_state_the_log_does_not_replay() -> None:
 
 
 def test_the_fixed_twin_passes_the_same_scenario() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         story = Scenario(engine).given(
             shop.OrderOpened(order_id=10, customer=1),
             shop.ItemAdded(order_id=10, sku="pen", price=Decimal("1.20")),
@@ -482,7 +482,7 @@ def test_a_field_of_an_unresolvable_type_keeps_its_default() -> None:
 
 
 def test_play_history_skips_rejected_events() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         committed = play_history(
             engine,
             [
@@ -504,7 +504,7 @@ def test_the_rejections_to_skip_can_be_widened() -> None:
     class Refused(Exception):
         pass
 
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         with pytest.raises(EventRejected):
             play_history(engine, [bank.Deposited(account_id=1, amount=0)], rejections=(Refused,))
         assert (
@@ -518,14 +518,14 @@ def test_the_rejections_to_skip_can_be_widened() -> None:
 
 
 def test_assert_reconstitutes_passes_for_any_placement_on_a_story() -> None:
-    with Engine.open() as engine:
+    with Engine.open("sqlite://") as engine:
         committed = game.story(engine)
         keys = sorted(reference_states(committed))
         assert_reconstitutes(engine, snapshots=[(6, keys[:1]), (2, keys), (4, keys[1:])])
 
 
 def test_assert_reconstitutes_catches_a_corrupted_snapshot() -> None:
-    with Engine.open(head_values=False) as engine:  # loads go through the snapshot
+    with Engine.open("sqlite://", head_values=False) as engine:  # loads go through the snapshot
         bank.story(engine)
         engine.snapshot()
         corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from playthrough._model import StateKey
 from playthrough._stores import NewEvent, SnapshotRecord, SQLiteStore
+from playthrough._stores._base import HeadValue
 
 
 class ValuelessStore(SQLiteStore):
@@ -19,7 +20,7 @@ class ValuelessStore(SQLiteStore):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str] | None = None,
+        values: Mapping[StateKey, str | HeadValue] | None = None,
         commit_id: str | None = None,
         handled: Sequence[int] = (),
     ) -> list[int]:

@@ -11,6 +11,8 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
 - ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and the sync check
 - ``_engine``: Engine, which ties them together
+- ``_versions``: class versions, aliases and fingerprints, checked at class definition
+- ``_upcasting``: reading old rows: upcaster chains, strict decoding, unusable snapshots
 - ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
 """
@@ -19,11 +21,14 @@ import importlib
 import typing
 import warnings
 
+from ._archive import ArchiveReport
 from ._connect import connect
 from ._engine import Engine
 from ._errors import (
+    ArchivedRangeError,
     CommitOutcomeUnknown,
     ConcurrencyError,
+    ConfigurationError,
     CorruptionError,
     DecodeError,
     DefinitionError,
@@ -35,6 +40,8 @@ from ._errors import (
     SchemaVersionError,
     StateMutationError,
     StoreError,
+    TransferError,
+    UnknownKeysError,
     UnknownTypeError,
 )
 from ._model import Event, SingletonState, State, StateKey, state_id
@@ -42,11 +49,15 @@ from ._playing import event_random, now
 from ._reconstitution import Plan
 from ._replay import ReplayReport
 from ._snapshots import OutOfSync, SyncReport
+from ._transfer import TransferReport
 from ._verify import VerifyReport
 
 __all__ = [
+    "ArchiveReport",
+    "ArchivedRangeError",
     "CommitOutcomeUnknown",
     "ConcurrencyError",
+    "ConfigurationError",
     "CorruptionError",
     "DecodeError",
     "DefinitionError",
@@ -67,6 +78,9 @@ __all__ = [
     "StateMutationError",
     "StoreError",
     "SyncReport",
+    "TransferError",
+    "TransferReport",
+    "UnknownKeysError",
     "UnknownTypeError",
     "VerifyReport",
     "connect",

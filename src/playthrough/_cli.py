@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._engine import Engine
 from ._errors import StoreError
 from ._model import Event, State
-from ._stores import parse_store_url, sqlite_url
+from ._stores import Store, open_store, parse_store_url, sqlite_url
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -222,7 +223,7 @@ def verify(
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
-    engine = _open_existing(ctx, database_url, url, allow_empty)
+    engine = _open_without_creating(ctx, database_url, url, allow_empty)
     with engine, _progress_bar(progress) as report_progress:
         if engine.head() == 0 and not allow_empty:
             click.echo(
@@ -260,15 +261,75 @@ def verify(
     ctx.exit(0 if report.ok else 1)
 
 
-@main.command()
-@click.argument("database_url")
-@click.option(
+_APP_OPTION = click.option(
     "--app",
     "apps",
     multiple=True,
     metavar="MODULE",
     help="Module defining the states and events (imported so they register); repeatable.",
 )
+_FORMAT_OPTION = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="How to print the report on stdout.",
+)
+
+
+def _open_existing(database_url: str, apps: tuple[str, ...]) -> Engine:
+    from ._errors import PlaythroughError
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    try:
+        return Engine.open(url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
+
+
+@main.command(
+    epilog="""\b
+Exit status: 0 when this code reads every stored event and can use every stored
+snapshot and heads value, 1 when it cannot, 2 for usage errors.
+"""
+)
+@click.argument("database_url")
+@_APP_OPTION
+@_FORMAT_OPTION
+@click.pass_context
+def schema(
+    ctx: click.Context, database_url: str, apps: tuple[str, ...], output_format: str
+) -> None:
+    """Which versions of each type the store holds, and whether this code reads them.
+
+    Per stored event type and state type: the versions present in the log and
+    in snapshots and heads values (counted by the database, nothing is
+    decoded), and for each whether the classes in the --app modules read it
+    (directly, through upcasters or an alias) or not (an unknown type, a version
+    written by newer code, a snapshot without an upcaster path or whose class
+    changed without a version bump). Run it in CI before deploying a change to
+    event or state classes:
+
+        playthrough schema "$DATABASE_URL" --app mypackage.events
+    """
+    import json
+
+    from ._schema import schema_report
+
+    with _open_existing(database_url, apps) as engine:
+        report = schema_report(engine.store)
+    if output_format == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(report.to_text())
+    ctx.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("database_url")
+@_APP_OPTION
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -291,7 +352,7 @@ def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
-    engine = _open_existing(ctx, database_url, url, allow_empty=False)
+    engine = _open_without_creating(ctx, database_url, url, allow_empty=False)
     with engine:
         try:
             ran = engine.run_pending_handlers(limit)
@@ -336,7 +397,7 @@ def repair(ctx: click.Context, database_url: str, apps: tuple[str, ...]) -> None
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
-    engine = _open_existing(ctx, database_url, url, allow_empty=False)
+    engine = _open_without_creating(ctx, database_url, url, allow_empty=False)
     with engine:
         try:
             changed = engine.store.rebuild_heads()
@@ -346,7 +407,7 @@ def repair(ctx: click.Context, database_url: str, apps: tuple[str, ...]) -> None
     click.echo(f"rebuilt heads from the links: {changed} row(s) changed")
 
 
-def _open_existing(ctx: click.Context, given: str, url: str, allow_empty: bool) -> Engine:
+def _open_without_creating(ctx: click.Context, given: str, url: str, allow_empty: bool) -> Engine:
     """An engine on a store that exists: commands never create (or migrate) one."""
     from ._errors import PlaythroughError
     from ._stores._base import NoStoreError
@@ -388,54 +449,297 @@ def _password_in(text: str) -> str | None:
 
 @main.command()
 @click.argument("database_url")
+@_APP_OPTION
 @click.option(
-    "--app",
-    "apps",
-    multiple=True,
-    metavar="MODULE",
-    help="Module defining the states and events (imported so they register); repeatable.",
+    "--rebuild",
+    is_flag=True,
+    help="Drop every snapshot and rebuild them all from the log (a full replay, resumable).",
 )
 @click.option(
     "--every",
     type=click.IntRange(min=1),
     default=10_000,
     show_default=True,
-    help="Write a snapshot set (and free memory) every N events of the pass.",
+    help="Write a snapshot set (and free memory) every N events of a pass over the log.",
 )
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
 )
-def snapshot(database_url: str, apps: tuple[str, ...], every: int, progress: bool | None) -> None:
-    """Give every state of a store a current value, so cold loads read one row.
+@_FORMAT_OPTION
+def snapshot(
+    database_url: str,
+    apps: tuple[str, ...],
+    rebuild: bool,
+    every: int,
+    progress: bool | None,
+    output_format: str,
+) -> None:
+    """Bring a store's shortcuts up to date: snapshots and heads values at the current
+    class versions, and a current value for every state.
 
-    One pass over the log in bounded memory; existing snapshots are kept. Run
-    it once on a store written before heads values existed (or by engines with
-    head_values=False). Example:
+    1. Snapshots and heads values not at their class's current version and
+       fingerprint are rewritten at their positions: upcast when the class has
+       upcasters from their version, rebuilt from the log otherwise (exact).
+    2. One pass over the log in bounded memory gives every state a current
+       heads value (existing snapshots are kept), so cold loads read one row.
+
+    Run it after deploying a change to state classes, or once on a store
+    written before heads values existed. With --rebuild, every snapshot is
+    dropped and rebuilt by a full replay, which resumes where an interrupted
+    one stopped. Example:
 
         playthrough snapshot sqlite:///app.db --app mypackage.events
     """
+    import json
+
+    from ._errors import UnknownTypeError
+    from ._schema import rewrite_snapshots
+
+    result: dict[str, object] = {}
+    lines: list[str] = []
+    with _open_existing(database_url, apps) as engine, _progress_bar(progress) as bar:
+        step = None if bar is None else (lambda done, total: bar("values", done, total))
+        try:
+            if rebuild:
+                report = engine.replay(progress=step, snapshot_every=every)
+                result["mode"] = "rebuild"
+                lines.append("rebuilt every snapshot from the log")
+            else:
+                rewritten = rewrite_snapshots(engine.store)
+                result.update(mode="rewrite", **rewritten.to_dict())
+                lines.append(
+                    f"{rewritten.checked} outdated snapshot(s) or value(s): {rewritten.upcast} "
+                    f"upcast, {rewritten.rebuilt} rebuilt from the log"
+                )
+                report = engine.fill_head_values(progress=step, snapshot_every=every)
+        except UnknownTypeError as exc:
+            raise click.UsageError(
+                f"{exc}\n(pass the module that defines it with --app MODULE)"
+            ) from exc
+    result.update(
+        events=report.played,
+        position=report.position,
+        snapshot_sets=report.snapshot_sets,
+        peak_states=report.peak_states,
+    )
+    lines.append(
+        f"played {report.played} event(s) up to position {report.position}, "
+        f"{report.snapshot_sets} snapshot set(s), at most {report.peak_states} state(s) in memory"
+    )
+    click.echo(json.dumps(result, indent=2) if output_format == "json" else "\n".join(lines))
+
+
+@contextmanager
+def _tty_progress(wanted: bool | None, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    with _progress_bar(wanted) as update:
+        if update is None:
+            yield None
+        else:
+            yield lambda done, total: update(label, done, total)
+
+
+@main.command("export")
+@click.argument("database_url")
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Export the events after this position (0: the whole log).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of stdout (gzip when it ends in .gz).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+def export_command(
+    database_url: str, after: int, output: Path | None, progress: bool | None
+) -> None:
+    """Stream the log as gzipped JSON Lines (header, events, trailer with a checksum).
+
+    playthrough export sqlite:///app.db > log.jsonl.gz
+    """
+    import gzip
+    import sys
+
+    from ._transfer import export_log
+
+    url = _existing_store_url(database_url)
+    if output is None and sys.stdout.isatty():
+        raise click.UsageError("refusing to write compressed data to a terminal: redirect stdout")
+    store = _open_store_for_cli(url, database_url)
+    try:
+        with contextlib.ExitStack() as stack:
+            if output is None:
+                target: Any = gzip.GzipFile(fileobj=sys.stdout.buffer, mode="wb", compresslevel=6)
+            elif output.suffix == ".gz":
+                target = gzip.open(output, "wb", compresslevel=6)
+            else:
+                target = output.open("wb")
+            stack.enter_context(target)
+            bar = stack.enter_context(_tty_progress(progress, "export"))
+            try:
+                report = export_log(store, target, after=after, progress=bar)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(
+        f"exported {report.count} events ({report.after}, {report.until}] sha256 {report.sha256}",
+        err=True,
+    )
+
+
+@main.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.argument("database_url")
+@click.option(
+    "--append",
+    is_flag=True,
+    default=False,
+    help="Continue a non-empty store's log (the file must start right after its head).",
+)
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events, for the snapshot check; repeatable.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+@click.pass_context
+def import_command(
+    ctx: click.Context,
+    file: Any,
+    database_url: str,
+    append: bool,
+    apps: tuple[str, ...],
+    progress: bool | None,
+) -> None:
+    """Load an export (FILE, or - for stdin) into a store, keeping positions.
+
+    The store must be empty unless --append, and then the file must start right
+    after its head. The checksum is checked before anything is committed; the
+    import ends with verify's snapshot check.
+
+        playthrough import log.jsonl.gz postgresql://db/app
+    """
     from ._errors import PlaythroughError, UnknownTypeError
 
+    _import_apps(apps)
+    try:
+        engine = Engine.open(database_url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
+    with engine, _tty_progress(progress, "import") as bar:
+        try:
+            report = engine.import_log(file, append=append, progress=bar)
+        except UnknownTypeError as exc:
+            raise click.UsageError(
+                f"{exc}\n(the events were imported; pass --app MODULE to check the snapshots)"
+            ) from exc
+        except PlaythroughError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"imported {report.count} events ({report.after}, {report.until}] "
+        f"into {engine.store.url}, sha256 {report.sha256}"
+    )
+    if report.verify is None:
+        click.echo("snapshot check: the store holds no snapshots")
+    else:
+        click.echo(report.verify.to_text())
+    ctx.exit(0 if report.ok else 1)
+
+
+@main.command("archive")
+@click.argument("database_url")
+@click.option(
+    "--before",
+    required=True,
+    metavar="POSITION|DATE",
+    help="Archive the events before this position, or fired before this ISO date "
+    "(a date without a time zone is UTC).",
+)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The archive file to write (gzip JSON Lines, the export format); must not exist.",
+)
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events (the cut's snapshots are rebuilt); repeatable.",
+)
+def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, ...]) -> None:
+    """Move the old part of the log to a file; loads after the cut stay exact.
+
+    Writes a snapshot at the cut of every state touched before it, exports the
+    archived events to --to, then deletes them in one transaction. Time travel
+    before the cut then needs Engine.open(url, archive=FILE).
+
+        playthrough archive sqlite:///app.db --before 2026-01-01 --to 2025.jsonl.gz --app myapp
+    """
+    from datetime import UTC, datetime
+
+    from ._errors import PlaythroughError, UnknownTypeError
+
+    cut: int | datetime
+    if before.isdigit():
+        cut = int(before)
+    else:
+        try:
+            cut = datetime.fromisoformat(before)
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"{before!r} is neither a position nor an ISO date", param_hint="--before"
+            ) from exc
+        if cut.tzinfo is None:
+            cut = cut.replace(tzinfo=UTC)
     url = _existing_store_url(database_url)
     _import_apps(apps)
     try:
         engine = Engine.open(url)  # a writer: upgrades an old store, as its help says
     except PlaythroughError as exc:
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
-    with engine, _progress_bar(progress) as bar:
-        step = None if bar is None else (lambda done, total: bar("values", done, total))
+    with engine:
         try:
-            report = engine.fill_head_values(progress=step, snapshot_every=every)
+            report = engine.archive(before=cut, to=to)
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(pass the module that defines it with --app MODULE)"
             ) from exc
+        except PlaythroughError as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(
-        f"played {report.played} event(s) up to position {report.position}, "
-        f"{report.snapshot_sets} snapshot set(s), at most {report.peak_states} state(s) in memory"
+        f"archived {report.events} events ({report.after}, {report.until}] to {report.path} "
+        f"(sha256 {report.sha256}); {report.states} states based at {report.until}"
     )
+
+
+def _open_store_for_cli(url: str, given: str) -> Store:
+    from ._errors import PlaythroughError
+
+    try:
+        return open_store(url)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {public_url(given)}: {exc}") from exc
 
 
 def _existing_store_url(text: str) -> str:

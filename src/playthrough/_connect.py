@@ -14,7 +14,8 @@ def connect(url: str | None = None, **options: Any) -> Store:
     upgrades the schema; an engine made from the store afterwards
     (``store.engine()`` or ``Engine(store)``) costs microseconds and no round
     trip, and closing it leaves the store open. The store is safe to share
-    across threads. URLs: ``None`` (SQLite in memory), ``sqlite:///path.db``,
-    ``postgresql://user@host:5432/db?schema=name``. Close it at shutdown.
+    across threads. URLs: ``"sqlite://"`` (SQLite in memory), ``sqlite:///path.db``,
+    ``postgresql://user@host:5432/db?schema=name``; ``None`` reads ``PLAYTHROUGH_URL``
+    (unset: ConfigurationError). Close it at shutdown.
     """
     return open_store(url, **options)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import time
 import typing
 import uuid
 import warnings
@@ -12,11 +14,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
+from . import _logging, _telemetry
+from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._errors import (
+    ConcurrencyError,
+    ConfigurationError,
     DecodeError,
     DuplicateEvent,
     PlaythroughError,
@@ -47,8 +53,18 @@ from ._slots import (
     unfire,
 )
 from ._snapshots import SnapshotCoordinator, SyncReport
-from ._stores import NewEvent, Store, open_store
+from ._stores import (
+    NewEvent,
+    Store,
+    open_store,
+    parse_store_url,
+    resolve_store_url,
+    store_options,
+)
+from ._stores._base import HeadValue, archived_until, refuse_archived
+from ._transfer import BinaryWriter, TransferReport, export_log, import_log
 from ._values import current_states, write_back
+from ._versions import fingerprint
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -68,6 +84,7 @@ _ENGINE_OPTIONS = (
     "head_values",
     "max_states",
     "max_event_bytes",
+    "archive",
 )
 
 #: The default largest event (its JSON, in UTF-8 bytes) ``fire`` accepts.
@@ -103,6 +120,7 @@ class Engine:
         head_values: bool = True,
         max_states: int | None = 10_000,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        archive: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     ) -> None:
         if max_states is not None and max_states < 1:
             raise ValueError("max_states must be at least 1 (or None for no bound)")
@@ -111,6 +129,11 @@ class Engine:
         self.max_states = max_states
         self.max_event_bytes = max_event_bytes
         self._owns_store = False
+        if archive is None:
+            self._archive: ArchiveReader | None = None
+        else:
+            paths = [archive] if isinstance(archive, str | os.PathLike) else list(archive)
+            self._archive = ArchiveReader(paths)
         self.reconstitutor = StateReconstitutor()
         self.coordinator = SnapshotCoordinator(
             store,
@@ -146,13 +169,25 @@ class Engine:
 
     @classmethod
     def open(cls, url: str | None = None, **options: Any) -> Engine:
-        """Open an engine on the store a URL names (in-memory SQLite when omitted).
+        """Open an engine on the store a URL names.
 
+        Without ``url``, the ``PLAYTHROUGH_URL`` environment variable names it;
+        neither is a ``ConfigurationError`` (an in-memory store is ``"sqlite://"``).
         Options that name Engine arguments (``snapshot_every``, …) go to the
-        engine; the rest to the store.
+        engine, those the store takes to the store; any other option is a
+        ``ConfigurationError`` listing the valid ones.
         """
+        parsed = parse_store_url(url)  # reads PLAYTHROUGH_URL when url is None
+        valid_store = store_options(parsed.kind)
+        unknown = sorted(set(options) - set(_ENGINE_OPTIONS) - set(valid_store))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                f"the engine takes {', '.join(_ENGINE_OPTIONS)}; the {parsed.kind} store "
+                f"takes {', '.join(valid_store)}"
+            )
         engine_opts = {k: options.pop(k) for k in _ENGINE_OPTIONS if k in options}
-        store = open_store(url, **options)
+        store = open_store(resolve_store_url(url), **options)
         try:
             engine = cls(store, **engine_opts)
         except BaseException:
@@ -160,6 +195,9 @@ class Engine:
             raise
         engine._owns_store = True
         return engine
+
+    def __repr__(self) -> str:
+        return f"<Engine on {self.store.url}>"
 
     # ------------------------------------------------------------------ context
 
@@ -181,11 +219,26 @@ class Engine:
             self.close()
 
     def close(self) -> None:
-        """Close the engine; the store too when the engine opened it (``Engine.open``)."""
+        """Close the engine; the store too when the engine opened it (``Engine.open``).
+
+        Pending events are never committed: closing with some warns (ResourceWarning).
+        """
         if not self._closed:
             self._closed = True
+            if self._pending:
+                _warn_pending(self, len(self._pending), stacklevel=2)
+                self.discard()
+            if self._archive is not None:
+                self._archive.close()
             if self._owns_store:
                 self.store.close()
+
+    def __del__(self) -> None:
+        # Like an unclosed file: an engine dropped with events it never
+        # committed says so, since those events are lost.
+        if getattr(self, "_closed", True) or not getattr(self, "_pending", None):
+            return
+        _warn_pending(self, len(self._pending), stacklevel=2)
 
     # ------------------------------------------------------------------ repository
 
@@ -257,6 +310,7 @@ class Engine:
         with self.store.reader() as reader:
             if at is None:  # what a live load plays: its plan brings every state to the head
                 return checked_plan(self.reconstitutor, reader, [key], reader.head(), to_head=True)
+            refuse_archived(reader, at, f"explaining a load at {at}")
             return checked_plan(self.reconstitutor, reader, [key], at)
 
     def _guard_apply(self, key: StateKey) -> None:
@@ -276,12 +330,14 @@ class Engine:
         """
         if not keys:
             return {}
+        started = time.perf_counter()
         rows = self.store.heads(keys)
         states = current_states(rows, keys)
         if states is None:
             with self.store.reader() as reader:
                 at = reader.head()
                 states, plan = self.reconstitutor.reconstitute(reader, keys, at, to_head=True)
+            _logging.loaded(plan, time.perf_counter() - started)
             if self.head_values:
                 write_back(self.store, plan, states, rows)
             self.coordinator.after_load(plan, states)
@@ -303,11 +359,22 @@ class Engine:
             own.trim(limit, self._pending_keys)
 
     def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
+        started = time.perf_counter()
         with self.store.reader() as reader:
             head = reader.head()
             if at < 0 or at > head:
                 raise ValueError(f"position {at} is outside the log (0..{head})")
-            states, _ = self.reconstitutor.reconstitute(reader, keys, at)
+            cut = archived_until(reader)
+            if at >= cut:
+                states, plan = self.reconstitutor.reconstitute(reader, keys, at)
+            elif self._archive is None:
+                refuse_archived(reader, at, f"a load at position {at}")
+        if at < cut:
+            # Before the cut: the archived events, read from the archive files.
+            assert self._archive is not None
+            with self._archive.store(cut).reader() as archived:
+                states, plan = self.reconstitutor.reconstitute(archived, keys, at)
+        _logging.loaded(plan, time.perf_counter() - started)
         return states
 
     # ------------------------------------------------------------------ firing
@@ -379,6 +446,8 @@ class Engine:
                 for k, saved in backups.items():
                     _restore(live[k], saved)
                 unfire(event)
+                if missing:  # the states loaded for it stay within max_states
+                    self._trim()
                 raise
         player = self._live_player
         player.states = live
@@ -519,7 +588,7 @@ class Engine:
         self.last_commit_id = commit_id
         try:
             expected = {}
-            values: dict[StateKey, str] | None = {} if self.head_values else None
+            values: dict[StateKey, HeadValue] | None = {} if self.head_values else None
             for k in keys:
                 state = self._repository.get(k)
                 if state is None:
@@ -528,7 +597,9 @@ class Engine:
                 if values is not None:
                     # The live state after the whole batch: exact once the heads
                     # check passes, so its value rides in the same statement.
-                    values[k] = encode_state_checked(state, f"the value of {k}")
+                    cls = type(state)
+                    data = encode_state_checked(state, f"the value of {k}")
+                    values[k] = HeadValue(data, cls._pt_version, fingerprint(cls))
             rows = []
             for event in batch:
                 b = binding(event)
@@ -541,13 +612,24 @@ class Engine:
                         links=tuple(zip(b.touched, b.groups, strict=True)),
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
+                        version=type(event)._pt_version,
                         key=event.idempotency_key,
                         needs_handling=has_handlers(event),
                     )
                 )
+            started = time.perf_counter()
             positions = self.store.append(
                 rows, expected, values, commit_id=commit_id, handled=handled
             )
+            _logging.committed(positions, time.perf_counter() - started)
+        except ConcurrencyError as exc:
+            _logging.conflict(len(batch), exc)
+            self.discard()
+            raise
+        except Exception as exc:
+            _logging.commit_failed(len(batch), exc)
+            self.discard()
+            raise
         except BaseException:
             self.discard()
             raise
@@ -602,6 +684,9 @@ class Engine:
         """
         if self._pending:
             raise PlaythroughError("commit or discard pending events before a replay")
+        with self.store.reader() as reader:
+            refuse_archived(reader, 0, "a full replay")
+        started = time.perf_counter()
         report = full_replay(
             self.store,
             snapshot_history=self.coordinator.history,
@@ -611,6 +696,7 @@ class Engine:
             resume=resume,
         )
         self._repository.clear()
+        _logging.replayed(report, time.perf_counter() - started)
         return report
 
     def fill_head_values(
@@ -655,6 +741,7 @@ class Engine:
         url: str | None = None,
         subprocess_replay: bool | None = None,
         clock: Callable[[], float] | None = None,
+        determinism: bool = True,
     ) -> VerifyReport:
         """Check the store: snapshots against the log, determinism, snapshot sync.
 
@@ -671,13 +758,15 @@ class Engine:
         - ``apps``: modules defining the domain; with them (and a store at ``url``,
           by default the store's, that another process can open) the second replay
           runs in a subprocess with another ``PYTHONHASHSEED``; ``subprocess_replay``
-          forces that on or off.
+          forces that on or off;
+        - ``determinism=False``: only the snapshot (and sync) checks.
 
         See ``playthrough._verify.verify``.
         """
         from ._verify import verify
 
-        return verify(
+        started = time.perf_counter()
+        report = verify(
             self.store,
             self.reconstitutor,
             sync_check=self.snapshot_sync,
@@ -692,7 +781,80 @@ class Engine:
             url=url,
             subprocess_replay=subprocess_replay,
             clock=clock,
+            determinism=determinism,
         )
+        _telemetry.span(
+            "verify",
+            time.perf_counter() - started,
+            {"ok": report.ok, "head": report.head, "snapshots_checked": report.snapshots.checked},
+        )
+        return report
+
+    # ------------------------------------------------------------------ archival
+
+    def archive(self, *, before: int | datetime, to: str | os.PathLike[str]) -> ArchiveReport:
+        """Move the events before a position (or fired before a date) to an archive file.
+
+        Writes a snapshot at the cut of every state touched before it, exports
+        the archived events to ``to`` (gzip, the export format), then deletes
+        them in one transaction. Loads at or after the cut and new commits work
+        unchanged; loads before it and ``replay()`` raise ``ArchivedRangeError``
+        unless the engine is opened with ``archive=`` (this file, and any
+        earlier ones, in order).
+        """
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before archiving")
+        return archive_log(self.store, self.reconstitutor, before=before, to=to)
+
+    # ------------------------------------------------------------------ export / import
+
+    def export(
+        self,
+        out: BinaryWriter,
+        *,
+        after: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TransferReport:
+        """Write the committed log after position ``after`` to a binary file, as JSON Lines.
+
+        Header, one line per event (position, type, data, links with coupling
+        groups, caused_by, fired_at), trailer with count and SHA-256; constant
+        memory. Wrap ``out`` in ``gzip.open(path, "wb")`` to compress.
+        """
+        return export_log(self.store, out, after=after, progress=progress)
+
+    def import_log(
+        self,
+        source: IO[bytes],
+        *,
+        append: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TransferReport:
+        """Import an export (plain or gzip) keeping its positions, then check the snapshots.
+
+        The store must be empty, or with ``append`` its head must be where the
+        file starts. A damaged or truncated file raises ``TransferError`` and
+        writes nothing. Ends with verify's snapshot check when the store holds
+        snapshots (``report.verify``); the domain's classes must be imported.
+        """
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before an import")
+        report = import_log(self.store, source, append=append, progress=progress)
+        self._repository.clear()
+        with self.store.reader() as reader:
+            has_snapshots = next(reader.iter_snapshots(), None) is not None
+        if has_snapshots:
+            report = attrs.evolve(report, verify=self.verify(determinism=False))
+        return report
+
+
+def _warn_pending(engine: Engine, count: int, stacklevel: int) -> None:
+    warnings.warn(
+        f"{engine!r} closed with {count} pending event{'s' if count != 1 else ''} never "
+        "committed (they are lost): commit() or discard() them before closing",
+        ResourceWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 class _LiveView:

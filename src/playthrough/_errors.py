@@ -28,6 +28,10 @@ class ConcurrencyError(PlaythroughError):
     """
 
 
+class ConfigurationError(PlaythroughError):
+    """An engine or store was configured wrongly: no URL, or an option that does not exist."""
+
+
 class StoreError(PlaythroughError):
     """The store could not be opened, read or written."""
 
@@ -77,6 +81,24 @@ class DecodeError(PlaythroughError):
     """A row in the store could not be turned back into an event or a state."""
 
 
+class UnknownKeysError(DecodeError):
+    """A stored payload holds keys its class has no field for (strict decoding).
+
+    ``type_name`` is the stored type, ``position`` the event's position (or the
+    snapshot's), ``keys`` the unknown keys (dotted paths for nested classes).
+    Usually a renamed or removed field: add an ``upcast_vK`` hook that maps it
+    and bump the class's ``version=``.
+    """
+
+    def __init__(
+        self, message: str, *, type_name: str, position: int, keys: tuple[str, ...]
+    ) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.position = position
+        self.keys = keys
+
+
 class UnknownTypeError(DecodeError):
     """A stored type name is not registered by any loaded State or Event class."""
 
@@ -111,3 +133,17 @@ class HandlerFailed(PlaythroughError):
 
 class StateMutationError(PlaythroughError):
     """A state's field was assigned outside an ``apply`` hook of an event that declares it."""
+
+
+class TransferError(PlaythroughError):
+    """An export file is damaged or does not fit the store it is imported into.
+
+    Nothing was written: an import reads the file inside one transaction.
+    """
+
+
+class ArchivedRangeError(PlaythroughError):
+    """An operation needs events that were moved to an archive (``playthrough archive``).
+
+    The message names the archived range; open the engine with ``archive=`` to read it.
+    """

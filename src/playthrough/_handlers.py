@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
+from . import _logging
 from ._errors import HandlerFailed, StoreError
 from ._model import Event, State, binding
 from ._playing import playing, run_hook
@@ -51,12 +52,7 @@ def run_handlers(engine: Engine, events: Sequence[Event], committed: list[Event]
         except Exception as exc:  # noqa: BLE001 - collected and raised as HandlerFailed
             engine.discard()  # what the failed handler fired is not committed
             failures.append((event, exc))
-            logger.warning(
-                "handlers of %s at position %s failed (the event stays committed and pending): %r",
-                type(event).__qualname__,
-                event.id,
-                exc,
-            )
+            _logging.handler_failed(type(event).__qualname__, "handle", event.id, exc)
             continue
         except BaseException:
             engine.discard()

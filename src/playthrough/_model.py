@@ -13,7 +13,7 @@ import inspect
 import sys
 import typing
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
@@ -22,6 +22,7 @@ import attrs
 
 from ._errors import DecodeError, DefinitionError, StateMutationError, UnknownTypeError
 from ._slots import set_binding
+from ._versions import check_upcasters, class_aliases, class_version
 
 # The metadata key under which state_id() records the state class of a field.
 _STATE_FIELD = "playthrough.state"
@@ -94,17 +95,23 @@ class _Registry:
         self.states: dict[str, type[State]] = {}
         self.events: dict[str, type[Event]] = {}
 
-    def add(self, table: dict[str, Any], name: str, cls: type, kind: str) -> None:
+    def check(self, table: dict[str, Any], name: str, cls: type, kind: str) -> None:
+        """Refuse ``name`` (a type name or an alias) when another class holds it."""
         old = table.get(name)
         if old is not None and (old.__module__, old.__qualname__) != (
             cls.__module__,
             cls.__qualname__,
         ):
+            how = "an alias" if name in old._pt_aliases else "the type name"
             raise DefinitionError(
                 f"{kind} type name {name!r} is already taken by "
-                f"{old.__module__}.{old.__qualname__}; give {cls.__module__}.{cls.__qualname__} "
-                f"its own name with `class {cls.__name__}({kind}, type_name=...)`"
+                f"{old.__module__}.{old.__qualname__} (as {how}); give "
+                f"{cls.__module__}.{cls.__qualname__} its own name with "
+                f"`class {cls.__name__}({kind}, type_name=...)` or drop the alias"
             )
+
+    def add(self, table: dict[str, Any], name: str, cls: type, kind: str) -> None:
+        self.check(table, name, cls, kind)
         table[name] = cls
 
     def state_class(self, name: str, where: str = "") -> type[State]:
@@ -153,6 +160,28 @@ def _check_storable(cls: type) -> None:
             raise DefinitionError(f"{cls.__qualname__}.{name}: {problem}")
 
 
+def _register(
+    cls: type,
+    name: str,
+    version: int | None,
+    aliases: Iterable[str] | None,
+    table: dict[str, Any],
+    kind: str,
+) -> None:
+    """Give ``cls`` its type name, version and aliases, checked, and register every name."""
+    number = class_version(cls, version)
+    others = class_aliases(cls, aliases, name)
+    check_upcasters(cls, number, every_step=kind == "Event")
+    for alias in others:  # every name is checked before any is taken
+        registry.check(table, alias, cls, kind)
+    registry.check(table, name, cls, kind)
+    cls._pt_type_name = name  # type: ignore[attr-defined]
+    cls._pt_version = number  # type: ignore[attr-defined]
+    cls._pt_aliases = others  # type: ignore[attr-defined]
+    for taken in (name, *others):
+        table[taken] = cls
+
+
 # --------------------------------------------------------------------------- states
 
 
@@ -176,8 +205,18 @@ class State:
     # the ``playthrough`` namespace (``__module__``) by get_type_hints on every subclass.
     if TYPE_CHECKING:
         _pt_type_name: ClassVar[str]
+        _pt_version: ClassVar[int]
+        _pt_aliases: ClassVar[tuple[str, ...]]
+    _pt_version = 1
+    _pt_aliases = ()
 
-    def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        type_name: str | None = None,
+        version: int | None = None,
+        aliases: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
         for reserved in ("id", "last_event_id"):
             if reserved in cls.__dict__ and not isinstance(cls.__dict__[reserved], property):
@@ -185,9 +224,17 @@ class State:
                     f"{cls.__qualname__}.{reserved}: the name is reserved by playthrough"
                 )
         name = _type_name_for(cls, type_name)
+        if aliases:
+            # Links, heads and snapshots are keyed by the state's type name: rows under an
+            # old name would be invisible to loads (a blank state, silently). A renamed
+            # class keeps its stored name instead, which costs nothing.
+            raise DefinitionError(
+                f"{cls.__qualname__}: a State takes no aliases= (its stored rows are keyed "
+                f"by its type name); to rename the class keep the stored name: "
+                f"`class {cls.__name__}(State, type_name={next(iter(aliases))!r})`"
+            )
         _check_storable(cls)
-        cls._pt_type_name = name
-        registry.add(registry.states, name, cls, "State")
+        _register(cls, name, version, aliases, registry.states, "State")
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A state becomes managed when playthrough marks it (blank_state, decoding);
@@ -445,7 +492,7 @@ def _bind_param(
         ann = (
             by_field_class
             if by_field_class is not ann
-            else _class_named(ann, list(registry.states.values()))
+            else _class_named(ann, list(dict.fromkeys(registry.states.values())))
         )
     origin = typing.get_origin(ann)
     many = False
@@ -533,18 +580,27 @@ class Event:
     if TYPE_CHECKING:  # see State
         _pt_type_name: ClassVar[str]
         _pt_spec: ClassVar[EventSpec]
+        _pt_version: ClassVar[int]
+        _pt_aliases: ClassVar[tuple[str, ...]]
         replay_handle: ClassVar[bool]
+    _pt_version = 1
+    _pt_aliases = ()
     replay_handle = False
 
-    def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        type_name: str | None = None,
+        version: int | None = None,
+        aliases: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
         if "id" in cls.__dict__ and not isinstance(cls.__dict__["id"], property):
             raise DefinitionError(f"{cls.__qualname__}.id: the name is reserved by playthrough")
         name = _type_name_for(cls, type_name)
         _check_storable(cls)
-        cls._pt_type_name = name
         cls._pt_spec = build_spec(cls)
-        registry.add(registry.events, name, cls, "Event")
+        _register(cls, name, version, aliases, registry.events, "Event")
 
     @property
     def id(self) -> int | None:

@@ -32,12 +32,19 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._errors import DecodeError, ReconstitutionError, UnknownTypeError
+from ._errors import (
+    ArchivedRangeError,
+    DecodeError,
+    ReconstitutionError,
+    UnknownKeysError,
+    UnknownTypeError,
+)
 from ._model import State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
-from ._stores._base import missing_event
+from ._stores._base import archived_until, missing_event, refuse_archived
+from ._upcasting import snapshot_problem
 
 _log = logging.getLogger("playthrough")
 
@@ -58,6 +65,8 @@ class StatePlan:
     snapshot: SnapshotRecord | None = None
     newest_snapshot: int | None = None
     event_count: int = 0  # how many events this state plays
+    # Stored snapshots a load must not use (position, why): planned as if absent.
+    skipped: list[tuple[int, str]] = attrs.Factory(list)
 
     @property
     def events(self) -> int:
@@ -137,6 +146,8 @@ class Plan:
             if key not in self.targets:
                 pulls = ", ".join(f"event {p} of {src}" for src, p in sorted(self.why(key))[:3])
                 line += f"; needed as of {sp.needed_from} by {pulls}"
+            for position, why in sp.skipped:
+                line += f"; snapshot at {position} NOT USED: {why}"
             if sp.rewound:
                 line += (
                     f"; REWOUND: its newest snapshot (at {sp.newest_snapshot}) is past "
@@ -173,8 +184,8 @@ class _BadSnapshot(Exception):
 def _decode_snapshot(record: SnapshotRecord) -> State:
     try:
         return state_from_snapshot(record)
-    except UnknownTypeError:
-        raise  # nothing else can answer for a type no module defines
+    except (UnknownTypeError, UnknownKeysError):
+        raise  # no module defines the type, or an upcaster is wrong: code to fix, said loudly
     except DecodeError as exc:
         raise _BadSnapshot(record, exc) from exc
 
@@ -201,6 +212,51 @@ def checked_plan(
         except _BadSnapshot as bad:
             exclude.add((bad.record.key, bad.record.position, bad.record.data))
             skipped.append(bad.describe())
+
+
+def _refuse_unusable_base(reader: StoreReader, states: dict[StateKey, StatePlan]) -> None:
+    """Refuse a plan that would skip a snapshot it cannot do without.
+
+    Skipping an unusable snapshot is exact only while the events before it are
+    in the log. After an archive (``playthrough archive``) the base snapshots at
+    the cut stand for the archived events: a state that must start before the
+    cut because its snapshot there is unusable cannot be rebuilt here.
+    """
+    skipping = [sp for sp in states.values() if sp.skipped]
+    if not skipping:
+        return  # the common case: no extra read
+    cut = archived_until(reader)
+    for sp in skipping:
+        late = [(p, why) for p, why in sp.skipped if p >= cut]
+        if cut and sp.start < cut and late:
+            position, why = late[-1]
+            raise ArchivedRangeError(
+                f"{sp.key} needs its snapshot at {position} (the log before position {cut} "
+                f"was archived), but this code cannot use it: {why}. Give the state class "
+                "an upcaster path from that version (upcast_vK), or read with the code "
+                "that wrote it"
+            )
+
+
+def usable_snapshots(
+    history: list[SnapshotRecord], skipped: list[tuple[int, str]] | None = None
+) -> list[SnapshotRecord]:
+    """The snapshots a load may start from; the others go to ``skipped`` with the reason.
+
+    A snapshot whose version has no upcaster path, or whose class shape changed
+    without a version bump, is never used: the plan is made as if it did not exist.
+    """
+    out = history
+    for i, record in enumerate(history):
+        problem = snapshot_problem(record)
+        if problem is not None:
+            if out is history:
+                out = list(history[:i])
+            if skipped is not None:
+                skipped.append((record.position, problem))
+        elif out is not history:
+            out.append(record)
+    return out
 
 
 def _starting_snapshot(history: list[SnapshotRecord], needed_from: int) -> SnapshotRecord | None:
@@ -250,6 +306,9 @@ class StateReconstitutor:
         snapshots, and every state it holds comes out current, ready for the
         identity map and for a heads-value write-back.
         """
+        if not use_snapshots:
+            # From blank needs every event: refused when the log's start was archived.
+            refuse_archived(reader, 0, "a snapshot-free rebuild")
         states: dict[StateKey, StatePlan] = {}
         edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:
@@ -266,9 +325,10 @@ class StateReconstitutor:
             if new and use_snapshots:
                 found = reader.snapshots(new, at)
                 for k in new:
-                    snaps[k] = [
+                    history = [
                         r for r in found.get(k, []) if (k, r.position, r.data) not in exclude
                     ]
+                    snaps[k] = usable_snapshots(history, states[k].skipped) if history else []
             else:
                 for k in new:
                     snaps[k] = []
@@ -318,6 +378,7 @@ class StateReconstitutor:
                                 edge.append(e)
             if not changed:
                 break
+        _refuse_unusable_base(reader, states)
         return self._finish(at, tuple(targets), states, links, touching, edges, rounds)
 
     @staticmethod

@@ -13,8 +13,10 @@ import attrs
 
 from ._model import Phase, State, StateKey
 from ._playing import EventPlayer
+from ._reconstitution import StateReconstitutor
 from ._serialization import blank_for, decode_event, encode_state_checked, state_from_snapshot
-from ._stores import SnapshotRecord, Store
+from ._stores import Store
+from ._upcasting import snapshot_problem, snapshot_record
 
 __all__ = ["REPLAY_META", "ReplayReport", "full_replay"]
 
@@ -75,7 +77,7 @@ def full_replay(
 
     def flush(at: int, *, done: bool) -> None:
         records = [
-            SnapshotRecord(k, at, s.last_event_id, encode_state_checked(s, f"{k} at {at}"))
+            snapshot_record(k, at, s, encode_state_checked(s, f"{k} at {at}"))
             for k, s in states.items()
         ]
         nonlocal sets
@@ -85,7 +87,7 @@ def full_replay(
         # where that is still the state's last event (the others are not current).
         store.write_values(
             [
-                SnapshotRecord(r.key, r.last_event_id, r.last_event_id, r.data)
+                r._replace(position=r.last_event_id)  # same version and fingerprint
                 for r in records
                 if r.last_event_id is not None
             ]
@@ -97,12 +99,26 @@ def full_replay(
     player = EventPlayer(states, phases)
 
     def restart(keys: list[StateKey], before: int) -> None:
-        """Bring back states not held: from their newest snapshot at or before ``before``."""
+        """Bring back states not held: from their newest snapshot at or before ``before``.
+
+        Every snapshot there was written by this replay, so the newest one is the
+        state as of ``before`` (blank when there is none). One this code cannot use
+        (an interrupted replay resumed by other code) is rebuilt by a plan: exact.
+        """
         with store.reader() as reader:
             found = reader.snapshots(keys, before)
-        for k in keys:
-            history = found.get(k)
-            states[k] = state_from_snapshot(history[0]) if history else blank_for(k)
+            unusable = []
+            for k in keys:
+                history = found.get(k)
+                if not history:
+                    states[k] = blank_for(k)
+                elif snapshot_problem(history[0]) is None:
+                    states[k] = state_from_snapshot(history[0])
+                else:
+                    unusable.append(k)
+            if unusable:
+                built, _ = StateReconstitutor().reconstitute(reader, unusable, before)
+                states.update({k: built[k] for k in unusable})
 
     for page in store.read_log(after=position, chunk=chunk_size):
         missing = list(dict.fromkeys(k for entry in page for k in entry.keys if k not in states))
@@ -113,7 +129,7 @@ def full_replay(
             if dropped:
                 restart(dropped, stored.position)
             peak = max(peak, len(states))
-            player.play(decode_event(stored), stored.position, keys)
+            player.play(decode_event(stored, keys), stored.position, keys)
             played += 1
             since += 1
             position = stored.position

@@ -12,24 +12,27 @@ import collections.abc
 import json
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_structure_fn
 
 from ._errors import DecodeError, DefinitionError, PlaythroughError
 from ._model import Event, State, StateKey, decode_id, registry
-from ._slots import fired_data, mark_state, mark_stored
+from ._slots import fired_data, mark_state, mark_stored, set_data
 
 if TYPE_CHECKING:
     from ._stores import SnapshotRecord, StoredEvent
 
 T = TypeVar("T")
 
-converter = cattrs.Converter()
+# Strict: a stored key the class has no field for is an error (a renamed field would
+# otherwise decode as its default, silently); a missing key takes the field's default.
+converter = cattrs.Converter(forbid_extra_keys=True)
 
 
 # Strict scalars: cattrs would otherwise coerce (int(1.5) == 1, str(5) == "5"), which
@@ -203,15 +206,16 @@ def blank_for(key: StateKey) -> State:
     return blank_state(registry.state_class(key.type), decode_id(key.id))
 
 
-def decode_event(stored: StoredEvent) -> Event:
-    """A stored event as an object, with its position, JSON, cause and time."""
-    try:
-        cls = registry.events[stored.type]
-        event: Event = _structure_hook(cls)(json.loads(stored.data), cls)
-    except Exception:  # noqa: BLE001 - decode again the slow way for the clear error
-        where = f" at position {stored.position}"
-        cls = registry.event_class(stored.type, where)
-        event = decode(cls, stored.data, f"event {stored.type}{where}")
+def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None) -> Event:
+    """A stored event as an object, with its position, JSON, cause and time.
+
+    Hot path: a row at its class's current version decodes with the cached hook.
+    Anything else (an older version, an unknown type, a failure) takes the slow
+    path in ``_upcasting``, which runs the upcasters and raises errors naming the
+    type, the position and the keys. ``linked``: every state the store linked the
+    event to when it was written; an upcast event that touches another one is refused
+    (its links cannot change, so loads of that state would never see it).
+    """
     try:
         fired_at = datetime.fromisoformat(stored.fired_at)
     except (TypeError, ValueError):
@@ -224,6 +228,28 @@ def decode_event(stored: StoredEvent) -> Event:
             f"event {stored.type} at position {stored.position}: column caused_by holds "
             f"{stored.caused_by!r}, not a position"
         )
+    cls = registry.events.get(stored.type)
+    fast = _FAST.get(cls)  # type: ignore[arg-type]
+    if fast is None and cls is not None:
+        fast = _fast_hook(cls)
+    if fast is not None and stored.version == fast[2]:
+        try:
+            data = json.loads(stored.data)
+            if data.keys() <= fast[1]:  # strict: an unknown key takes the slow path
+                event: Event = fast[0](data, cls)  # type: ignore[arg-type]
+                mark_stored(
+                    event,
+                    position=stored.position,
+                    data=stored.data,
+                    caused_by=stored.caused_by,
+                    fired_at=fired_at,
+                )
+                return event
+        except Exception:  # noqa: BLE001 - decoded again below for the clear error
+            pass
+    from ._upcasting import read_event  # it imports this module
+
+    event, upcast = read_event(stored, linked)
     mark_stored(
         event,
         position=stored.position,
@@ -231,22 +257,38 @@ def decode_event(stored: StoredEvent) -> Event:
         caused_by=stored.caused_by,
         fired_at=fired_at,
     )
+    if upcast:
+        set_data(event, None)  # the stored JSON is an older shape: encode it afresh
     return event
 
 
-_STRUCTURE: dict[type, Callable[[Any, type], Any]] = {}
+_Fast = tuple[Callable[[Any, type], Any], frozenset[str], int]
+_FAST: dict[type, _Fast] = {}
 
 
-def _structure_hook(cls: type) -> Callable[[Any, type], Any]:
-    hook = _STRUCTURE.get(cls)
-    if hook is None:
-        hook = _STRUCTURE[cls] = converter.get_structure_hook(cls)
-    return hook
+def _fast_hook(cls: type[Event]) -> _Fast:
+    """The hot path's structure hook for an event class, its field names and version.
+
+    The hook checks nested classes strictly (through ``converter``) but not the
+    top level: the caller tests ``data.keys() <= fields`` inline, which costs
+    less than cattrs' check (a set built and subtracted per event).
+    """
+    found = _FAST.get(cls)
+    if found is None:
+        hook: Callable[[Any, type], Any] = make_dict_structure_fn(
+            cls, converter, _cattrs_forbid_extra_keys=False
+        )
+        fields = frozenset(a.name for a in attrs.fields(cast(Any, cls)) if a.init)
+        found = _FAST[cls] = (hook, fields, cls._pt_version)
+    return found
 
 
 def state_from_snapshot(record: SnapshotRecord) -> State:
-    """The state a snapshot record holds, with its id and last_event_id."""
-    cls = registry.state_class(record.key.type, f" (snapshot at position {record.position})")
-    state = decode(cls, record.data, f"snapshot of {record.key} at position {record.position}")
-    mark_state(state, id=decode_id(record.key.id), last_event_id=record.last_event_id)
-    return state
+    """The state a snapshot record holds, with its id and last_event_id.
+
+    Only for a snapshot loads may use (``_upcasting.snapshot_problem`` is None);
+    an older version is upcast first.
+    """
+    from ._upcasting import read_snapshot  # it imports this module
+
+    return read_snapshot(record)

@@ -8,16 +8,20 @@ an event it must replay.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 import attrs
 
+from . import _logging
 from ._errors import PlaythroughError
 from ._model import State, StateKey
-from ._reconstitution import Plan, StateReconstitutor
+from ._reconstitution import Plan, StateReconstitutor, usable_snapshots
 from ._serialization import encode_state_checked
-from ._stores import SnapshotRecord, Store, StoreReader
+from ._stores import Store, StoreReader
+from ._stores._base import refuse_archived
+from ._upcasting import snapshot_problem, snapshot_record
 
 
 class LiveStates(Protocol):
@@ -146,6 +150,8 @@ class SnapshotCoordinator:
             position = head if at is None else at
             if position < 0 or position > head:
                 raise ValueError(f"position {position} is outside the log (0..{head})")
+            if at is not None:
+                refuse_archived(reader, position, f"a snapshot set at {position}")
             if keys is None:
                 keys = [k for k, _ in self.live.live_states()]
                 with_partners = True
@@ -174,20 +180,21 @@ class SnapshotCoordinator:
         return position
 
     def _write(self, position: int, states: dict[StateKey, State]) -> None:
+        started = time.perf_counter()
         records = [
-            SnapshotRecord(
-                k, position, s.last_event_id, encode_state_checked(s, f"{k} at {position}")
-            )
+            snapshot_record(k, position, s, encode_state_checked(s, f"{k} at {position}"))
             for k, s in states.items()
         ]
         self.store.write_snapshots(records, self.history)
+        if records:
+            _logging.snapshot_set(position, len(records), time.perf_counter() - started)
 
     @staticmethod
     def _partners(reader: StoreReader, keys: Sequence[StateKey], at: int) -> list[StateKey]:
         """States coupled with ``keys`` by events since each key's newest snapshot."""
         if not keys:
             return []
-        newest = reader.snapshots(keys, at)
+        newest = {k: usable_snapshots(h) for k, h in reader.snapshots(keys, at).items()}
         ranges = {k: (newest[k][0].position if newest.get(k) else 0, at) for k in keys}
         by_event: dict[int, dict[StateKey, int]] = {}
         for link in reader.links(ranges):
@@ -207,7 +214,8 @@ class SnapshotCoordinator:
         with self.store.reader() as reader:
             newest: dict[StateKey, int] = {}
             for record in reader.iter_snapshots():
-                newest[record.key] = max(record.position, newest.get(record.key, 0))
+                if snapshot_problem(record) is None:  # loads never start from the others
+                    newest[record.key] = max(record.position, newest.get(record.key, 0))
             if not newest:
                 return SyncReport(0, ())
             top = max(newest.values())

@@ -16,6 +16,7 @@ from ._reconstitution import Plan
 from ._serialization import blank_for, encode_state_checked, state_from_snapshot
 from ._stores import SnapshotRecord, Store
 from ._stores._base import HeadRow
+from ._upcasting import snapshot_problem, snapshot_record
 
 _log = logging.getLogger("playthrough")
 
@@ -26,7 +27,9 @@ def current_states(
     """The states of ``keys`` from their heads rows, or None when one is not current.
 
     A key without a row was never touched: blank. A current value goes through
-    the same decoding as any snapshot (a ``SnapshotRecord`` at its position).
+    the same decoding as any snapshot (a ``SnapshotRecord`` at its position);
+    one this code must not use (another class version or shape, see
+    ``_upcasting.snapshot_problem``) makes the load plan, which skips it.
     """
     states: dict[StateKey, State] = {}
     for key in keys:
@@ -35,7 +38,16 @@ def current_states(
             states[key] = blank_for(key)
         elif row.fresh:
             assert row.value is not None
-            record = SnapshotRecord(key, row.last_position, row.last_position, row.value)
+            record = SnapshotRecord(
+                key,
+                row.last_position,
+                row.last_position,
+                row.value,
+                row.value_version,
+                row.value_fingerprint,
+            )
+            if snapshot_problem(record) is not None:
+                return None  # unusable by this code: the plan skips it and says why
             try:
                 states[key] = state_from_snapshot(record)
             except UnknownTypeError:
@@ -65,13 +77,13 @@ def write_back(
         if last is None:
             continue
         row = rows.get(key)
-        if (row is not None and not row.fresh) or plan.states[key].event_count:
+        if (row is not None and not row.fresh) or plan.states[key].event_count or stale(key, row):
             try:
                 data = encode_state_checked(state, f"the value of {key}")
             except PlaythroughError as exc:  # a shortcut lost, never a result
                 _log.warning("playthrough: not writing back a heads value: %s", exc)
                 continue
-            records.append(SnapshotRecord(key, last, last, data))
+            records.append(snapshot_record(key, last, state, data))
     if not records:
         return 0
     try:
@@ -79,3 +91,11 @@ def write_back(
     except PlaythroughError as exc:
         _log.warning("playthrough: could not write back heads values: %s", exc)
         return 0
+
+
+def stale(key: StateKey, row: HeadRow | None) -> bool:
+    """A value written by another version or shape of the class: rewrite it."""
+    if row is None or row.value is None:
+        return False
+    probe = SnapshotRecord(key, 0, None, "", row.value_version, row.value_fingerprint)
+    return snapshot_problem(probe) is not None

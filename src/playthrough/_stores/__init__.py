@@ -7,18 +7,32 @@ store is imported only when asked for, so SQLite users need no psycopg.
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import attrs
 
-from .._errors import StoreError
-from ._base import Link, LogEntry, NewEvent, SnapshotRecord, Store, StoredEvent, StoreReader
+from .._errors import ConfigurationError, StoreError
+from ._base import (
+    ImportedEvent,
+    Link,
+    LinkedEntry,
+    LogEntry,
+    NewEvent,
+    SnapshotRecord,
+    Store,
+    StoredEvent,
+    StoreReader,
+    TypeVersions,
+)
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "ImportedEvent",
     "Link",
+    "LinkedEntry",
     "LogEntry",
     "NewEvent",
     "SQLiteStore",
@@ -27,12 +41,27 @@ __all__ = [
     "StoreReader",
     "StoreURL",
     "StoredEvent",
+    "TypeVersions",
     "open_store",
     "parse_store_url",
+    "resolve_store_url",
+    "store_options",
     "sqlite_url",
 ]
 
 MEMORY = ":memory:"
+
+#: The environment variable ``Engine.open()`` reads when it is given no URL.
+URL_VARIABLE = "PLAYTHROUGH_URL"
+
+_SCHEMES = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    # SQLAlchemy style: the driver after "+"; psycopg (3) is the one the store uses.
+    "postgresql+psycopg": "postgresql",
+    "postgres+psycopg": "postgresql",
+}
 
 
 @attrs.frozen
@@ -66,25 +95,49 @@ class StoreURL:
         return self._shown
 
 
+def resolve_store_url(url: str | None) -> str:
+    """The URL to open: ``url``, or when it is None the ``PLAYTHROUGH_URL`` variable.
+
+    Neither is a ConfigurationError: an in-memory store is never opened by
+    accident (its events would vanish with the process); ask for one with
+    ``"sqlite://"``.
+    """
+    if url is not None:
+        return url
+    found = os.environ.get(URL_VARIABLE, "").strip()
+    if not found:
+        raise ConfigurationError(
+            f"no store URL given and ${URL_VARIABLE} is not set: pass one "
+            '(Engine.open("sqlite:///app.db"), "postgresql://user@host/db") or set '
+            f'{URL_VARIABLE}; for an in-memory store say so with "sqlite://"'
+        )
+    return found
+
+
 def parse_store_url(url: str | None) -> StoreURL:
     """Parse a store URL; raise StoreError naming what is wrong with it.
 
-    - ``None``, ``"sqlite://"`` or ``"sqlite:///:memory:"``: SQLite in memory
+    ``None`` reads ``PLAYTHROUGH_URL`` (see :func:`resolve_store_url`).
+
+    - ``"sqlite://"`` or ``"sqlite:///:memory:"``: SQLite in memory
     - ``"sqlite:///relative/path.db"``, ``"sqlite:////absolute/path.db"``: a SQLite file;
       ``?synchronous=normal`` trades durability on power loss for speed
-    - ``"postgresql://user@host:5432/db?schema=name"`` (or ``postgres://``): PostgreSQL;
-      other query options go to libpq
+    - ``"postgresql://user@host:5432/db?schema=name"`` (or ``postgres://``, or
+      SQLAlchemy's ``postgresql+psycopg://``): PostgreSQL; other query options go to libpq
     """
-    if url is None:
-        return StoreURL("sqlite", MEMORY, shown="sqlite://")
+    url = resolve_store_url(url)
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "sqlite":
+    kind = _SCHEMES.get(parts.scheme.lower())
+    if kind == "sqlite":
         return _parse_sqlite(url)
-    if scheme in ("postgresql", "postgres"):
-        return _parse_postgres(url)
+    if kind == "postgresql":
+        # libpq knows postgresql:// and postgres:// only: drop a "+driver" suffix.
+        return _parse_postgres(
+            "postgresql" + url[len(parts.scheme) :] if "+" in parts.scheme else url
+        )
     raise StoreError(
-        f"unknown store URL scheme {parts.scheme!r} in {url!r}: use sqlite or postgresql"
+        f"unknown store URL scheme {parts.scheme!r} in {url!r}: use sqlite, postgresql "
+        "or postgresql+psycopg"
     )
 
 
@@ -143,9 +196,37 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     return "sqlite://" if text == MEMORY else f"sqlite:///{text}"
 
 
+def store_options(kind: Literal["sqlite", "postgresql"]) -> tuple[str, ...]:
+    """The keyword options the store of this kind takes (from its constructor)."""
+    if kind == "sqlite":
+        cls: type[Store] = SQLiteStore
+    else:
+        try:
+            from .postgres import PostgresStore
+        except ImportError:
+            return ()
+        cls = PostgresStore
+    return tuple(
+        name
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
 def open_store(url: str | None = None, **options: Any) -> Store:
-    """Open the store a URL names (see :func:`parse_store_url` for the URLs)."""
+    """Open the store a URL names (see :func:`parse_store_url` for the URLs).
+
+    ``None`` reads ``PLAYTHROUGH_URL``; an option the store does not take is a
+    ConfigurationError listing those it does.
+    """
+    url = resolve_store_url(url)
     parsed = parse_store_url(url)
+    unknown = sorted(set(options) - set(store_options(parsed.kind)))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for the "
+            f"{parsed.kind} store; it takes: {', '.join(store_options(parsed.kind))}"
+        )
     if parsed.kind == "sqlite":
         assert parsed.path is not None
         for name, value in parsed.options.items():
@@ -157,5 +238,4 @@ def open_store(url: str | None = None, **options: Any) -> Store:
         raise StoreError(
             "the PostgreSQL store needs psycopg: pip install 'playthrough[postgres]'"
         ) from exc
-    assert url is not None
     return PostgresStore(url, **options)

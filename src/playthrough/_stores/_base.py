@@ -18,11 +18,11 @@ Tables (names are the same in every store):
   snapshot candidate.
 - snapshots: (state type, state id, position) -> last_event_id, data; a short
   history per state so a load can rewind to an older one
-- commits (schema 3): commit id -> first and last position of the events one
+- commits (schema 4): commit id -> first and last position of the events one
   append wrote, in the same transaction, so "was this commit written?" has a
   certain answer after a connection died mid-commit
-- events.event_key (schema 3): an optional idempotency key, unique in the log
-- pending_handlers (schema 3): positions of committed events whose ``handle``
+- events.event_key (schema 4): an optional idempotency key, unique in the log
+- pending_handlers (schema 4): positions of committed events whose ``handle``
   hooks have not completed; inserted by the append that stores the event,
   deleted in the transaction that stores what the handler fired (or alone)
 
@@ -30,6 +30,11 @@ Schema versions: a store is created at version 1 and brought up to
 ``SCHEMA_VERSION`` by the migration steps each backend lists (one ordered list
 of ``(version, statements)``), inside one transaction, on open. A fresh store
 and an upgraded one run the same steps, so they cannot differ.
+- snapshots: (state type, state id, position) -> last_event_id, data, version,
+  fingerprint; a short history per state so a load can rewind to an older one
+- events, snapshots and heads values carry the ``version`` of the class that
+  wrote them, snapshots and heads values its ``fingerprint`` (schema evolution,
+  see _upcasting; since schema version 3)
 """
 
 from __future__ import annotations
@@ -39,13 +44,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._errors import CorruptionError, DuplicateEvent, StoreError
+from .._errors import ArchivedRangeError, CorruptionError, DuplicateEvent, StoreError
 from .._model import StateKey
 
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -60,7 +65,17 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        3,  # issue 9: commit ids, idempotency keys, pending handlers
+        3,  # schema evolution: the writing class's version (and shape) on every row
+        (
+            "ALTER TABLE {s}pt_events ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_snapshots ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_snapshots ADD COLUMN fingerprint TEXT",
+            "ALTER TABLE {s}pt_heads ADD COLUMN value_version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {s}pt_heads ADD COLUMN value_fingerprint TEXT",
+        ),
+    ),
+    (
+        4,  # issue 9: commit ids, idempotency keys, pending handlers
         (
             "CREATE TABLE {s}pt_commits (commit_id TEXT PRIMARY KEY, "
             "first_position BIGINT NOT NULL, last_position BIGINT NOT NULL)",
@@ -83,6 +98,9 @@ def parse_schema_version(value: object, where: str) -> int:
             "this is not a playthrough store, or it was tampered with"
         ) from None
 
+
+#: pt_meta key: the log's events at positions <= this were moved to an archive.
+ARCHIVED_UNTIL = "archived_until"
 
 _T = TypeVar("_T")
 
@@ -115,6 +133,49 @@ def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
         yield items[i : i + size]
 
 
+def gap_free(events: Iterable[ImportedEvent], after: int) -> Iterator[ImportedEvent]:
+    """The events, refusing (StoreError) any whose position does not follow the last."""
+    expected = after + 1
+    for event in events:
+        if event.position != expected:
+            raise StoreError(
+                f"import refused, nothing was written: event at position {event.position} "
+                f"where {expected} was expected (an import continues the log without a gap)"
+            )
+        expected += 1
+        yield event
+
+
+def archived_until(reader: StoreReader) -> int:
+    """The last archived position (0: nothing archived)."""
+    value = reader.meta(ARCHIVED_UNTIL)
+    return int(value) if value else 0
+
+
+def refuse_archived(reader: StoreReader, at: int, doing: str) -> None:
+    """ArchivedRangeError when the log as of ``at`` needs archived events (``at`` < the cut)."""
+    until = archived_until(reader)
+    if at < until:
+        raise ArchivedRangeError(
+            f"{doing} needs the log from position {at}, but positions 1..{until} were "
+            "archived: open the engine with archive=FILE (--archive FILE) to read them"
+        )
+
+
+def check_archive_cut(reader: StoreReader, until: int, base: Sequence[SnapshotRecord]) -> None:
+    """StoreError unless ``until`` is a valid next cut and ``base`` all sits at it."""
+    previous = archived_until(reader)
+    head = reader.head()
+    if not previous < until < head:
+        raise StoreError(
+            f"cannot archive up to position {until}: the cut must be after the archived "
+            f"positions (1..{previous}) and before the head ({head}), which stays in the log"
+        )
+    wrong = [r for r in base if r.position != until]
+    if wrong:
+        raise StoreError(f"base snapshot of {wrong[0].key} at {wrong[0].position}, not {until}")
+
+
 def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:
     """The ConcurrencyError text for (state key, known last event, store's last event) rows."""
     return (
@@ -136,6 +197,7 @@ class NewEvent(NamedTuple):
     fired_at: str
     key: str | None = None  # idempotency key (unique in the log), see Engine.fire
     needs_handling: bool = False  # has handle hooks: recorded as pending until they complete
+    version: int = 1  # the event class's version= when it was written
 
 
 # Rows read back are NamedTuples: loads build thousands of them, and a tuple is
@@ -148,6 +210,7 @@ class StoredEvent(NamedTuple):
     data: str
     caused_by: int | None
     fired_at: str
+    version: int = 1
 
 
 class Link(NamedTuple):
@@ -161,6 +224,32 @@ class SnapshotRecord(NamedTuple):
     position: int
     last_event_id: int | None
     data: str
+    version: int = 1
+    # A hash of the state class's fields and types when written (None: unknown,
+    # such a snapshot is never used); see _versions.fingerprint.
+    fingerprint: str | None = None
+
+
+class TypeVersions(NamedTuple):
+    """How many rows of one stored type and version there are (``playthrough schema``)."""
+
+    type: str
+    version: int
+    fingerprint: str | None  # snapshots only
+    rows: int
+
+
+class HeadValue(NamedTuple):
+    """A state's value for its heads row, with its class's version and fingerprint."""
+
+    data: str
+    version: int = 1
+    fingerprint: str | None = None
+
+
+def head_value(value: str | HeadValue) -> HeadValue:
+    """A plain JSON string is a value of version 1 without a fingerprint (never used)."""
+    return value if isinstance(value, HeadValue) else HeadValue(value)
 
 
 class HeadRow(NamedTuple):
@@ -169,6 +258,8 @@ class HeadRow(NamedTuple):
     last_position: int
     value: str | None
     value_position: int | None
+    value_version: int = 1
+    value_fingerprint: str | None = None
 
     @property
     def fresh(self) -> bool:
@@ -287,12 +378,39 @@ class StoreReader(abc.ABC):
     def pending_handlers(self, limit: int) -> list[int]:
         """Up to ``limit`` positions of events whose handlers have not completed, ascending."""
 
+    @abc.abstractmethod
+    def event_versions(self) -> list[TypeVersions]:
+        """Per stored event type and version, the number of events (fingerprint None)."""
+
+    @abc.abstractmethod
+    def snapshot_versions(self) -> list[TypeVersions]:
+        """Per state type, version and fingerprint, the number of snapshots and heads values."""
+
 
 class LogEntry(NamedTuple):
     """One event of the log with the states it touched (from its links)."""
 
     event: StoredEvent
     keys: list[StateKey]
+
+
+class LinkedEntry(NamedTuple):
+    """One event of the log with its links (states and coupling groups), for export."""
+
+    event: StoredEvent
+    links: list[Link]
+
+
+class ImportedEvent(NamedTuple):
+    """An event to import at the position it had in the log it comes from."""
+
+    position: int
+    type: str
+    data: str
+    caused_by: int | None
+    fired_at: str
+    links: tuple[tuple[StateKey, int], ...]
+    version: int = 1  # the event class's version when it was written
 
 
 class Store(abc.ABC):
@@ -313,17 +431,41 @@ class Store(abc.ABC):
         """The log after ``after`` (up to ``until``; no bound: to the head), page by page.
 
         The one way long passes over the log (full replay, verification, the
-        testing kit) read it: each page is read in its own short read
+        testing kit, export) read it: each page is read in its own short read
         transaction, so a pass never holds one open for the whole log and may
         write between pages. Positions are gap-free and only grow, so the pages
         together are exactly the log up to the bound.
         """
+        for page, links in self._log_pages(after, until, chunk):
+            touched: dict[int, list[StateKey]] = {}
+            for link in links:
+                touched.setdefault(link.position, []).append(link.key)
+            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+
+    def read_linked_log(
+        self, after: int = 0, until: int | None = None, chunk: int = 1000
+    ) -> Iterator[list[LinkedEntry]]:
+        """:meth:`read_log` with each event's links (coupling groups included)."""
+        for page, links in self._log_pages(after, until, chunk):
+            by_position: dict[int, list[Link]] = {}
+            for link in links:
+                by_position.setdefault(link.position, []).append(link)
+            yield [LinkedEntry(e, by_position.get(e.position, [])) for e in page]
+
+    def _log_pages(
+        self, after: int, until: int | None, chunk: int
+    ) -> Iterator[tuple[list[StoredEvent], list[Link]]]:
+        """The pager behind :meth:`read_log`: (events, their links) per short read transaction."""
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, not {chunk}")
         position = after
+        first = True
         while until is None or position < until:
             limit = chunk if until is None else min(chunk, until - position)
             with self.reader() as reader:
+                if first:
+                    refuse_archived(reader, after, "reading the log")
+                    first = False
                 page = [
                     e
                     for e in reader.events_after(position, limit)
@@ -336,10 +478,8 @@ class Store(abc.ABC):
                         raise missing_event(orphans[0].position, "a link points at it")
                     return
                 check_consecutive(page, position, "reading the log")
-                touched: dict[int, list[StateKey]] = {}
-                for link in reader.links_between(position, page[-1].position):
-                    touched.setdefault(link.position, []).append(link.key)
-            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+                links = reader.links_between(position, page[-1].position)
+            yield page, links
             position = page[-1].position
 
     def engine(self, **options: Any) -> Engine:
@@ -362,7 +502,7 @@ class Store(abc.ABC):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str] | None = None,
+        values: Mapping[StateKey, str | HeadValue] | None = None,
         commit_id: str | None = None,
         handled: Sequence[int] = (),
     ) -> list[int]:
@@ -419,6 +559,33 @@ class Store(abc.ABC):
         """Record that the handlers of these events completed (they stop being pending)."""
 
     @abc.abstractmethod
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        """Insert events and their links at the positions they carry, in one transaction.
+
+        The store's head must be ``after`` and the positions must run on from
+        it without a gap (``after + 1``, ``after + 2``, ...); the heads of the
+        states touched move to their last imported event. ``events`` is read
+        lazily inside the transaction, so an import of any size holds a chunk
+        in memory; if anything fails (a gap, a store error, or the iterator
+        raising, as a checksum mismatch does) nothing is written. Returns how
+        many events were imported. Raises StoreError naming the problem.
+        """
+
+    @abc.abstractmethod
+    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+        """Move the log up to ``until`` out, in one transaction; return the events deleted.
+
+        Writes ``base`` (snapshots at ``until`` of every state touched at or
+        before it), deletes the events and links at positions <= ``until`` and
+        every snapshot older than ``until``, and records ``until`` in meta
+        (:data:`ARCHIVED_UNTIL`). From then on the snapshots at ``until`` are
+        the log's truth for the archived range: trimming the history and
+        ``drop_snapshots`` keep them. ``until`` must be past the previous
+        archived position and before the head (the hot log keeps its last
+        event, so positions keep counting). StoreError otherwise.
+        """
+
+    @abc.abstractmethod
     def write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
@@ -435,6 +602,8 @@ class Store(abc.ABC):
         """Delete the snapshots and heads values of these states (all when None).
 
         Returns how many snapshots (``pt_snapshots`` rows) were deleted.
+
+        The base snapshots of an archived log (at :data:`ARCHIVED_UNTIL`) stay.
         """
 
     @abc.abstractmethod

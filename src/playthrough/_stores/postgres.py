@@ -61,9 +61,12 @@ from .._errors import (
 from .._model import StateKey
 from . import parse_store_url
 from ._base import (
+    ARCHIVED_UNTIL,
     MIGRATIONS,
     SCHEMA_VERSION,
     HeadRow,
+    HeadValue,
+    ImportedEvent,
     Link,
     NewEvent,
     NoStoreError,
@@ -71,9 +74,13 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    TypeVersions,
     batch_keys,
+    check_archive_cut,
     chunks,
     duplicate_message,
+    gap_free,
+    head_value,
     parse_schema_version,
     stale_message,
 )
@@ -159,28 +166,34 @@ _STATE_HEADS = (
 
 # A state's heads value is one of its snapshots (exact at value_position).
 _SNAPSHOTS = (
-    "SELECT state_type, state_id, position, last_event_id, data FROM {s}.pt_snapshots "
+    "SELECT state_type, state_id, position, last_event_id, data, version, fingerprint "
+    "FROM {s}.pt_snapshots "
     f"WHERE (state_type, state_id) IN ({_KEYS}) AND position <= %s UNION ALL "
-    "SELECT state_type, state_id, value_position, value_position, value FROM {s}.pt_heads "
+    "SELECT state_type, state_id, value_position, value_position, value, value_version, "
+    "value_fingerprint FROM {s}.pt_heads "
     f"WHERE (state_type, state_id) IN ({_KEYS}) AND value IS NOT NULL "
     "AND value_position <= %s ORDER BY 1, 2, 3 DESC"
 )
 
 _HEADS = (
-    "SELECT state_type, state_id, last_position, value, value_position FROM {s}.pt_heads "
+    "SELECT state_type, state_id, last_position, value, value_position, value_version, "
+    "value_fingerprint FROM {s}.pt_heads "
     f"WHERE (state_type, state_id) IN ({_KEYS})"
 )
 
 # Values are written only where still exact, and never wait for a row a writer
 # holds (SKIP LOCKED): a load's write-back cannot slow down or deadlock a commit.
 _VALUES_WRITE = (
-    "WITH v AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[]) "
-    "AS v(t, i, p, value)), "
+    "WITH v AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], "
+    "%b::integer[], %b::text[]) AS v(t, i, p, value, version, mark)), "
     "mine AS (SELECT h.state_type, h.state_id FROM {s}.pt_heads h "
     "JOIN v ON h.state_type = v.t AND h.state_id = v.i AND h.last_position = v.p "
     "WHERE h.value IS NULL OR h.value_position IS DISTINCT FROM v.p "
+    "OR h.value_version IS DISTINCT FROM v.version "
+    "OR h.value_fingerprint IS DISTINCT FROM v.mark "
     "FOR UPDATE OF h SKIP LOCKED) "
-    "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p FROM mine, v "
+    "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p, "
+    "value_version = v.version, value_fingerprint = v.mark FROM mine, v "
     "WHERE h.state_type = mine.state_type AND h.state_id = mine.state_id "
     "AND v.t = mine.state_type AND v.i = mine.state_id AND h.last_position = v.p"
 )
@@ -195,12 +208,12 @@ _LINKS = (
 )
 
 _EVENTS = (
-    "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+    "SELECT position, type, data, caused_by, fired_at, version FROM {s}.pt_events "
     "WHERE position = ANY(%b::bigint[]) ORDER BY position"
 )
 
 _EVENTS_AFTER = (
-    "SELECT position, type, data, caused_by, fired_at FROM {s}.pt_events "
+    "SELECT position, type, data, caused_by, fired_at, version FROM {s}.pt_events "
     "WHERE position > %s ORDER BY position LIMIT %s"
 )
 
@@ -211,10 +224,23 @@ _LINKS_BETWEEN = (
 
 _META = "SELECT value FROM {s}.pt_meta WHERE key = %s"
 
+_EVENT_VERSIONS = (
+    "SELECT type, version, count(*) FROM {s}.pt_events GROUP BY type, version "
+    "ORDER BY type, version"
+)
+
+_SNAPSHOT_VERSIONS = (
+    "SELECT t, v, f, count(*) FROM (SELECT state_type AS t, version AS v, fingerprint AS f "
+    "FROM {s}.pt_snapshots UNION ALL SELECT state_type, value_version, value_fingerprint "
+    "FROM {s}.pt_heads WHERE value IS NOT NULL) x GROUP BY t, v, f ORDER BY t, v, f"
+)
+
 _ITER_SNAPSHOTS = (
-    "SELECT * FROM (SELECT state_type, state_id, position, last_event_id, data, 0 AS src "
+    "SELECT * FROM (SELECT state_type, state_id, position, last_event_id, data, 0 AS src, "
+    "version, fingerprint "
     "FROM {s}.pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
-    "value_position, value, 1 FROM {s}.pt_heads WHERE value IS NOT NULL) x "
+    "value_position, value, 1, value_version, value_fingerprint "
+    "FROM {s}.pt_heads WHERE value IS NOT NULL) x "
     "WHERE (state_type, state_id, position, src) > (%s, %s, %s, %s) "
     "ORDER BY state_type, state_id, position, src LIMIT %s"
 )
@@ -233,6 +259,9 @@ FROM {s}.pt_heads h FULL OUTER JOIN (
     GROUP BY state_type, state_id
 ) l ON h.state_type = l.state_type AND h.state_id = l.state_id
 WHERE h.last_position IS DISTINCT FROM l.maxp
+  AND NOT (l.maxp IS NULL AND h.last_position <= (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM {s}.pt_meta
+    WHERE key = 'archived_until'))
 ORDER BY 1, 2 LIMIT %s"""
 _SNAPSHOTS_DISAGREE = """SELECT x.state_type, x.state_id, x.position, x.last_event_id, x.want FROM (
     SELECT s.state_type, s.state_id, s.position, s.last_event_id,
@@ -240,9 +269,15 @@ _SNAPSHOTS_DISAGREE = """SELECT x.state_type, x.state_id, x.position, x.last_eve
             AND l.state_id = s.state_id AND l.position <= s.position) AS want
     FROM {s}.pt_snapshots s
 ) x WHERE x.last_event_id IS DISTINCT FROM x.want
+  AND NOT (x.want IS NULL AND x.last_event_id <= (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM {s}.pt_meta
+    WHERE key = 'archived_until'))
 ORDER BY 1, 2, 3 LIMIT %s"""
 _REBUILD_HEADS = (
-    """DELETE FROM {s}.pt_heads WHERE NOT EXISTS (SELECT 1 FROM {s}.pt_links l
+    """DELETE FROM {s}.pt_heads WHERE last_position > (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM {s}.pt_meta
+    WHERE key = 'archived_until')
+    AND NOT EXISTS (SELECT 1 FROM {s}.pt_links l
     WHERE l.state_type = {s}.pt_heads.state_type AND l.state_id = {s}.pt_heads.state_id)""",
     """INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
     SELECT state_type, state_id, max(position) FROM {s}.pt_links WHERE true
@@ -275,39 +310,50 @@ _APPEND = """
 WITH base AS (SELECT coalesce(max(position), 0) AS b FROM {s}.pt_events),
 want AS (
     SELECT * FROM unnest(%(wt)b::text[], %(wi)b::text[], %(we)b::bigint[],
-                         %(wn)b::bigint[], %(wm)b::text[], %(wv)b::text[])
-                  AS w(t, i, expected, n, mode, v)
+                         %(wn)b::bigint[], %(wm)b::text[], %(wv)b::text[],
+                         %(wvv)b::integer[], %(wvf)b::text[])
+                  AS w(t, i, expected, n, mode, v, vv, vf)
 ),
 upd AS (
     UPDATE {s}.pt_heads h SET last_position = coalesce(base.b + w.n, h.last_position),
         value = coalesce(w.v, h.value),
-        value_position = CASE WHEN w.v IS NULL THEN h.value_position ELSE base.b + w.n END
+        value_position = CASE WHEN w.v IS NULL THEN h.value_position ELSE base.b + w.n END,
+        value_version = CASE WHEN w.v IS NULL THEN h.value_version ELSE w.vv END,
+        value_fingerprint = CASE WHEN w.v IS NULL THEN h.value_fingerprint ELSE w.vf END
     FROM want w, base
     WHERE w.mode = 'u' AND h.state_type = w.t AND h.state_id = w.i
       AND h.last_position = w.expected
     RETURNING h.state_type AS t, h.state_id AS i
 ),
 ins AS (
-    INSERT INTO {s}.pt_heads (state_type, state_id, last_position, value, value_position)
-    SELECT w.t, w.i, base.b + w.n, w.v, CASE WHEN w.v IS NULL THEN NULL ELSE base.b + w.n END
+    INSERT INTO {s}.pt_heads (state_type, state_id, last_position, value, value_position,
+                              value_version, value_fingerprint)
+    SELECT w.t, w.i, base.b + w.n, w.v, CASE WHEN w.v IS NULL THEN NULL ELSE base.b + w.n END,
+           w.vv, w.vf
     FROM want w, base WHERE w.mode = 'i'
     ON CONFLICT DO NOTHING
     RETURNING state_type AS t, state_id AS i
 ),
 ups AS (
-    INSERT INTO {s}.pt_heads AS h0 (state_type, state_id, last_position, value, value_position)
-    SELECT w.t, w.i, base.b + w.n, w.v, CASE WHEN w.v IS NULL THEN NULL ELSE base.b + w.n END
+    INSERT INTO {s}.pt_heads AS h0 (state_type, state_id, last_position, value, value_position,
+                                    value_version, value_fingerprint)
+    SELECT w.t, w.i, base.b + w.n, w.v, CASE WHEN w.v IS NULL THEN NULL ELSE base.b + w.n END,
+           w.vv, w.vf
     FROM want w, base WHERE w.mode = 'f'
     ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
+        value_version = CASE WHEN excluded.value IS NULL THEN h0.value_version
+                        ELSE excluded.value_version END,
+        value_fingerprint = CASE WHEN excluded.value IS NULL THEN h0.value_fingerprint
+                            ELSE excluded.value_fingerprint END,
         value = coalesce(excluded.value, h0.value),
         value_position = coalesce(excluded.value_position, h0.value_position)
 ),
 ev AS (
-    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at, event_key)
-    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at, e.k
+    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at, version, event_key)
+    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at, e.version, e.k
     FROM base, unnest(%(et)b::text[], %(ed)b::text[], %(ec)b::bigint[], %(ef)b::text[],
-                      %(ek)b::text[])
-         WITH ORDINALITY AS e(type, data, caused_by, fired_at, k, n)
+                      %(ev)b::integer[], %(ek)b::text[])
+         WITH ORDINALITY AS e(type, data, caused_by, fired_at, version, k, n)
 ),
 cm AS (
     INSERT INTO {s}.pt_commits (commit_id, first_position, last_position)
@@ -339,6 +385,16 @@ SELECT base.b, {s}.pt_refuse(
 ) FROM base
 """
 
+_COPY_EVENTS = "COPY {s}.pt_events (position, type, data, caused_by, fired_at, version) FROM STDIN"
+_COPY_LINKS = "COPY {s}.pt_links (state_type, state_id, position, grp) FROM STDIN"
+_IMPORT_HEADS = (
+    "INSERT INTO {s}.pt_heads (state_type, state_id, last_position) "
+    "SELECT state_type, state_id, max(position) FROM {s}.pt_links WHERE position > %s "
+    "GROUP BY state_type, state_id "
+    "ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position"
+)
+_IMPORT_BATCH = 10_000  # events per COPY of an import
+
 _META_WRITE = (
     "WITH d AS (DELETE FROM {s}.pt_meta WHERE key = ANY(%b::text[])) "
     "INSERT INTO {s}.pt_meta (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
@@ -346,10 +402,13 @@ _META_WRITE = (
 )
 
 _SNAPSHOTS_WRITE = (
-    "INSERT INTO {s}.pt_snapshots (state_type, state_id, position, last_event_id, data) "
-    "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[]) "
+    "INSERT INTO {s}.pt_snapshots (state_type, state_id, position, last_event_id, data, "
+    "version, fingerprint) "
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[], "
+    "%b::integer[], %b::text[]) "
     "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
-    "last_event_id = excluded.last_event_id, data = excluded.data"
+    "last_event_id = excluded.last_event_id, data = excluded.data, "
+    "version = excluded.version, fingerprint = excluded.fingerprint"
 )
 
 _SNAPSHOTS_TRIM = (
@@ -360,21 +419,38 @@ _SNAPSHOTS_TRIM = (
     "FROM {s}.pt_snapshots p JOIN unnest(%b::text[], %b::text[]) AS k(t, i) "
     "ON p.state_type = k.t AND p.state_id = k.i) x WHERE x.rn > %s) old "
     "WHERE s.state_type = old.state_type AND s.state_id = old.state_id "
-    "AND s.position = old.position"
+    "AND s.position = old.position AND {not_base}"
 )
+
+# The base snapshots of an archived log (at pt_meta's archived_until) are never
+# trimmed or dropped: they stand for the archived events.
+_NOT_BASE = (
+    "position <> coalesce((SELECT value::bigint FROM {s}.pt_meta "
+    f"WHERE key = '{ARCHIVED_UNTIL}'), -1)"
+)
+_SNAPSHOTS_TRIM = _SNAPSHOTS_TRIM.replace("{not_base}", "s." + _NOT_BASE)
 
 # Dropping snapshots forgets the heads values too (they are the newest snapshots).
 _SNAPSHOTS_DROP_ALL = (
     "WITH v AS (UPDATE {s}.pt_heads SET value = NULL, value_position = NULL "
-    "WHERE value IS NOT NULL) DELETE FROM {s}.pt_snapshots"
+    f"WHERE value IS NOT NULL) DELETE FROM {{s}}.pt_snapshots WHERE {_NOT_BASE}"
 )
 
 _SNAPSHOTS_DROP = (
     "WITH k AS (SELECT * FROM unnest(%b::text[], %b::text[]) AS k(t, i)), "
     "v AS (UPDATE {s}.pt_heads h SET value = NULL, value_position = NULL FROM k "
     "WHERE h.state_type = k.t AND h.state_id = k.i) "
-    "DELETE FROM {s}.pt_snapshots s USING k WHERE s.state_type = k.t AND s.state_id = k.i"
+    "DELETE FROM {s}.pt_snapshots s USING k WHERE s.state_type = k.t AND s.state_id = k.i "
+    f"AND s.{_NOT_BASE}"
 )
+
+_ARCHIVE_DELETE = [
+    "DELETE FROM {s}.pt_snapshots WHERE position < %(until)s",
+    "DELETE FROM {s}.pt_links WHERE position <= %(until)s",
+    "DELETE FROM {s}.pt_events WHERE position <= %(until)s",
+    "INSERT INTO {s}.pt_meta (key, value) VALUES (%(key)s, %(value)s) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+]
 
 
 def _key_arrays(keys: Sequence[StateKey]) -> tuple[list[str], list[str]]:
@@ -417,20 +493,22 @@ class _PostgresReader(StoreReader):
         out: dict[StateKey, list[SnapshotRecord]] = {}
         for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
             arrays = _key_arrays(chunk)
-            for t, i, p, last, data in self._q(_SNAPSHOTS, [*arrays, at_most, *arrays, at_most]):
+            rows = self._q(_SNAPSHOTS, [*arrays, at_most, *arrays, at_most])
+            for t, i, p, last, data, version, mark in rows:
                 key = StateKey(t, i)
                 history = out.get(key)
+                record = SnapshotRecord(key, p, last, data, version, mark)
                 if history is None:
-                    out[key] = [SnapshotRecord(key, p, last, data)]
+                    out[key] = [record]
                 elif history[-1].position != p:  # a heads value where a snapshot is too
-                    history.append(SnapshotRecord(key, p, last, data))
+                    history.append(record)
         return out
 
     def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
         out: dict[StateKey, HeadRow] = {}
         for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
-            for t, i, p, value, vp in self._q(_HEADS, _key_arrays(chunk)):
-                out[StateKey(t, i)] = HeadRow(p, value, vp)
+            for t, i, p, value, vp, version, mark in self._q(_HEADS, _key_arrays(chunk)):
+                out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -488,12 +566,18 @@ class _PostgresReader(StoreReader):
     def pending_handlers(self, limit: int) -> list[int]:
         return [int(r[0]) for r in self._q(_PENDING_HANDLERS, (limit,))]
 
+    def event_versions(self) -> list[TypeVersions]:
+        return [TypeVersions(t, v, None, n) for t, v, n in self._q(_EVENT_VERSIONS)]
+
+    def snapshot_versions(self) -> list[TypeVersions]:
+        return [TypeVersions(t, v, f, n) for t, v, f, n in self._q(_SNAPSHOT_VERSIONS)]
+
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         after: tuple[str, str, int, int] = ("", "", -(1 << 62), 0)
         while True:  # a heads value at a snapshot's position comes too: both are checked
             rows = self._q(_ITER_SNAPSHOTS, (*after, _PAGE))
-            for t, i, p, last, data, _ in rows:
-                yield SnapshotRecord(StateKey(t, i), p, last, data)
+            for t, i, p, last, data, _, version, mark in rows:
+                yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark)
             if len(rows) < _PAGE:
                 return
             last_row = rows[-1]
@@ -800,7 +884,7 @@ class PostgresStore(Store):
             with self.reader() as reader:
                 return reader.heads(wanted)
         rows, _ = self._single(_HEADS, _key_arrays(wanted))
-        return {StateKey(t, i): HeadRow(p, value, vp) for t, i, p, value, vp in rows}
+        return {StateKey(t, i): HeadRow(p, *rest) for t, i, p, *rest in rows}
 
     def write_values(self, records: Sequence[SnapshotRecord]) -> int:
         if not records:
@@ -814,6 +898,8 @@ class PostgresStore(Store):
                 [r.key.id for r in rows],
                 [r.position for r in rows],
                 [r.data for r in rows],
+                [r.version for r in rows],
+                [r.fingerprint for r in rows],
             ),
         )
         return count
@@ -824,7 +910,7 @@ class PostgresStore(Store):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str] | None = None,
+        values: Mapping[StateKey, str | HeadValue] | None = None,
         commit_id: str | None = None,
         handled: Sequence[int] = (),
     ) -> list[int]:
@@ -1006,6 +1092,70 @@ class PostgresStore(Store):
             self.statements += 1
             conn.execute(self._sql(_MARK_HANDLED), (list(positions),))
 
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        count = 0
+        with self._transaction("import", "committing an import") as conn:
+            # The append lock: no commit can interleave with the imported positions.
+            self.statements += 2
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+            head = int(conn.execute(self._sql(_HEAD)).fetchone()[0])  # type: ignore[index]
+            if head != after:
+                raise StoreError(
+                    f"import refused, nothing was written: the store's head is {head}, "
+                    f"the events continue after {after}"
+                )
+            batch: list[ImportedEvent] = []
+            for event in gap_free(events, after):
+                batch.append(event)
+                if len(batch) >= _IMPORT_BATCH:
+                    self._import_batch(conn, batch)
+                    count += len(batch)
+                    batch = []
+            self._import_batch(conn, batch)
+            count += len(batch)
+            self.statements += 1
+            conn.execute(self._sql(_IMPORT_HEADS), (after,))
+        return count
+
+    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+        with self._transaction("archiving", "committing an archive") as conn:
+            self.statements += 1
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+            check_archive_cut(_PostgresReader(self, conn), until, base)
+            if base:
+                self.statements += 1
+                conn.execute(
+                    self._sql(_SNAPSHOTS_WRITE),
+                    (
+                        [r.key.type for r in base],
+                        [r.key.id for r in base],
+                        [r.position for r in base],
+                        [r.last_event_id for r in base],
+                        [r.data for r in base],
+                        [r.version for r in base],
+                        [r.fingerprint for r in base],
+                    ),
+                )
+            params = {"until": until, "key": ARCHIVED_UNTIL, "value": str(until)}
+            counts = []
+            for statement in _ARCHIVE_DELETE:
+                self.statements += 1
+                counts.append(conn.execute(self._sql(statement), params).rowcount)
+        return int(counts[2])
+
+    def _import_batch(self, conn: Conn, batch: Sequence[ImportedEvent]) -> None:
+        if not batch:
+            return
+        self.statements += 2
+        with conn.cursor() as cursor:
+            with cursor.copy(self._sql(_COPY_EVENTS)) as copy:
+                for e in batch:
+                    copy.write_row((*e[:5], e.version))
+            with cursor.copy(self._sql(_COPY_LINKS)) as copy:
+                for e in batch:
+                    for k, g in e.links:
+                        copy.write_row((k.type, k.id, e.position, g))
+
     def write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
@@ -1038,6 +1188,8 @@ class PostgresStore(Store):
                         [r.position for r in rows],
                         [r.last_event_id for r in rows],
                         [r.data for r in rows],
+                        [r.version for r in rows],
+                        [r.fingerprint for r in rows],
                     ),
                 )
                 conn.execute(self._sql(_SNAPSHOTS_TRIM), (*_key_arrays(keys), keep))
@@ -1059,7 +1211,7 @@ class PostgresStore(Store):
 def _append_params(
     events: Sequence[NewEvent],
     expected: Mapping[StateKey, int | None],
-    values: Mapping[StateKey, str],
+    values: Mapping[StateKey, str | HeadValue],
 ) -> dict[str, Any]:
     """The arrays the append statement takes (see ``_APPEND`` for the modes)."""
     last_touch: dict[StateKey, int] = {}
@@ -1083,17 +1235,21 @@ def _append_params(
             modes.append("u")
         else:
             modes.append("i" if key in last_touch else "n")
+    given = [None if values.get(k) is None else head_value(values[k]) for k in want]
     return {
         "wt": [k.type for k in want],
         "wi": [k.id for k in want],
         "we": [expected.get(k) for k in want],
         "wn": [last_touch.get(k) for k in want],
         "wm": modes,
-        "wv": [values.get(k) for k in want],
+        "wv": [v.data if v else None for v in given],
+        "wvv": [v.version if v else 1 for v in given],
+        "wvf": [v.fingerprint if v else None for v in given],
         "et": [e.type for e in events],
         "ed": [e.data for e in events],
         "ec": [e.caused_by for e in events],
         "ef": [e.fired_at for e in events],
+        "ev": [e.version for e in events],
         "lt": lt,
         "li": li,
         "ln": ln,

@@ -30,9 +30,12 @@ from .._errors import (
 )
 from .._model import StateKey
 from ._base import (
+    ARCHIVED_UNTIL,
     MIGRATIONS,
     SCHEMA_VERSION,
     HeadRow,
+    HeadValue,
+    ImportedEvent,
     Link,
     NewEvent,
     NoStoreError,
@@ -40,9 +43,13 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    TypeVersions,
     batch_keys,
+    check_archive_cut,
     chunks,
     duplicate_message,
+    gap_free,
+    head_value,
     parse_schema_version,
     stale_message,
 )
@@ -88,6 +95,9 @@ FROM pt_heads h FULL OUTER JOIN (
     GROUP BY state_type, state_id
 ) l ON h.state_type = l.state_type AND h.state_id = l.state_id
 WHERE h.last_position IS NOT l.maxp
+  AND NOT (l.maxp IS NULL AND h.last_position <= (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM pt_meta
+    WHERE key = 'archived_until'))
 ORDER BY 1, 2 LIMIT ?"""
 _SNAPSHOTS_DISAGREE = """SELECT x.state_type, x.state_id, x.position, x.last_event_id, x.want FROM (
     SELECT s.state_type, s.state_id, s.position, s.last_event_id,
@@ -95,9 +105,15 @@ _SNAPSHOTS_DISAGREE = """SELECT x.state_type, x.state_id, x.position, x.last_eve
             AND l.state_id = s.state_id AND l.position <= s.position) AS want
     FROM pt_snapshots s
 ) x WHERE x.last_event_id IS NOT x.want
+  AND NOT (x.want IS NULL AND x.last_event_id <= (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM pt_meta
+    WHERE key = 'archived_until'))
 ORDER BY 1, 2, 3 LIMIT ?"""
 _REBUILD_HEADS = (
-    """DELETE FROM pt_heads WHERE NOT EXISTS (SELECT 1 FROM pt_links l
+    """DELETE FROM pt_heads WHERE last_position > (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM pt_meta
+    WHERE key = 'archived_until')
+    AND NOT EXISTS (SELECT 1 FROM pt_links l
     WHERE l.state_type = pt_heads.state_type AND l.state_id = pt_heads.state_id)""",
     """INSERT INTO pt_heads (state_type, state_id, last_position)
     SELECT state_type, state_id, max(position) FROM pt_links WHERE true
@@ -112,6 +128,14 @@ _REBUILD_HEADS = (
 _KEYS_PER_STATEMENT = 400  # 2 parameters each
 _RANGES_PER_STATEMENT = 300  # 4 parameters each
 _POSITIONS_PER_STATEMENT = 500
+_IMPORT_BATCH = 5000  # events per executemany of an import
+
+# The base snapshots of an archived log (at pt_meta's archived_until) are never
+# trimmed or dropped: they stand for the archived events.
+_NOT_BASE = (
+    f"position <> coalesce((SELECT CAST(value AS INTEGER) FROM pt_meta "
+    f"WHERE key = '{ARCHIVED_UNTIL}'), -1)"
+)
 
 
 class _SQLiteReader(StoreReader):
@@ -157,22 +181,25 @@ class _SQLiteReader(StoreReader):
             n = 2 * len(chunk) + 1  # the number of the at_most parameter
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
-                "SELECT s.state_type, s.state_id, s.position, s.last_event_id, s.data "
+                "SELECT s.state_type, s.state_id, s.position, s.last_event_id, s.data, "
+                "s.version, s.fingerprint "
                 "FROM want w JOIN pt_snapshots s ON s.state_type = w.t AND s.state_id = w.i "
                 f"AND s.position <= ?{n} UNION ALL "
-                "SELECT h.state_type, h.state_id, h.value_position, h.value_position, h.value "
+                "SELECT h.state_type, h.state_id, h.value_position, h.value_position, h.value, "
+                "h.value_version, h.value_fingerprint "
                 "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i "
                 f"AND h.value IS NOT NULL AND h.value_position <= ?{n} "
                 "ORDER BY 1, 2, 3 DESC",
                 [*(v for k in chunk for v in k), at_most],
             )
-            for t, i, p, last, data in rows:
+            for t, i, p, last, data, version, mark in rows:
                 key = StateKey(t, i)
                 history = out.get(key)
+                record = SnapshotRecord(key, p, last, data, version, mark)
                 if history is None:
-                    out[key] = [SnapshotRecord(key, p, last, data)]
+                    out[key] = [record]
                 elif history[-1].position != p:  # a heads value where a snapshot is too
-                    history.append(SnapshotRecord(key, p, last, data))
+                    history.append(record)
         return out
 
     def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
@@ -181,12 +208,13 @@ class _SQLiteReader(StoreReader):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
-                "SELECT h.state_type, h.state_id, h.last_position, h.value, h.value_position "
+                "SELECT h.state_type, h.state_id, h.last_position, h.value, h.value_position, "
+                "h.value_version, h.value_fingerprint "
                 "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i",
                 [v for k in chunk for v in k],
             )
-            for t, i, p, value, vp in rows:
-                out[StateKey(t, i)] = HeadRow(p, value, vp)
+            for t, i, p, value, vp, version, mark in rows:
+                out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -213,7 +241,7 @@ class _SQLiteReader(StoreReader):
         for chunk in chunks(positions, self._size(_POSITIONS_PER_STATEMENT, 1)):
             marks = ",".join("?" for _ in chunk)
             rows = self._q(
-                "SELECT position, type, data, caused_by, fired_at FROM pt_events "
+                "SELECT position, type, data, caused_by, fired_at, version FROM pt_events "
                 f"WHERE position IN ({marks}) ORDER BY position",
                 list(chunk),
             )
@@ -222,7 +250,7 @@ class _SQLiteReader(StoreReader):
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         rows = self._q(
-            "SELECT position, type, data, caused_by, fired_at FROM pt_events "
+            "SELECT position, type, data, caused_by, fired_at, version FROM pt_events "
             "WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )
@@ -276,12 +304,29 @@ class _SQLiteReader(StoreReader):
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         rows = self._q(
-            "SELECT state_type, state_id, position, last_event_id, data FROM pt_snapshots "
-            "UNION ALL SELECT state_type, state_id, value_position, value_position, value "
+            "SELECT state_type, state_id, position, last_event_id, data, version, fingerprint "
+            "FROM pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
+            "value_position, value, value_version, value_fingerprint "
             "FROM pt_heads WHERE value IS NOT NULL ORDER BY 1, 2, 3"
         )
-        for t, i, p, last, data in rows:
-            yield SnapshotRecord(StateKey(t, i), p, last, data)
+        for t, i, p, last, data, version, mark in rows:
+            yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark)
+
+    def event_versions(self) -> list[TypeVersions]:
+        rows = self._q(
+            "SELECT type, version, count(*) FROM pt_events GROUP BY type, version "
+            "ORDER BY type, version"
+        )
+        return [TypeVersions(t, v, None, n) for t, v, n in rows]
+
+    def snapshot_versions(self) -> list[TypeVersions]:
+        rows = self._q(
+            "SELECT t, v, f, count(*) FROM (SELECT state_type AS t, version AS v, "
+            "fingerprint AS f FROM pt_snapshots UNION ALL SELECT state_type, value_version, "
+            "value_fingerprint FROM pt_heads WHERE value IS NOT NULL) "
+            "GROUP BY t, v, f ORDER BY t, v, f"
+        )
+        return [TypeVersions(t, v, f, n) for t, v, f, n in rows]
 
 
 class SQLiteStore(Store):
@@ -449,10 +494,15 @@ class SQLiteStore(Store):
                 self.statements += 1
                 return int(
                     conn.executemany(
-                        "UPDATE pt_heads SET value = ?1, value_position = ?2 "
+                        "UPDATE pt_heads SET value = ?1, value_position = ?2, value_version = ?5, "
+                        "value_fingerprint = ?6 "
                         "WHERE state_type = ?3 AND state_id = ?4 AND last_position = ?2 "
-                        "AND (value_position IS NOT ?2 OR value IS NULL)",
-                        [(r.data, r.position, r.key.type, r.key.id) for r in records],
+                        "AND (value_position IS NOT ?2 OR value IS NULL "
+                        "OR value_version IS NOT ?5 OR value_fingerprint IS NOT ?6)",
+                        [
+                            (r.data, r.position, r.key.type, r.key.id, r.version, r.fingerprint)
+                            for r in records
+                        ],
                     ).rowcount
                 )
 
@@ -460,7 +510,7 @@ class SQLiteStore(Store):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str] | None = None,
+        values: Mapping[StateKey, str | HeadValue] | None = None,
         commit_id: str | None = None,
         handled: Sequence[int] = (),
     ) -> list[int]:
@@ -474,7 +524,7 @@ class SQLiteStore(Store):
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str],
+        values: Mapping[StateKey, str | HeadValue],
         commit_id: str | None,
         handled: Sequence[int],
     ) -> list[int]:
@@ -508,10 +558,10 @@ class SQLiteStore(Store):
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 4
             conn.executemany(
-                "INSERT INTO pt_events (position, type, data, caused_by, fired_at, event_key) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO pt_events (position, type, data, caused_by, fired_at, version, "
+                "event_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (p, e.type, e.data, e.caused_by, e.fired_at, e.key)
+                    (p, e.type, e.data, e.caused_by, e.fired_at, e.version, e.key)
                     for p, e in zip(positions, events, strict=True)
                 ],
             )
@@ -524,15 +574,27 @@ class SQLiteStore(Store):
             conn.executemany("INSERT INTO pt_links VALUES (?, ?, ?, ?)", link_rows)
             # The value rides in the heads statement; a state without one keeps
             # its old value (exact at its old value_position, no longer fresh).
+            head_rows = []
+            for k, p in heads.items():
+                given = values.get(k)
+                v = None if given is None else head_value(given)
+                head_rows.append(
+                    (k.type, k.id, p)
+                    + ((None, 1, None) if v is None else (v.data, v.version, v.fingerprint))
+                )
             conn.executemany(
                 "INSERT INTO pt_heads (state_type, state_id, last_position, value, "
-                "value_position) VALUES (?1, ?2, ?3, ?4, "
-                "CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END) "
+                "value_position, value_version, value_fingerprint) VALUES (?1, ?2, ?3, ?4, "
+                "CASE WHEN ?4 IS NULL THEN NULL ELSE ?3 END, ?5, ?6) "
                 "ON CONFLICT (state_type, state_id) DO UPDATE SET "
                 "last_position = excluded.last_position, "
+                "value_version = CASE WHEN excluded.value IS NULL THEN value_version "
+                "ELSE excluded.value_version END, "
+                "value_fingerprint = CASE WHEN excluded.value IS NULL THEN value_fingerprint "
+                "ELSE excluded.value_fingerprint END, "
                 "value = coalesce(excluded.value, value), "
                 "value_position = coalesce(excluded.value_position, value_position)",
-                [(k.type, k.id, p, values.get(k)) for k, p in heads.items()],
+                head_rows,
             )
             conn.execute(
                 "INSERT INTO pt_commits VALUES (?, ?, ?)", (commit_id, positions[0], positions[-1])
@@ -600,6 +662,85 @@ class SQLiteStore(Store):
                     "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in positions]
                 )
 
+    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+        self._writing("import")
+        count = 0
+        with self._transaction("BEGIN IMMEDIATE", "import failed, nothing was written") as conn:
+            head = _SQLiteReader(self).head()
+            if head != after:
+                raise StoreError(
+                    f"import refused, nothing was written: the store's head is {head}, "
+                    f"the events continue after {after}"
+                )
+            batch: list[ImportedEvent] = []
+            for event in gap_free(events, after):
+                batch.append(event)
+                if len(batch) >= _IMPORT_BATCH:
+                    self._import_batch(conn, batch)
+                    count += len(batch)
+                    batch = []
+            self._import_batch(conn, batch)
+            count += len(batch)
+            self.statements += 1
+            conn.execute(
+                "INSERT INTO pt_heads (state_type, state_id, last_position) "
+                "SELECT state_type, state_id, max(position) FROM pt_links "
+                "WHERE position > ? GROUP BY state_type, state_id "
+                "ON CONFLICT (state_type, state_id) "
+                "DO UPDATE SET last_position = excluded.last_position",
+                (after,),
+            )
+        return count
+
+    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+        self._writing("archive")
+        with self._transaction("BEGIN IMMEDIATE", "archive failed, nothing was deleted") as conn:
+            reader = _SQLiteReader(self)
+            check_archive_cut(reader, until, base)
+            self.statements += 5
+            conn.executemany(
+                "INSERT INTO pt_snapshots (state_type, state_id, position, last_event_id, data, "
+                "version, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
+                "last_event_id = excluded.last_event_id, data = excluded.data, "
+                "version = excluded.version, fingerprint = excluded.fingerprint",
+                [
+                    (
+                        r.key.type,
+                        r.key.id,
+                        r.position,
+                        r.last_event_id,
+                        r.data,
+                        r.version,
+                        r.fingerprint,
+                    )
+                    for r in base
+                ],
+            )
+            conn.execute("DELETE FROM pt_snapshots WHERE position < ?", (until,))
+            conn.execute("DELETE FROM pt_links WHERE position <= ?", (until,))
+            deleted = conn.execute("DELETE FROM pt_events WHERE position <= ?", (until,)).rowcount
+            conn.execute(
+                "INSERT INTO pt_meta VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                (ARCHIVED_UNTIL, str(until)),
+            )
+        return int(deleted)
+
+    def _import_batch(self, conn: sqlite3.Connection, batch: Sequence[ImportedEvent]) -> None:
+        if not batch:
+            return
+        self.statements += 2
+        conn.executemany(
+            "INSERT INTO pt_events (position, type, data, caused_by, fired_at, version) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(*e[:5], e.version) for e in batch],
+        )
+        conn.executemany(
+            "INSERT INTO pt_links VALUES (?, ?, ?, ?)",
+            [(k.type, k.id, e.position, g) for e in batch for k, g in e.links],
+        )
+
     def write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
@@ -630,15 +771,29 @@ class SQLiteStore(Store):
                     )
             self.statements += 2
             conn.executemany(
-                "INSERT INTO pt_snapshots VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO pt_snapshots (state_type, state_id, position, last_event_id, data, "
+                "version, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (state_type, state_id, position) DO UPDATE SET "
-                "last_event_id = excluded.last_event_id, data = excluded.data",
-                [(r.key.type, r.key.id, r.position, r.last_event_id, r.data) for r in records],
+                "last_event_id = excluded.last_event_id, data = excluded.data, "
+                "version = excluded.version, fingerprint = excluded.fingerprint",
+                [
+                    (
+                        r.key.type,
+                        r.key.id,
+                        r.position,
+                        r.last_event_id,
+                        r.data,
+                        r.version,
+                        r.fingerprint,
+                    )
+                    for r in records
+                ],
             )
             conn.executemany(
                 "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position < "
                 "(SELECT MIN(position) FROM (SELECT position FROM pt_snapshots "
-                "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?))",
+                f"WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?)) "
+                f"AND {_NOT_BASE}",
                 [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
             )
 
@@ -652,7 +807,7 @@ class SQLiteStore(Store):
                         "UPDATE pt_heads SET value = NULL, value_position = NULL "
                         "WHERE value IS NOT NULL"
                     )
-                    return int(conn.execute("DELETE FROM pt_snapshots").rowcount)
+                    return int(conn.execute(f"DELETE FROM pt_snapshots WHERE {_NOT_BASE}").rowcount)
                 count = 0
                 for k in dict.fromkeys(keys):
                     conn.execute(
@@ -661,7 +816,8 @@ class SQLiteStore(Store):
                         (k.type, k.id),
                     )
                     count += conn.execute(
-                        "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ?",
+                        f"DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? "
+                        f"AND {_NOT_BASE}",
                         (k.type, k.id),
                     ).rowcount
                 return count

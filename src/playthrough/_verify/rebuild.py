@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 
-from .._errors import DecodeError, PlaythroughError
+from .._errors import ArchivedRangeError, DecodeError, PlaythroughError
 from .._model import Phase, State, StateKey
 from .._playing import EventPlayer
 from .._reconstitution import StateReconstitutor
-from .._serialization import blank_for, decode_event, encode_state
+from .._serialization import blank_for, decode_event, encode_state, state_from_snapshot
 from .._stores import Store, StoredEvent, StoreReader
+from .._stores._base import archived_until
 
 #: ``progress(stage, done, total)``; stages: "sync", "snapshots", "determinism", "locate".
 Progress = Callable[[str, int, int], None]
@@ -37,7 +38,7 @@ def rebuild(
     """The states as the log gives them at ``at``, rebuilt from blank (snapshots ignored)."""
     try:
         states, _ = reconstitutor.reconstitute(reader, keys, at, use_snapshots=False)
-    except DecodeError:
+    except (DecodeError, ArchivedRangeError):
         raise
     except Exception as exc:
         raise ReplayFailed(f"rebuilding {', '.join(map(str, keys[:3]))} at {at}: {exc!r}") from exc
@@ -45,17 +46,31 @@ def rebuild(
 
 
 class FromBlank:
-    """Streams the log through ``apply`` from blank, holding every state touched."""
+    """Streams the log through ``apply`` from blank, holding every state touched.
 
-    def __init__(self) -> None:
+    On an archived log (see ``_archive``) the start is the cut: ``start`` is
+    the last archived position and the states begin as its base snapshots,
+    which stand for the archived events; the caller reads the log after
+    ``start``.
+    """
+
+    def __init__(self, store: Store | None = None) -> None:
         self.states: dict[StateKey, State] = {}
         self._replay = EventPlayer(self.states, _APPLY)
+        self.start = 0
+        if store is not None:
+            with store.reader() as reader:
+                self.start = archived_until(reader)
+                if self.start:
+                    for record in reader.iter_snapshots():
+                        if record.position == self.start:
+                            self.states[record.key] = state_from_snapshot(record)
 
     def play(self, stored: StoredEvent, keys: list[StateKey]) -> None:
         for k in keys:
             if k not in self.states:
                 self.states[k] = blank_for(k)
-        event = decode_event(stored)
+        event = decode_event(stored, keys)
         try:
             self._replay.play(event, stored.position, keys)
         except Exception as exc:
@@ -97,9 +112,9 @@ def replay_encodings(
             if progress is not None:
                 progress("determinism", min(i + 200, len(keys)), len(keys))
         return out
-    blank = FromBlank()
+    blank = FromBlank(store)
     compared: dict[StateKey, None] = {}
-    for chunk in store.read_log(until=end, chunk=LOG_PAGE):
+    for chunk in store.read_log(after=blank.start, until=end, chunk=LOG_PAGE):
         check()
         for stored, touched in chunk:
             blank.play(stored, touched)

@@ -43,6 +43,6 @@ def corrupt_snapshot(
     if unknown:
         raise KeyError(f"{key} has no field(s) {', '.join(unknown)}")
     data.update(changes)
-    rewritten = SnapshotRecord(key, record.position, record.last_event_id, dumps(data))
+    rewritten = record._replace(data=dumps(data))  # same version and fingerprint
     store.write_snapshots([rewritten], keep=len(history))
     return rewritten

@@ -41,22 +41,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def configured_url(config: pytest.Config) -> str | None:
-    """The URL from ``--playthrough-url`` or ``PLAYTHROUGH_TEST_URL`` (None: in memory)."""
-    url: str | None = config.getoption("playthrough_url") or os.environ.get(ENV) or None
+def configured_url(config: pytest.Config) -> str:
+    """The URL from ``--playthrough-url`` or ``PLAYTHROUGH_TEST_URL`` (else in memory)."""
+    url: str = config.getoption("playthrough_url") or os.environ.get(ENV) or "sqlite://"
     return url
 
 
-def _fresh(url: str | None, tmp_path: Path) -> tuple[str | None, Callable[[], None]]:
+def _fresh(url: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
     """A URL naming an empty store for one test, and how to clean it up."""
     parsed = parse_store_url(url)
     if parsed.is_memory:
-        return None, lambda: None
+        return "sqlite://", lambda: None
     if parsed.kind == "sqlite":
         name = Path(parsed.path or "").name or "playthrough.db"
         return sqlite_url(tmp_path / name), lambda: None
     if parsed.kind == "postgresql":
-        assert url is not None
         parts = urlsplit(url)
         schema = f"pt_test_{uuid.uuid4().hex[:12]}"
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]

@@ -221,7 +221,7 @@ def check_reconstitution(
     id_pool: int = 3,
     overrides: Overrides | None = None,
     rejections: tuple[type[BaseException], ...] = (EventRejected,),
-    engine_factory: Callable[[], Engine] = Engine.open,
+    engine_factory: Callable[[], Engine] | None = None,
     settings_: settings | None = None,
 ) -> None:
     """The property, for your domain: any history, any snapshot placement, loads = reference.
@@ -237,6 +237,11 @@ def check_reconstitution(
     history. ``settings_`` replaces the Hypothesis settings built from
     ``max_examples``.
     """
+    if engine_factory is None:
+
+        def engine_factory() -> Engine:
+            return Engine.open("sqlite://")
+
     chosen = settings_ or settings(
         max_examples=max_examples,
         deadline=None,

@@ -1,0 +1,169 @@
+"""Archival: move the old part of the log to a file while every load stays exact.
+
+``archive_log(store, coordinator, before=..., to=...)``:
+
+1. the cut ``C``: the events before a position, or those fired before a date
+   (the longest prefix of the log all fired before it);
+2. the base: a snapshot at ``C`` of every state touched at or before ``C``
+   (those touched since the previous cut, and those with a base snapshot
+   there), each reconstituted exactly at ``C``;
+3. the events ``(previous cut, C]`` exported to the file (the export format,
+   checked by its trailer) and flushed to disk;
+4. one store transaction (``Store.archive``): write the base, delete the
+   events, links and every snapshot older than ``C``, record ``C``.
+
+Afterwards a load at any position >= ``C`` starts from the base (or a newer
+snapshot): exact. Anything that needs an archived position (time travel before
+``C``, ``replay()``, reading the whole log) raises ArchivedRangeError naming
+the range, unless the engine was opened with ``archive=`` files, which
+:class:`ArchiveReader` loads into an in-memory store for reads before ``C``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._errors import ArchivedRangeError, PlaythroughError, TransferError
+from ._model import StateKey
+from ._serialization import encode_state
+from ._stores import SQLiteStore, Store, StoreReader
+from ._stores._base import archived_until
+from ._transfer import export_log, import_log
+from ._upcasting import snapshot_record
+
+if TYPE_CHECKING:
+    from ._reconstitution import StateReconstitutor
+
+__all__ = ["ArchiveReader", "ArchiveReport", "archive_log"]
+
+
+@attrs.frozen
+class ArchiveReport:
+    """What ``archive`` did: events ``(after, until]`` moved to ``path``.
+
+    ``states``: how many base snapshots were written at ``until``.
+    """
+
+    after: int
+    until: int
+    events: int
+    states: int
+    path: str
+    sha256: str
+
+
+def find_cut(store: Store, before: int | datetime) -> int:
+    """The last position to archive: ``before - 1``, or the last event fired before a date."""
+    with store.reader() as reader:
+        previous = archived_until(reader)
+    if isinstance(before, int):
+        return before - 1
+    if before.tzinfo is None:
+        raise ValueError("give the date with a time zone (UTC: 2026-01-01T00:00:00+00:00)")
+    cut = previous
+    for page in store.read_log(after=previous, chunk=2000):
+        for entry in page:
+            if datetime.fromisoformat(entry.event.fired_at) >= before:
+                return cut
+            cut = entry.event.position
+    return cut
+
+
+def archive_log(
+    store: Store,
+    reconstitutor: StateReconstitutor,
+    *,
+    before: int | datetime,
+    to: str | os.PathLike[str],
+) -> ArchiveReport:
+    """Archive the log before ``before`` into the file ``to`` (gzip; refused if it exists)."""
+    path = Path(to)
+    if path.exists():
+        raise PlaythroughError(f"{path} already exists: an archive is never overwritten")
+    cut = find_cut(store, before)
+    with store.reader() as reader:
+        previous = archived_until(reader)
+        head = reader.head()
+        if not previous < cut < head:
+            raise PlaythroughError(
+                f"nothing to archive before {before}: the cut ({cut}) must be after the "
+                f"archived positions (1..{previous}) and before the head ({head}), which "
+                "stays in the log"
+            )
+        keys = _touched_up_to(reader, previous, cut)
+        states, _ = reconstitutor.reconstitute(reader, keys, cut) if keys else ({}, None)
+    base = [snapshot_record(k, cut, states[k], encode_state(states[k])) for k in keys]
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out:
+            exported = export_log(store, out, after=previous, until=cut)
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(partial, path)
+    deleted = store.archive(cut, base)
+    if deleted != exported.count:
+        raise PlaythroughError(
+            f"archive of ({previous}, {cut}] deleted {deleted} events but exported "
+            f"{exported.count}: check the store"
+        )
+    return ArchiveReport(previous, cut, deleted, len(base), str(path), exported.sha256)
+
+
+def _touched_up_to(reader: StoreReader, previous: int, cut: int) -> list[StateKey]:
+    """States touched in (previous, cut], and those based at the previous cut."""
+    keys: dict[StateKey, None] = {}
+    step = 10_000
+    for lo in range(previous, cut, step):
+        for link in reader.links_between(lo, min(lo + step, cut)):
+            keys[link.key] = None
+    if previous:
+        for record in reader.iter_snapshots():
+            if record.position == previous:
+                keys[record.key] = None
+    return list(keys)
+
+
+class ArchiveReader:
+    """The archived events, from the archive files, in an in-memory store (loaded once)."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        self.paths = [Path(p) for p in paths]
+        self._store: SQLiteStore | None = None
+
+    def store(self, needed_until: int) -> SQLiteStore:
+        if self._store is None:
+            store = SQLiteStore(":memory:")
+            try:
+                for n, path in enumerate(self.paths):
+                    with path.open("rb") as source:
+                        import_log(store, source, append=n > 0, name=str(path))
+            except TransferError as exc:
+                store.close()
+                raise ArchivedRangeError(
+                    f"the archive files, in the order given, must hold the archived log from "
+                    f"position 1 on: {exc}"
+                ) from exc
+            except BaseException:
+                store.close()
+                raise
+            self._store = store
+        with self._store.reader() as reader:
+            have = reader.head()
+        if have < needed_until:
+            raise ArchivedRangeError(
+                f"the archive files ({', '.join(map(str, self.paths))}) hold positions 1..{have}, "
+                f"but the store archived 1..{needed_until}"
+            )
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -1,0 +1,157 @@
+"""The ``playthrough`` logger: what the engine did, with structured ``extra`` fields.
+
+Each function also feeds OpenTelemetry (``_telemetry``), a no-op without the extra.
+
+Silent by default (a NullHandler, as a library should); an application turns
+it on with ``logging.getLogger("playthrough").setLevel(...)`` and a handler.
+Every record carries its facts as attributes (``record.event_count``, ...) so
+a JSON formatter or a log pipeline can read them without parsing messages.
+
+Levels: DEBUG for every commit; INFO for snapshot sets, full replays, loads
+that rewound a state or played many events; WARNING for commits refused by a
+conflict; ERROR for handle hooks that raised after their event was committed.
+Records are built only when the level is enabled, so a silent logger costs a
+level check per commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from . import _telemetry
+
+if TYPE_CHECKING:
+    from ._reconstitution import Plan
+    from ._replay import ReplayReport
+
+logger = logging.getLogger("playthrough")
+logger.addHandler(logging.NullHandler())
+
+#: A load whose plan plays at least this many events is logged at INFO.
+MANY_EVENTS = 1000
+
+
+def committed(positions: Sequence[int], seconds: float) -> None:
+    if not positions:
+        return
+    _telemetry.committed(len(positions), positions[0], positions[-1], seconds)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "committed %d event(s) at positions %d..%d in %.2f ms",
+            len(positions),
+            positions[0],
+            positions[-1],
+            seconds * 1000,
+            extra={
+                "event_count": len(positions),
+                "first_position": positions[0],
+                "last_position": positions[-1],
+                "duration_ms": seconds * 1000,
+            },
+        )
+
+
+def conflict(event_count: int, error: BaseException) -> None:
+    _telemetry.conflict()
+    logger.warning(
+        "commit of %d event(s) refused: %s",
+        event_count,
+        error,
+        extra={"event_count": event_count, "error": str(error)},
+    )
+
+
+def commit_failed(event_count: int, error: BaseException) -> None:
+    logger.error(
+        "commit of %d event(s) failed, nothing was written: %s",
+        event_count,
+        error,
+        extra={"event_count": event_count, "error": str(error)},
+    )
+
+
+def handler_failed(event_type: str, hook: str, position: int | None, error: BaseException) -> None:
+    logger.error(
+        "%s.%s raised after event %s was committed: %r",
+        event_type,
+        hook,
+        position,
+        error,
+        exc_info=error,
+        extra={"event_type": event_type, "hook": hook, "position": position},
+    )
+
+
+def loaded(plan: Plan, seconds: float) -> None:
+    """A load worth a line: it rewound a state or played many events."""
+    rewound = plan.rewound
+    _telemetry.loaded(plan.events_played, len(plan.states), plan.at, len(rewound), seconds)
+    many = plan.events_played >= MANY_EVENTS
+    if not (rewound or many) or not logger.isEnabledFor(logging.INFO):
+        return
+    targets = [str(k) for k in plan.targets]
+    names = [str(sp.key) for sp in rewound]
+    extra = {
+        "targets": targets,
+        "position": plan.at,
+        "events_played": plan.events_played,
+        "state_count": len(plan.states),
+        "rewound": names,
+        "duration_ms": seconds * 1000,
+    }
+    if rewound:
+        logger.info(
+            "load of %s at %d rewound %s (snapshots out of sync); played %d event(s)",
+            ", ".join(targets),
+            plan.at,
+            ", ".join(names),
+            plan.events_played,
+            extra=extra,
+        )
+    else:
+        logger.info(
+            "load of %s at %d played %d event(s) over %d state(s) in %.1f ms",
+            ", ".join(targets),
+            plan.at,
+            plan.events_played,
+            len(plan.states),
+            seconds * 1000,
+            extra=extra,
+        )
+
+
+def snapshot_set(position: int, state_count: int, seconds: float) -> None:
+    _telemetry.snapshot_set(position, state_count, seconds)
+    logger.info(
+        "wrote a snapshot set of %d state(s) at position %d in %.1f ms",
+        state_count,
+        position,
+        seconds * 1000,
+        extra={"position": position, "state_count": state_count, "duration_ms": seconds * 1000},
+    )
+
+
+def replayed(report: ReplayReport, seconds: float) -> None:
+    _telemetry.span(
+        "replay",
+        seconds,
+        {"events_played": report.played, "position": report.position},
+    )
+    logger.info(
+        "full replay played %d event(s) up to position %d (resumed from %d), "
+        "wrote %d snapshot set(s), held at most %d state(s)",
+        report.played,
+        report.position,
+        report.resumed_from,
+        report.snapshot_sets,
+        report.peak_states,
+        extra={
+            "events_played": report.played,
+            "position": report.position,
+            "resumed_from": report.resumed_from,
+            "snapshot_sets": report.snapshot_sets,
+            "peak_states": report.peak_states,
+        },
+    )

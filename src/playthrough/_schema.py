@@ -1,0 +1,214 @@
+"""What the stored rows' types and versions are, and whether this code can read them.
+
+``schema_report(store)`` backs ``playthrough schema``: per stored type, the
+versions present in the log and in snapshots (counted by the database, no row
+is decoded) and, for each, whether the classes registered in this process can
+read it. ``rewrite_snapshots(...)`` backs ``playthrough snapshot``: it brings
+every stored snapshot to its class's current version and fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ._model import StateKey, registry
+from ._reconstitution import StateReconstitutor
+from ._serialization import encode_state, state_from_snapshot
+from ._stores import SnapshotRecord, Store
+from ._upcasting import snapshot_problem, snapshot_record
+from ._versions import fingerprint
+
+__all__ = ["SchemaReport", "StoredVersion", "rewrite_snapshots", "schema_report"]
+
+
+@attrs.frozen
+class StoredVersion:
+    """``rows`` rows of one stored type at one version (and, for snapshots, fingerprint)."""
+
+    kind: str  # "event" or "snapshot"
+    type: str
+    version: int
+    fingerprint: str | None
+    rows: int
+    readable: bool
+    note: str  # how this code reads them, or why it cannot
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class SchemaReport:
+    url: str
+    entries: tuple[StoredVersion, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Every stored event and snapshot can be read (and used) by this code."""
+        return all(e.readable for e in self.entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "url": self.url, "types": [e.to_dict() for e in self.entries]}
+
+    def to_text(self) -> str:
+        lines = [f"playthrough schema {self.url}"]
+        for kind, title in (("event", "events"), ("snapshot", "snapshots and heads values")):
+            mine = [e for e in self.entries if e.kind == kind]
+            lines.append(f"{title}:" if mine else f"{title}: none stored")
+            for e in mine:
+                mark = "ok   " if e.readable else "FAIL "
+                shape = f" [{e.fingerprint}]" if e.fingerprint else ""
+                lines.append(f"  {mark}{e.type} v{e.version}{shape}: {e.rows} row(s), {e.note}")
+        bad = sum(1 for e in self.entries if not e.readable)
+        lines.append(
+            "OK: this code reads every stored row"
+            if not bad
+            else f"FAILED: {bad} stored type version(s) this code cannot read or use"
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def _event_entry(type_name: str, version: int, rows: int) -> StoredVersion:
+    cls = registry.events.get(type_name)
+    if cls is None:
+        return StoredVersion(
+            "event", type_name, version, None, rows, False,
+            "no Event class has this type name or alias (import its module with --app)",
+        )  # fmt: skip
+    name = cls.__qualname__
+    if type_name != cls._pt_type_name:
+        name += f" (alias of {cls._pt_type_name!r})"
+    current = cls._pt_version
+    if version > current:
+        return StoredVersion(
+            "event", type_name, version, None, rows, False,
+            f"written by newer code: {name} here is version {current}",
+        )  # fmt: skip
+    how = "current version" if version == current else f"upcast v{version} -> v{current}"
+    return StoredVersion("event", type_name, version, None, rows, True, f"{name}, {how}")
+
+
+def _snapshot_entry(type_name: str, version: int, mark: str | None, rows: int) -> StoredVersion:
+    cls = registry.states.get(type_name)
+    if cls is None:
+        return StoredVersion(
+            "snapshot", type_name, version, mark, rows, False,
+            "no State class has this type name (import its module with --app)",
+        )  # fmt: skip
+    probe = SnapshotRecord(StateKey(type_name, ""), 0, None, "", version, mark)
+    problem = snapshot_problem(probe)
+    if problem is not None:
+        return StoredVersion(
+            "snapshot", type_name, version, mark, rows, False,
+            f"NOT USED by loads: {problem}; `playthrough snapshot` rewrites them",
+        )  # fmt: skip
+    current = cls._pt_version
+    how = "current version" if version == current else f"upcast v{version} -> v{current}"
+    return StoredVersion(
+        "snapshot", type_name, version, mark, rows, True, f"{cls.__qualname__}, {how}"
+    )
+
+
+def schema_report(store: Store) -> SchemaReport:
+    with store.reader() as reader:
+        events = reader.event_versions()
+        snapshots = reader.snapshot_versions()
+    entries = [_event_entry(t.type, t.version, t.rows) for t in events]
+    entries += [_snapshot_entry(t.type, t.version, t.fingerprint, t.rows) for t in snapshots]
+    return SchemaReport(store.url, tuple(entries))
+
+
+# --------------------------------------------------------------------------- rewriting
+
+
+@attrs.frozen
+class RewriteReport:
+    """What ``rewrite_snapshots`` did: ``upcast``: decoded and encoded again at the
+    current version; ``rebuilt``: from the log (they could not be used)."""
+
+    checked: int
+    upcast: int
+    rebuilt: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _outdated(type_name: str, version: int, mark: str | None) -> bool:
+    cls = registry.states.get(type_name)
+    if cls is None:
+        return False  # reported by ``schema``; nothing here can write it
+    return version != cls._pt_version or mark != fingerprint(cls)
+
+
+def rewrite_snapshots(
+    store: Store,
+    *,
+    batch: int = 500,
+    progress: Callable[[int, int], None] | None = None,
+) -> RewriteReport:
+    """Bring every stored snapshot and heads value to its class's current version.
+
+    A snapshot with an upcaster path is upcast and written again at its position;
+    one that cannot be used (no path, or a class changed without a version bump)
+    is rebuilt from the log at its position by a plan that ignores it, which is
+    exact. Positions and the number of snapshots per state do not change.
+    Memory holds the keys of the outdated snapshots and one batch of states;
+    running it again after an interruption continues with what is left.
+    """
+    with store.reader() as reader:
+        groups = reader.snapshot_versions()  # counted by the database
+        stale = {
+            (g.type, g.version, g.fingerprint)
+            for g in groups
+            if _outdated(g.type, g.version, g.fingerprint)
+        }
+        # iter_snapshots yields a snapshot and a heads value at one position as two rows
+        counts = Counter(
+            (r.key, r.position)
+            for r in (reader.iter_snapshots() if stale else ())
+            if (r.key.type, r.version, r.fingerprint) in stale
+        )
+    todo = list(counts)
+    reconstitutor = StateReconstitutor()
+    upcast = rebuilt = 0
+    for start in range(0, len(todo), batch):
+        part = todo[start : start + batch]
+        records: list[SnapshotRecord] = []
+        values: list[SnapshotRecord] = []
+        with store.reader() as reader:
+            wanted = set(part)
+            keys = list(dict.fromkeys(k for k, _ in part))
+            heads = reader.heads(keys)
+            found = reader.snapshots(keys, reader.head())
+            for history in found.values():
+                for record in history:
+                    if (record.key, record.position) not in wanted:
+                        continue
+                    if snapshot_problem(record) is None:
+                        state = state_from_snapshot(record)
+                        upcast += 1
+                    else:
+                        built, _ = reconstitutor.reconstitute(reader, [record.key], record.position)
+                        state = built[record.key]
+                        rebuilt += 1
+                    new = snapshot_record(record.key, record.position, state, encode_state(state))
+                    row = heads.get(record.key)
+                    is_value = row is not None and row.value_position == record.position
+                    if is_value:
+                        values.append(new)
+                    if not is_value or counts[(record.key, record.position)] > 1:
+                        records.append(new)
+        # keep: every snapshot each state has (only rows at existing positions are rewritten)
+        store.write_snapshots(records, keep=1 << 30)
+        store.write_values(values)  # where still the state's last event (else: no longer used)
+        if progress is not None:
+            progress(min(start + batch, len(todo)), len(todo))
+    return RewriteReport(len(todo), upcast, rebuilt)

@@ -1,0 +1,108 @@
+"""OpenTelemetry spans and metrics, when the ``otel`` extra is installed.
+
+``pip install 'playthrough[otel]'`` installs ``opentelemetry-api``; the
+application configures the SDK (providers, exporters) as usual. Without the
+package every function here returns at its first line: no import, no object.
+
+Spans (named ``playthrough.<what>``, timed after the fact from the duration
+the engine measured): ``commit`` (``playthrough.event_count``,
+``playthrough.first_position``, ``playthrough.last_position``), ``load``
+(``playthrough.events_played``, ``playthrough.states``, ``playthrough.position``,
+``playthrough.rewound``), ``snapshot`` (``playthrough.state_count``,
+``playthrough.position``), ``replay`` and ``verify``.
+
+Metrics: ``playthrough.events.committed`` (counter), ``playthrough.commit.duration``
+(histogram, ms), ``playthrough.conflicts`` (counter),
+``playthrough.load.events_played`` (histogram), ``playthrough.snapshot.rows``
+(counter).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+try:
+    from opentelemetry import metrics, trace
+except ImportError:  # the extra is not installed: every function is a no-op
+    ENABLED = False
+else:
+    ENABLED = True
+
+_instruments: dict[str, Any] = {}
+_tracer: Any = None
+
+
+def _setup() -> None:
+    global _tracer
+    # Proxies: they follow whatever providers the application sets, even later.
+    _tracer = trace.get_tracer("playthrough")
+    meter = metrics.get_meter("playthrough")
+    _instruments["committed"] = meter.create_counter(
+        "playthrough.events.committed", unit="{event}", description="events committed"
+    )
+    _instruments["commit_ms"] = meter.create_histogram(
+        "playthrough.commit.duration", unit="ms", description="time of a commit's append"
+    )
+    _instruments["conflicts"] = meter.create_counter(
+        "playthrough.conflicts", unit="{commit}", description="commits refused by a conflict"
+    )
+    _instruments["played"] = meter.create_histogram(
+        "playthrough.load.events_played", unit="{event}", description="events a load played"
+    )
+    _instruments["snapshot_rows"] = meter.create_counter(
+        "playthrough.snapshot.rows", unit="{row}", description="snapshot rows written"
+    )
+
+
+if ENABLED:
+    _setup()
+
+
+def span(name: str, seconds: float, attributes: dict[str, Any]) -> None:
+    """A finished span ``playthrough.<name>`` that lasted ``seconds`` until now."""
+    if not ENABLED:
+        return
+    end = time.time_ns()
+    started = _tracer.start_span(
+        f"playthrough.{name}",
+        start_time=end - int(seconds * 1e9),
+        attributes={f"playthrough.{k}": v for k, v in attributes.items()},
+    )
+    started.end(end_time=end)
+
+
+def committed(count: int, first: int, last: int, seconds: float) -> None:
+    if not ENABLED:
+        return
+    _instruments["committed"].add(count)
+    _instruments["commit_ms"].record(seconds * 1000)
+    span("commit", seconds, {"event_count": count, "first_position": first, "last_position": last})
+
+
+def conflict() -> None:
+    if ENABLED:
+        _instruments["conflicts"].add(1)
+
+
+def loaded(events_played: int, states: int, position: int, rewound: int, seconds: float) -> None:
+    if not ENABLED:
+        return
+    _instruments["played"].record(events_played)
+    span(
+        "load",
+        seconds,
+        {
+            "events_played": events_played,
+            "states": states,
+            "position": position,
+            "rewound": rewound,
+        },
+    )
+
+
+def snapshot_set(position: int, rows: int, seconds: float) -> None:
+    if not ENABLED:
+        return
+    _instruments["snapshot_rows"].add(rows)
+    span("snapshot", seconds, {"position": position, "state_count": rows})

@@ -1,0 +1,243 @@
+"""Archival: the old log moves to a file; every load stays exact or refuses loudly."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from playthrough import ArchivedRangeError, Engine, Event, PlaythroughError
+from playthrough._model import key_of
+from playthrough._serialization import encode_state
+from playthrough._stores import SQLiteStore
+from playthrough.examples.bank import Account, Deposited, Ledger, Transferred
+from playthrough.testing import reference_states
+
+from .domain import Node
+from .strategies import events, operations
+from .test_reconstitution_properties import expected, ref_class, run_history, snapshot_of
+
+REFS: list[int | None] = [1, 2, 3, 4, None]
+_files = itertools.count()
+
+
+def _check_loads(engine: Engine, committed: list[Event], positions: list[int]) -> None:
+    for ref in REFS:
+        assert snapshot_of(engine.load(*ref_class(ref))) == expected(committed, ref)
+        for p in positions:
+            cls, sid = ref_class(ref)
+            got = engine.load(cls, sid, at=p)
+            assert snapshot_of(got) == expected(committed, ref, upto=p), (ref, p)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ops=operations(),
+    cut_at=st.floats(0, 1),
+    travel=st.lists(st.floats(0, 1), max_size=3),
+    more=st.lists(events(), max_size=6),
+)
+def test_archive_at_a_random_cut_keeps_every_load_exact(
+    tmp_path: Path,
+    ops: list[tuple[object, ...]],
+    cut_at: float,
+    travel: list[float],
+    more: list[Event],
+) -> None:
+    db = tmp_path / f"a{next(_files)}.db"
+    store = SQLiteStore(str(db), synchronous="OFF")
+    committed: list[Event] = []
+    run_history(Engine(store), ops, committed)
+    head = Engine(store).head()
+    if head < 2:
+        store.close()
+        return
+    cut = 1 + int(cut_at * (head - 2))  # 1 <= cut < head
+    archive = tmp_path / f"a{next(_files)}.jsonl.gz"
+    report = Engine(store).archive(before=cut + 1, to=archive)
+    assert (report.after, report.until, report.events) == (0, cut, cut)
+    after_cut = sorted({cut + int(f * (head - cut)) for f in travel})
+    before_cut = sorted({int(f * (cut - 1)) for f in travel})
+
+    fresh = Engine(store)  # loads at and after the cut: from the base snapshots
+    _check_loads(fresh, committed, after_cut)
+    for p in before_cut:
+        with pytest.raises(ArchivedRangeError, match=rf"positions 1\.\.{cut} were archived"):
+            fresh.load(Node, 1, at=p)
+    with pytest.raises(ArchivedRangeError, match="archived"):
+        fresh.replay()
+    with pytest.raises(ArchivedRangeError, match="archived"):
+        fresh.snapshot([(Node, 1)], at=cut - 1)
+    fresh.drop_snapshots()  # the base snapshots stay: they stand for the archived events
+    _check_loads(Engine(store), committed, after_cut)
+
+    reading = Engine(store, archive=archive)  # before the cut: from the archive file
+    _check_loads(reading, committed, before_cut + after_cut)
+
+    writer = Engine(store)  # new commits go on where the log was
+    for event in more:
+        try:
+            writer.fire(event)
+        except PlaythroughError:
+            continue
+        committed.extend(writer.commit())
+    writer.snapshot()
+    _check_loads(Engine(store), committed, after_cut)
+    store.close()
+
+
+def test_a_second_archive_chains_after_the_first(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    committed: list[Event] = []
+    with Engine.open(url, snapshot_every=3) as engine:
+        for n in range(12):
+            engine.fire(Deposited(account_id=n % 3, amount=10))
+            if n % 4 == 3:
+                engine.fire(Transferred(source_id=n % 3, target_id=(n + 1) % 3, amount=5))
+            committed.extend(engine.commit())
+        first = engine.archive(before=6, to=tmp_path / "one.jsonl.gz")
+        second = engine.archive(before=12, to=tmp_path / "two.jsonl.gz")
+        assert (first.after, first.until, second.after, second.until) == (0, 5, 5, 11)
+        with pytest.raises(PlaythroughError, match="already exists"):
+            engine.archive(before=14, to=tmp_path / "two.jsonl.gz")
+        with pytest.raises(PlaythroughError, match="must be after the archived"):
+            engine.archive(before=8, to=tmp_path / "three.jsonl.gz")
+        with pytest.raises(PlaythroughError, match="before the head"):
+            engine.archive(before=engine.head() + 1, to=tmp_path / "three.jsonl.gz")
+    reference = reference_states(committed)
+    files = [tmp_path / "one.jsonl.gz", tmp_path / "two.jsonl.gz"]
+    with Engine.open(url, archive=files) as engine:
+        for n in range(3):
+            for p in (0, 3, 5, 8, 11, engine.head()):
+                want = reference_states(committed, upto=p).get(key_of(Account, n))
+                got = engine.load(Account, n, at=p)
+                assert want is None or encode_state(got) == encode_state(want)
+            assert encode_state(engine.load(Account, n)) == encode_state(
+                reference[key_of(Account, n)]
+            )
+        assert engine.load(Ledger).transfers == 3
+    with Engine.open(url, archive=files[1:]) as engine:
+        with pytest.raises(ArchivedRangeError, match="must hold the archived log from position 1"):
+            engine.load(Account, 1, at=2)
+
+
+def test_archive_before_a_date_takes_the_events_fired_before_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    with Engine.open(url) as engine:
+        for n in range(4):
+            engine.fire(Deposited(account_id=1, amount=n + 1))
+            engine.commit()
+        fired = [
+            datetime.fromisoformat(e.event.fired_at) for p in engine.store.read_log() for e in p
+        ]
+        report = engine.archive(before=fired[2], to=tmp_path / "old.jsonl.gz")
+        assert report.until == 2
+        with pytest.raises(ValueError, match="time zone"):
+            engine.archive(before=datetime(2030, 1, 1), to=tmp_path / "x.jsonl.gz")
+        with pytest.raises(PlaythroughError, match="nothing to archive"):
+            engine.archive(before=fired[0] - timedelta(days=1), to=tmp_path / "y.jsonl.gz")
+        assert engine.load(Account, 1).balance == 1 + 2 + 3 + 4
+        assert datetime.now(UTC) > fired[-1]
+
+
+@pytest.mark.postgres
+def test_archive_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    with Engine.open(url, snapshot_every=2, snapshot_history=1) as engine:
+        for n in range(9):
+            engine.fire(Deposited(account_id=n % 2, amount=n + 1))
+            engine.fire(Transferred(source_id=n % 2, target_id=1 - n % 2, amount=1))
+            engine.commit()
+        balances = [engine.load(Account, i).balance for i in (0, 1)]
+        before = engine.load(Account, 0, at=7)
+        engine.archive(before=10, to=tmp_path / "pg.jsonl.gz")
+        engine.snapshot()  # history 1: a newer snapshot must not trim the base away
+        engine.snapshot()
+    with Engine.open(url) as engine:
+        assert [engine.load(Account, i).balance for i in (0, 1)] == balances
+        assert engine.load(Ledger).transfers == 9
+        with pytest.raises(ArchivedRangeError):
+            engine.load(Account, 0, at=7)
+    with Engine.open(url, archive=tmp_path / "pg.jsonl.gz") as engine:
+        assert engine.load(Account, 0, at=7) == before
+
+
+def test_verify_checks_an_archived_log_from_its_cut(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    with Engine.open(url) as engine:
+        for n in range(6):
+            engine.fire(Deposited(account_id=n % 2, amount=n + 1))
+            engine.fire(Transferred(source_id=n % 2, target_id=1 - n % 2, amount=1))
+            engine.commit()
+        engine.archive(before=6, to=tmp_path / "old.jsonl.gz")
+        engine.snapshot()
+        report = engine.verify(apps=["playthrough.examples.bank"])
+        assert report.ok, report.to_text()
+        assert report.start == 5
+        # the set at the head and the heads values; the base at the cut is the start
+        assert report.snapshots.checked == 6
+        assert report.determinism.ran and not report.determinism.mismatches
+        with pytest.raises(ArchivedRangeError, match="snapshot-free rebuild"):
+            engine.verify(sample=1)
+        # a wrong snapshot after the cut is still caught
+        head = engine.head()
+        with engine.store._transaction("BEGIN IMMEDIATE") as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                "UPDATE pt_snapshots SET data = replace(data, '\"balance\":', '\"balance\":9') "
+                "WHERE position = ? AND state_type = 'bank.Account'",
+                (head,),
+            )
+        bad = engine.verify(determinism=False)
+        assert not bad.ok
+        assert bad.snapshots.mismatches
+
+
+def test_the_cli_archives(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "bank.db"
+    with Engine.open(f"sqlite:///{db}") as engine:
+        for n in range(5):
+            engine.fire(Deposited(account_id=1, amount=n + 1))
+            engine.commit()
+    command = [sys.executable, "-m", "playthrough._cli", "archive", f"sqlite:///{db}"]
+    env = {**os.environ, "CI": "1"}
+    done = subprocess.run(
+        [
+            *command,
+            "--before",
+            "4",
+            "--to",
+            str(tmp_path / "a.jsonl.gz"),
+            "--app",
+            "playthrough.examples.bank",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "archived 3 events (0, 3]" in done.stdout
+    bad = subprocess.run(
+        [*command, "--before", "yesterday", "--to", str(tmp_path / "b.jsonl.gz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 2 and "neither a position nor an ISO date" in bad.stderr
+    with Engine.open(f"sqlite:///{db}") as engine:
+        assert engine.load(Account, 1).balance == 15
+        with pytest.raises(ArchivedRangeError):
+            engine.load(Account, 1, at=2)
+    with Engine.open(f"sqlite:///{db}", archive=tmp_path / "a.jsonl.gz") as engine:
+        assert engine.load(Account, 1, at=2).balance == 3
