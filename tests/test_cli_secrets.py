@@ -32,12 +32,16 @@ def _url_commands() -> list[str]:
 def test_the_commands_that_take_a_url_are_known() -> None:
     assert _url_commands() == [
         "archive",
+        "events",
         "export",
+        "followers",
         "handlers",
         "import",
+        "info",
         "repair",
         "schema",
         "snapshot",
+        "states",
         "verify",
     ]
 
@@ -72,7 +76,7 @@ def test_no_password_in_any_output(
         junit = tmp_path / "report.xml"
         cmd = main.commands[command]
         args = [command] + [
-            url if p.name == "database_url" else str(tmp_path / "file.jsonl")
+            url if p.name == "database_url" else "1" if p.name == "id" else str(tmp_path / "f")
             for p in cmd.params
             if isinstance(p, click.Argument)
         ]

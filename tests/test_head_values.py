@@ -475,8 +475,15 @@ def _as_version_1(path: Path) -> None:
         ("pt_events", "version"),
         ("pt_snapshots", "version"),
         ("pt_snapshots", "fingerprint"),
+        # schema version 4 (the read side; its indexes go first)
+        ("pt_events", "metadata"),
+        ("pt_events", "correlation"),
     ]:
+        if column == "metadata":
+            conn.execute("DROP INDEX pt_events_by_cause")
+            conn.execute("DROP INDEX pt_events_by_correlation")
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute("DROP TABLE pt_followers")
     conn.execute("UPDATE pt_meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()

@@ -42,8 +42,13 @@ def test_a_version_1_schema_is_upgraded_on_open(pg_url: str, pg_schema: str) -> 
             ("pt_events", "version"),
             ("pt_snapshots", "version"),
             ("pt_snapshots", "fingerprint"),
+            # schema version 4 (the read side)
+            ("pt_events", "metadata"),
+            ("pt_events", "correlation"),
         ]:
             conn.execute(f'ALTER TABLE "{pg_schema}".{table} DROP COLUMN {column}')
+        conn.execute(f'DROP TABLE "{pg_schema}".pt_followers')
+        conn.execute(f'DROP INDEX IF EXISTS "{pg_schema}".pt_events_by_cause')
         conn.execute(f"UPDATE \"{pg_schema}\".pt_meta SET value = '1' WHERE key = 'schema_version'")
     store = PostgresStore(pg_url, schema=pg_schema)
     try:

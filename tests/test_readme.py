@@ -36,3 +36,12 @@ def test_readme_names_the_test_command_ci_runs() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in README.read_text()
     assert ".venv/bin/python -m pytest" in ci
+
+
+def test_readme_read_side_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    [reading] = [b for b in blocks if "engine.find(" in b]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "readme_tour"}
+    exec(compile(blocks[0], str(README), "exec"), namespace)  # the classes and bank.db
+    exec(compile(reading, str(README), "exec"), namespace)  # asserts its own results

@@ -171,6 +171,7 @@ def test_schema_in_the_url_and_url_without_password(pg_url: str, pg_schema: str)
         "pt_links",
         "pt_heads",
         "pt_snapshots",
+        "pt_followers",
     }
     with pytest.raises(StoreError, match="two schemas"):
         PostgresStore(f"{pg_url}?schema={pg_schema}", schema="other")

@@ -387,3 +387,19 @@ def test_export_and_import_report_progress() -> None:
         )
     assert seen[-1] == ("import", 4, 4)
     assert ("export", 4, 4) in seen
+
+
+def test_metadata_and_correlation_survive_export_and_import(tmp_path: Path) -> None:
+    with Engine.open("sqlite://") as source:
+        with source.metadata(user="ada", correlation="req-1"):
+            source.fire(Deposited(account_id=1, amount=5), metadata={"note": "é"})
+        source.fire(Deposited(account_id=2, amount=6))
+        source.commit()
+        data = exported(source)
+        before = [(e.id, e.metadata, e.correlation) for e in source.events()]
+    assert b'"metadata":' in data and b'"correlation":"req-1"' in data
+    with Engine.open(f"sqlite:///{tmp_path / 'copy.db'}") as target:
+        target.import_log(io.BytesIO(data))
+        after = [(e.id, e.metadata, e.correlation) for e in target.events()]
+    assert after == before
+    assert after[0][1:] == ({"user": "ada", "note": "é"}, "req-1")

@@ -10,6 +10,9 @@ Layout: the public names are re-exported here; everything else is private.
 - ``_replay``: the full replay (``Engine.replay()``)
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
 - ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and the sync check
+- ``_log``: reading the log (``engine.events``/``event``/``causes``/``effects``), metadata
+- ``_query``: states by value (``engine.find``/``count``/``info``) over the stored values
+- ``_followers``: ``Projection`` and ``engine.run``, followers that survive restarts
 - ``_engine``: Engine, which ties them together
 - ``_versions``: class versions, aliases and fingerprints, checked at class definition
 - ``_upcasting``: reading old rows: upcaster chains, strict decoding, unusable snapshots
@@ -34,8 +37,12 @@ from ._errors import (
     DefinitionError,
     DuplicateEvent,
     EventRejected,
+    FollowerBusy,
+    FollowerFailed,
     HandlerFailed,
+    NotFoundError,
     PlaythroughError,
+    QueryError,
     ReconstitutionError,
     SchemaVersionError,
     StateMutationError,
@@ -44,11 +51,14 @@ from ._errors import (
     UnknownKeysError,
     UnknownTypeError,
 )
+from ._followers import FollowerReport, FollowerStatus, Projection
 from ._model import Event, SingletonState, State, StateKey, state_id
 from ._playing import event_random, now
+from ._query import StateInfo
 from ._reconstitution import Plan
 from ._replay import ReplayReport
 from ._snapshots import OutOfSync, SyncReport
+from ._stores import FollowerTransaction
 from ._transfer import TransferReport
 from ._verify import VerifyReport
 
@@ -56,6 +66,15 @@ __all__ = [
     "ArchiveReport",
     "ArchivedRangeError",
     "CommitOutcomeUnknown",
+    "FollowerTransaction",
+    "StateInfo",
+    "QueryError",
+    "Projection",
+    "NotFoundError",
+    "FollowerStatus",
+    "FollowerReport",
+    "FollowerFailed",
+    "FollowerBusy",
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptionError",

@@ -826,3 +826,5 @@ def _progress_bar(wanted: bool | None) -> Iterator[Callable[[str, int, int], Non
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+from . import _cli_read  # noqa: E402, F401 - registers events, states, info, followers

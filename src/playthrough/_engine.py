@@ -9,7 +9,7 @@ import time
 import typing
 import uuid
 import warnings
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from . import _logging, _telemetry
+from . import _followers, _logging, _telemetry
 from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._errors import (
     ConcurrencyError,
@@ -29,7 +29,15 @@ from ._errors import (
     ReconstitutionError,
     StateMutationError,
 )
+from ._followers import FollowerReport, FollowerStatus, Projection
 from ._handlers import handler_failed, has_handlers, run_handlers, run_pending
+from ._log import (
+    EventLog,
+    StateRefArg,
+    encode_metadata,
+    metadata_text,
+    new_correlation,
+)
 from ._model import (
     Event,
     State,
@@ -38,6 +46,7 @@ from ._model import (
     key_of,
 )
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
+from ._query import StateInfo, StateQueries
 from ._reconstitution import Plan, StateReconstitutor, checked_plan
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
@@ -46,6 +55,7 @@ from ._slots import (
     fired_data,
     forget_binding,
     mark_fired,
+    mark_record,
     set_data,
     set_key,
     set_last_event_id,
@@ -152,8 +162,13 @@ class Engine:
         #: The last failure of the automatic snapshot policy after a commit (logged too).
         self.snapshot_error: Exception | None = None
         self._caused_by: int | None = None
+        # Correlation of the event whose handle hooks run (or given by metadata(correlation=)).
+        self._correlation: str | None = None
+        self._metadata: dict[str, Any] = {}
         # Firing live plays one event with apply on the touched live states.
         self._live_player = EventPlayer({}, APPLY_ONLY)
+        self._log = EventLog(self)
+        self._queries = StateQueries(self)
         self._committing = False
         self._closed = False
 
@@ -379,11 +394,16 @@ class Engine:
 
     # ------------------------------------------------------------------ firing
 
-    def fire(self, event: E, *, key: str | None = None) -> E:
+    def fire(
+        self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> E:
         """Validate and apply an event to the live states and queue it for commit.
 
-        If a ``validate`` hook raises (``EventRejected`` or anything else), no
-        state changes and nothing is queued; the exception propagates.
+        ``metadata`` (a JSON-able dict, merged over those of enclosing
+        ``engine.metadata(...)`` blocks) is stored with the event and read back
+        as ``event.metadata``. If a ``validate`` hook raises (``EventRejected``
+        or anything else), no state changes and nothing is queued; the
+        exception propagates.
 
         ``key`` makes the event idempotent: it is stored with the event under a
         unique constraint, and committing an event whose key is already in the
@@ -419,6 +439,7 @@ class Engine:
         binding(event)  # checks the ids' types first, for the clearer error
         if _normalise(event, data):  # (which drops that binding if a value changed)
             data = encode_event(event)
+        stored_metadata = encode_metadata(self._metadata, metadata)
         keys = list(binding(event).touched)
         repository = self._repository
         live: dict[StateKey, State] = {}
@@ -433,6 +454,9 @@ class Engine:
             live.update(self._load_live(missing))
         mark_fired(event, fired_at=datetime.now(UTC), caused_by=self._caused_by)
         backups = {k: _fields(s) for k, s in live.items()}
+        mark_record(
+            event, correlation=self._correlation or new_correlation(), metadata=stored_metadata
+        )
         validators = binding(event).of_phase("validate")
         if validators:
             try:
@@ -615,6 +639,8 @@ class Engine:
                         version=type(event)._pt_version,
                         key=event.idempotency_key,
                         needs_handling=has_handlers(event),
+                        metadata=metadata_text(event),
+                        correlation=event.correlation,
                     )
                 )
             started = time.perf_counter()
@@ -846,6 +872,129 @@ class Engine:
         if has_snapshots:
             report = attrs.evolve(report, verify=self.verify(determinism=False))
         return report
+
+    # ------------------------------------------------------------------ the log
+
+    @contextmanager
+    def metadata(self, correlation: str | None = None, **values: Any) -> Iterator[None]:
+        """Store ``values`` as metadata with every event fired in the block.
+
+        Blocks nest (inner values win; ``fire(..., metadata=)`` wins over
+        both). ``correlation`` gives the block's root events that correlation
+        id instead of a fresh one per event.
+        """
+        previous = self._metadata, self._correlation
+        self._metadata = encode_metadata(self._metadata, values) or {}
+        if correlation is not None:
+            if not isinstance(correlation, str) or not correlation:
+                raise TypeError(f"correlation must be a non-empty str, not {correlation!r}")
+            self._correlation = correlation
+        try:
+            yield
+        finally:
+            self._metadata, self._correlation = previous
+
+    def events(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[type[Event] | str] | None = None,
+        state: StateRefArg | None = None,
+        caused_by: int | None = None,
+        correlation: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
+        """Committed events after ``after``, in order, decoded; every filter given must hold.
+
+        Streams in pages (constant memory) up to the head as it was when
+        iteration started. ``types``: Event classes (or type names); ``state``:
+        ``(StateClass, id)``; ``caused_by``: direct effects of that position;
+        ``correlation``: one business transaction.
+        """
+        return self._log.events(
+            after=after,
+            types=types,
+            state=state,
+            caused_by=caused_by,
+            correlation=correlation,
+            limit=limit,
+        )
+
+    def event(self, position: int) -> Event:
+        """The committed event at ``position`` (``NotFoundError`` when there is none)."""
+        return self._log.event(position)
+
+    def causes(self, position: int) -> list[Event]:
+        """The chain of events that caused the one at ``position``, root first."""
+        return self._log.causes(position)
+
+    def effects(self, position: int) -> list[Event]:
+        """Every event caused, directly or not, by the one at ``position``, in order."""
+        return self._log.effects(position)
+
+    # ------------------------------------------------------------------ states by value
+
+    def find(
+        self,
+        state_class: type[S],
+        *,
+        limit: int | None = None,
+        order_by: str | Sequence[str] | None = None,
+        **filters: Any,
+    ) -> Iterator[S]:
+        """Stored states of a type whose values match, as of the store's head.
+
+        ``balance__gt=100``, ``owner="ada"``, ``tags__contains=["vip"]``,
+        ``address__city="Oslo"``; ``order_by="-balance"``. The states returned
+        are this engine's live ones (a state already in memory is returned as
+        it is here).
+        """
+        return self._queries.find(state_class, filters, limit, order_by)
+
+    def count(self, state_class: type[State], **filters: Any) -> int:
+        """How many stored states of a type match (counted by the database)."""
+        return self._queries.count(state_class, filters)
+
+    def info(self, state_class: type[State], state_id: Any = None) -> StateInfo:
+        """When a state was created and last changed, how many events, its newest snapshot."""
+        return self._queries.info(state_class, state_id)
+
+    # ------------------------------------------------------------------ followers
+
+    def run(
+        self,
+        projection: Projection,
+        *,
+        until_idle: bool = False,
+        poll_interval: float = 1.0,
+        batch_size: int | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> FollowerReport:
+        """Feed every committed event after the follower's stored position to ``projection``.
+
+        ``until_idle``: return once there is nothing left; otherwise poll every
+        ``poll_interval`` seconds until ``stop()`` is true. Raises
+        ``FollowerFailed`` (position unchanged) when a handler raises.
+        """
+        return _followers.run(
+            self,
+            projection,
+            until_idle=until_idle,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+            stop=stop,
+        )
+
+    def followers(self) -> list[FollowerStatus]:
+        """Every follower's position and lag behind the head."""
+        return _followers.statuses(self)
+
+    def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
+        """Move a follower back (default: to 0, to re-project everything).
+
+        Given a Projection, its ``reset(tx)`` clears the read model in the same transaction.
+        """
+        _followers.reset(self, projection, position)
 
 
 def _warn_pending(engine: Engine, count: int, stacklevel: int) -> None:

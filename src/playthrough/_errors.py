@@ -135,6 +135,33 @@ class StateMutationError(PlaythroughError):
     """A state's field was assigned outside an ``apply`` hook of an event that declares it."""
 
 
+class NotFoundError(PlaythroughError, LookupError):
+    """There is no event at that position, or no stored state with that id."""
+
+
+class QueryError(PlaythroughError, ValueError):
+    """A ``find``/``count``/``events`` filter names an unknown field or lookup, or a bad value."""
+
+
+class FollowerFailed(PlaythroughError):
+    """A follower's handler raised; the follower stopped at that event.
+
+    Nothing of the batch was kept: the follower's stored position is still
+    ``position`` (the last event it finished), ``event`` the one that failed and
+    ``__cause__`` the original exception. The next run starts again after ``position``.
+    """
+
+    def __init__(self, message: str, *, follower: str, position: int, event: object) -> None:
+        super().__init__(message)
+        self.follower = follower
+        self.position = position
+        self.event = event
+
+
+class FollowerBusy(PlaythroughError):
+    """Another process holds the lock of a follower with this name."""
+
+
 class TransferError(PlaythroughError):
     """An export file is damaged or does not fit the store it is imported into.
 

@@ -70,8 +70,9 @@ def run_handlers(engine: Engine, events: Sequence[Event], committed: list[Event]
 
 def run_event_handlers(engine: Engine, event: Event) -> None:
     """Run every ``handle`` hook of one committed event; events they fire stay pending."""
-    previous = engine._caused_by
+    previous = engine._caused_by, engine._correlation
     engine._caused_by = event.id
+    engine._correlation = event.correlation  # what a handler fires shares its correlation
     try:
         with playing(event):
             for hook, bound, keys in binding(event).of_phase("handle"):
@@ -79,7 +80,7 @@ def run_event_handlers(engine: Engine, event: Event) -> None:
                 live = {k: cast(State, engine.repository.get(k)) for k in keys}
                 run_hook(event, hook, live, engine, bound)
     finally:
-        engine._caused_by = previous
+        engine._caused_by, engine._correlation = previous
 
 
 def failure_message(failures: Sequence[Failure]) -> str:

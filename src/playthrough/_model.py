@@ -572,9 +572,11 @@ class Event:
     __slots__ = (
         "_pt_binding",
         "_pt_caused_by",
+        "_pt_correlation",
         "_pt_data",
         "_pt_fired_at",
         "_pt_key",
+        "_pt_metadata",
         "_pt_position",
     )
     if TYPE_CHECKING:  # see State
@@ -597,6 +599,15 @@ class Event:
         super().__init_subclass__(**kwargs)
         if "id" in cls.__dict__ and not isinstance(cls.__dict__["id"], property):
             raise DefinitionError(f"{cls.__qualname__}.id: the name is reserved by playthrough")
+        annotated = inspect.get_annotations(cls)
+        for reserved in ("metadata", "correlation", "touched"):
+            if reserved in annotated or (
+                reserved in cls.__dict__ and not isinstance(cls.__dict__[reserved], property)
+            ):
+                raise DefinitionError(
+                    f"{cls.__qualname__}.{reserved}: the name is reserved by playthrough "
+                    f"(event.{reserved} is what the log stores with the event)"
+                )
         name = _type_name_for(cls, type_name)
         _check_storable(cls)
         cls._pt_spec = build_spec(cls)
@@ -621,6 +632,26 @@ class Event:
     def fired_at(self) -> datetime | None:
         """When the event was first fired (UTC); replays see this as "now"."""
         return getattr(self, "_pt_fired_at", None)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What was stored with the event besides its fields (``fire(..., metadata=)``)."""
+        return dict(getattr(self, "_pt_metadata", None) or {})
+
+    @property
+    def correlation(self) -> str | None:
+        """The business transaction this event belongs to.
+
+        A fresh id for an event fired by user code (or the one given with
+        ``engine.metadata(correlation=...)``); events fired by a ``handle`` hook
+        inherit their cause's. ``None`` before the event is fired.
+        """
+        return getattr(self, "_pt_correlation", None)
+
+    @property
+    def touched(self) -> tuple[StateKey, ...]:
+        """The states this event touches (its ``state_id`` fields and bound singletons)."""
+        return binding(self).touched
 
 
 # --------------------------------------------------------------------------- binding

@@ -23,7 +23,7 @@ from cattrs.gen import make_dict_structure_fn
 
 from ._errors import DecodeError, DefinitionError, PlaythroughError
 from ._model import Event, State, StateKey, decode_id, registry
-from ._slots import fired_data, mark_state, mark_stored, set_data
+from ._slots import fired_data, mark_record, mark_state, mark_stored, set_data
 
 if TYPE_CHECKING:
     from ._stores import SnapshotRecord, StoredEvent
@@ -244,6 +244,7 @@ def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None
                     caused_by=stored.caused_by,
                     fired_at=fired_at,
                 )
+                _mark_record(event, stored)
                 return event
         except Exception:  # noqa: BLE001 - decoded again below for the clear error
             pass
@@ -257,12 +258,25 @@ def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None
         caused_by=stored.caused_by,
         fired_at=fired_at,
     )
+    _mark_record(event, stored)
     if upcast:
         set_data(event, None)  # the stored JSON is an older shape: encode it afresh
     return event
 
 
 _Fast = tuple[Callable[[Any, type], Any], frozenset[str], int]
+
+
+def _mark_record(event: Event, stored: StoredEvent) -> None:
+    """What the log stores with an event besides its fields (metadata, correlation)."""
+    if stored.correlation is not None or stored.metadata is not None:
+        mark_record(
+            event,
+            correlation=stored.correlation,
+            metadata=None if stored.metadata is None else json.loads(stored.metadata),
+        )
+
+
 _FAST: dict[type, _Fast] = {}
 
 

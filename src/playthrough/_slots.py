@@ -2,9 +2,9 @@
 
 States carry ``_pt_id`` and ``_pt_last_event_id``; events carry ``_pt_position``,
 ``_pt_data`` (their canonical JSON once fired), ``_pt_fired_at``,
-``_pt_caused_by``, ``_pt_key`` (the idempotency key) and ``_pt_binding`` (the
-cached :class:`Binding`). Users see them through read-only properties;
-everything that sets them goes through here.
+``_pt_caused_by``, ``_pt_correlation``, ``_pt_metadata`` (a dict or None),
+``_pt_key`` (the idempotency key) and ``_pt_binding`` (the cached :class:`Binding`). Users see
+them through read-only properties; everything that sets them goes through here.
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ def mark_fired(event: Event, *, fired_at: datetime | None, caused_by: int | None
     _set(event, "_pt_caused_by", caused_by)
 
 
+def mark_record(event: Event, *, correlation: str | None, metadata: dict[str, Any] | None) -> None:
+    """What the log stores with an event besides its fields."""
+    _set(event, "_pt_correlation", correlation)
+    _set(event, "_pt_metadata", metadata)
+
+
 def mark_stored(
     event: Event, *, position: int, data: str, caused_by: int | None, fired_at: datetime
 ) -> None:
@@ -76,5 +82,13 @@ def mark_stored(
 
 def unfire(event: Event) -> None:
     """Forget what fire() recorded on an event that was rejected, failed or discarded."""
-    for slot in ("_pt_data", "_pt_binding", "_pt_fired_at", "_pt_caused_by", "_pt_key"):
+    for slot in (
+        "_pt_data",
+        "_pt_binding",
+        "_pt_fired_at",
+        "_pt_caused_by",
+        "_pt_correlation",
+        "_pt_metadata",
+        "_pt_key",
+    ):
         _set(event, slot, None)

@@ -102,11 +102,18 @@ def export_log(
             linked = ",".join(
                 f"[{_text(link.key.type)},{_text(link.key.id)},{int(link.group)}]" for link in links
             )
+            # What the log stores besides the payload, only when there is some
+            # (files of logs without it stay as they were).
+            extra = ""
+            if event.metadata is not None:
+                extra += f',"metadata":{_text(event.metadata)}'
+            if event.correlation is not None:
+                extra += f',"correlation":{_text(event.correlation)}'
             lines.append(
                 f'{{"position":{int(event.position)},"type":{_text(event.type)},'
                 f'"data":{_text(event.data)},"caused_by":{cause},'
                 f'"fired_at":{_text(event.fired_at)},"links":[{linked}],'
-                f'"version":{int(event.version)}}}'
+                f'"version":{int(event.version)}{extra}}}'
             )
         lines.append("")
         block = "\n".join(lines).encode()
@@ -195,6 +202,8 @@ class _Reader:
                     row["fired_at"],
                     tuple((StateKey(t, i), g) for t, i, g in row["links"]),
                     row.get("version", 1),  # files written before schema 3: all version 1
+                    row.get("metadata"),
+                    row.get("correlation"),
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 raise TransferError(

@@ -16,12 +16,19 @@ import attrs
 
 from .._errors import ConfigurationError, StoreError
 from ._base import (
+    Condition,
+    EventQuery,
+    FollowerBatch,
+    FollowerRow,
+    FollowerTransaction,
     ImportedEvent,
     Link,
     LinkedEntry,
     LogEntry,
     NewEvent,
+    Order,
     SnapshotRecord,
+    StateInfoRow,
     Store,
     StoredEvent,
     StoreReader,
@@ -30,6 +37,13 @@ from ._base import (
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "Condition",
+    "EventQuery",
+    "FollowerBatch",
+    "FollowerRow",
+    "FollowerTransaction",
+    "Order",
+    "StateInfoRow",
     "ImportedEvent",
     "Link",
     "LinkedEntry",

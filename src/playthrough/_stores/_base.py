@@ -18,11 +18,11 @@ Tables (names are the same in every store):
   snapshot candidate.
 - snapshots: (state type, state id, position) -> last_event_id, data; a short
   history per state so a load can rewind to an older one
-- commits (schema 4): commit id -> first and last position of the events one
+- commits (schema 5): commit id -> first and last position of the events one
   append wrote, in the same transaction, so "was this commit written?" has a
   certain answer after a connection died mid-commit
-- events.event_key (schema 4): an optional idempotency key, unique in the log
-- pending_handlers (schema 4): positions of committed events whose ``handle``
+- events.event_key (schema 5): an optional idempotency key, unique in the log
+- pending_handlers (schema 5): positions of committed events whose ``handle``
   hooks have not completed; inserted by the append that stores the event,
   deleted in the transaction that stores what the handler fired (or alone)
 
@@ -35,6 +35,11 @@ and an upgraded one run the same steps, so they cannot differ.
 - events, snapshots and heads values carry the ``version`` of the class that
   wrote them, snapshots and heads values its ``fingerprint`` (schema evolution,
   see _upcasting; since schema version 3)
+- followers: name -> position of the last event a follower processed
+
+Schema version 4 (a migration step, see ``MIGRATIONS``) adds ``metadata`` and
+``correlation`` to events, indexes on ``caused_by`` and ``correlation``, and the
+followers table.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from .._model import StateKey
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -75,7 +80,20 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        4,  # issue 9: commit ids, idempotency keys, pending handlers
+        4,  # the read side: what the log stores with an event, followers
+        (
+            "ALTER TABLE {s}pt_events ADD COLUMN metadata TEXT",
+            "ALTER TABLE {s}pt_events ADD COLUMN correlation TEXT",
+            "CREATE INDEX pt_events_by_cause ON {s}pt_events (caused_by) "
+            "WHERE caused_by IS NOT NULL",
+            "CREATE INDEX pt_events_by_correlation ON {s}pt_events (correlation) "
+            "WHERE correlation IS NOT NULL",
+            "CREATE TABLE {s}pt_followers (name TEXT PRIMARY KEY, "
+            "position BIGINT NOT NULL, updated_at TEXT NOT NULL)",
+        ),
+    ),
+    (
+        5,  # issue 9: commit ids, idempotency keys, pending handlers
         (
             "CREATE TABLE {s}pt_commits (commit_id TEXT PRIMARY KEY, "
             "first_position BIGINT NOT NULL, last_position BIGINT NOT NULL)",
@@ -198,6 +216,8 @@ class NewEvent(NamedTuple):
     key: str | None = None  # idempotency key (unique in the log), see Engine.fire
     needs_handling: bool = False  # has handle hooks: recorded as pending until they complete
     version: int = 1  # the event class's version= when it was written
+    metadata: str | None = None  # JSON object, None: no metadata
+    correlation: str | None = None
 
 
 # Rows read back are NamedTuples: loads build thousands of them, and a tuple is
@@ -211,6 +231,8 @@ class StoredEvent(NamedTuple):
     caused_by: int | None
     fired_at: str
     version: int = 1
+    metadata: str | None = None
+    correlation: str | None = None
 
 
 class Link(NamedTuple):
@@ -348,6 +370,48 @@ class StoreReader(abc.ABC):
     def meta(self, key: str) -> str | None:
         """A value of the store's small key-value table (None when absent)."""
 
+    # ---------------------------------------------------------------- read side
+
+    @abc.abstractmethod
+    def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events matching ``query``, in position order, with metadata."""
+
+    @abc.abstractmethod
+    def state_info(self, key: StateKey) -> StateInfoRow | None:
+        """What the log and the snapshots know of one state (None: never touched)."""
+
+    @abc.abstractmethod
+    def stale_states(
+        self, state_type: str, limit: int, shape: tuple[int, str] | None = None
+    ) -> list[tuple[StateKey, int]]:
+        """States of a type whose stored value is missing or behind their last event.
+
+        With ``shape`` (the class's current version and fingerprint), also those
+        whose value another version or shape of the class wrote. Pairs each
+        with its last position; at most ``limit`` of them.
+        """
+
+    @abc.abstractmethod
+    def query_states(
+        self,
+        state_type: str,
+        conditions: Sequence[Condition],
+        order: Sequence[Order],
+        limit: int | None,
+    ) -> list[tuple[str, str, int]]:
+        """(encoded id, value, value_position) of the states whose stored value matches.
+
+        Ordered by ``order`` then by encoded id. Callers make the values fresh first.
+        """
+
+    @abc.abstractmethod
+    def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
+        """How many states of the type have a stored value matching every condition."""
+
+    @abc.abstractmethod
+    def followers(self) -> list[FollowerRow]:
+        """Every follower's stored position, by name."""
+
     @abc.abstractmethod
     def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
         """(first, last) position written by the commit with this id; None if not in the log."""
@@ -411,6 +475,8 @@ class ImportedEvent(NamedTuple):
     fired_at: str
     links: tuple[tuple[StateKey, int], ...]
     version: int = 1  # the event class's version when it was written
+    metadata: str | None = None
+    correlation: str | None = None
 
 
 class Store(abc.ABC):
@@ -607,6 +673,17 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def follow(self, name: str, limit: int) -> AbstractContextManager[FollowerBatch | None]:
+        """A write transaction holding follower ``name``'s lock, with its next events.
+
+        ``None`` when another process holds the lock. The follower's position
+        (created at 0) and up to ``limit`` events after it are read inside the
+        transaction; the position set with ``batch.advance`` is written, with
+        whatever was done through ``batch.tx``, when the block exits cleanly.
+        If the block raises, everything is rolled back.
+        """
+
+    @abc.abstractmethod
     def close(self) -> None: ...
 
     @property
@@ -636,3 +713,89 @@ def duplicate_message(key: str, position: int) -> str:
         f"event key {key!r} is already in the log (event at position {position}); "
         "nothing of this commit was written"
     )
+
+
+# --------------------------------------------------------------------------- read side
+
+
+class EventQuery(NamedTuple):
+    """Which events ``StoreReader.find_events`` returns: every filter given must hold."""
+
+    after: int = 0
+    upto: int | None = None
+    types: tuple[str, ...] | None = None
+    key: StateKey | None = None
+    caused_by: int | None = None
+    correlation: str | None = None
+
+
+class StateInfoRow(NamedTuple):
+    key: StateKey
+    created_position: int
+    created_at: str
+    last_position: int
+    last_at: str
+    events: int
+    snapshot_position: int | None
+    value_position: int | None
+
+
+LOOKUPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "isnull")
+
+
+class Condition(NamedTuple):
+    """One filter on a state's JSON value: ``path`` (field names), a lookup, a JSON-able value.
+
+    ``in``: a list of values; ``contains``: a list of scalars (for a list field)
+    or a dict (every key equal); ``isnull``: a bool; range lookups: a number or a str.
+    """
+
+    path: tuple[str, ...]
+    lookup: str
+    value: object
+
+
+class Order(NamedTuple):
+    path: tuple[str, ...]
+    descending: bool = False
+
+
+class FollowerRow(NamedTuple):
+    name: str
+    position: int
+    updated_at: str
+
+
+class FollowerTransaction(abc.ABC):
+    """The store's own transaction, lent to a follower for its writes (same database).
+
+    ``execute`` takes ``?`` placeholders on every store; ``connection`` is the
+    driver's connection (sqlite3 or psycopg) for anything else.
+    """
+
+    dialect: str
+    connection: object
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Run one statement; returns its rows (empty for statements without any)."""
+
+
+FollowerTransaction.__module__ = "playthrough"
+
+
+class FollowerBatch:
+    """What ``Store.follow`` yields: the follower's position, its next events, the transaction."""
+
+    def __init__(
+        self, name: str, position: int, events: list[StoredEvent], tx: FollowerTransaction
+    ) -> None:
+        self.name = name
+        self.start = position
+        self.position = position
+        self.events = events
+        self.tx = tx
+
+    def advance(self, position: int) -> None:
+        """Set the position written when the batch commits."""
+        self.position = position

@@ -40,6 +40,7 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -64,13 +65,20 @@ from ._base import (
     ARCHIVED_UNTIL,
     MIGRATIONS,
     SCHEMA_VERSION,
+    Condition,
+    EventQuery,
+    FollowerBatch,
+    FollowerRow,
+    FollowerTransaction,
     HeadRow,
     HeadValue,
     ImportedEvent,
     Link,
     NewEvent,
     NoStoreError,
+    Order,
     SnapshotRecord,
+    StateInfoRow,
     Store,
     StoredEvent,
     StoreReader,
@@ -84,6 +92,7 @@ from ._base import (
     parse_schema_version,
     stale_message,
 )
+from ._json_sql import PostgresFilter
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -154,6 +163,7 @@ _LOCK_NOT_AVAILABLE = "55P03"
 _PIPELINE_BYTES = 1 << 20
 # Bounds the wait for the append lock, for this transaction only.
 _LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
+_EVENT_COLUMNS = "position, type, data, caused_by, fired_at, version, metadata, correlation"
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
@@ -213,7 +223,8 @@ _EVENTS = (
 )
 
 _EVENTS_AFTER = (
-    "SELECT position, type, data, caused_by, fired_at, version FROM {s}.pt_events "
+    "SELECT position, type, data, caused_by, fired_at, version, metadata, correlation "
+    "FROM {s}.pt_events "
     "WHERE position > %s ORDER BY position LIMIT %s"
 )
 
@@ -298,6 +309,38 @@ _TERMINATE = (
     "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
     "WHERE pid = %s AND usename = current_user"
 )
+# The read side: states' stored values, followers.
+_STATE_INFO = (
+    "SELECT h.last_position, h.value_position, "
+    "(SELECT min(position) FROM {s}.pt_links l WHERE l.state_type = h.state_type "
+    "AND l.state_id = h.state_id), "
+    "(SELECT count(*) FROM {s}.pt_links l WHERE l.state_type = h.state_type "
+    "AND l.state_id = h.state_id), "
+    "(SELECT max(position) FROM {s}.pt_snapshots s WHERE s.state_type = h.state_type "
+    "AND s.state_id = h.state_id) "
+    "FROM {s}.pt_heads h WHERE h.state_type = %s AND h.state_id = %s"
+)
+_FIRED_AT = "SELECT position, fired_at FROM {s}.pt_events WHERE position = ANY(%b::bigint[])"
+_STALE_STATES = (
+    "SELECT state_id, last_position FROM {s}.pt_heads WHERE state_type = %s "
+    "AND (value_position IS NULL OR value_position <> last_position "
+    "OR (%s::integer IS NOT NULL AND (value_version IS DISTINCT FROM %s::integer "
+    "OR value_fingerprint IS DISTINCT FROM %s::text))) "
+    "ORDER BY state_id LIMIT %s"
+)
+# The subquery casts each value to jsonb once (OFFSET 0 keeps PostgreSQL from
+# inlining it and casting again in every condition).
+_HEADS_JSON = (
+    "(SELECT state_id, value, value_position, value::jsonb AS j FROM {s}.pt_heads "
+    "WHERE state_type = %s OFFSET 0) h"
+)
+_FOLLOWERS = "SELECT name, position, updated_at FROM {s}.pt_followers ORDER BY name"
+_FOLLOWER_CREATE = "INSERT INTO {s}.pt_followers VALUES (%s, 0, %s) ON CONFLICT (name) DO NOTHING"
+_FOLLOWER_LOCK = "SELECT position FROM {s}.pt_followers WHERE name = %s FOR UPDATE NOWAIT"
+_FOLLOWER_EVENTS = (
+    f"SELECT {_EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s ORDER BY position LIMIT %s"
+)
+_FOLLOWER_ADVANCE = "UPDATE {s}.pt_followers SET position = %s, updated_at = %s WHERE name = %s"
 
 # One statement, run under the append lock (so its snapshot holds every
 # earlier append): number the events after the current head, check and
@@ -349,11 +392,14 @@ ups AS (
         value_position = coalesce(excluded.value_position, h0.value_position)
 ),
 ev AS (
-    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at, version, event_key)
-    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at, e.version, e.k
+    INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at, version, metadata,
+                               correlation, event_key)
+    SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at, e.version, e.metadata,
+           e.correlation, e.k
     FROM base, unnest(%(et)b::text[], %(ed)b::text[], %(ec)b::bigint[], %(ef)b::text[],
-                      %(ev)b::integer[], %(ek)b::text[])
-         WITH ORDINALITY AS e(type, data, caused_by, fired_at, version, k, n)
+                      %(ev)b::integer[], %(em)b::text[], %(eo)b::text[], %(ek)b::text[])
+         WITH ORDINALITY AS e(type, data, caused_by, fired_at, version, metadata, correlation,
+                              k, n)
 ),
 cm AS (
     INSERT INTO {s}.pt_commits (commit_id, first_position, last_position)
@@ -385,7 +431,10 @@ SELECT base.b, {s}.pt_refuse(
 ) FROM base
 """
 
-_COPY_EVENTS = "COPY {s}.pt_events (position, type, data, caused_by, fired_at, version) FROM STDIN"
+_COPY_EVENTS = (
+    "COPY {s}.pt_events (position, type, data, caused_by, fired_at, version, metadata, "
+    "correlation) FROM STDIN"
+)
 _COPY_LINKS = "COPY {s}.pt_links (state_type, state_id, position, grp) FROM STDIN"
 _IMPORT_HEADS = (
     "INSERT INTO {s}.pt_heads (state_type, state_id, last_position) "
@@ -566,6 +615,93 @@ class _PostgresReader(StoreReader):
     def pending_handlers(self, limit: int) -> list[int]:
         return [int(r[0]) for r in self._q(_PENDING_HANDLERS, (limit,))]
 
+    # ---------------------------------------------------------------- read side
+
+    def _raw(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self._store.statements += 1
+        try:
+            return self._conn.execute(self._store._sql(text), params).fetchall()
+        except psycopg.Error as exc:
+            raise self._store._failure("read", exc) from exc
+
+    def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
+        where = ["e.position > %s"]
+        params: list[Any] = [query.after]
+        if query.upto is not None:
+            where.append("e.position <= %s")
+            params.append(query.upto)
+        if query.types is not None:
+            if not query.types:
+                return []
+            where.append("e.type = ANY(%s::text[])")
+            params.append(list(query.types))
+        if query.caused_by is not None:
+            where.append("e.caused_by = %s")
+            params.append(query.caused_by)
+        if query.correlation is not None:
+            where.append("e.correlation = %s")
+            params.append(query.correlation)
+        source = "{s}.pt_events e"
+        if query.key is not None:
+            source = (
+                "{s}.pt_links l JOIN {s}.pt_events e ON e.position = l.position "
+                "AND l.state_type = %s AND l.state_id = %s"
+            )
+            params = [query.key.type, query.key.id, *params]
+            where[0] = "l.position > %s"
+        columns = ", ".join("e." + c.strip() for c in _EVENT_COLUMNS.split(","))
+        rows = self._raw(
+            f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} "
+            "ORDER BY e.position LIMIT %s",
+            [*params, limit],
+        )
+        return [StoredEvent(*row) for row in rows]
+
+    def state_info(self, key: StateKey) -> StateInfoRow | None:
+        rows = self._q(_STATE_INFO, (key.type, key.id))
+        if not rows:
+            return None
+        last, value_position, first, count, snap = rows[0]
+        times = dict(self._q(_FIRED_AT, ([first, last],)))
+        return StateInfoRow(
+            key, first, times[first], last, times[last], count, snap, value_position
+        )
+
+    def stale_states(
+        self, state_type: str, limit: int, shape: tuple[int, str] | None = None
+    ) -> list[tuple[StateKey, int]]:
+        version, fingerprint = shape if shape is not None else (None, None)
+        rows = self._q(_STALE_STATES, (state_type, version, version, fingerprint, limit))
+        return [(StateKey(state_type, i), p) for i, p in rows]
+
+    def query_states(
+        self,
+        state_type: str,
+        conditions: Sequence[Condition],
+        order: Sequence[Order],
+        limit: int | None,
+    ) -> list[tuple[str, str, int]]:
+        f = PostgresFilter()
+        where = f.where(conditions)
+        order_sql = f.order(order)
+        rows = self._raw(
+            f"SELECT h.state_id, h.value, h.value_position FROM {_HEADS_JSON} "
+            f"WHERE {where} ORDER BY {order_sql} LIMIT %s",
+            [state_type, *f.params, limit],
+        )
+        return [(i, v, p) for i, v, p in rows]
+
+    def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
+        f = PostgresFilter()
+        where = f.where(conditions)
+        rows = self._raw(
+            f"SELECT count(*) FROM {_HEADS_JSON} WHERE {where}", [state_type, *f.params]
+        )
+        return int(rows[0][0])
+
+    def followers(self) -> list[FollowerRow]:
+        return [FollowerRow(*row) for row in self._q(_FOLLOWERS)]
+
     def event_versions(self) -> list[TypeVersions]:
         return [TypeVersions(t, v, None, n) for t, v, n in self._q(_EVENT_VERSIONS)]
 
@@ -582,6 +718,19 @@ class _PostgresReader(StoreReader):
                 return
             last_row = rows[-1]
             after = (last_row[0], last_row[1], last_row[2], last_row[5])
+
+
+class _PostgresTransaction(FollowerTransaction):
+    dialect = "postgresql"
+
+    def __init__(self, conn: Conn) -> None:
+        self.connection = conn
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        # ``?`` placeholders, as on SQLite; a literal % must reach psycopg doubled.
+        cur = self._conn.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+        return cur.fetchall() if cur.description is not None else []
 
 
 class PostgresStore(Store):
@@ -1150,7 +1299,7 @@ class PostgresStore(Store):
         with conn.cursor() as cursor:
             with cursor.copy(self._sql(_COPY_EVENTS)) as copy:
                 for e in batch:
-                    copy.write_row((*e[:5], e.version))
+                    copy.write_row((*e[:5], e.version, e.metadata, e.correlation))
             with cursor.copy(self._sql(_COPY_LINKS)) as copy:
                 for e in batch:
                     for k, g in e.links:
@@ -1202,6 +1351,51 @@ class PostgresStore(Store):
             wanted = list(dict.fromkeys(keys))
             return conn.execute(self._sql(_SNAPSHOTS_DROP), _key_arrays(wanted)).rowcount
 
+    @contextmanager
+    def follow(self, name: str, limit: int) -> Iterator[FollowerBatch | None]:
+        # The follower's row is locked (NOWAIT) for the whole batch: a second
+        # process with the same follower gets None instead of waiting, and
+        # never sees a position this batch has not committed. READ COMMITTED:
+        # the events query sees every append committed before it, a prefix of
+        # the log (appends become visible in position order).
+        with self._transaction(
+            f"a batch of follower {name!r}", f"committing a batch of follower {name!r}"
+        ) as conn:
+            self.statements += 2
+            # Unqualified table names in the follower's SQL live in the store's schema.
+            conn.execute(f"SET LOCAL search_path TO {self._quoted}")
+            row = None
+            for _ in range(2):
+                try:
+                    row = conn.execute(self._sql(_FOLLOWER_LOCK), (name,)).fetchone()
+                except psycopg.errors.LockNotAvailable:
+                    row = None
+                    break
+                if row is not None:
+                    break
+                # A new follower: its row is created and committed on its own,
+                # so a second process never waits on an uncommitted insert.
+                assert self._pool is not None
+                with self._pool.connection() as other:
+                    other.execute(
+                        self._sql(_FOLLOWER_CREATE), (name, datetime.now(UTC).isoformat())
+                    )
+            if row is None:  # another process holds the follower
+                conn.execute("ROLLBACK")
+                yield None
+                return
+            self.statements += 1
+            rows = conn.execute(self._sql(_FOLLOWER_EVENTS), (row[0], limit)).fetchall()
+            batch = FollowerBatch(
+                name, int(row[0]), [StoredEvent(*r) for r in rows], _PostgresTransaction(conn)
+            )
+            yield batch
+            self.statements += 1
+            conn.execute(
+                self._sql(_FOLLOWER_ADVANCE),
+                (batch.position, datetime.now(UTC).isoformat(), name),
+            )
+
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -1250,6 +1444,8 @@ def _append_params(
         "ec": [e.caused_by for e in events],
         "ef": [e.fired_at for e in events],
         "ev": [e.version for e in events],
+        "em": [e.metadata for e in events],
+        "eo": [e.correlation for e in events],
         "lt": lt,
         "li": li,
         "ln": ln,

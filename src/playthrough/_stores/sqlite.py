@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -33,13 +34,20 @@ from ._base import (
     ARCHIVED_UNTIL,
     MIGRATIONS,
     SCHEMA_VERSION,
+    Condition,
+    EventQuery,
+    FollowerBatch,
+    FollowerRow,
+    FollowerTransaction,
     HeadRow,
     HeadValue,
     ImportedEvent,
     Link,
     NewEvent,
     NoStoreError,
+    Order,
     SnapshotRecord,
+    StateInfoRow,
     Store,
     StoredEvent,
     StoreReader,
@@ -53,6 +61,7 @@ from ._base import (
     parse_schema_version,
     stale_message,
 )
+from ._json_sql import SQLiteFilter
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,6 +131,8 @@ _REBUILD_HEADS = (
         value = NULL, value_position = NULL
     WHERE pt_heads.last_position IS NOT excluded.last_position""",
 )
+
+_EVENT_COLUMNS = "position, type, data, caused_by, fired_at, version, metadata, correlation"
 
 # Items per statement; also bounded by the connection's variable limit, which
 # builds before SQLite 3.32 default to 999 (and a build or a program may lower).
@@ -250,8 +261,7 @@ class _SQLiteReader(StoreReader):
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         rows = self._q(
-            "SELECT position, type, data, caused_by, fired_at, version FROM pt_events "
-            "WHERE position > ? ORDER BY position LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM pt_events WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )
         return [StoredEvent(*row) for row in rows]
@@ -327,6 +337,121 @@ class _SQLiteReader(StoreReader):
             "GROUP BY t, v, f ORDER BY t, v, f"
         )
         return [TypeVersions(t, v, f, n) for t, v, f, n in rows]
+
+    # ---------------------------------------------------------------- read side
+
+    def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
+        where = ["e.position > ?"]
+        params: list[Any] = [query.after]
+        if query.upto is not None:
+            where.append("e.position <= ?")
+            params.append(query.upto)
+        if query.types is not None:
+            if not query.types:
+                return []
+            where.append(f"e.type IN ({','.join('?' for _ in query.types)})")
+            params.extend(query.types)
+        if query.caused_by is not None:
+            where.append("e.caused_by = ?")
+            params.append(query.caused_by)
+        if query.correlation is not None:
+            where.append("e.correlation = ?")
+            params.append(query.correlation)
+        source = "pt_events e"
+        if query.key is not None:
+            source = (
+                "pt_links l JOIN pt_events e ON e.position = l.position "
+                "AND l.state_type = ? AND l.state_id = ?"
+            )
+            params = [query.key.type, query.key.id, *params]
+            where[0] = "l.position > ?"
+        columns = ", ".join("e." + c.strip() for c in _EVENT_COLUMNS.split(","))
+        rows = self._q(
+            f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} "
+            "ORDER BY e.position LIMIT ?",
+            [*params, limit],
+        )
+        return [StoredEvent(*row) for row in rows]
+
+    def state_info(self, key: StateKey) -> StateInfoRow | None:
+        rows = self._q(
+            "SELECT h.last_position, h.value_position, "
+            "(SELECT min(position) FROM pt_links l WHERE l.state_type = h.state_type "
+            "AND l.state_id = h.state_id), "
+            "(SELECT count(*) FROM pt_links l WHERE l.state_type = h.state_type "
+            "AND l.state_id = h.state_id), "
+            "(SELECT max(position) FROM pt_snapshots s WHERE s.state_type = h.state_type "
+            "AND s.state_id = h.state_id) "
+            "FROM pt_heads h WHERE h.state_type = ? AND h.state_id = ?",
+            (key.type, key.id),
+        )
+        if not rows:
+            return None
+        last, value_position, first, count, snap = rows[0]
+        times = dict(
+            self._q(
+                "SELECT position, fired_at FROM pt_events WHERE position IN (?, ?)", (first, last)
+            )
+        )
+        return StateInfoRow(
+            key, first, times[first], last, times[last], count, snap, value_position
+        )
+
+    def stale_states(
+        self, state_type: str, limit: int, shape: tuple[int, str] | None = None
+    ) -> list[tuple[StateKey, int]]:
+        other_shape = ""
+        params: list[Any] = [state_type]
+        if shape is not None:
+            other_shape = " OR value_version IS NOT ? OR value_fingerprint IS NOT ?"
+            params += list(shape)
+        rows = self._q(
+            "SELECT state_id, last_position FROM pt_heads WHERE state_type = ? "
+            f"AND (value_position IS NULL OR value_position <> last_position{other_shape}) "
+            "ORDER BY state_id LIMIT ?",
+            [*params, limit],
+        )
+        return [(StateKey(state_type, i), p) for i, p in rows]
+
+    def query_states(
+        self,
+        state_type: str,
+        conditions: Sequence[Condition],
+        order: Sequence[Order],
+        limit: int | None,
+    ) -> list[tuple[str, str, int]]:
+        f = SQLiteFilter()
+        where = f.where(conditions)
+        order_sql = f.order(order)
+        return self._q(
+            "SELECT h.state_id, h.value, h.value_position FROM pt_heads h "
+            f"WHERE h.state_type = ? AND {where} ORDER BY {order_sql} LIMIT ?",
+            [state_type, *f.params, -1 if limit is None else limit],
+        )
+
+    def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
+        f = SQLiteFilter()
+        where = f.where(conditions)
+        rows = self._q(
+            f"SELECT count(*) FROM pt_heads h WHERE h.state_type = ? AND {where}",
+            [state_type, *f.params],
+        )
+        return int(rows[0][0])
+
+    def followers(self) -> list[FollowerRow]:
+        rows = self._q("SELECT name, position, updated_at FROM pt_followers ORDER BY name")
+        return [FollowerRow(*row) for row in rows]
+
+
+class _SQLiteTransaction(FollowerTransaction):
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.connection = conn
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        return self._conn.execute(sql, params).fetchall()
 
 
 class SQLiteStore(Store):
@@ -558,10 +683,20 @@ class SQLiteStore(Store):
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 4
             conn.executemany(
-                "INSERT INTO pt_events (position, type, data, caused_by, fired_at, version, "
-                "event_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO pt_events ({_EVENT_COLUMNS}, event_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (p, e.type, e.data, e.caused_by, e.fired_at, e.version, e.key)
+                    (
+                        p,
+                        e.type,
+                        e.data,
+                        e.caused_by,
+                        e.fired_at,
+                        e.version,
+                        e.metadata,
+                        e.correlation,
+                        e.key,
+                    )
                     for p, e in zip(positions, events, strict=True)
                 ],
             )
@@ -732,9 +867,8 @@ class SQLiteStore(Store):
             return
         self.statements += 2
         conn.executemany(
-            "INSERT INTO pt_events (position, type, data, caused_by, fired_at, version) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(*e[:5], e.version) for e in batch],
+            f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*e[:5], e.version, e.metadata, e.correlation) for e in batch],
         )
         conn.executemany(
             "INSERT INTO pt_links VALUES (?, ?, ?, ?)",
@@ -821,6 +955,34 @@ class SQLiteStore(Store):
                         (k.type, k.id),
                     ).rowcount
                 return count
+
+    @contextmanager
+    def follow(self, name: str, limit: int) -> Iterator[FollowerBatch | None]:
+        # BEGIN IMMEDIATE takes SQLite's write lock: no other process can run
+        # a batch of this (or any) follower, or append, until this one commits.
+        self._writing("run a follower")
+        with self._transaction("BEGIN IMMEDIATE", f"a batch of follower {name!r} failed") as conn:
+            self.statements += 3
+            conn.execute(
+                "INSERT INTO pt_followers VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING",
+                (name, datetime.now(UTC).isoformat()),
+            )
+            (position,) = conn.execute(
+                "SELECT position FROM pt_followers WHERE name = ?", (name,)
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM pt_events WHERE position > ? "
+                "ORDER BY position LIMIT ?",
+                (position, limit),
+            ).fetchall()
+            batch = FollowerBatch(
+                name, position, [StoredEvent(*r) for r in rows], _SQLiteTransaction(conn)
+            )
+            yield batch
+            conn.execute(
+                "UPDATE pt_followers SET position = ?, updated_at = ? WHERE name = ?",
+                (batch.position, datetime.now(UTC).isoformat(), name),
+            )
 
     def close(self) -> None:
         with self._lock:

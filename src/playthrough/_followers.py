@@ -1,0 +1,200 @@
+"""Followers: process every committed event once, in position order, and survive restarts.
+
+A :class:`Projection` names itself (``name``) and handles event types with
+``on_<EventType>(self, event, tx)`` methods. ``engine.run(projection)`` takes
+batches through ``Store.follow``: one write transaction that holds the
+follower's lock (SQLite's write lock; a ``FOR UPDATE NOWAIT`` row lock on
+PostgreSQL), reads the stored position and the next events, lends the
+transaction to the handlers as ``tx`` and writes the new position in it. So a
+read model in the same database is updated exactly once per event; a side
+effect outside the database happens at least once (a crash after it and before
+the commit repeats the batch). A handler that raises rolls the whole batch back:
+the position stays where it was and ``FollowerFailed`` names the event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from ._errors import ArchivedRangeError, DefinitionError, FollowerBusy, FollowerFailed
+from ._model import registry
+from ._serialization import decode_event
+from ._stores import FollowerTransaction
+from ._stores._base import archived_until
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+
+class Projection:
+    """Base class of followers: set ``name`` and write ``on_<EventType>(self, event, tx)``.
+
+    ``<EventType>`` is a registered type name, else the name of exactly one
+    event class.
+    Events of other types are passed over. ``tx`` is the store's transaction
+    (``tx.execute(sql, params)`` with ``?`` placeholders, ``tx.connection``
+    the driver's connection; on PostgreSQL unqualified names resolve in the
+    store's schema): what a handler writes through it commits together with
+    the follower's new position. Override ``setup(tx)`` to create tables and
+    ``reset(tx)`` to clear the read model when the follower is reset to
+    re-project from 0.
+    """
+
+    name: ClassVar[str]
+    batch_size: ClassVar[int] = 500
+
+    def setup(self, tx: FollowerTransaction) -> None:
+        """Create what the projection writes to (``CREATE TABLE IF NOT EXISTS``...).
+
+        Called in the first batch of every ``engine.run`` and before ``reset``.
+        """
+
+    def reset(self, tx: FollowerTransaction) -> None:
+        """Clear what this projection wrote (called in the reset's transaction)."""
+
+
+Projection.__module__ = "playthrough"
+
+
+@attrs.frozen
+class FollowerStatus:
+    name: str
+    position: int
+    lag: int  # committed events after ``position``
+    updated_at: datetime
+
+
+FollowerStatus.__module__ = "playthrough"
+
+
+@attrs.frozen
+class FollowerReport:
+    """What one ``engine.run`` did."""
+
+    name: str
+    processed: int  # events handed to a handler
+    passed: int  # events of types the projection does not handle
+    batches: int
+    position: int
+
+
+FollowerReport.__module__ = "playthrough"
+
+
+def handlers(projection: Projection) -> dict[str, Callable[[Any, FollowerTransaction], None]]:
+    """Stored type name -> bound handler; a method naming no event type is a DefinitionError."""
+    cls = type(projection)
+    name = getattr(projection, "name", None)
+    if not isinstance(name, str) or not name:
+        raise DefinitionError(f"{cls.__qualname__} needs a `name = '...'` (a non-empty str)")
+    out: dict[str, Callable[[Any, FollowerTransaction], None]] = {}
+    for attr in dir(cls):
+        if not attr.startswith("on_") or not callable(getattr(cls, attr)):
+            continue
+        wanted = attr[3:]
+        # A registered type name is exact; a class name may be shared by several types.
+        matches = (
+            [wanted]
+            if wanted in registry.events
+            else [t for t, ev in registry.events.items() if ev.__name__ == wanted]
+        )
+        if not matches:
+            raise DefinitionError(
+                f"{cls.__qualname__}.{attr}: no event type {wanted!r} is defined "
+                "(import the module that defines it, or fix the name)"
+            )
+        if len(matches) > 1:
+            raise DefinitionError(
+                f"{cls.__qualname__}.{attr}: {wanted!r} names several event types "
+                f"({', '.join(sorted(matches))}); use `on_<type_name>`"
+            )
+        out[matches[0]] = getattr(projection, attr)
+    if not out:
+        raise DefinitionError(f"{cls.__qualname__} handles no event: write on_<EventType> methods")
+    return out
+
+
+def run(
+    engine: Engine,
+    projection: Projection,
+    *,
+    until_idle: bool,
+    poll_interval: float,
+    batch_size: int | None,
+    stop: Callable[[], bool] | None,
+) -> FollowerReport:
+    table = handlers(projection)
+    name = projection.name
+    size = batch_size or projection.batch_size
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {size}")
+    processed = passed = batches = 0
+    position = 0
+    with engine.store.reader() as reader:
+        archived = archived_until(reader)
+    while stop is None or not stop():
+        with engine.store.follow(name, size) as batch:
+            if batch is not None:
+                position = batch.start
+                if position < archived:  # its next events were moved to an archive
+                    raise ArchivedRangeError(
+                        f"follower {name!r} is at position {position}, but positions "
+                        f"1..{archived} were archived: it cannot continue without skipping "
+                        "events (reset it after the cut, or re-project from the archive)"
+                    )
+                if batches == 0:
+                    projection.setup(batch.tx)
+                for row in batch.events:
+                    handler = table.get(row.type)
+                    if handler is None:
+                        passed += 1
+                    else:
+                        event = decode_event(row)
+                        try:
+                            handler(event, batch.tx)
+                        except Exception as exc:
+                            raise FollowerFailed(
+                                f"follower {name!r} stopped at event {row.position} "
+                                f"({row.type}): {exc!r}; its position stays {batch.start}",
+                                follower=name,
+                                position=batch.start,
+                                event=event,
+                            ) from exc
+                        processed += 1
+                    batch.advance(row.position)
+                position = batch.position
+                batches += 1
+                if len(batch.events) == size:
+                    continue  # more is waiting
+        if until_idle and batch is not None:
+            break
+        time.sleep(poll_interval)  # idle, or another process holds the follower
+    return FollowerReport(name, processed, passed, batches, position)
+
+
+def reset(engine: Engine, projection: Projection | str, position: int) -> None:
+    name = projection if isinstance(projection, str) else projection.name
+    if position < 0:
+        raise ValueError(f"a follower position is >= 0, not {position}")
+    with engine.store.follow(name, 0) as batch:
+        if batch is None:
+            raise FollowerBusy(f"follower {name!r} is running in another process; stop it first")
+        if not isinstance(projection, str):
+            projection.setup(batch.tx)
+            projection.reset(batch.tx)
+        batch.advance(position)
+
+
+def statuses(engine: Engine) -> list[FollowerStatus]:
+    with engine.store.reader() as reader:
+        head = reader.head()
+        rows = reader.followers()
+    return [
+        FollowerStatus(r.name, r.position, head - r.position, datetime.fromisoformat(r.updated_at))
+        for r in rows
+    ]

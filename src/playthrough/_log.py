@@ -1,0 +1,161 @@
+"""Reading the log: events by filter (streamed in pages), by position, causes and effects.
+
+Also what ``fire`` stores besides an event's fields: its metadata (a JSON
+object) and its correlation id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._errors import NotFoundError, PlaythroughError
+from ._model import Event, State, key_of, registry
+from ._serialization import decode_event, dumps
+from ._stores import EventQuery
+from ._stores._base import archived_until, refuse_archived
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+StateRefArg = tuple[type[State], Any]
+
+PAGE = 500  # events per page of ``events()``
+
+
+def new_correlation() -> str:
+    return uuid.uuid4().hex
+
+
+def encode_metadata(
+    outer: Mapping[str, Any], given: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The metadata stored with an event: the enclosing blocks' merged with the given dict.
+
+    Refused (TypeError) unless it is a dict with str keys that JSON can hold.
+    """
+    if given is not None and not isinstance(given, Mapping):
+        raise TypeError(f"metadata must be a dict, not {type(given).__name__}")
+    merged = {**outer, **(given or {})}
+    if not merged:
+        return None
+    bad = [k for k in merged if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"metadata keys must be strings, not {bad[0]!r}")
+    try:
+        dumps(merged)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"metadata must be JSON (str, int, float, bool, None, lists, dicts): {exc}"
+        ) from exc
+    return merged
+
+
+def metadata_text(event: Event) -> str | None:
+    value = getattr(event, "_pt_metadata", None)
+    return None if not value else dumps(value)
+
+
+def type_names(types: Iterable[type[Event] | str]) -> tuple[str, ...]:
+    names = []
+    for t in types:
+        if isinstance(t, str):
+            registry.event_class(t)  # an unknown name is a clear error, not an empty answer
+            names.append(t)
+        elif isinstance(t, type) and issubclass(t, Event) and t is not Event:
+            names.append(t._pt_type_name)
+        else:
+            raise TypeError(f"types= takes Event subclasses or their type names, not {t!r}")
+    return tuple(names)
+
+
+class EventLog:
+    """The read side of the log for one engine (``engine.events`` and friends)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def events(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[type[Event] | str] | None = None,
+        state: StateRefArg | None = None,
+        caused_by: int | None = None,
+        correlation: str | None = None,
+        limit: int | None = None,
+        page_size: int = PAGE,
+    ) -> Iterator[Event]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, not {page_size}")
+        if state is not None:
+            if not (isinstance(state, tuple) and len(state) == 2):
+                raise TypeError(f"state= takes (StateClass, id), not {state!r}")
+            key = key_of(state[0], state[1])
+        else:
+            key = None
+        names = None if types is None else type_names(types)
+        store = self._engine.store
+        with store.reader() as reader:
+            refuse_archived(reader, after, "engine.events()")  # never skip archived events
+            upto = reader.head()  # the stream ends at the head when it starts
+        query = EventQuery(after, upto, names, key, caused_by, correlation)
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            # One short read transaction per page: nothing is held open between
+            # pages, so the caller may fire and commit while iterating.
+            with store.reader() as reader:
+                rows = reader.find_events(query, size)
+            for row in rows:
+                yield decode_event(row)
+            if len(rows) < size:
+                return
+            query = query._replace(after=rows[-1].position)
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def event(self, position: int) -> Event:
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise TypeError(f"an event position is an int, not {position!r}")
+        with self._engine.store.reader() as reader:
+            rows = reader.find_events(EventQuery(after=position - 1, upto=position), 1)
+            head = reader.head()
+            if not rows and 0 < position <= archived_until(reader):
+                refuse_archived(reader, position - 1, f"engine.event({position})")
+        if not rows:
+            raise NotFoundError(f"no event at position {position} (the log holds 1..{head})")
+        return decode_event(rows[0])
+
+    def causes(self, position: int) -> list[Event]:
+        """The events that led to this one, root first (empty for a root event)."""
+        chain: list[Event] = []
+        event = self.event(position)
+        seen = {position}
+        while event.caused_by is not None:
+            if event.caused_by in seen:
+                raise PlaythroughError(f"the log's causes loop at position {event.caused_by}")
+            seen.add(event.caused_by)
+            event = self.event(event.caused_by)
+            chain.append(event)
+        chain.reverse()
+        return chain
+
+    def effects(self, position: int) -> list[Event]:
+        """Every event this one caused, directly or not, in position order."""
+        self.event(position)  # NotFoundError for a position outside the log
+        found: list[Event] = []
+        frontier = [position]
+        while frontier:
+            nxt = []
+            for cause in frontier:
+                for e in self.events(after=cause, caused_by=cause):
+                    found.append(e)
+                    assert e.id is not None
+                    nxt.append(e.id)
+            frontier = nxt
+        found.sort(key=lambda e: e.id or 0)
+        return found

@@ -1,0 +1,326 @@
+"""Finding states by their values: ``engine.find``, ``engine.count``, ``engine.info``.
+
+Every state's current value lives in its heads row (``value``, exact at
+``value_position``; fresh iff that equals ``last_position``). A query first
+brings the stale or missing values of the queried type up to date (the
+states are reconstituted, in plans of up to ``REFRESH_CHUNK`` states, and the
+values written back only where no commit moved the state meanwhile), then
+filters in SQL over the JSON, in a read transaction that also checks that no
+value of the type is stale: the answer is exact as of that transaction's head.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import attrs
+
+from ._errors import NotFoundError, PlaythroughError, QueryError
+from ._model import SingletonState, State, StateKey, decode_id, key_of
+from ._serialization import converter, decode, encode_state
+from ._slots import mark_state
+from ._stores import Condition, Order
+from ._stores._base import LOOKUPS
+from ._upcasting import snapshot_record
+from ._versions import fingerprint
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+S = TypeVar("S", bound=State)
+
+REFRESH_CHUNK = 2_000  # states reconstituted per plan while refreshing stored values
+_ATTEMPTS = 20  # refresh rounds before a query gives up on a type that never settles
+_SCALARS = (int, float, str, bool)
+_UNORDERED = (Decimal, datetime)  # their JSON text neither orders nor compares like the values
+
+
+@attrs.frozen
+class StateInfo:
+    """What the store knows of one state (``engine.info(Account, 7)``)."""
+
+    key: StateKey
+    id: Any
+    created_position: int
+    created_at: datetime
+    last_position: int
+    last_at: datetime
+    events: int  # events that touched the state
+    snapshot_position: int | None  # its newest stored snapshot
+    value_position: int | None  # where its stored current value is exact
+
+    def __str__(self) -> str:
+        snap = "none" if self.snapshot_position is None else f"#{self.snapshot_position}"
+        return (
+            f"{self.key}: created #{self.created_position} ({self.created_at.isoformat()}), "
+            f"last event #{self.last_position} ({self.last_at.isoformat()}), "
+            f"{self.events} events, snapshot {snap}"
+        )
+
+
+StateInfo.__module__ = "playthrough"
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _unwrap(hint: Any) -> Any:
+    """``X | None`` -> X; everything else unchanged."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+        return Any
+    return hint
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fields are still known
+        return {a.name: Any for a in attrs.fields(cls)}
+
+
+def _leaf_type(cls: type[State], path: Sequence[str], arg: str) -> Any:
+    """The declared type at ``path`` in ``cls``; QueryError naming an unknown field."""
+    current: Any = cls
+    for depth, name in enumerate(path):
+        current = _unwrap(current)
+        where = cls.__qualname__ + "".join("." + p for p in path[:depth])
+        if isinstance(current, type) and attrs.has(current):
+            fields = {a.name for a in attrs.fields(current)}
+            if name not in fields:
+                raise QueryError(
+                    f"{where} has no field {name!r} (in {arg!r}); its fields are "
+                    f"{', '.join(sorted(fields)) or 'none'}"
+                )
+            current = _hints(current).get(name, Any)
+            continue
+        origin = typing.get_origin(current)
+        if current is Any or origin in (dict, Mapping) or current is dict:
+            args = typing.get_args(current)
+            current = args[1] if len(args) == 2 else Any
+            continue
+        if depth == len(path) - 1:
+            raise QueryError(
+                f"unknown lookup {name!r} in {arg!r} ({where} is not an attrs class or a "
+                f"dict); the lookups are {', '.join(LOOKUPS)}"
+            )
+        raise QueryError(
+            f"{where} is not an attrs class or a dict: cannot look up {name!r} in {arg!r}"
+        )
+    return _unwrap(current)
+
+
+def _json_value(value: object, arg: str) -> object:
+    try:
+        out = converter.unstructure(value)
+    except Exception as exc:
+        raise QueryError(f"{arg}: cannot compare with {value!r}: {exc}") from exc
+    return out
+
+
+def _check_comparable(leaf: Any, arg: str, lookup: str) -> None:
+    if isinstance(leaf, type) and issubclass(leaf, _UNORDERED):
+        raise QueryError(
+            f"{arg}: a {leaf.__name__} field is stored as text whose order and equality differ "
+            f"from the values' ({lookup!r} would be wrong); load the states and compare in Python"
+        )
+
+
+def parse_filters(cls: type[State], filters: Mapping[str, Any]) -> list[Condition]:
+    out = []
+    for arg, value in filters.items():
+        parts = arg.split("__")
+        if len(parts) > 1 and parts[-1] in LOOKUPS:
+            lookup, path = parts[-1], tuple(parts[:-1])
+        else:
+            lookup, path = "eq", tuple(parts)
+        if not all(path):
+            raise QueryError(f"bad filter {arg!r}: empty field name")
+        leaf = _leaf_type(cls, path, arg)
+        if lookup == "isnull":
+            if not isinstance(value, bool):
+                raise QueryError(f"{arg} takes True or False, not {value!r}")
+            out.append(Condition(path, lookup, value))
+            continue
+        _check_comparable(leaf, arg, lookup)
+        if lookup in ("eq", "ne"):
+            out.append(Condition(path, lookup, _json_value(value, arg)))
+        elif lookup == "in":
+            if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, typing.Iterable):
+                raise QueryError(f"{arg} takes a list of values, not {value!r}")
+            out.append(Condition(path, lookup, [_json_value(v, arg) for v in value]))
+        elif lookup in ("gt", "gte", "lt", "lte"):
+            j = _json_value(value, arg)
+            if not isinstance(j, (int, float, str)) or isinstance(j, bool):
+                raise QueryError(f"{arg} compares numbers or strings, not {value!r}")
+            origin = typing.get_origin(leaf) or leaf
+            if isinstance(origin, type) and issubclass(origin, (list, dict, tuple, set, frozenset)):
+                raise QueryError(f"{arg}: a {origin.__name__} field has no order")
+            out.append(Condition(path, lookup, j))
+        else:  # contains
+            j = _json_value(value, arg)
+            origin = typing.get_origin(leaf) or leaf
+            if isinstance(j, dict):
+                out.append(Condition(path, lookup, j))
+                continue
+            if not isinstance(j, list):
+                j = [j]
+            if any(isinstance(v, (list, dict)) for v in j):
+                raise QueryError(
+                    f"{arg}: a list field's contains takes scalar items, not {value!r}"
+                )
+            if (
+                isinstance(origin, type)
+                and not issubclass(origin, (list, tuple, set, frozenset))
+                and leaf is not Any
+            ):
+                raise QueryError(
+                    f"{arg}: contains needs a list or dict field, not {origin.__name__}"
+                )
+            out.append(Condition(path, lookup, j))
+    return out
+
+
+def parse_order(cls: type[State], order_by: str | Sequence[str] | None) -> list[Order]:
+    if order_by is None:
+        return []
+    items = [order_by] if isinstance(order_by, str) else list(order_by)
+    out = []
+    for item in items:
+        desc = item.startswith("-")
+        path = tuple(item.lstrip("-").split("__"))
+        if not all(path):
+            raise QueryError(f"bad order_by {item!r}")
+        leaf = _leaf_type(cls, path, f"order_by={item!r}")
+        _check_comparable(leaf, f"order_by={item!r}", "order_by")
+        out.append(Order(path, desc))
+    return out
+
+
+def _shape(cls: type[State]) -> tuple[int, str]:
+    """The class's current version and fingerprint: a value of another one is not current."""
+    return cls._pt_version, fingerprint(cls)
+
+
+def _state_class(cls: object) -> type[State]:
+    if not (isinstance(cls, type) and issubclass(cls, State)) or cls in (State, SingletonState):
+        raise TypeError(f"expected a State subclass, not {cls!r}")
+    return cls
+
+
+# --------------------------------------------------------------------------- running
+
+
+class StateQueries:
+    """``find``/``count``/``info`` for one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def refresh(self, cls: type[State]) -> int:
+        """Bring every stale or missing stored value of ``cls`` up to date; returns how many."""
+        engine = self._engine
+        name = cls._pt_type_name
+        written = 0
+        conflicts = 0
+        while True:
+            with engine.store.reader() as reader:
+                stale = reader.stale_states(name, REFRESH_CHUNK, _shape(cls))
+                if not stale:
+                    return written
+                head = reader.head()
+                states, _ = engine.reconstitutor.reconstitute(reader, [k for k, _ in stale], head)
+            values = []
+            for key, last in stale:
+                state = states[key]
+                if state.last_event_id != last:
+                    raise PlaythroughError(
+                        f"{key}: rebuilt to position {state.last_event_id}, but its heads row "
+                        f"says {last}; the store's links and heads disagree"
+                    )
+                values.append(snapshot_record(key, last, state, encode_state(state)))
+            done = engine.store.write_values(values)
+            written += done
+            if done < len(values):  # commits moved some states meanwhile: they go round again
+                conflicts += 1
+                if conflicts > _ATTEMPTS:
+                    raise PlaythroughError(
+                        f"the stored values of {name} kept going stale while being refreshed "
+                        f"({_ATTEMPTS} rounds): writers are faster than the refresh; try again"
+                    )
+
+    def _settled(self, cls: type[State], run: Any) -> Any:
+        """Run ``run(reader)`` in a read transaction where no value of ``cls`` is stale."""
+        engine = self._engine
+        for _ in range(_ATTEMPTS):
+            with engine.store.reader() as reader:
+                if not reader.stale_states(cls._pt_type_name, 1, _shape(cls)):
+                    return run(reader)  # every value current in this very transaction
+            self.refresh(cls)  # then check again: a commit may land meanwhile
+        raise PlaythroughError(
+            f"the stored values of {cls._pt_type_name} kept going stale before the query could "
+            "read them; try again"
+        )
+
+    def count(self, cls: type[State], filters: Mapping[str, Any]) -> int:
+        cls = _state_class(cls)
+        conditions = parse_filters(cls, filters)
+        name = cls._pt_type_name
+        return cast(int, self._settled(cls, lambda r: r.count_states(name, conditions)))
+
+    def find(
+        self,
+        cls: type[S],
+        filters: Mapping[str, Any],
+        limit: int | None,
+        order_by: str | Sequence[str] | None,
+    ) -> Iterator[S]:
+        cls = cast(type[S], _state_class(cls))
+        conditions = parse_filters(cls, filters)
+        order = parse_order(cls, order_by)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise QueryError(f"limit must be an int >= 0, not {limit!r}")
+        name = cls._pt_type_name
+        rows = self._settled(cls, lambda r: r.query_states(name, conditions, order, limit))
+        return self._states(cls, rows)
+
+    def _states(self, cls: type[S], rows: list[tuple[str, str, int]]) -> Iterator[S]:
+        repository = self._engine.repository
+        for state_id, value, position in rows:
+            key = StateKey(cls._pt_type_name, state_id)
+            live = repository.get(key)
+            if live is None:
+                live = decode(cls, value, f"stored value of {key} at position {position}")
+                mark_state(live, id=decode_id(state_id), last_event_id=position)
+                repository.put(key, live)
+            yield cast(S, live)
+
+    def info(self, cls: type[State], state_id: Any) -> StateInfo:
+        cls = _state_class(cls)
+        key = key_of(cls, state_id)
+        with self._engine.store.reader() as reader:
+            row = reader.state_info(key)
+        if row is None:
+            raise NotFoundError(f"no event ever touched {key}")
+        return StateInfo(
+            key=key,
+            id=decode_id(key.id),
+            created_position=row.created_position,
+            created_at=datetime.fromisoformat(row.created_at),
+            last_position=row.last_position,
+            last_at=datetime.fromisoformat(row.last_at),
+            events=row.events,
+            snapshot_position=row.snapshot_position,
+            value_position=row.value_position,
+        )

@@ -1,0 +1,292 @@
+"""Followers: exactly once into a read model in the same database, restarts, failures, locks.
+
+Run on SQLite (a file, so other processes share it) and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from playthrough import (
+    DefinitionError,
+    Engine,
+    FollowerFailed,
+    FollowerTransaction,
+    Projection,
+    StoreError,
+)
+from playthrough._stores import SQLiteStore, open_store
+from playthrough.examples.balances import OwnerBalances, balances
+from playthrough.examples.bank import Account, Deposited, Transferred
+
+from .follower_workers import (
+    AuditedBalances,
+    crash_worker,
+    follow_worker,
+    open_engine,
+    setup_bank,
+    write_worker,
+)
+from .read_domain import own_sessions
+
+DEADLINE = 120.0  # seconds for a multi-process run; a hang fails instead of blocking the suite
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bank.db'}", None
+    return own_sessions(request.getfixturevalue("pg_url")), request.getfixturevalue("pg_schema")
+
+
+@pytest.fixture
+def engine(where: tuple[str, str | None]) -> Iterator[Engine]:
+    e = open_engine(*where)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def _read(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of the read model, through a follower transaction (the store's own database)."""
+    with engine.store.follow("__reader__", 0) as batch:
+        assert batch is not None
+        return batch.tx.execute(sql)
+
+
+def _batches(n: int) -> Any:
+    """A ``stop`` for engine.run that lets exactly ``n`` batches run."""
+    calls = iter(range(n + 1))
+    return lambda: next(calls) >= n
+
+
+def _expected_balances(engine: Engine) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for account in engine.find(Account):
+        out[account.owner] = out.get(account.owner, 0) + account.balance
+    return out
+
+
+def test_projection_catches_up_and_resumes(engine: Engine) -> None:
+    setup_bank(engine)
+    first = engine.run(OwnerBalances(), until_idle=True, batch_size=5)
+    assert (first.processed, first.position) == (12, 12)
+    assert first.batches == 3  # 5 + 5 + 2 events
+    assert _read(engine, "SELECT count(*) FROM account_owner") == [(6,)]
+    engine.fire(Transferred(source_id=0, target_id=1, amount=7))
+    engine.fire(Deposited(account_id=2, amount=5))
+    engine.commit()
+    [status] = [f for f in engine.followers() if f.name == "balances"]
+    assert (status.position, status.lag) == (12, 2)
+    second = engine.run(OwnerBalances(), until_idle=True)
+    assert (second.processed, second.position) == (2, 14)
+    assert engine.run(OwnerBalances(), until_idle=True).processed == 0
+    assert dict(_read(engine, "SELECT owner, balance FROM owner_balance")) == _expected_balances(
+        engine
+    )
+
+
+def test_a_raising_handler_stops_there_and_keeps_nothing(engine: Engine) -> None:
+    setup_bank(engine)
+    engine.fire(Deposited(account_id=1, amount=99))
+    engine.commit()  # position 13
+
+    class Picky(AuditedBalances):
+        fail = True
+
+        def on_Deposited(self, event: Deposited, tx: FollowerTransaction) -> None:
+            super().on_Deposited(event, tx)
+            if self.fail and event.amount == 99:
+                raise RuntimeError("cannot take 99")
+
+    engine.run(Picky(), batch_size=10, stop=_batches(1))  # 1..10 committed
+    picky = Picky()
+    with pytest.raises(
+        FollowerFailed, match=r"'balances' stopped at event 13 .*position stays 10"
+    ) as info:
+        engine.run(picky, until_idle=True, batch_size=10)
+    assert info.value.position == 10 and cast(Any, info.value.event).id == 13
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert [f.position for f in engine.followers() if f.name == "balances"] == [10]
+    assert _read(engine, "SELECT max(position) FROM seen") == [(10,)]  # 11, 12 rolled back too
+    picky.fail = False
+    assert engine.run(picky, until_idle=True).processed == 3
+    assert [p for (p,) in _read(engine, "SELECT position FROM seen ORDER BY position")] == list(
+        range(1, 14)
+    )
+
+
+def test_reset_reprojects_from_zero(engine: Engine) -> None:
+    setup_bank(engine)
+    engine.run(AuditedBalances(), until_idle=True)
+    before = _read(engine, "SELECT owner, balance FROM owner_balance ORDER BY owner")
+    engine.reset_follower(AuditedBalances())
+    assert [f.position for f in engine.followers() if f.name == "balances"] == [0]
+    assert _read(engine, "SELECT count(*) FROM seen") == [(0,)]
+    assert engine.run(AuditedBalances(), until_idle=True).processed == 12
+    assert _read(engine, "SELECT owner, balance FROM owner_balance ORDER BY owner") == before
+
+
+def test_bad_projections_are_refused() -> None:
+    class Nameless(Projection):
+        def on_Deposited(self, event: Any, tx: Any) -> None: ...
+
+    class Typo(Projection):
+        name = "typo"
+
+        def on_Deposit(self, event: Any, tx: Any) -> None: ...
+
+    class Empty(Projection):
+        name = "empty"
+
+    with Engine.open("sqlite://") as engine:
+        with pytest.raises(DefinitionError, match="needs a `name"):
+            engine.run(Nameless(), until_idle=True)
+        with pytest.raises(DefinitionError, match=r"Typo\.on_Deposit: no event type 'Deposit'"):
+            engine.run(Typo(), until_idle=True)
+        with pytest.raises(DefinitionError, match="handles no event"):
+            engine.run(Empty(), until_idle=True)
+
+
+def test_a_crash_mid_batch_resumes_from_the_stored_position(where: tuple[str, str | None]) -> None:
+    with open_engine(*where) as engine:
+        setup_bank(engine)
+        for n in range(20):
+            engine.fire(Deposited(account_id=n % 6, amount=n + 1))
+        engine.commit()  # positions 13..32
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=crash_worker, args=(*where, 20))
+    proc.start()
+    proc.join(DEADLINE)
+    assert proc.exitcode == 3, "the follower process did not crash where it should"
+    with open_engine(*where) as engine:
+        # Died inside its only batch: nothing of it was kept.
+        assert [f.position for f in engine.followers() if f.name == "balances"] in ([], [0])
+        assert engine.run(AuditedBalances(), until_idle=True).processed == 32
+        seen = [p for (p,) in _read(engine, "SELECT position FROM seen ORDER BY position")]
+        assert seen == list(range(1, 33))
+        assert dict(_read(engine, "SELECT owner, balance FROM owner_balance")) == (
+            _expected_balances(engine)
+        )
+
+
+def test_a_second_process_cannot_take_a_batch_while_one_is_open(
+    where: tuple[str, str | None],
+) -> None:
+    url, schema = where
+    first = open_store(url, schema=schema) if schema else open_store(url)
+    second = (
+        open_store(url, schema=schema)
+        if schema
+        else SQLiteStore(url[len("sqlite:///") :], busy_timeout=0.2)
+    )
+    try:
+        with first.follow("balances", 10) as batch:
+            assert batch is not None
+            if schema:  # PostgreSQL: the row lock is taken NOWAIT, the other side backs off
+                with second.follow("balances", 10) as other:
+                    assert other is None
+            else:  # SQLite: the batch holds the write lock; another writer cannot begin
+                with pytest.raises(StoreError, match="locked"):
+                    with second.follow("balances", 10):
+                        pass
+        with second.follow("balances", 10) as other:
+            assert other is not None  # released with the first batch
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("batch_size", [3, 50])
+def test_followers_in_two_processes_with_concurrent_writers(
+    where: tuple[str, str | None], batch_size: int
+) -> None:
+    """Three writer processes and two processes running the same follower, all at once.
+
+    Every handled event lands in the read model exactly once (``seen`` has a
+    primary key on the position, so a second processing would fail the
+    follower), none is skipped although writers commit concurrently, and the
+    balances equal the states' own.
+    """
+    url, schema = where
+    writers, commits = 3, 40
+    with open_engine(url, schema) as engine:
+        setup_bank(engine)
+        final_head = engine.head() + writers * commits
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(writers + 2) as pool:
+        followers = [
+            pool.apply_async(follow_worker, (url, schema, final_head, batch_size)) for _ in range(2)
+        ]
+        written = [
+            pool.apply_async(write_worker, (url, schema, seed, commits)) for seed in range(writers)
+        ]
+        for w in written:
+            w.get(timeout=DEADLINE)
+        processed = [f.get(timeout=DEADLINE) for f in followers]
+    with open_engine(url, schema) as engine:
+        assert engine.head() == final_head
+        handled = [e.id for e in engine.events(types=[*OwnerBalances_types()])]
+        seen = [p for (p,) in _read(engine, "SELECT position FROM seen ORDER BY position")]
+        assert seen == handled, "an event was skipped or processed twice"
+        assert sum(processed) == len(handled)
+        assert dict(_read(engine, "SELECT owner, balance FROM owner_balance")) == (
+            _expected_balances(engine)
+        )
+
+
+def OwnerBalances_types() -> list[type]:
+    from playthrough.examples.bank import AccountOpened
+
+    return [AccountOpened, Deposited, Transferred]
+
+
+def test_sqlite_read_model_is_a_plain_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    with Engine.open(url) as engine:
+        setup_bank(engine)
+        engine.run(OwnerBalances(), until_idle=True)
+    conn = sqlite3.connect(tmp_path / "bank.db")
+    rows = dict(conn.execute("SELECT owner, balance FROM owner_balance").fetchall())
+    conn.close()
+    assert rows == {"ada": 2_000_000, "bob": 2_000_000, "cy": 2_000_000}
+    with Engine.open(url) as engine, engine.store.follow("x", 0) as batch:
+        assert batch is not None
+        assert balances(batch.tx) == rows
+
+
+def test_handler_names_resolve_by_type_name_first() -> None:
+    import attrs
+
+    from playthrough import Event
+
+    def twin(type_name: str) -> Any:
+        @attrs.define
+        class Twin(Event, type_name=type_name):
+            amount: int = 0
+
+        return Twin
+
+    twin("follow.a.Twin")
+    twin("follow.b.Twin")
+
+    class Ambiguous(Projection):
+        name = "ambiguous"
+
+        def on_Twin(self, event: Any, tx: Any) -> None: ...
+
+    with Engine.open("sqlite://") as engine:
+        with pytest.raises(DefinitionError, match=r"'Twin' names several event types"):
+            engine.run(Ambiguous(), until_idle=True)
+        exact = twin("Twin")  # a type registered under exactly that name wins
+        engine.fire(exact(amount=5))
+        engine.fire(twin("follow.a.Twin")(amount=6))
+        engine.commit()
+        assert engine.run(Ambiguous(), until_idle=True).processed == 1
