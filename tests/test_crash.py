@@ -120,7 +120,10 @@ def test_terminating_the_backend_of_a_committing_writer(
 ) -> None:
     import psycopg
 
-    url = f"{pg_url}?schema={pg_schema}"
+    # The worker's sessions carry a name of their own, so only they are terminated:
+    # never the sessions of other tests or other processes sharing the server.
+    session = f"pt-crash-{pg_schema}"
+    url = f"{pg_url}?schema={pg_schema}&application_name={session}"
     side = tmp_path / "acknowledged.txt"
     worker = _start(url, side)
     terminated = 0
@@ -131,8 +134,9 @@ def test_terminating_the_backend_of_a_committing_writer(
                 _wait_for_commits(worker, side, 1)
                 rows = admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'playthrough' AND pid <> pg_backend_pid() "
-                    "AND datname = current_database() AND state <> 'idle'"
+                    "WHERE application_name = %s AND pid <> pg_backend_pid() "
+                    "AND datname = current_database() AND state <> 'idle'",
+                    (session,),
                 ).fetchall()
                 terminated += sum(1 for (ok,) in rows if ok)
         _wait_for_commits(worker, side, 1)  # it goes on committing afterwards
