@@ -461,6 +461,11 @@ def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
 def _as_version_1(path: Path) -> None:
     """Turn a store file into what schema version 1 wrote (no value columns)."""
     conn = sqlite3.connect(path)
+    # what schema version 4 added (issue 9)
+    conn.execute("DROP TABLE pt_commits")
+    conn.execute("DROP TABLE pt_pending_handlers")
+    conn.execute("DROP INDEX pt_events_by_key")
+    conn.execute("ALTER TABLE pt_events DROP COLUMN event_key")
     for table, column in [
         ("pt_heads", "value"),
         ("pt_heads", "value_position"),
@@ -540,7 +545,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         SQLiteStore(str(path))
 
 
-def _blank_values(state: State) -> str:
+def _blank_values(state: State, what: str = "") -> str:
     """Mutation 1: the commit stores a blank value instead of the state's."""
     return encode_state(type(state)())
 
@@ -557,7 +562,7 @@ def test_the_several_engines_property_catches_broken_values(
     import playthrough._engine as engine_module
 
     if mutation == "blank_values":
-        monkeypatch.setattr(engine_module, "encode_state", _blank_values)
+        monkeypatch.setattr(engine_module, "encode_state_checked", _blank_values)
     else:
         monkeypatch.setattr(HeadRow, "fresh", property(_stale_is_fresh))
 

@@ -38,6 +38,10 @@ EXPECTED = {
     "HandlerFailed",
     "StateCompleted",
     "ScheduleNotFound",
+    "CommitOutcomeUnknown",
+    "DuplicateEvent",
+    "StateMutationError",
+    "CorruptionError",
     "NotFoundError",
     "QueryError",
     "FollowerFailed",
@@ -128,7 +132,10 @@ def test_unknown_names_are_still_attribute_errors() -> None:
 
 def test_errors_share_one_base() -> None:
     errors = [
-        getattr(playthrough, n) for n in EXPECTED if n.endswith(("Error", "Rejected", "Failed"))
+        getattr(playthrough, n)
+        for n in EXPECTED
+        if n.endswith(("Error", "Rejected", "Failed", "Unknown", "Event"))
+        and n not in ("Event", "ScheduledEvent")  # ScheduledEvent: a result, not an error
     ]
     assert errors and all(issubclass(e, playthrough.PlaythroughError) for e in errors)
 

@@ -21,9 +21,13 @@ class ValuelessStore(SQLiteStore):
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
         values: Mapping[StateKey, str | HeadValue] | None = None,
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
     ) -> list[int]:
-        return super().append(events, expected, None, extras)
+        return super().append(
+            events, expected, None, commit_id=commit_id, handled=handled, extras=extras
+        )
 
     def write_values(self, records: Sequence[SnapshotRecord]) -> int:
         return 0

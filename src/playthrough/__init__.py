@@ -33,10 +33,13 @@ from ._connect import connect
 from ._engine import Engine
 from ._errors import (
     ArchivedRangeError,
+    CommitOutcomeUnknown,
     ConcurrencyError,
     ConfigurationError,
+    CorruptionError,
     DecodeError,
     DefinitionError,
+    DuplicateEvent,
     EventRejected,
     FollowerBusy,
     FollowerFailed,
@@ -48,6 +51,7 @@ from ._errors import (
     ScheduleNotFound,
     SchemaVersionError,
     StateCompleted,
+    StateMutationError,
     StoreError,
     TransferError,
     UnknownKeysError,
@@ -68,8 +72,9 @@ from ._transfer import TransferReport
 from ._verify import VerifyReport
 
 __all__ = [
-    "ArchivedRangeError",
     "ArchiveReport",
+    "ArchivedRangeError",
+    "CommitOutcomeUnknown",
     "Completion",
     "FollowerTransaction",
     "StateInfo",
@@ -82,8 +87,10 @@ __all__ = [
     "FollowerBusy",
     "ConcurrencyError",
     "ConfigurationError",
+    "CorruptionError",
     "DecodeError",
     "DefinitionError",
+    "DuplicateEvent",
     "Engine",
     "Event",
     "FORGOTTEN",
@@ -102,6 +109,7 @@ __all__ = [
     "State",
     "StateCompleted",
     "StateKey",
+    "StateMutationError",
     "StoreError",
     "SyncReport",
     "TransferError",

@@ -186,6 +186,13 @@ imported, an event type no --app module defines).
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    default=False,
+    help="Exit 0 for a store that is empty or does not exist (by default an error: "
+    "green CI on nothing is not a check).",
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -201,6 +208,7 @@ def verify(
     strict_sync: bool,
     subprocess_replay: bool | None,
     progress: bool | None,
+    allow_empty: bool,
 ) -> None:
     """Check a store: snapshots against the log, deterministic replay, snapshot sync.
 
@@ -211,15 +219,19 @@ def verify(
     """
     import json
 
-    from ._errors import PlaythroughError, UnknownTypeError
+    from ._errors import UnknownTypeError
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
-    try:
-        engine = Engine.open(url)
-    except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+    engine = _open_without_creating(ctx, database_url, url, allow_empty)
     with engine, _progress_bar(progress) as report_progress:
+        if engine.head() == 0 and not allow_empty:
+            click.echo(
+                f"Error: the store at {public_url(database_url)} is empty: nothing to verify "
+                "(pass --allow-empty to accept that)",
+                err=True,
+            )
+            ctx.exit(1)
         try:
             report = engine.verify(
                 sample=sample,
@@ -274,7 +286,7 @@ def _open_existing(database_url: str, apps: tuple[str, ...]) -> Engine:
     try:
         return Engine.open(url)
     except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
 
 
 @main.command(
@@ -313,6 +325,126 @@ def schema(
     else:
         click.echo(report.to_text())
     ctx.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("database_url")
+@_APP_OPTION
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1_000,
+    show_default=True,
+    help="Run the handlers of at most this many pending events.",
+)
+@click.pass_context
+def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit: int) -> None:
+    """Run the handle hooks that failed or that a crash interrupted.
+
+    Committed events whose handlers have not completed are recorded in the
+    store; this runs them (at least once: a handler may run again if it was
+    running elsewhere). Exit status 0 when all completed, 1 when some failed
+    again (each is listed), 2 for usage errors.
+
+        playthrough handlers sqlite:///app.db --app mypackage.events
+    """
+    from ._errors import HandlerFailed, PlaythroughError, UnknownTypeError
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    engine = _open_without_creating(ctx, database_url, url, allow_empty=False)
+    with engine:
+        try:
+            ran = engine.run_pending_handlers(limit)
+        except UnknownTypeError as exc:
+            raise click.UsageError(
+                f"{exc}\n(pass the module that defines it with --app MODULE)"
+            ) from exc
+        except HandlerFailed as exc:
+            click.echo(f"handlers failed again for {len(exc.failures)} event(s):")
+            for event, error in exc.failures:
+                click.echo(f"  {_describe(event)}: {error!r}")
+            ctx.exit(1)
+        except PlaythroughError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+    click.echo(f"ran the pending handlers of {len(ran)} event(s)")
+    for event in ran:
+        click.echo(f"  {_describe(event)}")
+
+
+@main.command()
+@click.argument("database_url")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining the states and events (imported so they register); repeatable.",
+)
+@click.pass_context
+def repair(ctx: click.Context, database_url: str, apps: tuple[str, ...]) -> None:
+    """Rebuild the heads rows (each state's last event) from the state-event links.
+
+    A heads row that lags behind its links makes the state uncommittable (every
+    commit is refused as stale); ``playthrough verify`` reports such rows. The
+    links are the record of which events touched which state; this makes every
+    heads row agree with them, under the append lock. Example:
+
+        playthrough repair sqlite:///app.db --app mypackage.events
+    """
+    from ._errors import PlaythroughError
+
+    url = _existing_store_url(database_url)
+    _import_apps(apps)
+    engine = _open_without_creating(ctx, database_url, url, allow_empty=False)
+    with engine:
+        try:
+            changed = engine.store.rebuild_heads()
+        except PlaythroughError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+    click.echo(f"rebuilt heads from the links: {changed} row(s) changed")
+
+
+def _open_without_creating(ctx: click.Context, given: str, url: str, allow_empty: bool) -> Engine:
+    """An engine on a store that exists: commands never create (or migrate) one."""
+    from ._errors import PlaythroughError
+    from ._stores._base import NoStoreError
+
+    try:
+        return Engine.open(url, create=False)
+    except NoStoreError as exc:
+        if allow_empty:
+            click.echo(f"{public_url(given)}: no store there, nothing to check (--allow-empty)")
+            ctx.exit(0)
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(1)
+    except PlaythroughError as exc:
+        raise click.UsageError(f"cannot open {public_url(given)}: {exc}") from exc
+    raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
+
+
+def public_url(text: str) -> str:
+    """The URL as every message shows it: without a password, wherever the URL put one."""
+    try:
+        return parse_store_url(text).redacted()
+    except StoreError:
+        return "(the DATABASE_URL given)"  # unparsable: showing it could show a password
+
+
+def _password_in(text: str) -> str | None:
+    """The password a URL carries (in its user info or a ``password=`` option), if any."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(text)
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        if at and ":" in userinfo:
+            return unquote(userinfo.partition(":")[2]) or None
+        return dict(parse_qsl(parts.query)).get("password") or None
+    except ValueError:
+        return None
 
 
 @main.command()
@@ -511,7 +643,7 @@ def import_command(
     try:
         engine = Engine.open(database_url)
     except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine, _tty_progress(progress, "import") as bar:
         try:
             report = engine.import_log(file, append=append, progress=bar)
@@ -583,9 +715,9 @@ def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, .
     url = _existing_store_url(database_url)
     _import_apps(apps)
     try:
-        engine = Engine.open(url)
+        engine = Engine.open(url)  # a writer: upgrades an old store, as its help says
     except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine:
         try:
             report = engine.archive(before=cut, to=to)
@@ -607,7 +739,7 @@ def _open_store_for_cli(url: str, given: str) -> Store:
     try:
         return open_store(url)
     except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {given}: {exc}") from exc
+        raise click.UsageError(f"cannot open {public_url(given)}: {exc}") from exc
 
 
 @main.command()
@@ -664,7 +796,7 @@ def scheduler(
     try:
         engine = Engine.open(url)
     except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine:
         try:
             serve(
@@ -696,7 +828,11 @@ def _existing_store_url(text: str) -> str:
     try:
         parsed = parse_store_url(text)
     except StoreError as exc:
-        raise click.BadParameter(str(exc), param_hint="DATABASE_URL") from exc
+        message = str(exc)
+        password = _password_in(text)
+        if password:
+            message = message.replace(password, "***")
+        raise click.BadParameter(message, param_hint="DATABASE_URL") from exc
     if parsed.kind == "sqlite":
         if parsed.is_memory:
             raise click.BadParameter(

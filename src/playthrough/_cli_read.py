@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import click
 
-from ._cli import _existing_store_url, _import_apps, main
+from ._cli import _existing_store_url, _import_apps, main, public_url
 from ._engine import Engine
 from ._errors import PlaythroughError
 from ._followers import Projection
@@ -47,7 +47,7 @@ def _engine(database_url: str, apps: tuple[str, ...]) -> Iterator[Engine]:
     try:
         engine = Engine.open(url)
     except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {database_url}: {exc}") from exc
+        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine:
         try:
             yield engine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import os
 import time
 import typing
@@ -25,11 +26,13 @@ from ._errors import (
     ConcurrencyError,
     ConfigurationError,
     DecodeError,
-    HandlerFailed,
+    DuplicateEvent,
     PlaythroughError,
     ReconstitutionError,
+    StateMutationError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
+from ._handlers import handler_failed, has_handlers, run_handlers, run_pending
 from ._lifecycle import Completions, completable
 from ._log import (
     EventLog,
@@ -48,16 +51,18 @@ from ._model import (
 from ._personal import new_key, personal_spec, seal, subject_of
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._query import StateInfo, StateQueries
-from ._reconstitution import Plan, StateReconstitutor
+from ._reconstitution import Plan, StateReconstitutor, checked_plan
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
 from ._scheduling import ScheduledEvent, Scheduler
-from ._serialization import decode, encode_event, encode_state
+from ._serialization import decode, encode_event, encode_state_checked
 from ._slots import (
     fired_data,
+    forget_binding,
     mark_fired,
     mark_record,
     set_data,
+    set_key,
     set_last_event_id,
     set_position,
     unfire,
@@ -71,7 +76,13 @@ from ._stores import (
     resolve_store_url,
     store_options,
 )
-from ._stores._base import CommitExtras, Completion, HeadValue, archived_until, refuse_archived
+from ._stores._base import (
+    CommitExtras,
+    Completion,
+    HeadValue,
+    archived_until,
+    refuse_archived,
+)
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
 from ._values import current_states, write_back
 from ._versions import fingerprint
@@ -79,7 +90,10 @@ from ._versions import fingerprint
 if TYPE_CHECKING:
     from ._verify import VerifyReport
 
+logger = logging.getLogger("playthrough")
+
 S = TypeVar("S", bound=State)
+T = TypeVar("T")
 E = TypeVar("E", bound=Event)
 
 StateRef = tuple[type[State], Any]
@@ -90,9 +104,16 @@ _ENGINE_OPTIONS = (
     "snapshot_history",
     "head_values",
     "max_states",
+    "max_event_bytes",
     "archive",
     "clock",
 )
+
+#: The default largest event (its JSON, in UTF-8 bytes) ``fire`` accepts.
+MAX_EVENT_BYTES = 64 << 20
+
+
+_LEASE = timedelta(minutes=5)  # how long run_due() holds a due row while firing it
 
 
 class Engine:
@@ -110,6 +131,8 @@ class Engine:
     - ``max_states`` bounds the identity map (least recently used states are
       evicted between operations; states with pending events never are);
       ``None``: unbounded.
+    - ``max_event_bytes`` (default 64 MiB): ``fire`` refuses an event whose JSON
+      is larger, naming its size; events are rows, not a blob store.
     """
 
     def __init__(
@@ -121,6 +144,7 @@ class Engine:
         snapshot_history: int = 3,
         head_values: bool = True,
         max_states: int | None = 10_000,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         archive: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -129,6 +153,7 @@ class Engine:
         self.store = store
         self.head_values = head_values
         self.max_states = max_states
+        self.max_event_bytes = max_event_bytes
         self._owns_store = False
         if archive is None:
             self._archive: ArchiveReader | None = None
@@ -149,6 +174,11 @@ class Engine:
         self._repository = self._own_repository = StateRepository()
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
+        self._pending_event_keys: dict[str, None] = {}
+        #: The id of the last commit this engine sent (see ``was_committed``).
+        self.last_commit_id: str | None = None
+        #: The last failure of the automatic snapshot policy after a commit (logged too).
+        self.snapshot_error: Exception | None = None
         self._caused_by: int | None = None
         # Correlation of the event whose handle hooks run (or given by metadata(correlation=)).
         self._correlation: str | None = None
@@ -315,9 +345,9 @@ class Engine:
         key = key_of(state_class, state_id)
         with self.store.reader() as reader:
             if at is None:  # what a live load plays: its plan brings every state to the head
-                return self.reconstitutor.plan(reader, [key], reader.head(), to_head=True)
+                return checked_plan(self.reconstitutor, reader, [key], reader.head(), to_head=True)
             refuse_archived(reader, at, f"explaining a load at {at}")
-            return self.reconstitutor.plan(reader, [key], at)
+            return checked_plan(self.reconstitutor, reader, [key], at)
 
     def _guard_apply(self, key: StateKey) -> None:
         if in_apply():
@@ -385,7 +415,9 @@ class Engine:
 
     # ------------------------------------------------------------------ firing
 
-    def fire(self, event: E, *, metadata: Mapping[str, Any] | None = None) -> E:
+    def fire(
+        self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> E:
         """Validate and apply an event to the live states and queue it for commit.
 
         ``metadata`` (a JSON-able dict, merged over those of enclosing
@@ -395,28 +427,58 @@ class Engine:
         exception propagates. An event
         touching a completed state raises ``StateCompleted`` (unless its class
         sets ``touches_completed = True``).
+
+        ``key`` makes the event idempotent: it is stored with the event under a
+        unique constraint, and committing an event whose key is already in the
+        log raises ``DuplicateEvent`` and writes nothing of that commit (a
+        retry after ``CommitOutcomeUnknown``, a redelivered message).
         """
-        return self._fire(event, None, metadata)
+        return self._fire(event, None, metadata, key)
 
     def _fire_scheduled(self, event: Event, due: datetime, schedule_id: str) -> None:
         """Fire a due scheduled event: its ``fired_at`` (``now()`` in its hooks) is the due
         time, and the commit marks its schedule row fired in the same transaction."""
-        self._fire(event, due, None)
+        self._fire(event, due, None, f"schedule:{schedule_id}")  # its idempotency key
         self._scheduler.firing[id(event)] = schedule_id
 
-    def _fire(self, event: E, fired_at: datetime | None, metadata: Mapping[str, Any] | None) -> E:
+    def _fire(
+        self,
+        event: E,
+        fired_at: datetime | None,
+        metadata: Mapping[str, Any] | None,
+        key: str | None,
+    ) -> E:
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
             raise PlaythroughError(f"{type(event).__qualname__} was already fired")
+        if key is not None:
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"an event key must be a non-empty str, not {key!r}")
+            if key in self._pending_event_keys:
+                raise DuplicateEvent(
+                    f"event key {key!r} is already given to an event pending in this engine",
+                    key,
+                    None,
+                )
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
+        if len(data) * 4 > self.max_event_bytes and len(data.encode()) > self.max_event_bytes:
+            raise PlaythroughError(
+                f"{type(event).__qualname__} is {len(data.encode()):,} bytes as JSON, more than "
+                f"the largest event this engine accepts ({self.max_event_bytes:,} bytes, "
+                "Engine(max_event_bytes=...)); store large payloads elsewhere and put a "
+                "reference in the event"
+            )
+        # Normalise first, then bind: the keys must be computed from the values
+        # every replay decodes (a UUID id given as a string is a UUID from here on),
+        # and the stored JSON is that of the normalised values.
+        binding(event)  # checks the ids' types first, for the clearer error
+        if _normalise(event, data):  # (which drops that binding if a value changed)
+            data = encode_event(event)
         stored_metadata = encode_metadata(self._metadata, metadata)
-        # Bind (and check) the ids as the user gave them; strict decoding in
-        # _normalise guarantees they come back identical.
         keys = list(binding(event).touched)
-        _normalise(event, data)
         repository = self._repository
         live: dict[StateKey, State] = {}
         missing = []
@@ -441,6 +503,7 @@ class Engine:
             fired_at=fired_at if fired_at is not None else aware(self.clock.now()),
             caused_by=self._caused_by,
         )
+        backups = {k: _fields(s) for k, s in live.items()}
         mark_record(
             event, correlation=self._correlation or new_correlation(), metadata=stored_metadata
         )
@@ -450,12 +513,16 @@ class Engine:
                 with playing(event):
                     for hook, bound, _ in validators:
                         run_hook(event, hook, live, bound=bound)
+                # Assignments are refused by State.__setattr__; a change made in place
+                # (a list appended to) is found here, undone, and refused too.
+                _refuse_changes(event, live, backups, "a validate hook")
             except BaseException:
+                for k, saved in backups.items():
+                    _restore(live[k], saved)
                 unfire(event)
                 if missing:  # the states loaded for it stay within max_states
                     self._trim()
                 raise
-        backups = {k: _fields(s) for k, s in live.items()}
         player = self._live_player
         player.states = live
         try:
@@ -468,6 +535,9 @@ class Engine:
         if was:
             completions.after_apply(event, live, was)
         set_data(event, data)
+        set_key(event, key)
+        if key is not None:
+            self._pending_event_keys[key] = None
         self._pending.append(event)
         for k in keys:
             self._pending_keys[k] = None
@@ -485,6 +555,7 @@ class Engine:
         self._pending_keys.clear()
         self._completions.clear()
         self._scheduler.clear()
+        self._pending_event_keys.clear()
 
     @contextmanager
     def transaction(self) -> Iterator[Engine]:
@@ -515,25 +586,89 @@ class Engine:
         """Append pending events atomically, then run their ``handle`` hooks.
 
         Returns the committed events (with their positions), including those
-        fired by handlers. On failure nothing is written, the pending events are
-        dropped along with the states they changed, and the error propagates.
+        fired by handlers. If the append fails, nothing is written, the pending
+        events are dropped along with the states they changed, and the error
+        propagates (``CommitOutcomeUnknown`` when the store cannot tell whether
+        the commit was written; ``was_committed`` answers later).
+
+        Once the append has committed, nothing is reported as a failed commit:
+        handlers that raise are collected into one ``HandlerFailed`` (raised
+        after every other handler ran; it carries the committed events), and a
+        failure of the automatic snapshot policy is logged and kept in
+        ``snapshot_error``, the events being returned as usual.
         """
         if self._committing:
             raise PlaythroughError("commit() from inside a handle hook: fire events instead")
-        committed: list[Event] = []
+        if not self._pending and not self._scheduler.has_queued():
+            return []
         self._committing = True
         try:
-            while self._pending or self._scheduler.has_queued():
-                batch = self._commit_batch()
-                committed.extend(batch)
-                self._run_handlers(batch)
+            committed = self._commit_batch()
+            failures = run_handlers(self, list(committed), committed)
         finally:
             self._committing = False
             self._evict_completed()
-        if committed:
-            self.coordinator.after_commit()
-            self._trim()
+        self._snapshot_policy()
+        self._trim()
+        if failures:
+            raise handler_failed(failures, committed)
         return committed
+
+    def _snapshot_policy(self) -> None:
+        """The ``snapshot_every`` policy: best effort, since the commit already stands."""
+        try:
+            self.coordinator.after_commit()
+        except Exception as exc:
+            self.snapshot_error = exc
+            logger.warning(
+                "automatic snapshot after a commit failed (the commit stands; the next "
+                "snapshot or load reads the log): %r",
+                exc,
+                exc_info=True,
+            )
+
+    def retry(
+        self,
+        work: Callable[[Engine], T],
+        *,
+        attempts: int = 10,
+        backoff: float = 0.005,
+        max_backoff: float = 0.5,
+    ) -> T:
+        """Run ``work(engine)`` and commit; on ConcurrencyError wait (jittered) and run it again.
+
+        ``work`` fires events (loading what it needs); it is run from scratch
+        each time, on the states other writers committed meanwhile. Waits are
+        random in ``[0, min(max_backoff, backoff * 2**n))`` after n failures;
+        after ``attempts`` the last ConcurrencyError propagates. Returns what
+        ``work`` returned.
+        """
+        from ._retry import retry
+
+        return retry(self, work, attempts=attempts, backoff=backoff, max_backoff=max_backoff)
+
+    def was_committed(self, commit_id: str) -> bool:
+        """Whether the commit with this id (``CommitOutcomeUnknown.commit_id``) is in the log."""
+        with self.store.reader() as reader:
+            return reader.commit_positions(commit_id) is not None
+
+    def run_pending_handlers(self, limit: int = 1_000) -> list[Event]:
+        """Run the handlers the store records as not completed; return their events.
+
+        Those are handlers that raised, or that a crash cut short between the
+        commit and their completion. Raises ``HandlerFailed`` if some fail again
+        (the others still run). Handlers are at-least-once: a handler that was
+        running elsewhere when this is called may run twice.
+        """
+        if self._pending:
+            raise PlaythroughError("commit or discard pending events before running handlers")
+        if self._committing:
+            raise PlaythroughError("run_pending_handlers() from inside a handle hook")
+        self._committing = True
+        try:
+            return run_pending(self, limit)
+        finally:
+            self._committing = False
 
     def _evict_completed(self) -> None:
         """Drop the states this commit completed from the identity map (see _lifecycle)."""
@@ -544,9 +679,24 @@ class Engine:
                 self._repository.forget(key)
         evict.clear()
 
-    def _commit_batch(self) -> list[Event]:
+    def _commit_batch(self, handled: Sequence[int] = ()) -> list[Event]:
         batch = list(self._pending)
+        if not batch:
+            if self._scheduler.has_queued():  # schedule changes alone (a handler's, say)
+                schedule, cancel, _ = self._scheduler.take([])
+                try:
+                    self.store.append(
+                        [], {}, handled=handled, extras=CommitExtras((), (), schedule, cancel)
+                    )
+                except BaseException:
+                    self.discard()
+                    raise
+            else:
+                self.store.mark_handled(handled)
+            return []
         keys = list(self._pending_keys)
+        commit_id = uuid.uuid4().hex
+        self.last_commit_id = commit_id
         try:
             expected = {}
             values: dict[StateKey, HeadValue] | None = {} if self.head_values else None
@@ -559,7 +709,8 @@ class Engine:
                     # The live state after the whole batch: exact once the heads
                     # check passes, so its value rides in the same statement.
                     cls = type(state)
-                    values[k] = HeadValue(encode_state(state), cls._pt_version, fingerprint(cls))
+                    data = encode_state_checked(state, f"the value of {k}")
+                    values[k] = HeadValue(data, cls._pt_version, fingerprint(cls))
             rows = []
             keys_of = self._subject_keys(batch)
             for event in batch:
@@ -579,6 +730,8 @@ class Engine:
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
                         version=type(event)._pt_version,
+                        key=event.idempotency_key,
+                        needs_handling=has_handlers(event),
                         metadata=metadata_text(event),
                         correlation=event.correlation,
                     )
@@ -588,7 +741,12 @@ class Engine:
             extras = CommitExtras(completed, reopened, schedule, cancel, firing)
             started = time.perf_counter()
             positions = self.store.append(
-                rows, expected, values, extras=None if extras.empty else extras
+                rows,
+                expected,
+                values,
+                commit_id=commit_id,
+                handled=handled,
+                extras=None if extras.empty else extras,
             )
             _logging.committed(positions, time.perf_counter() - started)
         except ConcurrencyError as exc:
@@ -613,6 +771,7 @@ class Engine:
                 set_last_event_id(state, position)
         self._pending.clear()
         self._pending_keys.clear()
+        self._pending_event_keys.clear()
         self.coordinator.committed(last)
         return batch
 
@@ -649,33 +808,6 @@ class Engine:
         self._repository.clear()
         return gone
 
-    def _run_handlers(self, batch: list[Event]) -> None:
-        for event in batch:
-            hooks = binding(event).of_phase("handle")
-            if not hooks:
-                continue
-            previous = self._caused_by, self._correlation
-            self._caused_by = event.id
-            self._correlation = event.correlation
-            try:
-                with playing(event):
-                    for hook, bound, keys in hooks:
-                        self._load_live([k for k in keys if self._repository.get(k) is None])
-                        live = {k: cast(State, self._repository.get(k)) for k in keys}
-                        try:
-                            run_hook(event, hook, live, self, bound)
-                        except Exception as exc:
-                            _logging.handler_failed(
-                                type(event).__qualname__, hook.name, event.id, exc
-                            )
-                            raise HandlerFailed(
-                                event,
-                                f"{type(event).__qualname__}.{hook.name} raised after event "
-                                f"{event.id} was committed: {exc!r}",
-                            ) from exc
-            finally:
-                self._caused_by, self._correlation = previous
-
     # ------------------------------------------------------------------ lifecycle
 
     def completion(self, state_class: type[State], state_id: Any = None) -> Completion | None:
@@ -709,9 +841,7 @@ class Engine:
         """A scheduled event's row: due time, status, the fired event's position, error."""
         return self._scheduler.record(schedule_id)
 
-    def run_due(
-        self, *, limit: int = 100, lease: timedelta = timedelta(minutes=5)
-    ) -> list[ScheduledEvent]:
+    def run_due(self, *, limit: int = 100, lease: timedelta = _LEASE) -> list[ScheduledEvent]:
         """Fire the scheduled events due by ``clock.now()`` (one pass, at most ``limit``).
 
         Each is fired with its due time as ``fired_at`` and committed on its own;
@@ -1106,7 +1236,7 @@ def _completed_filter(
 _ATOMIC = (int, float, str, bool, bytes, type(None))
 
 
-def _normalise(event: Event, data: str) -> None:
+def _normalise(event: Event, data: str) -> bool:
     """Give the event the field values a replay will decode from ``data``.
 
     ``5`` given to a ``float`` field is replayed as ``5.0``, a tuple as a list:
@@ -1116,7 +1246,7 @@ def _normalise(event: Event, data: str) -> None:
     cls = type(event)
     exact = _exact_fields(cls)
     if exact is not None and all(type(getattr(event, n)) is t for n, t in exact):
-        return  # plain scalars of exactly their declared types come back identical
+        return False  # plain scalars of exactly their declared types come back identical
     try:
         replayed = decode(cls, data, f"event {cls._pt_type_name}")
     except DecodeError as exc:
@@ -1126,6 +1256,8 @@ def _normalise(event: Event, data: str) -> None:
         ) from exc
     for a in attrs.fields(cast(Any, cls)):
         object.__setattr__(event, a.name, getattr(replayed, a.name))
+    forget_binding(event)  # bound from the values as given: stale
+    return True
 
 
 _EXACT: dict[type, tuple[tuple[str, type], ...] | None] = {}
@@ -1159,6 +1291,20 @@ def _fields(state: State) -> dict[str, Any]:
         value = getattr(state, name)
         saved[name] = value if type(value) in _ATOMIC else copy.deepcopy(value)
     return saved
+
+
+def _refuse_changes(
+    event: Event, live: dict[StateKey, State], saved: dict[StateKey, dict[str, Any]], by: str
+) -> None:
+    """Raise StateMutationError if a state's fields differ from ``saved`` (the caller restores)."""
+    for key, state in live.items():
+        before = saved[key]
+        for name, value in before.items():
+            if getattr(state, name) != value:
+                raise StateMutationError(
+                    f"{key}: {by} of {type(event).__qualname__} changed field {name!r}; "
+                    "only apply hooks may change states (the change was undone)"
+                )
 
 
 def _restore(state: State, saved: dict[str, Any]) -> None:

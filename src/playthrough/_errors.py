@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._model import Event
+
 
 class PlaythroughError(Exception):
     """Base class of the errors playthrough raises."""
@@ -62,6 +67,43 @@ class StoreError(PlaythroughError):
     """The store could not be opened, read or written."""
 
 
+class CommitOutcomeUnknown(StoreError):
+    """The connection failed while a commit was in flight and its outcome could not be learnt.
+
+    The commit may or may not be in the log. ``commit_id`` names it:
+    ``engine.was_committed(commit_id)`` answers for certain once the store is
+    reachable again. Retrying blindly could write the events twice; fire them
+    with ``key=`` to make a retry safe.
+    """
+
+    def __init__(self, message: str, commit_id: str) -> None:
+        super().__init__(message)
+        self.commit_id = commit_id
+
+
+class DuplicateEvent(PlaythroughError):
+    """An event's idempotency key is already in the log (or twice in one commit).
+
+    Nothing of the commit that carried it was written. ``key`` is the key and
+    ``position`` where the stored event with that key is (``None`` when the
+    duplicate is inside the refused commit itself).
+    """
+
+    def __init__(self, message: str, key: str, position: int | None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.position = position
+
+
+class CorruptionError(StoreError):
+    """Stored data contradicts what the store guarantees (a gap in the positions, a link
+    to a missing event, a heads row behind the log...). ``position`` names where."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 class SchemaVersionError(StoreError):
     """The store's schema was written by a version of playthrough this one cannot read."""
 
@@ -97,15 +139,31 @@ class ReconstitutionError(PlaythroughError):
 
 
 class HandlerFailed(PlaythroughError):
-    """A ``handle`` hook raised after its event was committed.
+    """One or more ``handle`` hooks raised after their events were committed.
 
-    The event stays committed; ``event`` is the committed event whose handler
-    failed and ``__cause__`` the original exception.
+    The events stay committed, and every other handler still ran. ``failures``
+    lists ``(event, exception)`` for each event whose handlers failed (what
+    such a handler fired was discarded); those events stay recorded as
+    pending in the store, and ``engine.run_pending_handlers()`` runs them
+    again (handlers are at-least-once). ``committed`` holds every event the
+    call committed, as ``commit()`` would have returned them. ``event`` is the
+    first failed event and ``__cause__`` its exception.
     """
 
-    def __init__(self, event: object, message: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        failures: list[tuple[Event, BaseException]],
+        committed: list[Event] | None = None,
+    ) -> None:
         super().__init__(message)
-        self.event = event
+        self.failures = failures
+        self.committed = committed or []
+        self.event = failures[0][0] if failures else None
+
+
+class StateMutationError(PlaythroughError):
+    """A state's field was assigned outside an ``apply`` hook of an event that declares it."""
 
 
 class NotFoundError(PlaythroughError, LookupError):

@@ -14,12 +14,13 @@ import sys
 import typing
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
-from ._errors import DefinitionError, UnknownTypeError
+from ._errors import DecodeError, DefinitionError, StateMutationError, UnknownTypeError
 from ._slots import set_binding
 from ._versions import check_upcasters, class_aliases, class_version
 
@@ -36,7 +37,12 @@ class StateKey(NamedTuple):
     id: str
 
     def __str__(self) -> str:
-        return f"{self.type}({decode_id(self.id)!r})" if self.id else self.type
+        if not self.id:
+            return self.type
+        try:
+            return f"{self.type}({decode_id(self.id)!r})"
+        except DecodeError:
+            return f"{self.type}[state_id {self.id!r}]"  # a malformed stored id, shown raw
 
 
 def encode_id(value: object) -> str:
@@ -61,13 +67,22 @@ def encode_id(value: object) -> str:
 
 
 def decode_id(text: str) -> StateIdValue | None:
+    """The id an encoded (stored) state id names; DecodeError naming the text if malformed."""
     if text == "":
         return None
     if text.startswith("s:"):
         return text[2:]
-    if text.startswith("u:"):
-        return uuid.UUID(text[2:])
-    return int(text)
+    try:
+        if text.startswith("u:"):
+            return uuid.UUID(text[2:])
+        if text.strip() != text or str(int(text)) != text:
+            raise ValueError("not canonical")
+        return int(text)
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(
+            f"stored state id {text!r} (column state_id) is malformed: expected an int, "
+            f"'s:' and a string or 'u:' and a UUID ({exc})"
+        ) from None
 
 
 # --------------------------------------------------------------------------- registry
@@ -133,6 +148,18 @@ def _type_name_for(cls: type, given: str | None) -> str:
     return given
 
 
+def _check_storable(cls: type) -> None:
+    """Refuse fields whose values would not read back equal from the store (see _storable)."""
+    if cls.__module__ == __name__:
+        return  # SingletonState: no fields
+    from ._storable import own_annotations, storable_problem
+
+    for name, annotation in own_annotations(cls, _defining_scope()).items():
+        problem = storable_problem(cls, name, annotation)
+        if problem is not None:
+            raise DefinitionError(f"{cls.__qualname__}.{name}: {problem}")
+
+
 def _register(
     cls: type,
     name: str,
@@ -158,6 +185,12 @@ def _register(
 # --------------------------------------------------------------------------- states
 
 
+# The states the running ``apply`` hook may write (their ids), or None outside one.
+writable_states: ContextVar[frozenset[int] | None] = ContextVar(
+    "playthrough_writable_states", default=None
+)
+
+
 class State:
     """Base class of event-sourced states. Subclass it with ``@attrs.define``.
 
@@ -168,6 +201,9 @@ class State:
     method decides. Firing an event that touches a completed state raises
     :class:`StateCompleted`, unless the event class sets
     ``touches_completed = True``; see ``Engine.completion``.
+    A state playthrough made (loaded, or blank for a load) is written only by
+    the ``apply`` hooks of events that declare it; assigning a field anywhere
+    else raises :class:`StateMutationError`.
     """
 
     __slots__ = ("_pt_id", "_pt_last_event_id")
@@ -208,12 +244,28 @@ class State:
                 f"by its type name); to rename the class keep the stored name: "
                 f"`class {cls.__name__}(State, type_name={next(iter(aliases))!r})`"
             )
+        _check_storable(cls)
         _register(cls, name, version, aliases, registry.states, "State")
 
     def is_complete(self) -> bool:
         """Whether this state is completed (by default: the ``complete_when`` field)."""
         name = type(self).complete_when
         return bool(getattr(self, name)) if name is not None else False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A state becomes managed when playthrough marks it (blank_state, decoding);
+        # before that (attrs' __init__, user-built values) fields are free.
+        if hasattr(self, "_pt_last_event_id") and not name.startswith("_pt_"):
+            allowed = writable_states.get()
+            if allowed is None or id(self) not in allowed:
+                which = type(self).__qualname__ + ("" if self.id is None else f"({self.id!r})")
+                raise StateMutationError(
+                    f"{which}: cannot set {type(self).__qualname__}.{name} outside an apply "
+                    "hook of an event that declares this state; fire an event whose apply "
+                    "hook changes it (a change made elsewhere would be served from memory "
+                    "and snapshots, but no replay of the log would make it)"
+                )
+        object.__setattr__(self, name, value)
 
     @property
     def id(self) -> StateIdValue | None:
@@ -249,6 +301,10 @@ class SingletonState(State):
 
 
 def key_of(cls: type[State], state_id: object) -> StateKey:
+    if not (isinstance(cls, type) and issubclass(cls, State)):
+        raise TypeError(
+            f"expected a State subclass, not {getattr(cls, '__qualname__', None) or repr(cls)}"
+        )
     if issubclass(cls, SingletonState):
         if state_id is not None:
             raise TypeError(f"{cls.__qualname__} is a singleton and loads without an id")
@@ -555,6 +611,7 @@ class Event:
         "_pt_correlation",
         "_pt_data",
         "_pt_fired_at",
+        "_pt_key",
         "_pt_metadata",
         "_pt_position",
     )
@@ -592,6 +649,7 @@ class Event:
                     f"(event.{reserved} is what the log stores with the event)"
                 )
         name = _type_name_for(cls, type_name)
+        _check_storable(cls)
         cls._pt_spec = build_spec(cls)
         if "__attrs_attrs__" in cls.__dict__:  # the attrs class: check personal fields now
             from ._personal import personal_spec
@@ -608,6 +666,11 @@ class Event:
     def caused_by(self) -> int | None:
         """Position of the event whose ``handle`` fired this one, if any."""
         return getattr(self, "_pt_caused_by", None)
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The key given to ``engine.fire(event, key=...)`` (unique in the log), if any."""
+        return getattr(self, "_pt_key", None)
 
     @property
     def fired_at(self) -> datetime | None:
@@ -643,11 +706,14 @@ def _field_keys(event: Event, field: StateField) -> tuple[list[StateKey], bool]:
     value = getattr(event, field.name)
     name = field.state_class._pt_type_name
     if field.many or isinstance(value, (list, tuple)):
-        return [StateKey(name, encode_id(v)) for v in value], True
+        # None in a list names no state, like a None field: it touches nothing.
+        return [StateKey(name, encode_id(v)) for v in value if v is not None], True
+    if value is None:
+        return [], False  # "this event does not touch that state"; its hooks get None
     return [StateKey(name, encode_id(value))], False
 
 
-Bound = list[StateKey | list[StateKey]]
+Bound = list[StateKey | list[StateKey] | None]
 BoundHook = tuple[Hook, Bound, tuple[StateKey, ...]]  # a hook, its arguments' keys, flattened
 
 
@@ -697,6 +763,8 @@ class Binding:
                 if is_list:
                     bound.append(list(keys))
                     flat.extend(keys)
+                elif not keys:
+                    bound.append(None)  # a None id: the hook is given None
                 else:
                     bound.append(keys[0])
                     flat.append(keys[0])

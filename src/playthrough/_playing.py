@@ -22,7 +22,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import ReconstitutionError
-from ._model import PHASES, Bound, Event, Hook, Phase, State, StateKey, binding, hook_keys
+from ._model import (
+    PHASES,
+    Bound,
+    Event,
+    Hook,
+    Phase,
+    State,
+    StateKey,
+    binding,
+    hook_keys,
+    writable_states,
+)
 from ._slots import set_last_event_id
 
 APPLY_ONLY: tuple[Phase, ...] = ("apply",)
@@ -115,7 +126,10 @@ def hook_args(
             args.append(engine)
             continue
         item = next(values)
-        args.append([states[k] for k in item] if isinstance(item, list) else states[item])
+        if item is None:
+            args.append(None)  # a None state id: the event does not touch that state
+        else:
+            args.append([states[k] for k in item] if isinstance(item, list) else states[item])
     return args
 
 
@@ -133,9 +147,19 @@ def _call(event: Event, hook: Hook, args: list[Any]) -> Any:
     fn: Callable[..., Any] = getattr(event, hook.name)
     if hook.phase == "apply":
         token = _in_apply.set(True)
+        # The states this hook was given (its event declares them) are the only
+        # ones it may write; see State.__setattr__.
+        mine = frozenset(
+            id(s)
+            for a in args
+            for s in (a if isinstance(a, list) else (a,))
+            if isinstance(s, State)
+        )
+        writable = writable_states.set(mine)
         try:
             return fn(*args)
         finally:
+            writable_states.reset(writable)
             _in_apply.reset(token)
     return fn(*args)
 
@@ -168,7 +192,12 @@ class EventPlayer:
                 if phase == "handle" and not spec.replay_handle:
                     continue
                 for hook, bound, keys in b.of_phase(phase):
-                    if not keys or not all(k in taking_part for k in keys):
+                    if not keys:
+                        # A stateless hook: validate/apply ones change nothing played
+                        # here; a replay-safe handle runs once per event.
+                        if phase != "handle":
+                            continue
+                    elif not all(k in taking_part for k in keys):
                         continue
                     try:
                         args = hook_args(event, hook, self.states, None, bound)

@@ -25,19 +25,28 @@ builds the networkx dependency graph from it on demand, for :meth:`Plan.explain`
 from __future__ import annotations
 
 import bisect
+import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
 
-from ._errors import ArchivedRangeError, ReconstitutionError
+from ._errors import (
+    ArchivedRangeError,
+    DecodeError,
+    ReconstitutionError,
+    UnknownKeysError,
+    UnknownTypeError,
+)
 from ._model import State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
-from ._stores._base import archived_until, refuse_archived
+from ._stores._base import archived_until, missing_event, refuse_archived
 from ._upcasting import snapshot_problem
+
+_log = logging.getLogger("playthrough")
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -85,6 +94,9 @@ class Plan:
     taking_part: dict[int, tuple[StateKey, ...]]
     edges: dict[tuple[StateKey, StateKey], list[int]]  # (puller, pulled) -> event positions
     rounds: int
+    #: Snapshots that could not be decoded and were passed over (the load then
+    #: starts from an older one or blank: exact, slower), one line each.
+    skipped: list[str] = attrs.field(factory=list)
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -142,6 +154,8 @@ class Plan:
                     f"position {sp.needed_from}, where an event needs it"
                 )
             lines.append(line)
+        for line in self.skipped:
+            lines.append(f"  SKIPPED {line}")
         if self.positions:
             shown = ", ".join(map(str, self.positions[:20]))
             more = f" … (+{len(self.positions) - 20})" if len(self.positions) > 20 else ""
@@ -150,6 +164,54 @@ class Plan:
 
     def __str__(self) -> str:
         return self.explain()
+
+
+class _BadSnapshot(Exception):
+    """A snapshot of the plan cannot be decoded (the load falls back, see reconstitute)."""
+
+    def __init__(self, record: SnapshotRecord, error: DecodeError) -> None:
+        super().__init__(str(error))
+        self.record = record
+        self.error = error
+
+    def describe(self) -> str:
+        return (
+            f"snapshot of {self.record.key} at position {self.record.position} cannot be "
+            f"decoded ({self.error}); the load used an older snapshot or the log instead"
+        )
+
+
+def _decode_snapshot(record: SnapshotRecord) -> State:
+    try:
+        return state_from_snapshot(record)
+    except (UnknownTypeError, UnknownKeysError):
+        raise  # no module defines the type, or an upcaster is wrong: code to fix, said loudly
+    except DecodeError as exc:
+        raise _BadSnapshot(record, exc) from exc
+
+
+def checked_plan(
+    reconstitutor: StateReconstitutor,
+    reader: StoreReader,
+    targets: Sequence[StateKey],
+    at: int,
+    *,
+    to_head: bool = False,
+) -> Plan:
+    """A plan whose snapshots all decode (for ``explain``): bad ones are passed over, and said."""
+    exclude: set[tuple[StateKey, int, str]] = set()
+    skipped: list[str] = []
+    while True:
+        plan = reconstitutor.plan(reader, targets, at, to_head=to_head, exclude=frozenset(exclude))
+        plan.skipped.extend(skipped)
+        try:
+            for sp in plan.states.values():
+                if sp.snapshot is not None:
+                    _decode_snapshot(sp.snapshot)
+            return plan
+        except _BadSnapshot as bad:
+            exclude.add((bad.record.key, bad.record.position, bad.record.data))
+            skipped.append(bad.describe())
 
 
 def _refuse_unusable_base(reader: StoreReader, states: dict[StateKey, StatePlan]) -> None:
@@ -233,6 +295,7 @@ class StateReconstitutor:
         *,
         use_snapshots: bool = True,
         to_head: bool = False,
+        exclude: frozenset[tuple[StateKey, int, str]] = frozenset(),
     ) -> Plan:
         """What loading ``targets`` as of ``at`` takes; ``use_snapshots=False`` starts every
         state from blank (the reference path verification compares snapshots against).
@@ -262,7 +325,9 @@ class StateReconstitutor:
             if new and use_snapshots:
                 found = reader.snapshots(new, at)
                 for k in new:
-                    history = found.get(k)
+                    history = [
+                        r for r in found.get(k, []) if (k, r.position, r.data) not in exclude
+                    ]
                     snaps[k] = usable_snapshots(history, states[k].skipped) if history else []
             else:
                 for k in new:
@@ -393,11 +458,17 @@ class StateReconstitutor:
         states: dict[StateKey, State] = {}
         for sp in plan.states.values():
             states[sp.key] = (
-                state_from_snapshot(sp.snapshot) if sp.snapshot is not None else blank_for(sp.key)
+                _decode_snapshot(sp.snapshot) if sp.snapshot is not None else blank_for(sp.key)
             )
         player = EventPlayer(states, APPLY_ONLY)
+        wanted = iter(plan.positions)
         for stored in reader.events(plan.positions):
+            expected = next(wanted)
+            if stored.position != expected:  # links name it, the log lacks it
+                raise missing_event(expected, "a link of a state being loaded points at it")
             player.play(decode_event(stored), stored.position, plan.taking_part[stored.position])
+        for expected in wanted:
+            raise missing_event(expected, "a link of a state being loaded points at it")
         return states
 
     def reconstitute(
@@ -413,13 +484,25 @@ class StateReconstitutor:
 
         With ``use_snapshots=False`` no stored snapshot is read: every state starts blank.
         """
-        plan = self.plan(
-            reader,
-            list(dict.fromkeys(targets)),
-            at,
-            use_snapshots=use_snapshots,
-            to_head=to_head,
-        )
-        states = self.play(reader, plan)
+        wanted = list(dict.fromkeys(targets))
+        exclude: set[tuple[StateKey, int, str]] = set()
+        skipped: list[str] = []
+        while True:
+            plan = self.plan(
+                reader,
+                wanted,
+                at,
+                use_snapshots=use_snapshots,
+                to_head=to_head,
+                exclude=frozenset(exclude),
+            )
+            plan.skipped.extend(skipped)
+            try:
+                states = self.play(reader, plan)
+                break
+            except _BadSnapshot as bad:  # an older snapshot or the log can answer
+                exclude.add((bad.record.key, bad.record.position, bad.record.data))
+                skipped.append(bad.describe())
+                _log.warning("playthrough: %s", bad.describe())
         complete = {k: s for k, s in states.items() if plan.states[k].need >= at}
         return complete, plan

@@ -14,7 +14,7 @@ import attrs
 from ._model import Phase, State, StateKey
 from ._playing import EventPlayer
 from ._reconstitution import StateReconstitutor
-from ._serialization import blank_for, decode_event, encode_state, state_from_snapshot
+from ._serialization import blank_for, decode_event, encode_state_checked, state_from_snapshot
 from ._stores import Store
 from ._upcasting import snapshot_problem, snapshot_record
 
@@ -76,7 +76,10 @@ def full_replay(
     resumed_from = position
 
     def flush(at: int, *, done: bool) -> None:
-        records = [snapshot_record(k, at, s, encode_state(s)) for k, s in states.items()]
+        records = [
+            snapshot_record(k, at, s, encode_state_checked(s, f"{k} at {at}"))
+            for k, s in states.items()
+        ]
         nonlocal sets
         meta = None if fill else {REPLAY_META: None if done else str(at)}
         store.write_snapshots(records, snapshot_history, meta=meta)

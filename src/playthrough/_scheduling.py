@@ -33,6 +33,7 @@ from ._clock import aware, stamp
 from ._errors import (
     ConcurrencyError,
     DecodeError,
+    DuplicateEvent,
     EventRejected,
     HandlerFailed,
     PlaythroughError,
@@ -242,7 +243,7 @@ class Scheduler:
             # afterwards. Reported in the result and logged; the worker goes on.
             log.error("scheduled event %s fired, then: %s", row.id, exc, exc_info=exc)
             return outcome("fired", event.id, f"HandlerFailed: {exc}")
-        except ConcurrencyError as exc:
+        except (ConcurrencyError, DuplicateEvent) as exc:
             # A state moved under us, or another worker fired or cancelled the row:
             # nothing was written; give the lease back so the next pass decides again.
             self._give_back(row)

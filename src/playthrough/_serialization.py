@@ -8,7 +8,9 @@ canonical (sorted keys, no spaces) so two equal states give equal bytes.
 
 from __future__ import annotations
 
+import collections.abc
 import json
+import typing
 import uuid
 from collections.abc import Callable, Collection
 from datetime import date, datetime
@@ -19,7 +21,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
-from ._errors import DecodeError, DefinitionError
+from ._errors import DecodeError, DefinitionError, PlaythroughError
 from ._model import Event, State, StateKey, decode_id, registry
 from ._slots import fired_data, mark_record, mark_state, mark_stored, set_data
 
@@ -77,6 +79,44 @@ converter.register_unstructure_hook(
     frozenset, lambda v: sorted(converter.unstructure(x) for x in v)
 )
 
+
+# JSON object keys are strings: ``{7: 1}`` is written ``{"7": 1}``. A dict with
+# int keys decodes them back (only the canonical decimal text: "07" is refused).
+def _int_key(key: Any) -> int:
+    if type(key) is int:
+        return key
+    if type(key) is str:
+        try:
+            value = int(key)
+        except ValueError:
+            value = None
+        if value is not None and str(value) == key:
+            return value
+    raise TypeError(f"expected an int dict key, got {type(key).__name__} {key!r}")
+
+
+def _is_int_key_dict(t: Any) -> bool:
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    return origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping) and (
+        len(args) == 2 and args[0] is int
+    )
+
+
+def _int_key_dict_hook(t: Any) -> Any:
+    value_type = typing.get_args(t)[1]
+
+    def structure(value: Any, _: type) -> dict[int, Any]:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        hook = converter.get_structure_hook(value_type)
+        return {_int_key(k): hook(v, value_type) for k, v in value.items()}
+
+    return structure
+
+
+converter.register_structure_hook_factory(_is_int_key_dict, _int_key_dict_hook)
+
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -100,7 +140,42 @@ def encode_event(event: Event) -> str:
 
 
 def encode_state(state: State) -> str:
-    return dumps(converter.unstructure(state))
+    try:
+        return dumps(converter.unstructure(state))
+    except (TypeError, ValueError) as exc:  # e.g. an int past the str conversion limit
+        key = f"{type(state)._pt_type_name}({state.id!r})"
+        raise PlaythroughError(f"cannot encode state {key} as JSON: {exc}") from exc
+
+
+def encode_state_checked(state: State, what: str) -> str:
+    """The state's JSON for a snapshot, refused unless it reads back equal.
+
+    Field types are checked at class definition (``_storable``); this catches
+    what a type cannot promise (``object``/``Any`` fields, custom classes), so
+    the library never writes a snapshot that would load as another value.
+    """
+    from ._storable import needs_runtime_check
+
+    cls = type(state)
+    try:
+        data = encode_state(state)
+    except PlaythroughError as exc:
+        raise PlaythroughError(f"cannot store {what}: {exc}") from exc
+    if not needs_runtime_check(cls):
+        return data  # every field's type was checked when the class was defined
+    try:
+        back = decode(cls, data, what)
+    except DecodeError as exc:
+        raise PlaythroughError(f"cannot store {what}: it would not read back: {exc}") from exc
+    for a in attrs.fields(cast(Any, cls)):
+        mine, read = getattr(state, a.name), getattr(back, a.name)
+        if type(mine) is not type(read) or mine != read:
+            raise PlaythroughError(
+                f"cannot store {what}: field {a.name!r} would read back as {read!r} "
+                f"({type(read).__name__}), not {mine!r} ({type(mine).__name__}); give it a "
+                "type that JSON carries unchanged"
+            )
+    return data
 
 
 def decode(cls: type[T], text: str | bytes | Any, what: str) -> T:
@@ -141,6 +216,18 @@ def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None
     event to when it was written; an upcast event that touches another one is refused
     (its links cannot change, so loads of that state would never see it).
     """
+    try:
+        fired_at = datetime.fromisoformat(stored.fired_at)
+    except (TypeError, ValueError):
+        raise DecodeError(
+            f"event {stored.type} at position {stored.position}: column fired_at holds "
+            f"{stored.fired_at!r}, not an ISO 8601 timestamp"
+        ) from None
+    if stored.caused_by is not None and type(stored.caused_by) is not int:
+        raise DecodeError(
+            f"event {stored.type} at position {stored.position}: column caused_by holds "
+            f"{stored.caused_by!r}, not a position"
+        )
     cls = registry.events.get(stored.type)
     fast = _FAST.get(cls)  # type: ignore[arg-type]
     if fast is None and cls is not None:
@@ -155,7 +242,7 @@ def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None
                     position=stored.position,
                     data=stored.data,
                     caused_by=stored.caused_by,
-                    fired_at=datetime.fromisoformat(stored.fired_at),
+                    fired_at=fired_at,
                 )
                 _mark_record(event, stored)
                 return event
@@ -169,7 +256,7 @@ def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None
         position=stored.position,
         data=stored.data,
         caused_by=stored.caused_by,
-        fired_at=datetime.fromisoformat(stored.fired_at),
+        fired_at=fired_at,
     )
     _mark_record(event, stored)
     if upcast:

@@ -2,8 +2,8 @@
 
 States carry ``_pt_id`` and ``_pt_last_event_id``; events carry ``_pt_position``,
 ``_pt_data`` (their canonical JSON once fired), ``_pt_fired_at``,
-``_pt_caused_by``, ``_pt_correlation``, ``_pt_metadata`` (a dict or None) and
-``_pt_binding`` (the cached :class:`Binding`). Users see
+``_pt_caused_by``, ``_pt_correlation``, ``_pt_metadata`` (a dict or None),
+``_pt_key`` (the idempotency key) and ``_pt_binding`` (the cached :class:`Binding`). Users see
 them through read-only properties; everything that sets them goes through here.
 """
 
@@ -43,6 +43,16 @@ def set_data(event: Event, data: str | None) -> None:
     _set(event, "_pt_data", data)
 
 
+def set_key(event: Event, key: str | None) -> None:
+    """The idempotency key given to ``fire(event, key=...)``."""
+    _set(event, "_pt_key", key)
+
+
+def forget_binding(event: Event) -> None:
+    """Drop a cached Binding computed from values that have since been normalised."""
+    _set(event, "_pt_binding", None)
+
+
 def fired_data(event: Event) -> str | None:
     """The event's JSON if it was fired or decoded, else ``None``."""
     data: str | None = getattr(event, "_pt_data", None)
@@ -79,5 +89,6 @@ def unfire(event: Event) -> None:
         "_pt_caused_by",
         "_pt_correlation",
         "_pt_metadata",
+        "_pt_key",
     ):
         _set(event, slot, None)

@@ -18,7 +18,7 @@ from . import _logging
 from ._errors import PlaythroughError
 from ._model import State, StateKey
 from ._reconstitution import Plan, StateReconstitutor, usable_snapshots
-from ._serialization import encode_state
+from ._serialization import encode_state_checked
 from ._stores import Store, StoreReader
 from ._stores._base import refuse_archived
 from ._upcasting import snapshot_problem, snapshot_record
@@ -181,7 +181,10 @@ class SnapshotCoordinator:
 
     def _write(self, position: int, states: dict[StateKey, State]) -> None:
         started = time.perf_counter()
-        records = [snapshot_record(k, position, s, encode_state(s)) for k, s in states.items()]
+        records = [
+            snapshot_record(k, position, s, encode_state_checked(s, f"{k} at {position}"))
+            for k, s in states.items()
+        ]
         self.store.write_snapshots(records, self.history)
         if records:
             _logging.snapshot_set(position, len(records), time.perf_counter() - started)

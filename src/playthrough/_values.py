@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from ._errors import PlaythroughError
+from ._errors import DecodeError, PlaythroughError, UnknownTypeError
 from ._model import State, StateKey
 from ._reconstitution import Plan
-from ._serialization import blank_for, encode_state, state_from_snapshot
+from ._serialization import blank_for, encode_state_checked, state_from_snapshot
 from ._stores import SnapshotRecord, Store
 from ._stores._base import HeadRow
 from ._upcasting import snapshot_problem, snapshot_record
@@ -48,7 +48,13 @@ def current_states(
             )
             if snapshot_problem(record) is not None:
                 return None  # unusable by this code: the plan skips it and says why
-            states[key] = state_from_snapshot(record)
+            try:
+                states[key] = state_from_snapshot(record)
+            except UnknownTypeError:
+                raise
+            except DecodeError as exc:  # the log can still answer: take the planned path
+                _log.warning("playthrough: heads value of %s cannot be decoded: %s", key, exc)
+                return None
         else:
             return None
     return states
@@ -72,7 +78,12 @@ def write_back(
             continue
         row = rows.get(key)
         if (row is not None and not row.fresh) or plan.states[key].event_count or stale(key, row):
-            records.append(snapshot_record(key, last, state, encode_state(state)))
+            try:
+                data = encode_state_checked(state, f"the value of {key}")
+            except PlaythroughError as exc:  # a shortcut lost, never a result
+                _log.warning("playthrough: not writing back a heads value: %s", exc)
+                continue
+            records.append(snapshot_record(key, last, state, data))
     if not records:
         return 0
     try:

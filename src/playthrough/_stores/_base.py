@@ -16,6 +16,20 @@ Tables (names are the same in every store):
   and *fresh* when ``value_position = last_position``. An older value is still
   an exact snapshot at ``value_position``, so readers offer any value as a
   snapshot candidate.
+- snapshots: (state type, state id, position) -> last_event_id, data; a short
+  history per state so a load can rewind to an older one
+- commits (schema 5): commit id -> first and last position of the events one
+  append wrote, in the same transaction, so "was this commit written?" has a
+  certain answer after a connection died mid-commit
+- events.event_key (schema 5): an optional idempotency key, unique in the log
+- pending_handlers (schema 5): positions of committed events whose ``handle``
+  hooks have not completed; inserted by the append that stores the event,
+  deleted in the transaction that stores what the handler fired (or alone)
+
+Schema versions: a store is created at version 1 and brought up to
+``SCHEMA_VERSION`` by the migration steps each backend lists (one ordered list
+of ``(version, statements)``), inside one transaction, on open. A fresh store
+and an upgraded one run the same steps, so they cannot differ.
 - snapshots: (state type, state id, position) -> last_event_id, data, version,
   fingerprint; a short history per state so a load can rewind to an older one
 - events, snapshots and heads values carry the ``version`` of the class that
@@ -26,9 +40,9 @@ Tables (names are the same in every store):
 Schema version 4 (a migration step, see ``MIGRATIONS``) adds ``metadata`` and
 ``correlation`` to events, indexes on ``caused_by`` and ``correlation``, and the
 followers table.
-- completed (schema 5): (state type, state id) -> position and type of the event
+- completed (schema 6): (state type, state id) -> position and type of the event
   that completed the state; written with that event, in the append transaction
-- schedule (schema 5): events to fire later (id, due_at, type, data, status,
+- schedule (schema 6): events to fire later (id, due_at, type, data, status,
   position of the fired event, error, lease); a due row is fired by the append
   that marks it ``fired`` (refused there if it is no longer ``pending``)
 
@@ -41,13 +55,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._errors import ArchivedRangeError, StoreError
+from .._errors import ArchivedRangeError, CorruptionError, DuplicateEvent, StoreError
 from .._model import StateKey
 
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -85,7 +99,18 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        5,
+        5,  # issue 9: commit ids, idempotency keys, pending handlers
+        (
+            "CREATE TABLE {s}pt_commits (commit_id TEXT PRIMARY KEY, "
+            "first_position BIGINT NOT NULL, last_position BIGINT NOT NULL)",
+            "ALTER TABLE {s}pt_events ADD COLUMN event_key TEXT",
+            "CREATE UNIQUE INDEX pt_events_by_key ON {s}pt_events (event_key) "
+            "WHERE event_key IS NOT NULL",
+            "CREATE TABLE {s}pt_pending_handlers (position BIGINT PRIMARY KEY)",
+        ),
+    ),
+    (
+        6,
         (
             """CREATE TABLE IF NOT EXISTS {s}pt_completed (
                 state_type TEXT NOT NULL,
@@ -111,7 +136,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        6,
+        7,
         (
             """CREATE TABLE IF NOT EXISTS {s}pt_subject_keys (
                 subject TEXT PRIMARY KEY,
@@ -121,10 +146,44 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 
+
+def parse_schema_version(value: object, where: str) -> int:
+    """The stored schema version as an int, or a StoreError naming what was found."""
+    try:
+        return int(str(value))
+    except ValueError:
+        raise StoreError(
+            f"{where}: pt_meta.schema_version is {value!r}, not a version number; "
+            "this is not a playthrough store, or it was tampered with"
+        ) from None
+
+
 #: pt_meta key: the log's events at positions <= this were moved to an archive.
 ARCHIVED_UNTIL = "archived_until"
 
 _T = TypeVar("_T")
+
+
+class NoStoreError(StoreError):
+    """Opened with ``create=False`` where no playthrough store exists (nothing was created)."""
+
+
+def missing_event(position: int, where: str) -> CorruptionError:
+    """The error for an event row that should be there and is not."""
+    return CorruptionError(
+        f"the log is corrupt: no event at position {position} ({where}); positions are "
+        "gap-free by construction, so a row was deleted or lost; restore it from a backup",
+        position,
+    )
+
+
+def check_consecutive(events: Sequence[StoredEvent], after: int, where: str) -> None:
+    """Raise CorruptionError unless the events' positions are after+1, after+2, ..."""
+    expected = after + 1
+    for e in events:
+        if e.position != expected:
+            raise missing_event(expected, where)
+        expected += 1
 
 
 def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
@@ -195,6 +254,8 @@ class NewEvent(NamedTuple):
     links: tuple[tuple[StateKey, int], ...]
     caused_by: int | None
     fired_at: str
+    key: str | None = None  # idempotency key (unique in the log), see Engine.fire
+    needs_handling: bool = False  # has handle hooks: recorded as pending until they complete
     version: int = 1  # the event class's version= when it was written
     metadata: str | None = None  # JSON object, None: no metadata
     correlation: str | None = None
@@ -398,6 +459,7 @@ class StoreReader(abc.ABC):
             # until - position events: never fetch past the bound.
             limit = chunk if until is None else min(chunk, until - position)
             page = self.events_after(position, limit)
+            check_consecutive(page, position, "reading the log")
             for event in page:
                 if until is not None and event.position > until:
                     return
@@ -478,6 +540,36 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def schedules(self, status: str | None = None) -> list[ScheduleRecord]:
         """Scheduled events (all, or those with this status), by due time then id."""
+
+    @abc.abstractmethod
+    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
+        """(first, last) position written by the commit with this id; None if not in the log."""
+
+    @abc.abstractmethod
+    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """The position of the stored event carrying each of these idempotency keys."""
+
+    @abc.abstractmethod
+    def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
+        """Up to ``limit`` states whose heads row disagrees with their links.
+
+        Each is (key, the heads row's last position or None if it has none, the
+        last position its links name or None if none do).
+        """
+
+    @abc.abstractmethod
+    def snapshot_disagreements(
+        self, limit: int
+    ) -> list[tuple[StateKey, int, int | None, int | None]]:
+        """Up to ``limit`` snapshots whose ``last_event_id`` is not what their links say.
+
+        Each is (key, snapshot position, stored last_event_id, the last position
+        at or before the snapshot that its links name, or None).
+        """
+
+    @abc.abstractmethod
+    def pending_handlers(self, limit: int) -> list[int]:
+        """Up to ``limit`` positions of events whose handlers have not completed, ascending."""
 
     @abc.abstractmethod
     def event_versions(self) -> list[TypeVersions]:
@@ -575,7 +667,12 @@ class Store(abc.ABC):
                     if until is None or e.position <= until
                 ]
                 if not page:
+                    # A link past the last event points at an event that is gone.
+                    orphans = reader.links_between(position, until or reader.head() + 1)
+                    if orphans:
+                        raise missing_event(orphans[0].position, "a link points at it")
                     return
+                check_consecutive(page, position, "reading the log")
                 links = reader.links_between(position, page[-1].position)
             yield page, links
             position = page[-1].position
@@ -601,6 +698,8 @@ class Store(abc.ABC):
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
         values: Mapping[StateKey, str | HeadValue] | None = None,
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
     ) -> list[int]:
         """Append atomically and return the positions given, in order.
@@ -608,6 +707,19 @@ class Store(abc.ABC):
         ``expected`` maps every state the batch touches to the position of the
         last event this writer knows touched it (``None``: never touched). If
         any differs from the store's, raise ConcurrencyError and write nothing.
+        An event key already in the log (or twice in the batch) raises
+        DuplicateEvent and writes nothing.
+
+        ``commit_id`` (a fresh one when None) is stored with the events in the
+        same transaction. An error that says nothing was written must be
+        certain of it; when the outcome cannot be learnt (the connection died
+        after COMMIT may have reached the server and the store cannot find out),
+        raise CommitOutcomeUnknown carrying the commit id.
+
+        Events with ``needs_handling`` are recorded as pending handlers; the
+        positions in ``handled`` (events whose handlers fired this batch) stop
+        being pending, in the same transaction.
+
         ``values`` gives touched states' canonical JSON after the batch; it is
         written to their heads rows (exact at the state's last event of the
         batch) in the same statement. A touched state without one keeps its old
@@ -655,6 +767,17 @@ class Store(abc.ABC):
     def finish_schedule(self, schedule_id: str, owner: str, status: str, error: str | None) -> bool:
         """Record the outcome of a leased pending row that was not fired (rejected,
         failed), or give the lease back (status ``pending``). False: not ours any more."""
+
+    @abc.abstractmethod
+    def rebuild_heads(self) -> int:
+        """Make every heads row say what the links say; return how many rows changed.
+
+        A changed row loses its heads value (it may no longer be exact).
+        """
+
+    @abc.abstractmethod
+    def mark_handled(self, positions: Sequence[int]) -> None:
+        """Record that the handlers of these events completed (they stop being pending)."""
 
     @abc.abstractmethod
     def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
@@ -722,6 +845,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def url(self) -> str:
         """Where this store lives, without credentials."""
+
+
+def batch_keys(events: Sequence[NewEvent]) -> list[str]:
+    """The idempotency keys of a batch; a key given twice is refused before anything is sent."""
+    seen: set[str] = set()
+    for e in events:
+        if e.key is not None:
+            if e.key in seen:
+                raise DuplicateEvent(
+                    f"event key {e.key!r} is given to two events of one commit; nothing was "
+                    "written",
+                    e.key,
+                    None,
+                )
+            seen.add(e.key)
+    return list(seen)
+
+
+def duplicate_message(key: str, position: int) -> str:
+    return (
+        f"event key {key!r} is already in the log (event at position {position}); "
+        "nothing of this commit was written"
+    )
 
 
 # --------------------------------------------------------------------------- read side

@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -52,7 +53,13 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .._errors import ConcurrencyError, SchemaVersionError, StoreError
+from .._errors import (
+    CommitOutcomeUnknown,
+    ConcurrencyError,
+    DuplicateEvent,
+    SchemaVersionError,
+    StoreError,
+)
 from .._model import StateKey
 from .._personal import unseal
 from . import parse_store_url
@@ -73,6 +80,7 @@ from ._base import (
     ImportedEvent,
     Link,
     NewEvent,
+    NoStoreError,
     Order,
     ScheduleRecord,
     SnapshotRecord,
@@ -81,11 +89,14 @@ from ._base import (
     StoredEvent,
     StoreReader,
     TypeVersions,
+    batch_keys,
     check_archive_cut,
     chunks,
+    duplicate_message,
     fired_refused,
     gap_free,
     head_value,
+    parse_schema_version,
     stale_message,
 )
 from ._json_sql import PostgresFilter
@@ -162,6 +173,12 @@ _FORGET = "DELETE FROM {s}.pt_subject_keys WHERE subject = %s"
 _VALUES_DROP_ALL = (
     "UPDATE {s}.pt_heads SET value = NULL, value_position = NULL WHERE value IS NOT NULL"
 )
+_UNIQUE_VIOLATION = "23505"
+_LOCK_NOT_AVAILABLE = "55P03"
+# Batches whose payload is larger than this are not pipelined (see _send_append).
+_PIPELINE_BYTES = 1 << 20
+# Bounds the wait for the append lock, for this transaction only.
+_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 _EVENT_COLUMNS = "position, type, data, caused_by, fired_at, version, metadata, correlation"
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
@@ -309,6 +326,57 @@ _ITER_SNAPSHOTS = (
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
 
+_COMMIT_POSITIONS = "SELECT first_position, last_position FROM {s}.pt_commits WHERE commit_id = %s"
+
+_EVENT_KEYS = "SELECT event_key, position FROM {s}.pt_events WHERE event_key = ANY(%b::text[])"
+
+# verify's checks of heads rows and snapshot metadata against the links, and repair.
+_HEADS_DISAGREE = """SELECT coalesce(h.state_type, l.state_type), coalesce(h.state_id, l.state_id),
+       h.last_position, l.maxp
+FROM {s}.pt_heads h FULL OUTER JOIN (
+    SELECT state_type, state_id, max(position) AS maxp FROM {s}.pt_links
+    GROUP BY state_type, state_id
+) l ON h.state_type = l.state_type AND h.state_id = l.state_id
+WHERE h.last_position IS DISTINCT FROM l.maxp
+  AND NOT (l.maxp IS NULL AND h.last_position <= (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM {s}.pt_meta
+    WHERE key = 'archived_until'))
+ORDER BY 1, 2 LIMIT %s"""
+_SNAPSHOTS_DISAGREE = """SELECT x.state_type, x.state_id, x.position, x.last_event_id, x.want FROM (
+    SELECT s.state_type, s.state_id, s.position, s.last_event_id,
+           (SELECT max(l.position) FROM {s}.pt_links l WHERE l.state_type = s.state_type
+            AND l.state_id = s.state_id AND l.position <= s.position) AS want
+    FROM {s}.pt_snapshots s
+) x WHERE x.last_event_id IS DISTINCT FROM x.want
+  AND NOT (x.want IS NULL AND x.last_event_id <= (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM {s}.pt_meta
+    WHERE key = 'archived_until'))
+ORDER BY 1, 2, 3 LIMIT %s"""
+_REBUILD_HEADS = (
+    """DELETE FROM {s}.pt_heads WHERE last_position > (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM {s}.pt_meta
+    WHERE key = 'archived_until')
+    AND NOT EXISTS (SELECT 1 FROM {s}.pt_links l
+    WHERE l.state_type = {s}.pt_heads.state_type AND l.state_id = {s}.pt_heads.state_id)""",
+    """INSERT INTO {s}.pt_heads (state_type, state_id, last_position)
+    SELECT state_type, state_id, max(position) FROM {s}.pt_links WHERE true
+    GROUP BY state_type, state_id
+    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
+        value = NULL, value_position = NULL
+    WHERE {s}.pt_heads.last_position IS DISTINCT FROM excluded.last_position""",
+)
+
+_PENDING_HANDLERS = "SELECT position FROM {s}.pt_pending_handlers ORDER BY position LIMIT %s"
+
+_MARK_HANDLED = "DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%b::bigint[])"
+
+# Ends the backend of a connection that failed mid-append and waits (up to
+# 10 s) until it is gone: then its transaction is committed or rolled back for
+# good, and pt_commits answers for certain.
+_TERMINATE = (
+    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+    "WHERE pid = %s AND usename = current_user"
+)
 # The read side: states' stored values, followers.
 _STATE_INFO = (
     "SELECT h.last_position, h.value_position, "
@@ -393,12 +461,24 @@ ups AS (
 ),
 ev AS (
     INSERT INTO {s}.pt_events (position, type, data, caused_by, fired_at, version, metadata,
-                               correlation)
+                               correlation, event_key)
     SELECT base.b + e.n, e.type, e.data, e.caused_by, e.fired_at, e.version, e.metadata,
-           e.correlation
+           e.correlation, e.k
     FROM base, unnest(%(et)b::text[], %(ed)b::text[], %(ec)b::bigint[], %(ef)b::text[],
-                      %(ev)b::integer[], %(em)b::text[], %(eo)b::text[])
-         WITH ORDINALITY AS e(type, data, caused_by, fired_at, version, metadata, correlation, n)
+                      %(ev)b::integer[], %(em)b::text[], %(eo)b::text[], %(ek)b::text[])
+         WITH ORDINALITY AS e(type, data, caused_by, fired_at, version, metadata, correlation,
+                              k, n)
+),
+cm AS (
+    INSERT INTO {s}.pt_commits (commit_id, first_position, last_position)
+    SELECT %(cid)s, base.b + 1, base.b + %(cn)s FROM base
+),
+ph AS (
+    INSERT INTO {s}.pt_pending_handlers (position)
+    SELECT base.b + h.n FROM base, unnest(%(hn)b::bigint[]) AS h(n)
+),
+hd AS (
+    DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%(hd)b::bigint[])
 ),
 lk AS (
     INSERT INTO {s}.pt_links (state_type, state_id, position, grp)
@@ -602,6 +682,30 @@ class _PostgresReader(StoreReader):
             return [ScheduleRecord(*r) for r in self._q(_SCHEDULES)]
         return [ScheduleRecord(*r) for r in self._q(_SCHEDULES_BY_STATUS, (status,))]
 
+    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
+        rows = self._q(_COMMIT_POSITIONS, (commit_id,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
+            for key, position in self._q(_EVENT_KEYS, (list(chunk),)):
+                out[key] = int(position)
+        return out
+
+    def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
+        rows = self._q(_HEADS_DISAGREE, (limit,))
+        return [(StateKey(t, i), have, want) for t, i, have, want in rows]
+
+    def snapshot_disagreements(
+        self, limit: int
+    ) -> list[tuple[StateKey, int, int | None, int | None]]:
+        rows = self._q(_SNAPSHOTS_DISAGREE, (limit,))
+        return [(StateKey(t, i), p, last, want) for t, i, p, last, want in rows]
+
+    def pending_handlers(self, limit: int) -> list[int]:
+        return [int(r[0]) for r in self._q(_PENDING_HANDLERS, (limit,))]
+
     # ---------------------------------------------------------------- read side
 
     def _raw(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -743,6 +847,8 @@ class PostgresStore(Store):
         max_size: int = 2,
         connect_timeout: int = 5,
         pool_timeout: float = 30.0,
+        create: bool = True,
+        lock_timeout: float = 60.0,
     ) -> None:
         self.statements = 0
         self._local = threading.local()  # per thread: is a read transaction open
@@ -756,6 +862,11 @@ class PostgresStore(Store):
         self._quoted = sql.Identifier(self.schema).as_string()
         self._rendered: dict[str, str] = {}
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
+        self._conninfo = settings.conninfo
+        self._connect_kwargs = settings.connect_kwargs
+        if not lock_timeout > 0:
+            raise StoreError(f"lock_timeout must be positive (seconds), not {lock_timeout!r}")
+        self._lock_timeout_ms = str(max(1, round(lock_timeout * 1000)))
 
         # A direct first connection: its error names the cause (refused,
         # unknown database, bad password), where a pool would only time out.
@@ -764,7 +875,10 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self._where}: {self._clean(exc)}") from exc
         try:
-            self._migrate(first)
+            if create:
+                self._migrate(first)
+            else:
+                self._check_exists(first)
         finally:
             first.close()
         self._pool = self._open_pool(settings, min_size, max_size, pool_timeout, connect_timeout)
@@ -793,6 +907,36 @@ class PostgresStore(Store):
             f"{what} on {self._where} (schema {self.schema!r}) failed: {self._clean(exc)}"
         )
 
+    def _check_exists(self, conn: Conn) -> None:
+        """For read-only use: refuse a schema without a store; never create or migrate."""
+        quoted = self._quoted
+        try:
+            row = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.pt_meta",)).fetchone()
+            found = None
+            if row is not None and row[0] is not None:
+                found = conn.execute(
+                    f"SELECT value FROM {quoted}.pt_meta WHERE key = 'schema_version'"
+                ).fetchone()
+        except psycopg.Error as exc:
+            raise self._failure("checking the store", exc) from exc
+        if found is None:
+            raise NoStoreError(
+                f"no playthrough store in schema {self.schema!r} on {self._where} "
+                "(nothing was created)"
+            )
+        version = parse_schema_version(found[0], f"schema {self.schema!r} on {self._where}")
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"schema {self.schema!r} on {self._where} holds schema version {found[0]}, "
+                f"written by a newer playthrough; this one reads up to version {SCHEMA_VERSION}"
+            )
+        if version < SCHEMA_VERSION:  # a reader never migrates: the writer's job
+            raise StoreError(
+                f"schema {self.schema!r} on {self._where} holds schema version {found[0]}, "
+                f"older than this playthrough's {SCHEMA_VERSION}: open it once with a writer "
+                "(Engine.open) to upgrade it; nothing was changed"
+            )
+
     def _migrate(self, conn: Conn) -> None:
         """Create the schema's tables, or check its version, under the migration lock."""
         quoted = self._quoted
@@ -815,13 +959,13 @@ class PostgresStore(Store):
                         f"schema {self.schema!r} on {self._where} has a pt_meta table "
                         "without a schema_version: not a playthrough store"
                     )
-                if int(found[0]) > SCHEMA_VERSION:
+                version = parse_schema_version(found[0], f"schema {self.schema!r} on {self._where}")
+                if version > SCHEMA_VERSION:
                     raise SchemaVersionError(
                         f"schema {self.schema!r} on {self._where} holds schema version "
                         f"{found[0]}, written by a newer playthrough; this one reads up to "
                         f"version {SCHEMA_VERSION}"
                     )
-                version = int(found[0])
             for target, statements in MIGRATIONS:
                 if version < target:
                     for statement in statements:
@@ -1008,41 +1152,75 @@ class PostgresStore(Store):
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
         values: Mapping[StateKey, str | HeadValue] | None = None,
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
     ) -> list[int]:
         if extras is not None and not extras.empty:
-            return self._append_with_extras(events, expected, values or {}, extras)
+            return self._append_with_extras(
+                events, expected, values or {}, extras, commit_id, handled
+            )
         if not events:
+            self.mark_handled(handled)
             return []
+        if getattr(self._local, "reading", False):
+            raise StoreError("cannot write inside a read transaction")
+        commit_id = commit_id or uuid.uuid4().hex
+        event_keys = batch_keys(events)
         params = _append_params(events, expected, values or {})
-        with self._transaction("append", "committing an append") as conn:
-            # Lock, write and COMMIT in one round trip: no client latency while
-            # the append lock is held. An error aborts the transaction, so the
-            # COMMIT queued behind it does nothing.
-            self.statements += 2
-            error: psycopg.Error | None = None
+        params.update(
+            cid=commit_id,
+            cn=len(events),
+            ek=[e.key for e in events],
+            hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
+            hd=list(handled),
+        )
+        conn = self._checkout(_WRITE)  # a failure here sent nothing: its StoreError is certain
+        self.statements += 2
+        try:
+            cursor, error = self._send_append(conn, params)
+        except BaseException as exc:
+            # Interrupted (KeyboardInterrupt...) with the round trip in flight.
+            pid = _backend_pid(conn)
+            self._discard(conn)
             try:
-                with conn.pipeline() as pipeline:
-                    try:
-                        conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
-                        cursor = conn.execute(self._sql(_APPEND), params)
-                        # Never prepared: psycopg would count a prepare that an
-                        # aborted pipeline skipped as done.
-                        conn.execute("COMMIT", prepare=False)
-                    except psycopg.Error as exc:
-                        error = exc
-                    try:
-                        pipeline.sync()  # the results of every statement queued, the first error
-                    except psycopg.Error as exc:
-                        error = error or exc
-            except psycopg.Error as exc:
-                error = error or exc
-            if error is not None:
-                raise self._append_failure(conn, error)
+                self._resolve(commit_id, len(events), pid, exc)
+            except CommitOutcomeUnknown as unknown:
+                raise unknown from exc
+            except StoreError:
+                pass  # learnt for certain that nothing was written: the interruption stands
+            raise
+        if error is None:
+            assert cursor is not None
             row = cursor.fetchone()
-        assert row is not None
-        base = int(row[0])
-        return list(range(base + 1, base + 1 + len(events)))
+            self._release(conn, None)
+            assert row is not None
+            base = int(row[0])
+            return list(range(base + 1, base + 1 + len(events)))
+        if error.sqlstate is not None and not conn.broken:
+            # The server refused a statement, so the transaction aborted and the
+            # COMMIT queued behind it rolled it back: nothing was written.
+            self._abort(conn)
+            if error.sqlstate == _STALE:
+                raise ConcurrencyError(_stale_message(error.diag.message_detail)) from None
+            if error.sqlstate == _LOCK_NOT_AVAILABLE:
+                raise StoreError(
+                    f"append to {self._where} (schema {self.schema!r}) waited more than "
+                    f"{int(self._lock_timeout_ms) / 1000:g} s for the append lock (another writer "
+                    "holds it, a large commit perhaps), nothing was written; raise the "
+                    "store's lock_timeout to wait longer"
+                ) from error
+            if error.sqlstate == _UNIQUE_VIOLATION and event_keys:
+                self._raise_duplicate(event_keys, error)
+            raise StoreError(
+                f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
+                f"written: {self._clean(error)}"
+            ) from error
+        # A client-side or connection failure with COMMIT possibly on its way:
+        # the outcome is unknown until the old backend is gone and pt_commits is read.
+        pid = _backend_pid(conn)
+        self._discard(conn)
+        return self._resolve(commit_id, len(events), pid, error)
 
     def _append_with_extras(
         self,
@@ -1050,6 +1228,8 @@ class PostgresStore(Store):
         expected: Mapping[StateKey, int | None],
         values: Mapping[StateKey, str | HeadValue],
         extras: CommitExtras,
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
     ) -> list[int]:
         """An append that also writes completions and schedules: not pipelined, since
         the positions the extras name are known only once the events are numbered.
@@ -1062,12 +1242,23 @@ class PostgresStore(Store):
                 conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
                 if events:
                     self.statements += 1
-                    row = conn.execute(
-                        self._sql(_APPEND), _append_params(events, expected, values)
-                    ).fetchone()
+                    params = _append_params(events, expected, values)
+                    params.update(
+                        cid=commit_id or uuid.uuid4().hex,
+                        cn=len(events),
+                        ek=[e.key for e in events],
+                        hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
+                        hd=list(handled),
+                    )
+                    row = conn.execute(self._sql(_APPEND), params).fetchone()
                     assert row is not None
                     base = int(row[0])
+                elif handled:
+                    self.mark_handled(handled)
             except psycopg.Error as exc:
+                keys = batch_keys(events)
+                if exc.sqlstate == _UNIQUE_VIOLATION and keys and not conn.broken:
+                    self._raise_duplicate(keys, exc)
                 raise self._append_failure(conn, exc) from None
             positions = list(range(base + 1, base + 1 + len(events)))
             if extras.fired:
@@ -1159,6 +1350,122 @@ class PostgresStore(Store):
             )
             failure.__cause__ = error
         return failure
+
+    def _send_append(
+        self, conn: Conn, params: Mapping[str, Any]
+    ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None]:
+        """Lock, append and COMMIT; (cursor of the append, first error).
+
+        Small batches go in one pipelined round trip: no client latency while
+        the append lock is held, and an error aborts the transaction, so the
+        COMMIT queued behind it does nothing. Large ones (``_PIPELINE_BYTES``)
+        are sent statement by statement: psycopg's pipeline deadlocks on big
+        payloads (client and server both blocked writing), which held the
+        append lock forever. Waiting for that lock is bounded by ``lock_timeout``.
+        """
+        if _payload_bytes(params) > _PIPELINE_BYTES:
+            return self._send_append_plainly(conn, params)
+        cursor = None
+        error: psycopg.Error | None = None
+        try:
+            with conn.pipeline() as pipeline:
+                try:
+                    conn.execute(_LOCK_TIMEOUT, (self._lock_timeout_ms,))
+                    conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+                    cursor = conn.execute(self._sql(_APPEND), params)
+                    # Never prepared: psycopg would count a prepare that an
+                    # aborted pipeline skipped as done.
+                    conn.execute("COMMIT", prepare=False)
+                except psycopg.Error as exc:
+                    error = exc
+                try:
+                    pipeline.sync()  # the results of every statement queued, the first error
+                except psycopg.Error as exc:
+                    error = error or exc
+        except psycopg.Error as exc:
+            error = error or exc
+        return cursor, error
+
+    def _send_append_plainly(
+        self, conn: Conn, params: Mapping[str, Any]
+    ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None]:
+        cursor = None
+        try:
+            conn.execute(_LOCK_TIMEOUT, (self._lock_timeout_ms,))
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+            cursor = conn.execute(self._sql(_APPEND), params)
+            conn.execute("COMMIT", prepare=False)
+        except psycopg.Error as exc:
+            return cursor, exc
+        return cursor, None
+
+    def _discard(self, conn: Conn) -> None:
+        """Close a connection whose state is unknown and give it back (the pool drops it)."""
+        assert self._pool is not None
+        try:
+            conn.close()
+        finally:
+            self._pool.putconn(conn)
+
+    def _resolve(
+        self, commit_id: str, count: int, pid: int | None, cause: BaseException
+    ) -> list[int]:
+        """Learn for certain whether commit ``commit_id`` is stored.
+
+        The old backend is terminated (and waited for), so its transaction has
+        ended for good; then pt_commits answers, on a fresh connection. Returns
+        the positions if it was committed, raises a StoreError saying nothing
+        was written if not, and CommitOutcomeUnknown if the server cannot be asked.
+        """
+        try:
+            with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
+                if pid is not None:
+                    row = conn.execute(self._sql(_TERMINATE), (pid,)).fetchone()
+                    if row is not None and not row[0]:
+                        raise StoreError(f"backend {pid} did not end within 10 s")
+                row = conn.execute(self._sql(_COMMIT_POSITIONS), (commit_id,)).fetchone()
+        except (psycopg.Error, StoreError) as exc:
+            text = self._clean(exc) if isinstance(exc, psycopg.Error) else str(exc)
+            raise CommitOutcomeUnknown(
+                f"the connection to {self._where} failed during commit {commit_id} "
+                f"({self._clean(cause)}) and whether it was written cannot be learnt now "
+                f"({text}); engine.was_committed({commit_id!r}) answers once the server is "
+                "reachable",
+                commit_id,
+            ) from cause
+        if row is None:
+            raise StoreError(
+                f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
+                f"written (checked after the failure): {self._clean(cause)}"
+            ) from cause
+        first, last = int(row[0]), int(row[1])
+        if last - first + 1 != count:  # pragma: no cover - a commit id is unique
+            raise StoreError(f"commit {commit_id} holds {last - first + 1} events, not {count}")
+        return list(range(first, last + 1))
+
+    def _raise_duplicate(self, keys: Sequence[str], error: psycopg.Error) -> None:
+        if error.diag.constraint_name != "pt_events_by_key":
+            return
+        with self.reader() as reader:
+            taken = reader.event_keys(keys)
+        if taken:
+            key, position = next(iter(taken.items()))
+            raise DuplicateEvent(duplicate_message(key, position), key, position) from None
+
+    def rebuild_heads(self) -> int:
+        with self._transaction("rebuilding heads", "committing rebuilt heads") as conn:
+            self.statements += 2
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))  # no append meanwhile
+            return sum(conn.execute(self._sql(q)).rowcount for q in _REBUILD_HEADS)
+
+    def mark_handled(self, positions: Sequence[int]) -> None:
+        if not positions:
+            return
+        with self._transaction(
+            "recording completed handlers", "committing completed handlers"
+        ) as conn:
+            self.statements += 1
+            conn.execute(self._sql(_MARK_HANDLED), (list(positions),))
 
     def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
         count = 0
@@ -1330,7 +1637,7 @@ def _append_params(
     events: Sequence[NewEvent],
     expected: Mapping[StateKey, int | None],
     values: Mapping[StateKey, str | HeadValue],
-) -> dict[str, list[Any]]:
+) -> dict[str, Any]:
     """The arrays the append statement takes (see ``_APPEND`` for the modes)."""
     last_touch: dict[StateKey, int] = {}
     lt: list[str] = []
@@ -1375,6 +1682,18 @@ def _append_params(
         "ln": ln,
         "lg": lg,
     }
+
+
+def _payload_bytes(params: Mapping[str, Any]) -> int:
+    """About how many bytes the batch's event data takes on the wire."""
+    return sum(len(d) for d in params["ed"])
+
+
+def _backend_pid(conn: Conn) -> int | None:
+    try:
+        return int(conn.info.backend_pid) or None
+    except psycopg.Error:
+        return None
 
 
 def _stale_message(detail: str | None) -> str:

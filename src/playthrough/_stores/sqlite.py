@@ -16,13 +16,20 @@ from __future__ import annotations
 import base64
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Literal
 
-from .._errors import ConcurrencyError, SchemaVersionError, StoreError
+from .._errors import (
+    CommitOutcomeUnknown,
+    ConcurrencyError,
+    DuplicateEvent,
+    SchemaVersionError,
+    StoreError,
+)
 from .._model import StateKey
 from .._personal import unseal
 from ._base import (
@@ -42,6 +49,7 @@ from ._base import (
     ImportedEvent,
     Link,
     NewEvent,
+    NoStoreError,
     Order,
     ScheduleRecord,
     SnapshotRecord,
@@ -50,11 +58,14 @@ from ._base import (
     StoredEvent,
     StoreReader,
     TypeVersions,
+    batch_keys,
     check_archive_cut,
     chunks,
+    duplicate_message,
     fired_refused,
     gap_free,
     head_value,
+    parse_schema_version,
     stale_message,
 )
 from ._json_sql import SQLiteFilter
@@ -92,9 +103,46 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 ) WITHOUT ROWID;
 """
 
+# verify's checks of heads rows and snapshot metadata against the links, and repair.
+_HEADS_DISAGREE = """SELECT coalesce(h.state_type, l.state_type), coalesce(h.state_id, l.state_id),
+       h.last_position, l.maxp
+FROM pt_heads h FULL OUTER JOIN (
+    SELECT state_type, state_id, max(position) AS maxp FROM pt_links
+    GROUP BY state_type, state_id
+) l ON h.state_type = l.state_type AND h.state_id = l.state_id
+WHERE h.last_position IS NOT l.maxp
+  AND NOT (l.maxp IS NULL AND h.last_position <= (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM pt_meta
+    WHERE key = 'archived_until'))
+ORDER BY 1, 2 LIMIT ?"""
+_SNAPSHOTS_DISAGREE = """SELECT x.state_type, x.state_id, x.position, x.last_event_id, x.want FROM (
+    SELECT s.state_type, s.state_id, s.position, s.last_event_id,
+           (SELECT max(l.position) FROM pt_links l WHERE l.state_type = s.state_type
+            AND l.state_id = s.state_id AND l.position <= s.position) AS want
+    FROM pt_snapshots s
+) x WHERE x.last_event_id IS NOT x.want
+  AND NOT (x.want IS NULL AND x.last_event_id <= (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM pt_meta
+    WHERE key = 'archived_until'))
+ORDER BY 1, 2, 3 LIMIT ?"""
+_REBUILD_HEADS = (
+    """DELETE FROM pt_heads WHERE last_position > (
+    SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM pt_meta
+    WHERE key = 'archived_until')
+    AND NOT EXISTS (SELECT 1 FROM pt_links l
+    WHERE l.state_type = pt_heads.state_type AND l.state_id = pt_heads.state_id)""",
+    """INSERT INTO pt_heads (state_type, state_id, last_position)
+    SELECT state_type, state_id, max(position) FROM pt_links WHERE true
+    GROUP BY state_type, state_id
+    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
+        value = NULL, value_position = NULL
+    WHERE pt_heads.last_position IS NOT excluded.last_position""",
+)
+
 _EVENT_COLUMNS = "position, type, data, caused_by, fired_at, version, metadata, correlation"
 
-# Parameters per statement stay well under SQLite's variable limit (32766).
+# Items per statement; also bounded by the connection's variable limit, which
+# builds before SQLite 3.32 default to 999 (and a build or a program may lower).
 _KEYS_PER_STATEMENT = 400  # 2 parameters each
 _RANGES_PER_STATEMENT = 300  # 4 parameters each
 _POSITIONS_PER_STATEMENT = 500
@@ -114,7 +162,15 @@ class _SQLiteReader(StoreReader):
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._store.statements += 1
-        return self._store._conn.execute(sql, params).fetchall()
+        try:
+            return self._store._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading {self._store.url} failed: {exc}") from exc
+
+    def _size(self, cap: int, per_item: int, extra: int = 0) -> int:
+        """Items per statement so that bound variables stay under the runtime's limit."""
+        limit = self._store._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return max(1, min(cap, (limit - extra) // per_item))
 
     def head(self) -> int:
         row = self._q("SELECT seq FROM sqlite_sequence WHERE name = 'pt_events'")
@@ -122,7 +178,7 @@ class _SQLiteReader(StoreReader):
 
     def state_heads(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
         out: dict[StateKey, int] = {}
-        for chunk in chunks(list(dict.fromkeys(keys)), _KEYS_PER_STATEMENT):
+        for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2)):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -138,7 +194,7 @@ class _SQLiteReader(StoreReader):
         self, keys: Iterable[StateKey], at_most: int
     ) -> dict[StateKey, list[SnapshotRecord]]:
         out: dict[StateKey, list[SnapshotRecord]] = {}
-        for chunk in chunks(list(dict.fromkeys(keys)), _KEYS_PER_STATEMENT):
+        for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2, 1)):
             values = ",".join("(?,?)" for _ in chunk)
             n = 2 * len(chunk) + 1  # the number of the at_most parameter
             rows = self._q(
@@ -166,7 +222,7 @@ class _SQLiteReader(StoreReader):
 
     def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
         out: dict[StateKey, HeadRow] = {}
-        for chunk in chunks(list(dict.fromkeys(keys)), _KEYS_PER_STATEMENT):
+        for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2)):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
@@ -182,7 +238,7 @@ class _SQLiteReader(StoreReader):
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
         items = [(k, lo, hi) for k, (lo, hi) in ranges.items() if hi > lo]
         out: dict[tuple[int, StateKey], Link] = {}
-        for chunk in chunks(items, _RANGES_PER_STATEMENT):
+        for chunk in chunks(items, self._size(_RANGES_PER_STATEMENT, 4)):
             values = ",".join("(?,?,?,?)" for _ in chunk)
             params = [v for k, lo, hi in chunk for v in (k.type, k.id, lo, hi)]
             rows = self._q(
@@ -200,7 +256,7 @@ class _SQLiteReader(StoreReader):
         return sorted(out.values(), key=itemgetter(0))
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        for chunk in chunks(positions, _POSITIONS_PER_STATEMENT):
+        for chunk in chunks(positions, self._size(_POSITIONS_PER_STATEMENT, 1)):
             marks = ",".join("?" for _ in chunk)
             rows = self._q(
                 "SELECT position, type, data, caused_by, fired_at, version FROM pt_events "
@@ -266,6 +322,40 @@ class _SQLiteReader(StoreReader):
                 (status,),
             )
         return [ScheduleRecord(*r) for r in rows]
+
+    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
+        row = self._q(
+            "SELECT first_position, last_position FROM pt_commits WHERE commit_id = ?",
+            (commit_id,),
+        )
+        return (int(row[0][0]), int(row[0][1])) if row else None
+
+    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in chunks(list(dict.fromkeys(keys)), self._size(_POSITIONS_PER_STATEMENT, 1)):
+            marks = ",".join("?" for _ in chunk)
+            for key, position in self._q(
+                f"SELECT event_key, position FROM pt_events WHERE event_key IN ({marks})",
+                list(chunk),
+            ):
+                out[key] = int(position)
+        return out
+
+    def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
+        rows = self._q(_HEADS_DISAGREE, (limit,))
+        return [(StateKey(t, i), have, want) for t, i, have, want in rows]
+
+    def snapshot_disagreements(
+        self, limit: int
+    ) -> list[tuple[StateKey, int, int | None, int | None]]:
+        rows = self._q(_SNAPSHOTS_DISAGREE, (limit,))
+        return [(StateKey(t, i), p, last, want) for t, i, p, last, want in rows]
+
+    def pending_handlers(self, limit: int) -> list[int]:
+        rows = self._q(
+            "SELECT position FROM pt_pending_handlers ORDER BY position LIMIT ?", (limit,)
+        )
+        return [int(r[0]) for r in rows]
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         rows = self._q(
@@ -417,7 +507,12 @@ class SQLiteStore(Store):
     """
 
     def __init__(
-        self, path: str = ":memory:", *, synchronous: str = "FULL", busy_timeout: float = 30.0
+        self,
+        path: str = ":memory:",
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 30.0,
+        create: bool = True,
     ) -> None:
         self._path = path
         self.statements = 0
@@ -434,7 +529,10 @@ class SQLiteStore(Store):
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
-            self._migrate()
+            self._migrate(create)
+        except StoreError:
+            self._conn.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise StoreError(f"cannot use {path!r} as a playthrough SQLite store: {exc}") from exc
@@ -463,31 +561,64 @@ class SQLiteStore(Store):
         conn = self._conn
         try:
             conn.execute(begin)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
+            self._rollback()
             if failure is None:
                 raise
-            raise StoreError(f"cannot start a write transaction: {exc}") from exc
+            raise StoreError(
+                f"{failure}: cannot start a write transaction on {self.url}: {exc}"
+            ) from exc
         try:
             yield conn
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._rollback()
             if failure is not None and isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{failure}: {exc}") from exc
             raise
+
+    def _rollback(self) -> None:
+        """Roll back whatever is open; a failed or already ended transaction is not an error."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite already rolled it back (e.g. after an I/O error)
 
     def _writing(self, what: str) -> None:
         if self._reading:
             raise StoreError(f"cannot {what} inside a read transaction")
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool = True) -> None:
+        """Create or upgrade the tables; with ``create=False`` only check (read-only use)."""
+        try:  # an up-to-date store needs no write lock to open
+            row = self._conn.execute(
+                "SELECT value FROM pt_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            row = None  # no pt_meta yet
+        if row is not None and row[0] == str(SCHEMA_VERSION):
+            return
+        if not create:
+            if row is None:
+                raise NoStoreError(f"no playthrough store in {self._path!r} (nothing was created)")
+            if parse_schema_version(row[0], repr(self._path)) > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self._path!r} holds schema version {row[0]}, written by a newer "
+                    f"playthrough; this one reads up to version {SCHEMA_VERSION}"
+                )
+            raise StoreError(  # a reader never migrates: the writer's job
+                f"{self._path!r} holds schema version {row[0]}, older than this "
+                f"playthrough's {SCHEMA_VERSION}: open it once with a writer (Engine.open) "
+                "to upgrade it; nothing was changed"
+            )
         with self._transaction("BEGIN IMMEDIATE") as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             row = conn.execute("SELECT value FROM pt_meta WHERE key = 'schema_version'").fetchone()
-            version = 1 if row is None else int(row[0])  # new tables are those of version 1
+            # New tables are those of version 1.
+            version = 1 if row is None else parse_schema_version(row[0], repr(self._path))
             if version > SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self._path!r} holds schema version {version}, written by a newer "
@@ -518,7 +649,7 @@ class SQLiteStore(Store):
 
     def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
         wanted = list(dict.fromkeys(keys))
-        if len(wanted) <= _KEYS_PER_STATEMENT:
+        if len(wanted) <= _SQLiteReader(self)._size(_KEYS_PER_STATEMENT, 2):
             with self._lock:  # one statement: atomic on its own, no transaction needed
                 return _SQLiteReader(self).heads(wanted)
         with self.reader() as reader:  # several statements: one consistent view
@@ -550,23 +681,50 @@ class SQLiteStore(Store):
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
         values: Mapping[StateKey, str | HeadValue] | None = None,
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
     ) -> list[int]:
-        if not events and (extras is None or extras.empty):
+        if not events:
+            self.mark_handled(handled)
+            if extras is not None and not extras.empty:  # schedule changes alone
+                with self._lock:
+                    self._writing("append")
+                    with self._transaction(
+                        "BEGIN IMMEDIATE", "writing scheduled events failed, nothing was written"
+                    ) as conn:
+                        self._write_extras(conn, extras, [], [])
             return []
         with self._lock:
-            return self._append(events, expected, values or {}, extras)
+            return self._append(events, expected, values or {}, commit_id, handled, extras)
 
     def _append(
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
         values: Mapping[StateKey, str | HeadValue],
+        commit_id: str | None,
+        handled: Sequence[int],
         extras: CommitExtras | None,
     ) -> list[int]:
         self._writing("append")
-        with self._transaction("BEGIN IMMEDIATE", "append failed, nothing was written") as conn:
+        commit_id = commit_id or uuid.uuid4().hex
+        event_keys = batch_keys(events)
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(
+                f"cannot start a write transaction on {self.url}, nothing was written: {exc}"
+            ) from exc
+        try:
             reader = _SQLiteReader(self)
+            if event_keys:
+                taken = reader.event_keys(event_keys)
+                if taken:
+                    dup, at = next(iter(taken.items()))
+                    raise DuplicateEvent(duplicate_message(dup, at), dup, at)
             current = reader.state_heads(expected)
             stale = [
                 (key, want, current.get(key))
@@ -577,9 +735,10 @@ class SQLiteStore(Store):
                 raise ConcurrencyError(stale_message(stale))
             base = reader.head()
             positions = list(range(base + 1, base + 1 + len(events)))
-            self.statements += 3
+            self.statements += 4
             conn.executemany(
-                f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO pt_events ({_EVENT_COLUMNS}, event_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         p,
@@ -590,6 +749,7 @@ class SQLiteStore(Store):
                         e.version,
                         e.metadata,
                         e.correlation,
+                        e.key,
                     )
                     for p, e in zip(positions, events, strict=True)
                 ],
@@ -627,7 +787,71 @@ class SQLiteStore(Store):
             )
             if extras is not None and not extras.empty:
                 self._write_extras(conn, extras, positions, events)
+            conn.execute(
+                "INSERT INTO pt_commits VALUES (?, ?, ?)", (commit_id, positions[0], positions[-1])
+            )
+            conn.executemany(
+                "INSERT INTO pt_pending_handlers VALUES (?)",
+                [(p,) for p, e in zip(positions, events, strict=True) if e.needs_handling],
+            )
+            conn.executemany(
+                "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in handled]
+            )
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):  # COMMIT was never sent: certain
+                raise StoreError(
+                    f"append to {self.url} failed, nothing was written: {exc}"
+                ) from exc
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - resolved below, or re-raised
+            # SQLite either committed or not; once the transaction is closed the
+            # pt_commits row tells which, for certain.
+            self._rollback()
+            return self._resolve(commit_id, len(events), exc)
         return positions
+
+    def _resolve(self, commit_id: str, count: int, exc: BaseException) -> list[int]:
+        """After COMMIT raised: the positions if the commit is stored, else a certain error."""
+        try:
+            found = _SQLiteReader(self).commit_positions(commit_id)
+        except StoreError as lookup:
+            raise CommitOutcomeUnknown(
+                f"COMMIT on {self.url} failed ({exc}) and the store could not be asked whether "
+                f"commit {commit_id} was written ({lookup}); ask engine.was_committed("
+                f"{commit_id!r}) once it is reachable",
+                commit_id,
+            ) from exc
+        if found is None:
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"append to {self.url} failed at COMMIT, nothing was written: {exc}"
+                ) from exc
+            raise exc
+        first, last = found
+        if last - first + 1 != count:  # pragma: no cover - a commit id is unique
+            raise StoreError(f"commit {commit_id} holds {last - first + 1} events, not {count}")
+        return list(range(first, last + 1))
+
+    def rebuild_heads(self) -> int:
+        with self._lock:
+            self._writing("rebuild heads")
+            with self._transaction("BEGIN IMMEDIATE", "rebuilding heads") as conn:
+                self.statements += 2
+                return sum(int(conn.execute(q).rowcount) for q in _REBUILD_HEADS)
+
+    def mark_handled(self, positions: Sequence[int]) -> None:
+        if not positions:
+            return
+        with self._lock:
+            self._writing("record completed handlers")
+            with self._transaction("BEGIN IMMEDIATE", "recording completed handlers") as conn:
+                self.statements += 1
+                conn.executemany(
+                    "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in positions]
+                )
 
     def _write_extras(
         self,
@@ -821,7 +1045,7 @@ class SQLiteStore(Store):
         meta: Mapping[str, str | None] | None,
     ) -> None:
         self._writing("write")
-        with self._transaction("BEGIN IMMEDIATE") as conn:
+        with self._transaction("BEGIN IMMEDIATE", "writing snapshots") as conn:
             for key, value in (meta or {}).items():
                 if value is None:
                     conn.execute("DELETE FROM pt_meta WHERE key = ?", (key,))
@@ -862,7 +1086,7 @@ class SQLiteStore(Store):
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
         with self._lock:
             self._writing("write")
-            with self._transaction("BEGIN IMMEDIATE") as conn:
+            with self._transaction("BEGIN IMMEDIATE", "dropping snapshots") as conn:
                 self.statements += 2
                 if keys is None:
                     conn.execute(

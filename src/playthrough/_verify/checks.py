@@ -9,7 +9,13 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from .._errors import ArchivedRangeError, DecodeError, UnknownTypeError
+from .._errors import (
+    ArchivedRangeError,
+    CorruptionError,
+    DecodeError,
+    PlaythroughError,
+    UnknownTypeError,
+)
 from .._model import State, StateKey
 from .._reconstitution import StateReconstitutor
 from .._serialization import encode_state, state_from_snapshot
@@ -106,6 +112,7 @@ def verify(
     run = _Run(store, reconstitutor, time_budget, clock or time.monotonic, progress)
     with store.reader() as reader:
         head = reader.head()
+        run.errors.extend(_metadata_problems(reader))
         cut = archived_until(reader)
     # An archived log is checked from its cut: the base snapshots there stand
     # for the archived events (the report's start says so).
@@ -168,6 +175,12 @@ def verify(
         if isinstance(exc, UnknownTypeError):
             raise
         run.errors.append(f"the log cannot be read: {exc}")
+    except CorruptionError as exc:
+        run.errors.append(str(exc))
+    except ArchivedRangeError:
+        raise  # a request this store cannot serve, not a finding about it
+    except PlaythroughError as exc:  # any other stored value the library cannot handle
+        run.errors.append(str(exc))
     _locate_all(run)
     return VerifyReport(
         url=store.url,
@@ -462,3 +475,27 @@ def _locate_all(run: _Run) -> None:
             "the start of the log is archived"
         )
     run.snapshots = attrs.evolve(check, mismatches=tuple(located))
+
+
+_SHOWN = 20  # disagreements listed per kind
+
+
+def _metadata_problems(reader: StoreReader) -> list[str]:
+    """Heads rows and snapshot metadata that disagree with the links (item 13 of issue 9).
+
+    A heads row behind its links makes the state uncommittable forever (every
+    commit is refused as stale); a snapshot whose ``last_event_id`` is not the
+    last event at or before its position makes loads start from a wrong place.
+    """
+    problems = []
+    for key, have, want in reader.heads_disagreements(_SHOWN + 1)[:_SHOWN]:
+        problems.append(
+            f"heads row of {key} says its last event is {have}, its links say {want} "
+            "(`playthrough repair URL` rebuilds heads from the links)"
+        )
+    for key, position, last, want in reader.snapshot_disagreements(_SHOWN + 1)[:_SHOWN]:
+        problems.append(
+            f"snapshot of {key} at position {position} says its last event is {last}, "
+            f"its links say {want} (drop it: engine.drop_snapshots([...]))"
+        )
+    return problems

@@ -108,7 +108,7 @@ def child_main(spec_path: str) -> int:
         for module in spec["apps"]:
             importlib.import_module(module)
         keys = None if spec["keys"] is None else [StateKey(t, i) for t, i in spec["keys"]]
-        store = open_store(spec["url"])
+        store = open_store(spec["url"], create=False)  # a reader: never creates or migrates
         try:
             found = replay_encodings(
                 store, StateReconstitutor(), start=spec["start"], end=spec["end"], keys=keys

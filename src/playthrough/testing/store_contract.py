@@ -24,7 +24,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from .._errors import ArchivedRangeError, ConcurrencyError, SchemaVersionError, StoreError
+from .._errors import (
+    ArchivedRangeError,
+    ConcurrencyError,
+    DuplicateEvent,
+    SchemaVersionError,
+    StoreError,
+)
 from .._model import StateKey
 from .._stores import (
     Condition,
@@ -774,6 +780,51 @@ class StoreContract(abc.ABC):
             ]
             assert r.meta("replay") == "4"
             assert r.meta("schema_version") == str(SCHEMA_VERSION)
+
+    # ------------------------------------------------------------------ commit ids, keys, handlers
+
+    def test_commit_ids_are_stored_with_their_positions(self) -> None:
+        store = self.store
+        assert store.append([ev((A1, 0)), ev((A2, 0))], {A1: None, A2: None}, commit_id="c-1") == [
+            1,
+            2,
+        ]
+        assert store.append([ev((A1, 0))], {A1: 1}) == [3]  # a fresh id when none is given
+        with store.reader() as r:
+            assert r.commit_positions("c-1") == (1, 2)
+            assert r.commit_positions("never") is None
+        with raises_exactly(ConcurrencyError, match="known last event"):
+            store.append([ev((A1, 0))], {A1: 1}, commit_id="c-refused")
+        with store.reader() as r:
+            assert r.commit_positions("c-refused") is None  # refused: no row either
+
+    def test_an_event_key_is_unique_in_the_log(self) -> None:
+        store = self.store
+        keyed = ev((A1, 0))._replace(key="order-1")
+        assert store.append([keyed], {A1: None}) == [1]
+        with raises_exactly(DuplicateEvent, match=r"'order-1'.*position 1") as caught:
+            store.append([ev((A2, 0)), ev((A1, 0))._replace(key="order-1")], {A2: None, A1: 1})
+        [duplicate] = caught
+        assert isinstance(duplicate, DuplicateEvent)
+        assert (duplicate.key, duplicate.position) == ("order-1", 1)
+        with raises_exactly(DuplicateEvent, match="two events of one commit"):
+            store.append([ev((A2, 0))._replace(key="k"), ev((A2, 0))._replace(key="k")], {})
+        with store.reader() as r:
+            assert r.head() == 1 and r.state_heads([A2]) == {}  # nothing of either was written
+            assert r.event_keys(["order-1", "other"]) == {"order-1": 1}
+
+    def test_pending_handlers_are_recorded_and_cleared_with_the_append(self) -> None:
+        store = self.store
+        handled = ev((A1, 0))._replace(needs_handling=True)
+        assert store.append([handled, ev((A2, 0)), handled], {A1: None, A2: None}) == [1, 2, 3]
+        with store.reader() as r:
+            assert r.pending_handlers(10) == [1, 3]
+            assert r.pending_handlers(1) == [1]
+        # The handler of 1 fired an event: stored together with "1 is handled".
+        assert store.append([ev((A2, 0))], {A2: 2}, handled=[1]) == [4]
+        store.mark_handled([3])  # the handler of 3 fired nothing
+        with store.reader() as r:
+            assert r.pending_handlers(10) == []
 
     # ------------------------------------------------------------------ the read side
 

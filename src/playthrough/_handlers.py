@@ -1,0 +1,127 @@
+"""Handlers: ``handle`` hooks run after their events are committed, at least once.
+
+Every committed event that has ``handle`` hooks is recorded as *pending* by
+the append that stores it. When its hooks complete, the events they fired are
+committed together with the mark "handled" in one transaction (or the mark
+alone when they fired nothing), so a handler's events are stored exactly once
+with its completion. A failing handler does not stop the others: what it fired
+is discarded, the failure is collected, the event stays pending, and
+``Engine.run_pending_handlers()`` runs it again later, as it does for handlers a
+crash interrupted between the commit and their completion. Side effects outside
+the store (mail, HTTP) may therefore happen more than once: handlers are
+at-least-once and should be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+from . import _logging
+from ._errors import HandlerFailed, StoreError
+from ._model import Event, State, binding
+from ._playing import playing, run_hook
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+logger = logging.getLogger("playthrough")
+
+Failure = tuple[Event, BaseException]
+
+
+def has_handlers(event: Event) -> bool:
+    return bool(type(event)._pt_spec.phases["handle"])
+
+
+def run_handlers(engine: Engine, events: Sequence[Event], committed: list[Event]) -> list[Failure]:
+    """Run the handlers of committed ``events`` (and of the events they fire), in order.
+
+    Events committed on the way are appended to ``committed``. Returns the
+    failures; an exception that is not an ``Exception`` (KeyboardInterrupt)
+    stops everything, leaving the events not yet handled pending in the store.
+    """
+    failures: list[Failure] = []
+    queue = deque(e for e in events if has_handlers(e))
+    while queue:
+        event = queue.popleft()
+        try:
+            run_event_handlers(engine, event)
+        except Exception as exc:  # noqa: BLE001 - collected and raised as HandlerFailed
+            engine.discard()  # what the failed handler fired is not committed
+            failures.append((event, exc))
+            _logging.handler_failed(type(event).__qualname__, "handle", event.id, exc)
+            continue
+        except BaseException:
+            engine.discard()
+            raise
+        assert event.id is not None
+        try:
+            fired = engine._commit_batch(handled=(event.id,))
+        except Exception as exc:  # noqa: BLE001 - what it fired could not be committed
+            failures.append((event, exc))
+            continue
+        committed.extend(fired)
+        queue.extend(e for e in fired if has_handlers(e))
+    return failures
+
+
+def run_event_handlers(engine: Engine, event: Event) -> None:
+    """Run every ``handle`` hook of one committed event; events they fire stay pending."""
+    previous = engine._caused_by, engine._correlation
+    engine._caused_by = event.id
+    engine._correlation = event.correlation  # what a handler fires shares its correlation
+    try:
+        with playing(event):
+            for hook, bound, keys in binding(event).of_phase("handle"):
+                engine._load_live([k for k in keys if engine.repository.get(k) is None])
+                live = {k: cast(State, engine.repository.get(k)) for k in keys}
+                run_hook(event, hook, live, engine, bound)
+    finally:
+        engine._caused_by, engine._correlation = previous
+
+
+def failure_message(failures: Sequence[Failure]) -> str:
+    shown = [
+        f"{type(event).__qualname__} at position {event.id}: {exc!r}"
+        for event, exc in failures[:10]
+    ]
+    more = f"; and {len(failures) - 10} more" if len(failures) > 10 else ""
+    return (
+        f"{len(failures)} event(s) had handlers that failed after the event was committed "
+        "(the events stay committed; their handlers stay pending, see "
+        "engine.run_pending_handlers()): " + "; ".join(shown) + more
+    )
+
+
+def handler_failed(failures: list[Failure], committed: list[Event]) -> HandlerFailed:
+    error = HandlerFailed(failure_message(failures), failures, committed)
+    error.__cause__ = failures[0][1]
+    return error
+
+
+def run_pending(engine: Engine, limit: int) -> list[Event]:
+    """Run the handlers the store records as pending (failed, or cut short by a crash)."""
+    from ._serialization import decode_event
+
+    with engine.store.reader() as reader:
+        positions = reader.pending_handlers(limit)
+        events = [decode_event(stored) for stored in reader.events(positions)]
+    found = {e.id for e in events}
+    gone = [p for p in positions if p not in found]
+    if gone:
+        raise StoreError(
+            f"pending handlers recorded for position(s) {gone[:10]} but no event is stored "
+            "there: the log is corrupt (an event row was deleted)"
+        )
+    # A pending event whose class has no handle hook (any more): nothing to run.
+    idle = [e.id for e in events if not has_handlers(e) and e.id is not None]
+    if idle:
+        engine.store.mark_handled(idle)
+    committed: list[Event] = []
+    failures = run_handlers(engine, [e for e in events if has_handlers(e)], committed)
+    if failures:
+        raise handler_failed(failures, committed)
+    return [e for e in events if has_handlers(e)]

@@ -1,0 +1,309 @@
+"""Issue 9, items 1-3: a commit's outcome is told truthfully, on SQLite and PostgreSQL.
+
+- every commit stores a unique commit id with its events; ``was_committed`` answers;
+- a failure after COMMIT may have reached the server is resolved (the commit's
+  positions, or "nothing was written" for certain), or else raised as
+  ``CommitOutcomeUnknown`` carrying the commit id;
+- ``fire(event, key=...)`` is idempotent: a key already in the log refuses the
+  whole commit with ``DuplicateEvent``;
+- once the append has committed, a failing snapshot policy never turns the
+  commit into an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+
+from playthrough import (
+    CommitOutcomeUnknown,
+    DuplicateEvent,
+    Engine,
+    Event,
+    PlaythroughError,
+    State,
+    StoreError,
+    state_id,
+)
+from playthrough._stores.postgres import PostgresStore
+from playthrough._stores.sqlite import SQLiteStore
+
+
+@attrs.define
+class Tally(State, type_name="t.outcome.Tally"):
+    count: int = 0
+
+
+@attrs.define
+class Counted(Event, type_name="t.outcome.Counted"):
+    tally_id: int = state_id(Tally)
+    by: int = 1
+
+    def apply(self, tally: Tally) -> None:
+        tally.count += self.by
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'outcome.db'}"
+    else:
+        pg_url = request.getfixturevalue("pg_url")
+        schema = request.getfixturevalue("pg_schema")
+        yield f"{pg_url}?schema={schema}"
+
+
+def stored_positions(url: str) -> list[int]:
+    with Engine.open(url) as engine, engine.store.reader() as reader:
+        return [e.position for e in reader.events_after(0, 1000)]
+
+
+# ---------------------------------------------------------------------- commit ids
+
+
+def test_every_commit_stores_a_unique_commit_id(url: str) -> None:
+    with Engine.open(url) as engine:
+        engine.fire(Counted(tally_id=1))
+        engine.fire(Counted(tally_id=2))
+        engine.commit()
+        first = engine.last_commit_id
+        engine.fire(Counted(tally_id=1))
+        engine.commit()
+        second = engine.last_commit_id
+        assert first and second and first != second
+    with Engine.open(url) as fresh:
+        assert fresh.was_committed(first) and fresh.was_committed(second)
+        assert not fresh.was_committed("no-such-commit")
+        with fresh.store.reader() as reader:
+            assert reader.commit_positions(first) == (1, 2)
+            assert reader.commit_positions(second) == (3, 3)
+
+
+# ---------------------------------------------------------------------- PostgreSQL: unknown outcome
+
+
+def _fail_after(real: Any, *, send: bool) -> Any:
+    """A _send_append that (optionally) really sends, then reports a client-side failure."""
+
+    def send_append(self: PostgresStore, conn: Any, params: Any) -> Any:
+        cursor = None
+        if send:
+            cursor, error = real(self, conn, params)
+            assert error is None
+        return cursor, psycopg.OperationalError("cannot exit pipeline mode while busy")
+
+    return send_append
+
+
+@pytest.mark.postgres
+def test_pg_a_committed_append_whose_client_failed_is_reported_committed(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bug: the commit was stored, but commit() said "nothing was written".
+    url = f"{pg_url}?schema={pg_schema}"
+    with Engine.open(url) as engine:
+        monkeypatch.setattr(
+            PostgresStore, "_send_append", _fail_after(PostgresStore._send_append, send=True)
+        )
+        engine.fire(Counted(tally_id=1))
+        engine.fire(Counted(tally_id=2))
+        committed = engine.commit()
+        assert [e.id for e in committed] == [1, 2]
+        monkeypatch.undo()
+        assert engine.load(Tally, 1).count == 1
+        assert engine.was_committed(engine.last_commit_id or "")
+    assert stored_positions(url) == [1, 2]
+
+
+@pytest.mark.postgres
+def test_pg_an_append_that_never_reached_the_server_is_certainly_not_written(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    with Engine.open(url) as engine:
+        monkeypatch.setattr(
+            PostgresStore, "_send_append", _fail_after(PostgresStore._send_append, send=False)
+        )
+        engine.fire(Counted(tally_id=1))
+        with pytest.raises(StoreError, match="nothing was written") as info:
+            engine.commit()
+        assert not isinstance(info.value, CommitOutcomeUnknown)
+        assert engine.pending == ()
+    assert stored_positions(url) == []
+
+
+@pytest.mark.postgres
+def test_pg_unresolvable_outcome_is_commit_outcome_unknown_and_was_committed_answers(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    with Engine.open(url) as engine:
+        monkeypatch.setattr(
+            PostgresStore, "_send_append", _fail_after(PostgresStore._send_append, send=True)
+        )
+
+        def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise psycopg.OperationalError("connection refused")
+
+        monkeypatch.setattr(psycopg, "connect", unreachable)  # the server cannot be asked
+        engine.fire(Counted(tally_id=1))
+        with pytest.raises(CommitOutcomeUnknown) as info:
+            engine.commit()
+        monkeypatch.undo()
+        error = info.value
+        assert isinstance(error, StoreError)
+        assert error.commit_id == engine.last_commit_id
+        assert error.commit_id in str(error) and "was_committed" in str(error)
+        assert "nothing was written" not in str(error)
+        assert engine.pending == ()
+    with Engine.open(url) as fresh:
+        assert fresh.was_committed(error.commit_id)  # it was, in fact, committed
+        assert fresh.load(Tally, 1).count == 1
+
+
+# ---------------------------------------------------------------------- SQLite: COMMIT failing
+
+
+class _Conn:
+    """A sqlite3 connection whose COMMIT can be made to fail, before or after it runs."""
+
+    def __init__(self, conn: sqlite3.Connection, mode: str) -> None:
+        self._conn = conn
+        self.mode = mode
+        self.writing = False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "BEGIN IMMEDIATE":
+            self.writing = True
+        if sql == "COMMIT" and self.mode and self.writing:
+            mode, self.mode = self.mode, ""
+            if mode == "after":
+                self._conn.execute(sql)
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("mode", ["before", "after"])
+def test_sqlite_a_failing_commit_reports_the_truth(tmp_path: Path, mode: str) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with Engine.open(url) as engine:
+        assert isinstance(engine.store, SQLiteStore)
+        engine.store._conn = _Conn(engine.store._conn, mode)  # type: ignore[assignment]
+        engine.fire(Counted(tally_id=1))
+        if mode == "after":
+            [event] = engine.commit()  # COMMIT raised after it took effect: committed
+            assert event.id == 1
+        else:
+            with pytest.raises(StoreError, match="nothing was written"):
+                engine.commit()
+    assert stored_positions(url) == ([1] if mode == "after" else [])
+
+
+# ---------------------------------------------------------------------- idempotent firing
+
+
+def test_a_key_already_in_the_log_refuses_the_whole_commit(url: str) -> None:
+    with Engine.open(url) as engine:
+        engine.fire(Counted(tally_id=1), key="order-17-paid")
+        [paid] = engine.commit()
+        assert paid.idempotency_key == "order-17-paid"
+    with Engine.open(url) as retry:
+        retry.fire(Counted(tally_id=2, by=5))  # rides in the same commit: not written either
+        retry.fire(Counted(tally_id=1), key="order-17-paid")
+        with pytest.raises(DuplicateEvent, match="order-17-paid") as info:
+            retry.commit()
+        assert info.value.key == "order-17-paid" and info.value.position == paid.id
+        assert f"position {paid.id}" in str(info.value)
+        assert retry.pending == ()
+        assert retry.load(Tally, 2).count == 0 and retry.load(Tally, 1).count == 1
+        retry.fire(Counted(tally_id=1), key="order-18-paid")  # another key is fine
+        retry.commit()
+    assert stored_positions(url) == [1, 2]
+
+
+def test_a_key_twice_in_one_engine_is_refused_at_fire(url: str) -> None:
+    with Engine.open(url) as engine:
+        engine.fire(Counted(tally_id=1), key="k")
+        with pytest.raises(DuplicateEvent, match="'k'"):
+            engine.fire(Counted(tally_id=2), key="k")
+        assert len(engine.pending) == 1
+        engine.commit()
+        with pytest.raises(TypeError, match="non-empty str"):
+            engine.fire(Counted(tally_id=2), key="")
+
+
+def test_a_key_twice_in_one_store_batch_is_refused_by_the_store(url: str) -> None:
+    from playthrough._model import StateKey
+    from playthrough._stores import NewEvent
+
+    with Engine.open(url) as engine:
+        row = NewEvent(
+            "t.outcome.Counted",
+            '{"by":1,"tally_id":1}',
+            ((StateKey("x", "1"), 0),),
+            None,
+            "2026-01-01T00:00:00+00:00",
+            "same",
+        )
+        with pytest.raises(DuplicateEvent, match="two events of one commit"):
+            engine.store.append([row, row], {})
+    assert stored_positions(url) == []
+
+
+# ---------------------------------------------------------------------- after the append
+
+
+def test_a_failing_snapshot_policy_does_not_fail_the_commit(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Engine.open(url, snapshot_every=1) as engine:
+
+        def locked(*args: Any, **kwargs: Any) -> None:
+            raise StoreError("database is locked")
+
+        monkeypatch.setattr(engine.store, "write_snapshots", locked)
+        engine.fire(Counted(tally_id=1))
+        with caplog.at_level(logging.WARNING, logger="playthrough"):
+            [event] = engine.commit()
+        assert event.id == 1
+        assert isinstance(engine.snapshot_error, StoreError)
+        assert "database is locked" in caplog.text and "the commit stands" in caplog.text
+    assert stored_positions(url) == [1]
+
+
+def test_a_state_that_cannot_be_encoded_does_not_fail_the_commit(url: str) -> None:
+    @attrs.define
+    class Odd(State, type_name="t.outcome.Odd"):
+        stuff: object = None
+
+    @attrs.define
+    class Stuffed(Event, type_name="t.outcome.Stuffed"):
+        odd_id: int = state_id(Odd)
+
+        def apply(self, odd: Odd) -> None:
+            odd.stuff = {1, 2}  # a set in an `object` field: JSON cannot say what it is
+
+    # Without heads values the state is first encoded by the snapshot policy,
+    # after the append: the commit stands and the failure is reported as such.
+    with Engine.open(url, snapshot_every=1, head_values=False) as engine:
+        engine.fire(Stuffed(odd_id=1))
+        [event] = engine.commit()
+        assert event.id == 1 and engine.snapshot_error is not None
+    assert stored_positions(url) == [1]
+    # With heads values (the default) the value is encoded before the append, so
+    # the commit fails, truthfully, with nothing written.
+    with Engine.open(url, snapshot_every=1) as engine:
+        engine.fire(Stuffed(odd_id=2))
+        with pytest.raises(PlaythroughError, match=r"t\.outcome\.Odd\(2\)"):
+            engine.commit()
+    assert stored_positions(url) == [1]

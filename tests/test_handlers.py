@@ -1,0 +1,191 @@
+"""Issue 9, item 9: handlers are recorded in the store, never silently dropped.
+
+A failing handle hook does not stop the handlers of later events; what it
+fired is discarded (it never rides along with a later commit); HandlerFailed
+lists every failure; the store keeps the failed (or crash-interrupted)
+handlers pending, and ``run_pending_handlers`` / ``playthrough handlers`` run
+them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import attrs
+import pytest
+from click.testing import CliRunner
+
+from playthrough import Engine, Event, HandlerFailed, State, state_id
+from playthrough._cli import main
+
+
+@attrs.define
+class Box(State, type_name="t.handlers.Box"):
+    items: int = 0
+    notes: int = 0
+
+
+@attrs.define
+class Noted(Event, type_name="t.handlers.Noted"):
+    box_id: int = state_id(Box)
+
+    def apply(self, box: Box) -> None:
+        box.notes += 1
+
+
+class Outbox:
+    """Side effects the handlers perform, and which boxes should make them fail."""
+
+    sent: ClassVar[list[int]] = []
+    broken: ClassVar[set[int]] = set()
+    crash: ClassVar[set[int]] = set()
+
+
+class Crash(BaseException):
+    """Stands for the process dying inside a handler."""
+
+
+@attrs.define
+class Put(Event, type_name="t.handlers.Put"):
+    box_id: int = state_id(Box)
+
+    def apply(self, box: Box) -> None:
+        box.items += 1
+
+    def handle(self, engine: Engine) -> None:
+        engine.fire(Noted(box_id=self.box_id))  # fired before the failure below
+        if self.box_id in Outbox.crash:
+            raise Crash()
+        if self.box_id in Outbox.broken:
+            raise OSError(f"mail server down for box {self.box_id}")
+        Outbox.sent.append(self.box_id)
+
+
+@pytest.fixture(autouse=True)
+def outbox() -> Iterator[None]:
+    Outbox.sent.clear()
+    Outbox.broken.clear()
+    Outbox.crash.clear()
+    yield
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'handlers.db'}"
+
+
+def pending(engine: Engine) -> list[int]:
+    with engine.store.reader() as reader:
+        return reader.pending_handlers(100)
+
+
+def test_a_failing_handler_does_not_drop_later_handlers_or_leak_its_events(url: str) -> None:
+    Outbox.broken.update({1, 3})
+    with Engine.open(url) as engine:
+        for box in (1, 2, 3, 4):
+            engine.fire(Put(box_id=box))
+        with pytest.raises(HandlerFailed) as info:
+            engine.commit()
+        error = info.value
+        assert Outbox.sent == [2, 4]  # the handlers after the failure ran
+        assert [e.id for e, _ in error.failures] == [1, 3]  # every failure is listed
+        assert "box 1" in str(error) and "box 3" in str(error)
+        assert error.event is error.failures[0][0] and isinstance(error.__cause__, OSError)
+        # The committed events, including what the successful handlers fired:
+        assert [type(e).__name__ for e in error.committed] == [
+            "Put",
+            "Put",
+            "Put",
+            "Put",
+            "Noted",
+            "Noted",
+        ]
+        assert engine.pending == ()  # the failed handlers' Noted events were discarded
+        assert pending(engine) == [1, 3]
+        engine.fire(Noted(box_id=9))  # an unrelated commit carries nothing else
+        assert [type(e).__name__ for e in engine.commit()] == ["Noted"]
+        assert engine.load(Box, 1).notes == 0 and engine.load(Box, 2).notes == 1
+
+        Outbox.broken.clear()  # the mail server is back
+        ran = engine.run_pending_handlers()
+        assert [e.id for e in ran] == [1, 3] and Outbox.sent == [2, 4, 1, 3]
+        assert pending(engine) == []
+        assert engine.load(Box, 1).notes == 1 and engine.load(Box, 3).notes == 1
+        assert engine.run_pending_handlers() == []
+
+
+def test_handlers_cut_short_by_a_crash_stay_pending_for_another_process(url: str) -> None:
+    Outbox.crash.add(1)
+    with Engine.open(url) as engine:
+        engine.fire(Put(box_id=1))
+        engine.fire(Put(box_id=2))
+        with pytest.raises(Crash):
+            engine.commit()
+        assert engine.head() == 2  # committed before the handlers ran
+    Outbox.crash.clear()
+    with Engine.open(url) as later:
+        assert pending(later) == [1, 2]
+        assert [e.id for e in later.run_pending_handlers()] == [1, 2]
+        assert Outbox.sent == [1, 2] and pending(later) == []
+        assert later.load(Box, 1).notes == 1
+
+
+def test_a_handler_failing_again_stays_pending(url: str) -> None:
+    Outbox.broken.add(1)
+    with Engine.open(url) as engine:
+        engine.fire(Put(box_id=1))
+        with pytest.raises(HandlerFailed):
+            engine.commit()
+        with pytest.raises(HandlerFailed, match="box 1"):
+            engine.run_pending_handlers()
+        assert pending(engine) == [1] and engine.load(Box, 1).notes == 0
+
+
+def test_successful_handlers_leave_nothing_pending(url: str) -> None:
+    with Engine.open(url) as engine:
+        engine.fire(Put(box_id=1))
+        engine.fire(Noted(box_id=1))  # no handle hook: never recorded as pending
+        committed = engine.commit()
+        assert [e.caused_by for e in committed] == [None, None, 1]
+        assert pending(engine) == []
+
+
+def test_cli_handlers_runs_what_is_pending(url: str, tmp_path: Path) -> None:
+    Outbox.broken.add(1)
+    with Engine.open(url) as engine:
+        engine.fire(Put(box_id=1))
+        with pytest.raises(HandlerFailed):
+            engine.commit()
+    runner = CliRunner()
+    result = runner.invoke(main, ["handlers", url, "--app", __name__])
+    assert result.exit_code == 1, result.output
+    assert "failed again for 1 event(s)" in result.output and "box 1" in result.output
+    Outbox.broken.clear()
+    result = runner.invoke(main, ["handlers", url, "--app", __name__])
+    assert result.exit_code == 0, result.output
+    assert "ran the pending handlers of 1 event(s)" in result.output
+    assert Outbox.sent == [1]
+
+
+def test_stateless_replay_safe_handle_hooks_run_in_replay(url: str) -> None:
+    calls: list[int | None] = []
+
+    @attrs.define
+    class Pinged(Event, type_name="t.handlers.Pinged"):
+        box_id: int = state_id(Box)
+        replay_handle: ClassVar[bool] = True
+
+        def apply(self, box: Box) -> None:
+            box.items += 1
+
+        def handle(self) -> None:  # takes no state
+            calls.append(self.id)
+
+    with Engine.open(url) as engine:
+        engine.fire(Pinged(box_id=1))
+        engine.commit()
+        assert calls == [1]
+        engine.replay()
+        assert calls == [1, 1]
