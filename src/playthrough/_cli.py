@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -32,6 +32,16 @@ def _fields(obj: object) -> dict[str, object]:
     import attrs
 
     return attrs.asdict(obj, recurse=False)  # type: ignore[arg-type]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def app_option(
+    help: str = "Module defining the states and events (imported so they register); repeatable.",
+) -> Callable[[_F], _F]:
+    """``--app MODULE`` (repeatable), the option every command that reads stored events takes."""
+    return click.option("--app", "apps", multiple=True, metavar="MODULE", help=help)
 
 
 @click.group()
@@ -123,13 +133,7 @@ imported, an event type no --app module defines).
 
 @main.command(epilog=_VERIFY_EPILOG)
 @click.argument("database_url")
-@click.option(
-    "--app",
-    "apps",
-    multiple=True,
-    metavar="MODULE",
-    help="Module defining the states and events (imported so they register); repeatable.",
-)
+@app_option()
 @click.option(
     "--format",
     "output_format",
@@ -261,13 +265,7 @@ def verify(
     ctx.exit(0 if report.ok else 1)
 
 
-_APP_OPTION = click.option(
-    "--app",
-    "apps",
-    multiple=True,
-    metavar="MODULE",
-    help="Module defining the states and events (imported so they register); repeatable.",
-)
+_APP_OPTION = app_option()
 _FORMAT_OPTION = click.option(
     "--format",
     "output_format",
@@ -375,13 +373,7 @@ def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit
 
 @main.command()
 @click.argument("database_url")
-@click.option(
-    "--app",
-    "apps",
-    multiple=True,
-    metavar="MODULE",
-    help="Module defining the states and events (imported so they register); repeatable.",
-)
+@app_option()
 @click.pass_context
 def repair(ctx: click.Context, database_url: str, apps: tuple[str, ...]) -> None:
     """Rebuild the heads rows (each state's last event) from the state-event links.
@@ -608,13 +600,7 @@ def export_command(
     default=False,
     help="Continue a non-empty store's log (the file must start right after its head).",
 )
-@click.option(
-    "--app",
-    "apps",
-    multiple=True,
-    metavar="MODULE",
-    help="Module defining the states and events, for the snapshot check; repeatable.",
-)
+@app_option("Module defining the states and events, for the snapshot check; repeatable.")
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -680,13 +666,7 @@ def import_command(
     type=click.Path(dir_okay=False, path_type=Path),
     help="The archive file to write (gzip JSON Lines, the export format); must not exist.",
 )
-@click.option(
-    "--app",
-    "apps",
-    multiple=True,
-    metavar="MODULE",
-    help="Module defining the states and events (the cut's snapshots are rebuilt); repeatable.",
-)
+@app_option("Module defining the states and events (the cut's snapshots are rebuilt); repeatable.")
 def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, ...]) -> None:
     """Move the old part of the log to a file; loads after the cut stay exact.
 
@@ -744,13 +724,7 @@ def _open_store_for_cli(url: str, given: str) -> Store:
 
 @main.command()
 @click.argument("database_url")
-@click.option(
-    "--app",
-    "apps",
-    multiple=True,
-    metavar="MODULE",
-    help="Module defining the states and events (imported so they register); repeatable.",
-)
+@app_option()
 @click.option(
     "--interval",
     type=click.FloatRange(min=0),

@@ -16,20 +16,14 @@ from typing import Any
 import attrs
 import click
 
-from ._cli import _existing_store_url, _import_apps, main, public_url
+from ._cli import _existing_store_url, _import_apps, app_option, main, public_url
 from ._engine import Engine
 from ._errors import PlaythroughError
 from ._followers import Projection
 from ._model import Event, State, registry
 from ._serialization import converter, dumps
 
-_APP = click.option(
-    "--app",
-    "apps",
-    multiple=True,
-    metavar="MODULE",
-    help="Module defining the states and events (imported so they register); repeatable.",
-)
+_APP = app_option()
 _FORMAT = click.option(
     "--format",
     "output_format",
