@@ -51,7 +51,7 @@ followers table.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -873,6 +873,10 @@ def duplicate_message(key: str, position: int) -> str:
 # --------------------------------------------------------------------------- read side
 
 
+#: The columns of an event row, in ``StoredEvent``'s order (both stores select these).
+EVENT_COLUMNS = "position, type, data, caused_by, fired_at, version, metadata, correlation"
+
+
 class EventQuery(NamedTuple):
     """Which events ``StoreReader.find_events`` returns: every filter given must hold."""
 
@@ -882,6 +886,53 @@ class EventQuery(NamedTuple):
     key: StateKey | None = None
     caused_by: int | None = None
     correlation: str | None = None
+
+
+def event_query_sql(
+    query: EventQuery,
+    *,
+    tables: str,
+    placeholder: str,
+    types_condition: Callable[[tuple[str, ...]], tuple[str, list[Any]]],
+) -> tuple[str, list[Any]] | None:
+    """The SELECT behind ``find_events`` in one store's dialect, and its parameters.
+
+    ``tables`` prefixes the table names (a schema), ``placeholder`` is the
+    driver's parameter marker, ``types_condition`` renders "type is one of".
+    The last parameter is the LIMIT, which the caller appends. None: the query
+    can match nothing (an empty ``types``).
+    """
+    ph = placeholder
+    where = [f"e.position > {ph}"]
+    params: list[Any] = [query.after]
+    if query.upto is not None:
+        where.append(f"e.position <= {ph}")
+        params.append(query.upto)
+    if query.types is not None:
+        if not query.types:
+            return None
+        condition, values = types_condition(query.types)
+        where.append(condition)
+        params.extend(values)
+    if query.caused_by is not None:
+        where.append(f"e.caused_by = {ph}")
+        params.append(query.caused_by)
+    if query.correlation is not None:
+        where.append(f"e.correlation = {ph}")
+        params.append(query.correlation)
+    source = f"{tables}pt_events e"
+    if query.key is not None:
+        source = (
+            f"{tables}pt_links l JOIN {tables}pt_events e ON e.position = l.position "
+            f"AND l.state_type = {ph} AND l.state_id = {ph}"
+        )
+        params = [query.key.type, query.key.id, *params]
+        where[0] = f"l.position > {ph}"
+    columns = ", ".join("e." + c.strip() for c in EVENT_COLUMNS.split(","))
+    sql = (
+        f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} ORDER BY e.position LIMIT {ph}"
+    )
+    return sql, params
 
 
 class StateInfoRow(NamedTuple):

@@ -65,6 +65,7 @@ from .._personal import unseal
 from . import parse_store_url
 from ._base import (
     ARCHIVED_UNTIL,
+    EVENT_COLUMNS,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -93,6 +94,7 @@ from ._base import (
     check_archive_cut,
     chunks,
     duplicate_message,
+    event_query_sql,
     fired_refused,
     gap_free,
     head_value,
@@ -179,7 +181,6 @@ _LOCK_NOT_AVAILABLE = "55P03"
 _PIPELINE_BYTES = 1 << 20
 # Bounds the wait for the append lock, for this transaction only.
 _LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
-_EVENT_COLUMNS = "position, type, data, caused_by, fired_at, version, metadata, correlation"
 
 _KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
@@ -406,7 +407,7 @@ _FOLLOWERS = "SELECT name, position, updated_at FROM {s}.pt_followers ORDER BY n
 _FOLLOWER_CREATE = "INSERT INTO {s}.pt_followers VALUES (%s, 0, %s) ON CONFLICT (name) DO NOTHING"
 _FOLLOWER_LOCK = "SELECT position FROM {s}.pt_followers WHERE name = %s FOR UPDATE NOWAIT"
 _FOLLOWER_EVENTS = (
-    f"SELECT {_EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s ORDER BY position LIMIT %s"
+    f"SELECT {EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s ORDER BY position LIMIT %s"
 )
 _FOLLOWER_ADVANCE = "UPDATE {s}.pt_followers SET position = %s, updated_at = %s WHERE name = %s"
 
@@ -716,36 +717,16 @@ class _PostgresReader(StoreReader):
             raise self._store._failure("read", exc) from exc
 
     def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
-        where = ["e.position > %s"]
-        params: list[Any] = [query.after]
-        if query.upto is not None:
-            where.append("e.position <= %s")
-            params.append(query.upto)
-        if query.types is not None:
-            if not query.types:
-                return []
-            where.append("e.type = ANY(%s::text[])")
-            params.append(list(query.types))
-        if query.caused_by is not None:
-            where.append("e.caused_by = %s")
-            params.append(query.caused_by)
-        if query.correlation is not None:
-            where.append("e.correlation = %s")
-            params.append(query.correlation)
-        source = "{s}.pt_events e"
-        if query.key is not None:
-            source = (
-                "{s}.pt_links l JOIN {s}.pt_events e ON e.position = l.position "
-                "AND l.state_type = %s AND l.state_id = %s"
-            )
-            params = [query.key.type, query.key.id, *params]
-            where[0] = "l.position > %s"
-        columns = ", ".join("e." + c.strip() for c in _EVENT_COLUMNS.split(","))
-        rows = self._raw(
-            f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} "
-            "ORDER BY e.position LIMIT %s",
-            [*params, limit],
+        found = event_query_sql(
+            query,
+            tables="{s}.",
+            placeholder="%s",
+            types_condition=lambda types: ("e.type = ANY(%s::text[])", [list(types)]),
         )
+        if found is None:
+            return []
+        sql, params = found
+        rows = self._raw(sql, [*params, limit])
         return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
 
     def state_info(self, key: StateKey) -> StateInfoRow | None:

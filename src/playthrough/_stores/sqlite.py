@@ -34,6 +34,7 @@ from .._model import StateKey
 from .._personal import unseal
 from ._base import (
     ARCHIVED_UNTIL,
+    EVENT_COLUMNS,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -62,6 +63,7 @@ from ._base import (
     check_archive_cut,
     chunks,
     duplicate_message,
+    event_query_sql,
     fired_refused,
     gap_free,
     head_value,
@@ -139,7 +141,10 @@ _REBUILD_HEADS = (
     WHERE pt_heads.last_position IS NOT excluded.last_position""",
 )
 
-_EVENT_COLUMNS = "position, type, data, caused_by, fired_at, version, metadata, correlation"
+
+def _type_in(types: tuple[str, ...]) -> tuple[str, list[Any]]:
+    return f"e.type IN ({','.join('?' for _ in types)})", list(types)
+
 
 # Items per statement; also bounded by the connection's variable limit, which
 # builds before SQLite 3.32 default to 999 (and a build or a program may lower).
@@ -267,7 +272,7 @@ class _SQLiteReader(StoreReader):
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         rows = self._q(
-            f"SELECT {_EVENT_COLUMNS} FROM pt_events WHERE position > ? ORDER BY position LIMIT ?",
+            f"SELECT {EVENT_COLUMNS} FROM pt_events WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )
         return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
@@ -386,36 +391,19 @@ class _SQLiteReader(StoreReader):
     # ---------------------------------------------------------------- read side
 
     def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
-        where = ["e.position > ?"]
-        params: list[Any] = [query.after]
-        if query.upto is not None:
-            where.append("e.position <= ?")
-            params.append(query.upto)
-        if query.types is not None:
-            if not query.types:
-                return []
-            where.append(f"e.type IN ({','.join('?' for _ in query.types)})")
-            params.extend(query.types)
-        if query.caused_by is not None:
-            where.append("e.caused_by = ?")
-            params.append(query.caused_by)
-        if query.correlation is not None:
-            where.append("e.correlation = ?")
-            params.append(query.correlation)
-        source = "pt_events e"
-        if query.key is not None:
-            source = (
-                "pt_links l JOIN pt_events e ON e.position = l.position "
-                "AND l.state_type = ? AND l.state_id = ?"
-            )
-            params = [query.key.type, query.key.id, *params]
-            where[0] = "l.position > ?"
-        columns = ", ".join("e." + c.strip() for c in _EVENT_COLUMNS.split(","))
-        rows = self._q(
-            f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} "
-            "ORDER BY e.position LIMIT ?",
-            [*params, limit],
+        found = event_query_sql(
+            query,
+            tables="",
+            placeholder="?",
+            types_condition=lambda types: (
+                f"e.type IN ({','.join('?' for _ in types)})",
+                list(types),
+            ),
         )
+        if found is None:
+            return []
+        sql, params = found
+        rows = self._q(sql, [*params, limit])
         return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
 
     def state_info(self, key: StateKey) -> StateInfoRow | None:
@@ -737,7 +725,7 @@ class SQLiteStore(Store):
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 4
             conn.executemany(
-                f"INSERT INTO pt_events ({_EVENT_COLUMNS}, event_key) "
+                f"INSERT INTO pt_events ({EVENT_COLUMNS}, event_key) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
@@ -1019,7 +1007,7 @@ class SQLiteStore(Store):
             return
         self.statements += 2
         conn.executemany(
-            f"INSERT INTO pt_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO pt_events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(*e[:5], e.version, e.metadata, e.correlation) for e in batch],
         )
         conn.executemany(
@@ -1123,7 +1111,7 @@ class SQLiteStore(Store):
                 "SELECT position FROM pt_followers WHERE name = ?", (name,)
             ).fetchone()
             rows = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM pt_events WHERE position > ? "
+                f"SELECT {EVENT_COLUMNS} FROM pt_events WHERE position > ? "
                 "ORDER BY position LIMIT ?",
                 (position, limit),
             ).fetchall()
