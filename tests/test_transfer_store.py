@@ -1,0 +1,311 @@
+"""Export and import carry everything a store needs besides its events.
+
+Scheduled events, pending handlers, completions, followers' positions and the
+data subjects' keys (sealed values stay sealed in the file); a damaged file of
+any kind is a TransferError with nothing written; an append checks the log's
+running hash.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from playthrough import FORGOTTEN, Engine, HandlerFailed, TransferError
+from playthrough._stores import TransferTables
+from playthrough._transfer import CHAIN_START, log_chain
+from playthrough.testing import ManualClock
+
+from .sched_domain import Order, OrderPlaced, PaymentReceived, PaymentTimedOut
+from .transfer_domain import Joined, Mailed, Person, Visits
+
+START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def mail() -> Iterator[None]:
+    Mailed.broken = False
+    Mailed.sent.clear()
+    yield
+    Mailed.broken = False
+
+
+def populate(engine: Engine, clock: ManualClock) -> None:
+    """Orders with pending timeouts, a completed order, personal data, a pending handler,
+    a forgotten person and a follower."""
+    engine.fire(OrderPlaced(order_id=1))
+    engine.fire(OrderPlaced(order_id=2))
+    engine.commit()  # their handlers schedule a timeout each, due at 9:15
+    clock.advance(minutes=5)
+    engine.fire(OrderPlaced(order_id=3))  # due at 9:20
+    engine.commit()
+    engine.fire(PaymentReceived(order_id=1))  # completes order 1, cancels its timeout
+    engine.commit()
+    engine.fire(Joined(person_id=7, name="Ada Lovelace"))
+    engine.fire(Joined(person_id=8, name="Bob"))
+    engine.commit()
+    assert engine.forget(8) is True
+    Mailed.broken = True
+    engine.fire(Mailed(box_id=1))
+    with pytest.raises(HandlerFailed):
+        engine.commit()
+    Mailed.broken = False
+    engine.run(Visits(), until_idle=True)
+    engine.fire(Joined(person_id=7, name="Ada King"))  # after the follower's position
+    engine.commit()
+
+
+def everything(engine: Engine) -> tuple[object, ...]:
+    """The log (as stored: sealed) and every carried table."""
+    with engine.store.reader() as reader:
+        head = reader.head()
+        log = [
+            (e, sorted(reader.links_between(e.position - 1, e.position)))
+            for e in reader.events_after_sealed(0, 1000)
+        ]
+        return head, log, reader.transfer_tables()
+
+
+def exported(engine: Engine, **options: bool) -> bytes:
+    out = io.BytesIO()
+    engine.export(out, **options)
+    return out.getvalue()
+
+
+def fire_due(engine: Engine, clock: ManualClock, at: datetime) -> list[tuple[str, str, str]]:
+    """Move the clock to ``at``, run the scheduler, and say what it fired when."""
+    clock.set(at)
+    engine.run_due()
+    return [
+        (str(e.order_id), e.fired_at.isoformat(), str(e.id))
+        for e in engine.events()
+        if isinstance(e, PaymentTimedOut)
+    ]
+
+
+def check_faithful(engine: Engine, original: tuple[object, ...]) -> None:
+    head, log, tables = original
+    assert isinstance(tables, TransferTables)
+    assert everything(engine) == original
+    assert engine.verify().ok
+    pending = [r for r in tables.schedule or () if r.status == "pending"]
+    assert len(pending) == 2
+    for row in pending:
+        assert engine.scheduled(row.id).status == "pending"
+    assert engine.completion(Order, 1) is not None and engine.completion(Order, 2) is None
+    assert engine.load(Person, 7).name == "Ada King"
+    assert engine.load(Person, 8).name == FORGOTTEN
+    with engine.store.reader() as reader:
+        assert reader.pending_handlers(10) == list(tables.pending_handlers or ())
+        assert [(f.name, f.position) for f in reader.followers()] == [
+            ("transfer.visits", head - 1)  # type: ignore[operator]
+        ]
+
+
+def test_a_round_trip_keeps_everything_on_sqlite(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    with Engine.open(f"sqlite:///{tmp_path / 'a.db'}", clock=clock) as source:
+        populate(source, clock)
+        original = everything(source)
+        data = exported(source, with_followers=True)
+    assert b"Ada" not in data  # personal values stay sealed in the file
+    copy_clock = ManualClock(START + timedelta(minutes=5))
+    with Engine.open(f"sqlite:///{tmp_path / 'b.db'}", clock=copy_clock) as copy:
+        copy.import_log(io.BytesIO(gzip.compress(data)))
+        check_faithful(copy, original)
+        assert copy.forget(7) is True  # the keys came along: erasure works in the copy
+        assert copy.load(Person, 7).name == FORGOTTEN
+
+
+@pytest.mark.postgres
+def test_sqlite_to_postgres_to_sqlite_keeps_everything_and_fires_the_same_events(
+    tmp_path: Path, pg_url: str, pg_schema: str
+) -> None:
+    clock = ManualClock(START)
+    with Engine.open(f"sqlite:///{tmp_path / 'first.db'}", clock=clock) as source:
+        populate(source, clock)
+        original = everything(source)
+        data = exported(source, with_followers=True)
+        expected = fire_due(source, clock, START + timedelta(hours=1))
+    assert [fired_at for _, fired_at, _ in expected] == [
+        "2026-03-01T09:15:00+00:00",
+        "2026-03-01T09:20:00+00:00",
+    ]
+    pg_clock = ManualClock(START + timedelta(minutes=5))
+    with Engine.open(f"{pg_url}?schema={pg_schema}", clock=pg_clock) as pg:
+        pg.import_log(io.BytesIO(data))
+        check_faithful(pg, original)
+        back = exported(pg, with_followers=True)
+    assert back == data  # byte for byte: the same log, tables and keys
+    last_clock = ManualClock(START + timedelta(minutes=5))
+    with Engine.open(f"sqlite:///{tmp_path / 'last.db'}", clock=last_clock) as last:
+        last.import_log(io.BytesIO(back))
+        check_faithful(last, original)
+        assert fire_due(last, last_clock, START + timedelta(hours=1)) == expected
+        assert last.load(Order, 2).timed_out_at == datetime(2026, 3, 1, 9, 15, tzinfo=UTC)
+        assert last.verify().ok
+
+
+@pytest.mark.postgres
+def test_an_import_into_postgres_of_a_file_without_keys_is_refused_unless_forgotten(
+    pg_url: str, pg_schema: str
+) -> None:
+    clock = ManualClock(START)
+    with Engine.open("sqlite://", clock=clock) as source:
+        populate(source, clock)
+        data = exported(source, keys=False)
+    with Engine.open(f"{pg_url}?schema={pg_schema}") as pg:
+        with pytest.raises(TransferError, match=r"no key.*--forgotten"):
+            pg.import_log(io.BytesIO(data))
+        assert pg.head() == 0
+        pg.import_log(io.BytesIO(data), forgotten=True)
+        assert pg.load(Person, 7).name == FORGOTTEN
+
+
+def test_without_keys_the_import_is_refused_unless_told_to_forget() -> None:
+    clock = ManualClock(START)
+    with Engine.open("sqlite://", clock=clock) as source:
+        populate(source, clock)
+        whole, stripped = exported(source), exported(source, keys=False)
+    assert stripped == whole[: len(stripped)]  # the keys section is the file's tail
+    with Engine.open("sqlite://") as target:
+        with pytest.raises(TransferError, match=r"2 data subject\(s\) \('7', '8'\) have no key"):
+            target.import_log(io.BytesIO(stripped))
+        assert target.head() == 0 and everything(target)[2] == TransferTables((), (), (), (), ())
+        report = target.import_log(io.BytesIO(stripped), forgotten=True)
+        assert "subject_keys" not in report.sections
+        assert target.load(Person, 7).name == FORGOTTEN
+        assert target.forget(7) is False  # there was no key to delete
+
+
+def test_followers_travel_only_when_asked() -> None:
+    clock = ManualClock(START)
+    with Engine.open("sqlite://", clock=clock) as source:
+        populate(source, clock)
+        data = exported(source)
+    assert json.loads(data.splitlines()[0])["sections"] == [
+        "schedule",
+        "pending_handlers",
+        "completed",
+    ]
+    with Engine.open("sqlite://") as target:
+        target.import_log(io.BytesIO(data))
+        assert target.followers() == []
+        assert target.scheduled(target.load(Order, 2).timeout_id).status == "pending"
+
+
+def test_the_pending_handler_runs_in_the_copy() -> None:
+    clock = ManualClock(START)
+    with Engine.open("sqlite://", clock=clock) as source:
+        populate(source, clock)
+        data = exported(source)
+    with Engine.open("sqlite://") as target:
+        target.import_log(io.BytesIO(data))
+        Mailed.sent.clear()
+        target.run_pending_handlers()
+        assert Mailed.sent == [1]
+        with target.store.reader() as reader:
+            assert reader.pending_handlers(10) == []
+
+
+def version_1(data: bytes) -> bytes:
+    """The same log as a version 1 file: no chain, no sections."""
+    lines = data.splitlines(keepends=True)
+    end = next(n for n, line in enumerate(lines) if line.startswith(b'{"trailer"'))
+    header = json.loads(lines[0])
+    header["version"] = 1
+    del header["chain"], header["sections"]
+    trailer = json.loads(lines[end])
+    del trailer["chain"]
+    return b"".join(
+        [
+            (json.dumps(header, separators=(",", ":")) + "\n").encode(),
+            *lines[1:end],
+            (json.dumps(trailer, separators=(",", ":")) + "\n").encode(),
+        ]
+    )
+
+
+def orders_only(engine: Engine, clock: ManualClock) -> None:
+    engine.fire(OrderPlaced(order_id=1))
+    engine.fire(OrderPlaced(order_id=2))
+    engine.commit()
+    engine.fire(PaymentReceived(order_id=1))
+    engine.commit()
+
+
+@pytest.mark.parametrize("split", [0, 3])
+def test_a_version_1_file_imports_and_its_completions_are_rebuilt(split: int) -> None:
+    clock = ManualClock(START)
+    with Engine.open("sqlite://", clock=clock) as source:
+        orders_only(source, clock)
+        assert source.completion(Order, 1) is not None
+        head = source.head()
+        data = exported(source)
+    with Engine.open("sqlite://") as target:
+        if split:  # the first part with its completions, the rest as a version 1 file
+            with Engine.open("sqlite://") as part:
+                part.import_log(io.BytesIO(data))
+                out = io.BytesIO()
+                from playthrough._transfer import export_log
+
+                export_log(part.store, out, until=split)
+            target.import_log(io.BytesIO(out.getvalue()))
+            with Engine.open("sqlite://") as whole:
+                whole.import_log(io.BytesIO(data))
+                tail = exported_after(whole, split)
+            target.import_log(io.BytesIO(version_1(tail)), append=True)
+        else:
+            report = target.import_log(io.BytesIO(version_1(data)))
+            assert report.chain is None and report.sections == ()
+        assert target.head() == head
+        done = target.completion(Order, 1)
+        assert done is not None and done.event_type == PaymentReceived._pt_type_name
+        assert target.completion(Order, 2) is None
+        assert target.verify().ok
+
+
+def exported_after(engine: Engine, after: int) -> bytes:
+    out = io.BytesIO()
+    engine.export(out, after=after)
+    return out.getvalue()
+
+
+def test_an_append_of_another_logs_tail_is_refused_even_when_the_heads_agree() -> None:
+    with Engine.open("sqlite://") as one, Engine.open("sqlite://") as other:
+        one.fire(OrderPlaced(order_id=1))
+        one.commit()
+        other.fire(OrderPlaced(order_id=99))
+        other.commit()
+        one.fire(OrderPlaced(order_id=2))
+        one.commit()
+        assert one.head() == 4 and other.head() == 2  # each order's handler fired one more
+        tail = exported_after(one, 2)
+        with pytest.raises(TransferError, match="continues another log"):
+            other.import_log(io.BytesIO(tail), append=True)
+        assert other.head() == 2
+        assert log_chain(one.store, 0) == CHAIN_START
+        assert log_chain(one.store, 2) != log_chain(other.store, 2)
+
+
+def test_an_append_of_the_same_logs_tail_is_accepted_and_matches() -> None:
+    with Engine.open("sqlite://") as source:
+        source.fire(OrderPlaced(order_id=1))
+        source.commit()
+        first = exported(source)
+        source.fire(PaymentReceived(order_id=1))
+        source.commit()
+        tail = exported_after(source, 2)
+        original = everything(source)
+    with Engine.open("sqlite://") as copy:
+        copy.import_log(io.BytesIO(first))
+        report = copy.import_log(io.BytesIO(tail), append=True)
+        assert report.chain == log_chain(copy.store, copy.head())
+        assert everything(copy) == original
+        assert copy.verify().ok
