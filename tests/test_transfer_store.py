@@ -90,7 +90,7 @@ def fire_due(engine: Engine, clock: ManualClock, at: datetime) -> list[tuple[str
 
 
 def check_faithful(engine: Engine, original: tuple[object, ...]) -> None:
-    head, log, tables = original
+    head, _log, tables = original
     assert isinstance(tables, TransferTables)
     assert everything(engine) == original
     assert engine.verify().ok
@@ -309,3 +309,86 @@ def test_an_append_of_the_same_logs_tail_is_accepted_and_matches() -> None:
         assert report.chain == log_chain(copy.store, copy.head())
         assert everything(copy) == original
         assert copy.verify().ok
+
+
+def _sections_swapped(data: bytes) -> bytes:
+    """The pending handlers section before the schedule section."""
+    lines = data.splitlines(keepends=True)
+    start = {json.loads(x).get("section"): n for n, x in enumerate(lines) if x.startswith(b'{"s')}
+    schedule = lines[start["schedule"] : start["pending_handlers"]]
+    handlers = lines[start["pending_handlers"] : start["completed"]]
+    return b"".join(
+        [*lines[: start["schedule"]], *handlers, *schedule, *lines[start["completed"] :]]
+    )
+
+
+def _row_changed(data: bytes) -> bytes:
+    """A scheduled event's due time moved by an hour, its section's checksum left as it was."""
+    lines = data.splitlines(keepends=True)
+    n = next(n for n, x in enumerate(lines) if x.startswith(b'["'))
+    changed = lines[n].replace(b"T09:", b"T10:", 1)
+    assert changed != lines[n]
+    return b"".join([*lines[:n], changed, *lines[n + 1 :]])
+
+
+def _trailer_garbled(data: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
+    n = next(n for n, x in enumerate(lines) if x.startswith(b'{"trailer"'))
+    return b"".join([*lines[:n], lines[n][:30] + b"\n", *lines[n + 1 :]])
+
+
+def _keys_cut(data: bytes) -> bytes:
+    """The file ends inside its keys section."""
+    lines = data.splitlines(keepends=True)
+    n = next(n for n, x in enumerate(lines) if x.startswith(b'{"section":"subject_keys"'))
+    return b"".join(lines[: n + 1])
+
+
+def _header_version(data: bytes) -> bytes:
+    return data.replace(b'"schema_version":', b'"schema_version":"seven","x":', 1)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: gzip.compress(d)[:-40], "truncated or damaged"),
+        (lambda d: gzip.compress(d)[:60], "truncated or damaged"),
+        (lambda d: gzip.compress(d)[:-12] + b"\x00" * 12, "truncated or damaged"),
+        (_trailer_garbled, "the trailer is not a JSON object"),
+        (_header_version, "schema_version is 'seven', not a number"),
+        (lambda d: d.replace(b'"version":2', b'"version":"2"', 1), "format version '2'"),
+        (_sections_swapped, "'pending_handlers' where 'schedule' was expected"),
+        (_row_changed, "checksum mismatch in section 'schedule'"),
+        (_keys_cut, "section 'subject_keys' has no end line"),
+        (lambda d: d.replace(b'"chain":"0000', b'"chain":"1111', 1), "continues another log"),
+        (
+            lambda d: d.replace(b'"sections":["schedule",', b'"sections":["keys",', 1),
+            "unknown or disordered sections",
+        ),
+    ],
+)
+def test_every_kind_of_damage_is_a_transfer_error_and_writes_nothing(
+    damage: object, message: str
+) -> None:
+    clock = ManualClock(START)
+    with Engine.open("sqlite://", clock=clock) as source:
+        populate(source, clock)
+        data = exported(source, with_followers=True)
+    with Engine.open("sqlite://") as target:
+        with pytest.raises(TransferError, match=message):
+            target.import_log(io.BytesIO(damage(data)))  # type: ignore[operator]
+        assert target.head() == 0
+        assert everything(target) == (0, [], TransferTables((), (), (), (), ()))
+
+
+@pytest.mark.postgres
+def test_a_truncated_gzip_leaves_postgres_untouched(pg_url: str, pg_schema: str) -> None:
+    clock = ManualClock(START)
+    with Engine.open("sqlite://", clock=clock) as source:
+        populate(source, clock)
+        data = gzip.compress(exported(source, with_followers=True))
+    with Engine.open(f"{pg_url}?schema={pg_schema}") as target:
+        for damaged in (data[:-40], _sections_swapped(gzip.decompress(data))):
+            with pytest.raises(TransferError):
+                target.import_log(io.BytesIO(damaged))
+            assert everything(target) == (0, [], TransferTables((), (), (), (), ()))
