@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -52,7 +53,7 @@ def exported(engine: Engine, after: int = 0) -> bytes:
     return out.getvalue()
 
 
-def log_part(data: bytes) -> list[dict[str, object]]:
+def log_part(data: bytes) -> list[dict[str, Any]]:
     """The header, the event lines and the trailer of an export (the sections after it dropped)."""
     lines = [json.loads(line) for line in data.splitlines()]
     end = next(n for n, line in enumerate(lines) if isinstance(line, dict) and "trailer" in line)

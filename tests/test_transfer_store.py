@@ -72,9 +72,9 @@ def everything(engine: Engine) -> tuple[object, ...]:
         return head, log, reader.transfer_tables()
 
 
-def exported(engine: Engine, **options: bool) -> bytes:
+def exported(engine: Engine, *, with_followers: bool = False, keys: bool = True) -> bytes:
     out = io.BytesIO()
-    engine.export(out, **options)
+    engine.export(out, with_followers=with_followers, keys=keys)
     return out.getvalue()
 
 
@@ -83,7 +83,7 @@ def fire_due(engine: Engine, clock: ManualClock, at: datetime) -> list[tuple[str
     clock.set(at)
     engine.run_due()
     return [
-        (str(e.order_id), e.fired_at.isoformat(), str(e.id))
+        (str(e.order_id), str(e.fired_at and e.fired_at.isoformat()), str(e.id))
         for e in engine.events()
         if isinstance(e, PaymentTimedOut)
     ]
