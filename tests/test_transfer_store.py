@@ -392,3 +392,37 @@ def test_a_truncated_gzip_leaves_postgres_untouched(pg_url: str, pg_schema: str)
             with pytest.raises(TransferError):
                 target.import_log(io.BytesIO(damaged))
             assert everything(target) == (0, [], TransferTables((), (), (), (), ()))
+
+
+def test_the_cli_carries_followers_strips_keys_and_imports_as_forgotten(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from playthrough._cli import main
+
+    clock = ManualClock(START)
+    db = tmp_path / "source.db"
+    with Engine.open(f"sqlite:///{db}", clock=clock) as source:
+        populate(source, clock)
+    runner = CliRunner()
+    full, stripped = tmp_path / "full.jsonl.gz", tmp_path / "stripped.jsonl.gz"
+    for out, flags in ((full, ["--with-followers"]), (stripped, ["--without-keys"])):
+        done = runner.invoke(main, ["export", f"sqlite:///{db}", "-o", str(out), *flags])
+        assert done.exit_code == 0, done.output
+    first = gzip.decompress(full.read_bytes()).splitlines()[0]
+    assert json.loads(first)["sections"][-1] == "followers"
+    assert b"subject_keys" not in gzip.decompress(stripped.read_bytes())
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    refused = runner.invoke(main, ["import", str(stripped), copy])
+    assert refused.exit_code == 1 and "--forgotten" in refused.output
+    done = runner.invoke(main, ["import", str(stripped), copy, "--forgotten"])
+    assert done.exit_code == 0, done.output
+    with Engine.open(copy) as engine:
+        assert engine.load(Person, 7).name == FORGOTTEN
+        assert engine.followers() == []
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    done = runner.invoke(main, ["import", str(full), other])
+    assert done.exit_code == 0, done.output
+    with Engine.open(other) as engine:
+        assert engine.load(Person, 7).name == "Ada King"
+        assert [f.name for f in engine.followers()] == ["transfer.visits"]
+        assert engine.verify().ok

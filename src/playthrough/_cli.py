@@ -553,10 +553,33 @@ def _tty_progress(wanted: bool | None, label: str) -> Iterator[Callable[[int, in
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
 )
+@click.option(
+    "--with-followers",
+    is_flag=True,
+    default=False,
+    help="Carry the followers' positions too (the copy's followers go on where these were).",
+)
+@click.option(
+    "--without-keys",
+    is_flag=True,
+    default=False,
+    help="Leave out the data subjects' keys: the copy can only read personal values as "
+    "forgotten (import --forgotten).",
+)
 def export_command(
-    database_url: str, after: int, output: Path | None, progress: bool | None
+    database_url: str,
+    after: int,
+    output: Path | None,
+    progress: bool | None,
+    with_followers: bool,
+    without_keys: bool,
 ) -> None:
-    """Stream the log as gzipped JSON Lines (header, events, trailer with a checksum).
+    """Stream the store as gzipped JSON Lines: the log, then what the store needs besides it.
+
+    Header, events (personal values stay sealed), trailer with a checksum, then
+    the scheduled events, pending handlers, completions, the followers'
+    positions (--with-followers) and last the data subjects' keys (not with
+    --without-keys).
 
     playthrough export sqlite:///app.db > log.jsonl.gz
     """
@@ -580,7 +603,14 @@ def export_command(
             stack.enter_context(target)
             bar = stack.enter_context(_tty_progress(progress, "export"))
             try:
-                report = export_log(store, target, after=after, progress=bar)
+                report = export_log(
+                    store,
+                    target,
+                    after=after,
+                    progress=bar,
+                    with_followers=with_followers,
+                    keys=not without_keys,
+                )
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
     finally:
@@ -600,11 +630,20 @@ def export_command(
     default=False,
     help="Continue a non-empty store's log (the file must start right after its head).",
 )
-@app_option("Module defining the states and events, for the snapshot check; repeatable.")
+@app_option(
+    "Module defining the states and events, for the snapshot check and the completions "
+    "of a version 1 file; repeatable."
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+@click.option(
+    "--forgotten",
+    is_flag=True,
+    default=False,
+    help="Import sealed personal values whose keys the file lacks, as forgotten.",
 )
 @click.pass_context
 def import_command(
@@ -614,12 +653,14 @@ def import_command(
     append: bool,
     apps: tuple[str, ...],
     progress: bool | None,
+    forgotten: bool,
 ) -> None:
     """Load an export (FILE, or - for stdin) into a store, keeping positions.
 
     The store must be empty unless --append, and then the file must start right
-    after its head. The checksum is checked before anything is committed; the
-    import ends with verify's snapshot check.
+    after its head and continue its log (the header's chain hash). Checksums are
+    checked before anything is committed, in one transaction with the tables the
+    file carries; the import ends with verify's snapshot check.
 
         playthrough import log.jsonl.gz postgresql://db/app
     """
@@ -632,7 +673,7 @@ def import_command(
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine, _tty_progress(progress, "import") as bar:
         try:
-            report = engine.import_log(file, append=append, progress=bar)
+            report = engine.import_log(file, append=append, progress=bar, forgotten=forgotten)
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(the events were imported; pass --app MODULE to check the snapshots)"
