@@ -426,3 +426,28 @@ def test_the_cli_carries_followers_strips_keys_and_imports_as_forgotten(tmp_path
         assert engine.load(Person, 7).name == "Ada King"
         assert [f.name for f in engine.followers()] == ["transfer.visits"]
         assert engine.verify().ok
+
+
+def test_an_archived_store_records_its_chain_and_can_still_be_continued(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    with Engine.open(url, clock=clock) as source, Engine.open("sqlite://") as copy:
+        populate(source, clock)
+        head = source.head()
+        copy.import_log(io.BytesIO(exported(source)))
+        report = source.archive(before=head - 1, to=tmp_path / "old.jsonl.gz")
+        with source.store.reader() as reader:
+            assert reader.meta("archived_chain") == log_chain(copy.store, report.until)
+        source.fire(Joined(person_id=9, name="Cy"))
+        source.commit()
+        tail = exported_after(source, head)
+        assert json.loads(tail.splitlines()[0])["chain"] == log_chain(copy.store, head)
+        copy.import_log(io.BytesIO(tail), append=True)
+        carried = everything(source)[2]
+        assert isinstance(carried, TransferTables)
+        assert everything(copy)[2] == carried._replace(followers=())  # not asked for
+        assert copy.load(Person, 9).name == "Cy" and copy.verify().ok
+    archived = gzip.decompress((tmp_path / "old.jsonl.gz").read_bytes())
+    assert b"Ada" not in archived and b'{"section":"subject_keys"}' in archived
+    with Engine.open(url, archive=[tmp_path / "old.jsonl.gz"]) as engine:
+        assert engine.load(Person, 7, at=report.until).name.startswith("Ada")
