@@ -451,3 +451,24 @@ def test_an_archived_store_records_its_chain_and_can_still_be_continued(tmp_path
     assert b"Ada" not in archived and b'{"section":"subject_keys"}' in archived
     with Engine.open(url, archive=[tmp_path / "old.jsonl.gz"]) as engine:
         assert engine.load(Person, 7, at=report.until).name.startswith("Ada")
+
+
+def test_a_scheduled_events_personal_values_keep_their_key() -> None:
+    clock = ManualClock(START)
+    with Engine.open("sqlite://", clock=clock) as source:
+        sid = source.schedule(Joined(person_id=5, name="Dee"), after=timedelta(hours=1))
+        assert source.head() == 0  # the subject's only sealed value is in the schedule
+        data = exported(source)
+    assert b"Dee" not in data
+    later = ManualClock(START + timedelta(hours=2))
+    with Engine.open("sqlite://", clock=later) as target:
+        target.import_log(io.BytesIO(data))
+        [fired] = target.run_due()
+        assert fired.id == sid and target.load(Person, 5).name == "Dee"
+    with Engine.open("sqlite://", clock=later) as stripped:
+        with pytest.raises(TransferError, match=r"\('5'\) have no key"):
+            stripped.import_log(io.BytesIO(exported_without_keys(data)))
+
+
+def exported_without_keys(data: bytes) -> bytes:
+    return data[: data.index(b'{"section":"subject_keys"}')]

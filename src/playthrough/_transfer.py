@@ -252,6 +252,8 @@ def export_log(
     out.write(_line({"trailer": True, "count": count, "sha256": checksum, "chain": end}))
     for name in sections:
         _write_section(out, name, _rows_of(carried, name))
+    for row in carried.schedule or ():  # scheduled events hold sealed values too
+        _subjects(row.data, subjects)
     if keys:
         with store.reader() as reader:
             found = reader.subject_keys(subjects)
@@ -578,6 +580,11 @@ def import_log(
 
     def finish(tx: StoreReader) -> TransferTables:
         tables, keys = reader.tables()
+        for row in tables.schedule or ():
+            try:
+                _subjects(row.data, reader.subjects)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise reader.fail(f"scheduled event {row.id!r} has malformed data ({exc!r})")
         missing = reader.subjects - set(keys)
         if missing:
             missing -= set(tx.subject_keys(missing))
