@@ -584,7 +584,9 @@ def import_log(
             try:
                 _subjects(row.data, reader.subjects)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise reader.fail(f"scheduled event {row.id!r} has malformed data ({exc!r})")
+                raise reader.fail(
+                    f"scheduled event {row.id!r} has malformed data ({exc!r})"
+                ) from None
         missing = reader.subjects - set(keys)
         if missing:
             missing -= set(tx.subject_keys(missing))
