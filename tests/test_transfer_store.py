@@ -232,37 +232,36 @@ def version_1(data: bytes) -> bytes:
     )
 
 
-def orders_only(engine: Engine, clock: ManualClock) -> None:
-    engine.fire(OrderPlaced(order_id=1))
-    engine.fire(OrderPlaced(order_id=2))
-    engine.commit()
-    engine.fire(PaymentReceived(order_id=1))
-    engine.commit()
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'target.db'}"
+    pg_url = request.getfixturevalue("pg_url")
+    return f"{pg_url}?schema={request.getfixturevalue('pg_schema')}"
 
 
-@pytest.mark.parametrize("split", [0, 3])
-def test_a_version_1_file_imports_and_its_completions_are_rebuilt(split: int) -> None:
-    clock = ManualClock(START)
-    with Engine.open("sqlite://", clock=clock) as source:
-        orders_only(source, clock)
+@pytest.mark.parametrize("append", [False, True])
+def test_a_version_1_file_imports_and_its_completions_are_rebuilt(
+    append: bool, target_url: str
+) -> None:
+    with Engine.open("sqlite://") as source:
+        source.fire(OrderPlaced(order_id=1))
+        source.fire(OrderPlaced(order_id=2))
+        source.commit()
+        placed = source.head()
+        first = exported(source)
+        source.fire(PaymentReceived(order_id=1))
+        source.commit()
         assert source.completion(Order, 1) is not None
         head = source.head()
-        data = exported(source)
-    with Engine.open("sqlite://") as target:
-        if split:  # the first part with its completions, the rest as a version 1 file
-            with Engine.open("sqlite://") as part:
-                part.import_log(io.BytesIO(data))
-                out = io.BytesIO()
-                from playthrough._transfer import export_log
-
-                export_log(part.store, out, until=split)
-            target.import_log(io.BytesIO(out.getvalue()))
-            with Engine.open("sqlite://") as whole:
-                whole.import_log(io.BytesIO(data))
-                tail = exported_after(whole, split)
+        whole, tail = exported(source), exported_after(source, placed)
+    with Engine.open(target_url) as target:
+        if append:  # the first part as it was then, the rest as a version 1 file
+            target.import_log(io.BytesIO(first))
+            assert target.completion(Order, 1) is None
             target.import_log(io.BytesIO(version_1(tail)), append=True)
         else:
-            report = target.import_log(io.BytesIO(version_1(data)))
+            report = target.import_log(io.BytesIO(version_1(whole)))
             assert report.chain is None and report.sections == ()
         assert target.head() == head
         done = target.completion(Order, 1)
@@ -277,8 +276,10 @@ def exported_after(engine: Engine, after: int) -> bytes:
     return out.getvalue()
 
 
-def test_an_append_of_another_logs_tail_is_refused_even_when_the_heads_agree() -> None:
-    with Engine.open("sqlite://") as one, Engine.open("sqlite://") as other:
+def test_an_append_of_another_logs_tail_is_refused_even_when_the_heads_agree(
+    target_url: str,
+) -> None:
+    with Engine.open("sqlite://") as one, Engine.open(target_url) as other:
         one.fire(OrderPlaced(order_id=1))
         one.commit()
         other.fire(OrderPlaced(order_id=99))
