@@ -111,10 +111,11 @@ class TransferReport:
 
 def chain_step(chain: bytes, line: bytes) -> bytes:
     """The running hash after one more event: SHA-256 of the hash so far and the event's line."""
-    return hashlib.sha256(chain + line).digest()
+    return sha256(chain + line).digest()
 
 
 _text: Callable[[str], str] = json.encoder.encode_basestring
+sha256 = hashlib.sha256
 
 
 def event_line(event: SealedEvent, links: Sequence[Link]) -> str:
@@ -123,10 +124,10 @@ def event_line(event: SealedEvent, links: Sequence[Link]) -> str:
     # through json's own escaping): twice as fast. Links sorted: the same line
     # from every store, so the running hash is the store's, not the driver's.
     cause = "null" if event.caused_by is None else str(int(event.caused_by))
-    linked = ",".join(
-        f"[{_text(t)},{_text(i)},{int(g)}]"
-        for t, i, g in sorted((lk.key.type, lk.key.id, lk.group) for lk in links)
-    )
+    rows = [(lk.key.type, lk.key.id, lk.group) for lk in links]
+    if len(rows) > 1:
+        rows.sort()
+    linked = ",".join([f"[{_text(t)},{_text(i)},{int(g)}]" for t, i, g in rows])
     extra = ""
     if event.metadata is not None:
         extra += f',"metadata":{_text(event.metadata)}'
@@ -234,8 +235,9 @@ def export_log(
         for event, links in page:
             line = (event_line(event, links) + "\n").encode()
             if chain is not None:
-                chain = chain_step(chain, line)
-            _subjects(event.data, subjects)
+                chain = sha256(chain + line).digest()  # chain_step, inlined
+            if _MARK_TEXT in event.data:
+                _subjects(event.data, subjects)
             lines.append(line)
         block = b"".join(lines)
         digest.update(block)
@@ -383,7 +385,7 @@ class _Reader:
                 return
             digest.update(raw)
             if chain is not None:
-                chain = chain_step(chain, raw)
+                chain = sha256(chain + raw).digest()  # chain_step, inlined
             try:
                 row = decode(raw.decode())
                 event = ImportedEvent(
@@ -397,7 +399,8 @@ class _Reader:
                     row.get("metadata"),
                     row.get("correlation"),
                 )
-                _subjects(event.data, self.subjects)
+                if _MARK_TEXT in event.data:
+                    _subjects(event.data, self.subjects)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise TransferError(
                     f"{self.name}: line {count + 2} is not an event ({exc!r}); nothing was written"
