@@ -423,6 +423,7 @@ def test_the_cli_carries_followers_strips_keys_and_imports_as_forgotten(tmp_path
     other = f"sqlite:///{tmp_path / 'other.db'}"
     done = runner.invoke(main, ["import", str(full), other])
     assert done.exit_code == 0, done.output
+    assert "with schedule, pending_handlers, completed, followers, subject_keys" in done.output
     with Engine.open(other) as engine:
         assert engine.load(Person, 7).name == "Ada King"
         assert [f.name for f in engine.followers()] == ["transfer.visits"]

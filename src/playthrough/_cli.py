@@ -682,7 +682,8 @@ def import_command(
             raise click.ClickException(str(exc)) from exc
     click.echo(
         f"imported {report.count} events ({report.after}, {report.until}] "
-        f"into {engine.store.url}, sha256 {report.sha256}"
+        f"into {engine.store.url}, sha256 {report.sha256}; "
+        f"with {', '.join(report.sections) or 'the events only'}"
     )
     if report.verify is None:
         click.echo("snapshot check: the store holds no snapshots")
