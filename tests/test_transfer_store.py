@@ -474,3 +474,15 @@ def test_a_scheduled_events_personal_values_keep_their_key() -> None:
 
 def exported_without_keys(data: bytes) -> bytes:
     return data[: data.index(b'{"section":"subject_keys"}')]
+
+
+def test_a_store_holding_only_scheduled_events_is_not_empty() -> None:
+    with Engine.open("sqlite://") as source:
+        source.fire(OrderPlaced(order_id=1))
+        source.commit()
+        data = exported(source)
+    with Engine.open("sqlite://") as target:
+        sid = target.schedule(OrderPlaced(order_id=2), after=timedelta(hours=1))
+        with pytest.raises(TransferError, match="not empty"):
+            target.import_log(io.BytesIO(data))
+        assert target.scheduled(sid).status == "pending"

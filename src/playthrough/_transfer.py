@@ -558,8 +558,11 @@ def import_log(
     after = header["after"]
     with store.reader() as r:
         head = r.head()
-        has_snapshots = next(r.iter_snapshots(), None) is not None
-    if not append and (head or has_snapshots):
+        occupied = next(r.iter_snapshots(), None) is not None
+        if not (append or head or occupied):
+            # An import replaces these tables: a store holding rows there is not empty.
+            occupied = any(r.transfer_rows(t) for t in ("schedule", "followers", KEYS))
+    if not append and (head or occupied):
         raise TransferError(
             f"{store.url} is not empty (head {head}): import into an empty store, or "
             "continue its log with append=True (--append)"
