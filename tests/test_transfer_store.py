@@ -23,7 +23,7 @@ from playthrough._transfer import CHAIN_START, log_chain
 from playthrough.testing import ManualClock
 
 from .sched_domain import Order, OrderPlaced, PaymentReceived, PaymentTimedOut
-from .transfer_domain import Joined, Mailed, Person, Visits
+from .transfer_domain import Mailed, Person, PersonJoined, Visits
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -47,8 +47,8 @@ def populate(engine: Engine, clock: ManualClock) -> None:
     engine.commit()
     engine.fire(PaymentReceived(order_id=1))  # completes order 1, cancels its timeout
     engine.commit()
-    engine.fire(Joined(person_id=7, name="Ada Lovelace"))
-    engine.fire(Joined(person_id=8, name="Bob"))
+    engine.fire(PersonJoined(person_id=7, name="Ada Lovelace"))
+    engine.fire(PersonJoined(person_id=8, name="Bob"))
     engine.commit()
     assert engine.forget(8) is True
     Mailed.broken = True
@@ -57,7 +57,7 @@ def populate(engine: Engine, clock: ManualClock) -> None:
         engine.commit()
     Mailed.broken = False
     engine.run(Visits(), until_idle=True)
-    engine.fire(Joined(person_id=7, name="Ada King"))  # after the follower's position
+    engine.fire(PersonJoined(person_id=7, name="Ada King"))  # after the follower's position
     engine.commit()
 
 
@@ -440,7 +440,7 @@ def test_an_archived_store_records_its_chain_and_can_still_be_continued(tmp_path
         report = source.archive(before=head - 1, to=tmp_path / "old.jsonl.gz")
         with source.store.reader() as reader:
             assert reader.meta("archived_chain") == log_chain(copy.store, report.until)
-        source.fire(Joined(person_id=9, name="Cy"))
+        source.fire(PersonJoined(person_id=9, name="Cy"))
         source.commit()
         tail = exported_after(source, head)
         assert json.loads(tail.splitlines()[0])["chain"] == log_chain(copy.store, head)
@@ -458,7 +458,7 @@ def test_an_archived_store_records_its_chain_and_can_still_be_continued(tmp_path
 def test_a_scheduled_events_personal_values_keep_their_key() -> None:
     clock = ManualClock(START)
     with Engine.open("sqlite://", clock=clock) as source:
-        sid = source.schedule(Joined(person_id=5, name="Dee"), after=timedelta(hours=1))
+        sid = source.schedule(PersonJoined(person_id=5, name="Dee"), after=timedelta(hours=1))
         assert source.head() == 0  # the subject's only sealed value is in the schedule
         data = exported(source)
     assert b"Dee" not in data

@@ -21,7 +21,7 @@ class Person(State, type_name="transfer.Person"):
 
 
 @attrs.define
-class Joined(Event, type_name="transfer.Joined"):
+class PersonJoined(Event, type_name="transfer.PersonJoined"):
     data_subject = "person_id"
     person_id: int = state_id(Person)
     name: Personal[str] = ""
@@ -54,5 +54,5 @@ class Mailed(Event, type_name="transfer.Mailed"):
 class Visits(Projection):
     name = "transfer.visits"
 
-    def on_Joined(self, event: Joined, tx: FollowerTransaction) -> None:
+    def on_PersonJoined(self, event: PersonJoined, tx: FollowerTransaction) -> None:
         pass
