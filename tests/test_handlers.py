@@ -279,7 +279,7 @@ def test_cli_handlers_forever_keeps_running_until_stopped(
         if len(naps) == 2:
             raise KeyboardInterrupt  # Ctrl-C while idle
 
-    monkeypatch.setattr(handlers_module.time, "sleep", sleep)
+    monkeypatch.setattr(handlers_module, "_pause", sleep)
     result = CliRunner().invoke(
         main, ["handlers", url, "--app", __name__, "--forever", "--interval", "0.25"]
     )

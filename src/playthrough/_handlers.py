@@ -157,7 +157,7 @@ def serve(
     limit: int = 1_000,
     passes: int | None = None,
     echo: Callable[[str], object] = print,
-    sleep: Callable[[float], object] = time.sleep,
+    sleep: Callable[[float], object] | None = None,
 ) -> int:
     """The loop behind ``playthrough handlers --forever``: pass after pass.
 
@@ -167,6 +167,7 @@ def serve(
     later pass; the loop goes on. ``passes`` bounds the number of passes.
     Returns how many events' handlers it completed.
     """
+    pause = sleep or _pause
     completed = 0
     done = 0
     while passes is None or done < passes:
@@ -182,5 +183,9 @@ def serve(
             echo(f"ran the handlers of {type(event).__qualname__} at position {event.id}")
         completed += len(ran)
         if not ran and (passes is None or done < passes):
-            sleep(interval)
+            pause(interval)
     return completed
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
