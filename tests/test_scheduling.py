@@ -533,3 +533,28 @@ def test_cli_lists_scheduled_rows_and_rearms_the_failed_ones(any_url: str) -> No
     with Engine.open(any_url) as engine:
         assert engine.scheduled(flaky).status == "fired"
         assert engine.load(Counter, 1).hits == 1
+
+
+def test_a_row_that_cannot_be_fired_is_marked_failed_and_the_pass_goes_on(
+    any_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playthrough import ReconstitutionError
+
+    with Engine.open(any_url, clock=clock) as engine:
+        stuck = engine.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
+        behind = engine.schedule(Ping(counter_id=2, n=2), after=timedelta(minutes=2))
+        clock.advance(minutes=5)
+        real = Engine._fire_scheduled
+
+        def fire(self: Engine, event: Event, due: datetime, schedule_id: str) -> None:
+            if schedule_id == stuck:
+                raise ReconstitutionError("Counter(1) cannot be rebuilt")
+            real(self, event, due, schedule_id)
+
+        monkeypatch.setattr(Engine, "_fire_scheduled", fire)
+        failed, fired = engine.run_due()  # no exception: the pass went on
+        assert (failed.id, failed.status) == (stuck, "failed")
+        assert failed.error == "ReconstitutionError: Counter(1) cannot be rebuilt"
+        assert (fired.id, fired.status) == (behind, "fired")
+        assert engine.scheduled(stuck).error == failed.error
+        assert engine.load(Counter, 2).hits == 1 and engine.load(Counter, 1).hits == 0

@@ -45,6 +45,7 @@ from ._errors import (
     HandlerFailed,
     PlaythroughError,
     ScheduleNotFound,
+    StoreError,
 )
 from ._model import Event, binding, registry
 from ._personal import MARK, new_key, personal_spec, seal, subject_of, unseal
@@ -249,10 +250,15 @@ class Scheduler:
             error = f"{type(exc).__name__}: {exc}"
             store.finish_schedule(row.id, self.owner, "rejected", error)
             return outcome("rejected", error=error)
-        except PlaythroughError:
+        except StoreError:
+            # The store failed, not the row: give it back for the next pass.
             self._give_back(row)
             raise
-        except Exception as exc:  # noqa: BLE001 - its hooks raised: recorded on the row
+        except Exception as exc:  # noqa: BLE001 - recorded on the row
+            # Its hooks raised, or it cannot be fired (a state that cannot be
+            # rebuilt, say): failed with the reason, and the pass goes on, so one
+            # such row never stalls the rows behind it.
+            engine.discard()
             error = f"{type(exc).__name__}: {exc}"
             store.finish_schedule(row.id, self.owner, "failed", error)
             return outcome("failed", error=error)
