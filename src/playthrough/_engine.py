@@ -307,6 +307,10 @@ class Engine:
     def pending(self) -> tuple[Event, ...]:
         return tuple(self._pending)
 
+    def _pending_types(self) -> set[str]:
+        """The type names of the states this engine's uncommitted events touch."""
+        return {k.type for k in self._pending_keys}
+
     def head(self) -> int:
         """The store's largest committed position."""
         with self.store.reader() as reader:
