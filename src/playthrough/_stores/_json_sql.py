@@ -118,8 +118,7 @@ class SQLiteFilter:
         if nested:
             self.params.append(_dumps(nested))
             parts.append(
-                f"({t} IN ('array', 'object') AND {x} IN "
-                "(SELECT json(value) FROM json_each(?)))"
+                f"({t} IN ('array', 'object') AND {x} IN (SELECT json(value) FROM json_each(?)))"
             )
         return "coalesce(" + " OR ".join(parts) + ", 0)" if parts else "0"
 
