@@ -247,7 +247,8 @@ def test_odd_dict_keys_are_data(engine: Engine) -> None:
         engine.fire(Read(gauge_id=i, readings={key: float(i), "plain": 1.0}))
     engine.commit()
     for i, key in enumerate(ODD_KEYS):
-        assert ids(engine.find(Gauge, **{f"readings__{key}": float(i)})) == [i], key
+        eq: dict[str, Any] = {f"readings__{key}": float(i)}
+        assert ids(engine.find(Gauge, **eq)) == [i], key
         assert ids(engine.find(Gauge, readings__contains={key: float(i)})) == [i], key
         assert engine.count(Gauge, **{f"readings__{key}__isnull": False}) == 1, key
         assert engine.count(Gauge, **{f"readings__{key}__gte": 0}) == 1, key
