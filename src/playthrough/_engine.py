@@ -307,6 +307,10 @@ class Engine:
     def pending(self) -> tuple[Event, ...]:
         return tuple(self._pending)
 
+    def _pending_types(self) -> set[str]:
+        """The type names of the states this engine's uncommitted events touch."""
+        return {k.type for k in self._pending_keys}
+
     def head(self) -> int:
         """The store's largest committed position."""
         with self.store.reader() as reader:
@@ -1141,10 +1145,13 @@ class Engine:
         """Stored states of a type whose values match, as of the store's head.
 
         ``balance__gt=100``, ``owner="ada"``, ``tags__contains=["vip"]``,
-        ``address__city="Oslo"``; ``order_by="-balance"``. The states returned
-        are this engine's live ones (a state already in memory is returned as
-        it is here). ``completed=False`` (or True) keeps only the states that
-        are not (or are) completed, for a class that declares completion.
+        ``address__city="Oslo"``; ``order_by="-balance"``. Every state returned
+        satisfies the filter as returned, at one cut of the committed log: this
+        engine's live state when it is at the matched position, else the stored
+        value, which replaces the older one in memory. Refused (PlaythroughError)
+        while this engine has uncommitted events on the type. ``completed=False``
+        (or True) keeps only the states that are not (or are) completed, for a
+        class that declares completion.
         """
         if completed is None:
             return self._queries.find(state_class, filters, limit, order_by)

@@ -39,6 +39,7 @@ import json
 import threading
 import uuid
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -117,6 +118,7 @@ _LOCK_APPEND = 0x70740001
 _LOCK_MIGRATE = 0x70740002
 
 _STALE = "PT409"  # SQLSTATE of pt_refuse()
+RENDERED_MAX = 256  # statement texts kept with the schema substituted (least recently used go)
 _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
 
@@ -773,9 +775,9 @@ class _PostgresReader(StoreReader):
         f = PostgresFilter()
         where = f.where(conditions)
         order_sql = f.order(order)
-        rows = self._raw(
-            f"SELECT h.state_id, h.value, h.value_position FROM {_HEADS_JSON} "
-            f"WHERE {where} ORDER BY {order_sql} LIMIT %s",
+        rows = self._filtered(
+            "SELECT h.state_id, h.value, h.value_position FROM ",
+            f" WHERE {where} ORDER BY {order_sql} LIMIT %s",
             [state_type, *f.params, limit],
         )
         return [(i, v, p) for i, v, p in rows]
@@ -783,10 +785,19 @@ class _PostgresReader(StoreReader):
     def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
         f = PostgresFilter()
         where = f.where(conditions)
-        rows = self._raw(
-            f"SELECT count(*) FROM {_HEADS_JSON} WHERE {where}", [state_type, *f.params]
-        )
+        rows = self._filtered("SELECT count(*) FROM ", f" WHERE {where}", [state_type, *f.params])
         return int(rows[0][0])
+
+    def _filtered(self, head: str, tail: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """A statement over the heads values of one type; ``tail`` (the rendered filter)
+        is sent as it is: the dict keys it quotes are data, never templates (a key
+        ``{s}`` stays ``{s}``), and it does not enter the store's statement cache."""
+        self._store.statements += 1
+        text = head + self._store._sql(_HEADS_JSON) + tail
+        try:
+            return self._conn.execute(text, params).fetchall()
+        except psycopg.Error as exc:
+            raise self._store._failure("read", exc) from exc
 
     def followers(self) -> list[FollowerRow]:
         return [FollowerRow(*row) for row in self._q(_FOLLOWERS)]
@@ -858,7 +869,7 @@ class PostgresStore(Store):
         self._where = settings.where
         self._max_size = max_size
         self._quoted = sql.Identifier(self.schema).as_string()
-        self._rendered: dict[str, str] = {}
+        self._rendered: OrderedDict[str, str] = OrderedDict()
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
         self._conninfo = settings.conninfo
         self._connect_kwargs = settings.connect_kwargs
@@ -889,9 +900,20 @@ class PostgresStore(Store):
 
     def _sql(self, template: str) -> str:
         """A statement constant with ``{s}`` replaced by this store's quoted schema."""
-        text = self._rendered.get(template)
+        rendered = self._rendered  # least recently used first; each step atomic (threads)
+        text = rendered.get(template)
         if text is None:
-            text = self._rendered[template] = template.replace("{s}", self._quoted)
+            text = rendered[template] = template.replace("{s}", self._quoted)
+            while len(rendered) > RENDERED_MAX:  # texts built per call (find_events) vary
+                try:
+                    rendered.popitem(last=False)
+                except KeyError:  # another thread emptied it meanwhile
+                    break
+        else:
+            try:
+                rendered.move_to_end(template)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
         return text
 
     def _clean(self, exc: BaseException) -> str:
