@@ -19,8 +19,7 @@ from ._model import StateKey, registry
 from ._reconstitution import StateReconstitutor
 from ._serialization import encode_state, state_from_snapshot
 from ._stores import SnapshotRecord, Store
-from ._upcasting import snapshot_problem, snapshot_record
-from ._versions import fingerprint
+from ._upcasting import current_value_shape, snapshot_problem, snapshot_record
 
 __all__ = ["SchemaReport", "StoredVersion", "rewrite_snapshots", "schema_report"]
 
@@ -145,7 +144,7 @@ def _outdated(type_name: str, version: int, mark: str | None) -> bool:
     cls = registry.states.get(type_name)
     if cls is None:
         return False  # reported by ``schema``; nothing here can write it
-    return version != cls._pt_version or mark != fingerprint(cls)
+    return (version, mark) != current_value_shape(cls)
 
 
 def rewrite_snapshots(
