@@ -67,7 +67,7 @@ def credit_40(url: str) -> None:
         assert engine.load(Wallet, 1).balance == 40
 
 
-def redeploy_as_money_in() -> type[Event]:
+def redeploy_as_money_in() -> Any:
     """The next deploy: ``Credited`` becomes ``MoneyIn`` v2, counting cents."""
     del registry.events["mk.Credited"]
 

@@ -115,7 +115,9 @@ def shape(cls: type) -> str:
     """Like ``fingerprint``, but blind to the class's own (Python) name: an event class
     renamed in the code keeps its stored type name, and its rows read the same."""
     text = _describe(cls, set())
-    return hashlib.sha256(text[text.index("{") :].encode()).hexdigest()[:16]
+    if text.startswith(cls.__qualname__ + "{"):
+        text = text[len(cls.__qualname__) :]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _describe(tp: Any, seen: set[type]) -> str:
