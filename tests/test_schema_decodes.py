@@ -199,7 +199,8 @@ def test_the_sample_bounds_the_rows_decoded_and_all_decodes_every_row(url: str) 
 
 def test_a_usable_snapshot_that_does_not_decode_is_reported(url: str) -> None:
     put_three(url)
-    with Engine.open(url) as engine:
+    with Engine.open(url, head_values=False) as engine:
+        engine.load(Box, 1)
         engine.snapshot()
     bad = json.dumps({"n": 6, "label": 7})  # label must be a str
     raw_sql(url, "UPDATE {s}.pt_snapshots SET data = ?", [bad])
