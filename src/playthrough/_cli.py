@@ -298,19 +298,37 @@ snapshot and heads value, 1 when it cannot, 2 for usage errors.
 @click.argument("database_url")
 @_APP_OPTION
 @_FORMAT_OPTION
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Decode this many stored rows of each type and version (0: only count them).",
+)
+@click.option("--all", "decode_all", is_flag=True, help="Decode every stored row.")
 @click.pass_context
 def schema(
-    ctx: click.Context, database_url: str, apps: tuple[str, ...], output_format: str
+    ctx: click.Context,
+    database_url: str,
+    apps: tuple[str, ...],
+    output_format: str,
+    sample: int,
+    decode_all: bool,
 ) -> None:
     """Which versions of each type the store holds, and whether this code reads them.
 
     Per stored event type and state type: the versions present in the log and
-    in snapshots and heads values (counted by the database, nothing is
-    decoded), and for each whether the classes in the --app modules read it
-    (directly, through upcasters or an alias) or not (an unknown type, a version
-    written by newer code, a snapshot without an upcaster path or whose class
-    changed without a version bump). Run it in CI before deploying a change to
-    event or state classes:
+    in snapshots and heads values (counted by the database), and for each
+    whether the classes in the --app modules read it (directly, through
+    upcasters or an alias) or not (an unknown type, a version written by newer
+    code, a snapshot without an upcaster path, whose class changed without a
+    version bump, or made by event classes that changed since). Then it decodes
+    a sample of the stored rows of each type and version (--all: every row)
+    through the upcaster chain and checks them against the fields' types, and
+    names each row that fails (a field renamed without a version bump, a
+    required field added, a changed type, an upcaster that raises or returns
+    the wrong thing). Run it in CI before deploying a change to event or state
+    classes:
 
         playthrough schema "$DATABASE_URL" --app mypackage.events
     """
@@ -319,7 +337,7 @@ def schema(
     from ._schema import schema_report
 
     with _open_existing(database_url, apps) as engine:
-        report = schema_report(engine.store)
+        report = schema_report(engine.store, sample=None if decode_all else sample)
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -84,8 +84,8 @@ from ._stores._base import (
     refuse_archived,
 )
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
+from ._upcasting import current_value_shape
 from ._values import current_states, write_back
-from ._versions import fingerprint
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -717,7 +717,7 @@ class Engine:
                     # check passes, so its value rides in the same statement.
                     cls = type(state)
                     data = encode_state_checked(state, f"the value of {k}")
-                    values[k] = HeadValue(data, cls._pt_version, fingerprint(cls))
+                    values[k] = HeadValue(data, *current_value_shape(cls))
             rows = []
             keys_of = self._subject_keys(batch)
             for event in batch:

@@ -1079,6 +1079,7 @@ class EventQuery(NamedTuple):
     key: StateKey | None = None
     caused_by: int | None = None
     correlation: str | None = None
+    version: int | None = None  # the stored payload version (``playthrough schema`` samples)
 
 
 def event_query_sql(
@@ -1113,6 +1114,9 @@ def event_query_sql(
     if query.correlation is not None:
         where.append(f"e.correlation = {ph}")
         params.append(query.correlation)
+    if query.version is not None:
+        where.append(f"e.version = {ph}")
+        params.append(query.version)
     source = f"{tables}pt_events e"
     if query.key is not None:
         source = (
