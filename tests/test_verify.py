@@ -13,7 +13,7 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -619,3 +619,48 @@ def test_a_postgres_store_verifies_with_a_subprocess_and_the_same_digest(
         assert (m.state, m.first_event) == (StateKey("bank.Account", "1"), 5)
     # The same story replays to the same bytes on SQLite.
     assert report.determinism.digest == check(bank_url).determinism.digest
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def _counters(path: Path, states: int) -> str:
+    """A store of ``states`` counters, two events each (no snapshots)."""
+    url = sqlite_url(path)
+    with Engine.open(url, head_values=False) as engine:
+        for i in range(states):
+            engine.fire(Labelled(counter_id=i, label="x"))
+            engine.fire(Counted(counter_id=i))
+        engine.commit()
+    return url
+
+
+def _vm_steps(url: str, run: Callable[[Engine], object]) -> int:
+    """SQLite virtual-machine instructions (in hundreds) that ``run`` costs."""
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    with Engine.open(url, head_values=False) as engine:
+        conn = engine.store._conn  # type: ignore[attr-defined]
+        conn.set_progress_handler(tick, 100)
+        try:
+            run(engine)
+        finally:
+            conn.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def test_the_sqlite_heads_check_grows_linearly(tmp_path: Path) -> None:
+    # A FULL OUTER JOIN against the grouped links ran as a nested loop: 4x the
+    # instructions for 2x the states. Counted, not timed.
+    def heads_check(engine: Engine) -> object:
+        with engine.store.reader() as reader:
+            return reader.heads_disagreements(21)
+
+    small = _vm_steps(_counters(tmp_path / "small.db", 400), heads_check)
+    large = _vm_steps(_counters(tmp_path / "large.db", 1600), heads_check)
+    assert small > 0
+    assert large / small < 6, (small, large)  # linear (or n log n): about 4; quadratic: 16

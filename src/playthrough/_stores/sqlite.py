@@ -106,14 +106,21 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 """
 
 # verify's checks of heads rows and snapshot metadata against the links, and repair.
-_HEADS_DISAGREE = """SELECT coalesce(h.state_type, l.state_type), coalesce(h.state_id, l.state_id),
-       h.last_position, l.maxp
-FROM pt_heads h FULL OUTER JOIN (
-    SELECT state_type, state_id, max(position) AS maxp FROM pt_links
-    GROUP BY state_type, state_id
-) l ON h.state_type = l.state_type AND h.state_id = l.state_id
-WHERE h.last_position IS NOT l.maxp
-  AND NOT (l.maxp IS NULL AND h.last_position <= (
+# Linear: each heads row looks up its links' maximum on the links' primary key,
+# and each linked state without a heads row is found by a lookup on the heads'
+# (a FULL OUTER JOIN against a grouped subquery runs as a nested loop in SQLite).
+_HEADS_DISAGREE = """SELECT t, i, have, want FROM (
+    SELECT h.state_type AS t, h.state_id AS i, h.last_position AS have,
+           (SELECT max(l.position) FROM pt_links l
+            WHERE l.state_type = h.state_type AND l.state_id = h.state_id) AS want
+    FROM pt_heads h
+    UNION ALL
+    SELECT l.state_type, l.state_id, NULL, max(l.position) FROM pt_links l
+    WHERE NOT EXISTS (SELECT 1 FROM pt_heads h
+                      WHERE h.state_type = l.state_type AND h.state_id = l.state_id)
+    GROUP BY l.state_type, l.state_id
+) WHERE have IS NOT want
+  AND NOT (want IS NULL AND have <= (
     SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM pt_meta
     WHERE key = 'archived_until'))
 ORDER BY 1, 2 LIMIT ?"""
