@@ -225,6 +225,9 @@ def verify(
 
     from ._errors import UnknownTypeError
 
+    if allow_empty and _no_sqlite_file(database_url):
+        click.echo(f"{public_url(database_url)}: no store there, nothing to check (--allow-empty)")
+        ctx.exit(0)
     url = _existing_store_url(database_url)
     _import_apps(apps)
     engine = _open_without_creating(ctx, database_url, url, allow_empty)
@@ -787,6 +790,19 @@ def scheduler(
             ) from exc
         except KeyboardInterrupt:
             click.echo("stopped", err=True)
+
+
+def _no_sqlite_file(text: str) -> bool:
+    """Whether ``text`` names a SQLite file (a path or a file URL) that does not exist."""
+    if "://" not in text:
+        return not Path(text).exists()
+    try:
+        parsed = parse_store_url(text)
+    except StoreError:
+        return False  # _existing_store_url says what is wrong with it
+    return parsed.kind == "sqlite" and not parsed.is_memory and (
+        parsed.path is None or not Path(parsed.path).exists()
+    )
 
 
 def _existing_store_url(text: str) -> str:
