@@ -664,3 +664,39 @@ def test_the_sqlite_heads_check_grows_linearly(tmp_path: Path) -> None:
     large = _vm_steps(_counters(tmp_path / "large.db", 1600), heads_check)
     assert small > 0
     assert large / small < 6, (small, large)  # linear (or n log n): about 4; quadratic: 16
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_a_wrong_snapshot_and_heads_value_are_each_named_once(tmp_path: Path) -> None:
+    # Both were labelled "snapshot at 3": the same line printed twice, it seemed.
+    import sqlite3
+
+    path = tmp_path / "both.db"
+    url = sqlite_url(path)
+    with Engine.open(url) as engine:  # head values on: each commit writes a heads value
+        bank.story(engine)
+        engine.fire(bank.Deposited(account_id=2, amount=1))  # account 2 moves at the head
+        engine.commit()
+        engine.snapshot()
+        head = engine.head()
+    conn = sqlite3.connect(path)
+    for table, column in (("pt_snapshots", "data"), ("pt_heads", "value")):
+        changed = conn.execute(
+            f"UPDATE {table} SET {column} = replace({column}, '\"balance\":1501', "
+            "'\"balance\":7') WHERE state_type = 'bank.Account' AND state_id = '2'"
+        ).rowcount
+        assert changed == 1, table
+    conn.commit()
+    conn.close()
+    with Engine.open(url) as engine:
+        report = engine.verify(determinism=False)
+    assert sorted((m.source, m.position) for m in report.snapshots.mismatches) == [
+        ("heads value", head),
+        ("snapshot", head),
+    ]
+    lines = report.to_text().splitlines()
+    assert sum(f"bank.Account(2), snapshot at {head}:" in line for line in lines) == 1
+    assert sum(f"bank.Account(2), heads value at {head}:" in line for line in lines) == 1
+    assert sum("balance: heads value 7 != log 1501" in line for line in lines) == 1

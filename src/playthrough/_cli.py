@@ -800,8 +800,10 @@ def _no_sqlite_file(text: str) -> bool:
         parsed = parse_store_url(text)
     except StoreError:
         return False  # _existing_store_url says what is wrong with it
-    return parsed.kind == "sqlite" and not parsed.is_memory and (
-        parsed.path is None or not Path(parsed.path).exists()
+    return (
+        parsed.kind == "sqlite"
+        and not parsed.is_memory
+        and (parsed.path is None or not Path(parsed.path).exists())
     )
 
 

@@ -35,6 +35,7 @@ from .._personal import unseal
 from ._base import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
+    HEADS_VALUE,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -371,13 +372,14 @@ class _SQLiteReader(StoreReader):
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         rows = self._q(
-            "SELECT state_type, state_id, position, last_event_id, data, version, fingerprint "
-            "FROM pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
-            "value_position, value, value_version, value_fingerprint "
-            "FROM pt_heads WHERE value IS NOT NULL ORDER BY 1, 2, 3"
+            "SELECT state_type, state_id, position, last_event_id, data, version, fingerprint, "
+            "0 FROM pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
+            "value_position, value, value_version, value_fingerprint, 1 "
+            "FROM pt_heads WHERE value IS NOT NULL ORDER BY 1, 2, 3, 8"
         )
-        for t, i, p, last, data, version, mark in rows:
-            yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark)
+        for t, i, p, last, data, version, mark, src in rows:
+            source = HEADS_VALUE if src else "snapshot"
+            yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark, source)
 
     def event_versions(self) -> list[TypeVersions]:
         rows = self._q(

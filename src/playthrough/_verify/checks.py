@@ -226,7 +226,7 @@ class _Run:
         problem = snapshot_problem(record)
         if problem is not None:
             self.unused_snapshots.append(
-                f"snapshot of {record.key} at {record.position} is not used by loads "
+                f"{record.source} of {record.key} at {record.position} is not used by loads "
                 f"(not compared): {problem}; `playthrough snapshot` rewrites it"
             )
         return problem is None
@@ -275,7 +275,7 @@ def _compare(record: SnapshotRecord, state: State) -> SnapshotMismatch | None:
         diffs.append(
             FieldDiff(LAST_EVENT, state.last_event_id, record.last_event_id, a_is_found=True)
         )
-    return SnapshotMismatch(record.key, record.position, tuple(diffs), error)
+    return SnapshotMismatch(record.key, record.position, tuple(diffs), error, source=record.source)
 
 
 def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:

@@ -114,9 +114,11 @@ class SnapshotMismatch:
     first_event_type: str | None = None
     nondeterministic: bool = False
     rebuilds: int = 0
+    source: str = "snapshot"
+    """What was compared: a stored ``"snapshot"`` or a ``"heads value"`` (a heads row's value)."""
 
     def describe(self) -> str:
-        head = f"{self.state}, snapshot at {self.position}: "
+        head = f"{self.state}, {self.source} at {self.position}: "
         if self.error is not None:
             head += f"cannot be decoded ({self.error})"
         elif not self.located:
@@ -134,11 +136,14 @@ class SnapshotMismatch:
             head += (
                 f"differs from the log since event {self.first_event} "
                 f"({self.first_event_type}), which settled "
-                f"{', '.join(d.field for d in self.diffs)} to the value(s) the snapshot contradicts"
+                f"{', '.join(d.field for d in self.diffs)} to the value(s) the "
+                f"{self.source} contradicts"
             )
         lines = [head]
         for d in self.diffs:
-            lines.append(f"    {d.field}: snapshot {_short(d.found)} != log {_short(d.expected)}")
+            lines.append(
+                f"    {d.field}: {self.source} {_short(d.found)} != log {_short(d.expected)}"
+            )
         return "\n".join(lines)
 
 
