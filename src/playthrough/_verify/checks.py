@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -16,11 +17,11 @@ from .._errors import (
     PlaythroughError,
     UnknownTypeError,
 )
-from .._model import State, StateKey
+from .._model import Event, State, StateKey, binding
 from .._reconstitution import StateReconstitutor
 from .._serialization import encode_state, state_from_snapshot
 from .._snapshots import SyncReport
-from .._stores import SnapshotRecord, Store, StoreReader, parse_store_url
+from .._stores import SnapshotRecord, Store, StoredEvent, StoreReader, parse_store_url
 from .._stores._base import archived_until
 from .._upcasting import snapshot_problem
 from .bisect import locate_divergence
@@ -36,12 +37,15 @@ from .rebuild import (
 from .report import (
     DETERMINISM,
     LAST_EVENT,
+    LINKS,
     MISSING,
     SNAPSHOTS,
     SYNC,
     DeterminismCheck,
     DeterminismMismatch,
     FieldDiff,
+    LinkCheck,
+    LinkMismatch,
     SnapshotCheck,
     SnapshotMismatch,
     VerifyReport,
@@ -126,7 +130,7 @@ def verify(
     sync: SyncReport | None = None
     determinism_check = DeterminismCheck(False, "not run", (), (), None)
     sample_info: tuple[int, int, int] | None = None
-    remaining = [SNAPSHOTS, DETERMINISM]
+    remaining = [SNAPSHOTS, LINKS, DETERMINISM]
     if sync_check is not None:
         remaining.insert(0, SYNC)
     try:
@@ -145,11 +149,13 @@ def verify(
         if keys is None:
             first = _check_streaming(run, lo, hi)
             remaining.remove(SNAPSHOTS)
+            remaining.remove(LINKS)
             if lo == 0 and hi == head:  # every state at the head: check the completion index
                 from .._lifecycle import completion_mismatches
 
                 run.errors.extend(completion_mismatches(store, first))
         else:
+            remaining.remove(LINKS)  # the links check streams the whole log: not with a sample
             _check_sampled(run, keys, lo, hi)
             remaining.remove(SNAPSHOTS)
         if not determinism:
@@ -196,6 +202,7 @@ def verify(
         elapsed=run.clock() - run.started,
         strict_sync=strict_sync,
         unused_snapshots=tuple(run.unused_snapshots),
+        links=run.links,
     )
 
 
@@ -217,6 +224,7 @@ class _Run:
         self.deadline = None if time_budget is None else self.started + time_budget
         self.progress = progress
         self.snapshots = SnapshotCheck(False, 0, (), ())
+        self.links = LinkCheck(False, 0, ())
         self.not_checked: list[str] = []
         self.errors: list[str] = []
         self.unused_snapshots: list[str] = []
@@ -294,16 +302,17 @@ def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
     # On an archived log the base snapshots at the cut are the start, not a claim to check.
     if blank.start:
         groups.pop(blank.start, None)
-    pending = sorted(groups)
+    pending = deque(sorted(groups))
     mismatches: list[SnapshotMismatch] = []
     states: dict[StateKey, None] = {}
     checked = 0
     compared: dict[StateKey, None] = {}
+    links = _LinkTally()
 
     def compare_upto(position: int) -> None:
         nonlocal checked
         while pending and pending[0] <= position:
-            for record in groups.pop(pending.pop(0)):
+            for record in groups.pop(pending.popleft()):
                 states[record.key] = None
                 checked += 1
                 found = _compare(record, blank.state(record.key))
@@ -315,9 +324,10 @@ def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
             run.check_time()
             for stored, touched in chunk:
                 compare_upto(stored.position - 1)
-                blank.play(stored, touched)
+                event = blank.play(stored, touched)
                 if stored.position > lo:
                     compared.update(dict.fromkeys(touched))
+                    links.compare(stored, event, touched)
             run.report("snapshots", chunk[-1][0].position, hi)
         run.check_time()
         compare_upto(hi)
@@ -330,7 +340,41 @@ def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
         raise
     finally:
         run.snapshots = SnapshotCheck(True, checked, tuple(states), tuple(mismatches))
+        run.links = LinkCheck(True, links.checked, tuple(links.mismatches), links.upcast)
     return {k: encode_state(blank.state(k)) for k in compared}
+
+
+class _LinkTally:
+    """The links check, event by event as the log streams past.
+
+    Each event's links are derived again from its payload, by the code fire
+    uses (``binding``), and compared with the stored ones. An event upcast from
+    an older version is not compared: an upcaster may drop a field that named
+    a state (one naming a new state is refused when it is decoded).
+    """
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.upcast = 0
+        self.mismatches: list[LinkMismatch] = []
+
+    def compare(self, stored: StoredEvent, event: Event, linked: list[StateKey]) -> None:
+        if stored.version != type(event)._pt_version:
+            self.upcast += 1
+            return
+        self.checked += 1
+        derived = binding(event).touched
+        if len(derived) == len(linked) and all(k in derived for k in linked):
+            return
+        have = set(linked)
+        self.mismatches.append(
+            LinkMismatch(
+                stored.position,
+                stored.type,
+                missing=tuple(k for k in derived if k not in have),
+                extra=tuple(sorted(have.difference(derived))),
+            )
+        )
 
 
 def _check_sampled(run: _Run, keys: list[StateKey], lo: int, hi: int) -> None:

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 
 from .._errors import ArchivedRangeError, DecodeError, PlaythroughError
-from .._model import Phase, State, StateKey
+from .._model import Event, Phase, State, StateKey
 from .._playing import EventPlayer
 from .._reconstitution import StateReconstitutor
 from .._serialization import blank_for, decode_event, encode_state, state_from_snapshot
@@ -66,7 +66,8 @@ class FromBlank:
                         if record.position == self.start:
                             self.states[record.key] = state_from_snapshot(record)
 
-    def play(self, stored: StoredEvent, keys: list[StateKey]) -> None:
+    def play(self, stored: StoredEvent, keys: list[StateKey]) -> Event:
+        """Apply one stored event to the ``keys`` it is linked to; returns it decoded."""
         for k in keys:
             if k not in self.states:
                 self.states[k] = blank_for(k)
@@ -78,6 +79,7 @@ class FromBlank:
                 f"event {stored.position} ({stored.type}) raised while replaying from blank: "
                 f"{exc!r}"
             ) from exc
+        return event
 
     def state(self, key: StateKey) -> State:
         state = self.states.get(key)

@@ -28,6 +28,7 @@ LAST_EVENT = "(last_event_id)"
 
 SYNC = "snapshot sync"
 SNAPSHOTS = "snapshots vs log"
+LINKS = "links vs payloads"
 DETERMINISM = "determinism"
 
 
@@ -148,6 +149,53 @@ class SnapshotMismatch:
 
 
 @attrs.frozen
+class LinkMismatch:
+    """An event whose stored links are not the states its payload names.
+
+    The store links each event to the states it touches when it is fired,
+    derived from its payload; loads read a state's events through its links.
+    ``missing``: states the payload names without a link (their loads skip
+    the event); ``extra``: linked states the payload does not name.
+    """
+
+    position: int
+    event_type: str
+    missing: tuple[StateKey, ...]
+    extra: tuple[StateKey, ...]
+
+    def describe(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append(
+                f"no link to {', '.join(map(str, self.missing))}, which its payload names "
+                "(loads of it skip the event)"
+            )
+        if self.extra:
+            parts.append(
+                f"linked to {', '.join(map(str, self.extra))}, which its payload does not name"
+            )
+        return f"event {self.position} ({self.event_type}): {'; '.join(parts)}"
+
+
+@attrs.frozen
+class LinkCheck:
+    """``checked`` events whose stored links were compared with the states their payloads name.
+
+    Events upcast from an older version are not compared (``upcast`` counts
+    them): an upcaster may drop a field that named a state.
+    """
+
+    ran: bool
+    checked: int
+    mismatches: tuple[LinkMismatch, ...]
+    upcast: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+@attrs.frozen
 class DeterminismMismatch:
     """A state whose canonical JSON differs between the two replays from blank.
 
@@ -227,6 +275,7 @@ class VerifyReport:
     # Snapshots loads do not use (an old version without an upcaster, a class changed
     # without a version bump): slower loads, not wrong ones, so warnings.
     unused_snapshots: tuple[str, ...] = ()
+    links: LinkCheck = LinkCheck(False, 0, ())
 
     @property
     def sync_ok(self) -> bool:
@@ -248,6 +297,7 @@ class VerifyReport:
     def ok(self) -> bool:
         return (
             self.snapshots.ok
+            and self.links.ok
             and self.determinism.ok
             and (self.sync_ok or not self.strict_sync)
             and not self.errors
@@ -282,6 +332,14 @@ class VerifyReport:
             f"{len(s.states)} state(s) checked, {len(s.mismatches)} mismatch(es)"
         )
         lines.extend("  " + m.describe().replace("\n", "\n  ") for m in s.mismatches)
+        k = self.links
+        upcast = f" ({k.upcast} upcast event(s) not compared)" if k.upcast else ""
+        lines.append(
+            f"{mark(k.ok, k.ran)}{LINKS}: {k.checked} event(s) checked{upcast}, "
+            f"{len(k.mismatches)} mismatch(es)"
+            + ("" if k.ran else " (not checked with a sample)" if self.sample else "")
+        )
+        lines.extend("  " + m.describe() for m in k.mismatches)
         d = self.determinism
         lines.append(
             f"{mark(d.ok, d.ran)}{DETERMINISM}: {len(d.states)} state(s) replayed twice "
@@ -360,6 +418,14 @@ class VerifyReport:
                     f"{len(mismatches)} snapshot(s) of {key} differ from the log",
                     "\n".join(m.describe() for m in mismatches),
                 )
+        if self.links.ran:
+            el = case("playthrough.verify", LINKS)
+            if self.links.mismatches:
+                fail(
+                    el,
+                    f"{len(self.links.mismatches)} event(s) whose links differ from their payloads",
+                    "\n".join(m.describe() for m in self.links.mismatches),
+                )
         unstable = {m.state: m for m in self.determinism.mismatches}
         for key in self.determinism.states:
             el = case("playthrough.verify.determinism", str(key))
@@ -432,6 +498,7 @@ _count = override(unstruct_hook=len)
 _hook(FieldDiff, {}, _a_is_found=override(omit=True))
 _hook(SnapshotCheck, {"ok": lambda c: c.ok}, states=_count)
 _hook(DeterminismCheck, {"ok": lambda c: c.ok}, states=_count)
+_hook(LinkCheck, {"ok": lambda c: c.ok})
 _hook(SyncReport, {"ok": lambda s: s.in_sync})
 _hook(
     VerifyReport,
