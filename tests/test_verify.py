@@ -429,6 +429,7 @@ def test_a_zero_budget_stops_before_anything_and_says_so(bank_url: str) -> None:
     report = check(bank_url, time_budget=0)
     assert not report.complete and report.ok
     assert report.not_checked == (
+        "heads and snapshot metadata vs links",
         "snapshot sync",
         "snapshots vs log",
         "links vs payloads",
@@ -483,7 +484,7 @@ def test_progress_reports_every_stage(bank_url: str) -> None:
     with Engine.open(bank_url) as engine:
         corrupt_snapshot(engine, bank.Account, 1, changes={"owner": "x"})
         engine.verify(progress=lambda *a: seen.append(a))
-    assert {s for s, _, _ in seen} == {"sync", "snapshots", "determinism", "locate"}
+    assert {s for s, _, _ in seen} == {"heads", "sync", "snapshots", "determinism", "locate"}
     assert all(0 <= done <= total for _, done, total in seen)
     assert ("snapshots", 6, 6) in seen
 
@@ -793,3 +794,75 @@ def test_the_links_check_is_skipped_with_a_sample(bank_url: str) -> None:
     report = check(bank_url, sample=1)
     assert not report.links.ran
     assert "SKIP links vs payloads" in report.to_text()
+
+
+# --------------------------------------------------------------------------- budget and Ctrl-C
+
+TICKS: dict[str, object] = {"applied": 0, "spend_at": None, "clock": None, "interrupt_at": None}
+
+
+@attrs.define
+class Ticked(Event, type_name="verify_t.Ticked"):
+    """Counts its applies; spends the budget or presses Ctrl-C at a chosen one."""
+
+    counter_id: int = state_id(VerifyCounter)
+
+    def apply(self, counter: VerifyCounter) -> None:
+        counter.count += 1
+        applied = int(TICKS["applied"]) + 1  # type: ignore[call-overload]
+        TICKS["applied"] = applied
+        if applied == TICKS["spend_at"]:
+            TICKS["clock"].now = 100.0  # type: ignore[attr-defined]
+        if applied == TICKS["interrupt_at"]:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def ticked(tmp_path: Path) -> Iterator[str]:
+    """A store of 1,000 Ticked events on 10 counters: one page of the log."""
+    url = sqlite_url(tmp_path / "ticked.db")
+    with Engine.open(url, head_values=False) as engine:
+        for i in range(1_000):
+            engine.fire(Ticked(counter_id=i % 10))
+        engine.commit()
+    TICKS.update(applied=0, spend_at=None, clock=None, interrupt_at=None)
+    yield url
+    TICKS.update(applied=0, spend_at=None, clock=None, interrupt_at=None)
+
+
+def test_the_budget_is_checked_inside_a_page_of_the_log(ticked: str) -> None:
+    # The clock was looked at once per page (2,000 events): a slow apply ran a whole page
+    # past the budget.
+    clock = FakeClock()
+    TICKS.update(clock=clock, spend_at=300)
+    report = check(ticked, time_budget=10, clock=clock)
+    assert not report.complete and "snapshots vs log" in report.not_checked
+    assert 300 <= int(TICKS["applied"]) <= 300 + 256  # type: ignore[call-overload]
+
+
+def test_the_budget_is_checked_inside_the_determinism_replay(ticked: str) -> None:
+    clock = FakeClock()
+    TICKS.update(clock=clock, spend_at=1_000 + 300)  # 300 events into the second replay
+    report = check(ticked, time_budget=10, clock=clock, subprocess_replay=False)
+    assert report.not_checked == ("determinism",)
+    assert 1_300 <= int(TICKS["applied"]) <= 1_300 + 256  # type: ignore[call-overload]
+
+
+def test_ctrl_c_gives_a_partial_report(ticked: str) -> None:
+    from playthrough._verify import VerifyInterrupted
+
+    TICKS.update(interrupt_at=500)
+    with pytest.raises(VerifyInterrupted) as caught, Engine.open(ticked) as engine:
+        engine.verify()
+    assert isinstance(caught.value, KeyboardInterrupt)
+    report = caught.value.report
+    assert report.interrupted and not report.complete
+    assert report.not_checked[-3:] == ("snapshots vs log", "links vs payloads", "determinism")
+    assert report.to_text().splitlines()[-1].startswith("OK (incomplete: interrupted)")
+
+
+def test_ctrl_c_in_the_cli_prints_the_partial_report_and_exits_130(ticked: str) -> None:
+    TICKS.update(interrupt_at=500)
+    code, out = cli(ticked, "--app", "tests.test_verify", "--no-subprocess")
+    assert code == 130, out
+    assert "not checked: snapshots vs log" in out and "(incomplete: interrupted)" in out

@@ -127,7 +127,8 @@ _VERIFY_EPILOG = """\b
 Exit status: 0 when every check holds (coupled snapshots out of sync are a
 warning unless --strict-sync), 1 when one does not, 2 for usage errors
 (a bad option, a database that cannot be opened, a module that cannot be
-imported, an event type no --app module defines).
+imported, an event type no --app module defines), 130 when Ctrl-C stopped
+it (the report then says what was found so far and what was not checked).
 """
 
 
@@ -224,6 +225,7 @@ def verify(
     import json
 
     from ._errors import UnknownTypeError
+    from ._verify import VerifyInterrupted
 
     if allow_empty and _no_sqlite_file(database_url):
         click.echo(f"{public_url(database_url)}: no store there, nothing to check (--allow-empty)")
@@ -252,6 +254,8 @@ def verify(
                 url=url,
                 subprocess_replay=subprocess_replay,
             )
+        except VerifyInterrupted as stopped:  # Ctrl-C: what was found so far, then 130
+            report = stopped.report
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(pass the module that defines it with --app MODULE)"
@@ -265,7 +269,7 @@ def verify(
     if junit_xml is not None:
         junit_xml.parent.mkdir(parents=True, exist_ok=True)
         junit_xml.write_text(report.to_junit_xml(), encoding="utf-8")
-    ctx.exit(0 if report.ok else 1)
+    ctx.exit(130 if report.interrupted else 0 if report.ok else 1)
 
 
 _APP_OPTION = app_option()
@@ -866,7 +870,8 @@ def _progress_bar(wanted: bool | None) -> Iterator[Callable[[str, int, int], Non
 
     labels = {
         "sync": "snapshot sync",
-        "snapshots": "snapshots vs log",
+        "heads": "heads and snapshot metadata",
+        "snapshots": "snapshots vs log, links vs payloads",
         "determinism": "second replay (determinism)",
         "locate": "locating events",
         "values": "heads values",

@@ -21,6 +21,7 @@ from .report import (
     LinkMismatch,
     SnapshotCheck,
     SnapshotMismatch,
+    VerifyInterrupted,
     VerifyReport,
     field_diffs,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "ReplayFailed",
     "SnapshotCheck",
     "SnapshotMismatch",
+    "VerifyInterrupted",
     "VerifyReport",
     "digest",
     "field_diffs",

@@ -27,9 +27,22 @@ LAST_EVENT = "(last_event_id)"
 """The pseudo-field naming a snapshot whose ``last_event_id`` differs from the log's."""
 
 SYNC = "snapshot sync"
+HEADS = "heads and snapshot metadata vs links"
 SNAPSHOTS = "snapshots vs log"
 LINKS = "links vs payloads"
 DETERMINISM = "determinism"
+
+
+class VerifyInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``verify``; ``report`` holds what it found until then.
+
+    A ``KeyboardInterrupt``: code that does not look for it stops as on any
+    Ctrl-C; ``playthrough verify`` prints the partial report and exits 130.
+    """
+
+    def __init__(self, report: VerifyReport) -> None:
+        super().__init__("verify was interrupted")
+        self.report = report
 
 
 @attrs.frozen
@@ -276,6 +289,8 @@ class VerifyReport:
     # without a version bump): slower loads, not wrong ones, so warnings.
     unused_snapshots: tuple[str, ...] = ()
     links: LinkCheck = LinkCheck(False, 0, ())
+    interrupted: bool = False
+    """Ctrl-C stopped the run (``not_checked`` says what was left)."""
 
     @property
     def sync_ok(self) -> bool:
@@ -371,7 +386,9 @@ class VerifyReport:
         verdict = "OK" if self.ok else "FAILED"
         if self.warnings:
             verdict += f" with {len(self.warnings)} warning(s)"
-        if not self.complete:
+        if self.interrupted:
+            verdict += " (incomplete: interrupted)"
+        elif not self.complete:
             verdict += " (incomplete: time budget reached)"
         lines.append(f"{verdict} in {self.elapsed:.2f}s")
         return "\n".join(lines)
