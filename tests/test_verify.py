@@ -866,3 +866,83 @@ def test_ctrl_c_in_the_cli_prints_the_partial_report_and_exits_130(ticked: str) 
     code, out = cli(ticked, "--app", "tests.test_verify", "--no-subprocess")
     assert code == 130, out
     assert "not checked: snapshots vs log" in out and "(incomplete: interrupted)" in out
+
+
+# --------------------------------------------------------------------------- deep payloads
+
+_DEEP = '{"counter_id":1,"label":' + "[" * 200_000 + "]" * 200_000 + "}"
+
+
+def _deep_store(url: str, rewrite: Callable[[str], None]) -> None:
+    with Engine.open(url, head_values=False) as engine:
+        engine.fire(Labelled(counter_id=1, label="a"))
+        engine.fire(Counted(counter_id=2))
+        engine.commit()
+    rewrite(_DEEP)
+
+
+def _assert_deep_is_reported(url: str) -> None:
+    from playthrough import DecodeError
+
+    with Engine.open(url, head_values=False) as engine:
+        report = engine.verify()
+        assert not report.ok
+        (error,) = report.errors
+        assert "event 'verify_t.Labelled' at position 1" in error
+        assert "nests arrays or objects too deeply" in error
+        with pytest.raises(DecodeError, match="nests arrays or objects too deeply"):
+            engine.replay()
+
+
+def test_a_stored_deeply_nested_payload_is_reported_not_a_recursion_error(tmp_path: Path) -> None:
+    # verify and replay raised a raw RecursionError.
+    import sqlite3
+
+    path = tmp_path / "deep.db"
+
+    def rewrite(data: str) -> None:
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE pt_events SET data = ? WHERE position = 1", (data,))
+        conn.commit()
+        conn.close()
+
+    _deep_store(sqlite_url(path), rewrite)
+    _assert_deep_is_reported(sqlite_url(path))
+
+
+@pytest.mark.postgres
+def test_a_stored_deeply_nested_payload_is_reported_on_postgres(
+    pg_url: str, pg_schema: str
+) -> None:
+    import psycopg
+
+    def rewrite(data: str) -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                f'UPDATE "{pg_schema}".pt_events SET data = %s WHERE position = 1', (data,)
+            )
+
+    url = f"{pg_url}?schema={pg_schema}"
+    _deep_store(url, rewrite)
+    _assert_deep_is_reported(url)
+
+
+def test_a_deeply_nested_snapshot_is_a_mismatch_not_a_crash(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "deep_snapshot.db"
+
+    def story(engine: Engine) -> None:
+        engine.fire(Labelled(counter_id=1, label="a"))
+        engine.commit()
+
+    url = build(path, story)
+    conn = sqlite3.connect(path)
+    deep = '{"label":' + "[" * 200_000 + "]" * 200_000 + "}"
+    assert conn.execute("UPDATE pt_snapshots SET data = ?", (deep,)).rowcount == 1
+    conn.commit()
+    conn.close()
+    report = check(url, determinism=False)
+    (m,) = report.snapshots.mismatches
+    assert m.error is not None and "nests arrays or objects too deeply" in m.error
+    assert "cannot be decoded" in report.to_text()

@@ -84,7 +84,7 @@ def field_diffs(expected: str, found: str) -> tuple[FieldDiff, ...]:
     """The top-level fields whose canonical JSON differs between two encoded states."""
     try:
         de, df = json.loads(expected), json.loads(found)
-    except ValueError:
+    except (ValueError, RecursionError):
         return (FieldDiff("(data)", expected, found),)
     if not (isinstance(de, dict) and isinstance(df, dict)):
         return () if canon(de) == canon(df) else (FieldDiff("(data)", de, df),)
