@@ -90,7 +90,12 @@ def verify(
     clock: Callable[[], float] | None = None,
     determinism: bool = True,
 ) -> VerifyReport:
-    """Check a store: snapshots against the log, determinism, snapshot sync.
+    """Check a store: heads and links, snapshots against the log, determinism, snapshot sync.
+
+    0. **Heads and snapshot metadata against the links** (``_metadata_problems``):
+       errors naming the rows. **Links against payloads**, in the stream of
+       check 1 (not with a sample): each event's states derived again from its
+       payload must be its stored links (``LinkCheck``).
 
     1. **Snapshots against the log.** Every stored snapshot must equal the
        state rebuilt from the log at its position, from blank, in states of
@@ -117,7 +122,8 @@ def verify(
     ``determinism=False`` runs only the snapshot (and sync) checks;
     ``time_budget`` (seconds of ``clock``, default ``time.monotonic``) stops cleanly, listing in
     ``not_checked`` what was left; ``progress(stage, done, total)`` is called
-    as work advances.
+    as work advances. Every check looks at the clock every ``EVERY`` rows; Ctrl-C
+    raises :class:`VerifyInterrupted` carrying the partial report.
 
     An unknown event or state type (its module was not imported) raises
     :class:`UnknownTypeError`; a bad range or sample raises ``ValueError``;
