@@ -633,13 +633,14 @@ def test_a_postgres_store_verifies_with_a_subprocess_and_the_same_digest(
 
 
 def _counters(path: Path, states: int) -> str:
-    """A store of ``states`` counters, two events each (no snapshots)."""
+    """A store of ``states`` counters, two events each, and a snapshot of each."""
     url = sqlite_url(path)
     with Engine.open(url, head_values=False) as engine:
         for i in range(states):
             engine.fire(Labelled(counter_id=i, label="x"))
             engine.fire(Counted(counter_id=i))
         engine.commit()
+        engine.snapshot()
     return url
 
 
@@ -661,15 +662,15 @@ def _vm_steps(url: str, run: Callable[[Engine], object]) -> int:
     return steps[0]
 
 
-def test_the_sqlite_heads_check_grows_linearly(tmp_path: Path) -> None:
+def test_the_sqlite_heads_and_snapshot_metadata_checks_grow_linearly(tmp_path: Path) -> None:
     # A FULL OUTER JOIN against the grouped links ran as a nested loop: 4x the
     # instructions for 2x the states. Counted, not timed.
     def heads_check(engine: Engine) -> object:
         with engine.store.reader() as reader:
-            return reader.heads_disagreements(21)
+            return reader.heads_disagreements(21), reader.snapshot_disagreements(21)
 
-    small = _vm_steps(_counters(tmp_path / "small.db", 400), heads_check)
-    large = _vm_steps(_counters(tmp_path / "large.db", 1600), heads_check)
+    small = _vm_steps(_counters(tmp_path / "small.db", 300), heads_check)
+    large = _vm_steps(_counters(tmp_path / "large.db", 1200), heads_check)
     assert small > 0
     assert large / small < 6, (small, large)  # linear (or n log n): about 4; quadratic: 16
 
