@@ -89,3 +89,18 @@ def test_handlers_never_creates_a_store(tmp_path: Path) -> None:
     with Engine.open(f"sqlite:///{path}") as engine:  # a writer may create it
         engine.fire(AccountOpened(account_id=1, owner="ada"))
         engine.commit()
+
+
+@pytest.mark.parametrize("form", ["url", "path"])
+def test_verify_of_a_missing_sqlite_file_exits_0_with_allow_empty(
+    tmp_path: Path, form: str
+) -> None:
+    # The help promised it; a missing file was a usage error (exit 2) all the same.
+    path = tmp_path / "missing.db"
+    target = f"sqlite:///{path}" if form == "url" else str(path)
+    refused = CliRunner().invoke(main, ["verify", target, *APP])
+    assert refused.exit_code == 2, refused.output
+    allowed = CliRunner().invoke(main, ["verify", target, *APP, "--allow-empty"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "no store there, nothing to check" in allowed.output
+    assert not path.exists()

@@ -13,7 +13,7 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -428,7 +428,13 @@ class FakeClock:
 def test_a_zero_budget_stops_before_anything_and_says_so(bank_url: str) -> None:
     report = check(bank_url, time_budget=0)
     assert not report.complete and report.ok
-    assert report.not_checked == ("snapshot sync", "snapshots vs log", "determinism")
+    assert report.not_checked == (
+        "heads and snapshot metadata vs links",
+        "snapshot sync",
+        "snapshots vs log",
+        "links vs payloads",
+        "determinism",
+    )
     assert "incomplete" in report.to_text()
 
 
@@ -449,6 +455,7 @@ def test_a_budget_spent_mid_stream_reports_the_unchecked_snapshots(tmp_path: Pat
     assert report.not_checked == (
         "3 snapshot(s) at positions 6..6 (of snapshots vs log)",
         "snapshots vs log",
+        "links vs payloads",
         "determinism",
     )
     assert report.ok and not report.complete
@@ -477,7 +484,7 @@ def test_progress_reports_every_stage(bank_url: str) -> None:
     with Engine.open(bank_url) as engine:
         corrupt_snapshot(engine, bank.Account, 1, changes={"owner": "x"})
         engine.verify(progress=lambda *a: seen.append(a))
-    assert {s for s, _, _ in seen} == {"sync", "snapshots", "determinism", "locate"}
+    assert {s for s, _, _ in seen} == {"heads", "sync", "snapshots", "determinism", "locate"}
     assert all(0 <= done <= total for _, done, total in seen)
     assert ("snapshots", 6, 6) in seen
 
@@ -529,7 +536,8 @@ def test_cli_json_and_junit_outputs(tmp_path: Path, bank_url: str) -> None:
     root = ElementTree.parse(junit).getroot()
     suite = root.find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures")) == ("7", "1")
+    # a case per state and check: the links check is one more since it exists
+    assert (suite.get("tests"), suite.get("failures")) == ("8", "1")
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
     assert failed == ["bank.Account(2)"]
 
@@ -619,3 +627,323 @@ def test_a_postgres_store_verifies_with_a_subprocess_and_the_same_digest(
         assert (m.state, m.first_event) == (StateKey("bank.Account", "1"), 5)
     # The same story replays to the same bytes on SQLite.
     assert report.determinism.digest == check(bank_url).determinism.digest
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def _counters(path: Path, states: int) -> str:
+    """A store of ``states`` counters, two events each, and a snapshot of each."""
+    url = sqlite_url(path)
+    with Engine.open(url, head_values=False) as engine:
+        for i in range(states):
+            engine.fire(Labelled(counter_id=i, label="x"))
+            engine.fire(Counted(counter_id=i))
+        engine.commit()
+        engine.snapshot()
+    return url
+
+
+def _vm_steps(url: str, run: Callable[[Engine], object]) -> int:
+    """SQLite virtual-machine instructions (in hundreds) that ``run`` costs."""
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    with Engine.open(url, head_values=False) as engine:
+        conn = engine.store._conn  # type: ignore[attr-defined]
+        conn.set_progress_handler(tick, 100)
+        try:
+            run(engine)
+        finally:
+            conn.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def test_the_sqlite_heads_and_snapshot_metadata_checks_grow_linearly(tmp_path: Path) -> None:
+    # A FULL OUTER JOIN against the grouped links ran as a nested loop: 4x the
+    # instructions for 2x the states. Counted, not timed.
+    def heads_check(engine: Engine) -> object:
+        with engine.store.reader() as reader:
+            return reader.heads_disagreements(21), reader.snapshot_disagreements(21)
+
+    small = _vm_steps(_counters(tmp_path / "small.db", 300), heads_check)
+    large = _vm_steps(_counters(tmp_path / "large.db", 1200), heads_check)
+    assert small > 0
+    assert large / small < 6, (small, large)  # linear (or n log n): about 4; quadratic: 16
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_a_wrong_snapshot_and_heads_value_are_each_named_once(tmp_path: Path) -> None:
+    # Both were labelled "snapshot at 3": the same line printed twice, it seemed.
+    import sqlite3
+
+    path = tmp_path / "both.db"
+    url = sqlite_url(path)
+    with Engine.open(url) as engine:  # head values on: each commit writes a heads value
+        bank.story(engine)
+        engine.fire(bank.Deposited(account_id=2, amount=1))  # account 2 moves at the head
+        engine.commit()
+        engine.snapshot()
+        head = engine.head()
+    conn = sqlite3.connect(path)
+    for table, column in (("pt_snapshots", "data"), ("pt_heads", "value")):
+        changed = conn.execute(
+            f"UPDATE {table} SET {column} = replace({column}, '\"balance\":1501', "
+            "'\"balance\":7') WHERE state_type = 'bank.Account' AND state_id = '2'"
+        ).rowcount
+        assert changed == 1, table
+    conn.commit()
+    conn.close()
+    with Engine.open(url) as engine:
+        report = engine.verify(determinism=False)
+    assert sorted((m.source, m.position) for m in report.snapshots.mismatches) == [
+        ("heads value", head),
+        ("snapshot", head),
+    ]
+    lines = report.to_text().splitlines()
+    assert sum(f"bank.Account(2), snapshot at {head}:" in line for line in lines) == 1
+    assert sum(f"bank.Account(2), heads value at {head}:" in line for line in lines) == 1
+    assert sum("balance: heads value 7 != log 1501" in line for line in lines) == 1
+
+
+# --------------------------------------------------------------------------- links vs payloads
+
+
+def _export_without_a_link(state_id: str) -> bytes:
+    """A bank log exported with the transfer's link to account ``state_id`` removed,
+    its checksum fixed up: the file imports."""
+    import hashlib
+    import io
+
+    with Engine.open("sqlite://") as source:
+        source.fire(bank.Deposited(account_id=1, amount=100))
+        source.fire(bank.Deposited(account_id=2, amount=50))
+        source.commit()
+        source.fire(bank.Transferred(source_id=1, target_id=2, amount=30))
+        source.commit()
+        out = io.BytesIO()
+        source.export(out)
+    header, *rows, trailer = (json.loads(x) for x in out.getvalue().splitlines())
+    (transfer,) = [r for r in rows if r["position"] == 3]
+    transfer["links"] = [x for x in transfer["links"] if x[:2] != ["bank.Account", state_id]]
+    lines = [json.dumps(r, separators=(",", ":")) + "\n" for r in rows]
+    trailer["sha256"] = hashlib.sha256("".join(lines).encode()).hexdigest()
+    text = json.dumps(header) + "\n" + "".join(lines) + json.dumps(trailer) + "\n"
+    return text.encode()
+
+
+def _imported_without_a_link(url: str) -> VerifyReport:
+    import io
+
+    with Engine.open(url) as engine:
+        engine.import_log(io.BytesIO(_export_without_a_link("2")))
+        # the damage shows: account 2 never received the transfer
+        assert engine.load(bank.Account, 2).balance == 50
+        return engine.verify()
+
+
+def _assert_the_missing_link_is_reported(report: VerifyReport) -> None:
+    assert not report.ok
+    assert report.links.ran and report.links.checked == 3
+    (m,) = report.links.mismatches
+    assert (m.position, m.event_type) == (3, "bank.Transferred")
+    assert m.missing == (StateKey("bank.Account", "2"),) and m.extra == ()
+    text = report.to_text()
+    assert "FAIL links vs payloads: 3 event(s) checked, 1 mismatch(es)" in text
+    assert "event 3 (bank.Transferred): no link to bank.Account(2)" in text
+    assert report.to_dict()["links"]["mismatches"][0]["position"] == 3
+
+
+def test_an_imported_event_missing_a_link_fails_verify(tmp_path: Path) -> None:
+    # It imported and verified OK while account 2's balance differed from the source.
+    _assert_the_missing_link_is_reported(_imported_without_a_link(sqlite_url(tmp_path / "x.db")))
+
+
+@pytest.mark.postgres
+def test_an_imported_event_missing_a_link_fails_verify_on_postgres(
+    pg_url: str, pg_schema: str
+) -> None:
+    _assert_the_missing_link_is_reported(_imported_without_a_link(f"{pg_url}?schema={pg_schema}"))
+
+
+def test_an_extra_link_is_reported_and_the_cli_fails(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "bank.db"
+    url = build(path, bank.story)
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO pt_links (state_type, state_id, position, grp) "
+        "VALUES ('bank.Account', '9', 1, 5)"
+    )
+    conn.commit()
+    conn.close()
+    report = check(url, determinism=False)
+    (m,) = report.links.mismatches
+    assert (m.position, m.missing, m.extra) == (1, (), (StateKey("bank.Account", "9"),))
+    code, out = cli(url, "--app", "playthrough.examples.bank", "--no-subprocess")
+    assert code == 1
+    assert "linked to bank.Account(9), which its payload does not name" in out
+
+
+def test_the_links_check_is_skipped_with_a_sample(bank_url: str) -> None:
+    report = check(bank_url, sample=1)
+    assert not report.links.ran
+    assert "SKIP links vs payloads" in report.to_text()
+
+
+# --------------------------------------------------------------------------- budget and Ctrl-C
+
+TICKS: dict[str, object] = {"applied": 0, "spend_at": None, "clock": None, "interrupt_at": None}
+
+
+@attrs.define
+class Ticked(Event, type_name="verify_t.Ticked"):
+    """Counts its applies; spends the budget or presses Ctrl-C at a chosen one."""
+
+    counter_id: int = state_id(VerifyCounter)
+
+    def apply(self, counter: VerifyCounter) -> None:
+        counter.count += 1
+        applied = int(TICKS["applied"]) + 1  # type: ignore[call-overload]
+        TICKS["applied"] = applied
+        if applied == TICKS["spend_at"]:
+            TICKS["clock"].now = 100.0  # type: ignore[attr-defined]
+        if applied == TICKS["interrupt_at"]:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def ticked(tmp_path: Path) -> Iterator[str]:
+    """A store of 1,000 Ticked events on 10 counters: one page of the log."""
+    url = sqlite_url(tmp_path / "ticked.db")
+    with Engine.open(url, head_values=False) as engine:
+        for i in range(1_000):
+            engine.fire(Ticked(counter_id=i % 10))
+        engine.commit()
+    TICKS.update(applied=0, spend_at=None, clock=None, interrupt_at=None)
+    yield url
+    TICKS.update(applied=0, spend_at=None, clock=None, interrupt_at=None)
+
+
+def test_the_budget_is_checked_inside_a_page_of_the_log(ticked: str) -> None:
+    # The clock was looked at once per page (2,000 events): a slow apply ran a whole page
+    # past the budget.
+    clock = FakeClock()
+    TICKS.update(clock=clock, spend_at=300)
+    report = check(ticked, time_budget=10, clock=clock)
+    assert not report.complete and "snapshots vs log" in report.not_checked
+    assert 300 <= int(TICKS["applied"]) <= 300 + 256  # type: ignore[call-overload]
+
+
+def test_the_budget_is_checked_inside_the_determinism_replay(ticked: str) -> None:
+    clock = FakeClock()
+    TICKS.update(clock=clock, spend_at=1_000 + 300)  # 300 events into the second replay
+    report = check(ticked, time_budget=10, clock=clock, subprocess_replay=False)
+    assert report.not_checked == ("determinism",)
+    assert 1_300 <= int(TICKS["applied"]) <= 1_300 + 256  # type: ignore[call-overload]
+
+
+def test_ctrl_c_gives_a_partial_report(ticked: str) -> None:
+    from playthrough._verify import VerifyInterrupted
+
+    TICKS.update(interrupt_at=500)
+    with pytest.raises(VerifyInterrupted) as caught, Engine.open(ticked) as engine:
+        engine.verify()
+    assert isinstance(caught.value, KeyboardInterrupt)
+    report = caught.value.report
+    assert report.interrupted and not report.complete
+    assert report.not_checked[-3:] == ("snapshots vs log", "links vs payloads", "determinism")
+    assert report.to_text().splitlines()[-1].startswith("OK (incomplete: interrupted)")
+
+
+def test_ctrl_c_in_the_cli_prints_the_partial_report_and_exits_130(ticked: str) -> None:
+    TICKS.update(interrupt_at=500)
+    code, out = cli(ticked, "--app", "tests.test_verify", "--no-subprocess")
+    assert code == 130, out
+    assert "not checked: snapshots vs log" in out and "(incomplete: interrupted)" in out
+
+
+# --------------------------------------------------------------------------- deep payloads
+
+_DEEP = '{"counter_id":1,"label":' + "[" * 200_000 + "]" * 200_000 + "}"
+
+
+def _deep_store(url: str, rewrite: Callable[[str], None]) -> None:
+    with Engine.open(url, head_values=False) as engine:
+        engine.fire(Labelled(counter_id=1, label="a"))
+        engine.fire(Counted(counter_id=2))
+        engine.commit()
+    rewrite(_DEEP)
+
+
+def _assert_deep_is_reported(url: str) -> None:
+    from playthrough import DecodeError
+
+    with Engine.open(url, head_values=False) as engine:
+        report = engine.verify()
+        assert not report.ok
+        (error,) = report.errors
+        assert "event 'verify_t.Labelled' at position 1" in error
+        assert "nests arrays or objects too deeply" in error
+        with pytest.raises(DecodeError, match="nests arrays or objects too deeply"):
+            engine.replay()
+
+
+def test_a_stored_deeply_nested_payload_is_reported_not_a_recursion_error(tmp_path: Path) -> None:
+    # verify and replay raised a raw RecursionError.
+    import sqlite3
+
+    path = tmp_path / "deep.db"
+
+    def rewrite(data: str) -> None:
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE pt_events SET data = ? WHERE position = 1", (data,))
+        conn.commit()
+        conn.close()
+
+    _deep_store(sqlite_url(path), rewrite)
+    _assert_deep_is_reported(sqlite_url(path))
+
+
+@pytest.mark.postgres
+def test_a_stored_deeply_nested_payload_is_reported_on_postgres(
+    pg_url: str, pg_schema: str
+) -> None:
+    import psycopg
+
+    def rewrite(data: str) -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                f'UPDATE "{pg_schema}".pt_events SET data = %s WHERE position = 1', (data,)
+            )
+
+    url = f"{pg_url}?schema={pg_schema}"
+    _deep_store(url, rewrite)
+    _assert_deep_is_reported(url)
+
+
+def test_a_deeply_nested_snapshot_is_a_mismatch_not_a_crash(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "deep_snapshot.db"
+
+    def story(engine: Engine) -> None:
+        engine.fire(Labelled(counter_id=1, label="a"))
+        engine.commit()
+
+    url = build(path, story)
+    conn = sqlite3.connect(path)
+    deep = '{"label":' + "[" * 200_000 + "]" * 200_000 + "}"
+    assert conn.execute("UPDATE pt_snapshots SET data = ?", (deep,)).rowcount == 1
+    conn.commit()
+    conn.close()
+    report = check(url, determinism=False)
+    (m,) = report.snapshots.mismatches
+    assert m.error is not None and "nests arrays or objects too deeply" in m.error
+    assert "cannot be decoded" in report.to_text()

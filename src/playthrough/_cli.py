@@ -129,7 +129,8 @@ _VERIFY_EPILOG = """\b
 Exit status: 0 when every check holds (coupled snapshots out of sync are a
 warning unless --strict-sync), 1 when one does not, 2 for usage errors
 (a bad option, a database that cannot be opened, a module that cannot be
-imported, an event type no --app module defines).
+imported, an event type no --app module defines), 130 when Ctrl-C stopped
+it (the report then says what was found so far and what was not checked).
 """
 
 
@@ -226,7 +227,11 @@ def verify(
     import json
 
     from ._errors import UnknownTypeError
+    from ._verify import VerifyInterrupted
 
+    if allow_empty and _no_sqlite_file(database_url):
+        click.echo(f"{public_url(database_url)}: no store there, nothing to check (--allow-empty)")
+        ctx.exit(0)
     url = _existing_store_url(database_url)
     _import_apps(apps)
     engine = _open_without_creating(ctx, database_url, url, allow_empty)
@@ -251,6 +256,8 @@ def verify(
                 url=url,
                 subprocess_replay=subprocess_replay,
             )
+        except VerifyInterrupted as stopped:  # Ctrl-C: what was found so far, then 130
+            report = stopped.report
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(pass the module that defines it with --app MODULE)"
@@ -264,7 +271,7 @@ def verify(
     if junit_xml is not None:
         junit_xml.parent.mkdir(parents=True, exist_ok=True)
         junit_xml.write_text(report.to_junit_xml(), encoding="utf-8")
-    ctx.exit(0 if report.ok else 1)
+    ctx.exit(130 if report.interrupted else 0 if report.ok else 1)
 
 
 _APP_OPTION = app_option()
@@ -980,6 +987,21 @@ def scheduler(
             click.echo("stopped", err=True)
 
 
+def _no_sqlite_file(text: str) -> bool:
+    """Whether ``text`` names a SQLite file (a path or a file URL) that does not exist."""
+    if "://" not in text:
+        return not Path(text).exists()
+    try:
+        parsed = parse_store_url(text)
+    except StoreError:
+        return False  # _existing_store_url says what is wrong with it
+    return (
+        parsed.kind == "sqlite"
+        and not parsed.is_memory
+        and (parsed.path is None or not Path(parsed.path).exists())
+    )
+
+
 def _existing_store_url(text: str) -> str:
     """The URL to open; refuses what would create a new, empty database instead."""
     if "://" not in text:
@@ -1039,7 +1061,8 @@ def _progress_bar(wanted: bool | None) -> Iterator[Callable[[str, int, int], Non
 
     labels = {
         "sync": "snapshot sync",
-        "snapshots": "snapshots vs log",
+        "heads": "heads and snapshot metadata",
+        "snapshots": "snapshots vs log, links vs payloads",
         "determinism": "second replay (determinism)",
         "locate": "locating events",
         "values": "heads values",

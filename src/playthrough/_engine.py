@@ -968,10 +968,12 @@ class Engine:
         clock: Callable[[], float] | None = None,
         determinism: bool = True,
     ) -> VerifyReport:
-        """Check the store: snapshots against the log, determinism, snapshot sync.
+        """Check the store: heads and links, snapshots against the log, determinism, sync.
 
         Returns a ``VerifyReport`` (``.ok``: no wrong or irreproducible result).
-        The live repository is untouched.
+        The live repository is untouched. Ctrl-C (a ``KeyboardInterrupt``) raises
+        ``playthrough._verify.VerifyInterrupted``, a ``KeyboardInterrupt`` whose
+        ``report`` holds what was found until then.
 
         - ``sample``: check this many states, drawn with ``random.Random(seed)``;
         - ``start``, ``end``: the positions whose snapshots and states are checked;

@@ -319,8 +319,15 @@ def _mark_record(event: Event, stored: StoredEvent) -> None:
         mark_record(
             event,
             correlation=stored.correlation,
-            metadata=None if stored.metadata is None else json.loads(stored.metadata),
+            metadata=None if stored.metadata is None else _metadata(stored),
         )
+
+
+def _metadata(stored: StoredEvent) -> Any:
+    from ._upcasting import load_json  # it imports this module
+
+    assert stored.metadata is not None
+    return load_json(stored.metadata, f"the metadata of event {stored.type} at {stored.position}")
 
 
 _FAST: dict[type, _Fast] = {}

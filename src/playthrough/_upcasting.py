@@ -99,6 +99,19 @@ def _structure(cls: type, data: Any, type_name: str, position: int, what: str, v
         raise DecodeError(f"cannot decode {what}: {detail}") from exc
 
 
+def load_json(text: str, what: str) -> Any:
+    """A stored payload parsed; DecodeError when it is not JSON or nests too deeply to parse."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise DecodeError(f"cannot decode {what}: the stored payload is not JSON ({exc})") from exc
+    except RecursionError:
+        raise DecodeError(
+            f"cannot decode {what}: the stored payload nests arrays or objects too deeply "
+            "to be read"
+        ) from None
+
+
 def read_event(
     stored: StoredEvent, linked: Collection[StateKey] | None = None
 ) -> tuple[Event, bool]:
@@ -110,10 +123,7 @@ def read_event(
     where = f" at position {stored.position}"
     cls = registry.event_class(stored.type, where)
     what = f"event {stored.type!r}{where}"
-    try:
-        data = json.loads(stored.data)
-    except ValueError as exc:
-        raise DecodeError(f"cannot decode {what}: the stored payload is not JSON ({exc})") from exc
+    data = load_json(stored.data, what)
     current = cls._pt_version
     version = stored.version
     if version > current:
@@ -235,10 +245,7 @@ def read_snapshot(record: SnapshotRecord) -> State:
     where = f" (snapshot at position {record.position})"
     cls = registry.state_class(record.key.type, where)
     what = f"snapshot of {record.key} at position {record.position}"
-    try:
-        data = json.loads(record.data)
-    except ValueError as exc:
-        raise DecodeError(f"cannot decode {what}: the stored payload is not JSON ({exc})") from exc
+    data = load_json(record.data, what)
     if record.version < cls._pt_version:
         data = _upcast(cls, data, record.version, cls._pt_version, what)
     elif record.version > cls._pt_version:

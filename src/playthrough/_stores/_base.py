@@ -315,6 +315,13 @@ class SnapshotRecord(NamedTuple):
     # A hash of the state class's fields and types when written (None: unknown,
     # such a snapshot is never used); see _versions.fingerprint.
     fingerprint: str | None = None
+    # What the record is: a row of the snapshots table, or a heads row's value
+    # (``HEADS_VALUE``, from ``iter_snapshots``); reports name it.
+    source: str = "snapshot"
+
+
+HEADS_VALUE = "heads value"
+"""``SnapshotRecord.source`` of a heads row's value."""
 
 
 class TypeVersions(NamedTuple):

@@ -68,6 +68,7 @@ from . import parse_store_url
 from ._base import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
+    HEADS_VALUE,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -823,8 +824,9 @@ class _PostgresReader(StoreReader):
         after: tuple[str, str, int, int] = ("", "", -(1 << 62), 0)
         while True:  # a heads value at a snapshot's position comes too: both are checked
             rows = self._q(_ITER_SNAPSHOTS, (*after, _PAGE))
-            for t, i, p, last, data, _, version, mark in rows:
-                yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark)
+            for t, i, p, last, data, src, version, mark in rows:
+                source = HEADS_VALUE if src else "snapshot"
+                yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark, source)
             if len(rows) < _PAGE:
                 return
             last_row = rows[-1]

@@ -35,6 +35,7 @@ from .._personal import unseal
 from ._base import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
+    HEADS_VALUE,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -113,14 +114,21 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 """
 
 # verify's checks of heads rows and snapshot metadata against the links, and repair.
-_HEADS_DISAGREE = """SELECT coalesce(h.state_type, l.state_type), coalesce(h.state_id, l.state_id),
-       h.last_position, l.maxp
-FROM pt_heads h FULL OUTER JOIN (
-    SELECT state_type, state_id, max(position) AS maxp FROM pt_links
-    GROUP BY state_type, state_id
-) l ON h.state_type = l.state_type AND h.state_id = l.state_id
-WHERE h.last_position IS NOT l.maxp
-  AND NOT (l.maxp IS NULL AND h.last_position <= (
+# Linear: each heads row looks up its links' maximum on the links' primary key,
+# and each linked state without a heads row is found by a lookup on the heads'
+# (a FULL OUTER JOIN against a grouped subquery runs as a nested loop in SQLite).
+_HEADS_DISAGREE = """SELECT t, i, have, want FROM (
+    SELECT h.state_type AS t, h.state_id AS i, h.last_position AS have,
+           (SELECT max(l.position) FROM pt_links l
+            WHERE l.state_type = h.state_type AND l.state_id = h.state_id) AS want
+    FROM pt_heads h
+    UNION ALL
+    SELECT l.state_type, l.state_id, NULL, max(l.position) FROM pt_links l
+    WHERE NOT EXISTS (SELECT 1 FROM pt_heads h
+                      WHERE h.state_type = l.state_type AND h.state_id = l.state_id)
+    GROUP BY l.state_type, l.state_id
+) WHERE have IS NOT want
+  AND NOT (want IS NULL AND have <= (
     SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM pt_meta
     WHERE key = 'archived_until'))
 ORDER BY 1, 2 LIMIT ?"""
@@ -381,13 +389,14 @@ class _SQLiteReader(StoreReader):
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         rows = self._q(
-            "SELECT state_type, state_id, position, last_event_id, data, version, fingerprint "
-            "FROM pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
-            "value_position, value, value_version, value_fingerprint "
-            "FROM pt_heads WHERE value IS NOT NULL ORDER BY 1, 2, 3"
+            "SELECT state_type, state_id, position, last_event_id, data, version, fingerprint, "
+            "0 FROM pt_snapshots UNION ALL SELECT state_type, state_id, value_position, "
+            "value_position, value, value_version, value_fingerprint, 1 "
+            "FROM pt_heads WHERE value IS NOT NULL ORDER BY 1, 2, 3, 8"
         )
-        for t, i, p, last, data, version, mark in rows:
-            yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark)
+        for t, i, p, last, data, version, mark, src in rows:
+            source = HEADS_VALUE if src else "snapshot"
+            yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark, source)
 
     def event_versions(self) -> list[TypeVersions]:
         rows = self._q(

@@ -3,7 +3,7 @@
 ``engine.verify()`` and ``playthrough verify`` call :func:`verify`, which needs
 only a store, a reconstitutor and a sync check. The pieces:
 
-- ``checks``: :func:`verify`, the orchestration of the three checks;
+- ``checks``: :func:`verify`, the orchestration of the checks;
 - ``report``: :class:`VerifyReport` and its parts, as text, JSON and JUnit XML;
 - ``rebuild``: states rebuilt from the log from blank, snapshots ignored;
 - ``bisect``: :func:`locate_divergence`, the event a snapshot's fields come from;
@@ -17,8 +17,11 @@ from .report import (
     DeterminismCheck,
     DeterminismMismatch,
     FieldDiff,
+    LinkCheck,
+    LinkMismatch,
     SnapshotCheck,
     SnapshotMismatch,
+    VerifyInterrupted,
     VerifyReport,
     field_diffs,
 )
@@ -28,10 +31,13 @@ __all__ = [
     "DeterminismMismatch",
     "Divergence",
     "FieldDiff",
+    "LinkCheck",
+    "LinkMismatch",
     "Progress",
     "ReplayFailed",
     "SnapshotCheck",
     "SnapshotMismatch",
+    "VerifyInterrupted",
     "VerifyReport",
     "digest",
     "field_diffs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -16,11 +17,11 @@ from .._errors import (
     PlaythroughError,
     UnknownTypeError,
 )
-from .._model import State, StateKey
+from .._model import Event, State, StateKey, binding
 from .._reconstitution import StateReconstitutor
 from .._serialization import encode_state, state_from_snapshot
 from .._snapshots import SyncReport
-from .._stores import SnapshotRecord, Store, StoreReader, parse_store_url
+from .._stores import SnapshotRecord, Store, StoredEvent, StoreReader, parse_store_url
 from .._stores._base import archived_until
 from .._upcasting import snapshot_problem
 from .bisect import locate_divergence
@@ -30,20 +31,26 @@ from .rebuild import (
     Progress,
     ReplayFailed,
     digest,
+    encodings,
     rebuild,
     replay_encodings,
 )
 from .report import (
     DETERMINISM,
+    HEADS,
     LAST_EVENT,
+    LINKS,
     MISSING,
     SNAPSHOTS,
     SYNC,
     DeterminismCheck,
     DeterminismMismatch,
     FieldDiff,
+    LinkCheck,
+    LinkMismatch,
     SnapshotCheck,
     SnapshotMismatch,
+    VerifyInterrupted,
     VerifyReport,
     field_diffs,
 )
@@ -52,6 +59,13 @@ from .subprocess_replay import SubprocessFailed, other_hash_seed, replay_in_subp
 
 class _OutOfTime(Exception):
     """The time budget ran out; the caller records what was not checked."""
+
+
+# What stops a run part-way: the budget, or Ctrl-C (a partial report, then VerifyInterrupted).
+_STOP = (_OutOfTime, KeyboardInterrupt)
+
+EVERY = 256
+"""Rows (events, snapshots, states) between two looks at the clock, in every check."""
 
 
 class _Skipped(Exception):
@@ -76,7 +90,12 @@ def verify(
     clock: Callable[[], float] | None = None,
     determinism: bool = True,
 ) -> VerifyReport:
-    """Check a store: snapshots against the log, determinism, snapshot sync.
+    """Check a store: heads and links, snapshots against the log, determinism, snapshot sync.
+
+    0. **Heads and snapshot metadata against the links** (``_metadata_problems``):
+       errors naming the rows. **Links against payloads**, in the stream of
+       check 1 (not with a sample): each event's states derived again from its
+       payload must be its stored links (``LinkCheck``).
 
     1. **Snapshots against the log.** Every stored snapshot must equal the
        state rebuilt from the log at its position, from blank, in states of
@@ -103,7 +122,8 @@ def verify(
     ``determinism=False`` runs only the snapshot (and sync) checks;
     ``time_budget`` (seconds of ``clock``, default ``time.monotonic``) stops cleanly, listing in
     ``not_checked`` what was left; ``progress(stage, done, total)`` is called
-    as work advances.
+    as work advances. Every check looks at the clock every ``EVERY`` rows; Ctrl-C
+    raises :class:`VerifyInterrupted` carrying the partial report.
 
     An unknown event or state type (its module was not imported) raises
     :class:`UnknownTypeError`; a bad range or sample raises ``ValueError``;
@@ -112,7 +132,6 @@ def verify(
     run = _Run(store, reconstitutor, time_budget, clock or time.monotonic, progress)
     with store.reader() as reader:
         head = reader.head()
-        run.errors.extend(_metadata_problems(reader))
         cut = archived_until(reader)
     # An archived log is checked from its cut: the base snapshots there stand
     # for the archived events (the report's start says so).
@@ -126,10 +145,16 @@ def verify(
     sync: SyncReport | None = None
     determinism_check = DeterminismCheck(False, "not run", (), (), None)
     sample_info: tuple[int, int, int] | None = None
-    remaining = [SNAPSHOTS, DETERMINISM]
+    remaining = [HEADS, SNAPSHOTS, LINKS, DETERMINISM]
     if sync_check is not None:
-        remaining.insert(0, SYNC)
+        remaining.insert(1, SYNC)
     try:
+        run.check_time()
+        run.report("heads", 0, 2)
+        with store.reader() as reader:
+            run.errors.extend(_metadata_problems(reader, run))
+        run.report("heads", 2, 2)
+        remaining.remove(HEADS)
         if sync_check is not None:
             run.check_time()
             run.report("sync", 0, 1)
@@ -138,28 +163,41 @@ def verify(
             remaining.remove(SYNC)
         keys: list[StateKey] | None = None
         if sample is not None:
-            universe = _universe(store, lo, hi)
+            universe = _universe(run, store, lo, hi)
             if sample < len(universe):
                 keys = sorted(random.Random(seed).sample(universe, sample))
                 sample_info = (len(keys), len(universe), seed)
         if keys is None:
             first = _check_streaming(run, lo, hi)
             remaining.remove(SNAPSHOTS)
+            remaining.remove(LINKS)
             if lo == 0 and hi == head:  # every state at the head: check the completion index
                 from .._lifecycle import completion_mismatches
 
+                run.check_time()
                 run.errors.extend(completion_mismatches(store, first))
         else:
+            remaining.remove(LINKS)  # the links check streams the whole log: not with a sample
             _check_sampled(run, keys, lo, hi)
             remaining.remove(SNAPSHOTS)
         if not determinism:
             remaining.remove(DETERMINISM)
             raise _Skipped
         if keys is not None:
-            with store.reader() as reader:
-                touched = [k for k in keys if _touched_in(reader, k, lo, hi)]
+            touched = []
+            for i, k in enumerate(keys, 1):
+                run.tick(i)
+                with store.reader() as reader:
+                    if _touched_in(reader, k, lo, hi):
+                        touched.append(k)
             first = replay_encodings(
-                store, reconstitutor, start=lo, end=hi, keys=touched, check=run.check_time
+                store,
+                reconstitutor,
+                start=lo,
+                end=hi,
+                keys=touched,
+                check=run.check_time,
+                every=EVERY,
             )
         determinism_check = _check_determinism(
             run, first, keys is not None, lo, hi, apps, url, subprocess_replay
@@ -167,8 +205,9 @@ def verify(
         remaining.remove(DETERMINISM)
     except _Skipped:
         pass
-    except _OutOfTime:
+    except _STOP as exc:
         run.not_checked.extend(remaining)
+        run.interrupted = isinstance(exc, KeyboardInterrupt)
     except ReplayFailed as exc:
         run.errors.append(str(exc))
     except DecodeError as exc:
@@ -181,8 +220,9 @@ def verify(
         raise  # a request this store cannot serve, not a finding about it
     except PlaythroughError as exc:  # any other stored value the library cannot handle
         run.errors.append(str(exc))
-    _locate_all(run)
-    return VerifyReport(
+    if not run.interrupted:
+        _locate_all(run)
+    report = VerifyReport(
         url=store.url,
         head=head,
         start=lo,
@@ -196,7 +236,12 @@ def verify(
         elapsed=run.clock() - run.started,
         strict_sync=strict_sync,
         unused_snapshots=tuple(run.unused_snapshots),
+        links=run.links,
+        interrupted=run.interrupted,
     )
+    if run.interrupted:
+        raise VerifyInterrupted(report)
+    return report
 
 
 class _Run:
@@ -217,16 +262,18 @@ class _Run:
         self.deadline = None if time_budget is None else self.started + time_budget
         self.progress = progress
         self.snapshots = SnapshotCheck(False, 0, (), ())
+        self.links = LinkCheck(False, 0, ())
         self.not_checked: list[str] = []
         self.errors: list[str] = []
         self.unused_snapshots: list[str] = []
+        self.interrupted = False
 
     def usable(self, record: SnapshotRecord) -> bool:
         """Whether loads use this snapshot; the ones they do not are noted (not compared)."""
         problem = snapshot_problem(record)
         if problem is not None:
             self.unused_snapshots.append(
-                f"snapshot of {record.key} at {record.position} is not used by loads "
+                f"{record.source} of {record.key} at {record.position} is not used by loads "
                 f"(not compared): {problem}; `playthrough snapshot` rewrites it"
             )
         return problem is None
@@ -236,6 +283,11 @@ class _Run:
         if self.deadline is not None and self.clock() >= self.deadline:
             raise _OutOfTime
 
+    def tick(self, count: int) -> None:
+        """Look at the clock every ``EVERY`` rows (``count``: rows done so far)."""
+        if count % EVERY == 0:
+            self.check_time()
+
     def remaining(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - self.clock())
 
@@ -244,12 +296,13 @@ class _Run:
             self.progress(stage, done, total)
 
 
-def _universe(store: Store, lo: int, hi: int) -> list[StateKey]:
+def _universe(run: _Run, store: Store, lo: int, hi: int) -> list[StateKey]:
     """The states touched by an event in ``(lo, hi]`` or snapshotted at a position in it."""
     found: set[StateKey] = set()
     position = lo
     while position < hi:
-        upto = min(hi, position + 50_000)
+        run.check_time()
+        upto = min(hi, position + EVERY * 64)
         with store.reader() as reader:
             found.update(link.key for link in reader.links_between(position, upto))
         position = upto
@@ -275,7 +328,7 @@ def _compare(record: SnapshotRecord, state: State) -> SnapshotMismatch | None:
         diffs.append(
             FieldDiff(LAST_EVENT, state.last_event_id, record.last_event_id, a_is_found=True)
         )
-    return SnapshotMismatch(record.key, record.position, tuple(diffs), error)
+    return SnapshotMismatch(record.key, record.position, tuple(diffs), error, source=record.source)
 
 
 def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
@@ -294,34 +347,45 @@ def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
     # On an archived log the base snapshots at the cut are the start, not a claim to check.
     if blank.start:
         groups.pop(blank.start, None)
-    pending = sorted(groups)
+    pending = deque(sorted(groups))
     mismatches: list[SnapshotMismatch] = []
     states: dict[StateKey, None] = {}
     checked = 0
     compared: dict[StateKey, None] = {}
+    links = _LinkTally()
 
     def compare_upto(position: int) -> None:
         nonlocal checked
         while pending and pending[0] <= position:
-            for record in groups.pop(pending.pop(0)):
+            records = groups[pending[0]]
+            for i, record in enumerate(records):
+                if i and i % EVERY == 0:
+                    try:
+                        run.check_time()
+                    except _OutOfTime:
+                        groups[pending[0]] = records[i:]  # the rest is not checked
+                        raise
                 states[record.key] = None
                 checked += 1
                 found = _compare(record, blank.state(record.key))
                 if found is not None:
                     mismatches.append(found)
+            del groups[pending.popleft()]
 
     try:
         for chunk in run.store.read_log(after=blank.start, until=hi, chunk=LOG_PAGE):
             run.check_time()
             for stored, touched in chunk:
+                run.tick(stored.position)
                 compare_upto(stored.position - 1)
-                blank.play(stored, touched)
+                event = blank.play(stored, touched)
                 if stored.position > lo:
                     compared.update(dict.fromkeys(touched))
+                    links.compare(stored, event, touched)
             run.report("snapshots", chunk[-1][0].position, hi)
         run.check_time()
         compare_upto(hi)
-    except _OutOfTime:
+    except _STOP:
         left = sum(len(g) for g in groups.values())
         if left:
             run.not_checked.append(
@@ -330,7 +394,41 @@ def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
         raise
     finally:
         run.snapshots = SnapshotCheck(True, checked, tuple(states), tuple(mismatches))
-    return {k: encode_state(blank.state(k)) for k in compared}
+        run.links = LinkCheck(True, links.checked, tuple(links.mismatches), links.upcast)
+    return encodings(blank, compared, run.tick)
+
+
+class _LinkTally:
+    """The links check, event by event as the log streams past.
+
+    Each event's links are derived again from its payload, by the code fire
+    uses (``binding``), and compared with the stored ones. An event upcast from
+    an older version is not compared: an upcaster may drop a field that named
+    a state (one naming a new state is refused when it is decoded).
+    """
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.upcast = 0
+        self.mismatches: list[LinkMismatch] = []
+
+    def compare(self, stored: StoredEvent, event: Event, linked: list[StateKey]) -> None:
+        if stored.version != type(event)._pt_version:
+            self.upcast += 1
+            return
+        self.checked += 1
+        derived = binding(event).touched
+        if len(derived) == len(linked) and all(k in derived for k in linked):
+            return
+        have = set(linked)
+        self.mismatches.append(
+            LinkMismatch(
+                stored.position,
+                stored.type,
+                missing=tuple(k for k in derived if k not in have),
+                extra=tuple(sorted(have.difference(derived))),
+            )
+        )
 
 
 def _check_sampled(run: _Run, keys: list[StateKey], lo: int, hi: int) -> None:
@@ -360,7 +458,7 @@ def _check_sampled(run: _Run, keys: list[StateKey], lo: int, hi: int) -> None:
                     mismatches.append(found)
             done += 1
             run.report("snapshots", done, len(order))
-    except _OutOfTime:
+    except _STOP:
         left = order[done:]
         run.not_checked.append(
             f"{sum(len(groups[p]) for p in left)} snapshot(s) of sampled states at positions "
@@ -415,9 +513,11 @@ def _check_determinism(
             keys=keys,
             check=run.check_time,
             progress=run.progress,
+            every=EVERY,
         )
     mismatches = []
-    for key in sorted(set(first) | set(second)):
+    for i, key in enumerate(sorted(set(first) | set(second)), 1):
+        run.tick(i)
         a, b = first.get(key), second.get(key)
         if a != b:
             diffs = (
@@ -458,11 +558,12 @@ def _locate_all(run: _Run) -> None:
             )
             done += 1
             run.report("locate", done, len(todo))
-    except _OutOfTime:
+    except _STOP as exc:
         located.extend(check.mismatches[len(located) :])
         run.not_checked.append(
             f"locating the first differing event of {len(todo) - done} snapshot mismatch(es)"
         )
+        run.interrupted = isinstance(exc, KeyboardInterrupt)
     except ReplayFailed as exc:
         located.extend(check.mismatches[len(located) :])
         run.errors.append(str(exc))
@@ -480,7 +581,7 @@ def _locate_all(run: _Run) -> None:
 _SHOWN = 20  # disagreements listed per kind
 
 
-def _metadata_problems(reader: StoreReader) -> list[str]:
+def _metadata_problems(reader: StoreReader, run: _Run) -> list[str]:
     """Heads rows and snapshot metadata that disagree with the links (item 13 of issue 9).
 
     A heads row behind its links makes the state uncommittable forever (every
@@ -488,7 +589,10 @@ def _metadata_problems(reader: StoreReader) -> list[str]:
     last event at or before its position makes loads start from a wrong place.
     """
     problems = []
-    for key, have, want in reader.heads_disagreements(_SHOWN + 1)[:_SHOWN]:
+    heads = reader.heads_disagreements(_SHOWN + 1)[:_SHOWN]
+    run.report("heads", 1, 2)
+    run.check_time()
+    for key, have, want in heads:
         problems.append(
             f"heads row of {key} says its last event is {have}, its links say {want} "
             "(`playthrough repair URL` rebuilds heads from the links)"

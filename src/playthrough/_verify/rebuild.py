@@ -8,17 +8,17 @@ reconstitutor for just some states, with a plan that ignores every snapshot.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .._errors import ArchivedRangeError, DecodeError, PlaythroughError
-from .._model import Phase, State, StateKey
+from .._model import Event, Phase, State, StateKey
 from .._playing import EventPlayer
 from .._reconstitution import StateReconstitutor
 from .._serialization import blank_for, decode_event, encode_state, state_from_snapshot
 from .._stores import Store, StoredEvent, StoreReader
 from .._stores._base import archived_until
 
-#: ``progress(stage, done, total)``; stages: "sync", "snapshots", "determinism", "locate".
+#: ``progress(stage, done, total)``; stages: "heads", "sync", "snapshots", "determinism", "locate".
 Progress = Callable[[str, int, int], None]
 
 _APPLY: tuple[Phase, ...] = ("apply",)
@@ -66,7 +66,8 @@ class FromBlank:
                         if record.position == self.start:
                             self.states[record.key] = state_from_snapshot(record)
 
-    def play(self, stored: StoredEvent, keys: list[StateKey]) -> None:
+    def play(self, stored: StoredEvent, keys: list[StateKey]) -> Event:
+        """Apply one stored event to the ``keys`` it is linked to; returns it decoded."""
         for k in keys:
             if k not in self.states:
                 self.states[k] = blank_for(k)
@@ -78,6 +79,7 @@ class FromBlank:
                 f"event {stored.position} ({stored.type}) raised while replaying from blank: "
                 f"{exc!r}"
             ) from exc
+        return event
 
     def state(self, key: StateKey) -> State:
         state = self.states.get(key)
@@ -93,36 +95,55 @@ def replay_encodings(
     keys: Sequence[StateKey] | None = None,
     check: Callable[[], None] = lambda: None,
     progress: Progress | None = None,
+    every: int = LOG_PAGE,
 ) -> dict[StateKey, str]:
     """One replay from blank: canonical JSON of each compared state as of ``end``.
 
     Without ``keys``, the whole log streams through ``apply`` and the states
     touched by an event in ``(start, end]`` are compared; with ``keys``, just
     those states are rebuilt by a plan that ignores snapshots. ``check`` is
-    called between chunks (it raises to stop).
+    called every ``every`` events or states (it raises to stop).
     """
+
+    def tick(count: int) -> None:
+        if count % every == 0:
+            check()
+
     if keys is not None:
         out: dict[StateKey, str] = {}
-        for i in range(0, len(keys), 200):
+        step = min(200, every)
+        for i in range(0, len(keys), step):
             check()
-            part = list(keys[i : i + 200])
+            part = list(keys[i : i + step])
             with store.reader() as reader:
                 built = rebuild(reconstitutor, reader, part, end)
             out.update((k, encode_state(built[k])) for k in part)
             if progress is not None:
-                progress("determinism", min(i + 200, len(keys)), len(keys))
+                progress("determinism", min(i + step, len(keys)), len(keys))
         return out
     blank = FromBlank(store)
     compared: dict[StateKey, None] = {}
     for chunk in store.read_log(after=blank.start, until=end, chunk=LOG_PAGE):
         check()
         for stored, touched in chunk:
+            tick(stored.position)
             blank.play(stored, touched)
             if stored.position > start:
                 compared.update(dict.fromkeys(touched))
         if progress is not None:
             progress("determinism", chunk[-1][0].position, end)
-    return {k: encode_state(blank.state(k)) for k in compared}
+    return encodings(blank, compared, tick)
+
+
+def encodings(
+    blank: FromBlank, keys: Iterable[StateKey], tick: Callable[[int], None]
+) -> dict[StateKey, str]:
+    """The canonical JSON of each of ``keys`` in ``blank``; ``tick(n)`` after n states."""
+    out: dict[StateKey, str] = {}
+    for i, key in enumerate(keys, 1):
+        tick(i)
+        out[key] = encode_state(blank.state(key))
+    return out
 
 
 def digest(encodings: Mapping[StateKey, str]) -> str:

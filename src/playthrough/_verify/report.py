@@ -27,8 +27,22 @@ LAST_EVENT = "(last_event_id)"
 """The pseudo-field naming a snapshot whose ``last_event_id`` differs from the log's."""
 
 SYNC = "snapshot sync"
+HEADS = "heads and snapshot metadata vs links"
 SNAPSHOTS = "snapshots vs log"
+LINKS = "links vs payloads"
 DETERMINISM = "determinism"
+
+
+class VerifyInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``verify``; ``report`` holds what it found until then.
+
+    A ``KeyboardInterrupt``: code that does not look for it stops as on any
+    Ctrl-C; ``playthrough verify`` prints the partial report and exits 130.
+    """
+
+    def __init__(self, report: VerifyReport) -> None:
+        super().__init__("verify was interrupted")
+        self.report = report
 
 
 @attrs.frozen
@@ -70,7 +84,7 @@ def field_diffs(expected: str, found: str) -> tuple[FieldDiff, ...]:
     """The top-level fields whose canonical JSON differs between two encoded states."""
     try:
         de, df = json.loads(expected), json.loads(found)
-    except ValueError:
+    except (ValueError, RecursionError):
         return (FieldDiff("(data)", expected, found),)
     if not (isinstance(de, dict) and isinstance(df, dict)):
         return () if canon(de) == canon(df) else (FieldDiff("(data)", de, df),)
@@ -114,9 +128,11 @@ class SnapshotMismatch:
     first_event_type: str | None = None
     nondeterministic: bool = False
     rebuilds: int = 0
+    source: str = "snapshot"
+    """What was compared: a stored ``"snapshot"`` or a ``"heads value"`` (a heads row's value)."""
 
     def describe(self) -> str:
-        head = f"{self.state}, snapshot at {self.position}: "
+        head = f"{self.state}, {self.source} at {self.position}: "
         if self.error is not None:
             head += f"cannot be decoded ({self.error})"
         elif not self.located:
@@ -134,12 +150,62 @@ class SnapshotMismatch:
             head += (
                 f"differs from the log since event {self.first_event} "
                 f"({self.first_event_type}), which settled "
-                f"{', '.join(d.field for d in self.diffs)} to the value(s) the snapshot contradicts"
+                f"{', '.join(d.field for d in self.diffs)} to the value(s) the "
+                f"{self.source} contradicts"
             )
         lines = [head]
         for d in self.diffs:
-            lines.append(f"    {d.field}: snapshot {_short(d.found)} != log {_short(d.expected)}")
+            lines.append(
+                f"    {d.field}: {self.source} {_short(d.found)} != log {_short(d.expected)}"
+            )
         return "\n".join(lines)
+
+
+@attrs.frozen
+class LinkMismatch:
+    """An event whose stored links are not the states its payload names.
+
+    The store links each event to the states it touches when it is fired,
+    derived from its payload; loads read a state's events through its links.
+    ``missing``: states the payload names without a link (their loads skip
+    the event); ``extra``: linked states the payload does not name.
+    """
+
+    position: int
+    event_type: str
+    missing: tuple[StateKey, ...]
+    extra: tuple[StateKey, ...]
+
+    def describe(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append(
+                f"no link to {', '.join(map(str, self.missing))}, which its payload names "
+                "(loads of it skip the event)"
+            )
+        if self.extra:
+            parts.append(
+                f"linked to {', '.join(map(str, self.extra))}, which its payload does not name"
+            )
+        return f"event {self.position} ({self.event_type}): {'; '.join(parts)}"
+
+
+@attrs.frozen
+class LinkCheck:
+    """``checked`` events whose stored links were compared with the states their payloads name.
+
+    Events upcast from an older version are not compared (``upcast`` counts
+    them): an upcaster may drop a field that named a state.
+    """
+
+    ran: bool
+    checked: int
+    mismatches: tuple[LinkMismatch, ...]
+    upcast: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
 
 
 @attrs.frozen
@@ -222,6 +288,9 @@ class VerifyReport:
     # Snapshots loads do not use (an old version without an upcaster, a class changed
     # without a version bump): slower loads, not wrong ones, so warnings.
     unused_snapshots: tuple[str, ...] = ()
+    links: LinkCheck = LinkCheck(False, 0, ())
+    interrupted: bool = False
+    """Ctrl-C stopped the run (``not_checked`` says what was left)."""
 
     @property
     def sync_ok(self) -> bool:
@@ -243,6 +312,7 @@ class VerifyReport:
     def ok(self) -> bool:
         return (
             self.snapshots.ok
+            and self.links.ok
             and self.determinism.ok
             and (self.sync_ok or not self.strict_sync)
             and not self.errors
@@ -277,6 +347,14 @@ class VerifyReport:
             f"{len(s.states)} state(s) checked, {len(s.mismatches)} mismatch(es)"
         )
         lines.extend("  " + m.describe().replace("\n", "\n  ") for m in s.mismatches)
+        k = self.links
+        upcast = f" ({k.upcast} upcast event(s) not compared)" if k.upcast else ""
+        lines.append(
+            f"{mark(k.ok, k.ran)}{LINKS}: {k.checked} event(s) checked{upcast}, "
+            f"{len(k.mismatches)} mismatch(es)"
+            + ("" if k.ran else " (not checked with a sample)" if self.sample else "")
+        )
+        lines.extend("  " + m.describe() for m in k.mismatches)
         d = self.determinism
         lines.append(
             f"{mark(d.ok, d.ran)}{DETERMINISM}: {len(d.states)} state(s) replayed twice "
@@ -308,7 +386,9 @@ class VerifyReport:
         verdict = "OK" if self.ok else "FAILED"
         if self.warnings:
             verdict += f" with {len(self.warnings)} warning(s)"
-        if not self.complete:
+        if self.interrupted:
+            verdict += " (incomplete: interrupted)"
+        elif not self.complete:
             verdict += " (incomplete: time budget reached)"
         lines.append(f"{verdict} in {self.elapsed:.2f}s")
         return "\n".join(lines)
@@ -354,6 +434,14 @@ class VerifyReport:
                     el,
                     f"{len(mismatches)} snapshot(s) of {key} differ from the log",
                     "\n".join(m.describe() for m in mismatches),
+                )
+        if self.links.ran:
+            el = case("playthrough.verify", LINKS)
+            if self.links.mismatches:
+                fail(
+                    el,
+                    f"{len(self.links.mismatches)} event(s) whose links differ from their payloads",
+                    "\n".join(m.describe() for m in self.links.mismatches),
                 )
         unstable = {m.state: m for m in self.determinism.mismatches}
         for key in self.determinism.states:
@@ -427,6 +515,7 @@ _count = override(unstruct_hook=len)
 _hook(FieldDiff, {}, _a_is_found=override(omit=True))
 _hook(SnapshotCheck, {"ok": lambda c: c.ok}, states=_count)
 _hook(DeterminismCheck, {"ok": lambda c: c.ok}, states=_count)
+_hook(LinkCheck, {"ok": lambda c: c.ok})
 _hook(SyncReport, {"ok": lambda s: s.in_sync})
 _hook(
     VerifyReport,
