@@ -7,11 +7,12 @@ Each test runs on SQLite and on PostgreSQL (a schema of its own) where both appl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import attrs
 import pytest
 
-from playthrough import Engine, Event, State, state_id
+from playthrough import DefinitionError, Engine, Event, State, state_id
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -70,3 +71,67 @@ def test_apply_reading_metadata_loads_the_same_cold_at_and_after_replay(url: str
     with Engine.open(url, head_values=False) as again:
         again.store.drop_snapshots(None)
         assert again.load(Audited, 1).by == live
+
+
+# ---------------------------------------------------------------- replay_handle and the engine
+
+
+@attrs.define
+class Followed(Event, type_name="exact.Followed"):
+    audited_id: int = state_id(Audited)
+
+    def apply(self, audited: Audited) -> None:
+        audited.total += 100
+
+
+def test_a_replayed_handle_that_takes_the_engine_is_refused_at_definition() -> None:
+    with pytest.raises(DefinitionError, match=r"Pinger\.handle.*replay_handle = True.*engine"):
+
+        @attrs.define
+        class Pinger(Event, type_name="exact.Pinger"):
+            audited_id: int = state_id(Audited)
+            replay_handle: ClassVar[bool] = True
+
+            def apply(self, audited: Audited) -> None:
+                audited.total += 1
+
+            def handle(self, engine: Engine) -> None:  # stateless, fires
+                engine.fire(Followed(audited_id=self.audited_id))
+
+    # Inherited too: the subclass replays its parent's handle.
+    @attrs.define
+    class Firing(Event, type_name="exact.Firing"):
+        audited_id: int = state_id(Audited)
+
+        def handle_follow(self, engine: Engine, audited: Audited) -> None:
+            engine.fire(Followed(audited_id=self.audited_id))
+
+    with pytest.raises(DefinitionError, match=r"ReplayedFiring\.handle_follow"):
+
+        @attrs.define
+        class ReplayedFiring(Firing, type_name="exact.ReplayedFiring"):
+            replay_handle: ClassVar[bool] = True
+
+
+def test_replay_still_runs_a_replay_safe_handle_without_the_engine(url: str) -> None:
+    seen: list[int] = []
+
+    @attrs.define
+    class Noted(Event, type_name="exact.Noted"):
+        audited_id: int = state_id(Audited)
+        replay_handle: ClassVar[bool] = True
+
+        def apply(self, audited: Audited) -> None:
+            audited.total += 1
+
+        def handle(self, audited: Audited) -> None:
+            seen.append(audited.total)
+
+    with Engine.open(url) as engine:
+        engine.fire(Noted(audited_id=7))
+        engine.fire(Noted(audited_id=7))
+        engine.commit()
+        assert seen == [2, 2]
+        engine.replay()
+        assert seen[2:] == [1, 2]
+        assert engine.load(Audited, 7).total == 2
