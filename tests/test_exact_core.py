@@ -12,7 +12,7 @@ from typing import ClassVar
 import attrs
 import pytest
 
-from playthrough import DefinitionError, Engine, Event, State, state_id
+from playthrough import DefinitionError, Engine, Event, EventRejected, State, state_id
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -135,3 +135,71 @@ def test_replay_still_runs_a_replay_safe_handle_without_the_engine(url: str) -> 
         engine.replay()
         assert seen[2:] == [1, 2]
         assert engine.load(Audited, 7).total == 2
+
+
+# ---------------------------------------------------------------- a refused fire caches nothing
+
+
+@attrs.define
+class Wallet(State, type_name="exact.Wallet"):
+    balance: int = 0
+
+
+@attrs.define
+class Paid(Event, type_name="exact.Paid"):
+    wallet_id: int = state_id(Wallet)
+    amount: int = 0
+
+    def validate(self, wallet: Wallet) -> None:
+        if self.amount <= 0:
+            raise EventRejected("a payment must be positive")
+
+    def apply(self, wallet: Wallet) -> None:
+        if self.amount == 13:
+            raise RuntimeError("unlucky")
+        wallet.balance += self.amount
+
+
+def _assert_nothing_cached(event: Event) -> None:
+    assert event.id is None and event.fired_at is None and event.metadata == {}
+    assert event.correlation is None and event.idempotency_key is None
+    assert getattr(event, "_pt_binding", None) is None
+
+
+def test_refit_after_a_refused_fire_binds_to_the_corrected_id(url: str) -> None:
+    with Engine.open(url) as engine:
+        # Refused for its id's type (a str in an int field).
+        paid = Paid(wallet_id="1", amount=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="wallet_id"):
+            engine.fire(paid, metadata={"try": 1}, key="pay-1")
+        _assert_nothing_cached(paid)
+        paid.wallet_id = 1
+        engine.fire(paid, key="pay-1")
+        # Refused by validate, then by an apply that raises.
+        second = Paid(wallet_id=2, amount=0)
+        with pytest.raises(EventRejected):
+            engine.fire(second)
+        _assert_nothing_cached(second)
+        second.amount = 13
+        with pytest.raises(RuntimeError, match="unlucky"):
+            engine.fire(second)
+        _assert_nothing_cached(second)
+        second.wallet_id, second.amount = 3, 4
+        engine.fire(second)
+        engine.commit()
+        assert [e.id for e in (paid, second)] == [1, 2]
+        assert engine.load(Wallet, 1).balance == 5
+        assert engine.load(Wallet, "1").balance == 0  # type: ignore[arg-type]
+        assert (engine.load(Wallet, 2).balance, engine.load(Wallet, 3).balance) == (0, 4)
+    with Engine.open(url) as cold:
+        assert [cold.load(Wallet, i).balance for i in (1, 2, 3)] == [5, 0, 4]
+
+
+def test_a_binding_cached_before_the_fire_is_not_trusted(url: str) -> None:
+    with Engine.open(url) as engine:
+        paid = Paid(wallet_id=1, amount=5)
+        assert [str(k) for k in paid.touched] == ["exact.Wallet(1)"]
+        paid.wallet_id = 2  # changed after the binding was computed, before the fire
+        engine.fire(paid)
+        engine.commit()
+        assert (engine.load(Wallet, 1).balance, engine.load(Wallet, 2).balance) == (0, 5)

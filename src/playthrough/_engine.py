@@ -452,6 +452,24 @@ class Engine:
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
             raise PlaythroughError(f"{type(event).__qualname__} was already fired")
+        # A binding cached before this fire (or by a refused one) was computed from
+        # the field values of then: bind afresh. A refused fire leaves nothing cached,
+        # so the same object, corrected and fired again, binds to its new ids.
+        forget_binding(event)
+        try:
+            return self._fire_unfired(event, fired_at, metadata, key)
+        except BaseException:
+            if not (self._pending and self._pending[-1] is event):
+                unfire(event)
+            raise
+
+    def _fire_unfired(
+        self,
+        event: E,
+        fired_at: datetime | None,
+        metadata: Mapping[str, Any] | None,
+        key: str | None,
+    ) -> E:
         if key is not None:
             if not isinstance(key, str) or not key:
                 raise TypeError(f"an event key must be a non-empty str, not {key!r}")
