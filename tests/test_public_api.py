@@ -41,6 +41,7 @@ EXPECTED = {
     "CommitOutcomeUnknown",
     "DuplicateEvent",
     "StateMutationError",
+    "StateTypeError",
     "CorruptionError",
     "NotFoundError",
     "QueryError",

@@ -84,6 +84,7 @@ from ._stores._base import (
     refuse_archived,
 )
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
+from ._typecheck import check_state_types
 from ._values import current_states, write_back
 from ._versions import fingerprint
 
@@ -723,6 +724,9 @@ class Engine:
                 if state is None:
                     raise PlaythroughError(f"{k} was dropped from memory while events were pending")
                 expected[k] = state.last_event_id
+                # Before anything is written: the values an apply stored must be of
+                # the declared types, or a replay would not give them back.
+                check_state_types(k, state)
                 if values is not None:
                     # The live state after the whole batch: exact once the heads
                     # check passes, so its value rides in the same statement.
