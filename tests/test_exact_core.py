@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 import enum
 import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, NewType
 
 import attrs
 import pytest
@@ -24,6 +26,7 @@ from playthrough import (
     StateTypeError,
     state_id,
 )
+from playthrough._typecheck import type_problem
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -400,3 +403,88 @@ def test_a_commit_storing_another_type_is_refused_before_anything_is_written(
     with Engine.open(url) as cold:
         assert cold.load(Typed, 1).count == 2
         assert cold.verify().ok
+
+
+Count = NewType("Count", int)
+
+
+@attrs.define
+class Node:
+    value: int = 0
+    children: list[Node] = attrs.field(factory=list)
+
+
+@attrs.define
+class Shapes:
+    literal: Literal["a", "b"] = "a"
+    frozen: frozenset[int] = frozenset()
+    unique: set[str] = attrs.field(factory=set)
+    many: tuple[int, ...] = ()
+    empty: tuple[()] = ()
+    bare: tuple = ()  # type: ignore[type-arg]
+    seq: Sequence[float] = ()
+    mapping: Mapping[str, list[int]] = attrs.field(factory=dict)
+    plain: dict = attrs.field(factory=dict)  # type: ignore[type-arg]
+    items: list = attrs.field(factory=list)  # type: ignore[type-arg]
+    count: Count = Count(0)
+    annotated: Annotated[int, "unit"] = 0
+    node: Node | None = None
+    colours: list[Colour] = attrs.field(factory=list)
+    when: date = date(2020, 1, 1)
+    nothing: None = None
+    mixed: list[int | str] = attrs.field(factory=list)
+    free: object = None
+
+
+SHAPES_REFUSED = [
+    ("literal", "c", "field 'literal': expected Literal['a', 'b'], found 'c' (str)"),
+    ("frozen", {1}, "field 'frozen': expected frozenset[int], found {1} (set)"),
+    ("unique", {1}, "field 'unique': at unique[0]: expected str, found 1 (int)"),
+    ("many", (1, "x"), "field 'many': at many[1]: expected int, found 'x' (str)"),
+    ("empty", (1,), "field 'empty': expected tuple[()], found (1,) (tuple)"),
+    ("bare", [1], "field 'bare': expected tuple, found [1] (list)"),
+    ("seq", [1.0, "x"], "field 'seq': at seq[1]: expected float, found 'x' (str)"),
+    ("mapping", {"a": [1, 2.5]}, "field 'mapping': at mapping['a'][1]: expected int"),
+    ("plain", [], "field 'plain': expected dict, found [] (list)"),
+    ("items", (), "field 'items': expected list, found () (tuple)"),
+    ("count", 1.0, "field 'count': expected int, found 1.0 (float)"),
+    ("annotated", "1", "field 'annotated': expected int, found '1' (str)"),
+    ("node", Node(1, [Node(2, [Node(True)])]), "at node.children[0].children[0].value: "),
+    ("colours", ["red"], "field 'colours': at colours[0]: expected Colour, found 'red'"),
+    ("when", datetime(2020, 1, 1), "field 'when': expected date, found datetime"),
+    ("nothing", 0, "field 'nothing': expected None, found 0 (int)"),
+    ("mixed", [1, "a", 2.5], "field 'mixed': at mixed[2]: expected int | str, found 2.5"),
+]
+
+
+def test_type_problem_names_where_inside_a_value_the_type_differs() -> None:
+    fine = Shapes(
+        literal="b",
+        frozen=frozenset({1}),
+        unique={"a"},
+        many=(1, 2),
+        seq=(1, 2.5),
+        mapping={"a": [1]},
+        plain={1: object()},
+        items=[object()],
+        count=Count(3),
+        node=Node(1, [Node(2)]),
+        colours=[Colour.BLUE],
+        mixed=[1, "a"],
+        free=object(),
+    )
+    assert type_problem(fine) is None
+    for field, value, message in SHAPES_REFUSED:
+        changes: dict[str, Any] = {field: value}
+        problem = type_problem(attrs.evolve(fine, **changes))
+        assert problem is not None and message in problem, (field, problem)
+
+
+def test_a_field_whose_annotation_cannot_be_resolved_is_not_checked() -> None:
+    @attrs.define
+    class Local:
+        inner: LocalOnly = attrs.field(default=None)  # type: ignore[name-defined]  # noqa: F821
+        n: int = 0
+
+    assert type_problem(Local(inner="anything")) is None
+    assert type_problem(Local(n=1.5)) == "field 'n': expected int, found 1.5 (float)"  # type: ignore[arg-type]

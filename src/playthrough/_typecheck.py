@@ -65,6 +65,7 @@ _ABSTRACT: dict[Any, tuple[type, ...]] = {
 }
 _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 _ITERABLES = (list, tuple, set, frozenset)
+_CONTAINERS = (*_ITERABLES, dict)
 
 
 def _any(_: Any) -> bool:
@@ -140,6 +141,8 @@ def _compile(t: Any) -> Pred:
             return lambda v: type(v) is t
         if attrs.has(t):
             return _attrs_pred(t)
+        if t in _CONTAINERS:  # bare list, dict...: the container, items unchecked
+            return _exact(t)
         return _any  # a class this module does not know: left to encode_state_checked
     if origin is typing.Literal:
         allowed = tuple(args)
@@ -160,10 +163,8 @@ def _compile(t: Any) -> Pred:
         if len(args) == 2 and args[1] is Ellipsis:
             item = _compile(args[0])
             return lambda v: type(v) is tuple and all(item(x) for x in v)
-        if args == ((),):
-            return lambda v: v == ()
-        if not args:
-            return lambda v: type(v) is tuple
+        if not args or args == ((),):  # tuple[()] (bare tuple has no origin)
+            return lambda v: v == () and type(v) is tuple
         items = tuple(_compile(a) for a in args)
         return lambda v: (
             type(v) is tuple
@@ -270,9 +271,33 @@ def check_state_types(what: object, state: object) -> None:
 def _name(t: Any) -> str:
     if t is None or t is type(None):
         return "None"
-    if isinstance(t, type) and typing.get_origin(t) is None:
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    if isinstance(t, type) and origin is None:
         return t.__qualname__
+    if origin is typing.Union or isinstance(t, types.UnionType):
+        return " | ".join(_name(a) for a in args)
+    if origin is typing.Annotated:
+        return _name(args[0])
+    if origin is tuple and (not args or args == ((),)):
+        return "tuple[()]"
+    if isinstance(origin, type) and args:
+        inner = ", ".join("..." if a is Ellipsis else _name(a) for a in args)
+        return f"{origin.__qualname__}[{inner}]"
     return repr(t).replace("typing.", "")
+
+
+def _outer_fits(value: Any, t: Any) -> bool:
+    """Whether ``value`` is of the outer kind of ``t`` (its class or container)."""
+    origin = typing.get_origin(t)
+    if origin is None:
+        return isinstance(t, type) and attrs.has(t) and type(value) is t
+    if origin in _MAPPINGS:
+        return type(value) is dict
+    if origin is tuple:
+        return type(value) is tuple
+    kinds = _ABSTRACT.get(origin) or ((origin,) if origin in _SEQUENCES else ())
+    return type(value) in kinds
 
 
 def _found(value: Any) -> str:
@@ -290,6 +315,10 @@ def _describe(value: Any, ann: Any, where: str) -> str:
     if origin is typing.Annotated:
         return _describe(value, args[0], where)
     expected = f"expected {_name(ann)}"
+    if origin is typing.Union or isinstance(ann, types.UnionType):
+        near = [a for a in args if _outer_fits(value, a)]
+        if len(near) == 1:  # the alternative it was meant to be: say where inside it
+            return _describe(value, near[0], where)
     if origin in _MAPPINGS and type(value) is dict and len(args) == 2:
         kp, vp = _compile(args[0]), _compile(args[1])
         for k, x in value.items():
