@@ -87,6 +87,18 @@ def test_apply_reading_metadata_loads_the_same_cold_at_and_after_replay(url: str
         assert again.load(Audited, 1).by == live
 
 
+def test_a_load_before_an_archive_cut_reads_metadata_from_the_archive(
+    url: str, tmp_path: Path
+) -> None:
+    with Engine.open(url) as engine:
+        live = _audit_story(engine)
+        engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
+    with Engine.open(url, archive=tmp_path / "old.jsonl.gz") as reader:
+        assert reader.load(Audited, 1, at=1).by == live[:1]
+        assert reader.load(Audited, 1, at=2).by == live[:2]
+        assert reader.load(Audited, 1).by == live
+
+
 # ---------------------------------------------------------------- replay_handle and the engine
 
 
