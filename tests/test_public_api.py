@@ -43,6 +43,7 @@ EXPECTED = {
     "CommitOutcomeUnknown",
     "DuplicateEvent",
     "StateMutationError",
+    "StateTypeError",
     "CorruptionError",
     "NotFoundError",
     "QueryError",

@@ -84,6 +84,7 @@ from ._stores._base import (
     refuse_archived,
 )
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
+from ._typecheck import check_state_types
 from ._upcasting import current_value_shape
 from ._values import current_states, write_back
 
@@ -456,6 +457,24 @@ class Engine:
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
             raise PlaythroughError(f"{type(event).__qualname__} was already fired")
+        # A binding cached before this fire (or by a refused one) was computed from
+        # the field values of then: bind afresh. A refused fire leaves nothing cached,
+        # so the same object, corrected and fired again, binds to its new ids.
+        forget_binding(event)
+        try:
+            return self._fire_unfired(event, fired_at, metadata, key)
+        except BaseException:
+            if not (self._pending and self._pending[-1] is event):
+                unfire(event)
+            raise
+
+    def _fire_unfired(
+        self,
+        event: E,
+        fired_at: datetime | None,
+        metadata: Mapping[str, Any] | None,
+        key: str | None,
+    ) -> E:
         if key is not None:
             if not isinstance(key, str) or not key:
                 raise TypeError(f"an event key must be a non-empty str, not {key!r}")
@@ -712,6 +731,9 @@ class Engine:
                 if state is None:
                     raise PlaythroughError(f"{k} was dropped from memory while events were pending")
                 expected[k] = state.last_event_id
+                # Before anything is written: the values an apply stored must be of
+                # the declared types, or a replay would not give them back.
+                check_state_types(k, state)
                 if values is not None:
                     # The live state after the whole batch: exact once the heads
                     # check passes, so its value rides in the same statement.

@@ -184,6 +184,10 @@ class StateMutationError(PlaythroughError):
     """A state's field was assigned outside an ``apply`` hook of an event that declares it."""
 
 
+class StateTypeError(PlaythroughError, TypeError):
+    """A commit was refused: a state's field holds a value of another type than declared."""
+
+
 class NotFoundError(PlaythroughError, LookupError):
     """There is no event at that position, or no stored state with that id."""
 

@@ -606,12 +606,26 @@ def build_spec(cls: type) -> EventSpec:
             for p in bound:
                 if p.singleton is not None:
                     singletons[p.singleton._pt_type_name] = p.singleton
+    replay_handle = bool(cls.__dict__.get("replay_handle", False)) or any(
+        bool(b.__dict__.get("replay_handle", False)) for b in cls.__mro__[1:]
+    )
+    if replay_handle:
+        for hook in hooks:
+            if hook.phase == "handle" and any(p.engine for p in hook.params):
+                # A replay has no engine to fire into (and must not fire: the
+                # events a handle fired are in the log already).
+                raise DefinitionError(
+                    f"{cls.__qualname__}.{hook.name}: a class with replay_handle = True "
+                    "cannot have a handle hook that takes the engine: replay() runs it "
+                    "again with no engine to fire into, and the events it fired the "
+                    "first time are already in the log. Move the firing to a class "
+                    "without replay_handle, or drop the engine parameter"
+                )
     return EventSpec(
         fields=tuple(fields),
         hooks=tuple(hooks),
         singletons=tuple(singletons.values()),
-        replay_handle=bool(cls.__dict__.get("replay_handle", False))
-        or any(bool(b.__dict__.get("replay_handle", False)) for b in cls.__mro__[1:]),
+        replay_handle=replay_handle,
     )
 
 
@@ -628,7 +642,8 @@ class Event:
     ``validate`` or ``handle`` hook that takes none runs once per event (at
     fire, after the commit).
     Set ``replay_handle = True`` on a class whose ``handle`` is safe to run
-    again during :meth:`Engine.replay`, and ``touches_completed = True`` on a
+    again during :meth:`Engine.replay` (such a ``handle`` may not take the
+    engine: a replay fires nothing, so the class is refused), and ``touches_completed = True`` on a
     class that may be fired on completed states (a reopening, an archival).
     Fields marked personal (``attrs.field(metadata={"personal": True})`` or
     ``Personal[str]``) are stored encrypted per data subject, named by the

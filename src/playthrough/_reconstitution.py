@@ -51,7 +51,7 @@ _log = logging.getLogger("playthrough")
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Plan", "StatePlan", "StateReconstitutor"]
+__all__ = ["Plan", "StatePlan", "StateReconstitutor", "known_positions"]
 
 
 @attrs.define
@@ -268,6 +268,51 @@ def usable_snapshots(
     return out
 
 
+def known_positions(
+    reader: StoreReader, found: dict[StateKey, list[SnapshotRecord]]
+) -> dict[StateKey, list[SnapshotRecord]]:
+    """``found`` with the ``last_event_id`` of every snapshot row that lacks one filled in.
+
+    A row written by older code, or by hand, may hold NULL there. Its value is
+    still exact, but a state loaded from it would carry ``last_event_id None``
+    and every later commit on it would be refused as concurrent. The position
+    is derived: the state's last event at or before the snapshot, that is its
+    heads row's when that is not past the snapshot, else its last link up to
+    it. A state with no event up to the snapshot (an archive's base snapshot of
+    a state first touched after the cut) keeps None, which is right. Costs
+    nothing unless such a row is found (then two reads).
+    """
+    lacking: dict[StateKey, int] = {}
+    for key, history in found.items():
+        for record in history:
+            if record.last_event_id is None:
+                lacking[key] = max(lacking.get(key, 0), record.position)
+    if not lacking:
+        return found
+    heads = reader.state_heads(list(lacking))
+    ranges = {k: (0, p) for k, p in lacking.items() if k not in heads or heads[k] > p}
+    touching: dict[StateKey, list[int]] = {}
+    for link in reader.links(ranges) if ranges else ():
+        if link.key in ranges:
+            touching.setdefault(link.key, []).append(link.position)
+    out = dict(found)
+    for key in lacking:
+        head = heads.get(key)
+        mine = sorted(touching.get(key, []))
+        filled = []
+        for record in found[key]:
+            if record.last_event_id is None:
+                if head is not None and head <= record.position:
+                    last: int | None = head
+                else:
+                    i = bisect.bisect_right(mine, record.position)
+                    last = mine[i - 1] if i else None
+                record = record._replace(last_event_id=last)
+            filled.append(record)
+        out[key] = filled
+    return out
+
+
 def _starting_snapshot(history: list[SnapshotRecord], needed_from: int) -> SnapshotRecord | None:
     """The newest snapshot at or before ``needed_from`` (history is newest first): the rewind."""
     return next((s for s in history if s.position <= needed_from), None)
@@ -332,7 +377,7 @@ class StateReconstitutor:
             rounds += 1
             new = [k for k in states if k not in snaps]
             if new and use_snapshots:
-                found = reader.snapshots(new, at)
+                found = known_positions(reader, reader.snapshots(new, at))
                 for k in new:
                     history = [
                         r for r in found.get(k, []) if (k, r.position, r.data) not in exclude

@@ -13,7 +13,7 @@ import attrs
 
 from ._model import Phase, State, StateKey
 from ._playing import EventPlayer
-from ._reconstitution import StateReconstitutor
+from ._reconstitution import StateReconstitutor, known_positions
 from ._serialization import blank_for, decode_event, encode_state_checked, state_from_snapshot
 from ._stores import Store
 from ._upcasting import snapshot_problem, snapshot_record
@@ -106,7 +106,7 @@ def full_replay(
         (an interrupted replay resumed by other code) is rebuilt by a plan: exact.
         """
         with store.reader() as reader:
-            found = reader.snapshots(keys, before)
+            found = known_positions(reader, reader.snapshots(keys, before))
             unusable = []
             for k in keys:
                 history = found.get(k)

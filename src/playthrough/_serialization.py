@@ -193,6 +193,11 @@ def encode_state(state: State) -> str:
         raise PlaythroughError(f"cannot encode state {key} as JSON: {problem}") from exc
 
 
+def _int_as_float(mine: object, read: object) -> bool:
+    """An int in a float field reads back as the equal float: allowed (see ``_typecheck``)."""
+    return type(mine) is int and type(read) is float and mine == read
+
+
 def encode_state_checked(state: State, what: str) -> str:
     """The state's JSON for a snapshot, refused unless it reads back equal.
 
@@ -215,7 +220,7 @@ def encode_state_checked(state: State, what: str) -> str:
         raise PlaythroughError(f"cannot store {what}: it would not read back: {exc}") from exc
     for a in attrs.fields(cast(Any, cls)):
         mine, read = getattr(state, a.name), getattr(back, a.name)
-        if type(mine) is not type(read) or mine != read:
+        if (type(mine) is not type(read) or mine != read) and not _int_as_float(mine, read):
             raise PlaythroughError(
                 f"cannot store {what}: field {a.name!r} would read back as {read!r} "
                 f"({type(read).__name__}), not {mine!r} ({type(mine).__name__}); give it a "

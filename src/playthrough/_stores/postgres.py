@@ -314,15 +314,15 @@ _LINKS = (
     "JOIN {s}.pt_links l ON l.position = hit.position ORDER BY l.position"
 )
 
+# Every reader of events selects EVENT_COLUMNS: an apply hook reads self.metadata,
+# so a load that dropped it would differ from firing and from a replay.
 _EVENTS = (
-    "SELECT position, type, data, caused_by, fired_at, version FROM {s}.pt_events "
+    f"SELECT {EVENT_COLUMNS} FROM {{s}}.pt_events "
     "WHERE position = ANY(%b::bigint[]) ORDER BY position"
 )
 
 _EVENTS_AFTER = (
-    "SELECT position, type, data, caused_by, fired_at, version, metadata, correlation "
-    "FROM {s}.pt_events "
-    "WHERE position > %s ORDER BY position LIMIT %s"
+    f"SELECT {EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s ORDER BY position LIMIT %s"
 )
 
 _LINKS_BETWEEN = (

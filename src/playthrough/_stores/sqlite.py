@@ -279,7 +279,7 @@ class _SQLiteReader(StoreReader):
         for chunk in chunks(positions, self._size(_POSITIONS_PER_STATEMENT, 1)):
             marks = ",".join("?" for _ in chunk)
             rows = self._q(
-                "SELECT position, type, data, caused_by, fired_at, version FROM pt_events "
+                f"SELECT {EVENT_COLUMNS} FROM pt_events "
                 f"WHERE position IN ({marks}) ORDER BY position",
                 list(chunk),
             )
