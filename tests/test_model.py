@@ -700,19 +700,33 @@ def file_factory(tmp_path: Path) -> Iterator[StoreFactory]:
 
 
 @pytest.fixture
-def pg_factory(pg_url: str) -> Iterator[StoreFactory]:
+def pg_factory(pg_url: str, pg_schema: str) -> Iterator[StoreFactory]:
+    """One schema for the whole run, emptied before each example (creating one costs more)."""
     import psycopg
 
     from playthrough._stores.postgres import PostgresStore
 
+    def empty() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            tables = [
+                name
+                for (name,) in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    (pg_schema,),
+                )
+            ]
+            if "model_seen" in tables:
+                conn.execute(f'DROP TABLE "{pg_schema}".model_seen')
+            emptied = [f'"{pg_schema}".{t}' for t in tables if t not in ("pt_meta", "model_seen")]
+            if emptied:
+                conn.execute(f"TRUNCATE {', '.join(emptied)} RESTART IDENTITY")
+                conn.execute(
+                    f'DELETE FROM "{pg_schema}".pt_meta WHERE key <> %s', ("schema_version",)
+                )
+
     def factory() -> tuple[Store, Callable[[], None]]:
-        schema = f"pt_model_{uuid.uuid4().hex[:12]}"
-
-        def drop() -> None:
-            with psycopg.connect(pg_url, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-        return PostgresStore(pg_url, schema=schema), drop
+        empty()
+        return PostgresStore(pg_url, schema=pg_schema), lambda: None
 
     yield factory
 
