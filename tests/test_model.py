@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -206,6 +206,7 @@ class EngineModel(RuleBasedStateMachine):
         self.forgotten: set[int] = set()
         self.keyed: set[int] = set()
         self.follower_at = 0
+        self.fired = 0
         self.engines = self._engines()
 
     # ------------------------------------------------------------------ helpers
@@ -270,6 +271,8 @@ class EngineModel(RuleBasedStateMachine):
                 self.keyed.add(ref.accts[0])
 
     def fire(self, i: int, event: Event, key: str | None = None, **kw: Any) -> None:
+        """Fire on engine ``i``; every other fire is committed at once (most steps then
+        change the log, and the rest build multi-event commits)."""
         engine = self.engines[i]
         pending_keys = {key_of_event(e) for e in engine.pending}
         if key is not None and key in pending_keys:
@@ -277,6 +280,9 @@ class EngineModel(RuleBasedStateMachine):
                 engine.fire(event, key=key, **kw)
             return
         engine.fire(event, key=key, **kw)
+        self.fired += 1
+        if self.fired % 2:
+            self.commit(i)
 
     def idle(self, i: int) -> bool:
         return not self.engines[i].pending
@@ -335,10 +341,12 @@ class EngineModel(RuleBasedStateMachine):
             event = dom.add(self.world, self.classes, acct, units)
         else:
             event.acct_id = acct  # type: ignore[attr-defined]
-        self.engines[i].fire(event)
+        self.fire(i, event)
 
     @rule(i=st.integers(0, 2))
     def commit(self, i: int) -> None:
+        """Commit engine ``i``, or the next engine with pending events."""
+        i = next((j % 3 for j in range(i, i + 3) if self.engines[j % 3].pending), i)
         engine = self.engines[i]
         keys = [k for e in engine.pending if (k := key_of_event(e)) is not None]
         duplicate = bool(set(keys) & self.ref.keys)
@@ -348,10 +356,12 @@ class EngineModel(RuleBasedStateMachine):
         except (ConcurrencyError, DuplicateEvent) as exc:
             assert self.head() == before, f"{type(exc).__name__} but the log moved"
             assert not engine.pending
+            event(f"commit refused: {type(exc).__name__}")
             if isinstance(exc, DuplicateEvent):
                 assert duplicate, f"DuplicateEvent for keys {keys} not yet in the log"
             return
         assert not duplicate, f"keys {keys} were already in the log, yet committed again"
+        event("commit written" if committed else "commit of nothing")
         self.record(committed)
 
     @rule(i=st.integers(0, 2))
@@ -504,6 +514,7 @@ class EngineModel(RuleBasedStateMachine):
         assert (report.after, report.until) == (self.cut, cut)
         self.archives.append(path)
         self.cut = cut
+        event("archived")
 
     @rule(i=st.integers(0, 2), acct=st.sampled_from(ACCTS))
     def forget(self, i: int, acct: int) -> None:
@@ -601,6 +612,7 @@ class EngineModel(RuleBasedStateMachine):
                 assert row.position is not None and row.position not in self.ref.log
                 self.ref.log[row.position] = Ref(row.position, "add", (want.acct,), want.units)
                 want.status = "fired"
+                event("scheduled event fired")
             if all(r.status != "pending" for r in rows):
                 break
         late = [
@@ -663,7 +675,7 @@ def run_model(
     *,
     holes: frozenset[str] = KNOWN_HOLES,
     examples: int = EXAMPLES,
-    steps: int = 30,
+    steps: int = 50,
     derandomize: bool = False,
 ) -> None:
     machine = type(
@@ -741,3 +753,100 @@ def test_the_model_on_a_sqlite_file(file_factory: StoreFactory) -> None:
 
 def test_the_model_on_postgresql(pg_factory: StoreFactory) -> None:
     run_model(pg_factory)
+
+
+# ----------------------------------------------------------------------------- the model can fail
+# Each plant re-introduces a hole (by monkeypatching a seam that exists before and after
+# its fix) and switches its gate off: the model must then fail within a bounded search.
+
+
+def _plant_stale_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hole 1: every stored value's fingerprint matches, whatever classes wrote it."""
+    import sys
+
+    from playthrough import _versions
+
+    original = _versions.fingerprint
+    for name, module in list(sys.modules.items()):
+        if name.startswith("playthrough") and getattr(module, "fingerprint", None) is original:
+            monkeypatch.setattr(module, "fingerprint", lambda cls: "planted")
+
+
+def _plant_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hole 2: the events a load plays come back without their metadata."""
+    from playthrough import _reconstitution
+
+    original = _reconstitution.decode_event
+
+    def decode(stored: Any, *args: Any, **kwargs: Any) -> Event:
+        return original(stored._replace(metadata=None), *args, **kwargs)
+
+    monkeypatch.setattr(_reconstitution, "decode_event", decode)
+
+
+def _plant_refire(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hole 5: a refused fire leaves the binding it computed cached on the event."""
+    from playthrough._model import binding
+    from playthrough._slots import set_binding
+
+    original = Engine.fire
+
+    def fire(self: Engine, event: Event, **kwargs: Any) -> Event:
+        try:
+            cached = binding(event)
+        except Exception:  # noqa: BLE001 - no binding to leave behind
+            cached = None
+        try:
+            return original(self, event, **kwargs)
+        except Exception:
+            if cached is not None:
+                set_binding(event, cached)
+            raise
+
+    monkeypatch.setattr(Engine, "fire", fire)
+
+
+def _plant_find_live(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hole 6: find() hands back the engine's live object instead of the row's state."""
+    from playthrough._model import key_of
+
+    original = Engine.find
+
+    def find(self: Engine, state_class: Any, **kwargs: Any) -> Iterator[Any]:
+        for state in original(self, state_class, **kwargs):
+            live = self.repository.get(key_of(state_class, state.id))
+            yield state if live is None else live
+
+    monkeypatch.setattr(Engine, "find", find)
+
+
+def _plant_archive_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Archive forgets the idempotency keys of the events it moves out of the log."""
+    original = SQLiteStore.archive
+
+    def archive(self: SQLiteStore, until: int, base: Any) -> int:
+        deleted = original(self, until, base)
+        with self._transaction("BEGIN IMMEDIATE", "planted") as conn:
+            conn.execute("DELETE FROM pt_archived_keys")
+        return deleted
+
+    monkeypatch.setattr(SQLiteStore, "archive", archive)
+
+
+# plant -> (its gate, or None when the hole is fixed and has no gate; the patch)
+PLANTS: dict[str, tuple[str | None, Callable[[pytest.MonkeyPatch], None]]] = {
+    "stale_values": ("stale_values", _plant_stale_values),
+    "metadata_in_cold_loads": ("metadata_in_cold_loads", _plant_metadata),
+    "refire_binding": ("refire_binding", _plant_refire),
+    "find_live": ("find_live", _plant_find_live),
+    "archive_forgets_keys": (None, _plant_archive_keys),
+}
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_the_model_catches_a_planted_hole(plant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, patch = PLANTS[plant]
+    patch(monkeypatch)
+    holes = KNOWN_HOLES - {gate} if gate else KNOWN_HOLES
+    with pytest.raises(AssertionError):
+        run_model(memory_store, holes=holes, examples=300, derandomize=True)
