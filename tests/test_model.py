@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -476,7 +476,7 @@ class EngineModel(RuleBasedStateMachine):
             ref = self.describe(event)
             want = self.ref.log[ref.position]
             if want.forgotten:
-                ref.name = FORGOTTEN
+                want = replace(want, name=FORGOTTEN, forgotten=False)
             assert ref == want, f"events() gives {ref}, the log holds {want}"
 
     # ------------------------------------------------------------------ snapshots, archive
@@ -585,7 +585,7 @@ class EngineModel(RuleBasedStateMachine):
         engine = self.engines[i]
         if engine.pending or not self.schedule:
             return
-        sid = sorted(self.schedule)[n % len(self.schedule)]
+        sid = list(self.schedule)[n % len(self.schedule)]  # in the order scheduled
         row = self.schedule[sid]
         assert engine.cancel(sid) == (row.status == "pending")
         if row.status == "pending":
