@@ -178,8 +178,8 @@ def _define(world: str) -> dict[str, Any]:
     def on_tick(self: Any, event: Any, tx: FollowerTransaction) -> None:
         self._seen(event, "tick", tx)
 
-    setattr(Seen, "on_" + add._pt_type_name, on_add)  # noqa: B010 - the name is the type's
-    setattr(Seen, "on_" + Tick._pt_type_name, on_tick)  # noqa: B010
+    setattr(Seen, "on_" + add._pt_type_name, on_add)
+    setattr(Seen, "on_" + Tick._pt_type_name, on_tick)
     return {"Add": add, "Move": move, "Tick": Tick, "Named": Named, "Seen": Seen}
 
 

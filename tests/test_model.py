@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import event as note
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -189,7 +190,7 @@ StoreFactory = Callable[[], tuple[Store, Callable[[], None]]]
 class EngineModel(RuleBasedStateMachine):
     """Three engines on one store, the reference beside them."""
 
-    factory: StoreFactory = staticmethod(lambda: (SQLiteStore(":memory:"), lambda: None))  # type: ignore[assignment]
+    factory: StoreFactory = staticmethod(lambda: (SQLiteStore(":memory:"), lambda: None))
     holes: frozenset[str] = KNOWN_HOLES
 
     def __init__(self) -> None:
@@ -356,12 +357,12 @@ class EngineModel(RuleBasedStateMachine):
         except (ConcurrencyError, DuplicateEvent) as exc:
             assert self.head() == before, f"{type(exc).__name__} but the log moved"
             assert not engine.pending
-            event(f"commit refused: {type(exc).__name__}")
+            note(f"commit refused: {type(exc).__name__}")
             if isinstance(exc, DuplicateEvent):
                 assert duplicate, f"DuplicateEvent for keys {keys} not yet in the log"
             return
         assert not duplicate, f"keys {keys} were already in the log, yet committed again"
-        event("commit written" if committed else "commit of nothing")
+        note("commit written" if committed else "commit of nothing")
         self.record(committed)
 
     @rule(i=st.integers(0, 2))
@@ -392,7 +393,8 @@ class EngineModel(RuleBasedStateMachine):
         else:
             got = acct_view(engine.load(Acct, acct, at=at))
             assert got == ref_view(accts.get(acct), self.scale), (
-                f"Acct({acct}) at {at}: {got} != {accts.get(acct)}\n{engine.explain(Acct, acct, at=at)}"
+                f"Acct({acct}) at {at}: {got} != {accts.get(acct)}\n"
+                f"{engine.explain(Acct, acct, at=at)}"
             )
 
     hub_class = Hub
@@ -452,7 +454,7 @@ class EngineModel(RuleBasedStateMachine):
         found = list(
             engine.find(Acct, order_by=order, limit=limit, **{f"{name}__{lookup}": want_value})
         )
-        views = {s.id: acct_view(s) for s in found}
+        views: dict[Any, tuple[Any, ...]] = {s.id: acct_view(s) for s in found}
         for view in views.values():
             assert test(attr(view), want_value), f"find returned {view}, outside its filter"
         if limit is None:
@@ -514,7 +516,7 @@ class EngineModel(RuleBasedStateMachine):
         assert (report.after, report.until) == (self.cut, cut)
         self.archives.append(path)
         self.cut = cut
-        event("archived")
+        note("archived")
 
     @rule(i=st.integers(0, 2), acct=st.sampled_from(ACCTS))
     def forget(self, i: int, acct: int) -> None:
@@ -612,11 +614,13 @@ class EngineModel(RuleBasedStateMachine):
                 assert row.position is not None and row.position not in self.ref.log
                 self.ref.log[row.position] = Ref(row.position, "add", (want.acct,), want.units)
                 want.status = "fired"
-                event("scheduled event fired")
+                note("scheduled event fired")
             if all(r.status != "pending" for r in rows):
                 break
         late = [
-            s for s, r in self.schedule.items() if r.status == "pending" and r.due <= self.clock.now()
+            s
+            for s, r in self.schedule.items()
+            if r.status == "pending" and r.due <= self.clock.now()
         ]
         assert not late, f"due and not fired: {late}"
 
@@ -636,7 +640,9 @@ class EngineModel(RuleBasedStateMachine):
             assert batch is not None
             rows = batch.tx.execute("SELECT position, kind, acct FROM model_seen ORDER BY position")
         want = [
-            (p, r.kind, r.accts[0]) for p, r in sorted(self.ref.log.items()) if r.kind in ("add", "tick")
+            (p, r.kind, r.accts[0])
+            for p, r in sorted(self.ref.log.items())
+            if r.kind in ("add", "tick")
         ]
         assert [tuple(r) for r in rows] == want
 
@@ -678,9 +684,7 @@ def run_model(
     steps: int = 50,
     derandomize: bool = False,
 ) -> None:
-    machine = type(
-        "Model", (EngineModel,), {"factory": staticmethod(factory), "holes": holes}
-    )
+    machine = type("Model", (EngineModel,), {"factory": staticmethod(factory), "holes": holes})
     run_state_machine_as_test(
         machine,
         settings=settings(
@@ -688,7 +692,7 @@ def run_model(
             stateful_step_count=steps,
             deadline=None,
             derandomize=derandomize,
-            database=None if derandomize else settings.default.database,
+            database=None if derandomize else settings().database,
             suppress_health_check=list(HealthCheck),
             phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
             if not derandomize
@@ -776,7 +780,7 @@ def _plant_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hole 2: the events a load plays come back without their metadata."""
     from playthrough import _reconstitution
 
-    original = _reconstitution.decode_event
+    original = _reconstitution.decode_event  # type: ignore[attr-defined]
 
     def decode(stored: Any, *args: Any, **kwargs: Any) -> Event:
         return original(stored._replace(metadata=None), *args, **kwargs)
