@@ -854,3 +854,27 @@ def test_the_model_catches_a_planted_hole(plant: str, monkeypatch: pytest.Monkey
     holes = KNOWN_HOLES - {gate} if gate else KNOWN_HOLES
     with pytest.raises(AssertionError):
         run_model(memory_store, holes=holes, examples=300, derandomize=True)
+
+
+def test_a_follower_reads_the_old_rows_of_a_renamed_event_class() -> None:
+    """Rows keep the type name they were stored under: after a rename (the old name an
+    alias), a follower's on_<new name> still gets them, upcast."""
+    store = SQLiteStore(":memory:")
+    try:
+        v1 = dom.activate("v1")
+        engine = Engine(store)
+        engine.fire(dom.add("v1", v1, 1, 3))
+        engine.commit()
+        v2 = dom.activate("v2")
+        engine = Engine(store)
+        engine.fire(dom.add("v2", v2, 2, 4))
+        engine.commit()
+        report = engine.run(v2["Seen"](), until_idle=True)
+        assert (report.processed, report.passed) == (2, 0)
+        with store.follow("__reader__", 0) as batch:
+            assert batch is not None
+            rows = batch.tx.execute("SELECT position, kind, acct FROM model_seen ORDER BY position")
+        assert [tuple(r) for r in rows] == [(1, "add", 1), (2, "add", 2)]
+    finally:
+        dom.activate("v1")
+        store.close()
