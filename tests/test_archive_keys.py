@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from playthrough import DuplicateEvent, Engine
+from playthrough import DuplicateEvent, Engine, ScheduleNotFound
 from playthrough._stores import SQLiteStore, Store
 
 from .domain import Feed, Node
@@ -52,3 +53,22 @@ def test_a_key_archived_with_its_event_is_still_refused(store: Store, tmp_path: 
             engine.commit()
         assert again.value.position == position
     assert engine.head() == 6
+
+
+def test_an_archived_key_is_refused_in_a_commit_that_also_schedules(
+    store: Store, tmp_path: Path
+) -> None:
+    """The append that writes schedule rows too (PostgreSQL: not pipelined) checks it."""
+    engine = Engine(store)
+    for n in range(3):
+        engine.fire(Feed(node_id=1), key=f"k{n}")
+        engine.commit()
+    engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
+    with pytest.raises(DuplicateEvent) as refused:
+        with engine.transaction():
+            engine.fire(Feed(node_id=2), key="k1")
+            sid = engine.schedule(Feed(node_id=3), after=timedelta(minutes=5))
+    assert refused.value.position == 2
+    assert engine.head() == 3
+    with pytest.raises(ScheduleNotFound):  # its schedule row went with the refused commit
+        engine.scheduled(sid)
