@@ -298,19 +298,37 @@ snapshot and heads value, 1 when it cannot, 2 for usage errors.
 @click.argument("database_url")
 @_APP_OPTION
 @_FORMAT_OPTION
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Decode this many stored rows of each type and version (0: only count them).",
+)
+@click.option("--all", "decode_all", is_flag=True, help="Decode every stored row.")
 @click.pass_context
 def schema(
-    ctx: click.Context, database_url: str, apps: tuple[str, ...], output_format: str
+    ctx: click.Context,
+    database_url: str,
+    apps: tuple[str, ...],
+    output_format: str,
+    sample: int,
+    decode_all: bool,
 ) -> None:
     """Which versions of each type the store holds, and whether this code reads them.
 
     Per stored event type and state type: the versions present in the log and
-    in snapshots and heads values (counted by the database, nothing is
-    decoded), and for each whether the classes in the --app modules read it
-    (directly, through upcasters or an alias) or not (an unknown type, a version
-    written by newer code, a snapshot without an upcaster path or whose class
-    changed without a version bump). Run it in CI before deploying a change to
-    event or state classes:
+    in snapshots and heads values (counted by the database), and for each
+    whether the classes in the --app modules read it (directly, through
+    upcasters or an alias) or not (an unknown type, a version written by newer
+    code, a snapshot without an upcaster path, whose class changed without a
+    version bump, or made by event classes that changed since). Then it decodes
+    a sample of the stored rows of each type and version (--all: every row)
+    through the upcaster chain and checks them against the fields' types, and
+    names each row that fails (a field renamed without a version bump, a
+    required field added, a changed type, an upcaster that raises or returns
+    the wrong thing). Run it in CI before deploying a change to event or state
+    classes:
 
         playthrough schema "$DATABASE_URL" --app mypackage.events
     """
@@ -319,7 +337,7 @@ def schema(
     from ._schema import schema_report
 
     with _open_existing(database_url, apps) as engine:
-        report = schema_report(engine.store)
+        report = schema_report(engine.store, sample=None if decode_all else sample)
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -684,10 +702,33 @@ def _tty_progress(wanted: bool | None, label: str) -> Iterator[Callable[[int, in
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
 )
+@click.option(
+    "--with-followers",
+    is_flag=True,
+    default=False,
+    help="Carry the followers' positions too (the copy's followers go on where these were).",
+)
+@click.option(
+    "--without-keys",
+    is_flag=True,
+    default=False,
+    help="Leave out the data subjects' keys: the copy can only read personal values as "
+    "forgotten (import --forgotten).",
+)
 def export_command(
-    database_url: str, after: int, output: Path | None, progress: bool | None
+    database_url: str,
+    after: int,
+    output: Path | None,
+    progress: bool | None,
+    with_followers: bool,
+    without_keys: bool,
 ) -> None:
-    """Stream the log as gzipped JSON Lines (header, events, trailer with a checksum).
+    """Stream the store as gzipped JSON Lines: the log, then what the store needs besides it.
+
+    Header, events (personal values stay sealed), trailer with a checksum, then
+    the scheduled events, pending handlers, completions, the followers'
+    positions (--with-followers) and last the data subjects' keys (not with
+    --without-keys).
 
     playthrough export sqlite:///app.db > log.jsonl.gz
     """
@@ -711,7 +752,14 @@ def export_command(
             stack.enter_context(target)
             bar = stack.enter_context(_tty_progress(progress, "export"))
             try:
-                report = export_log(store, target, after=after, progress=bar)
+                report = export_log(
+                    store,
+                    target,
+                    after=after,
+                    progress=bar,
+                    with_followers=with_followers,
+                    keys=not without_keys,
+                )
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
     finally:
@@ -731,11 +779,20 @@ def export_command(
     default=False,
     help="Continue a non-empty store's log (the file must start right after its head).",
 )
-@app_option("Module defining the states and events, for the snapshot check; repeatable.")
+@app_option(
+    "Module defining the states and events, for the snapshot check and the completions "
+    "of a version 1 file; repeatable."
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+@click.option(
+    "--forgotten",
+    is_flag=True,
+    default=False,
+    help="Import sealed personal values whose keys the file lacks, as forgotten.",
 )
 @click.pass_context
 def import_command(
@@ -745,12 +802,14 @@ def import_command(
     append: bool,
     apps: tuple[str, ...],
     progress: bool | None,
+    forgotten: bool,
 ) -> None:
     """Load an export (FILE, or - for stdin) into a store, keeping positions.
 
     The store must be empty unless --append, and then the file must start right
-    after its head. The checksum is checked before anything is committed; the
-    import ends with verify's snapshot check.
+    after its head and continue its log (the header's chain hash). Checksums are
+    checked before anything is committed, in one transaction with the tables the
+    file carries; the import ends with verify's snapshot check.
 
         playthrough import log.jsonl.gz postgresql://db/app
     """
@@ -763,7 +822,7 @@ def import_command(
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine, _tty_progress(progress, "import") as bar:
         try:
-            report = engine.import_log(file, append=append, progress=bar)
+            report = engine.import_log(file, append=append, progress=bar, forgotten=forgotten)
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(the events were imported; pass --app MODULE to check the snapshots)"
@@ -772,7 +831,8 @@ def import_command(
             raise click.ClickException(str(exc)) from exc
     click.echo(
         f"imported {report.count} events ({report.after}, {report.until}] "
-        f"into {engine.store.url}, sha256 {report.sha256}"
+        f"into {engine.store.url}, sha256 {report.sha256}; "
+        f"with {', '.join(report.sections) or 'the events only'}"
     )
     if report.verify is None:
         click.echo("snapshot check: the store holds no snapshots")

@@ -84,8 +84,8 @@ from ._stores._base import (
     refuse_archived,
 )
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
+from ._upcasting import current_value_shape
 from ._values import current_states, write_back
-from ._versions import fingerprint
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -717,7 +717,7 @@ class Engine:
                     # check passes, so its value rides in the same statement.
                     cls = type(state)
                     data = encode_state_checked(state, f"the value of {k}")
-                    values[k] = HeadValue(data, cls._pt_version, fingerprint(cls))
+                    values[k] = HeadValue(data, *current_value_shape(cls))
             rows = []
             keys_of = self._subject_keys(batch)
             for event in batch:
@@ -1039,14 +1039,27 @@ class Engine:
         *,
         after: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        with_followers: bool = False,
+        keys: bool = True,
     ) -> TransferReport:
         """Write the committed log after position ``after`` to a binary file, as JSON Lines.
 
-        Header, one line per event (position, type, data, links with coupling
-        groups, caused_by, fired_at), trailer with count and SHA-256; constant
-        memory. Wrap ``out`` in ``gzip.open(path, "wb")`` to compress.
+        Header (with the log's running hash up to ``after``), one line per
+        event (personal values stay sealed), trailer with count and SHA-256,
+        then what the store needs besides the log: scheduled events, pending
+        handlers, completions, the followers' positions (``with_followers``)
+        and last the keys of the data subjects (not with ``keys=False``);
+        constant memory in the log's length. Wrap ``out`` in
+        ``gzip.open(path, "wb")`` to compress.
         """
-        return export_log(self.store, out, after=after, progress=progress)
+        return export_log(
+            self.store,
+            out,
+            after=after,
+            progress=progress,
+            with_followers=with_followers,
+            keys=keys,
+        )
 
     def import_log(
         self,
@@ -1054,17 +1067,23 @@ class Engine:
         *,
         append: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        forgotten: bool = False,
     ) -> TransferReport:
         """Import an export (plain or gzip) keeping its positions, then check the snapshots.
 
         The store must be empty, or with ``append`` its head must be where the
-        file starts. A damaged or truncated file raises ``TransferError`` and
-        writes nothing. Ends with verify's snapshot check when the store holds
-        snapshots (``report.verify``); the domain's classes must be imported.
+        file starts and its log the one the file continues (the header's
+        chain). A damaged or truncated file raises ``TransferError`` and
+        writes nothing, as does sealed personal data whose keys the file does
+        not carry, unless ``forgotten`` (then it reads as forgotten). Ends with
+        verify's snapshot check when the store holds snapshots
+        (``report.verify``); the domain's classes must be imported.
         """
         if self._pending:
             raise PlaythroughError("commit or discard pending events before an import")
-        report = import_log(self.store, source, append=append, progress=progress)
+        report = import_log(
+            self.store, source, append=append, progress=progress, forgotten=forgotten
+        )
         self._repository.clear()
         with self.store.reader() as reader:
             has_snapshots = next(reader.iter_snapshots(), None) is not None

@@ -27,8 +27,7 @@ from ._serialization import converter, decode, encode_state
 from ._slots import mark_state
 from ._stores import Condition, Order
 from ._stores._base import LOOKUPS, Completion
-from ._upcasting import snapshot_record
-from ._versions import fingerprint
+from ._upcasting import current_value_shape, snapshot_record
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -239,8 +238,8 @@ def parse_order(cls: type[State], order_by: str | Sequence[str] | None) -> list[
 
 
 def _shape(cls: type[State]) -> tuple[int, str]:
-    """The class's current version and fingerprint: a value of another one is not current."""
-    return cls._pt_version, fingerprint(cls)
+    """The class's current version and value mark: a value of another one is not current."""
+    return current_value_shape(cls)
 
 
 def _state_class(cls: object) -> type[State]:

@@ -180,6 +180,9 @@ def parse_schema_version(value: object, where: str) -> int:
 
 #: pt_meta key: the log's events at positions <= this were moved to an archive.
 ARCHIVED_UNTIL = "archived_until"
+#: pt_meta key: the running hash of the log up to ``ARCHIVED_UNTIL`` (see _transfer.chain),
+#: so a store whose first events are archived can still say which log it continues.
+ARCHIVED_CHAIN = "archived_chain"
 
 _T = TypeVar("_T")
 
@@ -296,6 +299,19 @@ class StoredEvent(NamedTuple):
     correlation: str | None = None
 
 
+class SealedEvent(NamedTuple):
+    """An event row as stored: personal values still sealed (see _personal), never decoded."""
+
+    position: int
+    type: str
+    data: str
+    caused_by: int | None
+    fired_at: str
+    version: int = 1
+    metadata: str | None = None
+    correlation: str | None = None
+
+
 class Link(NamedTuple):
     position: int
     key: StateKey
@@ -388,6 +404,86 @@ class ScheduleRecord(NamedTuple):
 SCHEDULE_COLUMNS = (
     "id, due_at, type, data, status, position, error, created_at, lease_owner, lease_until, version"
 )
+
+#: The tables an export carries besides the log, in the order of the file (the
+#: subject keys last, so that an operator can strip them), with the columns
+#: ``StoreReader.transfer_rows`` reads and ``Store.import_events`` writes.
+TRANSFER_TABLES: dict[str, tuple[str, str]] = {
+    # table: (columns, ORDER BY)
+    "schedule": (SCHEDULE_COLUMNS, "id"),
+    "pending_handlers": ("position", "position"),
+    "completed": ("state_type, state_id, position, event_type", "state_type, state_id"),
+    "followers": ("name, position, updated_at", "name"),
+    "subject_keys": ("subject, key", "subject"),
+}
+
+
+def transfer_select(table: str, prefix: str) -> str:
+    """The SELECT of one carried table's rows (``prefix``: the schema and a dot, or empty)."""
+    if table not in TRANSFER_TABLES:
+        raise ValueError(
+            f"{table!r} is not a table an export carries ({', '.join(TRANSFER_TABLES)})"
+        )
+    columns, order = TRANSFER_TABLES[table]
+    return f"SELECT {columns} FROM {prefix}pt_{table} ORDER BY {order}"
+
+
+class TransferTables(NamedTuple):
+    """What an import writes besides the events, in the same transaction.
+
+    ``None``: the file does not carry that table, the store's rows stay as they
+    are. A carried table replaces the store's rows (the file is the newer
+    truth: an append brings a copy up to its source), except ``subject_keys``
+    (subject, key as base64 text), which are added; a subject that already has
+    another key is refused.
+    """
+
+    schedule: tuple[ScheduleRecord, ...] | None = None
+    pending_handlers: tuple[int, ...] | None = None
+    completed: tuple[Completion, ...] | None = None
+    followers: tuple[FollowerRow, ...] | None = None
+    subject_keys: tuple[tuple[str, str], ...] | None = None
+
+
+def transfer_writes(tables: TransferTables, prefix: str) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements (``?`` placeholders) and rows that write ``tables`` (keys aside).
+
+    A DELETE comes with no rows (run it once), an INSERT with its rows (run it for each).
+    """
+    out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    rows: dict[str, Sequence[tuple[Any, ...]] | None] = {
+        "schedule": tables.schedule,
+        "pending_handlers": None
+        if tables.pending_handlers is None
+        else [(p,) for p in tables.pending_handlers],
+        "completed": None
+        if tables.completed is None
+        else [(c.key.type, c.key.id, c.position, c.event_type) for c in tables.completed],
+        "followers": tables.followers,
+    }
+    for table, carried in rows.items():
+        if carried is None:
+            continue
+        columns = TRANSFER_TABLES[table][0]
+        marks = ", ".join("?" for _ in columns.split(","))
+        out.append((f"DELETE FROM {prefix}pt_{table}", []))
+        if carried:
+            insert = f"INSERT INTO {prefix}pt_{table} ({columns}) VALUES ({marks})"
+            out.append((insert, [tuple(r) for r in carried]))
+    return out
+
+
+def key_conflicts(wanted: Sequence[tuple[str, str]], stored: Mapping[str, bytes]) -> None:
+    """StoreError if a subject of ``wanted`` (subject, base64 key) has another key in the store."""
+    import base64
+
+    for subject, key in wanted:
+        have = stored.get(subject)
+        if have is not None and have != base64.b64decode(key):
+            raise StoreError(
+                f"import refused, nothing was written: data subject {subject!r} already has "
+                "another key in this store (the file comes from another store's log)"
+            )
 
 
 class CommitExtras(NamedTuple):
@@ -485,6 +581,37 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events with position > after, in order."""
+
+    @abc.abstractmethod
+    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
+        """:meth:`events_after` as stored: personal values stay sealed (export, archive)."""
+
+    @abc.abstractmethod
+    def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of one table of :data:`TRANSFER_TABLES`, its columns in that order."""
+
+    def transfer_tables(self, tables: Iterable[str] = TRANSFER_TABLES) -> TransferTables:
+        """The rows of these carried tables (the others None), in this reader's snapshot."""
+        wanted = set(tables)
+        rows = {t: self.transfer_rows(t) for t in TRANSFER_TABLES if t in wanted}
+        out = TransferTables()
+        if "schedule" in rows:
+            out = out._replace(schedule=tuple(ScheduleRecord(*r) for r in rows["schedule"]))
+        if "pending_handlers" in rows:
+            out = out._replace(pending_handlers=tuple(int(r[0]) for r in rows["pending_handlers"]))
+        if "completed" in rows:
+            out = out._replace(
+                completed=tuple(
+                    Completion(StateKey(t, i), int(p), e) for t, i, p, e in rows["completed"]
+                )
+            )
+        if "followers" in rows:
+            out = out._replace(
+                followers=tuple(FollowerRow(n, int(p), str(u)) for n, p, u in rows["followers"])
+            )
+        if "subject_keys" in rows:
+            out = out._replace(subject_keys=tuple((s, str(k)) for s, k in rows["subject_keys"]))
+        return out
 
     def iter_events(
         self, after: int = 0, until: int | None = None, chunk: int = 1000
@@ -841,8 +968,18 @@ class Store(abc.ABC):
         ``handled``, which is checked."""
 
     @abc.abstractmethod
-    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+    def import_events(
+        self,
+        events: Iterable[ImportedEvent],
+        after: int,
+        tables: Callable[[StoreReader], TransferTables] | None = None,
+    ) -> int:
         """Insert events and their links at the positions they carry, in one transaction.
+
+        ``tables``, called once the events are written with a reader inside the
+        import's transaction (it sees them), gives the rows of the other tables
+        to write in the same transaction (see :class:`TransferTables`); it may
+        raise to refuse the import, which then writes nothing.
 
         The store's head must be ``after`` and the positions must run on from
         it without a gap (``after + 1``, ``after + 2``, ...); the heads of the
@@ -854,8 +991,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+    def archive(
+        self,
+        until: int,
+        base: Sequence[SnapshotRecord],
+        meta: Mapping[str, str] | None = None,
+    ) -> int:
         """Move the log up to ``until`` out, in one transaction; return the events deleted.
+
+        ``meta`` entries are written in the same transaction (the log's chain at the cut).
 
         Writes ``base`` (snapshots at ``until`` of every state touched at or
         before it), deletes the events and links at positions <= ``until`` and
@@ -947,6 +1091,7 @@ class EventQuery(NamedTuple):
     key: StateKey | None = None
     caused_by: int | None = None
     correlation: str | None = None
+    version: int | None = None  # the stored payload version (``playthrough schema`` samples)
 
 
 def event_query_sql(
@@ -981,6 +1126,9 @@ def event_query_sql(
     if query.correlation is not None:
         where.append(f"e.correlation = {ph}")
         params.append(query.correlation)
+    if query.version is not None:
+        where.append(f"e.version = {ph}")
+        params.append(query.version)
     source = f"{tables}pt_events e"
     if query.key is not None:
         source = (

@@ -40,7 +40,7 @@ import threading
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -86,11 +86,13 @@ from ._base import (
     NoStoreError,
     Order,
     ScheduleRecord,
+    SealedEvent,
     SnapshotRecord,
     StateInfoRow,
     Store,
     StoredEvent,
     StoreReader,
+    TransferTables,
     TypeVersions,
     batch_keys,
     cancel_refused,
@@ -102,8 +104,11 @@ from ._base import (
     gap_free,
     handled_refused,
     head_value,
+    key_conflicts,
     parse_schema_version,
     stale_message,
+    transfer_select,
+    transfer_writes,
 )
 from ._json_sql import PostgresFilter
 
@@ -686,6 +691,12 @@ class _PostgresReader(StoreReader):
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         rows = [StoredEvent(*row) for row in self._q(_EVENTS_AFTER, (after, limit))]
         return unseal(rows, self.subject_keys)
+
+    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
+        return [SealedEvent(*row) for row in self._q(_EVENTS_AFTER, (after, limit))]
+
+    def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
+        return self._q(transfer_select(table, "{s}."))
 
     def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
         wanted = list(dict.fromkeys(subjects))
@@ -1579,7 +1590,12 @@ class PostgresStore(Store):
             self.statements += 1
             conn.execute(self._sql(_MARK_HANDLED), (list(positions),))
 
-    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+    def import_events(
+        self,
+        events: Iterable[ImportedEvent],
+        after: int,
+        tables: Callable[[StoreReader], TransferTables] | None = None,
+    ) -> int:
         count = 0
         with self._transaction("import", "committing an import") as conn:
             # The append lock: no commit can interleave with the imported positions.
@@ -1602,9 +1618,38 @@ class PostgresStore(Store):
             count += len(batch)
             self.statements += 1
             conn.execute(self._sql(_IMPORT_HEADS), (after,))
+            if tables is not None:
+                self._write_tables(conn, tables(_PostgresReader(self, conn)))
         return count
 
-    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+    def _write_tables(self, conn: Conn, tables: TransferTables) -> None:
+        for statement, rows in transfer_writes(tables, "{s}."):
+            self.statements += 1
+            text = self._sql(statement).replace("?", "%s")
+            if rows:
+                with conn.cursor() as cursor:
+                    cursor.executemany(text, rows)
+            else:
+                conn.execute(text)
+        if tables.subject_keys:
+            self.statements += 2
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    self._sql(
+                        "INSERT INTO {s}.pt_subject_keys (subject, key) VALUES (%s, %s) "
+                        "ON CONFLICT (subject) DO NOTHING"
+                    ),
+                    tables.subject_keys,
+                )
+            stored = _PostgresReader(self, conn).subject_keys(s for s, _ in tables.subject_keys)
+            key_conflicts(tables.subject_keys, stored)
+
+    def archive(
+        self,
+        until: int,
+        base: Sequence[SnapshotRecord],
+        meta: Mapping[str, str] | None = None,
+    ) -> int:
         with self._transaction("archiving", "committing an archive") as conn:
             self.statements += 1
             conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
@@ -1630,6 +1675,9 @@ class PostgresStore(Store):
             for statement in _ARCHIVE_DELETE:
                 self.statements += 1
                 counts.append(conn.execute(self._sql(statement), params).rowcount)
+            for key, value in (meta or {}).items():
+                self.statements += 1
+                conn.execute(self._sql(_ARCHIVE_DELETE[-1]), {"key": key, "value": value})
         return int(counts[2])
 
     def _import_batch(self, conn: Conn, batch: Sequence[ImportedEvent]) -> None:

@@ -17,7 +17,7 @@ import base64
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -53,11 +53,13 @@ from ._base import (
     NoStoreError,
     Order,
     ScheduleRecord,
+    SealedEvent,
     SnapshotRecord,
     StateInfoRow,
     Store,
     StoredEvent,
     StoreReader,
+    TransferTables,
     TypeVersions,
     batch_keys,
     cancel_refused,
@@ -69,8 +71,11 @@ from ._base import (
     gap_free,
     handled_refused,
     head_value,
+    key_conflicts,
     parse_schema_version,
     stale_message,
+    transfer_select,
+    transfer_writes,
 )
 from ._json_sql import SQLiteFilter
 
@@ -278,6 +283,16 @@ class _SQLiteReader(StoreReader):
             (after, limit),
         )
         return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
+
+    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
+        rows = self._q(
+            f"SELECT {EVENT_COLUMNS} FROM pt_events WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [SealedEvent(*row) for row in rows]
+
+    def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._q(transfer_select(table, ""))]
 
     def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
@@ -966,7 +981,12 @@ class SQLiteStore(Store):
             ).rowcount
         return bool(done == 1)
 
-    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+    def import_events(
+        self,
+        events: Iterable[ImportedEvent],
+        after: int,
+        tables: Callable[[StoreReader], TransferTables] | None = None,
+    ) -> int:
         self._writing("import")
         count = 0
         with self._transaction("BEGIN IMMEDIATE", "import failed, nothing was written") as conn:
@@ -994,9 +1014,32 @@ class SQLiteStore(Store):
                 "DO UPDATE SET last_position = excluded.last_position",
                 (after,),
             )
+            if tables is not None:
+                self._write_tables(conn, tables(_SQLiteReader(self)))
         return count
 
-    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+    def _write_tables(self, conn: sqlite3.Connection, tables: TransferTables) -> None:
+        for sql, rows in transfer_writes(tables, ""):
+            self.statements += 1
+            if rows:
+                conn.executemany(sql, rows)
+            else:
+                conn.execute(sql)
+        if tables.subject_keys:
+            self.statements += 2
+            conn.executemany(
+                "INSERT INTO pt_subject_keys VALUES (?, ?) ON CONFLICT (subject) DO NOTHING",
+                tables.subject_keys,
+            )
+            stored = _SQLiteReader(self).subject_keys(s for s, _ in tables.subject_keys)
+            key_conflicts(tables.subject_keys, stored)
+
+    def archive(
+        self,
+        until: int,
+        base: Sequence[SnapshotRecord],
+        meta: Mapping[str, str] | None = None,
+    ) -> int:
         self._writing("archive")
         with self._transaction("BEGIN IMMEDIATE", "archive failed, nothing was deleted") as conn:
             reader = _SQLiteReader(self)
@@ -1029,10 +1072,10 @@ class SQLiteStore(Store):
             conn.execute("DELETE FROM pt_snapshots WHERE position < ?", (until,))
             conn.execute("DELETE FROM pt_links WHERE position <= ?", (until,))
             deleted = conn.execute("DELETE FROM pt_events WHERE position <= ?", (until,)).rowcount
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO pt_meta VALUES (?, ?) ON CONFLICT (key) "
                 "DO UPDATE SET value = excluded.value",
-                (ARCHIVED_UNTIL, str(until)),
+                [(ARCHIVED_UNTIL, str(until)), *(meta or {}).items()],
             )
         return int(deleted)
 
