@@ -174,6 +174,7 @@ def test_schema_in_the_url_and_url_without_password(pg_url: str, pg_schema: str)
         "pt_completed",
         "pt_schedule",
         "pt_subject_keys",
+        "pt_archived_keys",
         "pt_followers",
     }
     with pytest.raises(StoreError, match="two schemas"):

@@ -113,7 +113,10 @@ def handlers(projection: Projection) -> dict[str, Callable[[Any, FollowerTransac
                 f"{cls.__qualname__}.{attr}: {wanted!r} names several event types "
                 f"({', '.join(sorted(matches))}); use `on_<type_name>`"
             )
-        out[matches[0]] = getattr(projection, attr)
+        handler = getattr(projection, attr)
+        # Rows keep the name they were stored under: a renamed class's old rows carry an alias.
+        for stored in (matches[0], *registry.events[matches[0]]._pt_aliases):
+            out[stored] = handler
     if not out:
         raise DefinitionError(f"{cls.__qualname__} handles no event: write on_<EventType> methods")
     return out

@@ -22,6 +22,9 @@ Tables (names are the same in every store):
   append wrote, in the same transaction, so "was this commit written?" has a
   certain answer after a connection died mid-commit
 - events.event_key (schema 5): an optional idempotency key, unique in the log
+- archived_keys (schema 8): the keys of archived events (key -> position), moved
+  there by the archive's transaction: a key stays refused after its event left
+  the log, and ``event_keys`` answers from both tables
 - pending_handlers (schema 5): positions of committed events whose ``handle``
   hooks have not completed; inserted by the append that stores the event,
   deleted in the transaction that stores what the handler fired (or alone), by
@@ -69,7 +72,7 @@ from .._model import StateKey
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -149,6 +152,15 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """CREATE TABLE IF NOT EXISTS {s}pt_subject_keys (
                 subject TEXT PRIMARY KEY,
                 key TEXT NOT NULL
+            )""",
+        ),
+    ),
+    (
+        8,  # archive keeps the idempotency keys of the events it moves out of the log
+        (
+            """CREATE TABLE IF NOT EXISTS {s}pt_archived_keys (
+                event_key TEXT PRIMARY KEY,
+                position BIGINT NOT NULL
             )""",
         ),
     ),

@@ -357,7 +357,22 @@ _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
 
 _COMMIT_POSITIONS = "SELECT first_position, last_position FROM {s}.pt_commits WHERE commit_id = %s"
 
-_EVENT_KEYS = "SELECT event_key, position FROM {s}.pt_events WHERE event_key = ANY(%b::text[])"
+_EVENT_KEYS = (
+    "SELECT event_key, position FROM {s}.pt_events WHERE event_key = ANY(%b::text[]) "
+    "UNION ALL SELECT event_key, position FROM {s}.pt_archived_keys "
+    "WHERE event_key = ANY(%b::text[])"
+)
+# Sent after the append lock when a batch carries keys: re-inserting an archived key
+# violates pt_archived_keys' primary key, which aborts the append like a live duplicate.
+_ARCHIVED_KEYS_CHECK = (
+    "INSERT INTO {s}.pt_archived_keys (event_key, position) "
+    "SELECT event_key, position FROM {s}.pt_archived_keys WHERE event_key = ANY(%(ek)s::text[])"
+)
+_ARCHIVE_KEYS = (
+    "INSERT INTO {s}.pt_archived_keys (event_key, position) SELECT event_key, position "
+    "FROM {s}.pt_events WHERE position <= %(until)s AND event_key IS NOT NULL"
+)
+_DUPLICATE_CONSTRAINTS = ("pt_events_by_key", "pt_archived_keys_pkey")
 
 # verify's checks of heads rows and snapshot metadata against the links, and repair.
 _HEADS_DISAGREE = """SELECT coalesce(h.state_type, l.state_type), coalesce(h.state_id, l.state_id),
@@ -721,7 +736,7 @@ class _PostgresReader(StoreReader):
     def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
         for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
-            for key, position in self._q(_EVENT_KEYS, (list(chunk),)):
+            for key, position in self._q(_EVENT_KEYS, (list(chunk), list(chunk))):
                 out[key] = int(position)
         return out
 
@@ -1336,6 +1351,9 @@ class PostgresStore(Store):
                 ek=[e.key for e in events],
                 hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
             )
+            if any(k is not None for k in params["ek"]):
+                self.statements += 1
+                conn.execute(self._sql(_ARCHIVED_KEYS_CHECK), params)
             row = conn.execute(self._sql(_APPEND), params).fetchone()
             assert row is not None
             base = int(row[0])
@@ -1475,6 +1493,8 @@ class PostgresStore(Store):
                 try:
                     conn.execute(_LOCK_TIMEOUT, (self._lock_timeout_ms,))
                     conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+                    if any(k is not None for k in params["ek"]):
+                        conn.execute(self._sql(_ARCHIVED_KEYS_CHECK), params)
                     cursor = conn.execute(self._sql(_APPEND), params)
                     # Never prepared: psycopg would count a prepare that an
                     # aborted pipeline skipped as done.
@@ -1496,6 +1516,8 @@ class PostgresStore(Store):
         try:
             conn.execute(_LOCK_TIMEOUT, (self._lock_timeout_ms,))
             conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+            if any(k is not None for k in params["ek"]):
+                conn.execute(self._sql(_ARCHIVED_KEYS_CHECK), params)
             cursor = conn.execute(self._sql(_APPEND), params)
             conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
@@ -1547,7 +1569,7 @@ class PostgresStore(Store):
         return list(range(first, last + 1))
 
     def _raise_duplicate(self, keys: Sequence[str], error: psycopg.Error) -> None:
-        if error.diag.constraint_name != "pt_events_by_key":
+        if error.diag.constraint_name not in _DUPLICATE_CONSTRAINTS:
             return
         with self.reader() as reader:
             taken = reader.event_keys(keys)
@@ -1649,6 +1671,8 @@ class PostgresStore(Store):
                     ),
                 )
             params = {"until": until, "key": ARCHIVED_UNTIL, "value": str(until)}
+            self.statements += 1
+            conn.execute(self._sql(_ARCHIVE_KEYS), params)
             counts = []
             for statement in _ARCHIVE_DELETE:
                 self.statements += 1

@@ -365,8 +365,10 @@ class _SQLiteReader(StoreReader):
         for chunk in chunks(list(dict.fromkeys(keys)), self._size(_POSITIONS_PER_STATEMENT, 1)):
             marks = ",".join("?" for _ in chunk)
             for key, position in self._q(
-                f"SELECT event_key, position FROM pt_events WHERE event_key IN ({marks})",
-                list(chunk),
+                f"SELECT event_key, position FROM pt_events WHERE event_key IN ({marks}) "
+                f"UNION ALL SELECT event_key, position FROM pt_archived_keys "
+                f"WHERE event_key IN ({marks})",
+                list(chunk) * 2,
             ):
                 out[key] = int(position)
         return out
@@ -1051,7 +1053,7 @@ class SQLiteStore(Store):
         with self._transaction("BEGIN IMMEDIATE", "archive failed, nothing was deleted") as conn:
             reader = _SQLiteReader(self)
             check_archive_cut(reader, until, base)
-            self.statements += 5
+            self.statements += 6
             conn.executemany(
                 "INSERT INTO pt_snapshots (state_type, state_id, position, last_event_id, data, "
                 "version, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -1070,6 +1072,11 @@ class SQLiteStore(Store):
                     )
                     for r in base
                 ],
+            )
+            conn.execute(
+                "INSERT INTO pt_archived_keys (event_key, position) SELECT event_key, position "
+                "FROM pt_events WHERE position <= ? AND event_key IS NOT NULL",
+                (until,),
             )
             conn.execute("DELETE FROM pt_snapshots WHERE position < ?", (until,))
             conn.execute("DELETE FROM pt_links WHERE position <= ?", (until,))
