@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from . import _followers, _logging, _telemetry
+from . import _followers, _logging, _options, _telemetry
 from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._clock import Clock, SystemClock, aware
 from ._errors import (
@@ -113,6 +114,23 @@ _ENGINE_OPTIONS = (
 MAX_EVENT_BYTES = 64 << 20
 
 
+def _check_engine_options(given: Mapping[str, Any]) -> None:
+    """ConfigurationError for a bad engine option; those not given take their defaults."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(Engine.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    values = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
+    _options.engine(
+        snapshot_every=values["snapshot_every"],
+        snapshot_after_events=values["snapshot_after_events"],
+        snapshot_history=values["snapshot_history"],
+        max_states=values["max_states"],
+        max_event_bytes=values["max_event_bytes"],
+    )
+
+
 _LEASE = timedelta(minutes=5)  # how long run_due() holds a due row while firing it
 
 
@@ -148,8 +166,7 @@ class Engine:
         archive: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if max_states is not None and max_states < 1:
-            raise ValueError("max_states must be at least 1 (or None for no bound)")
+        _check_engine_options(locals())
         self.store = store
         self.head_values = head_values
         self.max_states = max_states
@@ -223,6 +240,7 @@ class Engine:
                 f"takes {', '.join(valid_store)}"
             )
         engine_opts = {k: options.pop(k) for k in _ENGINE_OPTIONS if k in options}
+        _check_engine_options(engine_opts)  # before the store is opened (or created)
         store = open_store(resolve_store_url(url), **options)
         try:
             engine = cls(store, **engine_opts)

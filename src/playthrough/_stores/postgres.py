@@ -53,6 +53,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from .. import _options
 from .._errors import (
     CommitOutcomeUnknown,
     ConcurrencyError,
@@ -831,6 +832,13 @@ class PostgresStore(Store):
         create: bool = True,
         lock_timeout: float = 60.0,
     ) -> None:
+        _options.postgres(
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            pool_timeout=pool_timeout,
+            lock_timeout=lock_timeout,
+        )
         self.statements = 0
         self._local = threading.local()  # per thread: is a read transaction open
         self._pool: ConnectionPool[Conn] | None = None
@@ -845,8 +853,6 @@ class PostgresStore(Store):
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
         self._conninfo = settings.conninfo
         self._connect_kwargs = settings.connect_kwargs
-        if not lock_timeout > 0:
-            raise StoreError(f"lock_timeout must be positive (seconds), not {lock_timeout!r}")
         self._lock_timeout_ms = str(max(1, round(lock_timeout * 1000)))
 
         # A direct first connection: its error names the cause (refused,
@@ -1705,14 +1711,14 @@ def _settings(
             f"two schemas given for {shown}: {parsed.schema!r} in the URL and "
             f"{schema!r} as an option"
         )
-    name = schema or parsed.schema or "public"
-    if "\x00" in name or len(name.encode()) > 63:
-        raise StoreError(f"bad schema name {name!r}: at most 63 bytes, no NUL")
+    name = _options.schema_name(schema) or parsed.schema or "public"
     if name != "public" and parsed.schema is None:
         shown += ("&" if "?" in shown else "?") + urlencode({"schema": name})
-    if not 1 <= max(min_size, 1) <= max_size:
-        raise StoreError(f"bad pool size: min_size={min_size}, max_size={max_size}")
     params = conninfo_to_dict(parsed.conninfo)
+    if "connect_timeout" in params:  # libpq's own option: 0 (or less) waits forever
+        _options.positive(
+            "connect_timeout", params["connect_timeout"], integer=True, unit=" seconds", text=True
+        )
     kwargs: dict[str, Any] = {"autocommit": True}
     if "connect_timeout" not in params:
         kwargs["connect_timeout"] = connect_timeout

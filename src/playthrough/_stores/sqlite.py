@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Literal
 
+from .. import _options
 from .._errors import (
     CommitOutcomeUnknown,
     ConcurrencyError,
@@ -502,7 +503,9 @@ class SQLiteStore(Store):
         busy_timeout: float = 30.0,
         create: bool = True,
     ) -> None:
-        self._path = path
+        self._path = _options.sqlite_path(path)
+        level = _options.synchronous(synchronous)
+        busy_timeout = _options.at_least("busy_timeout", busy_timeout, 0, integer=False, unit=" s")
         self.statements = 0
         self._lock = threading.RLock()  # one transaction at a time, across threads
         try:
@@ -515,7 +518,7 @@ class SQLiteStore(Store):
         try:
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._conn.execute(f"PRAGMA synchronous={level}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
             self._migrate(create)
         except StoreError:
