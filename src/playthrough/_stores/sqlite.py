@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -517,7 +518,7 @@ class SQLiteStore(Store):
         self._reading = False
         try:
             if path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._switch_to_wal(busy_timeout)
             self._conn.execute(f"PRAGMA synchronous={level}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
             self._migrate(create)
@@ -527,6 +528,34 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise StoreError(f"cannot use {path!r} as a playthrough SQLite store: {exc}") from exc
+
+    def _switch_to_wal(self, busy_timeout: float) -> None:
+        """``PRAGMA journal_mode=WAL``, retried until ``busy_timeout`` like any other write.
+
+        SQLite does not call its busy handler for a journal mode change: when
+        another process holds the new file (creating it too), the switch fails
+        at once with "database is locked", or leaves the mode unchanged. Two
+        processes opening a fresh file at once then failed about 3 times in 10.
+        """
+        deadline = time.monotonic() + busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                row = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                row = None
+            if row is not None and str(row[0]).lower() == "wal":
+                return
+            if time.monotonic() >= deadline:
+                found = "database is locked" if row is None else f"journal mode {row[0]}"
+                raise StoreError(
+                    f"cannot switch {self._path!r} to WAL mode within the busy timeout "
+                    f"({busy_timeout:g} s): {found}"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     @property
     def url(self) -> str:
