@@ -24,7 +24,7 @@ import sys
 from playthrough import Engine
 from playthrough.examples.bank import AccountOpened
 db, n = sys.argv[1], sys.argv[2]
-sys.stdout.write("ready\n")
+sys.stdout.write("ready\\n")
 sys.stdout.flush()
 sys.stdin.readline()  # the barrier: every process is started and imported
 try:

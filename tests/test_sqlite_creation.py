@@ -99,8 +99,6 @@ def test_opening_waits_for_a_connection_writing_the_new_file(
     (its first pause releases the holder) instead of failing."""
     import sqlite3
 
-    from playthrough._stores import sqlite as sqlite_module
-
     path = tmp_path / "held.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("CREATE TABLE t (x)")
@@ -112,7 +110,7 @@ def test_opening_waits_for_a_connection_writing_the_new_file(
             holder.execute("ROLLBACK")
         pauses.append(seconds)
 
-    monkeypatch.setattr(sqlite_module.time, "sleep", pause)
+    monkeypatch.setattr("playthrough._stores.sqlite.sleep", pause)
     try:
         store = SQLiteStore(str(path), busy_timeout=30)
     finally:

@@ -276,13 +276,18 @@ _FORMAT_OPTION = click.option(
 )
 
 
-def _open_existing(database_url: str, apps: tuple[str, ...]) -> Engine:
+def _open_existing(database_url: str, apps: tuple[str, ...], *, create: bool = True) -> Engine:
+    """An engine on the store; ``create=False`` (commands that only read): never create
+    or migrate one, and a missing store is an error (exit status 1)."""
     from ._errors import PlaythroughError
+    from ._stores._base import NoStoreError
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
     try:
-        return Engine.open(url)
+        return Engine.open(url, create=create)
+    except NoStoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     except PlaythroughError as exc:
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
 
@@ -316,7 +321,7 @@ def schema(
 
     from ._schema import schema_report
 
-    with _open_existing(database_url, apps) as engine:
+    with _open_existing(database_url, apps, create=False) as engine:
         report = schema_report(engine.store)
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))

@@ -1194,6 +1194,8 @@ class Engine:
         """Move a follower back (default: to 0, to re-project everything).
 
         Given a Projection, its ``reset(tx)`` clears the read model in the same transaction.
+        Given a name, the follower must exist (a NotFoundError otherwise: a typo never
+        creates a follower).
         """
         _followers.reset(self, projection, position)
 

@@ -14,15 +14,17 @@ connection keeps an in-memory database one database.
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
+from time import monotonic, sleep
 from typing import Any, Literal
+from urllib.parse import quote
 
 from .. import _options
 from .._errors import (
@@ -489,11 +491,20 @@ class _SQLiteTransaction(FollowerTransaction):
         return self._conn.execute(sql, params).fetchall()
 
 
+def _file_uri(path: str, query: str) -> str:
+    """The URI of ``path`` with ``query``; ``mode=rw`` never creates the file, and opens
+    it read-only if the OS says so."""
+    return f"file:{quote(os.path.abspath(path))}?{query}"
+
+
 class SQLiteStore(Store):
     """SQLite store. ``path`` is a file name or ``":memory:"``.
 
     ``synchronous`` is SQLite's setting for the file (``"FULL"`` by default:
-    a commit is on disk when ``commit()`` returns).
+    a commit is on disk when ``commit()`` returns). ``create=False`` opens a
+    store that exists and changes nothing to do so (no file, table or journal
+    mode is created; a missing one is ``NoStoreError``); a file the process may
+    not write (read-only file or directory) opens that way, for reading.
     """
 
     def __init__(
@@ -509,17 +520,31 @@ class SQLiteStore(Store):
         busy_timeout = _options.at_least("busy_timeout", busy_timeout, 0, integer=False, unit=" s")
         self.statements = 0
         self._lock = threading.RLock()  # one transaction at a time, across threads
+        memory = path == ":memory:"
         try:
             self._conn = sqlite3.connect(
-                path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
+                path if create or memory else _file_uri(path, "mode=rw"),
+                isolation_level=None,
+                timeout=busy_timeout,
+                check_same_thread=False,
+                uri=not (create or memory),
             )
         except sqlite3.Error as exc:
+            if not create and not os.path.exists(path):
+                raise NoStoreError(
+                    f"no playthrough store in {path!r}: no such file (nothing was created)"
+                ) from exc
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._reading = False
+        #: Opened for reading only: the process may not write the file (or its directory).
+        self.read_only = False
         try:
-            if path != ":memory:":
+            if create and not memory:
                 self._switch_to_wal(busy_timeout)
-            self._conn.execute(f"PRAGMA synchronous={level}")
+            elif not memory:  # a store that exists is in WAL mode already: change nothing
+                self._readable(path, busy_timeout)
+            if not self.read_only:
+                self._conn.execute(f"PRAGMA synchronous={level}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
             self._migrate(create)
         except StoreError:
@@ -527,7 +552,45 @@ class SQLiteStore(Store):
             raise
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise StoreError(f"cannot use {path!r} as a playthrough SQLite store: {exc}") from exc
+            hint = ""
+            if "readonly" in str(exc) and create:
+                hint = " (a read-only file or directory opens with create=False, to read)"
+            raise StoreError(
+                f"cannot use {path!r} as a playthrough SQLite store: {exc}{hint}"
+            ) from exc
+
+    def _readable(self, path: str, busy_timeout: float) -> None:
+        """Make sure the file can be read; reopen it read-only if this process may not write it.
+
+        Reading a WAL file needs its ``-shm`` index, which SQLite creates next
+        to the file: in a directory this process may not write, even a read
+        fails ("attempt to write a readonly database"). Then the file is
+        reopened with ``mode=ro``; when no ``-wal`` file exists either (no
+        writer has it open) and neither the file nor its directory is writable,
+        with ``immutable=1``: SQLite reads it without any index or lock.
+        """
+        try:
+            self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+        self._conn.close()
+        folder = os.path.dirname(os.path.abspath(path))
+        immutable = (
+            not os.path.exists(path + "-wal")
+            and not os.access(path, os.W_OK)
+            and not os.access(folder, os.W_OK)
+        )
+        self._conn = sqlite3.connect(
+            _file_uri(path, "mode=ro&immutable=1" if immutable else "mode=ro"),
+            isolation_level=None,
+            timeout=busy_timeout,
+            check_same_thread=False,
+            uri=True,
+        )
+        self.read_only = True
+        self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     def _switch_to_wal(self, busy_timeout: float) -> None:
         """``PRAGMA journal_mode=WAL``, retried until ``busy_timeout`` like any other write.
@@ -537,7 +600,7 @@ class SQLiteStore(Store):
         at once with "database is locked", or leaves the mode unchanged. Two
         processes opening a fresh file at once then failed about 3 times in 10.
         """
-        deadline = time.monotonic() + busy_timeout
+        deadline = monotonic() + busy_timeout
         pause = 0.001
         while True:
             try:
@@ -548,13 +611,13 @@ class SQLiteStore(Store):
                 row = None
             if row is not None and str(row[0]).lower() == "wal":
                 return
-            if time.monotonic() >= deadline:
+            if monotonic() >= deadline:
                 found = "database is locked" if row is None else f"journal mode {row[0]}"
                 raise StoreError(
                     f"cannot switch {self._path!r} to WAL mode within the busy timeout "
                     f"({busy_timeout:g} s): {found}"
                 )
-            time.sleep(pause)
+            sleep(pause)
             pause = min(pause * 2, 0.05)
 
     @property
