@@ -56,7 +56,7 @@ from ._reconstitution import Plan, StateReconstitutor, checked_plan
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
 from ._scheduling import ScheduledEvent, Scheduler
-from ._serialization import decode, encode_event, encode_state_checked
+from ._serialization import check_depth, decode, encode_event, encode_state_checked
 from ._slots import (
     fired_data,
     forget_binding,
@@ -482,6 +482,7 @@ class Engine:
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
+        check_depth(event, data)
         if len(data) * 4 > self.max_event_bytes and len(data.encode()) > self.max_event_bytes:
             raise PlaythroughError(
                 f"{type(event).__qualname__} is {len(data.encode()):,} bytes as JSON, more than "
