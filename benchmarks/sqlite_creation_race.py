@@ -73,6 +73,7 @@ def run_threads(rounds: int, openers: int) -> tuple[int, collections.Counter[str
     """The same race between connections of one process, one thread each (faster)."""
     import threading
 
+    from playthrough import PlaythroughError
     from playthrough._stores import SQLiteStore
 
     failed = 0
@@ -83,11 +84,13 @@ def run_threads(rounds: int, openers: int) -> tuple[int, collections.Counter[str
             barrier = threading.Barrier(openers)
             seen: list[str] = []
 
-            def open_it(path: str = path, barrier: threading.Barrier = barrier) -> None:
+            def open_it(
+                path: str = path, barrier: threading.Barrier = barrier, seen: list[str] = seen
+            ) -> None:
                 barrier.wait()
                 try:
                     SQLiteStore(path).close()
-                except Exception as exc:
+                except PlaythroughError as exc:
                     seen.append(type(exc).__name__ + ": " + str(exc)[-40:])
 
             threads = [threading.Thread(target=open_it) for _ in range(openers)]
