@@ -672,12 +672,32 @@ def import_command(
     help="The archive file to write (gzip JSON Lines, the export format); must not exist.",
 )
 @app_option("Module defining the states and events (the cut's snapshots are rebuilt); repeatable.")
-def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, ...]) -> None:
+@click.option(
+    "--vacuum",
+    is_flag=True,
+    default=False,
+    help="Then give the deleted rows' space back (SQLite: VACUUM rewrites the file and "
+    "needs as much free disk; PostgreSQL: VACUUM of the log's tables).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+def archive_command(
+    database_url: str,
+    before: str,
+    to: Path,
+    apps: tuple[str, ...],
+    vacuum: bool,
+    progress: bool | None,
+) -> None:
     """Move the old part of the log to a file; loads after the cut stay exact.
 
     Writes a snapshot at the cut of every state touched before it, exports the
     archived events to --to, then deletes them in one transaction. Time travel
-    before the cut then needs Engine.open(url, archive=FILE).
+    before the cut then needs Engine.open(url, archive=FILE). The store keeps
+    its size (new rows reuse the free space) unless --vacuum.
 
         playthrough archive sqlite:///app.db --before 2026-01-01 --to 2025.jsonl.gz --app myapp
     """
@@ -703,9 +723,9 @@ def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, .
         engine = Engine.open(url)  # a writer: upgrades an old store, as its help says
     except PlaythroughError as exc:
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
-    with engine:
+    with engine, _progress_bar(progress) as bar:
         try:
-            report = engine.archive(before=cut, to=to)
+            report = engine.archive(before=cut, to=to, progress=bar, vacuum=vacuum)
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(pass the module that defines it with --app MODULE)"
@@ -716,6 +736,9 @@ def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, .
         f"archived {report.events} events ({report.after}, {report.until}] to {report.path} "
         f"(sha256 {report.sha256}); {report.states} states based at {report.until}"
     )
+    if report.vacuumed is not None:
+        was, now = report.vacuumed
+        click.echo(f"vacuumed: {was / 1e6:.1f} MB -> {now / 1e6:.1f} MB")
 
 
 def _open_store_for_cli(url: str, given: str) -> Store:
@@ -857,6 +880,10 @@ def _progress_bar(wanted: bool | None) -> Iterator[Callable[[str, int, int], Non
         "determinism": "second replay (determinism)",
         "locate": "locating events",
         "values": "heads values",
+        "states": "states at the cut",
+        "export": "events to the archive",
+        "delete": "deleting archived rows",
+        "vacuum": "vacuum",
     }
     tasks: dict[str, TaskID] = {}
     with Progress(

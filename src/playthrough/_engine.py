@@ -1016,7 +1016,14 @@ class Engine:
 
     # ------------------------------------------------------------------ archival
 
-    def archive(self, *, before: int | datetime, to: str | os.PathLike[str]) -> ArchiveReport:
+    def archive(
+        self,
+        *,
+        before: int | datetime,
+        to: str | os.PathLike[str],
+        progress: Callable[[str, int, int], None] | None = None,
+        vacuum: bool = False,
+    ) -> ArchiveReport:
         """Move the events before a position (or fired before a date) to an archive file.
 
         Writes a snapshot at the cut of every state touched before it, exports
@@ -1024,11 +1031,16 @@ class Engine:
         them in one transaction. Loads at or after the cut and new commits work
         unchanged; loads before it and ``replay()`` raise ``ArchivedRangeError``
         unless the engine is opened with ``archive=`` (this file, and any
-        earlier ones, in order).
+        earlier ones, in order). ``progress(stage, done, total)`` is called as
+        it goes; ``vacuum=True`` gives the deleted rows' space back afterwards
+        (``Store.vacuum``; without it a SQLite file keeps its size and reuses
+        the free pages for new rows).
         """
         if self._pending:
             raise PlaythroughError("commit or discard pending events before archiving")
-        return archive_log(self.store, self.reconstitutor, before=before, to=to)
+        return archive_log(
+            self.store, self.reconstitutor, before=before, to=to, progress=progress, vacuum=vacuum
+        )
 
     # ------------------------------------------------------------------ export / import
 

@@ -1614,6 +1614,20 @@ class PostgresStore(Store):
                 (batch.position, datetime.now(UTC).isoformat(), name),
             )
 
+    def vacuum(self) -> tuple[int, int]:
+        tables = ("pt_events", "pt_links", "pt_snapshots", "pt_heads")
+        names = [f"{self._quoted}.{t}" for t in tables]
+        size = "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) t"
+        try:  # VACUUM cannot run in a transaction: its own autocommit connection
+            with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
+                before = conn.execute(size, (names,)).fetchone()
+                conn.execute(f"VACUUM (ANALYZE) {', '.join(names)}")
+                after = conn.execute(size, (names,)).fetchone()
+        except psycopg.Error as exc:
+            raise self._failure("VACUUM", exc) from exc
+        assert before is not None and after is not None
+        return int(before[0]), int(after[0])
+
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:

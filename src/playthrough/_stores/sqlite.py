@@ -1218,6 +1218,22 @@ class SQLiteStore(Store):
                 (batch.position, datetime.now(UTC).isoformat(), name),
             )
 
+    def vacuum(self) -> tuple[int, int]:
+        with self._lock:
+            self._writing("vacuum")
+
+            def size() -> int:
+                pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+                return int(pages) * int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+
+            try:
+                before = size()
+                self._conn.execute("VACUUM")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return before, size()
+            except sqlite3.Error as exc:
+                raise StoreError(f"VACUUM of {self.url} failed, nothing was lost: {exc}") from exc
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
