@@ -157,3 +157,17 @@ def test_valid_postgres_options_open(pg_url: str, pg_schema: str) -> None:
         f"{pg_url}?schema={pg_schema}&connect_timeout=3", connect_timeout=1, lock_timeout=0.5
     ) as engine:
         assert engine.head() == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///", "sqlite:///app.db?synchronous=ful", "postgresql://u@h/db?schema="]
+)
+def test_the_cli_names_a_bad_url_as_a_usage_error(url: str) -> None:
+    from click.testing import CliRunner
+
+    from playthrough._cli import main
+
+    result = CliRunner().invoke(main, ["events", url])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for DATABASE_URL" in result.output
+    assert "Traceback" not in result.output

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ._engine import Engine
-from ._errors import StoreError
+from ._errors import ConfigurationError, StoreError
 from ._model import Event, State
 from ._stores import Store, open_store, parse_store_url, sqlite_url
 
@@ -426,7 +426,7 @@ def public_url(text: str) -> str:
     """The URL as every message shows it: without a password, wherever the URL put one."""
     try:
         return parse_store_url(text).redacted()
-    except StoreError:
+    except (StoreError, ConfigurationError):
         return "(the DATABASE_URL given)"  # unparsable: showing it could show a password
 
 
@@ -829,7 +829,7 @@ def _existing_store_url(text: str) -> str:
         return sqlite_url(path.resolve())
     try:
         parsed = parse_store_url(text)
-    except StoreError as exc:
+    except (StoreError, ConfigurationError) as exc:
         message = str(exc)
         password = _password_in(text)
         if password:
