@@ -171,3 +171,19 @@ def test_the_cli_names_a_bad_url_as_a_usage_error(url: str) -> None:
     assert result.exit_code == 2, result.output
     assert "Invalid value for DATABASE_URL" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["x" * 64, "a\x00b"])
+def test_a_schema_name_postgres_cannot_hold_is_refused(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="at most 63 bytes, no NUL"):
+        Engine.open("postgresql://nobody@host.invalid/db", schema=name)
+
+
+def test_a_file_that_is_no_database_is_named_with_create_false(tmp_path: Path) -> None:
+    from playthrough import StoreError
+
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db.*not a database"):
+        SQLiteStore(str(path), create=False)
+    assert path.read_bytes() == b"not sqlite at all" * 100
