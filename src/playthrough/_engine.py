@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import itertools
 import logging
@@ -114,13 +115,18 @@ _ENGINE_OPTIONS = (
 MAX_EVENT_BYTES = 64 << 20
 
 
-def _check_engine_options(given: Mapping[str, Any]) -> None:
-    """ConfigurationError for a bad engine option; those not given take their defaults."""
-    defaults = {
+@functools.cache
+def _engine_defaults() -> dict[str, Any]:
+    return {
         name: p.default
         for name, p in inspect.signature(Engine.__init__).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
+
+
+def _check_engine_options(given: Mapping[str, Any]) -> None:
+    """ConfigurationError for a bad engine option; those not given take their defaults."""
+    defaults = _engine_defaults()
     values = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
     _options.engine(
         snapshot_every=values["snapshot_every"],
