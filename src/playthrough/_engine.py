@@ -172,7 +172,13 @@ class Engine:
         archive: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        _check_engine_options(locals())
+        _options.engine(
+            snapshot_every=snapshot_every,
+            snapshot_after_events=snapshot_after_events,
+            snapshot_history=snapshot_history,
+            max_states=max_states,
+            max_event_bytes=max_event_bytes,
+        )
         self.store = store
         self.head_values = head_values
         self.max_states = max_states
