@@ -108,7 +108,11 @@ def main() -> None:
         links: list[tuple[object, ...]] = []
 
         def flush() -> None:
-            conn.executemany("INSERT INTO pt_events VALUES (?, ?, ?, ?, ?)", events)
+            conn.executemany(
+                "INSERT INTO pt_events (position, type, data, caused_by, fired_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                events,
+            )
             conn.executemany("INSERT INTO pt_links VALUES (?, ?, ?, ?)", links)
             events.clear()
             links.clear()

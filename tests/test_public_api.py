@@ -28,6 +28,8 @@ EXPECTED = {
     "PlaythroughError",
     "EventRejected",
     "ConcurrencyError",
+    "HandledElsewhere",
+    "CancelRefused",
     "DefinitionError",
     "StoreError",
     "SchemaVersionError",

@@ -45,3 +45,20 @@ def test_readme_read_side_example_runs(tmp_path: Path, monkeypatch: pytest.Monke
     namespace: dict[str, object] = {"__name__": "readme_tour"}
     exec(compile(blocks[0], str(README), "exec"), namespace)  # the classes and bank.db
     exec(compile(reading, str(README), "exec"), namespace)  # asserts its own results
+
+
+@pytest.mark.postgres
+def test_readme_moving_story_ends_with_verify_and_the_scheduler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str, pg_schema: str
+) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    [moving] = [b for b in blocks if "import_log(" in b]
+    assert "prod.verify().ok" in moving and "run_due()" in moving
+    story = moving.replace(
+        "postgresql://root@127.0.0.1:5432/test?schema=bank", f"{pg_url}?schema={pg_schema}"
+    )
+    assert story != moving
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "readme_tour"}
+    exec(compile(blocks[0], str(README), "exec"), namespace)  # the classes and bank.db
+    exec(compile(story, str(README), "exec"), namespace)  # asserts its own results

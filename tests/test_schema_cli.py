@@ -15,7 +15,7 @@ from playthrough import Engine, Event, State, state_id
 from playthrough._cli import main
 from playthrough._model import key_of, registry
 from playthrough._stores import NewEvent
-from playthrough._versions import fingerprint
+from playthrough._upcasting import value_mark
 
 APP = ["--app", "tests.test_schema_cli"]
 
@@ -64,7 +64,7 @@ def test_schema_lists_the_stored_versions_and_exits_0_when_all_are_readable(
     assert code == 0, out
     assert "ok   sc.Tick v1: 3 row(s), Tick, current version" in out
     # the snapshot at 3 and the heads value the commit wrote (also exact at 3)
-    assert f"ok   sc.Tally v1 [{fingerprint(Tally)}]: 2 row(s)" in out
+    assert f"ok   sc.Tally v1 [{value_mark(Tally)}]: 2 row(s)" in out
     assert out.splitlines()[-1].startswith("OK")
     code, out = run("schema", url, *APP, "--format", "json")
     data = json.loads(out)
@@ -155,7 +155,7 @@ def test_snapshot_rewrites_outdated_snapshots_so_schema_passes(
     assert data["events"] == 3  # then every state gets a current value
     code, out = run("schema", url, *APP)
     assert code == 0, out
-    assert f"ok   sc.Tally v{2 if upcast else 1} [{fingerprint(tally)}]: 2 row(s)" in out
+    assert f"ok   sc.Tally v{2 if upcast else 1} [{value_mark(tally)}]: 2 row(s)" in out
     with Engine.open(url) as engine:
         plan = engine.explain(tally, 1)
         assert plan.states[key_of(tally, 1)].start == 3  # the rewritten snapshot is used

@@ -32,6 +32,7 @@ from playthrough import (
 from playthrough._model import key_of, registry
 from playthrough._stores import SQLiteStore
 from playthrough._stores._base import SCHEMA_VERSION
+from playthrough._upcasting import value_mark
 from playthrough._versions import fingerprint
 
 
@@ -394,7 +395,7 @@ def test_snapshots_store_the_version_and_fingerprint_of_their_class() -> None:
         engine.snapshot()
         with engine.store.reader() as reader:
             (record,) = reader.snapshots([key_of(Counter, 1)], 10)[key_of(Counter, 1)]
-    assert (record.version, record.fingerprint) == (1, fingerprint(Counter))
+    assert (record.version, record.fingerprint) == (1, value_mark(Counter))
 
 
 def test_a_fingerprint_follows_field_names_and_types_and_is_stable_across_processes() -> None:
@@ -587,7 +588,7 @@ def test_a_version_1_postgres_store_is_upgraded_on_open(pg_url: str, pg_schema: 
         with engine.store.reader() as reader:
             versions = reader.snapshot_versions()
         assert [(v.type, v.version, v.fingerprint, v.rows) for v in versions] == [
-            ("se.Counter", 1, fingerprint(Counter), 1),
+            ("se.Counter", 1, value_mark(Counter), 1),
             ("se.Counter", 1, None, 1),
         ]
     with Engine(PostgresStore(pg_url, schema=pg_schema), head_values=False) as engine:
@@ -630,14 +631,14 @@ def test_a_heads_value_of_a_changed_class_is_not_used_and_is_rewritten() -> None
             counter2 = _reshaped_counter_store(engine)
             key = key_of(counter2, 1)
             row = engine.store.heads([key])[key]
-            assert row.fresh and row.value_fingerprint == fingerprint(Counter)
+            assert row.fresh and row.value_fingerprint == value_mark(Counter)
             fresh = Engine(engine.store)
             text = fresh.explain(counter2, 1).explain()
             assert "snapshot at 3 NOT USED" in text  # the heads value, exact at 3
             state: Any = fresh.load(counter2, 1)
             assert (state.n, state.doubled) == (3, 6)  # planned and played, exact
             row = engine.store.heads([key])[key]  # written back in the current shape
-            assert row.fresh and row.value_fingerprint == fingerprint(counter2)
+            assert row.fresh and row.value_fingerprint == value_mark(counter2)
             again: Any = Engine(engine.store).load(counter2, 1)
             assert (again.n, again.doubled) == (3, 6)
             assert Engine(engine.store).explain(counter2, 1).states[key].start == 3

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ from playthrough._model import key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import LinkedEntry, Store
 from playthrough._stores._base import SCHEMA_VERSION
-from playthrough._transfer import FORMAT_VERSION
+from playthrough._transfer import CHAIN_START, FORMAT_VERSION
 from playthrough.examples.bank import Account, Deposited, Ledger, Transferred
 from playthrough.testing import reference_states
 from playthrough.testing.checks import ref_of
@@ -52,10 +53,24 @@ def exported(engine: Engine, after: int = 0) -> bytes:
     return out.getvalue()
 
 
+def log_part(data: bytes) -> list[dict[str, Any]]:
+    """The header, the event lines and the trailer of an export (the sections after it dropped)."""
+    lines = [json.loads(line) for line in data.splitlines()]
+    end = next(n for n, line in enumerate(lines) if isinstance(line, dict) and "trailer" in line)
+    return lines[: end + 1]
+
+
+def events_part(data: bytes) -> bytes:
+    """The header, the event lines and the trailer, as bytes (a version 1 file's shape)."""
+    lines = data.splitlines(keepends=True)
+    end = next(n for n, line in enumerate(lines) if line.startswith(b'{"trailer"'))
+    return b"".join(lines[: end + 1])
+
+
 def test_the_export_format_has_a_header_events_and_a_trailer() -> None:
     with Engine.open("sqlite://") as engine:
         bank_history(engine)
-        lines = [json.loads(line) for line in exported(engine).splitlines()]
+        lines = log_part(exported(engine))
     header, *rows, trailer = lines
     assert header == {
         "format": "playthrough-log",
@@ -63,6 +78,8 @@ def test_the_export_format_has_a_header_events_and_a_trailer() -> None:
         "schema_version": SCHEMA_VERSION,
         "after": 0,
         "until": 4,
+        "chain": CHAIN_START,
+        "sections": ["schedule", "pending_handlers", "completed"],
     }
     assert [r["position"] for r in rows] == [1, 2, 3, 4]
     transfer = rows[2]
@@ -84,7 +101,7 @@ def test_the_export_format_has_a_header_events_and_a_trailer() -> None:
 def test_export_after_a_position_holds_only_the_rest() -> None:
     with Engine.open("sqlite://") as engine:
         bank_history(engine)
-        header, *rows, trailer = (json.loads(x) for x in exported(engine, after=2).splitlines())
+        header, *rows, trailer = log_part(exported(engine, after=2))
     assert (header["after"], header["until"]) == (2, 4)
     assert [r["position"] for r in rows] == [3, 4]
     assert trailer["count"] == 2
@@ -119,14 +136,16 @@ def _damage(data: bytes) -> bytes:
     ("damage", "message"),
     [
         (_damage, "checksum mismatch"),
-        (lambda d: b"".join(d.splitlines(keepends=True)[:-1]), "truncated"),
-        (lambda d: b"".join(d.splitlines(keepends=True)[:-2]), "truncated"),
+        (lambda d: b"".join(events_part(d).splitlines(keepends=True)[:-1]), "truncated"),
+        (lambda d: b"".join(events_part(d).splitlines(keepends=True)[:-2]), "truncated"),
+        (lambda d: b"".join(d.splitlines(keepends=True)[:-1]), "no end line"),
         (
             lambda d: d.replace(b'"count":4', b'"count":5'),
             "the trailer counts 5 events, the file holds 4",
         ),
         (lambda d: b"garbage\n" + d, "not a playthrough log export"),
-        (lambda d: d + b"{}\n", "lines after the trailer"),
+        (lambda d: d + b"{}\n", "not a section"),
+        (lambda d: events_part(d) + b"{}\n", "not a section"),
     ],
 )
 def test_a_damaged_file_is_refused_and_nothing_is_written(damage: object, message: str) -> None:
@@ -146,7 +165,7 @@ def test_a_newer_format_or_schema_is_refused() -> None:
     with Engine.open("sqlite://") as source:
         bank_history(source)
         data = exported(source)
-    newer_format = data.replace(b'"version":1', b'"version":99', 1)
+    newer_format = data.replace(f'"version":{FORMAT_VERSION}'.encode(), b'"version":99', 1)
     newer_schema = data.replace(
         f'"schema_version":{SCHEMA_VERSION}'.encode(), b'"schema_version":99', 1
     )

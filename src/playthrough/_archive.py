@@ -34,7 +34,7 @@ from ._errors import ArchivedRangeError, PlaythroughError, TransferError
 from ._model import StateKey
 from ._serialization import encode_state
 from ._stores import SQLiteStore, Store, StoreReader
-from ._stores._base import archived_until
+from ._stores._base import ARCHIVED_CHAIN, archived_until
 from ._transfer import export_log, import_log
 from ._upcasting import snapshot_record
 
@@ -120,19 +120,24 @@ def archive_log(
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out:
+            # The events only (the tables describe the live store), sealed, with their keys.
             exported = export_log(
                 store,
                 out,
                 after=previous,
                 until=cut,
+                tables=False,
                 progress=lambda done, total: step("export", done, total),
             )
         raw.flush()
         os.fsync(raw.fileno())
     os.replace(partial, path)
     sync_directory(path.parent)  # the rename itself survives a crash before the delete
+    # The log's running hash at the cut stays in the store: it can still say which
+    # log it continues (an import --append, the next archive's header).
+    meta = {} if exported.chain is None else {ARCHIVED_CHAIN: exported.chain}
     step("delete", 0, 1)
-    deleted = store.archive(cut, base)
+    deleted = store.archive(cut, base, meta)
     step("delete", 1, 1)
     if deleted != exported.count:
         raise PlaythroughError(
@@ -189,7 +194,15 @@ class ArchiveReader:
             try:
                 for n, path in enumerate(self.paths):
                     with path.open("rb") as source:
-                        import_log(store, source, append=n > 0, name=str(path))
+                        # Sealed values whose keys the file lacks read as forgotten.
+                        import_log(
+                            store,
+                            source,
+                            append=n > 0,
+                            name=str(path),
+                            forgotten=True,
+                            rebuild_completions=False,
+                        )
             except TransferError as exc:
                 store.close()
                 raise ArchivedRangeError(

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,6 +16,7 @@ import click
 from ._engine import Engine
 from ._errors import ConfigurationError, StoreError
 from ._model import Event, State
+from ._scheduling import ScheduledEvent
 from ._stores import Store, open_store, parse_store_url, sqlite_url
 
 if TYPE_CHECKING:
@@ -301,19 +303,37 @@ snapshot and heads value, 1 when it cannot, 2 for usage errors.
 @click.argument("database_url")
 @_APP_OPTION
 @_FORMAT_OPTION
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Decode this many stored rows of each type and version (0: only count them).",
+)
+@click.option("--all", "decode_all", is_flag=True, help="Decode every stored row.")
 @click.pass_context
 def schema(
-    ctx: click.Context, database_url: str, apps: tuple[str, ...], output_format: str
+    ctx: click.Context,
+    database_url: str,
+    apps: tuple[str, ...],
+    output_format: str,
+    sample: int,
+    decode_all: bool,
 ) -> None:
     """Which versions of each type the store holds, and whether this code reads them.
 
     Per stored event type and state type: the versions present in the log and
-    in snapshots and heads values (counted by the database, nothing is
-    decoded), and for each whether the classes in the --app modules read it
-    (directly, through upcasters or an alias) or not (an unknown type, a version
-    written by newer code, a snapshot without an upcaster path or whose class
-    changed without a version bump). Run it in CI before deploying a change to
-    event or state classes:
+    in snapshots and heads values (counted by the database), and for each
+    whether the classes in the --app modules read it (directly, through
+    upcasters or an alias) or not (an unknown type, a version written by newer
+    code, a snapshot without an upcaster path, whose class changed without a
+    version bump, or made by event classes that changed since). Then it decodes
+    a sample of the stored rows of each type and version (--all: every row)
+    through the upcaster chain and checks them against the fields' types, and
+    names each row that fails (a field renamed without a version bump, a
+    required field added, a changed type, an upcaster that raises or returns
+    the wrong thing). Run it in CI before deploying a change to event or state
+    classes:
 
         playthrough schema "$DATABASE_URL" --app mypackage.events
     """
@@ -322,7 +342,7 @@ def schema(
     from ._schema import schema_report
 
     with _open_existing(database_url, apps, create=False) as engine:
-        report = schema_report(engine.store)
+        report = schema_report(engine.store, sample=None if decode_all else sample)
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -338,26 +358,54 @@ def schema(
     type=click.IntRange(min=1),
     default=1_000,
     show_default=True,
-    help="Run the handlers of at most this many pending events.",
+    help="Run the handlers of at most this many pending events (per pass).",
+)
+@click.option(
+    "--forever",
+    is_flag=True,
+    default=False,
+    help="Keep running, pass after pass (a long-running worker); stop it with Ctrl-C.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --forever: pause after a pass that completed nothing.",
 )
 @click.pass_context
-def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit: int) -> None:
+def handlers(
+    ctx: click.Context,
+    database_url: str,
+    apps: tuple[str, ...],
+    limit: int,
+    forever: bool,
+    interval: float,
+) -> None:
     """Run the handle hooks that failed or that a crash interrupted.
 
     Committed events whose handlers have not completed are recorded in the
     store; this runs them (at least once: a handler may run again if it was
-    running elsewhere). Exit status 0 when all completed, 1 when some failed
-    again (each is listed), 2 for usage errors.
+    running elsewhere, but what it fires is committed once however many
+    runners there are). Exit status 0 when all completed, 1 when some failed
+    again (each is listed), 2 for usage errors. With --forever it keeps
+    running; failed handlers are listed and retried on later passes.
 
         playthrough handlers sqlite:///app.db --app mypackage.events
+        playthrough handlers postgresql://app@db/app --app mypackage.events --forever
     """
     from ._errors import HandlerFailed, PlaythroughError, UnknownTypeError
+    from ._handlers import serve
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
     engine = _open_without_creating(ctx, database_url, url, allow_empty=False)
     with engine:
         try:
+            if forever:
+                serve(engine, interval=interval, limit=limit, echo=click.echo)
+                return  # pragma: no cover - serve() without passes ends by an exception
             ran = engine.run_pending_handlers(limit)
         except UnknownTypeError as exc:
             raise click.UsageError(
@@ -371,9 +419,110 @@ def handlers(ctx: click.Context, database_url: str, apps: tuple[str, ...], limit
         except PlaythroughError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
+            return
     click.echo(f"ran the pending handlers of {len(ran)} event(s)")
     for event in ran:
         click.echo(f"  {_describe(event)}")
+
+
+_STATUSES = ("pending", "fired", "cancelled", "rejected", "failed")
+
+
+def _schedule_line(r: ScheduledEvent) -> str:
+    where = f" at position {r.position}" if r.position is not None else ""
+    error = f": {r.error}" if r.error else ""
+    return f"{r.id} {r.event_type} due {r.due_at.isoformat()}: {r.status}{where}{error}"
+
+
+@main.command()
+@click.argument("database_url")
+@click.option(
+    "--status",
+    type=click.Choice(_STATUSES),
+    default=None,
+    help="List only the scheduled events with this status (failed: those to re-arm).",
+)
+@click.pass_context
+def scheduled(ctx: click.Context, database_url: str, status: str | None) -> None:
+    """List the scheduled events, oldest due first: id, type, due time, status, error.
+
+    playthrough scheduled sqlite:///app.db --status failed
+    """
+    url = _existing_store_url(database_url)
+    with _open_without_creating(ctx, database_url, url, allow_empty=False) as engine:
+        with engine.store.reader() as reader:
+            rows = reader.schedules(status)
+    for row in rows:
+        click.echo(_schedule_line(ScheduledEvent.from_record(row)))
+    if not rows:
+        click.echo("no scheduled events" + (f" with status {status}" if status else ""))
+
+
+@main.command()
+@click.argument("database_url")
+@click.argument("schedule_ids", nargs=-1, metavar="[ID]...")
+@click.option(
+    "--all-failed", is_flag=True, default=False, help="Re-arm every failed scheduled event."
+)
+@click.option(
+    "--at",
+    "at_text",
+    default=None,
+    metavar="ISO-TIME",
+    help="When they are due again, with a time zone (default: now, the next pass fires them).",
+)
+@click.pass_context
+def reschedule(
+    ctx: click.Context,
+    database_url: str,
+    schedule_ids: tuple[str, ...],
+    all_failed: bool,
+    at_text: str | None,
+) -> None:
+    """Re-arm failed scheduled events (pending again, due now or --at), by id or all.
+
+    Exit status 0 when every one was re-armed, 1 when some could not be (an
+    unknown id, or a row that fired, was cancelled or rejected), 2 for usage errors.
+
+        playthrough reschedule sqlite:///app.db --all-failed
+        playthrough reschedule sqlite:///app.db 3f2a... --at 2030-01-01T09:00:00+00:00
+    """
+    from ._errors import PlaythroughError
+
+    if bool(schedule_ids) == all_failed:
+        raise click.UsageError("give the ids of the scheduled events to re-arm, or --all-failed")
+    at = None
+    if at_text is not None:
+        try:
+            at = datetime.fromisoformat(at_text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{at_text!r} is not an ISO 8601 time", param_hint="--at"
+            ) from None
+        if at.tzinfo is None:
+            raise click.BadParameter(
+                f"{at_text!r} has no time zone (add +00:00 or Z)", param_hint="--at"
+            )
+    url = _existing_store_url(database_url)
+    problems = 0
+    with _open_without_creating(ctx, database_url, url, allow_empty=False) as engine:
+        ids = list(schedule_ids)
+        if all_failed:
+            with engine.store.reader() as reader:
+                ids = [r.id for r in reader.schedules("failed")]
+            if not ids:
+                click.echo("no failed scheduled events")
+        for schedule_id in ids:
+            try:
+                done = engine.reschedule(schedule_id, at=at)
+            except PlaythroughError as exc:
+                problems += 1
+                click.echo(f"Error: {exc}", err=True)
+                continue
+            click.echo(_schedule_line(done))
+    ctx.exit(1 if problems else 0)
 
 
 @main.command()
@@ -558,10 +707,33 @@ def _tty_progress(wanted: bool | None, label: str) -> Iterator[Callable[[int, in
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
 )
+@click.option(
+    "--with-followers",
+    is_flag=True,
+    default=False,
+    help="Carry the followers' positions too (the copy's followers go on where these were).",
+)
+@click.option(
+    "--without-keys",
+    is_flag=True,
+    default=False,
+    help="Leave out the data subjects' keys: the copy can only read personal values as "
+    "forgotten (import --forgotten).",
+)
 def export_command(
-    database_url: str, after: int, output: Path | None, progress: bool | None
+    database_url: str,
+    after: int,
+    output: Path | None,
+    progress: bool | None,
+    with_followers: bool,
+    without_keys: bool,
 ) -> None:
-    """Stream the log as gzipped JSON Lines (header, events, trailer with a checksum).
+    """Stream the store as gzipped JSON Lines: the log, then what the store needs besides it.
+
+    Header, events (personal values stay sealed), trailer with a checksum, then
+    the scheduled events, pending handlers, completions, the followers'
+    positions (--with-followers) and last the data subjects' keys (not with
+    --without-keys).
 
     playthrough export sqlite:///app.db > log.jsonl.gz
     """
@@ -585,7 +757,14 @@ def export_command(
             stack.enter_context(target)
             bar = stack.enter_context(_tty_progress(progress, "export"))
             try:
-                report = export_log(store, target, after=after, progress=bar)
+                report = export_log(
+                    store,
+                    target,
+                    after=after,
+                    progress=bar,
+                    with_followers=with_followers,
+                    keys=not without_keys,
+                )
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
     finally:
@@ -605,11 +784,20 @@ def export_command(
     default=False,
     help="Continue a non-empty store's log (the file must start right after its head).",
 )
-@app_option("Module defining the states and events, for the snapshot check; repeatable.")
+@app_option(
+    "Module defining the states and events, for the snapshot check and the completions "
+    "of a version 1 file; repeatable."
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+@click.option(
+    "--forgotten",
+    is_flag=True,
+    default=False,
+    help="Import sealed personal values whose keys the file lacks, as forgotten.",
 )
 @click.pass_context
 def import_command(
@@ -619,12 +807,14 @@ def import_command(
     append: bool,
     apps: tuple[str, ...],
     progress: bool | None,
+    forgotten: bool,
 ) -> None:
     """Load an export (FILE, or - for stdin) into a store, keeping positions.
 
     The store must be empty unless --append, and then the file must start right
-    after its head. The checksum is checked before anything is committed; the
-    import ends with verify's snapshot check.
+    after its head and continue its log (the header's chain hash). Checksums are
+    checked before anything is committed, in one transaction with the tables the
+    file carries; the import ends with verify's snapshot check.
 
         playthrough import log.jsonl.gz postgresql://db/app
     """
@@ -637,7 +827,7 @@ def import_command(
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine, _tty_progress(progress, "import") as bar:
         try:
-            report = engine.import_log(file, append=append, progress=bar)
+            report = engine.import_log(file, append=append, progress=bar, forgotten=forgotten)
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(the events were imported; pass --app MODULE to check the snapshots)"
@@ -646,7 +836,8 @@ def import_command(
             raise click.ClickException(str(exc)) from exc
     click.echo(
         f"imported {report.count} events ({report.after}, {report.until}] "
-        f"into {engine.store.url}, sha256 {report.sha256}"
+        f"into {engine.store.url}, sha256 {report.sha256}; "
+        f"with {', '.join(report.sections) or 'the events only'}"
     )
     if report.verify is None:
         click.echo("snapshot check: the store holds no snapshots")

@@ -86,8 +86,8 @@ from ._stores._base import (
     refuse_archived,
 )
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
+from ._upcasting import current_value_shape
 from ._values import current_states, write_back
-from ._versions import fingerprint
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -336,6 +336,10 @@ class Engine:
     @property
     def pending(self) -> tuple[Event, ...]:
         return tuple(self._pending)
+
+    def _pending_types(self) -> set[str]:
+        """The type names of the states this engine's uncommitted events touch."""
+        return {k.type for k in self._pending_keys}
 
     def head(self) -> int:
         """The store's largest committed position."""
@@ -712,22 +716,25 @@ class Engine:
 
     def _commit_batch(self, handled: Sequence[int] = ()) -> list[Event]:
         batch = list(self._pending)
-        if not batch:
-            if self._scheduler.has_queued():  # schedule changes alone (a handler's, say)
-                schedule, cancel, _ = self._scheduler.take([])
-                try:
-                    self.store.append(
-                        [], {}, handled=handled, extras=CommitExtras((), (), schedule, cancel)
-                    )
-                except BaseException:
-                    self.discard()
-                    raise
-            else:
-                self.store.mark_handled(handled)
-            return []
-        keys = list(self._pending_keys)
         commit_id = uuid.uuid4().hex
         self.last_commit_id = commit_id
+        if not batch:
+            # Schedule changes alone, or a handler's completion with nothing fired:
+            # one append of no events, checked like any other (see Store.append).
+            schedule, cancel, _ = self._scheduler.take([])
+            try:
+                self.store.append(
+                    [],
+                    {},
+                    commit_id=commit_id,
+                    handled=handled,
+                    extras=CommitExtras((), (), schedule, cancel),
+                )
+            except BaseException:
+                self.discard()
+                raise
+            return []
+        keys = list(self._pending_keys)
         try:
             expected = {}
             values: dict[StateKey, HeadValue] | None = {} if self.head_values else None
@@ -741,7 +748,7 @@ class Engine:
                     # check passes, so its value rides in the same statement.
                     cls = type(state)
                     data = encode_state_checked(state, f"the value of {k}")
-                    values[k] = HeadValue(data, cls._pt_version, fingerprint(cls))
+                    values[k] = HeadValue(data, *current_value_shape(cls))
             rows = []
             keys_of = self._subject_keys(batch)
             for event in batch:
@@ -864,9 +871,22 @@ class Engine:
         """Cancel a scheduled event; False if it was already fired or cancelled.
 
         Unknown ids raise ``ScheduleNotFound``. Like :meth:`schedule`, the change
-        goes with the commit being built, if any.
+        goes with the commit being built, if any; that commit is refused with
+        ``CancelRefused`` (nothing written) if the event fired meanwhile. Called
+        on its own, the cancel is written at once and answers False instead: an
+        event is never both cancelled and fired.
         """
         return self._scheduler.cancel(schedule_id)
+
+    def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
+        """Re-arm a ``failed`` (or ``pending``) scheduled event: pending again, due at ``at``.
+
+        ``at`` (an aware datetime) defaults to now, so the next :meth:`run_due`
+        fires it. Its error and lease are cleared. Unknown ids raise
+        ``ScheduleNotFound``; a row that fired, was cancelled or was rejected
+        raises ``PlaythroughError`` (nothing changes). Written at once.
+        """
+        return self._scheduler.reschedule(schedule_id, at)
 
     def scheduled(self, schedule_id: str) -> ScheduledEvent:
         """A scheduled event's row: due time, status, the fired event's position, error."""
@@ -1062,14 +1082,27 @@ class Engine:
         *,
         after: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        with_followers: bool = False,
+        keys: bool = True,
     ) -> TransferReport:
         """Write the committed log after position ``after`` to a binary file, as JSON Lines.
 
-        Header, one line per event (position, type, data, links with coupling
-        groups, caused_by, fired_at), trailer with count and SHA-256; constant
-        memory. Wrap ``out`` in ``gzip.open(path, "wb")`` to compress.
+        Header (with the log's running hash up to ``after``), one line per
+        event (personal values stay sealed), trailer with count and SHA-256,
+        then what the store needs besides the log: scheduled events, pending
+        handlers, completions, the followers' positions (``with_followers``)
+        and last the keys of the data subjects (not with ``keys=False``);
+        constant memory in the log's length. Wrap ``out`` in
+        ``gzip.open(path, "wb")`` to compress.
         """
-        return export_log(self.store, out, after=after, progress=progress)
+        return export_log(
+            self.store,
+            out,
+            after=after,
+            progress=progress,
+            with_followers=with_followers,
+            keys=keys,
+        )
 
     def import_log(
         self,
@@ -1077,17 +1110,23 @@ class Engine:
         *,
         append: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        forgotten: bool = False,
     ) -> TransferReport:
         """Import an export (plain or gzip) keeping its positions, then check the snapshots.
 
         The store must be empty, or with ``append`` its head must be where the
-        file starts. A damaged or truncated file raises ``TransferError`` and
-        writes nothing. Ends with verify's snapshot check when the store holds
-        snapshots (``report.verify``); the domain's classes must be imported.
+        file starts and its log the one the file continues (the header's
+        chain). A damaged or truncated file raises ``TransferError`` and
+        writes nothing, as does sealed personal data whose keys the file does
+        not carry, unless ``forgotten`` (then it reads as forgotten). Ends with
+        verify's snapshot check when the store holds snapshots
+        (``report.verify``); the domain's classes must be imported.
         """
         if self._pending:
             raise PlaythroughError("commit or discard pending events before an import")
-        report = import_log(self.store, source, append=append, progress=progress)
+        report = import_log(
+            self.store, source, append=append, progress=progress, forgotten=forgotten
+        )
         self._repository.clear()
         with self.store.reader() as reader:
             has_snapshots = next(reader.iter_snapshots(), None) is not None
@@ -1168,10 +1207,13 @@ class Engine:
         """Stored states of a type whose values match, as of the store's head.
 
         ``balance__gt=100``, ``owner="ada"``, ``tags__contains=["vip"]``,
-        ``address__city="Oslo"``; ``order_by="-balance"``. The states returned
-        are this engine's live ones (a state already in memory is returned as
-        it is here). ``completed=False`` (or True) keeps only the states that
-        are not (or are) completed, for a class that declares completion.
+        ``address__city="Oslo"``; ``order_by="-balance"``. Every state returned
+        satisfies the filter as returned, at one cut of the committed log: this
+        engine's live state when it is at the matched position, else the stored
+        value, which replaces the older one in memory. Refused (PlaythroughError)
+        while this engine has uncommitted events on the type. ``completed=False``
+        (or True) keeps only the states that are not (or are) completed, for a
+        class that declares completion.
         """
         if completed is None:
             return self._queries.find(state_class, filters, limit, order_by)

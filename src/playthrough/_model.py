@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
 
 import attrs
 
@@ -88,12 +88,42 @@ def decode_id(text: str) -> StateIdValue | None:
 # --------------------------------------------------------------------------- registry
 
 
+_V = TypeVar("_V")
+
+
+class _Table(dict[str, _V]):
+    """A registry table that moves the registry's generation on every change, so
+    caches derived from the set of classes (``_upcasting.value_mark``) recompute
+    however the table is changed (a class definition, or a test swapping classes)."""
+
+    def __setitem__(self, key: str, value: _V) -> None:
+        super().__setitem__(key, value)
+        registry.generation += 1
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        registry.generation += 1
+
+    def pop(self, key: str, *default: Any) -> Any:
+        registry.generation += 1
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        registry.generation += 1
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        registry.generation += 1
+
+
 class _Registry:
     """Maps stable type names to State and Event classes (one namespace each)."""
 
     def __init__(self) -> None:
-        self.states: dict[str, type[State]] = {}
-        self.events: dict[str, type[Event]] = {}
+        self.states: dict[str, type[State]] = _Table()
+        self.events: dict[str, type[Event]] = _Table()
+        self.generation = 0
 
     def check(self, table: dict[str, Any], name: str, cls: type, kind: str) -> None:
         """Refuse ``name`` (a type name or an alias) when another class holds it."""

@@ -230,11 +230,20 @@ def _refuse_unusable_base(reader: StoreReader, states: dict[StateKey, StatePlan]
         late = [(p, why) for p, why in sp.skipped if p >= cut]
         if cut and sp.start < cut and late:
             position, why = late[-1]
+            if "event classes" in why:
+                remedy = (
+                    "The archived events would now be applied differently and are not in "
+                    "the log: read with the event classes that wrote it, or import the "
+                    "archive files into a store and run `playthrough snapshot` there"
+                )
+            else:
+                remedy = (
+                    "Give the state class an upcaster path from that version (upcast_vK), "
+                    "or read with the code that wrote it"
+                )
             raise ArchivedRangeError(
                 f"{sp.key} needs its snapshot at {position} (the log before position {cut} "
-                f"was archived), but this code cannot use it: {why}. Give the state class "
-                "an upcaster path from that version (upcast_vK), or read with the code "
-                "that wrote it"
+                f"was archived), but this code cannot use it: {why}. {remedy}"
             )
 
 

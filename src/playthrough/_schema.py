@@ -1,9 +1,14 @@
 """What the stored rows' types and versions are, and whether this code can read them.
 
 ``schema_report(store)`` backs ``playthrough schema``: per stored type, the
-versions present in the log and in snapshots (counted by the database, no row
-is decoded) and, for each, whether the classes registered in this process can
-read it. ``rewrite_snapshots(...)`` backs ``playthrough snapshot``: it brings
+versions present in the log and in snapshots (counted by the database) and,
+for each, whether the classes registered in this process can read it. Counting
+is not reading: it also *decodes* a sample of the stored rows of each type and
+version (every row with ``sample=None``) through the upcaster chain, strictly
+(unknown or missing keys and every field's JSON type are errors), so a field
+renamed without a version bump, a required field added, a changed type or an
+upcaster that raises or returns the wrong thing is reported with the row's
+position and the reason. ``rewrite_snapshots(...)`` backs ``playthrough snapshot``: it brings
 every stored snapshot to its class's current version and fingerprint.
 """
 
@@ -15,14 +20,30 @@ from typing import Any
 
 import attrs
 
+from ._errors import PlaythroughError
 from ._model import StateKey, registry
 from ._reconstitution import StateReconstitutor
 from ._serialization import encode_state, state_from_snapshot
-from ._stores import SnapshotRecord, Store
-from ._upcasting import snapshot_problem, snapshot_record
-from ._versions import fingerprint
+from ._stores import SnapshotRecord, Store, StoredEvent
+from ._stores._base import EventQuery
+from ._upcasting import (
+    current_value_shape,
+    read_event,
+    read_snapshot,
+    snapshot_problem,
+    snapshot_record,
+)
 
 __all__ = ["SchemaReport", "StoredVersion", "rewrite_snapshots", "schema_report"]
+
+
+@attrs.frozen
+class RowFailure:
+    """One stored row this code cannot decode: where it is and why."""
+
+    position: int
+    reason: str
+    state_id: str | None = None  # snapshots: the state's id
 
 
 @attrs.frozen
@@ -36,6 +57,8 @@ class StoredVersion:
     rows: int
     readable: bool
     note: str  # how this code reads them, or why it cannot
+    decoded: int = 0  # how many of the rows were decoded (a sample, or all)
+    failures: tuple[RowFailure, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -62,7 +85,15 @@ class SchemaReport:
             for e in mine:
                 mark = "ok   " if e.readable else "FAIL "
                 shape = f" [{e.fingerprint}]" if e.fingerprint else ""
-                lines.append(f"  {mark}{e.type} v{e.version}{shape}: {e.rows} row(s), {e.note}")
+                tried = f"; {e.decoded} decoded" if e.decoded and not e.failures else ""
+                lines.append(
+                    f"  {mark}{e.type} v{e.version}{shape}: {e.rows} row(s), {e.note}{tried}"
+                )
+                for f in e.failures[:_SHOWN]:
+                    who = f"{e.type}({f.state_id}) " if f.state_id is not None else ""
+                    lines.append(f"      {who}at position {f.position}: {f.reason}")
+                if len(e.failures) > _SHOWN:
+                    lines.append(f"      ... and {len(e.failures) - _SHOWN} more")
         bad = sum(1 for e in self.entries if not e.readable)
         lines.append(
             "OK: this code reads every stored row"
@@ -116,13 +147,101 @@ def _snapshot_entry(type_name: str, version: int, mark: str | None, rows: int) -
     )
 
 
-def schema_report(store: Store) -> SchemaReport:
+def schema_report(store: Store, *, sample: int | None = 100) -> SchemaReport:
+    """Count the stored types and versions, and decode ``sample`` rows of each (the
+    first ones of each type and version; ``None``: every row; ``0``: none)."""
     with store.reader() as reader:
         events = reader.event_versions()
         snapshots = reader.snapshot_versions()
-    entries = [_event_entry(t.type, t.version, t.rows) for t in events]
-    entries += [_snapshot_entry(t.type, t.version, t.fingerprint, t.rows) for t in snapshots]
+        entries = [_event_entry(t.type, t.version, t.rows) for t in events]
+        entries += [_snapshot_entry(t.type, t.version, t.fingerprint, t.rows) for t in snapshots]
+        if sample is None or sample > 0:
+            entries = [
+                _decoded_events(reader, e, sample) if e.kind == "event" and e.readable else e
+                for e in entries
+            ]
+            entries = _decoded_snapshots(reader, entries, sample)
     return SchemaReport(store.url, tuple(entries))
+
+
+# --------------------------------------------------------------------------- decoding rows
+
+_SHOWN = 10  # failures printed per type and version (all of them are in --format json)
+_PAGE = 500
+
+
+def _with_failures(entry: StoredVersion, decoded: int, failures: list[RowFailure]) -> StoredVersion:
+    if not failures:
+        return attrs.evolve(entry, decoded=decoded)
+    note = f"{entry.note}; {len(failures)} of {decoded} decoded row(s) FAIL"
+    return attrs.evolve(entry, readable=False, note=note, decoded=decoded, failures=tuple(failures))
+
+
+def _decoded_events(reader: Any, entry: StoredVersion, sample: int | None) -> StoredVersion:
+    failures: list[RowFailure] = []
+    decoded = 0
+    after = 0
+    while sample is None or decoded < sample:
+        limit = _PAGE if sample is None else min(_PAGE, sample - decoded)
+        query = EventQuery(after=after, types=(entry.type,), version=entry.version)
+        page: list[StoredEvent] = reader.find_events(query, limit)
+        for stored in page:
+            decoded += 1
+            problem = event_row_problem(stored)
+            if problem is not None:
+                failures.append(RowFailure(stored.position, problem))
+        if len(page) < limit:
+            break
+        after = page[-1].position
+    return _with_failures(entry, decoded, failures)
+
+
+def event_row_problem(stored: StoredEvent) -> str | None:
+    """Why this code cannot decode a stored event row, or None when it can (decoding is
+    strict: upcasters, unknown and missing keys, and every field's type are checked)."""
+    try:
+        read_event(stored)
+    except PlaythroughError as exc:
+        return str(exc)
+    return None
+
+
+def _decoded_snapshots(
+    reader: Any, entries: list[StoredVersion], sample: int | None
+) -> list[StoredVersion]:
+    """Decode the usable snapshots and heads values (unusable ones are never read)."""
+    wanted = {
+        (e.type, e.version, e.fingerprint): i
+        for i, e in enumerate(entries)
+        if e.kind == "snapshot" and e.readable
+    }
+    if not wanted:
+        return entries
+    counts: dict[int, int] = dict.fromkeys(wanted.values(), 0)
+    failures: dict[int, list[RowFailure]] = {i: [] for i in wanted.values()}
+    for record in reader.iter_snapshots():
+        i = wanted.get((record.key.type, record.version, record.fingerprint))
+        if i is None or (sample is not None and counts[i] >= sample):
+            continue
+        counts[i] += 1
+        problem = snapshot_row_problem(record)
+        if problem is not None:
+            failures[i].append(RowFailure(record.position, problem, record.key.id))
+        if sample is not None and all(n >= sample for n in counts.values()):
+            break
+    out = list(entries)
+    for i in wanted.values():
+        out[i] = _with_failures(entries[i], counts[i], failures[i])
+    return out
+
+
+def snapshot_row_problem(record: SnapshotRecord) -> str | None:
+    """Why this code cannot decode a usable snapshot or heads value, or None."""
+    try:
+        read_snapshot(record)
+    except PlaythroughError as exc:
+        return str(exc)
+    return None
 
 
 # --------------------------------------------------------------------------- rewriting
@@ -145,7 +264,7 @@ def _outdated(type_name: str, version: int, mark: str | None) -> bool:
     cls = registry.states.get(type_name)
     if cls is None:
         return False  # reported by ``schema``; nothing here can write it
-    return version != cls._pt_version or mark != fingerprint(cls)
+    return (version, mark) != current_value_shape(cls)
 
 
 def rewrite_snapshots(

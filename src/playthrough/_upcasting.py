@@ -10,9 +10,11 @@ and the keys; a missing key takes the field's default.
 Events must be readable forever, so an Event of version N needs every step
 ``upcast_v1 .. upcast_v(N-1)`` (checked when the class is defined). A snapshot
 is only a shortcut: a State's chain may start anywhere (or be empty), and a
-snapshot that cannot be brought to the current version, or whose recorded
+snapshot that cannot be brought to the current version, whose recorded
 *fingerprint* (a hash of the class's field names and types) differs while the
-version is the same, is not used: the planner plans as if it did not exist.
+version is the same, or whose record of the event classes that made it differs
+from today's (see ``value_mark``), is not used: the planner plans as if it did
+not exist.
 
 The hot path (a row at the class's current version) does not come here: the
 reconstitutor compares one int and decodes with the cached cattrs hook.
@@ -20,6 +22,7 @@ reconstitutor compares one int and decodes with the cached cattrs hook.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Collection
 from typing import Any
@@ -31,7 +34,7 @@ from ._model import Event, State, StateKey, decode_id, registry, touched_keys
 from ._serialization import converter
 from ._slots import mark_state
 from ._stores import SnapshotRecord, StoredEvent
-from ._versions import fingerprint, upcasters
+from ._versions import fingerprint, shape, upcasters
 
 # --------------------------------------------------------------------------- reading
 
@@ -135,6 +138,47 @@ def read_event(
 
 
 # --------------------------------------------------------------------------- snapshots
+#
+# A snapshot or heads value is a cache of "the events up to P, applied by the
+# code that wrote it". Its *mark* records that code: the state class's
+# fingerprint, then a fingerprint over the type name, version and shape of
+# every event class that can touch the state type ("<state>:<events>"). A value
+# whose mark differs from the current one was made by other code: loads plan as
+# if it were absent, and ``playthrough snapshot`` rebuilds it from the log.
+
+_MARKS: dict[type, tuple[int, str]] = {}
+
+
+def events_fingerprint(state_type: str) -> str:
+    """A short hash over the event classes that can touch ``state_type``: each one's
+    type name, version and field shape (an upcaster or a field change moves it)."""
+    parts = sorted(
+        f"{cls._pt_type_name}@{cls._pt_version}:{shape(cls)}"
+        for cls in set(registry.events.values())
+        if any(f.state_class._pt_type_name == state_type for f in cls._pt_spec.fields)
+        or state_type in {k.type for k in cls._pt_spec.singleton_keys}
+    )
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def value_mark(cls: type[State]) -> str:
+    """The mark a snapshot or heads value of ``cls`` is written with, and must carry to
+    be used: the state's fingerprint and the fingerprint of the events that touch it.
+
+    Computed once per set of registered classes (a class defined later, in a module
+    imported late, moves it: import every event module before serving loads).
+    """
+    cached = _MARKS.get(cls)
+    if cached is not None and cached[0] == registry.generation:
+        return cached[1]
+    mark = f"{fingerprint(cls)}:{events_fingerprint(cls._pt_type_name)}"
+    _MARKS[cls] = (registry.generation, mark)
+    return mark
+
+
+def current_value_shape(cls: type[State]) -> tuple[int, str]:
+    """The version and mark of the values this code writes for ``cls``."""
+    return cls._pt_version, value_mark(cls)
 
 
 def snapshot_problem(record: SnapshotRecord) -> str | None:
@@ -147,14 +191,26 @@ def snapshot_problem(record: SnapshotRecord) -> str | None:
     if cls is None:
         return None
     current = cls._pt_version
+    mark = record.fingerprint
+    if record.version == current and mark == value_mark(cls):
+        return None
+    if mark is None:
+        return (
+            "written without a class fingerprint (by an older playthrough): its shape "
+            "cannot be checked"
+        )
+    if ":" not in mark:
+        return (
+            "written without a record of the event classes that made it (by an older "
+            "playthrough): whether today's events would give the same value cannot be checked"
+        )
+    if mark.partition(":")[2] != value_mark(cls).partition(":")[2]:
+        return (
+            f"the event classes that can touch {cls.__qualname__} changed since it was "
+            "written (a version, an upcaster or a field): the value was made by other "
+            "code, so it is rebuilt from the log"
+        )
     if record.version == current:
-        if record.fingerprint == fingerprint(cls):
-            return None
-        if record.fingerprint is None:
-            return (
-                "written without a class fingerprint (by an older playthrough): its shape "
-                "cannot be checked"
-            )
         return (
             f"the fields of {cls.__qualname__} changed since it was written, without a "
             f"version bump (still version {current}); bump version= to mark the change"
@@ -198,6 +254,5 @@ def read_snapshot(record: SnapshotRecord) -> State:
 def snapshot_record(key: Any, position: int, state: State, data: str) -> SnapshotRecord:
     """The row for a snapshot of ``state``, at its class's current version and fingerprint."""
     cls = type(state)
-    return SnapshotRecord(
-        key, position, state.last_event_id, data, cls._pt_version, fingerprint(cls)
-    )
+    version, mark = current_value_shape(cls)
+    return SnapshotRecord(key, position, state.last_event_id, data, version, mark)

@@ -24,7 +24,8 @@ Tables (names are the same in every store):
 - events.event_key (schema 5): an optional idempotency key, unique in the log
 - pending_handlers (schema 5): positions of committed events whose ``handle``
   hooks have not completed; inserted by the append that stores the event,
-  deleted in the transaction that stores what the handler fired (or alone)
+  deleted in the transaction that stores what the handler fired (or alone), by
+  a checked delete that refuses the whole commit if another runner got there first
 
 Schema versions: a store is created at version 1 and brought up to
 ``SCHEMA_VERSION`` by the migration steps each backend lists (one ordered list
@@ -55,7 +56,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._errors import ArchivedRangeError, CorruptionError, DuplicateEvent, StoreError
+from .._errors import (
+    ArchivedRangeError,
+    CancelRefused,
+    CorruptionError,
+    DuplicateEvent,
+    HandledElsewhere,
+    StoreError,
+)
 from .._model import StateKey
 
 if TYPE_CHECKING:
@@ -160,6 +168,9 @@ def parse_schema_version(value: object, where: str) -> int:
 
 #: pt_meta key: the log's events at positions <= this were moved to an archive.
 ARCHIVED_UNTIL = "archived_until"
+#: pt_meta key: the running hash of the log up to ``ARCHIVED_UNTIL`` (see _transfer.chain),
+#: so a store whose first events are archived can still say which log it continues.
+ARCHIVED_CHAIN = "archived_chain"
 
 _T = TypeVar("_T")
 
@@ -276,6 +287,19 @@ class StoredEvent(NamedTuple):
     correlation: str | None = None
 
 
+class SealedEvent(NamedTuple):
+    """An event row as stored: personal values still sealed (see _personal), never decoded."""
+
+    position: int
+    type: str
+    data: str
+    caused_by: int | None
+    fired_at: str
+    version: int = 1
+    metadata: str | None = None
+    correlation: str | None = None
+
+
 class Link(NamedTuple):
     position: int
     key: StateKey
@@ -369,6 +393,86 @@ SCHEDULE_COLUMNS = (
     "id, due_at, type, data, status, position, error, created_at, lease_owner, lease_until, version"
 )
 
+#: The tables an export carries besides the log, in the order of the file (the
+#: subject keys last, so that an operator can strip them), with the columns
+#: ``StoreReader.transfer_rows`` reads and ``Store.import_events`` writes.
+TRANSFER_TABLES: dict[str, tuple[str, str]] = {
+    # table: (columns, ORDER BY)
+    "schedule": (SCHEDULE_COLUMNS, "id"),
+    "pending_handlers": ("position", "position"),
+    "completed": ("state_type, state_id, position, event_type", "state_type, state_id"),
+    "followers": ("name, position, updated_at", "name"),
+    "subject_keys": ("subject, key", "subject"),
+}
+
+
+def transfer_select(table: str, prefix: str) -> str:
+    """The SELECT of one carried table's rows (``prefix``: the schema and a dot, or empty)."""
+    if table not in TRANSFER_TABLES:
+        raise ValueError(
+            f"{table!r} is not a table an export carries ({', '.join(TRANSFER_TABLES)})"
+        )
+    columns, order = TRANSFER_TABLES[table]
+    return f"SELECT {columns} FROM {prefix}pt_{table} ORDER BY {order}"
+
+
+class TransferTables(NamedTuple):
+    """What an import writes besides the events, in the same transaction.
+
+    ``None``: the file does not carry that table, the store's rows stay as they
+    are. A carried table replaces the store's rows (the file is the newer
+    truth: an append brings a copy up to its source), except ``subject_keys``
+    (subject, key as base64 text), which are added; a subject that already has
+    another key is refused.
+    """
+
+    schedule: tuple[ScheduleRecord, ...] | None = None
+    pending_handlers: tuple[int, ...] | None = None
+    completed: tuple[Completion, ...] | None = None
+    followers: tuple[FollowerRow, ...] | None = None
+    subject_keys: tuple[tuple[str, str], ...] | None = None
+
+
+def transfer_writes(tables: TransferTables, prefix: str) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements (``?`` placeholders) and rows that write ``tables`` (keys aside).
+
+    A DELETE comes with no rows (run it once), an INSERT with its rows (run it for each).
+    """
+    out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    rows: dict[str, Sequence[tuple[Any, ...]] | None] = {
+        "schedule": tables.schedule,
+        "pending_handlers": None
+        if tables.pending_handlers is None
+        else [(p,) for p in tables.pending_handlers],
+        "completed": None
+        if tables.completed is None
+        else [(c.key.type, c.key.id, c.position, c.event_type) for c in tables.completed],
+        "followers": tables.followers,
+    }
+    for table, carried in rows.items():
+        if carried is None:
+            continue
+        columns = TRANSFER_TABLES[table][0]
+        marks = ", ".join("?" for _ in columns.split(","))
+        out.append((f"DELETE FROM {prefix}pt_{table}", []))
+        if carried:
+            insert = f"INSERT INTO {prefix}pt_{table} ({columns}) VALUES ({marks})"
+            out.append((insert, [tuple(r) for r in carried]))
+    return out
+
+
+def key_conflicts(wanted: Sequence[tuple[str, str]], stored: Mapping[str, bytes]) -> None:
+    """StoreError if a subject of ``wanted`` (subject, base64 key) has another key in the store."""
+    import base64
+
+    for subject, key in wanted:
+        have = stored.get(subject)
+        if have is not None and have != base64.b64decode(key):
+            raise StoreError(
+                f"import refused, nothing was written: data subject {subject!r} already has "
+                "another key in this store (the file comes from another store's log)"
+            )
+
 
 class CommitExtras(NamedTuple):
     """What an append writes besides events, in the same transaction.
@@ -392,6 +496,29 @@ class CommitExtras(NamedTuple):
     @property
     def empty(self) -> bool:
         return not (self.completed or self.reopened or self.schedule or self.cancel or self.fired)
+
+
+def handled_refused(positions: Iterable[int]) -> HandledElsewhere:
+    """The error for a handler completion whose pending-handler rows are already gone."""
+    shown = sorted(set(positions))
+    return HandledElsewhere(
+        "commit refused, nothing was written: the handlers of the event(s) at position(s) "
+        + ", ".join(map(str, shown[:10]))
+        + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+        + " were completed by another runner meanwhile"
+    )
+
+
+def cancel_refused(rows: Iterable[tuple[str, str]]) -> CancelRefused:
+    """The error for a commit cancelling scheduled events that are no longer pending:
+    (schedule id, its status)."""
+    shown = sorted(rows)
+    return CancelRefused(
+        "commit refused, nothing was written: cannot cancel scheduled event(s) "
+        + ", ".join(f"{sid} (now {status})" for sid, status in shown[:10])
+        + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+        + ", no longer pending"
+    )
 
 
 def fired_refused(ids: Iterable[str]) -> str:
@@ -442,6 +569,37 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events with position > after, in order."""
+
+    @abc.abstractmethod
+    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
+        """:meth:`events_after` as stored: personal values stay sealed (export, archive)."""
+
+    @abc.abstractmethod
+    def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of one table of :data:`TRANSFER_TABLES`, its columns in that order."""
+
+    def transfer_tables(self, tables: Iterable[str] = TRANSFER_TABLES) -> TransferTables:
+        """The rows of these carried tables (the others None), in this reader's snapshot."""
+        wanted = set(tables)
+        rows = {t: self.transfer_rows(t) for t in TRANSFER_TABLES if t in wanted}
+        out = TransferTables()
+        if "schedule" in rows:
+            out = out._replace(schedule=tuple(ScheduleRecord(*r) for r in rows["schedule"]))
+        if "pending_handlers" in rows:
+            out = out._replace(pending_handlers=tuple(int(r[0]) for r in rows["pending_handlers"]))
+        if "completed" in rows:
+            out = out._replace(
+                completed=tuple(
+                    Completion(StateKey(t, i), int(p), e) for t, i, p, e in rows["completed"]
+                )
+            )
+        if "followers" in rows:
+            out = out._replace(
+                followers=tuple(FollowerRow(n, int(p), str(u)) for n, p, u in rows["followers"])
+            )
+        if "subject_keys" in rows:
+            out = out._replace(subject_keys=tuple((s, str(k)) for s, k in rows["subject_keys"]))
+        return out
 
     def iter_events(
         self, after: int = 0, until: int | None = None, chunk: int = 1000
@@ -718,14 +876,20 @@ class Store(abc.ABC):
 
         Events with ``needs_handling`` are recorded as pending handlers; the
         positions in ``handled`` (events whose handlers fired this batch) stop
-        being pending, in the same transaction.
+        being pending, in the same transaction: a checked delete, done before
+        anything is written. If any of them is no longer pending (another
+        runner completed it), raise HandledElsewhere and write nothing, so a
+        handler's events are stored once however many runners ran it.
 
         ``values`` gives touched states' canonical JSON after the batch; it is
         written to their heads rows (exact at the state's last event of the
         batch) in the same statement. A touched state without one keeps its old
         value, which is then no longer fresh.
         ``extras`` (completions, schedules) are written in the same transaction;
-        an append of no events with extras writes only those.
+        an append of no events with extras (or ``handled``) writes only those.
+        A cancel in ``extras`` is checked: a row that is neither pending nor
+        already cancelled (it was fired meanwhile) raises CancelRefused and
+        nothing is written.
         """
 
     @abc.abstractmethod
@@ -769,6 +933,14 @@ class Store(abc.ABC):
         failed), or give the lease back (status ``pending``). False: not ours any more."""
 
     @abc.abstractmethod
+    def rearm_schedule(self, schedule_id: str, due_at: str) -> bool:
+        """Make a ``failed`` (or ``pending``) scheduled row pending again, due at ``due_at``.
+
+        Its error and lease are cleared. False when no row has that id or its
+        status is another (fired, cancelled, rejected): nothing changed then.
+        """
+
+    @abc.abstractmethod
     def rebuild_heads(self) -> int:
         """Make every heads row say what the links say; return how many rows changed.
 
@@ -777,11 +949,25 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def mark_handled(self, positions: Sequence[int]) -> None:
-        """Record that the handlers of these events completed (they stop being pending)."""
+        """Record that the handlers of these events completed (they stop being pending).
+
+        Unchecked (positions already gone are fine): for events that have no
+        handler to run. A handler's completion goes through :meth:`append`'s
+        ``handled``, which is checked."""
 
     @abc.abstractmethod
-    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+    def import_events(
+        self,
+        events: Iterable[ImportedEvent],
+        after: int,
+        tables: Callable[[StoreReader], TransferTables] | None = None,
+    ) -> int:
         """Insert events and their links at the positions they carry, in one transaction.
+
+        ``tables``, called once the events are written with a reader inside the
+        import's transaction (it sees them), gives the rows of the other tables
+        to write in the same transaction (see :class:`TransferTables`); it may
+        raise to refuse the import, which then writes nothing.
 
         The store's head must be ``after`` and the positions must run on from
         it without a gap (``after + 1``, ``after + 2``, ...); the heads of the
@@ -793,8 +979,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+    def archive(
+        self,
+        until: int,
+        base: Sequence[SnapshotRecord],
+        meta: Mapping[str, str] | None = None,
+    ) -> int:
         """Move the log up to ``until`` out, in one transaction; return the events deleted.
+
+        ``meta`` entries are written in the same transaction (the log's chain at the cut).
 
         Writes ``base`` (snapshots at ``until`` of every state touched at or
         before it), deletes the events and links at positions <= ``until`` and
@@ -897,6 +1090,7 @@ class EventQuery(NamedTuple):
     key: StateKey | None = None
     caused_by: int | None = None
     correlation: str | None = None
+    version: int | None = None  # the stored payload version (``playthrough schema`` samples)
 
 
 def event_query_sql(
@@ -931,6 +1125,9 @@ def event_query_sql(
     if query.correlation is not None:
         where.append(f"e.correlation = {ph}")
         params.append(query.correlation)
+    if query.version is not None:
+        where.append(f"e.version = {ph}")
+        params.append(query.version)
     source = f"{tables}pt_events e"
     if query.key is not None:
         source = (

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -57,22 +57,29 @@ from ._base import (
     NoStoreError,
     Order,
     ScheduleRecord,
+    SealedEvent,
     SnapshotRecord,
     StateInfoRow,
     Store,
     StoredEvent,
     StoreReader,
+    TransferTables,
     TypeVersions,
     batch_keys,
+    cancel_refused,
     check_archive_cut,
     chunks,
     duplicate_message,
     event_query_sql,
     fired_refused,
     gap_free,
+    handled_refused,
     head_value,
+    key_conflicts,
     parse_schema_version,
     stale_message,
+    transfer_select,
+    transfer_writes,
 )
 from ._json_sql import SQLiteFilter
 
@@ -280,6 +287,16 @@ class _SQLiteReader(StoreReader):
             (after, limit),
         )
         return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
+
+    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
+        rows = self._q(
+            f"SELECT {EVENT_COLUMNS} FROM pt_events WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [SealedEvent(*row) for row in rows]
+
+    def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._q(transfer_select(table, ""))]
 
     def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
@@ -768,15 +785,7 @@ class SQLiteStore(Store):
         handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
     ) -> list[int]:
-        if not events:
-            self.mark_handled(handled)
-            if extras is not None and not extras.empty:  # schedule changes alone
-                with self._lock:
-                    self._writing("append")
-                    with self._transaction(
-                        "BEGIN IMMEDIATE", "writing scheduled events failed, nothing was written"
-                    ) as conn:
-                        self._write_extras(conn, extras, [], [])
+        if not events and not handled and (extras is None or extras.empty):
             return []
         with self._lock:
             return self._append(events, expected, values or {}, commit_id, handled, extras)
@@ -803,6 +812,18 @@ class SQLiteStore(Store):
             ) from exc
         try:
             reader = _SQLiteReader(self)
+            if handled:  # checked first: a handler completed elsewhere is not a conflict
+                self.statements += 1
+                gone = [
+                    p
+                    for p in dict.fromkeys(handled)
+                    if conn.execute(
+                        "DELETE FROM pt_pending_handlers WHERE position = ?", (p,)
+                    ).rowcount
+                    != 1
+                ]
+                if gone:
+                    raise handled_refused(gone)
             if event_keys:
                 taken = reader.event_keys(event_keys)
                 if taken:
@@ -870,15 +891,15 @@ class SQLiteStore(Store):
             )
             if extras is not None and not extras.empty:
                 self._write_extras(conn, extras, positions, events)
+            # A commit of no events (schedule changes, a handler that fired
+            # nothing) has an empty range, so its outcome is learnt the same way.
             conn.execute(
-                "INSERT INTO pt_commits VALUES (?, ?, ?)", (commit_id, positions[0], positions[-1])
+                "INSERT INTO pt_commits VALUES (?, ?, ?)",
+                (commit_id, base + 1, base + len(events)),
             )
             conn.executemany(
                 "INSERT INTO pt_pending_handlers VALUES (?)",
                 [(p,) for p, e in zip(positions, events, strict=True) if e.needs_handling],
-            )
-            conn.executemany(
-                "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in handled]
             )
         except BaseException as exc:
             self._rollback()
@@ -972,11 +993,32 @@ class SQLiteStore(Store):
             "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
             [tuple(r) for r in extras.schedule],
         )
-        conn.executemany(
-            "UPDATE pt_schedule SET status = 'cancelled', lease_owner = NULL, lease_until = NULL "
-            "WHERE id = ? AND status = 'pending'",
-            [(i,) for i in extras.cancel],
-        )
+        refused = []
+        for sid in dict.fromkeys(extras.cancel):  # checked: never "cancelled" and "fired"
+            if conn.execute(
+                "UPDATE pt_schedule SET status = 'cancelled', lease_owner = NULL, "
+                "lease_until = NULL WHERE id = ? AND status = 'pending'",
+                (sid,),
+            ).rowcount:
+                continue
+            row = conn.execute("SELECT status FROM pt_schedule WHERE id = ?", (sid,)).fetchone()
+            if row is None or row[0] != "cancelled":
+                refused.append((sid, "missing" if row is None else str(row[0])))
+        if refused:
+            raise cancel_refused(refused)
+
+    def rearm_schedule(self, schedule_id: str, due_at: str) -> bool:
+        with self._lock:
+            self._writing("reschedule")
+            with self._transaction("BEGIN IMMEDIATE", "rescheduling failed") as conn:
+                self.statements += 1
+                done = conn.execute(
+                    "UPDATE pt_schedule SET status = 'pending', due_at = ?, error = NULL, "
+                    "lease_owner = NULL, lease_until = NULL "
+                    "WHERE id = ? AND status IN ('pending', 'failed')",
+                    (due_at, schedule_id),
+                ).rowcount
+        return bool(done == 1)
 
     def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
         if not subjects:
@@ -1032,7 +1074,12 @@ class SQLiteStore(Store):
             ).rowcount
         return bool(done == 1)
 
-    def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:
+    def import_events(
+        self,
+        events: Iterable[ImportedEvent],
+        after: int,
+        tables: Callable[[StoreReader], TransferTables] | None = None,
+    ) -> int:
         self._writing("import")
         count = 0
         with self._transaction("BEGIN IMMEDIATE", "import failed, nothing was written") as conn:
@@ -1060,9 +1107,32 @@ class SQLiteStore(Store):
                 "DO UPDATE SET last_position = excluded.last_position",
                 (after,),
             )
+            if tables is not None:
+                self._write_tables(conn, tables(_SQLiteReader(self)))
         return count
 
-    def archive(self, until: int, base: Sequence[SnapshotRecord]) -> int:
+    def _write_tables(self, conn: sqlite3.Connection, tables: TransferTables) -> None:
+        for sql, rows in transfer_writes(tables, ""):
+            self.statements += 1
+            if rows:
+                conn.executemany(sql, rows)
+            else:
+                conn.execute(sql)
+        if tables.subject_keys:
+            self.statements += 2
+            conn.executemany(
+                "INSERT INTO pt_subject_keys VALUES (?, ?) ON CONFLICT (subject) DO NOTHING",
+                tables.subject_keys,
+            )
+            stored = _SQLiteReader(self).subject_keys(s for s, _ in tables.subject_keys)
+            key_conflicts(tables.subject_keys, stored)
+
+    def archive(
+        self,
+        until: int,
+        base: Sequence[SnapshotRecord],
+        meta: Mapping[str, str] | None = None,
+    ) -> int:
         self._writing("archive")
         with self._transaction("BEGIN IMMEDIATE", "archive failed, nothing was deleted") as conn:
             reader = _SQLiteReader(self)
@@ -1090,10 +1160,10 @@ class SQLiteStore(Store):
             conn.execute("DELETE FROM pt_snapshots WHERE position < ?", (until,))
             conn.execute("DELETE FROM pt_links WHERE position <= ?", (until,))
             deleted = conn.execute("DELETE FROM pt_events WHERE position <= ?", (until,)).rowcount
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO pt_meta VALUES (?, ?) ON CONFLICT (key) "
                 "DO UPDATE SET value = excluded.value",
-                (ARCHIVED_UNTIL, str(until)),
+                [(ARCHIVED_UNTIL, str(until)), *(meta or {}).items()],
             )
         return int(deleted)
 

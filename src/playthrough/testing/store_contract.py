@@ -26,8 +26,10 @@ from typing import NoReturn
 
 from .._errors import (
     ArchivedRangeError,
+    CancelRefused,
     ConcurrencyError,
     DuplicateEvent,
+    HandledElsewhere,
     SchemaVersionError,
     StoreError,
 )
@@ -41,9 +43,12 @@ from .._stores import (
     LinkedEntry,
     NewEvent,
     Order,
+    SealedEvent,
     SnapshotRecord,
     Store,
     StoredEvent,
+    StoreReader,
+    TransferTables,
 )
 from .._stores._base import (
     SCHEMA_VERSION,
@@ -51,6 +56,7 @@ from .._stores._base import (
     Completion,
     HeadRow,
     HeadValue,
+    ScheduleRecord,
     ScheduleRow,
 )
 
@@ -167,13 +173,53 @@ class StoreContract(abc.ABC):
             assert r.head() == 1
             fired = r.schedule("s1")
             assert fired is not None and (fired.status, fired.position) == ("fired", 1)
-        store.append([], {}, extras=CommitExtras(cancel=("s2", "s1")))
+        # A cancel is checked: s1 fired, so the commit cancelling it (and s2) is refused.
+        with raises_exactly(CancelRefused, r"s1 \(now fired\)"):
+            store.append([ev((A2, 0))], {}, extras=CommitExtras(cancel=("s2", "s1")))
+        with store.reader() as r:
+            assert r.head() == 1
+            assert [(x.id, x.status) for x in r.schedules()] == [
+                ("s1", "fired"),
+                ("s2", "pending"),
+            ]
+        store.append([], {}, extras=CommitExtras(cancel=("s2",)))
+        store.append([], {}, extras=CommitExtras(cancel=("s2",)))  # already cancelled: fine
         with store.reader() as r:
             assert [(x.id, x.status) for x in r.schedules()] == [
                 ("s1", "fired"),
                 ("s2", "cancelled"),
             ]
         assert store.finish_schedule("s2", "w1", "failed", "x") is False  # not pending
+
+    def test_a_failed_schedule_row_is_rearmed_and_others_are_not(self) -> None:
+        store = self.store
+        rows = tuple(
+            ScheduleRow(i, "2030-01-01T00:00:00.000000+00:00", "Thing", "{}", FIRED_AT)
+            for i in ("s1", "s2", "s3")
+        )
+        store.append([], {}, extras=CommitExtras(schedule=rows))
+        now, lease = "2030-06-01T00:00:00.000000+00:00", "2030-06-01T00:05:00.000000+00:00"
+        assert len(store.claim_due(now, lease, "w1", 10)) == 3
+        assert store.finish_schedule("s1", "w1", "failed", "boom") is True
+        assert store.finish_schedule("s2", "w1", "rejected", "no") is True
+        later = "2030-07-01T00:00:00.000000+00:00"
+        assert store.rearm_schedule("s1", later) is True
+        assert store.rearm_schedule("s3", later) is True  # pending (leased): re-armed too
+        assert store.rearm_schedule("s2", later) is False  # rejected: left alone
+        assert store.rearm_schedule("nope", later) is False
+        with store.reader() as r:
+            again = r.schedule("s1")
+            assert again is not None
+            assert (again.status, again.due_at, again.error, again.lease_owner) == (
+                "pending",
+                later,
+                None,
+                None,
+            )
+            rejected = r.schedule("s2")
+            assert rejected is not None and rejected.status == "rejected"
+        assert [r.id for r in store.claim_due(now, lease, "w2", 10)] == []  # not due yet
+        assert [r.id for r in store.claim_due(later, lease, "w2", 10)] == ["s1", "s3"]
 
     def test_subject_keys_are_kept_once_and_forgotten(self) -> None:
         store = self.store
@@ -270,6 +316,105 @@ class StoreContract(abc.ABC):
             assert r.events_after(0, 10) == []
             assert r.state_heads([A1]) == {}
 
+    # ------------------------------------------------------------------ transfer
+
+    def test_sealed_reads_return_the_stored_text_and_never_decode(self) -> None:
+        from .._personal import PersonalSpec, seal
+
+        store = self.store
+        key = store.ensure_subject_keys({"1": b"\x02" * 32})["1"]
+        sealed = seal('{"name":"Ada","who":1}', "Thing", PersonalSpec(("name",), "who"), "1", key)
+        store.append([ev((A1, 0), data=sealed), ev((A2, 0), data="{}")], {})
+        for _ in range(2):  # before and after the key is gone: the stored text
+            with store.reader() as r:
+                rows = r.events_after_sealed(0, 10)
+            assert [(e.position, e.data) for e in rows] == [(1, sealed), (2, "{}")]
+            assert all(isinstance(e, SealedEvent) for e in rows)
+            store.forget_subject("1")
+
+    def _tables(self) -> TransferTables:
+        due = "2030-01-01T00:00:00.000000+00:00"
+        return TransferTables(
+            schedule=(
+                ScheduleRecord(
+                    "s1", due, "Thing", "{}", "pending", None, None, FIRED_AT, None, None
+                ),
+                ScheduleRecord("s2", due, "Thing", "{}", "fired", 1, None, FIRED_AT, None, None, 2),
+            ),
+            pending_handlers=(2,),
+            completed=(Completion(A1, 1, "Thing"),),
+            followers=(FollowerRow("f", 1, FIRED_AT),),
+            subject_keys=(("s:ada", "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="),),
+        )
+
+    def test_transfer_rows_read_every_carried_table(self) -> None:
+        store = self.store
+        store.ensure_subject_keys({"s:ada": b"keykeykeykeykeykeykeykeykeykeyke"})
+        store.append(
+            [ev((A1, 0)), NewEvent("Thing", "{}", ((A2, 0),), None, FIRED_AT, needs_handling=True)],
+            {},
+            extras=CommitExtras(
+                completed=((A1, 0),),
+                schedule=(
+                    ScheduleRow("s1", "2030-01-01T00:00:00.000000+00:00", "Thing", "{}", FIRED_AT),
+                    ScheduleRow(
+                        "s2", "2030-01-01T00:00:00.000000+00:00", "Thing", "{}", FIRED_AT, 2
+                    ),
+                ),
+            ),
+        )
+        with store.follow("f", 1) as batch:
+            assert batch is not None
+            batch.advance(1)
+        with store.reader() as r:
+            got = r.transfer_tables()
+            assert r.transfer_tables(["completed"]) == TransferTables(completed=got.completed)
+        want = self._tables()
+        assert got._replace(schedule=None, followers=None) == want._replace(
+            schedule=None, followers=None
+        )
+        assert [(x.id, x.status, x.version) for x in got.schedule or ()] == [
+            ("s1", "pending", 1),
+            ("s2", "pending", 2),
+        ]
+        assert [(f.name, f.position) for f in got.followers or ()] == [("f", 1)]
+
+    def test_import_writes_the_carried_tables_in_its_transaction(self) -> None:
+        store = self.store
+        store.append(
+            [],
+            {},
+            extras=CommitExtras(schedule=(ScheduleRow("old", FIRED_AT, "T", "{}", FIRED_AT),)),
+        )
+        seen: list[int] = []
+
+        def tables(reader: StoreReader) -> TransferTables:
+            seen.append(reader.head())  # the imported events are visible
+            return self._tables()
+
+        rows = [self._imported(1, (A1, 0)), self._imported(2, (A2, 0))]
+        assert store.import_events(iter(rows), 0, tables) == 2
+        assert seen == [2]
+        with store.reader() as r:
+            assert r.transfer_tables() == self._tables()  # the carried tables replace
+            assert r.subject_keys(["s:ada"]) == {"s:ada": b"keykeykeykeykeykeykeykeykeykeyke"}
+        # A table left out (None) stays as it is; a refusal writes nothing at all.
+        kept = store.import_events([self._imported(3, (A1, 0))], 2, lambda r: TransferTables())
+        assert kept == 1
+
+        def refusing(reader: StoreReader) -> TransferTables:
+            raise StoreError("keys missing")
+
+        with raises_exactly(StoreError, "keys missing"):
+            store.import_events([self._imported(4, (A1, 0))], 3, refusing)
+        other_key = TransferTables(subject_keys=(("s:ada", "b3RoZXI="),))
+        with raises_exactly(StoreError, "another key"):
+            store.import_events([self._imported(4, (A1, 0))], 3, lambda r: other_key)
+        with store.reader() as r:
+            assert r.head() == 3
+            assert r.transfer_tables() == self._tables()
+            assert r.state_heads([A1]) == {A1: 3}
+
     # ------------------------------------------------------------------ archive
 
     def test_archive_deletes_the_range_and_keeps_its_base_snapshots(self) -> None:
@@ -282,9 +427,10 @@ class StoreContract(abc.ABC):
             store.archive(4, base)
         with raises_exactly(StoreError, "not 3"):
             store.archive(3, base)
-        assert store.archive(2, base) == 2
+        assert store.archive(2, base, {"archived_chain": "c" * 64}) == 2
         with store.reader() as r:
             assert r.head() == 4
+            assert r.meta("archived_chain") == "c" * 64
             assert [e.position for e in r.events_after(0, 10)] == [3, 4]
             assert sorted(r.links({A1: (0, 4)})) == sorted(
                 [Link(3, A1, 0), Link(3, A2, 0), Link(4, A1, 0), Link(4, A2, 0)]
@@ -822,7 +968,16 @@ class StoreContract(abc.ABC):
             assert r.pending_handlers(1) == [1]
         # The handler of 1 fired an event: stored together with "1 is handled".
         assert store.append([ev((A2, 0))], {A2: 2}, handled=[1]) == [4]
-        store.mark_handled([3])  # the handler of 3 fired nothing
+        # A second runner completing 1 again is refused (checked before its
+        # events, even before its stale state): nothing of it is written.
+        with raises_exactly(HandledElsewhere, r"position\(s\) 1 "):
+            store.append([ev((A2, 0))], {A2: 2}, handled=[1])
+        with raises_exactly(HandledElsewhere, r"position\(s\) 1 "):
+            store.append([], {}, handled=[1, 3])  # 3 is still pending: stays so
+        with store.reader() as r:
+            assert r.head() == 4 and r.pending_handlers(10) == [3]
+        assert store.append([], {}, handled=[3]) == []  # the handler of 3 fired nothing
+        store.mark_handled([3])  # unchecked: already gone is fine
         with store.reader() as r:
             assert r.pending_handlers(10) == []
 
