@@ -241,3 +241,160 @@ def test_the_cli_archives(tmp_path: Path) -> None:
             engine.load(Account, 1, at=2)
     with Engine.open(f"sqlite:///{db}", archive=tmp_path / "a.jsonl.gz") as engine:
         assert engine.load(Account, 1, at=2).balance == 3
+
+
+# ---------------------------------------------------------------- progress, durability, space
+
+
+def _bank_log(url: str, commits: int) -> None:
+    with Engine.open(url) as engine:
+        for n in range(commits):
+            engine.fire(Deposited(account_id=n % 50, amount=n + 1))
+            engine.commit()
+
+
+def test_archive_reports_progress_by_stage(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    _bank_log(url, 30)
+    seen: list[tuple[str, int, int]] = []
+    with Engine.open(url) as engine:
+        engine.archive(
+            before=21, to=tmp_path / "a.jsonl.gz", progress=lambda *step: seen.append(step)
+        )
+    stages = list(dict.fromkeys(stage for stage, _, _ in seen))
+    assert stages == ["states", "export", "delete"]
+    states = seen[0][2]  # 20 accounts and the ledger
+    assert seen[0] == ("states", 0, states) and ("states", states, states) in seen
+    assert states == 21
+    assert ("export", 20, 20) in seen and ("delete", 1, 1) in seen
+
+
+def test_the_cli_shows_a_progress_bar_only_when_asked_or_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from click.testing import CliRunner
+
+    from playthrough import _cli
+
+    wanted: list[bool | None] = []
+    shown: list[tuple[str, int, int]] = []
+
+    @contextmanager
+    def bar(want: bool | None) -> Iterator[object]:
+        wanted.append(want)
+        yield (lambda *step: shown.append(step)) if want else None
+
+    monkeypatch.setattr(_cli, "_progress_bar", bar)
+    db = tmp_path / "bank.db"
+    _bank_log(f"sqlite:///{db}", 10)
+    args = ["archive", f"sqlite:///{db}", "--app", "playthrough.examples.bank"]
+    quiet = CliRunner().invoke(_cli.main, [*args, "--before", "4", "--to", str(tmp_path / "1.gz")])
+    assert quiet.exit_code == 0, quiet.output
+    assert wanted == [None] and shown == []  # None: a bar only on a terminal (not under CI)
+    asked = CliRunner().invoke(
+        _cli.main, [*args, "--before", "8", "--to", str(tmp_path / "2.gz"), "--progress"]
+    )
+    assert asked.exit_code == 0, asked.output
+    assert wanted == [None, True] and ("export", 4, 4) in shown
+
+
+def test_the_progress_bar_draws_on_stderr() -> None:
+    from playthrough._cli import _progress_bar
+
+    with _progress_bar(True) as update:
+        assert update is not None
+        update("export", 1, 2)  # a rich bar on stderr, removed when done
+    with _progress_bar(False) as update:
+        assert update is None
+
+
+def test_the_archive_file_and_its_rename_are_on_disk_before_the_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    _bank_log(url, 10)
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        calls.append("rename")
+        real_replace(src, dst)
+
+    with Engine.open(url) as engine:
+        real_archive = engine.store.archive
+
+        def archive(*args: object) -> int:
+            calls.append("delete")
+            return real_archive(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(engine.store, "archive", archive)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        engine.archive(before=5, to=tmp_path / "a.jsonl.gz")
+        monkeypatch.undo()
+    renamed = calls.index("rename")
+    assert "fsync file" in calls[:renamed]  # the file's bytes, then its name, then the delete
+    assert calls[renamed + 1 : renamed + 2] == ["fsync dir"]
+    assert calls.index("delete") > renamed + 1
+
+
+def test_vacuum_gives_the_space_back_on_sqlite(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "bank.db"
+    url = f"sqlite:///{db}"
+    _bank_log(url, 400)
+    with Engine.open(url) as engine:  # without --vacuum the file keeps its free pages
+        engine.archive(before=200, to=tmp_path / "1.jsonl.gz")
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] > 0
+    conn.close()
+    size = db.stat().st_size
+    with Engine.open(url) as engine:
+        report = engine.archive(before=390, to=tmp_path / "2.jsonl.gz", vacuum=True)
+        assert engine.load(Account, 1).balance == sum(n + 1 for n in range(400) if n % 50 == 1)
+    assert report.vacuumed is not None
+    was, now = report.vacuumed
+    assert now < was
+    assert db.stat().st_size < size  # the file itself shrank (WAL checkpointed)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    conn.close()
+
+
+def test_the_cli_vacuums(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from playthrough._cli import main
+
+    db = tmp_path / "bank.db"
+    _bank_log(f"sqlite:///{db}", 100)
+    done = CliRunner().invoke(
+        main,
+        [
+            *("archive", f"sqlite:///{db}", "--before", "90", "--to", str(tmp_path / "a.gz")),
+            *("--app", "playthrough.examples.bank", "--vacuum"),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert "vacuumed: " in done.output and " MB -> " in done.output
+
+
+def test_vacuum_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    _bank_log(url, 200)
+    with Engine.open(url) as engine:
+        report = engine.archive(before=190, to=tmp_path / "pg.jsonl.gz", vacuum=True)
+        assert engine.load(Account, 1).balance == sum(n + 1 for n in range(200) if n % 50 == 1)
+    assert report.vacuumed is not None
+    assert all(size > 0 for size in report.vacuumed)  # (VACUUM may add free space maps)

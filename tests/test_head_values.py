@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import playthrough
-from playthrough import ConcurrencyError, Engine, Event, EventRejected, State
+from playthrough import ConcurrencyError, ConfigurationError, Engine, Event, EventRejected, State
 from playthrough._cli import main
 from playthrough._model import StateKey, key_of
 from playthrough._serialization import encode_state
@@ -384,7 +384,7 @@ def test_pending_states_are_never_evicted() -> None:
 
 
 def test_max_states_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="max_states"):
+    with pytest.raises(ConfigurationError, match="max_states must be at least 1"):
         Engine(SQLiteStore(), max_states=0)
 
 

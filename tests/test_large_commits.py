@@ -18,7 +18,15 @@ import attrs
 import psycopg
 import pytest
 
-from playthrough import Engine, Event, PlaythroughError, State, StoreError, state_id
+from playthrough import (
+    ConfigurationError,
+    Engine,
+    Event,
+    PlaythroughError,
+    State,
+    StoreError,
+    state_id,
+)
 from playthrough._stores.postgres import _LOCK_APPEND, PostgresStore
 
 from .test_crash import ROOT, TIMEOUT, _check, _wait_for_commits
@@ -108,7 +116,7 @@ def test_waiting_for_the_append_lock_is_bounded(pg_url: str, pg_schema: str) -> 
     finally:
         holder.close()
         store.close()
-    with pytest.raises(StoreError, match="lock_timeout must be positive"):
+    with pytest.raises(ConfigurationError, match="lock_timeout must be greater than 0"):
         PostgresStore(pg_url, schema=pg_schema, lock_timeout=0)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import StoreError
+from playthrough import ConfigurationError, StoreError
 from playthrough._stores import SQLiteStore, Store, open_store
 from playthrough.testing import StoreContract
 
@@ -54,7 +54,7 @@ def test_open_store_urls(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StoreError, match="unknown store URL scheme"):
         open_store("mysql://x")
-    with pytest.raises(StoreError, match="unknown SQLite URL options"):
+    with pytest.raises(ConfigurationError, match="unknown SQLite URL option: cache"):
         open_store("sqlite:///x.db?cache=shared")
 
 
@@ -106,7 +106,7 @@ def test_parse_store_url() -> None:
     assert parse_store_url("sqlite:////abs/app.db").path == "/abs/app.db"
     with pytest.raises(StoreError, match="bad SQLite URL"):
         parse_store_url("sqlite://host/x.db")
-    with pytest.raises(StoreError, match="unknown SQLite URL options: cache"):
+    with pytest.raises(ConfigurationError, match="unknown SQLite URL option: cache"):
         parse_store_url("sqlite:///x.db?cache=shared")
     with pytest.raises(StoreError, match="unknown store URL scheme 'mysql'"):
         parse_store_url("mysql://x")

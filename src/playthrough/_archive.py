@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +49,8 @@ class ArchiveReport:
     """What ``archive`` did: events ``(after, until]`` moved to ``path``.
 
     ``states``: how many base snapshots were written at ``until``.
+    ``vacuumed``: with ``vacuum=True``, the store's size in bytes before and
+    after (see :meth:`Store.vacuum`); None otherwise.
     """
 
     after: int
@@ -57,6 +59,7 @@ class ArchiveReport:
     states: int
     path: str
     sha256: str
+    vacuumed: tuple[int, int] | None = None
 
 
 def find_cut(store: Store, before: int | datetime) -> int:
@@ -76,14 +79,26 @@ def find_cut(store: Store, before: int | datetime) -> int:
     return cut
 
 
+#: ``progress(stage, done, total)``; stages: "states" (the base snapshots), "export"
+#: (events written to the file), "delete" (the store transaction), "vacuum".
+ArchiveProgress = Callable[[str, int, int], None]
+
+
 def archive_log(
     store: Store,
     reconstitutor: StateReconstitutor,
     *,
     before: int | datetime,
     to: str | os.PathLike[str],
+    progress: ArchiveProgress | None = None,
+    vacuum: bool = False,
 ) -> ArchiveReport:
-    """Archive the log before ``before`` into the file ``to`` (gzip; refused if it exists)."""
+    """Archive the log before ``before`` into the file ``to`` (gzip; refused if it exists).
+
+    The file is on disk (its directory entry too) before any event is deleted;
+    ``vacuum`` then gives the deleted rows' space back (:meth:`Store.vacuum`).
+    """
+    step = progress if progress is not None else _no_progress
     path = Path(to)
     if path.exists():
         raise PlaythroughError(f"{path} already exists: an archive is never overwritten")
@@ -98,26 +113,58 @@ def archive_log(
                 "stays in the log"
             )
         keys = _touched_up_to(reader, previous, cut)
+        step("states", 0, len(keys))
         states, _ = reconstitutor.reconstitute(reader, keys, cut) if keys else ({}, None)
     base = [snapshot_record(k, cut, states[k], encode_state(states[k])) for k in keys]
+    step("states", len(keys), len(keys))
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out:
             # The events only (the tables describe the live store), sealed, with their keys.
-            exported = export_log(store, out, after=previous, until=cut, tables=False)
+            exported = export_log(
+                store,
+                out,
+                after=previous,
+                until=cut,
+                tables=False,
+                progress=lambda done, total: step("export", done, total),
+            )
         raw.flush()
         os.fsync(raw.fileno())
     os.replace(partial, path)
+    sync_directory(path.parent)  # the rename itself survives a crash before the delete
     # The log's running hash at the cut stays in the store: it can still say which
     # log it continues (an import --append, the next archive's header).
     meta = {} if exported.chain is None else {ARCHIVED_CHAIN: exported.chain}
+    step("delete", 0, 1)
     deleted = store.archive(cut, base, meta)
+    step("delete", 1, 1)
     if deleted != exported.count:
         raise PlaythroughError(
             f"archive of ({previous}, {cut}] deleted {deleted} events but exported "
             f"{exported.count}: check the store"
         )
-    return ArchiveReport(previous, cut, deleted, len(base), str(path), exported.sha256)
+    reclaimed = None
+    if vacuum:
+        step("vacuum", 0, 1)
+        reclaimed = store.vacuum()
+        step("vacuum", 1, 1)
+    return ArchiveReport(previous, cut, deleted, len(base), str(path), exported.sha256, reclaimed)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def sync_directory(folder: Path) -> None:
+    """fsync a directory, so that a rename in it is durable (POSIX; elsewhere a no-op)."""
+    if os.name != "posix":  # pragma: no cover - Windows cannot open a directory
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _touched_up_to(reader: StoreReader, previous: int, cut: int) -> list[StateKey]:

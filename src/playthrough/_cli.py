@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ._engine import Engine
-from ._errors import StoreError
+from ._errors import ConfigurationError, StoreError
 from ._model import Event, State
 from ._scheduling import ScheduledEvent
 from ._stores import Store, open_store, parse_store_url, sqlite_url
@@ -285,13 +285,18 @@ _FORMAT_OPTION = click.option(
 )
 
 
-def _open_existing(database_url: str, apps: tuple[str, ...]) -> Engine:
+def _open_existing(database_url: str, apps: tuple[str, ...], *, create: bool = True) -> Engine:
+    """An engine on the store; ``create=False`` (commands that only read): never create
+    or migrate one, and a missing store is an error (exit status 1)."""
     from ._errors import PlaythroughError
+    from ._stores._base import NoStoreError
 
     url = _existing_store_url(database_url)
     _import_apps(apps)
     try:
-        return Engine.open(url)
+        return Engine.open(url, create=create)
+    except NoStoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     except PlaythroughError as exc:
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
 
@@ -343,7 +348,7 @@ def schema(
 
     from ._schema import schema_report
 
-    with _open_existing(database_url, apps) as engine:
+    with _open_existing(database_url, apps, create=False) as engine:
         report = schema_report(engine.store, sample=None if decode_all else sample)
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
@@ -577,7 +582,7 @@ def public_url(text: str) -> str:
     """The URL as every message shows it: without a password, wherever the URL put one."""
     try:
         return parse_store_url(text).redacted()
-    except StoreError:
+    except (StoreError, ConfigurationError):
         return "(the DATABASE_URL given)"  # unparsable: showing it could show a password
 
 
@@ -865,12 +870,32 @@ def import_command(
     help="The archive file to write (gzip JSON Lines, the export format); must not exist.",
 )
 @app_option("Module defining the states and events (the cut's snapshots are rebuilt); repeatable.")
-def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, ...]) -> None:
+@click.option(
+    "--vacuum",
+    is_flag=True,
+    default=False,
+    help="Then give the deleted rows' space back (SQLite: VACUUM rewrites the file and "
+    "needs as much free disk; PostgreSQL: VACUUM of the log's tables).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: on a terminal, not under CI).",
+)
+def archive_command(
+    database_url: str,
+    before: str,
+    to: Path,
+    apps: tuple[str, ...],
+    vacuum: bool,
+    progress: bool | None,
+) -> None:
     """Move the old part of the log to a file; loads after the cut stay exact.
 
     Writes a snapshot at the cut of every state touched before it, exports the
     archived events to --to, then deletes them in one transaction. Time travel
-    before the cut then needs Engine.open(url, archive=FILE).
+    before the cut then needs Engine.open(url, archive=FILE). The store keeps
+    its size (new rows reuse the free space) unless --vacuum.
 
         playthrough archive sqlite:///app.db --before 2026-01-01 --to 2025.jsonl.gz --app myapp
     """
@@ -896,9 +921,9 @@ def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, .
         engine = Engine.open(url)  # a writer: upgrades an old store, as its help says
     except PlaythroughError as exc:
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
-    with engine:
+    with engine, _progress_bar(progress) as bar:
         try:
-            report = engine.archive(before=cut, to=to)
+            report = engine.archive(before=cut, to=to, progress=bar, vacuum=vacuum)
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(pass the module that defines it with --app MODULE)"
@@ -909,6 +934,9 @@ def archive_command(database_url: str, before: str, to: Path, apps: tuple[str, .
         f"archived {report.events} events ({report.after}, {report.until}] to {report.path} "
         f"(sha256 {report.sha256}); {report.states} states based at {report.until}"
     )
+    if report.vacuumed is not None:
+        was, now = report.vacuumed
+        click.echo(f"vacuumed: {was / 1e6:.1f} MB -> {now / 1e6:.1f} MB")
 
 
 def _open_store_for_cli(url: str, given: str) -> Store:
@@ -1014,7 +1042,7 @@ def _existing_store_url(text: str) -> str:
         return sqlite_url(path.resolve())
     try:
         parsed = parse_store_url(text)
-    except StoreError as exc:
+    except (StoreError, ConfigurationError) as exc:
         message = str(exc)
         password = _password_in(text)
         if password:
@@ -1066,6 +1094,10 @@ def _progress_bar(wanted: bool | None) -> Iterator[Callable[[str, int, int], Non
         "determinism": "second replay (determinism)",
         "locate": "locating events",
         "values": "heads values",
+        "states": "states at the cut",
+        "export": "events to the archive",
+        "delete": "deleting archived rows",
+        "vacuum": "vacuum",
     }
     tasks: dict[str, TaskID] = {}
     with Progress(

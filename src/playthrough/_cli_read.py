@@ -22,6 +22,7 @@ from ._errors import PlaythroughError
 from ._followers import Projection
 from ._model import Event, State, registry
 from ._serialization import converter, dumps
+from ._stores._base import NoStoreError
 
 _APP = app_option()
 _FORMAT = click.option(
@@ -36,10 +37,13 @@ _FORMAT = click.option(
 
 @contextmanager
 def _engine(database_url: str, apps: tuple[str, ...]) -> Iterator[Engine]:
+    """An engine on a store that exists: a read command never creates or migrates one."""
     url = _existing_store_url(database_url)
     _import_apps(apps)
     try:
-        engine = Engine.open(url)
+        engine = Engine.open(url, create=False)
+    except NoStoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     except PlaythroughError as exc:
         raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
     with engine:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import itertools
 import logging
 import os
@@ -19,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from . import _followers, _logging, _telemetry
+from . import _followers, _logging, _options, _telemetry
 from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._clock import Clock, SystemClock, aware
 from ._errors import (
@@ -55,7 +57,7 @@ from ._reconstitution import Plan, StateReconstitutor, checked_plan
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
 from ._scheduling import ScheduledEvent, Scheduler
-from ._serialization import decode, encode_event, encode_state_checked
+from ._serialization import check_depth, decode, encode_event, encode_state_checked
 from ._slots import (
     fired_data,
     forget_binding,
@@ -114,6 +116,28 @@ _ENGINE_OPTIONS = (
 MAX_EVENT_BYTES = 64 << 20
 
 
+@functools.cache
+def _engine_defaults() -> dict[str, Any]:
+    return {
+        name: p.default
+        for name, p in inspect.signature(Engine.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _check_engine_options(given: Mapping[str, Any]) -> None:
+    """ConfigurationError for a bad engine option; those not given take their defaults."""
+    defaults = _engine_defaults()
+    values = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
+    _options.engine(
+        snapshot_every=values["snapshot_every"],
+        snapshot_after_events=values["snapshot_after_events"],
+        snapshot_history=values["snapshot_history"],
+        max_states=values["max_states"],
+        max_event_bytes=values["max_event_bytes"],
+    )
+
+
 _LEASE = timedelta(minutes=5)  # how long run_due() holds a due row while firing it
 
 
@@ -149,8 +173,13 @@ class Engine:
         archive: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if max_states is not None and max_states < 1:
-            raise ValueError("max_states must be at least 1 (or None for no bound)")
+        _options.engine(
+            snapshot_every=snapshot_every,
+            snapshot_after_events=snapshot_after_events,
+            snapshot_history=snapshot_history,
+            max_states=max_states,
+            max_event_bytes=max_event_bytes,
+        )
         self.store = store
         self.head_values = head_values
         self.max_states = max_states
@@ -224,6 +253,7 @@ class Engine:
                 f"takes {', '.join(valid_store)}"
             )
         engine_opts = {k: options.pop(k) for k in _ENGINE_OPTIONS if k in options}
+        _check_engine_options(engine_opts)  # before the store is opened (or created)
         store = open_store(resolve_store_url(url), **options)
         try:
             engine = cls(store, **engine_opts)
@@ -487,6 +517,7 @@ class Engine:
         if in_apply():
             raise ReconstitutionError("an apply hook may not fire events; fire them from handle")
         data = encode_event(event)
+        check_depth(event, data)
         if len(data) * 4 > self.max_event_bytes and len(data.encode()) > self.max_event_bytes:
             raise PlaythroughError(
                 f"{type(event).__qualname__} is {len(data.encode()):,} bytes as JSON, more than "
@@ -1041,7 +1072,14 @@ class Engine:
 
     # ------------------------------------------------------------------ archival
 
-    def archive(self, *, before: int | datetime, to: str | os.PathLike[str]) -> ArchiveReport:
+    def archive(
+        self,
+        *,
+        before: int | datetime,
+        to: str | os.PathLike[str],
+        progress: Callable[[str, int, int], None] | None = None,
+        vacuum: bool = False,
+    ) -> ArchiveReport:
         """Move the events before a position (or fired before a date) to an archive file.
 
         Writes a snapshot at the cut of every state touched before it, exports
@@ -1049,11 +1087,16 @@ class Engine:
         them in one transaction. Loads at or after the cut and new commits work
         unchanged; loads before it and ``replay()`` raise ``ArchivedRangeError``
         unless the engine is opened with ``archive=`` (this file, and any
-        earlier ones, in order).
+        earlier ones, in order). ``progress(stage, done, total)`` is called as
+        it goes; ``vacuum=True`` gives the deleted rows' space back afterwards
+        (``Store.vacuum``; without it a SQLite file keeps its size and reuses
+        the free pages for new rows).
         """
         if self._pending:
             raise PlaythroughError("commit or discard pending events before archiving")
-        return archive_log(self.store, self.reconstitutor, before=before, to=to)
+        return archive_log(
+            self.store, self.reconstitutor, before=before, to=to, progress=progress, vacuum=vacuum
+        )
 
     # ------------------------------------------------------------------ export / import
 
@@ -1242,6 +1285,8 @@ class Engine:
         """Move a follower back (default: to 0, to re-project everything).
 
         Given a Projection, its ``reset(tx)`` clears the read model in the same transaction.
+        Given a name, the follower must exist (a NotFoundError otherwise: a typo never
+        creates a follower).
         """
         _followers.reset(self, projection, position)
 

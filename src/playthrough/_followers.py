@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from ._errors import ArchivedRangeError, DefinitionError, FollowerBusy, FollowerFailed
+from ._errors import (
+    ArchivedRangeError,
+    DefinitionError,
+    FollowerBusy,
+    FollowerFailed,
+    NotFoundError,
+)
 from ._model import registry
 from ._serialization import decode_event
 from ._stores import FollowerTransaction
@@ -184,6 +190,14 @@ def reset(engine: Engine, projection: Projection | str, position: int) -> None:
     name = projection if isinstance(projection, str) else projection.name
     if position < 0:
         raise ValueError(f"a follower position is >= 0, not {position}")
+    if isinstance(projection, str):  # a name alone: a follower that has run, never a new one
+        with engine.store.reader() as reader:
+            known = [row.name for row in reader.followers()]
+        if name not in known:
+            raise NotFoundError(
+                f"no follower named {name!r} in {engine.store.url} (nothing was changed); "
+                f"followers: {', '.join(known) or 'none'}"
+            )
     with engine.store.follow(name, 0) as batch:
         if batch is None:
             raise FollowerBusy(f"follower {name!r} is running in another process; stop it first")

@@ -13,7 +13,7 @@ import json
 import math
 import typing
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -130,6 +130,50 @@ def dumps(value: Any) -> str:
     return _encoder.encode(value)
 
 
+#: How deep a value in an event may nest (lists, dicts, attrs classes), counted from
+#: the field: reading a row much deeper exhausts Python's stack (a RecursionError in
+#: replay and verify), so ``fire`` refuses it.
+MAX_JSON_DEPTH = 200
+
+
+def _depth_beyond(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` levels (iterative: any depth is safe)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (str, bytes, int, float)) or item is None:
+            continue
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children = item
+        elif attrs.has(type(item)):
+            children = [getattr(item, a.name) for a in attrs.fields(type(item))]
+        else:
+            continue
+        if depth > limit:
+            return True
+        todo.extend((child, depth + 1) for child in children)
+    return False
+
+
+def check_depth(event: Event, data: str | None) -> None:
+    """Refuse an event with a field nesting deeper than MAX_JSON_DEPTH, naming the field.
+
+    ``data`` is the event's JSON when it could be encoded: with no more brackets
+    than the limit it cannot nest deeper, and nothing is walked (the common case).
+    """
+    if data is not None and data.count("[") + data.count("{") <= MAX_JSON_DEPTH:
+        return
+    for a in attrs.fields(cast(Any, type(event))):
+        if _depth_beyond(getattr(event, a.name), MAX_JSON_DEPTH):
+            raise PlaythroughError(
+                f"{type(event).__qualname__}.{a.name} nests deeper than {MAX_JSON_DEPTH} "
+                "levels (lists, dicts or classes inside each other), the most an event may "
+                "hold: a row that deep could not be read back; flatten the value"
+            )
+
+
 def non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
     """The dotted path and value of the first infinity or NaN in unstructured data."""
     if isinstance(value, float):
@@ -169,6 +213,9 @@ def encode_event(event: Event) -> str:
     try:
         data = converter.unstructure(event)
         return dumps(data)
+    except RecursionError:
+        check_depth(event, None)  # names the field that nests too deep
+        raise
     except (TypeError, ValueError) as exc:
         problem = _non_finite_message(data)
         if problem is not None:

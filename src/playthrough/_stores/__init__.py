@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import attrs
 
+from .. import _options
 from .._errors import ConfigurationError, StoreError
 from ._base import (
     Condition,
@@ -159,17 +160,24 @@ def parse_store_url(url: str | None) -> StoreURL:
     )
 
 
+_SQLITE_URL_OPTIONS = ("synchronous",)
+
+
 def _parse_sqlite(url: str) -> StoreURL:
     parts = urlsplit(url)
     if parts.netloc:
         raise StoreError(
             f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db"
         )
-    path = (parts.path[1:] if parts.path.startswith("/") else parts.path) or MEMORY
-    query = dict(parse_qsl(parts.query))
-    options = {k: query.pop(k) for k in ("synchronous",) if k in query}
-    if query:
-        raise StoreError(f"unknown SQLite URL options: {', '.join(sorted(query))}")
+    if parts.path in ("", "/:memory:"):  # "sqlite://": memory, asked for in so many words
+        path = MEMORY
+    else:  # "sqlite:///" is an empty path (an unset variable), never memory
+        path = _options.sqlite_path(parts.path[1:] if parts.path.startswith("/") else parts.path)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    options = {k: query.pop(k) for k in _SQLITE_URL_OPTIONS if k in query}
+    _options.unknown("SQLite", list(query), _SQLITE_URL_OPTIONS)
+    if "synchronous" in options:
+        _options.synchronous(options["synchronous"])
     shown = sqlite_url(path)
     if options:
         shown += "?" + urlencode(options)
@@ -182,6 +190,8 @@ def _parse_postgres(url: str) -> StoreURL:
     schemas = [v for k, v in query if k == "schema"]
     if len(schemas) > 1:
         raise StoreError("the URL names more than one schema")
+    for schema in schemas:
+        _options.schema_name(schema)
     given = dict(query)  # libpq: a query parameter overrides the URL's own part
     try:
         port_text = given.get("port") or (str(parts.port) if parts.port else None)

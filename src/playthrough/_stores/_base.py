@@ -1050,6 +1050,17 @@ class Store(abc.ABC):
         If the block raises, everything is rolled back.
         """
 
+    def vacuum(self) -> tuple[int, int]:
+        """Give the space of deleted rows back (after ``archive``); (bytes before, after).
+
+        SQLite: ``VACUUM`` rewrites the file (it needs that much free disk and
+        holds the write lock while it runs), then the WAL is truncated.
+        PostgreSQL: ``VACUUM`` of the log's tables, which makes the space
+        reusable by new rows without locking writers out; the sizes are those
+        of the tables.
+        """
+        raise StoreError(f"{type(self).__name__} cannot reclaim space")
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -54,6 +54,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from .. import _options
 from .._errors import (
     CommitOutcomeUnknown,
     ConcurrencyError,
@@ -887,6 +888,13 @@ class PostgresStore(Store):
         create: bool = True,
         lock_timeout: float = 60.0,
     ) -> None:
+        _options.postgres(
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            pool_timeout=pool_timeout,
+            lock_timeout=lock_timeout,
+        )
         self.statements = 0
         self._local = threading.local()  # per thread: is a read transaction open
         self._pool: ConnectionPool[Conn] | None = None
@@ -901,8 +909,6 @@ class PostgresStore(Store):
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
         self._conninfo = settings.conninfo
         self._connect_kwargs = settings.connect_kwargs
-        if not lock_timeout > 0:
-            raise StoreError(f"lock_timeout must be positive (seconds), not {lock_timeout!r}")
         self._lock_timeout_ms = str(max(1, round(lock_timeout * 1000)))
 
         # A direct first connection: its error names the cause (refused,
@@ -1791,6 +1797,20 @@ class PostgresStore(Store):
                 (batch.position, datetime.now(UTC).isoformat(), name),
             )
 
+    def vacuum(self) -> tuple[int, int]:
+        tables = ("pt_events", "pt_links", "pt_snapshots", "pt_heads")
+        names = [f"{self._quoted}.{t}" for t in tables]
+        size = "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) t"
+        try:  # VACUUM cannot run in a transaction: its own autocommit connection
+            with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
+                before = conn.execute(size, (names,)).fetchone()
+                conn.execute(f"VACUUM (ANALYZE) {', '.join(names)}")
+                after = conn.execute(size, (names,)).fetchone()
+        except psycopg.Error as exc:
+            raise self._failure("VACUUM", exc) from exc
+        assert before is not None and after is not None
+        return int(before[0]), int(after[0])
+
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -1888,14 +1908,14 @@ def _settings(
             f"two schemas given for {shown}: {parsed.schema!r} in the URL and "
             f"{schema!r} as an option"
         )
-    name = schema or parsed.schema or "public"
-    if "\x00" in name or len(name.encode()) > 63:
-        raise StoreError(f"bad schema name {name!r}: at most 63 bytes, no NUL")
+    name = _options.schema_name(schema) or parsed.schema or "public"
     if name != "public" and parsed.schema is None:
         shown += ("&" if "?" in shown else "?") + urlencode({"schema": name})
-    if not 1 <= max(min_size, 1) <= max_size:
-        raise StoreError(f"bad pool size: min_size={min_size}, max_size={max_size}")
     params = conninfo_to_dict(parsed.conninfo)
+    if "connect_timeout" in params:  # libpq's own option: 0 (or less) waits forever
+        _options.positive(
+            "connect_timeout", params["connect_timeout"], integer=True, unit=" seconds", text=True
+        )
     kwargs: dict[str, Any] = {"autocommit": True}
     if "connect_timeout" not in params:
         kwargs["connect_timeout"] = connect_timeout

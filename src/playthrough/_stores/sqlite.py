@@ -14,6 +14,7 @@ connection keeps an in-memory database one database.
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 import threading
 import uuid
@@ -21,8 +22,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
+from time import monotonic, sleep
 from typing import Any, Literal
+from urllib.parse import quote
 
+from .. import _options
 from .._errors import (
     CommitOutcomeUnknown,
     ConcurrencyError,
@@ -515,11 +519,20 @@ class _SQLiteTransaction(FollowerTransaction):
         return self._conn.execute(sql, params).fetchall()
 
 
+def _file_uri(path: str, query: str) -> str:
+    """The URI of ``path`` with ``query``; ``mode=rw`` never creates the file, and opens
+    it read-only if the OS says so."""
+    return f"file:{quote(os.path.abspath(path))}?{query}"
+
+
 class SQLiteStore(Store):
     """SQLite store. ``path`` is a file name or ``":memory:"``.
 
     ``synchronous`` is SQLite's setting for the file (``"FULL"`` by default:
-    a commit is on disk when ``commit()`` returns).
+    a commit is on disk when ``commit()`` returns). ``create=False`` opens a
+    store that exists and changes nothing to do so (no file, table or journal
+    mode is created; a missing one is ``NoStoreError``); a file the process may
+    not write (read-only file or directory) opens that way, for reading.
     """
 
     def __init__(
@@ -530,20 +543,36 @@ class SQLiteStore(Store):
         busy_timeout: float = 30.0,
         create: bool = True,
     ) -> None:
-        self._path = path
+        self._path = _options.sqlite_path(path)
+        level = _options.synchronous(synchronous)
+        busy_timeout = _options.at_least("busy_timeout", busy_timeout, 0, integer=False, unit=" s")
         self.statements = 0
         self._lock = threading.RLock()  # one transaction at a time, across threads
+        memory = path == ":memory:"
         try:
             self._conn = sqlite3.connect(
-                path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
+                path if create or memory else _file_uri(path, "mode=rw"),
+                isolation_level=None,
+                timeout=busy_timeout,
+                check_same_thread=False,
+                uri=not (create or memory),
             )
         except sqlite3.Error as exc:
+            if not create and not os.path.exists(path):
+                raise NoStoreError(
+                    f"no playthrough store in {path!r}: no such file (nothing was created)"
+                ) from exc
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._reading = False
+        #: Opened for reading only: the process may not write the file (or its directory).
+        self.read_only = False
         try:
-            if path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            if create and not memory:
+                self._switch_to_wal(busy_timeout)
+            elif not memory:  # a store that exists is in WAL mode already: change nothing
+                self._readable(path, busy_timeout)
+            if not self.read_only:
+                self._conn.execute(f"PRAGMA synchronous={level}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
             self._migrate(create)
         except StoreError:
@@ -551,7 +580,73 @@ class SQLiteStore(Store):
             raise
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise StoreError(f"cannot use {path!r} as a playthrough SQLite store: {exc}") from exc
+            hint = ""
+            if "readonly" in str(exc) and create:
+                hint = " (a read-only file or directory opens with create=False, to read)"
+            raise StoreError(
+                f"cannot use {path!r} as a playthrough SQLite store: {exc}{hint}"
+            ) from exc
+
+    def _readable(self, path: str, busy_timeout: float) -> None:
+        """Make sure the file can be read; reopen it read-only if this process may not write it.
+
+        Reading a WAL file needs its ``-shm`` index, which SQLite creates next
+        to the file: in a directory this process may not write, even a read
+        fails ("attempt to write a readonly database"). Then the file is
+        reopened with ``mode=ro``; when no ``-wal`` file exists either (no
+        writer has it open) and neither the file nor its directory is writable,
+        with ``immutable=1``: SQLite reads it without any index or lock.
+        """
+        try:
+            self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+        self._conn.close()
+        folder = os.path.dirname(os.path.abspath(path))
+        immutable = (
+            not os.path.exists(path + "-wal")
+            and not os.access(path, os.W_OK)
+            and not os.access(folder, os.W_OK)
+        )
+        self._conn = sqlite3.connect(
+            _file_uri(path, "mode=ro&immutable=1" if immutable else "mode=ro"),
+            isolation_level=None,
+            timeout=busy_timeout,
+            check_same_thread=False,
+            uri=True,
+        )
+        self.read_only = True
+        self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def _switch_to_wal(self, busy_timeout: float) -> None:
+        """``PRAGMA journal_mode=WAL``, retried until ``busy_timeout`` like any other write.
+
+        SQLite does not call its busy handler for a journal mode change: when
+        another process holds the new file (creating it too), the switch fails
+        at once with "database is locked", or leaves the mode unchanged. Two
+        processes opening a fresh file at once then failed about 3 times in 10.
+        """
+        deadline = monotonic() + busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                row = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                row = None
+            if row is not None and str(row[0]).lower() == "wal":
+                return
+            if monotonic() >= deadline:
+                found = "database is locked" if row is None else f"journal mode {row[0]}"
+                raise StoreError(
+                    f"cannot switch {self._path!r} to WAL mode within the busy timeout "
+                    f"({busy_timeout:g} s): {found}"
+                )
+            sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     @property
     def url(self) -> str:
@@ -1208,6 +1303,22 @@ class SQLiteStore(Store):
                 "UPDATE pt_followers SET position = ?, updated_at = ? WHERE name = ?",
                 (batch.position, datetime.now(UTC).isoformat(), name),
             )
+
+    def vacuum(self) -> tuple[int, int]:
+        with self._lock:
+            self._writing("vacuum")
+
+            def size() -> int:
+                pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+                return int(pages) * int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+
+            try:
+                before = size()
+                self._conn.execute("VACUUM")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return before, size()
+            except sqlite3.Error as exc:
+                raise StoreError(f"VACUUM of {self.url} failed, nothing was lost: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
