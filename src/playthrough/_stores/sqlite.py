@@ -28,6 +28,7 @@ from .._errors import (
     ConcurrencyError,
     DuplicateEvent,
     SchemaVersionError,
+    StaleForgetError,
     StoreError,
 )
 from .._model import StateKey
@@ -35,6 +36,7 @@ from .._personal import unseal
 from ._base import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
+    FORGET_EPOCH,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -46,6 +48,7 @@ from ._base import (
     FollowerRow,
     FollowerTransaction,
     HeadRow,
+    HeadRows,
     HeadValue,
     ImportedEvent,
     Link,
@@ -58,6 +61,7 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    SubjectForgotten,
     TypeVersions,
     batch_keys,
     check_archive_cut,
@@ -68,8 +72,10 @@ from ._base import (
     gap_free,
     head_value,
     parse_schema_version,
+    stale_forget_message,
     stale_message,
 )
+from ._forget import archive_personal, forget
 from ._json_sql import SQLiteFilter
 
 _SCHEMA = """
@@ -104,6 +110,19 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
     PRIMARY KEY (state_type, state_id, position)
 ) WITHOUT ROWID;
 """
+
+# The store's forget epoch (0: never forgot anyone).
+_EPOCH = f"(SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM pt_meta WHERE key = '{FORGET_EPOCH}')"
+
+
+def _check_epoch(conn: sqlite3.Connection, epoch: int | None) -> None:
+    """StaleForgetError if a subject was forgotten since ``epoch`` (None: not checked)."""
+    if epoch is None:
+        return
+    (now,) = conn.execute(f"SELECT {_EPOCH}").fetchone()
+    if now != epoch:
+        raise StaleForgetError(stale_forget_message())
+
 
 # verify's checks of heads rows and snapshot metadata against the links, and repair.
 _HEADS_DISAGREE = """SELECT coalesce(h.state_type, l.state_type), coalesce(h.state_id, l.state_id),
@@ -225,19 +244,24 @@ class _SQLiteReader(StoreReader):
                     history.append(record)
         return out
 
-    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
-        out: dict[StateKey, HeadRow] = {}
+    def heads(self, keys: Iterable[StateKey]) -> HeadRows:
+        out = HeadRows()
         for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2)):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
                 "SELECT h.state_type, h.state_id, h.last_position, h.value, h.value_position, "
                 "h.value_version, h.value_fingerprint "
-                "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i",
+                "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i "
+                f"UNION ALL SELECT NULL, NULL, {_EPOCH}, NULL, NULL, NULL, NULL",
                 [v for k in chunk for v in k],
             )
             for t, i, p, value, vp, version, mark in rows:
-                out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
+                if t is None:  # the forget epoch, read in the same statement
+                    if out.epoch is None:
+                        out.epoch = int(p)
+                else:
+                    out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -517,6 +541,9 @@ class SQLiteStore(Store):
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
+            # Deleted content (a forgotten subject's key and values) is overwritten
+            # with zeros, not left in free space: forgetting must be final on disk.
+            self._conn.execute("PRAGMA secure_delete=ON")
             self._migrate(create)
         except StoreError:
             self._conn.close()
@@ -635,7 +662,7 @@ class SQLiteStore(Store):
             finally:
                 self._reading = False
 
-    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+    def heads(self, keys: Iterable[StateKey]) -> HeadRows:
         wanted = list(dict.fromkeys(keys))
         if len(wanted) <= _SQLiteReader(self)._size(_KEYS_PER_STATEMENT, 2):
             with self._lock:  # one statement: atomic on its own, no transaction needed
@@ -643,13 +670,15 @@ class SQLiteStore(Store):
         with self.reader() as reader:  # several statements: one consistent view
             return reader.heads(wanted)
 
-    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+    def write_values(self, records: Sequence[SnapshotRecord], epoch: int | None = None) -> int:
         if not records:
             return 0
         with self._lock:
             self._writing("write values")
             with self._transaction("BEGIN IMMEDIATE", "writing values failed") as conn:
                 self.statements += 1
+                if epoch is not None and conn.execute(f"SELECT {_EPOCH}").fetchone()[0] != epoch:
+                    return 0  # a subject was forgotten since these were computed
                 return int(
                     conn.executemany(
                         "UPDATE pt_heads SET value = ?1, value_position = ?2, value_version = ?5, "
@@ -672,6 +701,7 @@ class SQLiteStore(Store):
         commit_id: str | None = None,
         handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
+        epoch: int | None = None,
     ) -> list[int]:
         if not events:
             self.mark_handled(handled)
@@ -681,10 +711,11 @@ class SQLiteStore(Store):
                     with self._transaction(
                         "BEGIN IMMEDIATE", "writing scheduled events failed, nothing was written"
                     ) as conn:
+                        _check_epoch(conn, epoch)
                         self._write_extras(conn, extras, [], [])
             return []
         with self._lock:
-            return self._append(events, expected, values or {}, commit_id, handled, extras)
+            return self._append(events, expected, values or {}, commit_id, handled, extras, epoch)
 
     def _append(
         self,
@@ -694,6 +725,7 @@ class SQLiteStore(Store):
         commit_id: str | None,
         handled: Sequence[int],
         extras: CommitExtras | None,
+        epoch: int | None = None,
     ) -> list[int]:
         self._writing("append")
         commit_id = commit_id or uuid.uuid4().hex
@@ -721,6 +753,7 @@ class SQLiteStore(Store):
             ]
             if stale:
                 raise ConcurrencyError(stale_message(stale))
+            _check_epoch(conn, epoch)
             base = reader.head()
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 4
@@ -896,17 +929,28 @@ class SQLiteStore(Store):
             return _SQLiteReader(self).subject_keys(subjects)
 
     def forget_subject(self, subject: str) -> bool:
-        self._writing("forget")
-        with self._transaction("BEGIN IMMEDIATE", "forgetting failed") as conn:
-            self.statements += 2
-            gone = conn.execute(
-                "DELETE FROM pt_subject_keys WHERE subject = ?", (subject,)
-            ).rowcount
-            # Snapshots and heads values hold states, which may hold derived personal data.
-            # (An archive's base snapshots are kept: they are the archived range's truth.)
-            conn.execute(f"DELETE FROM pt_snapshots WHERE {_NOT_BASE}")
-            conn.execute("UPDATE pt_heads SET value = NULL, value_position = NULL")
-        return bool(gone)
+        with self._lock:
+            self._writing("forget")
+            with self._transaction("BEGIN IMMEDIATE", "forgetting failed") as conn:
+
+                def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                    self.statements += 1
+                    return conn.execute(sql, params).fetchall()
+
+                gone = forget(run, subject)
+            if gone and self._path != ":memory:":
+                # secure_delete zeroed the deleted bytes in the pages; the WAL still
+                # holds older copies of those pages until a checkpoint copies the new
+                # ones into the database file and truncates it.
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                except sqlite3.Error as exc:  # pragma: no cover - a reader elsewhere
+                    raise StoreError(
+                        f"{subject!r} was forgotten, but the WAL checkpoint that removes "
+                        f"old page copies from {self._path}-wal failed: {exc}; run "
+                        "PRAGMA wal_checkpoint(TRUNCATE) once other connections close"
+                    ) from exc
+        return gone
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
         self._writing("claim scheduled events")
@@ -992,6 +1036,7 @@ class SQLiteStore(Store):
                     for r in base
                 ],
             )
+            archive_personal(lambda sql, p: conn.execute(sql, p).fetchall(), until)
             conn.execute("DELETE FROM pt_snapshots WHERE position < ?", (until,))
             conn.execute("DELETE FROM pt_links WHERE position <= ?", (until,))
             deleted = conn.execute("DELETE FROM pt_events WHERE position <= ?", (until,)).rowcount
@@ -1020,20 +1065,23 @@ class SQLiteStore(Store):
         records: Sequence[SnapshotRecord],
         keep: int,
         meta: Mapping[str, str | None] | None = None,
+        epoch: int | None = None,
     ) -> None:
         if not records and not meta:
             return
         with self._lock:
-            self._write_snapshots(records, keep, meta)
+            self._write_snapshots(records, keep, meta, epoch)
 
     def _write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
         keep: int,
         meta: Mapping[str, str | None] | None,
+        epoch: int | None = None,
     ) -> None:
         self._writing("write")
         with self._transaction("BEGIN IMMEDIATE", "writing snapshots") as conn:
+            _check_epoch(conn, epoch)
             for key, value in (meta or {}).items():
                 if value is None:
                     conn.execute("DELETE FROM pt_meta WHERE key = ?", (key,))
@@ -1116,11 +1164,20 @@ class SQLiteStore(Store):
                 (position, limit),
             ).fetchall()
             events = unseal([StoredEvent(*r) for r in rows], _SQLiteReader(self).subject_keys)
-            batch = FollowerBatch(name, position, events, _SQLiteTransaction(conn))
+            forgotten = [
+                SubjectForgotten(*r)
+                for r in conn.execute(
+                    "SELECT f.seq, f.subject, f.position FROM pt_forgotten f "
+                    "JOIN pt_followers w ON w.name = ? WHERE f.seq > w.forgotten ORDER BY f.seq",
+                    (name,),
+                ).fetchall()
+            ]
+            batch = FollowerBatch(name, position, events, _SQLiteTransaction(conn), forgotten)
             yield batch
             conn.execute(
-                "UPDATE pt_followers SET position = ?, updated_at = ? WHERE name = ?",
-                (batch.position, datetime.now(UTC).isoformat(), name),
+                "UPDATE pt_followers SET position = ?, updated_at = ?, "
+                "forgotten = max(forgotten, ?) WHERE name = ?",
+                (batch.position, datetime.now(UTC).isoformat(), batch.forgotten_seq, name),
             )
 
     def close(self) -> None:
