@@ -24,12 +24,12 @@ from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._clock import Clock, SystemClock, aware
 from ._errors import (
     ConcurrencyError,
-    StaleForgetError,
     ConfigurationError,
     DecodeError,
     DuplicateEvent,
     PlaythroughError,
     ReconstitutionError,
+    StaleForgetError,
     StateMutationError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection

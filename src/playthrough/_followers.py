@@ -25,8 +25,7 @@ from ._errors import ArchivedRangeError, DefinitionError, FollowerBusy, Follower
 from ._model import registry
 from ._serialization import decode_event
 from ._stores import FollowerTransaction
-from ._stores._base import FollowerBatch, SubjectForgotten
-from ._stores._base import archived_until
+from ._stores._base import FollowerBatch, SubjectForgotten, archived_until
 
 if TYPE_CHECKING:
     from ._engine import Engine

@@ -174,9 +174,7 @@ def seal(data: str, type_name: str, spec: PersonalSpec, subject: str, key: bytes
     for name in spec.fields:
         nonce = os.urandom(12)
         sealed = aes.encrypt(nonce, dumps(obj[name]).encode(), _aad(type_name, name, subject))
-        obj[name] = {
-            MARK: {"s": subject, "t": kid, "v": base64.b64encode(nonce + sealed).decode()}
-        }
+        obj[name] = {MARK: {"s": subject, "t": kid, "v": base64.b64encode(nonce + sealed).decode()}}
     return dumps(obj)
 
 

@@ -366,6 +366,11 @@ class HeadRows(dict[StateKey, HeadRow]):
 
     epoch: int | None = None
 
+    @staticmethod
+    def of(rows: Mapping[StateKey, HeadRow]) -> HeadRows:
+        """``rows`` as HeadRows (the same object when it is one)."""
+        return rows if isinstance(rows, HeadRows) else HeadRows(rows)
+
 
 class Completion(NamedTuple):
     """A completed state: the position and type of the event that completed it."""

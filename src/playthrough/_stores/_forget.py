@@ -107,7 +107,9 @@ def forget(run: Run, subject: str) -> bool:
         "SELECT state_type, state_id, type, data FROM pt_archived_personal WHERE subject = ?",
         [subject],
     )
-    values = clear_values([(t, d) for _, t, d in hot] + [(t, d) for _, _, t, d in archived], subject, key)
+    values = clear_values(
+        [(t, d) for _, t, d in hot] + [(t, d) for _, _, t, d in archived], subject, key
+    )
     states: set[tuple[str, str]] = {(t, i) for t, i, _, _ in archived}
     for chunk in chunks([p for p, _, _ in hot], _CHUNK):
         marks = ",".join("?" for _ in chunk)
@@ -143,7 +145,9 @@ def forget(run: Run, subject: str) -> bool:
                     [scrubbed, t, i, cut],
                 )
     if values:
-        for schedule_id, error in run("SELECT id, error FROM pt_schedule WHERE error IS NOT NULL", []):
+        for schedule_id, error in run(
+            "SELECT id, error FROM pt_schedule WHERE error IS NOT NULL", []
+        ):
             scrubbed = scrub_text(error, values)
             if scrubbed != error:
                 run("UPDATE pt_schedule SET error = ? WHERE id = ?", [scrubbed, schedule_id])

@@ -112,7 +112,9 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
 """
 
 # The store's forget epoch (0: never forgot anyone).
-_EPOCH = f"(SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM pt_meta WHERE key = '{FORGET_EPOCH}')"
+_EPOCH = (
+    f"(SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM pt_meta WHERE key = '{FORGET_EPOCH}')"
+)
 
 
 def _check_epoch(conn: sqlite3.Connection, epoch: int | None) -> None:
@@ -668,7 +670,7 @@ class SQLiteStore(Store):
             with self._lock:  # one statement: atomic on its own, no transaction needed
                 return _SQLiteReader(self).heads(wanted)
         with self.reader() as reader:  # several statements: one consistent view
-            return reader.heads(wanted)
+            return HeadRows.of(reader.heads(wanted))
 
     def write_values(self, records: Sequence[SnapshotRecord], epoch: int | None = None) -> int:
         if not records:
@@ -1152,7 +1154,8 @@ class SQLiteStore(Store):
         with self._transaction("BEGIN IMMEDIATE", f"a batch of follower {name!r} failed") as conn:
             self.statements += 3
             conn.execute(
-                "INSERT INTO pt_followers VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO pt_followers (name, position, updated_at) VALUES (?, 0, ?) "
+                "ON CONFLICT (name) DO NOTHING",
                 (name, datetime.now(UTC).isoformat()),
             )
             (position,) = conn.execute(
