@@ -483,7 +483,14 @@ def _as_version_1(path: Path) -> None:
             conn.execute("DROP INDEX pt_events_by_cause")
             conn.execute("DROP INDEX pt_events_by_correlation")
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    for table in ("pt_followers", "pt_completed", "pt_schedule", "pt_subject_keys"):
+    for table in (
+        "pt_followers",
+        "pt_completed",
+        "pt_schedule",
+        "pt_subject_keys",
+        "pt_forgotten",
+        "pt_archived_personal",
+    ):
         conn.execute(f"DROP TABLE {table}")  # later versions' tables
     conn.execute("UPDATE pt_meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()

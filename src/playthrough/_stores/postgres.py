@@ -40,7 +40,7 @@ import re
 import threading
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -1328,19 +1328,24 @@ class PostgresStore(Store):
             rows = conn.execute(self._sql(_SUBJECT_KEYS), (list(subjects),)).fetchall()
         return {s: base64.b64decode(k) for s, k in rows}
 
+    def _runner(self, conn: Conn) -> Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]:
+        """``run(sql, params)`` for ``_forget``: ``?`` placeholders, bare ``pt_`` tables."""
+
+        def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            self.statements += 1
+            text = re.sub(r"\bpt_", "{s}.pt_", sql).replace("?", "%s")
+            cursor = conn.execute(self._sql(text), list(params))
+            return cursor.fetchall() if cursor.description is not None else []
+
+        return run
+
     def forget_subject(self, subject: str) -> bool:
         with self._transaction("forgetting a subject", "committing it") as conn:
             # Under the append lock: no commit interleaves, so one that read the old
             # forget epoch is refused by its own append statement.
             conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
 
-            def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-                self.statements += 1
-                text = re.sub(r"\bpt_", "{s}.pt_", sql).replace("?", "%s")
-                cursor = conn.execute(self._sql(text), list(params))
-                return cursor.fetchall() if cursor.description is not None else []
-
-            gone = forget(run, subject)
+            gone = forget(self._runner(conn), subject)
         if gone:
             # Dead tuples (the key, the dropped values) stay in the table files until
             # VACUUM; run it now, outside the transaction (it cannot run inside one).
@@ -1543,12 +1548,7 @@ class PostgresStore(Store):
                     ),
                 )
             self.statements += 1
-            archive_personal(
-                lambda sql, p: conn.execute(
-                    self._sql(re.sub(r"\bpt_", "{s}.pt_", sql).replace("?", "%s")), list(p)
-                ).fetchall(),
-                until,
-            )
+            archive_personal(self._runner(conn), until)
             params = {"until": until, "key": ARCHIVED_UNTIL, "value": str(until)}
             counts = []
             for statement in _ARCHIVE_DELETE:
