@@ -147,13 +147,14 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         8,  # forgetting: what followers are told, personal values the archive took away
         (
-            "CREATE TABLE IF NOT EXISTS {s}pt_forgotten (seq BIGINT PRIMARY KEY, subject TEXT NOT NULL, "
-            "position BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {s}pt_forgotten (seq BIGINT PRIMARY KEY, "
+            "subject TEXT NOT NULL, position BIGINT NOT NULL)",
             "ALTER TABLE {s}pt_followers ADD COLUMN forgotten BIGINT NOT NULL DEFAULT 0",
             "CREATE TABLE IF NOT EXISTS {s}pt_archived_personal (subject TEXT NOT NULL, "
             "state_type TEXT NOT NULL, state_id TEXT NOT NULL, type TEXT NOT NULL, "
             "data TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS pt_archived_personal_by_subject ON {s}pt_archived_personal (subject)",
+            "CREATE INDEX IF NOT EXISTS pt_archived_personal_by_subject "
+            "ON {s}pt_archived_personal (subject)",
         ),
     ),
 )
