@@ -256,25 +256,19 @@ def _rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
 
 
 PG_SERVER = "postgresql://root@127.0.0.1:5432/test"
-TABLES = (
-    "pt_events",
-    "pt_links",
-    "pt_heads",
-    "pt_snapshots",
-    "pt_meta",
-    "pt_subject_keys",
-    "pt_schedule",
-    "pt_commits",
-    "pt_completed",
-    "pt_followers",
-    "pt_forgotten",
-    "pt_archived_personal",
-)
-
-
 def _everything(engine: Engine) -> str:
-    """Every table's every row, as text."""
-    return "\n".join(repr(_rows(engine, f"SELECT * FROM {t}")) for t in TABLES)
+    """Every table's every row, as text (whatever tables the store has)."""
+    if isinstance(engine.store, SQLiteStore):
+        found = _rows(engine, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        found = _rows(
+            engine,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()",
+        )
+    tables = sorted(str(t) for (t,) in found if not str(t).startswith("sqlite_"))
+    assert "pt_events" in tables and "pt_subject_keys" in tables
+    return "\n".join(f"{t}: {_rows(engine, f'SELECT * FROM {t}')!r}" for t in tables)
 
 
 def test_archive_then_forget_reads_forgotten_from_the_base_snapshots(
