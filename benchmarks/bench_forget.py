@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                     conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     print(f"backend {args.backend}, {args.states} states, {len(forgotten)} forgotten")
     print(f"forget: {spent:.2f} s in all, {spent / len(forgotten) * 1000:.1f} ms each")
-    print("| cold load of an unrelated state | ours (ms) | bare (ms) | ours/bare (throughput) | events played |")
+    print(
+        "| cold load of an unrelated state | ours (ms) | bare (ms) "
+        "| ours/bare (throughput) | events played |"
+    )
     print("|---|---|---|---|---|")
     for label, o, b, p in [
         ("before forgetting 1%", ours_b, bare_b, played_b),
