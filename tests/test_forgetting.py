@@ -256,6 +256,8 @@ def _rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
 
 
 PG_SERVER = "postgresql://root@127.0.0.1:5432/test"
+
+
 def _everything(engine: Engine) -> str:
     """Every table's every row, as text (whatever tables the store has)."""
     if isinstance(engine.store, SQLiteStore):
