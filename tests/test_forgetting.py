@@ -301,6 +301,9 @@ def test_archive_then_forget_reads_forgotten_from_the_base_snapshots(
             assert encode_state(fresh.load(Customer, 8)) == other  # another person: as before
             assert list(fresh.find(Customer, name="Ada Byron")) == []
             assert [c.name for c in fresh.find(Customer, name="Grace Hopper")] == ["Grace Hopper"]
+            report = fresh.verify()
+            assert report.ok, report.to_text()
+            assert "Ada Byron" not in report.to_text()
 
 
 def test_a_live_engine_cannot_write_a_forgotten_person_back(url: str) -> None:
