@@ -340,11 +340,11 @@ def test_a_live_engine_cannot_snapshot_a_forgotten_person(url: str) -> None:
         assert Engine(worker.store).load(Customer, 1).name == FORGOTTEN
 
 
-def test_a_snapshot_written_after_a_forget_it_did_not_see_is_refused(tmp_path: Path) -> None:
+def test_a_snapshot_written_after_a_forget_it_did_not_see_is_refused(url: str) -> None:
     from playthrough._errors import StaleForgetError
     from playthrough._upcasting import snapshot_record
 
-    engine = _engine(tmp_path)
+    engine = Engine.open(url)
     engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
     engine.commit()
     state = engine.load(Customer, 1)
@@ -356,6 +356,7 @@ def test_a_snapshot_written_after_a_forget_it_did_not_see_is_refused(tmp_path: P
         engine.store.write_snapshots([record], 3, epoch=0)
     assert engine.store.write_values([record], epoch=0) == 0
     assert "Ada Byron" not in _everything(engine)
+    engine.close()
 
 
 def state_key_of(cls: type[State], state_id: object) -> object:
