@@ -39,6 +39,8 @@ def test_the_commands_that_take_a_url_are_known() -> None:
         "import",
         "info",
         "repair",
+        "reschedule",
+        "scheduled",
         "scheduler",
         "schema",
         "snapshot",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from playthrough import (
     DuplicateEvent,
     Engine,
     Event,
+    HandlerFailed,
     PlaythroughError,
     State,
     StoreError,
@@ -307,3 +309,143 @@ def test_a_state_that_cannot_be_encoded_does_not_fail_the_commit(url: str) -> No
         with pytest.raises(PlaythroughError, match=r"t\.outcome\.Odd\(2\)"):
             engine.commit()
     assert stored_positions(url) == [1]
+
+
+# ------------------------------------------------------------- PostgreSQL: the checked path
+# Commits that schedule, cancel, complete a state or complete a handler are sent
+# statement by statement (their checks run before anything is written); a lost
+# connection there is resolved through pt_commits like any other commit.
+
+
+def _commit_kinds(kind: str, engine: Engine) -> None:
+    """Set up (committed normally), so that ``_act`` then makes one commit of ``kind``."""
+    from .sched_domain import OrderPlaced
+
+    if kind in ("complete", "handled"):
+        engine.fire(OrderPlaced(order_id=1))  # its handler schedules the payment timeout
+        engine.commit()
+    if kind == "handled":
+        with engine.store.reader() as reader:
+            assert reader.pending_handlers(10) == []
+        # Make the handler of event 1 pending again, as a crash would have left it.
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        with store._transaction("test", "test") as conn:
+            conn.execute(f'INSERT INTO "{store.schema}".pt_pending_handlers VALUES (1)')
+    if kind == "cancel":
+        engine.schedule(Counted(tally_id=1), after=timedelta(minutes=5))
+
+
+def _act(kind: str, engine: Engine) -> None:
+    from .sched_domain import PaymentReceived
+
+    if kind == "schedule":
+        engine.schedule(Counted(tally_id=1), after=timedelta(minutes=5))
+    elif kind == "cancel":
+        with engine.store.reader() as reader:
+            [row] = reader.schedules()
+        assert engine.cancel(row.id) is True
+    elif kind == "complete":
+        engine.fire(PaymentReceived(order_id=1))  # closes (completes) the order
+        engine.commit()
+    else:
+        engine.run_pending_handlers()
+
+
+def _facts(url: str) -> tuple[int, list[tuple[str, str]], list[int]]:
+    with Engine.open(url) as engine, engine.store.reader() as reader:
+        return (
+            reader.head(),
+            sorted((r.type, r.status) for r in reader.schedules()),
+            reader.pending_handlers(10),
+        )
+
+
+def _fail_commit(real: Any, *, send: bool) -> Any:
+    def send_commit(self: PostgresStore, conn: Any) -> None:
+        if send:
+            real(self, conn)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    return send_commit
+
+
+_KINDS = ["schedule", "cancel", "complete", "handled"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("kind", _KINDS)
+def test_pg_a_checked_commit_whose_connection_failed_after_commit_is_reported_committed(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    reference = f"{pg_url}?schema={pg_schema}_ref"
+    try:
+        for target, fail in ((reference, False), (url, True)):
+            with Engine.open(target) as engine:
+                _commit_kinds(kind, engine)
+                if fail:
+                    monkeypatch.setattr(
+                        PostgresStore,
+                        "_send_commit",
+                        _fail_commit(PostgresStore._send_commit, send=True),
+                    )
+                _act(kind, engine)  # no error: the commit is stored, and so reported
+                monkeypatch.undo()
+                assert engine.was_committed(engine.last_commit_id or "")
+        assert _facts(url) == _facts(reference)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{pg_schema}_ref" CASCADE')
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("kind", _KINDS)
+def test_pg_a_checked_commit_that_never_committed_is_certainly_not_written(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    with Engine.open(url) as engine:
+        _commit_kinds(kind, engine)
+        before = _facts(url)
+        monkeypatch.setattr(
+            PostgresStore, "_send_commit", _fail_commit(PostgresStore._send_commit, send=False)
+        )
+        with pytest.raises(PlaythroughError, match="nothing was written") as info:
+            _act(kind, engine)
+        monkeypatch.undo()
+        if kind == "handled":  # reported as the handler's failure, with the certain cause
+            assert isinstance(info.value, HandlerFailed)
+            info_error = info.value.failures[0][1]
+        else:
+            info_error = info.value
+        assert isinstance(info_error, StoreError)
+        assert not isinstance(info_error, CommitOutcomeUnknown)
+        assert "checked after the failure" in str(info_error)
+        assert not engine.was_committed(engine.last_commit_id or "")
+    assert _facts(url) == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("kind", _KINDS)
+def test_pg_a_checked_commit_with_an_unlearnable_outcome_is_commit_outcome_unknown(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    url = f"{pg_url}?schema={pg_schema}"
+    with Engine.open(url) as engine:
+        _commit_kinds(kind, engine)
+        monkeypatch.setattr(
+            PostgresStore, "_send_commit", _fail_commit(PostgresStore._send_commit, send=True)
+        )
+
+        def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise psycopg.OperationalError("connection refused")
+
+        monkeypatch.setattr(psycopg, "connect", unreachable)
+        with pytest.raises(PlaythroughError) as info:
+            _act(kind, engine)
+        monkeypatch.undo()
+        error = info.value.failures[0][1] if isinstance(info.value, HandlerFailed) else info.value
+        assert isinstance(error, CommitOutcomeUnknown)
+        assert error.commit_id == engine.last_commit_id
+        assert engine.was_committed(error.commit_id)  # it was, in fact, committed

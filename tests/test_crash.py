@@ -1,5 +1,10 @@
 """Crash tests: kill -9 of a committing process, termination of its PostgreSQL backend.
 
+Also two handler runners and two schedulers on one store, one of them killed
+(SIGKILL) and restarted round after round: no handler's events and no
+scheduled event may be committed twice, and after a final clean pass each is
+committed exactly once.
+
 The worker (tests/crash_worker.py) writes down, durably, what each commit()
 told it. After every round the store must hold every acknowledged commit
 (``ok``) at the positions it was told, none that was declared not written
@@ -11,19 +16,23 @@ money is conserved. Short by default (a few rounds, seconds); set
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from playthrough import Engine
+from playthrough import Engine, HandlerFailed
+from playthrough.testing import ManualClock
 
-from .crash_worker import ACCOUNTS, OPENING, PER_COMMIT, Purse
+from .crash_worker import ACCOUNTS, OPENING, PER_COMMIT, Placed, Purse, Ticked
 
 ROUNDS = int(os.environ.get("PLAYTHROUGH_CRASH_ROUNDS", "3"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,3 +155,111 @@ def test_terminating_the_backend_of_a_committing_writer(
     counts = _check(url, side)
     print(f"terminated {terminated} backends; commit outcomes: {counts}")
     assert counts["ok"] >= ROUNDS * 3
+
+
+# --------------------------------------------------------------------------- two runners
+
+JOBS = 60
+
+
+def _start_worker(mode: str, url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.crash_worker", mode, url],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _done(url: str, event_type: str) -> list[str]:
+    """The data of the events of this type in the log."""
+    with Engine.open(url) as engine, engine.store.reader() as reader:
+        return [e.data for e in reader.events_after(0, 10_000) if e.type == event_type]
+
+
+def _kill_runners(url: str, mode: str, event_type: str) -> None:
+    """Two workers; kill -9 one of them whenever the pair made progress, and restart it."""
+    rng = random.Random(ROUNDS)
+    workers = [_start_worker(mode, url) for _ in range(2)]
+    try:
+        for _ in range(ROUNDS):
+            seen = len(_done(url, event_type))
+            deadline = time.monotonic() + TIMEOUT
+            while len(_done(url, event_type)) < min(seen + rng.randint(1, 5), JOBS):
+                for w in workers:
+                    if w.poll() is not None:
+                        err = w.stderr.read().decode() if w.stderr else ""
+                        raise AssertionError(f"a {mode} worker died: {err[-2000:]}")
+                assert time.monotonic() < deadline, f"the {mode} workers made no progress"
+                time.sleep(0.01)
+            victim = rng.randrange(2)
+            workers[victim].send_signal(signal.SIGKILL)  # mid-commit, or between two
+            workers[victim].wait(timeout=TIMEOUT)
+            workers[victim] = _start_worker(mode, url)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGKILL)
+            w.wait(timeout=TIMEOUT)
+
+
+def _check_handlers(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PT_CRASH_SETUP", "1")
+    with Engine.open(url) as engine:
+        for n in range(JOBS):
+            engine.fire(Placed(order_id=n))
+        with pytest.raises(HandlerFailed):
+            engine.commit()
+    monkeypatch.delenv("PT_CRASH_SETUP")
+    _kill_runners(url, "handlers", "t.crash.Invoiced")
+    invoiced = Counter(json.loads(d)["order_id"] for d in _done(url, "t.crash.Invoiced"))
+    assert max(invoiced.values()) == 1  # never twice, whatever was killed when
+    with Engine.open(url) as engine:  # what the killed runners left pending, once
+        engine.run_pending_handlers()
+        with engine.store.reader() as reader:
+            assert reader.pending_handlers(10) == []
+    invoiced = Counter(json.loads(d)["order_id"] for d in _done(url, "t.crash.Invoiced"))
+    assert invoiced == Counter(range(JOBS))  # exactly once each
+
+
+def _check_schedulers(url: str) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with Engine.open(url) as engine, engine.transaction():
+        for n in range(JOBS):
+            engine.schedule(Ticked(purse_id=n % ACCOUNTS, n=n), at=past)
+    _kill_runners(url, "scheduler", "t.crash.Ticked")
+    ticks = Counter(json.loads(d)["n"] for d in _done(url, "t.crash.Ticked"))
+    assert max(ticks.values()) == 1  # never twice, whatever was killed when
+    later = ManualClock(datetime.now(UTC) + timedelta(hours=1))  # killed workers' leases ran out
+    with Engine.open(url, clock=later) as engine:
+        while engine.run_due():
+            pass
+        with engine.store.reader() as reader:
+            rows = reader.schedules()
+    assert {r.status for r in rows} == {"fired"}
+    assert len({r.position for r in rows}) == JOBS
+    ticks = Counter(json.loads(d)["n"] for d in _done(url, "t.crash.Ticked"))
+    assert ticks == Counter(range(JOBS))  # exactly once each
+
+
+def test_kill_9_of_handler_runners_never_commits_a_handler_twice_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _check_handlers(f"sqlite:///{tmp_path / 'runners.db'}", monkeypatch)
+
+
+@pytest.mark.postgres
+def test_kill_9_of_handler_runners_never_commits_a_handler_twice_postgres(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _check_handlers(f"{pg_url}?schema={pg_schema}", monkeypatch)
+
+
+def test_kill_9_of_schedulers_never_fires_an_event_twice_sqlite(tmp_path: Path) -> None:
+    _check_schedulers(f"sqlite:///{tmp_path / 'schedulers.db'}")
+
+
+@pytest.mark.postgres
+def test_kill_9_of_schedulers_never_fires_an_event_twice_postgres(
+    pg_url: str, pg_schema: str
+) -> None:
+    _check_schedulers(f"{pg_url}?schema={pg_schema}")

@@ -9,7 +9,7 @@ them again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,6 +41,8 @@ class Outbox:
     sent: ClassVar[list[int]] = []
     broken: ClassVar[set[int]] = set()
     crash: ClassVar[set[int]] = set()
+    # Run (once each) inside the next handler, after it fired: another runner, say.
+    meanwhile: ClassVar[list[Callable[[], object]]] = []
 
 
 class Crash(BaseException):
@@ -56,6 +58,8 @@ class Put(Event, type_name="t.handlers.Put"):
 
     def handle(self, engine: Engine) -> None:
         engine.fire(Noted(box_id=self.box_id))  # fired before the failure below
+        while Outbox.meanwhile:
+            Outbox.meanwhile.pop(0)()
         if self.box_id in Outbox.crash:
             raise Crash()
         if self.box_id in Outbox.broken:
@@ -68,6 +72,7 @@ def outbox() -> Iterator[None]:
     Outbox.sent.clear()
     Outbox.broken.clear()
     Outbox.crash.clear()
+    Outbox.meanwhile.clear()
     yield
 
 
@@ -189,3 +194,96 @@ def test_stateless_replay_safe_handle_hooks_run_in_replay(url: str) -> None:
         assert calls == [1]
         engine.replay()
         assert calls == [1, 1]
+
+
+# --------------------------------------------------------------------------- several runners
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runners.db'}"
+    pg_url = request.getfixturevalue("pg_url")
+    return f"{pg_url}?schema={request.getfixturevalue('pg_schema')}"
+
+
+def _pending_put(url: str, *boxes: int) -> None:
+    """Commit Puts whose handlers fail, so they stay pending for the runners."""
+    Outbox.broken.update(boxes)
+    with Engine.open(url) as engine:
+        for box in boxes:
+            engine.fire(Put(box_id=box))
+        with pytest.raises(HandlerFailed):
+            engine.commit()
+    Outbox.broken.clear()
+
+
+def test_two_runners_of_one_handler_commit_its_events_once(any_url: str) -> None:
+    """The second runner's completion is refused (HandledElsewhere): nothing of it is written."""
+    _pending_put(any_url, 1)
+    with Engine.open(any_url) as first, Engine.open(any_url) as second:
+        # While the first runner is inside the handler, the second runs it to the end.
+        Outbox.meanwhile.append(lambda: second.run_pending_handlers())
+        ran = first.run_pending_handlers()  # no HandlerFailed: losing the race is no failure
+        assert ran == []  # the first did not complete it, the second did
+        assert Outbox.sent == [1, 1]  # side effects outside the store: at least once
+        assert pending(first) == []
+        with first.store.reader() as reader:
+            noted = [e for e in reader.events_after(0, 100) if e.type == "t.handlers.Noted"]
+        assert len(noted) == 1  # ... but its events are committed once
+        assert first.load(Box, 1).notes == 1
+
+
+def test_a_refused_completion_does_not_stop_the_runner_s_other_handlers(any_url: str) -> None:
+    _pending_put(any_url, 1, 2)
+    with Engine.open(any_url) as first, Engine.open(any_url) as second:
+        Outbox.meanwhile.append(lambda: second.run_pending_handlers(limit=1))
+        ran = first.run_pending_handlers()
+        assert [e.id for e in ran] == [2]  # box 1 was completed by the second runner
+        assert pending(first) == []
+        assert first.load(Box, 1).notes == 1 and first.load(Box, 2).notes == 1
+
+
+def test_handlers_serve_runs_pass_after_pass_and_reports_failures(url: str) -> None:
+    from playthrough._handlers import serve
+
+    _pending_put(url, 1, 2)
+    Outbox.broken.add(2)
+    lines: list[str] = []
+    pauses: list[float] = []
+    with Engine.open(url) as engine:
+        done = serve(engine, interval=0.5, passes=3, echo=lines.append, sleep=pauses.append)
+        assert done == 0  # box 1 completed but box 2 failed in the same pass
+        assert pending(engine) == [2]
+        Outbox.broken.clear()
+        assert serve(engine, interval=0.5, passes=3, echo=lines.append, sleep=pauses.append) == 1
+        assert pending(engine) == []
+    text = "\n".join(lines)
+    assert "handlers failed for 1 event(s), they stay pending:" in text
+    assert "mail server down for box 2" in text
+    assert "ran the handlers of Put at position 2" in text
+    # Passes that completed nothing pause; the last pass does not.
+    assert pauses == [0.5, 0.5, 0.5]
+
+
+def test_cli_handlers_forever_keeps_running_until_stopped(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import playthrough._handlers as handlers_module
+
+    _pending_put(url, 1)
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while idle
+
+    monkeypatch.setattr(handlers_module, "_pause", sleep)
+    result = CliRunner().invoke(
+        main, ["handlers", url, "--app", __name__, "--forever", "--interval", "0.25"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ran the handlers of Put at position 1" in result.output
+    assert naps == [0.25, 0.25]  # the pass that ran something did not pause
+    assert Outbox.sent == [1]

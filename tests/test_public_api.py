@@ -30,6 +30,8 @@ EXPECTED = {
     "PlaythroughError",
     "EventRejected",
     "ConcurrencyError",
+    "HandledElsewhere",
+    "CancelRefused",
     "DefinitionError",
     "StoreError",
     "SchemaVersionError",

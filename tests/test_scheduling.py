@@ -8,18 +8,20 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
 
 from playthrough import (
+    CancelRefused,
     Engine,
     Event,
     PlaythroughError,
     ScheduleNotFound,
     state_id,
 )
+from playthrough._scheduling import Scheduler
 from playthrough._stores import SQLiteStore
 from playthrough._stores import sqlite as sqlite_module
 from playthrough._stores._base import CommitExtras, ScheduleRow
@@ -333,11 +335,15 @@ def test_the_scheduler_command_fires_due_events_and_names_a_missing_app(tmp_path
             {},
             extras=CommitExtras(schedule=(ScheduleRow("x", long_ago, "nope", "{}", long_ago),)),
         )
+        behind = engine.schedule(Ping(counter_id=1, n=2), at=past)  # due after it
     result = CliRunner().invoke(main, ["scheduler", url, "--once"])
-    assert result.exit_code == 2
-    assert "unknown event type 'nope'" in result.output and "--app MODULE" in result.output
+    assert result.exit_code == 0, result.output  # the pass went on
+    assert "x nope due " in result.output and ": failed: UnknownTypeError:" in result.output
+    assert "unknown event type 'nope'" in result.output
+    assert f"{behind} sched.Ping due " in result.output
     with Engine.open(url) as engine:
-        assert engine.scheduled("x").status == "pending"  # given back, not lost
+        assert engine.scheduled("x").status == "failed"
+        assert engine.scheduled(behind).status == "fired"
 
 
 @attrs.define
@@ -370,3 +376,185 @@ def test_a_row_scheduled_by_an_older_class_version_is_upcast_when_fired(
     assert engine.load(Counter, 1).seen == [5, 6]
     with engine.store.reader() as reader:
         assert [e.version for e in reader.events_after(0, 10)] == [2, 2]
+
+
+# --------------------------------------------------------------------------- both stores
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'both.db'}"
+    pg_url = request.getfixturevalue("pg_url")
+    return f"{pg_url}?schema={request.getfixturevalue('pg_schema')}"
+
+
+def test_a_cancel_riding_a_commit_is_refused_when_the_row_fired_meanwhile(
+    any_url: str, clock: ManualClock
+) -> None:
+    with Engine.open(any_url, clock=clock) as app, Engine.open(any_url, clock=clock) as worker:
+        schedule_id = app.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
+        clock.advance(minutes=2)
+        app.fire(Ping(counter_id=2, n=2))
+        assert app.cancel(schedule_id) is True  # still pending when asked: goes with the commit
+        [fired] = worker.run_due()  # ... but a worker fires it before that commit
+        assert fired.status == "fired"
+        with pytest.raises(CancelRefused, match=rf"{schedule_id} \(now fired\)"):
+            app.commit()
+        assert app.pending == ()
+        assert app.scheduled(schedule_id).status == "fired"
+        assert app.head() == 1  # nothing of the refused commit was written
+        assert app.load(Counter, 2).hits == 0
+
+
+def test_cancel_on_its_own_answers_false_when_the_row_fired_meanwhile(
+    any_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Engine.open(any_url, clock=clock) as app, Engine.open(any_url, clock=clock) as worker:
+        schedule_id = app.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+        clock.advance(minutes=2)
+        real = Scheduler.record
+
+        def read_then_fire(self: Scheduler, sid: str) -> Any:
+            record = real(self, sid)  # "pending", as cancel() reads it ...
+            worker.run_due()  # ... and the worker fires it right after
+            return record
+
+        monkeypatch.setattr(Scheduler, "record", read_then_fire)
+        assert app.cancel(schedule_id) is False  # never "cancelled" and "fired"
+        monkeypatch.undo()
+        assert app.scheduled(schedule_id).status == "fired"
+        assert app.load(Counter, 1).hits == 1
+
+
+def test_an_unknown_type_row_is_marked_failed_and_the_pass_goes_on(
+    any_url: str, clock: ManualClock
+) -> None:
+    with Engine.open(any_url, clock=clock) as engine:
+        due = "2030-01-01T12:00:00.000000+00:00"
+        engine.store.append(
+            [], {}, extras=CommitExtras(schedule=(ScheduleRow("x", due, "nope", "{}", due),))
+        )
+        behind = engine.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+        clock.advance(minutes=5)
+        unknown, fired = engine.run_due()
+        assert (unknown.id, unknown.status) == ("x", "failed")
+        assert "UnknownTypeError" in (unknown.error or "")
+        assert "unknown event type 'nope'" in (unknown.error or "")
+        assert (fired.id, fired.status) == (behind, "fired")
+        assert engine.scheduled("x").error == unknown.error  # the reason is stored
+        assert engine.run_due() == []  # no longer due: the passes after it go on too
+
+
+class Flaky:
+    broken: ClassVar[bool] = True
+
+
+@attrs.define
+class FlakyPing(Event, type_name="sched.FlakyPing"):
+    counter_id: int = state_id(Counter)
+
+    def apply(self, counter: Counter) -> None:
+        if Flaky.broken:
+            raise RuntimeError("the hook raised once")
+        counter.hits += 1
+
+
+def test_reschedule_rearms_a_failed_row(any_url: str, clock: ManualClock) -> None:
+    Flaky.broken = True
+    with Engine.open(any_url, clock=clock) as engine:
+        schedule_id = engine.schedule(FlakyPing(counter_id=1), after=timedelta(minutes=1))
+        clock.advance(minutes=2)
+        [failed] = engine.run_due()
+        assert failed.status == "failed" and failed.error == "RuntimeError: the hook raised once"
+        Flaky.broken = False  # fixed
+        assert engine.run_due() == []  # a failed row is never picked up on its own
+        later = START + timedelta(hours=1)
+        again = engine.reschedule(schedule_id, at=later)
+        assert (again.status, again.due_at, again.error) == ("pending", later, None)
+        assert engine.run_due() == []  # not due yet
+        clock.advance(hours=1)
+        [fired] = engine.run_due()
+        assert (fired.id, fired.status) == (schedule_id, "fired")
+        assert engine.load(Counter, 1).hits == 1
+        with pytest.raises(PlaythroughError, match="is fired: only a failed or pending"):
+            engine.reschedule(schedule_id)
+        with pytest.raises(ScheduleNotFound):
+            engine.reschedule("nope")
+        with pytest.raises(ValueError, match="no time zone"):
+            engine.reschedule(schedule_id, at=datetime(2030, 1, 1))
+        assert engine.scheduled(schedule_id).status == "fired"
+
+
+def test_cli_lists_scheduled_rows_and_rearms_the_failed_ones(any_url: str) -> None:
+    from click.testing import CliRunner
+
+    from playthrough._cli import main
+
+    Flaky.broken = True
+    runner = CliRunner()
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    with Engine.open(any_url) as engine:
+        flaky = engine.schedule(FlakyPing(counter_id=1), at=past)
+        fine = engine.schedule(Ping(counter_id=2), at=past + timedelta(days=365))
+    result = runner.invoke(main, ["scheduler", any_url, "--once"])
+    assert result.exit_code == 0 and f"{flaky} sched.FlakyPing" in result.output
+    result = runner.invoke(main, ["scheduled", any_url, "--status", "failed"])
+    assert result.exit_code == 0, result.output
+    assert f"{flaky} sched.FlakyPing due " in result.output
+    assert ": failed: RuntimeError: the hook raised once" in result.output
+    assert fine not in result.output
+    result = runner.invoke(main, ["scheduled", any_url])
+    assert fine in result.output and flaky in result.output
+    result = runner.invoke(main, ["scheduled", any_url, "--status", "rejected"])
+    assert "no scheduled events with status rejected" in result.output
+    # bad input: nothing changes
+    assert runner.invoke(main, ["reschedule", any_url]).exit_code == 2
+    assert runner.invoke(main, ["reschedule", any_url, flaky, "--all-failed"]).exit_code == 2
+    naive = runner.invoke(main, ["reschedule", any_url, flaky, "--at", "2030-01-01T00:00"])
+    assert naive.exit_code == 2 and "no time zone" in naive.output
+    bad = runner.invoke(main, ["reschedule", any_url, flaky, "--at", "soon"])
+    assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output
+    unknown = runner.invoke(main, ["reschedule", any_url, "nope", fine])
+    assert unknown.exit_code == 1  # the unknown id is reported, the other still re-armed
+    assert "no scheduled event has the id 'nope'" in unknown.output
+    with Engine.open(any_url) as engine:
+        assert engine.scheduled(flaky).status == "failed"
+    Flaky.broken = False
+    result = runner.invoke(main, ["reschedule", any_url, "--all-failed"])
+    assert result.exit_code == 0, result.output
+    assert f"{flaky} sched.FlakyPing due " in result.output and ": pending" in result.output
+    assert (
+        "no failed scheduled events"
+        in runner.invoke(main, ["reschedule", any_url, "--all-failed"]).output
+    )
+    result = runner.invoke(main, ["scheduler", any_url, "--once"])
+    assert result.exit_code == 0 and f"{flaky} sched.FlakyPing" in result.output
+    with Engine.open(any_url) as engine:
+        assert engine.scheduled(flaky).status == "fired"
+        assert engine.load(Counter, 1).hits == 1
+
+
+def test_a_row_that_cannot_be_fired_is_marked_failed_and_the_pass_goes_on(
+    any_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playthrough import ReconstitutionError
+
+    with Engine.open(any_url, clock=clock) as engine:
+        stuck = engine.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
+        behind = engine.schedule(Ping(counter_id=2, n=2), after=timedelta(minutes=2))
+        clock.advance(minutes=5)
+        real = Engine._fire_scheduled
+
+        def fire(self: Engine, event: Event, due: datetime, schedule_id: str) -> None:
+            if schedule_id == stuck:
+                raise ReconstitutionError("Counter(1) cannot be rebuilt")
+            real(self, event, due, schedule_id)
+
+        monkeypatch.setattr(Engine, "_fire_scheduled", fire)
+        failed, fired = engine.run_due()  # no exception: the pass went on
+        assert (failed.id, failed.status) == (stuck, "failed")
+        assert failed.error == "ReconstitutionError: Counter(1) cannot be rebuilt"
+        assert (fired.id, fired.status) == (behind, "fired")
+        assert engine.scheduled(stuck).error == failed.error
+        assert engine.load(Counter, 2).hits == 1 and engine.load(Counter, 1).hits == 0

@@ -33,6 +33,7 @@ from ._connect import connect
 from ._engine import Engine
 from ._errors import (
     ArchivedRangeError,
+    CancelRefused,
     CommitOutcomeUnknown,
     ConcurrencyError,
     ConfigurationError,
@@ -43,6 +44,7 @@ from ._errors import (
     EventRejected,
     FollowerBusy,
     FollowerFailed,
+    HandledElsewhere,
     HandlerFailed,
     NotFoundError,
     PlaythroughError,
@@ -86,6 +88,7 @@ __all__ = [
     "FollowerReport",
     "FollowerFailed",
     "FollowerBusy",
+    "CancelRefused",
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptionError",
@@ -96,6 +99,7 @@ __all__ = [
     "Event",
     "FORGOTTEN",
     "EventRejected",
+    "HandledElsewhere",
     "HandlerFailed",
     "OutOfSync",
     "Personal",

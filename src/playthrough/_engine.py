@@ -311,6 +311,10 @@ class Engine:
     def pending(self) -> tuple[Event, ...]:
         return tuple(self._pending)
 
+    def _pending_types(self) -> set[str]:
+        """The type names of the states this engine's uncommitted events touch."""
+        return {k.type for k in self._pending_keys}
+
     def head(self) -> int:
         """The store's largest committed position."""
         with self.store.reader() as reader:
@@ -688,22 +692,25 @@ class Engine:
 
     def _commit_batch(self, handled: Sequence[int] = ()) -> list[Event]:
         batch = list(self._pending)
-        if not batch:
-            if self._scheduler.has_queued():  # schedule changes alone (a handler's, say)
-                schedule, cancel, _ = self._scheduler.take([])
-                try:
-                    self.store.append(
-                        [], {}, handled=handled, extras=CommitExtras((), (), schedule, cancel)
-                    )
-                except BaseException:
-                    self.discard()
-                    raise
-            else:
-                self.store.mark_handled(handled)
-            return []
-        keys = list(self._pending_keys)
         commit_id = uuid.uuid4().hex
         self.last_commit_id = commit_id
+        if not batch:
+            # Schedule changes alone, or a handler's completion with nothing fired:
+            # one append of no events, checked like any other (see Store.append).
+            schedule, cancel, _ = self._scheduler.take([])
+            try:
+                self.store.append(
+                    [],
+                    {},
+                    commit_id=commit_id,
+                    handled=handled,
+                    extras=CommitExtras((), (), schedule, cancel),
+                )
+            except BaseException:
+                self.discard()
+                raise
+            return []
+        keys = list(self._pending_keys)
         try:
             expected = {}
             values: dict[StateKey, HeadValue] | None = {} if self.head_values else None
@@ -861,9 +868,22 @@ class Engine:
         """Cancel a scheduled event; False if it was already fired or cancelled.
 
         Unknown ids raise ``ScheduleNotFound``. Like :meth:`schedule`, the change
-        goes with the commit being built, if any.
+        goes with the commit being built, if any; that commit is refused with
+        ``CancelRefused`` (nothing written) if the event fired meanwhile. Called
+        on its own, the cancel is written at once and answers False instead: an
+        event is never both cancelled and fired.
         """
         return self._scheduler.cancel(schedule_id)
+
+    def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
+        """Re-arm a ``failed`` (or ``pending``) scheduled event: pending again, due at ``at``.
+
+        ``at`` (an aware datetime) defaults to now, so the next :meth:`run_due`
+        fires it. Its error and lease are cleared. Unknown ids raise
+        ``ScheduleNotFound``; a row that fired, was cancelled or was rejected
+        raises ``PlaythroughError`` (nothing changes). Written at once.
+        """
+        return self._scheduler.reschedule(schedule_id, at)
 
     def scheduled(self, schedule_id: str) -> ScheduledEvent:
         """A scheduled event's row: due time, status, the fired event's position, error."""
@@ -1153,10 +1173,13 @@ class Engine:
         """Stored states of a type whose values match, as of the store's head.
 
         ``balance__gt=100``, ``owner="ada"``, ``tags__contains=["vip"]``,
-        ``address__city="Oslo"``; ``order_by="-balance"``. The states returned
-        are this engine's live ones (a state already in memory is returned as
-        it is here). ``completed=False`` (or True) keeps only the states that
-        are not (or are) completed, for a class that declares completion.
+        ``address__city="Oslo"``; ``order_by="-balance"``. Every state returned
+        satisfies the filter as returned, at one cut of the committed log: this
+        engine's live state when it is at the matched position, else the stored
+        value, which replaces the older one in memory. Refused (PlaythroughError)
+        while this engine has uncommitted events on the type. ``completed=False``
+        (or True) keeps only the states that are not (or are) completed, for a
+        class that declares completion.
         """
         if completed is None:
             return self._queries.find(state_class, filters, limit, order_by)

@@ -68,6 +68,24 @@ class StaleForgetError(ConcurrencyError):
     """
 
 
+class HandledElsewhere(ConcurrencyError):
+    """A handler's completion was refused: another runner completed that event's handlers.
+
+    Handler completion deletes the event's pending-handler row and checks that
+    it was still there; when it was not, the commit carrying the handler's
+    events is refused and nothing of it was written, so a handler's store
+    effects happen once however many runners there are.
+    """
+
+
+class CancelRefused(ConcurrencyError):
+    """A commit cancelling a scheduled event was refused: the event is no longer pending.
+
+    It was fired (or rejected, or failed) meanwhile; nothing of the commit was
+    written. ``Engine.cancel`` called on its own answers ``False`` instead.
+    """
+
+
 class ConfigurationError(PlaythroughError):
     """An engine or store was configured wrongly: no URL, or an option that does not exist."""
 

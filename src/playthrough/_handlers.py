@@ -10,17 +10,25 @@ is discarded, the failure is collected, the event stays pending, and
 crash interrupted between the commit and their completion. Side effects outside
 the store (mail, HTTP) may therefore happen more than once: handlers are
 at-least-once and should be idempotent.
+
+Completion is checked: the transaction that stores what a handler fired
+deletes the event's pending row and is refused (``HandledElsewhere``, nothing
+written) if that row is already gone, because another runner (a second
+``playthrough handlers``, or the committing process itself) completed it
+first. So however many runners there are, a handler's store effects happen
+exactly once; the runner that lost just moves on.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, cast
 
 from . import _logging
-from ._errors import HandlerFailed, StoreError
+from ._errors import HandledElsewhere, HandlerFailed, StoreError
 from ._model import Event, State, binding
 from ._playing import playing, run_hook
 
@@ -36,11 +44,18 @@ def has_handlers(event: Event) -> bool:
     return bool(type(event)._pt_spec.phases["handle"])
 
 
-def run_handlers(engine: Engine, events: Sequence[Event], committed: list[Event]) -> list[Failure]:
+def run_handlers(
+    engine: Engine,
+    events: Sequence[Event],
+    committed: list[Event],
+    elsewhere: list[Event] | None = None,
+) -> list[Failure]:
     """Run the handlers of committed ``events`` (and of the events they fire), in order.
 
-    Events committed on the way are appended to ``committed``. Returns the
-    failures; an exception that is not an ``Exception`` (KeyboardInterrupt)
+    Events committed on the way are appended to ``committed``; events whose
+    completion was refused because another runner completed them first, to
+    ``elsewhere`` (not a failure: what this run fired was discarded). Returns
+    the failures; an exception that is not an ``Exception`` (KeyboardInterrupt)
     stops everything, leaving the events not yet handled pending in the store.
     """
     failures: list[Failure] = []
@@ -60,6 +75,11 @@ def run_handlers(engine: Engine, events: Sequence[Event], committed: list[Event]
         assert event.id is not None
         try:
             fired = engine._commit_batch(handled=(event.id,))
+        except HandledElsewhere:
+            logger.debug("handlers of position %s were completed by another runner", event.id)
+            if elsewhere is not None:
+                elsewhere.append(event)
+            continue
         except Exception as exc:  # noqa: BLE001 - what it fired could not be committed
             failures.append((event, exc))
             continue
@@ -121,7 +141,51 @@ def run_pending(engine: Engine, limit: int) -> list[Event]:
     if idle:
         engine.store.mark_handled(idle)
     committed: list[Event] = []
-    failures = run_handlers(engine, [e for e in events if has_handlers(e)], committed)
+    elsewhere: list[Event] = []
+    runnable = [e for e in events if has_handlers(e)]
+    failures = run_handlers(engine, runnable, committed, elsewhere)
     if failures:
         raise handler_failed(failures, committed)
-    return [e for e in events if has_handlers(e)]
+    skipped = {id(e) for e in elsewhere}
+    return [e for e in runnable if id(e) not in skipped]
+
+
+def serve(
+    engine: Engine,
+    *,
+    interval: float = 1.0,
+    limit: int = 1_000,
+    passes: int | None = None,
+    echo: Callable[[str], object] = print,
+    sleep: Callable[[float], object] | None = None,
+) -> int:
+    """The loop behind ``playthrough handlers --forever``: pass after pass.
+
+    Each pass runs the pending handlers (at most ``limit`` events); a pass that
+    completed some is followed at once by the next, any other by ``interval``
+    seconds of pause. Handlers that fail are reported and stay pending for a
+    later pass; the loop goes on. ``passes`` bounds the number of passes.
+    Returns how many events' handlers it completed.
+    """
+    pause = sleep or _pause
+    completed = 0
+    done = 0
+    while passes is None or done < passes:
+        done += 1
+        try:
+            ran = engine.run_pending_handlers(limit)
+        except HandlerFailed as exc:
+            ran = []
+            echo(f"handlers failed for {len(exc.failures)} event(s), they stay pending:")
+            for event, error in exc.failures:
+                echo(f"  {type(event).__qualname__} at position {event.id}: {error!r}")
+        for event in ran:
+            echo(f"ran the handlers of {type(event).__qualname__} at position {event.id}")
+        completed += len(ran)
+        if not ran and (passes is None or done < passes):
+            pause(interval)
+    return completed
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)

@@ -11,6 +11,7 @@ value of the type is stale: the answer is exact as of that transaction's head.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -125,11 +126,36 @@ def _leaf_type(cls: type[State], path: Sequence[str], arg: str) -> Any:
     return _unwrap(current)
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_storable(value: object, arg: str, given: object) -> None:
+    """QueryError for a filter value no stored value can be compared with exactly."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise QueryError(
+            f"{arg}: cannot compare with {given!r}: stored values hold only finite floats "
+            "(JSON has no infinity or NaN)"
+        )
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise QueryError(
+                f"{arg}: cannot compare with {given!r}: integer filter values must fit in "
+                "64 bits (-2**63 to 2**63 - 1)"
+            )
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item, arg, given)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_storable(item, arg, given)
+
+
 def _json_value(value: object, arg: str) -> object:
     try:
         out = converter.unstructure(value)
     except Exception as exc:
         raise QueryError(f"{arg}: cannot compare with {value!r}: {exc}") from exc
+    _check_storable(out, arg, value)
     return out
 
 
@@ -299,19 +325,34 @@ class StateQueries:
         ):
             raise QueryError(f"limit must be an int >= 0, not {limit!r}")
         name = cls._pt_type_name
+        pending = self._engine._pending_types()
+        if name in pending:
+            raise PlaythroughError(
+                f"find({cls.__qualname__}) while this engine has uncommitted events on "
+                f"{name} states: it answers from the committed log, so the states it returned "
+                "could contradict the filter; commit or discard first"
+            )
         rows = self._settled(cls, lambda r: r.query_states(name, conditions, order, limit))
-        return self._states(cls, rows)
+        return iter(self._states(cls, rows))
 
-    def _states(self, cls: type[S], rows: list[tuple[str, str, int]]) -> Iterator[S]:
+    def _states(self, cls: type[S], rows: list[tuple[str, str, int]]) -> list[S]:
+        """The states of ``rows`` (one read's cut): a live one only where it is at that cut.
+
+        A state this engine holds at another position (older: other engines
+        committed since it was loaded) is replaced in the identity map by the
+        row's value, so every state returned satisfies the filter as returned.
+        """
         repository = self._engine.repository
+        out = []
         for state_id, value, position in rows:
             key = StateKey(cls._pt_type_name, state_id)
             live = repository.get(key)
-            if live is None:
+            if live is None or live.last_event_id != position:
                 live = decode(cls, value, f"stored value of {key} at position {position}")
                 mark_state(live, id=decode_id(state_id), last_event_id=position)
                 repository.put(key, live)
-            yield cast(S, live)
+            out.append(cast(S, live))
+        return out
 
     def info(self, cls: type[State], state_id: Any) -> StateInfo:
         cls = _state_class(cls)

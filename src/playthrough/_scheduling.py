@@ -15,7 +15,13 @@ event is appended exactly when its row is marked, in one transaction, so two
 workers, or a worker that crashed after firing, never fire it twice. A
 rejected event (``EventRejected``, such as a completed state) or one whose
 hooks raise is recorded on its row (``rejected`` / ``failed`` with the error),
-never dropped without a trace.
+never dropped without a trace; so is a row whose event type no imported module
+defines (``failed``), and the pass goes on with the rows behind it.
+``Engine.reschedule(id, at=...)`` re-arms a failed row.
+
+``Engine.cancel(id)`` is checked where it is written: a cancel riding a commit
+refuses that commit (``CancelRefused``) if the row fired meanwhile, and a cancel
+written on its own answers False. An event is never both cancelled and fired.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import attrs
 
 from ._clock import aware, stamp
 from ._errors import (
+    CancelRefused,
     ConcurrencyError,
     DecodeError,
     DuplicateEvent,
@@ -38,6 +45,7 @@ from ._errors import (
     HandlerFailed,
     PlaythroughError,
     ScheduleNotFound,
+    StoreError,
 )
 from ._model import Event, binding, registry
 from ._personal import MARK, new_key, personal_spec, seal, subject_of, unseal
@@ -58,8 +66,8 @@ class ScheduledEvent:
 
     ``status``: ``pending`` (not fired yet), ``fired`` (``position`` is the event's),
     ``cancelled``, ``rejected`` (its validate hooks or a completed state refused
-    it: ``error``) or ``failed`` (its hooks raised or it could not be decoded:
-    ``error``).
+    it: ``error``) or ``failed`` (its hooks raised, its type is unknown or it
+    could not be decoded: ``error``; ``Engine.reschedule`` re-arms it).
     """
 
     id: str
@@ -162,8 +170,22 @@ class Scheduler:
         if record.status != "pending":
             return False
         self.cancelled.append(schedule_id)
-        self._engine._flush_unless_in_progress()
+        try:
+            self._engine._flush_unless_in_progress()
+        except CancelRefused:
+            return False  # written at once, and refused: it fired meanwhile
         return True
+
+    def reschedule(self, schedule_id: str, at: datetime | None) -> ScheduledEvent:
+        engine = self._engine
+        due = aware(engine.clock.now() if at is None else at)
+        if not engine.store.rearm_schedule(schedule_id, stamp(due)):
+            record = self.record(schedule_id)  # ScheduleNotFound for an unknown id
+            raise PlaythroughError(
+                f"scheduled event {schedule_id} is {record.status}: only a failed or pending "
+                "one can be rescheduled"
+            )
+        return self.record(schedule_id)
 
     def record(self, schedule_id: str) -> ScheduledEvent:
         with self._engine.store.reader() as reader:
@@ -206,12 +228,10 @@ class Scheduler:
 
         where = f" (scheduled event {row.id})"
         try:
-            registry.event_class(row.type, where)  # raises for a type no module defines
-        except PlaythroughError:
-            # Another worker, with the module that defines it, may fire it: give it back.
-            self._give_back(row)
-            raise
-        try:
+            # A type no imported module defines is a DecodeError: the row is marked
+            # failed with the reason and the pass goes on with the rows behind it
+            # (Engine.reschedule re-arms it once the module is deployed).
+            registry.event_class(row.type, where)
             if MARK in row.data:  # personal values: decrypted, or FORGOTTEN
                 with store.reader() as reader:
                     [row] = unseal([row], reader.subject_keys, data_index=3, type_index=2)
@@ -221,18 +241,24 @@ class Scheduler:
             unfire(event)
             set_position(event, None)
         except DecodeError as exc:
-            store.finish_schedule(row.id, self.owner, "failed", str(exc))
-            return outcome("failed", error=str(exc))
+            error = f"{type(exc).__name__}: {exc}"
+            store.finish_schedule(row.id, self.owner, "failed", error)
+            return outcome("failed", error=error)
         try:
             engine._fire_scheduled(event, datetime.fromisoformat(row.due_at), row.id)
         except EventRejected as exc:
             error = f"{type(exc).__name__}: {exc}"
             store.finish_schedule(row.id, self.owner, "rejected", error)
             return outcome("rejected", error=error)
-        except PlaythroughError:
+        except StoreError:
+            # The store failed, not the row: give it back for the next pass.
             self._give_back(row)
             raise
-        except Exception as exc:  # noqa: BLE001 - its hooks raised: recorded on the row
+        except Exception as exc:  # noqa: BLE001 - recorded on the row
+            # Its hooks raised, or it cannot be fired (a state that cannot be
+            # rebuilt, say): failed with the reason, and the pass goes on, so one
+            # such row never stalls the rows behind it.
+            engine.discard()
             error = f"{type(exc).__name__}: {exc}"
             store.finish_schedule(row.id, self.owner, "failed", error)
             return outcome("failed", error=error)

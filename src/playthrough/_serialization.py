@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import collections.abc
 import json
+import math
 import typing
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -21,7 +22,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
-from ._errors import DecodeError, DefinitionError, PlaythroughError
+from ._errors import DecodeError, DefinitionError, EventRejected, PlaythroughError
 from ._model import Event, State, StateKey, decode_id, registry
 from ._slots import fired_data, mark_record, mark_state, mark_stored, set_data
 
@@ -117,21 +118,63 @@ def _int_key_dict_hook(t: Any) -> Any:
 
 converter.register_structure_hook_factory(_is_int_key_dict, _int_key_dict_hook)
 
-_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# allow_nan=False: JSON has no infinity or NaN. Python would write ``Infinity``,
+# which neither SQLite's nor PostgreSQL's JSON functions read (every filtered
+# query of the type would fail), so such a value is refused where it is made.
+_encoder = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def dumps(value: Any) -> str:
     return _encoder.encode(value)
 
 
+def non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The dotted path and value of the first infinity or NaN in unstructured data."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = non_finite(v, f"{path}.{k}" if path else str(k))
+        if found is not None:
+            return found
+    return None
+
+
+def _non_finite_message(data: Any) -> str | None:
+    found = non_finite(data)
+    if found is None:
+        return None
+    return (
+        f"field {found[0]!r} holds {found[1]!r}: stored values hold only finite floats "
+        "(JSON has no infinity or NaN)"
+    )
+
+
 def encode_event(event: Event) -> str:
-    """The event's canonical JSON (cached once the event is fired: fired events are immutable)."""
+    """The event's canonical JSON (cached once the event is fired: fired events are immutable).
+
+    EventRejected (naming the field) for an infinity or NaN, TypeError for a value
+    JSON cannot hold at all."""
     cached = fired_data(event)
     if cached is not None:
         return cached
+    data: Any = None
     try:
-        return dumps(converter.unstructure(event))
+        data = converter.unstructure(event)
+        return dumps(data)
     except (TypeError, ValueError) as exc:
+        problem = _non_finite_message(data)
+        if problem is not None:
+            raise EventRejected(
+                f"cannot fire {type(event).__qualname__} ({type(event)._pt_type_name}): {problem}"
+            ) from None
         raise TypeError(
             f"cannot encode {type(event).__qualname__} as JSON: {exc}; give its fields types "
             "playthrough can store (attrs classes, lists, dicts, str, int, float, bool, None, "
@@ -140,11 +183,14 @@ def encode_event(event: Event) -> str:
 
 
 def encode_state(state: State) -> str:
+    data: Any = None
     try:
-        return dumps(converter.unstructure(state))
+        data = converter.unstructure(state)
+        return dumps(data)
     except (TypeError, ValueError) as exc:  # e.g. an int past the str conversion limit
         key = f"{type(state)._pt_type_name}({state.id!r})"
-        raise PlaythroughError(f"cannot encode state {key} as JSON: {exc}") from exc
+        problem = _non_finite_message(data) or str(exc)
+        raise PlaythroughError(f"cannot encode state {key} as JSON: {problem}") from exc
 
 
 def encode_state_checked(state: State, what: str) -> str:

@@ -24,7 +24,8 @@ Tables (names are the same in every store):
 - events.event_key (schema 5): an optional idempotency key, unique in the log
 - pending_handlers (schema 5): positions of committed events whose ``handle``
   hooks have not completed; inserted by the append that stores the event,
-  deleted in the transaction that stores what the handler fired (or alone)
+  deleted in the transaction that stores what the handler fired (or alone), by
+  a checked delete that refuses the whole commit if another runner got there first
 
 Schema versions: a store is created at version 1 and brought up to
 ``SCHEMA_VERSION`` by the migration steps each backend lists (one ordered list
@@ -55,7 +56,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._errors import ArchivedRangeError, CorruptionError, DuplicateEvent, StoreError
+from .._errors import (
+    ArchivedRangeError,
+    CancelRefused,
+    CorruptionError,
+    DuplicateEvent,
+    HandledElsewhere,
+    StoreError,
+)
 from .._model import StateKey
 
 if TYPE_CHECKING:
@@ -437,6 +445,29 @@ class CommitExtras(NamedTuple):
         return not (self.completed or self.reopened or self.schedule or self.cancel or self.fired)
 
 
+def handled_refused(positions: Iterable[int]) -> HandledElsewhere:
+    """The error for a handler completion whose pending-handler rows are already gone."""
+    shown = sorted(set(positions))
+    return HandledElsewhere(
+        "commit refused, nothing was written: the handlers of the event(s) at position(s) "
+        + ", ".join(map(str, shown[:10]))
+        + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+        + " were completed by another runner meanwhile"
+    )
+
+
+def cancel_refused(rows: Iterable[tuple[str, str]]) -> CancelRefused:
+    """The error for a commit cancelling scheduled events that are no longer pending:
+    (schedule id, its status)."""
+    shown = sorted(rows)
+    return CancelRefused(
+        "commit refused, nothing was written: cannot cancel scheduled event(s) "
+        + ", ".join(f"{sid} (now {status})" for sid, status in shown[:10])
+        + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+        + ", no longer pending"
+    )
+
+
 def fired_refused(ids: Iterable[str]) -> str:
     return (
         "commit refused: scheduled event(s) "
@@ -766,14 +797,20 @@ class Store(abc.ABC):
 
         Events with ``needs_handling`` are recorded as pending handlers; the
         positions in ``handled`` (events whose handlers fired this batch) stop
-        being pending, in the same transaction.
+        being pending, in the same transaction: a checked delete, done before
+        anything is written. If any of them is no longer pending (another
+        runner completed it), raise HandledElsewhere and write nothing, so a
+        handler's events are stored once however many runners ran it.
 
         ``values`` gives touched states' canonical JSON after the batch; it is
         written to their heads rows (exact at the state's last event of the
         batch) in the same statement. A touched state without one keeps its old
         value, which is then no longer fresh.
         ``extras`` (completions, schedules) are written in the same transaction;
-        an append of no events with extras writes only those.
+        an append of no events with extras (or ``handled``) writes only those.
+        A cancel in ``extras`` is checked: a row that is neither pending nor
+        already cancelled (it was fired meanwhile) raises CancelRefused and
+        nothing is written.
         """
 
     @abc.abstractmethod
@@ -826,6 +863,14 @@ class Store(abc.ABC):
         failed), or give the lease back (status ``pending``). False: not ours any more."""
 
     @abc.abstractmethod
+    def rearm_schedule(self, schedule_id: str, due_at: str) -> bool:
+        """Make a ``failed`` (or ``pending``) scheduled row pending again, due at ``due_at``.
+
+        Its error and lease are cleared. False when no row has that id or its
+        status is another (fired, cancelled, rejected): nothing changed then.
+        """
+
+    @abc.abstractmethod
     def rebuild_heads(self) -> int:
         """Make every heads row say what the links say; return how many rows changed.
 
@@ -834,7 +879,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def mark_handled(self, positions: Sequence[int]) -> None:
-        """Record that the handlers of these events completed (they stop being pending)."""
+        """Record that the handlers of these events completed (they stop being pending).
+
+        Unchecked (positions already gone are fine): for events that have no
+        handler to run. A handler's completion goes through :meth:`append`'s
+        ``handled``, which is checked."""
 
     @abc.abstractmethod
     def import_events(self, events: Iterable[ImportedEvent], after: int) -> int:

@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .._errors import QueryError
 from ._base import Condition, Order
 
 _RANGE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -57,6 +58,18 @@ def _literal(text: str, *, percent: bool = False) -> str:
 
 
 def sqlite_path(path: Sequence[str]) -> str:
+    """A SQLite JSON path: each label quoted as the stored JSON spells the key.
+
+    SQLite compares a quoted label with the key's text as written in the JSON
+    (escapes included) and ends the label at the first ``"``, so a key holding
+    ``"`` cannot be named: QueryError rather than a filter matching nothing.
+    """
+    for p in path:
+        if '"' in p:
+            raise QueryError(
+                f"the key {p!r} holds a double quote, which SQLite's JSON paths cannot "
+                "name; filter on it in Python (or use PostgreSQL)"
+            )
     return "$" + "".join("." + json.dumps(p, ensure_ascii=False) for p in path)
 
 
@@ -83,6 +96,32 @@ class SQLiteFilter:
         self.params.append(_dumps(value))
         return f"coalesce({t} IN ('array', 'object') AND {x} = json(?), 0)"
 
+    def _in(self, t: str, x: str, values: list[Any]) -> str:
+        """``x`` equals one of ``values`` (as ``_eq`` does): one JSON array parameter per
+        kind of value present, read by ``json_each``, so a list of any length binds."""
+        numbers = [v for v in values if _is_number(v)]
+        texts = [v for v in values if isinstance(v, str)]
+        atoms = sorted({_dumps(v) for v in values if v is None or isinstance(v, bool)})
+        nested = [v for v in values if isinstance(v, (list, dict))]
+        parts = []
+        if numbers:
+            self.params.append(_dumps(numbers))
+            parts.append(
+                f"({t} IN ('integer', 'real') AND {x} IN (SELECT value FROM json_each(?)))"
+            )
+        if texts:
+            self.params.append(_dumps(texts))
+            parts.append(f"({t} = 'text' AND {x} IN (SELECT value FROM json_each(?)))")
+        if atoms:  # null, true, false: json_type names them as JSON spells them
+            self.params.append("[" + ",".join(f'"{a}"' for a in atoms) + "]")
+            parts.append(f"{t} IN (SELECT value FROM json_each(?))")
+        if nested:
+            self.params.append(_dumps(nested))
+            parts.append(
+                f"({t} IN ('array', 'object') AND {x} IN (SELECT json(value) FROM json_each(?)))"
+            )
+        return "coalesce(" + " OR ".join(parts) + ", 0)" if parts else "0"
+
     def condition(self, c: Condition) -> str:
         p = _literal(sqlite_path(c.path))
         t = f"json_type(h.value, {p})"
@@ -93,8 +132,7 @@ class SQLiteFilter:
             return f"NOT {self._eq(c.path, c.value)}"
         if c.lookup == "in":
             assert isinstance(c.value, list)
-            parts = [self._eq(c.path, v) for v in c.value]
-            return "(" + " OR ".join(parts) + ")" if parts else "0"
+            return self._in(t, x, c.value)
         if c.lookup == "isnull":
             test = f"({t} IS NULL OR {t} = 'null')"
             return test if c.value else f"NOT {test}"
@@ -129,6 +167,12 @@ class SQLiteFilter:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
+def _number_text(value: object) -> str:
+    """A number's exact text for ``::numeric`` (``repr``: the digits JSON stores, where a
+    float parameter would be cast through 15 significant digits)."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def _pg_path(path: Sequence[str]) -> str:
     return "ARRAY[" + ", ".join(_literal(p, percent=True) for p in path) + "]::text[]"
 
@@ -147,7 +191,7 @@ class PostgresFilter:
         if isinstance(value, bool):
             return f"coalesce({t} = 'boolean' AND {x} = '{str(value).lower()}'::jsonb, false)"
         if _is_number(value):
-            self.params.append(value)
+            self.params.append(_number_text(value))
             return f"coalesce({t} = 'number' AND ({x} #>> '{{}}')::numeric = %s::numeric, false)"
         if isinstance(value, str):
             self.params.append(value)
@@ -164,19 +208,24 @@ class PostgresFilter:
             return f"NOT {self._eq(c.path, c.value)}"
         if c.lookup == "in":
             assert isinstance(c.value, list)
-            parts = [self._eq(c.path, v) for v in c.value]
-            return "(" + " OR ".join(parts) + ")" if parts else "false"
+            if not c.value:
+                return "false"
+            # jsonb equality is _eq's: typed, numbers by value, strings by code
+            # point, arrays and objects structurally. One parameter for any length.
+            self.params.append(_dumps(c.value))
+            return f"coalesce({x} IN (SELECT jsonb_array_elements(%s::jsonb)), false)"
         if c.lookup == "isnull":
             test = f"({x} IS NULL OR {t} = 'null')"
             return test if c.value else f"NOT {test}"
         if c.lookup in _RANGE:
             op = _RANGE[c.lookup]
-            self.params.append(c.value)
             if _is_number(c.value):
+                self.params.append(_number_text(c.value))
                 return (
                     f"coalesce({t} = 'number' AND ({x} #>> '{{}}')::numeric {op} %s::numeric, "
                     "false)"
                 )
+            self.params.append(c.value)
             return (
                 f"coalesce({t} = 'string' AND ({x} #>> '{{}}') COLLATE \"C\" {op} "
                 '%s COLLATE "C", false)'

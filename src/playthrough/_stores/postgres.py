@@ -40,6 +40,7 @@ import re
 import threading
 import uuid
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -58,6 +59,7 @@ from .._errors import (
     CommitOutcomeUnknown,
     ConcurrencyError,
     DuplicateEvent,
+    PlaythroughError,
     SchemaVersionError,
     StaleForgetError,
     StoreError,
@@ -96,12 +98,14 @@ from ._base import (
     SubjectForgotten,
     TypeVersions,
     batch_keys,
+    cancel_refused,
     check_archive_cut,
     chunks,
     duplicate_message,
     event_query_sql,
     fired_refused,
     gap_free,
+    handled_refused,
     head_value,
     parse_schema_version,
     stale_forget_message,
@@ -121,6 +125,7 @@ _LOCK_APPEND = 0x70740001
 _LOCK_MIGRATE = 0x70740002
 
 _STALE = "PT409"  # SQLSTATE of pt_refuse()
+RENDERED_MAX = 256  # statement texts kept with the schema substituted (least recently used go)
 _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
 
@@ -240,7 +245,24 @@ _SCHEDULE_WRITE = (
 
 _CANCEL = (
     "UPDATE {s}.pt_schedule SET status = 'cancelled', lease_owner = NULL, lease_until = NULL "
-    "WHERE id = ANY(%b::text[]) AND status = 'pending'"
+    "WHERE id = ANY(%b::text[]) AND status = 'pending' RETURNING id"
+)
+_STATUSES = "SELECT id, status FROM {s}.pt_schedule WHERE id = ANY(%b::text[])"
+
+_REARM = (
+    "UPDATE {s}.pt_schedule SET status = 'pending', due_at = %s, error = NULL, "
+    "lease_owner = NULL, lease_until = NULL WHERE id = %s AND status IN ('pending', 'failed')"
+)
+
+# A handler's completion: checked (the rows another runner deleted are missing).
+_HANDLED = (
+    "DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%b::bigint[]) RETURNING position"
+)
+
+# The commit row of a commit that appends no events (an empty range).
+_EMPTY_COMMIT = (
+    "INSERT INTO {s}.pt_commits (commit_id, first_position, last_position) "
+    "SELECT %s, coalesce(max(position), 0) + 1, coalesce(max(position), 0) FROM {s}.pt_events"
 )
 
 _HEAD = "SELECT coalesce(max(position), 0) FROM {s}.pt_events"
@@ -503,9 +525,6 @@ cm AS (
 ph AS (
     INSERT INTO {s}.pt_pending_handlers (position)
     SELECT base.b + h.n FROM base, unnest(%(hn)b::bigint[]) AS h(n)
-),
-hd AS (
-    DELETE FROM {s}.pt_pending_handlers WHERE position = ANY(%(hd)b::bigint[])
 ),
 lk AS (
     INSERT INTO {s}.pt_links (state_type, state_id, position, grp)
@@ -784,9 +803,9 @@ class _PostgresReader(StoreReader):
         f = PostgresFilter()
         where = f.where(conditions)
         order_sql = f.order(order)
-        rows = self._raw(
-            f"SELECT h.state_id, h.value, h.value_position FROM {_HEADS_JSON} "
-            f"WHERE {where} ORDER BY {order_sql} LIMIT %s",
+        rows = self._filtered(
+            "SELECT h.state_id, h.value, h.value_position FROM ",
+            f" WHERE {where} ORDER BY {order_sql} LIMIT %s",
             [state_type, *f.params, limit],
         )
         return [(i, v, p) for i, v, p in rows]
@@ -794,10 +813,19 @@ class _PostgresReader(StoreReader):
     def count_states(self, state_type: str, conditions: Sequence[Condition]) -> int:
         f = PostgresFilter()
         where = f.where(conditions)
-        rows = self._raw(
-            f"SELECT count(*) FROM {_HEADS_JSON} WHERE {where}", [state_type, *f.params]
-        )
+        rows = self._filtered("SELECT count(*) FROM ", f" WHERE {where}", [state_type, *f.params])
         return int(rows[0][0])
+
+    def _filtered(self, head: str, tail: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """A statement over the heads values of one type; ``tail`` (the rendered filter)
+        is sent as it is: the dict keys it quotes are data, never templates (a key
+        ``{s}`` stays ``{s}``), and it does not enter the store's statement cache."""
+        self._store.statements += 1
+        text = head + self._store._sql(_HEADS_JSON) + tail
+        try:
+            return self._conn.execute(text, params).fetchall()
+        except psycopg.Error as exc:
+            raise self._store._failure("read", exc) from exc
 
     def followers(self) -> list[FollowerRow]:
         return [FollowerRow(*row) for row in self._q(_FOLLOWERS)]
@@ -869,7 +897,7 @@ class PostgresStore(Store):
         self._where = settings.where
         self._max_size = max_size
         self._quoted = sql.Identifier(self.schema).as_string()
-        self._rendered: dict[str, str] = {}
+        self._rendered: OrderedDict[str, str] = OrderedDict()
         self._lock_key = _int32(zlib.crc32(self.schema.encode()))
         self._conninfo = settings.conninfo
         self._connect_kwargs = settings.connect_kwargs
@@ -900,9 +928,20 @@ class PostgresStore(Store):
 
     def _sql(self, template: str) -> str:
         """A statement constant with ``{s}`` replaced by this store's quoted schema."""
-        text = self._rendered.get(template)
+        rendered = self._rendered  # least recently used first; each step atomic (threads)
+        text = rendered.get(template)
         if text is None:
-            text = self._rendered[template] = template.replace("{s}", self._quoted)
+            text = rendered[template] = template.replace("{s}", self._quoted)
+            while len(rendered) > RENDERED_MAX:  # texts built per call (find_events) vary
+                try:
+                    rendered.popitem(last=False)
+                except KeyError:  # another thread emptied it meanwhile
+                    break
+        else:
+            try:
+                rendered.move_to_end(template)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
         return text
 
     def _clean(self, exc: BaseException) -> str:
@@ -1167,16 +1206,17 @@ class PostgresStore(Store):
         extras: CommitExtras | None = None,
         epoch: int | None = None,
     ) -> list[int]:
-        if extras is not None and not extras.empty:
-            return self._append_with_extras(
-                events, expected, values or {}, extras, commit_id, handled, epoch
-            )
-        if not events:
-            self.mark_handled(handled)
+        if extras is not None and extras.empty:
+            extras = None
+        if not events and not handled and extras is None:
             return []
         if getattr(self._local, "reading", False):
             raise StoreError("cannot write inside a read transaction")
         commit_id = commit_id or uuid.uuid4().hex
+        if extras is not None or handled or not events:
+            return self._append_unpipelined(
+                events, expected, values or {}, extras or CommitExtras(), commit_id, handled, epoch
+            )
         event_keys = batch_keys(events)
         params = _append_params(events, expected, values or {})
         params.update(
@@ -1184,7 +1224,6 @@ class PostgresStore(Store):
             cn=len(events),
             ek=[e.key for e in events],
             hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
-            hd=list(handled),
             fe=epoch,
         )
         conn = self._checkout(_WRITE)  # a failure here sent nothing: its StoreError is certain
@@ -1234,89 +1273,159 @@ class PostgresStore(Store):
         self._discard(conn)
         return self._resolve(commit_id, len(events), pid, error)
 
-    def _append_with_extras(
+    def _append_unpipelined(
         self,
         events: Sequence[NewEvent],
         expected: Mapping[StateKey, int | None],
         values: Mapping[StateKey, str | HeadValue],
         extras: CommitExtras,
-        commit_id: str | None = None,
-        handled: Sequence[int] = (),
+        commit_id: str,
+        handled: Sequence[int],
         epoch: int | None = None,
     ) -> list[int]:
-        """An append that also writes completions and schedules: not pipelined, since
-        the positions the extras name are known only once the events are numbered.
-        Rare (commits that complete a state or touch the schedule), so the extra
-        round trips are paid only there."""
-        base = 0
-        with self._transaction("append", "committing an append") as conn:
-            try:
-                self.statements += 1
-                conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
-                if events:
-                    self.statements += 1
-                    params = _append_params(events, expected, values)
-                    params.update(
-                        cid=commit_id or uuid.uuid4().hex,
-                        cn=len(events),
-                        ek=[e.key for e in events],
-                        hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
-                        hd=list(handled),
-                        fe=epoch,
-                    )
-                    row = conn.execute(self._sql(_APPEND), params).fetchone()
-                    assert row is not None
-                    base = int(row[0])
-                else:
-                    if epoch is not None:
-                        self.statements += 1
-                        (now,) = conn.execute(self._sql(f"SELECT {_EPOCH}")).fetchone() or (0,)
-                        if now != epoch:
-                            raise StaleForgetError(stale_forget_message())
-                    if handled:
-                        self.mark_handled(handled)
-            except psycopg.Error as exc:
+        """An append that checks before it writes: statement by statement, not pipelined.
+
+        Used by commits that complete a handler (its pending row is deleted,
+        checked, before the events are written), complete a state or touch the
+        schedule (the positions those name are known once the events are
+        numbered), and by commits of no events. Like the pipelined append, a
+        lost connection is resolved through ``pt_commits``: the positions, a
+        certain "nothing was written", or CommitOutcomeUnknown.
+        """
+        conn = self._checkout(_WRITE)  # a failure here sent nothing: its StoreError is certain
+        try:
+            positions = self._write_unpipelined(
+                conn, events, expected, values, extras, commit_id, handled, epoch
+            )
+        except psycopg.Error as exc:
+            if exc.sqlstate is not None and not conn.broken:
+                # The server refused a statement: the transaction is rolled back.
+                self._abort(conn)
                 keys = batch_keys(events)
-                if exc.sqlstate == _UNIQUE_VIOLATION and keys and not conn.broken:
+                if exc.sqlstate == _UNIQUE_VIOLATION and keys:
                     self._raise_duplicate(keys, exc)
                 raise self._append_failure(conn, exc) from None
-            positions = list(range(base + 1, base + 1 + len(events)))
-            if extras.fired:
-                self.statements += 1
-                done = {
-                    r[0]
-                    for r in conn.execute(
-                        self._sql(_FIRED),
-                        ([i for i, _ in extras.fired], [positions[n] for _, n in extras.fired]),
-                    ).fetchall()
-                }
-                taken = [i for i, _ in extras.fired if i not in done]
-                if taken:
-                    raise ConcurrencyError(fired_refused(taken))
-            if extras.completed:
-                self.statements += 1
-                conn.execute(
-                    self._sql(_COMPLETED_WRITE),
-                    (
-                        [k.type for k, _ in extras.completed],
-                        [k.id for k, _ in extras.completed],
-                        [positions[n] for _, n in extras.completed],
-                        [events[n].type for _, n in extras.completed],
-                    ),
-                )
-            if extras.reopened:
-                self.statements += 1
-                conn.execute(self._sql(_REOPENED), _key_arrays(list(extras.reopened)))
-            if extras.schedule:
-                self.statements += 1
-                conn.execute(
-                    self._sql(_SCHEDULE_WRITE),
-                    tuple([r[n] for r in extras.schedule] for n in range(6)),
-                )
-            if extras.cancel:
-                self.statements += 1
-                conn.execute(self._sql(_CANCEL), (list(extras.cancel),))
+            # The connection failed, COMMIT perhaps on its way: learn the outcome.
+            pid = _backend_pid(conn)
+            self._discard(conn)
+            return self._resolve(commit_id, len(events), pid, exc)
+        except PlaythroughError:  # a check refused the commit before COMMIT: rolled back
+            self._abort(conn)
+            raise
+        except BaseException as exc:
+            # Interrupted (KeyboardInterrupt...) with a statement or COMMIT in flight.
+            pid = _backend_pid(conn)
+            self._discard(conn)
+            try:
+                self._resolve(commit_id, len(events), pid, exc)
+            except CommitOutcomeUnknown as unknown:
+                raise unknown from exc
+            except StoreError:
+                pass  # learnt for certain that nothing was written: the interruption stands
+            raise
+        self._release(conn, None)
         return positions
+
+    def _write_unpipelined(
+        self,
+        conn: Conn,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str | HeadValue],
+        extras: CommitExtras,
+        commit_id: str,
+        handled: Sequence[int],
+        epoch: int | None = None,
+    ) -> list[int]:
+        self.statements += 2
+        conn.execute(_LOCK_TIMEOUT, (self._lock_timeout_ms,))
+        conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+        if handled:  # checked first: a handler completed elsewhere is not a conflict
+            self.statements += 1
+            wanted = list(dict.fromkeys(handled))
+            done = {int(r[0]) for r in conn.execute(self._sql(_HANDLED), (wanted,)).fetchall()}
+            gone = [p for p in wanted if p not in done]
+            if gone:
+                raise handled_refused(gone)
+        self.statements += 1
+        if events:
+            params = _append_params(events, expected, values)
+            params.update(
+                cid=commit_id,
+                cn=len(events),
+                ek=[e.key for e in events],
+                hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
+                fe=epoch,
+            )
+            row = conn.execute(self._sql(_APPEND), params).fetchone()
+            assert row is not None
+            base = int(row[0])
+        else:
+            if epoch is not None:  # the append statement checks it; without events, here
+                self.statements += 1
+                (now,) = conn.execute(self._sql(f"SELECT {_EPOCH}")).fetchone() or (0,)
+                if now != epoch:
+                    raise StaleForgetError(stale_forget_message())
+            conn.execute(self._sql(_EMPTY_COMMIT), (commit_id,))
+            base = 0
+        positions = list(range(base + 1, base + 1 + len(events)))
+        if extras.fired:
+            self.statements += 1
+            done_ids = {
+                r[0]
+                for r in conn.execute(
+                    self._sql(_FIRED),
+                    ([i for i, _ in extras.fired], [positions[n] for _, n in extras.fired]),
+                ).fetchall()
+            }
+            taken = [i for i, _ in extras.fired if i not in done_ids]
+            if taken:
+                raise ConcurrencyError(fired_refused(taken))
+        if extras.completed:
+            self.statements += 1
+            conn.execute(
+                self._sql(_COMPLETED_WRITE),
+                (
+                    [k.type for k, _ in extras.completed],
+                    [k.id for k, _ in extras.completed],
+                    [positions[n] for _, n in extras.completed],
+                    [events[n].type for _, n in extras.completed],
+                ),
+            )
+        if extras.reopened:
+            self.statements += 1
+            conn.execute(self._sql(_REOPENED), _key_arrays(list(extras.reopened)))
+        if extras.schedule:
+            self.statements += 1
+            conn.execute(
+                self._sql(_SCHEDULE_WRITE),
+                tuple([r[n] for r in extras.schedule] for n in range(6)),
+            )
+        if extras.cancel:  # checked: never "cancelled" and "fired"
+            self.statements += 1
+            wanted_ids = list(dict.fromkeys(extras.cancel))
+            cancelled = {r[0] for r in conn.execute(self._sql(_CANCEL), (wanted_ids,)).fetchall()}
+            rest = [i for i in wanted_ids if i not in cancelled]
+            if rest:
+                self.statements += 1
+                found: dict[str, str] = dict(conn.execute(self._sql(_STATUSES), (rest,)).fetchall())
+                refused = [
+                    (i, str(found.get(i, "missing"))) for i in rest if found.get(i) != "cancelled"
+                ]
+                if refused:
+                    raise cancel_refused(refused)
+        self._send_commit(conn)
+        return positions
+
+    def _send_commit(self, conn: Conn) -> None:
+        """COMMIT the transaction of an unpipelined append (tests make it fail)."""
+        conn.execute("COMMIT", prepare=False)
+
+    def rearm_schedule(self, schedule_id: str, due_at: str) -> bool:
+        with self._transaction("rescheduling", "committing a reschedule") as conn:
+            self.statements += 1
+            done = conn.execute(self._sql(_REARM), (due_at, schedule_id)).rowcount
+        return bool(done == 1)
 
     def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
         if not subjects:

@@ -64,12 +64,14 @@ from ._base import (
     SubjectForgotten,
     TypeVersions,
     batch_keys,
+    cancel_refused,
     check_archive_cut,
     chunks,
     duplicate_message,
     event_query_sql,
     fired_refused,
     gap_free,
+    handled_refused,
     head_value,
     parse_schema_version,
     stale_forget_message,
@@ -705,16 +707,7 @@ class SQLiteStore(Store):
         extras: CommitExtras | None = None,
         epoch: int | None = None,
     ) -> list[int]:
-        if not events:
-            self.mark_handled(handled)
-            if extras is not None and not extras.empty:  # schedule changes alone
-                with self._lock:
-                    self._writing("append")
-                    with self._transaction(
-                        "BEGIN IMMEDIATE", "writing scheduled events failed, nothing was written"
-                    ) as conn:
-                        _check_epoch(conn, epoch)
-                        self._write_extras(conn, extras, [], [])
+        if not events and not handled and (extras is None or extras.empty):
             return []
         with self._lock:
             return self._append(events, expected, values or {}, commit_id, handled, extras, epoch)
@@ -742,6 +735,18 @@ class SQLiteStore(Store):
             ) from exc
         try:
             reader = _SQLiteReader(self)
+            if handled:  # checked first: a handler completed elsewhere is not a conflict
+                self.statements += 1
+                gone = [
+                    p
+                    for p in dict.fromkeys(handled)
+                    if conn.execute(
+                        "DELETE FROM pt_pending_handlers WHERE position = ?", (p,)
+                    ).rowcount
+                    != 1
+                ]
+                if gone:
+                    raise handled_refused(gone)
             if event_keys:
                 taken = reader.event_keys(event_keys)
                 if taken:
@@ -810,15 +815,15 @@ class SQLiteStore(Store):
             )
             if extras is not None and not extras.empty:
                 self._write_extras(conn, extras, positions, events)
+            # A commit of no events (schedule changes, a handler that fired
+            # nothing) has an empty range, so its outcome is learnt the same way.
             conn.execute(
-                "INSERT INTO pt_commits VALUES (?, ?, ?)", (commit_id, positions[0], positions[-1])
+                "INSERT INTO pt_commits VALUES (?, ?, ?)",
+                (commit_id, base + 1, base + len(events)),
             )
             conn.executemany(
                 "INSERT INTO pt_pending_handlers VALUES (?)",
                 [(p,) for p, e in zip(positions, events, strict=True) if e.needs_handling],
-            )
-            conn.executemany(
-                "DELETE FROM pt_pending_handlers WHERE position = ?", [(p,) for p in handled]
             )
         except BaseException as exc:
             self._rollback()
@@ -912,11 +917,32 @@ class SQLiteStore(Store):
             "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
             [tuple(r) for r in extras.schedule],
         )
-        conn.executemany(
-            "UPDATE pt_schedule SET status = 'cancelled', lease_owner = NULL, lease_until = NULL "
-            "WHERE id = ? AND status = 'pending'",
-            [(i,) for i in extras.cancel],
-        )
+        refused = []
+        for sid in dict.fromkeys(extras.cancel):  # checked: never "cancelled" and "fired"
+            if conn.execute(
+                "UPDATE pt_schedule SET status = 'cancelled', lease_owner = NULL, "
+                "lease_until = NULL WHERE id = ? AND status = 'pending'",
+                (sid,),
+            ).rowcount:
+                continue
+            row = conn.execute("SELECT status FROM pt_schedule WHERE id = ?", (sid,)).fetchone()
+            if row is None or row[0] != "cancelled":
+                refused.append((sid, "missing" if row is None else str(row[0])))
+        if refused:
+            raise cancel_refused(refused)
+
+    def rearm_schedule(self, schedule_id: str, due_at: str) -> bool:
+        with self._lock:
+            self._writing("reschedule")
+            with self._transaction("BEGIN IMMEDIATE", "rescheduling failed") as conn:
+                self.statements += 1
+                done = conn.execute(
+                    "UPDATE pt_schedule SET status = 'pending', due_at = ?, error = NULL, "
+                    "lease_owner = NULL, lease_until = NULL "
+                    "WHERE id = ? AND status IN ('pending', 'failed')",
+                    (due_at, schedule_id),
+                ).rowcount
+        return bool(done == 1)
 
     def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
         if not subjects:

@@ -26,8 +26,10 @@ from typing import NoReturn
 
 from .._errors import (
     ArchivedRangeError,
+    CancelRefused,
     ConcurrencyError,
     DuplicateEvent,
+    HandledElsewhere,
     SchemaVersionError,
     StoreError,
 )
@@ -167,13 +169,53 @@ class StoreContract(abc.ABC):
             assert r.head() == 1
             fired = r.schedule("s1")
             assert fired is not None and (fired.status, fired.position) == ("fired", 1)
-        store.append([], {}, extras=CommitExtras(cancel=("s2", "s1")))
+        # A cancel is checked: s1 fired, so the commit cancelling it (and s2) is refused.
+        with raises_exactly(CancelRefused, r"s1 \(now fired\)"):
+            store.append([ev((A2, 0))], {}, extras=CommitExtras(cancel=("s2", "s1")))
+        with store.reader() as r:
+            assert r.head() == 1
+            assert [(x.id, x.status) for x in r.schedules()] == [
+                ("s1", "fired"),
+                ("s2", "pending"),
+            ]
+        store.append([], {}, extras=CommitExtras(cancel=("s2",)))
+        store.append([], {}, extras=CommitExtras(cancel=("s2",)))  # already cancelled: fine
         with store.reader() as r:
             assert [(x.id, x.status) for x in r.schedules()] == [
                 ("s1", "fired"),
                 ("s2", "cancelled"),
             ]
         assert store.finish_schedule("s2", "w1", "failed", "x") is False  # not pending
+
+    def test_a_failed_schedule_row_is_rearmed_and_others_are_not(self) -> None:
+        store = self.store
+        rows = tuple(
+            ScheduleRow(i, "2030-01-01T00:00:00.000000+00:00", "Thing", "{}", FIRED_AT)
+            for i in ("s1", "s2", "s3")
+        )
+        store.append([], {}, extras=CommitExtras(schedule=rows))
+        now, lease = "2030-06-01T00:00:00.000000+00:00", "2030-06-01T00:05:00.000000+00:00"
+        assert len(store.claim_due(now, lease, "w1", 10)) == 3
+        assert store.finish_schedule("s1", "w1", "failed", "boom") is True
+        assert store.finish_schedule("s2", "w1", "rejected", "no") is True
+        later = "2030-07-01T00:00:00.000000+00:00"
+        assert store.rearm_schedule("s1", later) is True
+        assert store.rearm_schedule("s3", later) is True  # pending (leased): re-armed too
+        assert store.rearm_schedule("s2", later) is False  # rejected: left alone
+        assert store.rearm_schedule("nope", later) is False
+        with store.reader() as r:
+            again = r.schedule("s1")
+            assert again is not None
+            assert (again.status, again.due_at, again.error, again.lease_owner) == (
+                "pending",
+                later,
+                None,
+                None,
+            )
+            rejected = r.schedule("s2")
+            assert rejected is not None and rejected.status == "rejected"
+        assert [r.id for r in store.claim_due(now, lease, "w2", 10)] == []  # not due yet
+        assert [r.id for r in store.claim_due(later, lease, "w2", 10)] == ["s1", "s3"]
 
     def test_subject_keys_are_kept_once_and_forgotten(self) -> None:
         store = self.store
@@ -829,7 +871,16 @@ class StoreContract(abc.ABC):
             assert r.pending_handlers(1) == [1]
         # The handler of 1 fired an event: stored together with "1 is handled".
         assert store.append([ev((A2, 0))], {A2: 2}, handled=[1]) == [4]
-        store.mark_handled([3])  # the handler of 3 fired nothing
+        # A second runner completing 1 again is refused (checked before its
+        # events, even before its stale state): nothing of it is written.
+        with raises_exactly(HandledElsewhere, r"position\(s\) 1 "):
+            store.append([ev((A2, 0))], {A2: 2}, handled=[1])
+        with raises_exactly(HandledElsewhere, r"position\(s\) 1 "):
+            store.append([], {}, handled=[1, 3])  # 3 is still pending: stays so
+        with store.reader() as r:
+            assert r.head() == 4 and r.pending_handlers(10) == [3]
+        assert store.append([], {}, handled=[3]) == []  # the handler of 3 fired nothing
+        store.mark_handled([3])  # unchecked: already gone is fine
         with store.reader() as r:
             assert r.pending_handlers(10) == []
 
