@@ -489,6 +489,8 @@ def _as_version_1(path: Path) -> None:
         "pt_schedule",
         "pt_subject_keys",
         "pt_archived_keys",
+        "pt_forgotten",
+        "pt_archived_personal",
     ):
         conn.execute(f"DROP TABLE {table}")  # later versions' tables
     conn.execute("UPDATE pt_meta SET value = '1' WHERE key = 'schema_version'")

@@ -18,6 +18,8 @@ EXPECTED = {
     "Event",
     "State",
     "SingletonState",
+    "StaleForgetError",
+    "SubjectForgotten",
     "StateKey",
     "state_id",
     "now",

@@ -176,6 +176,8 @@ def test_schema_in_the_url_and_url_without_password(pg_url: str, pg_schema: str)
         "pt_subject_keys",
         "pt_archived_keys",
         "pt_followers",
+        "pt_forgotten",
+        "pt_archived_personal",
     }
     with pytest.raises(StoreError, match="two schemas"):
         PostgresStore(f"{pg_url}?schema={pg_schema}", schema="other")

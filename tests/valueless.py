@@ -24,10 +24,11 @@ class ValuelessStore(SQLiteStore):
         commit_id: str | None = None,
         handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
+        epoch: int | None = None,
     ) -> list[int]:
         return super().append(
-            events, expected, None, commit_id=commit_id, handled=handled, extras=extras
+            events, expected, None, commit_id=commit_id, handled=handled, extras=extras, epoch=epoch
         )
 
-    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+    def write_values(self, records: Sequence[SnapshotRecord], epoch: int | None = None) -> int:
         return 0

@@ -52,6 +52,7 @@ from ._errors import (
     ReconstitutionError,
     ScheduleNotFound,
     SchemaVersionError,
+    StaleForgetError,
     StateCompleted,
     StateMutationError,
     StateTypeError,
@@ -70,7 +71,7 @@ from ._replay import ReplayReport
 from ._scheduling import ScheduledEvent
 from ._snapshots import OutOfSync, SyncReport
 from ._stores import FollowerTransaction
-from ._stores._base import Completion
+from ._stores._base import Completion, SubjectForgotten
 from ._transfer import TransferReport
 from ._verify import VerifyReport
 
@@ -111,6 +112,8 @@ __all__ = [
     "ScheduledEvent",
     "SchemaVersionError",
     "SingletonState",
+    "StaleForgetError",
+    "SubjectForgotten",
     "State",
     "StateCompleted",
     "StateKey",

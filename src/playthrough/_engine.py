@@ -31,6 +31,7 @@ from ._errors import (
     DuplicateEvent,
     PlaythroughError,
     ReconstitutionError,
+    StaleForgetError,
     StateMutationError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
@@ -202,6 +203,9 @@ class Engine:
             history=snapshot_history,
         )
         self._repository = self._own_repository = StateRepository()
+        # The store's forget epoch when the states in memory were loaded (None: not
+        # known yet); a commit or snapshot from an older epoch is refused.
+        self._epoch: int | None = None
         self._pending: list[Event] = []
         self._pending_keys: dict[StateKey, None] = {}
         self._pending_event_keys: dict[str, None] = {}
@@ -403,6 +407,9 @@ class Engine:
             return {}
         started = time.perf_counter()
         rows = self.store.heads(keys)
+        seen = getattr(rows, "epoch", None)
+        if seen is not None and (self._epoch is None or not len(self._repository)):
+            self._epoch = seen
         states = current_states(rows, keys)
         if states is None:
             with self.store.reader() as reader:
@@ -410,7 +417,7 @@ class Engine:
                 states, plan = self.reconstitutor.reconstitute(reader, keys, at, to_head=True)
             _logging.loaded(plan, time.perf_counter() - started)
             if self.head_values:
-                write_back(self.store, plan, states, rows)
+                write_back(self.store, plan, states, rows, self._epoch)
             self.coordinator.after_load(plan, states)
         repository = self._repository
         out: dict[StateKey, State] = {}
@@ -807,11 +814,14 @@ class Engine:
                 commit_id=commit_id,
                 handled=handled,
                 extras=None if extras.empty else extras,
+                epoch=self._epoch,
             )
             _logging.committed(positions, time.perf_counter() - started)
         except ConcurrencyError as exc:
             _logging.conflict(len(batch), exc)
             self.discard()
+            if isinstance(exc, StaleForgetError):
+                self.drop_forgotten()
             raise
         except Exception as exc:
             _logging.commit_failed(len(batch), exc)
@@ -853,20 +863,38 @@ class Engine:
 
         ``subject`` is the value of the events' ``data_subject`` field. Afterwards
         their personal fields read as ``playthrough.FORGOTTEN`` in every load,
-        replay and export; every other field stays exact. Every snapshot and
-        every heads value is dropped in the same transaction (they may hold
-        derived personal values; loads rebuild them from the log) and this
-        engine's states are
-        dropped from memory. Returns False when the subject had no key. Events
-        of the subject committed later get a new key.
+        replay and export; every other field stays exact. In the same
+        transaction the snapshots and heads values of the states the subject's
+        events touched are dropped (they may hold derived personal values;
+        loads rebuild them from the log; no other state is touched), their
+        clear values are scrubbed out of an archive's base snapshots and the
+        schedule's error texts, and followers are told
+        (``Projection.on_forgotten``). Every engine that loaded states before
+        has its next commit or snapshot refused (``StaleForgetError``), so none
+        can write the data back. This engine's states are dropped from memory.
+        Returns False when the subject had no key. Events of the subject
+        committed later get a new key; the old values stay forgotten.
         """
         if self._pending or self._scheduler.has_queued():
             raise PlaythroughError("commit or discard pending events before forget()")
         from ._model import encode_id
 
-        gone = self.store.forget_subject(encode_id(subject))
-        self._repository.clear()
+        started = time.perf_counter()
+        encoded = encode_id(subject)
+        gone = self.store.forget_subject(encoded)
+        _logging.forgotten(encoded, gone, time.perf_counter() - started)
+        self.drop_forgotten()
         return gone
+
+    def drop_forgotten(self) -> None:
+        """Drop every state from memory and the forget epoch they were loaded at.
+
+        Done by ``forget`` and when a commit or snapshot is refused with
+        StaleForgetError (another engine forgot a subject): the next load reads
+        the store's truth, where the subject's personal values read FORGOTTEN.
+        """
+        self._repository.clear()
+        self._epoch = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1317,6 +1345,12 @@ class _LiveView:
 
     def pending_keys(self) -> Collection[StateKey]:
         return self._engine._pending_keys.keys()
+
+    def epoch(self) -> int | None:
+        return self._engine._epoch
+
+    def drop_forgotten(self) -> None:
+        self._engine.drop_forgotten()
 
 
 def _completed_filter(

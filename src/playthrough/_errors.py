@@ -59,6 +59,15 @@ class ConcurrencyError(PlaythroughError):
     """
 
 
+class StaleForgetError(ConcurrencyError):
+    """A data subject was forgotten since this engine loaded its states.
+
+    Its states may hold the subject's personal data in clear, so its commit (or
+    snapshot) was refused and nothing was written; the engine dropped every
+    state from memory, so a retry reads the store's truth.
+    """
+
+
 class HandledElsewhere(ConcurrencyError):
     """A handler's completion was refused: another runner completed that event's handlers.
 

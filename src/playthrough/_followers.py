@@ -31,7 +31,7 @@ from ._errors import (
 from ._model import registry
 from ._serialization import decode_event
 from ._stores import FollowerTransaction
-from ._stores._base import archived_until
+from ._stores._base import FollowerBatch, SubjectForgotten, archived_until
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -62,6 +62,15 @@ class Projection:
 
     def reset(self, tx: FollowerTransaction) -> None:
         """Clear what this projection wrote (called in the reset's transaction)."""
+
+    def on_forgotten(self, subject: str, tx: FollowerTransaction) -> None:
+        """Erase what this projection holds of a forgotten data subject.
+
+        ``subject`` is the forgotten ``data_subject`` value as stored (the id's
+        text). Called once per forget, in the follower's own transaction (so a
+        read model in the same database is erased exactly once), after the
+        events committed before the forget and before those committed after it.
+        """
 
 
 Projection.__module__ = "playthrough"
@@ -100,7 +109,7 @@ def handlers(projection: Projection) -> dict[str, Callable[[Any, FollowerTransac
         raise DefinitionError(f"{cls.__qualname__} needs a `name = '...'` (a non-empty str)")
     out: dict[str, Callable[[Any, FollowerTransaction], None]] = {}
     for attr in dir(cls):
-        if not attr.startswith("on_") or not callable(getattr(cls, attr)):
+        if not attr.startswith("on_") or attr == "on_forgotten" or not callable(getattr(cls, attr)):
             continue
         wanted = attr[3:]
         # A registered type name is exact; a class name may be shared by several types.
@@ -158,7 +167,10 @@ def run(
                     )
                 if batches == 0:
                     projection.setup(batch.tx)
+                forgets = list(batch.forgotten)
                 for row in batch.events:
+                    while forgets and forgets[0].position < row.position:
+                        _tell_forgotten(projection, batch, forgets.pop(0))
                     handler = table.get(row.type)
                     if handler is None:
                         passed += 1
@@ -176,6 +188,10 @@ def run(
                             ) from exc
                         processed += 1
                     batch.advance(row.position)
+                for forget in forgets:  # once the events before each forget are handled
+                    if forget.position > batch.position:
+                        break
+                    _tell_forgotten(projection, batch, forget)
                 position = batch.position
                 batches += 1
                 if len(batch.events) == size:
@@ -184,6 +200,20 @@ def run(
             break
         time.sleep(poll_interval)  # idle, or another process holds the follower
     return FollowerReport(name, processed, passed, batches, position)
+
+
+def _tell_forgotten(projection: Projection, batch: FollowerBatch, forget: SubjectForgotten) -> None:
+    try:
+        projection.on_forgotten(forget.subject, batch.tx)
+    except Exception as exc:
+        raise FollowerFailed(
+            f"follower {projection.name!r} failed to forget a data subject (forget "
+            f"#{forget.seq}): {exc!r}; its position stays {batch.start}",
+            follower=projection.name,
+            position=batch.start,
+            event=None,
+        ) from exc
+    batch.told(forget.seq)
 
 
 def reset(engine: Engine, projection: Projection | str, position: int) -> None:

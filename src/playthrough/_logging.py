@@ -7,7 +7,7 @@ it on with ``logging.getLogger("playthrough").setLevel(...)`` and a handler.
 Every record carries its facts as attributes (``record.event_count``, ...) so
 a JSON formatter or a log pipeline can read them without parsing messages.
 
-Levels: DEBUG for every commit; INFO for snapshot sets, full replays, loads
+Levels: DEBUG for every commit; INFO for snapshot sets, full replays, forgets, loads
 that rewound a state or played many events; WARNING for commits refused by a
 conflict; ERROR for handle hooks that raised after their event was committed.
 Records are built only when the level is enabled, so a silent logger costs a
@@ -155,3 +155,19 @@ def replayed(report: ReplayReport, seconds: float) -> None:
             "peak_states": report.peak_states,
         },
     )
+
+
+def forgotten(subject: str, found: bool, seconds: float) -> None:
+    """An audit record of a forget: INFO, the subject as a hash only (never its data)."""
+    import hashlib
+
+    _telemetry.forgotten(found, seconds)
+    if logger.isEnabledFor(logging.INFO):
+        digest = hashlib.sha256(b"playthrough subject\x00" + subject.encode()).hexdigest()[:12]
+        logger.info(
+            "forgot data subject %s (hashed)%s in %.2f ms",
+            digest,
+            "" if found else ": it had no key, nothing to forget",
+            seconds * 1000,
+            extra={"subject_hash": digest, "forgotten": found, "duration_ms": seconds * 1000},
+        )

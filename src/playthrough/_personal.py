@@ -12,15 +12,19 @@ place of the value.
 Stores decrypt when they read events (:func:`unseal`), so every reader of the
 log (loads, replays, verification, exports) sees the original JSON. Once
 ``Engine.forget(subject)`` has deleted the key, the value reads as
-:data:`FORGOTTEN` everywhere, and the rest of the event is untouched. Snapshots
-hold values derived from personal data, so forgetting also drops every
-snapshot (they rebuild from the log); ``event_random`` is seeded without the
-personal fields, so forgetting changes nothing but the personal values.
+:data:`FORGOTTEN` everywhere, and the rest of the event is untouched. A sealed
+value carries a short id of its key (``"t"``), so values sealed under a key
+that was deleted read as FORGOTTEN even after the subject got a new key.
+Snapshots and heads values hold values derived from personal data, so
+forgetting drops those of the states the subject's events touched (see
+``_stores/_forget``); ``event_random`` is seeded without the personal fields,
+so forgetting changes nothing but the personal values.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import typing
@@ -29,7 +33,7 @@ from typing import Annotated, Any, TypeVar
 
 import attrs
 
-from ._errors import DefinitionError, PlaythroughError
+from ._errors import CorruptionError, DefinitionError, PlaythroughError
 
 #: What a personal value reads as once its subject was forgotten.
 FORGOTTEN = "[forgotten]"
@@ -87,6 +91,12 @@ def personal_spec(cls: type) -> PersonalSpec | None:
             )
         if subject in personal:
             raise DefinitionError(f"{where}.{subject}: the data subject field cannot be personal")
+        if not crypto_available():
+            raise DefinitionError(
+                f"{where} has personal fields ({', '.join(personal)}), which are stored "
+                "encrypted: that needs the cryptography package, "
+                "pip install 'playthrough[crypto]'"
+            )
         spec = PersonalSpec(tuple(personal), subject)
     _SPECS[cls] = spec
     return spec
@@ -94,6 +104,43 @@ def personal_spec(cls: type) -> PersonalSpec | None:
 
 def _aad(type_name: str, field: str, subject: str) -> bytes:
     return f"{type_name}\x00{field}\x00{subject}".encode()
+
+
+def crypto_available() -> bool:
+    """Whether the ``cryptography`` package (the ``crypto`` extra) can be imported."""
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def key_id(key: bytes) -> str:
+    """A short id of a key (not the key: 8 hex digits of a hash of it)."""
+    return hashlib.sha256(b"playthrough key id\x00" + key).hexdigest()[:8]
+
+
+def open_sealed(
+    sealed: dict[str, Any], type_name: str, field: str, subject: str, key: bytes
+) -> tuple[bool, Any]:
+    """(True, the clear JSON value) of one sealed value, or (False, None) when ``key``
+    is not its key (it was sealed under a key deleted since: it is forgotten)."""
+    kid = sealed.get("t")
+    if kid is not None and kid != key_id(key):
+        return False, None
+    from cryptography.exceptions import InvalidTag
+
+    raw = base64.b64decode(sealed["v"])
+    try:
+        plain = _aesgcm(key).decrypt(raw[:12], raw[12:], _aad(type_name, field, subject))
+    except InvalidTag:
+        if kid is None:  # sealed before key ids: under an older key of the subject
+            return False, None
+        raise CorruptionError(
+            f"a sealed personal value of {type_name}.{field} does not decrypt under its "
+            "key: the stored ciphertext was altered"
+        ) from None
+    return True, json.loads(plain)
 
 
 def _aesgcm(key: bytes) -> Any:
@@ -123,10 +170,11 @@ def seal(data: str, type_name: str, spec: PersonalSpec, subject: str, key: bytes
 
     obj = json.loads(data)
     aes = _aesgcm(key)
+    kid = key_id(key)
     for name in spec.fields:
         nonce = os.urandom(12)
         sealed = aes.encrypt(nonce, dumps(obj[name]).encode(), _aad(type_name, name, subject))
-        obj[name] = {MARK: {"s": subject, "v": base64.b64encode(nonce + sealed).decode()}}
+        obj[name] = {MARK: {"s": subject, "t": kid, "v": base64.b64encode(nonce + sealed).decode()}}
     return dumps(obj)
 
 
@@ -166,9 +214,8 @@ def unseal(
             if key is None:
                 obj[name] = FORGOTTEN
                 continue
-            raw = base64.b64decode(value[MARK]["v"])
-            plain = _aesgcm(key).decrypt(raw[:12], raw[12:], _aad(type_name, name, subject))
-            obj[name] = json.loads(plain)
+            known, clear = open_sealed(value[MARK], type_name, name, subject, key)
+            obj[name] = clear if known else FORGOTTEN
         out[i] = rows[i]._replace(**{rows[i]._fields[data_index]: dumps(obj)})  # type: ignore[attr-defined]
     return out
 

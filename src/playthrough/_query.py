@@ -26,7 +26,7 @@ from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
 from ._slots import mark_state
 from ._stores import Condition, Order
-from ._stores._base import LOOKUPS, Completion
+from ._stores._base import LOOKUPS, Completion, reader_epoch
 from ._upcasting import current_value_shape, snapshot_record
 
 if TYPE_CHECKING:
@@ -269,6 +269,7 @@ class StateQueries:
                 if not stale:
                     return written
                 head = reader.head()
+                epoch = reader_epoch(reader)  # a forget since: nothing written, go round again
                 states, _ = engine.reconstitutor.reconstitute(reader, [k for k, _ in stale], head)
             values = []
             for key, last in stale:
@@ -279,7 +280,7 @@ class StateQueries:
                         f"says {last}; the store's links and heads disagree"
                     )
                 values.append(snapshot_record(key, last, state, encode_state(state)))
-            done = engine.store.write_values(values)
+            done = engine.store.write_values(values, epoch)
             written += done
             if done < len(values):  # commits moved some states meanwhile: they go round again
                 conflicts += 1

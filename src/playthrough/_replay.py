@@ -16,6 +16,7 @@ from ._playing import EventPlayer
 from ._reconstitution import StateReconstitutor, known_positions
 from ._serialization import blank_for, decode_event, encode_state_checked, state_from_snapshot
 from ._stores import Store
+from ._stores._base import reader_epoch
 from ._upcasting import snapshot_problem, snapshot_record
 
 __all__ = ["REPLAY_META", "ReplayReport", "full_replay"]
@@ -60,6 +61,9 @@ def full_replay(
     with store.reader() as reader:
         saved = reader.meta(REPLAY_META)
         total = reader.head()
+        # A forget during the replay: its sets are refused (StaleForgetError), never
+        # written with values read before the key was deleted.
+        epoch = reader_epoch(reader)
     if fill:
         position = 0
     elif resume and saved is not None:
@@ -82,7 +86,7 @@ def full_replay(
         ]
         nonlocal sets
         meta = None if fill else {REPLAY_META: None if done else str(at)}
-        store.write_snapshots(records, snapshot_history, meta=meta)
+        store.write_snapshots(records, snapshot_history, meta=meta, epoch=epoch)
         # A state's value is exact at its last event; the store keeps it only
         # where that is still the state's last event (the others are not current).
         store.write_values(
@@ -90,7 +94,8 @@ def full_replay(
                 r._replace(position=r.last_event_id)  # same version and fingerprint
                 for r in records
                 if r.last_event_id is not None
-            ]
+            ],
+            epoch,
         )
         sets += 1
         states.clear()

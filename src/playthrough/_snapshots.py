@@ -15,12 +15,12 @@ from typing import Protocol
 import attrs
 
 from . import _logging
-from ._errors import PlaythroughError
+from ._errors import PlaythroughError, StaleForgetError
 from ._model import State, StateKey
 from ._reconstitution import Plan, StateReconstitutor, usable_snapshots
 from ._serialization import encode_state_checked
 from ._stores import Store, StoreReader
-from ._stores._base import refuse_archived
+from ._stores._base import reader_epoch, refuse_archived
 from ._upcasting import snapshot_problem, snapshot_record
 
 
@@ -38,6 +38,12 @@ class LiveStates(Protocol):
     def has_pending(self) -> bool:
         """Whether events were fired but not committed yet."""
         ...
+
+    def epoch(self) -> int | None:
+        """The forget epoch the live states were loaded at (None: not known)."""
+
+    def drop_forgotten(self) -> None:
+        """Drop every live state (a subject was forgotten since they were loaded)."""
 
     def pending_keys(self) -> Collection[StateKey]:
         """The states changed by pending events."""
@@ -147,6 +153,7 @@ class SnapshotCoordinator:
             raise PlaythroughError("commit or discard pending events before snapshotting")
         with self.store.reader() as reader:
             head = reader.head()
+            epoch = reader_epoch(reader)
             position = head if at is None else at
             if position < 0 or position > head:
                 raise ValueError(f"position {position} is outside the log (0..{head})")
@@ -159,7 +166,8 @@ class SnapshotCoordinator:
                 keys = list(dict.fromkeys([*keys, *self._partners(reader, keys, position)]))
             keys = list(dict.fromkeys(keys))
             states: dict[StateKey, State] = {}
-            if position == head:
+            mine = self.live.epoch()
+            if position == head and (mine is None or mine == epoch):
                 heads = reader.state_heads(keys)
                 pending = self.live.pending_keys()
                 for k in keys:
@@ -174,18 +182,28 @@ class SnapshotCoordinator:
             if rebuild:
                 built, _ = self.reconstitutor.reconstitute(reader, rebuild, position)
                 states.update({k: built[k] for k in rebuild})
-        self._write(position, states)
+        self._write(position, states, epoch)
         if live:
             self._committed_since = 0
         return position
 
-    def _write(self, position: int, states: dict[StateKey, State]) -> None:
+    def _write(
+        self, position: int, states: dict[StateKey, State], epoch: int | None = None
+    ) -> None:
+        """Write the states as a set; ``epoch`` (default: the live states') is the forget
+        epoch they were built at: if a subject was forgotten since, nothing is written."""
         started = time.perf_counter()
         records = [
             snapshot_record(k, position, s, encode_state_checked(s, f"{k} at {position}"))
             for k, s in states.items()
         ]
-        self.store.write_snapshots(records, self.history)
+        try:
+            self.store.write_snapshots(
+                records, self.history, epoch=self.live.epoch() if epoch is None else epoch
+            )
+        except StaleForgetError:
+            self.live.drop_forgotten()
+            raise
         if records:
             _logging.snapshot_set(position, len(records), time.perf_counter() - started)
 

@@ -14,7 +14,8 @@ the engine measured): ``commit`` (``playthrough.event_count``,
 Metrics: ``playthrough.events.committed`` (counter), ``playthrough.commit.duration``
 (histogram, ms), ``playthrough.conflicts`` (counter),
 ``playthrough.load.events_played`` (histogram), ``playthrough.snapshot.rows``
-(counter).
+(counter), ``playthrough.subjects.forgotten`` (counter, an audit count of
+``forget`` calls that deleted a key; a ``forget`` span too, never the subject).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def _setup() -> None:
     )
     _instruments["snapshot_rows"] = meter.create_counter(
         "playthrough.snapshot.rows", unit="{row}", description="snapshot rows written"
+    )
+    _instruments["forgotten"] = meter.create_counter(
+        "playthrough.subjects.forgotten", unit="{subject}", description="data subjects forgotten"
     )
 
 
@@ -106,3 +110,12 @@ def snapshot_set(position: int, rows: int, seconds: float) -> None:
         return
     _instruments["snapshot_rows"].add(rows)
     span("snapshot", seconds, {"position": position, "state_count": rows})
+
+
+def forgotten(found: bool, seconds: float) -> None:
+    """A ``forget`` (counted when it deleted a key); the subject is never recorded."""
+    if not ENABLED:
+        return
+    if found:
+        _instruments["forgotten"].add(1)
+    span("forget", seconds, {"found": found})

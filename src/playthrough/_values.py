@@ -61,7 +61,11 @@ def current_states(
 
 
 def write_back(
-    store: Store, plan: Plan, states: Mapping[StateKey, State], rows: Mapping[StateKey, HeadRow]
+    store: Store,
+    plan: Plan,
+    states: Mapping[StateKey, State],
+    rows: Mapping[StateKey, HeadRow],
+    epoch: int | None = None,
 ) -> int:
     """Store the values a load played to the head where they are not current yet.
 
@@ -69,7 +73,8 @@ def write_back(
     when its row was known stale or the plan played events for it. The store
     keeps a value only where the state's last event is still its position, so
     a commit in between is never overwritten. A failure here loses a shortcut,
-    never a result: it is logged, not raised.
+    never a result: it is logged, not raised. With ``epoch`` (the forget epoch
+    the states were loaded at) nothing is written if a subject was forgotten since.
     """
     records = []
     for key, state in states.items():
@@ -87,7 +92,7 @@ def write_back(
     if not records:
         return 0
     try:
-        return store.write_values(records)
+        return store.write_values(records, epoch)
     except PlaythroughError as exc:
         _log.warning("playthrough: could not write back heads values: %s", exc)
         return 0

@@ -72,7 +72,7 @@ from .._model import StateKey
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -164,6 +164,19 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        9,  # forgetting: what followers are told, personal values the archive took away
+        (
+            "CREATE TABLE IF NOT EXISTS {s}pt_forgotten (seq BIGINT PRIMARY KEY, "
+            "subject TEXT NOT NULL, position BIGINT NOT NULL)",
+            "ALTER TABLE {s}pt_followers ADD COLUMN forgotten BIGINT NOT NULL DEFAULT 0",
+            "CREATE TABLE IF NOT EXISTS {s}pt_archived_personal (subject TEXT NOT NULL, "
+            "state_type TEXT NOT NULL, state_id TEXT NOT NULL, type TEXT NOT NULL, "
+            "data TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS pt_archived_personal_by_subject "
+            "ON {s}pt_archived_personal (subject)",
+        ),
+    ),
 )
 
 
@@ -183,6 +196,10 @@ ARCHIVED_UNTIL = "archived_until"
 #: pt_meta key: the running hash of the log up to ``ARCHIVED_UNTIL`` (see _transfer.chain),
 #: so a store whose first events are archived can still say which log it continues.
 ARCHIVED_CHAIN = "archived_chain"
+
+#: pt_meta key: how many forgets the store has seen (absent: none). An engine
+#: remembers the value it loaded its states at; a write from an older one is refused.
+FORGET_EPOCH = "forget_epoch"
 
 _T = TypeVar("_T")
 
@@ -234,6 +251,12 @@ def archived_until(reader: StoreReader) -> int:
     return int(value) if value else 0
 
 
+def reader_epoch(reader: StoreReader) -> int:
+    """The store's forget epoch (0: nobody was ever forgotten)."""
+    value = reader.meta(FORGET_EPOCH)
+    return int(value) if value else 0
+
+
 def refuse_archived(reader: StoreReader, at: int, doing: str) -> None:
     """ArchivedRangeError when the log as of ``at`` needs archived events (``at`` < the cut)."""
     until = archived_until(reader)
@@ -266,6 +289,15 @@ def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:
             f"{key} (known last event {want}, store has {have})" for key, want, have in stale[:10]
         )
         + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+    )
+
+
+def stale_forget_message() -> str:
+    """The StaleForgetError text."""
+    return (
+        "commit refused: a data subject was forgotten since this engine loaded its "
+        "states, which may hold their personal data; the engine dropped every state "
+        "from memory, retry to work on the store's truth"
     )
 
 
@@ -371,6 +403,18 @@ class HeadRow(NamedTuple):
     def fresh(self) -> bool:
         """The value is the state's current one (no event touched it since)."""
         return self.value is not None and self.value_position == self.last_position
+
+
+class HeadRows(dict[StateKey, HeadRow]):
+    """What ``Store.heads`` returns: the rows, and the store's forget epoch read in the
+    same statement (``epoch``; None where a store does not say)."""
+
+    epoch: int | None = None
+
+    @staticmethod
+    def of(rows: Mapping[StateKey, HeadRow]) -> HeadRows:
+        """``rows`` as HeadRows (the same object when it is one)."""
+        return rows if isinstance(rows, HeadRows) else HeadRows(rows)
 
 
 class Completion(NamedTuple):
@@ -878,8 +922,13 @@ class Store(abc.ABC):
         commit_id: str | None = None,
         handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
+        epoch: int | None = None,
     ) -> list[int]:
         """Append atomically and return the positions given, in order.
+
+        ``epoch`` (None: not checked) is the forget epoch the writer loaded its
+        states at; if a subject was forgotten since, raise StaleForgetError
+        (a ConcurrencyError) and write nothing: the writer may hold their data.
 
         ``expected`` maps every state the batch touches to the position of the
         last event this writer knows touched it (``None``: never touched). If
@@ -919,8 +968,10 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+    def write_values(self, records: Sequence[SnapshotRecord], epoch: int | None = None) -> int:
         """Store heads values where they are exact; return how many were written.
+
+        With ``epoch``, nothing is written if a subject was forgotten since then.
 
         Each record is a state's value as of its last event ``record.position``;
         it is written only where the heads row's ``last_position`` still equals
@@ -934,8 +985,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def forget_subject(self, subject: str) -> bool:
-        """Delete the subject's key and every snapshot, in one transaction; False if it
-        had no key."""
+        """Forget a data subject in one transaction; False if it had no key.
+
+        Finds the subject's events (in the log and those an archive took
+        away), drops the snapshots and heads values of the states they touched
+        only, scrubs their clear values out of archive base snapshots and
+        schedule error texts, deletes the key, bumps the forget epoch and
+        records the forget for followers. Then makes the deletion final on disk
+        (SQLite: secure_delete and a WAL checkpoint; PostgreSQL: VACUUM).
+        """
 
     @abc.abstractmethod
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
@@ -1024,10 +1082,13 @@ class Store(abc.ABC):
         records: Sequence[SnapshotRecord],
         keep: int,
         meta: Mapping[str, str | None] | None = None,
+        epoch: int | None = None,
     ) -> None:
         """Store snapshots in one transaction, keeping the newest ``keep`` per state.
 
         ``meta`` entries are written (None: deleted) in the same transaction.
+        With ``epoch``, raise StaleForgetError (nothing written) if a subject was
+        forgotten since then: the states may hold their data.
         """
 
     @abc.abstractmethod
@@ -1217,17 +1278,41 @@ class FollowerTransaction(abc.ABC):
 FollowerTransaction.__module__ = "playthrough"
 
 
+class SubjectForgotten(NamedTuple):
+    """A forget, as followers are told of it: ``Projection.on_forgotten(subject, tx)``.
+
+    ``seq`` numbers forgets in the store; ``position`` is the log's head when the
+    subject was forgotten (a follower is told once it has handled the events up to it).
+    """
+
+    seq: int
+    subject: str
+    position: int
+
+
 class FollowerBatch:
-    """What ``Store.follow`` yields: the follower's position, its next events, the transaction."""
+    """What ``Store.follow`` yields: the follower's position, its next events, the transaction,
+    and the forgets it was not told of yet (``forgotten``; ``told`` records those it was)."""
 
     def __init__(
-        self, name: str, position: int, events: list[StoredEvent], tx: FollowerTransaction
+        self,
+        name: str,
+        position: int,
+        events: list[StoredEvent],
+        tx: FollowerTransaction,
+        forgotten: Sequence[SubjectForgotten] = (),
     ) -> None:
         self.name = name
         self.start = position
         self.position = position
         self.events = events
         self.tx = tx
+        self.forgotten = list(forgotten)
+        self.forgotten_seq = 0  # the last forget the follower was told of, this batch
+
+    def told(self, seq: int) -> None:
+        """Record that the follower handled the forget ``seq`` (written with the position)."""
+        self.forgotten_seq = max(self.forgotten_seq, seq)
 
     def advance(self, position: int) -> None:
         """Set the position written when the batch commits."""

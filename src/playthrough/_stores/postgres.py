@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import uuid
 import zlib
@@ -61,6 +62,7 @@ from .._errors import (
     DuplicateEvent,
     PlaythroughError,
     SchemaVersionError,
+    StaleForgetError,
     StoreError,
 )
 from .._model import StateKey
@@ -69,6 +71,7 @@ from . import parse_store_url
 from ._base import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
+    FORGET_EPOCH,
     HEADS_VALUE,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
@@ -81,6 +84,7 @@ from ._base import (
     FollowerRow,
     FollowerTransaction,
     HeadRow,
+    HeadRows,
     HeadValue,
     ImportedEvent,
     Link,
@@ -94,6 +98,7 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    SubjectForgotten,
     TransferTables,
     TypeVersions,
     batch_keys,
@@ -108,10 +113,12 @@ from ._base import (
     head_value,
     key_conflicts,
     parse_schema_version,
+    stale_forget_message,
     stale_message,
     transfer_select,
     transfer_writes,
 )
+from ._forget import TOUCHED, archive_personal, forget
 from ._json_sql import PostgresFilter
 
 Conn = psycopg.Connection[TupleRow]
@@ -283,22 +290,29 @@ _SNAPSHOTS = (
     "AND value_position <= %s ORDER BY 1, 2, 3 DESC"
 )
 
+# The store's forget epoch (0: nobody forgotten), as a scalar subquery.
+_EPOCH = f"(SELECT coalesce(max(value::bigint), 0) FROM {{s}}.pt_meta WHERE key = '{FORGET_EPOCH}')"
+
+# The heads rows, and one more row (no state) carrying the forget epoch.
 _HEADS = (
     "SELECT state_type, state_id, last_position, value, value_position, value_version, "
     "value_fingerprint FROM {s}.pt_heads "
-    f"WHERE (state_type, state_id) IN ({_KEYS})"
+    f"WHERE (state_type, state_id) IN ({_KEYS}) "
+    f"UNION ALL SELECT NULL, NULL, {_EPOCH}, NULL, NULL, NULL, NULL"
 )
 
 # Values are written only where still exact, and never wait for a row a writer
 # holds (SKIP LOCKED): a load's write-back cannot slow down or deadlock a commit.
 _VALUES_WRITE = (
-    "WITH v AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], "
+    "WITH fe AS (SELECT %s::bigint AS e), "
+    "v AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], "
     "%b::integer[], %b::text[]) AS v(t, i, p, value, version, mark)), "
     "mine AS (SELECT h.state_type, h.state_id FROM {s}.pt_heads h "
     "JOIN v ON h.state_type = v.t AND h.state_id = v.i AND h.last_position = v.p "
-    "WHERE h.value IS NULL OR h.value_position IS DISTINCT FROM v.p "
+    "WHERE (h.value IS NULL OR h.value_position IS DISTINCT FROM v.p "
     "OR h.value_version IS DISTINCT FROM v.version "
-    "OR h.value_fingerprint IS DISTINCT FROM v.mark "
+    "OR h.value_fingerprint IS DISTINCT FROM v.mark) "
+    f"AND ((SELECT e FROM fe) IS NULL OR (SELECT e FROM fe) = {_EPOCH}) "
     "FOR UPDATE OF h SKIP LOCKED) "
     "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p, "
     "value_version = v.version, value_fingerprint = v.mark FROM mine, v "
@@ -448,12 +462,22 @@ _HEADS_JSON = (
     "WHERE state_type = %s OFFSET 0) h"
 )
 _FOLLOWERS = "SELECT name, position, updated_at FROM {s}.pt_followers ORDER BY name"
-_FOLLOWER_CREATE = "INSERT INTO {s}.pt_followers VALUES (%s, 0, %s) ON CONFLICT (name) DO NOTHING"
+_FOLLOWER_CREATE = (
+    "INSERT INTO {s}.pt_followers (name, position, updated_at) VALUES (%s, 0, %s) "
+    "ON CONFLICT (name) DO NOTHING"
+)
 _FOLLOWER_LOCK = "SELECT position FROM {s}.pt_followers WHERE name = %s FOR UPDATE NOWAIT"
 _FOLLOWER_EVENTS = (
     f"SELECT {EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s ORDER BY position LIMIT %s"
 )
-_FOLLOWER_ADVANCE = "UPDATE {s}.pt_followers SET position = %s, updated_at = %s WHERE name = %s"
+_FOLLOWER_ADVANCE = (
+    "UPDATE {s}.pt_followers SET position = %s, updated_at = %s, "
+    "forgotten = greatest(forgotten, %s) WHERE name = %s"
+)
+_FOLLOWER_FORGOTTEN = (
+    "SELECT f.seq, f.subject, f.position FROM {s}.pt_forgotten f "
+    "JOIN {s}.pt_followers w ON w.name = %s WHERE f.seq > w.forgotten ORDER BY f.seq"
+)
 
 # One statement, run under the append lock (so its snapshot holds every
 # earlier append): number the events after the current head, check and
@@ -464,6 +488,8 @@ _FOLLOWER_ADVANCE = "UPDATE {s}.pt_followers SET position = %s, updated_at = %s 
 # not in ``expected`` (written unchecked, as the SQLite store does).
 _APPEND = """
 WITH base AS (SELECT coalesce(max(position), 0) AS b FROM {s}.pt_events),
+fe AS (SELECT coalesce(max(value::bigint), 0) AS e FROM {s}.pt_meta
+       WHERE key = 'forget_epoch'),
 want AS (
     SELECT * FROM unnest(%(wt)b::text[], %(wi)b::text[], %(we)b::bigint[],
                          %(wn)b::bigint[], %(wm)b::text[], %(wv)b::text[],
@@ -535,6 +561,9 @@ stale AS (
       AND NOT EXISTS (SELECT 1 FROM upd WHERE upd.t = w.t AND upd.i = w.i)
       AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.t = w.t AND ins.i = w.i)
       AND NOT (w.mode = 'n' AND h.last_position IS NULL)
+    UNION ALL
+    SELECT '$forget_epoch', '', %(fe)s::bigint, (SELECT e FROM fe)
+    FROM fe WHERE %(fe)s::bigint IS NOT NULL AND %(fe)s::bigint <> fe.e
 )
 SELECT base.b, {s}.pt_refuse(
     (SELECT json_agg(json_build_array(t, i, expected, have))::text FROM stale)
@@ -663,11 +692,10 @@ class _PostgresReader(StoreReader):
                     history.append(record)
         return out
 
-    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
-        out: dict[StateKey, HeadRow] = {}
+    def heads(self, keys: Iterable[StateKey]) -> HeadRows:
+        out = HeadRows()
         for chunk in chunks(list(dict.fromkeys(keys)), _CHUNK):
-            for t, i, p, value, vp, version, mark in self._q(_HEADS, _key_arrays(chunk)):
-                out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
+            _head_rows(self._q(_HEADS, _key_arrays(chunk)), out)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -1173,15 +1201,15 @@ class PostgresStore(Store):
         assert last is not None
         raise StoreError(f"cannot reach {self._where}: {self._clean(last)}") from last
 
-    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+    def heads(self, keys: Iterable[StateKey]) -> HeadRows:
         wanted = list(dict.fromkeys(keys))
         if len(wanted) > _CHUNK:  # several statements: one transaction keeps them consistent
             with self.reader() as reader:
-                return reader.heads(wanted)
+                return HeadRows.of(reader.heads(wanted))
         rows, _ = self._single(_HEADS, _key_arrays(wanted))
-        return {StateKey(t, i): HeadRow(p, *rest) for t, i, p, *rest in rows}
+        return _head_rows(rows, HeadRows())
 
-    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+    def write_values(self, records: Sequence[SnapshotRecord], epoch: int | None = None) -> int:
         if not records:
             return 0
         latest = {r.key: r for r in records}
@@ -1189,6 +1217,7 @@ class PostgresStore(Store):
         _, count = self._single(
             _VALUES_WRITE,
             (
+                epoch,
                 [r.key.type for r in rows],
                 [r.key.id for r in rows],
                 [r.position for r in rows],
@@ -1209,6 +1238,7 @@ class PostgresStore(Store):
         commit_id: str | None = None,
         handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
+        epoch: int | None = None,
     ) -> list[int]:
         if extras is not None and extras.empty:
             extras = None
@@ -1219,7 +1249,7 @@ class PostgresStore(Store):
         commit_id = commit_id or uuid.uuid4().hex
         if extras is not None or handled or not events:
             return self._append_unpipelined(
-                events, expected, values or {}, extras or CommitExtras(), commit_id, handled
+                events, expected, values or {}, extras or CommitExtras(), commit_id, handled, epoch
             )
         event_keys = batch_keys(events)
         params = _append_params(events, expected, values or {})
@@ -1228,6 +1258,7 @@ class PostgresStore(Store):
             cn=len(events),
             ek=[e.key for e in events],
             hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
+            fe=epoch,
         )
         conn = self._checkout(_WRITE)  # a failure here sent nothing: its StoreError is certain
         self.statements += 2
@@ -1256,7 +1287,7 @@ class PostgresStore(Store):
             # COMMIT queued behind it rolled it back: nothing was written.
             self._abort(conn)
             if error.sqlstate == _STALE:
-                raise ConcurrencyError(_stale_message(error.diag.message_detail)) from None
+                raise _stale_error(error.diag.message_detail) from None
             if error.sqlstate == _LOCK_NOT_AVAILABLE:
                 raise StoreError(
                     f"append to {self._where} (schema {self.schema!r}) waited more than "
@@ -1284,6 +1315,7 @@ class PostgresStore(Store):
         extras: CommitExtras,
         commit_id: str,
         handled: Sequence[int],
+        epoch: int | None = None,
     ) -> list[int]:
         """An append that checks before it writes: statement by statement, not pipelined.
 
@@ -1297,7 +1329,7 @@ class PostgresStore(Store):
         conn = self._checkout(_WRITE)  # a failure here sent nothing: its StoreError is certain
         try:
             positions = self._write_unpipelined(
-                conn, events, expected, values, extras, commit_id, handled
+                conn, events, expected, values, extras, commit_id, handled, epoch
             )
         except psycopg.Error as exc:
             if exc.sqlstate is not None and not conn.broken:
@@ -1337,6 +1369,7 @@ class PostgresStore(Store):
         extras: CommitExtras,
         commit_id: str,
         handled: Sequence[int],
+        epoch: int | None = None,
     ) -> list[int]:
         self.statements += 2
         conn.execute(_LOCK_TIMEOUT, (self._lock_timeout_ms,))
@@ -1356,6 +1389,7 @@ class PostgresStore(Store):
                 cn=len(events),
                 ek=[e.key for e in events],
                 hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
+                fe=epoch,
             )
             if any(k is not None for k in params["ek"]):
                 self.statements += 1
@@ -1364,6 +1398,11 @@ class PostgresStore(Store):
             assert row is not None
             base = int(row[0])
         else:
+            if epoch is not None:  # the append statement checks it; without events, here
+                self.statements += 1
+                (now,) = conn.execute(self._sql(f"SELECT {_EPOCH}")).fetchone() or (0,)
+                if now != epoch:
+                    raise StaleForgetError(stale_forget_message())
             conn.execute(self._sql(_EMPTY_COMMIT), (commit_id,))
             base = 0
         positions = list(range(base + 1, base + 1 + len(events)))
@@ -1435,14 +1474,30 @@ class PostgresStore(Store):
             rows = conn.execute(self._sql(_SUBJECT_KEYS), (list(subjects),)).fetchall()
         return {s: base64.b64decode(k) for s, k in rows}
 
+    def _runner(self, conn: Conn) -> Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]:
+        """``run(sql, params)`` for ``_forget``: ``?`` placeholders, bare ``pt_`` tables."""
+
+        def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            self.statements += 1
+            text = re.sub(r"\bpt_", "{s}.pt_", sql).replace("?", "%s")
+            cursor = conn.execute(self._sql(text), list(params))
+            return cursor.fetchall() if cursor.description is not None else []
+
+        return run
+
     def forget_subject(self, subject: str) -> bool:
         with self._transaction("forgetting a subject", "committing it") as conn:
-            self.statements += 2
-            gone = conn.execute(self._sql(_FORGET), (subject,)).rowcount
-            # Snapshots and heads values hold states, which may hold derived personal data.
-            conn.execute(self._sql(_SNAPSHOTS_DROP_ALL))
-            conn.execute(self._sql(_VALUES_DROP_ALL))
-        return bool(gone)
+            # Under the append lock: no commit interleaves, so one that read the old
+            # forget epoch is refused by its own append statement.
+            conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+
+            gone = forget(self._runner(conn), subject)
+        if gone:
+            # Dead tuples (the key, the dropped values) stay in the table files until
+            # VACUUM; run it now, outside the transaction (it cannot run inside one).
+            for table in TOUCHED:
+                self._single(f"VACUUM {{s}}.{table}", ())
+        return gone
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
         with self._transaction("claiming scheduled events", "committing a claim") as conn:
@@ -1468,7 +1523,7 @@ class PostgresStore(Store):
             )
             failure.__cause__ = error
         elif error.sqlstate == _STALE:
-            failure = ConcurrencyError(_stale_message(error.diag.message_detail))
+            failure = _stale_error(error.diag.message_detail)
             failure.__suppress_context__ = True
         else:
             failure = StoreError(
@@ -1676,6 +1731,8 @@ class PostgresStore(Store):
                         [r.fingerprint for r in base],
                     ),
                 )
+            self.statements += 1
+            archive_personal(self._runner(conn), until)
             params = {"until": until, "key": ARCHIVED_UNTIL, "value": str(until)}
             self.statements += 1
             conn.execute(self._sql(_ARCHIVE_KEYS), params)
@@ -1706,6 +1763,7 @@ class PostgresStore(Store):
         records: Sequence[SnapshotRecord],
         keep: int,
         meta: Mapping[str, str | None] | None = None,
+        epoch: int | None = None,
     ) -> None:
         if not records and not meta:
             return
@@ -1713,6 +1771,13 @@ class PostgresStore(Store):
         rows = sorted(latest.values(), key=lambda r: (r.key, r.position))
         keys = list(dict.fromkeys(r.key for r in rows))
         with self._transaction("writing snapshots", "committing snapshots") as conn:
+            if epoch is not None:
+                # Under the append lock, which forget takes too: the check holds until COMMIT.
+                self.statements += 2
+                conn.execute(self._sql(_LOCK), (_LOCK_APPEND, self._lock_key))
+                (now,) = conn.execute(self._sql(f"SELECT {_EPOCH}")).fetchone() or (0,)
+                if now != epoch:
+                    raise StaleForgetError(stale_forget_message())
             if meta:
                 self.statements += 1
                 conn.execute(
@@ -1789,12 +1854,17 @@ class PostgresStore(Store):
                 return {k: base64.b64decode(v) for k, v in found}
 
             events = unseal([StoredEvent(*r) for r in rows], keys)
-            batch = FollowerBatch(name, int(row[0]), events, _PostgresTransaction(conn))
+            self.statements += 1
+            forgotten = [
+                SubjectForgotten(int(q), str(subject), int(p))
+                for q, subject, p in conn.execute(self._sql(_FOLLOWER_FORGOTTEN), (name,))
+            ]
+            batch = FollowerBatch(name, int(row[0]), events, _PostgresTransaction(conn), forgotten)
             yield batch
             self.statements += 1
             conn.execute(
                 self._sql(_FOLLOWER_ADVANCE),
-                (batch.position, datetime.now(UTC).isoformat(), name),
+                (batch.position, datetime.now(UTC).isoformat(), batch.forgotten_seq, name),
             )
 
     def vacuum(self) -> tuple[int, int]:
@@ -1883,6 +1953,25 @@ def _backend_pid(conn: Conn) -> int | None:
 def _stale_message(detail: str | None) -> str:
     stale = json.loads(detail or "[]")
     return stale_message([(StateKey(t, i), want, have) for t, i, want, have in stale])
+
+
+def _stale_error(detail: str | None) -> ConcurrencyError:
+    """What pt_refuse's report means: stale states, or a forget since the engine loaded."""
+    stale = json.loads(detail or "[]")
+    if any(t == "$forget_epoch" for t, *_ in stale):
+        return StaleForgetError(stale_forget_message())
+    return ConcurrencyError(_stale_message(detail))
+
+
+def _head_rows(rows: Iterable[Sequence[Any]], out: HeadRows) -> HeadRows:
+    """Heads rows into ``out``; the row without a state carries the forget epoch."""
+    for t, i, p, *rest in rows:
+        if t is None:
+            if out.epoch is None:
+                out.epoch = int(p)
+        else:
+            out[StateKey(t, i)] = HeadRow(p, *rest)
+    return out
 
 
 @attrs.frozen

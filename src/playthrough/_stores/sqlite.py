@@ -32,6 +32,7 @@ from .._errors import (
     ConcurrencyError,
     DuplicateEvent,
     SchemaVersionError,
+    StaleForgetError,
     StoreError,
 )
 from .._model import StateKey
@@ -39,6 +40,7 @@ from .._personal import unseal
 from ._base import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
+    FORGET_EPOCH,
     HEADS_VALUE,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
@@ -51,6 +53,7 @@ from ._base import (
     FollowerRow,
     FollowerTransaction,
     HeadRow,
+    HeadRows,
     HeadValue,
     ImportedEvent,
     Link,
@@ -64,6 +67,7 @@ from ._base import (
     Store,
     StoredEvent,
     StoreReader,
+    SubjectForgotten,
     TransferTables,
     TypeVersions,
     batch_keys,
@@ -78,10 +82,12 @@ from ._base import (
     head_value,
     key_conflicts,
     parse_schema_version,
+    stale_forget_message,
     stale_message,
     transfer_select,
     transfer_writes,
 )
+from ._forget import archive_personal, forget
 from ._json_sql import SQLiteFilter
 
 _SCHEMA = """
@@ -116,6 +122,21 @@ CREATE TABLE IF NOT EXISTS pt_snapshots (
     PRIMARY KEY (state_type, state_id, position)
 ) WITHOUT ROWID;
 """
+
+# The store's forget epoch (0: never forgot anyone).
+_EPOCH = (
+    f"(SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM pt_meta WHERE key = '{FORGET_EPOCH}')"
+)
+
+
+def _check_epoch(conn: sqlite3.Connection, epoch: int | None) -> None:
+    """StaleForgetError if a subject was forgotten since ``epoch`` (None: not checked)."""
+    if epoch is None:
+        return
+    (now,) = conn.execute(f"SELECT {_EPOCH}").fetchone()
+    if now != epoch:
+        raise StaleForgetError(stale_forget_message())
+
 
 # verify's checks of heads rows and snapshot metadata against the links, and repair.
 # Linear: each heads row looks up its links' maximum on the links' primary key,
@@ -244,19 +265,24 @@ class _SQLiteReader(StoreReader):
                     history.append(record)
         return out
 
-    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
-        out: dict[StateKey, HeadRow] = {}
+    def heads(self, keys: Iterable[StateKey]) -> HeadRows:
+        out = HeadRows()
         for chunk in chunks(list(dict.fromkeys(keys)), self._size(_KEYS_PER_STATEMENT, 2)):
             values = ",".join("(?,?)" for _ in chunk)
             rows = self._q(
                 f"WITH want(t, i) AS (VALUES {values}) "
                 "SELECT h.state_type, h.state_id, h.last_position, h.value, h.value_position, "
                 "h.value_version, h.value_fingerprint "
-                "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i",
+                "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i "
+                f"UNION ALL SELECT NULL, NULL, {_EPOCH}, NULL, NULL, NULL, NULL",
                 [v for k in chunk for v in k],
             )
             for t, i, p, value, vp, version, mark in rows:
-                out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
+                if t is None:  # the forget epoch, read in the same statement
+                    if out.epoch is None:
+                        out.epoch = int(p)
+                else:
+                    out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
@@ -574,6 +600,9 @@ class SQLiteStore(Store):
             if not self.read_only:
                 self._conn.execute(f"PRAGMA synchronous={level}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
+            # Deleted content (a forgotten subject's key and values) is overwritten
+            # with zeros, not left in free space: forgetting must be final on disk.
+            self._conn.execute("PRAGMA secure_delete=ON")
             self._migrate(create)
         except StoreError:
             self._conn.close()
@@ -758,21 +787,23 @@ class SQLiteStore(Store):
             finally:
                 self._reading = False
 
-    def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:
+    def heads(self, keys: Iterable[StateKey]) -> HeadRows:
         wanted = list(dict.fromkeys(keys))
         if len(wanted) <= _SQLiteReader(self)._size(_KEYS_PER_STATEMENT, 2):
             with self._lock:  # one statement: atomic on its own, no transaction needed
                 return _SQLiteReader(self).heads(wanted)
         with self.reader() as reader:  # several statements: one consistent view
-            return reader.heads(wanted)
+            return HeadRows.of(reader.heads(wanted))
 
-    def write_values(self, records: Sequence[SnapshotRecord]) -> int:
+    def write_values(self, records: Sequence[SnapshotRecord], epoch: int | None = None) -> int:
         if not records:
             return 0
         with self._lock:
             self._writing("write values")
             with self._transaction("BEGIN IMMEDIATE", "writing values failed") as conn:
                 self.statements += 1
+                if epoch is not None and conn.execute(f"SELECT {_EPOCH}").fetchone()[0] != epoch:
+                    return 0  # a subject was forgotten since these were computed
                 return int(
                     conn.executemany(
                         "UPDATE pt_heads SET value = ?1, value_position = ?2, value_version = ?5, "
@@ -795,11 +826,12 @@ class SQLiteStore(Store):
         commit_id: str | None = None,
         handled: Sequence[int] = (),
         extras: CommitExtras | None = None,
+        epoch: int | None = None,
     ) -> list[int]:
         if not events and not handled and (extras is None or extras.empty):
             return []
         with self._lock:
-            return self._append(events, expected, values or {}, commit_id, handled, extras)
+            return self._append(events, expected, values or {}, commit_id, handled, extras, epoch)
 
     def _append(
         self,
@@ -809,6 +841,7 @@ class SQLiteStore(Store):
         commit_id: str | None,
         handled: Sequence[int],
         extras: CommitExtras | None,
+        epoch: int | None = None,
     ) -> list[int]:
         self._writing("append")
         commit_id = commit_id or uuid.uuid4().hex
@@ -848,6 +881,7 @@ class SQLiteStore(Store):
             ]
             if stale:
                 raise ConcurrencyError(stale_message(stale))
+            _check_epoch(conn, epoch)
             base = reader.head()
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 4
@@ -1044,17 +1078,28 @@ class SQLiteStore(Store):
             return _SQLiteReader(self).subject_keys(subjects)
 
     def forget_subject(self, subject: str) -> bool:
-        self._writing("forget")
-        with self._transaction("BEGIN IMMEDIATE", "forgetting failed") as conn:
-            self.statements += 2
-            gone = conn.execute(
-                "DELETE FROM pt_subject_keys WHERE subject = ?", (subject,)
-            ).rowcount
-            # Snapshots and heads values hold states, which may hold derived personal data.
-            # (An archive's base snapshots are kept: they are the archived range's truth.)
-            conn.execute(f"DELETE FROM pt_snapshots WHERE {_NOT_BASE}")
-            conn.execute("UPDATE pt_heads SET value = NULL, value_position = NULL")
-        return bool(gone)
+        with self._lock:
+            self._writing("forget")
+            with self._transaction("BEGIN IMMEDIATE", "forgetting failed") as conn:
+
+                def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                    self.statements += 1
+                    return conn.execute(sql, params).fetchall()
+
+                gone = forget(run, subject)
+            if gone and self._path != ":memory:":
+                # secure_delete zeroed the deleted bytes in the pages; the WAL still
+                # holds older copies of those pages until a checkpoint copies the new
+                # ones into the database file and truncates it.
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                except sqlite3.Error as exc:  # pragma: no cover - a reader elsewhere
+                    raise StoreError(
+                        f"{subject!r} was forgotten, but the WAL checkpoint that removes "
+                        f"old page copies from {self._path}-wal failed: {exc}; run "
+                        "PRAGMA wal_checkpoint(TRUNCATE) once other connections close"
+                    ) from exc
+        return gone
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
         self._writing("claim scheduled events")
@@ -1173,6 +1218,7 @@ class SQLiteStore(Store):
                 "FROM pt_events WHERE position <= ? AND event_key IS NOT NULL",
                 (until,),
             )
+            archive_personal(lambda sql, p: conn.execute(sql, p).fetchall(), until)
             conn.execute("DELETE FROM pt_snapshots WHERE position < ?", (until,))
             conn.execute("DELETE FROM pt_links WHERE position <= ?", (until,))
             deleted = conn.execute("DELETE FROM pt_events WHERE position <= ?", (until,)).rowcount
@@ -1201,20 +1247,23 @@ class SQLiteStore(Store):
         records: Sequence[SnapshotRecord],
         keep: int,
         meta: Mapping[str, str | None] | None = None,
+        epoch: int | None = None,
     ) -> None:
         if not records and not meta:
             return
         with self._lock:
-            self._write_snapshots(records, keep, meta)
+            self._write_snapshots(records, keep, meta, epoch)
 
     def _write_snapshots(
         self,
         records: Sequence[SnapshotRecord],
         keep: int,
         meta: Mapping[str, str | None] | None,
+        epoch: int | None = None,
     ) -> None:
         self._writing("write")
         with self._transaction("BEGIN IMMEDIATE", "writing snapshots") as conn:
+            _check_epoch(conn, epoch)
             for key, value in (meta or {}).items():
                 if value is None:
                     conn.execute("DELETE FROM pt_meta WHERE key = ?", (key,))
@@ -1285,7 +1334,8 @@ class SQLiteStore(Store):
         with self._transaction("BEGIN IMMEDIATE", f"a batch of follower {name!r} failed") as conn:
             self.statements += 3
             conn.execute(
-                "INSERT INTO pt_followers VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO pt_followers (name, position, updated_at) VALUES (?, 0, ?) "
+                "ON CONFLICT (name) DO NOTHING",
                 (name, datetime.now(UTC).isoformat()),
             )
             (position,) = conn.execute(
@@ -1297,11 +1347,20 @@ class SQLiteStore(Store):
                 (position, limit),
             ).fetchall()
             events = unseal([StoredEvent(*r) for r in rows], _SQLiteReader(self).subject_keys)
-            batch = FollowerBatch(name, position, events, _SQLiteTransaction(conn))
+            forgotten = [
+                SubjectForgotten(*r)
+                for r in conn.execute(
+                    "SELECT f.seq, f.subject, f.position FROM pt_forgotten f "
+                    "JOIN pt_followers w ON w.name = ? WHERE f.seq > w.forgotten ORDER BY f.seq",
+                    (name,),
+                ).fetchall()
+            ]
+            batch = FollowerBatch(name, position, events, _SQLiteTransaction(conn), forgotten)
             yield batch
             conn.execute(
-                "UPDATE pt_followers SET position = ?, updated_at = ? WHERE name = ?",
-                (batch.position, datetime.now(UTC).isoformat(), name),
+                "UPDATE pt_followers SET position = ?, updated_at = ?, "
+                "forgotten = max(forgotten, ?) WHERE name = ?",
+                (batch.position, datetime.now(UTC).isoformat(), batch.forgotten_seq, name),
             )
 
     def vacuum(self) -> tuple[int, int]:

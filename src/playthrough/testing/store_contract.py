@@ -226,13 +226,20 @@ class StoreContract(abc.ABC):
         first = store.ensure_subject_keys({"s:ada": b"k" * 32})
         assert first == {"s:ada": b"k" * 32}
         assert store.ensure_subject_keys({"s:ada": b"z" * 32}) == first  # the first one stays
-        store.append([ev((A1, 0))], {})
-        store.write_snapshots([SnapshotRecord(A1, 1, 1, "{}")], keep=3)
+        from .._personal import PersonalSpec, seal
+
+        spec = PersonalSpec(("name",), "who")
+        sealed = seal('{"name":"Ada","who":"s:ada"}', "Thing", spec, "s:ada", first["s:ada"])
+        store.append([ev((A1, 0), data=sealed), ev((A2, 0))], {})
+        store.write_snapshots(
+            [SnapshotRecord(A1, 2, 1, "{}"), SnapshotRecord(A2, 2, 2, "{}")], keep=3
+        )
         assert store.forget_subject("s:ada") is True
         assert store.forget_subject("s:ada") is False
         with store.reader() as r:
             assert r.subject_keys(["s:ada"]) == {}
-            assert r.snapshots([A1], 10) == {}  # snapshots go with the key
+            assert r.snapshots([A1], 10) == {}  # the snapshots of the subject's states go
+            assert [s.position for s in r.snapshots([A2], 10)[A2]] == [2]  # no other state's
 
     def test_event_reads_decrypt_personal_values_until_the_key_is_forgotten(self) -> None:
         from .._personal import FORGOTTEN, PersonalSpec, seal

@@ -1,0 +1,200 @@
+"""Forgetting a data subject inside a store's transaction, for both stores.
+
+The store passes ``run(sql, params)`` (its open transaction; SQL written with
+``?`` placeholders and bare ``pt_`` table names, which the PostgreSQL store
+rewrites). The work is bounded by the subject's own events and the states
+they touched: nothing else in the store is read back or dropped, except the
+schedule's error texts and the archive's base snapshots of those states.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .._personal import FORGOTTEN, MARK, open_sealed
+from ._base import ARCHIVED_UNTIL, FORGET_EPOCH, chunks
+
+Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+_CHUNK = 500  # parameters per IN (...) list
+#: A clear value this short is replaced only where it is a whole string (never inside
+#: longer text): scrubbing "Al" out of every error message would be noise, not erasure.
+_MIN_INSIDE = 3
+
+
+def like_pattern(subject: str) -> str:
+    """A LIKE pattern (escape ``\\``) matching event JSON with a value sealed for ``subject``."""
+    mark = json.dumps({MARK: {"s": subject}}, separators=(",", ":"))[:-2]
+    escaped = mark.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _strings(value: Any, out: set[str]) -> None:
+    if isinstance(value, str):
+        if value and value != FORGOTTEN:
+            out.add(value)
+    elif isinstance(value, list):
+        for v in value:
+            _strings(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _strings(v, out)
+
+
+def clear_values(rows: Iterable[tuple[str, str]], subject: str, key: bytes) -> set[str]:
+    """The subject's personal string values in these (type, data) event rows, decrypted."""
+    out: set[str] = set()
+    for type_name, data in rows:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        for name, value in obj.items():
+            if isinstance(value, dict) and MARK in value and value[MARK].get("s") == subject:
+                known, clear = open_sealed(value[MARK], type_name, name, subject, key)
+                if known:
+                    _strings(clear, out)
+    return out
+
+
+def scrub_text(text: str, values: set[str]) -> str:
+    """``text`` with each clear value replaced by FORGOTTEN (longest first)."""
+    if text in values:
+        return FORGOTTEN
+    for v in sorted(values, key=len, reverse=True):
+        if len(v) >= _MIN_INSIDE and v in text:
+            text = text.replace(v, FORGOTTEN)
+    return text
+
+
+def scrub_json(data: str, values: set[str]) -> str:
+    """JSON text with every string holding a clear value scrubbed (keys left alone)."""
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return scrub_text(v, values)
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+
+    from .._serialization import dumps
+
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return scrub_text(data, values)
+    return dumps(walk(obj))
+
+
+def forget(run: Run, subject: str) -> bool:
+    """Forget ``subject`` in the caller's open write transaction; False: it had no key."""
+    found = run("SELECT key FROM pt_subject_keys WHERE subject = ?", [subject])
+    if not found:
+        return False
+    key = base64.b64decode(found[0][0])
+    hot = run(
+        "SELECT position, type, data FROM pt_events WHERE data LIKE ? ESCAPE '\\'",
+        [like_pattern(subject)],
+    )
+    archived = run(
+        "SELECT state_type, state_id, type, data FROM pt_archived_personal WHERE subject = ?",
+        [subject],
+    )
+    values = clear_values(
+        [(t, d) for _, t, d in hot] + [(t, d) for _, _, t, d in archived], subject, key
+    )
+    states: set[tuple[str, str]] = {(t, i) for t, i, _, _ in archived}
+    for chunk in chunks([p for p, _, _ in hot], _CHUNK):
+        marks = ",".join("?" for _ in chunk)
+        rows = run(
+            f"SELECT DISTINCT state_type, state_id FROM pt_links WHERE position IN ({marks})",
+            list(chunk),
+        )
+        states.update((t, i) for t, i in rows)
+    cut_rows = run("SELECT value FROM pt_meta WHERE key = ?", [ARCHIVED_UNTIL])
+    cut = int(cut_rows[0][0]) if cut_rows else -1
+    for t, i in sorted(states):
+        # Snapshots and heads values may hold values derived from the personal
+        # data: dropped (loads rebuild them from the log, where it reads FORGOTTEN).
+        run(
+            "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position <> ?",
+            [t, i, cut],
+        )
+        run(
+            "UPDATE pt_heads SET value = NULL, value_position = NULL "
+            "WHERE state_type = ? AND state_id = ? AND value IS NOT NULL",
+            [t, i],
+        )
+        # An archive's base snapshot stands for the archived events: scrubbed, not dropped.
+        for (data,) in run(
+            "SELECT data FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position = ?",
+            [t, i, cut],
+        ):
+            scrubbed = scrub_json(data, values)
+            if scrubbed != data:
+                run(
+                    "UPDATE pt_snapshots SET data = ? WHERE state_type = ? AND state_id = ? "
+                    "AND position = ?",
+                    [scrubbed, t, i, cut],
+                )
+    if values:
+        for schedule_id, error in run(
+            "SELECT id, error FROM pt_schedule WHERE error IS NOT NULL", []
+        ):
+            scrubbed = scrub_text(error, values)
+            if scrubbed != error:
+                run("UPDATE pt_schedule SET error = ? WHERE id = ?", [scrubbed, schedule_id])
+    run("DELETE FROM pt_archived_personal WHERE subject = ?", [subject])
+    run("DELETE FROM pt_subject_keys WHERE subject = ?", [subject])
+    epoch_rows = run("SELECT value FROM pt_meta WHERE key = ?", [FORGET_EPOCH])
+    epoch = int(epoch_rows[0][0]) + 1 if epoch_rows else 1
+    run(
+        "INSERT INTO pt_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [FORGET_EPOCH, str(epoch)],
+    )
+    (seq,) = run("SELECT coalesce(max(seq), 0) + 1 FROM pt_forgotten", [])[0]
+    (head,) = run("SELECT coalesce(max(position), 0) FROM pt_events", [])[0]
+    run("INSERT INTO pt_forgotten (seq, subject, position) VALUES (?, ?, ?)", [seq, subject, head])
+    return True
+
+
+#: Tables ``forget`` deletes from or rewrites (PostgreSQL vacuums them afterwards).
+TOUCHED = (
+    "pt_subject_keys",
+    "pt_snapshots",
+    "pt_heads",
+    "pt_schedule",
+    "pt_archived_personal",
+)
+
+
+def archive_personal(run: Run, until: int) -> None:
+    """Before an archive deletes the log up to ``until``: keep its sealed personal
+    events, with the states they touched, so a later forget can find their states
+    and scrub the clear values out of the base snapshots."""
+    rows = run(
+        "SELECT e.position, e.type, e.data, l.state_type, l.state_id FROM pt_events e "
+        "JOIN pt_links l ON l.position = e.position "
+        "WHERE e.position <= ? AND e.data LIKE ? ESCAPE '\\'",
+        [until, "%" + json.dumps(MARK).replace("_", "\\_") + "%"],
+    )
+    keep: dict[tuple[str, str, str, str, str], None] = {}
+    for _, type_name, data, t, i in rows:
+        obj = json.loads(data)
+        for value in obj.values() if isinstance(obj, dict) else ():
+            if isinstance(value, dict) and MARK in value:
+                keep[(str(value[MARK]["s"]), t, i, type_name, data)] = None
+    for row in keep:
+        run(
+            "INSERT INTO pt_archived_personal (subject, state_type, state_id, type, data) "
+            "VALUES (?, ?, ?, ?, ?)",
+            list(row),
+        )
