@@ -65,12 +65,6 @@ from .model_domain import Acct, Hub
 #: (documented where it is tested); remove a name once its hole is fixed.
 KNOWN_HOLES: frozenset[str] = frozenset(
     {
-        # The stores' event reader drops metadata: no apply hook reads metadata ("memo")
-        # in events fired by the model (metadata is still stored and read by events()).
-        "metadata_in_cold_loads",
-        # A refused fire leaves its binding cached: the model fires a new object after a
-        # refusal instead of the corrected same one.
-        "refire_binding",
         # After forget, a new event of the same subject gets a new key and the old sealed
         # values raise InvalidTag in load(at=), events(), export: no Named event is fired
         # for a subject already forgotten.
@@ -809,25 +803,17 @@ def _plant_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _plant_refire(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hole 5: a refused fire leaves the binding it computed cached on the event."""
-    from playthrough._model import binding
-    from playthrough._slots import set_binding
+    """Hole 5: a refused fire leaves the binding it computed cached on the event (the
+    engine neither drops a binding cached before the fire nor clears it on refusal)."""
+    from playthrough import _engine, _slots
 
-    original = Engine.fire
+    def unfire_but_keep_the_binding(event: Event) -> None:
+        kept = getattr(event, "_pt_binding", None)
+        _slots.unfire(event)
+        _slots.set_binding(event, kept)  # type: ignore[arg-type]
 
-    def fire(self: Engine, event: Event, **kwargs: Any) -> Event:
-        try:
-            cached = binding(event)
-        except Exception:  # noqa: BLE001 - no binding to leave behind
-            cached = None
-        try:
-            return original(self, event, **kwargs)
-        except Exception:
-            if cached is not None:
-                set_binding(event, cached)
-            raise
-
-    monkeypatch.setattr(Engine, "fire", fire)
+    monkeypatch.setattr(_engine, "forget_binding", lambda event: None)
+    monkeypatch.setattr(_engine, "unfire", unfire_but_keep_the_binding)
 
 
 def _plant_find_live(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -862,8 +848,8 @@ def _plant_archive_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 # plant -> (its gate, or None when the hole is fixed and has no gate; the patch)
 PLANTS: dict[str, tuple[str | None, Callable[[pytest.MonkeyPatch], None]]] = {
     "stale_values": (None, _plant_stale_values),
-    "metadata_in_cold_loads": ("metadata_in_cold_loads", _plant_metadata),
-    "refire_binding": ("refire_binding", _plant_refire),
+    "metadata_in_cold_loads": (None, _plant_metadata),
+    "refire_binding": (None, _plant_refire),
     "find_live": (None, _plant_find_live),
     "archive_forgets_keys": (None, _plant_archive_keys),
 }
