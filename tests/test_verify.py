@@ -728,7 +728,14 @@ def _export_without_a_link(state_id: str) -> bytes:
         source.commit()
         out = io.BytesIO()
         source.export(out)
-    header, *rows, trailer = (json.loads(x) for x in out.getvalue().splitlines())
+    # Written as a version-1 file (no chain, no table sections), which imports unchanged:
+    # the damage is a link, not the file's framing.
+    parsed = [json.loads(x) for x in out.getvalue().splitlines()]
+    end = next(i for i, r in enumerate(parsed) if r.get("trailer"))
+    header, rows, trailer = parsed[0], parsed[1:end], parsed[end]
+    header = {k: v for k, v in header.items() if k not in ("chain", "sections")}
+    header["version"] = 1
+    trailer = {k: v for k, v in trailer.items() if k != "chain"}
     (transfer,) = [r for r in rows if r["position"] == 3]
     transfer["links"] = [x for x in transfer["links"] if x[:2] != ["bank.Account", state_id]]
     lines = [json.dumps(r, separators=(",", ":")) + "\n" for r in rows]
