@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,14 +51,9 @@ class Counted(Event, type_name="t.outcome.Counted"):
         tally.count += self.by
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'outcome.db'}"
-    else:
-        pg_url = request.getfixturevalue("pg_url")
-        schema = request.getfixturevalue("pg_schema")
-        yield f"{pg_url}?schema={schema}"
+@pytest.fixture
+def url(any_url: str) -> str:
+    return any_url
 
 
 def stored_positions(url: str) -> list[int]:

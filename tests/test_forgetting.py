@@ -232,12 +232,9 @@ def test_forgetting_keeps_an_archives_base_snapshots(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the holes, both stores
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/forget.db"
-    pg_url = request.getfixturevalue("pg_url")
-    return f"{pg_url}?schema={request.getfixturevalue('pg_schema')}"
+@pytest.fixture
+def url(any_url: str) -> str:
+    return any_url
 
 
 def _rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:

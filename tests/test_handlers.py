@@ -199,14 +199,6 @@ def test_stateless_replay_safe_handle_hooks_run_in_replay(url: str) -> None:
 # --------------------------------------------------------------------------- several runners
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runners.db'}"
-    pg_url = request.getfixturevalue("pg_url")
-    return f"{pg_url}?schema={request.getfixturevalue('pg_schema')}"
-
-
 def _pending_put(url: str, *boxes: int) -> None:
     """Commit Puts whose handlers fail, so they stay pending for the runners."""
     Outbox.broken.update(boxes)

@@ -381,14 +381,6 @@ def test_a_row_scheduled_by_an_older_class_version_is_upcast_when_fired(
 # --------------------------------------------------------------------------- both stores
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'both.db'}"
-    pg_url = request.getfixturevalue("pg_url")
-    return f"{pg_url}?schema={request.getfixturevalue('pg_schema')}"
-
-
 def test_a_cancel_riding_a_commit_is_refused_when_the_row_fired_meanwhile(
     any_url: str, clock: ManualClock
 ) -> None:

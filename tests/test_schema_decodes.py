@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -45,13 +44,9 @@ def _restore() -> Iterator[None]:
     registry.states["sd.Box"] = Box
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'box.db'}"
-    pg_url: str = request.getfixturevalue("pg_url")
-    schema: str = request.getfixturevalue("pg_schema")
-    return f"{pg_url}?schema={schema}"
+@pytest.fixture
+def url(any_url: str) -> str:
+    return any_url
 
 
 def run(*args: str) -> tuple[int, str]:

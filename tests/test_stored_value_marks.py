@@ -43,13 +43,9 @@ def _restore() -> Iterator[None]:
     registry.states["mk.Wallet"] = Wallet
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'wallet.db'}"
-    pg_url: str = request.getfixturevalue("pg_url")
-    schema: str = request.getfixturevalue("pg_schema")
-    return f"{pg_url}?schema={schema}"
+@pytest.fixture
+def url(any_url: str) -> str:
+    return any_url
 
 
 def run(*args: str) -> tuple[int, str]:
