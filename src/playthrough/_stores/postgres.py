@@ -1266,14 +1266,7 @@ class PostgresStore(Store):
             cursor, error = self._send_append(conn, params)
         except BaseException as exc:
             # Interrupted (KeyboardInterrupt...) with the round trip in flight.
-            pid = _backend_pid(conn)
-            self._discard(conn)
-            try:
-                self._resolve(commit_id, len(events), pid, exc)
-            except CommitOutcomeUnknown as unknown:
-                raise unknown from exc
-            except StoreError:
-                pass  # learnt for certain that nothing was written: the interruption stands
+            self._settle_interrupted(conn, commit_id, len(events), exc)
             raise
         if error is None:
             assert cursor is not None
@@ -1303,9 +1296,7 @@ class PostgresStore(Store):
             ) from error
         # A client-side or connection failure with COMMIT possibly on its way:
         # the outcome is unknown until the old backend is gone and pt_commits is read.
-        pid = _backend_pid(conn)
-        self._discard(conn)
-        return self._resolve(commit_id, len(events), pid, error)
+        return self._abandon(conn, commit_id, len(events), error)
 
     def _append_unpipelined(
         self,
@@ -1340,22 +1331,13 @@ class PostgresStore(Store):
                     self._raise_duplicate(keys, exc)
                 raise self._append_failure(conn, exc) from None
             # The connection failed, COMMIT perhaps on its way: learn the outcome.
-            pid = _backend_pid(conn)
-            self._discard(conn)
-            return self._resolve(commit_id, len(events), pid, exc)
+            return self._abandon(conn, commit_id, len(events), exc)
         except PlaythroughError:  # a check refused the commit before COMMIT: rolled back
             self._abort(conn)
             raise
         except BaseException as exc:
             # Interrupted (KeyboardInterrupt...) with a statement or COMMIT in flight.
-            pid = _backend_pid(conn)
-            self._discard(conn)
-            try:
-                self._resolve(commit_id, len(events), pid, exc)
-            except CommitOutcomeUnknown as unknown:
-                raise unknown from exc
-            except StoreError:
-                pass  # learnt for certain that nothing was written: the interruption stands
+            self._settle_interrupted(conn, commit_id, len(events), exc)
             raise
         self._release(conn, None)
         return positions
@@ -1592,6 +1574,24 @@ class PostgresStore(Store):
             conn.close()
         finally:
             self._pool.putconn(conn)
+
+    def _abandon(self, conn: Conn, commit_id: str, count: int, cause: BaseException) -> list[int]:
+        """Drop a connection whose COMMIT may be on its way, then learn the outcome."""
+        pid = _backend_pid(conn)
+        self._discard(conn)
+        return self._resolve(commit_id, count, pid, cause)
+
+    def _settle_interrupted(
+        self, conn: Conn, commit_id: str, count: int, interruption: BaseException
+    ) -> None:
+        """An interruption (KeyboardInterrupt...) with a round trip in flight: the caller
+        re-raises it once the outcome is learnt, unless it cannot be (CommitOutcomeUnknown)."""
+        try:
+            self._abandon(conn, commit_id, count, interruption)
+        except CommitOutcomeUnknown as unknown:
+            raise unknown from interruption
+        except StoreError:
+            pass  # learnt for certain that nothing was written: the interruption stands
 
     def _resolve(
         self, commit_id: str, count: int, pid: int | None, cause: BaseException
