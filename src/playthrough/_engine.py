@@ -29,6 +29,7 @@ from ._errors import (
     ConfigurationError,
     DecodeError,
     DuplicateEvent,
+    NotFoundError,
     PlaythroughError,
     ReconstitutionError,
     StaleForgetError,
@@ -372,6 +373,20 @@ class Engine:
             state = self._load_live([key])[key]
             self._trim()
         return cast(S, state)
+
+    def load_or_fail(self, state_class: type[S], state_id: Any = None) -> S:
+        """Like :meth:`load`, but ``NotFoundError`` for a state no event ever touched.
+
+        ``load`` gives such a state blank (every field at its default); this is
+        for an id that comes from outside (a URL, a form) and must exist. A
+        state touched only by this engine's pending events is found.
+        """
+        state = self.load(state_class, state_id)
+        if state.last_event_id is None and key_of(state_class, state_id) not in self._pending_keys:
+            raise NotFoundError(
+                f"no {state_class.__qualname__} with id {state_id!r}: no event ever touched it"
+            )
+        return state
 
     def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
         """Several states of one type, loaded together (one statement when their values
