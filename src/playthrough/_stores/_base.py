@@ -72,7 +72,7 @@ from .._model import StateKey
 if TYPE_CHECKING:
     from .._engine import Engine
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -176,6 +176,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX IF NOT EXISTS pt_archived_personal_by_subject "
             "ON {s}pt_archived_personal (subject)",
         ),
+    ),
+    (
+        10,  # a forget names the key it deleted, so a copy can tell that key from a newer one
+        ("ALTER TABLE {s}pt_forgotten ADD COLUMN key_id TEXT",),
     ),
 )
 
@@ -467,15 +471,17 @@ TRANSFER_TABLES: dict[str, tuple[str, str]] = {
     "followers": ("name, position, updated_at", "name"),
     "subject_keys": ("subject, key", "subject"),
 }
+#: Read for an export too, when asked by name: every forget the store saw (not
+#: personal data), so that a copy forgets the same keys.
+LOG_TABLES: dict[str, tuple[str, str]] = {"forgotten": ("subject, key_id", "seq")}
 
 
 def transfer_select(table: str, prefix: str) -> str:
     """The SELECT of one carried table's rows (``prefix``: the schema and a dot, or empty)."""
-    if table not in TRANSFER_TABLES:
-        raise ValueError(
-            f"{table!r} is not a table an export carries ({', '.join(TRANSFER_TABLES)})"
-        )
-    columns, order = TRANSFER_TABLES[table]
+    known = {**TRANSFER_TABLES, **LOG_TABLES}
+    if table not in known:
+        raise ValueError(f"{table!r} is not a table an export carries ({', '.join(known)})")
+    columns, order = known[table]
     return f"SELECT {columns} FROM {prefix}pt_{table} ORDER BY {order}"
 
 
@@ -486,7 +492,10 @@ class TransferTables(NamedTuple):
     are. A carried table replaces the store's rows (the file is the newer
     truth: an append brings a copy up to its source), except ``subject_keys``
     (subject, key as base64 text), which are added; a subject that already has
-    another key is refused.
+    another key is refused; ``forgotten`` ((subject, id of the deleted key or
+    None: whatever key the store holds other than the file's)), forgotten in the
+    store first when it holds that key, recorded otherwise; and ``event_keys``
+    ((position, idempotency key) of events the import wrote), set on them.
     """
 
     schedule: tuple[ScheduleRecord, ...] | None = None
@@ -494,6 +503,8 @@ class TransferTables(NamedTuple):
     completed: tuple[Completion, ...] | None = None
     followers: tuple[FollowerRow, ...] | None = None
     subject_keys: tuple[tuple[str, str], ...] | None = None
+    forgotten: tuple[tuple[str, str | None], ...] | None = None
+    event_keys: tuple[tuple[int, str], ...] | None = None
 
 
 def transfer_writes(tables: TransferTables, prefix: str) -> list[tuple[str, list[tuple[Any, ...]]]]:
@@ -644,7 +655,7 @@ class StoreReader(abc.ABC):
     def transfer_tables(self, tables: Iterable[str] = TRANSFER_TABLES) -> TransferTables:
         """The rows of these carried tables (the others None), in this reader's snapshot."""
         wanted = set(tables)
-        rows = {t: self.transfer_rows(t) for t in TRANSFER_TABLES if t in wanted}
+        rows = {t: self.transfer_rows(t) for t in (*TRANSFER_TABLES, *LOG_TABLES) if t in wanted}
         out = TransferTables()
         if "schedule" in rows:
             out = out._replace(schedule=tuple(ScheduleRecord(*r) for r in rows["schedule"]))
@@ -662,6 +673,11 @@ class StoreReader(abc.ABC):
             )
         if "subject_keys" in rows:
             out = out._replace(subject_keys=tuple((s, str(k)) for s, k in rows["subject_keys"]))
+        if "forgotten" in rows:
+            seen = dict.fromkeys(
+                (str(s), None if k is None else str(k)) for s, k in rows["forgotten"]
+            )
+            out = out._replace(forgotten=tuple(seen))
         return out
 
     def iter_events(
@@ -699,6 +715,11 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def links_between(self, after: int, upto: int) -> list[Link]:
         """Every link of the events with after < position <= upto."""
+
+    @abc.abstractmethod
+    def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
+        """(position, idempotency key) of the events with after < position <= upto that
+        have one, in position order."""
 
     @abc.abstractmethod
     def meta(self, key: str) -> str | None:

@@ -111,14 +111,13 @@ from ._base import (
     gap_free,
     handled_refused,
     head_value,
-    key_conflicts,
     parse_schema_version,
     stale_forget_message,
     stale_message,
     transfer_select,
     transfer_writes,
 )
-from ._forget import TOUCHED, archive_personal, forget
+from ._forget import TOUCHED, archive_personal, forget, import_event_keys, import_keys
 from ._json_sql import PostgresFilter
 
 Conn = psycopg.Connection[TupleRow]
@@ -340,6 +339,10 @@ _EVENTS_AFTER = (
     f"SELECT {EVENT_COLUMNS} FROM {{s}}.pt_events WHERE position > %s ORDER BY position LIMIT %s"
 )
 
+_KEYS_BETWEEN = (
+    "SELECT position, event_key FROM {s}.pt_events WHERE position > %s AND position <= %s "
+    "AND event_key IS NOT NULL ORDER BY position"
+)
 _LINKS_BETWEEN = (
     "SELECT position, state_type, state_id, grp FROM {s}.pt_links "
     "WHERE position > %s AND position <= %s ORDER BY position"
@@ -731,6 +734,9 @@ class _PostgresReader(StoreReader):
     def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
         wanted = list(dict.fromkeys(subjects))
         return {s: base64.b64decode(k) for s, k in self._q(_SUBJECT_KEYS, (wanted,))}
+
+    def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
+        return [(int(p), str(k)) for p, k in self._q(_KEYS_BETWEEN, (after, upto))]
 
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(_LINKS_BETWEEN, (after, upto))
@@ -1475,11 +1481,14 @@ class PostgresStore(Store):
 
             gone = forget(self._runner(conn), subject)
         if gone:
-            # Dead tuples (the key, the dropped values) stay in the table files until
-            # VACUUM; run it now, outside the transaction (it cannot run inside one).
-            for table in TOUCHED:
-                self._single(f"VACUUM {{s}}.{table}", ())
+            self._vacuum_forgotten()
         return gone
+
+    def _vacuum_forgotten(self) -> None:
+        """After a forget: dead tuples (the key, the dropped values) stay in the table
+        files until VACUUM; run it now, outside the transaction (it cannot run in one)."""
+        for table in TOUCHED:
+            self._single(f"VACUUM {{s}}.{table}", ())
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
         with self._transaction("claiming scheduled events", "committing a claim") as conn:
@@ -1681,11 +1690,16 @@ class PostgresStore(Store):
             count += len(batch)
             self.statements += 1
             conn.execute(self._sql(_IMPORT_HEADS), (after,))
+            forgot = False
             if tables is not None:
-                self._write_tables(conn, tables(_PostgresReader(self, conn)))
+                carried = tables(_PostgresReader(self, conn))
+                forgot = self._write_tables(conn, carried, after, after + count)
+        if forgot:
+            self._vacuum_forgotten()
         return count
 
-    def _write_tables(self, conn: Conn, tables: TransferTables) -> None:
+    def _write_tables(self, conn: Conn, tables: TransferTables, after: int, until: int) -> bool:
+        """Write the carried tables; True if a forget the file carries deleted a key here."""
         for statement, rows in transfer_writes(tables, "{s}."):
             self.statements += 1
             text = self._sql(statement).replace("?", "%s")
@@ -1694,18 +1708,9 @@ class PostgresStore(Store):
                     cursor.executemany(text, rows)
             else:
                 conn.execute(text)
-        if tables.subject_keys:
-            self.statements += 2
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    self._sql(
-                        "INSERT INTO {s}.pt_subject_keys (subject, key) VALUES (%s, %s) "
-                        "ON CONFLICT (subject) DO NOTHING"
-                    ),
-                    tables.subject_keys,
-                )
-            stored = _PostgresReader(self, conn).subject_keys(s for s, _ in tables.subject_keys)
-            key_conflicts(tables.subject_keys, stored)
+        run = self._runner(conn)
+        import_event_keys(run, tables.event_keys or (), after, until)
+        return import_keys(run, tables.subject_keys or (), tables.forgotten or ())
 
     def archive(
         self,
