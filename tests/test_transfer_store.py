@@ -54,7 +54,7 @@ def populate(engine: Engine, clock: ManualClock) -> None:
     Mailed.broken = True
     engine.fire(Mailed(box_id=1))
     with pytest.raises(HandlerFailed):
-        engine.commit()
+        engine.commit().raise_for_failures()
     Mailed.broken = False
     engine.run(Visits(), until_idle=True)
     engine.fire(PersonJoined(person_id=7, name="Ada King"))  # after the follower's position
@@ -425,7 +425,10 @@ def test_the_cli_carries_followers_strips_keys_and_imports_as_forgotten(tmp_path
     other = f"sqlite:///{tmp_path / 'other.db'}"
     done = runner.invoke(main, ["import", str(full), other])
     assert done.exit_code == 0, done.output
-    assert "with schedule, pending_handlers, completed, followers, event_keys, forgotten, subject_keys" in done.output
+    assert (
+        "with schedule, pending_handlers, completed, followers, event_keys, forgotten, subject_keys"
+        in done.output
+    )
     with Engine.open(other) as engine:
         assert engine.load(Person, 7).name == "Ada King"
         assert [f.name for f in engine.followers()] == ["transfer.visits"]

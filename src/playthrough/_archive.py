@@ -190,9 +190,7 @@ class ArchiveReader:
     since the file was written) is forgotten in the in-memory copy too.
     """
 
-    def __init__(
-        self, paths: Sequence[str | os.PathLike[str]], hot: Store | None = None
-    ) -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], hot: Store | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.hot = hot
         self._store: SQLiteStore | None = None
