@@ -19,7 +19,7 @@ from urllib.parse import quote
 __all__ = ["graph_svg", "plan_svg"]
 
 _W, _H = 210, 46  # a node's box
-_COL, _ROW = 300, 74  # distance between columns and rows
+_COL, _ROW = 330, 74  # distance between columns and rows
 _PAD = 24
 _DEFS = (
     "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='7' "
@@ -39,16 +39,28 @@ def _state_href(node: dict[str, Any]) -> str:
     return path
 
 
-def _edge(x1: float, y1: float, x2: float, y2: float, text: str, cls: str) -> str:
-    # A gentle curve to the left of the direction, so X->Y and Y->X do not overlap.
+def _detail(node: dict[str, Any]) -> str:
+    start = f"snapshot {node['start']}" if node["from_snapshot"] else "blank"
+    if node["rewound"]:
+        return f"REWOUND {node['newest_snapshot']} → {start} · plays {node['events']}"
+    return f"from {start} · plays {node['events']}"
+
+
+def _edge(
+    x1: float, y1: float, x2: float, y2: float, text: str, cls: str, both: bool = False
+) -> str:
+    """A line with its label; a one-way edge curves gently to the left of its direction,
+    so X->Y and Y->X for different events do not overlap; a two-way edge is straight."""
     mx, my = (x1 + x2) / 2, (y1 + y2) / 2
     dx, dy = x2 - x1, y2 - y1
     length = max((dx * dx + dy * dy) ** 0.5, 1.0)
-    cx, cy = mx - dy / length * 22, my + dx / length * 22
-    lx, ly = (mx + cx) / 2, (my + cy) / 2
+    bend = 0 if both else 22
+    cx, cy = mx - dy / length * bend, my + dx / length * bend
+    lx, ly = (mx + cx) / 2, (my + cy) / 2 - (6 if both else 0)
+    start = " marker-start='url(#arrow)'" if both else ""
     return (
         f"<g class='{cls}'><path d='M {x1:.1f} {y1:.1f} Q {cx:.1f} {cy:.1f} {x2:.1f} {y2:.1f}' "
-        f"fill='none' marker-end='url(#arrow)'/>"
+        f"fill='none' marker-end='url(#arrow)'{start}/>"
         f"<text x='{lx:.1f}' y='{ly:.1f}' class='edge-label'>{escape(text)}</text></g>"
     )
 
@@ -100,16 +112,21 @@ def plan_svg(data: dict[str, Any]) -> str:
         f"aria-label='load plan at position {data['at']}'>",
         _DEFS,
     ]
+    pairs = {(e["from"], e["to"]): e for e in data["edges"]}
     for edge in data["edges"]:
+        back = pairs.get((edge["to"], edge["from"]))
+        both = back is not None and back["positions"] == edge["positions"]
+        if both and edge["from"] > edge["to"]:
+            continue  # drawn once, from the other end, with an arrowhead at each end
         a, b = pos[edge["from"]], pos[edge["to"]]
         (x1, y1), (x2, y2) = _anchor(a, b), _anchor(b, a)
-        parts.append(_edge(x1, y1, x2, y2, edge["label"], "edge"))
+        parts.append(_edge(x1, y1, x2, y2, edge["label"], "edge", both))
     for node in nodes:
         x, y = pos[node["id"]]
         cls = (
             "node" + (" target" if node["target"] else "") + (" rewound" if node["rewound"] else "")
         )
-        detail = f"{node['origin']}, plays {node['events']}"
+        detail = _detail(node)
         parts.append(
             f"<a href='{escape(_state_href(node))}'><g class='{cls}' data-node='{node['id']}'>"
             f"<title>{escape(node['label'])}: {escape(detail)}</title>"
