@@ -103,12 +103,12 @@ def test_the_coupling_graph_marks_coupled_hooks_and_hot_spots() -> None:
     assert placed["coupled"] == ["see.Order", "see.Customer"] and placed["coupled_hooks"] == [
         "apply"
     ]
-    assert data["hot"] == ["see.Order"]  # touched by 4 of the 5 event types
+    assert data["hot"] == ["see.Order"]  # touched by 5 of the 6 event types
     by_state = {s["type"]: s for s in data["states"]}
     assert by_state["see.Shop"]["singleton"] and not by_state["see.Shop"]["hot"]
     assert {"event": "see.Placed", "state": "see.Shop", "coupled": False} in data["edges"]
-    assert "e2 ==> s0" in graph.to_mermaid() and "class s0 hot" in graph.to_mermaid()
-    assert 'e2 -> s0 [penwidth=3, label="coupled"];' in graph.to_dot()
+    assert "e3 ==> s0" in graph.to_mermaid() and "class s0 hot" in graph.to_mermaid()
+    assert 'e3 -> s0 [penwidth=3, label="coupled"];' in graph.to_dot()
     json.dumps(data)  # JSON-able
 
 
