@@ -118,6 +118,9 @@ class DictReader(NoReadSideReads, NoLifecycleReads, NoMaintenanceReads):
     def links_between(self, after: int, upto: int) -> list[Link]:
         return [link for p in range(after + 1, upto + 1) for link in self._s.links_at.get(p, ())]
 
+    def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
+        return sorted((p, k) for k, p in self._s.keys.items() if after < p <= upto)
+
     def meta(self, key: str) -> str | None:
         return self._s.meta.get(key)
 

@@ -72,6 +72,7 @@ from ._tables import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
     FORGET_EPOCH,
+    LOG_TABLES,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -225,6 +226,11 @@ class LogReader(abc.ABC):
         """Every link of the events with after < position <= upto."""
 
     @abc.abstractmethod
+    def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
+        """(position, idempotency key) of the events with after < position <= upto that
+        have one, in position order."""
+
+    @abc.abstractmethod
     def meta(self, key: str) -> str | None:
         """A value of the store's small key-value table (None when absent)."""
 
@@ -319,7 +325,7 @@ class MaintenanceReader(abc.ABC):
     def transfer_tables(self, tables: Iterable[str] = TRANSFER_TABLES) -> TransferTables:
         """The rows of these carried tables (the others None), in this reader's snapshot."""
         wanted = set(tables)
-        rows = {t: self.transfer_rows(t) for t in TRANSFER_TABLES if t in wanted}
+        rows = {t: self.transfer_rows(t) for t in (*TRANSFER_TABLES, *LOG_TABLES) if t in wanted}
         out = TransferTables()
         if "schedule" in rows:
             out = out._replace(schedule=tuple(ScheduleRecord(*r) for r in rows["schedule"]))
@@ -337,6 +343,11 @@ class MaintenanceReader(abc.ABC):
             )
         if "subject_keys" in rows:
             out = out._replace(subject_keys=tuple((s, str(k)) for s, k in rows["subject_keys"]))
+        if "forgotten" in rows:
+            seen = dict.fromkeys(
+                (str(s), None if k is None else str(k)) for s, k in rows["forgotten"]
+            )
+            out = out._replace(forgotten=tuple(seen))
         return out
 
     @abc.abstractmethod
