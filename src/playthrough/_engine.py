@@ -207,7 +207,7 @@ class Engine:
             self._archive: ArchiveReader | None = None
         else:
             paths = [archive] if isinstance(archive, str | os.PathLike) else list(archive)
-            self._archive = ArchiveReader(paths)
+            self._archive = ArchiveReader(paths, store)
         #: Where the engine reads the time: ``fired_at`` and due scheduled events.
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.reconstitutor = StateReconstitutor()
