@@ -614,6 +614,7 @@ class Engine:
             self._repository.forget(key)
         self._pending.clear()
         self._pending_keys.clear()
+        self._own_repository.release()
         self._completions.clear()
         self._scheduler.clear()
         self._pending_event_keys.clear()
@@ -841,6 +842,7 @@ class Engine:
                 set_last_event_id(state, position)
         self._pending.clear()
         self._pending_keys.clear()
+        self._own_repository.release()  # no longer pending: evictable again
         self._pending_event_keys.clear()
         self.coordinator.committed(last)
         return batch
