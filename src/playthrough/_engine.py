@@ -35,7 +35,7 @@ from ._errors import (
     StateMutationError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
-from ._handlers import handler_failed, has_handlers, run_handlers, run_pending
+from ._handlers import handler_failed, has_handlers, run_handlers_steps, run_pending
 from ._lifecycle import Completions, completable
 from ._log import (
     EventLog,
@@ -53,7 +53,7 @@ from ._model import (
 )
 from ._personal import new_key, personal_spec, seal, subject_of
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
-from ._query import StateInfo, StateQueries
+from ._query import StateInfo, StateQueries, _completed_check
 from ._reconstitution import Plan, StateReconstitutor, checked_plan
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
@@ -71,6 +71,7 @@ from ._slots import (
     unfire,
 )
 from ._snapshots import SnapshotCoordinator, SyncReport
+from ._steps import Read, Steps, call, run_reader, run_sync
 from ._stores import (
     NewEvent,
     Store,
@@ -83,13 +84,14 @@ from ._stores._base import (
     CommitExtras,
     Completion,
     HeadValue,
-    archived_until,
+    archived_until_steps,
+    check_archived,
     refuse_archived,
 )
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
 from ._typecheck import check_state_types
 from ._upcasting import current_value_shape
-from ._values import current_states, write_back
+from ._values import current_states, write_back_steps
 
 if TYPE_CHECKING:
     from ._verify import VerifyReport
@@ -396,6 +398,11 @@ class Engine:
             )
 
     def _load_live(self, keys: Sequence[StateKey]) -> dict[StateKey, State]:
+        if not keys:
+            return {}
+        return run_sync(self._load_live_steps(keys), self.store)
+
+    def _load_live_steps(self, keys: Sequence[StateKey]) -> Steps[dict[StateKey, State]]:
         """Load states missing from the identity map, put them in it and return them.
 
         One statement when every heads value is current (or the state was
@@ -406,18 +413,16 @@ class Engine:
         if not keys:
             return {}
         started = time.perf_counter()
-        rows = self.store.heads(keys)
+        rows = yield call("heads", keys)
         seen = getattr(rows, "epoch", None)
         if seen is not None and (self._epoch is None or not len(self._repository)):
             self._epoch = seen
         states = current_states(rows, keys)
         if states is None:
-            with self.store.reader() as reader:
-                at = reader.head()
-                states, plan = self.reconstitutor.reconstitute(reader, keys, at, to_head=True)
+            states, plan = yield Read(self._to_head_steps(keys))
             _logging.loaded(plan, time.perf_counter() - started)
             if self.head_values:
-                write_back(self.store, plan, states, rows, self._epoch)
+                yield from write_back_steps(plan, states, rows, self._epoch)
             self.coordinator.after_load(plan, states)
         repository = self._repository
         out: dict[StateKey, State] = {}
@@ -429,6 +434,11 @@ class Engine:
             out[key] = held
         return {k: out[k] for k in keys}
 
+    def _to_head_steps(self, keys: Sequence[StateKey]) -> Steps[tuple[dict[StateKey, State], Plan]]:
+        """In one read transaction: the head, then the plan playing ``keys`` to it."""
+        at = yield call("head")
+        return (yield from self.reconstitutor.reconstitute_steps(keys, at, to_head=True))
+
     def _trim(self) -> None:
         """Evict least recently used states beyond ``max_states`` (never pending ones)."""
         limit = self.max_states
@@ -439,21 +449,30 @@ class Engine:
     def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
         started = time.perf_counter()
         with self.store.reader() as reader:
-            head = reader.head()
-            if at < 0 or at > head:
-                raise ValueError(f"position {at} is outside the log (0..{head})")
-            cut = archived_until(reader)
-            if at >= cut:
-                states, plan = self.reconstitutor.reconstitute(reader, keys, at)
-            elif self._archive is None:
-                refuse_archived(reader, at, f"a load at position {at}")
-        if at < cut:
+            cut, found = run_reader(self._load_at_steps(keys, at), reader)
+        if found is None:
             # Before the cut: the archived events, read from the archive files.
             assert self._archive is not None
             with self._archive.store(cut).reader() as archived:
-                states, plan = self.reconstitutor.reconstitute(archived, keys, at)
+                found = self.reconstitutor.reconstitute(archived, keys, at)
+        states, plan = found
         _logging.loaded(plan, time.perf_counter() - started)
         return states
+
+    def _load_at_steps(
+        self, keys: Sequence[StateKey], at: int
+    ) -> Steps[tuple[int, tuple[dict[StateKey, State], Plan] | None]]:
+        """In one read: the archive cut, and the states at ``at`` (None: before the cut,
+        to read from the archive files this engine was given)."""
+        head = yield call("head")
+        if at < 0 or at > head:
+            raise ValueError(f"position {at} is outside the log (0..{head})")
+        cut = yield from archived_until_steps()
+        if at >= cut:
+            return cut, (yield from self.reconstitutor.reconstitute_steps(keys, at))
+        if self._archive is None:
+            check_archived(cut, at, f"a load at position {at}")
+        return cut, None
 
     # ------------------------------------------------------------------ firing
 
@@ -475,21 +494,23 @@ class Engine:
         log raises ``DuplicateEvent`` and writes nothing of that commit (a
         retry after ``CommitOutcomeUnknown``, a redelivered message).
         """
-        return self._fire(event, None, metadata, key)
+        return run_sync(self._fire_steps(event, None, metadata, key), self.store)
 
     def _fire_scheduled(self, event: Event, due: datetime, schedule_id: str) -> None:
         """Fire a due scheduled event: its ``fired_at`` (``now()`` in its hooks) is the due
         time, and the commit marks its schedule row fired in the same transaction."""
-        self._fire(event, due, None, f"schedule:{schedule_id}")  # its idempotency key
+        steps = self._fire_steps(event, due, None, f"schedule:{schedule_id}")  # idempotency key
+        run_sync(steps, self.store)
         self._scheduler.firing[id(event)] = schedule_id
 
-    def _fire(
+    def _fire_steps(
         self,
         event: E,
         fired_at: datetime | None,
         metadata: Mapping[str, Any] | None,
         key: str | None,
-    ) -> E:
+    ) -> Steps[E]:
+        """``fire`` as store requests: the seam both engines drive."""
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
@@ -499,7 +520,7 @@ class Engine:
         # so the same object, corrected and fired again, binds to its new ids.
         forget_binding(event)
         try:
-            return self._fire_unfired(event, fired_at, metadata, key)
+            return (yield from self._fire_unfired(event, fired_at, metadata, key))
         except BaseException:
             if not (self._pending and self._pending[-1] is event):
                 unfire(event)
@@ -511,7 +532,7 @@ class Engine:
         fired_at: datetime | None,
         metadata: Mapping[str, Any] | None,
         key: str | None,
-    ) -> E:
+    ) -> Steps[E]:
         if key is not None:
             if not isinstance(key, str) or not key:
                 raise TypeError(f"an event key must be a non-empty str, not {key!r}")
@@ -552,8 +573,8 @@ class Engine:
         completions = self._completions
         if missing:
             if not type(event).touches_completed:
-                completions.refuse_stored(event, missing)  # before rehydrating them
-            live.update(self._load_live(missing))
+                yield from completions.refuse_stored(event, missing)  # before rehydrating them
+            live.update((yield from self._load_live_steps(missing)))
         was = (
             completions.refuse_live(event, {k: live[k] for k in keys if completable(k)})
             if any(type(s)._pt_completable for s in live.values())
@@ -658,14 +679,21 @@ class Engine:
         failure of the automatic snapshot policy is logged and kept in
         ``snapshot_error``, the events being returned as usual.
         """
+        return run_sync(self._commit_steps(self, self), self.store)
+
+    def _commit_steps(self, shell: object, async_shell: object) -> Steps[list[Event]]:
+        """``commit`` as store requests; the hooks get ``shell`` (``async_shell`` when
+        ``async def``) as their engine: the seam both engines drive."""
         if self._committing:
             raise PlaythroughError("commit() from inside a handle hook: fire events instead")
         if not self._pending and not self._scheduler.has_queued():
             return []
         self._committing = True
         try:
-            committed = self._commit_batch()
-            failures = run_handlers(self, list(committed), committed)
+            committed = yield from self._commit_batch_steps()
+            failures = yield from run_handlers_steps(
+                self, shell, async_shell, list(committed), committed
+            )
         finally:
             self._committing = False
             self._evict_completed()
@@ -741,6 +769,10 @@ class Engine:
         evict.clear()
 
     def _commit_batch(self, handled: Sequence[int] = ()) -> list[Event]:
+        return run_sync(self._commit_batch_steps(handled), self.store)
+
+    def _commit_batch_steps(self, handled: Sequence[int] = ()) -> Steps[list[Event]]:
+        """Append the pending events (checked), as store requests: the seam of both engines."""
         batch = list(self._pending)
         commit_id = uuid.uuid4().hex
         self.last_commit_id = commit_id
@@ -749,7 +781,8 @@ class Engine:
             # one append of no events, checked like any other (see Store.append).
             schedule, cancel, _ = self._scheduler.take([])
             try:
-                self.store.append(
+                yield call(
+                    "append",
                     [],
                     {},
                     commit_id=commit_id,
@@ -779,7 +812,7 @@ class Engine:
                     data = encode_state_checked(state, f"the value of {k}")
                     values[k] = HeadValue(data, *current_value_shape(cls))
             rows = []
-            keys_of = self._subject_keys(batch)
+            keys_of = yield from self._subject_keys(batch)
             for event in batch:
                 b = binding(event)
                 fired = event.fired_at
@@ -807,7 +840,8 @@ class Engine:
             schedule, cancel, firing = self._scheduler.take(batch)
             extras = CommitExtras(completed, reopened, schedule, cancel, firing)
             started = time.perf_counter()
-            positions = self.store.append(
+            positions = yield call(
+                "append",
                 rows,
                 expected,
                 values,
@@ -845,7 +879,7 @@ class Engine:
         self.coordinator.committed(last)
         return batch
 
-    def _subject_keys(self, batch: list[Event]) -> dict[str, bytes]:
+    def _subject_keys(self, batch: list[Event]) -> Steps[dict[str, bytes]]:
         """The keys of the data subjects of the batch's personal fields (created if new).
 
         Written in their own transaction before the append: a key whose events
@@ -856,7 +890,8 @@ class Engine:
         }
         if not subjects:
             return {}
-        return self.store.ensure_subject_keys({s: new_key() for s in subjects})
+        found = yield call("ensure_subject_keys", {s: new_key() for s in subjects})
+        return cast(dict[str, bytes], found)
 
     def forget(self, subject: Any) -> bool:
         """Erase a data subject's personal data: delete their key (crypto-shredding).
@@ -1363,17 +1398,7 @@ def _completed_filter(
 ) -> Iterator[S]:
     """``find(..., completed=...)``: the matching states, then those whose completion is as
     asked (the limit counts the kept ones, so it is applied after the filter)."""
-    from ._errors import QueryError
-
-    if not isinstance(completed, bool):
-        raise QueryError(f"completed= takes True or False, not {completed!r}")
-    if not cls._pt_completable:
-        raise QueryError(
-            f"{cls.__qualname__} declares no completion (complete_when or is_complete), "
-            "so completed= cannot filter it"
-        )
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise QueryError(f"limit must be an int >= 0, not {limit!r}")
+    _completed_check(cls, limit, completed)
     kept = (s for s in queries.find(cls, filters, None, order_by) if s.is_complete() == completed)
     return itertools.islice(kept, limit) if limit is not None else kept
 
