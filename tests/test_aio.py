@@ -20,6 +20,7 @@ from playthrough import (
     Event,
     EventRejected,
     HandlerFailed,
+    NotFoundError,
     PlaythroughError,
     State,
     StateMutationError,
@@ -131,6 +132,69 @@ class PaidSyncElsewhere(Event, type_name="t.aio.PaidSyncElsewhere"):
 
     def handle(self, engine: Any) -> None:
         engine.fire(Entered(ledger_id=999))
+
+
+@attrs.define
+class Ordered(Event, type_name="t.aio.Ordered"):
+    """A fired hook: the ledger entry joins the order's commit (an async def one here)."""
+
+    account_id: int = state_id(Account)
+
+    def apply(self, account: Account) -> None:
+        account.balance += 1
+
+    async def fired(self, engine: AsyncEngine) -> None:
+        await engine.fire(Entered(ledger_id=self.account_id + 100))  # not in memory: loads
+
+
+@attrs.define
+class Refunded(Event, type_name="t.aio.Refunded"):
+    """A plain def fired hook under the async engine, refusing the chain when told to."""
+
+    account_id: int = state_id(Account)
+    fail: bool = False
+
+    def apply(self, account: Account) -> None:
+        account.balance -= 1
+
+    def fired(self, account: Account, engine: Any) -> None:
+        engine.fire(Deposited(account_id=self.account_id, amount=5))
+        if self.fail:
+            raise EventRejected("refund refused")
+
+
+def test_fired_hooks_join_the_commit_under_the_async_engine(any_url: str) -> None:
+    async def body(store: AsyncStore) -> None:
+        async with store.engine() as engine:
+            await engine.fire(Ordered(account_id=1))
+            await engine.fire(Refunded(account_id=1))
+            assert [type(e).__name__ for e in engine.pending] == [
+                "Ordered",
+                "Entered",
+                "Refunded",
+                "Deposited",
+            ]
+            with pytest.raises(EventRejected):
+                await engine.fire(Refunded(account_id=1, fail=True))
+            assert len(engine.pending) == 4
+            assert (await engine.load(Account, 1)).balance == 5
+        async with store.engine() as engine:
+            assert (await engine.load(Account, 1)).balance == 5
+            assert (await engine.load(Ledger, 101)).entries == 1
+            assert await engine.head() == 4
+
+    run(body, any_url)
+
+
+def test_load_or_fail_under_the_async_engine(any_url: str) -> None:
+    async def body(store: AsyncStore) -> None:
+        async with store.engine() as engine:
+            with pytest.raises(NotFoundError, match="no Account with id 7"):
+                await engine.load_or_fail(Account, 7)
+            await engine.fire(Deposited(account_id=7, amount=1))
+            assert (await engine.load_or_fail(Account, 7)).balance == 1
+
+    run(body, any_url)
 
 
 def test_fire_commit_load_find_count_and_events(any_url: str) -> None:
@@ -265,10 +329,12 @@ def test_async_and_sync_handle_hooks_run_after_the_commit(any_url: str) -> None:
             assert (await engine.load(Account, 1)).balance == 107
             assert (await engine.load(Ledger, 1)).entries == 1
             await engine.fire(PaidSyncElsewhere(account_id=1))
-            with pytest.raises(HandlerFailed) as failed:
-                await engine.commit()
-            assert "t.aio.Ledger(999)" in str(failed.value.failures[0][1])
-            assert "async def" in str(failed.value.failures[0][1])
+            result = await engine.commit()  # the commit stands, the failure is reported
+            assert len(result) == 1 and len(result.failures) == 1
+            assert "t.aio.Ledger(999)" in str(result.failures[0][1])
+            assert "async def" in str(result.failures[0][1])
+            with pytest.raises(HandlerFailed):
+                result.raise_for_failures()
         async with store.engine() as engine:  # the event stands, its handler stays pending
             assert (await engine.load(Account, 1)).balance == 104
 
@@ -279,9 +345,8 @@ def test_the_sync_engine_refuses_an_async_handle_hook(tmp_path: Any) -> None:
     with Engine.open(f"sqlite:///{tmp_path / 's.db'}") as engine:
         engine.fire(Deposited(account_id=1, amount=5))
         engine.fire(PaidAsync(account_id=1))
-        with pytest.raises(HandlerFailed) as failed:
-            engine.commit()
-        assert "playthrough.aio" in str(failed.value.failures[0][1])
+        result = engine.commit()
+        assert "playthrough.aio" in str(result.failures[0][1])
 
 
 def test_both_shells_share_one_store_and_one_answer(any_url: str) -> None:

@@ -29,6 +29,7 @@ import typing
 import warnings
 
 from ._archive import ArchiveReport
+from ._asdict import asdict
 from ._connect import connect
 from ._engine import Engine
 from ._errors import (
@@ -62,6 +63,7 @@ from ._errors import (
     UnknownTypeError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
+from ._handlers import CommitResult
 from ._model import Event, SingletonState, State, StateKey, state_id
 from ._personal import FORGOTTEN, Personal
 from ._playing import event_random, now
@@ -79,6 +81,7 @@ __all__ = [
     "ArchiveReport",
     "ArchivedRangeError",
     "CommitOutcomeUnknown",
+    "CommitResult",
     "Completion",
     "FollowerTransaction",
     "StateInfo",
@@ -126,6 +129,7 @@ __all__ = [
     "UnknownKeysError",
     "UnknownTypeError",
     "VerifyReport",
+    "asdict",
     "connect",
     "event_random",
     "now",

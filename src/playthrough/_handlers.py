@@ -125,7 +125,7 @@ def run_event_handlers_steps(
                 if missing:
                     yield from engine._load_live_steps(missing)
                 live = {k: cast(State, engine.repository.get(k)) for k in keys}
-                given = async_shell if _is_async(event, hook.name) else shell
+                given = async_shell if is_async_hook(event, hook.name) else shell
                 result = run_hook(event, hook, live, given, bound)
                 if inspect.isawaitable(result):
                     yield Await(result)
@@ -133,7 +133,7 @@ def run_event_handlers_steps(
         engine._caused_by, engine._correlation = previous
 
 
-def _is_async(event: Event, name: str) -> bool:
+def is_async_hook(event: Event, name: str) -> bool:
     return inspect.iscoroutinefunction(getattr(type(event), name))
 
 
@@ -148,6 +148,39 @@ def failure_message(failures: Sequence[Failure]) -> str:
         "(the events stay committed; their handlers stay pending, see "
         "engine.run_pending_handlers()): " + "; ".join(shown) + more
     )
+
+
+class CommitResult(list[Event]):
+    """What ``Engine.commit()`` returns: the committed events, in order (a list, as
+    before), and the ``handle`` hooks that raised after the commit.
+
+    The commit stands either way: ``failures`` lists ``(event, exception)`` for
+    each event whose handlers raised (each was logged at ERROR, and its
+    handlers stay pending in the store for ``run_pending_handlers()`` or
+    ``playthrough handlers``). ``raise_for_failures()`` turns them into the
+    ``HandlerFailed`` that ``commit()`` raised before (also what
+    ``Engine(raise_handler_failures=True)`` does on every commit).
+    """
+
+    failures: list[Failure]
+
+    def __init__(self, events: Sequence[Event] = (), failures: Sequence[Failure] = ()) -> None:
+        super().__init__(events)
+        self.failures = list(failures)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every handler ran (the commit itself stands either way)."""
+        return not self.failures
+
+    def raise_for_failures(self) -> CommitResult:
+        """``HandlerFailed`` if a handler raised, else the result itself."""
+        if self.failures:
+            raise handler_failed(self.failures, list(self))
+        return self
+
+    def __repr__(self) -> str:
+        return f"CommitResult({list.__repr__(self)}, failures={self.failures!r})"
 
 
 def handler_failed(failures: list[Failure], committed: list[Event]) -> HandlerFailed:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from . import _logging
 from ._errors import ConcurrencyError, PlaythroughError
 
 if TYPE_CHECKING:
@@ -26,9 +27,9 @@ def retry(
     engine: Engine,
     work: Callable[[Engine], T],
     *,
-    attempts: int = 10,
+    attempts: int = 30,
     backoff: float = 0.005,
-    max_backoff: float = 0.5,
+    max_backoff: float = 1.0,
     rng: random.Random | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
@@ -42,6 +43,7 @@ def retry(
     check_retry(engine, attempts, backoff, max_backoff)
     draw = rng or random.Random()
     for failures in range(attempts):
+        token = _logging.retrying.set((failures + 1, attempts))
         try:
             with engine.transaction():
                 result = work(engine)
@@ -49,7 +51,9 @@ def retry(
         except ConcurrencyError:
             if failures + 1 == attempts:
                 raise
-            sleep(wait(draw, failures, backoff, max_backoff))
+        finally:
+            _logging.retrying.reset(token)
+        sleep(wait(draw, failures, backoff, max_backoff))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 
 from .._engine import Engine
 from .._errors import ConcurrencyError, ConfigurationError, PlaythroughError
+from .._handlers import CommitResult
 from .._log import PAGE, EventPager
 from .._model import Event, State, StateKey, key_of
 from .._query import _completed_check
@@ -87,6 +88,7 @@ class AsyncEngine:
         #: The core: the same Engine the sync shell is, never driven by its own store here.
         self.core = Engine(store.sync, **options)
         self._hook_view = _HookView(self)
+        self.core.hook_shells = (self._hook_view, self)  # what fired hooks get
 
     def __repr__(self) -> str:
         return f"<AsyncEngine on {self.store.url}>"
@@ -148,6 +150,10 @@ class AsyncEngine:
         key = key_of(state_class, state_id)
         return cast(S, (await self._load([key], at))[key])
 
+    async def load_or_fail(self, state_class: type[S], state_id: Any = None) -> S:
+        """Like :meth:`load`, but ``NotFoundError`` for a state no event ever touched."""
+        return self.core._found(state_class, state_id, await self.load(state_class, state_id))
+
     async def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
         """Several states of one type, loaded together."""
         keys = [key_of(state_class, i) for i in ids]
@@ -179,8 +185,9 @@ class AsyncEngine:
         (``Engine.fire``: the same checks, hooks, errors and ``key`` idempotency)."""
         return await self._drive(self.core._fire_steps(event, None, metadata, key))
 
-    async def commit(self) -> list[Event]:
-        """Append pending events atomically, then run their ``handle`` hooks (``Engine.commit``)."""
+    async def commit(self) -> CommitResult:
+        """Append pending events atomically, then run their ``handle`` hooks (``Engine.commit``:
+        a ``CommitResult``, handler failures reported in it unless ``raise_handler_failures``)."""
         return await self._drive(self.core._commit_steps(self._hook_view, self))
 
     @asynccontextmanager

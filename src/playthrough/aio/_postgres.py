@@ -31,7 +31,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .._errors import PlaythroughError, StoreError
 from .._steps import Call, Steps
-from .._stores.postgres import _READ, PostgresStore, _PostgresReader
+from .._stores.postgres import PostgresStore
+from .._stores.postgres._reader import PostgresReader
+from .._stores.postgres._sql import READ, WRITE
 from ._store import AsyncStore
 
 T = TypeVar("T")
@@ -221,7 +223,7 @@ class AsyncPostgresStore(AsyncStore):
         conn = await self._getconn()
         ok = False
         try:
-            await conn.execute(_READ, prepare=False)
+            await conn.execute(READ, prepare=False)
             result = await _drive_reader(steps, self.sync, conn)
             ok = True
             return result
@@ -248,7 +250,7 @@ def _read(
     kwargs: dict[str, Any],
     conn: _ReplayConnection,
 ) -> Any:
-    reader = _PostgresReader(sync, conn)  # type: ignore[arg-type]
+    reader = PostgresReader(sync, conn)  # type: ignore[arg-type]
     return getattr(reader, name)(*args, **kwargs)
 
 
@@ -288,7 +290,7 @@ def _bind(sync: PostgresStore, replay: _ReplayConnection) -> PostgresStore:
 
     @contextmanager
     def transaction(doing: str, committing: str) -> Iterator[Any]:
-        conn = checkout("BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE")
+        conn = checkout(WRITE)
         try:
             yield conn
         except _Need:
