@@ -11,8 +11,9 @@ answers), so running it again is exact. The cost is CPU: a request of k
 statements runs its Python code k + 1 times (k is 1 for a read, about 5 for
 an append).
 
-Known limits: the append is sent statement by statement, not pipelined; a
-commit whose connection fails learns its outcome (``_resolve``) over a short
+A pipeline (the append's lock, statement and COMMIT) is queued by the replay
+connection and sent as one batch in one round trip, as the sync store does. Known
+limit: a commit whose connection fails learns its outcome (``_resolve``) over a short
 blocking connection, on that failure path only.
 """
 
@@ -44,12 +45,87 @@ _CALLS = frozenset({"heads", "append", "write_values", "ensure_subject_keys"})
 
 
 class _Need(BaseException):
-    """Raised by the replay connection for the first statement it has no answer for."""
+    """Not an error: raised by the replay connection for the first statement it has no
+    answer for (``batch``: the statements of a pipeline, sent in one round trip). A
+    BaseException, so the store code's ``except Exception`` clauses let it through."""
 
-    def __init__(self, query: Any, params: Any, prepare: bool | None) -> None:
+    def __init__(
+        self,
+        query: Any,
+        params: Any,
+        prepare: bool | None,
+        batch: list[tuple[Any, Any, bool | None]] | None = None,
+    ) -> None:
         self.query = query
         self.params = params
         self.prepare = prepare
+        self.batch = batch
+
+
+class _Batch(NamedTuple):
+    """A pipeline's answers: one per statement (None where it did not run), the first error."""
+
+    answers: list[_Answer | None]
+    error: psycopg.Error | None
+
+
+class _Deferred:
+    """A cursor of a statement queued in a pipeline: its rows come with ``sync()``."""
+
+    def __init__(self) -> None:
+        self.answer: _Answer | None = None
+
+    @property
+    def description(self) -> object:
+        return None if self.answer is None else self.answer.description
+
+    @property
+    def rowcount(self) -> int:
+        return -1 if self.answer is None else self.answer.rowcount
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [] if self.answer is None else self.answer.rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return None if self.answer is None else self.answer.fetchone()
+
+
+class _ReplayPipeline:
+    """``conn.pipeline()`` on the replay connection: statements are queued, and ``sync()``
+    answers them all from one recorded batch, or asks for the batch to be sent."""
+
+    def __init__(self, conn: _ReplayConnection) -> None:
+        self._conn = conn
+        self.queued: list[tuple[Any, Any, bool | None]] = []
+        self.cursors: list[_Deferred] = []
+
+    def __enter__(self) -> _ReplayPipeline:
+        self._conn._pipeline = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn._pipeline = None
+        if self.queued and exc[0] is None:
+            self.sync()
+
+    def sync(self) -> None:
+        conn = self._conn
+        if not self.queued:
+            return
+        n = conn._sent
+        conn._sent += 1
+        queued, cursors = self.queued, self.cursors
+        self.queued, self.cursors = [], []
+        if n < len(conn._answers):
+            batch = conn._answers[n]
+            assert isinstance(batch, _Batch)
+            for cursor, answer in zip(cursors, batch.answers, strict=True):
+                cursor.answer = answer
+            if batch.error is not None:
+                raise batch.error
+            return
+        conn._need = _Need(None, None, None, queued)
+        raise conn._need
 
 
 class _Answer(NamedTuple):
@@ -84,21 +160,30 @@ class _Info:
 class _ReplayConnection:
     """Stands for a psycopg Connection: answers recorded statements, raises _Need for the next."""
 
-    def __init__(self, conn: AConn, answers: list[_Answer | BaseException]) -> None:
+    def __init__(self, conn: AConn, answers: list[_Answer | _Batch | BaseException]) -> None:
         self._conn = conn
         self._answers = answers
         self._sent = 0
         self.info = _Info(conn)
         self.discarded = False
         self._need: _Need | None = None
+        self._pipeline: _ReplayPipeline | None = None
 
     @property
     def broken(self) -> bool:
         return bool(self._conn.broken)
 
-    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None) -> _Answer:
+    def pipeline(self) -> _ReplayPipeline:
+        return _ReplayPipeline(self)
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None) -> Any:
         if self._need is not None:  # code cleaning up on the way out (a ROLLBACK in a
             raise self._need  # finally) must not replace the statement it has to send
+        if self._pipeline is not None:
+            cursor = _Deferred()
+            self._pipeline.queued.append((query, params, prepare))
+            self._pipeline.cursors.append(cursor)
+            return cursor
         n = self._sent
         self._sent += 1
         if n < len(self._answers):
@@ -115,7 +200,7 @@ class _ReplayConnection:
 
 async def _replay(run: Callable[[_ReplayConnection], T], conn: AConn) -> T:
     """Run sync store code over ``conn``, one awaited statement at a time (see module doc)."""
-    answers: list[_Answer | BaseException] = []
+    answers: list[_Answer | _Batch | BaseException] = []
     while True:
         replay = _ReplayConnection(conn, answers)
         try:
@@ -125,6 +210,9 @@ async def _replay(run: Callable[[_ReplayConnection], T], conn: AConn) -> T:
         except _Need as need:
             if replay.discarded:  # pragma: no cover - nothing is sent after a discard
                 raise StoreError("a statement after the connection was dropped") from None
+            if need.batch is not None:
+                answers.append(await _send_batch(conn, need.batch))
+                continue
             try:
                 cursor = await conn.execute(need.query, need.params, prepare=need.prepare)
                 described = cursor.description is not None
@@ -137,6 +225,35 @@ async def _replay(run: Callable[[_ReplayConnection], T], conn: AConn) -> T:
             if replay.discarded:
                 await conn.close()
         return result
+
+
+async def _send_batch(conn: AConn, batch: list[tuple[Any, Any, bool | None]]) -> _Batch:
+    """Send a pipeline's statements in one round trip; their answers and the first error."""
+    cursors: list[psycopg.AsyncCursor[Any]] = []
+    error: psycopg.Error | None = None
+    try:
+        async with conn.pipeline() as pipeline:
+            try:
+                for query, params, prepare in batch:
+                    cursors.append(await conn.execute(query, params, prepare=prepare))
+            except psycopg.Error as exc:
+                error = exc
+            try:
+                await pipeline.sync()
+            except psycopg.Error as exc:
+                error = error or exc
+    except psycopg.Error as exc:
+        error = error or exc
+    answers: list[_Answer | None] = []
+    for cursor in cursors:
+        try:
+            described = cursor.description is not None
+            rows = await cursor.fetchall() if described else []
+            answers.append(_Answer(rows, cursor.rowcount, described))
+        except psycopg.Error:
+            answers.append(None)  # aborted by an earlier error
+    answers += [None] * (len(batch) - len(answers))
+    return _Batch(answers, error)
 
 
 class AsyncPostgresStore(AsyncStore):
@@ -319,14 +436,10 @@ def _bind(sync: PostgresStore, replay: _ReplayConnection) -> PostgresStore:
         if not isinstance(interruption, _Need):  # a statement to send, not an interruption
             PostgresStore._settle_interrupted(store, conn, commit_id, count, interruption)
 
-    def send_append(conn: Any, params: Any) -> Any:
-        return PostgresStore._send_append_plainly(store, conn, params)
-
     store._checkout = checkout  # type: ignore[method-assign]
     store._release = release  # type: ignore[method-assign]
     store._discard = discard  # type: ignore[method-assign]
     store._transaction = transaction  # type: ignore[method-assign]
     store._single = single  # type: ignore[method-assign]
-    store._send_append = send_append  # type: ignore[method-assign]
     store._settle_interrupted = settle_interrupted  # type: ignore[method-assign]
     return store
