@@ -29,6 +29,7 @@ from ._errors import (
     ConfigurationError,
     DecodeError,
     DuplicateEvent,
+    EventRejected,
     NotFoundError,
     PlaythroughError,
     ReconstitutionError,
@@ -235,7 +236,7 @@ class Engine:
         self._correlation: str | None = None
         self._metadata: dict[str, Any] = {}
         # Firing live plays one event with apply on the touched live states.
-        self._live_player = EventPlayer({}, APPLY_ONLY)
+        self._live_player = EventPlayer({}, APPLY_ONLY, replaying=False)
         self._log = EventLog(self)
         self._queries = StateQueries(self)
         self._committing = False
@@ -536,7 +537,11 @@ class Engine:
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
-            raise PlaythroughError(f"{type(event).__qualname__} was already fired")
+            raise PlaythroughError(
+                f"{type(event).__qualname__} was already fired (an event object is fired "
+                "once: it records its position); to fire the same values again, fire a "
+                "copy: engine.fire(attrs.evolve(event))"
+            )
         # A binding cached before this fire (or by a refused one) was computed from
         # the field values of then: bind afresh. A refused fire leaves nothing cached,
         # so the same object, corrected and fired again, binds to its new ids.
@@ -727,6 +732,36 @@ class Engine:
             chain.pop()
             self._savepoints.pop()
             self._correlation = previous
+
+    def fire_if_valid(
+        self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> E | None:
+        """Fire ``event`` unless it is refused (``EventRejected``, ``StateCompleted``):
+        then nothing is queued and ``None`` is returned. Other errors propagate."""
+        try:
+            return self.fire(event, metadata=metadata, key=key)
+        except EventRejected:
+            return None
+
+    def is_valid(self, event: Event) -> bool:
+        """Whether firing ``event`` now would be accepted (``Event.is_valid(engine)``).
+
+        Fires it (validate, apply, its ``fired`` hooks) and undoes all of it:
+        nothing stays queued or changed, and the event stays unfired. False
+        when it is refused (``EventRejected``, ``StateCompleted``); other errors
+        propagate.
+        """
+        mark = self._mark()
+        saved: dict[StateKey, tuple[State, dict[str, Any]]] = {}
+        self._savepoints.append(saved)
+        try:
+            self.fire(event)
+        except EventRejected:
+            return False
+        finally:
+            self._savepoints.pop()
+        self._rollback(mark, saved)
+        return True
 
     def discard(self) -> None:
         """Forget pending events and drop the states they changed from memory."""
