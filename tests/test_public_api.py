@@ -72,6 +72,8 @@ EXPECTED = {
     "ScheduledEvent",
     # opening a store once per process (engines borrow it)
     "connect",
+    # a state as JSON (web responses)
+    "asdict",
 }
 
 # Public before the surface was trimmed: importable, with a DeprecationWarning.
@@ -110,6 +112,7 @@ def test_public_classes_say_they_are_from_playthrough() -> None:
         "now",
         "event_random",
         "connect",
+        "asdict",
         "Personal",
         "FORGOTTEN",
     }

@@ -29,6 +29,7 @@ import typing
 import warnings
 
 from ._archive import ArchiveReport
+from ._asdict import asdict
 from ._connect import connect
 from ._engine import Engine
 from ._errors import (
@@ -126,6 +127,7 @@ __all__ = [
     "UnknownKeysError",
     "UnknownTypeError",
     "VerifyReport",
+    "asdict",
     "connect",
     "event_random",
     "now",

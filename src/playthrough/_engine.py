@@ -29,6 +29,7 @@ from ._errors import (
     ConfigurationError,
     DecodeError,
     DuplicateEvent,
+    NotFoundError,
     PlaythroughError,
     ReconstitutionError,
     StaleForgetError,
@@ -115,6 +116,10 @@ _ENGINE_OPTIONS = (
 
 #: The default largest event (its JSON, in UTF-8 bytes) ``fire`` accepts.
 MAX_EVENT_BYTES = 64 << 20
+
+#: How deep ``fired`` hooks may nest (an event fired by a fired hook of an event
+#: fired by a fired hook ...) before ``fire`` refuses the whole chain.
+MAX_FIRED_DEPTH = 32
 
 
 @functools.cache
@@ -226,6 +231,10 @@ class Engine:
         self._closed = False
         self._completions = Completions(store)
         self._scheduler = Scheduler(self)
+        # While fired hooks run: the event types from the outermost fire inward, and per
+        # level the states' fields before that level's events changed them (to undo it).
+        self._fired_chain: list[str] = []
+        self._savepoints: list[dict[StateKey, tuple[State, dict[str, Any]]]] = []
 
     @property
     def snapshots(self) -> SnapshotCoordinator:
@@ -364,6 +373,20 @@ class Engine:
             state = self._load_live([key])[key]
             self._trim()
         return cast(S, state)
+
+    def load_or_fail(self, state_class: type[S], state_id: Any = None) -> S:
+        """Like :meth:`load`, but ``NotFoundError`` for a state no event ever touched.
+
+        ``load`` gives such a state blank (every field at its default); this is
+        for an id that comes from outside (a URL, a form) and must exist. A
+        state touched only by this engine's pending events is found.
+        """
+        state = self.load(state_class, state_id)
+        if state.last_event_id is None and key_of(state_class, state_id) not in self._pending_keys:
+            raise NotFoundError(
+                f"no {state_class.__qualname__} with id {state_id!r}: no event ever touched it"
+            )
+        return state
 
     def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
         """Several states of one type, loaded together (one statement when their values
@@ -550,6 +573,8 @@ class Engine:
             else:
                 live[k] = state
         completions = self._completions
+        fired_hooks = type(event)._pt_spec.phases["fired"]
+        mark = self._mark() if fired_hooks else None
         if missing:
             if not type(event).touches_completed:
                 completions.refuse_stored(event, missing)  # before rehydrating them
@@ -602,12 +627,94 @@ class Engine:
         self._pending.append(event)
         for k in keys:
             self._pending_keys[k] = None
+        for savepoint in self._savepoints:  # so a failing outer fired hook undoes this too
+            for k, before in backups.items():
+                if k not in savepoint:
+                    savepoint[k] = (live[k], before)
         if missing:
             self._trim()
+        if mark is not None:
+            self._run_fired(event, mark, {k: (live[k], f) for k, f in backups.items()})
         return event
+
+    def _mark(self) -> tuple[Any, ...]:
+        """What ``_rollback`` needs to undo the events queued from here on."""
+        scheduler = self._scheduler
+        return (
+            len(self._pending),
+            len(self._pending_keys),
+            len(self._pending_event_keys),
+            list(scheduler.queued),
+            list(scheduler.cancelled),
+            dict(scheduler.firing),
+            dict(self._completions.pending),
+        )
+
+    def _rollback(
+        self, mark: tuple[Any, ...], saved: Mapping[StateKey, tuple[State, dict[str, Any]]]
+    ) -> None:
+        """Undo every event queued since ``mark``: their states' fields, the queue, the rest."""
+        pending, keys, event_keys, queued, cancelled, firing, completions = mark
+        for state, fields in saved.values():
+            _restore(state, fields)
+        for event in self._pending[pending:]:
+            unfire(event)
+        del self._pending[pending:]
+        for key in list(self._pending_keys)[keys:]:
+            del self._pending_keys[key]
+        for event_key in list(self._pending_event_keys)[event_keys:]:
+            del self._pending_event_keys[event_key]
+        scheduler = self._scheduler
+        scheduler.queued[:] = queued
+        scheduler.cancelled[:] = cancelled
+        scheduler.firing.clear()
+        scheduler.firing.update(firing)
+        self._completions.pending.clear()
+        self._completions.pending.update(completions)
+
+    def _run_fired(
+        self,
+        event: Event,
+        mark: tuple[Any, ...],
+        saved: dict[StateKey, tuple[State, dict[str, Any]]],
+    ) -> None:
+        """Run ``event``'s ``fired`` hooks: what they fire is queued behind it, for the same
+        commit. If one raises, the event and everything they fired are undone together."""
+        chain = self._fired_chain
+        name = type(event).__qualname__
+        previous = self._correlation
+        chain.append(name)
+        self._savepoints.append(saved)
+        try:
+            if len(chain) > MAX_FIRED_DEPTH:
+                shown = " -> ".join([*chain[:3], "...", *chain[-3:]])
+                raise PlaythroughError(
+                    f"fired hooks nested more than {MAX_FIRED_DEPTH} deep ({shown}): a fired "
+                    "hook that fires its own kind of event again without end? Nothing of "
+                    "the chain was queued"
+                )
+            self._correlation = event.correlation  # what it fires shares the correlation
+            with playing(event):
+                for hook, bound, hook_keys in binding(event).of_phase("fired"):
+                    repository = self._repository
+                    self._load_live([k for k in hook_keys if repository.get(k) is None])
+                    states = {k: cast(State, repository.get(k)) for k in hook_keys}
+                    run_hook(event, hook, states, self, bound)
+        except BaseException:
+            self._rollback(mark, saved)
+            raise
+        finally:
+            chain.pop()
+            self._savepoints.pop()
+            self._correlation = previous
 
     def discard(self) -> None:
         """Forget pending events and drop the states they changed from memory."""
+        if self._fired_chain:
+            raise PlaythroughError(
+                "discard() from inside a fired hook: raise instead, which undoes the event "
+                "and everything its fired hooks fired"
+            )
         for event in self._pending:
             unfire(event)
         for key in self._pending_keys:
@@ -660,6 +767,10 @@ class Engine:
         """
         if self._committing:
             raise PlaythroughError("commit() from inside a handle hook: fire events instead")
+        if self._fired_chain:
+            raise PlaythroughError(
+                "commit() from inside a fired hook: what it fires joins the commit of its event"
+            )
         if not self._pending and not self._scheduler.has_queued():
             return []
         self._committing = True

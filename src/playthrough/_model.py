@@ -363,8 +363,11 @@ def state_id(state_class: type[State], *, many: bool = False, **field_kwargs: An
     return attrs.field(metadata=metadata, **field_kwargs)
 
 
-Phase = Literal["validate", "apply", "handle"]
-PHASES: tuple[Phase, ...] = ("validate", "apply", "handle")
+Phase = Literal["validate", "apply", "fired", "handle"]
+PHASES: tuple[Phase, ...] = ("validate", "apply", "fired", "handle")
+# Hooks that may take the engine: they run once, never in a replay (``fired`` at fire
+# time, before the commit; ``handle`` after it).
+ENGINE_PHASES: tuple[Phase, ...] = ("fired", "handle")
 
 
 @attrs.frozen
@@ -381,7 +384,7 @@ class HookParam:
     name: str
     field: StateField | None
     singleton: type[SingletonState] | None
-    engine: bool = False  # a handle hook's ``engine`` parameter: the committing Engine
+    engine: bool = False  # a fired or handle hook's ``engine`` parameter: the firing Engine
 
 
 @attrs.frozen
@@ -433,7 +436,7 @@ def _declared_fields(cls: type) -> list[StateField]:
 
 
 def hook_phase(name: str) -> Phase | None:
-    """The phase a method name declares: ``apply``, ``validate``, ``handle``, or one of
+    """The phase a method name declares: ``apply``, ``validate``, ``fired``, ``handle``, or one of
     them followed by ``_`` and a suffix (``apply_account``); anything else is a plain method."""
     head, sep, suffix = name.partition("_")
     if head in PHASES and (not sep or suffix):
@@ -446,6 +449,8 @@ def _misspelt_phase(name: str) -> Phase | None:
     neighbours swapped (``appyl_account``). Such a method would silently never run."""
     head = name.partition("_")[0]
     for phase in PHASES:
+        if phase == "fired" and head == "fire":
+            continue  # a plain method named ``fire`` is not a misspelt ``fired``
         if len(head) == len(phase) - 1 and any(
             phase[:i] + phase[i + 1 :] == head for i in range(len(phase))
         ):
@@ -535,9 +540,10 @@ def _bind_param(
     if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
         raise DefinitionError(f"{where}: *args/**kwargs cannot bind to states")
     if param.name == "engine":
-        if phase != "handle":
+        if phase not in ENGINE_PHASES:
             raise DefinitionError(
-                f"{where}: only handle hooks can take the engine; {phase} hooks take states"
+                f"{where}: only fired and handle hooks can take the engine; "
+                f"{phase} hooks take states"
             )
         return HookParam(param.name, None, None, engine=True)
     by_name = {f.name: f for f in fields}
@@ -602,7 +608,7 @@ def build_spec(cls: type) -> EventSpec:
                 "(it runs for the states it takes; with none it would never run)"
             )
         hooks.append(Hook(name, phase, bound))
-        if phase != "handle":
+        if phase not in ENGINE_PHASES:
             for p in bound:
                 if p.singleton is not None:
                     singletons[p.singleton._pt_type_name] = p.singleton
@@ -634,8 +640,10 @@ class Event:
 
     Declare the states an event touches with :func:`state_id` fields; write
     ``validate`` hooks (fire time only), ``apply`` hooks (fire time and every
-    replay: deterministic) and ``handle`` hooks (once, after the commit). A hook
-    is a method named exactly ``apply``, ``validate`` or ``handle``, or one of
+    replay: deterministic), ``fired`` hooks (once, right after the event is
+    fired: the events they fire join the same commit) and ``handle`` hooks
+    (once, after the commit). A hook is a method named exactly ``apply``,
+    ``validate``, ``fired`` or ``handle``, or one of
     those followed by ``_`` and a suffix (``apply_account``); other methods
     (``handled_message``) are plain methods. Hook parameters name the states
     the hook takes. An ``apply`` hook must take at least one state; a
