@@ -208,7 +208,7 @@ def _check_handlers(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         for n in range(JOBS):
             engine.fire(Placed(order_id=n))
         with pytest.raises(HandlerFailed):
-            engine.commit()
+            engine.commit().raise_for_failures()
     monkeypatch.delenv("PT_CRASH_SETUP")
     _kill_runners(url, "handlers", "t.crash.Invoiced")
     invoiced = Counter(json.loads(d)["order_id"] for d in _done(url, "t.crash.Invoiced"))

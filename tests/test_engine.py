@@ -518,7 +518,7 @@ def test_handler_failure_keeps_the_commit() -> None:
     with Engine.open("sqlite://") as engine:
         engine.fire(Loud(account_id=1))
         with pytest.raises(HandlerFailed, match="mail server down") as info:
-            engine.commit()
+            engine.commit().raise_for_failures()
         assert isinstance(info.value.event, Event) and info.value.event.id == 1
         assert engine.head() == 1
 

@@ -17,7 +17,7 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from playthrough import Engine, Event, HandlerFailed, State, state_id
+from playthrough import ConfigurationError, Engine, Event, HandlerFailed, State, state_id
 from playthrough._cli import main
 
 
@@ -92,7 +92,7 @@ def test_a_failing_handler_does_not_drop_later_handlers_or_leak_its_events(url: 
         for box in (1, 2, 3, 4):
             engine.fire(Put(box_id=box))
         with pytest.raises(HandlerFailed) as info:
-            engine.commit()
+            engine.commit().raise_for_failures()
         error = info.value
         assert Outbox.sent == [2, 4]  # the handlers after the failure ran
         assert [e.id for e, _ in error.failures] == [1, 3]  # every failure is listed
@@ -142,7 +142,7 @@ def test_a_handler_failing_again_stays_pending(url: str) -> None:
     with Engine.open(url) as engine:
         engine.fire(Put(box_id=1))
         with pytest.raises(HandlerFailed):
-            engine.commit()
+            engine.commit().raise_for_failures()
         with pytest.raises(HandlerFailed, match="box 1"):
             engine.run_pending_handlers()
         assert pending(engine) == [1] and engine.load(Box, 1).notes == 0
@@ -162,7 +162,7 @@ def test_cli_handlers_runs_what_is_pending(url: str, tmp_path: Path) -> None:
     with Engine.open(url) as engine:
         engine.fire(Put(box_id=1))
         with pytest.raises(HandlerFailed):
-            engine.commit()
+            engine.commit().raise_for_failures()
     runner = CliRunner()
     result = runner.invoke(main, ["handlers", url, "--app", __name__])
     assert result.exit_code == 1, result.output
@@ -206,7 +206,7 @@ def _pending_put(url: str, *boxes: int) -> None:
         for box in boxes:
             engine.fire(Put(box_id=box))
         with pytest.raises(HandlerFailed):
-            engine.commit()
+            engine.commit().raise_for_failures()
     Outbox.broken.clear()
 
 
@@ -279,3 +279,38 @@ def test_cli_handlers_forever_keeps_running_until_stopped(
     assert "ran the handlers of Put at position 1" in result.output
     assert naps == [0.25, 0.25]  # the pass that ran something did not pause
     assert Outbox.sent == [1]
+
+
+# --------------------------------------------------------------------------- reported, not raised
+
+
+def test_a_committed_commit_reports_its_failed_handlers_instead_of_raising(url: str) -> None:
+    Outbox.broken.update({1})
+    with Engine.open(url) as engine:
+        engine.fire(Put(box_id=1))
+        engine.fire(Put(box_id=2))
+        result = engine.commit()  # the commit stands: no exception
+        assert not result.ok
+        assert [type(e).__name__ for e in result] == ["Put", "Put", "Noted"]
+        failures = [(e.id, str(exc)) for e, exc in result.failures]
+        assert failures == [(1, "mail server down for box 1")]
+        assert pending(engine) == [1]  # kept for a retry
+        with pytest.raises(HandlerFailed, match="box 1") as info:
+            result.raise_for_failures()
+        assert info.value.committed == list(result)
+        assert engine.commit().ok  # nothing pending: an empty, successful result
+        Outbox.broken.clear()
+        assert [e.id for e in engine.run_pending_handlers()] == [1]
+        assert engine.load(Box, 1).notes == 1
+
+
+def test_raise_handler_failures_keeps_the_old_behaviour(url: str) -> None:
+    Outbox.broken.update({1})
+    with Engine.open(url, raise_handler_failures=True) as engine:
+        engine.fire(Put(box_id=1))
+        with pytest.raises(HandlerFailed) as info:
+            engine.commit()
+        assert [e.id for e in info.value.committed] == [1]
+        assert engine.head() == 1 and pending(engine) == [1]
+    with pytest.raises(ConfigurationError, match="raise_handler_failures takes True or False"):
+        Engine.open(url, raise_handler_failures="yes")

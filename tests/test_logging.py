@@ -155,7 +155,7 @@ def test_a_failing_handler_is_an_error_with_its_traceback(
     with Engine.open("sqlite://") as engine:
         engine.fire(Noted(account_id=1))
         with pytest.raises(HandlerFailed):
-            engine.commit()
+            engine.commit().raise_for_failures()
     (record,) = _records(caplog, logging.ERROR)
     assert (record.hook, record.position) == ("handle", 1)  # type: ignore[attr-defined]
     assert record.event_type.endswith("Noted")  # type: ignore[attr-defined]

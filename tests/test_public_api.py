@@ -61,6 +61,7 @@ EXPECTED = {
     "TransferError",
     "ArchivedRangeError",
     # what the engine hands back
+    "CommitResult",
     "VerifyReport",
     "ReplayReport",
     "SyncReport",

@@ -110,3 +110,38 @@ def test_eight_processes_on_one_hot_spot_all_get_their_commits(pg_url: str, pg_s
         assert sum(p.balance for p in engine.load_many(Purse, range(ACCOUNTS))) == (
             ACCOUNTS * OPENING
         )
+
+
+def test_retried_conflicts_are_debug_and_only_the_final_one_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="playthrough")
+    url = f"sqlite:///{tmp_path / 'retry.db'}"
+    _open(url)
+    with Engine.open(url) as mine, Engine.open(url) as other:
+
+        def always_loses(engine: Engine) -> None:
+            engine.load(Purse, 0)
+            other.fire(Moved(source_id=0, target_id=1, amount=1))
+            other.commit()
+            engine.fire(Moved(source_id=0, target_id=2, amount=1))
+
+        from playthrough._retry import retry
+
+        with pytest.raises(ConcurrencyError):
+            retry(mine, always_loses, attempts=3, sleep=lambda _: None)
+        refused = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert [r.levelno for r in refused] == [logging.DEBUG, logging.DEBUG, logging.WARNING]
+        assert [r.attempt for r in refused] == [1, 2, 3]  # type: ignore[attr-defined]
+        assert "after 3 attempts, giving up" in refused[-1].getMessage()
+        caplog.clear()
+        other.load(Purse, 0)
+        mine.fire(Moved(source_id=0, target_id=1, amount=1))
+        mine.commit()
+        other.fire(Moved(source_id=0, target_id=2, amount=1))
+        with pytest.raises(ConcurrencyError):
+            other.commit()  # a plain commit's conflict is its final failure
+        refused = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert [r.levelno for r in refused] == [logging.WARNING]

@@ -110,7 +110,7 @@ def test_opening_waits_for_a_connection_writing_the_new_file(
             holder.execute("ROLLBACK")
         pauses.append(seconds)
 
-    monkeypatch.setattr("playthrough._stores.sqlite.sleep", pause)
+    monkeypatch.setattr("playthrough._stores.sqlite._datastore.sleep", pause)
     try:
         store = SQLiteStore(str(path), busy_timeout=30)
     finally:

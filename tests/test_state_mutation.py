@@ -117,7 +117,7 @@ def test_a_handle_hook_cannot_write_states(url: str) -> None:
         engine.fire(Stored(vault_id=1, gold=5))
         engine.fire(Robbed(vault_id=1))
         with pytest.raises(HandlerFailed) as info:
-            engine.commit()
+            engine.commit().raise_for_failures()
         assert isinstance(info.value.__cause__, StateMutationError)
         assert engine.load(Vault, 1).gold == 4
 

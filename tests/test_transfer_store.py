@@ -54,7 +54,7 @@ def populate(engine: Engine, clock: ManualClock) -> None:
     Mailed.broken = True
     engine.fire(Mailed(box_id=1))
     with pytest.raises(HandlerFailed):
-        engine.commit()
+        engine.commit().raise_for_failures()
     Mailed.broken = False
     engine.run(Visits(), until_idle=True)
     engine.fire(PersonJoined(person_id=7, name="Ada King"))  # after the follower's position

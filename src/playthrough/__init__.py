@@ -63,6 +63,7 @@ from ._errors import (
     UnknownTypeError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
+from ._handlers import CommitResult
 from ._model import Event, SingletonState, State, StateKey, state_id
 from ._personal import FORGOTTEN, Personal
 from ._playing import event_random, now
@@ -80,6 +81,7 @@ __all__ = [
     "ArchiveReport",
     "ArchivedRangeError",
     "CommitOutcomeUnknown",
+    "CommitResult",
     "Completion",
     "FollowerTransaction",
     "StateInfo",

@@ -36,7 +36,7 @@ from ._errors import (
     StateMutationError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
-from ._handlers import handler_failed, has_handlers, run_handlers, run_pending
+from ._handlers import CommitResult, has_handlers, run_handlers, run_pending
 from ._lifecycle import Completions, completable
 from ._log import (
     EventLog,
@@ -112,6 +112,7 @@ _ENGINE_OPTIONS = (
     "max_event_bytes",
     "archive",
     "clock",
+    "raise_handler_failures",
 )
 
 #: The default largest event (its JSON, in UTF-8 bytes) ``fire`` accepts.
@@ -164,6 +165,9 @@ class Engine:
       ``None``: unbounded.
     - ``max_event_bytes`` (default 64 MiB): ``fire`` refuses an event whose JSON
       is larger, naming its size; events are rows, not a blob store.
+    - ``raise_handler_failures`` (default off): ``commit()`` raises
+      ``HandlerFailed`` when a ``handle`` hook raised after the commit, instead
+      of reporting it in the ``CommitResult`` it returns.
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class Engine:
         max_event_bytes: int = MAX_EVENT_BYTES,
         archive: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         clock: Clock | None = None,
+        raise_handler_failures: bool = False,
     ) -> None:
         _options.engine(
             snapshot_every=snapshot_every,
@@ -190,6 +195,12 @@ class Engine:
         self.head_values = head_values
         self.max_states = max_states
         self.max_event_bytes = max_event_bytes
+        if not isinstance(raise_handler_failures, bool):
+            raise ConfigurationError(
+                f"raise_handler_failures takes True or False, not {raise_handler_failures!r}"
+            )
+        #: ``commit()`` raises HandlerFailed instead of reporting handler failures.
+        self.raise_handler_failures = raise_handler_failures
         self._owns_store = False
         if archive is None:
             self._archive: ArchiveReader | None = None
@@ -750,20 +761,24 @@ class Engine:
 
     # ------------------------------------------------------------------ committing
 
-    def commit(self) -> list[Event]:
+    def commit(self) -> CommitResult:
         """Append pending events atomically, then run their ``handle`` hooks.
 
         Returns the committed events (with their positions), including those
-        fired by handlers. If the append fails, nothing is written, the pending
-        events are dropped along with the states they changed, and the error
-        propagates (``CommitOutcomeUnknown`` when the store cannot tell whether
-        the commit was written; ``was_committed`` answers later).
+        fired by handlers, as a ``CommitResult`` (a list). If the append fails,
+        nothing is written, the pending events are dropped along with the
+        states they changed, and the error propagates (``CommitOutcomeUnknown``
+        when the store cannot tell whether the commit was written;
+        ``was_committed`` answers later).
 
-        Once the append has committed, nothing is reported as a failed commit:
-        handlers that raise are collected into one ``HandlerFailed`` (raised
-        after every other handler ran; it carries the committed events), and a
-        failure of the automatic snapshot policy is logged and kept in
-        ``snapshot_error``, the events being returned as usual.
+        Once the append has committed, nothing raises as a failed commit:
+        handlers that raise are logged (ERROR), listed in the result's
+        ``failures`` and stay pending in the store for a retry
+        (``run_pending_handlers()``); ``result.raise_for_failures()`` or
+        ``Engine(raise_handler_failures=True)`` raise them as one
+        ``HandlerFailed`` instead (after every other handler ran; it carries
+        the committed events). A failure of the automatic snapshot policy is
+        logged and kept in ``snapshot_error``.
         """
         if self._committing:
             raise PlaythroughError("commit() from inside a handle hook: fire events instead")
@@ -772,7 +787,7 @@ class Engine:
                 "commit() from inside a fired hook: what it fires joins the commit of its event"
             )
         if not self._pending and not self._scheduler.has_queued():
-            return []
+            return CommitResult()
         self._committing = True
         try:
             committed = self._commit_batch()
@@ -782,9 +797,10 @@ class Engine:
             self._evict_completed()
         self._snapshot_policy()
         self._trim()
-        if failures:
-            raise handler_failed(failures, committed)
-        return committed
+        result = CommitResult(committed, failures)
+        if self.raise_handler_failures:
+            result.raise_for_failures()
+        return result
 
     def _snapshot_policy(self) -> None:
         """The ``snapshot_every`` policy: best effort, since the commit already stands."""
@@ -803,9 +819,9 @@ class Engine:
         self,
         work: Callable[[Engine], T],
         *,
-        attempts: int = 10,
+        attempts: int = 30,
         backoff: float = 0.005,
-        max_backoff: float = 0.5,
+        max_backoff: float = 1.0,
     ) -> T:
         """Run ``work(engine)`` and commit; on ConcurrencyError wait (jittered) and run it again.
 
@@ -813,7 +829,10 @@ class Engine:
         each time, on the states other writers committed meanwhile. Waits are
         random in ``[0, min(max_backoff, backoff * 2**n))`` after n failures;
         after ``attempts`` the last ConcurrencyError propagates. Returns what
-        ``work`` returned.
+        ``work`` returned. The defaults carry 32 concurrent writers on one hot
+        state through on PostgreSQL (13 attempts at most, measured; 30 leave a
+        margin). A conflict that is retried is logged at DEBUG, only the last
+        attempt's at WARNING.
         """
         from ._retry import retry
 

@@ -116,6 +116,39 @@ def failure_message(failures: Sequence[Failure]) -> str:
     )
 
 
+class CommitResult(list[Event]):
+    """What ``Engine.commit()`` returns: the committed events, in order (a list, as
+    before), and the ``handle`` hooks that raised after the commit.
+
+    The commit stands either way: ``failures`` lists ``(event, exception)`` for
+    each event whose handlers raised (each was logged at ERROR, and its
+    handlers stay pending in the store for ``run_pending_handlers()`` or
+    ``playthrough handlers``). ``raise_for_failures()`` turns them into the
+    ``HandlerFailed`` that ``commit()`` raised before (also what
+    ``Engine(raise_handler_failures=True)`` does on every commit).
+    """
+
+    failures: list[Failure]
+
+    def __init__(self, events: Sequence[Event] = (), failures: Sequence[Failure] = ()) -> None:
+        super().__init__(events)
+        self.failures = list(failures)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every handler ran (the commit itself stands either way)."""
+        return not self.failures
+
+    def raise_for_failures(self) -> CommitResult:
+        """``HandlerFailed`` if a handler raised, else the result itself."""
+        if self.failures:
+            raise handler_failed(self.failures, list(self))
+        return self
+
+    def __repr__(self) -> str:
+        return f"CommitResult({list.__repr__(self)}, failures={self.failures!r})"
+
+
 def handler_failed(failures: list[Failure], committed: list[Event]) -> HandlerFailed:
     error = HandlerFailed(failure_message(failures), failures, committed)
     error.__cause__ = failures[0][1]

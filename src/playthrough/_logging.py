@@ -7,9 +7,10 @@ it on with ``logging.getLogger("playthrough").setLevel(...)`` and a handler.
 Every record carries its facts as attributes (``record.event_count``, ...) so
 a JSON formatter or a log pipeline can read them without parsing messages.
 
-Levels: DEBUG for every commit; INFO for snapshot sets, full replays, forgets, loads
-that rewound a state or played many events; WARNING for commits refused by a
-conflict; ERROR for handle hooks that raised after their event was committed.
+Levels: DEBUG for every commit and for a conflict ``Engine.retry`` will retry; INFO for
+snapshot sets, full replays, forgets, loads that rewound a state or played many events;
+WARNING for commits refused by a conflict (inside ``retry``, only the last attempt's);
+ERROR for handle hooks that raised after their event was committed.
 Records are built only when the level is enabled, so a silent logger costs a
 level check per commit.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from . import _telemetry
@@ -53,8 +55,44 @@ def committed(positions: Sequence[int], seconds: float) -> None:
         )
 
 
+#: Inside ``Engine.retry``: (this attempt, of how many). A conflict it will retry is
+#: routine under contention, so it is DEBUG; only the last attempt's is a WARNING.
+retrying: ContextVar[tuple[int, int] | None] = ContextVar("playthrough_retrying", default=None)
+
+
 def conflict(event_count: int, error: BaseException) -> None:
     _telemetry.conflict()
+    attempt = retrying.get()
+    if attempt is not None and attempt[0] < attempt[1]:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "commit of %d event(s) refused, retrying (attempt %d of %d): %s",
+                event_count,
+                attempt[0],
+                attempt[1],
+                error,
+                extra={
+                    "event_count": event_count,
+                    "error": str(error),
+                    "attempt": attempt[0],
+                    "attempts": attempt[1],
+                },
+            )
+        return
+    if attempt is not None:
+        logger.warning(
+            "commit of %d event(s) refused after %d attempts, giving up: %s",
+            event_count,
+            attempt[1],
+            error,
+            extra={
+                "event_count": event_count,
+                "error": str(error),
+                "attempt": attempt[0],
+                "attempts": attempt[1],
+            },
+        )
+        return
     logger.warning(
         "commit of %d event(s) refused: %s",
         event_count,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from . import _logging
 from ._errors import ConcurrencyError, PlaythroughError
 
 if TYPE_CHECKING:
@@ -26,9 +27,9 @@ def retry(
     engine: Engine,
     work: Callable[[Engine], T],
     *,
-    attempts: int = 10,
+    attempts: int = 30,
     backoff: float = 0.005,
-    max_backoff: float = 0.5,
+    max_backoff: float = 1.0,
     rng: random.Random | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
@@ -47,6 +48,7 @@ def retry(
         raise PlaythroughError("commit or discard pending events before engine.retry()")
     draw = rng or random.Random()
     for failures in range(attempts):
+        token = _logging.retrying.set((failures + 1, attempts))
         try:
             with engine.transaction():
                 result = work(engine)
@@ -54,5 +56,7 @@ def retry(
         except ConcurrencyError:
             if failures + 1 == attempts:
                 raise
-            sleep(draw.uniform(0.0, min(max_backoff, backoff * (2**failures))))
+        finally:
+            _logging.retrying.reset(token)
+        sleep(draw.uniform(0.0, min(max_backoff, backoff * (2**failures))))
     raise AssertionError("unreachable")  # pragma: no cover

@@ -263,7 +263,8 @@ class Scheduler:
             store.finish_schedule(row.id, self.owner, "failed", error)
             return outcome("failed", error=error)
         try:
-            engine.commit()
+            result = engine.commit()
+            result.raise_for_failures()
         except HandlerFailed as exc:
             # The event is committed and its row marked fired; a handle hook raised
             # afterwards. Reported in the result and logged; the worker goes on.

@@ -1,0 +1,306 @@
+"""The SQLite store's log: reads, the append, heads values and snapshots."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..._errors import CommitOutcomeUnknown, ConcurrencyError, DuplicateEvent, StoreError
+from ..._model import StateKey
+from .._base import (
+    CommitExtras,
+    HeadRows,
+    HeadValue,
+    NewEvent,
+    SnapshotRecord,
+    StoreReader,
+    batch_keys,
+    cancel_refused,
+    duplicate_message,
+    fired_refused,
+    handled_refused,
+    head_value,
+    stale_message,
+)
+from . import _sql as q
+from ._datastore import SQLiteDatastore, check_epoch
+from ._reader import KEYS_PER_STATEMENT, SQLiteReader
+
+
+def snapshot_rows(records: Iterable[SnapshotRecord]) -> list[tuple[Any, ...]]:
+    """The rows of ``SNAPSHOTS_WRITE``."""
+    return [
+        (r.key.type, r.key.id, r.position, r.last_event_id, r.data, r.version, r.fingerprint)
+        for r in records
+    ]
+
+
+class SQLiteLog(SQLiteDatastore):
+    """The log's writes and reads over the SQLite database (see :class:`SQLiteStore`)."""
+
+    @contextmanager
+    def reader(self) -> Iterator[StoreReader]:
+        with self._lock:  # another thread's reader is waited for, not mistaken for nesting
+            if self._reading:
+                raise StoreError("a reader is already open on this store: readers do not nest")
+            self._reading = True
+            try:
+                with self._transaction("BEGIN"):
+                    yield SQLiteReader(self)
+            finally:
+                self._reading = False
+
+    def heads(self, keys: Iterable[StateKey]) -> HeadRows:
+        wanted = list(dict.fromkeys(keys))
+        if len(wanted) <= SQLiteReader(self).size(KEYS_PER_STATEMENT, 2):
+            with self._lock:  # one statement: atomic on its own, no transaction needed
+                return SQLiteReader(self).heads(wanted)
+        with self.reader() as reader:  # several statements: one consistent view
+            return HeadRows.of(reader.heads(wanted))
+
+    def write_values(self, records: Sequence[SnapshotRecord], epoch: int | None = None) -> int:
+        if not records:
+            return 0
+        with self._lock:
+            self._writing("write values")
+            with self._transaction("BEGIN IMMEDIATE", "writing values failed") as conn:
+                self.statements += 1
+                if epoch is not None and conn.execute(f"SELECT {q.EPOCH}").fetchone()[0] != epoch:
+                    return 0  # a subject was forgotten since these were computed
+                return int(
+                    conn.executemany(
+                        q.VALUES_WRITE,
+                        [
+                            (r.data, r.position, r.key.type, r.key.id, r.version, r.fingerprint)
+                            for r in records
+                        ],
+                    ).rowcount
+                )
+
+    def append(
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str | HeadValue] | None = None,
+        commit_id: str | None = None,
+        handled: Sequence[int] = (),
+        extras: CommitExtras | None = None,
+        epoch: int | None = None,
+    ) -> list[int]:
+        if not events and not handled and (extras is None or extras.empty):
+            return []
+        with self._lock:
+            return self._append(events, expected, values or {}, commit_id, handled, extras, epoch)
+
+    def _append(
+        self,
+        events: Sequence[NewEvent],
+        expected: Mapping[StateKey, int | None],
+        values: Mapping[StateKey, str | HeadValue],
+        commit_id: str | None,
+        handled: Sequence[int],
+        extras: CommitExtras | None,
+        epoch: int | None = None,
+    ) -> list[int]:
+        self._writing("append")
+        commit_id = commit_id or uuid.uuid4().hex
+        event_keys = batch_keys(events)
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(
+                f"cannot start a write transaction on {self.url}, nothing was written: {exc}"
+            ) from exc
+        try:
+            reader = SQLiteReader(self)
+            if handled:  # checked first: a handler completed elsewhere is not a conflict
+                self.statements += 1
+                gone = [
+                    p for p in dict.fromkeys(handled) if conn.execute(q.HANDLED, (p,)).rowcount != 1
+                ]
+                if gone:
+                    raise handled_refused(gone)
+            if event_keys:
+                taken = reader.event_keys(event_keys)
+                if taken:
+                    dup, at = next(iter(taken.items()))
+                    raise DuplicateEvent(duplicate_message(dup, at), dup, at)
+            current = reader.state_heads(expected)
+            stale = [
+                (key, want, current.get(key))
+                for key, want in expected.items()
+                if current.get(key) != want
+            ]
+            if stale:
+                raise ConcurrencyError(stale_message(stale))
+            check_epoch(conn, epoch)
+            base = reader.head()
+            positions = list(range(base + 1, base + 1 + len(events)))
+            self.statements += 4
+            conn.executemany(
+                q.EVENTS_WRITE,
+                [
+                    (
+                        p,
+                        e.type,
+                        e.data,
+                        e.caused_by,
+                        e.fired_at,
+                        e.version,
+                        e.metadata,
+                        e.correlation,
+                        e.key,
+                    )
+                    for p, e in zip(positions, events, strict=True)
+                ],
+            )
+            heads: dict[StateKey, int] = {}
+            link_rows = []
+            for p, e in zip(positions, events, strict=True):
+                for key, group in e.links:
+                    link_rows.append((key.type, key.id, p, group))
+                    heads[key] = p
+            conn.executemany(q.LINKS_WRITE, link_rows)
+            # The value rides in the heads statement; a state without one keeps
+            # its old value (exact at its old value_position, no longer fresh).
+            head_rows = []
+            for k, p in heads.items():
+                given = values.get(k)
+                v = None if given is None else head_value(given)
+                head_rows.append(
+                    (k.type, k.id, p)
+                    + ((None, 1, None) if v is None else (v.data, v.version, v.fingerprint))
+                )
+            conn.executemany(q.HEADS_WRITE, head_rows)
+            if extras is not None and not extras.empty:
+                self._write_extras(conn, extras, positions, events)
+            # A commit of no events (schedule changes, a handler that fired
+            # nothing) has an empty range, so its outcome is learnt the same way.
+            conn.execute(q.COMMIT_WRITE, (commit_id, base + 1, base + len(events)))
+            conn.executemany(
+                q.PENDING_WRITE,
+                [(p,) for p, e in zip(positions, events, strict=True) if e.needs_handling],
+            )
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):  # COMMIT was never sent: certain
+                raise StoreError(
+                    f"append to {self.url} failed, nothing was written: {exc}"
+                ) from exc
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - resolved below, or re-raised
+            # SQLite either committed or not; once the transaction is closed the
+            # pt_commits row tells which, for certain.
+            self._rollback()
+            return self._resolve(commit_id, len(events), exc)
+        return positions
+
+    def _resolve(self, commit_id: str, count: int, exc: BaseException) -> list[int]:
+        """After COMMIT raised: the positions if the commit is stored, else a certain error."""
+        try:
+            found = SQLiteReader(self).commit_positions(commit_id)
+        except StoreError as lookup:
+            raise CommitOutcomeUnknown(
+                f"COMMIT on {self.url} failed ({exc}) and the store could not be asked whether "
+                f"commit {commit_id} was written ({lookup}); ask engine.was_committed("
+                f"{commit_id!r}) once it is reachable",
+                commit_id,
+            ) from exc
+        if found is None:
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"append to {self.url} failed at COMMIT, nothing was written: {exc}"
+                ) from exc
+            raise exc
+        first, last = found
+        if last - first + 1 != count:  # pragma: no cover - a commit id is unique
+            raise StoreError(f"commit {commit_id} holds {last - first + 1} events, not {count}")
+        return list(range(first, last + 1))
+
+    def _write_extras(
+        self,
+        conn: sqlite3.Connection,
+        extras: CommitExtras,
+        positions: Sequence[int],
+        events: Sequence[NewEvent],
+    ) -> None:
+        """Completions and schedules, inside the append's transaction (under the write lock)."""
+        self.statements += 5
+        if extras.fired:
+            taken = [
+                sid
+                for sid, n in extras.fired
+                if conn.execute(q.FIRED, (positions[n], sid)).rowcount != 1
+            ]
+            if taken:
+                raise ConcurrencyError(fired_refused(taken))
+        conn.executemany(
+            q.COMPLETED_WRITE,
+            [(k.type, k.id, positions[n], events[n].type) for k, n in extras.completed],
+        )
+        conn.executemany(q.REOPENED, [(k.type, k.id) for k in extras.reopened])
+        conn.executemany(q.SCHEDULE_WRITE, [tuple(r) for r in extras.schedule])
+        refused = []
+        for sid in dict.fromkeys(extras.cancel):  # checked: never "cancelled" and "fired"
+            if conn.execute(q.CANCEL, (sid,)).rowcount:
+                continue
+            row = conn.execute(q.STATUS, (sid,)).fetchone()
+            if row is None or row[0] != "cancelled":
+                refused.append((sid, "missing" if row is None else str(row[0])))
+        if refused:
+            raise cancel_refused(refused)
+
+    def write_snapshots(
+        self,
+        records: Sequence[SnapshotRecord],
+        keep: int,
+        meta: Mapping[str, str | None] | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        if not records and not meta:
+            return
+        with self._lock:
+            self._write_snapshots(records, keep, meta, epoch)
+
+    def _write_snapshots(
+        self,
+        records: Sequence[SnapshotRecord],
+        keep: int,
+        meta: Mapping[str, str | None] | None,
+        epoch: int | None = None,
+    ) -> None:
+        self._writing("write")
+        with self._transaction("BEGIN IMMEDIATE", "writing snapshots") as conn:
+            check_epoch(conn, epoch)
+            for key, value in (meta or {}).items():
+                if value is None:
+                    conn.execute(q.META_DELETE, (key,))
+                else:
+                    conn.execute(q.META_WRITE, (key, value))
+            self.statements += 2
+            conn.executemany(q.SNAPSHOTS_WRITE, snapshot_rows(records))
+            conn.executemany(
+                q.SNAPSHOTS_TRIM,
+                [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
+            )
+
+    def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
+        with self._lock:
+            self._writing("write")
+            with self._transaction("BEGIN IMMEDIATE", "dropping snapshots") as conn:
+                self.statements += 2
+                if keys is None:
+                    conn.execute(q.VALUES_DROP_ALL)
+                    return int(conn.execute(q.SNAPSHOTS_DROP_ALL).rowcount)
+                count = 0
+                for k in dict.fromkeys(keys):
+                    conn.execute(q.VALUES_DROP, (k.type, k.id))
+                    count += conn.execute(q.SNAPSHOTS_DROP, (k.type, k.id)).rowcount
+                return count
