@@ -3,7 +3,12 @@ erases them everywhere while every other value stays exact."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
+import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -24,6 +29,7 @@ from playthrough import (
 )
 from playthrough._serialization import encode_state
 from playthrough._stores import FollowerTransaction, SQLiteStore
+from playthrough._transfer import LOG_SECTIONS
 from playthrough.testing import stored_events
 
 
@@ -741,3 +747,207 @@ def test_after_each_forget_nothing_stored_holds_the_subjects_data_on_postgres(
         finally:
             with psycopg.connect(pg_url, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# --------------------------------------------------------------------------- copies of the store
+
+
+@pytest.fixture
+def copy_url(url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A second, empty store of the same kind as ``url`` (dropped afterwards)."""
+    if url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'copy.db'}"
+        return
+    import uuid
+
+    import psycopg
+
+    pg_url: str = request.getfixturevalue("pg_url")
+    name = f"pt_test_{uuid.uuid4().hex[:12]}"
+    yield f"{pg_url}?schema={name}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def _export(engine: Engine, after: int = 0) -> bytes:
+    out = io.BytesIO()
+    engine.export(out, after=after)
+    return out.getvalue()
+
+
+def _key_text(engine: Engine, subject: int) -> str:
+    [(key,)] = _rows(engine, f"SELECT key FROM pt_subject_keys WHERE subject = '{subject}'")
+    return str(key)
+
+
+def test_an_archive_written_before_a_forget_never_brings_the_key_back(
+    url: str, copy_url: str, tmp_path: Path
+) -> None:
+    """The archive file keeps the key it was written with; the store the log came from,
+    a copy built from the archive and a later export, and an archive reader all read
+    the subject as forgotten, and the key is in none of their tables."""
+    old = tmp_path / "old.jsonl.gz"
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=7, name="Ada Byron", email="ada@example.org"))
+        engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
+        engine.commit()
+        engine.fire(Ordered(customer_id=8, amount=3, note="n"))
+        engine.commit()
+        key = _key_text(engine, 7)
+        engine.archive(before=3, to=old)
+        assert key.encode() in gzip.decompress(old.read_bytes())  # written before the forget
+        assert engine.forget(7)
+        tail = _export(engine, after=2)
+        assert key.encode() not in tail
+        later = tmp_path / "later.jsonl.gz"
+        engine.fire(Ordered(customer_id=8, amount=1, note="m"))
+        engine.commit()
+        engine.archive(before=4, to=later)  # written after the forget: no key
+        assert key.encode() not in gzip.decompress(later.read_bytes())
+        with Engine.open(url, archive=[old, later]) as reader:
+            assert reader.load(Customer, 7, at=1).name == FORGOTTEN
+            assert reader.load(Customer, 8, at=2).name == "Grace Hopper"
+        with Engine.open(copy_url) as copy:
+            with old.open("rb") as source:
+                copy.import_log(source)
+            copy.import_log(io.BytesIO(tail), append=True)
+            assert (copy.load(Customer, 7).name, copy.load(Customer, 7).orders) == (FORGOTTEN, 0)
+            assert copy.load(Customer, 8).name == "Grace Hopper"
+            assert key not in _everything(copy)
+            assert "Ada Byron" not in _everything(copy)
+            # the copy carries the forget on: its own exports say so
+            again = _export(copy)
+            assert b'"forgotten"' in again and key.encode() not in again
+
+
+def test_a_subject_that_came_back_keeps_only_its_new_key_in_a_copy(
+    url: str, copy_url: str, tmp_path: Path
+) -> None:
+    old = tmp_path / "old.jsonl.gz"
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
+        engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
+        engine.commit()
+        first = _key_text(engine, 7)
+        engine.archive(before=2, to=old)
+        assert engine.forget(7)
+        engine.fire(Registered(customer_id=7, name="Ada Again", email="b@x"))  # a new key
+        engine.commit()
+        tail = _export(engine, after=1)
+        with Engine.open(copy_url) as copy:
+            with old.open("rb") as source:
+                copy.import_log(source)
+            copy.import_log(io.BytesIO(tail), append=True)
+            assert copy.load(Customer, 7).names_seen == [FORGOTTEN, "Ada Again"]
+            assert _key_text(copy, 7) == _key_text(engine, 7) != first
+            assert first not in _everything(copy)
+
+
+def test_idempotency_keys_survive_an_export_and_an_import(
+    url: str, copy_url: str, tmp_path: Path
+) -> None:
+    from playthrough import DuplicateEvent
+
+    old = tmp_path / "old.jsonl.gz"
+    with Engine.open(url) as engine:
+        engine.fire(Ordered(customer_id=1, amount=1), key="order-1")
+        engine.commit()
+        engine.fire(Ordered(customer_id=1, amount=2), key="order-2")
+        engine.commit()
+        engine.fire(Ordered(customer_id=1, amount=3), key="order-3")
+        engine.commit()
+        engine.archive(before=2, to=old)  # order-1 is archived: its key stays refused
+        tail = _export(engine, after=1)
+        with Engine.open(copy_url) as copy:
+            with old.open("rb") as source:
+                copy.import_log(source)
+            copy.import_log(io.BytesIO(tail), append=True)
+            for key in ("order-1", "order-2", "order-3"):
+                copy.fire(Ordered(customer_id=1, amount=9), key=key)
+                with pytest.raises(DuplicateEvent):
+                    copy.commit()
+            copy.fire(Ordered(customer_id=1, amount=9), key="order-4")
+            copy.commit()
+            assert copy.load(Customer, 1).orders == 4
+
+
+def _as_version_2(data: bytes) -> bytes:
+    """An export as the previous format wrote it: no event keys, no forgets."""
+    out = []
+    skipping = False
+    for line in data.splitlines(keepends=True):
+        obj = json.loads(line)
+        if isinstance(obj, dict) and obj.get("section") in ("event_keys", "forgotten"):
+            skipping = True
+        if not skipping:
+            if isinstance(obj, dict) and obj.get("format"):
+                obj["version"] = 2
+                obj["sections"] = [s for s in obj["sections"] if s not in LOG_SECTIONS]
+                line = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+            out.append(line)
+        if isinstance(obj, dict) and obj.get("end") in ("event_keys", "forgotten"):
+            skipping = False
+    return b"".join(out)
+
+
+def test_a_version_2_file_still_imports_and_its_null_key_forgets(url: str) -> None:
+    with Engine.open("sqlite://") as source:
+        source.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
+        source.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
+        source.commit()
+        first = _export(source)
+        assert source.forget(7)
+        source.fire(Ordered(customer_id=8, amount=1, note="x"))
+        source.commit()
+        second = _export(source, after=2)
+    with Engine.open(url) as copy:
+        copy.import_log(io.BytesIO(_as_version_2(first)))
+        assert copy.load(Customer, 7).name == "Ada Byron"
+        # the old format: the subject's key is null in the file that follows the forget
+        tail = _with_null_key(_as_version_2(second), "7")
+        copy.import_log(io.BytesIO(tail), append=True)
+        assert Engine(copy.store).load(Customer, 7).name == FORGOTTEN
+        assert Engine(copy.store).load(Customer, 8).orders == 1
+
+
+def _with_null_key(data: bytes, subject: str) -> bytes:
+    """The file with a ``[subject, null]`` row in its keys section (checksum fixed)."""
+    lines = data.splitlines(keepends=True)
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(b'{"section":"subject_keys"'))
+    lines.insert(start + 1, json.dumps([subject, None]).encode() + b"\n")
+    rows = lines[start + 1 : -1]
+    end = json.loads(lines[-1])
+    end["count"] = len(rows)
+    end["sha256"] = hashlib.sha256(b"".join(rows)).hexdigest()
+    lines[-1] = (json.dumps(end, separators=(",", ":")) + "\n").encode()
+    return b"".join(lines)
+
+
+def test_a_forget_while_snapshots_are_rewritten_is_not_undone(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playthrough import _schema
+
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
+        engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
+        engine.commit()
+        engine.snapshot()
+        other = encode_state(engine.load(Customer, 8))
+        store = engine.store
+        original = store.write_snapshots
+        calls: list[int] = []
+
+        def write_after_a_forget(*args: object, **kwargs: object) -> None:
+            if not calls:  # the batch was read; now someone forgets a subject in it
+                assert Engine(store).forget(7)
+            calls.append(1)
+            original(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "write_snapshots", write_after_a_forget)
+        monkeypatch.setattr(_schema, "_outdated", lambda *args: True)  # rewrite them all
+        _schema.rewrite_snapshots(store)
+        assert len(calls) == 2  # refused once, then read and written again
+        assert "Ada Byron" not in _everything(engine)
+        assert Engine(store).load(Customer, 7).name == FORGOTTEN
+        assert encode_state(Engine(store).load(Customer, 8)) == other

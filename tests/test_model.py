@@ -65,21 +65,6 @@ from .model_domain import Acct, Hub
 #: (documented where it is tested); remove a name once its hole is fixed.
 KNOWN_HOLES: frozenset[str] = frozenset(
     {
-        # After forget, a new event of the same subject gets a new key and the old sealed
-        # values raise InvalidTag in load(at=), events(), export: no Named event is fired
-        # for a subject already forgotten.
-        "forget_rekey",
-        # forget() leaves other engines' live states (with the personal values in clear)
-        # in memory; their next commit writes those values back into the heads row. The
-        # model drops every engine's live states after a forget.
-        "forget_live_engines",
-        # Archive keeps a base snapshot at the cut of every state it touched (the log before
-        # it is gone); forget() leaves those, personal values in clear. The model does not
-        # forget a subject once some of the log was archived.
-        "forget_after_archive",
-        # Export does not carry idempotency keys, so an imported store commits a retry of
-        # a key its source refused: the model does not retry keys on the imported store.
-        "import_drops_keys",
         # Seen since the event-class fingerprints: after a redeploy, an archive followed by
         # loads refuses (ArchivedRangeError: the base snapshot at the cut "was written by
         # other event classes"), though the archive wrote it under the new classes. Not
@@ -324,8 +309,6 @@ class EngineModel(RuleBasedStateMachine):
 
     @rule(i=st.integers(0, 2), acct=st.sampled_from(ACCTS), name=st.sampled_from(["ada", "bob"]))
     def fire_named(self, i: int, acct: int, name: str) -> None:
-        if "forget_rekey" in self.holes and acct in self.forgotten:
-            return
         self.fire(i, self.classes["Named"](acct_id=acct, name=name))
 
     @rule(i=st.integers(0, 2), acct=st.sampled_from(ACCTS), units=st.integers(1, 9))
@@ -524,7 +507,7 @@ class EngineModel(RuleBasedStateMachine):
     @rule(i=st.integers(0, 2), acct=st.sampled_from(ACCTS))
     def forget(self, i: int, acct: int) -> None:
         engine = self.engines[i]
-        if engine.pending or ("forget_after_archive" in self.holes and self.cut):
+        if engine.pending:
             return
         gone = engine.forget(acct)
         if acct in self.keyed:
@@ -534,9 +517,6 @@ class EngineModel(RuleBasedStateMachine):
         for ref in self.ref.log.values():
             if ref.kind == "named" and ref.accts[0] == acct:
                 ref.forgotten = True
-        if "forget_live_engines" in self.holes:
-            for other in self.engines:
-                other.refresh()
 
     @rule()
     def replay(self) -> None:
@@ -565,7 +545,7 @@ class EngineModel(RuleBasedStateMachine):
                 self._check_one(target, acct)
             if self.head():
                 self._check_one(target, 1, at=self.head() // 2)
-            if self.ref.keys and "import_drops_keys" not in self.holes:
+            if self.ref.keys:
                 target.fire(self.classes["Tick"](acct_id=1), key=min(self.ref.keys))
                 with pytest.raises(DuplicateEvent):
                     target.commit()

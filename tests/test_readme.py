@@ -62,3 +62,18 @@ def test_readme_moving_story_ends_with_verify_and_the_scheduler(
     namespace: dict[str, object] = {"__name__": "readme_tour"}
     exec(compile(blocks[0], str(README), "exec"), namespace)  # the classes and bank.db
     exec(compile(story, str(README), "exec"), namespace)  # asserts its own results
+
+
+def test_readme_pictures_and_history_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    [pictures] = [b for b in blocks if "to_mermaid" in b]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "readme_tour"}
+    exec(compile(blocks[0], str(README), "exec"), namespace)  # the classes and bank.db
+    capsys.readouterr()
+    exec(compile(pictures, str(README), "exec"), namespace)
+    out = capsys.readouterr().out
+    assert out.startswith("flowchart LR\n") and "n0[" in out
+    assert "\n2 Transferred [('balance', 0, 30)]\n" in out

@@ -79,7 +79,7 @@ def test_the_export_format_has_a_header_events_and_a_trailer() -> None:
         "after": 0,
         "until": 4,
         "chain": CHAIN_START,
-        "sections": ["schedule", "pending_handlers", "completed"],
+        "sections": ["schedule", "pending_handlers", "completed", "event_keys", "forgotten"],
     }
     assert [r["position"] for r in rows] == [1, 2, 3, 4]
     transfer = rows[2]

@@ -193,6 +193,8 @@ def test_followers_travel_only_when_asked() -> None:
         "schedule",
         "pending_handlers",
         "completed",
+        "event_keys",
+        "forgotten",
     ]
     with Engine.open("sqlite://") as target:
         target.import_log(io.BytesIO(data))
@@ -357,7 +359,7 @@ def _header_version(data: bytes) -> bytes:
         (lambda d: gzip.compress(d)[:-12] + b"\x00" * 12, "truncated or damaged"),
         (_trailer_garbled, "the trailer is not a JSON object"),
         (_header_version, "schema_version is 'seven', not a number"),
-        (lambda d: d.replace(b'"version":2', b'"version":"2"', 1), "format version '2'"),
+        (lambda d: d.replace(b'"version":3', b'"version":"3"', 1), "format version '3'"),
         (_sections_swapped, "'pending_handlers' where 'schedule' was expected"),
         (_row_changed, "checksum mismatch in section 'schedule'"),
         (_keys_cut, "section 'subject_keys' has no end line"),
@@ -410,7 +412,7 @@ def test_the_cli_carries_followers_strips_keys_and_imports_as_forgotten(tmp_path
         done = runner.invoke(main, ["export", f"sqlite:///{db}", "-o", str(out), *flags])
         assert done.exit_code == 0, done.output
     first = gzip.decompress(full.read_bytes()).splitlines()[0]
-    assert json.loads(first)["sections"][-1] == "followers"
+    assert json.loads(first)["sections"][-3:] == ["followers", "event_keys", "forgotten"]
     assert b"subject_keys" not in gzip.decompress(stripped.read_bytes())
     copy = f"sqlite:///{tmp_path / 'copy.db'}"
     refused = runner.invoke(main, ["import", str(stripped), copy])
@@ -423,7 +425,10 @@ def test_the_cli_carries_followers_strips_keys_and_imports_as_forgotten(tmp_path
     other = f"sqlite:///{tmp_path / 'other.db'}"
     done = runner.invoke(main, ["import", str(full), other])
     assert done.exit_code == 0, done.output
-    assert "with schedule, pending_handlers, completed, followers, subject_keys" in done.output
+    assert (
+        "with schedule, pending_handlers, completed, followers, event_keys, forgotten, subject_keys"
+        in done.output
+    )
     with Engine.open(other) as engine:
         assert engine.load(Person, 7).name == "Ada King"
         assert [f.name for f in engine.followers()] == ["transfer.visits"]

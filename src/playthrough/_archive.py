@@ -21,6 +21,7 @@ the range, unless the engine was opened with ``archive=`` files, which
 
 from __future__ import annotations
 
+import base64
 import gzip
 import os
 from collections.abc import Callable, Sequence
@@ -182,10 +183,16 @@ def _touched_up_to(reader: StoreReader, previous: int, cut: int) -> list[StateKe
 
 
 class ArchiveReader:
-    """The archived events, from the archive files, in an in-memory store (loaded once)."""
+    """The archived events, from the archive files, in an in-memory store (loaded once).
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+    The store the log was archived from (``hot``) is the truth about keys: a
+    subject whose key a file carries but ``hot`` no longer holds (forgotten
+    since the file was written) is forgotten in the in-memory copy too.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], hot: Store | None = None) -> None:
         self.paths = [Path(p) for p in paths]
+        self.hot = hot
         self._store: SQLiteStore | None = None
 
     def store(self, needed_until: int) -> SQLiteStore:
@@ -212,6 +219,8 @@ class ArchiveReader:
             except BaseException:
                 store.close()
                 raise
+            if self.hot is not None:
+                _forget_as_in(store, self.hot)
             self._store = store
         with self._store.reader() as reader:
             have = reader.head()
@@ -226,3 +235,17 @@ class ArchiveReader:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _forget_as_in(copy: Store, hot: Store) -> None:
+    """Forget in ``copy`` every subject whose key ``hot`` does not hold (the same key)."""
+    with copy.reader() as reader:
+        rows = reader.transfer_rows("subject_keys")
+    if not rows:
+        return
+    with hot.reader() as reader:
+        held = reader.subject_keys(str(s) for s, _ in rows)
+    for subject, key in rows:
+        have = held.get(str(subject))
+        if have is None or base64.b64encode(have).decode() != str(key):
+            copy.forget_subject(str(subject))

@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
 from ._handlers import CommitResult, has_handlers, run_handlers, run_pending
+from ._history import History, state_history
 from ._lifecycle import Completions, completable
 from ._log import (
     EventLog,
@@ -206,7 +207,7 @@ class Engine:
             self._archive: ArchiveReader | None = None
         else:
             paths = [archive] if isinstance(archive, str | os.PathLike) else list(archive)
-            self._archive = ArchiveReader(paths)
+            self._archive = ArchiveReader(paths, store)
         #: Where the engine reads the time: ``fired_at`` and due scheduled events.
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.reconstitutor = StateReconstitutor()
@@ -421,6 +422,14 @@ class Engine:
                 return checked_plan(self.reconstitutor, reader, [key], reader.head(), to_head=True)
             refuse_archived(reader, at, f"explaining a load at {at}")
             return checked_plan(self.reconstitutor, reader, [key], at)
+
+    def history(
+        self, state_class: type[State], state_id: Any = None, *, at: int | None = None
+    ) -> History:
+        """Every event that touched this state up to ``at`` (default: the head), oldest
+        first, each with its position, time, type, metadata, cause and the fields it
+        changed (before -> after). One plan, played once; exact like every load."""
+        return state_history(self, key_of(state_class, state_id), at)
 
     def _guard_apply(self, key: StateKey) -> None:
         if in_apply():

@@ -27,8 +27,8 @@ from __future__ import annotations
 import bisect
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -39,7 +39,7 @@ from ._errors import (
     UnknownKeysError,
     UnknownTypeError,
 )
-from ._model import State, StateKey
+from ._model import Event, State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._stores import SnapshotRecord, StoreReader
@@ -51,7 +51,7 @@ _log = logging.getLogger("playthrough")
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Plan", "StatePlan", "StateReconstitutor", "known_positions"]
+__all__ = ["Plan", "PlayObserver", "StatePlan", "StateReconstitutor", "known_positions"]
 
 
 @attrs.define
@@ -128,23 +128,28 @@ class Plan:
         ]
 
     def explain(self) -> str:
-        targets = ", ".join(map(str, self.targets))
+        from ._ids import label, natural_key
+
+        targets = ", ".join(map(label, self.targets))
         lines = [
             f"plan for {targets} at position {self.at}: {len(self.states)} state(s), "
             f"{self.events_played} event(s) to play, {self.rounds} round(s) of reads"
         ]
-        order = list(self.targets) + sorted(k for k in self.states if k not in self.targets)
+        order = list(self.targets) + sorted(
+            (k for k in self.states if k not in self.targets), key=natural_key
+        )
         for key in order:
             sp = self.states[key]
             origin = (
                 f"snapshot at {sp.start}" if sp.snapshot is not None else "blank (no snapshot used)"
             )
             line = (
-                f"  {key}: starts from {origin}, "
+                f"  {label(key)}: starts from {origin}, "
                 f"plays {sp.event_count} event(s) in ({sp.start}, {sp.need}]"
             )
             if key not in self.targets:
-                pulls = ", ".join(f"event {p} of {src}" for src, p in sorted(self.why(key))[:3])
+                pulled = sorted(self.why(key), key=lambda item: (item[1], natural_key(item[0])))
+                pulls = ", ".join(f"event {p} of {label(src)}" for src, p in pulled[:3])
                 line += f"; needed as of {sp.needed_from} by {pulls}"
             for position, why in sp.skipped:
                 line += f"; snapshot at {position} NOT USED: {why}"
@@ -164,6 +169,38 @@ class Plan:
 
     def __str__(self) -> str:
         return self.explain()
+
+    def to_dict(self, event_types: Mapping[int, str] | None = None) -> dict[str, Any]:
+        """The plan as JSON-able data: ``nodes`` (``rewound``, ``target``), ``edges``
+        (``positions`` of the events that pulled a state in), ``rewound``.
+        ``event_types`` (position -> type name) names the events on the edges."""
+        from ._pictures import plan_data
+
+        return plan_data(self, event_types)
+
+    def to_mermaid(self, event_types: Mapping[int, str] | None = None) -> str:
+        """A Mermaid flowchart: rewound states highlighted, edges labelled with the event."""
+        from ._pictures import plan_mermaid
+
+        return plan_mermaid(self, event_types)
+
+    def to_dot(self, event_types: Mapping[int, str] | None = None) -> str:
+        """The same picture as Graphviz DOT."""
+        from ._pictures import plan_dot
+
+        return plan_dot(self, event_types)
+
+
+class PlayObserver(Protocol):
+    """Told around each event a plan plays (snapshots are decoded before the first)."""
+
+    def before(
+        self, event: Event, position: int, part: tuple[StateKey, ...], states: dict[StateKey, State]
+    ) -> None: ...
+
+    def after(
+        self, event: Event, position: int, part: tuple[StateKey, ...], states: dict[StateKey, State]
+    ) -> None: ...
 
 
 class _BadSnapshot(Exception):
@@ -350,9 +387,14 @@ class StateReconstitutor:
         use_snapshots: bool = True,
         to_head: bool = False,
         exclude: frozenset[tuple[StateKey, int, str]] = frozenset(),
+        since: int | None = None,
     ) -> Plan:
         """What loading ``targets`` as of ``at`` takes; ``use_snapshots=False`` starts every
         state from blank (the reference path verification compares snapshots against).
+
+        ``since``: the targets are needed from that position on, so each starts
+        from its newest snapshot at or before it (blank for 0) and plays every
+        event of its own after it: a state's history in one playthrough.
 
         With ``to_head``, every state that joins the plan is played to ``at``
         too (not only to just before the event that needs it): the plan becomes
@@ -366,7 +408,7 @@ class StateReconstitutor:
         states: dict[StateKey, StatePlan] = {}
         edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:
-            states[key] = StatePlan(key, need=at, needed_from=at)
+            states[key] = StatePlan(key, need=at, needed_from=at if since is None else since)
         snaps: dict[StateKey, list[SnapshotRecord]] = {}
         links: dict[int, dict[StateKey, int]] = {}
         touching: dict[StateKey, list[int]] = {}
@@ -507,8 +549,13 @@ class StateReconstitutor:
             taking_part[e] = part
         return Plan(at, targets, states, sorted(positions), taking_part, edges, rounds)
 
-    def play(self, reader: StoreReader, plan: Plan) -> dict[StateKey, State]:
-        """Run the plan through one EventPlayer; returns every state of the plan as last played."""
+    def play(
+        self, reader: StoreReader, plan: Plan, observer: PlayObserver | None = None
+    ) -> dict[StateKey, State]:
+        """Run the plan through one EventPlayer; returns every state of the plan as last played.
+
+        ``observer`` is told before and after each event is played (a state's history).
+        """
         states: dict[StateKey, State] = {}
         for sp in plan.states.values():
             states[sp.key] = (
@@ -520,7 +567,14 @@ class StateReconstitutor:
             expected = next(wanted)
             if stored.position != expected:  # links name it, the log lacks it
                 raise missing_event(expected, "a link of a state being loaded points at it")
-            player.play(decode_event(stored), stored.position, plan.taking_part[stored.position])
+            event = decode_event(stored)
+            part = plan.taking_part[stored.position]
+            if observer is None:
+                player.play(event, stored.position, part)
+            else:
+                observer.before(event, stored.position, part, states)
+                player.play(event, stored.position, part)
+                observer.after(event, stored.position, part, states)
         for expected in wanted:
             raise missing_event(expected, "a link of a state being loaded points at it")
         return states
@@ -533,6 +587,8 @@ class StateReconstitutor:
         *,
         use_snapshots: bool = True,
         to_head: bool = False,
+        since: int | None = None,
+        observer: PlayObserver | None = None,
     ) -> tuple[dict[StateKey, State], Plan]:
         """The targets as of ``at``, plus every other state the plan finished at ``at``.
 
@@ -549,10 +605,11 @@ class StateReconstitutor:
                 use_snapshots=use_snapshots,
                 to_head=to_head,
                 exclude=frozenset(exclude),
+                since=since,
             )
             plan.skipped.extend(skipped)
             try:
-                states = self.play(reader, plan)
+                states = self.play(reader, plan, observer)
                 break
             except _BadSnapshot as bad:  # an older snapshot or the log can answer
                 exclude.add((bad.record.key, bad.record.position, bad.record.data))

@@ -20,12 +20,12 @@ from typing import Any
 
 import attrs
 
-from ._errors import PlaythroughError
+from ._errors import PlaythroughError, StaleForgetError
 from ._model import StateKey, registry
 from ._reconstitution import StateReconstitutor
 from ._serialization import encode_state, state_from_snapshot
 from ._stores import SnapshotRecord, Store, StoredEvent
-from ._stores._base import EventQuery
+from ._stores._base import EventQuery, reader_epoch
 from ._upcasting import (
     current_value_shape,
     read_event,
@@ -300,34 +300,57 @@ def rewrite_snapshots(
     upcast = rebuilt = 0
     for start in range(0, len(todo), batch):
         part = todo[start : start + batch]
-        records: list[SnapshotRecord] = []
-        values: list[SnapshotRecord] = []
-        with store.reader() as reader:
-            wanted = set(part)
-            keys = list(dict.fromkeys(k for k, _ in part))
-            heads = reader.heads(keys)
-            found = reader.snapshots(keys, reader.head())
-            for history in found.values():
-                for record in history:
-                    if (record.key, record.position) not in wanted:
-                        continue
-                    if snapshot_problem(record) is None:
-                        state = state_from_snapshot(record)
-                        upcast += 1
-                    else:
-                        built, _ = reconstitutor.reconstitute(reader, [record.key], record.position)
-                        state = built[record.key]
-                        rebuilt += 1
-                    new = snapshot_record(record.key, record.position, state, encode_state(state))
-                    row = heads.get(record.key)
-                    is_value = row is not None and row.value_position == record.position
-                    if is_value:
-                        values.append(new)
-                    if not is_value or counts[(record.key, record.position)] > 1:
-                        records.append(new)
-        # keep: every snapshot each state has (only rows at existing positions are rewritten)
-        store.write_snapshots(records, keep=1 << 30)
-        store.write_values(values)  # where still the state's last event (else: no longer used)
+        while True:
+            try:
+                done = _rewrite_batch(store, reconstitutor, part, counts)
+            except StaleForgetError:
+                continue  # a subject was forgotten while the batch was read: read it again
+            break
+        upcast += done[0]
+        rebuilt += done[1]
         if progress is not None:
             progress(min(start + batch, len(todo)), len(todo))
     return RewriteReport(len(todo), upcast, rebuilt)
+
+
+def _rewrite_batch(
+    store: Store,
+    reconstitutor: StateReconstitutor,
+    part: list[tuple[StateKey, int]],
+    counts: Counter[tuple[StateKey, int]],
+) -> tuple[int, int]:
+    """Rewrite one batch of snapshots: (upcast, rebuilt). Written under the forget
+    epoch they were read at, so a forget in between refuses it (StaleForgetError)
+    instead of letting a forgotten subject's clear values back in."""
+    upcast = rebuilt = 0
+    records: list[SnapshotRecord] = []
+    values: list[SnapshotRecord] = []
+    with store.reader() as reader:
+        epoch = reader_epoch(reader)
+        wanted = set(part)
+        keys = list(dict.fromkeys(k for k, _ in part))
+        heads = reader.heads(keys)
+        found = reader.snapshots(keys, reader.head())
+        for history in found.values():
+            for record in history:
+                if (record.key, record.position) not in wanted:
+                    continue
+                if snapshot_problem(record) is None:
+                    state = state_from_snapshot(record)
+                    upcast += 1
+                else:
+                    built, _ = reconstitutor.reconstitute(reader, [record.key], record.position)
+                    state = built[record.key]
+                    rebuilt += 1
+                new = snapshot_record(record.key, record.position, state, encode_state(state))
+                row = heads.get(record.key)
+                is_value = row is not None and row.value_position == record.position
+                if is_value:
+                    values.append(new)
+                if not is_value or counts[(record.key, record.position)] > 1:
+                    records.append(new)
+    # keep: every snapshot each state has (only rows at existing positions are rewritten)
+    store.write_snapshots(records, keep=1 << 30, epoch=epoch)
+    # where still the state's last event (else: no longer used); nothing after a forget
+    store.write_values(values, epoch=epoch)
+    return upcast, rebuilt

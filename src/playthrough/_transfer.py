@@ -2,11 +2,11 @@
 
 The format (``FORMAT``, version ``FORMAT_VERSION``), one JSON object a line:
 
-1. a header: ``{"format": "playthrough-log", "version": 2, "schema_version": S,
+1. a header: ``{"format": "playthrough-log", "version": 3, "schema_version": S,
    "after": A, "until": U, "chain": C, "sections": [...]}``: the store's schema
    version, the range ``(A, U]`` of positions the file holds, the log's running
    hash up to ``A`` (see :func:`chain_step`; an append checks it against the
-   store it continues) and the table sections that follow the events;
+   store it continues) and the sections that follow the events;
 2. one line per event, in position order: ``position``, ``type``, ``data`` (the
    event's stored JSON text, byte for byte: personal values stay sealed),
    ``caused_by``, ``fired_at``, ``links`` (``[state type, state id, coupling
@@ -15,10 +15,15 @@ The format (``FORMAT``, version ``FORMAT_VERSION``), one JSON object a line:
 3. a trailer: ``{"trailer": true, "count": N, "sha256": H, "chain": C'}`` where
    ``H`` is the SHA-256 of the event lines exactly as written (UTF-8, each with
    its newline) and ``C'`` the running hash up to ``U``;
-4. one section per name the header lists, in the order of
-   ``TRANSFER_TABLES`` (schedule, pending handlers, completions, followers):
+4. one section per name the header lists, in the order of ``SECTIONS``:
    ``{"section": name}``, one JSON array per row, ``{"end": name, "count": N,
-   "sha256": H}`` (``H`` over the row lines);
+   "sha256": H}`` (``H`` over the row lines). The tables (schedule, pending
+   handlers, completions, followers; an archive file has none), then in every
+   version 3 file ``event_keys`` (``[position, idempotency key]`` of the
+   file's events that have one) and ``forgotten`` (``[subject, key id]`` of
+   every forget the store saw: the subject and a short hash of the deleted
+   key, never personal data), so that a copy deletes a key its source deleted
+   even when an older file (an archive written before the forget) brought it;
 5. last and optional, the ``subject_keys`` section, the same shape: the key of
    every data subject whose sealed values the events hold (``[subject, base64
    key]``; ``[subject, null]`` for one the source had forgotten). An operator
@@ -32,7 +37,8 @@ file inside the store's import transaction, so a refused file leaves nothing
 behind. Export reads through a pager and import writes batches, so both run in
 constant memory in the log's length. Snapshots are not exported: they are a
 cache of the log. Version 1 files (no chain, no sections, personal values in
-clear) still import; the completions they lack are rebuilt from the log.
+clear) and version 2 files (no event keys, no forgets: a null key then stands
+for a forget) still import; the completions they lack are rebuilt from the log.
 """
 
 from __future__ import annotations
@@ -55,7 +61,6 @@ from ._stores import ImportedEvent, SealedEvent, Store, StoreReader, TransferTab
 from ._stores._base import (
     ARCHIVED_CHAIN,
     SCHEMA_VERSION,
-    TRANSFER_TABLES,
     Completion,
     FollowerRow,
     Link,
@@ -65,14 +70,19 @@ from ._stores._base import (
 )
 
 FORMAT = "playthrough-log"
-FORMAT_VERSION = 2
-_READS = (1, 2)
+FORMAT_VERSION = 3
+_READS = (1, 2, 3)
 _PAGE = 5000
 _GZIP_MAGIC = b"\x1f\x8b"
 _MARK_TEXT = f'"{MARK}"'
 KEYS = "subject_keys"
 #: The tables an export carries by default (followers only when asked, keys apart).
 TABLES = ("schedule", "pending_handlers", "completed")
+#: What every version 3 file carries after those, archives included: the idempotency
+#: keys of its events, and the store's forgets (so a copy never keeps a deleted key).
+LOG_SECTIONS = ("event_keys", "forgotten")
+#: Every section a file may list in its header, in file order (the keys come last).
+SECTIONS = ("schedule", "pending_handlers", "completed", "followers", *LOG_SECTIONS)
 #: The running hash of an empty log.
 CHAIN_START = "0" * 64
 
@@ -209,12 +219,14 @@ def export_log(
     sections = [*TABLES, "followers"] if with_followers else list(TABLES)
     if not tables:
         sections = []
+    sections += LOG_SECTIONS
     with store.reader() as reader:
         head = reader.head()
+        until = head if until is None else until
+        if not 0 <= after <= until <= head:
+            raise ValueError(f"bad export range ({after}, {until}]: the log holds 1..{head}")
         carried = reader.transfer_tables(sections)
-    until = head if until is None else until
-    if not 0 <= after <= until <= head:
-        raise ValueError(f"bad export range ({after}, {until}]: the log holds 1..{head}")
+        carried = carried._replace(event_keys=tuple(reader.keys_between(after, until)))
     start = log_chain(store, after)
     header = {
         "format": FORMAT,
@@ -273,6 +285,10 @@ def _rows_of(tables: TransferTables, name: str) -> list[list[Any]]:
         return [[p] for p in tables.pending_handlers or ()]
     if name == "completed":
         return [[c.key.type, c.key.id, c.position, c.event_type] for c in tables.completed or ()]
+    if name == "event_keys":
+        return [[p, k] for p, k in tables.event_keys or ()]
+    if name == "forgotten":
+        return [[s, k] for s, k in tables.forgotten or ()]
     return [list(f) for f in tables.followers or ()]
 
 
@@ -358,10 +374,10 @@ class _Reader:
             if not isinstance(header.get(field), int):
                 raise TransferError(f"{self.name}: the header has no {field!r} position")
         sections = header.setdefault("sections", [])
-        order = list(TRANSFER_TABLES)
+        order = list(SECTIONS)
         if (
             not isinstance(sections, list)
-            or any(s not in order or s == KEYS for s in sections)
+            or any(s not in order for s in sections)
             or sorted(sections, key=order.index) != sections
             or len(set(sections)) != len(sections)
         ):
@@ -510,11 +526,29 @@ class _Reader:
                 if key is not None:
                     base64.b64decode(key, validate=True)
                 keys[str(subject)] = key
+            if "event_keys" in read:
+                tables = tables._replace(
+                    event_keys=tuple((int(p), _text_of(k)) for p, k in read["event_keys"])
+                )
+            # A forget the file names, and a subject whose key the source no longer had.
+            forgets = dict.fromkeys(
+                (_text_of(s), None if k is None else _text_of(k))
+                for s, k in read.get("forgotten", [])
+            )
+            named = {s for s, _ in forgets}
+            nulls = [(s, None) for s, k in keys.items() if k is None and s not in named]
+            tables = tables._replace(forgotten=(*forgets, *nulls))
         except (ValueError, TypeError, IndexError) as exc:
             raise self.fail(f"a table row is malformed ({exc})") from None
         if tables.schedule is not None and any(len(r) != 11 for r in read["schedule"]):
             raise self.fail("a schedule row does not have the 11 columns of a scheduled event")
         return tables, keys
+
+
+def _text_of(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not a non-empty string")
+    return value
 
 
 def _opt(read: dict[str, list[Any]], name: str, convert: Callable[[Any], Any]) -> Any:

@@ -72,6 +72,7 @@ from ._tables import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
     FORGET_EPOCH,
+    LOG_TABLES,
     MIGRATIONS,
     SCHEDULE_COLUMNS,
     SCHEMA_VERSION,
@@ -199,7 +200,7 @@ class StoreReader(abc.ABC):
     def transfer_tables(self, tables: Iterable[str] = TRANSFER_TABLES) -> TransferTables:
         """The rows of these carried tables (the others None), in this reader's snapshot."""
         wanted = set(tables)
-        rows = {t: self.transfer_rows(t) for t in TRANSFER_TABLES if t in wanted}
+        rows = {t: self.transfer_rows(t) for t in (*TRANSFER_TABLES, *LOG_TABLES) if t in wanted}
         out = TransferTables()
         if "schedule" in rows:
             out = out._replace(schedule=tuple(ScheduleRecord(*r) for r in rows["schedule"]))
@@ -217,6 +218,11 @@ class StoreReader(abc.ABC):
             )
         if "subject_keys" in rows:
             out = out._replace(subject_keys=tuple((s, str(k)) for s, k in rows["subject_keys"]))
+        if "forgotten" in rows:
+            seen = dict.fromkeys(
+                (str(s), None if k is None else str(k)) for s, k in rows["forgotten"]
+            )
+            out = out._replace(forgotten=tuple(seen))
         return out
 
     def iter_events(
@@ -254,6 +260,11 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def links_between(self, after: int, upto: int) -> list[Link]:
         """Every link of the events with after < position <= upto."""
+
+    @abc.abstractmethod
+    def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
+        """(position, idempotency key) of the events with after < position <= upto that
+        have one, in position order."""
 
     @abc.abstractmethod
     def meta(self, key: str) -> str | None:

@@ -32,6 +32,7 @@ from ._tables import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,
     FORGET_EPOCH,
+    LOG_TABLES,
     SCHEDULE_COLUMNS,
     TRANSFER_TABLES,
 )
@@ -208,6 +209,10 @@ LINKS_BETWEEN = (
     "SELECT position, state_type, state_id, grp FROM {p}pt_links "
     "WHERE position > {?} AND position <= {?} ORDER BY position"
 )
+KEYS_BETWEEN = (
+    "SELECT position, event_key FROM {p}pt_events WHERE position > {?} AND position <= {?} "
+    "AND event_key IS NOT NULL ORDER BY position"
+)
 META = "SELECT value FROM {p}pt_meta WHERE key = {?}"
 META_DELETE = "DELETE FROM {p}pt_meta WHERE key = {?}"
 COMMIT_POSITIONS = "SELECT first_position, last_position FROM {p}pt_commits WHERE commit_id = {?}"
@@ -270,11 +275,10 @@ ARCHIVE_DELETE = (
 
 def transfer_select(table: str, prefix: str) -> str:
     """The SELECT of one carried table's rows (``prefix``: the schema and a dot, or empty)."""
-    if table not in TRANSFER_TABLES:
-        raise ValueError(
-            f"{table!r} is not a table an export carries ({', '.join(TRANSFER_TABLES)})"
-        )
-    columns, order = TRANSFER_TABLES[table]
+    known = {**TRANSFER_TABLES, **LOG_TABLES}
+    if table not in known:
+        raise ValueError(f"{table!r} is not a table an export carries ({', '.join(known)})")
+    columns, order = known[table]
     return f"SELECT {columns} FROM {prefix}pt_{table} ORDER BY {order}"
 
 

@@ -14,8 +14,9 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .._personal import FORGOTTEN, MARK, open_sealed
-from ._base import ARCHIVED_UNTIL, FORGET_EPOCH, chunks
+from .._errors import StoreError
+from .._personal import FORGOTTEN, MARK, key_id, open_sealed
+from ._base import ARCHIVED_UNTIL, FORGET_EPOCH, chunks, key_conflicts
 
 Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
@@ -160,10 +161,108 @@ def forget(run: Run, subject: str) -> bool:
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [FORGET_EPOCH, str(epoch)],
     )
+    _record(run, subject, key_id(key))
+    return True
+
+
+def _record(run: Run, subject: str, kid: str | None) -> None:
+    """Record a forget: followers are told of it, exports carry it."""
     (seq,) = run("SELECT coalesce(max(seq), 0) + 1 FROM pt_forgotten", [])[0]
     (head,) = run("SELECT coalesce(max(position), 0) FROM pt_events", [])[0]
-    run("INSERT INTO pt_forgotten (seq, subject, position) VALUES (?, ?, ?)", [seq, subject, head])
-    return True
+    run(
+        "INSERT INTO pt_forgotten (seq, subject, position, key_id) VALUES (?, ?, ?, ?)",
+        [seq, subject, head, kid],
+    )
+
+
+def import_keys(
+    run: Run,
+    keys: Sequence[tuple[str, str]],
+    forgotten: Sequence[tuple[str, str | None]],
+) -> bool:
+    """Write an import's subject keys and apply the forgets its file carries, in the
+    import's transaction; True if a key held here was forgotten.
+
+    A forget (subject, id of the deleted key) is applied first: when the store
+    holds that key (any key but the file's, for an id of None), the subject is
+    forgotten here as it was in the source (values, snapshots, key); when it
+    holds none, the forget is recorded, so that this store's own exports carry
+    it on. A key the source deleted never comes back from an older file.
+    Then the file's keys are added; a subject holding another key is refused.
+    """
+    incoming = dict(keys)
+    applied = False
+    for subject, kid in forgotten:
+        found = run("SELECT key FROM pt_subject_keys WHERE subject = ?", [subject])
+        if found:
+            have = str(found[0][0])
+            if have == incoming.get(subject):
+                continue  # the subject came back: the file's key is the current one
+            if kid is None or key_id(base64.b64decode(have)) == kid:
+                forget(run, subject)
+                applied = True
+            continue
+        seen = run(
+            "SELECT 1 FROM pt_forgotten WHERE subject = ? AND coalesce(key_id, '') = ?",
+            [subject, kid or ""],
+        )
+        if not seen:
+            _record(run, subject, kid)
+    for subject, key in keys:
+        run(
+            "INSERT INTO pt_subject_keys (subject, key) VALUES (?, ?) "
+            "ON CONFLICT (subject) DO NOTHING",
+            [subject, key],
+        )
+    if keys:
+        stored: dict[str, bytes] = {}
+        for chunk in chunks([s for s, _ in keys], _CHUNK):
+            marks = ",".join("?" for _ in chunk)
+            for subject, key in run(
+                f"SELECT subject, key FROM pt_subject_keys WHERE subject IN ({marks})", list(chunk)
+            ):
+                stored[str(subject)] = base64.b64decode(str(key))
+        key_conflicts(keys, stored)
+    return applied
+
+
+def import_event_keys(run: Run, rows: Sequence[tuple[int, str]], after: int, until: int) -> None:
+    """Give the events an import wrote in ``(after, until]`` their idempotency keys.
+
+    A key used twice, or already used by an event of this store (archived
+    ones included), is refused: StoreError, nothing written.
+    """
+    if not rows:
+        return
+    seen: dict[str, int] = {}
+    for position, key in rows:
+        if not after < position <= until:
+            raise StoreError(
+                f"import refused, nothing was written: idempotency key {key!r} names "
+                f"position {position}, outside the imported events ({after}, {until}]"
+            )
+        if key in seen:
+            raise StoreError(
+                f"import refused, nothing was written: idempotency key {key!r} is given "
+                f"to positions {seen[key]} and {position}"
+            )
+        seen[key] = position
+    for chunk in chunks(list(seen), _CHUNK):
+        marks = ",".join("?" for _ in chunk)
+        taken = run(
+            f"SELECT event_key, position FROM pt_events WHERE event_key IN ({marks}) "
+            f"UNION ALL SELECT event_key, position FROM pt_archived_keys "
+            f"WHERE event_key IN ({marks})",
+            [*chunk, *chunk],
+        )
+        if taken:
+            key, position = taken[0]
+            raise StoreError(
+                f"import refused, nothing was written: idempotency key {key!r} is already "
+                f"used by the event at position {position} in this store"
+            )
+    for position, key in rows:
+        run("UPDATE pt_events SET event_key = ? WHERE position = ?", [key, position])
 
 
 #: Tables ``forget`` deletes from or rewrites (PostgreSQL vacuums them afterwards).

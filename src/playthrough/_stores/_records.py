@@ -282,7 +282,10 @@ class TransferTables(NamedTuple):
     are. A carried table replaces the store's rows (the file is the newer
     truth: an append brings a copy up to its source), except ``subject_keys``
     (subject, key as base64 text), which are added; a subject that already has
-    another key is refused.
+    another key is refused; ``forgotten`` ((subject, id of the deleted key or
+    None: whatever key the store holds other than the file's)), forgotten in the
+    store first when it holds that key, recorded otherwise; and ``event_keys``
+    ((position, idempotency key) of events the import wrote), set on them.
     """
 
     schedule: tuple[ScheduleRecord, ...] | None = None
@@ -290,6 +293,8 @@ class TransferTables(NamedTuple):
     completed: tuple[Completion, ...] | None = None
     followers: tuple[FollowerRow, ...] | None = None
     subject_keys: tuple[tuple[str, str], ...] | None = None
+    forgotten: tuple[tuple[str, str | None], ...] | None = None
+    event_keys: tuple[tuple[int, str], ...] | None = None
 
 
 def key_conflicts(wanted: Sequence[tuple[str, str]], stored: Mapping[str, bytes]) -> None:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from .._errors import StoreError
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
@@ -157,6 +157,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ON {s}pt_archived_personal (subject)",
         ),
     ),
+    (
+        10,  # a forget names the key it deleted, so a copy can tell that key from a newer one
+        ("ALTER TABLE {s}pt_forgotten ADD COLUMN key_id TEXT",),
+    ),
 )
 
 
@@ -196,6 +200,9 @@ TRANSFER_TABLES: dict[str, tuple[str, str]] = {
     "followers": ("name, position, updated_at", "name"),
     "subject_keys": ("subject, key", "subject"),
 }
+#: Read for an export too, when asked by name: every forget the store saw (not
+#: personal data), so that a copy forgets the same keys.
+LOG_TABLES: dict[str, tuple[str, str]] = {"forgotten": ("subject, key_id", "seq")}
 
 
 #: The columns of an event row, in ``StoredEvent``'s order (both stores select these).

@@ -123,6 +123,9 @@ class PostgresReader(StoreReader):
         wanted = list(dict.fromkeys(subjects))
         return {s: base64.b64decode(k) for s, k in self._q(q.SUBJECT_KEYS, (wanted,))}
 
+    def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
+        return [(int(p), str(k)) for p, k in self._q(q.KEYS_BETWEEN, (after, upto))]
+
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(q.LINKS_BETWEEN, (after, upto))
         return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]

@@ -26,11 +26,10 @@ from .._base import (
     TransferTables,
     check_archive_cut,
     gap_free,
-    key_conflicts,
     stale_forget_message,
     transfer_writes,
 )
-from .._forget import TOUCHED, archive_personal, forget
+from .._forget import TOUCHED, archive_personal, forget, import_event_keys, import_keys
 from . import _sql as q
 from ._log import PostgresLog, snapshot_arrays
 from ._reader import PostgresReader, PostgresTransaction, key_arrays
@@ -71,11 +70,14 @@ class PostgresStore(PostgresLog, Store):
 
             gone = forget(self._runner(conn), subject)
         if gone:
-            # Dead tuples (the key, the dropped values) stay in the table files until
-            # VACUUM; run it now, outside the transaction (it cannot run inside one).
-            for table in TOUCHED:
-                self._single(f"VACUUM {{s}}.{table}", ())
+            self._vacuum_forgotten()
         return gone
+
+    def _vacuum_forgotten(self) -> None:
+        """After a forget: dead tuples (the key, the dropped values) stay in the table
+        files until VACUUM; run it now, outside the transaction (it cannot run in one)."""
+        for table in TOUCHED:
+            self._single(f"VACUUM {{s}}.{table}", ())
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
         with self._transaction("claiming scheduled events", "committing a claim") as conn:
@@ -135,11 +137,16 @@ class PostgresStore(PostgresLog, Store):
             count += len(batch)
             self.statements += 1
             conn.execute(self._sql(q.IMPORT_HEADS), (after,))
+            forgot = False
             if tables is not None:
-                self._write_tables(conn, tables(PostgresReader(self, conn)))
+                carried = tables(PostgresReader(self, conn))
+                forgot = self._write_tables(conn, carried, after, after + count)
+        if forgot:
+            self._vacuum_forgotten()
         return count
 
-    def _write_tables(self, conn: Conn, tables: TransferTables) -> None:
+    def _write_tables(self, conn: Conn, tables: TransferTables, after: int, until: int) -> bool:
+        """Write the carried tables; True if a forget the file carries deleted a key here."""
         for statement, rows in transfer_writes(tables, "{s}."):
             self.statements += 1
             text = self._sql(statement).replace("?", "%s")
@@ -148,18 +155,9 @@ class PostgresStore(PostgresLog, Store):
                     cursor.executemany(text, rows)
             else:
                 conn.execute(text)
-        if tables.subject_keys:
-            self.statements += 2
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    self._sql(
-                        "INSERT INTO {s}.pt_subject_keys (subject, key) VALUES (%s, %s) "
-                        "ON CONFLICT (subject) DO NOTHING"
-                    ),
-                    tables.subject_keys,
-                )
-            stored = PostgresReader(self, conn).subject_keys(s for s, _ in tables.subject_keys)
-            key_conflicts(tables.subject_keys, stored)
+        run = self._runner(conn)
+        import_event_keys(run, tables.event_keys or (), after, until)
+        return import_keys(run, tables.subject_keys or (), tables.forgotten or ())
 
     def archive(
         self,

@@ -154,6 +154,9 @@ class SQLiteReader(StoreReader):
             out.update((s, base64.b64decode(k)) for s, k in rows)
         return out
 
+    def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
+        return [(int(p), str(k)) for p, k in self._q(q.KEYS_BETWEEN, (after, upto))]
+
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(q.LINKS_BETWEEN, (after, upto))
         return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]

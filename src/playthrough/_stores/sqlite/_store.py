@@ -25,10 +25,9 @@ from .._base import (
     TransferTables,
     check_archive_cut,
     gap_free,
-    key_conflicts,
     transfer_writes,
 )
-from .._forget import archive_personal, forget
+from .._forget import archive_personal, forget, import_event_keys, import_keys
 from . import _sql as q
 from ._log import SQLiteLog, snapshot_rows
 from ._reader import SQLiteReader, SQLiteTransaction
@@ -92,19 +91,24 @@ class SQLiteStore(SQLiteLog, Store):
                     return conn.execute(sql, params).fetchall()
 
                 gone = forget(run, subject)
-            if gone and self._path != ":memory:":
-                # secure_delete zeroed the deleted bytes in the pages; the WAL still
-                # holds older copies of those pages until a checkpoint copies the new
-                # ones into the database file and truncates it.
-                try:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                except sqlite3.Error as exc:  # pragma: no cover - a reader elsewhere
-                    raise StoreError(
-                        f"{subject!r} was forgotten, but the WAL checkpoint that removes "
-                        f"old page copies from {self._path}-wal failed: {exc}; run "
-                        "PRAGMA wal_checkpoint(TRUNCATE) once other connections close"
-                    ) from exc
+            if gone:
+                self._checkpoint(f"{subject!r} was forgotten")
         return gone
+
+    def _checkpoint(self, what: str) -> None:
+        """After a forget: secure_delete zeroed the deleted bytes in the pages, but the
+        WAL still holds older copies of those pages until a checkpoint copies the new
+        ones into the database file and truncates it."""
+        if self._path == ":memory:":
+            return
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:  # pragma: no cover - a reader elsewhere
+            raise StoreError(
+                f"{what}, but the WAL checkpoint that removes old page copies from "
+                f"{self._path}-wal failed: {exc}; run PRAGMA wal_checkpoint(TRUNCATE) "
+                "once other connections close"
+            ) from exc
 
     def claim_due(self, now: str, lease_until: str, owner: str, limit: int) -> list[ScheduleRecord]:
         self._writing("claim scheduled events")
@@ -152,22 +156,30 @@ class SQLiteStore(SQLiteLog, Store):
             count += len(batch)
             self.statements += 1
             conn.execute(q.IMPORT_HEADS, (after,))
+            forgot = False
             if tables is not None:
-                self._write_tables(conn, tables(SQLiteReader(self)))
+                forgot = self._write_tables(conn, tables(SQLiteReader(self)), after, after + count)
+        if forgot:
+            self._checkpoint("the import forgot a data subject")
         return count
 
-    def _write_tables(self, conn: sqlite3.Connection, tables: TransferTables) -> None:
+    def _write_tables(
+        self, conn: sqlite3.Connection, tables: TransferTables, after: int, until: int
+    ) -> bool:
+        """Write the carried tables; True if a forget the file carries deleted a key here."""
         for sql, rows in transfer_writes(tables, ""):
             self.statements += 1
             if rows:
                 conn.executemany(sql, rows)
             else:
                 conn.execute(sql)
-        if tables.subject_keys:
-            self.statements += 2
-            conn.executemany(q.SUBJECT_KEYS_WRITE, tables.subject_keys)
-            stored = SQLiteReader(self).subject_keys(s for s, _ in tables.subject_keys)
-            key_conflicts(tables.subject_keys, stored)
+
+        def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            self.statements += 1
+            return conn.execute(sql, params).fetchall()
+
+        import_event_keys(run, tables.event_keys or (), after, until)
+        return import_keys(run, tables.subject_keys or (), tables.forgotten or ())
 
     def archive(
         self,
