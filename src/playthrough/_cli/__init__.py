@@ -8,7 +8,8 @@
 - ``maintain``: ``snapshot`` and ``repair``;
 - ``lifecycle``: ``handlers``, ``scheduled``, ``reschedule`` and ``scheduler``;
 - ``transfer``: ``export``, ``import`` and ``archive``;
-- ``read``: ``events``, ``states``, ``info`` and ``followers``.
+- ``read``: ``events``, ``states``, ``info`` and ``followers``;
+- ``see``: ``explain``, ``graph``, ``history`` and ``serve``.
 
 Output: text for a terminal, or with ``--format json`` one JSON object, or
 JSON Lines for a command whose output is a stream (``events``, ``states``).
@@ -16,7 +17,7 @@ JSON Lines for a command whose output is a stream (``events``, ``states``).
 
 from __future__ import annotations
 
-from . import check, demo, lifecycle, maintain, read, transfer  # noqa: F401 - register commands
+from . import check, demo, lifecycle, maintain, read, see, transfer  # noqa: F401 - register commands
 from ._group import main
 
 __all__ = ["main"]

@@ -7,7 +7,6 @@ line (events, states: a long log streams) or one object (info, followers).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +17,8 @@ import click
 from .._engine import Engine
 from .._errors import PlaythroughError
 from .._followers import Projection
-from .._model import Event, State, registry
+from .._ids import parse_state_id
+from .._model import Event, SingletonState, State, registry
 from .._serialization import converter, dumps
 from ._group import main
 from ._shared import app_option, format_option, open_engine
@@ -47,7 +47,8 @@ def _state_class(name: str) -> type[State]:
     if matches:
         names = ", ".join(sorted(c._pt_type_name for c in matches))
         raise click.BadParameter(f"{name!r} names several state types: {names}", param_hint="TYPE")
-    known = ", ".join(sorted(registry.states)) or "none (pass --app MODULE)"
+    known = ", ".join(sorted(n for n, c in registry.states.items() if c is not SingletonState))
+    known = known or "none (pass --app MODULE)"
     raise click.BadParameter(f"no state type {name!r}; known: {known}", param_hint="TYPE")
 
 
@@ -66,16 +67,12 @@ def _event_type(name: str) -> str:
     raise click.BadParameter(f"no event type {name!r}; known: {known}", param_hint="--type")
 
 
-def _state_id(text: str) -> Any:
-    """``7`` -> 7, ``s:7`` -> "7", ``u:<uuid>`` -> UUID, anything else -> the text."""
-    if text.startswith("s:"):
-        return text[2:]
-    if text.startswith("u:"):
-        return uuid.UUID(text[2:])
+def _parse_id(cls: type[State], text: str | None, hint: str) -> Any:
+    """The id ``text`` names, read as the state type declares its ids (``_ids``)."""
     try:
-        return int(text)
-    except ValueError:
-        return text
+        return parse_state_id(cls, text or None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
 
 
 def _value(text: str) -> Any:
@@ -134,10 +131,11 @@ def events(
     with _engine(database_url, apps) as engine:
         ref = None
         if state is not None:
-            name, sep, ident = state.rpartition(":")
+            name, sep, ident = state.partition(":")
             if not sep or not name:
                 raise click.BadParameter("use TYPE:ID, e.g. Account:7", param_hint="--state")
-            ref = (_state_class(name), _state_id(ident))
+            cls = _state_class(name)
+            ref = (cls, _parse_id(cls, ident, "--state"))
         stream = engine.events(
             after=after,
             types=[_event_type(t) for t in types] or None,
@@ -199,7 +197,7 @@ def states(
                 row = {"id": converter.unstructure(found.id), "last_event": found.last_event_id}
                 click.echo(json.dumps({**row, "value": data}, ensure_ascii=False))
             else:
-                click.echo(f"{found.id!r:<12} #{found.last_event_id:<6} {dumps(data)}")
+                click.echo(f"{found.id!s:<12} #{found.last_event_id:<6} {dumps(data)}")
 
 
 @main.command()
@@ -218,7 +216,7 @@ def info(
     """When a state was created and last changed, how many events, its newest snapshot."""
     with _engine(database_url, apps) as engine:
         cls = _state_class(type_name)
-        found = engine.info(cls, None if state_id is None else _state_id(state_id))
+        found = engine.info(cls, _parse_id(cls, state_id, "ID"))
         if output_format == "json":
             data = {
                 "type": found.key.type,
