@@ -235,6 +235,10 @@ def test_a_clean_block_commits_and_an_error_discards(any_url: str) -> None:
             with pytest.raises(EventRejected):
                 await engine.fire(Deposited(account_id=1, amount=-1))
             assert engine.pending == ()
+            assert await engine.fire_if_valid(Deposited(account_id=1, amount=-1)) is None
+            assert await engine.fire_if_valid(Deposited(account_id=1, amount=2)) is not None
+            assert len(engine.pending) == 1
+            engine.discard()
 
     run(body, any_url)
 

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from .._engine import Engine
-from .._errors import ConcurrencyError, ConfigurationError, PlaythroughError
+from .._errors import ConcurrencyError, ConfigurationError, EventRejected, PlaythroughError
 from .._handlers import CommitResult
 from .._log import PAGE, EventPager
 from .._model import Event, State, StateKey, key_of
@@ -184,6 +184,16 @@ class AsyncEngine:
         """Validate and apply an event to the live states and queue it for commit
         (``Engine.fire``: the same checks, hooks, errors and ``key`` idempotency)."""
         return await self._drive(self.core._fire_steps(event, None, metadata, key))
+
+    async def fire_if_valid(
+        self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> E | None:
+        """Fire ``event`` unless it is refused (``EventRejected``, ``StateCompleted``): then
+        nothing is queued and ``None`` is returned (``Engine.fire_if_valid``)."""
+        try:
+            return await self.fire(event, metadata=metadata, key=key)
+        except EventRejected:
+            return None
 
     async def commit(self) -> CommitResult:
         """Append pending events atomically, then run their ``handle`` hooks (``Engine.commit``:
