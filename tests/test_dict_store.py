@@ -49,7 +49,7 @@ def test_a_store_names_its_capabilities() -> None:
     [
         (lambda s: s.claim_due("2026", "2027", "me", 1), "lifecycle", "claim_due"),
         (lambda s: s.ensure_subject_keys({"ada": b"k"}), "lifecycle", "ensure_subject_keys"),
-        (lambda s: s.archive(1, []), "maintenance", "archive"),
+        (lambda s: s.archive(1, [], None, lambda r: None), "maintenance", "archive"),
         (lambda s: s.rebuild_heads(), "maintenance", "rebuild_heads"),
         (lambda s: s.follow("f", 10).__enter__(), "read side", "follow"),
     ],

@@ -52,7 +52,6 @@ from ._records import (
     archived_until,
     batch_keys,
     cancel_refused,
-    check_archive_cut,
     check_consecutive,
     chunks,
     duplicate_message,
@@ -91,7 +90,6 @@ __all__ = [
     "archived_until",
     "batch_keys",
     "cancel_refused",
-    "check_archive_cut",
     "check_consecutive",
     "chunks",
     "CommitExtras",
@@ -651,11 +649,15 @@ class MaintenanceRecorder(abc.ABC):
         self,
         until: int,
         base: Sequence[SnapshotRecord],
-        meta: Mapping[str, str] | None = None,
+        meta: Mapping[str, str] | None,
+        check: Callable[[LogReader], None],
     ) -> int:
         """Move the log up to ``until`` out, in one transaction; return the events deleted.
 
-        ``meta`` entries are written in the same transaction (the log's chain at the cut).
+        ``check`` runs first, inside that transaction (no append interleaves),
+        and refuses the archive by raising: the archive module's guard
+        (``_archive.check_cut``) decides what a valid cut is. ``meta`` entries
+        are written in the same transaction (the log's chain at the cut).
 
         Writes ``base`` (snapshots at ``until`` of every state touched at or
         before it), deletes the events and links at positions <= ``until`` and
@@ -664,7 +666,7 @@ class MaintenanceRecorder(abc.ABC):
         the log's truth for the archived range: trimming the history and
         ``drop_snapshots`` keep them. ``until`` must be past the previous
         archived position and before the head (the hot log keeps its last
-        event, so positions keep counting). StoreError otherwise.
+        event, so positions keep counting): ``check`` refuses it otherwise.
         """
 
     @abc.abstractmethod

@@ -90,20 +90,6 @@ def refuse_archived(reader: LogReader, at: int, doing: str) -> None:
         )
 
 
-def check_archive_cut(reader: LogReader, until: int, base: Sequence[SnapshotRecord]) -> None:
-    """StoreError unless ``until`` is a valid next cut and ``base`` all sits at it."""
-    previous = archived_until(reader)
-    head = reader.head()
-    if not previous < until < head:
-        raise StoreError(
-            f"cannot archive up to position {until}: the cut must be after the archived "
-            f"positions (1..{previous}) and before the head ({head}), which stays in the log"
-        )
-    wrong = [r for r in base if r.position != until]
-    if wrong:
-        raise StoreError(f"base snapshot of {wrong[0].key} at {wrong[0].position}, not {until}")
-
-
 def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:
     """The ConcurrencyError text for (state key, known last event, store's last event) rows."""
     return (

@@ -5,8 +5,9 @@ MaintenanceContract: import, export tables, archive, stored versions, the fixed 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
+from .._archive import check_cut
 from .._errors import (
     ArchivedRangeError,
     ConcurrencyError,
@@ -30,10 +31,16 @@ from .._stores._base import (
     Completion,
     HeadRow,
     HeadValue,
+    LogReader,
     ScheduleRecord,
     ScheduleRow,
 )
 from ._contract_base import A1, A2, FIRED_AT, HUB, ContractBase, ev, raises_exactly
+
+
+def guard(until: int, base: Sequence[SnapshotRecord]) -> Callable[[LogReader], None]:
+    """The archive module's guard of the cut, as the archive hands it to the store."""
+    return lambda reader: check_cut(reader, until, base)
 
 
 class MaintenanceContract(ContractBase):
@@ -215,10 +222,10 @@ class MaintenanceContract(ContractBase):
         store.write_snapshots([SnapshotRecord(A1, 1, 1, "old")], keep=3)
         base = [SnapshotRecord(A1, 2, 2, "a1@2"), SnapshotRecord(A2, 2, 2, "a2@2")]
         with raises_exactly(StoreError, "before the head"):
-            store.archive(4, base)
+            store.archive(4, base, None, guard(4, base))
         with raises_exactly(StoreError, "not 3"):
-            store.archive(3, base)
-        assert store.archive(2, base, {"archived_chain": "c" * 64}) == 2
+            store.archive(3, base, None, guard(3, base))
+        assert store.archive(2, base, {"archived_chain": "c" * 64}, guard(2, base)) == 2
         with store.reader() as r:
             assert r.head() == 4
             assert r.meta("archived_chain") == "c" * 64
@@ -244,7 +251,7 @@ class MaintenanceContract(ContractBase):
             }
         assert store.append([ev((A1, 0))], {A1: 4}) == [5]
         with raises_exactly(StoreError, "must be after the archived"):
-            store.archive(2, [])
+            store.archive(2, [], None, guard(2, []))
 
     def test_a_fixed_script_gives_these_exact_rows(self) -> None:
         """Every store, given the same operations, holds the same rows: these."""
