@@ -29,6 +29,7 @@ from ._errors import (
     ConfigurationError,
     DecodeError,
     DuplicateEvent,
+    EventRejected,
     NotFoundError,
     PlaythroughError,
     ReconstitutionError,
@@ -94,7 +95,7 @@ from ._upcasting import current_value_shape
 from ._values import current_states, write_back
 
 if TYPE_CHECKING:
-    from ._verify import VerifyReport
+    from ._verify import VerifyOptions, VerifyReport
 
 logger = logging.getLogger("playthrough")
 
@@ -235,7 +236,7 @@ class Engine:
         self._correlation: str | None = None
         self._metadata: dict[str, Any] = {}
         # Firing live plays one event with apply on the touched live states.
-        self._live_player = EventPlayer({}, APPLY_ONLY)
+        self._live_player = EventPlayer({}, APPLY_ONLY, replaying=False)
         self._log = EventLog(self)
         self._queries = StateQueries(self)
         self._committing = False
@@ -536,7 +537,11 @@ class Engine:
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
-            raise PlaythroughError(f"{type(event).__qualname__} was already fired")
+            raise PlaythroughError(
+                f"{type(event).__qualname__} was already fired (an event object is fired "
+                "once: it records its position); to fire the same values again, fire a "
+                "copy: engine.fire(attrs.evolve(event))"
+            )
         # A binding cached before this fire (or by a refused one) was computed from
         # the field values of then: bind afresh. A refused fire leaves nothing cached,
         # so the same object, corrected and fired again, binds to its new ids.
@@ -728,6 +733,36 @@ class Engine:
             chain.pop()
             self._savepoints.pop()
             self._correlation = previous
+
+    def fire_if_valid(
+        self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> E | None:
+        """Fire ``event`` unless it is refused (``EventRejected``, ``StateCompleted``):
+        then nothing is queued and ``None`` is returned. Other errors propagate."""
+        try:
+            return self.fire(event, metadata=metadata, key=key)
+        except EventRejected:
+            return None
+
+    def is_valid(self, event: Event) -> bool:
+        """Whether firing ``event`` now would be accepted (``Event.is_valid(engine)``).
+
+        Fires it (validate, apply, its ``fired`` hooks) and undoes all of it:
+        nothing stays queued or changed, and the event stays unfired. False
+        when it is refused (``EventRejected``, ``StateCompleted``); other errors
+        propagate.
+        """
+        mark = self._mark()
+        saved: dict[StateKey, tuple[State, dict[str, Any]]] = {}
+        self._savepoints.append(saved)
+        try:
+            self.fire(event)
+        except EventRejected:
+            return False
+        finally:
+            self._savepoints.pop()
+        self._rollback(mark, saved)
+        return True
 
     def discard(self) -> None:
         """Forget pending events and drop the states they changed from memory."""
@@ -1177,19 +1212,11 @@ class Engine:
 
     def verify(
         self,
+        options: VerifyOptions | None = None,
         *,
-        sample: int | None = None,
-        seed: int = 0,
-        start: int | None = None,
-        end: int | None = None,
-        time_budget: float | None = None,
-        strict_sync: bool = False,
         progress: Callable[[str, int, int], None] | None = None,
-        apps: Sequence[str] = (),
-        url: str | None = None,
-        subprocess_replay: bool | None = None,
         clock: Callable[[], float] | None = None,
-        determinism: bool = True,
+        **changes: Any,
     ) -> VerifyReport:
         """Check the store: heads and links, snapshots against the log, determinism, sync.
 
@@ -1198,40 +1225,27 @@ class Engine:
         ``playthrough._verify.VerifyInterrupted``, a ``KeyboardInterrupt`` whose
         ``report`` holds what was found until then.
 
-        - ``sample``: check this many states, drawn with ``random.Random(seed)``;
-        - ``start``, ``end``: the positions whose snapshots and states are checked;
-        - ``time_budget``: seconds (of ``clock``, by default ``time.monotonic``); then
-          stop and list what was left;
-        - ``strict_sync``: coupled snapshots out of sync fail the run (by default a
-          warning: they cost a rewind on load, not a wrong result);
-        - ``progress(stage, done, total)``: called as work advances;
-        - ``apps``: modules defining the domain; with them (and a store at ``url``,
-          by default the store's, that another process can open) the second replay
-          runs in a subprocess with another ``PYTHONHASHSEED``; ``subprocess_replay``
-          forces that on or off;
-        - ``determinism=False``: only the snapshot (and sync) checks.
+        What is checked is ``options`` (a ``VerifyOptions``: ``sample``, ``seed``,
+        ``start``, ``end``, ``time_budget``, ``strict_sync``, ``apps``, ``url``,
+        ``subprocess_replay``, ``determinism``), with ``changes`` to its fields
+        given as keywords (``engine.verify(sample=100)``; any other keyword is a
+        ``TypeError``). ``progress(stage, done, total)`` is called as work
+        advances; ``time_budget`` counts seconds of ``clock`` (by default
+        ``time.monotonic``).
 
         See ``playthrough._verify.verify``.
         """
-        from ._verify import verify
+        from ._verify import VerifyOptions, verify
 
+        options = attrs.evolve(options or VerifyOptions(), **changes)
         started = time.perf_counter()
         report = verify(
             self.store,
             self.reconstitutor,
+            options,
             sync_check=self.snapshot_sync,
-            sample=sample,
-            seed=seed,
-            start=start,
-            end=end,
-            time_budget=time_budget,
-            strict_sync=strict_sync,
             progress=progress,
-            apps=apps,
-            url=url,
-            subprocess_replay=subprocess_replay,
             clock=clock,
-            determinism=determinism,
         )
         _telemetry.span(
             "verify",
