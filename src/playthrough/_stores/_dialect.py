@@ -1,8 +1,8 @@
 """One SQL dialect layer for the stores: statements written once, rendered per backend.
 
-A statement both stores send is written here once, as a template, and each
-backend renders it with its :class:`Dialect` into a named constant of its own
-``_sql`` module. A template spells what differs between SQLite and PostgreSQL
+A statement both stores send is written here once, as a template (a class
+attribute of :class:`Statements`), and each backend renders them all with its
+:class:`Dialect` into ``SHARED`` of its own ``_sql`` module. A template spells what differs between SQLite and PostgreSQL
 with these markers (and nothing else):
 
 - ``{p}``: the tables' prefix (empty on SQLite; ``{s}.`` on PostgreSQL, whose
