@@ -1,8 +1,8 @@
 """One SQL dialect layer for the stores: statements written once, rendered per backend.
 
-A statement both stores send is written here once, as a template, and each
-backend renders it with its :class:`Dialect` into a named constant of its own
-``_sql`` module. A template spells what differs between SQLite and PostgreSQL
+A statement both stores send is written here once, as a template (a class
+attribute of :class:`Statements`), and each backend renders them all with its
+:class:`Dialect` into ``SHARED`` of its own ``_sql`` module. A template spells what differs between SQLite and PostgreSQL
 with these markers (and nothing else):
 
 - ``{p}``: the tables' prefix (empty on SQLite; ``{s}.`` on PostgreSQL, whose
@@ -132,145 +132,167 @@ def subject_keys_write(dialect: Dialect) -> str:
     return dialect.upsert("subject_keys", ("subject", "key"), ("text", "text"), ("subject",))
 
 
-#: The log's archived prefix (0: nothing archived), as a scalar subquery.
-ARCHIVED = (
-    "(SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM {p}pt_meta "
-    f"WHERE key = '{ARCHIVED_UNTIL}')"
-)
+class Statements:
+    """The statements both stores send, as templates (class attributes), and rendered
+    for one dialect (an instance's attributes of the same names): a backend's
+    ``_sql`` module holds ``SHARED = Statements(ITS_DIALECT)``."""
 
-#: The store's forget epoch (0: never forgot anyone), as a scalar subquery.
-EPOCH = (
-    "(SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM {p}pt_meta "
-    f"WHERE key = '{FORGET_EPOCH}')"
-)
+    #: The log's archived prefix (0: nothing archived), as a scalar subquery.
+    ARCHIVED = (
+        "(SELECT coalesce(CAST(max(value) AS BIGINT), 0) FROM {p}pt_meta "
+        f"WHERE key = '{ARCHIVED_UNTIL}')"
+    )
 
-#: The base snapshots of an archived log (at pt_meta's archived_until) are never
-#: trimmed or dropped: they stand for the archived events.
-NOT_BASE = (
-    "position <> coalesce((SELECT CAST(value AS BIGINT) FROM {p}pt_meta "
-    f"WHERE key = '{ARCHIVED_UNTIL}'), -1)"
-)
+    #: The store's forget epoch (0: never forgot anyone), as a scalar subquery.
+    EPOCH = (
+        "(SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM {p}pt_meta "
+        f"WHERE key = '{FORGET_EPOCH}')"
+    )
 
-# verify's checks of heads rows and snapshot metadata against the links, and repair.
-# Linear: each heads row looks up its links' maximum on the links' primary key,
-# and each linked state without a heads row is found by a lookup on the heads'
-# (a FULL OUTER JOIN against a grouped subquery runs as a nested loop in SQLite).
-HEADS_DISAGREE = f"""SELECT t, i, have, want FROM (
-    SELECT h.state_type AS t, h.state_id AS i, h.last_position AS have,
-           (SELECT max(l.position) FROM {{p}}pt_links l
-            WHERE l.state_type = h.state_type AND l.state_id = h.state_id) AS want
-    FROM {{p}}pt_heads h
-    UNION ALL
-    SELECT l.state_type, l.state_id, NULL, max(l.position) FROM {{p}}pt_links l
-    WHERE NOT EXISTS (SELECT 1 FROM {{p}}pt_heads h
-                      WHERE h.state_type = l.state_type AND h.state_id = l.state_id)
-    GROUP BY l.state_type, l.state_id
-) x WHERE have {{distinct}} want
-  AND NOT (want IS NULL AND have <= {ARCHIVED})
-ORDER BY 1, 2 LIMIT {{?}}"""
+    #: The base snapshots of an archived log (at pt_meta's archived_until) are never
+    #: trimmed or dropped: they stand for the archived events.
+    NOT_BASE = (
+        "position <> coalesce((SELECT CAST(value AS BIGINT) FROM {p}pt_meta "
+        f"WHERE key = '{ARCHIVED_UNTIL}'), -1)"
+    )
 
-SNAPSHOTS_DISAGREE = f"""SELECT x.state_type, x.state_id, x.position, x.last_event_id, x.want FROM (
-    SELECT s.state_type, s.state_id, s.position, s.last_event_id,
-           (SELECT max(l.position) FROM {{p}}pt_links l WHERE l.state_type = s.state_type
-            AND l.state_id = s.state_id AND l.position <= s.position) AS want
-    FROM {{p}}pt_snapshots s
-) x WHERE x.last_event_id {{distinct}} x.want
-  AND NOT (x.want IS NULL AND x.last_event_id <= {ARCHIVED})
-ORDER BY 1, 2, 3 LIMIT {{?}}"""
+    # verify's checks of heads rows and snapshot metadata against the links, and repair.
+    # Linear: each heads row looks up its links' maximum on the links' primary key,
+    # and each linked state without a heads row is found by a lookup on the heads'
+    # (a FULL OUTER JOIN against a grouped subquery runs as a nested loop in SQLite).
+    HEADS_DISAGREE = f"""SELECT t, i, have, want FROM (
+        SELECT h.state_type AS t, h.state_id AS i, h.last_position AS have,
+               (SELECT max(l.position) FROM {{p}}pt_links l
+                WHERE l.state_type = h.state_type AND l.state_id = h.state_id) AS want
+        FROM {{p}}pt_heads h
+        UNION ALL
+        SELECT l.state_type, l.state_id, NULL, max(l.position) FROM {{p}}pt_links l
+        WHERE NOT EXISTS (SELECT 1 FROM {{p}}pt_heads h
+                          WHERE h.state_type = l.state_type AND h.state_id = l.state_id)
+        GROUP BY l.state_type, l.state_id
+    ) x WHERE have {{distinct}} want
+      AND NOT (want IS NULL AND have <= {ARCHIVED})
+    ORDER BY 1, 2 LIMIT {{?}}"""
 
-#: repair: heads rows from the links (a state without links keeps an archived head).
-REBUILD_HEADS = (
-    f"""DELETE FROM {{p}}pt_heads WHERE last_position > {ARCHIVED}
-    AND NOT EXISTS (SELECT 1 FROM {{p}}pt_links l
-    WHERE l.state_type = {{p}}pt_heads.state_type AND l.state_id = {{p}}pt_heads.state_id)""",
-    """INSERT INTO {p}pt_heads (state_type, state_id, last_position)
-    SELECT state_type, state_id, max(position) FROM {p}pt_links WHERE true
-    GROUP BY state_type, state_id
-    ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
-        value = NULL, value_position = NULL
-    WHERE {p}pt_heads.last_position {distinct} excluded.last_position""",
-)
+    SNAPSHOTS_DISAGREE = f"""SELECT x.state_type, x.state_id, x.position, x.last_event_id,
+    x.want FROM (
+        SELECT s.state_type, s.state_id, s.position, s.last_event_id,
+               (SELECT max(l.position) FROM {{p}}pt_links l WHERE l.state_type = s.state_type
+                AND l.state_id = s.state_id AND l.position <= s.position) AS want
+        FROM {{p}}pt_snapshots s
+    ) x WHERE x.last_event_id {{distinct}} x.want
+      AND NOT (x.want IS NULL AND x.last_event_id <= {ARCHIVED})
+    ORDER BY 1, 2, 3 LIMIT {{?}}"""
 
-#: An import's heads: the links it wrote after the old head.
-IMPORT_HEADS = (
-    "INSERT INTO {p}pt_heads (state_type, state_id, last_position) "
-    "SELECT state_type, state_id, max(position) FROM {p}pt_links WHERE position > {?} "
-    "GROUP BY state_type, state_id "
-    "ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position"
-)
+    #: repair: heads rows from the links (a state without links keeps an archived head).
+    REBUILD_HEADS = (
+        f"""DELETE FROM {{p}}pt_heads WHERE last_position > {ARCHIVED}
+        AND NOT EXISTS (SELECT 1 FROM {{p}}pt_links l
+        WHERE l.state_type = {{p}}pt_heads.state_type AND l.state_id = {{p}}pt_heads.state_id)""",
+        """INSERT INTO {p}pt_heads (state_type, state_id, last_position)
+        SELECT state_type, state_id, max(position) FROM {p}pt_links WHERE true
+        GROUP BY state_type, state_id
+        ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position,
+            value = NULL, value_position = NULL
+        WHERE {p}pt_heads.last_position {distinct} excluded.last_position""",
+    )
 
-# Every reader of events selects EVENT_COLUMNS: an apply hook reads self.metadata,
-# so a load that dropped it would differ from firing and from a replay.
-EVENTS_AFTER = (
-    f"SELECT {EVENT_COLUMNS} FROM {{p}}pt_events WHERE position > {{?}} "
-    "ORDER BY position LIMIT {?}"
-)
-LINKS_BETWEEN = (
-    "SELECT position, state_type, state_id, grp FROM {p}pt_links "
-    "WHERE position > {?} AND position <= {?} ORDER BY position"
-)
-KEYS_BETWEEN = (
-    "SELECT position, event_key FROM {p}pt_events WHERE position > {?} AND position <= {?} "
-    "AND event_key IS NOT NULL ORDER BY position"
-)
-META = "SELECT value FROM {p}pt_meta WHERE key = {?}"
-META_DELETE = "DELETE FROM {p}pt_meta WHERE key = {?}"
-COMMIT_POSITIONS = "SELECT first_position, last_position FROM {p}pt_commits WHERE commit_id = {?}"
-PENDING_HANDLERS = "SELECT position FROM {p}pt_pending_handlers ORDER BY position LIMIT {?}"
-EVENT_VERSIONS = (
-    "SELECT type, version, count(*) FROM {p}pt_events GROUP BY type, version ORDER BY type, version"
-)
-SNAPSHOT_VERSIONS = (
-    "SELECT t, v, f, count(*) FROM (SELECT state_type AS t, version AS v, fingerprint AS f "
-    "FROM {p}pt_snapshots UNION ALL SELECT state_type, value_version, value_fingerprint "
-    "FROM {p}pt_heads WHERE value IS NOT NULL) x GROUP BY t, v, f ORDER BY t, v, f"
-)
-STATE_INFO = (
-    "SELECT h.last_position, h.value_position, "
-    "(SELECT min(position) FROM {p}pt_links l WHERE l.state_type = h.state_type "
-    "AND l.state_id = h.state_id), "
-    "(SELECT count(*) FROM {p}pt_links l WHERE l.state_type = h.state_type "
-    "AND l.state_id = h.state_id), "
-    "(SELECT max(position) FROM {p}pt_snapshots s WHERE s.state_type = h.state_type "
-    "AND s.state_id = h.state_id) "
-    "FROM {p}pt_heads h WHERE h.state_type = {?} AND h.state_id = {?}"
-)
-FOLLOWERS = "SELECT name, position, updated_at FROM {p}pt_followers ORDER BY name"
-FOLLOWER_CREATE = (
-    "INSERT INTO {p}pt_followers (name, position, updated_at) VALUES ({?}, 0, {?}) "
-    "ON CONFLICT (name) DO NOTHING"
-)
-FOLLOWER_ADVANCE = (
-    "UPDATE {p}pt_followers SET position = {?}, updated_at = {?}, "
-    "forgotten = {max}(forgotten, {?}) WHERE name = {?}"
-)
-FOLLOWER_FORGOTTEN = (
-    "SELECT f.seq, f.subject, f.position FROM {p}pt_forgotten f "
-    "JOIN {p}pt_followers w ON w.name = {?} WHERE f.seq > w.forgotten ORDER BY f.seq"
-)
-SCHEDULE = f"SELECT {SCHEDULE_COLUMNS} FROM {{p}}pt_schedule WHERE id = {{?}}"
-SCHEDULES = f"SELECT {SCHEDULE_COLUMNS} FROM {{p}}pt_schedule ORDER BY due_at, id"
-SCHEDULES_BY_STATUS = (
-    f"SELECT {SCHEDULE_COLUMNS} FROM {{p}}pt_schedule WHERE status = {{?}} ORDER BY due_at, id"
-)
-FINISH = (
-    "UPDATE {p}pt_schedule SET status = {?}, error = {?}, lease_owner = NULL, "
-    "lease_until = NULL WHERE id = {?} AND status = 'pending' AND lease_owner = {?}"
-)
-REARM = (
-    "UPDATE {p}pt_schedule SET status = 'pending', due_at = {?}, error = NULL, "
-    "lease_owner = NULL, lease_until = NULL WHERE id = {?} AND status IN ('pending', 'failed')"
-)
-ARCHIVE_KEYS = (
-    "INSERT INTO {p}pt_archived_keys (event_key, position) SELECT event_key, position "
-    "FROM {p}pt_events WHERE position <= {?} AND event_key IS NOT NULL"
-)
-#: What an archive deletes (each takes the position it archives up to).
-ARCHIVE_DELETE = (
-    "DELETE FROM {p}pt_snapshots WHERE position < {?}",
-    "DELETE FROM {p}pt_links WHERE position <= {?}",
-    "DELETE FROM {p}pt_events WHERE position <= {?}",
-)
+    #: An import's heads: the links it wrote after the old head.
+    IMPORT_HEADS = (
+        "INSERT INTO {p}pt_heads (state_type, state_id, last_position) "
+        "SELECT state_type, state_id, max(position) FROM {p}pt_links WHERE position > {?} "
+        "GROUP BY state_type, state_id "
+        "ON CONFLICT (state_type, state_id) DO UPDATE SET last_position = excluded.last_position"
+    )
+
+    # Every reader of events selects EVENT_COLUMNS: an apply hook reads self.metadata,
+    # so a load that dropped it would differ from firing and from a replay.
+    EVENTS_AFTER = (
+        f"SELECT {EVENT_COLUMNS} FROM {{p}}pt_events WHERE position > {{?}} "
+        "ORDER BY position LIMIT {?}"
+    )
+    LINKS_BETWEEN = (
+        "SELECT position, state_type, state_id, grp FROM {p}pt_links "
+        "WHERE position > {?} AND position <= {?} ORDER BY position"
+    )
+    KEYS_BETWEEN = (
+        "SELECT position, event_key FROM {p}pt_events WHERE position > {?} AND position <= {?} "
+        "AND event_key IS NOT NULL ORDER BY position"
+    )
+    META = "SELECT value FROM {p}pt_meta WHERE key = {?}"
+    META_DELETE = "DELETE FROM {p}pt_meta WHERE key = {?}"
+    COMMIT_POSITIONS = (
+        "SELECT first_position, last_position FROM {p}pt_commits WHERE commit_id = {?}"
+    )
+    PENDING_HANDLERS = "SELECT position FROM {p}pt_pending_handlers ORDER BY position LIMIT {?}"
+    EVENT_VERSIONS = (
+        "SELECT type, version, count(*) FROM {p}pt_events GROUP BY type, version "
+        "ORDER BY type, version"
+    )
+    SNAPSHOT_VERSIONS = (
+        "SELECT t, v, f, count(*) FROM (SELECT state_type AS t, version AS v, fingerprint AS f "
+        "FROM {p}pt_snapshots UNION ALL SELECT state_type, value_version, value_fingerprint "
+        "FROM {p}pt_heads WHERE value IS NOT NULL) x GROUP BY t, v, f ORDER BY t, v, f"
+    )
+    STATE_INFO = (
+        "SELECT h.last_position, h.value_position, "
+        "(SELECT min(position) FROM {p}pt_links l WHERE l.state_type = h.state_type "
+        "AND l.state_id = h.state_id), "
+        "(SELECT count(*) FROM {p}pt_links l WHERE l.state_type = h.state_type "
+        "AND l.state_id = h.state_id), "
+        "(SELECT max(position) FROM {p}pt_snapshots s WHERE s.state_type = h.state_type "
+        "AND s.state_id = h.state_id) "
+        "FROM {p}pt_heads h WHERE h.state_type = {?} AND h.state_id = {?}"
+    )
+    FOLLOWERS = "SELECT name, position, updated_at FROM {p}pt_followers ORDER BY name"
+    FOLLOWER_CREATE = (
+        "INSERT INTO {p}pt_followers (name, position, updated_at) VALUES ({?}, 0, {?}) "
+        "ON CONFLICT (name) DO NOTHING"
+    )
+    FOLLOWER_ADVANCE = (
+        "UPDATE {p}pt_followers SET position = {?}, updated_at = {?}, "
+        "forgotten = {max}(forgotten, {?}) WHERE name = {?}"
+    )
+    FOLLOWER_FORGOTTEN = (
+        "SELECT f.seq, f.subject, f.position FROM {p}pt_forgotten f "
+        "JOIN {p}pt_followers w ON w.name = {?} WHERE f.seq > w.forgotten ORDER BY f.seq"
+    )
+    SCHEDULE = f"SELECT {SCHEDULE_COLUMNS} FROM {{p}}pt_schedule WHERE id = {{?}}"
+    SCHEDULES = f"SELECT {SCHEDULE_COLUMNS} FROM {{p}}pt_schedule ORDER BY due_at, id"
+    SCHEDULES_BY_STATUS = (
+        f"SELECT {SCHEDULE_COLUMNS} FROM {{p}}pt_schedule WHERE status = {{?}} ORDER BY due_at, id"
+    )
+    FINISH = (
+        "UPDATE {p}pt_schedule SET status = {?}, error = {?}, lease_owner = NULL, "
+        "lease_until = NULL WHERE id = {?} AND status = 'pending' AND lease_owner = {?}"
+    )
+    REARM = (
+        "UPDATE {p}pt_schedule SET status = 'pending', due_at = {?}, error = NULL, "
+        "lease_owner = NULL, lease_until = NULL WHERE id = {?} AND status IN ('pending', 'failed')"
+    )
+    ARCHIVE_KEYS = (
+        "INSERT INTO {p}pt_archived_keys (event_key, position) SELECT event_key, position "
+        "FROM {p}pt_events WHERE position <= {?} AND event_key IS NOT NULL"
+    )
+    #: What an archive deletes (each takes the position it archives up to).
+    ARCHIVE_DELETE = (
+        "DELETE FROM {p}pt_snapshots WHERE position < {?}",
+        "DELETE FROM {p}pt_links WHERE position <= {?}",
+        "DELETE FROM {p}pt_events WHERE position <= {?}",
+    )
+
+    def __init__(self, dialect: Dialect) -> None:
+        for name, template in vars(Statements).items():
+            if name.isupper():
+                rendered = (
+                    dialect.render(template)
+                    if isinstance(template, str)
+                    else tuple(dialect.render(t) for t in template)
+                )
+                setattr(self, name, rendered)
+        self.SNAPSHOTS_WRITE = snapshots_write(dialect)
+        self.META_SET = meta_write(dialect)
+        self.SUBJECT_KEYS_WRITE = subject_keys_write(dialect)
 
 
 def transfer_select(table: str, prefix: str) -> str:

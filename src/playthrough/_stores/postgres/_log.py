@@ -280,7 +280,7 @@ class PostgresLog(PostgresDatastore):
         else:
             if epoch is not None:  # the append statement checks it; without events, here
                 self.statements += 1
-                (now,) = conn.execute(self._sql(f"SELECT {q.EPOCH}")).fetchone() or (0,)
+                (now,) = conn.execute(self._sql(f"SELECT {q.SHARED.EPOCH}")).fetchone() or (0,)
                 if now != epoch:
                     raise StaleForgetError(stale_forget_message())
             conn.execute(self._sql(q.EMPTY_COMMIT), (commit_id,))
@@ -453,7 +453,7 @@ class PostgresLog(PostgresDatastore):
                     row = conn.execute(self._sql(q.TERMINATE), (pid,)).fetchone()
                     if row is not None and not row[0]:
                         raise StoreError(f"backend {pid} did not end within 10 s")
-                row = conn.execute(self._sql(q.COMMIT_POSITIONS), (commit_id,)).fetchone()
+                row = conn.execute(self._sql(q.SHARED.COMMIT_POSITIONS), (commit_id,)).fetchone()
         except (psycopg.Error, StoreError) as exc:
             text = self._clean(exc) if isinstance(exc, psycopg.Error) else str(exc)
             raise CommitOutcomeUnknown(

@@ -110,11 +110,11 @@ class PostgresReader(StoreReader):
             yield from unseal(rows, self.subject_keys)
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        rows = [StoredEvent(*row) for row in self._q(q.EVENTS_AFTER, (after, limit))]
+        rows = [StoredEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
         return unseal(rows, self.subject_keys)
 
     def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
-        return [SealedEvent(*row) for row in self._q(q.EVENTS_AFTER, (after, limit))]
+        return [SealedEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
 
     def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
         return self._q(transfer_select(table, "{s}."))
@@ -124,14 +124,14 @@ class PostgresReader(StoreReader):
         return {s: base64.b64decode(k) for s, k in self._q(q.SUBJECT_KEYS, (wanted,))}
 
     def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
-        return [(int(p), str(k)) for p, k in self._q(q.KEYS_BETWEEN, (after, upto))]
+        return [(int(p), str(k)) for p, k in self._q(q.SHARED.KEYS_BETWEEN, (after, upto))]
 
     def links_between(self, after: int, upto: int) -> list[Link]:
-        rows = self._q(q.LINKS_BETWEEN, (after, upto))
+        rows = self._q(q.SHARED.LINKS_BETWEEN, (after, upto))
         return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
 
     def meta(self, key: str) -> str | None:
-        rows = self._q(q.META, (key,))
+        rows = self._q(q.SHARED.META, (key,))
         return str(rows[0][0]) if rows else None
 
     def completions(self, keys: Iterable[StateKey]) -> dict[StateKey, Completion]:
@@ -144,16 +144,16 @@ class PostgresReader(StoreReader):
         return out
 
     def schedule(self, schedule_id: str) -> ScheduleRecord | None:
-        rows = self._q(q.SCHEDULE, (schedule_id,))
+        rows = self._q(q.SHARED.SCHEDULE, (schedule_id,))
         return ScheduleRecord(*rows[0]) if rows else None
 
     def schedules(self, status: str | None = None) -> list[ScheduleRecord]:
         if status is None:
-            return [ScheduleRecord(*r) for r in self._q(q.SCHEDULES)]
-        return [ScheduleRecord(*r) for r in self._q(q.SCHEDULES_BY_STATUS, (status,))]
+            return [ScheduleRecord(*r) for r in self._q(q.SHARED.SCHEDULES)]
+        return [ScheduleRecord(*r) for r in self._q(q.SHARED.SCHEDULES_BY_STATUS, (status,))]
 
     def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
-        rows = self._q(q.COMMIT_POSITIONS, (commit_id,))
+        rows = self._q(q.SHARED.COMMIT_POSITIONS, (commit_id,))
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
@@ -164,17 +164,17 @@ class PostgresReader(StoreReader):
         return out
 
     def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
-        rows = self._q(q.HEADS_DISAGREE, (limit,))
+        rows = self._q(q.SHARED.HEADS_DISAGREE, (limit,))
         return [(StateKey(t, i), have, want) for t, i, have, want in rows]
 
     def snapshot_disagreements(
         self, limit: int
     ) -> list[tuple[StateKey, int, int | None, int | None]]:
-        rows = self._q(q.SNAPSHOTS_DISAGREE, (limit,))
+        rows = self._q(q.SHARED.SNAPSHOTS_DISAGREE, (limit,))
         return [(StateKey(t, i), p, last, want) for t, i, p, last, want in rows]
 
     def pending_handlers(self, limit: int) -> list[int]:
-        return [int(r[0]) for r in self._q(q.PENDING_HANDLERS, (limit,))]
+        return [int(r[0]) for r in self._q(q.SHARED.PENDING_HANDLERS, (limit,))]
 
     # ---------------------------------------------------------------- read side
 
@@ -199,7 +199,7 @@ class PostgresReader(StoreReader):
         return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
 
     def state_info(self, key: StateKey) -> StateInfoRow | None:
-        rows = self._q(q.STATE_INFO, (key.type, key.id))
+        rows = self._q(q.SHARED.STATE_INFO, (key.type, key.id))
         if not rows:
             return None
         last, value_position, first, count, snap = rows[0]
@@ -250,13 +250,13 @@ class PostgresReader(StoreReader):
             raise self._store._failure("read", exc) from exc
 
     def followers(self) -> list[FollowerRow]:
-        return [FollowerRow(*row) for row in self._q(q.FOLLOWERS)]
+        return [FollowerRow(*row) for row in self._q(q.SHARED.FOLLOWERS)]
 
     def event_versions(self) -> list[TypeVersions]:
-        return [TypeVersions(t, v, None, n) for t, v, n in self._q(q.EVENT_VERSIONS)]
+        return [TypeVersions(t, v, None, n) for t, v, n in self._q(q.SHARED.EVENT_VERSIONS)]
 
     def snapshot_versions(self) -> list[TypeVersions]:
-        return [TypeVersions(t, v, f, n) for t, v, f, n in self._q(q.SNAPSHOT_VERSIONS)]
+        return [TypeVersions(t, v, f, n) for t, v, f, n in self._q(q.SHARED.SNAPSHOT_VERSIONS)]
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         after: tuple[str, str, int, int] = ("", "", -(1 << 62), 0)

@@ -18,38 +18,8 @@ from .._tables import EVENT_COLUMNS, SCHEDULE_COLUMNS
 
 R = POSTGRES.render
 
-# ---------------------------------------------------------------- shared templates
-
-EPOCH = R(d.EPOCH)
-HEADS_DISAGREE = R(d.HEADS_DISAGREE)
-SNAPSHOTS_DISAGREE = R(d.SNAPSHOTS_DISAGREE)
-REBUILD_HEADS = tuple(R(t) for t in d.REBUILD_HEADS)
-NOT_BASE = R(d.NOT_BASE)
-IMPORT_HEADS = R(d.IMPORT_HEADS)
-EVENTS_AFTER = R(d.EVENTS_AFTER)
-LINKS_BETWEEN = R(d.LINKS_BETWEEN)
-KEYS_BETWEEN = R(d.KEYS_BETWEEN)
-META = R(d.META)
-COMMIT_POSITIONS = R(d.COMMIT_POSITIONS)
-PENDING_HANDLERS = R(d.PENDING_HANDLERS)
-EVENT_VERSIONS = R(d.EVENT_VERSIONS)
-SNAPSHOT_VERSIONS = R(d.SNAPSHOT_VERSIONS)
-STATE_INFO = R(d.STATE_INFO)
-FOLLOWERS = R(d.FOLLOWERS)
-FOLLOWER_CREATE = R(d.FOLLOWER_CREATE)
-FOLLOWER_ADVANCE = R(d.FOLLOWER_ADVANCE)
-FOLLOWER_FORGOTTEN = R(d.FOLLOWER_FORGOTTEN)
-SCHEDULE = R(d.SCHEDULE)
-SCHEDULES = R(d.SCHEDULES)
-SCHEDULES_BY_STATUS = R(d.SCHEDULES_BY_STATUS)
-FINISH = R(d.FINISH)
-REARM = R(d.REARM)
-ARCHIVE_KEYS = R(d.ARCHIVE_KEYS)
-ARCHIVE_DELETE = tuple(R(t) for t in d.ARCHIVE_DELETE)
-SNAPSHOTS_WRITE = d.snapshots_write(POSTGRES)
-SUBJECT_KEYS_WRITE = d.subject_keys_write(POSTGRES)
-#: Set pt_meta keys (rows: one array of keys, one of values).
-META_SET = d.meta_write(POSTGRES)
+#: The statements both stores send (see ``_dialect.Statements``), rendered for this one.
+SHARED = d.Statements(POSTGRES)
 
 # ---------------------------------------------------------------- PostgreSQL's own
 
@@ -208,7 +178,7 @@ HEADS = (
     "SELECT state_type, state_id, last_position, value, value_position, value_version, "
     "value_fingerprint FROM {s}.pt_heads "
     f"WHERE (state_type, state_id) IN ({KEYS}) "
-    f"UNION ALL SELECT NULL, NULL, {EPOCH}, NULL, NULL, NULL, NULL"
+    f"UNION ALL SELECT NULL, NULL, {SHARED.EPOCH}, NULL, NULL, NULL, NULL"
 )
 
 # Values are written only where still exact, and never wait for a row a writer
@@ -222,7 +192,7 @@ VALUES_WRITE = (
     "WHERE (h.value IS NULL OR h.value_position IS DISTINCT FROM v.p "
     "OR h.value_version IS DISTINCT FROM v.version "
     "OR h.value_fingerprint IS DISTINCT FROM v.mark) "
-    f"AND ((SELECT e FROM fe) IS NULL OR (SELECT e FROM fe) = {EPOCH}) "
+    f"AND ((SELECT e FROM fe) IS NULL OR (SELECT e FROM fe) = {SHARED.EPOCH}) "
     "FOR UPDATE OF h SKIP LOCKED) "
     "UPDATE {s}.pt_heads h SET value = v.value, value_position = v.p, "
     "value_version = v.version, value_fingerprint = v.mark FROM mine, v "
@@ -415,12 +385,12 @@ SNAPSHOTS_TRIM = (
     "AND s.position = old.position AND {not_base}"
 )
 
-SNAPSHOTS_TRIM = SNAPSHOTS_TRIM.replace("{not_base}", "s." + NOT_BASE)
+SNAPSHOTS_TRIM = SNAPSHOTS_TRIM.replace("{not_base}", "s." + SHARED.NOT_BASE)
 
 # Dropping snapshots forgets the heads values too (they are the newest snapshots).
 SNAPSHOTS_DROP_ALL = (
     "WITH v AS (UPDATE {s}.pt_heads SET value = NULL, value_position = NULL "
-    f"WHERE value IS NOT NULL) DELETE FROM {{s}}.pt_snapshots WHERE {NOT_BASE}"
+    f"WHERE value IS NOT NULL) DELETE FROM {{s}}.pt_snapshots WHERE {SHARED.NOT_BASE}"
 )
 
 SNAPSHOTS_DROP = (
@@ -428,5 +398,5 @@ SNAPSHOTS_DROP = (
     "v AS (UPDATE {s}.pt_heads h SET value = NULL, value_position = NULL FROM k "
     "WHERE h.state_type = k.t AND h.state_id = k.i) "
     "DELETE FROM {s}.pt_snapshots s USING k WHERE s.state_type = k.t AND s.state_id = k.i "
-    f"AND s.{NOT_BASE}"
+    f"AND s.{SHARED.NOT_BASE}"
 )

@@ -49,7 +49,7 @@ class PostgresStore(PostgresLog, Store):
     def rearm_schedule(self, schedule_id: str, due_at: str) -> bool:
         with self._transaction("rescheduling", "committing a reschedule") as conn:
             self.statements += 1
-            done = conn.execute(self._sql(q.REARM), (due_at, schedule_id)).rowcount
+            done = conn.execute(self._sql(q.SHARED.REARM), (due_at, schedule_id)).rowcount
         return bool(done == 1)
 
     def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -58,7 +58,7 @@ class PostgresStore(PostgresLog, Store):
         with self._transaction("storing subject keys", "committing subject keys") as conn:
             self.statements += 2
             encoded = [base64.b64encode(k).decode() for k in subjects.values()]
-            conn.execute(self._sql(q.SUBJECT_KEYS_WRITE), (list(subjects), encoded))
+            conn.execute(self._sql(q.SHARED.SUBJECT_KEYS_WRITE), (list(subjects), encoded))
             rows = conn.execute(self._sql(q.SUBJECT_KEYS), (list(subjects),)).fetchall()
         return {s: base64.b64decode(k) for s, k in rows}
 
@@ -91,14 +91,15 @@ class PostgresStore(PostgresLog, Store):
     def finish_schedule(self, schedule_id: str, owner: str, status: str, error: str | None) -> bool:
         with self._transaction("updating a scheduled event", "committing it") as conn:
             self.statements += 1
-            done = conn.execute(self._sql(q.FINISH), (status, error, schedule_id, owner)).rowcount
+            finish = self._sql(q.SHARED.FINISH)
+            done = conn.execute(finish, (status, error, schedule_id, owner)).rowcount
         return bool(done == 1)
 
     def rebuild_heads(self) -> int:
         with self._transaction("rebuilding heads", "committing rebuilt heads") as conn:
             self.statements += 2
             conn.execute(self._sql(q.LOCK), (q.LOCK_APPEND, self._lock_key))  # no append meanwhile
-            return sum(conn.execute(self._sql(q)).rowcount for q in q.REBUILD_HEADS)
+            return sum(conn.execute(self._sql(q)).rowcount for q in q.SHARED.REBUILD_HEADS)
 
     def mark_handled(self, positions: Sequence[int]) -> None:
         if not positions:
@@ -136,7 +137,7 @@ class PostgresStore(PostgresLog, Store):
             self._import_batch(conn, batch)
             count += len(batch)
             self.statements += 1
-            conn.execute(self._sql(q.IMPORT_HEADS), (after,))
+            conn.execute(self._sql(q.SHARED.IMPORT_HEADS), (after,))
             forgot = False
             if tables is not None:
                 carried = tables(PostgresReader(self, conn))
@@ -172,18 +173,18 @@ class PostgresStore(PostgresLog, Store):
             check(PostgresReader(self, conn))
             if base:
                 self.statements += 1
-                conn.execute(self._sql(q.SNAPSHOTS_WRITE), snapshot_arrays(base))
+                conn.execute(self._sql(q.SHARED.SNAPSHOTS_WRITE), snapshot_arrays(base))
             self.statements += 1
             archive_personal(self._runner(conn), until)
             self.statements += 1
-            conn.execute(self._sql(q.ARCHIVE_KEYS), (until,))
+            conn.execute(self._sql(q.SHARED.ARCHIVE_KEYS), (until,))
             counts = []
-            for statement in q.ARCHIVE_DELETE:
+            for statement in q.SHARED.ARCHIVE_DELETE:
                 self.statements += 1
                 counts.append(conn.execute(self._sql(statement), (until,)).rowcount)
             written = {ARCHIVED_UNTIL: str(until), **(meta or {})}
             self.statements += 1
-            conn.execute(self._sql(q.META_SET), (list(written), list(written.values())))
+            conn.execute(self._sql(q.SHARED.META_SET), (list(written), list(written.values())))
         return int(counts[-1])
 
     def _import_batch(self, conn: Conn, batch: Sequence[ImportedEvent]) -> None:
@@ -216,7 +217,7 @@ class PostgresStore(PostgresLog, Store):
                 # Under the append lock, which forget takes too: the check holds until COMMIT.
                 self.statements += 2
                 conn.execute(self._sql(q.LOCK), (q.LOCK_APPEND, self._lock_key))
-                (now,) = conn.execute(self._sql(f"SELECT {q.EPOCH}")).fetchone() or (0,)
+                (now,) = conn.execute(self._sql(f"SELECT {q.SHARED.EPOCH}")).fetchone() or (0,)
                 if now != epoch:
                     raise StaleForgetError(stale_forget_message())
             if meta:
@@ -231,7 +232,7 @@ class PostgresStore(PostgresLog, Store):
                 )
             if rows:
                 self.statements += 2
-                conn.execute(self._sql(q.SNAPSHOTS_WRITE), snapshot_arrays(rows))
+                conn.execute(self._sql(q.SHARED.SNAPSHOTS_WRITE), snapshot_arrays(rows))
                 conn.execute(self._sql(q.SNAPSHOTS_TRIM), (*key_arrays(keys), keep))
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
@@ -269,14 +270,14 @@ class PostgresStore(PostgresLog, Store):
                 assert self._pool is not None
                 with self._pool.connection() as other:
                     other.execute(
-                        self._sql(q.FOLLOWER_CREATE), (name, datetime.now(UTC).isoformat())
+                        self._sql(q.SHARED.FOLLOWER_CREATE), (name, datetime.now(UTC).isoformat())
                     )
             if row is None:  # another process holds the follower
                 conn.execute("ROLLBACK")
                 yield None
                 return
             self.statements += 1
-            rows = conn.execute(self._sql(q.EVENTS_AFTER), (row[0], limit)).fetchall()
+            rows = conn.execute(self._sql(q.SHARED.EVENTS_AFTER), (row[0], limit)).fetchall()
 
             def keys(subjects: Iterable[str]) -> dict[str, bytes]:
                 wanted = list(dict.fromkeys(subjects))
@@ -287,13 +288,13 @@ class PostgresStore(PostgresLog, Store):
             self.statements += 1
             forgotten = [
                 SubjectForgotten(int(q), str(subject), int(p))
-                for q, subject, p in conn.execute(self._sql(q.FOLLOWER_FORGOTTEN), (name,))
+                for q, subject, p in conn.execute(self._sql(q.SHARED.FOLLOWER_FORGOTTEN), (name,))
             ]
             batch = FollowerBatch(name, int(row[0]), events, PostgresTransaction(conn), forgotten)
             yield batch
             self.statements += 1
             conn.execute(
-                self._sql(q.FOLLOWER_ADVANCE),
+                self._sql(q.SHARED.FOLLOWER_ADVANCE),
                 (batch.position, datetime.now(UTC).isoformat(), batch.forgotten_seq, name),
             )
 

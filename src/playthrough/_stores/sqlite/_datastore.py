@@ -38,7 +38,7 @@ def check_epoch(conn: sqlite3.Connection, epoch: int | None) -> None:
     """StaleForgetError if a subject was forgotten since ``epoch`` (None: not checked)."""
     if epoch is None:
         return
-    (now,) = conn.execute(f"SELECT {q.EPOCH}").fetchone()
+    (now,) = conn.execute(f"SELECT {q.SHARED.EPOCH}").fetchone()
     if now != epoch:
         raise StaleForgetError(stale_forget_message())
 

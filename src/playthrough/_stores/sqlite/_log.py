@@ -38,6 +38,11 @@ def snapshot_rows(records: Iterable[SnapshotRecord]) -> list[tuple[Any, ...]]:
     ]
 
 
+def check_epoch_value(conn: sqlite3.Connection) -> int:
+    """The store's forget epoch, read in the open transaction."""
+    return int(conn.execute(f"SELECT {q.SHARED.EPOCH}").fetchone()[0])
+
+
 class SQLiteLog(SQLiteDatastore):
     """The log's writes and reads over the SQLite database (see :class:`SQLiteStore`)."""
 
@@ -68,7 +73,7 @@ class SQLiteLog(SQLiteDatastore):
             self._writing("write values")
             with self._transaction("BEGIN IMMEDIATE", "writing values failed") as conn:
                 self.statements += 1
-                if epoch is not None and conn.execute(f"SELECT {q.EPOCH}").fetchone()[0] != epoch:
+                if epoch is not None and epoch != check_epoch_value(conn):
                     return 0  # a subject was forgotten since these were computed
                 return int(
                     conn.executemany(
@@ -281,11 +286,11 @@ class SQLiteLog(SQLiteDatastore):
             check_epoch(conn, epoch)
             for key, value in (meta or {}).items():
                 if value is None:
-                    conn.execute(q.META_DELETE, (key,))
+                    conn.execute(q.SHARED.META_DELETE, (key,))
                 else:
-                    conn.execute(q.META_WRITE, (key, value))
+                    conn.execute(q.SHARED.META_SET, (key, value))
             self.statements += 2
-            conn.executemany(q.SNAPSHOTS_WRITE, snapshot_rows(records))
+            conn.executemany(q.SHARED.SNAPSHOTS_WRITE, snapshot_rows(records))
             conn.executemany(
                 q.SNAPSHOTS_TRIM,
                 [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],

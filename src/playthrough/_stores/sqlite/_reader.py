@@ -138,11 +138,11 @@ class SQLiteReader(StoreReader):
             yield from unseal([StoredEvent(*row) for row in rows], self.subject_keys)
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        rows = self._q(q.EVENTS_AFTER, (after, limit))
+        rows = self._q(q.SHARED.EVENTS_AFTER, (after, limit))
         return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
 
     def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
-        return [SealedEvent(*row) for row in self._q(q.EVENTS_AFTER, (after, limit))]
+        return [SealedEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
 
     def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._q(transfer_select(table, ""))]
@@ -155,14 +155,14 @@ class SQLiteReader(StoreReader):
         return out
 
     def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
-        return [(int(p), str(k)) for p, k in self._q(q.KEYS_BETWEEN, (after, upto))]
+        return [(int(p), str(k)) for p, k in self._q(q.SHARED.KEYS_BETWEEN, (after, upto))]
 
     def links_between(self, after: int, upto: int) -> list[Link]:
-        rows = self._q(q.LINKS_BETWEEN, (after, upto))
+        rows = self._q(q.SHARED.LINKS_BETWEEN, (after, upto))
         return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
 
     def meta(self, key: str) -> str | None:
-        row = self._q(q.META, (key,))
+        row = self._q(q.SHARED.META, (key,))
         return str(row[0][0]) if row else None
 
     def completions(self, keys: Iterable[StateKey]) -> dict[StateKey, Completion]:
@@ -178,18 +178,18 @@ class SQLiteReader(StoreReader):
         return out
 
     def schedule(self, schedule_id: str) -> ScheduleRecord | None:
-        rows = self._q(q.SCHEDULE, (schedule_id,))
+        rows = self._q(q.SHARED.SCHEDULE, (schedule_id,))
         return ScheduleRecord(*rows[0]) if rows else None
 
     def schedules(self, status: str | None = None) -> list[ScheduleRecord]:
         if status is None:
-            rows = self._q(q.SCHEDULES)
+            rows = self._q(q.SHARED.SCHEDULES)
         else:
-            rows = self._q(q.SCHEDULES_BY_STATUS, (status,))
+            rows = self._q(q.SHARED.SCHEDULES_BY_STATUS, (status,))
         return [ScheduleRecord(*r) for r in rows]
 
     def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
-        row = self._q(q.COMMIT_POSITIONS, (commit_id,))
+        row = self._q(q.SHARED.COMMIT_POSITIONS, (commit_id,))
         return (int(row[0][0]), int(row[0][1])) if row else None
 
     def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
@@ -201,17 +201,17 @@ class SQLiteReader(StoreReader):
         return out
 
     def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
-        rows = self._q(q.HEADS_DISAGREE, (limit,))
+        rows = self._q(q.SHARED.HEADS_DISAGREE, (limit,))
         return [(StateKey(t, i), have, want) for t, i, have, want in rows]
 
     def snapshot_disagreements(
         self, limit: int
     ) -> list[tuple[StateKey, int, int | None, int | None]]:
-        rows = self._q(q.SNAPSHOTS_DISAGREE, (limit,))
+        rows = self._q(q.SHARED.SNAPSHOTS_DISAGREE, (limit,))
         return [(StateKey(t, i), p, last, want) for t, i, p, last, want in rows]
 
     def pending_handlers(self, limit: int) -> list[int]:
-        return [int(r[0]) for r in self._q(q.PENDING_HANDLERS, (limit,))]
+        return [int(r[0]) for r in self._q(q.SHARED.PENDING_HANDLERS, (limit,))]
 
     def iter_snapshots(self) -> Iterator[SnapshotRecord]:
         for t, i, p, last, data, version, mark, src in self._q(q.ITER_SNAPSHOTS):
@@ -219,10 +219,10 @@ class SQLiteReader(StoreReader):
             yield SnapshotRecord(StateKey(t, i), p, last, data, version, mark, source)
 
     def event_versions(self) -> list[TypeVersions]:
-        return [TypeVersions(t, v, None, n) for t, v, n in self._q(q.EVENT_VERSIONS)]
+        return [TypeVersions(t, v, None, n) for t, v, n in self._q(q.SHARED.EVENT_VERSIONS)]
 
     def snapshot_versions(self) -> list[TypeVersions]:
-        return [TypeVersions(t, v, f, n) for t, v, f, n in self._q(q.SNAPSHOT_VERSIONS)]
+        return [TypeVersions(t, v, f, n) for t, v, f, n in self._q(q.SHARED.SNAPSHOT_VERSIONS)]
 
     # ---------------------------------------------------------------- read side
 
@@ -240,7 +240,7 @@ class SQLiteReader(StoreReader):
         return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
 
     def state_info(self, key: StateKey) -> StateInfoRow | None:
-        rows = self._q(q.STATE_INFO, (key.type, key.id))
+        rows = self._q(q.SHARED.STATE_INFO, (key.type, key.id))
         if not rows:
             return None
         last, value_position, first, count, snap = rows[0]
@@ -282,7 +282,7 @@ class SQLiteReader(StoreReader):
         return int(rows[0][0])
 
     def followers(self) -> list[FollowerRow]:
-        return [FollowerRow(*row) for row in self._q(q.FOLLOWERS)]
+        return [FollowerRow(*row) for row in self._q(q.SHARED.FOLLOWERS)]
 
 
 class SQLiteTransaction(FollowerTransaction):

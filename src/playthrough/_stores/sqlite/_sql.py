@@ -52,38 +52,8 @@ SCHEMA_VERSION_WRITE = (
     "DO UPDATE SET value = excluded.value"
 )
 
-# ---------------------------------------------------------------- shared templates
-
-EPOCH = R(d.EPOCH)
-HEADS_DISAGREE = R(d.HEADS_DISAGREE)
-SNAPSHOTS_DISAGREE = R(d.SNAPSHOTS_DISAGREE)
-REBUILD_HEADS = tuple(R(q) for q in d.REBUILD_HEADS)
-NOT_BASE = R(d.NOT_BASE)
-IMPORT_HEADS = R(d.IMPORT_HEADS)
-EVENTS_AFTER = R(d.EVENTS_AFTER)
-LINKS_BETWEEN = R(d.LINKS_BETWEEN)
-KEYS_BETWEEN = R(d.KEYS_BETWEEN)
-META = R(d.META)
-META_WRITE = d.meta_write(SQLITE)
-META_DELETE = R(d.META_DELETE)
-COMMIT_POSITIONS = R(d.COMMIT_POSITIONS)
-PENDING_HANDLERS = R(d.PENDING_HANDLERS)
-EVENT_VERSIONS = R(d.EVENT_VERSIONS)
-SNAPSHOT_VERSIONS = R(d.SNAPSHOT_VERSIONS)
-STATE_INFO = R(d.STATE_INFO)
-FOLLOWERS = R(d.FOLLOWERS)
-FOLLOWER_CREATE = R(d.FOLLOWER_CREATE)
-FOLLOWER_ADVANCE = R(d.FOLLOWER_ADVANCE)
-FOLLOWER_FORGOTTEN = R(d.FOLLOWER_FORGOTTEN)
-SCHEDULE = R(d.SCHEDULE)
-SCHEDULES = R(d.SCHEDULES)
-SCHEDULES_BY_STATUS = R(d.SCHEDULES_BY_STATUS)
-FINISH = R(d.FINISH)
-REARM = R(d.REARM)
-ARCHIVE_KEYS = R(d.ARCHIVE_KEYS)
-ARCHIVE_DELETE = tuple(R(q) for q in d.ARCHIVE_DELETE)
-SNAPSHOTS_WRITE = d.snapshots_write(SQLITE)
-SUBJECT_KEYS_WRITE = d.subject_keys_write(SQLITE)
+#: The statements both stores send (see ``_dialect.Statements``), rendered for this one.
+SHARED = d.Statements(SQLITE)
 
 # ---------------------------------------------------------------- reads
 
@@ -116,7 +86,7 @@ HEADS = (
     "SELECT h.state_type, h.state_id, h.last_position, h.value, h.value_position, "
     "h.value_version, h.value_fingerprint "
     "FROM want w JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i "
-    f"UNION ALL SELECT NULL, NULL, {EPOCH}, NULL, NULL, NULL, NULL"
+    f"UNION ALL SELECT NULL, NULL, {SHARED.EPOCH}, NULL, NULL, NULL, NULL"
 )
 LINKS = (
     "WITH want(t, i, lo, hi) AS (VALUES {values}), "
@@ -219,12 +189,14 @@ SNAPSHOTS_TRIM = (
     "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position < "
     "(SELECT MIN(position) FROM (SELECT position FROM pt_snapshots "
     "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?)) "
-    f"AND {NOT_BASE}"
+    f"AND {SHARED.NOT_BASE}"
 )
 # Dropping snapshots forgets the heads values too (they are the newest snapshots).
 VALUES_DROP_ALL = "UPDATE pt_heads SET value = NULL, value_position = NULL WHERE value IS NOT NULL"
-SNAPSHOTS_DROP_ALL = f"DELETE FROM pt_snapshots WHERE {NOT_BASE}"
+SNAPSHOTS_DROP_ALL = f"DELETE FROM pt_snapshots WHERE {SHARED.NOT_BASE}"
 VALUES_DROP = (
     "UPDATE pt_heads SET value = NULL, value_position = NULL WHERE state_type = ? AND state_id = ?"
 )
-SNAPSHOTS_DROP = f"DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND {NOT_BASE}"
+SNAPSHOTS_DROP = (
+    f"DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND {SHARED.NOT_BASE}"
+)

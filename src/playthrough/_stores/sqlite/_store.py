@@ -50,7 +50,7 @@ class SQLiteStore(SQLiteLog, Store):
             self._writing("rebuild heads")
             with self._transaction("BEGIN IMMEDIATE", "rebuilding heads") as conn:
                 self.statements += 2
-                return sum(int(conn.execute(s).rowcount) for s in q.REBUILD_HEADS)
+                return sum(int(conn.execute(s).rowcount) for s in q.SHARED.REBUILD_HEADS)
 
     def mark_handled(self, positions: Sequence[int]) -> None:
         if not positions:
@@ -66,7 +66,7 @@ class SQLiteStore(SQLiteLog, Store):
             self._writing("reschedule")
             with self._transaction("BEGIN IMMEDIATE", "rescheduling failed") as conn:
                 self.statements += 1
-                done = conn.execute(q.REARM, (due_at, schedule_id)).rowcount
+                done = conn.execute(q.SHARED.REARM, (due_at, schedule_id)).rowcount
         return bool(done == 1)
 
     def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -76,7 +76,7 @@ class SQLiteStore(SQLiteLog, Store):
         with self._transaction("BEGIN IMMEDIATE", "storing subject keys failed") as conn:
             self.statements += 2
             conn.executemany(
-                q.SUBJECT_KEYS_WRITE,
+                q.SHARED.SUBJECT_KEYS_WRITE,
                 [(s, base64.b64encode(k).decode()) for s, k in subjects.items()],
             )
             return SQLiteReader(self).subject_keys(subjects)
@@ -127,7 +127,7 @@ class SQLiteStore(SQLiteLog, Store):
         self._writing("update a scheduled event")
         with self._transaction("BEGIN IMMEDIATE", "updating a scheduled event failed") as conn:
             self.statements += 1
-            done = conn.execute(q.FINISH, (status, error, schedule_id, owner)).rowcount
+            done = conn.execute(q.SHARED.FINISH, (status, error, schedule_id, owner)).rowcount
         return bool(done == 1)
 
     def import_events(
@@ -155,7 +155,7 @@ class SQLiteStore(SQLiteLog, Store):
             self._import_batch(conn, batch)
             count += len(batch)
             self.statements += 1
-            conn.execute(q.IMPORT_HEADS, (after,))
+            conn.execute(q.SHARED.IMPORT_HEADS, (after,))
             forgot = False
             if tables is not None:
                 forgot = self._write_tables(conn, tables(SQLiteReader(self)), after, after + count)
@@ -193,14 +193,15 @@ class SQLiteStore(SQLiteLog, Store):
             reader = SQLiteReader(self)
             check(reader)
             self.statements += 6
-            conn.executemany(q.SNAPSHOTS_WRITE, snapshot_rows(base))
-            conn.execute(q.ARCHIVE_KEYS, (until,))
+            conn.executemany(q.SHARED.SNAPSHOTS_WRITE, snapshot_rows(base))
+            conn.execute(q.SHARED.ARCHIVE_KEYS, (until,))
             archive_personal(lambda sql, p: conn.execute(sql, p).fetchall(), until)
-            snapshots, links, events = q.ARCHIVE_DELETE
+            snapshots, links, events = q.SHARED.ARCHIVE_DELETE
             conn.execute(snapshots, (until,))
             conn.execute(links, (until,))
             deleted = conn.execute(events, (until,)).rowcount
-            conn.executemany(q.META_WRITE, [(ARCHIVED_UNTIL, str(until)), *(meta or {}).items()])
+            written = [(ARCHIVED_UNTIL, str(until)), *(meta or {}).items()]
+            conn.executemany(q.SHARED.META_SET, written)
         return int(deleted)
 
     def _import_batch(self, conn: sqlite3.Connection, batch: Sequence[ImportedEvent]) -> None:
@@ -222,17 +223,16 @@ class SQLiteStore(SQLiteLog, Store):
         self._writing("run a follower")
         with self._transaction("BEGIN IMMEDIATE", f"a batch of follower {name!r} failed") as conn:
             self.statements += 3
-            conn.execute(q.FOLLOWER_CREATE, (name, datetime.now(UTC).isoformat()))
+            conn.execute(q.SHARED.FOLLOWER_CREATE, (name, datetime.now(UTC).isoformat()))
             (position,) = conn.execute(q.FOLLOWER_POSITION, (name,)).fetchone()
-            rows = conn.execute(q.EVENTS_AFTER, (position, limit)).fetchall()
+            rows = conn.execute(q.SHARED.EVENTS_AFTER, (position, limit)).fetchall()
             events = unseal([StoredEvent(*r) for r in rows], SQLiteReader(self).subject_keys)
-            forgotten = [
-                SubjectForgotten(*r) for r in conn.execute(q.FOLLOWER_FORGOTTEN, (name,)).fetchall()
-            ]
+            told = conn.execute(q.SHARED.FOLLOWER_FORGOTTEN, (name,)).fetchall()
+            forgotten = [SubjectForgotten(*r) for r in told]
             batch = FollowerBatch(name, position, events, SQLiteTransaction(conn), forgotten)
             yield batch
             conn.execute(
-                q.FOLLOWER_ADVANCE,
+                q.SHARED.FOLLOWER_ADVANCE,
                 (batch.position, datetime.now(UTC).isoformat(), batch.forgotten_seq, name),
             )
 
