@@ -2,8 +2,8 @@
 
 A statement both stores send is written here once, as a template (a class
 attribute of :class:`Statements`), and each backend renders them all with its
-:class:`Dialect` into ``SHARED`` of its own ``_sql`` module. A template spells what differs between SQLite and PostgreSQL
-with these markers (and nothing else):
+:class:`Dialect` into ``SHARED`` of its own ``_sql`` module. A template spells
+what differs between SQLite and PostgreSQL with these markers (and nothing else):
 
 - ``{p}``: the tables' prefix (empty on SQLite; ``{s}.`` on PostgreSQL, whose
   store substitutes its quoted schema for ``{s}`` when it sends the statement)
