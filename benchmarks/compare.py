@@ -61,7 +61,8 @@ from backends import (
 )
 from domain import Account, Deposited, SplitTransferred, Transferred
 from harness import Result, Timer, Timing, markdown_table, measure
-from playthrough import ConcurrencyError, Engine, Event
+from playthrough import Engine, Event
+from playthrough.errors import ConcurrencyError
 from workloads import (
     BATCH,
     READ_ACCOUNTS,

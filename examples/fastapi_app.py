@@ -36,16 +36,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import playthrough
-from playthrough import (
-    ConcurrencyError,
-    Engine,
-    Event,
-    EventRejected,
-    NotFoundError,
-    SingletonState,
-    State,
-    state_id,
-)
+from playthrough import Engine, Event, SingletonState, State, state_id
+from playthrough.errors import ConcurrencyError, EventRejected, NotFoundError
 
 # ---------------------------------------------------------------------- the domain
 

@@ -22,19 +22,16 @@ import attrs
 import psycopg
 import pytest
 
-from playthrough import (
-    CommitOutcomeUnknown,
-    DuplicateEvent,
-    Engine,
-    Event,
-    HandlerFailed,
-    PlaythroughError,
-    State,
-    StoreError,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
 from playthrough._stores.postgres import PostgresStore
 from playthrough._stores.sqlite import SQLiteStore
+from playthrough.errors import (
+    CommitOutcomeUnknown,
+    DuplicateEvent,
+    HandlerFailed,
+    PlaythroughError,
+    StoreError,
+)
 
 
 @attrs.define

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import CorruptionError, Engine
+from playthrough import Engine
+from playthrough.errors import CorruptionError
 from playthrough.examples.bank import Account, AccountOpened, Deposited
 
 

@@ -17,8 +17,9 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from playthrough import ConfigurationError, Engine, Event, HandlerFailed, State, state_id
+from playthrough import Engine, Event, State, state_id
 from playthrough._cli import main
+from playthrough.errors import ConfigurationError, HandlerFailed
 
 
 @attrs.define

@@ -19,12 +19,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import playthrough
-from playthrough import ConcurrencyError, ConfigurationError, Engine, Event, EventRejected, State
+from playthrough import Engine, Event, State
 from playthrough._cli import main
 from playthrough._model import StateKey, key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import SnapshotRecord, SQLiteStore, Store
 from playthrough._stores._base import SCHEMA_VERSION, HeadRow
+from playthrough.errors import ConcurrencyError, ConfigurationError, EventRejected
 from playthrough.testing import reference_states, stored_events
 
 from .domain import Bump, Copy, Feed, Hub, Node, Swap
@@ -569,7 +570,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.execute("UPDATE pt_meta SET value = '99' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
-    with pytest.raises(playthrough.SchemaVersionError, match="99"):
+    with pytest.raises(playthrough.errors.SchemaVersionError, match="99"):
         SQLiteStore(str(path))
 
 

@@ -18,16 +18,9 @@ import attrs
 import psycopg
 import pytest
 
-from playthrough import (
-    ConfigurationError,
-    Engine,
-    Event,
-    PlaythroughError,
-    State,
-    StoreError,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
 from playthrough._stores.postgres import _LOCK_APPEND, PostgresStore
+from playthrough.errors import ConfigurationError, PlaythroughError, StoreError
 
 from .test_crash import ROOT, TIMEOUT, _check, _wait_for_commits
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from playthrough import ConcurrencyError, Engine
+from playthrough import Engine
 from playthrough._cli import main
+from playthrough.errors import ConcurrencyError
 from playthrough.examples.bank import Account, AccountOpened, Deposited
 
 APP = ["--app", "playthrough.examples.bank", "--no-subprocess"]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import CommitOutcomeUnknown, ConcurrencyError, Engine, PlaythroughError
+from playthrough import Engine
+from playthrough.errors import CommitOutcomeUnknown, ConcurrencyError, PlaythroughError
 
 from .crash_worker import ACCOUNTS, OPENING, Moved, Opened, Purse
 

@@ -19,16 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playthrough import (
-    DefinitionError,
-    Engine,
-    Event,
-    PlaythroughError,
-    SingletonState,
-    State,
-    state_id,
-)
+from playthrough import Engine, Event, SingletonState, State, state_id
 from playthrough._model import key_of
+from playthrough.errors import DefinitionError, PlaythroughError
 from playthrough.testing import reference_states
 
 

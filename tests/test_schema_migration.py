@@ -13,10 +13,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from playthrough import Engine, StoreError
+from playthrough import Engine
 from playthrough._stores import _base
 from playthrough._stores import postgres as pg_module
 from playthrough._stores import sqlite as sqlite_module
+from playthrough.errors import StoreError
 
 from .test_commit_outcome import Counted, Tally
 

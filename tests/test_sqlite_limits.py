@@ -13,7 +13,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from playthrough import Engine, Event, State, StoreError, state_id
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import StoreError
 
 
 @attrs.define

@@ -13,15 +13,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from playthrough import (
-    Engine,
-    Event,
-    EventRejected,
-    HandlerFailed,
-    State,
-    StateMutationError,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import EventRejected, HandlerFailed, StateMutationError
 
 
 @attrs.define

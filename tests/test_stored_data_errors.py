@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 import pytest
 
-from playthrough import DecodeError, Engine, Event, PlaythroughError, State, state_id
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import DecodeError, PlaythroughError
 from playthrough.examples.bank import Account, AccountOpened, Deposited
 
 
