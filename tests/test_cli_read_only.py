@@ -1,4 +1,4 @@
-"""Issue 9, item 14: read-only commands never create or migrate a store.
+"""Read-only commands never create or migrate a store.
 
 ``playthrough verify`` on a PostgreSQL schema that does not exist used to
 create it and report OK (green CI on nothing). Now a missing or empty store is

@@ -1,4 +1,4 @@
-"""Issue 9, items 1-3: a commit's outcome is told truthfully, on SQLite and PostgreSQL.
+"""A commit's outcome is told truthfully, on SQLite and PostgreSQL.
 
 - every commit stores a unique commit id with its events; ``was_committed`` answers;
 - a failure after COMMIT may have reached the server is resolved (the commit's

@@ -1,4 +1,4 @@
-"""Issue 9, item 11: a missing event is corruption, never silently skipped.
+"""A missing event is corruption, never silently skipped.
 
 Positions are gap-free by construction, so a gap, or a link to an event that
 is not there, means a row was deleted or lost: loads (through links), replays

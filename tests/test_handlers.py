@@ -1,4 +1,4 @@
-"""Issue 9, item 9: handlers are recorded in the store, never silently dropped.
+"""Handlers are recorded in the store, never silently dropped.
 
 A failing handle hook does not stop the handlers of later events; what it
 fired is discarded (it never rides along with a later commit); HandlerFailed

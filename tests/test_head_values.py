@@ -1,4 +1,4 @@
-"""Heads values (issue 10): the commit stores each touched state's value in its heads row.
+"""Heads values: the commit stores each touched state's value in its heads row.
 
 A load of a state whose value is current reads that one row and plays
 nothing; every other load plans as before and writes back what it brought to
@@ -482,7 +482,7 @@ def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
 def _as_version_1(path: Path) -> None:
     """Turn a store file into what schema version 1 wrote (no value columns)."""
     conn = sqlite3.connect(path)
-    # what schema version 4 added (issue 9)
+    # what schema version 4 added
     conn.execute("DROP TABLE pt_commits")
     conn.execute("DROP TABLE pt_pending_handlers")
     conn.execute("DROP INDEX pt_events_by_key")

@@ -30,7 +30,7 @@ def test_a_version_1_schema_is_upgraded_on_open(pg_url: str, pg_schema: str) -> 
         writer.fire(Transfer(source_id=0, target_id=1, amount=3))
         writer.commit()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # what version 1 wrote
-        # what schema version 4 added (issue 9)
+        # what schema version 4 added
         conn.execute(f'DROP TABLE "{pg_schema}".pt_commits')
         conn.execute(f'DROP TABLE "{pg_schema}".pt_pending_handlers')
         conn.execute(f'ALTER TABLE "{pg_schema}".pt_events DROP COLUMN event_key')

@@ -1,4 +1,4 @@
-"""Issue 9, item 4: no code path waits forever, whatever the commit's size.
+"""No code path waits forever, whatever the commit's size.
 
 psycopg's pipeline deadlocked on a commit of ~15 MiB, holding the append lock
 so every other writer of the schema blocked. Large batches now go without the

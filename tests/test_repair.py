@@ -1,4 +1,4 @@
-"""Issue 9, item 13: verify checks heads rows and snapshot metadata; repair rebuilds heads.
+"""Verify checks heads rows and snapshot metadata; repair rebuilds heads.
 
 A lowered heads row made a state uncommittable forever (every commit refused
 as stale) and a snapshot with no ``last_event_id`` went unnoticed, while verify

@@ -1,4 +1,4 @@
-"""Issue 9, item 17: engine.retry() with jittered backoff, and fairness under a hot spot."""
+"""Engine.retry() with jittered backoff, and fairness under a hot spot."""
 
 from __future__ import annotations
 

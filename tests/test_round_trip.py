@@ -1,4 +1,4 @@
-"""Issue 9, items 5-7: values that must survive the round trip through the store.
+"""Values that must survive the round trip through the store.
 
 - state ids are keyed by their normalised value: a UUID id given in any
   accepted representation is the same state for a fresh engine (property test);

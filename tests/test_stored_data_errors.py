@@ -1,4 +1,4 @@
-"""Issue 9, item 8: every failure reading stored data is a library error with context.
+"""Every failure reading stored data is a library error with context.
 
 Tampered rows used to surface as raw ValueError/AttributeError with no hint of
 where: a ``fired_at`` that is not a timestamp, a malformed UUID in a link, a

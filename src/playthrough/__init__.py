@@ -27,6 +27,7 @@ private.
 """
 
 import importlib
+import importlib.metadata
 import typing
 import warnings
 
@@ -81,6 +82,9 @@ __all__ = [
     "now",
     "state_id",
 ]
+
+#: The installed version (the released section of CHANGELOG.md it matches).
+__version__: str = importlib.metadata.version("playthrough")
 
 # Shown as ``playthrough.Engine`` etc. in reprs and tracebacks, not as private modules.
 for _name in __all__:
