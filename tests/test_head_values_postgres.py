@@ -49,6 +49,9 @@ def test_a_version_1_schema_is_upgraded_on_open(pg_url: str, pg_schema: str) -> 
         ]:
             conn.execute(f'ALTER TABLE "{pg_schema}".{table} DROP COLUMN {column}')
         conn.execute(f'DROP TABLE "{pg_schema}".pt_followers')
+        # what schema version 9 added (forgetting); step 10 then adds a column to it
+        conn.execute(f'DROP TABLE "{pg_schema}".pt_forgotten')
+        conn.execute(f'DROP TABLE "{pg_schema}".pt_archived_personal')
         conn.execute(f'DROP INDEX IF EXISTS "{pg_schema}".pt_events_by_cause')
         conn.execute(f"UPDATE \"{pg_schema}\".pt_meta SET value = '1' WHERE key = 'schema_version'")
     store = PostgresStore(pg_url, schema=pg_schema)

@@ -47,6 +47,7 @@ EXPECTED = {
     "connect",
     # a state as JSON (web responses)
     "asdict",
+    "is_replaying",
 }
 
 # The errors, in playthrough.errors (drawn as a tree in its docstring).
@@ -165,6 +166,7 @@ def test_public_classes_say_they_are_from_playthrough() -> None:
         "event_random",
         "connect",
         "asdict",
+        "is_replaying",
         "Personal",
         "FORGOTTEN",
     }
