@@ -8,14 +8,16 @@ are strings) and printed as written.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from ._cli import _existing_store_url, _import_apps, main, public_url
 from ._cli_read import _APP, _engine, _state_class
-from ._ids import parse_state_id
-from ._model import State
+from ._engine import Engine
+from ._ids import label, parse_state_id
+from ._model import State, decode_id, key_of, registry
 from ._stores import parse_store_url
 
 
@@ -24,6 +26,36 @@ def _parse_id(cls: type[State], text: str | None) -> Any:
         return parse_state_id(cls, text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="ID") from None
+
+
+def demo_rewind(story: Callable[[Engine], Any], cls: type[State], state_id: Any) -> None:
+    """The demo's step that shows the idea: with ``head_values=False`` and snapshots out
+    of step (the coupled states snapshotted after the events that need them), a load's
+    plan rewinds those states and plays the log."""
+    with Engine.open("sqlite://", head_values=False) as engine:
+        story(engine)
+        target = key_of(cls, state_id)
+        others = [
+            (registry.states[k.type], decode_id(k.id))
+            for k in engine.explain(cls, state_id).states
+            if k != target
+        ]
+        if not others:
+            return
+        engine.snapshot(others)  # at the head: past every event of the target
+        plan = engine.explain(cls, state_id)
+        if not plan.rewound:
+            return
+        click.echo(
+            "\nthe same story in memory with head_values=False and every other state "
+            f"snapshotted at the head: loading {label(target)} rewinds the states its "
+            "events need just before them, and plays the log"
+        )
+        click.echo("  " + plan.explain().replace("\n", "\n  "))
+        click.echo("\nthat plan as a picture (playthrough explain URL TYPE ID --format mermaid):")
+        click.echo("  " + plan.to_mermaid().rstrip("\n").replace("\n", "\n  "))
+        click.echo(f"\nthe history of {label(target)} (playthrough history URL TYPE ID):")
+        click.echo("  " + str(engine.history(cls, state_id)).replace("\n", "\n  "))
 
 
 @main.command()
