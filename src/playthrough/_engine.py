@@ -682,6 +682,7 @@ class Engine:
         del self._pending[pending:]
         for key in list(self._pending_keys)[keys:]:
             del self._pending_keys[key]
+        self._own_repository.release()  # the states trim set aside may be pending no more
         for event_key in list(self._pending_event_keys)[event_keys:]:
             del self._pending_event_keys[event_key]
         scheduler = self._scheduler
@@ -741,6 +742,7 @@ class Engine:
             self._repository.forget(key)
         self._pending.clear()
         self._pending_keys.clear()
+        self._own_repository.release()
         self._completions.clear()
         self._scheduler.clear()
         self._pending_event_keys.clear()
@@ -980,6 +982,7 @@ class Engine:
                 set_last_event_id(state, position)
         self._pending.clear()
         self._pending_keys.clear()
+        self._own_repository.release()  # no longer pending: evictable again
         self._pending_event_keys.clear()
         self.coordinator.committed(last)
         return batch
