@@ -46,7 +46,7 @@ def app_option(
     return click.option("--app", "apps", multiple=True, metavar="MODULE", help=help)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="playthrough")
 def main() -> None:
     """playthrough: event-sourced states, where every load is a playthrough of one log."""
