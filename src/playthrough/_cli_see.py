@@ -16,6 +16,7 @@ import click
 from ._cli import _existing_store_url, _import_apps, main, public_url
 from ._cli_read import _APP, _engine, _state_class
 from ._engine import Engine
+from ._followers import Projection
 from ._ids import label, parse_state_id
 from ._model import State, decode_id, key_of, registry
 from ._stores import parse_store_url
@@ -211,3 +212,50 @@ def serve(
         inspect.serve(url, host=host, port=port, show_personal=show_personal, modules=apps)
     except ImportError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _projection(spec: str) -> Projection:
+    import importlib
+
+    module_name, sep, class_name = spec.partition(":")
+    if not sep or not module_name or not class_name:
+        raise click.BadParameter(f"use module:Class, not {spec!r}", param_hint="--projection")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(
+            f"cannot import {module_name}: {exc}", param_hint="--projection"
+        ) from exc
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Projection)):
+        raise click.BadParameter(
+            f"{module_name} has no Projection class {class_name!r}", param_hint="--projection"
+        )
+    try:
+        return cls()
+    except TypeError as exc:
+        raise click.BadParameter(
+            f"{spec}() cannot be made without arguments: {exc}", param_hint="--projection"
+        ) from exc
+
+
+@main.command()
+@click.argument("database_url")
+@_APP
+@click.option("--projection", "spec", required=True, metavar="MODULE:CLASS")
+@click.option("--until-idle", is_flag=True, default=False, help="Stop at the head.")
+@click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+def follow(
+    database_url: str, apps: tuple[str, ...], spec: str, until_idle: bool, interval: float
+) -> None:
+    """Run a projection (a follower) from a shell: until stopped, or --until-idle.
+
+    playthrough follow sqlite:///app.db --app myapp.events --projection myapp.read:Balances
+    """
+    projection = _projection(spec)
+    with _engine(database_url, apps) as engine:
+        report = engine.run(projection, until_idle=until_idle, poll_interval=interval)
+    click.echo(
+        f"{report.name}: processed {report.processed}, passed {report.passed} "
+        f"in {report.batches} batch(es); at position {report.position}"
+    )
