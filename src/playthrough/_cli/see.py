@@ -1,6 +1,6 @@
-"""The commands that show things: ``explain``, ``graph``, ``history`` and ``serve``.
+"""The commands that show things: ``explain``, ``graph``, ``history``, ``serve``, ``follow``.
 
-Registered on the ``playthrough`` group by ``_cli``. Ids are read the way the
+Ids are read the way the
 state type declares them (``Order 13`` is the string ``"13"`` when order ids
 are strings) and printed as written.
 """
@@ -13,13 +13,14 @@ from typing import Any
 
 import click
 
-from ._cli import _existing_store_url, _import_apps, main, public_url
-from ._cli_read import _APP, _engine, _state_class
-from ._engine import Engine
-from ._followers import Projection
-from ._ids import label, parse_state_id
-from ._model import State, decode_id, key_of, registry
-from ._stores import parse_store_url
+from .._engine import Engine
+from .._followers import Projection
+from .._ids import label, parse_state_id
+from .._model import State, decode_id, key_of, registry
+from .._urls import parse_store_url, shown_url
+from ._group import main
+from ._shared import existing_store_url, import_apps
+from .read import _APP, _engine, _state_class
 
 
 def _parse_id(cls: type[State], text: str | None) -> Any:
@@ -121,11 +122,11 @@ def graph(apps: tuple[str, ...], output_format: str) -> None:
 
     playthrough graph --app myapp.events --format dot | dot -Tsvg > coupling.svg
     """
-    from ._coupling import coupling_graph
+    from .._coupling import coupling_graph
 
     if not apps:
         raise click.UsageError("pass the modules that define your classes with --app MODULE")
-    _import_apps(apps)
+    import_apps(apps)
     found = coupling_graph(modules=apps)
     if not found.events:
         raise click.ClickException(f"no event classes are defined in {', '.join(apps)}")
@@ -196,10 +197,10 @@ def serve(
     Needs pip install 'playthrough[inspect]'.
     playthrough serve sqlite:///app.db --app myapp.events   # then open http://127.0.0.1:8765
     """
-    from . import inspect
+    from .. import inspect
 
-    url = _existing_store_url(database_url)
-    _import_apps(apps)
+    url = existing_store_url(database_url)
+    import_apps(apps)
     parse_store_url(url)  # a bad URL is refused before anything starts
     if not inspect.is_loopback(host):
         click.echo(
@@ -207,7 +208,7 @@ def serve(
             "loopback address: anyone who can reach it can read the whole store",
             err=True,
         )
-    click.echo(f"playthrough inspector on http://{host}:{port} for {public_url(database_url)}")
+    click.echo(f"playthrough inspector on http://{host}:{port} for {shown_url(database_url)}")
     try:
         inspect.serve(url, host=host, port=port, show_personal=show_personal, modules=apps)
     except ImportError as exc:

@@ -1,8 +1,7 @@
 """The read-side commands: ``events``, ``states``, ``info`` and ``followers``.
 
-Registered on the ``playthrough`` group by ``_cli``. Text output is for a
-terminal; ``--format json`` prints one JSON object per line (events, states)
-or one object (info, followers), so a long log streams.
+Text output is for a terminal; ``--format json`` prints one JSON object per
+line (events, states: a long log streams) or one object (info, followers).
 """
 
 from __future__ import annotations
@@ -15,38 +14,23 @@ from typing import Any
 import attrs
 import click
 
-from ._cli import _existing_store_url, _import_apps, app_option, main, public_url
-from ._engine import Engine
-from ._errors import PlaythroughError
-from ._followers import Projection
-from ._ids import parse_state_id
-from ._model import Event, SingletonState, State, registry
-from ._serialization import converter, dumps
-from ._stores._base import NoStoreError
+from .._engine import Engine
+from .._errors import PlaythroughError
+from .._followers import Projection
+from .._ids import parse_state_id
+from .._model import Event, SingletonState, State, registry
+from .._serialization import converter, dumps
+from ._group import main
+from ._shared import app_option, format_option, open_engine
 
 _APP = app_option()
-_FORMAT = click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for a terminal; json: one JSON object per line.",
-)
+_FORMAT = format_option()
 
 
 @contextmanager
 def _engine(database_url: str, apps: tuple[str, ...]) -> Iterator[Engine]:
-    """An engine on a store that exists: a read command never creates or migrates one."""
-    url = _existing_store_url(database_url)
-    _import_apps(apps)
-    try:
-        engine = Engine.open(url, create=False)
-    except NoStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
-    with engine:
+    """An engine on a store that exists; a stored row this code cannot read is an error."""
+    with open_engine(database_url, apps) as engine:
         try:
             yield engine
         except PlaythroughError as exc:
@@ -308,6 +292,3 @@ def _projections() -> list[type[Projection]]:
             out.append(sub)
             todo.append(sub)
     return out
-
-
-from . import _cli_see  # noqa: E402, F401 - registers explain, graph, history, serve
