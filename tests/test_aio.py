@@ -48,42 +48,42 @@ def run(body: Callable[[AsyncStore], Coroutine[Any, Any, T]], url: str) -> T:
 
 
 @attrs.define
-class Account(State, type_name="t.aio.Account"):
+class AioAccount(State, type_name="t.aio.Account"):
     balance: int = 0
     log: list[str] = attrs.field(factory=list)
 
 
 @attrs.define
 class AioDeposited(Event, type_name="t.aio.AioDeposited"):
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
     amount: int = 0
 
-    def validate(self, account: Account) -> None:
+    def validate(self, account: AioAccount) -> None:
         if self.amount <= 0:
             raise EventRejected("a deposit is positive")
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance += self.amount
 
 
 @attrs.define
 class AioMeddled(Event, type_name="t.aio.AioMeddled"):
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def validate(self, account: Account) -> None:
+    def validate(self, account: AioAccount) -> None:
         account.log.append("meddled")  # a change in place: refused
 
 
 @attrs.define
-class Ledger(State, type_name="t.aio.Ledger"):
+class AioLedger(State, type_name="t.aio.Ledger"):
     entries: int = 0
 
 
 @attrs.define
 class AioEntered(Event, type_name="t.aio.AioEntered"):
-    ledger_id: int = state_id(Ledger)
+    ledger_id: int = state_id(AioLedger)
 
-    def apply(self, ledger: Ledger) -> None:
+    def apply(self, ledger: AioLedger) -> None:
         ledger.entries += 1
 
 
@@ -95,14 +95,14 @@ class Seen:
 class AioPaidAsync(Event, type_name="t.aio.AioPaidAsync"):
     """An async def handle: it awaits the engine it gets, loading an undeclared state."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance -= 1
 
     async def handle(self, engine: AsyncEngine) -> None:
         await asyncio.sleep(0)
-        ledger = await engine.load(Ledger, self.account_id)
+        ledger = await engine.load(AioLedger, self.account_id)
         Seen.calls.append(f"async {ledger.entries}")
         await engine.fire(AioEntered(ledger_id=self.account_id))
 
@@ -111,12 +111,12 @@ class AioPaidAsync(Event, type_name="t.aio.AioPaidAsync"):
 class AioPaidSync(Event, type_name="t.aio.AioPaidSync"):
     """A plain def handle under the async engine: fires on the state it declares."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance -= 2
 
-    def handle(self, account: Account, engine: Any) -> None:
+    def handle(self, account: AioAccount, engine: Any) -> None:
         Seen.calls.append(f"sync {account.balance}")
         engine.fire(AioDeposited(account_id=self.account_id, amount=10))
 
@@ -125,9 +125,9 @@ class AioPaidSync(Event, type_name="t.aio.AioPaidSync"):
 class AioPaidSyncElsewhere(Event, type_name="t.aio.AioPaidSyncElsewhere"):
     """A plain def handle that fires on a state it neither declares nor has in memory."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance -= 3
 
     def handle(self, engine: Any) -> None:
@@ -138,9 +138,9 @@ class AioPaidSyncElsewhere(Event, type_name="t.aio.AioPaidSyncElsewhere"):
 class AioOrdered(Event, type_name="t.aio.AioOrdered"):
     """A fired hook: the ledger entry joins the order's commit (an async def one here)."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance += 1
 
     async def fired(self, engine: AsyncEngine) -> None:
@@ -151,13 +151,13 @@ class AioOrdered(Event, type_name="t.aio.AioOrdered"):
 class AioRefunded(Event, type_name="t.aio.AioRefunded"):
     """A plain def fired hook under the async engine, refusing the chain when told to."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
     fail: bool = False
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance -= 1
 
-    def fired(self, account: Account, engine: Any) -> None:
+    def fired(self, account: AioAccount, engine: Any) -> None:
         engine.fire(AioDeposited(account_id=self.account_id, amount=5))
         if self.fail:
             raise EventRejected("refund refused")
@@ -177,10 +177,10 @@ def test_fired_hooks_join_the_commit_under_the_async_engine(any_url: str) -> Non
             with pytest.raises(EventRejected):
                 await engine.fire(AioRefunded(account_id=1, fail=True))
             assert len(engine.pending) == 4
-            assert (await engine.load(Account, 1)).balance == 5
+            assert (await engine.load(AioAccount, 1)).balance == 5
         async with store.engine() as engine:
-            assert (await engine.load(Account, 1)).balance == 5
-            assert (await engine.load(Ledger, 101)).entries == 1
+            assert (await engine.load(AioAccount, 1)).balance == 5
+            assert (await engine.load(AioLedger, 101)).entries == 1
             assert await engine.head() == 4
 
     run(body, any_url)
@@ -189,10 +189,10 @@ def test_fired_hooks_join_the_commit_under_the_async_engine(any_url: str) -> Non
 def test_load_or_fail_under_the_async_engine(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         async with store.engine() as engine:
-            with pytest.raises(NotFoundError, match="no Account with id 7"):
-                await engine.load_or_fail(Account, 7)
+            with pytest.raises(NotFoundError, match="no AioAccount with id 7"):
+                await engine.load_or_fail(AioAccount, 7)
             await engine.fire(AioDeposited(account_id=7, amount=1))
-            assert (await engine.load_or_fail(Account, 7)).balance == 1
+            assert (await engine.load_or_fail(AioAccount, 7)).balance == 1
 
     run(body, any_url)
 
@@ -204,14 +204,18 @@ def test_fire_commit_load_find_count_and_events(any_url: str) -> None:
             await engine.fire(AioDeposited(account_id=2, amount=50))
             assert len(engine.pending) == 2
         async with store.engine() as engine:
-            one = await engine.load(Account, 1)
+            one = await engine.load(AioAccount, 1)
             assert one.balance == 100 and one.last_event_id == 1
-            assert [a.balance for a in await engine.load_many(Account, [2, 1, 3])] == [50, 100, 0]
-            rich = await engine.find(Account, balance__gt=60)
+            assert [a.balance for a in await engine.load_many(AioAccount, [2, 1, 3])] == [
+                50,
+                100,
+                0,
+            ]
+            rich = await engine.find(AioAccount, balance__gt=60)
             assert [a.balance for a in rich] == [100]
-            assert await engine.count(Account) == 2
-            assert await engine.count(Account, balance__lt=60) == 1
-            assert (await engine.load(Account, 1, at=0)).balance == 0
+            assert await engine.count(AioAccount) == 2
+            assert await engine.count(AioAccount, balance__lt=60) == 1
+            assert (await engine.load(AioAccount, 1, at=0)).balance == 0
             await engine.fire(AioDeposited(account_id=1, amount=1))
         async with store.engine() as engine:
             seen = [e async for e in engine.events(types=[AioDeposited])]
@@ -230,7 +234,7 @@ def test_a_clean_block_commits_and_an_error_discards(any_url: str) -> None:
                 await engine.fire(AioDeposited(account_id=1, amount=5))
                 raise RuntimeError("boom")
         async with store.engine() as engine:
-            assert (await engine.load(Account, 1)).balance == 0
+            assert (await engine.load(AioAccount, 1)).balance == 0
             assert await engine.head() == 0
             with pytest.raises(EventRejected):
                 await engine.fire(AioDeposited(account_id=1, amount=-1))
@@ -246,8 +250,8 @@ def test_a_clean_block_commits_and_an_error_discards(any_url: str) -> None:
 def test_a_stale_commit_is_refused_and_retry_runs_the_work_again(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         first, second = store.engine(), store.engine()
-        await first.load(Account, 1)
-        await second.load(Account, 1)
+        await first.load(AioAccount, 1)
+        await second.load(AioAccount, 1)
         await first.fire(AioDeposited(account_id=1, amount=1))
         await second.fire(AioDeposited(account_id=1, amount=2))
         await first.commit()
@@ -259,10 +263,10 @@ def test_a_stale_commit_is_refused_and_retry_runs_the_work_again(any_url: str) -
         other = store.engine()
 
         async def work(engine: AsyncEngine) -> int:
-            account = await engine.load(Account, 1)
+            account = await engine.load(AioAccount, 1)
             if not attempts:  # another writer commits between this load and the commit
                 async with other:
-                    await other.load(Account, 1)
+                    await other.load(AioAccount, 1)
                     await other.fire(AioDeposited(account_id=1, amount=10))
             before = account.balance
             attempts.append(before)
@@ -270,11 +274,11 @@ def test_a_stale_commit_is_refused_and_retry_runs_the_work_again(any_url: str) -
             return before
 
         engine = store.engine()
-        await engine.load(Account, 1)  # known at balance 1: stale once `other` commits
+        await engine.load(AioAccount, 1)  # known at balance 1: stale once `other` commits
         assert await engine.retry(work, backoff=0) == 11
         assert attempts == [1, 11]
         async with store.engine() as check:
-            assert (await check.load(Account, 1)).balance == 111
+            assert (await check.load(AioAccount, 1)).balance == 111
 
     run(body, any_url)
 
@@ -293,7 +297,7 @@ def test_idempotency_keys_and_was_committed(any_url: str) -> None:
             commit_id = engine.last_commit_id
             assert commit_id is not None and await engine.was_committed(commit_id)
             assert not await engine.was_committed(uuid.uuid4().hex)
-            assert (await engine.load(Account, 1)).balance == 12
+            assert (await engine.load(AioAccount, 1)).balance == 12
 
     run(body, any_url)
 
@@ -304,7 +308,7 @@ def test_state_mutations_are_refused_as_by_the_sync_engine(any_url: str) -> None
             await engine.fire(AioDeposited(account_id=1, amount=5))
             with pytest.raises(StateMutationError, match="validate hook of AioMeddled"):
                 await engine.fire(AioMeddled(account_id=1))
-            account = await engine.load(Account, 1)
+            account = await engine.load(AioAccount, 1)
             assert account.log == [] and account.balance == 5
             with pytest.raises(StateMutationError):
                 account.balance = 0
@@ -330,8 +334,8 @@ def test_async_and_sync_handle_hooks_run_after_the_commit(any_url: str) -> None:
             ]
         assert Seen.calls == ["async 0", "sync 97"]
         async with store.engine() as engine:
-            assert (await engine.load(Account, 1)).balance == 107
-            assert (await engine.load(Ledger, 1)).entries == 1
+            assert (await engine.load(AioAccount, 1)).balance == 107
+            assert (await engine.load(AioLedger, 1)).entries == 1
             await engine.fire(AioPaidSyncElsewhere(account_id=1))
             result = await engine.commit()  # the commit stands, the failure is reported
             assert len(result) == 1 and len(result.failures) == 1
@@ -340,7 +344,7 @@ def test_async_and_sync_handle_hooks_run_after_the_commit(any_url: str) -> None:
             with pytest.raises(HandlerFailed):
                 result.raise_for_failures()
         async with store.engine() as engine:  # the event stands, its handler stays pending
-            assert (await engine.load(Account, 1)).balance == 104
+            assert (await engine.load(AioAccount, 1)).balance == 104
 
     run(body, any_url)
 
@@ -391,7 +395,7 @@ def test_a_closed_store_says_so(tmp_path: Any) -> None:
         engine = store.engine()
         await store.close()
         with pytest.raises(PlaythroughError, match="closed"):
-            await engine.load(Account, 1)
+            await engine.load(AioAccount, 1)
 
     asyncio.run(body())
 
@@ -426,7 +430,7 @@ def test_a_lost_commit_outcome_is_learnt_on_postgres(pg_url: str, pg_schema: str
             failed.value, CommitOutcomeUnknown
         )
         async with store.engine() as check:
-            assert (await check.load(Account, 1)).balance == 5
+            assert (await check.load(AioAccount, 1)).balance == 5
             assert engine.last_commit_id is not None
             assert not await check.was_committed(engine.last_commit_id)
 
