@@ -951,3 +951,47 @@ def test_a_forget_while_snapshots_are_rewritten_is_not_undone(
         assert "Ada Byron" not in _everything(engine)
         assert Engine(store).load(Customer, 7).name == FORGOTTEN
         assert encode_state(Engine(store).load(Customer, 8)) == other
+
+
+def test_a_store_from_before_the_subject_index_forgets_its_old_events(url: str) -> None:
+    """The upgrade to schema 11 indexes the personal events already in the log."""
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
+        engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
+        engine.commit()
+        engine.snapshot()
+        # As a schema 10 store was: no index of the subjects' events.
+        if url.startswith("sqlite"):
+            script = "DROP TRIGGER pt_events_subjects; DROP TABLE pt_subject_events"
+        else:
+            script = "DROP TABLE pt_subject_events; DROP TRIGGER pt_events_subjects ON pt_events"
+        for statement in script.split("; "):
+            _execute(engine, statement)
+        _execute(engine, "UPDATE pt_meta SET value = '10' WHERE key = 'schema_version'")
+    with Engine.open(url) as engine:
+        assert sorted(_rows(engine, "SELECT subject, position FROM pt_subject_events")) == [
+            ("7", 1),
+            ("8", 2),
+        ]
+        assert engine.forget(7)
+        assert engine.load(Customer, 7).name == FORGOTTEN
+        assert "Ada Byron" not in _everything(engine)
+        assert _rows(engine, "SELECT subject FROM pt_subject_events") == [("8",)]
+        engine.fire(Registered(customer_id=9, name="Alan Turing", email="t@x"))
+        engine.commit()  # new events are indexed as they are written
+        assert sorted(_rows(engine, "SELECT subject FROM pt_subject_events")) == [("8",), ("9",)]
+
+
+def _execute(engine: Engine, sql: str) -> None:
+    store = engine.store
+    if isinstance(store, SQLiteStore):
+        store._conn.execute(sql)
+        return
+    import psycopg
+
+    from playthrough._stores.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{store.schema}"')
+        conn.execute(sql)
