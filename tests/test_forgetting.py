@@ -623,8 +623,10 @@ HISTORY = st.lists(
 )
 
 
-def _play(engine: Engine, history: list[tuple[str, int, int]], archive: Path) -> None:
+def _play(engine: Engine, history: list[tuple[str, int, int]], archive: Path) -> list[Path]:
+    """Play the history; the archive files it wrote, in order."""
     cut = 0
+    files: list[Path] = []
     for n, (op, c, k) in enumerate(history):
         if op == "register":
             engine.fire(Registered(customer_id=c, name=_clear(c, k), email=_clear(c, k + 10)))
@@ -638,8 +640,43 @@ def _play(engine: Engine, history: list[tuple[str, int, int]], archive: Path) ->
             with engine.store.reader() as reader:
                 head = reader.head()
             if cut < head - 1:
-                engine.archive(before=head, to=archive.with_suffix(f".{n}.jsonl.gz"))
+                files.append(archive.with_suffix(f".{n}.jsonl.gz"))
+                engine.archive(before=head, to=files[-1])
                 cut = head - 1
+    return files
+
+
+def _copies(engine: Engine, archives: list[Path], tmp: Path, n: int) -> list[Path]:
+    """After a forget: one more archive when the log allows, an export of the rest, and
+    a SQLite copy built from every archive file (those written before the forget
+    included) and the export. Returns the files written after the forget, decompressed,
+    and the copy's database file; every one of them must be free of the subject."""
+    with engine.store.reader() as reader:
+        head = reader.head()
+        cut = int(reader.meta("archived_until") or 0)
+    written: list[Path] = []
+    if cut < head - 1:
+        archives.append(tmp / f"after-{n}.jsonl.gz")
+        engine.archive(before=head, to=archives[-1])
+        written.append(archives[-1])
+        cut = head - 1
+    export = tmp / f"export-{n}.jsonl"
+    with export.open("wb") as out:
+        engine.export(out, after=cut)
+    written.append(export)
+    copy_path = tmp / f"copy-{n}.db"
+    with Engine.open(f"sqlite:///{copy_path}") as copy:
+        for i, path in enumerate([*archives, export]):
+            with path.open("rb") as source:
+                copy.import_log(source, append=i > 0)
+        assert copy.head() == head
+    plain = []
+    for path in written:
+        data = path.read_bytes()
+        plain_path = path.with_suffix(".plain")
+        plain_path.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+        plain.append(plain_path)
+    return [*plain, copy_path, Path(f"{copy_path}-wal")]
 
 
 def _check_forgotten(
@@ -706,15 +743,16 @@ def test_after_each_forget_nothing_stored_holds_the_subjects_data(
         path = Path(tmp) / "p.db"
         engine = Engine(SQLiteStore(str(path)))
         try:
-            _play(engine, history, Path(tmp) / "archive")
+            archives = _play(engine, history, Path(tmp) / "archive")
             want = _reference(engine)
             keys = _keys(engine)
             forgotten: dict[int, bytes] = {}
-            for c in forgets:
+            for n, c in enumerate(forgets):
                 assert engine.forget(c) == (c in keys and c not in forgotten)
                 if c in keys:
                     forgotten[c] = keys[c]
                 files = [path, Path(f"{path}-wal")]
+                files += _copies(engine, archives, Path(tmp), n)
                 _check_forgotten(engine, forgotten, history, files)
                 _check_reads(engine, want, set(forgotten))
         finally:
@@ -734,15 +772,16 @@ def test_after_each_forget_nothing_stored_holds_the_subjects_data_on_postgres(
     schema = f"pt_test_{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory() as tmp, Engine.open(f"{pg_url}?schema={schema}") as engine:
         try:
-            _play(engine, history, Path(tmp) / "archive")
+            archives = _play(engine, history, Path(tmp) / "archive")
             want = _reference(engine)
             keys = _keys(engine)
             forgotten: dict[int, bytes] = {}
-            for c in forgets:
+            for n, c in enumerate(forgets):
                 engine.forget(c)
                 if c in keys:
                     forgotten[c] = keys[c]
-                _check_forgotten(engine, forgotten, history, [])
+                files = _copies(engine, archives, Path(tmp), n)
+                _check_forgotten(engine, forgotten, history, files)
                 _check_reads(engine, want, set(forgotten))
         finally:
             with psycopg.connect(pg_url, autocommit=True) as conn:
