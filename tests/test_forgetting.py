@@ -1034,3 +1034,21 @@ def _execute(engine: Engine, sql: str) -> None:
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{store.schema}"')
         conn.execute(sql)
+
+
+def test_an_imported_store_keeps_the_seal_and_can_forget(url: str, copy_url: str) -> None:
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=7, name="Ada Byron", email="ada@example.org"))
+        engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
+        engine.commit()
+        data = _export(engine)
+    assert b"Ada Byron" not in data and b"ada@example.org" not in data
+    with Engine.open(copy_url) as copy:
+        copy.import_log(io.BytesIO(data))
+        assert "Ada Byron" not in _everything(copy)  # sealed in the copy too
+        assert copy.load(Customer, 7).name == "Ada Byron"
+        key = _key_text(copy, 7)
+        assert copy.forget(7)
+        assert Engine(copy.store).load(Customer, 7).name == FORGOTTEN
+        assert Engine(copy.store).load(Customer, 8).name == "Grace Hopper"
+        assert key not in _everything(copy)
