@@ -1052,3 +1052,12 @@ def test_an_imported_store_keeps_the_seal_and_can_forget(url: str, copy_url: str
         assert Engine(copy.store).load(Customer, 7).name == FORGOTTEN
         assert Engine(copy.store).load(Customer, 8).name == "Grace Hopper"
         assert key not in _everything(copy)
+
+
+def test_find_on_a_live_engine_after_a_forget_returns_the_stored_values(url: str) -> None:
+    with Engine.open(url) as worker, Engine.open(url) as admin:
+        worker.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
+        worker.commit()  # the worker holds Customer 7 with the clear values
+        assert admin.forget(7)
+        [found] = worker.find(Customer, orders=0)
+        assert (found.name, found.email) == (FORGOTTEN, FORGOTTEN)

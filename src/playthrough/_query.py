@@ -331,22 +331,28 @@ class StateQueries:
                 f"{name} states: it answers from the committed log, so the states it returned "
                 "could contradict the filter; commit or discard first"
             )
-        rows = self._settled(cls, lambda r: r.query_states(name, conditions, order, limit))
-        return iter(self._states(cls, rows))
+        rows, epoch = self._settled(
+            cls, lambda r: (r.query_states(name, conditions, order, limit), reader_epoch(r))
+        )
+        mine = self._engine._epoch
+        return iter(self._states(cls, rows, stale=mine is not None and mine != epoch))
 
-    def _states(self, cls: type[S], rows: list[tuple[str, str, int]]) -> list[S]:
+    def _states(self, cls: type[S], rows: list[tuple[str, str, int]], stale: bool) -> list[S]:
         """The states of ``rows`` (one read's cut): a live one only where it is at that cut.
 
         A state this engine holds at another position (older: other engines
         committed since it was loaded) is replaced in the identity map by the
         row's value, so every state returned satisfies the filter as returned.
+        So is every one when a subject was forgotten since this engine loaded
+        its states (``stale``): a live state may hold the subject's clear values
+        at the same position (the engine's next commit is refused as well).
         """
         repository = self._engine.repository
         out = []
         for state_id, value, position in rows:
             key = StateKey(cls._pt_type_name, state_id)
             live = repository.get(key)
-            if live is None or live.last_event_id != position:
+            if stale or live is None or live.last_event_id != position:
                 live = decode(cls, value, f"stored value of {key} at position {position}")
                 mark_state(live, id=decode_id(state_id), last_event_id=position)
                 repository.put(key, live)
