@@ -16,7 +16,10 @@ same transactions and durability):
 1. one one-state event (Deposited) per commit;
 2. one two-state event per commit, coupled (Transferred: one ``apply``) and
    split (SplitTransferred: ``apply_source`` and ``apply_target``);
-3. 1000 Deposited events per commit (per event).
+3. 1000 Deposited events per commit (per event);
+4. one commit of more new states than the engine's default ``max_states``
+   (10,000) holds: 20,000 Deposited events to distinct accounts (12,000 with
+   ``--quick``), every one pending until the commit.
 
 Read phases (issue 10, "Fast reads"), in the coupled and the split domain: a
 log of 300 opened accounts, 4 deposits each and 600 transfers between random
@@ -79,10 +82,25 @@ class Settings:
     batch_commits: int
     parallel_commits: int
     parallel_reps: int
+    large_states: int
 
 
-FULL = Settings(reps=3, single_commits=200, batch_commits=3, parallel_commits=200, parallel_reps=3)
-QUICK = Settings(reps=3, single_commits=60, batch_commits=2, parallel_commits=60, parallel_reps=1)
+FULL = Settings(
+    reps=3,
+    single_commits=200,
+    batch_commits=3,
+    parallel_commits=200,
+    parallel_reps=3,
+    large_states=20_000,
+)
+QUICK = Settings(
+    reps=3,
+    single_commits=60,
+    batch_commits=2,
+    parallel_commits=60,
+    parallel_reps=1,
+    large_states=12_000,
+)
 
 
 # --------------------------------------------------------------------------- write phases
@@ -141,6 +159,27 @@ def bare_batch(be: Backend, commits: int) -> Timing:
             for _ in range(commits):
                 store.append([bare_deposit(n, 1) for n in range(BATCH)])
             return timer.done(commits * BATCH)
+        finally:
+            store.close()
+
+
+def ours_large(be: Backend, states: int) -> Timing:
+    """One commit of ``states`` new states, more than the default max_states holds."""
+    with be.place() as place, be.engine(place) as engine:
+        timer = Timer()
+        for n in range(states):
+            engine.fire(Deposited(account_id=n, amount=1))
+        engine.commit()
+        return timer.done(states)
+
+
+def bare_large(be: Backend, states: int) -> Timing:
+    with be.place() as place:
+        store = be.bare_writer(place)
+        try:
+            timer = Timer()
+            store.append([bare_deposit(n, 1) for n in range(states)])
+            return timer.done(states)
         finally:
             store.close()
 
@@ -362,6 +401,13 @@ def run_backend(be: Backend, settings: Settings, *, with_parallel: bool) -> str:
             "events/s",
             lambda: ours_batch(be, b),
             lambda: bare_batch(be, b),
+            reps,
+        ),
+        measure(
+            f"{settings.large_states:,} new states in one commit (default max_states)",
+            "events/s",
+            lambda: ours_large(be, settings.large_states),
+            lambda: bare_large(be, settings.large_states),
             reps,
         ),
     ]

@@ -278,6 +278,7 @@ def test_the_cli_shows_a_progress_bar_only_when_asked_or_on_a_terminal(
     from click.testing import CliRunner
 
     from playthrough import _cli
+    from playthrough._cli import _shared
 
     wanted: list[bool | None] = []
     shown: list[tuple[str, int, int]] = []
@@ -287,7 +288,7 @@ def test_the_cli_shows_a_progress_bar_only_when_asked_or_on_a_terminal(
         wanted.append(want)
         yield (lambda *step: shown.append(step)) if want else None
 
-    monkeypatch.setattr(_cli, "_progress_bar", bar)
+    monkeypatch.setattr(_shared, "progress_bar", bar)
     db = tmp_path / "bank.db"
     _bank_log(f"sqlite:///{db}", 10)
     args = ["archive", f"sqlite:///{db}", "--app", "playthrough.examples.bank"]
@@ -302,7 +303,7 @@ def test_the_cli_shows_a_progress_bar_only_when_asked_or_on_a_terminal(
 
 
 def test_the_progress_bar_draws_on_stderr() -> None:
-    from playthrough._cli import _progress_bar
+    from playthrough._cli._shared import progress_bar as _progress_bar
 
     with _progress_bar(True) as update:
         assert update is not None

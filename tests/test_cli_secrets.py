@@ -33,9 +33,11 @@ def test_the_commands_that_take_a_url_are_known() -> None:
     assert _url_commands() == [
         "archive",
         "events",
+        "explain",
         "export",
         "followers",
         "handlers",
+        "history",
         "import",
         "info",
         "repair",
@@ -43,6 +45,7 @@ def test_the_commands_that_take_a_url_are_known() -> None:
         "scheduled",
         "scheduler",
         "schema",
+        "serve",
         "snapshot",
         "states",
         "verify",
@@ -72,8 +75,18 @@ def _pg_url_or_none(request: pytest.FixtureRequest) -> str | None:
 
 @pytest.mark.parametrize("command", _url_commands())
 def test_no_password_in_any_output(
-    command: str, tmp_path: Path, request: pytest.FixtureRequest
+    command: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if command == "serve":  # the inspector answers two requests instead of serving forever
+        import uvicorn
+        from starlette.testclient import TestClient
+
+        def answer(app: object, **kwargs: object) -> None:
+            client = TestClient(app)  # type: ignore[arg-type]
+            for path in ("/log", "/api/events", "/api/events/99"):
+                click.echo(client.get(path).text)
+
+        monkeypatch.setattr(uvicorn, "run", answer)
     runner = CliRunner()
     for url in _urls(_pg_url_or_none(request)):
         junit = tmp_path / "report.xml"

@@ -383,6 +383,26 @@ def test_pending_states_are_never_evicted() -> None:
     assert held.value == 5
 
 
+def test_trimming_costs_constant_work_per_fire_when_pending_states_exceed_the_bound() -> None:
+    # Once more states are pending than max_states allows, trimming must not
+    # scan them again on every fire (that made one large commit quadratic).
+    limit, fires = 50, 2_000
+    engine = Engine(SQLiteStore(), max_states=limit)
+    for n in range(fires):
+        engine.fire(Bump(node_id=n, amount=1))
+    repository = engine._own_repository
+    assert len(repository) == fires  # all pending, none evicted
+    assert repository.examined <= 2 * fires  # quadratic was ~ fires**2 / 2
+    assert engine.load(Node, 0).value == 1  # set-aside states are still found
+    engine.commit()
+    assert len(repository) <= limit  # evictable again once committed
+    assert repository.examined <= 4 * fires
+    engine.fire(Bump(node_id=fires - 1, amount=1))
+    engine.discard()
+    assert len(repository) <= limit
+    assert [Engine(engine.store).load(Node, n).value for n in (0, fires - 1)] == [1, 1]
+
+
 def test_max_states_must_be_positive() -> None:
     with pytest.raises(ConfigurationError, match="max_states must be at least 1"):
         Engine(SQLiteStore(), max_states=0)

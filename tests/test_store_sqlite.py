@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -110,6 +111,15 @@ def test_parse_store_url() -> None:
         parse_store_url("sqlite:///x.db?cache=shared")
     with pytest.raises(StoreError, match="unknown store URL scheme 'mysql'"):
         parse_store_url("mysql://x")
+    # No error repeats a password the URL carries, wherever the URL went wrong.
+    for bad, problem in [
+        ("mysql://ann:S3cret@db/x?password=S3cret", "unknown store URL scheme 'mysql'"),
+        ("sqlite://ann:S3cret@host/x.db", "bad SQLite URL 'sqlite://host/x.db'"),
+        ("postgresql://ann:S3cret@[::1/x", "malformed store URL"),
+    ]:
+        with pytest.raises(StoreError, match=re.escape(problem)) as caught:
+            parse_store_url(bad)
+        assert "S3cret" not in str(caught.value)
 
     pg = parse_store_url("postgresql://ann:s%40cret@db.example:6432/shop?schema=s1&sslmode=require")
     assert (pg.kind, pg.host, pg.port, pg.dbname, pg.user, pg.schema) == (

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._errors import ArchivedRangeError, PlaythroughError, TransferError
+from ._errors import ArchivedRangeError, PlaythroughError, StoreError, TransferError
 from ._model import StateKey
 from ._serialization import encode_state
 from ._stores import SQLiteStore, Store, StoreReader
-from ._stores._base import ARCHIVED_CHAIN, archived_until
+from ._stores._base import ARCHIVED_CHAIN, LogReader, SnapshotRecord, archived_until
 from ._transfer import export_log, import_log
 from ._upcasting import snapshot_record
 
@@ -138,7 +138,7 @@ def archive_log(
     # log it continues (an import --append, the next archive's header).
     meta = {} if exported.chain is None else {ARCHIVED_CHAIN: exported.chain}
     step("delete", 0, 1)
-    deleted = store.archive(cut, base, meta)
+    deleted = store.archive(cut, base, meta, lambda reader: check_cut(reader, cut, base))
     step("delete", 1, 1)
     if deleted != exported.count:
         raise PlaythroughError(
@@ -249,3 +249,18 @@ def _forget_as_in(copy: Store, hot: Store) -> None:
         have = held.get(str(subject))
         if have is None or base64.b64encode(have).decode() != str(key):
             copy.forget_subject(str(subject))
+
+
+def check_cut(reader: LogReader, until: int, base: Sequence[SnapshotRecord]) -> None:
+    """The archive's guard, run by the store inside its transaction (``Store.archive``):
+    StoreError unless ``until`` is a valid next cut and ``base`` all sits at it."""
+    previous = archived_until(reader)
+    head = reader.head()
+    if not previous < until < head:
+        raise StoreError(
+            f"cannot archive up to position {until}: the cut must be after the archived "
+            f"positions (1..{previous}) and before the head ({head}), which stays in the log"
+        )
+    wrong = [r for r in base if r.position != until]
+    if wrong:
+        raise StoreError(f"base snapshot of {wrong[0].key} at {wrong[0].position}, not {until}")

@@ -94,7 +94,7 @@ from ._upcasting import current_value_shape
 from ._values import current_states, write_back
 
 if TYPE_CHECKING:
-    from ._verify import VerifyReport
+    from ._verify import VerifyOptions, VerifyReport
 
 logger = logging.getLogger("playthrough")
 
@@ -682,6 +682,7 @@ class Engine:
         del self._pending[pending:]
         for key in list(self._pending_keys)[keys:]:
             del self._pending_keys[key]
+        self._own_repository.release()  # the states trim set aside may be pending no more
         for event_key in list(self._pending_event_keys)[event_keys:]:
             del self._pending_event_keys[event_key]
         scheduler = self._scheduler
@@ -741,6 +742,7 @@ class Engine:
             self._repository.forget(key)
         self._pending.clear()
         self._pending_keys.clear()
+        self._own_repository.release()
         self._completions.clear()
         self._scheduler.clear()
         self._pending_event_keys.clear()
@@ -980,6 +982,7 @@ class Engine:
                 set_last_event_id(state, position)
         self._pending.clear()
         self._pending_keys.clear()
+        self._own_repository.release()  # no longer pending: evictable again
         self._pending_event_keys.clear()
         self.coordinator.committed(last)
         return batch
@@ -1174,19 +1177,11 @@ class Engine:
 
     def verify(
         self,
+        options: VerifyOptions | None = None,
         *,
-        sample: int | None = None,
-        seed: int = 0,
-        start: int | None = None,
-        end: int | None = None,
-        time_budget: float | None = None,
-        strict_sync: bool = False,
         progress: Callable[[str, int, int], None] | None = None,
-        apps: Sequence[str] = (),
-        url: str | None = None,
-        subprocess_replay: bool | None = None,
         clock: Callable[[], float] | None = None,
-        determinism: bool = True,
+        **changes: Any,
     ) -> VerifyReport:
         """Check the store: heads and links, snapshots against the log, determinism, sync.
 
@@ -1195,40 +1190,27 @@ class Engine:
         ``playthrough._verify.VerifyInterrupted``, a ``KeyboardInterrupt`` whose
         ``report`` holds what was found until then.
 
-        - ``sample``: check this many states, drawn with ``random.Random(seed)``;
-        - ``start``, ``end``: the positions whose snapshots and states are checked;
-        - ``time_budget``: seconds (of ``clock``, by default ``time.monotonic``); then
-          stop and list what was left;
-        - ``strict_sync``: coupled snapshots out of sync fail the run (by default a
-          warning: they cost a rewind on load, not a wrong result);
-        - ``progress(stage, done, total)``: called as work advances;
-        - ``apps``: modules defining the domain; with them (and a store at ``url``,
-          by default the store's, that another process can open) the second replay
-          runs in a subprocess with another ``PYTHONHASHSEED``; ``subprocess_replay``
-          forces that on or off;
-        - ``determinism=False``: only the snapshot (and sync) checks.
+        What is checked is ``options`` (a ``VerifyOptions``: ``sample``, ``seed``,
+        ``start``, ``end``, ``time_budget``, ``strict_sync``, ``apps``, ``url``,
+        ``subprocess_replay``, ``determinism``), with ``changes`` to its fields
+        given as keywords (``engine.verify(sample=100)``; any other keyword is a
+        ``TypeError``). ``progress(stage, done, total)`` is called as work
+        advances; ``time_budget`` counts seconds of ``clock`` (by default
+        ``time.monotonic``).
 
         See ``playthrough._verify.verify``.
         """
-        from ._verify import verify
+        from ._verify import VerifyOptions, verify
 
+        options = attrs.evolve(options or VerifyOptions(), **changes)
         started = time.perf_counter()
         report = verify(
             self.store,
             self.reconstitutor,
+            options,
             sync_check=self.snapshot_sync,
-            sample=sample,
-            seed=seed,
-            start=start,
-            end=end,
-            time_budget=time_budget,
-            strict_sync=strict_sync,
             progress=progress,
-            apps=apps,
-            url=url,
-            subprocess_replay=subprocess_replay,
             clock=clock,
-            determinism=determinism,
         )
         _telemetry.span(
             "verify",

@@ -94,6 +94,19 @@ class StoreError(PlaythroughError):
     """The store could not be opened, read or written."""
 
 
+class CapabilityMissing(StoreError):
+    """The store does not have the capability a call needs; nothing was read or written.
+
+    ``capability`` names it (``"read side"``, ``"lifecycle"`` or ``"maintenance"``;
+    every store has ``"log"``), ``method`` the store method that was called.
+    """
+
+    def __init__(self, message: str, capability: str, method: str) -> None:
+        super().__init__(message)
+        self.capability = capability
+        self.method = method
+
+
 class CommitOutcomeUnknown(StoreError):
     """The connection failed while a commit was in flight and its outcome could not be learnt.
 

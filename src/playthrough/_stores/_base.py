@@ -52,7 +52,6 @@ from ._records import (
     archived_until,
     batch_keys,
     cancel_refused,
-    check_archive_cut,
     check_consecutive,
     chunks,
     duplicate_message,
@@ -91,7 +90,6 @@ __all__ = [
     "archived_until",
     "batch_keys",
     "cancel_refused",
-    "check_archive_cut",
     "check_consecutive",
     "chunks",
     "CommitExtras",
@@ -148,8 +146,8 @@ __all__ = [
 ]
 
 
-class StoreReader(abc.ABC):
-    """Reads inside one consistent read transaction (see :meth:`Store.reader`)."""
+class LogReader(abc.ABC):
+    """The log's reads, inside one consistent read transaction (see :meth:`LogRecorder.reader`)."""
 
     @abc.abstractmethod
     def head(self) -> int:
@@ -188,42 +186,6 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events with position > after, in order."""
-
-    @abc.abstractmethod
-    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
-        """:meth:`events_after` as stored: personal values stay sealed (export, archive)."""
-
-    @abc.abstractmethod
-    def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
-        """Every row of one table of :data:`TRANSFER_TABLES`, its columns in that order."""
-
-    def transfer_tables(self, tables: Iterable[str] = TRANSFER_TABLES) -> TransferTables:
-        """The rows of these carried tables (the others None), in this reader's snapshot."""
-        wanted = set(tables)
-        rows = {t: self.transfer_rows(t) for t in (*TRANSFER_TABLES, *LOG_TABLES) if t in wanted}
-        out = TransferTables()
-        if "schedule" in rows:
-            out = out._replace(schedule=tuple(ScheduleRecord(*r) for r in rows["schedule"]))
-        if "pending_handlers" in rows:
-            out = out._replace(pending_handlers=tuple(int(r[0]) for r in rows["pending_handlers"]))
-        if "completed" in rows:
-            out = out._replace(
-                completed=tuple(
-                    Completion(StateKey(t, i), int(p), e) for t, i, p, e in rows["completed"]
-                )
-            )
-        if "followers" in rows:
-            out = out._replace(
-                followers=tuple(FollowerRow(n, int(p), str(u)) for n, p, u in rows["followers"])
-            )
-        if "subject_keys" in rows:
-            out = out._replace(subject_keys=tuple((s, str(k)) for s, k in rows["subject_keys"]))
-        if "forgotten" in rows:
-            seen = dict.fromkeys(
-                (str(s), None if k is None else str(k)) for s, k in rows["forgotten"]
-            )
-            out = out._replace(forgotten=tuple(seen))
-        return out
 
     def iter_events(
         self, after: int = 0, until: int | None = None, chunk: int = 1000
@@ -270,7 +232,17 @@ class StoreReader(abc.ABC):
     def meta(self, key: str) -> str | None:
         """A value of the store's small key-value table (None when absent)."""
 
-    # ---------------------------------------------------------------- read side
+    @abc.abstractmethod
+    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
+        """(first, last) position written by the commit with this id; None if not in the log."""
+
+    @abc.abstractmethod
+    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """The position of the stored event carrying each of these idempotency keys."""
+
+
+class ReadSideReader(abc.ABC):
+    """The read side's reads: events by filter, states by value, followers."""
 
     @abc.abstractmethod
     def find_events(self, query: EventQuery, limit: int) -> list[StoredEvent]:
@@ -312,6 +284,10 @@ class StoreReader(abc.ABC):
     def followers(self) -> list[FollowerRow]:
         """Every follower's stored position, by name."""
 
+
+class LifecycleReader(abc.ABC):
+    """The lifecycle's reads: completions, subject keys, the schedule, pending handlers."""
+
     @abc.abstractmethod
     def completions(self, keys: Iterable[StateKey]) -> dict[StateKey, Completion]:
         """The completion rows of these states (states not completed are absent)."""
@@ -329,12 +305,48 @@ class StoreReader(abc.ABC):
         """Scheduled events (all, or those with this status), by due time then id."""
 
     @abc.abstractmethod
-    def commit_positions(self, commit_id: str) -> tuple[int, int] | None:
-        """(first, last) position written by the commit with this id; None if not in the log."""
+    def pending_handlers(self, limit: int) -> list[int]:
+        """Up to ``limit`` positions of events whose handlers have not completed, ascending."""
+
+
+class MaintenanceReader(abc.ABC):
+    """The reads of export, verify and ``playthrough schema``."""
 
     @abc.abstractmethod
-    def event_keys(self, keys: Sequence[str]) -> dict[str, int]:
-        """The position of the stored event carrying each of these idempotency keys."""
+    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
+        """:meth:`events_after` as stored: personal values stay sealed (export, archive)."""
+
+    @abc.abstractmethod
+    def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of one table of :data:`TRANSFER_TABLES`, its columns in that order."""
+
+    def transfer_tables(self, tables: Iterable[str] = TRANSFER_TABLES) -> TransferTables:
+        """The rows of these carried tables (the others None), in this reader's snapshot."""
+        wanted = set(tables)
+        rows = {t: self.transfer_rows(t) for t in (*TRANSFER_TABLES, *LOG_TABLES) if t in wanted}
+        out = TransferTables()
+        if "schedule" in rows:
+            out = out._replace(schedule=tuple(ScheduleRecord(*r) for r in rows["schedule"]))
+        if "pending_handlers" in rows:
+            out = out._replace(pending_handlers=tuple(int(r[0]) for r in rows["pending_handlers"]))
+        if "completed" in rows:
+            out = out._replace(
+                completed=tuple(
+                    Completion(StateKey(t, i), int(p), e) for t, i, p, e in rows["completed"]
+                )
+            )
+        if "followers" in rows:
+            out = out._replace(
+                followers=tuple(FollowerRow(n, int(p), str(u)) for n, p, u in rows["followers"])
+            )
+        if "subject_keys" in rows:
+            out = out._replace(subject_keys=tuple((s, str(k)) for s, k in rows["subject_keys"]))
+        if "forgotten" in rows:
+            seen = dict.fromkeys(
+                (str(s), None if k is None else str(k)) for s, k in rows["forgotten"]
+            )
+            out = out._replace(forgotten=tuple(seen))
+        return out
 
     @abc.abstractmethod
     def heads_disagreements(self, limit: int) -> list[tuple[StateKey, int | None, int | None]]:
@@ -355,10 +367,6 @@ class StoreReader(abc.ABC):
         """
 
     @abc.abstractmethod
-    def pending_handlers(self, limit: int) -> list[int]:
-        """Up to ``limit`` positions of events whose handlers have not completed, ascending."""
-
-    @abc.abstractmethod
     def event_versions(self) -> list[TypeVersions]:
         """Per stored event type and version, the number of events (fingerprint None)."""
 
@@ -367,13 +375,15 @@ class StoreReader(abc.ABC):
         """Per state type, version and fingerprint, the number of snapshots and heads values."""
 
 
-class Store(abc.ABC):
-    """Where events, links and snapshots live.
+class StoreReader(LogReader, ReadSideReader, LifecycleReader, MaintenanceReader):
+    """Reads inside one consistent read transaction (see :meth:`Store.reader`): every
+    capability's reads."""
 
-    A store is opened once per process and shared: engines (one per request or
-    thread) borrow it and never close it. Both stores are safe to share across
-    threads (SQLite serialises its transactions on a lock, PostgreSQL gives
-    each thread's read transaction a pooled connection of its own).
+
+class LogRecorder(abc.ABC):
+    """The log: the append (with the heads check), heads values and snapshots, reads.
+
+    Every store has it; the other capabilities are optional (see ``_capabilities``).
     """
 
     #: Counts statements sent to the server; tests use it to bound round trips.
@@ -436,20 +446,9 @@ class Store(abc.ABC):
             yield page, links
             position = page[-1].position
 
-    def engine(self, **options: Any) -> Engine:
-        """A new engine over this store (cheap: no connection, no schema check).
-
-        Use one per request or thread; ``with store.engine() as engine:``
-        commits on a clean exit and discards on an error, and closing it
-        leaves this store open. ``options`` are those of :class:`Engine`.
-        """
-        from .._engine import Engine
-
-        return Engine(self, **options)
-
     @abc.abstractmethod
-    def reader(self) -> AbstractContextManager[StoreReader]:
-        """A consistent view of the store for the duration of the block."""
+    def reader(self) -> AbstractContextManager[LogReader]:
+        """A read transaction: one consistent view of the store until it ends."""
 
     @abc.abstractmethod
     def append(
@@ -518,6 +517,61 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def write_snapshots(
+        self,
+        records: Sequence[SnapshotRecord],
+        keep: int,
+        meta: Mapping[str, str | None] | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        """Store snapshots in one transaction, keeping the newest ``keep`` per state.
+
+        ``meta`` entries are written (None: deleted) in the same transaction.
+        With ``epoch``, raise StaleForgetError (nothing written) if a subject was
+        forgotten since then: the states may hold their data.
+        """
+
+    @abc.abstractmethod
+    def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
+        """Delete the snapshots and heads values of these states (all when None).
+
+        Returns how many snapshots (``pt_snapshots`` rows) were deleted.
+
+        The base snapshots of an archived log (at :data:`ARCHIVED_UNTIL`) stay.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where this store lives, without credentials."""
+
+
+class ReadSideRecorder(abc.ABC):
+    """The read side's writes: followers' batches, in the store's own transaction."""
+
+    @abc.abstractmethod
+    def follow(self, name: str, limit: int) -> AbstractContextManager[FollowerBatch | None]:
+        """A write transaction holding follower ``name``'s lock, with its next events.
+
+        ``None`` when another process holds the lock. The follower's position
+        (created at 0) and up to ``limit`` events after it are read inside the
+        transaction; the position set with ``batch.advance`` is written, with
+        whatever was done through ``batch.tx``, when the block exits cleanly.
+        If the block raises, everything is rolled back.
+        """
+
+
+class LifecycleRecorder(abc.ABC):
+    """The lifecycle's writes: subject keys, the schedule, handlers completed on their own.
+
+    (Completions, schedule rows and handled marks written with a commit ride in
+    :meth:`LogRecorder.append`'s ``extras`` and ``handled``.)
+    """
+
+    @abc.abstractmethod
     def ensure_subject_keys(self, subjects: Mapping[str, bytes]) -> dict[str, bytes]:
         """The key of each subject, storing the given new key where it has none yet."""
 
@@ -556,19 +610,16 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def rebuild_heads(self) -> int:
-        """Make every heads row say what the links say; return how many rows changed.
-
-        A changed row loses its heads value (it may no longer be exact).
-        """
-
-    @abc.abstractmethod
     def mark_handled(self, positions: Sequence[int]) -> None:
         """Record that the handlers of these events completed (they stop being pending).
 
         Unchecked (positions already gone are fine): for events that have no
         handler to run. A handler's completion goes through :meth:`append`'s
         ``handled``, which is checked."""
+
+
+class MaintenanceRecorder(abc.ABC):
+    """Maintenance: import, archive, repair of the heads, reclaiming space."""
 
     @abc.abstractmethod
     def import_events(
@@ -598,11 +649,15 @@ class Store(abc.ABC):
         self,
         until: int,
         base: Sequence[SnapshotRecord],
-        meta: Mapping[str, str] | None = None,
+        meta: Mapping[str, str] | None,
+        check: Callable[[LogReader], None],
     ) -> int:
         """Move the log up to ``until`` out, in one transaction; return the events deleted.
 
-        ``meta`` entries are written in the same transaction (the log's chain at the cut).
+        ``check`` runs first, inside that transaction (no append interleaves),
+        and refuses the archive by raising: the archive module's guard
+        (``_archive.check_cut``) decides what a valid cut is. ``meta`` entries
+        are written in the same transaction (the log's chain at the cut).
 
         Writes ``base`` (snapshots at ``until`` of every state touched at or
         before it), deletes the events and links at positions <= ``until`` and
@@ -611,42 +666,14 @@ class Store(abc.ABC):
         the log's truth for the archived range: trimming the history and
         ``drop_snapshots`` keep them. ``until`` must be past the previous
         archived position and before the head (the hot log keeps its last
-        event, so positions keep counting). StoreError otherwise.
+        event, so positions keep counting): ``check`` refuses it otherwise.
         """
 
     @abc.abstractmethod
-    def write_snapshots(
-        self,
-        records: Sequence[SnapshotRecord],
-        keep: int,
-        meta: Mapping[str, str | None] | None = None,
-        epoch: int | None = None,
-    ) -> None:
-        """Store snapshots in one transaction, keeping the newest ``keep`` per state.
+    def rebuild_heads(self) -> int:
+        """Make every heads row say what the links say; return how many rows changed.
 
-        ``meta`` entries are written (None: deleted) in the same transaction.
-        With ``epoch``, raise StaleForgetError (nothing written) if a subject was
-        forgotten since then: the states may hold their data.
-        """
-
-    @abc.abstractmethod
-    def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
-        """Delete the snapshots and heads values of these states (all when None).
-
-        Returns how many snapshots (``pt_snapshots`` rows) were deleted.
-
-        The base snapshots of an archived log (at :data:`ARCHIVED_UNTIL`) stay.
-        """
-
-    @abc.abstractmethod
-    def follow(self, name: str, limit: int) -> AbstractContextManager[FollowerBatch | None]:
-        """A write transaction holding follower ``name``'s lock, with its next events.
-
-        ``None`` when another process holds the lock. The follower's position
-        (created at 0) and up to ``limit`` events after it are read inside the
-        transaction; the position set with ``batch.advance`` is written, with
-        whatever was done through ``batch.tx``, when the block exits cleanly.
-        If the block raises, everything is rolled back.
+        A changed row loses its heads value (it may no longer be exact).
         """
 
     def vacuum(self) -> tuple[int, int]:
@@ -660,10 +687,27 @@ class Store(abc.ABC):
         """
         raise StoreError(f"{type(self).__name__} cannot reclaim space")
 
-    @abc.abstractmethod
-    def close(self) -> None: ...
 
-    @property
+class Store(LogRecorder, ReadSideRecorder, LifecycleRecorder, MaintenanceRecorder):
+    """Where events, links and snapshots live.
+
+    A store is opened once per process and shared: engines (one per request or
+    thread) borrow it and never close it. Both stores are safe to share across
+    threads (SQLite serialises its transactions on a lock, PostgreSQL gives
+    each thread's read transaction a pooled connection of its own).
+    """
+
     @abc.abstractmethod
-    def url(self) -> str:
-        """Where this store lives, without credentials."""
+    def reader(self) -> AbstractContextManager[StoreReader]:
+        """A read transaction with every capability's reads."""
+
+    def engine(self, **options: Any) -> Engine:
+        """A new engine over this store (cheap: no connection, no schema check).
+
+        Use one per request or thread; ``with store.engine() as engine:``
+        commits on a clean exit and discards on an error, and closing it
+        leaves this store open. ``options`` are those of :class:`Engine`.
+        """
+        from .._engine import Engine
+
+        return Engine(self, **options)

@@ -22,7 +22,7 @@ from .._model import StateKey
 from ._tables import ARCHIVED_UNTIL, FORGET_EPOCH
 
 if TYPE_CHECKING:
-    from ._base import StoreReader
+    from ._base import LogReader
 
 _T = TypeVar("_T")
 
@@ -68,19 +68,19 @@ def gap_free(events: Iterable[ImportedEvent], after: int) -> Iterator[ImportedEv
         yield event
 
 
-def archived_until(reader: StoreReader) -> int:
+def archived_until(reader: LogReader) -> int:
     """The last archived position (0: nothing archived)."""
     value = reader.meta(ARCHIVED_UNTIL)
     return int(value) if value else 0
 
 
-def reader_epoch(reader: StoreReader) -> int:
+def reader_epoch(reader: LogReader) -> int:
     """The store's forget epoch (0: nobody was ever forgotten)."""
     value = reader.meta(FORGET_EPOCH)
     return int(value) if value else 0
 
 
-def refuse_archived(reader: StoreReader, at: int, doing: str) -> None:
+def refuse_archived(reader: LogReader, at: int, doing: str) -> None:
     """ArchivedRangeError when the log as of ``at`` needs archived events (``at`` < the cut)."""
     until = archived_until(reader)
     if at < until:
@@ -88,20 +88,6 @@ def refuse_archived(reader: StoreReader, at: int, doing: str) -> None:
             f"{doing} needs the log from position {at}, but positions 1..{until} were "
             "archived: open the engine with archive=FILE (--archive FILE) to read them"
         )
-
-
-def check_archive_cut(reader: StoreReader, until: int, base: Sequence[SnapshotRecord]) -> None:
-    """StoreError unless ``until`` is a valid next cut and ``base`` all sits at it."""
-    previous = archived_until(reader)
-    head = reader.head()
-    if not previous < until < head:
-        raise StoreError(
-            f"cannot archive up to position {until}: the cut must be after the archived "
-            f"positions (1..{previous}) and before the head ({head}), which stays in the log"
-        )
-    wrong = [r for r in base if r.position != until]
-    if wrong:
-        raise StoreError(f"base snapshot of {wrong[0].key} at {wrong[0].position}, not {until}")
 
 
 def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:

@@ -3,6 +3,7 @@
 ``engine.verify()`` and ``playthrough verify`` call :func:`verify`, which needs
 only a store, a reconstitutor and a sync check. The pieces:
 
+- ``options``: :class:`VerifyOptions`, what a run checks;
 - ``checks``: :func:`verify`, the orchestration of the checks;
 - ``report``: :class:`VerifyReport` and its parts, as text, JSON and JUnit XML;
 - ``rebuild``: states rebuilt from the log from blank, snapshots ignored;
@@ -12,6 +13,7 @@ only a store, a reconstitutor and a sync check. The pieces:
 
 from .bisect import Divergence, locate_divergence
 from .checks import verify
+from .options import VerifyOptions
 from .rebuild import Progress, ReplayFailed, digest, rebuild, replay_encodings
 from .report import (
     DeterminismCheck,
@@ -38,6 +40,7 @@ __all__ = [
     "SnapshotCheck",
     "SnapshotMismatch",
     "VerifyInterrupted",
+    "VerifyOptions",
     "VerifyReport",
     "digest",
     "field_diffs",

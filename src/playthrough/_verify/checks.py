@@ -25,6 +25,7 @@ from .._stores import SnapshotRecord, Store, StoredEvent, StoreReader, parse_sto
 from .._stores._base import archived_until
 from .._upcasting import snapshot_problem
 from .bisect import locate_divergence
+from .options import VerifyOptions
 from .rebuild import (
     LOG_PAGE,
     FromBlank,
@@ -75,22 +76,15 @@ class _Skipped(Exception):
 def verify(
     store: Store,
     reconstitutor: StateReconstitutor,
+    options: VerifyOptions = VerifyOptions(),  # noqa: B008 - frozen
     *,
     sync_check: Callable[[], SyncReport] | None,
-    sample: int | None = None,
-    seed: int = 0,
-    start: int | None = None,
-    end: int | None = None,
-    time_budget: float | None = None,
-    strict_sync: bool = False,
     progress: Progress | None = None,
-    apps: Sequence[str] = (),
-    url: str | None = None,
-    subprocess_replay: bool | None = None,
     clock: Callable[[], float] | None = None,
-    determinism: bool = True,
 ) -> VerifyReport:
     """Check a store: heads and links, snapshots against the log, determinism, snapshot sync.
+
+    What is checked is ``options`` (a :class:`VerifyOptions`, whose fields are named below).
 
     0. **Heads and snapshot metadata against the links** (``_metadata_problems``):
        errors naming the rows. **Links against payloads**, in the stream of
@@ -129,6 +123,10 @@ def verify(
     :class:`UnknownTypeError`; a bad range or sample raises ``ValueError``;
     every other problem is reported.
     """
+    sample, seed = options.sample, options.seed
+    start, end, time_budget = options.start, options.end, options.time_budget
+    strict_sync, determinism = options.strict_sync, options.determinism
+    apps, url, subprocess_replay = options.apps, options.url, options.subprocess_replay
     run = _Run(store, reconstitutor, time_budget, clock or time.monotonic, progress)
     with store.reader() as reader:
         head = reader.head()

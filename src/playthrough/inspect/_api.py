@@ -160,7 +160,7 @@ class Api:
         state = None
         text = params.get("state")
         if text:
-            type_name, sep, ident = text.rpartition(":")
+            type_name, sep, ident = text.partition(":")
             if not sep or not type_name:
                 raise ApiError(
                     400, f"state must be TYPE:ID (or TYPE: for a singleton), not {text!r}"

@@ -17,6 +17,7 @@ from .._base import (
     ARCHIVED_UNTIL,
     FollowerBatch,
     ImportedEvent,
+    LogReader,
     ScheduleRecord,
     SnapshotRecord,
     Store,
@@ -24,7 +25,6 @@ from .._base import (
     StoreReader,
     SubjectForgotten,
     TransferTables,
-    check_archive_cut,
     gap_free,
     stale_forget_message,
     transfer_writes,
@@ -163,12 +163,13 @@ class PostgresStore(PostgresLog, Store):
         self,
         until: int,
         base: Sequence[SnapshotRecord],
-        meta: Mapping[str, str] | None = None,
+        meta: Mapping[str, str] | None,
+        check: Callable[[LogReader], None],
     ) -> int:
         with self._transaction("archiving", "committing an archive") as conn:
             self.statements += 1
             conn.execute(self._sql(q.LOCK), (q.LOCK_APPEND, self._lock_key))
-            check_archive_cut(PostgresReader(self, conn), until, base)
+            check(PostgresReader(self, conn))
             if base:
                 self.statements += 1
                 conn.execute(self._sql(q.SNAPSHOTS_WRITE), snapshot_arrays(base))

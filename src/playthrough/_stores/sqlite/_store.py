@@ -16,6 +16,7 @@ from .._base import (
     ARCHIVED_UNTIL,
     FollowerBatch,
     ImportedEvent,
+    LogReader,
     ScheduleRecord,
     SnapshotRecord,
     Store,
@@ -23,7 +24,6 @@ from .._base import (
     StoreReader,
     SubjectForgotten,
     TransferTables,
-    check_archive_cut,
     gap_free,
     transfer_writes,
 )
@@ -185,12 +185,13 @@ class SQLiteStore(SQLiteLog, Store):
         self,
         until: int,
         base: Sequence[SnapshotRecord],
-        meta: Mapping[str, str] | None = None,
+        meta: Mapping[str, str] | None,
+        check: Callable[[LogReader], None],
     ) -> int:
         self._writing("archive")
         with self._transaction("BEGIN IMMEDIATE", "archive failed, nothing was deleted") as conn:
             reader = SQLiteReader(self)
-            check_archive_cut(reader, until, base)
+            check(reader)
             self.statements += 6
             conn.executemany(q.SNAPSHOTS_WRITE, snapshot_rows(base))
             conn.execute(q.ARCHIVE_KEYS, (until,))

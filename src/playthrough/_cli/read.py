@@ -1,14 +1,12 @@
 """The read-side commands: ``events``, ``states``, ``info`` and ``followers``.
 
-Registered on the ``playthrough`` group by ``_cli``. Text output is for a
-terminal; ``--format json`` prints one JSON object per line (events, states)
-or one object (info, followers), so a long log streams.
+Text output is for a terminal; ``--format json`` prints one JSON object per
+line (events, states: a long log streams) or one object (info, followers).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,37 +14,23 @@ from typing import Any
 import attrs
 import click
 
-from ._cli import _existing_store_url, _import_apps, app_option, main, public_url
-from ._engine import Engine
-from ._errors import PlaythroughError
-from ._followers import Projection
-from ._model import Event, State, registry
-from ._serialization import converter, dumps
-from ._stores._base import NoStoreError
+from .._engine import Engine
+from .._errors import PlaythroughError
+from .._followers import Projection
+from .._ids import parse_state_id
+from .._model import Event, SingletonState, State, registry
+from .._serialization import converter, dumps
+from ._group import main
+from ._shared import app_option, format_option, open_engine
 
 _APP = app_option()
-_FORMAT = click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for a terminal; json: one JSON object per line.",
-)
+_FORMAT = format_option()
 
 
 @contextmanager
 def _engine(database_url: str, apps: tuple[str, ...]) -> Iterator[Engine]:
-    """An engine on a store that exists: a read command never creates or migrates one."""
-    url = _existing_store_url(database_url)
-    _import_apps(apps)
-    try:
-        engine = Engine.open(url, create=False)
-    except NoStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except PlaythroughError as exc:
-        raise click.UsageError(f"cannot open {public_url(database_url)}: {exc}") from exc
-    with engine:
+    """An engine on a store that exists; a stored row this code cannot read is an error."""
+    with open_engine(database_url, apps) as engine:
         try:
             yield engine
         except PlaythroughError as exc:
@@ -63,7 +47,8 @@ def _state_class(name: str) -> type[State]:
     if matches:
         names = ", ".join(sorted(c._pt_type_name for c in matches))
         raise click.BadParameter(f"{name!r} names several state types: {names}", param_hint="TYPE")
-    known = ", ".join(sorted(registry.states)) or "none (pass --app MODULE)"
+    known = ", ".join(sorted(n for n, c in registry.states.items() if c is not SingletonState))
+    known = known or "none (pass --app MODULE)"
     raise click.BadParameter(f"no state type {name!r}; known: {known}", param_hint="TYPE")
 
 
@@ -82,16 +67,12 @@ def _event_type(name: str) -> str:
     raise click.BadParameter(f"no event type {name!r}; known: {known}", param_hint="--type")
 
 
-def _state_id(text: str) -> Any:
-    """``7`` -> 7, ``s:7`` -> "7", ``u:<uuid>`` -> UUID, anything else -> the text."""
-    if text.startswith("s:"):
-        return text[2:]
-    if text.startswith("u:"):
-        return uuid.UUID(text[2:])
+def _parse_id(cls: type[State], text: str | None, hint: str) -> Any:
+    """The id ``text`` names, read as the state type declares its ids (``_ids``)."""
     try:
-        return int(text)
-    except ValueError:
-        return text
+        return parse_state_id(cls, text or None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
 
 
 def _value(text: str) -> Any:
@@ -150,10 +131,11 @@ def events(
     with _engine(database_url, apps) as engine:
         ref = None
         if state is not None:
-            name, sep, ident = state.rpartition(":")
+            name, sep, ident = state.partition(":")
             if not sep or not name:
                 raise click.BadParameter("use TYPE:ID, e.g. Account:7", param_hint="--state")
-            ref = (_state_class(name), _state_id(ident))
+            cls = _state_class(name)
+            ref = (cls, _parse_id(cls, ident, "--state"))
         stream = engine.events(
             after=after,
             types=[_event_type(t) for t in types] or None,
@@ -215,7 +197,7 @@ def states(
                 row = {"id": converter.unstructure(found.id), "last_event": found.last_event_id}
                 click.echo(json.dumps({**row, "value": data}, ensure_ascii=False))
             else:
-                click.echo(f"{found.id!r:<12} #{found.last_event_id:<6} {dumps(data)}")
+                click.echo(f"{found.id!s:<12} #{found.last_event_id:<6} {dumps(data)}")
 
 
 @main.command()
@@ -234,7 +216,7 @@ def info(
     """When a state was created and last changed, how many events, its newest snapshot."""
     with _engine(database_url, apps) as engine:
         cls = _state_class(type_name)
-        found = engine.info(cls, None if state_id is None else _state_id(state_id))
+        found = engine.info(cls, _parse_id(cls, state_id, "ID"))
         if output_format == "json":
             data = {
                 "type": found.key.type,

@@ -1,0 +1,5 @@
+"""``python -m playthrough._cli``: the ``playthrough`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,234 @@
+"""The lifecycle's workers and lists: ``handlers``, ``scheduled``, ``reschedule``, ``scheduler``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from .._errors import HandlerFailed, PlaythroughError, UnknownTypeError
+from .._scheduling import ScheduledEvent
+from ._group import main
+from ._shared import app_option, describe, open_engine, unknown_type
+
+
+@main.command()
+@click.argument("database_url")
+@app_option()
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1_000,
+    show_default=True,
+    help="Run the handlers of at most this many pending events (per pass).",
+)
+@click.option(
+    "--forever",
+    is_flag=True,
+    default=False,
+    help="Keep running, pass after pass (a long-running worker); stop it with Ctrl-C.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --forever: pause after a pass that completed nothing.",
+)
+@click.pass_context
+def handlers(
+    ctx: click.Context,
+    database_url: str,
+    apps: tuple[str, ...],
+    limit: int,
+    forever: bool,
+    interval: float,
+) -> None:
+    """Run the handle hooks that failed or that a crash interrupted.
+
+    Committed events whose handlers have not completed are recorded in the
+    store; this runs them (at least once: a handler may run again if it was
+    running elsewhere, but what it fires is committed once however many
+    runners there are). Exit status 0 when all completed, 1 when some failed
+    again (each is listed), 2 for usage errors. With --forever it keeps
+    running; failed handlers are listed and retried on later passes.
+
+        playthrough handlers sqlite:///app.db --app mypackage.events
+        playthrough handlers postgresql://app@db/app --app mypackage.events --forever
+    """
+    from .._handlers import serve
+
+    with open_engine(database_url, apps) as engine:
+        try:
+            if forever:
+                serve(engine, interval=interval, limit=limit, echo=click.echo)
+                return  # pragma: no cover - serve() without passes ends by an exception
+            ran = engine.run_pending_handlers(limit)
+        except UnknownTypeError as exc:
+            unknown_type(exc)
+        except HandlerFailed as exc:
+            click.echo(f"handlers failed again for {len(exc.failures)} event(s):")
+            for event, error in exc.failures:
+                click.echo(f"  {describe(event)}: {error!r}")
+            ctx.exit(1)
+        except PlaythroughError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
+            return
+    click.echo(f"ran the pending handlers of {len(ran)} event(s)")
+    for event in ran:
+        click.echo(f"  {describe(event)}")
+
+
+_STATUSES = ("pending", "fired", "cancelled", "rejected", "failed")
+
+
+def _schedule_line(r: ScheduledEvent) -> str:
+    where = f" at position {r.position}" if r.position is not None else ""
+    error = f": {r.error}" if r.error else ""
+    return f"{r.id} {r.event_type} due {r.due_at.isoformat()}: {r.status}{where}{error}"
+
+
+@main.command()
+@click.argument("database_url")
+@click.option(
+    "--status",
+    type=click.Choice(_STATUSES),
+    default=None,
+    help="List only the scheduled events with this status (failed: those to re-arm).",
+)
+@click.pass_context
+def scheduled(ctx: click.Context, database_url: str, status: str | None) -> None:
+    """List the scheduled events, oldest due first: id, type, due time, status, error.
+
+    playthrough scheduled sqlite:///app.db --status failed
+    """
+    with open_engine(database_url) as engine, engine.store.reader() as reader:
+        rows = reader.schedules(status)
+    for row in rows:
+        click.echo(_schedule_line(ScheduledEvent.from_record(row)))
+    if not rows:
+        click.echo("no scheduled events" + (f" with status {status}" if status else ""))
+
+
+@main.command()
+@click.argument("database_url")
+@click.argument("schedule_ids", nargs=-1, metavar="[ID]...")
+@click.option(
+    "--all-failed", is_flag=True, default=False, help="Re-arm every failed scheduled event."
+)
+@click.option(
+    "--at",
+    "at_text",
+    default=None,
+    metavar="ISO-TIME",
+    help="When they are due again, with a time zone (default: now, the next pass fires them).",
+)
+@click.pass_context
+def reschedule(
+    ctx: click.Context,
+    database_url: str,
+    schedule_ids: tuple[str, ...],
+    all_failed: bool,
+    at_text: str | None,
+) -> None:
+    """Re-arm failed scheduled events (pending again, due now or --at), by id or all.
+
+    Exit status 0 when every one was re-armed, 1 when some could not be (an
+    unknown id, or a row that fired, was cancelled or rejected), 2 for usage errors.
+
+        playthrough reschedule sqlite:///app.db --all-failed
+        playthrough reschedule sqlite:///app.db 3f2a... --at 2030-01-01T09:00:00+00:00
+    """
+    if bool(schedule_ids) == all_failed:
+        raise click.UsageError("give the ids of the scheduled events to re-arm, or --all-failed")
+    at = None
+    if at_text is not None:
+        try:
+            at = datetime.fromisoformat(at_text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{at_text!r} is not an ISO 8601 time", param_hint="--at"
+            ) from None
+        if at.tzinfo is None:
+            raise click.BadParameter(
+                f"{at_text!r} has no time zone (add +00:00 or Z)", param_hint="--at"
+            )
+    problems = 0
+    with open_engine(database_url) as engine:
+        ids = list(schedule_ids)
+        if all_failed:
+            with engine.store.reader() as reader:
+                ids = [r.id for r in reader.schedules("failed")]
+            if not ids:
+                click.echo("no failed scheduled events")
+        for schedule_id in ids:
+            try:
+                done = engine.reschedule(schedule_id, at=at)
+            except PlaythroughError as exc:
+                problems += 1
+                click.echo(f"Error: {exc}", err=True)
+                continue
+            click.echo(_schedule_line(done))
+    ctx.exit(1 if problems else 0)
+
+
+@main.command()
+@click.argument("database_url")
+@app_option()
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Pause between passes that found nothing due.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Scheduled events leased and fired per pass.",
+)
+@click.option("--once", is_flag=True, default=False, help="Run one pass and exit.")
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    default=False,
+    help="Exit after the first pass that finds nothing due (drain, then stop).",
+)
+def scheduler(
+    database_url: str,
+    apps: tuple[str, ...],
+    interval: float,
+    limit: int,
+    once: bool,
+    until_idle: bool,
+) -> None:
+    """Fire scheduled events when they are due (a long-running worker).
+
+    Run as many as you like against one store: each due event is fired exactly
+    once. Prints one line per scheduled event handled. Stop it with Ctrl-C.
+
+        playthrough scheduler postgresql://app@db/app --app mypackage.events
+    """
+    from .._scheduling import serve
+
+    with open_engine(database_url, apps, create=True) as engine:
+        try:
+            serve(
+                engine,
+                interval=interval,
+                limit=limit,
+                passes=1 if once else None,
+                until_idle=until_idle,
+                echo=click.echo,
+            )
+        except UnknownTypeError as exc:  # the row was given back for a worker that knows it
+            unknown_type(exc)
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
