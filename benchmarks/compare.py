@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/compare.py --backend sqlite|postgres|all [--quick]
-        [--reps N] [--url postgresql://...] [--parallel]
+        [--reps N] [--url postgresql://...] [--parallel] [--synchronous off|normal|full]
         [--markdown FILE]
 
 Each phase runs the engine (public API only) and the bare driver (sqlite3 or
@@ -426,6 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="PostgreSQL URL (default: PLAYTHROUGH_PG_URL or local)")
     parser.add_argument("--parallel", action="store_true", help="PostgreSQL: parallel writers")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
+    parser.add_argument(
+        "--synchronous",
+        choices=["off", "normal", "full"],
+        default="full",
+        help="SQLite's synchronous level for ours and bare alike (off compares CPU)",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.reps:
@@ -433,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     sections = []
     for name in names:
-        be = backend(name, url=args.url)
+        be = backend(name, url=args.url, synchronous=args.synchronous)
         try:
             reason = be.unavailable()
             if reason is not None:

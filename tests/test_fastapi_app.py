@@ -7,20 +7,18 @@ port 0 on 127.0.0.1 (the kernel picks a free one) and is stopped at the end.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import socket
+import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fastapi_app.py"
@@ -28,48 +26,63 @@ TIMEOUT = 60.0  # seconds: a bound against a hang, not a performance threshold
 ORDERS = 64
 CONCURRENT = 16
 
-
-def _example() -> ModuleType:
-    name = "playthrough_example_fastapi_app"
-    if name not in sys.modules:  # its event classes register once per process
-        spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+# The server runs in a process of its own (as in production), so the example's
+# classes never join this process's registry. It serves on a socket this test
+# bound to port 0 on 127.0.0.1 (the kernel picks a free port) and passed down.
+SERVE = """
+import importlib.util, socket, sys
+import uvicorn
+url, fd, max_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+spec = importlib.util.spec_from_file_location("fastapi_app", sys.argv[4])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+options = {"max_size": max_size} if max_size else {}
+app = module.create_app(url, **options)
+server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+server.run(sockets=[socket.socket(fileno=fd)])
+"""
 
 
 @pytest.fixture
 def server(any_url: str) -> Iterator[str]:
     """The example app served on a free loopback port; yields its base URL."""
-    options = {"max_size": 8} if any_url.startswith("postgresql") else {}
-    app = _example().create_app(any_url, **options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + TIMEOUT
-    while not srv.started:  # startup: the lifespan opened the store
-        assert thread.is_alive(), "the server stopped while starting"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
+    max_size = "8" if any_url.startswith("postgresql") else "0"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, any_url, str(sock.fileno()), max_size, str(EXAMPLE)],
+        pass_fds=[sock.fileno()],
+    )
+    sock.close()  # the server holds its own copy
+    base = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # the socket accepts at once; the lifespan must have opened the store
+            assert proc.poll() is None, "the server exited while starting"
+            try:
+                if httpx.get(f"{base}/sales", timeout=TIMEOUT).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield base
     finally:
-        srv.should_exit = True
-        thread.join(TIMEOUT)
-        sock.close()
-        assert not thread.is_alive()
+        proc.terminate()
+        proc.wait(TIMEOUT)
 
 
-def test_the_example_answers_with_json_states_and_maps_errors_to_statuses(server: str) -> None:
+@pytest.mark.parametrize("prefix", ["", "/async"], ids=["sync", "async"])
+def test_the_example_answers_with_json_states_and_maps_errors_to_statuses(
+    server: str, prefix: str
+) -> None:
+    """The sync routes (thread pool) and the async ones (playthrough.aio) answer alike."""
+
     async def drive() -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=server, timeout=TIMEOUT) as client:
+        async with httpx.AsyncClient(base_url=server + prefix, timeout=TIMEOUT) as client:
             out: dict[str, Any] = {}
             out["missing"] = await client.get("/accounts/1")
             out["deposit"] = await client.post("/accounts/1/deposits", json={"amount": 1000})

@@ -22,7 +22,7 @@ MODULES = ("tests.see_domain",)
 class Orders(Projection):
     name = "see.orders"
 
-    def on_Placed(self, event: Any, tx: Any) -> None:
+    def on_ShippedWithFollowUp(self, event: Any, tx: Any) -> None:
         pass
 
 

@@ -116,14 +116,14 @@ def test_history_lists_every_event_with_its_changes_from_one_plan(
     any_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plans = []
-    original = StateReconstitutor.plan
+    original = StateReconstitutor.plan_steps  # every plan, whichever engine drives it
 
     def counting(self: StateReconstitutor, *args: object, **kwargs: object) -> object:
-        plans.append(args[1])
+        plans.append(args[0])
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
 
     with _rewinding(any_url) as engine:
-        monkeypatch.setattr(StateReconstitutor, "plan", counting)
+        monkeypatch.setattr(StateReconstitutor, "plan_steps", counting)
         history = engine.history(Order, "o10")
         assert len(plans) == 1  # one plan for the whole history, not one load per event
         monkeypatch.undo()

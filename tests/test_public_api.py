@@ -75,6 +75,7 @@ EXPECTED = {
     "connect",
     # a state as JSON (web responses)
     "asdict",
+    "is_replaying",
 }
 
 # Public before the surface was trimmed: importable, with a DeprecationWarning.
@@ -114,6 +115,7 @@ def test_public_classes_say_they_are_from_playthrough() -> None:
         "event_random",
         "connect",
         "asdict",
+        "is_replaying",
         "Personal",
         "FORGOTTEN",
     }

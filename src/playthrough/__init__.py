@@ -66,7 +66,7 @@ from ._followers import FollowerReport, FollowerStatus, Projection
 from ._handlers import CommitResult
 from ._model import Event, SingletonState, State, StateKey, state_id
 from ._personal import FORGOTTEN, Personal
-from ._playing import event_random, now
+from ._playing import event_random, is_replaying, now
 from ._query import StateInfo
 from ._reconstitution import Plan
 from ._replay import ReplayReport
@@ -132,6 +132,7 @@ __all__ = [
     "asdict",
     "connect",
     "event_random",
+    "is_replaying",
     "now",
     "state_id",
 ]

@@ -710,6 +710,11 @@ class Event:
             personal_spec(cls)
         _register(cls, name, version, aliases, registry.events, "Event")
 
+    def is_valid(self, engine: Any) -> bool:
+        """Whether ``engine.fire(self)`` would be accepted now; see ``Engine.is_valid``."""
+        result: bool = engine.is_valid(self)
+        return result
+
     @property
     def id(self) -> int | None:
         """Global position of this event once committed, else ``None``."""

@@ -40,6 +40,20 @@ APPLY_ONLY: tuple[Phase, ...] = ("apply",)
 
 _current_event: ContextVar[Event | None] = ContextVar("playthrough_current_event", default=None)
 _in_apply: ContextVar[bool] = ContextVar("playthrough_in_apply", default=False)
+_replaying: ContextVar[bool] = ContextVar("playthrough_replaying", default=False)
+
+
+def is_replaying() -> bool:
+    """Whether the hook running now is replaying a stored event, not firing a new one.
+
+    True while a load, a time-travel load, ``replay()`` or ``verify`` plays an
+    event (``apply``, and ``handle`` under ``replay_handle = True``); False at
+    fire time (``validate``, ``apply``, ``fired``), in ``handle`` after the
+    commit, and outside hooks. For work a replay must skip (Verbs'
+    ``unlessReplaying``); state changes must not depend on it, or replays
+    would differ from the live run.
+    """
+    return _replaying.get()
 
 
 def now() -> datetime:
@@ -177,8 +191,11 @@ class EventPlayer:
         self,
         states: dict[StateKey, State],
         phases: Collection[Phase] = APPLY_ONLY,
+        *,
+        replaying: bool = True,
     ) -> None:
         self.states = states
+        self.replaying = replaying  # False only for the engine's live (fire time) player
         self.phases = frozenset(phases)
         self._phases = [p for p in PHASES if p in self.phases]  # validate, apply, handle
         self.played = 0
@@ -187,6 +204,7 @@ class EventPlayer:
         spec = type(event)._pt_spec
         b = binding(event)
         token = _current_event.set(event)
+        replaying = _replaying.set(self.replaying)
         try:
             for phase in self._phases:
                 if phase == "handle" and not spec.replay_handle:
@@ -208,6 +226,7 @@ class EventPlayer:
                         ) from None
                     _call(event, hook, args)
         finally:
+            _replaying.reset(replaying)
             _current_event.reset(token)
         if position is not None:
             for k in taking_part:

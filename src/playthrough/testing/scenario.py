@@ -76,7 +76,10 @@ class Scenario:
     Every ``given`` event is fired and committed in order (its handlers run);
     a ``given`` event that is rejected fails the scenario at once. ``when``
     fires and commits one event and records what happened; ``then`` and
-    ``then_rejected`` check it.
+    ``then_rejected`` check it. Several ``when`` and ``when_time_passes``
+    steps may follow each other (``committed`` gathers what all of them
+    committed, ``fired`` is the last ``when`` event); once a step failed, a
+    further step fails the scenario, naming the failure.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -96,22 +99,29 @@ class Scenario:
         for event in _flatten(events):
             try:
                 self.engine.fire(event)
-                self.history.extend(self.engine.commit())
+                self.history.extend(self.engine.commit().raise_for_failures())
             except EventRejected as exc:
                 raise AssertionError(f"given: {_describe(event)} was rejected: {exc}") from exc
         return self
 
     def when(self, event: Event) -> Scenario:
         """Fire and commit ``event``; a rejection or failure is kept for ``then_rejected``."""
-        if self.fired is not None or self._time_passed:
-            raise AssertionError("a scenario has one when(); start another for the next event")
+        self._refuse_after_failure()
         self.fired = event
         try:
             self.engine.fire(event)
-            self.committed = self.engine.commit()
+            self.committed.extend(self.engine.commit().raise_for_failures())
         except Exception as exc:  # noqa: BLE001 - the scenario's then*() judges it
             self.error = exc
         return self
+
+    def _refuse_after_failure(self) -> None:
+        if self.error is not None:
+            what = _describe(self.fired) if self.fired is not None else "a step"
+            raise AssertionError(
+                f"when: an earlier step ({what}) failed with {type(self.error).__name__}: "
+                f"{self.error}; the scenario cannot go on (check it with then_rejected)"
+            ) from self.error
 
     def when_time_passes(self, delta: timedelta | None = None, **units: float) -> Scenario:
         """Let time pass (``minutes=15``) and fire the scheduled events then due.
@@ -121,8 +131,7 @@ class Scenario:
         and ``run_due`` is run until nothing is due. ``committed`` holds every
         event this committed (handlers' too), ``due`` the scheduled rows handled.
         """
-        if self.fired is not None or self._time_passed:
-            raise AssertionError("a scenario has one when(); start another for the next event")
+        self._refuse_after_failure()
         self._time_passed = True
         clock = self.engine.clock
         if not isinstance(clock, ManualClock):
@@ -135,7 +144,9 @@ class Scenario:
                 break
             self.due.extend(handled)
         with self.engine.store.reader() as reader:
-            self.committed = [decode_event(e) for e in reader.iter_events(before, reader.head())]
+            self.committed.extend(
+                decode_event(e) for e in reader.iter_events(before, reader.head())
+            )
         return self
 
     # ------------------------------------------------------------------ then
@@ -201,7 +212,8 @@ class Scenario:
         return self.error
 
     def then_committed(self, *events: Event) -> Scenario:
-        """The ``when`` event and the events its handlers fired, in order, equal ``events``."""
+        """What the ``when`` steps committed (their events and what their hooks fired), in
+        order, equals ``events``."""
         self._require_accepted()
         got = [(type(e), _values(e)) for e in self.committed]
         want = [(type(e), _values(e)) for e in events]
