@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from playthrough import ConcurrencyError, Engine, _telemetry
+from playthrough import Engine, _telemetry
+from playthrough.errors import ConcurrencyError
 from playthrough.examples.bank import Account, Deposited, Transferred
 
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")

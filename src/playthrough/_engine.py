@@ -263,7 +263,8 @@ class Engine:
     def snapshots(self) -> SnapshotCoordinator:
         """Deprecated: the snapshot coordinator, now ``Engine.coordinator``."""
         warnings.warn(
-            "Engine.snapshots is deprecated; the coordinator is Engine.coordinator",
+            "Engine.snapshots is deprecated (removed in 0.3.0); the coordinator is "
+            "Engine.coordinator",
             DeprecationWarning,
             stacklevel=2,
         )

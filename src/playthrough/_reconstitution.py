@@ -73,7 +73,7 @@ class StatePlan:
     def events(self) -> int:
         """Deprecated: the number of events, now :attr:`event_count`."""
         warnings.warn(
-            "StatePlan.events is deprecated; use StatePlan.event_count",
+            "StatePlan.events is deprecated (removed in 0.3.0); use StatePlan.event_count",
             DeprecationWarning,
             stacklevel=2,
         )
