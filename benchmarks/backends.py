@@ -35,7 +35,8 @@ from typing import Any
 
 from domain import Deposited, Opened, SplitTransferred, Transferred, file_url, remove_db
 from harness import Timer, Timing
-from playthrough import ConcurrencyError, Engine
+from playthrough import Engine
+from playthrough.errors import ConcurrencyError
 
 DEFAULT_PG_URL = "postgresql://root@127.0.0.1:5432/test"
 ACCOUNT = "bench.Account"

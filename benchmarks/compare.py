@@ -21,7 +21,7 @@ same transactions and durability):
    (10,000) holds: 20,000 Deposited events to distinct accounts (12,000 with
    ``--quick``), every one pending until the commit.
 
-Read phases (issue 10, "Fast reads"), in the coupled and the split domain: a
+Read phases ("Fast reads"), in the coupled and the split domain: a
 log of 300 opened accounts, 4 deposits each and 600 transfers between random
 pairs (seeded), one event per commit; then, in a fresh engine
 (``Engine.open``, as a new process or web request would), every account loaded
@@ -61,7 +61,8 @@ from backends import (
 )
 from domain import Account, Deposited, SplitTransferred, Transferred
 from harness import Result, Timer, Timing, markdown_table, measure
-from playthrough import ConcurrencyError, Engine, Event
+from playthrough import Engine, Event
+from playthrough.errors import ConcurrencyError
 from workloads import (
     BATCH,
     READ_ACCOUNTS,

@@ -41,17 +41,9 @@ from pydantic import BaseModel
 
 import playthrough
 import playthrough.aio
-from playthrough import (
-    ConcurrencyError,
-    Engine,
-    Event,
-    EventRejected,
-    NotFoundError,
-    SingletonState,
-    State,
-    state_id,
-)
+from playthrough import Engine, Event, SingletonState, State, state_id
 from playthrough.aio import AsyncEngine
+from playthrough.errors import ConcurrencyError, EventRejected, NotFoundError
 
 # ---------------------------------------------------------------------- the domain
 

@@ -11,23 +11,19 @@ import attrs
 import pytest
 
 import playthrough.aio
-from playthrough import (
+from playthrough import Engine, Event, State, connect, state_id
+from playthrough.aio import AsyncEngine, AsyncStore
+from playthrough.errors import (
     CommitOutcomeUnknown,
     ConcurrencyError,
     ConfigurationError,
     DuplicateEvent,
-    Engine,
-    Event,
     EventRejected,
     HandlerFailed,
     NotFoundError,
     PlaythroughError,
-    State,
     StateMutationError,
-    connect,
-    state_id,
 )
-from playthrough.aio import AsyncEngine, AsyncStore
 
 from .domain import Bump, Copy, Feed, Hub, Node
 

@@ -8,11 +8,12 @@ import psycopg
 import pytest
 
 import playthrough
-from playthrough import ConcurrencyError, Engine
+from playthrough import Engine
 from playthrough._model import key_of
 from playthrough._stores import SnapshotRecord
 from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._stores.postgres import PostgresStore
+from playthrough.errors import ConcurrencyError
 from playthrough.testing import reference_states, stored_events
 
 from .pg_domain import Account, Opened, Transfer

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from playthrough import FORGOTTEN, ArchivedRangeError, Engine, Event
+from playthrough import FORGOTTEN, Engine, Event
 from playthrough._coupling import coupling_graph
 from playthrough._history import changes
 from playthrough._ids import label, natural_key, parse_state_id
@@ -17,6 +17,7 @@ from playthrough._model import StateKey, key_of
 from playthrough._reconstitution import StateReconstitutor
 from playthrough._serialization import converter, encode_state
 from playthrough._stores import SQLiteStore
+from playthrough.errors import ArchivedRangeError
 
 from .domain import Node
 from .see_domain import Customer, Order, Shop, story

@@ -21,12 +21,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from playthrough import Engine, Event, EventRejected, ReconstitutionError, State, _reconstitution
+from playthrough import Engine, Event, State, _reconstitution
 from playthrough._model import StateKey, key_of
 from playthrough._reconstitution import StatePlan
 from playthrough._serialization import encode_state
 from playthrough._stores import SnapshotRecord, SQLiteStore, Store
 from playthrough.aio import AsyncSQLiteStore
+from playthrough.errors import EventRejected, ReconstitutionError
 from playthrough.testing import reference_states
 
 from .domain import Feed, Hub, Node, Tick
