@@ -35,6 +35,7 @@ def test_the_commands_that_take_a_url_are_known() -> None:
         "events",
         "explain",
         "export",
+        "follow",
         "followers",
         "handlers",
         "history",

@@ -119,3 +119,33 @@ def test_serve_never_prints_the_password(monkeypatch: pytest.MonkeyPatch) -> Non
         main, ["serve", "postgresql://root:hunter22@127.0.0.1:5432/test?schema=x", *APP]
     )
     assert "hunter22" not in result.output and "127.0.0.1:5432" in result.output
+
+
+def test_the_demo_shows_a_plan_that_rewinds_and_plays(tmp_path: Path) -> None:
+    out = run("demo", "--db", str(tmp_path / "bank.db"))
+    step = out[out.index("with head_values=False") :]
+    assert "loading bank.Account(2) rewinds the states its events need" in step
+    assert "bank.Account(1): starts from blank (no snapshot used), plays 4 event(s)" in step
+    assert "REWOUND: its newest snapshot (at 6) is past position 3" in step
+    assert "class n1,n2 rewound" in step
+    assert "balance: 300 -> 1500" in step
+
+
+def test_follow_runs_a_projection_until_idle(tmp_path: Path) -> None:
+    from playthrough.examples.bank import story as bank_story
+
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    with Engine.open(url) as engine:
+        bank_story(engine)
+    spec = "playthrough.examples.balances:OwnerBalances"
+    bank = ["--app", "playthrough.examples.bank"]
+    out = run("follow", url, *bank, "--projection", spec, "--until-idle")
+    assert out.startswith("balances: processed ") and "at position 6" in out
+    again = run("follow", url, *bank, "--projection", spec, "--until-idle")
+    assert "processed 0, passed 0" in again
+    [row] = json.loads(run("followers", url, *bank, "--format", "json"))
+    assert (row["name"], row["position"], row["lag"]) == ("balances", 6, 0)
+    assert "use module:Class" in run("follow", url, "--projection", "x", code=2)
+    assert "has no Projection class 'Nope'" in run(
+        "follow", url, "--projection", "playthrough.examples.balances:Nope", code=2
+    )

@@ -89,8 +89,8 @@ def statements(any_url: str, monkeypatch: pytest.MonkeyPatch) -> Statements:
 # each row of an executemany as a statement run (1000 rows: 1000), psycopg's
 # cursor one call (an executemany, a COPY) as one.
 CEILINGS = {
-    "one event per commit": (9, 5),
-    "1000 events per commit": (3008, 5),
+    "one event per commit": (8, 5),
+    "1000 events per commit": (3007, 5),
     "cold load of one state": (1, 1),
     "cold load_many of 100 states": (1, 1),
     "replay of 5000 events (pages of 2000)": (513, 65),

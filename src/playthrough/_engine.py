@@ -1049,15 +1049,17 @@ class Engine:
                 extras=None if extras.empty else extras,
                 epoch=self._epoch,
             )
-            _logging.committed(positions, time.perf_counter() - started)
+            _logging.committed(
+                positions, time.perf_counter() - started, _logging.event_types(batch)
+            )
         except ConcurrencyError as exc:
-            _logging.conflict(len(batch), exc)
+            _logging.conflict(len(batch), exc, _logging.event_types(batch))
             self.discard()
             if isinstance(exc, StaleForgetError):
                 self.drop_forgotten()
             raise
         except Exception as exc:
-            _logging.commit_failed(len(batch), exc)
+            _logging.commit_failed(len(batch), exc, _logging.event_types(batch))
             self.discard()
             raise
         except BaseException:
