@@ -35,7 +35,8 @@ from typing import Any
 
 from domain import Deposited, Opened, SplitTransferred, Transferred, file_url, remove_db
 from harness import Timer, Timing
-from playthrough import ConcurrencyError, Engine
+from playthrough import Engine
+from playthrough.errors import ConcurrencyError
 
 DEFAULT_PG_URL = "postgresql://root@127.0.0.1:5432/test"
 ACCOUNT = "bench.Account"
@@ -193,18 +194,22 @@ CREATE TABLE pt_heads (
 """
 
 
-def _sqlite_connect(path: str) -> sqlite3.Connection:
-    """A connection with the store's default durable settings (WAL, synchronous=FULL)."""
+def _sqlite_connect(path: str, synchronous: str = "full") -> sqlite3.Connection:
+    """A connection with the store's default durable settings (WAL, synchronous=FULL).
+
+    ``synchronous`` (off, normal, full) sets the same level the engine's URL does,
+    so that a run at ``off`` compares CPU rather than fsyncs.
+    """
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
     return conn
 
 
 class SQLiteBareWriter(BareWriter):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, synchronous: str = "full") -> None:
         super().__init__()
-        self.conn = _sqlite_connect(path)
+        self.conn = _sqlite_connect(path, synchronous)
         for statement in _SQLITE_BARE_SCHEMA.split(";"):
             if statement.strip():
                 self.conn.execute(statement)
@@ -258,19 +263,22 @@ class SQLiteBareWriter(BareWriter):
 
 
 class SQLiteBackend(Backend):
-    """Database files in one temporary directory, default durable settings."""
+    """Database files in one temporary directory, default durable settings unless told."""
 
     name = "sqlite"
 
-    def __init__(self) -> None:
+    def __init__(self, synchronous: str = "full") -> None:
+        if synchronous not in ("off", "normal", "full"):
+            raise ValueError(f"synchronous must be off, normal or full, not {synchronous!r}")
         self._tmp = tempfile.TemporaryDirectory(prefix="pt-bench-")
         self._n = 0
+        self.synchronous = synchronous
 
     def unavailable(self) -> str | None:
         return None
 
     def describe(self) -> str:
-        return f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=FULL)"
+        return f"SQLite {sqlite3.sqlite_version} (WAL, synchronous={self.synchronous.upper()})"
 
     @contextmanager
     def place(self) -> Iterator[str]:
@@ -282,14 +290,15 @@ class SQLiteBackend(Backend):
             remove_db(path)
 
     def engine(self, place: str, *, building: bool = False, **options: Any) -> Engine:
-        url = file_url(Path(place), synchronous="normal" if building else None)
+        level = "normal" if building else self.synchronous
+        url = file_url(Path(place), synchronous=None if level == "full" else level)
         return Engine.open(url, **options)
 
     def bare_writer(self, place: str) -> BareWriter:
-        return SQLiteBareWriter(place)
+        return SQLiteBareWriter(place, self.synchronous)
 
     def bare_read(self, place: str, ids: Sequence[int], *, each: bool) -> Timing:
-        conn = _sqlite_connect(place)
+        conn = _sqlite_connect(place, self.synchronous)
         try:
             timer = Timer()
             decoded = 0
@@ -510,10 +519,10 @@ class PostgresBackend(Backend):
         return events, links
 
 
-def backend(name: str, *, url: str | None = None) -> Backend:
-    """The adapter called ``name`` ("sqlite" or "postgres")."""
+def backend(name: str, *, url: str | None = None, synchronous: str = "full") -> Backend:
+    """The adapter called ``name`` ("sqlite" or "postgres"); ``synchronous``: SQLite's level."""
     if name == "sqlite":
-        return SQLiteBackend()
+        return SQLiteBackend(synchronous)
     if name == "postgres":
         return PostgresBackend(url)
     raise ValueError(f"unknown backend {name!r}: sqlite or postgres")

@@ -60,7 +60,8 @@ from domain import (
     remove_db,
 )
 from harness import Timer
-from playthrough import Engine, Event, Plan, PlaythroughError, StateKey
+from playthrough import Engine, Event, Plan, StateKey
+from playthrough.errors import PlaythroughError
 
 ACCOUNTS = 2_000
 TARGET = 0

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/compare.py --backend sqlite|postgres|all [--quick]
-        [--reps N] [--url postgresql://...] [--parallel]
+        [--reps N] [--url postgresql://...] [--parallel] [--synchronous off|normal|full]
         [--markdown FILE]
 
 Each phase runs the engine (public API only) and the bare driver (sqlite3 or
@@ -21,7 +21,7 @@ same transactions and durability):
    (10,000) holds: 20,000 Deposited events to distinct accounts (12,000 with
    ``--quick``), every one pending until the commit.
 
-Read phases (issue 10, "Fast reads"), in the coupled and the split domain: a
+Read phases ("Fast reads"), in the coupled and the split domain: a
 log of 300 opened accounts, 4 deposits each and 600 transfers between random
 pairs (seeded), one event per commit; then, in a fresh engine
 (``Engine.open``, as a new process or web request would), every account loaded
@@ -61,7 +61,8 @@ from backends import (
 )
 from domain import Account, Deposited, SplitTransferred, Transferred
 from harness import Result, Timer, Timing, markdown_table, measure
-from playthrough import ConcurrencyError, Engine, Event
+from playthrough import Engine, Event
+from playthrough.errors import ConcurrencyError
 from workloads import (
     BATCH,
     READ_ACCOUNTS,
@@ -426,6 +427,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="PostgreSQL URL (default: PLAYTHROUGH_PG_URL or local)")
     parser.add_argument("--parallel", action="store_true", help="PostgreSQL: parallel writers")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
+    parser.add_argument(
+        "--synchronous",
+        choices=["off", "normal", "full"],
+        default="full",
+        help="SQLite's synchronous level for ours and bare alike (off compares CPU)",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.reps:
@@ -433,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     sections = []
     for name in names:
-        be = backend(name, url=args.url)
+        be = backend(name, url=args.url, synchronous=args.synchronous)
         try:
             reason = be.unavailable()
             if reason is not None:

@@ -1,4 +1,4 @@
-"""The read side (issue 12) against the bare driver doing the same reads and writes.
+"""The read side against the bare driver doing the same reads and writes.
 
 Usage::
 

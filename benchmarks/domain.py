@@ -27,7 +27,8 @@ from pathlib import Path
 
 import attrs
 
-from playthrough import Event, EventRejected, SingletonState, State, state_id
+from playthrough import Event, SingletonState, State, state_id
+from playthrough.errors import EventRejected
 
 
 @attrs.define

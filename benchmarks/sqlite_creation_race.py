@@ -73,8 +73,8 @@ def run_threads(rounds: int, openers: int) -> tuple[int, collections.Counter[str
     """The same race between connections of one process, one thread each (faster)."""
     import threading
 
-    from playthrough import PlaythroughError
     from playthrough._stores import SQLiteStore
+    from playthrough.errors import PlaythroughError
 
     failed = 0
     errors: collections.Counter[str] = collections.Counter()

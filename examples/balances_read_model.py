@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from playthrough import ConcurrencyError, Engine
+from playthrough import Engine
+from playthrough.errors import ConcurrencyError
 from playthrough.examples.balances import OwnerBalances
 from playthrough.examples.bank import Account, AccountOpened, Deposited, Transferred
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from playthrough import ConcurrencyError, Engine, EventRejected
+from playthrough import Engine
+from playthrough.errors import ConcurrencyError, EventRejected
 from playthrough.examples.bank import Account, Deposited, Ledger, Transferred, story
 
 

@@ -20,8 +20,12 @@ Run it (``pip install 'playthrough[web]'``)::
   ``playthrough handlers``.
 - States are returned as JSON with ``playthrough.asdict``.
 
-The routes live on an ``APIRouter`` (``sync_routes``) so another router (async
-endpoints, say) can be added to the same app by ``create_app``'s caller.
+The same routes, as ``async def`` endpoints on the async engine
+(``playthrough.aio``), are served under ``/async`` (``async_routes``): the
+lifespan opens an async store on the same URL beside the sync one, a
+dependency yields an ``AsyncEngine`` per request, and the endpoints await it,
+so no request holds a thread while it waits for the database. The domain, the
+``fired`` hook and the error handlers are shared.
 """
 
 from __future__ import annotations
@@ -36,16 +40,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import playthrough
-from playthrough import (
-    ConcurrencyError,
-    Engine,
-    Event,
-    EventRejected,
-    NotFoundError,
-    SingletonState,
-    State,
-    state_id,
-)
+import playthrough.aio
+from playthrough import Engine, Event, SingletonState, State, state_id
+from playthrough.aio import AsyncEngine
+from playthrough.errors import ConcurrencyError, EventRejected, NotFoundError
 
 # ---------------------------------------------------------------------- the domain
 
@@ -174,6 +172,60 @@ def get_sales(engine: EngineDep) -> dict[str, Any]:
     return playthrough.asdict(engine.load(Sales))
 
 
+async def async_engine_per_request(request: Request) -> AsyncIterator[AsyncEngine]:
+    """One async engine per request, over the async store the lifespan opened."""
+    engine = request.app.state.async_store.engine()
+    try:
+        yield engine
+    finally:
+        engine.discard()
+        engine.close()
+
+
+AsyncEngineDep = Annotated[AsyncEngine, Depends(async_engine_per_request)]
+
+async_routes = APIRouter(prefix="/async")
+
+
+@async_routes.get("/accounts/{account_id}")
+async def get_account_async(account_id: int, engine: AsyncEngineDep) -> dict[str, Any]:
+    return playthrough.asdict(await engine.load_or_fail(Account, account_id))
+
+
+@async_routes.post("/accounts/{account_id}/deposits")
+async def deposit_async(account_id: int, body: Amount, engine: AsyncEngineDep) -> dict[str, Any]:
+    async def work(e: AsyncEngine) -> None:
+        await e.fire(Deposited(account_id=account_id, amount=body.amount))
+
+    await engine.retry(work)
+    return playthrough.asdict(await engine.load(Account, account_id))
+
+
+@async_routes.post("/accounts/{account_id}/purchases")
+async def purchase_async(account_id: int, body: Amount, engine: AsyncEngineDep) -> dict[str, Any]:
+    async def work(e: AsyncEngine) -> None:
+        await e.load_or_fail(Account, account_id)
+        await e.fire(Purchased(account_id=account_id, amount=body.amount))
+
+    await engine.retry(work)
+    return playthrough.asdict(await engine.load(Account, account_id))
+
+
+@async_routes.post("/accounts/{account_id}/close")
+async def close_account_async(account_id: int, engine: AsyncEngineDep) -> dict[str, Any]:
+    async def work(e: AsyncEngine) -> None:
+        await e.load_or_fail(Account, account_id)
+        await e.fire(Closed(account_id=account_id))
+
+    await engine.retry(work)
+    return playthrough.asdict(await engine.load(Account, account_id))
+
+
+@async_routes.get("/sales")
+async def get_sales_async(engine: AsyncEngineDep) -> dict[str, Any]:
+    return playthrough.asdict(await engine.load(Sales))
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """The library's errors as HTTP answers (the same for sync and async routes)."""
 
@@ -199,13 +251,20 @@ def create_app(url: str | None = None, **options: Any) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = playthrough.connect(url, **options)
         try:
+            app.state.async_store = await playthrough.aio.connect(url, **options)
+        except BaseException:
+            app.state.store.close()
+            raise
+        try:
             yield
         finally:
+            await app.state.async_store.close()
             app.state.store.close()
 
     app = FastAPI(title="playthrough bank", lifespan=lifespan)
     add_error_handlers(app)
     app.include_router(sync_routes)
+    app.include_router(async_routes)
     return app
 
 

@@ -19,7 +19,8 @@ import uuid
 
 import attrs
 
-from playthrough import CommitOutcomeUnknown, Engine, Event, State, StoreError, state_id
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import CommitOutcomeUnknown, StoreError
 
 ACCOUNTS = 5
 OPENING = 1_000

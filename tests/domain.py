@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import attrs
 
-from playthrough import Event, EventRejected, SingletonState, State, state_id
+from playthrough import Event, SingletonState, State, state_id
+from playthrough.errors import EventRejected
 
 MOD = 1_000_003
 

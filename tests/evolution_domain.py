@@ -10,7 +10,7 @@ Names are prefixed ``evo.`` so no other test's classes are touched.
   wallets (coupled: how much moves depends on the source).
 - ``mid``: the deposit class is renamed ``Deposited`` (v2, ``amount`` in cents,
   alias ``evo.MoneyIn``), ``Moved`` v2 (``cents``), ``Wallet`` v2 (``cents``).
-- ``new``: ``Deposited`` v3 (``amount`` renamed ``cents``, as in issue 11),
+- ``new``: ``Deposited`` v3 (``amount`` renamed ``cents``),
   ``Wallet`` v3 (adds ``flag``, never set by a hook; upcasters from v1 and v2).
 - ``stale``: like ``new`` but ``Wallet`` gains a field the hooks compute
   (``deposited``, the sum of deposits) without a version bump and without

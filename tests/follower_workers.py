@@ -6,7 +6,8 @@ import os
 import random
 from typing import Any
 
-from playthrough import ConcurrencyError, Engine, FollowerTransaction
+from playthrough import Engine, FollowerTransaction
+from playthrough.errors import ConcurrencyError
 from playthrough.examples.balances import OwnerBalances
 from playthrough.examples.bank import AccountOpened, Deposited, Transferred
 

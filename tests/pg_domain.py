@@ -17,7 +17,8 @@ import random
 
 import attrs
 
-from playthrough import ConcurrencyError, Engine, Event, SingletonState, State, state_id
+from playthrough import Engine, Event, SingletonState, State, state_id
+from playthrough.errors import ConcurrencyError
 
 
 @attrs.define

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playthrough import ArchivedRangeError, Engine, Event, PlaythroughError
+from playthrough import Engine, Event
 from playthrough._model import key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import SQLiteStore
+from playthrough.errors import ArchivedRangeError, PlaythroughError
 from playthrough.examples.bank import Account, Deposited, Ledger, Transferred
 from playthrough.testing import reference_states
 

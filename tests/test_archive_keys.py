@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import DuplicateEvent, Engine, ScheduleNotFound
+from playthrough import Engine
 from playthrough._stores import SQLiteStore, Store
+from playthrough.errors import DuplicateEvent, ScheduleNotFound
 
 from .domain import Feed, Node
 

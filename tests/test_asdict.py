@@ -11,17 +11,8 @@ import attrs
 import pytest
 
 import playthrough
-from playthrough import (
-    FORGOTTEN,
-    Engine,
-    Event,
-    NotFoundError,
-    Personal,
-    PlaythroughError,
-    SingletonState,
-    State,
-    state_id,
-)
+from playthrough import FORGOTTEN, Engine, Event, Personal, SingletonState, State, state_id
+from playthrough.errors import NotFoundError, PlaythroughError
 
 
 @attrs.define

@@ -1,4 +1,4 @@
-"""Issue 9, item 14: read-only commands never create or migrate a store.
+"""Read-only commands never create or migrate a store.
 
 ``playthrough verify`` on a PostgreSQL schema that does not exist used to
 create it and report OK (green CI on nothing). Now a missing or empty store is
@@ -172,7 +172,7 @@ def _follower_names(url: str) -> list[str]:
 
 
 def test_resetting_an_unknown_follower_is_an_error_not_a_phantom(tmp_path: Path) -> None:
-    from playthrough import NotFoundError
+    from playthrough.errors import NotFoundError
     from playthrough.examples.balances import OwnerBalances
 
     url = f"sqlite:///{tmp_path / 'bank.db'}"
@@ -192,7 +192,7 @@ def test_resetting_an_unknown_follower_is_an_error_not_a_phantom(tmp_path: Path)
 
 @pytest.mark.postgres
 def test_resetting_an_unknown_follower_on_postgres_is_an_error(pg_url: str, pg_schema: str) -> None:
-    from playthrough import NotFoundError
+    from playthrough.errors import NotFoundError
 
     with Engine.open(pg_url, schema=pg_schema) as engine:
         with pytest.raises(NotFoundError, match=r"no follower named 'typo'.*followers: none"):
@@ -204,7 +204,8 @@ def test_resetting_an_unknown_follower_on_postgres_is_an_error(pg_url: str, pg_s
 
 _READ_AS_USER = """
 import sys
-from playthrough import Engine, StoreError
+from playthrough import Engine
+from playthrough.errors import StoreError
 from playthrough.examples.bank import Account
 url = sys.argv[1]
 with Engine.open(url, create=False) as engine:

@@ -1,4 +1,4 @@
-"""Issue 9, item 15: no output of any CLI command contains a password from a URL.
+"""No output of any CLI command contains a password from a URL.
 
 Every command that takes a DATABASE_URL is run (found by introspection, so a
 new command is covered too) with URLs that carry a password in the user info
@@ -35,6 +35,7 @@ def test_the_commands_that_take_a_url_are_known() -> None:
         "events",
         "explain",
         "export",
+        "follow",
         "followers",
         "handlers",
         "history",

@@ -38,17 +38,19 @@ def test_explain_in_every_format(db: str) -> None:
     assert "  see.Customer(1): starts from blank" in text and "REWOUND" in text
     lines = [line.split(":")[0].strip() for line in text.splitlines()[1:5]]
     assert lines == ["see.Order(o2)", "see.Customer(1)", "see.Order(13)", "see.Order(o10)"]
-    data = json.loads(run("explain", db, "Order", "o2", *APP, "--format", "json"))
+    data = json.loads(run("explain", db, "see.Order", "o2", *APP, "--format", "json"))
     assert [n["label"] for n in data["nodes"] if n["id"] in data["rewound"]] == ["see.Customer(1)"]
     assert data["edges"][0]["label"] == "#2 see.Placed"
     assert 'n0 -->|"#2 see.Placed"| n1' in run(
-        "explain", db, "Order", "o2", *APP, "--format", "mermaid"
+        "explain", db, "see.Order", "o2", *APP, "--format", "mermaid"
     )
-    assert "n0 -> n1 [label=" in run("explain", db, "Order", "o2", *APP, "--format", "dot")
-    early = json.loads(run("explain", db, "Order", "o2", *APP, "--at", "2", "--format", "json"))
+    assert "n0 -> n1 [label=" in run("explain", db, "see.Order", "o2", *APP, "--format", "dot")
+    early = json.loads(run("explain", db, "see.Order", "o2", *APP, "--at", "2", "--format", "json"))
     assert early["at"] == 2
-    assert "past the log's head (7)" in run("explain", db, "Order", "o2", *APP, "--at", "9", code=2)
-    assert "see.Customer ids are ints" in run("explain", db, "Customer", "ada", *APP, code=2)
+    assert "past the log's head (7)" in run(
+        "explain", db, "see.Order", "o2", *APP, "--at", "9", code=2
+    )
+    assert "see.Customer ids are ints" in run("explain", db, "see.Customer", "ada", *APP, code=2)
 
 
 def test_graph_needs_no_store(tmp_path: Path) -> None:
@@ -65,14 +67,16 @@ def test_history_text_and_json(db: str) -> None:
     text = run("history", db, "see.Order", "o10", *APP)
     assert text.startswith("history of see.Order(o10): 3 event(s) up to 7")
     assert "#7" in text and "caused by #6" in text and 'status: "shipped" -> "followed up"' in text
-    data = json.loads(run("history", db, "Customer", "1", *APP, "--format", "json", "--at", "3"))
+    data = json.loads(
+        run("history", db, "see.Customer", "1", *APP, "--format", "json", "--at", "3")
+    )
     assert [e["position"] for e in data["events"]] == [1, 2, 3]
     assert data["events"][1]["metadata"] == {"user": "bo"}
     assert data["events"][2]["changes"] == [
         {"field": "orders", "before": 1, "after": 2},
         {"field": "spent", "before": 30, "after": 42},
     ]
-    assert "see.Shop is a singleton" in run("history", db, "Shop", "1", *APP, code=2)
+    assert "see.Shop is a singleton" in run("history", db, "see.Shop", "1", *APP, code=2)
 
 
 def test_a_string_id_that_looks_like_an_int_needs_no_prefix(db: str) -> None:
@@ -82,7 +86,7 @@ def test_a_string_id_that_looks_like_an_int_needs_no_prefix(db: str) -> None:
     assert run("events", db, *APP, "--state", "see.Order:s:13") == "\n".join(rows) + "\n"
     info = json.loads(run("info", db, "see.Order", "13", *APP, "--format", "json"))
     assert info["id"] == "13" and info["events"] == 1
-    assert "see.Customer ids are ints" in run("info", db, "Customer", "x", *APP, code=2)
+    assert "see.Customer ids are ints" in run("info", db, "see.Customer", "x", *APP, code=2)
     states = run("states", db, "see.Order", *APP, "--order-by", "total")
     assert states.splitlines()[0].startswith("13 ")  # printed as written, not '13'
 
@@ -115,3 +119,33 @@ def test_serve_never_prints_the_password(monkeypatch: pytest.MonkeyPatch) -> Non
         main, ["serve", "postgresql://root:hunter22@127.0.0.1:5432/test?schema=x", *APP]
     )
     assert "hunter22" not in result.output and "127.0.0.1:5432" in result.output
+
+
+def test_the_demo_shows_a_plan_that_rewinds_and_plays(tmp_path: Path) -> None:
+    out = run("demo", "--db", str(tmp_path / "bank.db"))
+    step = out[out.index("with head_values=False") :]
+    assert "loading bank.Account(2) rewinds the states its events need" in step
+    assert "bank.Account(1): starts from blank (no snapshot used), plays 4 event(s)" in step
+    assert "REWOUND: its newest snapshot (at 6) is past position 3" in step
+    assert "class n1,n2 rewound" in step
+    assert "balance: 300 -> 1500" in step
+
+
+def test_follow_runs_a_projection_until_idle(tmp_path: Path) -> None:
+    from playthrough.examples.bank import story as bank_story
+
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    with Engine.open(url) as engine:
+        bank_story(engine)
+    spec = "playthrough.examples.balances:OwnerBalances"
+    bank = ["--app", "playthrough.examples.bank"]
+    out = run("follow", url, *bank, "--projection", spec, "--until-idle")
+    assert out.startswith("balances: processed ") and "at position 6" in out
+    again = run("follow", url, *bank, "--projection", spec, "--until-idle")
+    assert "processed 0, passed 0" in again
+    [row] = json.loads(run("followers", url, *bank, "--format", "json"))
+    assert (row["name"], row["position"], row["lag"]) == ("balances", 6, 0)
+    assert "use module:Class" in run("follow", url, "--projection", "x", code=2)
+    assert "has no Projection class 'Nope'" in run(
+        "follow", url, "--projection", "playthrough.examples.balances:Nope", code=2
+    )

@@ -1,4 +1,4 @@
-"""Issue 9, items 1-3: a commit's outcome is told truthfully, on SQLite and PostgreSQL.
+"""A commit's outcome is told truthfully, on SQLite and PostgreSQL.
 
 - every commit stores a unique commit id with its events; ``was_committed`` answers;
 - a failure after COMMIT may have reached the server is resolved (the commit's
@@ -22,19 +22,16 @@ import attrs
 import psycopg
 import pytest
 
-from playthrough import (
-    CommitOutcomeUnknown,
-    DuplicateEvent,
-    Engine,
-    Event,
-    HandlerFailed,
-    PlaythroughError,
-    State,
-    StoreError,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
 from playthrough._stores.postgres import PostgresStore
 from playthrough._stores.sqlite import SQLiteStore
+from playthrough.errors import (
+    CommitOutcomeUnknown,
+    DuplicateEvent,
+    HandlerFailed,
+    PlaythroughError,
+    StoreError,
+)
 
 
 @attrs.define

@@ -15,20 +15,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from playthrough import (
-    Completion,
-    DefinitionError,
-    Engine,
-    Event,
-    EventRejected,
-    SingletonState,
-    State,
-    StateCompleted,
-    state_id,
-)
+from playthrough import Completion, Engine, Event, SingletonState, State, state_id
 from playthrough._model import key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import SQLiteStore
+from playthrough.errors import DefinitionError, EventRejected, StateCompleted
 from playthrough.testing import ManualClock, reference_states, stored_events
 
 
@@ -448,7 +439,7 @@ def test_verify_checks_the_completion_index_against_the_log(tmp_path: object) ->
 
 
 def test_find_and_info_show_completion(engine: Engine) -> None:
-    from playthrough import QueryError
+    from playthrough.errors import QueryError
 
     for order in range(4):
         engine.fire(ItemAdded(order_id=order, n=order))

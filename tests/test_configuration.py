@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import ConfigurationError, Engine, PlaythroughError, StoreError
+from playthrough import Engine
 from playthrough._stores import parse_store_url
+from playthrough.errors import ConfigurationError, PlaythroughError, StoreError
 from playthrough.examples.bank import Account, Deposited
 
 

@@ -10,7 +10,8 @@ import attrs
 import pytest
 
 import playthrough
-from playthrough import Engine, Event, EventRejected, PlaythroughError, State, state_id
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import EventRejected, PlaythroughError
 from playthrough.testing import ManualClock, scenario
 
 

@@ -1,4 +1,4 @@
-"""Issue 9, item 11: a missing event is corruption, never silently skipped.
+"""A missing event is corruption, never silently skipped.
 
 Positions are gap-free by construction, so a gap, or a link to an event that
 is not there, means a row was deleted or lost: loads (through links), replays
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import CorruptionError, Engine
+from playthrough import Engine
+from playthrough.errors import CorruptionError
 from playthrough.examples.bank import Account, AccountOpened, Deposited
 
 

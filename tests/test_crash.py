@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import Engine, HandlerFailed
+from playthrough import Engine
+from playthrough.errors import HandlerFailed
 from playthrough.testing import ManualClock
 
 from .crash_worker import ACCOUNTS, OPENING, PER_COMMIT, Placed, Purse, Ticked

@@ -12,21 +12,17 @@ from pathlib import Path
 import attrs
 import pytest
 
-from playthrough import (
+from playthrough import Engine, Event, SingletonState, State, state_id
+from playthrough.errors import (
     ConcurrencyError,
     DecodeError,
     DefinitionError,
-    Engine,
-    Event,
     EventRejected,
     HandlerFailed,
     PlaythroughError,
     ReconstitutionError,
-    SingletonState,
-    State,
     StoreError,
     UnknownTypeError,
-    state_id,
 )
 from playthrough.examples.bank import (
     Account,

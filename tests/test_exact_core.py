@@ -17,16 +17,9 @@ from typing import Annotated, Any, ClassVar, Literal, NewType
 import attrs
 import pytest
 
-from playthrough import (
-    DefinitionError,
-    Engine,
-    Event,
-    EventRejected,
-    State,
-    StateTypeError,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
 from playthrough._typecheck import type_problem
+from playthrough.errors import DefinitionError, EventRejected, StateTypeError
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -75,9 +75,14 @@ def server(any_url: str) -> Iterator[str]:
         proc.wait(TIMEOUT)
 
 
-def test_the_example_answers_with_json_states_and_maps_errors_to_statuses(server: str) -> None:
+@pytest.mark.parametrize("prefix", ["", "/async"], ids=["sync", "async"])
+def test_the_example_answers_with_json_states_and_maps_errors_to_statuses(
+    server: str, prefix: str
+) -> None:
+    """The sync routes (thread pool) and the async ones (playthrough.aio) answer alike."""
+
     async def drive() -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=server, timeout=TIMEOUT) as client:
+        async with httpx.AsyncClient(base_url=server + prefix, timeout=TIMEOUT) as client:
             out: dict[str, Any] = {}
             out["missing"] = await client.get("/accounts/1")
             out["deposit"] = await client.post("/accounts/1/deposits", json={"amount": 1000})

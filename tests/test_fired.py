@@ -14,17 +14,8 @@ from typing import ClassVar
 import attrs
 import pytest
 
-from playthrough import (
-    ConcurrencyError,
-    DefinitionError,
-    Engine,
-    Event,
-    EventRejected,
-    PlaythroughError,
-    SingletonState,
-    State,
-    state_id,
-)
+from playthrough import Engine, Event, SingletonState, State, state_id
+from playthrough.errors import ConcurrencyError, DefinitionError, EventRejected, PlaythroughError
 
 
 @attrs.define

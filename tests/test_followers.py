@@ -13,15 +13,9 @@ from typing import Any, cast
 
 import pytest
 
-from playthrough import (
-    DefinitionError,
-    Engine,
-    FollowerFailed,
-    FollowerTransaction,
-    Projection,
-    StoreError,
-)
+from playthrough import Engine, FollowerTransaction, Projection
 from playthrough._stores import SQLiteStore, open_store
+from playthrough.errors import DefinitionError, FollowerFailed, StoreError
 from playthrough.examples.balances import OwnerBalances, balances
 from playthrough.examples.bank import Account, Deposited, Transferred
 

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from playthrough import (
     FORGOTTEN,
-    DefinitionError,
     Engine,
     Event,
     Personal,
@@ -30,6 +29,7 @@ from playthrough import (
 from playthrough._serialization import encode_state
 from playthrough._stores import FollowerTransaction, SQLiteStore
 from playthrough._transfer import LOG_SECTIONS
+from playthrough.errors import DefinitionError
 from playthrough.testing import stored_events
 
 
@@ -478,7 +478,7 @@ def test_old_values_stay_forgotten_when_the_subject_comes_back(url: str, tmp_pat
 
 
 def test_a_tampered_ciphertext_is_corruption_not_forgetting(tmp_path: Path) -> None:
-    from playthrough import CorruptionError
+    from playthrough.errors import CorruptionError
 
     engine = _engine(tmp_path)
     engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
@@ -577,7 +577,7 @@ def test_followers_are_told_once_in_their_own_transaction(url: str) -> None:
 
 
 def test_a_follower_that_fails_to_forget_keeps_its_position(url: str) -> None:
-    from playthrough import FollowerFailed
+    from playthrough.errors import FollowerFailed
 
     class Failing(Names):
         name = "gdpr.failing"
@@ -846,7 +846,7 @@ def test_a_subject_that_came_back_keeps_only_its_new_key_in_a_copy(
 def test_idempotency_keys_survive_an_export_and_an_import(
     url: str, copy_url: str, tmp_path: Path
 ) -> None:
-    from playthrough import DuplicateEvent
+    from playthrough.errors import DuplicateEvent
 
     old = tmp_path / "old.jsonl.gz"
     with Engine.open(url) as engine:

@@ -1,4 +1,4 @@
-"""Issue 9, item 9: handlers are recorded in the store, never silently dropped.
+"""Handlers are recorded in the store, never silently dropped.
 
 A failing handle hook does not stop the handlers of later events; what it
 fired is discarded (it never rides along with a later commit); HandlerFailed
@@ -17,8 +17,9 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from playthrough import ConfigurationError, Engine, Event, HandlerFailed, State, state_id
+from playthrough import Engine, Event, State, state_id
 from playthrough._cli import main
+from playthrough.errors import ConfigurationError, HandlerFailed
 
 
 @attrs.define

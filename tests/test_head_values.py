@@ -1,4 +1,4 @@
-"""Heads values (issue 10): the commit stores each touched state's value in its heads row.
+"""Heads values: the commit stores each touched state's value in its heads row.
 
 A load of a state whose value is current reads that one row and plays
 nothing; every other load plans as before and writes back what it brought to
@@ -19,12 +19,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import playthrough
-from playthrough import ConcurrencyError, ConfigurationError, Engine, Event, EventRejected, State
+from playthrough import Engine, Event, State
 from playthrough._cli import main
 from playthrough._model import StateKey, key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import SnapshotRecord, SQLiteStore, Store
 from playthrough._stores._base import SCHEMA_VERSION, HeadRow
+from playthrough.errors import ConcurrencyError, ConfigurationError, EventRejected
 from playthrough.testing import reference_states, stored_events
 
 from .domain import Bump, Copy, Feed, Hub, Node, Swap
@@ -481,7 +482,7 @@ def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
 def _as_version_1(path: Path) -> None:
     """Turn a store file into what schema version 1 wrote (no value columns)."""
     conn = sqlite3.connect(path)
-    # what schema version 4 added (issue 9)
+    # what schema version 4 added
     conn.execute("DROP TABLE pt_commits")
     conn.execute("DROP TABLE pt_pending_handlers")
     conn.execute("DROP INDEX pt_events_by_key")
@@ -569,7 +570,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.execute("UPDATE pt_meta SET value = '99' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
-    with pytest.raises(playthrough.SchemaVersionError, match="99"):
+    with pytest.raises(playthrough.errors.SchemaVersionError, match="99"):
         SQLiteStore(str(path))
 
 

@@ -8,11 +8,12 @@ import psycopg
 import pytest
 
 import playthrough
-from playthrough import ConcurrencyError, Engine
+from playthrough import Engine
 from playthrough._model import key_of
 from playthrough._stores import SnapshotRecord
 from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._stores.postgres import PostgresStore
+from playthrough.errors import ConcurrencyError
 from playthrough.testing import reference_states, stored_events
 
 from .pg_domain import Account, Opened, Transfer
@@ -29,7 +30,7 @@ def test_a_version_1_schema_is_upgraded_on_open(pg_url: str, pg_schema: str) -> 
         writer.fire(Transfer(source_id=0, target_id=1, amount=3))
         writer.commit()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # what version 1 wrote
-        # what schema version 4 added (issue 9)
+        # what schema version 4 added
         conn.execute(f'DROP TABLE "{pg_schema}".pt_commits')
         conn.execute(f'DROP TABLE "{pg_schema}".pt_pending_handlers')
         conn.execute(f'ALTER TABLE "{pg_schema}".pt_events DROP COLUMN event_key')
@@ -48,6 +49,9 @@ def test_a_version_1_schema_is_upgraded_on_open(pg_url: str, pg_schema: str) -> 
         ]:
             conn.execute(f'ALTER TABLE "{pg_schema}".{table} DROP COLUMN {column}')
         conn.execute(f'DROP TABLE "{pg_schema}".pt_followers')
+        # what schema version 9 added (forgetting); step 10 then adds a column to it
+        conn.execute(f'DROP TABLE "{pg_schema}".pt_forgotten')
+        conn.execute(f'DROP TABLE "{pg_schema}".pt_archived_personal')
         conn.execute(f'DROP INDEX IF EXISTS "{pg_schema}".pt_events_by_cause')
         conn.execute(f"UPDATE \"{pg_schema}\".pt_meta SET value = '1' WHERE key = 'schema_version'")
     store = PostgresStore(pg_url, schema=pg_schema)

@@ -22,7 +22,7 @@ MODULES = ("tests.see_domain",)
 class Orders(Projection):
     name = "see.orders"
 
-    def on_Placed(self, event: Any, tx: Any) -> None:
+    def on_ShippedWithFollowUp(self, event: Any, tx: Any) -> None:
         pass
 
 
@@ -63,7 +63,7 @@ def test_events_page_filters_and_pages(client: TestClient) -> None:
     rest = get(client, "/api/events?after=3&limit=10")
     assert [e["position"] for e in rest["events"]] == [4, 5, 6, 7, 8]
     assert rest["next_after"] is None
-    placed = get(client, "/api/events?type=see.Placed&type=Shipped")
+    placed = get(client, "/api/events?type=see.Placed&type=see.Shipped")
     assert [e["position"] for e in placed["events"]] == [2, 3, 4, 5, 8]
     # a string id that looks like an int needs no prefix: order ids are declared str
     assert [e["position"] for e in get(client, "/api/events?state=see.Order:13")["events"]] == [

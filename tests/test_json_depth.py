@@ -12,8 +12,9 @@ from typing import Any
 import attrs
 import pytest
 
-from playthrough import Engine, Event, PlaythroughError, State, state_id
+from playthrough import Engine, Event, State, state_id
 from playthrough._serialization import MAX_JSON_DEPTH
+from playthrough.errors import PlaythroughError
 
 
 @attrs.define

@@ -1,4 +1,4 @@
-"""Issue 9, item 4: no code path waits forever, whatever the commit's size.
+"""No code path waits forever, whatever the commit's size.
 
 psycopg's pipeline deadlocked on a commit of ~15 MiB, holding the append lock
 so every other writer of the schema blocked. Large batches now go without the
@@ -18,16 +18,9 @@ import attrs
 import psycopg
 import pytest
 
-from playthrough import (
-    ConfigurationError,
-    Engine,
-    Event,
-    PlaythroughError,
-    State,
-    StoreError,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
 from playthrough._stores.postgres import _LOCK_APPEND, PostgresStore
+from playthrough.errors import ConfigurationError, PlaythroughError, StoreError
 
 from .test_crash import ROOT, TIMEOUT, _check, _wait_for_commits
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import Engine, Event, NotFoundError, UnknownTypeError
+from playthrough import Engine, Event
 from playthrough._model import key_of
+from playthrough.errors import NotFoundError, UnknownTypeError
 
 from .read_domain import Billed, Changed, Customer, Moved, Ordered, Shipped, own_sessions
 
@@ -170,7 +171,8 @@ def test_events_end_at_the_head_when_iteration_started(engine: Engine) -> None:
 
 
 def test_archived_events_are_refused_not_skipped(tmp_path: Path) -> None:
-    from playthrough import ArchivedRangeError, Projection
+    from playthrough import Projection
+    from playthrough.errors import ArchivedRangeError
 
     class Counter(Projection):
         name = "counter"
@@ -191,7 +193,7 @@ def test_archived_events_are_refused_not_skipped(tmp_path: Path) -> None:
 
 
 def _archived(engine: Engine, position: int) -> bool:
-    from playthrough import ArchivedRangeError
+    from playthrough.errors import ArchivedRangeError
 
     try:
         engine.event(position)

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from playthrough import ConcurrencyError, Engine, HandlerFailed
+from playthrough import Engine
 from playthrough import _logging as pt_logging
+from playthrough.errors import ConcurrencyError, HandlerFailed
 from playthrough.examples.bank import Account, Deposited, Ledger, Transferred
 
 

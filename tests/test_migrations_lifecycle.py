@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import Engine, SchemaVersionError
+from playthrough import Engine
 from playthrough._stores import SQLiteStore
 from playthrough._stores import sqlite as sqlite_module
 from playthrough._stores._base import SCHEMA_VERSION
+from playthrough.errors import SchemaVersionError
 
 from .sched_domain import Order, PaymentTimedOut, Ping
 

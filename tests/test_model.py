@@ -44,16 +44,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from playthrough import (
-    FORGOTTEN,
+from playthrough import FORGOTTEN, Engine, Event
+from playthrough._stores import SQLiteStore, Store
+from playthrough.errors import (
     ArchivedRangeError,
     ConcurrencyError,
     DuplicateEvent,
-    Engine,
-    Event,
     PlaythroughError,
 )
-from playthrough._stores import SQLiteStore, Store
 from playthrough.testing import ManualClock
 
 from . import model_domain as dom

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from playthrough import ConfigurationError, Engine, connect
+from playthrough import Engine, connect
 from playthrough._stores import SQLiteStore, parse_store_url
+from playthrough.errors import ConfigurationError
 
 
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///?synchronous=FULL", "sqlite:///  "])
@@ -180,7 +181,7 @@ def test_a_schema_name_postgres_cannot_hold_is_refused(name: str) -> None:
 
 
 def test_a_file_that_is_no_database_is_named_with_create_false(tmp_path: Path) -> None:
-    from playthrough import StoreError
+    from playthrough.errors import StoreError
 
     path = tmp_path / "junk.db"
     path.write_bytes(b"not sqlite at all" * 100)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from playthrough import FORGOTTEN, ArchivedRangeError, Engine, Event
+from playthrough import FORGOTTEN, Engine, Event
 from playthrough._coupling import coupling_graph
 from playthrough._history import changes
 from playthrough._ids import label, natural_key, parse_state_id
@@ -17,6 +17,7 @@ from playthrough._model import StateKey, key_of
 from playthrough._reconstitution import StateReconstitutor
 from playthrough._serialization import converter, encode_state
 from playthrough._stores import SQLiteStore
+from playthrough.errors import ArchivedRangeError
 
 from .domain import Node
 from .see_domain import Customer, Order, Shop, story
@@ -116,14 +117,14 @@ def test_history_lists_every_event_with_its_changes_from_one_plan(
     any_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plans = []
-    original = StateReconstitutor.plan
+    original = StateReconstitutor.plan_steps  # every plan, whichever engine drives it
 
     def counting(self: StateReconstitutor, *args: object, **kwargs: object) -> object:
-        plans.append(args[1])
+        plans.append(args[0])
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
 
     with _rewinding(any_url) as engine:
-        monkeypatch.setattr(StateReconstitutor, "plan", counting)
+        monkeypatch.setattr(StateReconstitutor, "plan_steps", counting)
         history = engine.history(Order, "o10")
         assert len(plans) == 1  # one plan for the whole history, not one load per event
         monkeypatch.undo()

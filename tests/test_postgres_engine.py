@@ -16,9 +16,10 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from playthrough import ConcurrencyError, Engine, Event
+from playthrough import Engine, Event
 from playthrough._stores import Store
 from playthrough._stores.postgres import PostgresStore
+from playthrough.errors import ConcurrencyError
 
 from . import test_reconstitution_properties as props
 from . import test_schema_evolution_properties as evolution

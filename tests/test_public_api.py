@@ -18,50 +18,22 @@ EXPECTED = {
     "Event",
     "State",
     "SingletonState",
-    "StaleForgetError",
-    "SubjectForgotten",
     "StateKey",
     "state_id",
     "now",
     "event_random",
     "Personal",
     "FORGOTTEN",
-    # errors
-    "PlaythroughError",
-    "EventRejected",
-    "ConcurrencyError",
-    "HandledElsewhere",
-    "CancelRefused",
-    "DefinitionError",
-    "StoreError",
-    "SchemaVersionError",
-    "DecodeError",
-    "UnknownTypeError",
-    "UnknownKeysError",
-    "ReconstitutionError",
-    "HandlerFailed",
-    "StateCompleted",
-    "ScheduleNotFound",
-    "CommitOutcomeUnknown",
-    "DuplicateEvent",
-    "StateMutationError",
-    "StateTypeError",
-    "CorruptionError",
-    "NotFoundError",
-    "QueryError",
-    "FollowerFailed",
-    "FollowerBusy",
+    "SubjectForgotten",
     # the read side
     "StateInfo",
     "Projection",
     "FollowerTransaction",
     "FollowerStatus",
     "FollowerReport",
-    "ConfigurationError",
-    "TransferError",
-    "ArchivedRangeError",
-    # what the engine hands back
+    # what the engine takes and hands back
     "CommitResult",
+    "VerifyOptions",
     "VerifyReport",
     "ReplayReport",
     "SyncReport",
@@ -78,6 +50,39 @@ EXPECTED = {
     "is_replaying",
 }
 
+# The errors, in playthrough.errors (drawn as a tree in its docstring).
+ERRORS = {
+    "ArchivedRangeError",
+    "CancelRefused",
+    "CapabilityMissing",
+    "CommitOutcomeUnknown",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CorruptionError",
+    "DecodeError",
+    "DefinitionError",
+    "DuplicateEvent",
+    "EventRejected",
+    "FollowerBusy",
+    "FollowerFailed",
+    "HandledElsewhere",
+    "HandlerFailed",
+    "NotFoundError",
+    "PlaythroughError",
+    "QueryError",
+    "ReconstitutionError",
+    "ScheduleNotFound",
+    "SchemaVersionError",
+    "StaleForgetError",
+    "StateCompleted",
+    "StateMutationError",
+    "StateTypeError",
+    "StoreError",
+    "TransferError",
+    "UnknownKeysError",
+    "UnknownTypeError",
+}
+
 # Public before the surface was trimmed: importable, with a DeprecationWarning.
 DEPRECATED = {
     "StateRepository": _repository.StateRepository,
@@ -91,9 +96,55 @@ DEPRECATED = {
 }
 
 
+def _isort(name: str) -> tuple[int, str]:
+    """Constants, then classes, then functions, each alphabetical."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
 def test_all_is_exactly_the_intended_surface() -> None:
     assert set(playthrough.__all__) == EXPECTED
-    assert len(playthrough.__all__) == len(set(playthrough.__all__))
+    assert playthrough.__all__ == sorted(EXPECTED, key=_isort)  # as ruff's RUF022 keeps it
+    assert playthrough.errors.__all__ == sorted(ERRORS, key=_isort)
+
+
+def test_the_errors_docstring_draws_the_real_hierarchy() -> None:
+    """Each line of the tree names a class whose parent is the line it hangs from."""
+    import re
+
+    from playthrough import errors
+
+    lines = [x for x in (errors.__doc__ or "").splitlines() if re.search(r"[├└]── |^    \w", x)]
+    parents: list[tuple[int, str]] = []
+    drawn = set()
+    for line in lines:
+        name = re.search(r"(\w+)", line.replace("├── ", "").replace("└── ", ""))
+        assert name is not None
+        depth = (len(line) - len(line.lstrip(" │├└─"))) // 4
+        while parents and parents[-1][0] >= depth:
+            parents.pop()
+        cls = getattr(errors, name.group(1))
+        if parents:
+            assert getattr(errors, parents[-1][1]) in cls.__bases__, name.group(1)
+        parents.append((depth, name.group(1)))
+        drawn.add(name.group(1))
+    assert drawn == ERRORS
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_old_top_level_error_names_warn_with_their_removal_version(name: str) -> None:
+    with pytest.warns(DeprecationWarning, match=rf"playthrough\.errors\.{name}; .* 0\.3\.0"):
+        value = getattr(playthrough, name)
+    assert value is getattr(playthrough.errors, name)
+    assert value.__module__ == "playthrough.errors"
+
+
+def test_the_backend_authors_module_offers_interfaces_and_contracts() -> None:
+    import playthrough.stores as stores
+
+    assert stores.__all__ == sorted(stores.__all__, key=_isort)
+    for name in ("Store", "StoreReader", "LogRecorder", "LogContract", "StoreContract"):
+        assert name in stores.__all__
+    assert issubclass(stores.Store, stores.LogRecorder)
 
 
 def test_every_exported_name_exists_and_nothing_else_public_leaks() -> None:
@@ -127,7 +178,7 @@ def test_public_classes_say_they_are_from_playthrough() -> None:
 
 @pytest.mark.parametrize("name", sorted(DEPRECATED))
 def test_former_public_names_still_import_with_a_deprecation_warning(name: str) -> None:
-    with pytest.warns(DeprecationWarning, match=rf"playthrough\.{name} is no longer part"):
+    with pytest.warns(DeprecationWarning, match=rf"playthrough\.{name} is no longer part.*0\.3\.0"):
         value = getattr(playthrough, name)
     assert value is DEPRECATED[name]
     with pytest.warns(DeprecationWarning):
@@ -142,13 +193,8 @@ def test_unknown_names_are_still_attribute_errors() -> None:
 
 
 def test_errors_share_one_base() -> None:
-    errors = [
-        getattr(playthrough, n)
-        for n in EXPECTED
-        if n.endswith(("Error", "Rejected", "Failed", "Unknown", "Event"))
-        and n not in ("Event", "ScheduledEvent")  # ScheduledEvent: a result, not an error
-    ]
-    assert errors and all(issubclass(e, playthrough.PlaythroughError) for e in errors)
+    found = [getattr(playthrough.errors, n) for n in ERRORS]
+    assert all(issubclass(e, playthrough.errors.PlaythroughError) for e in found)
 
 
 def test_importing_playthrough_does_not_import_networkx() -> None:

@@ -21,16 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playthrough import (
-    DefinitionError,
-    Engine,
-    Event,
-    NotFoundError,
-    QueryError,
-    StateInfo,
-    state_id,
-)
+from playthrough import Engine, Event, StateInfo, state_id
 from playthrough._serialization import encode_state
+from playthrough.errors import DefinitionError, NotFoundError, QueryError
 from playthrough.testing import reference_states
 
 from .read_domain import Changed, Customer, Moved, own_sessions

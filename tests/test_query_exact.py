@@ -13,16 +13,9 @@ from typing import Any
 import attrs
 import pytest
 
-from playthrough import (
-    Engine,
-    Event,
-    EventRejected,
-    PlaythroughError,
-    QueryError,
-    State,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
 from playthrough._serialization import encode_state
+from playthrough.errors import EventRejected, PlaythroughError, QueryError
 
 from .read_domain import Changed, Customer, Moved, own_sessions
 

@@ -64,6 +64,15 @@ def test_readme_moving_story_ends_with_verify_and_the_scheduler(
     exec(compile(story, str(README), "exec"), namespace)  # asserts its own results
 
 
+def test_readme_async_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    [example] = [b for b in blocks if "playthrough.aio.connect(" in b]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "readme_tour"}
+    exec(compile(blocks[0], str(README), "exec"), namespace)  # the classes and bank.db
+    exec(compile(example, str(README), "exec"), namespace)  # asserts its own results
+
+
 def test_readme_pictures_and_history_example_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

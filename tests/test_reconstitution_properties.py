@@ -9,25 +9,33 @@ coupled with.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from playthrough import Engine, Event, EventRejected, ReconstitutionError, State, _reconstitution
+from playthrough import Engine, Event, State, _reconstitution
 from playthrough._model import StateKey, key_of
 from playthrough._reconstitution import StatePlan
 from playthrough._serialization import encode_state
 from playthrough._stores import SnapshotRecord, SQLiteStore, Store
+from playthrough.aio import AsyncSQLiteStore
+from playthrough.errors import EventRejected, ReconstitutionError
 from playthrough.testing import reference_states
 
 from .domain import Feed, Hub, Node, Tick
 from .strategies import Op, events, operations, state_refs
 from .valueless import ValuelessStore
+
+S = TypeVar("S", bound=State)
+T = TypeVar("T")
 
 
 def ref_class(ref: int | None) -> tuple[type[State], int | None]:
@@ -73,6 +81,49 @@ def expected(
 StoreFactory = Callable[[], Store]
 
 
+class AsyncShell:
+    """The async engine (``playthrough.aio``) on the same store, run to completion per call:
+    the properties below run on both shells, so a change in the planner, the player or the
+    codec is seen by both."""
+
+    def __init__(self, store: Store) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._store = AsyncSQLiteStore(store, ThreadPoolExecutor(max_workers=1))
+        self._engine = self._store.engine()
+        self.repository = self._engine.core.repository
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(work)
+
+    def load(self, cls: type[S], sid: Any = None, *, at: int | None = None) -> S:
+        return self._run(self._engine.load(cls, sid, at=at))
+
+    def fire(self, event: Event) -> Event:
+        return self._run(self._engine.fire(event))
+
+    def commit(self) -> list[Event]:
+        return self._run(self._engine.commit())
+
+    def head(self) -> int:
+        return self._run(self._engine.head())
+
+    def explain(self, cls: type[State], sid: Any = None) -> str:
+        return str(self._engine.core.explain(cls, sid))
+
+    def __del__(self) -> None:
+        self._store._thread.shutdown(wait=False)
+        self._loop.close()
+
+
+Shell = Callable[[Store], Any]
+SHELLS: dict[str, Shell] = {"sync": Engine, "async": AsyncShell}
+
+
+@pytest.fixture(params=list(SHELLS))
+def shell(request: pytest.FixtureRequest) -> Shell:
+    return SHELLS[request.param]
+
+
 @pytest.fixture(params=["memory", "file"])
 def store_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -113,12 +164,13 @@ def check_any_snapshot_placement_loads_like_a_full_replay(
     ops: list[Op],
     load_order: list[int | None],
     time_travel: list[tuple[int | None, float]],
+    shell: Shell = Engine,
 ) -> None:
     store = store_factory()
     committed: list[Event] = []
     writer = Engine(store)
     run_history(writer, ops, committed)
-    reader = Engine(store)  # a fresh engine: empty repository, same store
+    reader = shell(store)  # a fresh engine: empty repository, same store
     for ref in load_order:
         cls, sid = ref_class(ref)
         assert snapshot_of(reader.load(cls, sid)) == expected(committed, ref), (
@@ -133,13 +185,17 @@ def check_any_snapshot_placement_loads_like_a_full_replay(
 
 
 def check_firing_after_a_load_from_snapshots_commits_correctly(
-    store_factory: StoreFactory, ops: list[Op], more: list[Event], first: int | None
+    store_factory: StoreFactory,
+    ops: list[Op],
+    more: list[Event],
+    first: int | None,
+    shell: Shell = Engine,
 ) -> None:
     """Validate sees reconstituted states; what it commits replays to the same result."""
     store = store_factory()
     committed: list[Event] = []
     run_history(Engine(store), ops, committed)
-    engine = Engine(store)
+    engine = shell(store)
     cls, sid = ref_class(first)
     engine.load(cls, sid)  # some states live before firing, others loaded by fire
     fired_view: dict[StateKey, tuple[str, int | None]] = {}
@@ -155,7 +211,7 @@ def check_firing_after_a_load_from_snapshots_commits_correctly(
     for key, seen in fired_view.items():
         ref = None if key.id == "" else int(key.id)
         assert seen == expected(committed, ref), f"live {key} differs from the full replay"
-    fresh = Engine(store)
+    fresh = shell(store)
     for ref in [1, 2, 3, 4, None]:
         cls, sid = ref_class(ref)
         assert snapshot_of(fresh.load(cls, sid)) == expected(committed, ref)
@@ -166,21 +222,24 @@ def check_firing_after_a_load_from_snapshots_commits_correctly(
 @given(**PLACEMENTS)
 def test_any_snapshot_placement_loads_like_a_full_replay(
     store_factory: StoreFactory,
+    shell: Shell,
     ops: list[Op],
     load_order: list[int | None],
     time_travel: list[tuple[int | None, float]],
 ) -> None:
     check_any_snapshot_placement_loads_like_a_full_replay(
-        store_factory, ops, load_order, time_travel
+        store_factory, ops, load_order, time_travel, shell
     )
 
 
 @PROPERTY
 @given(**FIRING)
 def test_firing_after_a_load_from_snapshots_commits_correctly(
-    store_factory: StoreFactory, ops: list[Op], more: list[Event], first: int | None
+    store_factory: StoreFactory, shell: Shell, ops: list[Op], more: list[Event], first: int | None
 ) -> None:
-    check_firing_after_a_load_from_snapshots_commits_correctly(store_factory, ops, more, first)
+    check_firing_after_a_load_from_snapshots_commits_correctly(
+        store_factory, ops, more, first, shell
+    )
 
 
 @settings(max_examples=max(60, EXAMPLES // 2), deadline=None)

@@ -1,4 +1,4 @@
-"""Issue 9, item 13: verify checks heads rows and snapshot metadata; repair rebuilds heads.
+"""Verify checks heads rows and snapshot metadata; repair rebuilds heads.
 
 A lowered heads row made a state uncommittable forever (every commit refused
 as stale) and a snapshot with no ``last_event_id`` went unnoticed, while verify
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from playthrough import ConcurrencyError, Engine
+from playthrough import Engine
 from playthrough._cli import main
+from playthrough.errors import ConcurrencyError
 from playthrough.examples.bank import Account, AccountOpened, Deposited
 
 APP = ["--app", "playthrough.examples.bank", "--no-subprocess"]

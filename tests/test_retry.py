@@ -1,4 +1,4 @@
-"""Issue 9, item 17: engine.retry() with jittered backoff, and fairness under a hot spot."""
+"""Engine.retry() with jittered backoff, and fairness under a hot spot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import CommitOutcomeUnknown, ConcurrencyError, Engine, PlaythroughError
+from playthrough import Engine
+from playthrough.errors import CommitOutcomeUnknown, ConcurrencyError, PlaythroughError
 
 from .crash_worker import ACCOUNTS, OPENING, Moved, Opened, Purse
 

@@ -1,4 +1,4 @@
-"""Issue 9, items 5-7: values that must survive the round trip through the store.
+"""Values that must survive the round trip through the store.
 
 - state ids are keyed by their normalised value: a UUID id given in any
   accepted representation is the same state for a fresh engine (property test);
@@ -19,16 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playthrough import (
-    DefinitionError,
-    Engine,
-    Event,
-    PlaythroughError,
-    SingletonState,
-    State,
-    state_id,
-)
+from playthrough import Engine, Event, SingletonState, State, state_id
 from playthrough._model import key_of
+from playthrough.errors import DefinitionError, PlaythroughError
 from playthrough.testing import reference_states
 
 

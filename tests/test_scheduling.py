@@ -13,18 +13,12 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 
-from playthrough import (
-    CancelRefused,
-    Engine,
-    Event,
-    PlaythroughError,
-    ScheduleNotFound,
-    state_id,
-)
+from playthrough import Engine, Event, state_id
 from playthrough._scheduling import Scheduler
 from playthrough._stores import SQLiteStore
 from playthrough._stores import sqlite as sqlite_module
 from playthrough._stores._base import CommitExtras, ScheduleRow
+from playthrough.errors import CancelRefused, PlaythroughError, ScheduleNotFound
 from playthrough.testing import ManualClock, Scenario
 
 from .sched_domain import (
@@ -530,7 +524,7 @@ def test_cli_lists_scheduled_rows_and_rearms_the_failed_ones(any_url: str) -> No
 def test_a_row_that_cannot_be_fired_is_marked_failed_and_the_pass_goes_on(
     any_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from playthrough import ReconstitutionError
+    from playthrough.errors import ReconstitutionError
 
     with Engine.open(any_url, clock=clock) as engine:
         stuck = engine.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))

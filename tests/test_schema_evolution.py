@@ -20,20 +20,13 @@ from typing import Any
 import attrs
 import pytest
 
-from playthrough import (
-    DecodeError,
-    DefinitionError,
-    Engine,
-    Event,
-    State,
-    UnknownKeysError,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
 from playthrough._model import key_of, registry
 from playthrough._stores import SQLiteStore
 from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._upcasting import value_mark
 from playthrough._versions import fingerprint
+from playthrough.errors import DecodeError, DefinitionError, UnknownKeysError
 
 
 def forget(*classes: type[State] | type[Event]) -> None:
@@ -648,7 +641,7 @@ def test_a_heads_value_of_a_changed_class_is_not_used_and_is_rewritten() -> None
 
 def test_an_unusable_base_snapshot_of_an_archived_log_is_refused(tmp_path: Path) -> None:
     """After an archive, skipping the base snapshot would drop the archived events: loud."""
-    from playthrough import ArchivedRangeError
+    from playthrough.errors import ArchivedRangeError
 
     try:
         with Engine.open("sqlite://") as engine:

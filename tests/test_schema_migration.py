@@ -1,6 +1,6 @@
 """Stores created with an older schema upgrade on open, in SQLite and PostgreSQL.
 
-A version-1 store (the schema before issue 9) is built by hand with the
+A version-1 store (the schema before commit ids) is built by hand with the
 version-1 statements, holding one event; opening it runs the migration steps,
 keeps the event, and the new features (commit ids, keys, pending handlers) work.
 """
@@ -13,10 +13,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from playthrough import Engine, StoreError
+from playthrough import Engine
 from playthrough._stores import _base
 from playthrough._stores import postgres as pg_module
 from playthrough._stores import sqlite as sqlite_module
+from playthrough.errors import StoreError
 
 from .test_commit_outcome import Counted, Tally
 

@@ -1,4 +1,4 @@
-"""Issue 9, item 12: a snapshot that cannot be decoded does not fail a load.
+"""A snapshot that cannot be decoded does not fail a load.
 
 An older intact snapshot, or the log from blank, gives the same (exact) result,
 only slower; the load falls back, ``explain()`` says so, and ``verify`` reports

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import Engine, StoreError
+from playthrough import Engine
 from playthrough._stores import SQLiteStore
+from playthrough.errors import StoreError
 from playthrough.examples.bank import AccountOpened
 
 

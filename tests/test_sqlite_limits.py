@@ -1,4 +1,4 @@
-"""Issue 9, item 16: SQLite under its limits and under contention.
+"""SQLite under its limits and under contention.
 
 - statements are chunked by the connection's bound-variable limit (builds
   before 3.32 default to 999; a load touching ~1,100 states exceeded it);
@@ -13,7 +13,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from playthrough import Engine, Event, State, StoreError, state_id
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import StoreError
 
 
 @attrs.define

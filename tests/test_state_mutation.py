@@ -1,4 +1,4 @@
-"""Issue 9, item 10: a state changes only inside an apply hook of an event that declares it.
+"""A state changes only inside an apply hook of an event that declares it.
 
 Anywhere else (user code holding a loaded state, a validate or handle hook, an
 apply hook reaching a state its event does not declare) an assignment raises
@@ -13,15 +13,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from playthrough import (
-    Engine,
-    Event,
-    EventRejected,
-    HandlerFailed,
-    State,
-    StateMutationError,
-    state_id,
-)
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import EventRejected, HandlerFailed, StateMutationError
 
 
 @attrs.define

@@ -16,11 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from playthrough import CommitOutcomeUnknown, ConcurrencyError, Engine, StoreError
+from playthrough import Engine
 from playthrough._model import StateKey
 from playthrough._stores import Link, NewEvent, SnapshotRecord, SQLiteStore, Store, open_store
 from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._stores.postgres import PostgresStore
+from playthrough.errors import CommitOutcomeUnknown, ConcurrencyError, StoreError
 from playthrough.testing import StoreContract
 from playthrough.testing.store_contract import A1, A2, HUB, ev
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import ConfigurationError, StoreError
 from playthrough._stores import SQLiteStore, Store, open_store
+from playthrough.errors import ConfigurationError, StoreError
 from playthrough.testing import StoreContract
 
 

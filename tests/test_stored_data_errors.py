@@ -1,4 +1,4 @@
-"""Issue 9, item 8: every failure reading stored data is a library error with context.
+"""Every failure reading stored data is a library error with context.
 
 Tampered rows used to surface as raw ValueError/AttributeError with no hint of
 where: a ``fired_at`` that is not a timestamp, a malformed UUID in a link, a
@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 import pytest
 
-from playthrough import DecodeError, Engine, Event, PlaythroughError, State, state_id
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import DecodeError, PlaythroughError
 from playthrough.examples.bank import Account, AccountOpened, Deposited
 
 

@@ -14,10 +14,11 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from playthrough import ArchivedRangeError, Engine, Event, State, UnknownKeysError, state_id
+from playthrough import Engine, Event, State, state_id
 from playthrough._cli import main
 from playthrough._model import key_of, registry
 from playthrough._upcasting import value_mark
+from playthrough.errors import ArchivedRangeError, UnknownKeysError
 
 
 @attrs.define

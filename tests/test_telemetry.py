@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from playthrough import ConcurrencyError, Engine, _telemetry
+from playthrough import Engine, _telemetry
+from playthrough.errors import ConcurrencyError
 from playthrough.examples.bank import Account, Deposited, Transferred
 
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
@@ -143,3 +144,30 @@ def test_without_the_package_nothing_is_imported() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.stdout == "ok\n", done.stderr
+
+
+def test_a_refused_commit_is_an_error_span_naming_its_event_types(
+    tmp_path: Any, spans: InMemorySpanExporter
+) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    with Engine.open(url) as first, Engine.open(url) as second:
+        first.fire(Deposited(account_id=1, amount=5))
+        first.commit()
+        second.load(Account, 1)
+        first.fire(Deposited(account_id=1, amount=1))
+        first.commit()
+        second.fire(Deposited(account_id=1, amount=2))
+        second.fire(Transferred(source_id=1, target_id=2, amount=1))
+        with pytest.raises(ConcurrencyError):
+            second.commit()
+    commits = [s for s in spans.get_finished_spans() if s.name == "playthrough.commit"]
+    ok, refused = commits[0], commits[-1]
+    assert ok.attributes is not None and refused.attributes is not None
+    assert ok.attributes["playthrough.event_types"] == ("bank.Deposited",)
+    assert ok.attributes["playthrough.outcome"] == "committed"
+    assert refused.status.status_code == trace.StatusCode.ERROR
+    assert refused.attributes["playthrough.outcome"] == "conflict"
+    assert refused.attributes["playthrough.event_types"] == ("bank.Deposited", "bank.Transferred")
+    assert refused.attributes["playthrough.event_count"] == 2
+    assert refused.attributes["error.type"] == "ConcurrencyError"
+    assert refused.status.description  # the conflict, as the error says it

@@ -21,8 +21,9 @@ import pytest
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
-from playthrough import Engine, Event, EventRejected, State, state_id
+from playthrough import Engine, Event, State, state_id
 from playthrough._serialization import decode, encode_event
+from playthrough.errors import EventRejected
 from playthrough.examples import bank, game, shop, shop_flawed
 from playthrough.examples.tamper import corrupt_snapshot
 from playthrough.testing import (
@@ -46,7 +47,8 @@ from __future__ import annotations
 
 import attrs
 
-from playthrough import Engine, Event, EventRejected, SingletonState, State, state_id
+from playthrough import Engine, Event, SingletonState, State, state_id
+from playthrough.errors import EventRejected
 
 
 @attrs.define

@@ -15,12 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playthrough import Engine, Event, EventRejected, SchemaVersionError, TransferError
+from playthrough import Engine, Event
 from playthrough._model import key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import LinkedEntry, Store
 from playthrough._stores._base import SCHEMA_VERSION
 from playthrough._transfer import CHAIN_START, FORMAT_VERSION
+from playthrough.errors import EventRejected, SchemaVersionError, TransferError
 from playthrough.examples.bank import Account, Deposited, Ledger, Transferred
 from playthrough.testing import reference_states
 from playthrough.testing.checks import ref_of

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from playthrough import FORGOTTEN, Engine, HandlerFailed, TransferError
+from playthrough import FORGOTTEN, Engine
 from playthrough._stores import TransferTables
 from playthrough._transfer import CHAIN_START, log_chain
+from playthrough.errors import HandlerFailed, TransferError
 from playthrough.testing import ManualClock
 
 from .sched_domain import Order, OrderPlaced, PaymentReceived, PaymentTimedOut

@@ -890,7 +890,7 @@ def _deep_store(url: str, rewrite: Callable[[str], None]) -> None:
 
 
 def _assert_deep_is_reported(url: str) -> None:
-    from playthrough import DecodeError
+    from playthrough.errors import DecodeError
 
     with Engine.open(url, head_values=False) as engine:
         report = engine.verify()

@@ -1,6 +1,8 @@
 """playthrough: event sourcing where every read of a state is a playthrough of one ordered log.
 
-Layout: the public names are re-exported here; everything else is private.
+Layout: the public names are re-exported here, the errors are in ``playthrough.errors``,
+the store interfaces for backend authors in ``playthrough.stores``; everything else is
+private.
 
 - ``_model``: State, SingletonState, Event, ``state_id`` and the type registry
 - ``_slots``: the only writer of the private ``_pt_*`` slots
@@ -25,43 +27,15 @@ Layout: the public names are re-exported here; everything else is private.
 """
 
 import importlib
+import importlib.metadata
 import typing
 import warnings
 
+from . import errors
 from ._archive import ArchiveReport
 from ._asdict import asdict
 from ._connect import connect
 from ._engine import Engine
-from ._errors import (
-    ArchivedRangeError,
-    CancelRefused,
-    CommitOutcomeUnknown,
-    ConcurrencyError,
-    ConfigurationError,
-    CorruptionError,
-    DecodeError,
-    DefinitionError,
-    DuplicateEvent,
-    EventRejected,
-    FollowerBusy,
-    FollowerFailed,
-    HandledElsewhere,
-    HandlerFailed,
-    NotFoundError,
-    PlaythroughError,
-    QueryError,
-    ReconstitutionError,
-    ScheduleNotFound,
-    SchemaVersionError,
-    StaleForgetError,
-    StateCompleted,
-    StateMutationError,
-    StateTypeError,
-    StoreError,
-    TransferError,
-    UnknownKeysError,
-    UnknownTypeError,
-)
 from ._followers import FollowerReport, FollowerStatus, Projection
 from ._handlers import CommitResult
 from ._model import Event, SingletonState, State, StateKey, state_id
@@ -75,59 +49,32 @@ from ._snapshots import OutOfSync, SyncReport
 from ._stores import FollowerTransaction
 from ._stores._base import Completion, SubjectForgotten
 from ._transfer import TransferReport
-from ._verify import VerifyReport
+from ._verify import VerifyOptions, VerifyReport
 
 __all__ = [
+    "FORGOTTEN",
     "ArchiveReport",
-    "ArchivedRangeError",
-    "CommitOutcomeUnknown",
     "CommitResult",
     "Completion",
-    "FollowerTransaction",
-    "StateInfo",
-    "QueryError",
-    "Projection",
-    "NotFoundError",
-    "FollowerStatus",
-    "FollowerReport",
-    "FollowerFailed",
-    "FollowerBusy",
-    "CancelRefused",
-    "ConcurrencyError",
-    "ConfigurationError",
-    "CorruptionError",
-    "DecodeError",
-    "DefinitionError",
-    "DuplicateEvent",
     "Engine",
     "Event",
-    "FORGOTTEN",
-    "EventRejected",
-    "HandledElsewhere",
-    "HandlerFailed",
+    "FollowerReport",
+    "FollowerStatus",
+    "FollowerTransaction",
     "OutOfSync",
     "Personal",
     "Plan",
-    "PlaythroughError",
-    "ReconstitutionError",
+    "Projection",
     "ReplayReport",
-    "ScheduleNotFound",
     "ScheduledEvent",
-    "SchemaVersionError",
     "SingletonState",
-    "StaleForgetError",
-    "SubjectForgotten",
     "State",
-    "StateCompleted",
+    "StateInfo",
     "StateKey",
-    "StateMutationError",
-    "StateTypeError",
-    "StoreError",
+    "SubjectForgotten",
     "SyncReport",
-    "TransferError",
     "TransferReport",
-    "UnknownKeysError",
-    "UnknownTypeError",
+    "VerifyOptions",
     "VerifyReport",
     "asdict",
     "connect",
@@ -137,12 +84,18 @@ __all__ = [
     "state_id",
 ]
 
+#: The installed version (the released section of CHANGELOG.md it matches).
+__version__: str = importlib.metadata.version("playthrough")
+
 # Shown as ``playthrough.Engine`` etc. in reprs and tracebacks, not as private modules.
 for _name in __all__:
     _value = globals()[_name]
     if isinstance(_value, type):
         _value.__module__ = "playthrough"
 del _name, _value
+
+#: The release that removes the deprecated names below.
+_REMOVED_IN = "0.3.0"
 
 # Components that were public before the surface was trimmed: still importable from
 # here, with a DeprecationWarning naming where they live now. (module, name, advice)
@@ -175,16 +128,25 @@ if typing.TYPE_CHECKING:  # the deprecated names, so code still using them type-
     from ._stores import SQLiteStore as SQLiteStore
     from ._stores import Store as Store
     from ._stores import open_store as open_store
+    from .errors import *  # noqa: F403 - the errors' old top-level names
 
 
 def __getattr__(name: str) -> object:
+    if name in errors.__all__:
+        warnings.warn(
+            f"playthrough.{name} moved to playthrough.errors.{name}; the old name will be "
+            f"removed in {_REMOVED_IN}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(errors, name)
     found = _DEPRECATED.get(name)
     if found is None:
         raise AttributeError(f"module 'playthrough' has no attribute {name!r}")
     module, attribute, advice = found
     warnings.warn(
         f"playthrough.{name} is no longer part of the public API ({advice}); "
-        "it will be removed in a future release",
+        f"it will be removed in {_REMOVED_IN}",
         DeprecationWarning,
         stacklevel=2,
     )

@@ -37,7 +37,13 @@ from ._errors import (
     StateMutationError,
 )
 from ._followers import FollowerReport, FollowerStatus, Projection
-from ._handlers import CommitResult, has_handlers, run_handlers, run_pending
+from ._handlers import (
+    CommitResult,
+    has_handlers,
+    is_async_hook,
+    run_handlers_steps,
+    run_pending,
+)
 from ._history import History, state_history
 from ._lifecycle import Completions, completable
 from ._log import (
@@ -56,7 +62,7 @@ from ._model import (
 )
 from ._personal import new_key, personal_spec, seal, subject_of
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
-from ._query import StateInfo, StateQueries
+from ._query import StateInfo, StateQueries, _completed_check
 from ._reconstitution import Plan, StateReconstitutor, checked_plan
 from ._replay import ReplayReport, full_replay
 from ._repository import StateRepository
@@ -74,6 +80,7 @@ from ._slots import (
     unfire,
 )
 from ._snapshots import SnapshotCoordinator, SyncReport
+from ._steps import Await, Read, Steps, call, run_reader, run_sync
 from ._stores import (
     NewEvent,
     Store,
@@ -86,13 +93,14 @@ from ._stores._base import (
     CommitExtras,
     Completion,
     HeadValue,
-    archived_until,
+    archived_until_steps,
+    check_archived,
     refuse_archived,
 )
 from ._transfer import BinaryWriter, TransferReport, export_log, import_log
 from ._typecheck import check_state_types
 from ._upcasting import current_value_shape
-from ._values import current_states, write_back
+from ._values import current_states, write_back_steps
 
 if TYPE_CHECKING:
     from ._verify import VerifyOptions, VerifyReport
@@ -247,13 +255,16 @@ class Engine:
         # While fired hooks run: the event types from the outermost fire inward, and per
         # level the states' fields before that level's events changed them (to undo it).
         self._fired_chain: list[str] = []
+        #: What ``fired`` hooks get as their engine: (plain def, async def) hooks.
+        self.hook_shells: tuple[object, object] = (self, self)
         self._savepoints: list[dict[StateKey, tuple[State, dict[str, Any]]]] = []
 
     @property
     def snapshots(self) -> SnapshotCoordinator:
         """Deprecated: the snapshot coordinator, now ``Engine.coordinator``."""
         warnings.warn(
-            "Engine.snapshots is deprecated; the coordinator is Engine.coordinator",
+            "Engine.snapshots is deprecated (removed in 0.3.0); the coordinator is "
+            "Engine.coordinator",
             DeprecationWarning,
             stacklevel=2,
         )
@@ -394,7 +405,10 @@ class Engine:
         for an id that comes from outside (a URL, a form) and must exist. A
         state touched only by this engine's pending events is found.
         """
-        state = self.load(state_class, state_id)
+        return self._found(state_class, state_id, self.load(state_class, state_id))
+
+    def _found(self, state_class: type[S], state_id: Any, state: S) -> S:
+        """``state``, or NotFoundError when no event (stored or pending here) touched it."""
         if state.last_event_id is None and key_of(state_class, state_id) not in self._pending_keys:
             raise NotFoundError(
                 f"no {state_class.__qualname__} with id {state_id!r}: no event ever touched it"
@@ -440,6 +454,11 @@ class Engine:
             )
 
     def _load_live(self, keys: Sequence[StateKey]) -> dict[StateKey, State]:
+        if not keys:
+            return {}
+        return run_sync(self._load_live_steps(keys), self.store)
+
+    def _load_live_steps(self, keys: Sequence[StateKey]) -> Steps[dict[StateKey, State]]:
         """Load states missing from the identity map, put them in it and return them.
 
         One statement when every heads value is current (or the state was
@@ -450,18 +469,16 @@ class Engine:
         if not keys:
             return {}
         started = time.perf_counter()
-        rows = self.store.heads(keys)
+        rows = yield call("heads", keys)
         seen = getattr(rows, "epoch", None)
         if seen is not None and (self._epoch is None or not len(self._repository)):
             self._epoch = seen
         states = current_states(rows, keys)
         if states is None:
-            with self.store.reader() as reader:
-                at = reader.head()
-                states, plan = self.reconstitutor.reconstitute(reader, keys, at, to_head=True)
+            states, plan = yield Read(self._to_head_steps(keys))
             _logging.loaded(plan, time.perf_counter() - started)
             if self.head_values:
-                write_back(self.store, plan, states, rows, self._epoch)
+                yield from write_back_steps(plan, states, rows, self._epoch)
             self.coordinator.after_load(plan, states)
         repository = self._repository
         out: dict[StateKey, State] = {}
@@ -473,6 +490,11 @@ class Engine:
             out[key] = held
         return {k: out[k] for k in keys}
 
+    def _to_head_steps(self, keys: Sequence[StateKey]) -> Steps[tuple[dict[StateKey, State], Plan]]:
+        """In one read transaction: the head, then the plan playing ``keys`` to it."""
+        at = yield call("head")
+        return (yield from self.reconstitutor.reconstitute_steps(keys, at, to_head=True))
+
     def _trim(self) -> None:
         """Evict least recently used states beyond ``max_states`` (never pending ones)."""
         limit = self.max_states
@@ -483,21 +505,30 @@ class Engine:
     def _load_at(self, keys: Sequence[StateKey], at: int) -> dict[StateKey, State]:
         started = time.perf_counter()
         with self.store.reader() as reader:
-            head = reader.head()
-            if at < 0 or at > head:
-                raise ValueError(f"position {at} is outside the log (0..{head})")
-            cut = archived_until(reader)
-            if at >= cut:
-                states, plan = self.reconstitutor.reconstitute(reader, keys, at)
-            elif self._archive is None:
-                refuse_archived(reader, at, f"a load at position {at}")
-        if at < cut:
+            cut, found = run_reader(self._load_at_steps(keys, at), reader)
+        if found is None:
             # Before the cut: the archived events, read from the archive files.
             assert self._archive is not None
             with self._archive.store(cut).reader() as archived:
-                states, plan = self.reconstitutor.reconstitute(archived, keys, at)
+                found = self.reconstitutor.reconstitute(archived, keys, at)
+        states, plan = found
         _logging.loaded(plan, time.perf_counter() - started)
         return states
+
+    def _load_at_steps(
+        self, keys: Sequence[StateKey], at: int
+    ) -> Steps[tuple[int, tuple[dict[StateKey, State], Plan] | None]]:
+        """In one read: the archive cut, and the states at ``at`` (None: before the cut,
+        to read from the archive files this engine was given)."""
+        head = yield call("head")
+        if at < 0 or at > head:
+            raise ValueError(f"position {at} is outside the log (0..{head})")
+        cut = yield from archived_until_steps()
+        if at >= cut:
+            return cut, (yield from self.reconstitutor.reconstitute_steps(keys, at))
+        if self._archive is None:
+            check_archived(cut, at, f"a load at position {at}")
+        return cut, None
 
     # ------------------------------------------------------------------ firing
 
@@ -519,21 +550,23 @@ class Engine:
         log raises ``DuplicateEvent`` and writes nothing of that commit (a
         retry after ``CommitOutcomeUnknown``, a redelivered message).
         """
-        return self._fire(event, None, metadata, key)
+        return run_sync(self._fire_steps(event, None, metadata, key), self.store)
 
     def _fire_scheduled(self, event: Event, due: datetime, schedule_id: str) -> None:
         """Fire a due scheduled event: its ``fired_at`` (``now()`` in its hooks) is the due
         time, and the commit marks its schedule row fired in the same transaction."""
-        self._fire(event, due, None, f"schedule:{schedule_id}")  # its idempotency key
+        steps = self._fire_steps(event, due, None, f"schedule:{schedule_id}")  # idempotency key
+        run_sync(steps, self.store)
         self._scheduler.firing[id(event)] = schedule_id
 
-    def _fire(
+    def _fire_steps(
         self,
         event: E,
         fired_at: datetime | None,
         metadata: Mapping[str, Any] | None,
         key: str | None,
-    ) -> E:
+    ) -> Steps[E]:
+        """``fire`` as store requests: the seam both engines drive."""
         if not isinstance(event, Event):
             raise TypeError(f"fire() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
@@ -547,7 +580,7 @@ class Engine:
         # so the same object, corrected and fired again, binds to its new ids.
         forget_binding(event)
         try:
-            return self._fire_unfired(event, fired_at, metadata, key)
+            return (yield from self._fire_unfired(event, fired_at, metadata, key))
         except BaseException:
             if not (self._pending and self._pending[-1] is event):
                 unfire(event)
@@ -559,7 +592,7 @@ class Engine:
         fired_at: datetime | None,
         metadata: Mapping[str, Any] | None,
         key: str | None,
-    ) -> E:
+    ) -> Steps[E]:
         if key is not None:
             if not isinstance(key, str) or not key:
                 raise TypeError(f"an event key must be a non-empty str, not {key!r}")
@@ -602,8 +635,8 @@ class Engine:
         mark = self._mark() if fired_hooks else None
         if missing:
             if not type(event).touches_completed:
-                completions.refuse_stored(event, missing)  # before rehydrating them
-            live.update(self._load_live(missing))
+                yield from completions.refuse_stored(event, missing)  # before rehydrating them
+            live.update((yield from self._load_live_steps(missing)))
         was = (
             completions.refuse_live(event, {k: live[k] for k in keys if completable(k)})
             if any(type(s)._pt_completable for s in live.values())
@@ -659,7 +692,8 @@ class Engine:
         if missing:
             self._trim()
         if mark is not None:
-            self._run_fired(event, mark, {k: (live[k], f) for k, f in backups.items()})
+            undo = {k: (live[k], f) for k, f in backups.items()}
+            yield from self._run_fired_steps(event, mark, undo)
         return event
 
     def _mark(self) -> tuple[Any, ...]:
@@ -698,14 +732,18 @@ class Engine:
         self._completions.pending.clear()
         self._completions.pending.update(completions)
 
-    def _run_fired(
+    def _run_fired_steps(
         self,
         event: Event,
         mark: tuple[Any, ...],
         saved: dict[StateKey, tuple[State, dict[str, Any]]],
-    ) -> None:
+    ) -> Steps[None]:
         """Run ``event``'s ``fired`` hooks: what they fire is queued behind it, for the same
-        commit. If one raises, the event and everything they fired are undone together."""
+        commit. If one raises, the event and everything they fired are undone together.
+
+        A hook gets ``hook_shells[0]`` as its engine (``[1]`` when it is ``async def``,
+        awaited by the async engine): the sync Engine itself, unless an async engine
+        drives this core."""
         chain = self._fired_chain
         name = type(event).__qualname__
         previous = self._correlation
@@ -723,9 +761,15 @@ class Engine:
             with playing(event):
                 for hook, bound, hook_keys in binding(event).of_phase("fired"):
                     repository = self._repository
-                    self._load_live([k for k in hook_keys if repository.get(k) is None])
+                    missing = [k for k in hook_keys if repository.get(k) is None]
+                    if missing:
+                        yield from self._load_live_steps(missing)
                     states = {k: cast(State, repository.get(k)) for k in hook_keys}
-                    run_hook(event, hook, states, self, bound)
+                    plain, awaited = self.hook_shells
+                    given = awaited if is_async_hook(event, hook.name) else plain
+                    result = run_hook(event, hook, states, given, bound)
+                    if inspect.isawaitable(result):
+                        yield Await(result)
         except BaseException:
             self._rollback(mark, saved)
             raise
@@ -826,6 +870,11 @@ class Engine:
         the committed events). A failure of the automatic snapshot policy is
         logged and kept in ``snapshot_error``.
         """
+        return run_sync(self._commit_steps(self, self), self.store)
+
+    def _commit_steps(self, shell: object, async_shell: object) -> Steps[CommitResult]:
+        """``commit`` as store requests; the hooks get ``shell`` (``async_shell`` when
+        ``async def``) as their engine: the seam both engines drive."""
         if self._committing:
             raise PlaythroughError("commit() from inside a handle hook: fire events instead")
         if self._fired_chain:
@@ -836,8 +885,10 @@ class Engine:
             return CommitResult()
         self._committing = True
         try:
-            committed = self._commit_batch()
-            failures = run_handlers(self, list(committed), committed)
+            committed = yield from self._commit_batch_steps()
+            failures = yield from run_handlers_steps(
+                self, shell, async_shell, list(committed), committed
+            )
         finally:
             self._committing = False
             self._evict_completed()
@@ -917,6 +968,10 @@ class Engine:
         evict.clear()
 
     def _commit_batch(self, handled: Sequence[int] = ()) -> list[Event]:
+        return run_sync(self._commit_batch_steps(handled), self.store)
+
+    def _commit_batch_steps(self, handled: Sequence[int] = ()) -> Steps[list[Event]]:
+        """Append the pending events (checked), as store requests: the seam of both engines."""
         batch = list(self._pending)
         commit_id = uuid.uuid4().hex
         self.last_commit_id = commit_id
@@ -925,7 +980,8 @@ class Engine:
             # one append of no events, checked like any other (see Store.append).
             schedule, cancel, _ = self._scheduler.take([])
             try:
-                self.store.append(
+                yield call(
+                    "append",
                     [],
                     {},
                     commit_id=commit_id,
@@ -955,7 +1011,7 @@ class Engine:
                     data = encode_state_checked(state, f"the value of {k}")
                     values[k] = HeadValue(data, *current_value_shape(cls))
             rows = []
-            keys_of = self._subject_keys(batch)
+            keys_of = yield from self._subject_keys(batch)
             for event in batch:
                 b = binding(event)
                 fired = event.fired_at
@@ -983,7 +1039,8 @@ class Engine:
             schedule, cancel, firing = self._scheduler.take(batch)
             extras = CommitExtras(completed, reopened, schedule, cancel, firing)
             started = time.perf_counter()
-            positions = self.store.append(
+            positions = yield call(
+                "append",
                 rows,
                 expected,
                 values,
@@ -992,15 +1049,17 @@ class Engine:
                 extras=None if extras.empty else extras,
                 epoch=self._epoch,
             )
-            _logging.committed(positions, time.perf_counter() - started)
+            _logging.committed(
+                positions, time.perf_counter() - started, _logging.event_types(batch)
+            )
         except ConcurrencyError as exc:
-            _logging.conflict(len(batch), exc)
+            _logging.conflict(len(batch), exc, _logging.event_types(batch))
             self.discard()
             if isinstance(exc, StaleForgetError):
                 self.drop_forgotten()
             raise
         except Exception as exc:
-            _logging.commit_failed(len(batch), exc)
+            _logging.commit_failed(len(batch), exc, _logging.event_types(batch))
             self.discard()
             raise
         except BaseException:
@@ -1022,7 +1081,7 @@ class Engine:
         self.coordinator.committed(last)
         return batch
 
-    def _subject_keys(self, batch: list[Event]) -> dict[str, bytes]:
+    def _subject_keys(self, batch: list[Event]) -> Steps[dict[str, bytes]]:
         """The keys of the data subjects of the batch's personal fields (created if new).
 
         Written in their own transaction before the append: a key whose events
@@ -1033,7 +1092,8 @@ class Engine:
         }
         if not subjects:
             return {}
-        return self.store.ensure_subject_keys({s: new_key() for s in subjects})
+        found = yield call("ensure_subject_keys", {s: new_key() for s in subjects})
+        return cast(dict[str, bytes], found)
 
     def forget(self, subject: Any) -> bool:
         """Erase a data subject's personal data: delete their key (crypto-shredding).
@@ -1519,17 +1579,7 @@ def _completed_filter(
 ) -> Iterator[S]:
     """``find(..., completed=...)``: the matching states, then those whose completion is as
     asked (the limit counts the kept ones, so it is applied after the filter)."""
-    from ._errors import QueryError
-
-    if not isinstance(completed, bool):
-        raise QueryError(f"completed= takes True or False, not {completed!r}")
-    if not cls._pt_completable:
-        raise QueryError(
-            f"{cls.__qualname__} declares no completion (complete_when or is_complete), "
-            "so completed= cannot filter it"
-        )
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise QueryError(f"limit must be an int >= 0, not {limit!r}")
+    _completed_check(cls, limit, completed)
     kept = (s for s in queries.find(cls, filters, None, order_by) if s.is_complete() == completed)
     return itertools.islice(kept, limit) if limit is not None else kept
 

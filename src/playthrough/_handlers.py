@@ -21,6 +21,7 @@ exactly once; the runner that lost just moves on.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from . import _logging
 from ._errors import HandledElsewhere, HandlerFailed, StoreError
 from ._model import Event, State, binding
 from ._playing import playing, run_hook
+from ._steps import Await, Steps, run_sync
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -50,6 +52,19 @@ def run_handlers(
     committed: list[Event],
     elsewhere: list[Event] | None = None,
 ) -> list[Failure]:
+    """:func:`run_handlers_steps` on the sync engine's store."""
+    steps = run_handlers_steps(engine, engine, engine, events, committed, elsewhere)
+    return run_sync(steps, engine.store)
+
+
+def run_handlers_steps(
+    engine: Engine,
+    shell: object,
+    async_shell: object,
+    events: Sequence[Event],
+    committed: list[Event],
+    elsewhere: list[Event] | None = None,
+) -> Steps[list[Failure]]:
     """Run the handlers of committed ``events`` (and of the events they fire), in order.
 
     Events committed on the way are appended to ``committed``; events whose
@@ -57,13 +72,17 @@ def run_handlers(
     ``elsewhere`` (not a failure: what this run fired was discarded). Returns
     the failures; an exception that is not an ``Exception`` (KeyboardInterrupt)
     stops everything, leaving the events not yet handled pending in the store.
+    ``engine`` is the core the events are fired on; ``shell`` is what a plain
+    ``def`` hook is given as its engine argument, ``async_shell`` what an
+    ``async def`` one is (the sync Engine for both; under ``playthrough.aio``,
+    the async engine and a view of it that fires without I/O).
     """
     failures: list[Failure] = []
     queue = deque(e for e in events if has_handlers(e))
     while queue:
         event = queue.popleft()
         try:
-            run_event_handlers(engine, event)
+            yield from run_event_handlers_steps(engine, shell, async_shell, event)
         except Exception as exc:  # noqa: BLE001 - collected and raised as HandlerFailed
             engine.discard()  # what the failed handler fired is not committed
             failures.append((event, exc))
@@ -74,7 +93,7 @@ def run_handlers(
             raise
         assert event.id is not None
         try:
-            fired = engine._commit_batch(handled=(event.id,))
+            fired = yield from engine._commit_batch_steps(handled=(event.id,))
         except HandledElsewhere:
             logger.debug("handlers of position %s were completed by another runner", event.id)
             if elsewhere is not None:
@@ -88,19 +107,34 @@ def run_handlers(
     return failures
 
 
-def run_event_handlers(engine: Engine, event: Event) -> None:
-    """Run every ``handle`` hook of one committed event; events they fire stay pending."""
+def run_event_handlers_steps(
+    engine: Engine, shell: object, async_shell: object, event: Event
+) -> Steps[None]:
+    """Run every ``handle`` hook of one committed event; events they fire stay pending.
+
+    A hook that is an ``async def`` returns an awaitable, which the shell awaits
+    (the sync one refuses it, see ``_steps``).
+    """
     previous = engine._caused_by, engine._correlation
     engine._caused_by = event.id
     engine._correlation = event.correlation  # what a handler fires shares its correlation
     try:
         with playing(event):
             for hook, bound, keys in binding(event).of_phase("handle"):
-                engine._load_live([k for k in keys if engine.repository.get(k) is None])
+                missing = [k for k in keys if engine.repository.get(k) is None]
+                if missing:
+                    yield from engine._load_live_steps(missing)
                 live = {k: cast(State, engine.repository.get(k)) for k in keys}
-                run_hook(event, hook, live, engine, bound)
+                given = async_shell if is_async_hook(event, hook.name) else shell
+                result = run_hook(event, hook, live, given, bound)
+                if inspect.isawaitable(result):
+                    yield Await(result)
     finally:
         engine._caused_by, engine._correlation = previous
+
+
+def is_async_hook(event: Event, name: str) -> bool:
+    return inspect.iscoroutinefunction(getattr(type(event), name))
 
 
 def failure_message(failures: Sequence[Failure]) -> str:

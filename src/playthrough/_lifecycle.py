@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ._errors import StateCompleted
 from ._model import Event, State, StateKey, registry
+from ._steps import Read, Steps, read_one
 from ._stores import Store
 from ._stores._base import Completion
 
@@ -47,13 +48,12 @@ class Completions:
 
     # ------------------------------------------------------------------ refusing
 
-    def refuse_stored(self, event: Event, keys: Sequence[StateKey]) -> None:
+    def refuse_stored(self, event: Event, keys: Sequence[StateKey]) -> Steps[None]:
         """Refuse ``event`` if the store records one of these (not yet loaded) states complete."""
         wanted = [k for k in keys if completable(k) and k not in self.pending]
         if not wanted:
             return
-        with self._store.reader() as reader:
-            found = reader.completions(wanted)
+        found = yield Read(read_one("completions", wanted))
         for key in wanted:
             if key in found:
                 raise self._error(event, key, found[key])

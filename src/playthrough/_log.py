@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ._errors import NotFoundError, PlaythroughError
 from ._model import Event, State, key_of, registry
 from ._serialization import decode_event, dumps
+from ._steps import Steps, call, run_reader
 from ._stores import EventQuery
-from ._stores._base import archived_until, refuse_archived
+from ._stores._base import StoredEvent, archived_until, refuse_archived, refuse_archived_steps
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -70,6 +71,64 @@ def type_names(types: Iterable[type[Event] | str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+class EventPager:
+    """The pages of ``events()``, without I/O: the first query, then one per page read."""
+
+    def __init__(
+        self,
+        after: int,
+        types: Sequence[type[Event] | str] | None,
+        state: StateRefArg | None,
+        caused_by: int | None,
+        correlation: str | None,
+        limit: int | None,
+        page_size: int,
+    ) -> None:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, not {page_size}")
+        if state is not None:
+            if not (isinstance(state, tuple) and len(state) == 2):
+                raise TypeError(f"state= takes (StateClass, id), not {state!r}")
+            key = key_of(state[0], state[1])
+        else:
+            key = None
+        self._names = None if types is None else type_names(types)
+        self._key = key
+        self._after = after
+        self._caused_by = caused_by
+        self._correlation = correlation
+        self._remaining = limit
+        self._page_size = page_size
+        self.size = page_size if limit is None else min(page_size, limit)
+
+    def start_steps(self) -> Steps[EventQuery | None]:
+        """In one read: the archive check and the head the stream ends at."""
+        after = self._after
+        yield from refuse_archived_steps(after, "engine.events()")  # never skip archived events
+        upto = yield call("head")  # the stream ends at the head when it starts
+        query = EventQuery(after, upto, self._names, self._key, self._caused_by, self._correlation)
+        self._query = query
+        return query if self.size > 0 else None
+
+    def decode(self, rows: Sequence[StoredEvent]) -> Iterator[Event]:
+        for row in rows:
+            yield decode_event(row)
+
+    def next_query(self, rows: Sequence[StoredEvent]) -> EventQuery | None:
+        """The query of the next page after ``rows`` (None: the stream is done)."""
+        if len(rows) < self.size:
+            return None
+        if self._remaining is not None:
+            self._remaining -= len(rows)
+            self.size = min(self._page_size, self._remaining)
+            if self.size <= 0:
+                return None
+        self._after = rows[-1].position
+        return self._query._replace(after=self._after)
+
+
 class EventLog:
     """The read side of the log for one engine (``engine.events`` and friends)."""
 
@@ -87,36 +146,17 @@ class EventLog:
         limit: int | None = None,
         page_size: int = PAGE,
     ) -> Iterator[Event]:
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, not {limit}")
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, not {page_size}")
-        if state is not None:
-            if not (isinstance(state, tuple) and len(state) == 2):
-                raise TypeError(f"state= takes (StateClass, id), not {state!r}")
-            key = key_of(state[0], state[1])
-        else:
-            key = None
-        names = None if types is None else type_names(types)
+        pager = EventPager(after, types, state, caused_by, correlation, limit, page_size)
         store = self._engine.store
         with store.reader() as reader:
-            refuse_archived(reader, after, "engine.events()")  # never skip archived events
-            upto = reader.head()  # the stream ends at the head when it starts
-        query = EventQuery(after, upto, names, key, caused_by, correlation)
-        remaining = limit
-        while remaining is None or remaining > 0:
-            size = page_size if remaining is None else min(page_size, remaining)
+            query = run_reader(pager.start_steps(), reader)
+        while query is not None:
             # One short read transaction per page: nothing is held open between
             # pages, so the caller may fire and commit while iterating.
             with store.reader() as reader:
-                rows = reader.find_events(query, size)
-            for row in rows:
-                yield decode_event(row)
-            if len(rows) < size:
-                return
-            query = query._replace(after=rows[-1].position)
-            if remaining is not None:
-                remaining -= len(rows)
+                rows = reader.find_events(query, pager.size)
+            yield from pager.decode(rows)
+            query = pager.next_query(rows)
 
     def event(self, position: int) -> Event:
         if isinstance(position, bool) or not isinstance(position, int):

@@ -35,22 +35,29 @@ logger.addHandler(logging.NullHandler())
 MANY_EVENTS = 1000
 
 
-def committed(positions: Sequence[int], seconds: float) -> None:
+def event_types(batch: Sequence[object]) -> tuple[str, ...]:
+    """The distinct type names of a batch's events, in order (for logs and spans)."""
+    return tuple(dict.fromkeys(getattr(type(e), "_pt_type_name", type(e).__name__) for e in batch))
+
+
+def committed(positions: Sequence[int], seconds: float, types: Sequence[str] = ()) -> None:
     if not positions:
         return
-    _telemetry.committed(len(positions), positions[0], positions[-1], seconds)
+    _telemetry.committed(len(positions), positions[0], positions[-1], seconds, types)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
-            "committed %d event(s) at positions %d..%d in %.2f ms",
+            "committed %d event(s) at positions %d..%d in %.2f ms: %s",
             len(positions),
             positions[0],
             positions[-1],
             seconds * 1000,
+            ", ".join(types),
             extra={
                 "event_count": len(positions),
                 "first_position": positions[0],
                 "last_position": positions[-1],
                 "duration_ms": seconds * 1000,
+                "event_types": list(types),
             },
         )
 
@@ -60,8 +67,8 @@ def committed(positions: Sequence[int], seconds: float) -> None:
 retrying: ContextVar[tuple[int, int] | None] = ContextVar("playthrough_retrying", default=None)
 
 
-def conflict(event_count: int, error: BaseException) -> None:
-    _telemetry.conflict()
+def conflict(event_count: int, error: BaseException, types: Sequence[str] = ()) -> None:
+    _telemetry.refused(event_count, error, types, "conflict")
     attempt = retrying.get()
     if attempt is not None and attempt[0] < attempt[1]:
         if logger.isEnabledFor(logging.DEBUG):
@@ -101,7 +108,8 @@ def conflict(event_count: int, error: BaseException) -> None:
     )
 
 
-def commit_failed(event_count: int, error: BaseException) -> None:
+def commit_failed(event_count: int, error: BaseException, types: Sequence[str] = ()) -> None:
+    _telemetry.refused(event_count, error, types, "error")
     logger.error(
         "commit of %d event(s) failed, nothing was written: %s",
         event_count,

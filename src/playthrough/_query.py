@@ -25,8 +25,9 @@ from ._errors import NotFoundError, PlaythroughError, QueryError
 from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
 from ._slots import mark_state
+from ._steps import Call, Read, Steps, call, run_sync
 from ._stores import Condition, Order
-from ._stores._base import LOOKUPS, Completion, reader_epoch
+from ._stores._base import FORGET_EPOCH, LOOKUPS, Completion
 from ._upcasting import current_value_shape, snapshot_record
 
 if TYPE_CHECKING:
@@ -251,6 +252,19 @@ def _state_class(cls: object) -> type[State]:
 # --------------------------------------------------------------------------- running
 
 
+def _completed_check(cls: type[State], limit: int | None, completed: object) -> None:
+    """QueryError for a bad ``find(..., completed=...)`` (both engines)."""
+    if not isinstance(completed, bool):
+        raise QueryError(f"completed= takes True or False, not {completed!r}")
+    if not cls._pt_completable:
+        raise QueryError(
+            f"{cls.__qualname__} declares no completion (complete_when or is_complete), "
+            "so completed= cannot filter it"
+        )
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise QueryError(f"limit must be an int >= 0, not {limit!r}")
+
+
 class StateQueries:
     """``find``/``count``/``info`` for one engine."""
 
@@ -259,18 +273,30 @@ class StateQueries:
 
     def refresh(self, cls: type[State]) -> int:
         """Bring every stale or missing stored value of ``cls`` up to date; returns how many."""
-        engine = self._engine
+        return run_sync(self.refresh_steps(cls), self._engine.store)
+
+    def _stale_steps(
+        self, cls: type[State]
+    ) -> Steps[tuple[list[tuple[StateKey, int]], dict[StateKey, State], int]]:
+        """In one read: up to a chunk of stale values of ``cls``, rebuilt at the head."""
+        stale = yield call("stale_states", cls._pt_type_name, REFRESH_CHUNK, _shape(cls))
+        if not stale:
+            return [], {}, 0
+        head = yield call("head")
+        epoch = yield call("meta", FORGET_EPOCH)  # a forget since: nothing written, go round
+        keys = [k for k, _ in stale]
+        states, _ = yield from self._engine.reconstitutor.reconstitute_steps(keys, head)
+        return stale, states, int(epoch) if epoch else 0
+
+    def refresh_steps(self, cls: type[State]) -> Steps[int]:
+        """:meth:`refresh` as store requests (both engines)."""
         name = cls._pt_type_name
         written = 0
         conflicts = 0
         while True:
-            with engine.store.reader() as reader:
-                stale = reader.stale_states(name, REFRESH_CHUNK, _shape(cls))
-                if not stale:
-                    return written
-                head = reader.head()
-                epoch = reader_epoch(reader)  # a forget since: nothing written, go round again
-                states, _ = engine.reconstitutor.reconstitute(reader, [k for k, _ in stale], head)
+            stale, states, epoch = yield Read(self._stale_steps(cls))
+            if not stale:
+                return written
             values = []
             for key, last in stale:
                 state = states[key]
@@ -280,7 +306,7 @@ class StateQueries:
                         f"says {last}; the store's links and heads disagree"
                     )
                 values.append(snapshot_record(key, last, state, encode_state(state)))
-            done = engine.store.write_values(values, epoch)
+            done = yield call("write_values", values, epoch)
             written += done
             if done < len(values):  # commits moved some states meanwhile: they go round again
                 conflicts += 1
@@ -290,24 +316,32 @@ class StateQueries:
                         f"({_ATTEMPTS} rounds): writers are faster than the refresh; try again"
                     )
 
-    def _settled(self, cls: type[State], run: Any) -> Any:
-        """Run ``run(reader)`` in a read transaction where no value of ``cls`` is stale."""
-        engine = self._engine
+    def _settled(self, cls: type[State], request: Call) -> Steps[Any]:
+        """Send ``request`` to a reader whose transaction sees no value of ``cls`` stale."""
         for _ in range(_ATTEMPTS):
-            with engine.store.reader() as reader:
-                if not reader.stale_states(cls._pt_type_name, 1, _shape(cls)):
-                    return run(reader)  # every value current in this very transaction
-            self.refresh(cls)  # then check again: a commit may land meanwhile
+            found, answer = yield Read(self._if_settled(cls, request))
+            if found:
+                return answer  # every value current in that very transaction
+            yield from self.refresh_steps(cls)  # then check again: a commit may land meanwhile
         raise PlaythroughError(
             f"the stored values of {cls._pt_type_name} kept going stale before the query could "
             "read them; try again"
         )
 
+    @staticmethod
+    def _if_settled(cls: type[State], request: Call) -> Steps[tuple[bool, Any]]:
+        if (yield call("stale_states", cls._pt_type_name, 1, _shape(cls))):
+            return False, None
+        return True, (yield request)
+
     def count(self, cls: type[State], filters: Mapping[str, Any]) -> int:
+        return run_sync(self.count_steps(cls, filters), self._engine.store)
+
+    def count_steps(self, cls: type[State], filters: Mapping[str, Any]) -> Steps[int]:
         cls = _state_class(cls)
         conditions = parse_filters(cls, filters)
-        name = cls._pt_type_name
-        return cast(int, self._settled(cls, lambda r: r.count_states(name, conditions)))
+        found = yield from self._settled(cls, call("count_states", cls._pt_type_name, conditions))
+        return cast(int, found)
 
     def find(
         self,
@@ -316,6 +350,15 @@ class StateQueries:
         limit: int | None,
         order_by: str | Sequence[str] | None,
     ) -> Iterator[S]:
+        return iter(run_sync(self.find_steps(cls, filters, limit, order_by), self._engine.store))
+
+    def find_steps(
+        self,
+        cls: type[S],
+        filters: Mapping[str, Any],
+        limit: int | None,
+        order_by: str | Sequence[str] | None,
+    ) -> Steps[list[S]]:
         cls = cast(type[S], _state_class(cls))
         conditions = parse_filters(cls, filters)
         order = parse_order(cls, order_by)
@@ -331,8 +374,8 @@ class StateQueries:
                 f"{name} states: it answers from the committed log, so the states it returned "
                 "could contradict the filter; commit or discard first"
             )
-        rows = self._settled(cls, lambda r: r.query_states(name, conditions, order, limit))
-        return iter(self._states(cls, rows))
+        rows = yield from self._settled(cls, call("query_states", name, conditions, order, limit))
+        return self._states(cls, rows)
 
     def _states(self, cls: type[S], rows: list[tuple[str, str, int]]) -> list[S]:
         """The states of ``rows`` (one read's cut): a live one only where it is at that cut.

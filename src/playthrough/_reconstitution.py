@@ -42,8 +42,9 @@ from ._errors import (
 from ._model import Event, State, StateKey
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
+from ._steps import Steps, call, run_reader
 from ._stores import SnapshotRecord, StoreReader
-from ._stores._base import archived_until, missing_event, refuse_archived
+from ._stores._base import archived_until_steps, missing_event, refuse_archived_steps
 from ._upcasting import snapshot_problem
 
 _log = logging.getLogger("playthrough")
@@ -72,7 +73,7 @@ class StatePlan:
     def events(self) -> int:
         """Deprecated: the number of events, now :attr:`event_count`."""
         warnings.warn(
-            "StatePlan.events is deprecated; use StatePlan.event_count",
+            "StatePlan.events is deprecated (removed in 0.3.0); use StatePlan.event_count",
             DeprecationWarning,
             stacklevel=2,
         )
@@ -251,7 +252,7 @@ def checked_plan(
             skipped.append(bad.describe())
 
 
-def _refuse_unusable_base(reader: StoreReader, states: dict[StateKey, StatePlan]) -> None:
+def _refuse_unusable_base(states: dict[StateKey, StatePlan]) -> Steps[None]:
     """Refuse a plan that would skip a snapshot it cannot do without.
 
     Skipping an unusable snapshot is exact only while the events before it are
@@ -262,7 +263,7 @@ def _refuse_unusable_base(reader: StoreReader, states: dict[StateKey, StatePlan]
     skipping = [sp for sp in states.values() if sp.skipped]
     if not skipping:
         return  # the common case: no extra read
-    cut = archived_until(reader)
+    cut = yield from archived_until_steps()
     for sp in skipping:
         late = [(p, why) for p, why in sp.skipped if p >= cut]
         if cut and sp.start < cut and late:
@@ -308,6 +309,13 @@ def usable_snapshots(
 def known_positions(
     reader: StoreReader, found: dict[StateKey, list[SnapshotRecord]]
 ) -> dict[StateKey, list[SnapshotRecord]]:
+    """``found`` with every snapshot row's ``last_event_id`` known (see known_positions_steps)."""
+    return run_reader(known_positions_steps(found), reader)
+
+
+def known_positions_steps(
+    found: dict[StateKey, list[SnapshotRecord]],
+) -> Steps[dict[StateKey, list[SnapshotRecord]]]:
     """``found`` with the ``last_event_id`` of every snapshot row that lacks one filled in.
 
     A row written by older code, or by hand, may hold NULL there. Its value is
@@ -326,10 +334,10 @@ def known_positions(
                 lacking[key] = max(lacking.get(key, 0), record.position)
     if not lacking:
         return found
-    heads = reader.state_heads(list(lacking))
+    heads = yield call("state_heads", list(lacking))
     ranges = {k: (0, p) for k, p in lacking.items() if k not in heads or heads[k] > p}
     touching: dict[StateKey, list[int]] = {}
-    for link in reader.links(ranges) if ranges else ():
+    for link in (yield call("links", ranges)) if ranges else ():
         if link.key in ranges:
             touching.setdefault(link.key, []).append(link.position)
     out = dict(found)
@@ -389,6 +397,22 @@ class StateReconstitutor:
         exclude: frozenset[tuple[StateKey, int, str]] = frozenset(),
         since: int | None = None,
     ) -> Plan:
+        """The plan of :meth:`plan_steps`, read through ``reader``."""
+        steps = self.plan_steps(
+            targets, at, use_snapshots=use_snapshots, to_head=to_head, exclude=exclude, since=since
+        )
+        return run_reader(steps, reader)
+
+    def plan_steps(
+        self,
+        targets: Sequence[StateKey],
+        at: int,
+        *,
+        use_snapshots: bool = True,
+        to_head: bool = False,
+        exclude: frozenset[tuple[StateKey, int, str]] = frozenset(),
+        since: int | None = None,
+    ) -> Steps[Plan]:
         """What loading ``targets`` as of ``at`` takes; ``use_snapshots=False`` starts every
         state from blank (the reference path verification compares snapshots against).
 
@@ -404,7 +428,7 @@ class StateReconstitutor:
         """
         if not use_snapshots:
             # From blank needs every event: refused when the log's start was archived.
-            refuse_archived(reader, 0, "a snapshot-free rebuild")
+            yield from refuse_archived_steps(0, "a snapshot-free rebuild")
         states: dict[StateKey, StatePlan] = {}
         edges: dict[tuple[StateKey, StateKey], list[int]] = {}
         for key in targets:
@@ -419,7 +443,7 @@ class StateReconstitutor:
             rounds += 1
             new = [k for k in states if k not in snaps]
             if new and use_snapshots:
-                found = known_positions(reader, reader.snapshots(new, at))
+                found = yield from known_positions_steps((yield call("snapshots", new, at)))
                 for k in new:
                     history = [
                         r for r in found.get(k, []) if (k, r.position, r.data) not in exclude
@@ -437,7 +461,7 @@ class StateReconstitutor:
             # Ranges are frozen for the round: links were fetched for exactly these, and a
             # requirement found while scanning one state takes effect on the next round.
             bounds = {sp.key: (sp.start, sp.need) for sp in states.values()}
-            self._fetch_links(reader, bounds, fetched, links, touching)
+            yield from self._fetch_links(bounds, fetched, links, touching)
             changed = False
             for key, (lo, hi) in bounds.items():
                 done = scanned.get(key)
@@ -474,17 +498,16 @@ class StateReconstitutor:
                                 edge.append(e)
             if not changed:
                 break
-        _refuse_unusable_base(reader, states)
+        yield from _refuse_unusable_base(states)
         return self._finish(at, tuple(targets), states, links, touching, edges, rounds)
 
     @staticmethod
     def _fetch_links(
-        reader: StoreReader,
         bounds: dict[StateKey, tuple[int, int]],
         fetched: dict[StateKey, tuple[int, int]],
         links: dict[int, dict[StateKey, int]],
         touching: dict[StateKey, list[int]],
-    ) -> None:
+    ) -> Steps[None]:
         first: dict[StateKey, tuple[int, int]] = {}
         second: dict[StateKey, tuple[int, int]] = {}
         for key, (lo, hi) in bounds.items():
@@ -505,7 +528,7 @@ class StateReconstitutor:
         for ranges in (first, second):
             if not ranges:
                 continue
-            for position, key, group in reader.links(ranges):
+            for position, key, group in (yield call("links", ranges)):
                 event_links = links.get(position)
                 if event_links is None:
                     event_links = links[position] = {}
@@ -556,6 +579,12 @@ class StateReconstitutor:
 
         ``observer`` is told before and after each event is played (a state's history).
         """
+        return run_reader(self.play_steps(plan, observer), reader)
+
+    def play_steps(
+        self, plan: Plan, observer: PlayObserver | None = None
+    ) -> Steps[dict[StateKey, State]]:
+        """:meth:`play` as reader requests (one: the plan's events)."""
         states: dict[StateKey, State] = {}
         for sp in plan.states.values():
             states[sp.key] = (
@@ -563,7 +592,7 @@ class StateReconstitutor:
             )
         player = EventPlayer(states, APPLY_ONLY)
         wanted = iter(plan.positions)
-        for stored in reader.events(plan.positions):
+        for stored in (yield call("events", plan.positions)):
             expected = next(wanted)
             if stored.position != expected:  # links name it, the log lacks it
                 raise missing_event(expected, "a link of a state being loaded points at it")
@@ -594,12 +623,32 @@ class StateReconstitutor:
 
         With ``use_snapshots=False`` no stored snapshot is read: every state starts blank.
         """
+        steps = self.reconstitute_steps(
+            targets,
+            at,
+            use_snapshots=use_snapshots,
+            to_head=to_head,
+            since=since,
+            observer=observer,
+        )
+        return run_reader(steps, reader)
+
+    def reconstitute_steps(
+        self,
+        targets: Iterable[StateKey],
+        at: int,
+        *,
+        use_snapshots: bool = True,
+        to_head: bool = False,
+        since: int | None = None,
+        observer: PlayObserver | None = None,
+    ) -> Steps[tuple[dict[StateKey, State], Plan]]:
+        """:meth:`reconstitute` as reader requests: the seam both engines drive."""
         wanted = list(dict.fromkeys(targets))
         exclude: set[tuple[StateKey, int, str]] = set()
         skipped: list[str] = []
         while True:
-            plan = self.plan(
-                reader,
+            plan = yield from self.plan_steps(
                 wanted,
                 at,
                 use_snapshots=use_snapshots,
@@ -609,7 +658,7 @@ class StateReconstitutor:
             )
             plan.skipped.extend(skipped)
             try:
-                states = self.play(reader, plan, observer)
+                states = yield from self.play_steps(plan, observer)
                 break
             except _BadSnapshot as bad:  # an older snapshot or the log can answer
                 exclude.add((bad.record.key, bad.record.position, bad.record.data))

@@ -40,12 +40,7 @@ def retry(
     at once: a ``CommitOutcomeUnknown`` in particular is not retried (the first
     attempt may be in the log; fire with ``key=`` to make such retries safe).
     """
-    if attempts < 1:
-        raise ValueError(f"attempts must be at least 1, not {attempts}")
-    if backoff < 0 or max_backoff < 0:
-        raise ValueError("backoff and max_backoff must not be negative")
-    if engine.pending:
-        raise PlaythroughError("commit or discard pending events before engine.retry()")
+    check_retry(engine, attempts, backoff, max_backoff)
     draw = rng or random.Random()
     for failures in range(attempts):
         token = _logging.retrying.set((failures + 1, attempts))
@@ -58,5 +53,20 @@ def retry(
                 raise
         finally:
             _logging.retrying.reset(token)
-        sleep(draw.uniform(0.0, min(max_backoff, backoff * (2**failures))))
+        sleep(wait(draw, failures, backoff, max_backoff))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_retry(engine: Engine, attempts: int, backoff: float, max_backoff: float) -> None:
+    """ValueError for bad arguments, PlaythroughError with events pending (both engines)."""
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    if backoff < 0 or max_backoff < 0:
+        raise ValueError("backoff and max_backoff must not be negative")
+    if engine.pending:
+        raise PlaythroughError("commit or discard pending events before engine.retry()")
+
+
+def wait(draw: random.Random, failures: int, backoff: float, max_backoff: float) -> float:
+    """The jittered wait after ``failures`` refused attempts."""
+    return draw.uniform(0.0, min(max_backoff, backoff * (2**failures)))

@@ -6,7 +6,10 @@ package every function here returns at its first line: no import, no object.
 
 Spans (named ``playthrough.<what>``, timed after the fact from the duration
 the engine measured): ``commit`` (``playthrough.event_count``,
-``playthrough.first_position``, ``playthrough.last_position``), ``load``
+``playthrough.first_position``, ``playthrough.last_position``,
+``playthrough.event_types``, ``playthrough.outcome``; a refused commit, by a
+conflict or an error, is a ``commit`` span with status ERROR, its reason and
+``error.type``), ``load``
 (``playthrough.events_played``, ``playthrough.states``, ``playthrough.position``,
 ``playthrough.rewound``), ``snapshot`` (``playthrough.state_count``,
 ``playthrough.position``), ``replay`` and ``verify``.
@@ -21,6 +24,7 @@ Metrics: ``playthrough.events.committed`` (counter), ``playthrough.commit.durati
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -76,17 +80,44 @@ def span(name: str, seconds: float, attributes: dict[str, Any]) -> None:
     started.end(end_time=end)
 
 
-def committed(count: int, first: int, last: int, seconds: float) -> None:
+def committed(count: int, first: int, last: int, seconds: float, types: Sequence[str] = ()) -> None:
     if not ENABLED:
         return
-    _instruments["committed"].add(count)
-    _instruments["commit_ms"].record(seconds * 1000)
-    span("commit", seconds, {"event_count": count, "first_position": first, "last_position": last})
+    _instruments["committed"].add(count, {"outcome": "committed"})
+    _instruments["commit_ms"].record(seconds * 1000, {"outcome": "committed"})
+    span(
+        "commit",
+        seconds,
+        {
+            "event_count": count,
+            "first_position": first,
+            "last_position": last,
+            "event_types": list(types),
+            "outcome": "committed",
+        },
+    )
 
 
-def conflict() -> None:
-    if ENABLED:
-        _instruments["conflicts"].add(1)
+def refused(count: int, error: BaseException, types: Sequence[str], outcome: str) -> None:
+    """A commit that wrote nothing: ``outcome`` is ``conflict`` (counted in
+    ``playthrough.conflicts``) or ``error``; its span has status ERROR with the reason."""
+    if not ENABLED:
+        return
+    if outcome == "conflict":
+        _instruments["conflicts"].add(1, {"error": type(error).__name__})
+    end = time.time_ns()
+    started = _tracer.start_span(
+        "playthrough.commit",
+        start_time=end,
+        attributes={
+            "playthrough.event_count": count,
+            "playthrough.event_types": list(types),
+            "playthrough.outcome": outcome,
+            "error.type": type(error).__name__,
+        },
+    )
+    started.set_status(trace.Status(trace.StatusCode.ERROR, str(error)[:500]))
+    started.end(end_time=end)
 
 
 def loaded(events_played: int, states: int, position: int, rewound: int, seconds: float) -> None:

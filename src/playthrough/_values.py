@@ -14,6 +14,7 @@ from ._errors import DecodeError, PlaythroughError, UnknownTypeError
 from ._model import State, StateKey
 from ._reconstitution import Plan
 from ._serialization import blank_for, encode_state_checked, state_from_snapshot
+from ._steps import Steps, call, run_sync
 from ._stores import SnapshotRecord, Store
 from ._stores._base import HeadRow
 from ._upcasting import snapshot_problem, snapshot_record
@@ -67,6 +68,16 @@ def write_back(
     rows: Mapping[StateKey, HeadRow],
     epoch: int | None = None,
 ) -> int:
+    """:func:`write_back_steps` on ``store``."""
+    return run_sync(write_back_steps(plan, states, rows, epoch), store)
+
+
+def write_back_steps(
+    plan: Plan,
+    states: Mapping[StateKey, State],
+    rows: Mapping[StateKey, HeadRow],
+    epoch: int | None = None,
+) -> Steps[int]:
     """Store the values a load played to the head where they are not current yet.
 
     ``states`` are all at the head (a plan ``to_head``); a state is written
@@ -92,7 +103,7 @@ def write_back(
     if not records:
         return 0
     try:
-        return store.write_values(records, epoch)
+        return (yield call("write_values", records, epoch))  # type: ignore[no-any-return]
     except PlaythroughError as exc:
         _log.warning("playthrough: could not write back heads values: %s", exc)
         return 0

@@ -86,4 +86,7 @@ def demo(example: str, db_path: Path | None) -> None:
         middle = max(1, position // 2)
         past = engine.load(cls, state_id, at=middle)
         click.echo(f"\ntime travel, {cls.__name__}({state_id}) as of position {middle}: {past!r}")
+        from .see import demo_rewind
+
+        demo_rewind(story, cls, state_id)
     click.echo(f"\nthe log is in {db_path}")

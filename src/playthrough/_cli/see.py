@@ -1,4 +1,4 @@
-"""The commands that show things: ``explain``, ``graph``, ``history`` and ``serve``.
+"""The commands that show things: ``explain``, ``graph``, ``history``, ``serve``, ``follow``.
 
 Ids are read the way the
 state type declares them (``Order 13`` is the string ``"13"`` when order ids
@@ -8,12 +8,15 @@ are strings) and printed as written.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from .._ids import parse_state_id
-from .._model import State
+from .._engine import Engine
+from .._followers import Projection
+from .._ids import label, parse_state_id
+from .._model import State, decode_id, key_of, registry
 from .._urls import parse_store_url, shown_url
 from ._group import main
 from ._shared import existing_store_url, import_apps
@@ -25,6 +28,36 @@ def _parse_id(cls: type[State], text: str | None) -> Any:
         return parse_state_id(cls, text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="ID") from None
+
+
+def demo_rewind(story: Callable[[Engine], Any], cls: type[State], state_id: Any) -> None:
+    """The demo's step that shows the idea: with ``head_values=False`` and snapshots out
+    of step (the coupled states snapshotted after the events that need them), a load's
+    plan rewinds those states and plays the log."""
+    with Engine.open("sqlite://", head_values=False) as engine:
+        story(engine)
+        target = key_of(cls, state_id)
+        others = [
+            (registry.states[k.type], decode_id(k.id))
+            for k in engine.explain(cls, state_id).states
+            if k != target
+        ]
+        if not others:
+            return
+        engine.snapshot(others)  # at the head: past every event of the target
+        plan = engine.explain(cls, state_id)
+        if not plan.rewound:
+            return
+        click.echo(
+            "\nthe same story in memory with head_values=False and every other state "
+            f"snapshotted at the head: loading {label(target)} rewinds the states its "
+            "events need just before them, and plays the log"
+        )
+        click.echo("  " + plan.explain().replace("\n", "\n  "))
+        click.echo("\nthat plan as a picture (playthrough explain URL TYPE ID --format mermaid):")
+        click.echo("  " + plan.to_mermaid().rstrip("\n").replace("\n", "\n  "))
+        click.echo(f"\nthe history of {label(target)} (playthrough history URL TYPE ID):")
+        click.echo("  " + str(engine.history(cls, state_id)).replace("\n", "\n  "))
 
 
 @main.command()
@@ -180,3 +213,50 @@ def serve(
         inspect.serve(url, host=host, port=port, show_personal=show_personal, modules=apps)
     except ImportError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _projection(spec: str) -> Projection:
+    import importlib
+
+    module_name, sep, class_name = spec.partition(":")
+    if not sep or not module_name or not class_name:
+        raise click.BadParameter(f"use module:Class, not {spec!r}", param_hint="--projection")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(
+            f"cannot import {module_name}: {exc}", param_hint="--projection"
+        ) from exc
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Projection)):
+        raise click.BadParameter(
+            f"{module_name} has no Projection class {class_name!r}", param_hint="--projection"
+        )
+    try:
+        return cls()
+    except TypeError as exc:
+        raise click.BadParameter(
+            f"{spec}() cannot be made without arguments: {exc}", param_hint="--projection"
+        ) from exc
+
+
+@main.command()
+@click.argument("database_url")
+@_APP
+@click.option("--projection", "spec", required=True, metavar="MODULE:CLASS")
+@click.option("--until-idle", is_flag=True, default=False, help="Stop at the head.")
+@click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+def follow(
+    database_url: str, apps: tuple[str, ...], spec: str, until_idle: bool, interval: float
+) -> None:
+    """Run a projection (a follower) from a shell: until stopped, or --until-idle.
+
+    playthrough follow sqlite:///app.db --app myapp.events --projection myapp.read:Balances
+    """
+    projection = _projection(spec)
+    with _engine(database_url, apps) as engine:
+        report = engine.run(projection, until_idle=until_idle, poll_interval=interval)
+    click.echo(
+        f"{report.name}: processed {report.processed}, passed {report.passed} "
+        f"in {report.batches} batch(es); at position {report.position}"
+    )

@@ -47,16 +47,16 @@ __all__ = [
     "FollowerBatch",
     "FollowerRow",
     "FollowerTransaction",
-    "Order",
-    "StateInfoRow",
     "ImportedEvent",
     "Link",
     "LinkedEntry",
     "LogEntry",
     "NewEvent",
+    "Order",
     "SQLiteStore",
     "SealedEvent",
     "SnapshotRecord",
+    "StateInfoRow",
     "Store",
     "StoreReader",
     "StoreURL",
@@ -66,8 +66,8 @@ __all__ = [
     "open_store",
     "parse_store_url",
     "resolve_store_url",
-    "store_options",
     "sqlite_url",
+    "store_options",
 ]
 
 

@@ -19,6 +19,7 @@ from .._errors import (
     StoreError,
 )
 from .._model import StateKey
+from .._steps import Call, Steps
 from ._tables import ARCHIVED_UNTIL, FORGET_EPOCH
 
 if TYPE_CHECKING:
@@ -74,6 +75,17 @@ def archived_until(reader: LogReader) -> int:
     return int(value) if value else 0
 
 
+def archived_until_steps() -> Steps[int]:
+    """The last archived position (0: nothing archived), as a reader request."""
+    value = yield Call("meta", (ARCHIVED_UNTIL,))
+    return int(value) if value else 0
+
+
+def refuse_archived_steps(at: int, doing: str) -> Steps[None]:
+    """``refuse_archived`` as reader requests."""
+    check_archived((yield from archived_until_steps()), at, doing)
+
+
 def reader_epoch(reader: LogReader) -> int:
     """The store's forget epoch (0: nobody was ever forgotten)."""
     value = reader.meta(FORGET_EPOCH)
@@ -82,7 +94,11 @@ def reader_epoch(reader: LogReader) -> int:
 
 def refuse_archived(reader: LogReader, at: int, doing: str) -> None:
     """ArchivedRangeError when the log as of ``at`` needs archived events (``at`` < the cut)."""
-    until = archived_until(reader)
+    check_archived(archived_until(reader), at, doing)
+
+
+def check_archived(until: int, at: int, doing: str) -> None:
+    """ArchivedRangeError when ``at`` is before the cut ``until``."""
     if at < until:
         raise ArchivedRangeError(
             f"{doing} needs the log from position {at}, but positions 1..{until} were "

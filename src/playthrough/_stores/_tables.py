@@ -90,7 +90,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        5,  # issue 9: commit ids, idempotency keys, pending handlers
+        5,  # commit ids, idempotency keys, pending handlers
         (
             "CREATE TABLE {s}pt_commits (commit_id TEXT PRIMARY KEY, "
             "first_position BIGINT NOT NULL, last_position BIGINT NOT NULL)",

@@ -580,7 +580,7 @@ _SHOWN = 20  # disagreements listed per kind
 
 
 def _metadata_problems(reader: StoreReader, run: _Run) -> list[str]:
-    """Heads rows and snapshot metadata that disagree with the links (item 13 of issue 9).
+    """Heads rows and snapshot metadata that disagree with the links.
 
     A heads row behind its links makes the state uncommittable forever (every
     commit is refused as stale); a snapshot whose ``last_event_id`` is not the

@@ -67,7 +67,9 @@ class FieldDiff:
     def a(self) -> Any:
         """Deprecated: ``found`` for snapshot mismatches, ``expected`` otherwise."""
         warnings.warn(
-            "FieldDiff.a is deprecated: use .expected / .found", DeprecationWarning, stacklevel=2
+            "FieldDiff.a is deprecated (removed in 0.3.0): use .expected / .found",
+            DeprecationWarning,
+            stacklevel=2,
         )
         return self.found if self._a_is_found else self.expected
 
@@ -75,7 +77,9 @@ class FieldDiff:
     def b(self) -> Any:
         """Deprecated: ``expected`` for snapshot mismatches, ``found`` otherwise."""
         warnings.warn(
-            "FieldDiff.b is deprecated: use .expected / .found", DeprecationWarning, stacklevel=2
+            "FieldDiff.b is deprecated (removed in 0.3.0): use .expected / .found",
+            DeprecationWarning,
+            stacklevel=2,
         )
         return self.expected if self._a_is_found else self.found
 
@@ -326,7 +330,9 @@ class VerifyReport:
     def replay(self) -> DeterminismCheck:
         """Deprecated alias of ``determinism``."""
         warnings.warn(
-            "VerifyReport.replay is deprecated: use .determinism", DeprecationWarning, stacklevel=2
+            "VerifyReport.replay is deprecated (removed in 0.3.0): use .determinism",
+            DeprecationWarning,
+            stacklevel=2,
         )
         return self.determinism
 

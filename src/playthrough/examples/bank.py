@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from playthrough import Engine, Event, EventRejected, SingletonState, State, state_id
+from playthrough import Engine, Event, SingletonState, State, state_id
+from playthrough.errors import EventRejected
 
 
 @attrs.define

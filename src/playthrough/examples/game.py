@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import attrs
 
-from playthrough import Engine, Event, EventRejected, State, state_id
+from playthrough import Engine, Event, State, state_id
+from playthrough.errors import EventRejected
 
 
 @attrs.define

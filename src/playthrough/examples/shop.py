@@ -14,7 +14,8 @@ from decimal import Decimal
 
 import attrs
 
-from playthrough import Engine, Event, EventRejected, State, event_random, now, state_id
+from playthrough import Engine, Event, State, event_random, now, state_id
+from playthrough.errors import EventRejected
 
 
 @attrs.define

@@ -18,7 +18,8 @@ from decimal import Decimal
 
 import attrs
 
-from playthrough import Engine, Event, EventRejected, State, event_random, state_id
+from playthrough import Engine, Event, State, event_random, state_id
+from playthrough.errors import EventRejected
 
 from .shop import TAGS
 

@@ -116,6 +116,9 @@ class Api:
         matches = list(dict.fromkeys(c for c in registry.events.values() if c.__name__ == name))
         if len(matches) == 1:
             return matches[0]._pt_type_name
+        if matches:
+            names = ", ".join(sorted(c._pt_type_name for c in matches))
+            raise ApiError(400, f"{name!r} names several event types: {names}")
         known = ", ".join(sorted(registry.events)) or "none (start it with --app MODULE)"
         raise ApiError(400, f"no event type {name!r}; known: {known}")
 

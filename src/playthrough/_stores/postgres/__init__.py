@@ -13,4 +13,4 @@ from ._sql import RENDERED_MAX
 from ._sql import SCHEMA as _SCHEMA
 from ._store import PostgresStore
 
-__all__ = ["RENDERED_MAX", "PostgresStore", "_LOCK_APPEND", "_SCHEMA"]
+__all__ = ["RENDERED_MAX", "_LOCK_APPEND", "_SCHEMA", "PostgresStore"]

@@ -10,4 +10,4 @@ from __future__ import annotations
 from ._sql import SCHEMA as _SCHEMA
 from ._store import SQLiteStore
 
-__all__ = ["SQLiteStore", "_SCHEMA"]
+__all__ = ["_SCHEMA", "SQLiteStore"]

@@ -43,6 +43,14 @@ def check_epoch(conn: sqlite3.Connection, epoch: int | None) -> None:
         raise StaleForgetError(stale_forget_message())
 
 
+def check_epoch_and_head(conn: sqlite3.Connection, epoch: int) -> int:
+    """``check_epoch`` and the log's head (its last position) in one statement."""
+    now, head = conn.execute(q.EPOCH_AND_HEAD).fetchone()
+    if now != epoch:
+        raise StaleForgetError(stale_forget_message())
+    return int(head)
+
+
 def _file_uri(path: str, query: str) -> str:
     """The URI of ``path`` with ``query``; ``mode=rw`` never creates the file, and opens
     it read-only if the OS says so."""

@@ -26,7 +26,7 @@ from .._base import (
     stale_message,
 )
 from . import _sql as q
-from ._datastore import SQLiteDatastore, check_epoch
+from ._datastore import SQLiteDatastore, check_epoch, check_epoch_and_head
 from ._reader import KEYS_PER_STATEMENT, SQLiteReader
 
 
@@ -138,8 +138,11 @@ class SQLiteLog(SQLiteDatastore):
             ]
             if stale:
                 raise ConcurrencyError(stale_message(stale))
-            check_epoch(conn, epoch)
-            base = reader.head()
+            if epoch is None:
+                base = reader.head()
+            else:  # the forget epoch and the head in one statement
+                self.statements += 1
+                base = check_epoch_and_head(conn, epoch)
             positions = list(range(base + 1, base + 1 + len(events)))
             self.statements += 4
             conn.executemany(

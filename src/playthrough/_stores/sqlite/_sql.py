@@ -88,6 +88,10 @@ SUBJECT_KEYS_WRITE = d.subject_keys_write(SQLITE)
 # ---------------------------------------------------------------- reads
 
 HEAD = "SELECT seq FROM sqlite_sequence WHERE name = 'pt_events'"
+#: An append's forget epoch and log head in one statement (one round trip fewer).
+EPOCH_AND_HEAD = (
+    f"SELECT {EPOCH}, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'pt_events'), 0)"
+)
 FIRED_AT = "SELECT position, fired_at FROM pt_events WHERE position IN (?, ?)"
 
 # The chunked reads: ``{values}`` is a VALUES list of the chunk's keys

@@ -1,0 +1,332 @@
+"""AsyncEngine: the engine's core, driven by awaiting an async store.
+
+The core (``playthrough._engine.Engine``: the identity map, the planner, the
+player, the codec, the checks) is the very object the sync engine is; its
+operations that need the store are generators of requests (``_steps``).
+This shell answers them by awaiting its :class:`~playthrough.aio.AsyncStore`,
+where the sync ``Engine`` calls its store: one core, two shells.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from .._engine import Engine
+from .._errors import ConcurrencyError, ConfigurationError, EventRejected, PlaythroughError
+from .._handlers import CommitResult
+from .._log import PAGE, EventPager
+from .._model import Event, State, StateKey, key_of
+from .._query import _completed_check
+from .._retry import check_retry, wait
+from .._steps import Await, Call, Read, Steps, read_one
+from .._stores._base import EventQuery
+from ._store import AsyncStore
+
+S = TypeVar("S", bound=State)
+T = TypeVar("T")
+E = TypeVar("E", bound=Event)
+
+#: Engine options the async engine does not take (they write from sync code paths).
+_REFUSED = ("snapshot_every", "snapshot_after_events", "archive")
+
+
+async def drive(steps: Steps[T], store: AsyncStore) -> T:
+    """The async shell's driver: answer each request of the core by awaiting ``store``.
+
+    A store's exception (or a cancellation) is thrown into the core where it
+    yielded, so its handling (a failed append discards what was pending) is
+    the sync engine's own.
+    """
+    try:
+        request = next(steps)
+        while True:
+            try:
+                if type(request) is Call:
+                    answer = await store.call(request)
+                elif type(request) is Read:
+                    answer = await store.read(request.steps)
+                elif type(request) is Await:
+                    answer = await request.value
+                else:
+                    raise TypeError(f"not a store request: {request!r}")
+            except BaseException as exc:  # noqa: BLE001 - thrown into the core at its yield
+                request = steps.throw(exc)
+                continue
+            request = steps.send(answer)
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
+class AsyncEngine:
+    """The engine, natively async: ``async with store.engine() as engine:``.
+
+    Everything that reads or writes the store is awaited (``fire`` may load
+    the states it touches, ``commit`` appends); the rest (``pending``,
+    ``discard``, ``metadata``) is as on the sync ``Engine``, and so are the
+    errors and outcomes (``ConcurrencyError``, ``CommitOutcomeUnknown`` with
+    ``was_committed``, ``DuplicateEvent`` for idempotency keys,
+    ``StateMutationError``). Not safe to share between tasks: one per request
+    or task, over one shared store. ``handle`` hooks may be ``async def`` (they
+    get this engine and await it); a plain ``def`` one gets a view that fires
+    and loads without I/O, from the states in memory (those the hook declares
+    are loaded for it).
+    """
+
+    def __init__(self, store: AsyncStore, **options: Any) -> None:
+        refused = sorted(set(options) & set(_REFUSED))
+        if refused:
+            raise ConfigurationError(
+                f"the async engine does not take {', '.join(refused)}: snapshot policies and "
+                "archive files run on the sync Engine (playthrough snapshot, Engine.open(...))"
+            )
+        self.store = store
+        #: The core: the same Engine the sync shell is, never driven by its own store here.
+        self.core = Engine(store.sync, **options)
+        self._hook_view = _HookView(self)
+        self.core.hook_shells = (self._hook_view, self)  # what fired hooks get
+
+    def __repr__(self) -> str:
+        return f"<AsyncEngine on {self.store.url}>"
+
+    async def _drive(self, steps: Steps[T]) -> T:
+        return await drive(steps, self.store)
+
+    # ------------------------------------------------------------------ context
+
+    async def __aenter__(self) -> AsyncEngine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        core = self.core
+        try:
+            if exc_type is None and (core._pending or core._scheduler.has_queued()):
+                await self.commit()
+            else:
+                core.discard()
+        finally:
+            core.close()
+
+    def close(self) -> None:
+        """Close the engine (the store stays open); pending events are discarded, with a warning."""
+        self.core.close()
+
+    @property
+    def pending(self) -> tuple[Event, ...]:
+        return self.core.pending
+
+    @property
+    def last_commit_id(self) -> str | None:
+        """The id of the last commit this engine sent (see ``was_committed``)."""
+        return self.core.last_commit_id
+
+    def discard(self) -> None:
+        """Forget pending events and drop the states they changed from memory."""
+        self.core.discard()
+
+    def metadata(
+        self, correlation: str | None = None, **values: Any
+    ) -> AbstractContextManager[None]:
+        """Store ``values`` as metadata with every event fired in the ``with`` block."""
+        return self.core.metadata(correlation, **values)
+
+    # ------------------------------------------------------------------ loading
+
+    async def head(self) -> int:
+        """The store's largest committed position."""
+        return cast(int, await self.store.read(read_one("head")))
+
+    async def load(self, state_class: type[S], state_id: Any = None, *, at: int | None = None) -> S:
+        """The state as this engine knows it; with ``at``, as it was at that position."""
+        key = key_of(state_class, state_id)
+        return cast(S, (await self._load([key], at))[key])
+
+    async def load_or_fail(self, state_class: type[S], state_id: Any = None) -> S:
+        """Like :meth:`load`, but ``NotFoundError`` for a state no event ever touched."""
+        return self.core._found(state_class, state_id, await self.load(state_class, state_id))
+
+    async def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
+        """Several states of one type, loaded together."""
+        keys = [key_of(state_class, i) for i in ids]
+        found = await self._load(keys, None)
+        return [cast(S, found[k]) for k in keys]
+
+    async def _load(self, keys: Sequence[StateKey], at: int | None) -> dict[StateKey, State]:
+        core = self.core
+        if at is not None:
+            _, result = await self.store.read(core._load_at_steps(keys, at))
+            assert result is not None  # the async engine has no archive files
+            return result[0]
+        for key in keys:
+            core._guard_apply(key)
+        repository = core.repository
+        found = {k: s for k in keys if (s := repository.get(k)) is not None}
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        if missing:
+            found.update(await self._drive(core._load_live_steps(missing)))
+            core._trim()
+        return found
+
+    # ------------------------------------------------------------------ firing
+
+    async def fire(
+        self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> E:
+        """Validate and apply an event to the live states and queue it for commit
+        (``Engine.fire``: the same checks, hooks, errors and ``key`` idempotency)."""
+        return await self._drive(self.core._fire_steps(event, None, metadata, key))
+
+    async def fire_if_valid(
+        self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> E | None:
+        """Fire ``event`` unless it is refused (``EventRejected``, ``StateCompleted``): then
+        nothing is queued and ``None`` is returned (``Engine.fire_if_valid``)."""
+        try:
+            return await self.fire(event, metadata=metadata, key=key)
+        except EventRejected:
+            return None
+
+    async def commit(self) -> CommitResult:
+        """Append pending events atomically, then run their ``handle`` hooks (``Engine.commit``:
+        a ``CommitResult``, handler failures reported in it unless ``raise_handler_failures``)."""
+        return await self._drive(self.core._commit_steps(self._hook_view, self))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncEngine]:
+        """Commit at the end of the block; discard everything pending if it raises."""
+        core = self.core
+        core._transactions += 1
+        try:
+            yield self
+        except BaseException:
+            core._transactions -= 1
+            core.discard()
+            raise
+        core._transactions -= 1
+        await self.commit()
+
+    async def retry(
+        self,
+        work: Callable[[AsyncEngine], Awaitable[T]],
+        *,
+        attempts: int = 10,
+        backoff: float = 0.005,
+        max_backoff: float = 0.5,
+    ) -> T:
+        """Run ``await work(engine)`` and commit; on ConcurrencyError wait (jittered) and run it
+        again (``Engine.retry``: the same policy, awaiting ``asyncio.sleep``)."""
+        check_retry(self.core, attempts, backoff, max_backoff)
+        draw = random.Random()
+        for failures in range(attempts):
+            try:
+                async with self.transaction():
+                    result = await work(self)
+                return result
+            except ConcurrencyError:
+                if failures + 1 == attempts:
+                    raise
+                await asyncio.sleep(wait(draw, failures, backoff, max_backoff))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def was_committed(self, commit_id: str) -> bool:
+        """Whether the commit with this id (``CommitOutcomeUnknown.commit_id``) is in the log."""
+        return await self.store.read(read_one("commit_positions", commit_id)) is not None
+
+    # ------------------------------------------------------------------ reading
+
+    async def events(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[type[Event] | str] | None = None,
+        state: tuple[type[State], Any] | None = None,
+        caused_by: int | None = None,
+        correlation: str | None = None,
+        limit: int | None = None,
+        page_size: int = PAGE,
+    ) -> AsyncIterator[Event]:
+        """Committed events after ``after``, in order (``Engine.events``), one read per page."""
+        pager = EventPager(after, types, state, caused_by, correlation, limit, page_size)
+        query: EventQuery | None = await self.store.read(pager.start_steps())
+        while query is not None:
+            rows = await self.store.read(read_one("find_events", query, pager.size))
+            for event in pager.decode(rows):
+                yield event
+            query = pager.next_query(rows)
+
+    async def find(
+        self,
+        state_class: type[S],
+        *,
+        limit: int | None = None,
+        order_by: str | Sequence[str] | None = None,
+        completed: bool | None = None,
+        **filters: Any,
+    ) -> list[S]:
+        """Stored states of a type whose values match (``Engine.find``), as a list."""
+        queries = self.core._queries
+        if completed is None:
+            return await self._drive(queries.find_steps(state_class, filters, limit, order_by))
+        _completed_check(state_class, limit, completed)
+        found = await self._drive(queries.find_steps(state_class, filters, None, order_by))
+        kept = [s for s in found if s.is_complete() == completed]
+        return kept if limit is None else kept[:limit]
+
+    async def count(self, state_class: type[State], **filters: Any) -> int:
+        """How many stored states of a type match (counted by the database)."""
+        return await self._drive(self.core._queries.count_steps(state_class, filters))
+
+
+class _HookView:
+    """What a plain ``def`` handle hook gets as its engine under the async engine.
+
+    It fires and loads through the same core, but cannot wait for the store:
+    a state the hook did not declare and that is not in memory is refused,
+    naming it, with the remedy (``async def handle`` and ``await engine.fire``).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def fire(
+        self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> E:
+        return _in_memory(self._engine.core._fire_steps(event, None, metadata, key))
+
+    def load(self, state_class: type[S], state_id: Any = None) -> S:
+        key = key_of(state_class, state_id)
+        return cast(S, _in_memory(self._engine.core._load_live_steps([key]), key))
+
+    @property
+    def pending(self) -> tuple[Event, ...]:
+        return self._engine.pending
+
+
+def _in_memory(steps: Steps[T], key: StateKey | None = None) -> T:
+    try:
+        request = next(steps)
+    except StopIteration as done:
+        return cast(T, done.value)
+    steps.close()
+    raise PlaythroughError(
+        f"a plain def handle hook under the async engine cannot wait for the store "
+        f"({_what(request, key)}): declare the state in the hook's parameters, or make "
+        "the hook async def and await engine.fire(...) / engine.load(...)"
+    )
+
+
+def _what(request: object, key: StateKey | None) -> str:
+    if key is not None:
+        return f"{key} is not in memory"
+    if isinstance(request, Call) and request.name == "heads" and request.args:
+        return "the states " + ", ".join(str(k) for k in request.args[0]) + " are not in memory"
+    return "it needs a read"

@@ -1,0 +1,150 @@
+"""Statements each phase sends to the database, counted at the driver.
+
+Counted below the store (sqlite3's trace callback on every connection the
+store opens; psycopg's cursor methods), so a statement the store forgets to
+count is still seen. Each figure is a ceiling, the count the code sends today:
+a change that adds round trips to a commit, a batch, a load or a replay page
+fails here. Lower a ceiling when a change saves statements.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import pytest
+
+from playthrough import Engine, Event, State, state_id
+
+
+@attrs.define
+class Tally(State, type_name="t.stmts.Tally"):
+    total: int = 0
+
+
+@attrs.define
+class Counted(Event, type_name="t.stmts.Counted"):
+    tally_id: int = state_id(Tally)
+    amount: int = 1
+
+    def apply(self, tally: Tally) -> None:
+        tally.total += self.amount
+
+
+class Statements:
+    """Every statement sent while counting (BEGIN and COMMIT included)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.on = False
+
+    def seen(self, sql: object) -> None:
+        if self.on:
+            self.sent.append(str(sql))
+
+    @contextmanager
+    def counting(self) -> Iterator[list[str]]:
+        self.sent = []
+        self.on = True
+        try:
+            yield self.sent
+        finally:
+            self.on = False
+
+
+@pytest.fixture
+def statements(any_url: str, monkeypatch: pytest.MonkeyPatch) -> Statements:
+    counter = Statements()
+    if any_url.startswith("sqlite"):
+        connect = sqlite3.connect
+
+        def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+            conn: sqlite3.Connection = connect(*args, **kwargs)
+            conn.set_trace_callback(counter.seen)
+            return conn
+
+        monkeypatch.setattr(sqlite3, "connect", traced)
+    else:
+        import psycopg
+
+        def wrap(name: str) -> None:
+            method: Callable[..., Any] = getattr(psycopg.Cursor, name)
+
+            def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+                counter.seen(query)
+                return method(self, query, *args, **kwargs)
+
+            monkeypatch.setattr(psycopg.Cursor, name, counted)
+
+        for name in ("execute", "executemany", "copy"):
+            wrap(name)
+    return counter
+
+
+# The ceilings, per store: (sqlite, postgres). SQLite's trace callback sees
+# each row of an executemany as a statement run (1000 rows: 1000), psycopg's
+# cursor one call (an executemany, a COPY) as one.
+CEILINGS = {
+    "one event per commit": (8, 5),
+    "1000 events per commit": (3007, 5),
+    "cold load of one state": (1, 1),
+    "cold load_many of 100 states": (1, 1),
+    "replay of 5000 events (pages of 2000)": (513, 65),
+}
+
+
+def _check(phase: str, url: str, sent: list[str]) -> None:
+    sqlite_ceiling, pg_ceiling = CEILINGS[phase]
+    ceiling = sqlite_ceiling if url.startswith("sqlite") else pg_ceiling
+    kinds = Counter(" ".join(s.split())[:60] for s in sent).most_common()
+    assert len(sent) <= ceiling, f"{phase}: {len(sent)} statements, at most {ceiling}: {kinds}"
+
+
+def test_statements_per_commit(any_url: str, statements: Statements) -> None:
+    with Engine.open(any_url) as engine:
+        for n in range(1000):
+            engine.fire(Counted(tally_id=n))
+        engine.commit()
+        engine.fire(Counted(tally_id=1))  # warm: statements prepared, the state in memory
+        engine.commit()
+        with statements.counting() as sent:
+            engine.fire(Counted(tally_id=1))
+            engine.commit()
+        _check("one event per commit", any_url, sent)
+        with statements.counting() as sent:
+            for n in range(1000):
+                engine.fire(Counted(tally_id=n))
+            engine.commit()
+        _check("1000 events per commit", any_url, sent)
+
+
+def test_statements_per_load(any_url: str, statements: Statements) -> None:
+    with Engine.open(any_url) as engine:
+        for n in range(100):
+            engine.fire(Counted(tally_id=n, amount=n))
+        engine.commit()
+    with Engine.open(any_url) as engine:
+        engine.load(Tally, 0)  # warm: the connection open and the schema checked
+        with statements.counting() as sent:
+            assert engine.load(Tally, 7).total == 7
+        _check("cold load of one state", any_url, sent)
+    with Engine.open(any_url) as engine:
+        engine.load(Tally, 0)
+        with statements.counting() as sent:
+            assert [t.total for t in engine.load_many(Tally, range(100))] == list(range(100))
+        _check("cold load_many of 100 states", any_url, sent)
+
+
+def test_statements_per_replay_page(any_url: str, statements: Statements) -> None:
+    with Engine.open(any_url) as engine:
+        for n in range(5000):
+            engine.fire(Counted(tally_id=n % 50))
+        engine.commit()
+        with statements.counting() as sent:
+            engine.replay(chunk_size=2000, snapshot_every=2000)
+        _check("replay of 5000 events (pages of 2000)", any_url, sent)
+        assert engine.load(Tally, 3).total == 100
