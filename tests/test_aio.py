@@ -44,42 +44,42 @@ def run(body: Callable[[AsyncStore], Coroutine[Any, Any, T]], url: str) -> T:
 
 
 @attrs.define
-class Account(State, type_name="t.aio.Account"):
+class AioAccount(State, type_name="t.aio.Account"):
     balance: int = 0
     log: list[str] = attrs.field(factory=list)
 
 
 @attrs.define
-class Deposited(Event, type_name="t.aio.Deposited"):
-    account_id: int = state_id(Account)
+class AioDeposited(Event, type_name="t.aio.AioDeposited"):
+    account_id: int = state_id(AioAccount)
     amount: int = 0
 
-    def validate(self, account: Account) -> None:
+    def validate(self, account: AioAccount) -> None:
         if self.amount <= 0:
             raise EventRejected("a deposit is positive")
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance += self.amount
 
 
 @attrs.define
-class Meddled(Event, type_name="t.aio.Meddled"):
-    account_id: int = state_id(Account)
+class AioMeddled(Event, type_name="t.aio.AioMeddled"):
+    account_id: int = state_id(AioAccount)
 
-    def validate(self, account: Account) -> None:
+    def validate(self, account: AioAccount) -> None:
         account.log.append("meddled")  # a change in place: refused
 
 
 @attrs.define
-class Ledger(State, type_name="t.aio.Ledger"):
+class AioLedger(State, type_name="t.aio.Ledger"):
     entries: int = 0
 
 
 @attrs.define
-class Entered(Event, type_name="t.aio.Entered"):
-    ledger_id: int = state_id(Ledger)
+class AioEntered(Event, type_name="t.aio.AioEntered"):
+    ledger_id: int = state_id(AioLedger)
 
-    def apply(self, ledger: Ledger) -> None:
+    def apply(self, ledger: AioLedger) -> None:
         ledger.entries += 1
 
 
@@ -88,73 +88,73 @@ class Seen:
 
 
 @attrs.define
-class PaidAsync(Event, type_name="t.aio.PaidAsync"):
+class AioPaidAsync(Event, type_name="t.aio.AioPaidAsync"):
     """An async def handle: it awaits the engine it gets, loading an undeclared state."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance -= 1
 
     async def handle(self, engine: AsyncEngine) -> None:
         await asyncio.sleep(0)
-        ledger = await engine.load(Ledger, self.account_id)
+        ledger = await engine.load(AioLedger, self.account_id)
         Seen.calls.append(f"async {ledger.entries}")
-        await engine.fire(Entered(ledger_id=self.account_id))
+        await engine.fire(AioEntered(ledger_id=self.account_id))
 
 
 @attrs.define
-class PaidSync(Event, type_name="t.aio.PaidSync"):
+class AioPaidSync(Event, type_name="t.aio.AioPaidSync"):
     """A plain def handle under the async engine: fires on the state it declares."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance -= 2
 
-    def handle(self, account: Account, engine: Any) -> None:
+    def handle(self, account: AioAccount, engine: Any) -> None:
         Seen.calls.append(f"sync {account.balance}")
-        engine.fire(Deposited(account_id=self.account_id, amount=10))
+        engine.fire(AioDeposited(account_id=self.account_id, amount=10))
 
 
 @attrs.define
-class PaidSyncElsewhere(Event, type_name="t.aio.PaidSyncElsewhere"):
+class AioPaidSyncElsewhere(Event, type_name="t.aio.AioPaidSyncElsewhere"):
     """A plain def handle that fires on a state it neither declares nor has in memory."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance -= 3
 
     def handle(self, engine: Any) -> None:
-        engine.fire(Entered(ledger_id=999))
+        engine.fire(AioEntered(ledger_id=999))
 
 
 @attrs.define
-class Ordered(Event, type_name="t.aio.Ordered"):
+class AioOrdered(Event, type_name="t.aio.AioOrdered"):
     """A fired hook: the ledger entry joins the order's commit (an async def one here)."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance += 1
 
     async def fired(self, engine: AsyncEngine) -> None:
-        await engine.fire(Entered(ledger_id=self.account_id + 100))  # not in memory: loads
+        await engine.fire(AioEntered(ledger_id=self.account_id + 100))  # not in memory: loads
 
 
 @attrs.define
-class Refunded(Event, type_name="t.aio.Refunded"):
+class AioRefunded(Event, type_name="t.aio.AioRefunded"):
     """A plain def fired hook under the async engine, refusing the chain when told to."""
 
-    account_id: int = state_id(Account)
+    account_id: int = state_id(AioAccount)
     fail: bool = False
 
-    def apply(self, account: Account) -> None:
+    def apply(self, account: AioAccount) -> None:
         account.balance -= 1
 
-    def fired(self, account: Account, engine: Any) -> None:
-        engine.fire(Deposited(account_id=self.account_id, amount=5))
+    def fired(self, account: AioAccount, engine: Any) -> None:
+        engine.fire(AioDeposited(account_id=self.account_id, amount=5))
         if self.fail:
             raise EventRejected("refund refused")
 
@@ -162,21 +162,21 @@ class Refunded(Event, type_name="t.aio.Refunded"):
 def test_fired_hooks_join_the_commit_under_the_async_engine(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         async with store.engine() as engine:
-            await engine.fire(Ordered(account_id=1))
-            await engine.fire(Refunded(account_id=1))
+            await engine.fire(AioOrdered(account_id=1))
+            await engine.fire(AioRefunded(account_id=1))
             assert [type(e).__name__ for e in engine.pending] == [
-                "Ordered",
-                "Entered",
-                "Refunded",
-                "Deposited",
+                "AioOrdered",
+                "AioEntered",
+                "AioRefunded",
+                "AioDeposited",
             ]
             with pytest.raises(EventRejected):
-                await engine.fire(Refunded(account_id=1, fail=True))
+                await engine.fire(AioRefunded(account_id=1, fail=True))
             assert len(engine.pending) == 4
-            assert (await engine.load(Account, 1)).balance == 5
+            assert (await engine.load(AioAccount, 1)).balance == 5
         async with store.engine() as engine:
-            assert (await engine.load(Account, 1)).balance == 5
-            assert (await engine.load(Ledger, 101)).entries == 1
+            assert (await engine.load(AioAccount, 1)).balance == 5
+            assert (await engine.load(AioLedger, 101)).entries == 1
             assert await engine.head() == 4
 
     run(body, any_url)
@@ -185,10 +185,10 @@ def test_fired_hooks_join_the_commit_under_the_async_engine(any_url: str) -> Non
 def test_load_or_fail_under_the_async_engine(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         async with store.engine() as engine:
-            with pytest.raises(NotFoundError, match="no Account with id 7"):
-                await engine.load_or_fail(Account, 7)
-            await engine.fire(Deposited(account_id=7, amount=1))
-            assert (await engine.load_or_fail(Account, 7)).balance == 1
+            with pytest.raises(NotFoundError, match="no AioAccount with id 7"):
+                await engine.load_or_fail(AioAccount, 7)
+            await engine.fire(AioDeposited(account_id=7, amount=1))
+            assert (await engine.load_or_fail(AioAccount, 7)).balance == 1
 
     run(body, any_url)
 
@@ -196,21 +196,25 @@ def test_load_or_fail_under_the_async_engine(any_url: str) -> None:
 def test_fire_commit_load_find_count_and_events(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         async with store.engine() as engine:
-            await engine.fire(Deposited(account_id=1, amount=100))
-            await engine.fire(Deposited(account_id=2, amount=50))
+            await engine.fire(AioDeposited(account_id=1, amount=100))
+            await engine.fire(AioDeposited(account_id=2, amount=50))
             assert len(engine.pending) == 2
         async with store.engine() as engine:
-            one = await engine.load(Account, 1)
+            one = await engine.load(AioAccount, 1)
             assert one.balance == 100 and one.last_event_id == 1
-            assert [a.balance for a in await engine.load_many(Account, [2, 1, 3])] == [50, 100, 0]
-            rich = await engine.find(Account, balance__gt=60)
+            assert [a.balance for a in await engine.load_many(AioAccount, [2, 1, 3])] == [
+                50,
+                100,
+                0,
+            ]
+            rich = await engine.find(AioAccount, balance__gt=60)
             assert [a.balance for a in rich] == [100]
-            assert await engine.count(Account) == 2
-            assert await engine.count(Account, balance__lt=60) == 1
-            assert (await engine.load(Account, 1, at=0)).balance == 0
-            await engine.fire(Deposited(account_id=1, amount=1))
+            assert await engine.count(AioAccount) == 2
+            assert await engine.count(AioAccount, balance__lt=60) == 1
+            assert (await engine.load(AioAccount, 1, at=0)).balance == 0
+            await engine.fire(AioDeposited(account_id=1, amount=1))
         async with store.engine() as engine:
-            seen = [e async for e in engine.events(types=[Deposited])]
+            seen = [e async for e in engine.events(types=[AioDeposited])]
             assert [(e.id, getattr(e, "amount", None)) for e in seen] == [(1, 100), (2, 50), (3, 1)]
             later = [e.id async for e in engine.events(after=1, page_size=1, limit=1)]
             assert later == [2]
@@ -223,16 +227,16 @@ def test_a_clean_block_commits_and_an_error_discards(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         with pytest.raises(RuntimeError):
             async with store.engine() as engine:
-                await engine.fire(Deposited(account_id=1, amount=5))
+                await engine.fire(AioDeposited(account_id=1, amount=5))
                 raise RuntimeError("boom")
         async with store.engine() as engine:
-            assert (await engine.load(Account, 1)).balance == 0
+            assert (await engine.load(AioAccount, 1)).balance == 0
             assert await engine.head() == 0
             with pytest.raises(EventRejected):
-                await engine.fire(Deposited(account_id=1, amount=-1))
+                await engine.fire(AioDeposited(account_id=1, amount=-1))
             assert engine.pending == ()
-            assert await engine.fire_if_valid(Deposited(account_id=1, amount=-1)) is None
-            assert await engine.fire_if_valid(Deposited(account_id=1, amount=2)) is not None
+            assert await engine.fire_if_valid(AioDeposited(account_id=1, amount=-1)) is None
+            assert await engine.fire_if_valid(AioDeposited(account_id=1, amount=2)) is not None
             assert len(engine.pending) == 1
             engine.discard()
 
@@ -242,10 +246,10 @@ def test_a_clean_block_commits_and_an_error_discards(any_url: str) -> None:
 def test_a_stale_commit_is_refused_and_retry_runs_the_work_again(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         first, second = store.engine(), store.engine()
-        await first.load(Account, 1)
-        await second.load(Account, 1)
-        await first.fire(Deposited(account_id=1, amount=1))
-        await second.fire(Deposited(account_id=1, amount=2))
+        await first.load(AioAccount, 1)
+        await second.load(AioAccount, 1)
+        await first.fire(AioDeposited(account_id=1, amount=1))
+        await second.fire(AioDeposited(account_id=1, amount=2))
         await first.commit()
         with pytest.raises(ConcurrencyError, match=r"t\.aio\.Account\(1\)"):
             await second.commit()
@@ -255,22 +259,22 @@ def test_a_stale_commit_is_refused_and_retry_runs_the_work_again(any_url: str) -
         other = store.engine()
 
         async def work(engine: AsyncEngine) -> int:
-            account = await engine.load(Account, 1)
+            account = await engine.load(AioAccount, 1)
             if not attempts:  # another writer commits between this load and the commit
                 async with other:
-                    await other.load(Account, 1)
-                    await other.fire(Deposited(account_id=1, amount=10))
+                    await other.load(AioAccount, 1)
+                    await other.fire(AioDeposited(account_id=1, amount=10))
             before = account.balance
             attempts.append(before)
-            await engine.fire(Deposited(account_id=1, amount=100))
+            await engine.fire(AioDeposited(account_id=1, amount=100))
             return before
 
         engine = store.engine()
-        await engine.load(Account, 1)  # known at balance 1: stale once `other` commits
+        await engine.load(AioAccount, 1)  # known at balance 1: stale once `other` commits
         assert await engine.retry(work, backoff=0) == 11
         assert attempts == [1, 11]
         async with store.engine() as check:
-            assert (await check.load(Account, 1)).balance == 111
+            assert (await check.load(AioAccount, 1)).balance == 111
 
     run(body, any_url)
 
@@ -278,18 +282,18 @@ def test_a_stale_commit_is_refused_and_retry_runs_the_work_again(any_url: str) -
 def test_idempotency_keys_and_was_committed(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         async with store.engine() as engine:
-            await engine.fire(Deposited(account_id=1, amount=5), key="order-1")
+            await engine.fire(AioDeposited(account_id=1, amount=5), key="order-1")
         async with store.engine() as engine:
             commit_id = None
-            await engine.fire(Deposited(account_id=1, amount=5), key="order-1")
+            await engine.fire(AioDeposited(account_id=1, amount=5), key="order-1")
             with pytest.raises(DuplicateEvent, match="order-1"):
                 await engine.commit()
-            await engine.fire(Deposited(account_id=1, amount=7))
+            await engine.fire(AioDeposited(account_id=1, amount=7))
             await engine.commit()
             commit_id = engine.last_commit_id
             assert commit_id is not None and await engine.was_committed(commit_id)
             assert not await engine.was_committed(uuid.uuid4().hex)
-            assert (await engine.load(Account, 1)).balance == 12
+            assert (await engine.load(AioAccount, 1)).balance == 12
 
     run(body, any_url)
 
@@ -297,10 +301,10 @@ def test_idempotency_keys_and_was_committed(any_url: str) -> None:
 def test_state_mutations_are_refused_as_by_the_sync_engine(any_url: str) -> None:
     async def body(store: AsyncStore) -> None:
         async with store.engine() as engine:
-            await engine.fire(Deposited(account_id=1, amount=5))
-            with pytest.raises(StateMutationError, match="validate hook of Meddled"):
-                await engine.fire(Meddled(account_id=1))
-            account = await engine.load(Account, 1)
+            await engine.fire(AioDeposited(account_id=1, amount=5))
+            with pytest.raises(StateMutationError, match="validate hook of AioMeddled"):
+                await engine.fire(AioMeddled(account_id=1))
+            account = await engine.load(AioAccount, 1)
             assert account.log == [] and account.balance == 5
             with pytest.raises(StateMutationError):
                 account.balance = 0
@@ -313,22 +317,22 @@ def test_async_and_sync_handle_hooks_run_after_the_commit(any_url: str) -> None:
 
     async def body(store: AsyncStore) -> None:
         async with store.engine() as engine:
-            await engine.fire(Deposited(account_id=1, amount=100))
-            await engine.fire(PaidAsync(account_id=1))
-            await engine.fire(PaidSync(account_id=1))
+            await engine.fire(AioDeposited(account_id=1, amount=100))
+            await engine.fire(AioPaidAsync(account_id=1))
+            await engine.fire(AioPaidSync(account_id=1))
             committed = await engine.commit()
             assert [type(e).__name__ for e in committed] == [
-                "Deposited",
-                "PaidAsync",
-                "PaidSync",
-                "Entered",
-                "Deposited",
+                "AioDeposited",
+                "AioPaidAsync",
+                "AioPaidSync",
+                "AioEntered",
+                "AioDeposited",
             ]
         assert Seen.calls == ["async 0", "sync 97"]
         async with store.engine() as engine:
-            assert (await engine.load(Account, 1)).balance == 107
-            assert (await engine.load(Ledger, 1)).entries == 1
-            await engine.fire(PaidSyncElsewhere(account_id=1))
+            assert (await engine.load(AioAccount, 1)).balance == 107
+            assert (await engine.load(AioLedger, 1)).entries == 1
+            await engine.fire(AioPaidSyncElsewhere(account_id=1))
             result = await engine.commit()  # the commit stands, the failure is reported
             assert len(result) == 1 and len(result.failures) == 1
             assert "t.aio.Ledger(999)" in str(result.failures[0][1])
@@ -336,15 +340,15 @@ def test_async_and_sync_handle_hooks_run_after_the_commit(any_url: str) -> None:
             with pytest.raises(HandlerFailed):
                 result.raise_for_failures()
         async with store.engine() as engine:  # the event stands, its handler stays pending
-            assert (await engine.load(Account, 1)).balance == 104
+            assert (await engine.load(AioAccount, 1)).balance == 104
 
     run(body, any_url)
 
 
 def test_the_sync_engine_refuses_an_async_handle_hook(tmp_path: Any) -> None:
     with Engine.open(f"sqlite:///{tmp_path / 's.db'}") as engine:
-        engine.fire(Deposited(account_id=1, amount=5))
-        engine.fire(PaidAsync(account_id=1))
+        engine.fire(AioDeposited(account_id=1, amount=5))
+        engine.fire(AioPaidAsync(account_id=1))
         result = engine.commit()
         assert "playthrough.aio" in str(result.failures[0][1])
 
@@ -387,7 +391,7 @@ def test_a_closed_store_says_so(tmp_path: Any) -> None:
         engine = store.engine()
         await store.close()
         with pytest.raises(PlaythroughError, match="closed"):
-            await engine.load(Account, 1)
+            await engine.load(AioAccount, 1)
 
     asyncio.run(body())
 
@@ -400,9 +404,9 @@ def test_a_lost_commit_outcome_is_learnt_on_postgres(pg_url: str, pg_schema: str
 
     async def body(store: AsyncStore) -> None:
         async with store.engine() as engine:
-            await engine.fire(Deposited(account_id=1, amount=5))
+            await engine.fire(AioDeposited(account_id=1, amount=5))
         engine = store.engine()
-        await engine.fire(Deposited(account_id=1, amount=6))
+        await engine.fire(AioDeposited(account_id=1, amount=6))
         original = psycopg.AsyncConnection.execute
         calls = []
 
@@ -422,7 +426,7 @@ def test_a_lost_commit_outcome_is_learnt_on_postgres(pg_url: str, pg_schema: str
             failed.value, CommitOutcomeUnknown
         )
         async with store.engine() as check:
-            assert (await check.load(Account, 1)).balance == 5
+            assert (await check.load(AioAccount, 1)).balance == 5
             assert engine.last_commit_id is not None
             assert not await check.was_committed(engine.last_commit_id)
 

@@ -63,6 +63,7 @@ def test_states_and_info(db: str) -> None:
     assert [line.split()[0] for line in text.splitlines()] == ["2", "1"]
     info = json.loads(run("info", db, "bank.Account", "2", *APP, "--format", "json"))
     assert (info["created_position"], info["last_position"], info["events"]) == (2, 5, 3)
+    assert info["completed"] is None and "value_position" in info
     assert "created #2" in run("info", db, "bank.Account", "2", *APP)
     assert "events" in run("info", db, "bank.Ledger", *APP)
 
@@ -81,11 +82,13 @@ def test_bad_input_is_named(db: str) -> None:
 def test_followers_show_lag_and_reset(db: str) -> None:
     apps = ["--app", "playthrough.examples.balances"]
     assert run("followers", db, *apps) == "no followers\n"
+    assert run("followers", db, *apps, "--format", "json") == ""  # JSON Lines: no line
     with Engine.open(db) as engine:
         engine.run(OwnerBalances(), until_idle=True)
         engine.fire(Deposited(account_id=2, amount=5))
         engine.commit()
-    [row] = json.loads(run("followers", db, *apps, "--format", "json"))
+    [line] = run("followers", db, *apps, "--format", "json").splitlines()  # JSON Lines
+    row = json.loads(line)
     assert (row["name"], row["position"], row["lag"]) == ("balances", 6, 1)
     assert "position 0" in run("followers", db, *apps, "--reset", "balances")
     with Engine.open(db) as engine:

@@ -143,7 +143,8 @@ def test_follow_runs_a_projection_until_idle(tmp_path: Path) -> None:
     assert out.startswith("balances: processed ") and "at position 6" in out
     again = run("follow", url, *bank, "--projection", spec, "--until-idle")
     assert "processed 0, passed 0" in again
-    [row] = json.loads(run("followers", url, *bank, "--format", "json"))
+    [line] = run("followers", url, *bank, "--format", "json").splitlines()  # JSON Lines
+    row = json.loads(line)
     assert (row["name"], row["position"], row["lag"]) == ("balances", 6, 0)
     assert "use module:Class" in run("follow", url, "--projection", "x", code=2)
     assert "has no Projection class 'Nope'" in run(

@@ -38,3 +38,39 @@ def test_verify_options_are_the_engine_verify_options() -> None:
     cli_only = {"output_format", "junit_xml", "progress", "allow_empty", "help"}
     engine_only = {"url", "determinism"}  # the CLI gives its DATABASE_URL; it always replays
     assert params - cli_only == fields - engine_only
+
+
+def test_the_readme_lists_every_command() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^- `playthrough ([a-z]+)\b", readme, re.M))
+    assert listed == set(main.commands)
+
+
+def test_json_output_is_one_object_or_json_lines(tmp_path: object) -> None:
+    """Lists print JSON Lines (nothing for an empty list), reports one object."""
+    import json
+    from pathlib import Path
+
+    from playthrough import Engine
+    from playthrough.examples.bank import story
+
+    assert isinstance(tmp_path, Path)
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    with Engine.open(url) as engine:
+        story(engine)
+    app = ["--app", "playthrough.examples.bank"]
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(main, [*args, "--format", "json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert run("scheduled", url) == "" and run("followers", url, *app) == ""
+    assert json.loads(run("repair", url, *app)) == {"changed": 0}
+    info = json.loads(run("info", url, "bank.Account", "1", *app))
+    assert info["completed"] is None and info["events"] >= 1
+    lines = run("events", url, *app).splitlines()
+    assert lines and all(isinstance(json.loads(x), dict) for x in lines)

@@ -19,17 +19,17 @@ from playthrough.errors import ConcurrencyError, DefinitionError, EventRejected,
 
 
 @attrs.define
-class Order(State, type_name="t.fired.Order"):
+class FiredOrder(State, type_name="t.fired.Order"):
     paid: int = 0
 
 
 @attrs.define
-class Points(State, type_name="t.fired.Points"):
+class FiredPoints(State, type_name="t.fired.Points"):
     points: int = 0
 
 
 @attrs.define
-class Tally(SingletonState, type_name="t.fired.Tally"):
+class FiredTally(SingletonState, type_name="t.fired.Tally"):
     fired: int = 0
 
 
@@ -38,15 +38,15 @@ class Calls:
 
 
 @attrs.define
-class Earned(Event, type_name="t.fired.Earned"):
-    customer_id: int = state_id(Points)
+class FiredEarned(Event, type_name="t.fired.Earned"):
+    customer_id: int = state_id(FiredPoints)
     points: int = 0
 
-    def validate(self, customer: Points) -> None:
+    def validate(self, customer: FiredPoints) -> None:
         if self.points < 0:
             raise EventRejected("points must not be negative")
 
-    def apply(self, customer: Points, tally: Tally) -> None:
+    def apply(self, customer: FiredPoints, tally: FiredTally) -> None:
         customer.points += self.points
         tally.fired += 1
 
@@ -55,31 +55,31 @@ class Earned(Event, type_name="t.fired.Earned"):
 
 
 @attrs.define
-class Paid(Event, type_name="t.fired.Paid"):
-    order_id: int = state_id(Order)
+class FiredPaid(Event, type_name="t.fired.Paid"):
+    order_id: int = state_id(FiredOrder)
     customer: int = 0
     points: tuple[int, ...] = ()
 
-    def apply(self, order: Order) -> None:
+    def apply(self, order: FiredOrder) -> None:
         order.paid += 1
 
-    def fired(self, engine: Engine, order: Order) -> None:
+    def fired(self, engine: Engine, order: FiredOrder) -> None:
         Calls.fired.append(f"paid {self.order_id} ({order.paid})")
         for n in self.points:
-            engine.fire(Earned(customer_id=self.customer, points=n))
+            engine.fire(FiredEarned(customer_id=self.customer, points=n))
 
 
 @attrs.define
-class Chained(Event, type_name="t.fired.Chained"):
-    customer_id: int = state_id(Points)
+class FiredChained(Event, type_name="t.fired.Chained"):
+    customer_id: int = state_id(FiredPoints)
     left: int = 0
 
-    def apply(self, customer: Points) -> None:
+    def apply(self, customer: FiredPoints) -> None:
         customer.points += 1
 
     def fired(self, engine: Engine) -> None:
         if self.left:
-            engine.fire(Chained(customer_id=self.customer_id, left=self.left - 1))
+            engine.fire(FiredChained(customer_id=self.customer_id, left=self.left - 1))
 
 
 @pytest.fixture(autouse=True)
@@ -89,11 +89,12 @@ def _calls() -> None:
 
 def test_what_fired_fires_is_committed_with_its_event_in_order(any_url: str) -> None:
     with Engine.open(any_url) as engine:
-        parent = engine.fire(Paid(order_id=1, customer=7, points=(5, 3)))
+        parent = engine.fire(FiredPaid(order_id=1, customer=7, points=(5, 3)))
         # Right after the event: its children are already applied and queued behind it.
-        assert [type(e).__name__ for e in engine.pending] == ["Paid", "Earned", "Earned"]
+        chain = ["FiredPaid", "FiredEarned", "FiredEarned"]
+        assert [type(e).__name__ for e in engine.pending] == chain
         assert engine.pending[0] is parent
-        assert engine.load(Points, 7).points == 8
+        assert engine.load(FiredPoints, 7).points == 8
         assert Calls.fired == ["paid 1 (1)", "earned 5", "earned 3"]
         committed = engine.commit()
         assert [e.id for e in committed] == [1, 2, 3]
@@ -101,78 +102,78 @@ def test_what_fired_fires_is_committed_with_its_event_in_order(any_url: str) -> 
         ranges = {e.correlation for e in committed}
         assert ranges == {parent.correlation}  # one business transaction
     with Engine.open(any_url) as fresh:
-        assert fresh.load(Points, 7).points == 8
-        assert fresh.load(Tally).fired == 2
-        assert [type(e).__name__ for e in fresh.events()] == ["Paid", "Earned", "Earned"]
+        assert fresh.load(FiredPoints, 7).points == 8
+        assert fresh.load(FiredTally).fired == 2
+        assert [type(e).__name__ for e in fresh.events()] == chain
 
 
 def test_a_refused_child_undoes_its_parent_and_earlier_children(any_url: str) -> None:
     with Engine.open(any_url) as engine:
-        engine.fire(Paid(order_id=1, customer=7, points=(2,)))
+        engine.fire(FiredPaid(order_id=1, customer=7, points=(2,)))
         before = engine.pending
         with pytest.raises(EventRejected, match="negative"):
-            engine.fire(Paid(order_id=2, customer=7, points=(4, -1)))
+            engine.fire(FiredPaid(order_id=2, customer=7, points=(4, -1)))
         assert engine.pending == before  # the earlier fire stays; the refused chain is gone
-        assert engine.load(Order, 2).paid == 0
-        assert engine.load(Points, 7).points == 2  # the +4 was undone
-        assert engine.load(Tally).fired == 1
+        assert engine.load(FiredOrder, 2).paid == 0
+        assert engine.load(FiredPoints, 7).points == 2  # the +4 was undone
+        assert engine.load(FiredTally).fired == 1
         engine.commit()
     with Engine.open(any_url) as fresh:
         assert [e.id for e in fresh.events()] == [1, 2]
-        assert fresh.load(Order, 2).paid == 0 and fresh.load(Points, 7).points == 2
+        assert fresh.load(FiredOrder, 2).paid == 0 and fresh.load(FiredPoints, 7).points == 2
 
 
 def test_a_refused_parent_fires_no_children(any_url: str) -> None:
     @attrs.define
-    class Refused(Event, type_name="t.fired.Refused"):
-        order_id: int = state_id(Order)
+    class FiredRefused(Event, type_name="t.fired.Refused"):
+        order_id: int = state_id(FiredOrder)
 
-        def validate(self, order: Order) -> None:
+        def validate(self, order: FiredOrder) -> None:
             raise EventRejected("no")
 
-        def apply(self, order: Order) -> None:
+        def apply(self, order: FiredOrder) -> None:
             order.paid += 1
 
         def fired(self, engine: Engine) -> None:
-            engine.fire(Earned(customer_id=1, points=1))
+            engine.fire(FiredEarned(customer_id=1, points=1))
 
     with Engine.open(any_url) as engine:
         with pytest.raises(EventRejected):
-            engine.fire(Refused(order_id=1))
+            engine.fire(FiredRefused(order_id=1))
         assert engine.pending == () and Calls.fired == []
 
 
 def test_a_conflict_at_commit_writes_neither_parent_nor_children(any_url: str) -> None:
     with Engine.open(any_url) as setup:
-        setup.fire(Earned(customer_id=7, points=1))
+        setup.fire(FiredEarned(customer_id=7, points=1))
         setup.commit()
     with Engine.open(any_url) as mine, Engine.open(any_url) as other:
-        mine.load(Points, 7)
-        other.fire(Earned(customer_id=7, points=10))
+        mine.load(FiredPoints, 7)
+        other.fire(FiredEarned(customer_id=7, points=10))
         other.commit()
-        mine.fire(Paid(order_id=1, customer=7, points=(5,)))
+        mine.fire(FiredPaid(order_id=1, customer=7, points=(5,)))
         with pytest.raises(ConcurrencyError):
             mine.commit()
         assert mine.pending == ()
     with Engine.open(any_url) as fresh:
-        assert [type(e).__name__ for e in fresh.events()] == ["Earned", "Earned"]
-        assert fresh.load(Order, 1).paid == 0 and fresh.load(Points, 7).points == 11
+        assert [type(e).__name__ for e in fresh.events()] == ["FiredEarned", "FiredEarned"]
+        assert fresh.load(FiredOrder, 1).paid == 0 and fresh.load(FiredPoints, 7).points == 11
 
 
 def test_endless_recursion_is_refused_with_a_clear_error_and_nothing_queued() -> None:
     with Engine.open("sqlite://") as engine:
-        engine.fire(Chained(customer_id=1, left=3))  # bounded chains are fine
-        assert len(engine.pending) == 4 and engine.load(Points, 1).points == 4
-        with pytest.raises(PlaythroughError, match=r"nested more than 32 deep \(Chained"):
-            engine.fire(Chained(customer_id=2, left=1_000))
+        engine.fire(FiredChained(customer_id=1, left=3))  # bounded chains are fine
+        assert len(engine.pending) == 4 and engine.load(FiredPoints, 1).points == 4
+        with pytest.raises(PlaythroughError, match=r"nested more than 32 deep \(FiredChained"):
+            engine.fire(FiredChained(customer_id=2, left=1_000))
         assert len(engine.pending) == 4
-        assert engine.load(Points, 2).points == 0
+        assert engine.load(FiredPoints, 2).points == 0
         engine.commit()
 
 
 def test_replay_and_loads_play_the_logged_children_and_never_run_fired(any_url: str) -> None:
     with Engine.open(any_url) as engine:
-        engine.fire(Paid(order_id=1, customer=7, points=(5, 3)))
+        engine.fire(FiredPaid(order_id=1, customer=7, points=(5, 3)))
         engine.commit()
         assert len(Calls.fired) == 3
         engine.drop_snapshots()
@@ -180,22 +181,22 @@ def test_replay_and_loads_play_the_logged_children_and_never_run_fired(any_url: 
         assert report.played == 3
         assert engine.verify().ok
     with Engine.open(any_url, head_values=False) as fresh:
-        assert fresh.load(Points, 7).points == 8
-        assert fresh.load(Order, 1, at=1).paid == 1
-        assert fresh.load(Points, 7, at=2).points == 5
+        assert fresh.load(FiredPoints, 7).points == 8
+        assert fresh.load(FiredOrder, 1, at=1).paid == 1
+        assert fresh.load(FiredPoints, 7, at=2).points == 5
     assert len(Calls.fired) == 3  # no replay, verify or load ran a fired hook
 
 
 def test_fired_hooks_refuse_commit_and_discard_inside_and_cannot_change_states() -> None:
     @attrs.define
-    class Commits(Event, type_name="t.fired.Commits"):
-        order_id: int = state_id(Order)
+    class FiredCommits(Event, type_name="t.fired.Commits"):
+        order_id: int = state_id(FiredOrder)
         how: str = "commit"
 
-        def apply(self, order: Order) -> None:
+        def apply(self, order: FiredOrder) -> None:
             order.paid += 1
 
-        def fired(self, engine: Engine, order: Order) -> None:
+        def fired(self, engine: Engine, order: FiredOrder) -> None:
             if self.how == "commit":
                 engine.commit()
             elif self.how == "discard":
@@ -205,48 +206,48 @@ def test_fired_hooks_refuse_commit_and_discard_inside_and_cannot_change_states()
 
     with Engine.open("sqlite://") as engine:
         with pytest.raises(PlaythroughError, match=r"commit\(\) from inside a fired hook"):
-            engine.fire(Commits(order_id=1))
+            engine.fire(FiredCommits(order_id=1))
         with pytest.raises(PlaythroughError, match=r"discard\(\) from inside a fired hook"):
-            engine.fire(Commits(order_id=1, how="discard"))
+            engine.fire(FiredCommits(order_id=1, how="discard"))
         with pytest.raises(PlaythroughError, match="apply hook"):
-            engine.fire(Commits(order_id=1, how="assign"))
-        assert engine.pending == () and engine.load(Order, 1).paid == 0
+            engine.fire(FiredCommits(order_id=1, how="assign"))
+        assert engine.pending == () and engine.load(FiredOrder, 1).paid == 0
 
 
 def test_a_handler_that_fires_an_event_with_fired_hooks_commits_the_chain_together() -> None:
     @attrs.define
-    class Shipped(Event, type_name="t.fired.Shipped"):
-        order_id: int = state_id(Order)
+    class FiredShipped(Event, type_name="t.fired.Shipped"):
+        order_id: int = state_id(FiredOrder)
 
-        def apply(self, order: Order) -> None:
+        def apply(self, order: FiredOrder) -> None:
             order.paid += 10
 
         def handle(self, engine: Engine) -> None:
-            engine.fire(Paid(order_id=self.order_id, customer=3, points=(1,)))
+            engine.fire(FiredPaid(order_id=self.order_id, customer=3, points=(1,)))
 
     with Engine.open("sqlite://") as engine:
-        engine.fire(Shipped(order_id=1))
+        engine.fire(FiredShipped(order_id=1))
         committed = engine.commit()
-        assert [type(e).__name__ for e in committed] == ["Shipped", "Paid", "Earned"]
+        assert [type(e).__name__ for e in committed] == ["FiredShipped", "FiredPaid", "FiredEarned"]
         assert [e.caused_by for e in committed] == [None, 1, 1]
-        assert engine.load(Points, 3).points == 1
+        assert engine.load(FiredPoints, 3).points == 1
 
 
 def test_only_fired_and_handle_hooks_take_the_engine() -> None:
     with pytest.raises(DefinitionError, match="only fired and handle hooks can take the engine"):
 
         @attrs.define
-        class Bad(Event, type_name="t.fired.Bad"):
-            order_id: int = state_id(Order)
+        class FiredBad(Event, type_name="t.fired.Bad"):
+            order_id: int = state_id(FiredOrder)
 
-            def apply(self, order: Order, engine: Engine) -> None:
+            def apply(self, order: FiredOrder, engine: Engine) -> None:
                 pass
 
     @attrs.define
-    class HasFire(Event, type_name="t.fired.HasFire"):  # a plain method named fire is fine
-        order_id: int = state_id(Order)
+    class FiredHasFire(Event, type_name="t.fired.HasFire"):  # a plain method named fire is fine
+        order_id: int = state_id(FiredOrder)
 
         def fire(self) -> str:
             return "plain"
 
-    assert HasFire(order_id=1).fire() == "plain"
+    assert FiredHasFire(order_id=1).fire() == "plain"

@@ -623,8 +623,10 @@ HISTORY = st.lists(
 )
 
 
-def _play(engine: Engine, history: list[tuple[str, int, int]], archive: Path) -> None:
+def _play(engine: Engine, history: list[tuple[str, int, int]], archive: Path) -> list[Path]:
+    """Play the history; the archive files it wrote, in order."""
     cut = 0
+    files: list[Path] = []
     for n, (op, c, k) in enumerate(history):
         if op == "register":
             engine.fire(Registered(customer_id=c, name=_clear(c, k), email=_clear(c, k + 10)))
@@ -638,8 +640,43 @@ def _play(engine: Engine, history: list[tuple[str, int, int]], archive: Path) ->
             with engine.store.reader() as reader:
                 head = reader.head()
             if cut < head - 1:
-                engine.archive(before=head, to=archive.with_suffix(f".{n}.jsonl.gz"))
+                files.append(archive.with_suffix(f".{n}.jsonl.gz"))
+                engine.archive(before=head, to=files[-1])
                 cut = head - 1
+    return files
+
+
+def _copies(engine: Engine, archives: list[Path], tmp: Path, n: int) -> list[Path]:
+    """After a forget: one more archive when the log allows, an export of the rest, and
+    a SQLite copy built from every archive file (those written before the forget
+    included) and the export. Returns the files written after the forget, decompressed,
+    and the copy's database file; every one of them must be free of the subject."""
+    with engine.store.reader() as reader:
+        head = reader.head()
+        cut = int(reader.meta("archived_until") or 0)
+    written: list[Path] = []
+    if cut < head - 1:
+        archives.append(tmp / f"after-{n}.jsonl.gz")
+        engine.archive(before=head, to=archives[-1])
+        written.append(archives[-1])
+        cut = head - 1
+    export = tmp / f"export-{n}.jsonl"
+    with export.open("wb") as out:
+        engine.export(out, after=cut)
+    written.append(export)
+    copy_path = tmp / f"copy-{n}.db"
+    with Engine.open(f"sqlite:///{copy_path}") as copy:
+        for i, path in enumerate([*archives, export]):
+            with path.open("rb") as source:
+                copy.import_log(source, append=i > 0)
+        assert copy.head() == head
+    plain = []
+    for path in written:
+        data = path.read_bytes()
+        plain_path = path.with_suffix(".plain")
+        plain_path.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+        plain.append(plain_path)
+    return [*plain, copy_path, Path(f"{copy_path}-wal")]
 
 
 def _check_forgotten(
@@ -706,15 +743,16 @@ def test_after_each_forget_nothing_stored_holds_the_subjects_data(
         path = Path(tmp) / "p.db"
         engine = Engine(SQLiteStore(str(path)))
         try:
-            _play(engine, history, Path(tmp) / "archive")
+            archives = _play(engine, history, Path(tmp) / "archive")
             want = _reference(engine)
             keys = _keys(engine)
             forgotten: dict[int, bytes] = {}
-            for c in forgets:
+            for n, c in enumerate(forgets):
                 assert engine.forget(c) == (c in keys and c not in forgotten)
                 if c in keys:
                     forgotten[c] = keys[c]
                 files = [path, Path(f"{path}-wal")]
+                files += _copies(engine, archives, Path(tmp), n)
                 _check_forgotten(engine, forgotten, history, files)
                 _check_reads(engine, want, set(forgotten))
         finally:
@@ -734,15 +772,16 @@ def test_after_each_forget_nothing_stored_holds_the_subjects_data_on_postgres(
     schema = f"pt_test_{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory() as tmp, Engine.open(f"{pg_url}?schema={schema}") as engine:
         try:
-            _play(engine, history, Path(tmp) / "archive")
+            archives = _play(engine, history, Path(tmp) / "archive")
             want = _reference(engine)
             keys = _keys(engine)
             forgotten: dict[int, bytes] = {}
-            for c in forgets:
+            for n, c in enumerate(forgets):
                 engine.forget(c)
                 if c in keys:
                     forgotten[c] = keys[c]
-                _check_forgotten(engine, forgotten, history, [])
+                files = _copies(engine, archives, Path(tmp), n)
+                _check_forgotten(engine, forgotten, history, files)
                 _check_reads(engine, want, set(forgotten))
         finally:
             with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -951,3 +990,74 @@ def test_a_forget_while_snapshots_are_rewritten_is_not_undone(
         assert "Ada Byron" not in _everything(engine)
         assert Engine(store).load(Customer, 7).name == FORGOTTEN
         assert encode_state(Engine(store).load(Customer, 8)) == other
+
+
+def test_a_store_from_before_the_subject_index_forgets_its_old_events(url: str) -> None:
+    """The upgrade to schema 11 indexes the personal events already in the log."""
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
+        engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
+        engine.commit()
+        engine.snapshot()
+        # As a schema 10 store was: no index of the subjects' events.
+        if url.startswith("sqlite"):
+            script = "DROP TRIGGER pt_events_subjects; DROP TABLE pt_subject_events"
+        else:
+            script = "DROP TABLE pt_subject_events; DROP TRIGGER pt_events_subjects ON pt_events"
+        for statement in script.split("; "):
+            _execute(engine, statement)
+        _execute(engine, "UPDATE pt_meta SET value = '10' WHERE key = 'schema_version'")
+    with Engine.open(url) as engine:
+        assert sorted(_rows(engine, "SELECT subject, position FROM pt_subject_events")) == [
+            ("7", 1),
+            ("8", 2),
+        ]
+        assert engine.forget(7)
+        assert engine.load(Customer, 7).name == FORGOTTEN
+        assert "Ada Byron" not in _everything(engine)
+        assert _rows(engine, "SELECT subject FROM pt_subject_events") == [("8",)]
+        engine.fire(Registered(customer_id=9, name="Alan Turing", email="t@x"))
+        engine.commit()  # new events are indexed as they are written
+        assert sorted(_rows(engine, "SELECT subject FROM pt_subject_events")) == [("8",), ("9",)]
+
+
+def _execute(engine: Engine, sql: str) -> None:
+    store = engine.store
+    if isinstance(store, SQLiteStore):
+        store._conn.execute(sql)
+        return
+    import psycopg
+
+    from playthrough._stores.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{store.schema}"')
+        conn.execute(sql)
+
+
+def test_an_imported_store_keeps_the_seal_and_can_forget(url: str, copy_url: str) -> None:
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=7, name="Ada Byron", email="ada@example.org"))
+        engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
+        engine.commit()
+        data = _export(engine)
+    assert b"Ada Byron" not in data and b"ada@example.org" not in data
+    with Engine.open(copy_url) as copy:
+        copy.import_log(io.BytesIO(data))
+        assert "Ada Byron" not in _everything(copy)  # sealed in the copy too
+        assert copy.load(Customer, 7).name == "Ada Byron"
+        key = _key_text(copy, 7)
+        assert copy.forget(7)
+        assert Engine(copy.store).load(Customer, 7).name == FORGOTTEN
+        assert Engine(copy.store).load(Customer, 8).name == "Grace Hopper"
+        assert key not in _everything(copy)
+
+
+def test_find_on_a_live_engine_after_a_forget_returns_the_stored_values(url: str) -> None:
+    with Engine.open(url) as worker, Engine.open(url) as admin:
+        worker.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
+        worker.commit()  # the worker holds Customer 7 with the clear values
+        assert admin.forget(7)
+        [found] = worker.find(Customer, orders=0)
+        assert (found.name, found.email) == (FORGOTTEN, FORGOTTEN)

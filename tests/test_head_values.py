@@ -512,8 +512,10 @@ def _as_version_1(path: Path) -> None:
         "pt_archived_keys",
         "pt_forgotten",
         "pt_archived_personal",
+        "pt_subject_events",
     ):
         conn.execute(f"DROP TABLE {table}")  # later versions' tables
+    conn.execute("DROP TRIGGER pt_events_subjects")
     conn.execute("UPDATE pt_meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()

@@ -1,6 +1,6 @@
 """A hot spot under ``engine.retry``'s defaults: 32 writers, one singleton, no failure.
 
-Every order touches the shop's one ``Sales`` singleton, so every commit conflicts
+Every order touches the shop's one ``HotSales`` singleton, so every commit conflicts
 with every concurrent one. ``retry``'s default attempts and jittered exponential
 backoff must carry all 300 orders through on PostgreSQL, and a conflict that a
 retry resolved is logged at DEBUG, never WARNING.
@@ -24,22 +24,22 @@ JOIN_TIMEOUT = 600.0  # a bound against a hang, not a performance threshold
 
 
 @attrs.define
-class Order(State, type_name="t.hot.Order"):
+class HotOrder(State, type_name="t.hot.Order"):
     amount: int = 0
 
 
 @attrs.define
-class Sales(SingletonState, type_name="t.hot.Sales"):
+class HotSales(SingletonState, type_name="t.hot.Sales"):
     orders: int = 0
     total: int = 0
 
 
 @attrs.define
-class Placed(Event, type_name="t.hot.Placed"):
-    order_id: int = state_id(Order)
+class HotPlaced(Event, type_name="t.hot.Placed"):
+    order_id: int = state_id(HotOrder)
     amount: int = 0
 
-    def apply(self, order: Order, sales: Sales) -> None:
+    def apply(self, order: HotOrder, sales: HotSales) -> None:
         order.amount = self.amount
         sales.orders += 1
         sales.total += self.amount
@@ -62,7 +62,7 @@ def test_32_writers_on_one_hot_singleton_all_commit_with_the_default_retry(
             def place(engine: Engine, order: int = order) -> None:
                 nonlocal tries
                 tries += 1
-                engine.fire(Placed(order_id=order, amount=order + 1))
+                engine.fire(HotPlaced(order_id=order, amount=order + 1))
 
             try:
                 with store.engine() as engine:
@@ -82,9 +82,9 @@ def test_32_writers_on_one_hot_singleton_all_commit_with_the_default_retry(
         assert not any(t.is_alive() for t in threads)
         assert failures == []
         with store.engine() as engine:
-            sales = engine.load(Sales)
+            sales = engine.load(HotSales)
             assert (sales.orders, sales.total) == (ORDERS, ORDERS * (ORDERS + 1) // 2)
-            assert engine.count(Order) == ORDERS
+            assert engine.count(HotOrder) == ORDERS
     finally:
         store.close()
     assert sum(attempts.values()) == ORDERS

@@ -179,6 +179,7 @@ def test_schema_in_the_url_and_url_without_password(pg_url: str, pg_schema: str)
         "pt_followers",
         "pt_forgotten",
         "pt_archived_personal",
+        "pt_subject_events",
     }
     with pytest.raises(StoreError, match="two schemas"):
         PostgresStore(f"{pg_url}?schema={pg_schema}", schema="other")

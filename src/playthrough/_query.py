@@ -316,10 +316,11 @@ class StateQueries:
                         f"({_ATTEMPTS} rounds): writers are faster than the refresh; try again"
                     )
 
-    def _settled(self, cls: type[State], request: Call) -> Steps[Any]:
-        """Send ``request`` to a reader whose transaction sees no value of ``cls`` stale."""
+    def _settled(self, cls: type[State], request: Call, with_epoch: bool = False) -> Steps[Any]:
+        """Send ``request`` to a reader whose transaction sees no value of ``cls`` stale
+        (``with_epoch``: the answer and that transaction's forget epoch)."""
         for _ in range(_ATTEMPTS):
-            found, answer = yield Read(self._if_settled(cls, request))
+            found, answer = yield Read(self._if_settled(cls, request, with_epoch))
             if found:
                 return answer  # every value current in that very transaction
             yield from self.refresh_steps(cls)  # then check again: a commit may land meanwhile
@@ -329,10 +330,16 @@ class StateQueries:
         )
 
     @staticmethod
-    def _if_settled(cls: type[State], request: Call) -> Steps[tuple[bool, Any]]:
+    def _if_settled(
+        cls: type[State], request: Call, with_epoch: bool = False
+    ) -> Steps[tuple[bool, Any]]:
         if (yield call("stale_states", cls._pt_type_name, 1, _shape(cls))):
             return False, None
-        return True, (yield request)
+        answer = yield request
+        if not with_epoch:
+            return True, answer
+        epoch = yield call("meta", FORGET_EPOCH)
+        return True, (answer, int(epoch) if epoch else 0)
 
     def count(self, cls: type[State], filters: Mapping[str, Any]) -> int:
         return run_sync(self.count_steps(cls, filters), self._engine.store)
@@ -374,22 +381,27 @@ class StateQueries:
                 f"{name} states: it answers from the committed log, so the states it returned "
                 "could contradict the filter; commit or discard first"
             )
-        rows = yield from self._settled(cls, call("query_states", name, conditions, order, limit))
-        return self._states(cls, rows)
+        request = call("query_states", name, conditions, order, limit)
+        rows, epoch = yield from self._settled(cls, request, with_epoch=True)
+        mine = self._engine._epoch
+        return self._states(cls, rows, stale=mine is not None and mine != epoch)
 
-    def _states(self, cls: type[S], rows: list[tuple[str, str, int]]) -> list[S]:
+    def _states(self, cls: type[S], rows: list[tuple[str, str, int]], stale: bool) -> list[S]:
         """The states of ``rows`` (one read's cut): a live one only where it is at that cut.
 
         A state this engine holds at another position (older: other engines
         committed since it was loaded) is replaced in the identity map by the
         row's value, so every state returned satisfies the filter as returned.
+        So is every one when a subject was forgotten since this engine loaded
+        its states (``stale``): a live state may hold the subject's clear values
+        at the same position (the engine's next commit is refused as well).
         """
         repository = self._engine.repository
         out = []
         for state_id, value, position in rows:
             key = StateKey(cls._pt_type_name, state_id)
             live = repository.get(key)
-            if live is None or live.last_event_id != position:
+            if stale or live is None or live.last_event_id != position:
                 live = decode(cls, value, f"stored value of {key} at position {position}")
                 mark_state(live, id=decode_id(state_id), last_event_id=position)
                 repository.put(key, live)

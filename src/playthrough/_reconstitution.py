@@ -258,16 +258,21 @@ def _refuse_unusable_base(states: dict[StateKey, StatePlan]) -> Steps[None]:
     Skipping an unusable snapshot is exact only while the events before it are
     in the log. After an archive (``playthrough archive``) the base snapshots at
     the cut stand for the archived events: a state that must start before the
-    cut because its snapshot there is unusable cannot be rebuilt here.
+    cut because its base snapshot there is unusable cannot be rebuilt here. A
+    state no archived event touched has no base and starts blank, exactly.
     """
     skipping = [sp for sp in states.values() if sp.skipped]
     if not skipping:
         return  # the common case: no extra read
     cut = yield from archived_until_steps()
     for sp in skipping:
-        late = [(p, why) for p, why in sp.skipped if p >= cut]
-        if cut and sp.start < cut and late:
-            position, why = late[-1]
+        # Every state an archived event touched has a base snapshot at the cut (archive
+        # writes one, nothing drops it). Starting before the cut is exact for a state
+        # without one (no archived event touched it: it starts blank), not for a state
+        # whose base this code cannot use.
+        base = [(p, why) for p, why in sp.skipped if p == cut]
+        if cut and sp.start < cut and base:
+            position, why = base[-1]
             if "event classes" in why:
                 remedy = (
                     "The archived events would now be applied differently and are not in "

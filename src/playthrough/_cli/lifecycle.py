@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import click
@@ -9,7 +10,7 @@ import click
 from .._errors import HandlerFailed, PlaythroughError, UnknownTypeError
 from .._scheduling import ScheduledEvent
 from ._group import main
-from ._shared import app_option, describe, open_engine, unknown_type
+from ._shared import app_option, describe, format_option, open_engine, unknown_type
 
 
 @main.command()
@@ -86,6 +87,17 @@ def handlers(
 _STATUSES = ("pending", "fired", "cancelled", "rejected", "failed")
 
 
+def _schedule_dict(r: ScheduledEvent) -> dict[str, object]:
+    return {
+        "id": r.id,
+        "event_type": r.event_type,
+        "due_at": r.due_at.isoformat(),
+        "status": r.status,
+        "position": r.position,
+        "error": r.error,
+    }
+
+
 def _schedule_line(r: ScheduledEvent) -> str:
     where = f" at position {r.position}" if r.position is not None else ""
     error = f": {r.error}" if r.error else ""
@@ -100,14 +112,21 @@ def _schedule_line(r: ScheduledEvent) -> str:
     default=None,
     help="List only the scheduled events with this status (failed: those to re-arm).",
 )
+@format_option()
 @click.pass_context
-def scheduled(ctx: click.Context, database_url: str, status: str | None) -> None:
+def scheduled(
+    ctx: click.Context, database_url: str, status: str | None, output_format: str
+) -> None:
     """List the scheduled events, oldest due first: id, type, due time, status, error.
 
     playthrough scheduled sqlite:///app.db --status failed
     """
     with open_engine(database_url) as engine, engine.store.reader() as reader:
         rows = reader.schedules(status)
+    if output_format == "json":  # JSON Lines, one scheduled event a line
+        for row in rows:
+            click.echo(json.dumps(_schedule_dict(ScheduledEvent.from_record(row))))
+        return
     for row in rows:
         click.echo(_schedule_line(ScheduledEvent.from_record(row)))
     if not rows:

@@ -95,8 +95,11 @@ def snapshot(
 @main.command()
 @click.argument("database_url")
 @app_option()
+@format_option()
 @click.pass_context
-def repair(ctx: click.Context, database_url: str, apps: tuple[str, ...]) -> None:
+def repair(
+    ctx: click.Context, database_url: str, apps: tuple[str, ...], output_format: str
+) -> None:
     """Rebuild the heads rows (each state's last event) from the state-event links.
 
     A heads row that lags behind its links makes the state uncommittable (every
@@ -112,4 +115,7 @@ def repair(ctx: click.Context, database_url: str, apps: tuple[str, ...]) -> None
         except PlaythroughError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(1)
-    click.echo(f"rebuilt heads from the links: {changed} row(s) changed")
+    if output_format == "json":
+        click.echo(json.dumps({"changed": changed}))
+    else:
+        click.echo(f"rebuilt heads from the links: {changed} row(s) changed")

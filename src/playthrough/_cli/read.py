@@ -227,6 +227,13 @@ def info(
                 "last_at": found.last_at.isoformat(),
                 "events": found.events,
                 "snapshot_position": found.snapshot_position,
+                "value_position": found.value_position,
+                "completed": None
+                if found.completed is None
+                else {
+                    "position": found.completed.position,
+                    "event_type": found.completed.event_type,
+                },
             }
             click.echo(json.dumps(data, ensure_ascii=False))
         else:
@@ -262,20 +269,15 @@ def followers(
                     break
             engine.reset_follower(target)
         rows = engine.followers()
-        if output_format == "json":
-            click.echo(
-                json.dumps(
-                    [
-                        {
-                            "name": f.name,
-                            "position": f.position,
-                            "lag": f.lag,
-                            "updated_at": f.updated_at.isoformat(),
-                        }
-                        for f in rows
-                    ]
-                )
-            )
+        if output_format == "json":  # JSON Lines, one follower a line, like events and states
+            for f in rows:
+                row = {
+                    "name": f.name,
+                    "position": f.position,
+                    "lag": f.lag,
+                    "updated_at": f.updated_at.isoformat(),
+                }
+                click.echo(json.dumps(row, ensure_ascii=False))
             return
         if not rows:
             click.echo("no followers")

@@ -26,13 +26,6 @@ _CHUNK = 500  # parameters per IN (...) list
 _MIN_INSIDE = 3
 
 
-def like_pattern(subject: str) -> str:
-    """A LIKE pattern (escape ``\\``) matching event JSON with a value sealed for ``subject``."""
-    mark = json.dumps({MARK: {"s": subject}}, separators=(",", ":"))[:-2]
-    escaped = mark.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _strings(value: Any, out: set[str]) -> None:
     if isinstance(value, str):
         if value and value != FORGOTTEN:
@@ -100,9 +93,11 @@ def forget(run: Run, subject: str) -> bool:
     if not found:
         return False
     key = base64.b64decode(found[0][0])
+    # The subject's events, as the database indexed them when they were written.
     hot = run(
-        "SELECT position, type, data FROM pt_events WHERE data LIKE ? ESCAPE '\\'",
-        [like_pattern(subject)],
+        "SELECT e.position, e.type, e.data FROM pt_subject_events s "
+        "JOIN pt_events e ON e.position = s.position WHERE s.subject = ? ORDER BY e.position",
+        [subject],
     )
     archived = run(
         "SELECT state_type, state_id, type, data FROM pt_archived_personal WHERE subject = ?",
@@ -153,6 +148,7 @@ def forget(run: Run, subject: str) -> bool:
             if scrubbed != error:
                 run("UPDATE pt_schedule SET error = ? WHERE id = ?", [scrubbed, schedule_id])
     run("DELETE FROM pt_archived_personal WHERE subject = ?", [subject])
+    run("DELETE FROM pt_subject_events WHERE subject = ?", [subject])
     run("DELETE FROM pt_subject_keys WHERE subject = ?", [subject])
     epoch_rows = run("SELECT value FROM pt_meta WHERE key = ?", [FORGET_EPOCH])
     epoch = int(epoch_rows[0][0]) + 1 if epoch_rows else 1

@@ -52,12 +52,28 @@ from __future__ import annotations
 
 from .._errors import StoreError
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
+
+# The data subjects of an event's sealed values (see _personal: every personal value is
+# {"$pt_personal": {"s": subject, ...}}), into pt_subject_events; {new} names the row.
+_SQLITE_SUBJECTS = (
+    "INSERT OR IGNORE INTO pt_subject_events (subject, position) "
+    "SELECT DISTINCT json_extract(j.value, '$.\"$pt_personal\".s'), {new}position "
+    "FROM {each}json_each({new}data) j WHERE CASE WHEN j.type = 'object' "
+    "THEN json_type(j.value, '$.\"$pt_personal\"') END = 'object'"
+)
+_PG_SUBJECTS = (
+    "INSERT INTO {{s}}pt_subject_events (subject, position) "
+    "SELECT DISTINCT j.value -> '$pt_personal' ->> 's', {new}position "
+    "FROM {each}jsonb_each({new}data::jsonb) j "
+    "WHERE jsonb_typeof(j.value -> '$pt_personal') = 'object'"
+)
 
 #: Upgrade steps, in order: (the version a step brings a store to, statements).
 #: A new store is created at version 1 and brought up through every step, so an
 #: old store and a new one end with the same tables. ``{s}`` is the PostgreSQL
 #: schema and a dot (empty for SQLite). Add a step per schema change; never edit one.
+#: A statement starting ``--sqlite`` or ``--postgres`` runs on that store only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         2,
@@ -160,6 +176,30 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         10,  # a forget names the key it deleted, so a copy can tell that key from a newer one
         ("ALTER TABLE {s}pt_forgotten ADD COLUMN key_id TEXT",),
+    ),
+    (
+        11,  # each data subject's events, kept by the database: a forget reads only those
+        (
+            "CREATE TABLE IF NOT EXISTS {s}pt_subject_events (subject TEXT NOT NULL, "
+            "position BIGINT NOT NULL, PRIMARY KEY (subject, position))",
+            "--sqlite\n"
+            + _SQLITE_SUBJECTS.format(new="e.", each="pt_events e, ")
+            + " AND e.data LIKE '%\"$pt_personal\"%'",
+            "--sqlite\nCREATE TRIGGER IF NOT EXISTS pt_events_subjects AFTER INSERT ON "
+            "pt_events WHEN NEW.data LIKE '%\"$pt_personal\"%' BEGIN "
+            + _SQLITE_SUBJECTS.format(new="NEW.", each="")
+            + "; END",
+            "--postgres\n"
+            + _PG_SUBJECTS.format(new="e.", each="{s}pt_events e, ")
+            + " AND e.data LIKE '%\"$pt_personal\"%' ON CONFLICT DO NOTHING",
+            "--postgres\nCREATE OR REPLACE FUNCTION {s}pt_subject_events_add() RETURNS trigger "
+            "LANGUAGE plpgsql AS $f$ BEGIN "
+            + _PG_SUBJECTS.format(new="NEW.", each="")
+            + " ON CONFLICT DO NOTHING; RETURN NULL; END $f$",
+            "--postgres\nCREATE TRIGGER pt_events_subjects AFTER INSERT ON {s}pt_events "
+            "FOR EACH ROW WHEN (NEW.data LIKE '%\"$pt_personal\"%') "
+            "EXECUTE FUNCTION {s}pt_subject_events_add()",
+        ),
     ),
 )
 

@@ -41,7 +41,9 @@ T = TypeVar("T")
 AConn = psycopg.AsyncConnection[Any]
 
 #: The store requests the async engine sends (the rest run on the sync Engine).
-_CALLS = frozenset({"heads", "append", "write_values", "ensure_subject_keys"})
+_CALLS = frozenset(
+    {"heads", "append", "write_values", "ensure_subject_keys", "write_snapshots", "drop_snapshots"}
+)
 
 
 class _Need(BaseException):

@@ -193,7 +193,8 @@ class PostgresDatastore:
             for target, statements in MIGRATIONS:
                 if version < target:
                     for statement in statements:
-                        conn.execute(statement.replace("{s}", quoted + "."))
+                        if not statement.startswith("--sqlite"):
+                            conn.execute(statement.replace("{s}", quoted + "."))
                     version = target
             conn.execute(
                 f"UPDATE {quoted}.pt_meta SET value = %s WHERE key = 'schema_version'",

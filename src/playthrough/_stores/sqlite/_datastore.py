@@ -271,7 +271,8 @@ class SQLiteDatastore:
             for target, statements in MIGRATIONS:
                 if version < target:
                     for statement in statements:
-                        conn.execute(statement.replace("{s}", ""))
+                        if not statement.startswith("--postgres"):
+                            conn.execute(statement.replace("{s}", ""))
                     version = target
             conn.execute(q.SCHEMA_VERSION_WRITE, (str(version),))
 
