@@ -68,3 +68,20 @@ def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store.db'}"
     pg_url: str = request.getfixturevalue("pg_url")
     return f"{pg_url}?schema={request.getfixturevalue('pg_schema')}"
+
+
+@pytest.fixture
+def isolated_registry() -> Iterator[None]:
+    """Classes a test defines at run time (the README's tour, run with ``exec``) leave
+    the registry when it ends, so their short names cannot shadow other modules'
+    classes in tests that run later (a follower's ``on_Deposited``, the CLI's ``--type``)."""
+    from playthrough._model import registry
+
+    states, events = dict(registry.states), dict(registry.events)
+    try:
+        yield
+    finally:
+        for table, saved in ((registry.states, states), (registry.events, events)):
+            if dict(table) != saved:
+                table.clear()
+                table.update(saved)

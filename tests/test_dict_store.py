@@ -17,6 +17,9 @@ from playthrough.testing.store_contract import A1, LogContract, ev
 
 from .dict_store import DictStore
 
+# the tour defines classes with short names: they leave the registry after each test
+pytestmark = pytest.mark.usefixtures("isolated_registry")
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

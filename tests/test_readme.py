@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# the tour defines classes with short names: they leave the registry after each test
+pytestmark = pytest.mark.usefixtures("isolated_registry")
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

@@ -196,6 +196,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "LANGUAGE plpgsql AS $f$ BEGIN "
             + _PG_SUBJECTS.format(new="NEW.", each="")
             + " ON CONFLICT DO NOTHING; RETURN NULL; END $f$",
+            # as SQLite's IF NOT EXISTS: a schema upgraded by hand may hold the trigger already
+            "--postgres\nDROP TRIGGER IF EXISTS pt_events_subjects ON {s}pt_events",
             "--postgres\nCREATE TRIGGER pt_events_subjects AFTER INSERT ON {s}pt_events "
             "FOR EACH ROW WHEN (NEW.data LIKE '%\"$pt_personal\"%') "
             "EXECUTE FUNCTION {s}pt_subject_events_add()",
