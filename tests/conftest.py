@@ -81,7 +81,9 @@ def isolated_registry() -> Iterator[None]:
     try:
         yield
     finally:
-        for table, saved in ((registry.states, states), (registry.events, events)):
-            if dict(table) != saved:
-                table.clear()
-                table.update(saved)
+        if dict(registry.states) != states:
+            registry.states.clear()
+            registry.states.update(states)
+        if dict(registry.events) != events:
+            registry.events.clear()
+            registry.events.update(events)
