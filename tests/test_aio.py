@@ -581,9 +581,13 @@ def test_followers_and_verify_under_the_async_engine(any_url: str) -> None:
             assert await _position(engine) == 0
             assert await store.blocking(lambda s: _in_follower_tx(s, AioEntries.table)) == {}
             polls: list[int] = []
-            report = await engine.run(  # not until_idle: polls until stop() says so
-                AioEntries(), poll_interval=0, stop=lambda: polls.append(1) or len(polls) > 5
-            )
+
+            def stop() -> bool:
+                polls.append(1)
+                return len(polls) > 5
+
+            # Not until_idle: it polls until stop() says so.
+            report = await engine.run(AioEntries(), poll_interval=0, stop=stop)
             assert report.position == 7
             assert await store.blocking(lambda s: _in_follower_tx(s, AioEntries.table)) == {
                 1: 3,
