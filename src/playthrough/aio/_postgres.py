@@ -52,6 +52,8 @@ _CALLS = frozenset(
         "claim_due",
         "finish_schedule",
         "forget_subject",
+        "rearm_schedule",
+        "mark_handled",
     }
 )
 
