@@ -607,3 +607,33 @@ def _in_follower_tx(store: Any, read: Callable[[FollowerTransaction], T]) -> T:
     with store.follow("aio-peek", 0) as batch:
         assert batch is not None
         return read(batch.tx)
+
+
+def test_a_sqlite_request_is_one_hop_to_the_store_thread(tmp_path: Any) -> None:
+    """A load (heads, plan, write-back) and a fire that loads each run on the store's
+    thread in one hop; an async def hook brings the core back to the loop to be awaited."""
+    hops: list[str] = []
+
+    async def body(store: AsyncStore) -> None:
+        assert isinstance(store, playthrough.aio.AsyncSQLiteStore)
+        run_on_thread = store._run
+
+        async def counted(fn: Callable[[], T]) -> T:
+            hops.append("hop")
+            return await run_on_thread(fn)
+
+        async with store.engine() as engine:
+            await engine.fire(AioDeposited(account_id=7, amount=5))
+        store._run = counted  # type: ignore[method-assign]
+        async with store.engine() as engine:
+            assert (await engine.load(AioAccount, 7)).balance == 5
+            assert hops == ["hop"]
+            await engine.fire(AioDeposited(account_id=8, amount=1))  # loads account 8
+            assert len(hops) == 2
+            await engine.fire(AioPaidAsync(account_id=7))
+            hops.clear()
+            await engine.commit()  # the append, then the hook awaited, then its own load
+        assert len(hops) >= 3 and Seen.calls[-1] == "async 0"
+
+    Seen.calls.clear()
+    run(body, f"sqlite:///{tmp_path / 's.db'}")

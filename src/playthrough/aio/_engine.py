@@ -31,7 +31,7 @@ from .._steps import Await, Call, Read, Steps, read_one
 from .._stores import Store
 from .._stores._base import EventQuery
 from .._verify import VerifyOptions, VerifyReport
-from ._store import AsyncStore
+from ._store import AsyncSQLiteStore, AsyncStore
 
 S = TypeVar("S", bound=State)
 T = TypeVar("T")
@@ -101,7 +101,10 @@ class AsyncEngine:
         return f"<AsyncEngine on {self.store.url}>"
 
     async def _drive(self, steps: Steps[T]) -> T:
-        return await drive(steps, self.store)
+        store = self.store
+        if type(store) is AsyncSQLiteStore:  # one hop to its thread for all the requests
+            return await store.drive(steps)
+        return await drive(steps, store)
 
     # ------------------------------------------------------------------ context
 

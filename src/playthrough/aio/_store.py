@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._errors import ConfigurationError, StoreError
-from .._steps import Call, Steps, run_reader
+from .._steps import Await, Call, Read, Steps, run_reader
 from .._stores import Store, open_store, parse_store_url, resolve_store_url, store_options
 
 if TYPE_CHECKING:
@@ -111,6 +112,23 @@ class AsyncSQLiteStore(AsyncStore):
 
         return await self._run(run)
 
+    async def drive(self, steps: Steps[T]) -> T:
+        """Run a core operation's steps on the store's thread, in one hop for all its
+        requests (a load's heads, plan and write-back), coming back to the event loop
+        only to await what an ``async def`` hook returned (an ``Await`` request)."""
+        context = contextvars.copy_context()  # the caller's context vars, for its hooks
+        mode, value = _START, None
+        while True:
+            done, answer = await self._run(
+                functools.partial(context.run, _advance, steps, self.sync, mode, value)
+            )
+            if done:
+                return cast(T, answer)
+            try:
+                mode, value = _SEND, await answer
+            except BaseException as exc:  # noqa: BLE001 - thrown into the core at its yield
+                mode, value = _THROW, exc
+
     async def run_sync(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (sync code on the sync store) on the store's thread."""
         return await self._run(fn)
@@ -125,6 +143,39 @@ class AsyncSQLiteStore(AsyncStore):
         await self._run(self.sync.close)
         self._closed = True
         self._thread.shutdown(wait=True)
+
+
+_START, _SEND, _THROW = 0, 1, 2
+
+
+def _advance(steps: Steps[Any], store: Store, mode: int, value: Any) -> tuple[bool, Any]:
+    """On the store's thread: resume ``steps`` and answer its requests until it returns
+    (``(True, result)``) or yields an ``Await`` (``(False, awaitable)``), as ``run_sync``."""
+    try:
+        if mode == _START:
+            request = next(steps)
+        elif mode == _SEND:
+            request = steps.send(value)
+        else:
+            request = steps.throw(value)
+        while True:
+            try:
+                if type(request) is Call:
+                    method = getattr(store, request.name)
+                    answer = method(*request.args, **(request.kwargs or {}))
+                elif type(request) is Read:
+                    with store.reader() as reader:
+                        answer = run_reader(request.steps, reader)
+                elif type(request) is Await:
+                    return False, request.value
+                else:
+                    raise TypeError(f"not a store request: {request!r}")
+            except BaseException as exc:  # noqa: BLE001 - thrown into the core at its yield
+                request = steps.throw(exc)
+                continue
+            request = steps.send(answer)
+    except StopIteration as done:
+        return True, done.value
 
 
 async def connect(url: str | None = None, **options: Any) -> AsyncStore:
