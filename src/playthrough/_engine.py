@@ -512,7 +512,7 @@ class Engine:
             with self._archive.store(cut).reader() as archived:
                 found = self.reconstitutor.reconstitute(archived, keys, at)
         states, plan = found
-        _logging.loaded(plan, time.perf_counter() - started)
+        _logging.loaded(plan, time.perf_counter() - started, self.store)
         return states
 
     def _load_at_steps(
@@ -579,12 +579,16 @@ class Engine:
         # the field values of then: bind afresh. A refused fire leaves nothing cached,
         # so the same object, corrected and fired again, binds to its new ids.
         forget_binding(event)
+        started = time.perf_counter()
         try:
-            return (yield from self._fire_unfired(event, fired_at, metadata, key))
-        except BaseException:
+            fired = yield from self._fire_unfired(event, fired_at, metadata, key)
+        except BaseException as exc:
             if not (self._pending and self._pending[-1] is event):
                 unfire(event)
+            _telemetry.fired(type(event)._pt_type_name, time.perf_counter() - started, exc)
             raise
+        _telemetry.fired(type(event)._pt_type_name, time.perf_counter() - started)
+        return fired
 
     def _fire_unfired(
         self,
@@ -1119,7 +1123,7 @@ class Engine:
         started = time.perf_counter()
         encoded = encode_id(subject)
         gone = self.store.forget_subject(encoded)
-        _logging.forgotten(encoded, gone, time.perf_counter() - started)
+        _logging.forgotten(encoded, gone, time.perf_counter() - started, self.store)
         self.drop_forgotten()
         return gone
 
@@ -1239,7 +1243,7 @@ class Engine:
             resume=resume,
         )
         self._repository.clear()
-        _logging.replayed(report, time.perf_counter() - started)
+        _logging.replayed(report, time.perf_counter() - started, self.store)
         return report
 
     def fill_head_values(
@@ -1311,6 +1315,7 @@ class Engine:
             "verify",
             time.perf_counter() - started,
             {"ok": report.ok, "head": report.head, "snapshots_checked": report.snapshots.checked},
+            store=self.store,
         )
         return report
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from . import _telemetry
 from ._errors import (
     ArchivedRangeError,
     DefinitionError,
@@ -156,8 +157,10 @@ def run(
     with engine.store.reader() as reader:
         archived = archived_until(reader)
     while stop is None or not stop():
+        started = time.perf_counter()
         with engine.store.follow(name, size) as batch:
             if batch is not None:
+                before = processed, passed
                 position = batch.start
                 if position < archived:  # its next events were moved to an archive
                     raise ArchivedRangeError(
@@ -194,12 +197,26 @@ def run(
                     _tell_forgotten(projection, batch, forget)
                 position = batch.position
                 batches += 1
+                if batch.events:
+                    done = processed - before[0], passed - before[1]
+                    _followers_batch(engine, name, batch, done, started)
                 if len(batch.events) == size:
                     continue  # more is waiting
         if until_idle and batch is not None:
             break
         time.sleep(poll_interval)  # idle, or another process holds the follower
     return FollowerReport(name, processed, passed, batches, position)
+
+
+def _followers_batch(
+    engine: Engine, name: str, batch: FollowerBatch, done: tuple[int, int], started: float
+) -> None:
+    """The ``followers.batch`` span and the follower's event counts (telemetry)."""
+    if _telemetry.ENABLED:
+        attributes = {"follower": name, "events": len(batch.events), "position": batch.position}
+        seconds = time.perf_counter() - started
+        _telemetry.span("followers.batch", seconds, attributes, store=engine.store)
+        _telemetry.follower_events(name, *done)
 
 
 def _tell_forgotten(projection: Projection, batch: FollowerBatch, forget: SubjectForgotten) -> None:

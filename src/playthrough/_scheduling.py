@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from . import _telemetry
 from ._clock import aware, stamp
 from ._errors import (
     CancelRefused,
@@ -212,7 +213,16 @@ class Scheduler:
         now = aware(engine.clock.now())
         store = engine.store
         claimed = store.claim_due(stamp(now), stamp(now + lease), self.owner, limit)
-        return [self._fire_one(row) for row in claimed]
+        if not claimed:
+            return []  # an idle pass: no span
+        with _telemetry.operation("scheduler.pass", store, claimed=len(claimed)) as facts:
+            done = []
+            for row in claimed:
+                handled = self._fire_one(row)
+                _telemetry.scheduled(row.type, handled.status)
+                done.append(handled)
+            facts.set(fired=sum(r.status == "fired" for r in done))
+        return done
 
     def _fire_one(self, row: ScheduleRecord) -> ScheduledEvent:
         """Fire one leased row; the result says what this worker did with it."""
