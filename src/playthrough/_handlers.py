@@ -240,6 +240,7 @@ def serve(
     passes: int | None = None,
     echo: Callable[[str], object] = print,
     sleep: Callable[[float], object] | None = None,
+    report: Callable[[Event, BaseException | None], object] | None = None,
 ) -> int:
     """The loop behind ``playthrough handlers --forever``: pass after pass.
 
@@ -247,7 +248,8 @@ def serve(
     completed some is followed at once by the next, any other by ``interval``
     seconds of pause. Handlers that fail are reported and stay pending for a
     later pass; the loop goes on. ``passes`` bounds the number of passes.
-    Returns how many events' handlers it completed.
+    Returns how many events' handlers it completed. Each event is told to ``report``
+    (with its error, or None) when given (``--format json``), else as lines to ``echo``.
     """
     pause = sleep or _pause
     completed = 0
@@ -258,11 +260,18 @@ def serve(
             ran = engine.run_pending_handlers(limit)
         except HandlerFailed as exc:
             ran = []
-            echo(f"handlers failed for {len(exc.failures)} event(s), they stay pending:")
+            if report is None:
+                echo(f"handlers failed for {len(exc.failures)} event(s), they stay pending:")
             for event, error in exc.failures:
-                echo(f"  {type(event).__qualname__} at position {event.id}: {error!r}")
+                if report is not None:
+                    report(event, error)
+                else:
+                    echo(f"  {type(event).__qualname__} at position {event.id}: {error!r}")
         for event in ran:
-            echo(f"ran the handlers of {type(event).__qualname__} at position {event.id}")
+            if report is not None:
+                report(event, None)
+            else:
+                echo(f"ran the handlers of {type(event).__qualname__} at position {event.id}")
         completed += len(ran)
         if not ran and (passes is None or done < passes):
             pause(interval)

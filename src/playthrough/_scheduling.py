@@ -310,12 +310,14 @@ def serve(
     until_idle: bool = False,
     echo: Callable[[str], object] = print,
     sleep: Callable[[float], object] = time.sleep,
+    report: Callable[[ScheduledEvent], object] | None = None,
 ) -> int:
     """The worker loop behind ``playthrough scheduler``: ``run_due`` pass after pass.
 
     A pass that fired something is followed at once by the next; an idle one by
     ``interval`` seconds of pause (or the end, with ``until_idle``). ``passes``
     bounds the number of passes. Returns how many scheduled events it handled.
+    Each is told to ``report`` when given (``--format json``), else as a line to ``echo``.
     """
     handled = 0
     done = 0
@@ -324,6 +326,9 @@ def serve(
         done += 1
         for r in results:
             handled += 1
+            if report is not None:
+                report(r)
+                continue
             where = f" at position {r.position}" if r.position is not None else ""
             error = f": {r.error}" if r.error else ""
             echo(f"{r.id} {r.event_type} due {r.due_at.isoformat()}: {r.status}{where}{error}")
