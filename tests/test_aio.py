@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import attrs
 import pytest
 
 import playthrough.aio
-from playthrough import Engine, Event, State, connect, state_id
+from playthrough import FORGOTTEN, Engine, Event, Personal, State, connect, state_id
 from playthrough.aio import AsyncEngine, AsyncStore
 from playthrough.errors import (
     CommitOutcomeUnknown,
@@ -24,6 +25,7 @@ from playthrough.errors import (
     PlaythroughError,
     StateMutationError,
 )
+from playthrough.testing import ManualClock
 
 from .domain import Bump, Copy, Feed, Hub, Node
 
@@ -431,3 +433,80 @@ def test_a_lost_commit_outcome_is_learnt_on_postgres(pg_url: str, pg_schema: str
             assert not await check.was_committed(engine.last_commit_id)
 
     run(body, url)
+
+
+@attrs.define
+class AioMember(State, type_name="t.aio.Member"):
+    name: str = ""
+    joined: int = 0
+    welcomed: int = 0
+
+
+@attrs.define
+class AioJoined(Event, type_name="t.aio.AioJoined"):
+    """A scheduled event with a personal field (sealed in the schedule row until due)."""
+
+    data_subject = "member_id"
+    member_id: int = state_id(AioMember)
+    name: Personal[str] = ""
+    refuse: bool = False
+
+    def validate(self, member: AioMember) -> None:
+        if self.refuse:
+            raise EventRejected("not today")
+
+    def apply(self, member: AioMember) -> None:
+        member.name = self.name
+        member.joined += 1
+
+    async def handle(self, engine: AsyncEngine) -> None:
+        await engine.fire(AioWelcomed(member_id=self.member_id))
+
+
+@attrs.define
+class AioWelcomed(Event, type_name="t.aio.AioWelcomed"):
+    member_id: int = state_id(AioMember)
+
+    def apply(self, member: AioMember) -> None:
+        member.welcomed += 1
+
+
+def test_run_due_and_forget_under_the_async_engine(any_url: str) -> None:
+    """Scheduled rows fire (their async handle hooks awaited), a refused one is recorded,
+    a subject forgotten before its row is due reads FORGOTTEN, as on the sync engine."""
+    clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
+    with Engine.open(any_url, clock=clock) as sync:
+        ada = sync.schedule(AioJoined(member_id=1, name="Ada"), after=timedelta(hours=1))
+        bob = sync.schedule(AioJoined(member_id=2, name="Bob"), after=timedelta(hours=1))
+        no = sync.schedule(AioJoined(member_id=3, refuse=True), after=timedelta(hours=2))
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine(clock=clock) as engine:
+            assert await engine.run_due() == []  # nothing due yet
+            assert await engine.forget(2) is True
+            assert await engine.forget(2) is False  # nothing left to forget
+            clock.advance(hours=3)
+            done = await engine.run_due()
+            outcomes = {r.id: (r.status, r.error) for r in done}
+            assert outcomes == {
+                ada: ("fired", None),
+                bob: ("fired", None),
+                no: ("rejected", "EventRejected: not today"),
+            }
+            assert await engine.run_due() == []  # each row fires once
+            ada_now = await engine.load(AioMember, 1)
+            assert (ada_now.name, ada_now.joined, ada_now.welcomed) == ("Ada", 1, 1)
+            assert (await engine.load(AioMember, 2)).name == FORGOTTEN
+            assert await engine.forget(1) is True
+            assert (await engine.load(AioMember, 1)).name == FORGOTTEN  # memory dropped
+            await engine.fire(AioJoined(member_id=1, name="Ada again"))
+            with pytest.raises(PlaythroughError, match="before run_due"):
+                await engine.run_due()
+            with pytest.raises(PlaythroughError, match="before forget"):
+                await engine.forget(1)
+
+    run(body, any_url)
+    with Engine.open(any_url) as sync:
+        assert sync.scheduled(no).status == "rejected"
+        assert sync.load(AioMember, 1).name == "Ada again"
+        assert sync.load(AioMember, 2).name == FORGOTTEN

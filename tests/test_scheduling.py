@@ -15,6 +15,7 @@ import pytest
 
 from playthrough import Engine, Event, state_id
 from playthrough._scheduling import Scheduler
+from playthrough._steps import Steps
 from playthrough._stores import SQLiteStore
 from playthrough._stores import sqlite as sqlite_module
 from playthrough._stores._base import CommitExtras, ScheduleRow
@@ -530,14 +531,14 @@ def test_a_row_that_cannot_be_fired_is_marked_failed_and_the_pass_goes_on(
         stuck = engine.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
         behind = engine.schedule(Ping(counter_id=2, n=2), after=timedelta(minutes=2))
         clock.advance(minutes=5)
-        real = Engine._fire_scheduled
+        real = Engine._fire_steps
 
-        def fire(self: Engine, event: Event, due: datetime, schedule_id: str) -> None:
-            if schedule_id == stuck:
+        def fire(self: Engine, event: Event, *args: Any) -> Steps[Event]:
+            if args[-1] == f"schedule:{stuck}":  # the idempotency key of its row
                 raise ReconstitutionError("Counter(1) cannot be rebuilt")
-            real(self, event, due, schedule_id)
+            return (yield from real(self, event, *args))
 
-        monkeypatch.setattr(Engine, "_fire_scheduled", fire)
+        monkeypatch.setattr(Engine, "_fire_steps", fire)
         failed, fired = engine.run_due()  # no exception: the pass went on
         assert (failed.id, failed.status) == (stuck, "failed")
         assert failed.error == "ReconstitutionError: Counter(1) cannot be rebuilt"

@@ -270,12 +270,13 @@ def test_every_span_carries_db_system_on_both_stores(
         if s.name == "playthrough.handle"
     }
     assert handles == {"handled", "failed"}
-    # The scheduler pass is the parent of the fire and the commit it made.
+    # A pending-handlers pass is the parent of the handle spans it ran.
+    pending = next(s for s in finished if s.name == "playthrough.handlers.pending")
+    parent = pending.context.span_id
+    children = {s.name for s in finished if s.parent and s.parent.span_id == parent}
+    assert "playthrough.handle" in children
     scheduler = next(s for s in finished if s.name == "playthrough.scheduler.pass")
-    children = {
-        s.name for s in finished if s.parent and s.parent.span_id == scheduler.context.span_id
-    }
-    assert {"playthrough.fire", "playthrough.commit"} <= children
+    assert (scheduler.attributes or {})["playthrough.fired"] == 1
     batch = next(s for s in finished if s.name == "playthrough.followers.batch")
     assert (batch.attributes or {})["playthrough.follower"] == "telemetry.deposits"
 
@@ -359,13 +360,18 @@ def test_gauges_report_follower_lag_scheduler_backlog_and_pending_handlers(
     assert _gauge("playthrough.handlers.pending", url) == []
 
 
-def test_the_async_engine_emits_the_same_spans(spans: InMemorySpanExporter) -> None:
+def test_the_async_engine_emits_the_same_spans(tmp_path: Any, spans: InMemorySpanExporter) -> None:
     import asyncio
 
     from playthrough import aio
 
+    url = f"sqlite:///{tmp_path}/aio.db"
+    with Engine.open(url) as sync:
+        sync.schedule(Deposited(account_id=2, amount=1), at=datetime.now(UTC))
+        sync.commit()
+
     async def main() -> None:
-        async with await aio.connect("sqlite://") as store:
+        async with await aio.connect(url) as store:
             async with store.engine() as engine:
                 await engine.fire(Deposited(account_id=1, amount=5))
                 with pytest.raises(EventRejected):
@@ -373,9 +379,11 @@ def test_the_async_engine_emits_the_same_spans(spans: InMemorySpanExporter) -> N
                 await engine.fire(Transferred(source_id=1, target_id=2, amount=1))
             async with store.engine() as engine:
                 assert await engine.count(Account, balance__gt=0) == 2
-                await engine.load(Account, 1, at=1)
+                await engine.load(Account, 1, at=2)
+                assert [r.status for r in await engine.run_due()] == ["fired"]
+                await engine.forget("nobody")
 
     asyncio.run(main())
     seen = _names_and_systems(spans)
-    for name in ("fire", "commit", "handle", "count", "load"):
+    for name in ("fire", "commit", "handle", "count", "load", "scheduler.pass", "forget"):
         assert seen.get(f"playthrough.{name}") == {"sqlite"}, name

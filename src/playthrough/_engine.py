@@ -552,13 +552,6 @@ class Engine:
         """
         return run_sync(self._fire_steps(event, None, metadata, key), self.store)
 
-    def _fire_scheduled(self, event: Event, due: datetime, schedule_id: str) -> None:
-        """Fire a due scheduled event: its ``fired_at`` (``now()`` in its hooks) is the due
-        time, and the commit marks its schedule row fired in the same transaction."""
-        steps = self._fire_steps(event, due, None, f"schedule:{schedule_id}")  # idempotency key
-        run_sync(steps, self.store)
-        self._scheduler.firing[id(event)] = schedule_id
-
     def _fire_steps(
         self,
         event: E,
@@ -1116,14 +1109,17 @@ class Engine:
         Returns False when the subject had no key. Events of the subject
         committed later get a new key; the old values stay forgotten.
         """
+        return run_sync(self._forget_steps(subject), self.store)
+
+    def _forget_steps(self, subject: Any) -> Steps[bool]:
         if self._pending or self._scheduler.has_queued():
             raise PlaythroughError("commit or discard pending events before forget()")
         from ._model import encode_id
 
         started = time.perf_counter()
         encoded = encode_id(subject)
-        gone = self.store.forget_subject(encoded)
-        _logging.forgotten(encoded, gone, time.perf_counter() - started, self.store)
+        gone: bool = yield call("forget_subject", encoded)
+        _logging.forgotten(encoded, gone, time.perf_counter() - started)
         self.drop_forgotten()
         return gone
 

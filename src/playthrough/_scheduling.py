@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,7 @@ from ._personal import MARK, new_key, personal_spec, seal, subject_of, unseal
 from ._playing import hook_time
 from ._serialization import decode, decode_event, encode_event
 from ._slots import fired_data, set_position, unfire
+from ._steps import Read, Steps, call, read_one, run_sync
 from ._stores._base import ScheduleRecord, ScheduleRow, StoredEvent
 
 if TYPE_CHECKING:
@@ -205,29 +206,33 @@ class Scheduler:
     # ------------------------------------------------------------------ the worker pass
 
     def run_due(self, limit: int, lease: timedelta) -> list[ScheduledEvent]:
+        return run_sync(self.run_due_steps(limit, lease), self._engine.store)
+
+    def run_due_steps(self, limit: int, lease: timedelta) -> Steps[list[ScheduledEvent]]:
+        """The worker pass as store requests: the seam both engines drive (the commit of
+        each row runs the hooks with the engine's ``hook_shells``)."""
         engine = self._engine
         if engine.pending or self.has_queued():
             raise PlaythroughError("commit or discard pending events before run_due()")
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         now = aware(engine.clock.now())
-        store = engine.store
-        claimed = store.claim_due(stamp(now), stamp(now + lease), self.owner, limit)
-        if not claimed:
-            return []  # an idle pass: no span
-        with _telemetry.operation("scheduler.pass", store, claimed=len(claimed)) as facts:
-            done = []
-            for row in claimed:
-                handled = self._fire_one(row)
-                _telemetry.scheduled(row.type, handled.status)
-                done.append(handled)
-            facts.set(fired=sum(r.status == "fired" for r in done))
+        started = time.perf_counter()
+        claimed = yield call("claim_due", stamp(now), stamp(now + lease), self.owner, limit)
+        done: list[ScheduledEvent] = []
+        for row in claimed:
+            handled = yield from self._fire_one(row)
+            _telemetry.scheduled(row.type, handled.status)
+            done.append(handled)
+        if claimed:  # an idle pass makes no span
+            fired = sum(r.status == "fired" for r in done)
+            attributes = {"claimed": len(claimed), "fired": fired}
+            _telemetry.span("scheduler.pass", time.perf_counter() - started, attributes)
         return done
 
-    def _fire_one(self, row: ScheduleRecord) -> ScheduledEvent:
+    def _fire_one(self, row: ScheduleRecord) -> Steps[ScheduledEvent]:
         """Fire one leased row; the result says what this worker did with it."""
         engine = self._engine
-        store = engine.store
 
         def outcome(
             status: str, position: int | None = None, error: str | None = None
@@ -243,8 +248,15 @@ class Scheduler:
             # (Engine.reschedule re-arms it once the module is deployed).
             registry.event_class(row.type, where)
             if MARK in row.data:  # personal values: decrypted, or FORGOTTEN
-                with store.reader() as reader:
-                    [row] = unseal([row], reader.subject_keys, data_index=3, type_index=2)
+                asked: list[set[str]] = []
+
+                def subjects(wanted: Iterable[str]) -> dict[str, bytes]:
+                    asked.append(set(wanted))
+                    return {}
+
+                unseal([row], subjects, data_index=3, type_index=2)
+                keys = (yield Read(read_one("subject_keys", *asked))) if asked else {}
+                [row] = unseal([row], lambda _: keys, data_index=3, type_index=2)
             # Decoded like a stored event, so a row scheduled by an older version of
             # the class is upcast; then it is a fresh event again, to be fired.
             event = decode_event(StoredEvent(0, row.type, row.data, None, row.due_at, row.version))
@@ -252,17 +264,21 @@ class Scheduler:
             set_position(event, None)
         except DecodeError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            store.finish_schedule(row.id, self.owner, "failed", error)
+            yield call("finish_schedule", row.id, self.owner, "failed", error)
             return outcome("failed", error=error)
         try:
-            engine._fire_scheduled(event, datetime.fromisoformat(row.due_at), row.id)
+            # Its fired_at (now() in its hooks) is the due time; the commit marks the
+            # row fired in the same transaction (the key makes a second firing a no-op).
+            due = datetime.fromisoformat(row.due_at)
+            yield from engine._fire_steps(event, due, None, f"schedule:{row.id}")
+            self.firing[id(event)] = row.id
         except EventRejected as exc:
             error = f"{type(exc).__name__}: {exc}"
-            store.finish_schedule(row.id, self.owner, "rejected", error)
+            yield call("finish_schedule", row.id, self.owner, "rejected", error)
             return outcome("rejected", error=error)
         except StoreError:
             # The store failed, not the row: give it back for the next pass.
-            self._give_back(row)
+            yield from self._give_back(row)
             raise
         except Exception as exc:  # noqa: BLE001 - recorded on the row
             # Its hooks raised, or it cannot be fired (a state that cannot be
@@ -270,10 +286,10 @@ class Scheduler:
             # such row never stalls the rows behind it.
             engine.discard()
             error = f"{type(exc).__name__}: {exc}"
-            store.finish_schedule(row.id, self.owner, "failed", error)
+            yield call("finish_schedule", row.id, self.owner, "failed", error)
             return outcome("failed", error=error)
         try:
-            result = engine.commit()
+            result = yield from engine._commit_steps(*engine.hook_shells)
             result.raise_for_failures()
         except HandlerFailed as exc:
             # The event is committed and its row marked fired; a handle hook raised
@@ -283,20 +299,20 @@ class Scheduler:
         except (ConcurrencyError, DuplicateEvent) as exc:
             # A state moved under us, or another worker fired or cancelled the row:
             # nothing was written; give the lease back so the next pass decides again.
-            self._give_back(row)
+            yield from self._give_back(row)
             return outcome("pending", error=f"retry: {exc}")
         except BaseException:
             # The store failed (or the process is stopping): nothing was written, since
             # the event and the row's move to fired are one transaction.
-            self._give_back(row)
+            yield from self._give_back(row)
             raise
         return outcome("fired", event.id)
 
-    def _give_back(self, row: ScheduleRecord) -> None:
+    def _give_back(self, row: ScheduleRecord) -> Steps[None]:
         """Release the lease (best effort: if the store is gone, the lease runs out)."""
         self._engine.discard()
         try:
-            self._engine.store.finish_schedule(row.id, self.owner, "pending", None)
+            yield call("finish_schedule", row.id, self.owner, "pending", None)
         except Exception:  # noqa: BLE001 - the original error is the one to report
             log.warning("could not release the lease of scheduled event %s", row.id)
 

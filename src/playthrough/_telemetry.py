@@ -20,10 +20,11 @@ conflict or an error, is a ``commit`` span with status ERROR, its reason and
 ``find`` and ``count`` (``playthrough.state_type``, ``playthrough.found``),
 ``snapshot`` (``playthrough.state_count``, ``playthrough.position``),
 ``replay``, ``verify`` and ``forget`` (``playthrough.found``, never the
-subject). Spans around work that contains others (their parent): ``scheduler.pass``
-(``playthrough.claimed``, ``playthrough.fired``), ``followers.batch``
-(``playthrough.follower``, ``playthrough.events``, ``playthrough.position``)
-and ``handlers.pending`` (``playthrough.ran``).
+subject), ``scheduler.pass`` (one that claimed rows: ``playthrough.claimed``,
+``playthrough.fired``) and ``followers.batch`` (one with events:
+``playthrough.follower``, ``playthrough.events``, ``playthrough.position``). A span
+around work, the parent of the spans in it: ``handlers.pending`` (a pass of
+``run_pending_handlers`` that found some: ``playthrough.events``, ``playthrough.ran``).
 
 Metrics (attributes in brackets): ``playthrough.events.committed`` (counter;
 ``event_type``), ``playthrough.commits`` (counter; ``outcome``: ``committed``,

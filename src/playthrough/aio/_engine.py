@@ -14,17 +14,19 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from .. import _logging, _telemetry
-from .._engine import Engine
+from .._engine import _LEASE, Engine
 from .._errors import ConcurrencyError, ConfigurationError, EventRejected, PlaythroughError
 from .._handlers import CommitResult
 from .._log import PAGE, EventPager
 from .._model import Event, State, StateKey, key_of
 from .._query import _completed_check
 from .._retry import check_retry, wait
+from .._scheduling import ScheduledEvent
 from .._steps import Await, Call, Read, Steps, read_one
 from .._stores._base import EventQuery
 from ._store import AsyncStore
@@ -247,6 +249,18 @@ class AsyncEngine:
     async def was_committed(self, commit_id: str) -> bool:
         """Whether the commit with this id (``CommitOutcomeUnknown.commit_id``) is in the log."""
         return await self.store.read(read_one("commit_positions", commit_id)) is not None
+
+    # ------------------------------------------------------------------ schedule and erasure
+
+    async def run_due(self, *, limit: int = 100, lease: timedelta = _LEASE) -> list[ScheduledEvent]:
+        """Fire the scheduled events due by ``clock.now()`` (``Engine.run_due``: one pass, each
+        row committed on its own with its row marked fired; its hooks may be ``async def``)."""
+        return await self._drive(self.core._scheduler.run_due_steps(limit, lease))
+
+    async def forget(self, subject: Any) -> bool:
+        """Erase a data subject's personal data (``Engine.forget``: their key is deleted, and
+        what was derived from it dropped); False when the subject had no key."""
+        return await self._drive(self.core._forget_steps(subject))
 
     # ------------------------------------------------------------------ reading
 

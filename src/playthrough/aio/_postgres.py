@@ -42,7 +42,17 @@ AConn = psycopg.AsyncConnection[Any]
 
 #: The store requests the async engine sends (the rest run on the sync Engine).
 _CALLS = frozenset(
-    {"heads", "append", "write_values", "ensure_subject_keys", "write_snapshots", "drop_snapshots"}
+    {
+        "heads",
+        "append",
+        "write_values",
+        "ensure_subject_keys",
+        "write_snapshots",
+        "drop_snapshots",
+        "claim_due",
+        "finish_schedule",
+        "forget_subject",
+    }
 )
 
 
