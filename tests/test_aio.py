@@ -12,7 +12,17 @@ import attrs
 import pytest
 
 import playthrough.aio
-from playthrough import FORGOTTEN, Engine, Event, Personal, State, connect, state_id
+from playthrough import (
+    FORGOTTEN,
+    Engine,
+    Event,
+    Personal,
+    Projection,
+    State,
+    connect,
+    state_id,
+)
+from playthrough._stores import FollowerTransaction
 from playthrough.aio import AsyncEngine, AsyncStore
 from playthrough.errors import (
     CommitOutcomeUnknown,
@@ -20,6 +30,7 @@ from playthrough.errors import (
     ConfigurationError,
     DuplicateEvent,
     EventRejected,
+    FollowerFailed,
     HandlerFailed,
     NotFoundError,
     PlaythroughError,
@@ -510,3 +521,89 @@ def test_run_due_and_forget_under_the_async_engine(any_url: str) -> None:
         assert sync.scheduled(no).status == "rejected"
         assert sync.load(AioMember, 1).name == "Ada again"
         assert sync.load(AioMember, 2).name == FORGOTTEN
+
+
+class AioEntries(Projection):
+    """A read model in the store's database: ledger entries per ledger."""
+
+    name = "aio-entries"
+    batch_size = 2
+    fail_at: ClassVar[int | None] = None
+
+    def setup(self, tx: FollowerTransaction) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS aio_entries (ledger BIGINT PRIMARY KEY, n BIGINT)")
+
+    def reset(self, tx: FollowerTransaction) -> None:
+        tx.execute("DELETE FROM aio_entries")
+
+    def on_AioEntered(self, event: AioEntered, tx: FollowerTransaction) -> None:
+        if event.id == self.fail_at:
+            raise RuntimeError("read model down")
+        tx.execute(
+            "INSERT INTO aio_entries VALUES (?, 1) ON CONFLICT (ledger) DO UPDATE "
+            "SET n = aio_entries.n + 1",
+            (event.ledger_id,),
+        )
+
+    @staticmethod
+    def table(tx: FollowerTransaction) -> dict[int, int]:
+        return {int(str(k)): int(str(n)) for k, n in tx.execute("SELECT * FROM aio_entries")}
+
+
+def test_followers_and_verify_under_the_async_engine(any_url: str) -> None:
+    """A follower runs batch by batch off the event loop, in its store transactions: the
+    read model and the position commit together, a failing handler leaves both as they were."""
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine() as engine:
+            for ledger in (1, 1, 2, 1, 2):
+                await engine.fire(AioEntered(ledger_id=ledger))
+            await engine.fire(AioDeposited(account_id=1, amount=3))  # passed over
+        async with store.engine() as engine:
+            report = await engine.run(AioEntries(), until_idle=True)
+            assert (report.processed, report.passed, report.batches) == (5, 1, 4)  # + an empty one
+            seen = await store.blocking(lambda s: _in_follower_tx(s, AioEntries.table))
+            assert seen == {1: 3, 2: 2}
+            [status] = [s for s in await engine.followers() if s.name == "aio-entries"]
+            assert (status.name, status.position, status.lag) == ("aio-entries", 6, 0)
+            await engine.fire(AioEntered(ledger_id=2))
+            await engine.commit()
+            AioEntries.fail_at = 7
+            try:
+                with pytest.raises(FollowerFailed, match="read model down"):
+                    await engine.run(AioEntries(), until_idle=True)
+            finally:
+                AioEntries.fail_at = None
+            assert await _position(engine) == 6
+            report = await engine.run(AioEntries(), until_idle=True)
+            assert (report.processed, report.position) == (1, 7)
+            await engine.reset_follower(AioEntries())
+            assert await _position(engine) == 0
+            assert await store.blocking(lambda s: _in_follower_tx(s, AioEntries.table)) == {}
+            polls: list[int] = []
+
+            def stop() -> bool:
+                polls.append(1)
+                return len(polls) > 5
+
+            # Not until_idle: it polls until stop() says so.
+            report = await engine.run(AioEntries(), poll_interval=0, stop=stop)
+            assert report.position == 7
+            assert await store.blocking(lambda s: _in_follower_tx(s, AioEntries.table)) == {
+                1: 3,
+                2: 3,
+            }
+            verified = await engine.verify()
+            assert verified.ok and verified.head == 7, verified.to_text()
+
+    run(body, any_url)
+
+
+async def _position(engine: AsyncEngine) -> int:
+    return next(s.position for s in await engine.followers() if s.name == "aio-entries")
+
+
+def _in_follower_tx(store: Any, read: Callable[[FollowerTransaction], T]) -> T:
+    with store.follow("aio-peek", 0) as batch:
+        assert batch is not None
+        return read(batch.tx)

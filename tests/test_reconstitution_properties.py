@@ -358,8 +358,9 @@ MUTATIONS: dict[str, tuple[dict[str, object], tuple[type[Exception], ...]]] = {
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_the_placement_property_catches_a_broken_planner(
-    mutation: str, monkeypatch: pytest.MonkeyPatch
+    mutation: str, shell: Shell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On both shells: the async engine plans with the same planner, so it breaks too."""
     patches, failures = MUTATIONS[mutation]
     for name, broken in patches.items():
         monkeypatch.setattr(_reconstitution, name, broken)
@@ -392,7 +393,7 @@ def test_the_placement_property_catches_a_broken_planner(
     ) -> None:
         # Without heads values, so that the loads plan (a current value plans nothing).
         check_any_snapshot_placement_loads_like_a_full_replay(
-            ValuelessStore, ops, load_order, time_travel
+            ValuelessStore, ops, load_order, time_travel, shell
         )
 
     with pytest.raises(failures):

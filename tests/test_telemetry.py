@@ -382,8 +382,10 @@ def test_the_async_engine_emits_the_same_spans(tmp_path: Any, spans: InMemorySpa
                 await engine.load(Account, 1, at=2)
                 assert [r.status for r in await engine.run_due()] == ["fired"]
                 await engine.forget("nobody")
+                await engine.run(TelemetryDeposits(), until_idle=True)
 
     asyncio.run(main())
     seen = _names_and_systems(spans)
-    for name in ("fire", "commit", "handle", "count", "load", "scheduler.pass", "forget"):
+    names = ("fire", "commit", "handle", "count", "load", "scheduler.pass", "forget")
+    for name in (*names, "followers.batch"):
         assert seen.get(f"playthrough.{name}") == {"sqlite"}, name

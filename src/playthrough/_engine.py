@@ -1524,7 +1524,7 @@ class Engine:
 
     def followers(self) -> list[FollowerStatus]:
         """Every follower's position and lag behind the head."""
-        return _followers.statuses(self)
+        return _followers.statuses(self.store)
 
     def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
         """Move a follower back (default: to 0, to re-project everything).
@@ -1533,7 +1533,7 @@ class Engine:
         Given a name, the follower must exist (a NotFoundError otherwise: a typo never
         creates a follower).
         """
-        _followers.reset(self, projection, position)
+        _followers.reset(self.store, projection, position)
 
 
 def _warn_pending(engine: Engine, count: int, stacklevel: int) -> None:

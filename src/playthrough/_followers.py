@@ -31,7 +31,7 @@ from ._errors import (
 )
 from ._model import registry
 from ._serialization import decode_event
-from ._stores import FollowerTransaction
+from ._stores import FollowerTransaction, Store
 from ._stores._base import FollowerBatch, SubjectForgotten, archived_until
 
 if TYPE_CHECKING:
@@ -138,6 +138,83 @@ def handlers(projection: Projection) -> dict[str, Callable[[Any, FollowerTransac
     return out
 
 
+#: What one pass of a follower found: a full batch (more is waiting), a shorter one (idle
+#: after it), or no batch (the follower is held by another process).
+MORE, IDLE, BUSY = "more", "idle", "busy"
+
+
+class Follow:
+    """One ``run`` of a projection, a batch per :meth:`step`: the loop, its waits and its
+    thread are the shell's (the sync engine sleeps; the async one awaits a sleep and runs
+    each step, which calls the projection's sync handlers, on a thread)."""
+
+    def __init__(self, projection: Projection, batch_size: int | None) -> None:
+        self.table = handlers(projection)
+        self.projection = projection
+        self.size = batch_size or projection.batch_size
+        if self.size < 1:
+            raise ValueError(f"batch_size must be >= 1, not {self.size}")
+        self.processed = self.passed = self.batches = self.position = 0
+        self._archived: int | None = None
+
+    def step(self, store: Store) -> str:
+        """Handle the next batch in its own transaction: MORE, IDLE or BUSY."""
+        projection, table, name, size = self.projection, self.table, self.projection.name, self.size
+        if self._archived is None:
+            with store.reader() as reader:
+                self._archived = archived_until(reader)
+        started = time.perf_counter()
+        before = self.processed, self.passed
+        with store.follow(name, size) as batch:
+            if batch is None:
+                return BUSY
+            self.position = batch.start
+            if self.position < self._archived:  # its next events were moved to an archive
+                raise ArchivedRangeError(
+                    f"follower {name!r} is at position {self.position}, but positions "
+                    f"1..{self._archived} were archived: it cannot continue without skipping "
+                    "events (reset it after the cut, or re-project from the archive)"
+                )
+            if self.batches == 0:
+                projection.setup(batch.tx)
+            forgets = list(batch.forgotten)
+            for row in batch.events:
+                while forgets and forgets[0].position < row.position:
+                    _tell_forgotten(projection, batch, forgets.pop(0))
+                handler = table.get(row.type)
+                if handler is None:
+                    self.passed += 1
+                else:
+                    event = decode_event(row)
+                    try:
+                        handler(event, batch.tx)
+                    except Exception as exc:
+                        raise FollowerFailed(
+                            f"follower {name!r} stopped at event {row.position} "
+                            f"({row.type}): {exc!r}; its position stays {batch.start}",
+                            follower=name,
+                            position=batch.start,
+                            event=event,
+                        ) from exc
+                    self.processed += 1
+                batch.advance(row.position)
+            for forget in forgets:  # once the events before each forget are handled
+                if forget.position > batch.position:
+                    break
+                _tell_forgotten(projection, batch, forget)
+            self.position = batch.position
+            self.batches += 1
+            if batch.events:
+                done = self.processed - before[0], self.passed - before[1]
+                _followers_batch(store, name, batch, done, started)
+            return MORE if len(batch.events) == size else IDLE
+
+    def report(self) -> FollowerReport:
+        return FollowerReport(
+            self.projection.name, self.processed, self.passed, self.batches, self.position
+        )
+
+
 def run(
     engine: Engine,
     projection: Projection,
@@ -147,75 +224,25 @@ def run(
     batch_size: int | None,
     stop: Callable[[], bool] | None,
 ) -> FollowerReport:
-    table = handlers(projection)
-    name = projection.name
-    size = batch_size or projection.batch_size
-    if size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {size}")
-    processed = passed = batches = 0
-    position = 0
-    with engine.store.reader() as reader:
-        archived = archived_until(reader)
+    follow = Follow(projection, batch_size)
     while stop is None or not stop():
-        started = time.perf_counter()
-        with engine.store.follow(name, size) as batch:
-            if batch is not None:
-                before = processed, passed
-                position = batch.start
-                if position < archived:  # its next events were moved to an archive
-                    raise ArchivedRangeError(
-                        f"follower {name!r} is at position {position}, but positions "
-                        f"1..{archived} were archived: it cannot continue without skipping "
-                        "events (reset it after the cut, or re-project from the archive)"
-                    )
-                if batches == 0:
-                    projection.setup(batch.tx)
-                forgets = list(batch.forgotten)
-                for row in batch.events:
-                    while forgets and forgets[0].position < row.position:
-                        _tell_forgotten(projection, batch, forgets.pop(0))
-                    handler = table.get(row.type)
-                    if handler is None:
-                        passed += 1
-                    else:
-                        event = decode_event(row)
-                        try:
-                            handler(event, batch.tx)
-                        except Exception as exc:
-                            raise FollowerFailed(
-                                f"follower {name!r} stopped at event {row.position} "
-                                f"({row.type}): {exc!r}; its position stays {batch.start}",
-                                follower=name,
-                                position=batch.start,
-                                event=event,
-                            ) from exc
-                        processed += 1
-                    batch.advance(row.position)
-                for forget in forgets:  # once the events before each forget are handled
-                    if forget.position > batch.position:
-                        break
-                    _tell_forgotten(projection, batch, forget)
-                position = batch.position
-                batches += 1
-                if batch.events:
-                    done = processed - before[0], passed - before[1]
-                    _followers_batch(engine, name, batch, done, started)
-                if len(batch.events) == size:
-                    continue  # more is waiting
-        if until_idle and batch is not None:
+        found = follow.step(engine.store)
+        if found == MORE:
+            continue
+        if until_idle and found == IDLE:
             break
         time.sleep(poll_interval)  # idle, or another process holds the follower
-    return FollowerReport(name, processed, passed, batches, position)
+    return follow.report()
 
 
 def _followers_batch(
-    engine: Engine, name: str, batch: FollowerBatch, done: tuple[int, int], started: float
+    store: Store, name: str, batch: FollowerBatch, done: tuple[int, int], started: float
 ) -> None:
     """The ``followers.batch`` span and the follower's event counts (telemetry)."""
     if _telemetry.ENABLED:
         attributes = {"follower": name, "events": len(batch.events), "position": batch.position}
         seconds = time.perf_counter() - started
-        _telemetry.span("followers.batch", seconds, attributes, store=engine.store)
+        _telemetry.span("followers.batch", seconds, attributes, store=store)
         _telemetry.follower_events(name, *done)
 
 
@@ -233,19 +260,19 @@ def _tell_forgotten(projection: Projection, batch: FollowerBatch, forget: Subjec
     batch.told(forget.seq)
 
 
-def reset(engine: Engine, projection: Projection | str, position: int) -> None:
+def reset(store: Store, projection: Projection | str, position: int) -> None:
     name = projection if isinstance(projection, str) else projection.name
     if position < 0:
         raise ValueError(f"a follower position is >= 0, not {position}")
     if isinstance(projection, str):  # a name alone: a follower that has run, never a new one
-        with engine.store.reader() as reader:
+        with store.reader() as reader:
             known = [row.name for row in reader.followers()]
         if name not in known:
             raise NotFoundError(
-                f"no follower named {name!r} in {engine.store.url} (nothing was changed); "
+                f"no follower named {name!r} in {store.url} (nothing was changed); "
                 f"followers: {', '.join(known) or 'none'}"
             )
-    with engine.store.follow(name, 0) as batch:
+    with store.follow(name, 0) as batch:
         if batch is None:
             raise FollowerBusy(f"follower {name!r} is running in another process; stop it first")
         if not isinstance(projection, str):
@@ -254,8 +281,8 @@ def reset(engine: Engine, projection: Projection | str, position: int) -> None:
         batch.advance(position)
 
 
-def statuses(engine: Engine) -> list[FollowerStatus]:
-    with engine.store.reader() as reader:
+def statuses(store: Store) -> list[FollowerStatus]:
+    with store.reader() as reader:
         head = reader.head()
         rows = reader.followers()
     return [

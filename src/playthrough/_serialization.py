@@ -81,6 +81,25 @@ converter.register_unstructure_hook(
 )
 
 
+def _is_set_type(t: Any) -> bool:
+    return typing.get_origin(t) in (
+        set,
+        frozenset,
+        collections.abc.Set,
+        collections.abc.MutableSet,
+    )
+
+
+def _set_unstructure_hook(t: Any) -> Callable[[Any], list[Any]]:
+    """A declared ``set[X]`` field: its items unstructured as X, sorted (as for bare sets)."""
+    args = typing.get_args(t)
+    item = converter.get_unstructure_hook(args[0]) if args else converter.unstructure
+    return lambda v: sorted(item(x) for x in v)
+
+
+converter.register_unstructure_hook_factory(_is_set_type, _set_unstructure_hook)
+
+
 # JSON object keys are strings: ``{7: 1}`` is written ``{"7": 1}``. A dict with
 # int keys decodes them back (only the canonical decimal text: "07" is refused).
 def _int_key(key: Any) -> int:

@@ -18,9 +18,10 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from .. import _logging, _telemetry
+from .. import _followers, _logging, _telemetry
 from .._engine import _LEASE, Engine
 from .._errors import ConcurrencyError, ConfigurationError, EventRejected, PlaythroughError
+from .._followers import FollowerReport, FollowerStatus, Projection
 from .._handlers import CommitResult
 from .._log import PAGE, EventPager
 from .._model import Event, State, StateKey, key_of
@@ -28,7 +29,9 @@ from .._query import _completed_check
 from .._retry import check_retry, wait
 from .._scheduling import ScheduledEvent
 from .._steps import Await, Call, Read, Steps, read_one
+from .._stores import Store
 from .._stores._base import EventQuery
+from .._verify import VerifyOptions, VerifyReport
 from ._store import AsyncStore
 
 S = TypeVar("S", bound=State)
@@ -92,6 +95,7 @@ class AsyncEngine:
                 "archive files run on the sync Engine (playthrough snapshot, Engine.open(...))"
             )
         self.store = store
+        self._options = options
         #: The core: the same Engine the sync shell is, never driven by its own store here.
         self.core = Engine(store.sync, **options)
         self._hook_view = _HookView(self)
@@ -261,6 +265,66 @@ class AsyncEngine:
         """Erase a data subject's personal data (``Engine.forget``: their key is deleted, and
         what was derived from it dropped); False when the subject had no key."""
         return await self._drive(self.core._forget_steps(subject))
+
+    # ------------------------------------------------------------------ followers and checks
+
+    async def run(
+        self,
+        projection: Projection,
+        *,
+        until_idle: bool = False,
+        poll_interval: float = 1.0,
+        batch_size: int | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> FollowerReport:
+        """Feed every committed event after the follower's stored position to ``projection``
+        (``Engine.run``: the same batches, transactions and ``FollowerFailed``).
+
+        Its ``on_<EventType>(event, tx)`` handlers are sync code on a sync transaction, so
+        each batch runs off the event loop (the SQLite store's thread; a worker thread
+        over a sync PostgreSQL connection); the waits between batches are awaited.
+        """
+        follow = _followers.Follow(projection, batch_size)
+        while stop is None or not stop():
+            found = await self.store.blocking(follow.step)
+            if found == _followers.MORE:
+                continue
+            if until_idle and found == _followers.IDLE:
+                break
+            await asyncio.sleep(poll_interval)  # idle, or another process holds the follower
+        return follow.report()
+
+    async def followers(self) -> list[FollowerStatus]:
+        """Every follower's position and lag behind the head."""
+        return await self.store.blocking(_followers.statuses)
+
+    async def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
+        """Move a follower back (``Engine.reset_follower``)."""
+        await self.store.blocking(lambda store: _followers.reset(store, projection, position))
+
+    async def verify(
+        self,
+        options: VerifyOptions | None = None,
+        *,
+        progress: Callable[[str, int, int], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        **changes: Any,
+    ) -> VerifyReport:
+        """Check the store (``Engine.verify``: the same checks and report).
+
+        It reads the whole log and replays states to compare, CPU-bound work: it runs
+        off the event loop, on a sync engine over the store (the SQLite store's thread;
+        a worker thread on PostgreSQL), with this engine's options. ``progress`` is
+        called from that thread.
+        """
+        engine_options = self._options
+
+        def check(store: Store) -> VerifyReport:
+            return Engine(store, **engine_options).verify(
+                options, progress=progress, clock=clock, **changes
+            )
+
+        return await self.store.blocking(check)
 
     # ------------------------------------------------------------------ reading
 

@@ -52,6 +52,8 @@ _CALLS = frozenset(
         "claim_due",
         "finish_schedule",
         "forget_subject",
+        "rearm_schedule",
+        "mark_handled",
     }
 )
 
@@ -279,9 +281,17 @@ class AsyncPostgresStore(AsyncStore):
 
     sync: PostgresStore
 
-    def __init__(self, sync: PostgresStore, pool: AsyncConnectionPool[AConn]) -> None:
+    def __init__(
+        self,
+        sync: PostgresStore,
+        pool: AsyncConnectionPool[AConn],
+        given: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.sync = sync
         self._pool: AsyncConnectionPool[AConn] | None = pool
+        self._given = given or (sync.url, {})  # the URL and options opened with
+        self._blocking: PostgresStore | None = None
+        self._opening = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> AsyncPostgresStore:
@@ -309,7 +319,7 @@ class AsyncPostgresStore(AsyncStore):
             raise StoreError(
                 f"cannot open a connection pool to {sync._where}: {sync._clean(exc)}"
             ) from exc
-        return cls(sync, pool)
+        return cls(sync, pool, (url, options))
 
     @property
     def url(self) -> str:
@@ -366,8 +376,23 @@ class AsyncPostgresStore(AsyncStore):
                 pass  # a read-only transaction: nothing to lose; the pool drops a dead connection
             await pool.putconn(conn)
 
+    async def blocking(self, work: Callable[[PostgresStore], T]) -> T:
+        """On a worker thread, over a sync store opened on first use (its own small pool,
+        closed with this store): only for work that needs a sync connection."""
+        self._checked_pool()
+        async with self._opening:
+            if self._blocking is None:
+                url, options = self._given
+                sized = {"min_size": 0, "max_size": options.get("max_size", 2)}
+                self._blocking = await asyncio.to_thread(PostgresStore, url, **{**options, **sized})
+            store = self._blocking
+        return await asyncio.to_thread(work, store)
+
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            await asyncio.to_thread(blocking.close)
         if pool is not None:
             await pool.close()
 

@@ -44,6 +44,11 @@ class AsyncStore(abc.ABC):
         """Run ``steps`` in one read transaction, their requests going to the reader."""
 
     @abc.abstractmethod
+    async def blocking(self, work: Callable[[Store], T]) -> T:
+        """Run sync code on a sync store, off the event loop: what runs user code against
+        a sync transaction (a follower's handlers) or reads the whole log (verify)."""
+
+    @abc.abstractmethod
     async def close(self) -> None:
         """Close the store (its connections, or its thread); engines on it stop working."""
 
@@ -109,6 +114,10 @@ class AsyncSQLiteStore(AsyncStore):
     async def run_sync(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (sync code on the sync store) on the store's thread."""
         return await self._run(fn)
+
+    async def blocking(self, work: Callable[[Store], T]) -> T:
+        """On the store's own thread, in turn with the engines' requests."""
+        return await self._run(functools.partial(work, self.sync))
 
     async def close(self) -> None:
         if self._closed:
