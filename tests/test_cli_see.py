@@ -150,3 +150,23 @@ def test_follow_runs_a_projection_until_idle(tmp_path: Path) -> None:
     assert "has no Projection class 'Nope'" in run(
         "follow", url, "--projection", "playthrough.examples.balances:Nope", code=2
     )
+
+
+def test_demo_runs_the_shop_example_and_rewinds(tmp_path: Path) -> None:
+    out = run("demo", "--example", "shop", "--db", str(tmp_path / "shop.db"))
+    assert "the shop example" in out and "order 10: Order(customer=1" in out
+    step = out[out.index("with head_values=False") :]
+    assert "loading shop.Customer(1) rewinds the states its events need" in step
+    assert "shop.Order(10): starts from blank (no snapshot used)" in step and "REWOUND" in step
+    assert 'spent: "0" -> "13.70"' in step
+
+
+def test_demo_as_json_is_one_object_with_the_rewinding_plan(tmp_path: Path) -> None:
+    data = json.loads(
+        run("demo", "--example", "shop", "--db", str(tmp_path / "s.db"), "--format", "json")
+    )
+    assert data["example"] == "shop" and len(data["events"]) == 11
+    assert data["loads"]["customer 1"]["spent"] == "13.70"
+    rewind = data["rewind"]
+    assert rewind["plan"]["rewound"] and rewind["plan"]["events_played"] > 0
+    assert [e["position"] for e in rewind["history"]["events"]] == [1, 8]

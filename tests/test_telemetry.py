@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 
-from playthrough import Engine, _telemetry
-from playthrough.errors import ConcurrencyError
+from playthrough import Engine, Event, Projection, _telemetry, state_id
+from playthrough.errors import ConcurrencyError, EventRejected, HandlerFailed
 from playthrough.examples.bank import Account, Deposited, Transferred
 
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
@@ -171,3 +173,219 @@ def test_a_refused_commit_is_an_error_span_naming_its_event_types(
     assert refused.attributes["playthrough.event_count"] == 2
     assert refused.attributes["error.type"] == "ConcurrencyError"
     assert refused.status.description  # the conflict, as the error says it
+
+
+# ---------------------------------------------------------------- every span, both stores
+
+
+@attrs.define
+class TelemetryFailingHandler(Event, type_name="telemetry.FailingHandler"):
+    account_id: int = state_id(Account)
+
+    def apply(self, account: Account) -> None:
+        account.balance += 0
+
+    def handle(self, engine: Engine) -> None:
+        raise RuntimeError("the handler's side effect failed")
+
+
+@attrs.define
+class TelemetryBoom(Event, type_name="telemetry.Boom"):
+    account_id: int = state_id(Account)
+
+    def apply(self, account: Account) -> None:
+        raise RuntimeError("boom")
+
+
+class TelemetryDeposits(Projection):
+    name = "telemetry.deposits"
+
+    def on_Deposited(self, event: Deposited, tx: Any) -> None:
+        pass
+
+
+def _names_and_systems(spans: InMemorySpanExporter) -> dict[str, set[Any]]:
+    out: dict[str, set[Any]] = {}
+    for s in spans.get_finished_spans():
+        assert s.attributes is not None
+        out.setdefault(s.name, set()).add(s.attributes.get("db.system"))
+    return out
+
+
+def test_every_span_carries_db_system_on_both_stores(
+    any_url: str, spans: InMemorySpanExporter
+) -> None:
+    system = "sqlite" if any_url.startswith("sqlite") else "postgresql"
+    with Engine.open(any_url, head_values=False) as engine:
+        engine.fire(Deposited(account_id=1, amount=50))
+        with pytest.raises(EventRejected):
+            engine.fire(Deposited(account_id=1, amount=-1))  # refused by validate
+        engine.fire(Transferred(source_id=1, target_id=2, amount=5))  # has a handle hook
+        engine.commit()
+        engine.schedule(Deposited(account_id=2, amount=1), at=datetime.now(UTC))
+        engine.commit()
+        assert [r.status for r in engine.run_due()] == ["fired"]
+        engine.fire(TelemetryFailingHandler(account_id=1))
+        engine.commit()  # its handler fails: pending
+        with pytest.raises(HandlerFailed):
+            engine.run_pending_handlers()
+        assert engine.count(Account, balance__gt=0) == 2
+        assert len(list(engine.find(Account, balance__gt=0))) == 2
+        engine.run(TelemetryDeposits(), until_idle=True)
+        engine.snapshot()
+        engine.load(Account, 1, at=1)
+        engine.forget("nobody")
+        engine.verify()
+        engine.replay()
+    seen = _names_and_systems(spans)
+    expected = {
+        "fire",
+        "commit",
+        "handle",
+        "scheduler.pass",
+        "handlers.pending",
+        "find",
+        "count",
+        "followers.batch",
+        "snapshot",
+        "load",
+        "forget",
+        "verify",
+        "replay",
+    }
+    assert {f"playthrough.{n}" for n in expected} <= set(seen)
+    for name, systems in seen.items():
+        if name.startswith("playthrough."):
+            assert systems == {system}, name
+    finished = spans.get_finished_spans()
+    fires = [s for s in finished if s.name == "playthrough.fire"]
+    outcomes = {(s.attributes or {}).get("playthrough.outcome") for s in fires}
+    assert outcomes == {"fired", "rejected"}
+    rejected = next(s for s in fires if (s.attributes or {})["playthrough.outcome"] == "rejected")
+    assert rejected.status.status_code == trace.StatusCode.ERROR
+    assert (rejected.attributes or {})["error.type"] == "EventRejected"
+    handles = {
+        (s.attributes or {})["playthrough.outcome"]
+        for s in finished
+        if s.name == "playthrough.handle"
+    }
+    assert handles == {"handled", "failed"}
+    # A pending-handlers pass is the parent of the handle spans it ran.
+    pending = next(s for s in finished if s.name == "playthrough.handlers.pending")
+    parent = pending.context.span_id
+    children = {s.name for s in finished if s.parent and s.parent.span_id == parent}
+    assert "playthrough.handle" in children
+    scheduler = next(s for s in finished if s.name == "playthrough.scheduler.pass")
+    assert (scheduler.attributes or {})["playthrough.fired"] == 1
+    batch = next(s for s in finished if s.name == "playthrough.followers.batch")
+    assert (batch.attributes or {})["playthrough.follower"] == "telemetry.deposits"
+
+
+def _points(name: str) -> list[Any]:
+    return _metric_points().get(name, [])
+
+
+def _sum_where(name: str, points: dict[str, list[Any]], **attributes: Any) -> float:
+    return sum(
+        float(p.value)
+        for p in points.get(name, [])
+        if all(dict(p.attributes).get(k) == v for k, v in attributes.items())
+    )
+
+
+def test_metrics_carry_event_type_state_type_and_outcome(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/attrs.db"
+    before = _metric_points()
+    with Engine.open(url) as engine:
+        engine.fire(Deposited(account_id=1, amount=5))
+        engine.fire(Deposited(account_id=2, amount=5))
+        engine.fire(Transferred(source_id=1, target_id=2, amount=1))
+        with pytest.raises(EventRejected):
+            engine.fire(Deposited(account_id=1, amount=0))
+        engine.commit()
+        engine.count(Account, balance__gt=0)
+    after = _metric_points()
+
+    def grew(name: str, **attributes: Any) -> float:
+        return _sum_where(name, after, **attributes) - _sum_where(name, before, **attributes)
+
+    assert grew("playthrough.events.committed", event_type="bank.Deposited") == 2
+    assert grew("playthrough.events.committed", event_type="bank.Transferred") == 1
+    assert grew("playthrough.commits", outcome="committed") == 1
+    assert grew("playthrough.events.fired", event_type="bank.Deposited", outcome="fired") == 2
+    assert grew("playthrough.events.fired", event_type="bank.Deposited", outcome="rejected") == 1
+    assert grew("playthrough.handlers.run", event_type="bank.Transferred", outcome="handled") == 1
+    assert grew("playthrough.queries", state_type="bank.Account", kind="count") == 1
+
+
+def _gauge(name: str, store_url: str, **attributes: Any) -> list[float]:
+    from playthrough._urls import shown_url
+
+    wanted = {"playthrough.store": shown_url(store_url), **attributes}
+    return [
+        float(p.value)
+        for p in _points(name)
+        if all(dict(p.attributes).get(k) == v for k, v in wanted.items())
+    ]
+
+
+def test_gauges_report_follower_lag_scheduler_backlog_and_pending_handlers(
+    any_url: str,
+) -> None:
+    system = "sqlite" if any_url.startswith("sqlite") else "postgresql"
+    with Engine.open(any_url) as engine:
+        engine.fire(Deposited(account_id=1, amount=5))
+        engine.commit()
+        engine.run(TelemetryDeposits(), until_idle=True)  # at the head: lag 0
+        engine.fire(Deposited(account_id=1, amount=5))
+        engine.fire(Deposited(account_id=1, amount=5))
+        engine.commit()  # two behind
+        engine.schedule(TelemetryBoom(account_id=1), at=datetime.now(UTC))
+        engine.commit()
+        assert [r.status for r in engine.run_due()] == ["failed"]
+        now = datetime.now(UTC)
+        engine.schedule(Deposited(account_id=1, amount=1), at=now - timedelta(seconds=1))
+        engine.schedule(Deposited(account_id=1, amount=1), at=now - timedelta(seconds=1))
+        engine.schedule(Deposited(account_id=1, amount=1), at=now + timedelta(days=1))
+        engine.commit()  # the schedule moves the head by one: three behind
+        engine.fire(TelemetryFailingHandler(account_id=1))
+        engine.commit()  # four behind, and one pending handler
+        url = engine.store.url
+        lag = _gauge("playthrough.follower.lag", url, follower="telemetry.deposits")
+        assert lag == [engine.head() - 1]
+        assert _gauge("playthrough.scheduler.backlog", url, status="due") == [2]
+        assert _gauge("playthrough.scheduler.backlog", url, status="failed") == [1]
+        assert _gauge("playthrough.handlers.pending", url, **{"db.system": system}) == [1]
+    # a closed store is no longer read
+    assert _gauge("playthrough.handlers.pending", url) == []
+
+
+def test_the_async_engine_emits_the_same_spans(tmp_path: Any, spans: InMemorySpanExporter) -> None:
+    import asyncio
+
+    from playthrough import aio
+
+    url = f"sqlite:///{tmp_path}/aio.db"
+    with Engine.open(url) as sync:
+        sync.schedule(Deposited(account_id=2, amount=1), at=datetime.now(UTC))
+        sync.commit()
+
+    async def main() -> None:
+        async with await aio.connect(url) as store:
+            async with store.engine() as engine:
+                await engine.fire(Deposited(account_id=1, amount=5))
+                with pytest.raises(EventRejected):
+                    await engine.fire(Deposited(account_id=1, amount=-5))
+                await engine.fire(Transferred(source_id=1, target_id=2, amount=1))
+            async with store.engine() as engine:
+                assert await engine.count(Account, balance__gt=0) == 2
+                await engine.load(Account, 1, at=2)
+                assert [r.status for r in await engine.run_due()] == ["fired"]
+                await engine.forget("nobody")
+                await engine.run(TelemetryDeposits(), until_idle=True)
+
+    asyncio.run(main())
+    seen = _names_and_systems(spans)
+    names = ("fire", "commit", "handle", "count", "load", "scheduler.pass", "forget")
+    for name in (*names, "followers.batch"):
+        assert seen.get(f"playthrough.{name}") == {"sqlite"}, name

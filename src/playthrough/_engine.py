@@ -512,7 +512,7 @@ class Engine:
             with self._archive.store(cut).reader() as archived:
                 found = self.reconstitutor.reconstitute(archived, keys, at)
         states, plan = found
-        _logging.loaded(plan, time.perf_counter() - started)
+        _logging.loaded(plan, time.perf_counter() - started, self.store)
         return states
 
     def _load_at_steps(
@@ -572,12 +572,16 @@ class Engine:
         # the field values of then: bind afresh. A refused fire leaves nothing cached,
         # so the same object, corrected and fired again, binds to its new ids.
         forget_binding(event)
+        started = time.perf_counter()
         try:
-            return (yield from self._fire_unfired(event, fired_at, metadata, key))
-        except BaseException:
+            fired = yield from self._fire_unfired(event, fired_at, metadata, key)
+        except BaseException as exc:
             if not (self._pending and self._pending[-1] is event):
                 unfire(event)
+            _telemetry.fired(type(event)._pt_type_name, time.perf_counter() - started, exc)
             raise
+        _telemetry.fired(type(event)._pt_type_name, time.perf_counter() - started)
+        return fired
 
     def _fire_unfired(
         self,
@@ -1235,7 +1239,7 @@ class Engine:
             resume=resume,
         )
         self._repository.clear()
-        _logging.replayed(report, time.perf_counter() - started)
+        _logging.replayed(report, time.perf_counter() - started, self.store)
         return report
 
     def fill_head_values(
@@ -1307,6 +1311,7 @@ class Engine:
             "verify",
             time.perf_counter() - started,
             {"ok": report.ok, "head": report.head, "snapshots_checked": report.snapshots.checked},
+            store=self.store,
         )
         return report
 

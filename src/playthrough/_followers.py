@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from . import _telemetry
 from ._errors import (
     ArchivedRangeError,
     DefinitionError,
@@ -162,6 +163,8 @@ class Follow:
         if self._archived is None:
             with store.reader() as reader:
                 self._archived = archived_until(reader)
+        started = time.perf_counter()
+        before = self.processed, self.passed
         with store.follow(name, size) as batch:
             if batch is None:
                 return BUSY
@@ -201,6 +204,9 @@ class Follow:
                 _tell_forgotten(projection, batch, forget)
             self.position = batch.position
             self.batches += 1
+            if batch.events:
+                done = self.processed - before[0], self.passed - before[1]
+                _followers_batch(store, name, batch, done, started)
             return MORE if len(batch.events) == size else IDLE
 
     def report(self) -> FollowerReport:
@@ -227,6 +233,17 @@ def run(
             break
         time.sleep(poll_interval)  # idle, or another process holds the follower
     return follow.report()
+
+
+def _followers_batch(
+    store: Store, name: str, batch: FollowerBatch, done: tuple[int, int], started: float
+) -> None:
+    """The ``followers.batch`` span and the follower's event counts (telemetry)."""
+    if _telemetry.ENABLED:
+        attributes = {"follower": name, "events": len(batch.events), "position": batch.position}
+        seconds = time.perf_counter() - started
+        _telemetry.span("followers.batch", seconds, attributes, store=store)
+        _telemetry.follower_events(name, *done)
 
 
 def _tell_forgotten(projection: Projection, batch: FollowerBatch, forget: SubjectForgotten) -> None:

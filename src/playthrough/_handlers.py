@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, cast
 
-from . import _logging
+from . import _logging, _telemetry
 from ._errors import HandledElsewhere, HandlerFailed, StoreError
 from ._model import Event, State, binding
 from ._playing import playing, run_hook
@@ -81,12 +81,15 @@ def run_handlers_steps(
     queue = deque(e for e in events if has_handlers(e))
     while queue:
         event = queue.popleft()
+        name = type(event)._pt_type_name
+        started = time.perf_counter()
         try:
             yield from run_event_handlers_steps(engine, shell, async_shell, event)
         except Exception as exc:  # noqa: BLE001 - collected and raised as HandlerFailed
             engine.discard()  # what the failed handler fired is not committed
             failures.append((event, exc))
             _logging.handler_failed(type(event).__qualname__, "handle", event.id, exc)
+            _telemetry.handled(name, event.id, time.perf_counter() - started, "failed", exc)
             continue
         except BaseException:
             engine.discard()
@@ -98,10 +101,13 @@ def run_handlers_steps(
             logger.debug("handlers of position %s were completed by another runner", event.id)
             if elsewhere is not None:
                 elsewhere.append(event)
+            _telemetry.handled(name, event.id, time.perf_counter() - started, "elsewhere")
             continue
         except Exception as exc:  # noqa: BLE001 - what it fired could not be committed
             failures.append((event, exc))
+            _telemetry.handled(name, event.id, time.perf_counter() - started, "failed", exc)
             continue
+        _telemetry.handled(name, event.id, time.perf_counter() - started, "handled")
         committed.extend(fired)
         queue.extend(e for e in fired if has_handlers(e))
     return failures
@@ -196,6 +202,15 @@ def run_pending(engine: Engine, limit: int) -> list[Event]:
     with engine.store.reader() as reader:
         positions = reader.pending_handlers(limit)
         events = [decode_event(stored) for stored in reader.events(positions)]
+    if not positions:
+        return []  # an idle pass: no span
+    with _telemetry.operation("handlers.pending", engine.store, events=len(positions)) as facts:
+        ran = _run_pending(engine, positions, events)
+        facts.set(ran=len(ran))
+    return ran
+
+
+def _run_pending(engine: Engine, positions: list[int], events: list[Event]) -> list[Event]:
     found = {e.id for e in events}
     gone = [p for p in positions if p not in found]
     if gone:
@@ -225,6 +240,7 @@ def serve(
     passes: int | None = None,
     echo: Callable[[str], object] = print,
     sleep: Callable[[float], object] | None = None,
+    report: Callable[[Event, BaseException | None], object] | None = None,
 ) -> int:
     """The loop behind ``playthrough handlers --forever``: pass after pass.
 
@@ -232,7 +248,8 @@ def serve(
     completed some is followed at once by the next, any other by ``interval``
     seconds of pause. Handlers that fail are reported and stay pending for a
     later pass; the loop goes on. ``passes`` bounds the number of passes.
-    Returns how many events' handlers it completed.
+    Returns how many events' handlers it completed. Each event is told to ``report``
+    (with its error, or None) when given (``--format json``), else as lines to ``echo``.
     """
     pause = sleep or _pause
     completed = 0
@@ -243,11 +260,18 @@ def serve(
             ran = engine.run_pending_handlers(limit)
         except HandlerFailed as exc:
             ran = []
-            echo(f"handlers failed for {len(exc.failures)} event(s), they stay pending:")
+            if report is None:
+                echo(f"handlers failed for {len(exc.failures)} event(s), they stay pending:")
             for event, error in exc.failures:
-                echo(f"  {type(event).__qualname__} at position {event.id}: {error!r}")
+                if report is not None:
+                    report(event, error)
+                else:
+                    echo(f"  {type(event).__qualname__} at position {event.id}: {error!r}")
         for event in ran:
-            echo(f"ran the handlers of {type(event).__qualname__} at position {event.id}")
+            if report is not None:
+                report(event, None)
+            else:
+                echo(f"ran the handlers of {type(event).__qualname__} at position {event.id}")
         completed += len(ran)
         if not ran and (passes is None or done < passes):
             pause(interval)

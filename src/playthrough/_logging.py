@@ -35,15 +35,30 @@ logger.addHandler(logging.NullHandler())
 MANY_EVENTS = 1000
 
 
-def event_types(batch: Sequence[object]) -> tuple[str, ...]:
+class EventTypes(tuple[str, ...]):
+    """The distinct type names of a batch's events, in order; ``counts``: how many of each
+    (the committed-events counter's ``event_type`` attribute)."""
+
+    counts: dict[str, int]
+
+
+def event_types(batch: Sequence[object]) -> EventTypes:
     """The distinct type names of a batch's events, in order (for logs and spans)."""
-    return tuple(dict.fromkeys(getattr(type(e), "_pt_type_name", type(e).__name__) for e in batch))
+    counts: dict[str, int] = {}
+    for e in batch:
+        name = getattr(type(e), "_pt_type_name", type(e).__name__)
+        counts[name] = counts.get(name, 0) + 1
+    found = EventTypes(counts)
+    found.counts = counts
+    return found
 
 
 def committed(positions: Sequence[int], seconds: float, types: Sequence[str] = ()) -> None:
     if not positions:
         return
-    _telemetry.committed(len(positions), positions[0], positions[-1], seconds, types)
+    _telemetry.committed(
+        len(positions), positions[0], positions[-1], seconds, types, getattr(types, "counts", None)
+    )
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "committed %d event(s) at positions %d..%d in %.2f ms: %s",
@@ -130,10 +145,20 @@ def handler_failed(event_type: str, hook: str, position: int | None, error: Base
     )
 
 
-def loaded(plan: Plan, seconds: float) -> None:
+def loaded(plan: Plan, seconds: float, store: object = None) -> None:
     """A load worth a line: it rewound a state or played many events."""
     rewound = plan.rewound
-    _telemetry.loaded(plan.events_played, len(plan.states), plan.at, len(rewound), seconds)
+    if _telemetry.ENABLED:
+        kinds = sorted({k.type for k in plan.targets})
+        _telemetry.loaded(
+            plan.events_played,
+            len(plan.states),
+            plan.at,
+            len(rewound),
+            seconds,
+            ",".join(kinds),
+            store,
+        )
     many = plan.events_played >= MANY_EVENTS
     if not (rewound or many) or not logger.isEnabledFor(logging.INFO):
         return
@@ -168,8 +193,8 @@ def loaded(plan: Plan, seconds: float) -> None:
         )
 
 
-def snapshot_set(position: int, state_count: int, seconds: float) -> None:
-    _telemetry.snapshot_set(position, state_count, seconds)
+def snapshot_set(position: int, state_count: int, seconds: float, store: object = None) -> None:
+    _telemetry.snapshot_set(position, state_count, seconds, store)
     logger.info(
         "wrote a snapshot set of %d state(s) at position %d in %.1f ms",
         state_count,
@@ -179,11 +204,12 @@ def snapshot_set(position: int, state_count: int, seconds: float) -> None:
     )
 
 
-def replayed(report: ReplayReport, seconds: float) -> None:
+def replayed(report: ReplayReport, seconds: float, store: object = None) -> None:
     _telemetry.span(
         "replay",
         seconds,
         {"events_played": report.played, "position": report.position},
+        store=store,
     )
     logger.info(
         "full replay played %d event(s) up to position %d (resumed from %d), "
@@ -203,11 +229,11 @@ def replayed(report: ReplayReport, seconds: float) -> None:
     )
 
 
-def forgotten(subject: str, found: bool, seconds: float) -> None:
+def forgotten(subject: str, found: bool, seconds: float, store: object = None) -> None:
     """An audit record of a forget: INFO, the subject as a hash only (never its data)."""
     import hashlib
 
-    _telemetry.forgotten(found, seconds)
+    _telemetry.forgotten(found, seconds, store)
     if logger.isEnabledFor(logging.INFO):
         digest = hashlib.sha256(b"playthrough subject\x00" + subject.encode()).hexdigest()[:12]
         logger.info(

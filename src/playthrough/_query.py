@@ -12,6 +12,7 @@ value of the type is stale: the answer is exact as of that transaction's head.
 from __future__ import annotations
 
 import math
+import time
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
+from . import _telemetry
 from ._errors import NotFoundError, PlaythroughError, QueryError
 from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
@@ -347,7 +349,9 @@ class StateQueries:
     def count_steps(self, cls: type[State], filters: Mapping[str, Any]) -> Steps[int]:
         cls = _state_class(cls)
         conditions = parse_filters(cls, filters)
+        started = time.perf_counter()
         found = yield from self._settled(cls, call("count_states", cls._pt_type_name, conditions))
+        _telemetry.queried("count", cls._pt_type_name, found, time.perf_counter() - started)
         return cast(int, found)
 
     def find(
@@ -382,7 +386,9 @@ class StateQueries:
                 "could contradict the filter; commit or discard first"
             )
         request = call("query_states", name, conditions, order, limit)
+        started = time.perf_counter()
         rows, epoch = yield from self._settled(cls, request, with_epoch=True)
+        _telemetry.queried("find", name, len(rows), time.perf_counter() - started)
         mine = self._engine._epoch
         return self._states(cls, rows, stale=mine is not None and mine != epoch)
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from . import _telemetry
 from ._clock import aware, stamp
 from ._errors import (
     CancelRefused,
@@ -216,10 +217,17 @@ class Scheduler:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         now = aware(engine.clock.now())
+        started = time.perf_counter()
         claimed = yield call("claim_due", stamp(now), stamp(now + lease), self.owner, limit)
         done: list[ScheduledEvent] = []
         for row in claimed:
-            done.append((yield from self._fire_one(row)))
+            handled = yield from self._fire_one(row)
+            _telemetry.scheduled(row.type, handled.status)
+            done.append(handled)
+        if claimed:  # an idle pass makes no span
+            fired = sum(r.status == "fired" for r in done)
+            attributes = {"claimed": len(claimed), "fired": fired}
+            _telemetry.span("scheduler.pass", time.perf_counter() - started, attributes)
         return done
 
     def _fire_one(self, row: ScheduleRecord) -> Steps[ScheduledEvent]:
@@ -318,12 +326,14 @@ def serve(
     until_idle: bool = False,
     echo: Callable[[str], object] = print,
     sleep: Callable[[float], object] = time.sleep,
+    report: Callable[[ScheduledEvent], object] | None = None,
 ) -> int:
     """The worker loop behind ``playthrough scheduler``: ``run_due`` pass after pass.
 
     A pass that fired something is followed at once by the next; an idle one by
     ``interval`` seconds of pause (or the end, with ``until_idle``). ``passes``
     bounds the number of passes. Returns how many scheduled events it handled.
+    Each is told to ``report`` when given (``--format json``), else as a line to ``echo``.
     """
     handled = 0
     done = 0
@@ -332,6 +342,9 @@ def serve(
         done += 1
         for r in results:
             handled += 1
+            if report is not None:
+                report(r)
+                continue
             where = f" at position {r.position}" if r.position is not None else ""
             error = f": {r.error}" if r.error else ""
             echo(f"{r.id} {r.event_type} due {r.due_at.isoformat()}: {r.status}{where}{error}")

@@ -205,7 +205,7 @@ class SnapshotCoordinator:
             self.live.drop_forgotten()
             raise
         if records:
-            _logging.snapshot_set(position, len(records), time.perf_counter() - started)
+            _logging.snapshot_set(position, len(records), time.perf_counter() - started, self.store)
 
     @staticmethod
     def _partners(reader: StoreReader, keys: Sequence[StateKey], at: int) -> list[StateKey]:

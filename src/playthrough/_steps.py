@@ -25,6 +25,7 @@ import inspect
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from . import _telemetry
 from ._errors import PlaythroughError
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ def run_reader(steps: Steps[T], reader: StoreReader) -> T:
 
 def run_sync(steps: Steps[T], store: Store) -> T:
     """The sync shell's driver: answer each request by calling ``store`` (or its reader)."""
+    token = _telemetry.using(store)  # the spans on the way carry the store's db.system
     try:
         request = next(steps)
         while True:
@@ -110,3 +112,5 @@ def run_sync(steps: Steps[T], store: Store) -> T:
             request = steps.send(answer)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    finally:
+        _telemetry.done(token)

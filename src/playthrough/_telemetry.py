@@ -4,27 +4,59 @@
 application configures the SDK (providers, exporters) as usual. Without the
 package every function here returns at its first line: no import, no object.
 
-Spans (named ``playthrough.<what>``, timed after the fact from the duration
-the engine measured): ``commit`` (``playthrough.event_count``,
+Every span is named ``playthrough.<what>`` and carries ``db.system``
+(``sqlite`` or ``postgresql``; the store's, set by the shell that drives the
+operation, see :func:`using`). Spans timed after the fact from the duration the
+engine measured: ``commit`` (``playthrough.event_count``,
 ``playthrough.first_position``, ``playthrough.last_position``,
 ``playthrough.event_types``, ``playthrough.outcome``; a refused commit, by a
 conflict or an error, is a ``commit`` span with status ERROR, its reason and
-``error.type``), ``load``
-(``playthrough.events_played``, ``playthrough.states``, ``playthrough.position``,
-``playthrough.rewound``), ``snapshot`` (``playthrough.state_count``,
-``playthrough.position``), ``replay`` and ``verify``.
+``error.type``), ``fire`` (``playthrough.event_type``, ``playthrough.outcome``:
+``fired``, ``rejected`` when a ``validate`` hook refused it, ``error``),
+``handle`` (one committed event's ``handle`` hooks: ``playthrough.event_type``,
+``playthrough.position``, ``playthrough.outcome``: ``handled``, ``failed``,
+``elsewhere``), ``load`` (``playthrough.events_played``,
+``playthrough.states``, ``playthrough.position``, ``playthrough.rewound``),
+``find`` and ``count`` (``playthrough.state_type``, ``playthrough.found``),
+``snapshot`` (``playthrough.state_count``, ``playthrough.position``),
+``replay``, ``verify`` and ``forget`` (``playthrough.found``, never the
+subject), ``scheduler.pass`` (one that claimed rows: ``playthrough.claimed``,
+``playthrough.fired``) and ``followers.batch`` (one with events:
+``playthrough.follower``, ``playthrough.events``, ``playthrough.position``). A span
+around work, the parent of the spans in it: ``handlers.pending`` (a pass of
+``run_pending_handlers`` that found some: ``playthrough.events``, ``playthrough.ran``).
 
-Metrics: ``playthrough.events.committed`` (counter), ``playthrough.commit.duration``
-(histogram, ms), ``playthrough.conflicts`` (counter),
-``playthrough.load.events_played`` (histogram), ``playthrough.snapshot.rows``
-(counter), ``playthrough.subjects.forgotten`` (counter, an audit count of
-``forget`` calls that deleted a key; a ``forget`` span too, never the subject).
+Metrics (attributes in brackets): ``playthrough.events.committed`` (counter;
+``event_type``), ``playthrough.commits`` (counter; ``outcome``: ``committed``,
+``conflict``, ``error``), ``playthrough.commit.duration`` (histogram, ms;
+``outcome``), ``playthrough.conflicts`` (counter; ``error``),
+``playthrough.events.fired`` (counter; ``event_type``, ``outcome``),
+``playthrough.handlers.run`` (counter; ``event_type``, ``outcome``),
+``playthrough.scheduled.handled`` (counter; ``event_type``, ``outcome``: the row's
+status after the pass), ``playthrough.follower.events`` (counter; ``follower``,
+``outcome``: ``processed`` or ``passed``), ``playthrough.load.events_played``
+(histogram; ``state_type``), ``playthrough.queries`` (counter; ``state_type``,
+``kind``: ``find`` or ``count``), ``playthrough.snapshot.rows`` (counter),
+``playthrough.subjects.forgotten`` (counter, an audit count of ``forget`` calls
+that deleted a key).
+
+Observable gauges, read from every store opened by URL in this process
+(``Engine.open``, ``playthrough.connect``) when the SDK collects; attributes
+``db.system`` and ``playthrough.store`` (the URL without its password):
+``playthrough.follower.lag`` (events behind the head; ``follower``),
+``playthrough.scheduler.backlog`` (``status``: ``due``, the pending rows whose time
+has come, and ``failed``) and ``playthrough.handlers.pending`` (committed events
+whose ``handle`` hooks have not completed). These are the numbers to alert on.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
 from typing import Any
 
 try:
@@ -37,53 +69,195 @@ else:
 _instruments: dict[str, Any] = {}
 _tracer: Any = None
 
+#: The ``db.system`` of the store the running operation uses (set by the shells).
+_system: ContextVar[str | None] = ContextVar("playthrough_db_system", default=None)
+_systems: dict[type, str] = {}
+#: The stores the observable gauges read (opened by URL; dropped when closed or gone).
+_watched: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _counter(name: str, unit: str, description: str) -> Any:
+    return metrics.get_meter("playthrough").create_counter(name, unit=unit, description=description)
+
 
 def _setup() -> None:
     global _tracer
     # Proxies: they follow whatever providers the application sets, even later.
     _tracer = trace.get_tracer("playthrough")
     meter = metrics.get_meter("playthrough")
-    _instruments["committed"] = meter.create_counter(
-        "playthrough.events.committed", unit="{event}", description="events committed"
+    _instruments["committed"] = _counter(
+        "playthrough.events.committed", "{event}", "events committed"
+    )
+    _instruments["commits"] = _counter(
+        "playthrough.commits", "{commit}", "commit attempts, by outcome"
     )
     _instruments["commit_ms"] = meter.create_histogram(
         "playthrough.commit.duration", unit="ms", description="time of a commit's append"
     )
-    _instruments["conflicts"] = meter.create_counter(
-        "playthrough.conflicts", unit="{commit}", description="commits refused by a conflict"
+    _instruments["conflicts"] = _counter(
+        "playthrough.conflicts", "{commit}", "commits refused by a conflict"
+    )
+    _instruments["fired"] = _counter(
+        "playthrough.events.fired", "{event}", "events fired (validated and applied), by outcome"
+    )
+    _instruments["handled"] = _counter(
+        "playthrough.handlers.run", "{event}", "committed events whose handle hooks ran"
+    )
+    _instruments["scheduled"] = _counter(
+        "playthrough.scheduled.handled", "{event}", "scheduled events a pass handled"
+    )
+    _instruments["follower"] = _counter(
+        "playthrough.follower.events", "{event}", "events a follower processed or passed"
     )
     _instruments["played"] = meter.create_histogram(
         "playthrough.load.events_played", unit="{event}", description="events a load played"
     )
-    _instruments["snapshot_rows"] = meter.create_counter(
-        "playthrough.snapshot.rows", unit="{row}", description="snapshot rows written"
+    _instruments["queries"] = _counter(
+        "playthrough.queries", "{query}", "find and count queries of states by value"
     )
-    _instruments["forgotten"] = meter.create_counter(
-        "playthrough.subjects.forgotten", unit="{subject}", description="data subjects forgotten"
+    _instruments["snapshot_rows"] = _counter(
+        "playthrough.snapshot.rows", "{row}", "snapshot rows written"
+    )
+    _instruments["forgotten"] = _counter(
+        "playthrough.subjects.forgotten", "{subject}", "data subjects forgotten"
+    )
+    meter.create_observable_gauge(
+        "playthrough.follower.lag",
+        callbacks=[_follower_lag],
+        unit="{event}",
+        description="events a follower is behind the head",
+    )
+    meter.create_observable_gauge(
+        "playthrough.scheduler.backlog",
+        callbacks=[_schedule_backlog],
+        unit="{event}",
+        description="scheduled events due and not fired, and failed ones",
+    )
+    meter.create_observable_gauge(
+        "playthrough.handlers.pending",
+        callbacks=[_pending_handlers],
+        unit="{event}",
+        description="committed events whose handle hooks have not completed",
     )
 
 
-if ENABLED:
-    _setup()
+# ---------------------------------------------------------------- db.system
 
 
-def span(name: str, seconds: float, attributes: dict[str, Any]) -> None:
-    """A finished span ``playthrough.<name>`` that lasted ``seconds`` until now."""
+def db_system(store: Any) -> str:
+    """``sqlite`` or ``postgresql`` (OpenTelemetry's names), from the store's URL."""
+    cls = type(store)
+    found = _systems.get(cls)
+    if found is None:
+        from ._urls import parse_store_url
+
+        try:
+            found = parse_store_url(store.url).kind
+        except Exception:  # noqa: BLE001 - a store of the user's own: say so
+            found = "other_sql"
+        _systems[cls] = found
+    return found
+
+
+def using(store: Any) -> Token[str | None] | None:
+    """The spans emitted from here until :func:`done` carry ``store``'s ``db.system``."""
+    if not ENABLED:
+        return None
+    return _system.set(db_system(store))
+
+
+def done(token: Token[str | None] | None) -> None:
+    if token is not None:
+        _system.reset(token)
+
+
+def _attributes(attributes: Mapping[str, Any], store: Any) -> dict[str, Any]:
+    out = {f"playthrough.{k}": v for k, v in attributes.items()}
+    system = db_system(store) if store is not None else _system.get()
+    if system is not None:
+        out["db.system"] = system
+    return out
+
+
+# ---------------------------------------------------------------- spans
+
+
+def span(
+    name: str,
+    seconds: float,
+    attributes: Mapping[str, Any],
+    *,
+    store: Any = None,
+    error: BaseException | None = None,
+) -> None:
+    """A finished span ``playthrough.<name>`` that lasted ``seconds`` until now
+    (status ERROR with ``error.type`` when ``error`` is given)."""
     if not ENABLED:
         return
     end = time.time_ns()
+    attrs = _attributes(attributes, store)
+    if error is not None:
+        attrs["error.type"] = type(error).__name__
     started = _tracer.start_span(
-        f"playthrough.{name}",
-        start_time=end - int(seconds * 1e9),
-        attributes={f"playthrough.{k}": v for k, v in attributes.items()},
+        f"playthrough.{name}", start_time=end - int(seconds * 1e9), attributes=attrs
     )
+    if error is not None:
+        started.set_status(trace.Status(trace.StatusCode.ERROR, str(error)[:500]))
     started.end(end_time=end)
 
 
-def committed(count: int, first: int, last: int, seconds: float, types: Sequence[str] = ()) -> None:
+class _Facts:
+    """What a :func:`operation` learned on the way, set as its span's attributes."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+
+    def set(self, **facts: Any) -> None:
+        if self.span is not None:
+            for k, v in facts.items():
+                self.span.set_attribute(f"playthrough.{k}", v)
+
+
+_NO_FACTS = _Facts(None)
+
+
+@contextmanager
+def operation(name: str, store: Any, **attributes: Any) -> Iterator[_Facts]:
+    """A span ``playthrough.<name>`` around a block of work, the parent of the spans in
+    it; an exception leaving the block marks it ERROR. Only for plain (not generator)
+    code: the span is the current one while the block runs."""
+    if not ENABLED:
+        yield _NO_FACTS
+        return
+    token = _system.set(db_system(store))
+    try:
+        with _tracer.start_as_current_span(
+            f"playthrough.{name}", attributes=_attributes(attributes, store)
+        ) as current:
+            yield _Facts(current)
+    finally:
+        _system.reset(token)
+
+
+def committed(
+    count: int,
+    first: int,
+    last: int,
+    seconds: float,
+    types: Sequence[str] = (),
+    counts: Mapping[str, int] | None = None,
+) -> None:
     if not ENABLED:
         return
-    _instruments["committed"].add(count, {"outcome": "committed"})
+    add = _instruments["committed"].add
+    if counts:
+        for event_type, n in counts.items():
+            add(n, {"event_type": event_type})
+    else:
+        add(count)
+    _instruments["commits"].add(1, {"outcome": "committed"})
     _instruments["commit_ms"].record(seconds * 1000, {"outcome": "committed"})
     span(
         "commit",
@@ -105,25 +279,78 @@ def refused(count: int, error: BaseException, types: Sequence[str], outcome: str
         return
     if outcome == "conflict":
         _instruments["conflicts"].add(1, {"error": type(error).__name__})
-    end = time.time_ns()
-    started = _tracer.start_span(
-        "playthrough.commit",
-        start_time=end,
-        attributes={
-            "playthrough.event_count": count,
-            "playthrough.event_types": list(types),
-            "playthrough.outcome": outcome,
-            "error.type": type(error).__name__,
-        },
+    _instruments["commits"].add(1, {"outcome": outcome})
+    span(
+        "commit",
+        0.0,
+        {"event_count": count, "event_types": list(types), "outcome": outcome},
+        error=error,
     )
-    started.set_status(trace.Status(trace.StatusCode.ERROR, str(error)[:500]))
-    started.end(end_time=end)
 
 
-def loaded(events_played: int, states: int, position: int, rewound: int, seconds: float) -> None:
+def fired(event_type: str, seconds: float, error: BaseException | None = None) -> None:
+    """One ``fire`` (its ``validate`` hooks, ``apply``, the loads it needed)."""
     if not ENABLED:
         return
-    _instruments["played"].record(events_played)
+    if error is None:
+        outcome = "fired"
+    else:
+        from ._errors import EventRejected
+
+        outcome = "rejected" if isinstance(error, EventRejected) else "error"
+    _instruments["fired"].add(1, {"event_type": event_type, "outcome": outcome})
+    span("fire", seconds, {"event_type": event_type, "outcome": outcome}, error=error)
+
+
+def handled(
+    event_type: str,
+    position: int | None,
+    seconds: float,
+    outcome: str,
+    error: BaseException | None = None,
+) -> None:
+    """One committed event's ``handle`` hooks ran: ``handled``, ``failed`` or ``elsewhere``."""
+    if not ENABLED:
+        return
+    _instruments["handled"].add(1, {"event_type": event_type, "outcome": outcome})
+    attributes = {"event_type": event_type, "position": position or 0, "outcome": outcome}
+    span("handle", seconds, attributes, error=error)
+
+
+def scheduled(event_type: str, outcome: str) -> None:
+    if ENABLED:
+        _instruments["scheduled"].add(1, {"event_type": event_type, "outcome": outcome})
+
+
+def follower_events(follower: str, processed: int, passed: int) -> None:
+    if not ENABLED:
+        return
+    if processed:
+        _instruments["follower"].add(processed, {"follower": follower, "outcome": "processed"})
+    if passed:
+        _instruments["follower"].add(passed, {"follower": follower, "outcome": "passed"})
+
+
+def queried(kind: str, state_type: str, found: int, seconds: float) -> None:
+    """A ``find`` (``found``: the rows the database matched) or a ``count``."""
+    if not ENABLED:
+        return
+    _instruments["queries"].add(1, {"state_type": state_type, "kind": kind})
+    span(kind, seconds, {"state_type": state_type, "found": found})
+
+
+def loaded(
+    events_played: int,
+    states: int,
+    position: int,
+    rewound: int,
+    seconds: float,
+    state_type: str = "",
+    store: Any = None,
+) -> None:
+    if not ENABLED:
+        return
+    _instruments["played"].record(events_played, {"state_type": state_type})
     span(
         "load",
         seconds,
@@ -133,20 +360,83 @@ def loaded(events_played: int, states: int, position: int, rewound: int, seconds
             "position": position,
             "rewound": rewound,
         },
+        store=store,
     )
 
 
-def snapshot_set(position: int, rows: int, seconds: float) -> None:
+def snapshot_set(position: int, rows: int, seconds: float, store: Any = None) -> None:
     if not ENABLED:
         return
     _instruments["snapshot_rows"].add(rows)
-    span("snapshot", seconds, {"position": position, "state_count": rows})
+    span("snapshot", seconds, {"position": position, "state_count": rows}, store=store)
 
 
-def forgotten(found: bool, seconds: float) -> None:
+def forgotten(found: bool, seconds: float, store: Any = None) -> None:
     """A ``forget`` (counted when it deleted a key); the subject is never recorded."""
     if not ENABLED:
         return
     if found:
         _instruments["forgotten"].add(1)
-    span("forget", seconds, {"found": found})
+    span("forget", seconds, {"found": found}, store=store)
+
+
+# ---------------------------------------------------------------- gauges
+
+
+def watch(store: Any) -> None:
+    """Let the observable gauges read ``store`` while it is open."""
+    if ENABLED:
+        _watched.add(store)
+
+
+def _observe(read: Any) -> list[Any]:
+    """One observation per (store, attributes) that ``read(store, reader)`` yields;
+    a store that is closed (or failing) is left out of this collection."""
+    from opentelemetry.metrics import Observation
+
+    from ._urls import shown_url
+
+    out: list[Any] = []
+    for store in list(_watched):
+        try:
+            base = {"db.system": db_system(store), "playthrough.store": shown_url(store.url)}
+            with store.reader() as reader:
+                found = list(read(reader))
+        except Exception:  # noqa: BLE001 - a closed store has nothing to report
+            continue
+        out.extend(Observation(value, {**base, **extra}) for value, extra in found)
+    return out
+
+
+def _follower_lag(_options: Any = None) -> list[Any]:
+    def read(reader: Any) -> Iterator[tuple[int, dict[str, str]]]:
+        head = reader.head()
+        for row in reader.followers():
+            yield head - row.position, {"follower": row.name}
+
+    return _observe(read)
+
+
+def _schedule_backlog(_options: Any = None) -> list[Any]:
+    def read(reader: Any) -> Iterator[tuple[int, dict[str, str]]]:
+        now = datetime.now(UTC)
+        due = sum(1 for r in reader.schedules("pending") if datetime.fromisoformat(r.due_at) <= now)
+        yield due, {"status": "due"}
+        yield len(reader.schedules("failed")), {"status": "failed"}
+
+    return _observe(read)
+
+
+#: At most this many pending handlers are counted (a gauge above it reads this number).
+PENDING_CAP = 100_000
+
+
+def _pending_handlers(_options: Any = None) -> list[Any]:
+    def read(reader: Any) -> Iterator[tuple[int, dict[str, str]]]:
+        yield len(reader.pending_handlers(PENDING_CAP)), {}
+
+    return _observe(read)
+
+
+if ENABLED:
+    _setup()

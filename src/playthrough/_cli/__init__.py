@@ -9,10 +9,12 @@
 - ``lifecycle``: ``handlers``, ``scheduled``, ``reschedule`` and ``scheduler``;
 - ``transfer``: ``export``, ``import`` and ``archive``;
 - ``read``: ``events``, ``states``, ``info`` and ``followers``;
-- ``see``: ``explain``, ``graph``, ``history`` and ``serve``.
+- ``see``: ``explain``, ``graph``, ``history``, ``serve`` and ``follow``.
 
-Output: text for a terminal, or with ``--format json`` one JSON object, or
-JSON Lines for a command whose output is a stream (``events``, ``states``).
+Output: text for a terminal, or with ``--format json`` (every command but
+``serve``) one JSON object, or JSON Lines for a command whose output is a
+stream (``events``, ``states``, ``followers``, ``scheduled``, ``reschedule``,
+``scheduler``, ``handlers --forever``).
 """
 
 from __future__ import annotations

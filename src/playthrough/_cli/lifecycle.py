@@ -8,9 +8,11 @@ from datetime import datetime
 import click
 
 from .._errors import HandlerFailed, PlaythroughError, UnknownTypeError
+from .._model import Event
 from .._scheduling import ScheduledEvent
 from ._group import main
 from ._shared import app_option, describe, format_option, open_engine, unknown_type
+from .read import _event_dict as event_dict
 
 
 @main.command()
@@ -37,6 +39,10 @@ from ._shared import app_option, describe, format_option, open_engine, unknown_t
     metavar="SECONDS",
     help="With --forever: pause after a pass that completed nothing.",
 )
+@format_option(
+    "text for a terminal; json: one object {ran, failed} (ran is null when some failed), "
+    "or with --forever JSON Lines, one event a line with its outcome."
+)
 @click.pass_context
 def handlers(
     ctx: click.Context,
@@ -45,6 +51,7 @@ def handlers(
     limit: int,
     forever: bool,
     interval: float,
+    output_format: str,
 ) -> None:
     """Run the handle hooks that failed or that a crash interrupted.
 
@@ -60,15 +67,33 @@ def handlers(
     """
     from .._handlers import serve
 
+    as_json = output_format == "json"
+
+    def report(event: Event, error: BaseException | None) -> None:  # --forever --format json
+        outcome = "handled" if error is None else "failed"
+        line = {**event_dict(event), "outcome": outcome, "error": _error(error)}
+        click.echo(json.dumps(line, ensure_ascii=False))
+
     with open_engine(database_url, apps) as engine:
         try:
             if forever:
-                serve(engine, interval=interval, limit=limit, echo=click.echo)
+                serve(
+                    engine,
+                    interval=interval,
+                    limit=limit,
+                    echo=click.echo,
+                    report=report if as_json else None,
+                )
                 return  # pragma: no cover - serve() without passes ends by an exception
             ran = engine.run_pending_handlers(limit)
         except UnknownTypeError as exc:
             unknown_type(exc)
         except HandlerFailed as exc:
+            if as_json:
+                failed = [{**event_dict(e), "error": _error(err)} for e, err in exc.failures]
+                out = {"ran": None, "failed": failed}  # which others ran is not reported
+                click.echo(json.dumps(out, ensure_ascii=False))
+                ctx.exit(1)
             click.echo(f"handlers failed again for {len(exc.failures)} event(s):")
             for event, error in exc.failures:
                 click.echo(f"  {describe(event)}: {error!r}")
@@ -79,9 +104,16 @@ def handlers(
         except KeyboardInterrupt:
             click.echo("stopped", err=True)
             return
+    if as_json:
+        click.echo(json.dumps({"ran": [event_dict(e) for e in ran], "failed": []}))
+        return
     click.echo(f"ran the pending handlers of {len(ran)} event(s)")
     for event in ran:
         click.echo(f"  {describe(event)}")
+
+
+def _error(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
 
 
 _STATUSES = ("pending", "fired", "cancelled", "rejected", "failed")
@@ -146,6 +178,7 @@ def scheduled(
     metavar="ISO-TIME",
     help="When they are due again, with a time zone (default: now, the next pass fires them).",
 )
+@format_option("text for a terminal; json: JSON Lines, one re-armed scheduled event a line.")
 @click.pass_context
 def reschedule(
     ctx: click.Context,
@@ -153,6 +186,7 @@ def reschedule(
     schedule_ids: tuple[str, ...],
     all_failed: bool,
     at_text: str | None,
+    output_format: str,
 ) -> None:
     """Re-arm failed scheduled events (pending again, due now or --at), by id or all.
 
@@ -182,7 +216,7 @@ def reschedule(
         if all_failed:
             with engine.store.reader() as reader:
                 ids = [r.id for r in reader.schedules("failed")]
-            if not ids:
+            if not ids and output_format == "text":
                 click.echo("no failed scheduled events")
         for schedule_id in ids:
             try:
@@ -191,8 +225,15 @@ def reschedule(
                 problems += 1
                 click.echo(f"Error: {exc}", err=True)
                 continue
-            click.echo(_schedule_line(done))
+            if output_format == "json":
+                click.echo(json.dumps(_schedule_dict(done), ensure_ascii=False))
+            else:
+                click.echo(_schedule_line(done))
     ctx.exit(1 if problems else 0)
+
+
+def _json_line(r: ScheduledEvent) -> None:
+    click.echo(json.dumps(_schedule_dict(r), ensure_ascii=False))
 
 
 @main.command()
@@ -220,6 +261,7 @@ def reschedule(
     default=False,
     help="Exit after the first pass that finds nothing due (drain, then stop).",
 )
+@format_option("text for a terminal; json: JSON Lines, one handled scheduled event a line.")
 def scheduler(
     database_url: str,
     apps: tuple[str, ...],
@@ -227,6 +269,7 @@ def scheduler(
     limit: int,
     once: bool,
     until_idle: bool,
+    output_format: str,
 ) -> None:
     """Fire scheduled events when they are due (a long-running worker).
 
@@ -246,6 +289,7 @@ def scheduler(
                 passes=1 if once else None,
                 until_idle=until_idle,
                 echo=click.echo,
+                report=_json_line if output_format == "json" else None,
             )
         except UnknownTypeError as exc:  # the row was given back for a worker that knows it
             unknown_type(exc)

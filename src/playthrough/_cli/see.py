@@ -19,7 +19,7 @@ from .._ids import label, parse_state_id
 from .._model import State, decode_id, key_of, registry
 from .._urls import parse_store_url, shown_url
 from ._group import main
-from ._shared import existing_store_url, import_apps
+from ._shared import existing_store_url, format_option, import_apps
 from .read import _APP, _engine, _state_class
 
 
@@ -30,10 +30,16 @@ def _parse_id(cls: type[State], text: str | None) -> Any:
         raise click.BadParameter(str(exc), param_hint="ID") from None
 
 
-def demo_rewind(story: Callable[[Engine], Any], cls: type[State], state_id: Any) -> None:
+def demo_rewind(
+    story: Callable[[Engine], Any],
+    cls: type[State],
+    state_id: Any,
+    say: Callable[[str], object] = click.echo,
+) -> dict[str, Any] | None:
     """The demo's step that shows the idea: with ``head_values=False`` and snapshots out
     of step (the coupled states snapshotted after the events that need them), a load's
-    plan rewinds those states and plays the log."""
+    plan rewinds those states and plays the log. Returns that plan and the state's
+    history as data (None when the example couples nothing to the state)."""
     with Engine.open("sqlite://", head_values=False) as engine:
         story(engine)
         target = key_of(cls, state_id)
@@ -43,21 +49,23 @@ def demo_rewind(story: Callable[[Engine], Any], cls: type[State], state_id: Any)
             if k != target
         ]
         if not others:
-            return
+            return None
         engine.snapshot(others)  # at the head: past every event of the target
         plan = engine.explain(cls, state_id)
         if not plan.rewound:
-            return
-        click.echo(
+            return None
+        history = engine.history(cls, state_id)
+        say(
             "\nthe same story in memory with head_values=False and every other state "
             f"snapshotted at the head: loading {label(target)} rewinds the states its "
             "events need just before them, and plays the log"
         )
-        click.echo("  " + plan.explain().replace("\n", "\n  "))
-        click.echo("\nthat plan as a picture (playthrough explain URL TYPE ID --format mermaid):")
-        click.echo("  " + plan.to_mermaid().rstrip("\n").replace("\n", "\n  "))
-        click.echo(f"\nthe history of {label(target)} (playthrough history URL TYPE ID):")
-        click.echo("  " + str(engine.history(cls, state_id)).replace("\n", "\n  "))
+        say("  " + plan.explain().replace("\n", "\n  "))
+        say("\nthat plan as a picture (playthrough explain URL TYPE ID --format mermaid):")
+        say("  " + plan.to_mermaid().rstrip("\n").replace("\n", "\n  "))
+        say(f"\nthe history of {label(target)} (playthrough history URL TYPE ID):")
+        say("  " + str(history).replace("\n", "\n  "))
+        return {"plan": plan.to_dict(), "history": history.to_dict()}
 
 
 @main.command()
@@ -246,8 +254,14 @@ def _projection(spec: str) -> Projection:
 @click.option("--projection", "spec", required=True, metavar="MODULE:CLASS")
 @click.option("--until-idle", is_flag=True, default=False, help="Stop at the head.")
 @click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+@format_option("How to print the report at the end: text, or json (one object).")
 def follow(
-    database_url: str, apps: tuple[str, ...], spec: str, until_idle: bool, interval: float
+    database_url: str,
+    apps: tuple[str, ...],
+    spec: str,
+    until_idle: bool,
+    interval: float,
+    output_format: str,
 ) -> None:
     """Run a projection (a follower) from a shell: until stopped, or --until-idle.
 
@@ -256,6 +270,16 @@ def follow(
     projection = _projection(spec)
     with _engine(database_url, apps) as engine:
         report = engine.run(projection, until_idle=until_idle, poll_interval=interval)
+    if output_format == "json":
+        data = {
+            "name": report.name,
+            "processed": report.processed,
+            "passed": report.passed,
+            "batches": report.batches,
+            "position": report.position,
+        }
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
     click.echo(
         f"{report.name}: processed {report.processed}, passed {report.passed} "
         f"in {report.batches} batch(es); at position {report.position}"

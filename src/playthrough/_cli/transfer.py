@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import click
 
 from .._errors import PlaythroughError, UnknownTypeError
+from .._transfer import TransferReport
+from .._urls import shown_url
 from . import _shared
 from ._group import main
-from ._shared import app_option, existing_store_url, open_engine, unknown_type
+from ._shared import app_option, existing_store_url, format_option, open_engine, unknown_type
 
 
 @main.command("export")
@@ -49,6 +52,10 @@ from ._shared import app_option, existing_store_url, open_engine, unknown_type
     help="Leave out the data subjects' keys: the copy can only read personal values as "
     "forgotten (import --forgotten).",
 )
+@format_option(
+    "How to print the summary (on stderr when the export goes to stdout): text, or json "
+    "(one object)."
+)
 def export_command(
     database_url: str,
     after: int,
@@ -56,6 +63,7 @@ def export_command(
     progress: bool | None,
     with_followers: bool,
     without_keys: bool,
+    output_format: str,
 ) -> None:
     """Stream the store as gzipped JSON Lines: the log, then what the store needs besides it.
 
@@ -99,10 +107,24 @@ def export_command(
                 raise click.UsageError(str(exc)) from exc
     finally:
         engine.close()
+    if output_format == "json":
+        click.echo(json.dumps(_transfer_dict(report)), err=output is None)
+        return
     click.echo(
         f"exported {report.count} events ({report.after}, {report.until}] sha256 {report.sha256}",
         err=True,
     )
+
+
+def _transfer_dict(report: TransferReport) -> dict[str, Any]:
+    return {
+        "count": report.count,
+        "after": report.after,
+        "until": report.until,
+        "sha256": report.sha256,
+        "chain": report.chain,
+        "sections": list(report.sections),
+    }
 
 
 @main.command("import")
@@ -129,6 +151,7 @@ def export_command(
     default=False,
     help="Import sealed personal values whose keys the file lacks, as forgotten.",
 )
+@format_option("How to print the report: text, or json (one object).")
 @click.pass_context
 def import_command(
     ctx: click.Context,
@@ -138,6 +161,7 @@ def import_command(
     apps: tuple[str, ...],
     progress: bool | None,
     forgotten: bool,
+    output_format: str,
 ) -> None:
     """Load an export (FILE, or - for stdin) into a store, keeping positions.
 
@@ -158,6 +182,15 @@ def import_command(
             ) from exc
         except PlaythroughError as exc:
             raise click.ClickException(str(exc)) from exc
+    if output_format == "json":
+        data = {
+            **_transfer_dict(report),
+            "store": shown_url(engine.store.url),
+            "ok": report.ok,
+            "verify": None if report.verify is None else report.verify.to_dict(),
+        }
+        click.echo(json.dumps(data, ensure_ascii=False))
+        ctx.exit(0 if report.ok else 1)
     click.echo(
         f"imported {report.count} events ({report.after}, {report.until}] "
         f"into {engine.store.url}, sha256 {report.sha256}; "
@@ -199,6 +232,7 @@ def import_command(
     default=None,
     help="Show a progress bar on stderr (default: on a terminal, not under CI).",
 )
+@format_option("How to print the report: text, or json (one object).")
 def archive_command(
     database_url: str,
     before: str,
@@ -206,6 +240,7 @@ def archive_command(
     apps: tuple[str, ...],
     vacuum: bool,
     progress: bool | None,
+    output_format: str,
 ) -> None:
     """Move the old part of the log to a file; loads after the cut stay exact.
 
@@ -236,6 +271,19 @@ def archive_command(
             unknown_type(exc)
         except PlaythroughError as exc:
             raise click.ClickException(str(exc)) from exc
+    if output_format == "json":
+        vacuumed = report.vacuumed
+        data = {
+            "after": report.after,
+            "until": report.until,
+            "events": report.events,
+            "states": report.states,
+            "path": report.path,
+            "sha256": report.sha256,
+            "vacuumed": None if vacuumed is None else {"before": vacuumed[0], "after": vacuumed[1]},
+        }
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
     click.echo(
         f"archived {report.events} events ({report.after}, {report.until}] to {report.path} "
         f"(sha256 {report.sha256}); {report.states} states based at {report.until}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Literal
 
+from .. import _telemetry
 from .._errors import ConfigurationError, StoreError
 from .._urls import (
     StoreURL,
@@ -106,11 +107,14 @@ def open_store(url: str | None = None, **options: Any) -> Store:
         assert parsed.path is not None
         for name, value in parsed.options.items():
             options.setdefault(name, value)
-        return SQLiteStore(parsed.path, **options)
-    try:
-        from .postgres import PostgresStore
-    except ImportError as exc:
-        raise StoreError(
-            "the PostgreSQL store needs psycopg: pip install 'playthrough[postgres]'"
-        ) from exc
-    return PostgresStore(url, **options)
+        store: Store = SQLiteStore(parsed.path, **options)
+    else:
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise StoreError(
+                "the PostgreSQL store needs psycopg: pip install 'playthrough[postgres]'"
+            ) from exc
+        store = PostgresStore(url, **options)
+    _telemetry.watch(store)  # the observable gauges read it (backlogs, lag)
+    return store

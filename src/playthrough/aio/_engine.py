@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from .. import _followers
+from .. import _followers, _logging, _telemetry
 from .._engine import _LEASE, Engine
 from .._errors import ConcurrencyError, ConfigurationError, EventRejected, PlaythroughError
 from .._followers import FollowerReport, FollowerStatus, Projection
@@ -48,6 +49,7 @@ async def drive(steps: Steps[T], store: AsyncStore) -> T:
     yielded, so its handling (a failed append discards what was pending) is
     the sync engine's own.
     """
+    token = _telemetry.using(store)  # the spans on the way carry the store's db.system
     try:
         request = next(steps)
         while True:
@@ -66,6 +68,8 @@ async def drive(steps: Steps[T], store: AsyncStore) -> T:
             request = steps.send(answer)
     except StopIteration as done:
         return cast(T, done.value)
+    finally:
+        _telemetry.done(token)
 
 
 class AsyncEngine:
@@ -173,8 +177,10 @@ class AsyncEngine:
     async def _load(self, keys: Sequence[StateKey], at: int | None) -> dict[StateKey, State]:
         core = self.core
         if at is not None:
+            started = time.perf_counter()
             _, result = await self.store.read(core._load_at_steps(keys, at))
             assert result is not None  # the async engine has no archive files
+            _logging.loaded(result[1], time.perf_counter() - started, self.store)
             return result[0]
         for key in keys:
             core._guard_apply(key)
