@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from .. import _telemetry
 from .._errors import ConfigurationError, StoreError
 from .._steps import Await, Call, Read, Steps, run_reader
 from .._stores import Store, open_store, parse_store_url, resolve_store_url, store_options
@@ -116,18 +117,22 @@ class AsyncSQLiteStore(AsyncStore):
         """Run a core operation's steps on the store's thread, in one hop for all its
         requests (a load's heads, plan and write-back), coming back to the event loop
         only to await what an ``async def`` hook returned (an ``Await`` request)."""
-        context = contextvars.copy_context()  # the caller's context vars, for its hooks
-        mode, value = _START, None
-        while True:
-            done, answer = await self._run(
-                functools.partial(context.run, _advance, steps, self.sync, mode, value)
-            )
-            if done:
-                return cast(T, answer)
-            try:
-                mode, value = _SEND, await answer
-            except BaseException as exc:  # noqa: BLE001 - thrown into the core at its yield
-                mode, value = _THROW, exc
+        token = _telemetry.using(self)  # the spans on the way carry the store's db.system
+        try:
+            context = contextvars.copy_context()  # the caller's context vars, for its hooks
+            mode, value = _START, None
+            while True:
+                done, answer = await self._run(
+                    functools.partial(context.run, _advance, steps, self.sync, mode, value)
+                )
+                if done:
+                    return cast(T, answer)
+                try:
+                    mode, value = _SEND, await answer
+                except BaseException as exc:  # noqa: BLE001 - thrown into the core at its yield
+                    mode, value = _THROW, exc
+        finally:
+            _telemetry.done(token)
 
     async def run_sync(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (sync code on the sync store) on the store's thread."""
