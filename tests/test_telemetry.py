@@ -389,3 +389,29 @@ def test_the_async_engine_emits_the_same_spans(tmp_path: Any, spans: InMemorySpa
     names = ("fire", "commit", "handle", "count", "load", "scheduler.pass", "forget")
     for name in (*names, "followers.batch"):
         assert seen.get(f"playthrough.{name}") == {"sqlite"}, name
+
+
+def test_no_span_is_made_until_the_application_sets_a_provider() -> None:
+    """Without a provider a span would be a non-recording one: none is built (a fire stays
+    cheap); once one is set, later spans are recorded."""
+    code = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import "
+        "InMemorySpanExporter\n"
+        "from playthrough import Engine, _telemetry\n"
+        "from playthrough.examples.bank import Deposited\n"
+        "with Engine.open('sqlite://') as e:\n"
+        "    e.fire(Deposited(account_id=1, amount=1)); e.commit()\n"
+        "assert not _telemetry._tracing()\n"
+        "spans = InMemorySpanExporter()\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(spans))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "with Engine.open('sqlite://') as e:\n"
+        "    e.fire(Deposited(account_id=1, amount=1)); e.commit()\n"
+        "print(sorted({s.name for s in spans.get_finished_spans()}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout == "['playthrough.commit', 'playthrough.fire']\n", done.stderr

@@ -51,6 +51,7 @@ whose ``handle`` hooks have not completed). These are the numbers to alert on.
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -182,6 +183,30 @@ def _attributes(attributes: Mapping[str, Any], store: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- spans
 
 
+_traced = False
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+def _tracing() -> bool:
+    """Whether the application has set a tracer provider: until it does, a span would be a
+    non-recording one (some microseconds per fire for nothing), so none is made. A global
+    provider is set once, so once seen the answer stays yes."""
+    global _traced
+    if _traced:
+        return True
+    # trace.get_tracer_provider() reads os.environ on every call until a provider is set:
+    # the global is read directly, unless the environment names a provider to load.
+    provider = getattr(trace, "_TRACER_PROVIDER", None)
+    if provider is None and (not hasattr(trace, "_TRACER_PROVIDER") or _PROVIDER_FROM_ENV):
+        provider = trace.get_tracer_provider()
+    if provider is None or isinstance(
+        provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    ):
+        return False
+    _traced = True
+    return True
+
+
 def span(
     name: str,
     seconds: float,
@@ -192,7 +217,7 @@ def span(
 ) -> None:
     """A finished span ``playthrough.<name>`` that lasted ``seconds`` until now
     (status ERROR with ``error.type`` when ``error`` is given)."""
-    if not ENABLED:
+    if not ENABLED or not _tracing():
         return
     end = time.time_ns()
     attrs = _attributes(attributes, store)
@@ -228,7 +253,7 @@ def operation(name: str, store: Any, **attributes: Any) -> Iterator[_Facts]:
     """A span ``playthrough.<name>`` around a block of work, the parent of the spans in
     it; an exception leaving the block marks it ERROR. Only for plain (not generator)
     code: the span is the current one while the block runs."""
-    if not ENABLED:
+    if not ENABLED or not _tracing():
         yield _NO_FACTS
         return
     token = _system.set(db_system(store))
