@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from . import _followers, _logging, _options, _telemetry
+from . import _followers, _logging, _options, _retry, _telemetry
 from ._archive import ArchiveReader, ArchiveReport, archive_log
 from ._clock import Clock, SystemClock, aware
 from ._errors import (
@@ -913,9 +913,9 @@ class Engine:
         self,
         work: Callable[[Engine], T],
         *,
-        attempts: int = 30,
-        backoff: float = 0.005,
-        max_backoff: float = 1.0,
+        attempts: int = _retry.ATTEMPTS,
+        backoff: float = _retry.BACKOFF,
+        max_backoff: float = _retry.MAX_BACKOFF,
     ) -> T:
         """Run ``work(engine)`` and commit; on ConcurrencyError wait (jittered) and run it again.
 

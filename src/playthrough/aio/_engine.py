@@ -26,7 +26,7 @@ from .._handlers import CommitResult
 from .._log import PAGE, EventPager
 from .._model import Event, State, StateKey, key_of
 from .._query import _completed_check
-from .._retry import check_retry, wait
+from .._retry import ATTEMPTS, BACKOFF, MAX_BACKOFF, check_retry, wait
 from .._scheduling import ScheduledEvent
 from .._steps import Await, Call, Read, Steps, read_one
 from .._stores import Store
@@ -234,9 +234,9 @@ class AsyncEngine:
         self,
         work: Callable[[AsyncEngine], Awaitable[T]],
         *,
-        attempts: int = 10,
-        backoff: float = 0.005,
-        max_backoff: float = 0.5,
+        attempts: int = ATTEMPTS,
+        backoff: float = BACKOFF,
+        max_backoff: float = MAX_BACKOFF,
     ) -> T:
         """Run ``await work(engine)`` and commit; on ConcurrencyError wait (jittered) and run it
         again (``Engine.retry``: the same policy, awaiting ``asyncio.sleep``)."""
