@@ -80,7 +80,8 @@ def test_32_writers_on_one_hot_singleton_all_commit_with_the_default_retry(
         for thread in threads:
             thread.join(JOIN_TIMEOUT)
         assert not any(t.is_alive() for t in threads)
-        assert failures == [], f"{len(failures)} writer(s) gave up; attempts per order: {sorted(attempts.items())}"
+        gave_up = f"{len(failures)} order(s) given up; attempts: {sorted(attempts.items())}"
+        assert failures == [], gave_up
         with store.engine() as engine:
             sales = engine.load(HotSales)
             assert (sales.orders, sales.total) == (ORDERS, ORDERS * (ORDERS + 1) // 2)
