@@ -22,6 +22,8 @@ from playthrough import (
     connect,
     state_id,
 )
+from playthrough._clock import stamp
+from playthrough._steps import Call
 from playthrough._stores import FollowerTransaction
 from playthrough.aio import AsyncEngine, AsyncStore
 from playthrough.errors import (
@@ -34,6 +36,7 @@ from playthrough.errors import (
     HandlerFailed,
     NotFoundError,
     PlaythroughError,
+    ScheduleNotFound,
     StateMutationError,
 )
 from playthrough.testing import ManualClock
@@ -521,6 +524,120 @@ def test_run_due_and_forget_under_the_async_engine(any_url: str) -> None:
         assert sync.scheduled(no).status == "rejected"
         assert sync.load(AioMember, 1).name == "Ada again"
         assert sync.load(AioMember, 2).name == FORGOTTEN
+
+
+def test_is_valid_under_the_async_engine_leaves_nothing_behind(any_url: str) -> None:
+    """Fired and undone, awaiting the loads it needs; its fired hooks' children are checked
+    too; Event.is_valid refuses an async engine instead of answering a coroutine."""
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine() as engine:
+            await engine.fire(AioDeposited(account_id=1, amount=3))
+        async with store.engine() as engine:
+            probe = AioDeposited(account_id=1, amount=2)
+            assert await engine.is_valid(probe) is True
+            assert await engine.is_valid(AioDeposited(account_id=1, amount=0)) is False
+            assert await engine.is_valid(AioRefunded(account_id=1, fail=True)) is False
+            assert await engine.is_valid(AioOrdered(account_id=1)) is True  # loads a ledger
+            assert engine.pending == ()
+            assert (await engine.load(AioAccount, 1)).balance == 3
+            assert (await engine.load(AioLedger, 101)).entries == 0
+            await engine.fire(probe)  # the probe stayed unfired
+            with pytest.raises(TypeError, match=r"await engine\.is_valid"):
+                probe.is_valid(engine)
+        async with store.engine() as engine:
+            assert (await engine.load(AioAccount, 1)).balance == 5
+            assert await engine.head() == 2
+
+    run(body, any_url)
+
+
+@attrs.define
+class AioRemind(Event, type_name="t.aio.AioRemind"):
+    member_id: int = state_id(AioMember)
+
+    def apply(self, member: AioMember) -> None:
+        member.welcomed += 10
+
+
+@attrs.define
+class AioSignedUp(Event, type_name="t.aio.AioSignedUp"):
+    """A plain def handle under the async engine schedules a reminder in its commit."""
+
+    member_id: int = state_id(AioMember)
+
+    def apply(self, member: AioMember) -> None:
+        member.joined += 1
+
+    def handle(self, engine: Any) -> None:
+        engine.schedule(AioRemind(member_id=self.member_id), after=timedelta(days=1))
+
+
+def test_schedule_cancel_and_reschedule_under_the_async_engine(any_url: str) -> None:
+    """Written at once on their own, with the commit inside a transaction, from a plain def
+    handle; a personal value sealed in its row; cancel and reschedule as on the sync engine."""
+    clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine(clock=clock) as engine:
+            ada = await engine.schedule(
+                AioJoined(member_id=1, name="Ada"), after=timedelta(hours=1)
+            )
+            assert (await engine.scheduled(ada)).status == "pending"  # written at once
+            gone = await engine.schedule(AioRemind(member_id=2), at=clock.now())
+            assert await engine.cancel(gone) is True
+            assert await engine.cancel(gone) is False  # cancelled already
+            async with engine.transaction():
+                await engine.fire(AioSignedUp(member_id=3))
+                late = await engine.schedule(AioRemind(member_id=1), after=timedelta(hours=2))
+                assert await engine.cancel(late) is True  # still queued: dropped
+                kept = await engine.schedule(AioRemind(member_id=1), after=timedelta(hours=2))
+            assert (await engine.scheduled(kept)).status == "pending"
+            with pytest.raises(ScheduleNotFound):
+                await engine.cancel("nope")
+            with pytest.raises(ScheduleNotFound):
+                await engine.reschedule("nope")
+            clock.advance(days=2)
+            done = {r.id: r.status for r in await engine.run_due()}
+            assert done[ada] == "fired" and done[kept] == "fired" and gone not in done
+            assert len(done) == 3  # and the reminder AioSignedUp's handle hook scheduled
+            with pytest.raises(PlaythroughError, match="is fired"):
+                await engine.reschedule(ada)
+            assert (await engine.load(AioMember, 1)).name == "Ada"
+            assert (await engine.load(AioMember, 3)).welcomed == 10
+
+    run(body, any_url)
+    with Engine.open(any_url) as sync, sync.store.reader() as reader:
+        assert sorted(r.status for r in reader.schedules()) == [
+            "cancelled",
+            "fired",
+            "fired",
+            "fired",
+        ]
+
+
+def test_a_failed_scheduled_event_is_rescheduled_under_the_async_engine(any_url: str) -> None:
+    clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine(clock=clock) as engine:
+            sid = await engine.schedule(AioRemind(member_id=1), after=timedelta(minutes=1))
+            clock.advance(minutes=2)
+            # Marked failed by a worker (its module not deployed, say): re-armed for now.
+            claimed = await store.call(
+                Call(
+                    "claim_due",
+                    (stamp(clock.now()), stamp(clock.now() + timedelta(minutes=5)), "w", 10),
+                )
+            )
+            assert [r.id for r in claimed] == [sid]
+            assert await store.call(Call("finish_schedule", (sid, "w", "failed", "boom")))
+            again = await engine.reschedule(sid)
+            assert (again.status, again.error, again.due_at) == ("pending", None, clock.now())
+            [fired] = await engine.run_due()
+            assert (fired.id, fired.status) == (sid, "fired")
+
+    run(body, any_url)
 
 
 class AioEntries(Projection):

@@ -405,14 +405,14 @@ def test_cancel_on_its_own_answers_false_when_the_row_fired_meanwhile(
     with Engine.open(any_url, clock=clock) as app, Engine.open(any_url, clock=clock) as worker:
         schedule_id = app.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
         clock.advance(minutes=2)
-        real = Scheduler.record
+        real = Scheduler.record_steps
 
-        def read_then_fire(self: Scheduler, sid: str) -> Any:
-            record = real(self, sid)  # "pending", as cancel() reads it ...
+        def read_then_fire(self: Scheduler, sid: str) -> Steps[Any]:
+            record = yield from real(self, sid)  # "pending", as cancel() reads it ...
             worker.run_due()  # ... and the worker fires it right after
             return record
 
-        monkeypatch.setattr(Scheduler, "record", read_then_fire)
+        monkeypatch.setattr(Scheduler, "record_steps", read_then_fire)
         assert app.cancel(schedule_id) is False  # never "cancelled" and "fired"
         monkeypatch.undo()
         assert app.scheduled(schedule_id).status == "fired"

@@ -793,11 +793,15 @@ class Engine:
         when it is refused (``EventRejected``, ``StateCompleted``); other errors
         propagate.
         """
+        return run_sync(self._is_valid_steps(event), self.store)
+
+    def _is_valid_steps(self, event: Event) -> Steps[bool]:
+        """``is_valid`` as store requests: the seam both engines drive."""
         mark = self._mark()
         saved: dict[StateKey, tuple[State, dict[str, Any]]] = {}
         self._savepoints.append(saved)
         try:
-            self.fire(event)
+            yield from self._fire_steps(event, None, None, None)
         except EventRejected:
             return False
         finally:
@@ -839,12 +843,12 @@ class Engine:
         self._transactions -= 1
         self.commit()
 
-    def _flush_unless_in_progress(self) -> None:
+    def _flush_steps(self) -> Steps[None]:
         """Write queued schedule changes now, unless a commit is being built or running
         (then they go with its append, in the same transaction)."""
         if self._pending or self._committing or self._transactions:
             return
-        self.commit()
+        yield from self._commit_steps(*self.hook_shells)
 
     # ------------------------------------------------------------------ committing
 

@@ -711,8 +711,18 @@ class Event:
         _register(cls, name, version, aliases, registry.events, "Event")
 
     def is_valid(self, engine: Any) -> bool:
-        """Whether ``engine.fire(self)`` would be accepted now; see ``Engine.is_valid``."""
-        result: bool = engine.is_valid(self)
+        """Whether ``engine.fire(self)`` would be accepted now; see ``Engine.is_valid``.
+
+        On the async engine, ``await engine.is_valid(event)`` (this refuses it: an
+        unawaited answer would always read true)."""
+        result = engine.is_valid(self)
+        if not isinstance(result, bool):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"{type(engine).__name__}.is_valid is awaited: use "
+                f"await engine.is_valid({type(self).__qualname__}(...))"
+            )
         return result
 
     @property

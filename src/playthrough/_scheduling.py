@@ -125,6 +125,12 @@ class Scheduler:
     # ------------------------------------------------------------------ scheduling
 
     def schedule(self, event: Event, at: datetime | None, after: timedelta | None) -> str:
+        return run_sync(self.schedule_steps(event, at, after), self._engine.store)
+
+    def schedule_steps(
+        self, event: Event, at: datetime | None, after: timedelta | None
+    ) -> Steps[str]:
+        """``schedule`` as store requests: the seam both engines drive."""
         if not isinstance(event, Event):
             raise TypeError(f"schedule() takes an Event, not {type(event).__name__}")
         if event.id is not None or fired_data(event) is not None:
@@ -154,44 +160,52 @@ class Scheduler:
         stored = data
         if spec is not None:  # the schedule table holds personal values sealed, like the log
             subject = subject_of(event, spec)
-            keys = self._engine.store.ensure_subject_keys({subject: new_key()})
+            keys = yield call("ensure_subject_keys", {subject: new_key()})
             stored = seal(data, cls._pt_type_name, spec, subject, keys[subject])
         row = ScheduleRow(
             uuid.uuid4().hex, stamp(due), cls._pt_type_name, stored, stamp(now), cls._pt_version
         )
         self.queued.append(row)
-        self._engine._flush_unless_in_progress()
+        yield from self._engine._flush_steps()
         return row.id
 
     def cancel(self, schedule_id: str) -> bool:
+        return run_sync(self.cancel_steps(schedule_id), self._engine.store)
+
+    def cancel_steps(self, schedule_id: str) -> Steps[bool]:
         for row in self.queued:
             if row.id == schedule_id:
                 self.queued.remove(row)
                 return True
-        record = self.record(schedule_id)
+        record = yield from self.record_steps(schedule_id)
         if record.status != "pending":
             return False
         self.cancelled.append(schedule_id)
         try:
-            self._engine._flush_unless_in_progress()
+            yield from self._engine._flush_steps()
         except CancelRefused:
             return False  # written at once, and refused: it fired meanwhile
         return True
 
     def reschedule(self, schedule_id: str, at: datetime | None) -> ScheduledEvent:
+        return run_sync(self.reschedule_steps(schedule_id, at), self._engine.store)
+
+    def reschedule_steps(self, schedule_id: str, at: datetime | None) -> Steps[ScheduledEvent]:
         engine = self._engine
         due = aware(engine.clock.now() if at is None else at)
-        if not engine.store.rearm_schedule(schedule_id, stamp(due)):
-            record = self.record(schedule_id)  # ScheduleNotFound for an unknown id
+        if not (yield call("rearm_schedule", schedule_id, stamp(due))):
+            record = yield from self.record_steps(schedule_id)  # ScheduleNotFound if unknown
             raise PlaythroughError(
                 f"scheduled event {schedule_id} is {record.status}: only a failed or pending "
                 "one can be rescheduled"
             )
-        return self.record(schedule_id)
+        return (yield from self.record_steps(schedule_id))
 
     def record(self, schedule_id: str) -> ScheduledEvent:
-        with self._engine.store.reader() as reader:
-            found = reader.schedule(schedule_id)
+        return run_sync(self.record_steps(schedule_id), self._engine.store)
+
+    def record_steps(self, schedule_id: str) -> Steps[ScheduledEvent]:
+        found = yield Read(read_one("schedule", schedule_id))
         if found is None:
             queued = [r for r in self.queued if r.id == schedule_id]
             if queued:

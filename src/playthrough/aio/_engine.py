@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -211,6 +211,11 @@ class AsyncEngine:
         except EventRejected:
             return None
 
+    async def is_valid(self, event: Event) -> bool:
+        """Whether firing ``event`` now would be accepted (``Engine.is_valid``): it is fired
+        and undone, nothing stays queued or changed; False when it is refused."""
+        return await self._drive(self.core._is_valid_steps(event))
+
     async def commit(self) -> CommitResult:
         """Append pending events atomically, then run their ``handle`` hooks (``Engine.commit``:
         a ``CommitResult``, handler failures reported in it unless ``raise_handler_failures``)."""
@@ -258,6 +263,27 @@ class AsyncEngine:
         return await self.store.read(read_one("commit_positions", commit_id)) is not None
 
     # ------------------------------------------------------------------ schedule and erasure
+
+    async def schedule(
+        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
+    ) -> str:
+        """Store ``event`` to be fired at ``at`` or ``after`` from now; returns its id
+        (``Engine.schedule``: written with the commit being built, if any, else at once)."""
+        return await self._drive(self.core._scheduler.schedule_steps(event, at, after))
+
+    async def cancel(self, schedule_id: str) -> bool:
+        """Cancel a scheduled event; False if it was already fired or cancelled
+        (``Engine.cancel``: ``ScheduleNotFound`` for an unknown id)."""
+        return await self._drive(self.core._scheduler.cancel_steps(schedule_id))
+
+    async def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
+        """Re-arm a failed (or pending) scheduled event, due at ``at`` (default: now)
+        (``Engine.reschedule``)."""
+        return await self._drive(self.core._scheduler.reschedule_steps(schedule_id, at))
+
+    async def scheduled(self, schedule_id: str) -> ScheduledEvent:
+        """A scheduled event's row: due time, status, the fired event's position, error."""
+        return await self._drive(self.core._scheduler.record_steps(schedule_id))
 
     async def run_due(self, *, limit: int = 100, lease: timedelta = _LEASE) -> list[ScheduledEvent]:
         """Fire the scheduled events due by ``clock.now()`` (``Engine.run_due``: one pass, each
@@ -394,6 +420,11 @@ class _HookView:
         key = key_of(state_class, state_id)
         return cast(S, _in_memory(self._engine.core._load_live_steps([key]), key))
 
+    def schedule(
+        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
+    ) -> str:
+        return _in_memory(self._engine.core._scheduler.schedule_steps(event, at, after))
+
     @property
     def pending(self) -> tuple[Event, ...]:
         return self._engine.pending
@@ -417,4 +448,6 @@ def _what(request: object, key: StateKey | None) -> str:
         return f"{key} is not in memory"
     if isinstance(request, Call) and request.name == "heads" and request.args:
         return "the states " + ", ".join(str(k) for k in request.args[0]) + " are not in memory"
+    if isinstance(request, Call):
+        return f"it needs the store's {request.name}"
     return "it needs a read"
