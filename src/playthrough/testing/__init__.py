@@ -5,6 +5,9 @@
 - ``scenario``: given / when / then (:class:`Scenario`), including
   ``when_time_passes(minutes=15)`` for scheduled events
 - :class:`ManualClock`: a clock tests move by hand (``Engine(store, clock=...)``)
+- :func:`given_state`: a state put in a known value (``given_state(engine, Account,
+  1, balance=100)``), stored as a marked event; only on throwaway stores
+  (in-memory SQLite, or an engine declared with :func:`throwaway`)
 - ``checks``: :func:`play_history`, :func:`assert_reconstitutes` (any snapshot
   placement loads like the reference; replay is deterministic)
 - ``strategies``: Hypothesis strategies derived from attrs event classes and
@@ -20,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._clock import ManualClock
+from ._given import given_state, throwaway
 from .checks import assert_reconstitutes, play_history, stored_events
 from .reference import reference_states
 from .scenario import Scenario, scenario, state_differences
@@ -54,6 +58,7 @@ __all__ = [
     "check_reconstitution",
     "event_strategy",
     "events",
+    "given_state",
     "histories",
     "ids",
     "play_history",
@@ -62,6 +67,7 @@ __all__ = [
     "snapshot_placements",
     "state_differences",
     "stored_events",
+    "throwaway",
     "values",
 ]
 

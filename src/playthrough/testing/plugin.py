@@ -7,7 +7,8 @@ Fixtures:
   ``PLAYTHROUGH_TEST_URL`` environment variable) picks the backend: a
   ``sqlite:///NAME.db`` URL gives each test a new file of that name in its
   ``tmp_path``; a ``postgresql://`` URL gives each test a new schema, dropped
-  afterwards. Pending events are discarded when the test ends.
+  afterwards. Pending events are discarded when the test ends. Its store is a
+  throwaway (:func:`~playthrough.testing.throwaway`): ``given_state`` writes there.
 - ``playthrough_scenario``: a :class:`~playthrough.testing.Scenario` over
   ``playthrough_engine``, for given / when / then tests.
 """
@@ -24,6 +25,7 @@ import pytest
 
 from .._engine import Engine
 from .._stores import parse_store_url, sqlite_url
+from ._given import throwaway
 from .scenario import Scenario
 
 ENV = "PLAYTHROUGH_TEST_URL"
@@ -76,7 +78,7 @@ def _fresh(url: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
 def playthrough_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A fresh engine on an empty store (see the module docstring for the backends)."""
     url, cleanup = _fresh(configured_url(request.config), tmp_path)
-    engine = Engine.open(url)
+    engine = throwaway(Engine.open(url))
     try:
         yield engine
     finally:

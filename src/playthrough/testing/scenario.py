@@ -39,6 +39,7 @@ from .._errors import EventRejected
 from .._model import Event, SingletonState, State
 from .._scheduling import ScheduledEvent
 from .._serialization import decode_event, encode_state
+from ._given import give
 
 #: ``(StateClass, id)``, or a singleton's class alone.
 StateRef = tuple[type[State], Any] | type[SingletonState]
@@ -102,6 +103,15 @@ class Scenario:
                 self.history.extend(self.engine.commit().raise_for_failures())
             except EventRejected as exc:
                 raise AssertionError(f"given: {_describe(event)} was rejected: {exc}") from exc
+        return self
+
+    def given_state(
+        self, state_class: type[State], state_id: Any = None, **values: Any
+    ) -> Scenario:
+        """Put a state in a known value without the events that made it (see
+        :func:`~playthrough.testing.given_state`: stored as a marked event, on a
+        throwaway store only)."""
+        self.history.append(give(self.engine, state_class, state_id, values))
         return self
 
     def when(self, event: Event) -> Scenario:
