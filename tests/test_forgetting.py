@@ -26,10 +26,11 @@ from playthrough import (
     event_random,
     state_id,
 )
+from playthrough._personal import unseal, unsealing
 from playthrough._serialization import encode_state
-from playthrough._stores import FollowerTransaction, SQLiteStore
+from playthrough._stores import FollowerBatch, FollowerTransaction, SQLiteStore
 from playthrough._transfer import LOG_SECTIONS
-from playthrough.errors import DefinitionError
+from playthrough.errors import DefinitionError, StoreError
 from playthrough.testing import stored_events
 
 
@@ -231,7 +232,7 @@ def test_forgetting_keeps_an_archives_base_snapshots(tmp_path: Path) -> None:
     after = Engine(engine.store).load(Customer, 1)  # from the kept base snapshot at the cut
     assert (after.orders, after.spent, after.luck) == (before.orders, before.spent, before.luck)
     with engine.store.reader() as reader:
-        [kept] = reader.events_after(2, 10)  # the hot log after the cut
+        [kept] = unsealing(reader).events_after(2, 10)  # the hot log after the cut
     assert FORGOTTEN in kept.data and '"amount":7' in kept.data
 
 
@@ -574,6 +575,21 @@ def test_followers_are_told_once_in_their_own_transaction(url: str) -> None:
         engine.run(again, until_idle=True)
         assert names.told == ["1"] and again.told == []  # exactly once per follower
         assert "Ada Byron" not in _everything(engine)
+
+
+def test_a_follower_batch_comes_sealed_and_opens_with_its_own_keys(url: str) -> None:
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
+        engine.commit()
+        with engine.store.follow("gdpr.peek", 10) as batch:
+            assert batch is not None
+            [row] = batch.events
+            assert "Ada" not in row.data  # the store returns it as stored
+            [opened] = unseal(batch.events, batch.subject_keys)  # keys of its transaction
+            assert '"name":"Ada Byron"' in opened.data
+            lone = FollowerBatch("x", 0, [row], batch.tx)  # a store that reads no keys
+        with pytest.raises(StoreError, match="reads no subject keys"):
+            unseal(lone.events, lone.subject_keys)
 
 
 def test_a_follower_that_fails_to_forget_keeps_its_position(url: str) -> None:

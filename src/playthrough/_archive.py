@@ -33,6 +33,7 @@ import attrs
 
 from ._errors import ArchivedRangeError, PlaythroughError, StoreError, TransferError
 from ._model import StateKey
+from ._personal import clear_values
 from ._serialization import encode_state
 from ._stores import SQLiteStore, Store, StoreReader
 from ._stores._base import ARCHIVED_CHAIN, LogReader, SnapshotRecord, archived_until
@@ -248,7 +249,7 @@ def _forget_as_in(copy: Store, hot: Store) -> None:
     for subject, key in rows:
         have = held.get(str(subject))
         if have is None or base64.b64encode(have).decode() != str(key):
-            copy.forget_subject(str(subject))
+            copy.forget_subject(str(subject), clear_values)
 
 
 def check_cut(reader: LogReader, until: int, base: Sequence[SnapshotRecord]) -> None:

@@ -60,7 +60,7 @@ from ._model import (
     binding,
     key_of,
 )
-from ._personal import new_key, personal_spec, seal, subject_of
+from ._personal import clear_values, new_key, personal_spec, seal, subject_of
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
 from ._query import StateInfo, StateQueries, _completed_check
 from ._reconstitution import Plan, StateReconstitutor, checked_plan
@@ -1122,7 +1122,7 @@ class Engine:
 
         started = time.perf_counter()
         encoded = encode_id(subject)
-        gone: bool = yield call("forget_subject", encoded)
+        gone: bool = yield call("forget_subject", encoded, clear_values)
         _logging.forgotten(encoded, gone, time.perf_counter() - started)
         self.drop_forgotten()
         return gone

@@ -30,6 +30,7 @@ from ._errors import (
     NotFoundError,
 )
 from ._model import registry
+from ._personal import unseal
 from ._serialization import decode_event
 from ._stores import FollowerTransaction, Store
 from ._stores._base import FollowerBatch, SubjectForgotten, archived_until
@@ -178,7 +179,8 @@ class Follow:
             if self.batches == 0:
                 projection.setup(batch.tx)
             forgets = list(batch.forgotten)
-            for row in batch.events:
+            # The batch's events come sealed: opened with the keys of its transaction.
+            for row in unseal(batch.events, batch.subject_keys):
                 while forgets and forgets[0].position < row.position:
                     _tell_forgotten(projection, batch, forgets.pop(0))
                 handler = table.get(row.type)

@@ -197,11 +197,13 @@ def handler_failed(failures: list[Failure], committed: list[Event]) -> HandlerFa
 
 def run_pending(engine: Engine, limit: int) -> list[Event]:
     """Run the handlers the store records as pending (failed, or cut short by a crash)."""
+    from ._personal import unsealing
     from ._serialization import decode_event
 
     with engine.store.reader() as reader:
         positions = reader.pending_handlers(limit)
-        events = [decode_event(stored) for stored in reader.events(positions)]
+        opened = unsealing(reader).events(positions)
+        events = [decode_event(stored) for stored in opened]
     if not positions:
         return []  # an idle pass: no span
     with _telemetry.operation("handlers.pending", engine.store, events=len(positions)) as facts:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import NotFoundError, PlaythroughError
 from ._model import Event, State, key_of, registry
+from ._personal import unseal_steps, unsealing
 from ._serialization import decode_event, dumps
 from ._steps import Steps, call, run_reader
 from ._stores import EventQuery
@@ -112,6 +113,11 @@ class EventPager:
         self._query = query
         return query if self.size > 0 else None
 
+    def page_steps(self, query: EventQuery) -> Steps[list[StoredEvent]]:
+        """In one read: the page of ``query``, its personal values opened."""
+        rows = yield call("find_events", query, self.size)
+        return (yield from unseal_steps(rows))
+
     def decode(self, rows: Sequence[StoredEvent]) -> Iterator[Event]:
         for row in rows:
             yield decode_event(row)
@@ -154,7 +160,7 @@ class EventLog:
             # One short read transaction per page: nothing is held open between
             # pages, so the caller may fire and commit while iterating.
             with store.reader() as reader:
-                rows = reader.find_events(query, pager.size)
+                rows = run_reader(pager.page_steps(query), reader)
             yield from pager.decode(rows)
             query = pager.next_query(rows)
 
@@ -162,7 +168,7 @@ class EventLog:
         if isinstance(position, bool) or not isinstance(position, int):
             raise TypeError(f"an event position is an int, not {position!r}")
         with self._engine.store.reader() as reader:
-            rows = reader.find_events(EventQuery(after=position - 1, upto=position), 1)
+            rows = unsealing(reader).find_events(EventQuery(after=position - 1, upto=position), 1)
             head = reader.head()
             if not rows and 0 < position <= archived_until(reader):
                 refuse_archived(reader, position - 1, f"engine.event({position})")

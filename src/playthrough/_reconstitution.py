@@ -40,6 +40,7 @@ from ._errors import (
     UnknownTypeError,
 )
 from ._model import Event, State, StateKey
+from ._personal import chunked, unseal_steps
 from ._playing import APPLY_ONLY, EventPlayer
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._steps import Steps, call, run_reader
@@ -597,18 +598,20 @@ class StateReconstitutor:
             )
         player = EventPlayer(states, APPLY_ONLY)
         wanted = iter(plan.positions)
-        for stored in (yield call("events", plan.positions)):
-            expected = next(wanted)
-            if stored.position != expected:  # links name it, the log lacks it
-                raise missing_event(expected, "a link of a state being loaded points at it")
-            event = decode_event(stored)
-            part = plan.taking_part[stored.position]
-            if observer is None:
-                player.play(event, stored.position, part)
-            else:
-                observer.before(event, stored.position, part, states)
-                player.play(event, stored.position, part)
-                observer.after(event, stored.position, part, states)
+        # Events come sealed from the store: each chunk opened with its subjects' keys.
+        for chunk in chunked((yield call("events", plan.positions))):
+            for stored in (yield from unseal_steps(chunk)):
+                expected = next(wanted)
+                if stored.position != expected:  # links name it, the log lacks it
+                    raise missing_event(expected, "a link of a state being loaded points at it")
+                event = decode_event(stored)
+                part = plan.taking_part[stored.position]
+                if observer is None:
+                    player.play(event, stored.position, part)
+                else:
+                    observer.before(event, stored.position, part, states)
+                    player.play(event, stored.position, part)
+                    observer.after(event, stored.position, part, states)
         for expected in wanted:
             raise missing_event(expected, "a link of a state being loaded points at it")
         return states

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import attrs
 
 from ._model import Phase, State, StateKey
+from ._personal import unsealing
 from ._playing import EventPlayer
 from ._reconstitution import StateReconstitutor, known_positions
 from ._serialization import blank_for, decode_event, encode_state_checked, state_from_snapshot
@@ -125,7 +126,7 @@ def full_replay(
                 built, _ = StateReconstitutor().reconstitute(reader, unusable, before)
                 states.update({k: built[k] for k in unusable})
 
-    for page in store.read_log(after=position, chunk=chunk_size):
+    for page in store.read_log(after=position, chunk=chunk_size, view=unsealing):
         missing = list(dict.fromkeys(k for entry in page for k in entry.keys if k not in states))
         if missing:
             restart(missing, position)

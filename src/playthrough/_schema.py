@@ -22,6 +22,7 @@ import attrs
 
 from ._errors import PlaythroughError, StaleForgetError
 from ._model import StateKey, registry
+from ._personal import unsealing
 from ._reconstitution import StateReconstitutor
 from ._serialization import encode_state, state_from_snapshot
 from ._stores import SnapshotRecord, Store, StoredEvent
@@ -184,7 +185,7 @@ def _decoded_events(reader: Any, entry: StoredVersion, sample: int | None) -> St
     while sample is None or decoded < sample:
         limit = _PAGE if sample is None else min(_PAGE, sample - decoded)
         query = EventQuery(after=after, types=(entry.type,), version=entry.version)
-        page: list[StoredEvent] = reader.find_events(query, limit)
+        page: list[StoredEvent] = unsealing(reader).find_events(query, limit)
         for stored in page:
             decoded += 1
             problem = event_row_problem(stored)

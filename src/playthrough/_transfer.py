@@ -56,7 +56,7 @@ import attrs
 
 from ._errors import SchemaVersionError, TransferError
 from ._model import StateKey
-from ._personal import MARK
+from ._personal import MARK, clear_values
 from ._stores import ImportedEvent, SealedEvent, Store, StoreReader, TransferTables
 from ._stores._base import (
     ARCHIVED_CHAIN,
@@ -643,7 +643,7 @@ def import_log(
             subject_keys=tuple((s, k) for s, k in sorted(keys.items()) if k is not None)
         )
 
-    count = store.import_events(reader.events(progress), after, finish)
+    count = store.import_events(reader.events(progress), after, finish, reveal=clear_values)
     if progress is not None:
         progress(count, header["until"] - after)
     return TransferReport(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreError
 from .._model import StateKey
+from .._sealed import Reveal
 from ._dialect import (
     event_query_sql,
     transfer_select,
@@ -187,11 +188,14 @@ class LogReader(abc.ABC):
 
     @abc.abstractmethod
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
-        """The events at these positions (sorted ascending), in order, read lazily in chunks."""
+        """The events at these positions (sorted ascending), in order, read lazily in chunks.
+
+        Events come as stored: personal values sealed (the core opens them,
+        ``_personal.unsealing``), as from every event read of a store."""
 
     @abc.abstractmethod
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        """Up to ``limit`` events with position > after, in order."""
+        """Up to ``limit`` events with position > after, in order (sealed, as stored)."""
 
     def iter_events(
         self, after: int = 0, until: int | None = None, chunk: int = 1000
@@ -396,7 +400,11 @@ class LogRecorder(abc.ABC):
     statements: int = 0
 
     def read_log(
-        self, after: int = 0, until: int | None = None, chunk: int = 1000
+        self,
+        after: int = 0,
+        until: int | None = None,
+        chunk: int = 1000,
+        view: Callable[[LogReader], LogReader] | None = None,
     ) -> Iterator[list[LogEntry]]:
         """The log after ``after`` (up to ``until``; no bound: to the head), page by page.
 
@@ -405,25 +413,37 @@ class LogRecorder(abc.ABC):
         transaction, so a pass never holds one open for the whole log and may
         write between pages. Positions are gap-free and only grow, so the pages
         together are exactly the log up to the bound.
+
+        The events are as stored, their personal values sealed; ``view`` is
+        put over each page's reader (the core passes ``_personal.unsealing``
+        to read them opened).
         """
-        for page, links in self._log_pages(after, until, chunk):
+        for page, links in self._log_pages(after, until, chunk, view):
             touched: dict[int, list[StateKey]] = {}
             for link in links:
                 touched.setdefault(link.position, []).append(link.key)
             yield [LogEntry(e, touched.get(e.position, [])) for e in page]
 
     def read_linked_log(
-        self, after: int = 0, until: int | None = None, chunk: int = 1000
+        self,
+        after: int = 0,
+        until: int | None = None,
+        chunk: int = 1000,
+        view: Callable[[LogReader], LogReader] | None = None,
     ) -> Iterator[list[LinkedEntry]]:
         """:meth:`read_log` with each event's links (coupling groups included)."""
-        for page, links in self._log_pages(after, until, chunk):
+        for page, links in self._log_pages(after, until, chunk, view):
             by_position: dict[int, list[Link]] = {}
             for link in links:
                 by_position.setdefault(link.position, []).append(link)
             yield [LinkedEntry(e, by_position.get(e.position, [])) for e in page]
 
     def _log_pages(
-        self, after: int, until: int | None, chunk: int
+        self,
+        after: int,
+        until: int | None,
+        chunk: int,
+        view: Callable[[LogReader], LogReader] | None = None,
     ) -> Iterator[tuple[list[StoredEvent], list[Link]]]:
         """The pager behind :meth:`read_log`: (events, their links) per short read transaction."""
         if chunk < 1:
@@ -432,7 +452,8 @@ class LogRecorder(abc.ABC):
         first = True
         while until is None or position < until:
             limit = chunk if until is None else min(chunk, until - position)
-            with self.reader() as reader:
+            with self.reader() as opened:
+                reader = opened if view is None else view(opened)
                 if first:
                     refuse_archived(reader, after, "reading the log")
                     first = False
@@ -582,8 +603,12 @@ class LifecycleRecorder(abc.ABC):
         """The key of each subject, storing the given new key where it has none yet."""
 
     @abc.abstractmethod
-    def forget_subject(self, subject: str) -> bool:
+    def forget_subject(self, subject: str, reveal: Reveal) -> bool:
         """Forget a data subject in one transaction; False if it had no key.
+
+        ``reveal`` (the core's ``_personal.clear_values``) opens the subject's
+        sealed values with its key, so that they can be scrubbed: the store
+        itself never decrypts.
 
         Finds the subject's events (in the log and those an archive took
         away), drops the snapshots and heads values of the states they touched
@@ -633,13 +658,17 @@ class MaintenanceRecorder(abc.ABC):
         events: Iterable[ImportedEvent],
         after: int,
         tables: Callable[[StoreReader], TransferTables] | None = None,
+        *,
+        reveal: Reveal | None = None,
     ) -> int:
         """Insert events and their links at the positions they carry, in one transaction.
 
         ``tables``, called once the events are written with a reader inside the
         import's transaction (it sees them), gives the rows of the other tables
         to write in the same transaction (see :class:`TransferTables`); it may
-        raise to refuse the import, which then writes nothing.
+        raise to refuse the import, which then writes nothing. A forget the tables
+        carry for a key this store holds is applied with ``reveal`` (see
+        :meth:`forget_subject`); without one, the import is refused.
 
         The store's head must be ``after`` and the positions must run on from
         it without a gap (``after + 1``, ``after + 2``, ...); the heads of the

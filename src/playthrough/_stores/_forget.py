@@ -5,17 +5,19 @@ The store passes ``run(sql, params)`` (its open transaction; SQL written with
 rewrites). The work is bounded by the subject's own events and the states
 they touched: nothing else in the store is read back or dropped, except the
 schedule's error texts and the archive's base snapshots of those states.
+Opening the subject's sealed values (to know what to scrub) is the caller's
+``reveal``: no crypto here.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import StoreError
-from .._personal import FORGOTTEN, MARK, key_id, open_sealed
+from .._sealed import FORGOTTEN, MARK, Reveal, key_id
 from ._base import ARCHIVED_UNTIL, FORGET_EPOCH, chunks, key_conflicts
 
 Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
@@ -24,36 +26,6 @@ _CHUNK = 500  # parameters per IN (...) list
 #: A clear value this short is replaced only where it is a whole string (never inside
 #: longer text): scrubbing "Al" out of every error message would be noise, not erasure.
 _MIN_INSIDE = 3
-
-
-def _strings(value: Any, out: set[str]) -> None:
-    if isinstance(value, str):
-        if value and value != FORGOTTEN:
-            out.add(value)
-    elif isinstance(value, list):
-        for v in value:
-            _strings(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _strings(v, out)
-
-
-def clear_values(rows: Iterable[tuple[str, str]], subject: str, key: bytes) -> set[str]:
-    """The subject's personal string values in these (type, data) event rows, decrypted."""
-    out: set[str] = set()
-    for type_name, data in rows:
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            continue
-        if not isinstance(obj, dict):
-            continue
-        for name, value in obj.items():
-            if isinstance(value, dict) and MARK in value and value[MARK].get("s") == subject:
-                known, clear = open_sealed(value[MARK], type_name, name, subject, key)
-                if known:
-                    _strings(clear, out)
-    return out
 
 
 def scrub_text(text: str, values: set[str]) -> str:
@@ -87,8 +59,11 @@ def scrub_json(data: str, values: set[str]) -> str:
     return dumps(walk(obj))
 
 
-def forget(run: Run, subject: str) -> bool:
-    """Forget ``subject`` in the caller's open write transaction; False: it had no key."""
+def forget(run: Run, subject: str, reveal: Reveal) -> bool:
+    """Forget ``subject`` in the caller's open write transaction; False: it had no key.
+
+    ``reveal`` opens the subject's sealed values, which are scrubbed out of what
+    is kept in clear."""
     found = run("SELECT key FROM pt_subject_keys WHERE subject = ?", [subject])
     if not found:
         return False
@@ -103,9 +78,7 @@ def forget(run: Run, subject: str) -> bool:
         "SELECT state_type, state_id, type, data FROM pt_archived_personal WHERE subject = ?",
         [subject],
     )
-    values = clear_values(
-        [(t, d) for _, t, d in hot] + [(t, d) for _, _, t, d in archived], subject, key
-    )
+    values = reveal([(t, d) for _, t, d in hot] + [(t, d) for _, _, t, d in archived], subject, key)
     states: set[tuple[str, str]] = {(t, i) for t, i, _, _ in archived}
     for chunk in chunks([p for p, _, _ in hot], _CHUNK):
         marks = ",".join("?" for _ in chunk)
@@ -175,6 +148,7 @@ def import_keys(
     run: Run,
     keys: Sequence[tuple[str, str]],
     forgotten: Sequence[tuple[str, str | None]],
+    reveal: Reveal | None,
 ) -> bool:
     """Write an import's subject keys and apply the forgets its file carries, in the
     import's transaction; True if a key held here was forgotten.
@@ -185,6 +159,7 @@ def import_keys(
     holds none, the forget is recorded, so that this store's own exports carry
     it on. A key the source deleted never comes back from an older file.
     Then the file's keys are added; a subject holding another key is refused.
+    Applying a forget needs ``reveal`` (see :func:`forget`): without it, StoreError.
     """
     incoming = dict(keys)
     applied = False
@@ -195,7 +170,13 @@ def import_keys(
             if have == incoming.get(subject):
                 continue  # the subject came back: the file's key is the current one
             if kid is None or key_id(base64.b64decode(have)) == kid:
-                forget(run, subject)
+                if reveal is None:
+                    raise StoreError(
+                        f"import refused, nothing was written: the file forgets {subject!r}, "
+                        "whose key this store holds, and the import was given no reveal "
+                        "to scrub its values with"
+                    )
+                forget(run, subject, reveal)
                 applied = True
             continue
         seen = run(

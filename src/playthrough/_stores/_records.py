@@ -7,7 +7,7 @@ A store knows nothing of attrs classes: it moves type names, JSON text and
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import (
@@ -511,6 +511,7 @@ class FollowerBatch:
         events: list[StoredEvent],
         tx: FollowerTransaction,
         forgotten: Sequence[SubjectForgotten] = (),
+        subject_keys: Callable[[Iterable[str]], dict[str, bytes]] | None = None,
     ) -> None:
         self.name = name
         self.start = position
@@ -518,7 +519,18 @@ class FollowerBatch:
         self.events = events
         self.tx = tx
         self.forgotten = list(forgotten)
+        self._subject_keys = subject_keys
         self.forgotten_seq = 0  # the last forget the follower was told of, this batch
+
+    def subject_keys(self, subjects: Iterable[str]) -> dict[str, bytes]:
+        """The keys of these data subjects, read in the batch's transaction (the
+        events come sealed: the follower opens them with these)."""
+        if self._subject_keys is None:
+            raise StoreError(
+                f"follower {self.name!r}: an event holds sealed personal values and the "
+                "store's batch reads no subject keys (pass subject_keys to FollowerBatch)"
+            )
+        return self._subject_keys(subjects)
 
     def told(self, seq: int) -> None:
         """Record that the follower handled the forget ``seq`` (written with the position)."""

@@ -18,6 +18,7 @@ from .._errors import (
     UnknownTypeError,
 )
 from .._model import Event, State, StateKey, binding
+from .._personal import unsealing
 from .._reconstitution import StateReconstitutor
 from .._serialization import encode_state, state_from_snapshot
 from .._snapshots import SyncReport
@@ -371,7 +372,8 @@ def _check_streaming(run: _Run, lo: int, hi: int) -> dict[StateKey, str]:
             del groups[pending.popleft()]
 
     try:
-        for chunk in run.store.read_log(after=blank.start, until=hi, chunk=LOG_PAGE):
+        pages = run.store.read_log(after=blank.start, until=hi, chunk=LOG_PAGE, view=unsealing)
+        for chunk in pages:
             run.check_time()
             for stored, touched in chunk:
                 run.tick(stored.position)

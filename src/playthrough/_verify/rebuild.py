@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .._errors import ArchivedRangeError, DecodeError, PlaythroughError
 from .._model import Event, Phase, State, StateKey
+from .._personal import unsealing
 from .._playing import EventPlayer
 from .._reconstitution import StateReconstitutor
 from .._serialization import blank_for, decode_event, encode_state, state_from_snapshot
@@ -123,7 +124,8 @@ def replay_encodings(
         return out
     blank = FromBlank(store)
     compared: dict[StateKey, None] = {}
-    for chunk in store.read_log(after=blank.start, until=end, chunk=LOG_PAGE):
+    pages = store.read_log(after=blank.start, until=end, chunk=LOG_PAGE, view=unsealing)
+    for chunk in pages:
         check()
         for stored, touched in chunk:
             tick(stored.position)

@@ -372,7 +372,7 @@ class AsyncEngine:
         pager = EventPager(after, types, state, caused_by, correlation, limit, page_size)
         query: EventQuery | None = await self.store.read(pager.start_steps())
         while query is not None:
-            rows = await self.store.read(read_one("find_events", query, pager.size))
+            rows = await self.store.read(pager.page_steps(query))
             for event in pager.decode(rows):
                 yield event
             query = pager.next_query(rows)

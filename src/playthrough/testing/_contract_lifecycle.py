@@ -5,6 +5,8 @@ LifecycleContract: completions, pending handlers, the schedule, subject keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .._errors import (
     CancelRefused,
     ConcurrencyError,
@@ -132,15 +134,30 @@ class LifecycleContract(ContractBase):
         store.write_snapshots(
             [SnapshotRecord(A1, 2, 1, "{}"), SnapshotRecord(A2, 2, 2, "{}")], keep=3
         )
-        assert store.forget_subject("s:ada") is True
-        assert store.forget_subject("s:ada") is False
+        from .._personal import clear_values
+
+        asked: list[tuple[list[tuple[str, str]], str, bytes]] = []
+
+        def reveal(rows: Iterable[tuple[str, str]], subject: str, key: bytes) -> set[str]:
+            asked.append((list(rows), subject, key))
+            return clear_values(rows, subject, key)
+
+        assert store.forget_subject("s:ada", reveal) is True
+        # The store handed the subject's sealed rows to the core to open: it never decrypts.
+        # (Pure: a store may call it again, as the async one replays its code.)
+        assert asked and set(map(repr, asked)) == {
+            repr(([("Thing", sealed)], "s:ada", first["s:ada"]))
+        }
+        asked.clear()
+        assert store.forget_subject("s:ada", reveal) is False
+        assert asked == []  # no key: nothing to open
         with store.reader() as r:
             assert r.subject_keys(["s:ada"]) == {}
             assert r.snapshots([A1], 10) == {}  # the snapshots of the subject's states go
             assert [s.position for s in r.snapshots([A2], 10)[A2]] == [2]  # no other state's
 
-    def test_event_reads_decrypt_personal_values_until_the_key_is_forgotten(self) -> None:
-        from .._personal import FORGOTTEN, PersonalSpec, seal
+    def test_event_reads_return_sealed_values_the_core_opens_until_forgotten(self) -> None:
+        from .._personal import FORGOTTEN, PersonalSpec, clear_values, seal, unsealing
 
         store = self.store
         key = store.ensure_subject_keys({"1": b"\x01" * 32})["1"]
@@ -149,13 +166,24 @@ class LifecycleContract(ContractBase):
         assert "Ada" not in sealed
         store.append([ev((A1, 0), data=sealed), ev((A2, 0), data='{"name":"Bob"}')], {})
         with store.reader() as r:
-            assert [e.data for e in r.events_after(0, 10)] == [
+            # The store returns the events as stored, from every event read.
+            assert [e.data for e in r.events_after(0, 10)] == [sealed, '{"name":"Bob"}']
+            assert [e.data for e in r.events([1, 2])] == [sealed, '{"name":"Bob"}']
+            assert [e.data for e in r.iter_events()] == [sealed, '{"name":"Bob"}']
+            # The core opens them with the keys it reads through the same reader.
+            opened = unsealing(r)
+            assert [e.data for e in opened.events_after(0, 10)] == [
                 '{"name":"Ada","who":1}',
                 '{"name":"Bob"}',
             ]
-        store.forget_subject("1")
+            assert [e.data for e in opened.iter_events()] == [
+                '{"name":"Ada","who":1}',
+                '{"name":"Bob"}',
+            ]
+        store.forget_subject("1", clear_values)
         with store.reader() as r:
-            assert [e.data for e in r.events([1, 2])] == [
+            assert [e.data for e in r.events([1, 2])] == [sealed, '{"name":"Bob"}']
+            assert [e.data for e in unsealing(r).events([1, 2])] == [
                 f'{{"name":"{FORGOTTEN}","who":1}}',
                 '{"name":"Bob"}',
             ]

@@ -119,7 +119,7 @@ class MaintenanceContract(ContractBase):
             assert r.state_heads([A1]) == {}
 
     def test_sealed_reads_return_the_stored_text_and_never_decode(self) -> None:
-        from .._personal import PersonalSpec, seal
+        from .._personal import PersonalSpec, clear_values, seal
 
         store = self.store
         key = store.ensure_subject_keys({"1": b"\x02" * 32})["1"]
@@ -130,7 +130,7 @@ class MaintenanceContract(ContractBase):
                 rows = r.events_after_sealed(0, 10)
             assert [(e.position, e.data) for e in rows] == [(1, sealed), (2, "{}")]
             assert all(isinstance(e, SealedEvent) for e in rows)
-            store.forget_subject("1")
+            store.forget_subject("1", clear_values)
 
     def _tables(self) -> TransferTables:
         due = "2030-01-01T00:00:00.000000+00:00"

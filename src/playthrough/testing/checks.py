@@ -17,6 +17,7 @@ from typing import Any
 from .._engine import Engine
 from .._errors import EventRejected
 from .._model import Event, State, StateKey, decode_id, registry
+from .._personal import unsealing
 from .._serialization import blank_state, decode_event, encode_state
 from .._stores import Store
 from .._verify import field_diffs
@@ -45,7 +46,8 @@ def play_history(
 
 def stored_events(store: Store, chunk: int = 1_000) -> list[Event]:
     """Every event of the log, decoded, in order."""
-    return [decode_event(stored) for page in store.read_log(chunk=chunk) for stored, _ in page]
+    pages = store.read_log(chunk=chunk, view=unsealing)
+    return [decode_event(stored) for page in pages for stored, _ in page]
 
 
 def ref_of(key: StateKey) -> tuple[type[State], Any]:

@@ -37,6 +37,7 @@ from .._clock import ManualClock
 from .._engine import Engine
 from .._errors import EventRejected
 from .._model import Event, SingletonState, State
+from .._personal import unsealing
 from .._scheduling import ScheduledEvent
 from .._serialization import decode_event, encode_state
 from ._given import give
@@ -155,7 +156,7 @@ class Scenario:
             self.due.extend(handled)
         with self.engine.store.reader() as reader:
             self.committed.extend(
-                decode_event(e) for e in reader.iter_events(before, reader.head())
+                decode_event(e) for e in unsealing(reader).iter_events(before, reader.head())
             )
         return self
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from ..._model import StateKey
-from ..._personal import unseal
 from .._base import (
     HEADS_VALUE,
     Completion,
@@ -106,12 +105,10 @@ class PostgresReader(StoreReader):
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
         for chunk in chunks(positions, q.CHUNK):
-            rows = [StoredEvent(*row) for row in self._q(q.EVENTS, (list(chunk),))]
-            yield from unseal(rows, self.subject_keys)
+            yield from [StoredEvent(*row) for row in self._q(q.EVENTS, (list(chunk),))]
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        rows = [StoredEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
-        return unseal(rows, self.subject_keys)
+        return [StoredEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
 
     def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
         return [SealedEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
@@ -196,7 +193,7 @@ class PostgresReader(StoreReader):
             return []
         sql, params = found
         rows = self._raw(sql, [*params, limit])
-        return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
+        return [StoredEvent(*row) for row in rows]
 
     def state_info(self, key: StateKey) -> StateInfoRow | None:
         rows = self._q(q.SHARED.STATE_INFO, (key.type, key.id))

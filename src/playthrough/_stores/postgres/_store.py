@@ -12,7 +12,7 @@ import psycopg
 
 from ..._errors import StaleForgetError, StoreError
 from ..._model import StateKey
-from ..._personal import unseal
+from ..._sealed import Reveal
 from .._base import (
     ARCHIVED_UNTIL,
     FollowerBatch,
@@ -62,13 +62,13 @@ class PostgresStore(PostgresLog, Store):
             rows = conn.execute(self._sql(q.SUBJECT_KEYS), (list(subjects),)).fetchall()
         return {s: base64.b64decode(k) for s, k in rows}
 
-    def forget_subject(self, subject: str) -> bool:
+    def forget_subject(self, subject: str, reveal: Reveal) -> bool:
         with self._transaction("forgetting a subject", "committing it") as conn:
             # Under the append lock: no commit interleaves, so one that read the old
             # forget epoch is refused by its own append statement.
             conn.execute(self._sql(q.LOCK), (q.LOCK_APPEND, self._lock_key))
 
-            gone = forget(self._runner(conn), subject)
+            gone = forget(self._runner(conn), subject, reveal)
         if gone:
             self._vacuum_forgotten()
         return gone
@@ -115,6 +115,8 @@ class PostgresStore(PostgresLog, Store):
         events: Iterable[ImportedEvent],
         after: int,
         tables: Callable[[StoreReader], TransferTables] | None = None,
+        *,
+        reveal: Reveal | None = None,
     ) -> int:
         count = 0
         with self._transaction("import", "committing an import") as conn:
@@ -141,12 +143,14 @@ class PostgresStore(PostgresLog, Store):
             forgot = False
             if tables is not None:
                 carried = tables(PostgresReader(self, conn))
-                forgot = self._write_tables(conn, carried, after, after + count)
+                forgot = self._write_tables(conn, carried, after, after + count, reveal)
         if forgot:
             self._vacuum_forgotten()
         return count
 
-    def _write_tables(self, conn: Conn, tables: TransferTables, after: int, until: int) -> bool:
+    def _write_tables(
+        self, conn: Conn, tables: TransferTables, after: int, until: int, reveal: Reveal | None
+    ) -> bool:
         """Write the carried tables; True if a forget the file carries deleted a key here."""
         for statement, rows in transfer_writes(tables, "{s}."):
             self.statements += 1
@@ -158,7 +162,7 @@ class PostgresStore(PostgresLog, Store):
                 conn.execute(text)
         run = self._runner(conn)
         import_event_keys(run, tables.event_keys or (), after, until)
-        return import_keys(run, tables.subject_keys or (), tables.forgotten or ())
+        return import_keys(run, tables.subject_keys or (), tables.forgotten or (), reveal)
 
     def archive(
         self,
@@ -284,13 +288,15 @@ class PostgresStore(PostgresLog, Store):
                 found = conn.execute(self._sql(q.SUBJECT_KEYS), (wanted,)).fetchall()
                 return {k: base64.b64decode(v) for k, v in found}
 
-            events = unseal([StoredEvent(*r) for r in rows], keys)
+            events = [StoredEvent(*r) for r in rows]  # sealed: the follower opens them
             self.statements += 1
             forgotten = [
                 SubjectForgotten(int(q), str(subject), int(p))
                 for q, subject, p in conn.execute(self._sql(q.SHARED.FOLLOWER_FORGOTTEN), (name,))
             ]
-            batch = FollowerBatch(name, int(row[0]), events, PostgresTransaction(conn), forgotten)
+            batch = FollowerBatch(
+                name, int(row[0]), events, PostgresTransaction(conn), forgotten, keys
+            )
             yield batch
             self.statements += 1
             conn.execute(

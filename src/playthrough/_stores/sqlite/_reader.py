@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import StoreError
 from ..._model import StateKey
-from ..._personal import unseal
 from .._base import (
     HEADS_VALUE,
     Completion,
@@ -135,11 +134,11 @@ class SQLiteReader(StoreReader):
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
         for chunk in chunks(positions, self.size(_POSITIONS_PER_STATEMENT, 1)):
             rows = self._q(q.EVENTS.format(marks=_marks(len(chunk))), list(chunk))
-            yield from unseal([StoredEvent(*row) for row in rows], self.subject_keys)
+            yield from [StoredEvent(*row) for row in rows]
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         rows = self._q(q.SHARED.EVENTS_AFTER, (after, limit))
-        return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
+        return [StoredEvent(*row) for row in rows]
 
     def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
         return [SealedEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
@@ -237,7 +236,7 @@ class SQLiteReader(StoreReader):
             return []
         sql, params = found
         rows = self._q(sql, [*params, limit])
-        return unseal([StoredEvent(*row) for row in rows], self.subject_keys)
+        return [StoredEvent(*row) for row in rows]
 
     def state_info(self, key: StateKey) -> StateInfoRow | None:
         rows = self._q(q.SHARED.STATE_INFO, (key.type, key.id))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..._errors import StoreError
-from ..._personal import unseal
+from ..._sealed import Reveal
 from .._base import (
     ARCHIVED_UNTIL,
     FollowerBatch,
@@ -81,7 +81,7 @@ class SQLiteStore(SQLiteLog, Store):
             )
             return SQLiteReader(self).subject_keys(subjects)
 
-    def forget_subject(self, subject: str) -> bool:
+    def forget_subject(self, subject: str, reveal: Reveal) -> bool:
         with self._lock:
             self._writing("forget")
             with self._transaction("BEGIN IMMEDIATE", "forgetting failed") as conn:
@@ -90,7 +90,7 @@ class SQLiteStore(SQLiteLog, Store):
                     self.statements += 1
                     return conn.execute(sql, params).fetchall()
 
-                gone = forget(run, subject)
+                gone = forget(run, subject, reveal)
             if gone:
                 self._checkpoint(f"{subject!r} was forgotten")
         return gone
@@ -135,6 +135,8 @@ class SQLiteStore(SQLiteLog, Store):
         events: Iterable[ImportedEvent],
         after: int,
         tables: Callable[[StoreReader], TransferTables] | None = None,
+        *,
+        reveal: Reveal | None = None,
     ) -> int:
         self._writing("import")
         count = 0
@@ -158,13 +160,19 @@ class SQLiteStore(SQLiteLog, Store):
             conn.execute(q.SHARED.IMPORT_HEADS, (after,))
             forgot = False
             if tables is not None:
-                forgot = self._write_tables(conn, tables(SQLiteReader(self)), after, after + count)
+                carried = tables(SQLiteReader(self))
+                forgot = self._write_tables(conn, carried, after, after + count, reveal)
         if forgot:
             self._checkpoint("the import forgot a data subject")
         return count
 
     def _write_tables(
-        self, conn: sqlite3.Connection, tables: TransferTables, after: int, until: int
+        self,
+        conn: sqlite3.Connection,
+        tables: TransferTables,
+        after: int,
+        until: int,
+        reveal: Reveal | None,
     ) -> bool:
         """Write the carried tables; True if a forget the file carries deleted a key here."""
         for sql, rows in transfer_writes(tables, ""):
@@ -179,7 +187,7 @@ class SQLiteStore(SQLiteLog, Store):
             return conn.execute(sql, params).fetchall()
 
         import_event_keys(run, tables.event_keys or (), after, until)
-        return import_keys(run, tables.subject_keys or (), tables.forgotten or ())
+        return import_keys(run, tables.subject_keys or (), tables.forgotten or (), reveal)
 
     def archive(
         self,
@@ -226,10 +234,11 @@ class SQLiteStore(SQLiteLog, Store):
             conn.execute(q.SHARED.FOLLOWER_CREATE, (name, datetime.now(UTC).isoformat()))
             (position,) = conn.execute(q.FOLLOWER_POSITION, (name,)).fetchone()
             rows = conn.execute(q.SHARED.EVENTS_AFTER, (position, limit)).fetchall()
-            events = unseal([StoredEvent(*r) for r in rows], SQLiteReader(self).subject_keys)
+            events = [StoredEvent(*r) for r in rows]  # sealed: the follower opens them
             told = conn.execute(q.SHARED.FOLLOWER_FORGOTTEN, (name,)).fetchall()
             forgotten = [SubjectForgotten(*r) for r in told]
-            batch = FollowerBatch(name, position, events, SQLiteTransaction(conn), forgotten)
+            keys = SQLiteReader(self).subject_keys  # in this transaction
+            batch = FollowerBatch(name, position, events, SQLiteTransaction(conn), forgotten, keys)
             yield batch
             conn.execute(
                 q.SHARED.FOLLOWER_ADVANCE,
