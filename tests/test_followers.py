@@ -11,13 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import attrs
 import pytest
 
-from playthrough import Engine, FollowerTransaction, Projection
+from playthrough import Engine, Event, FollowerTransaction, Projection
 from playthrough._stores import SQLiteStore, open_store
 from playthrough.errors import DefinitionError, FollowerFailed, StoreError
 from playthrough.examples.balances import OwnerBalances, balances
 from playthrough.examples.bank import Account, Deposited, Transferred
+from playthrough.examples.bank import Deposited as BankDeposited
 
 from .follower_workers import (
     AuditedBalances,
@@ -284,3 +286,44 @@ def test_handler_names_resolve_by_type_name_first() -> None:
         engine.fire(twin("follow.a.Twin")(amount=6))
         engine.commit()
         assert engine.run(Ambiguous(), until_idle=True).processed == 1
+
+
+def test_a_shared_class_name_resolves_by_dotted_name_or_annotation(
+    isolated_registry: None,
+) -> None:
+    """With two ``Deposited`` classes, ``on_Deposited`` is ambiguous unless the event
+    parameter's annotation names one; ``on_bank__Deposited`` spells a dotted type name."""
+    seen: list[tuple[str, int]] = []
+
+    @attrs.define
+    class Deposited(Event, type_name="follow.other.Deposited"):  # an app's own Deposited
+        amount: int = 0
+
+    other = Deposited
+
+    class Annotated(Projection):
+        name = "annotated"
+
+        def on_Deposited(self, event: BankDeposited, tx: FollowerTransaction) -> None:
+            seen.append(("annotated", event.amount))
+
+    class Dotted(Projection):
+        name = "dotted"
+
+        def on_follow__other__Deposited(self, event: Any, tx: FollowerTransaction) -> None:
+            seen.append(("dotted", event.amount))
+
+    class Unsaid(Projection):
+        name = "unsaid"
+
+        def on_Deposited(self, event: Any, tx: FollowerTransaction) -> None: ...
+
+    with Engine.open("sqlite://") as engine:
+        engine.fire(BankDeposited(account_id=1, amount=5))
+        engine.fire(other(amount=7))
+        engine.commit()
+        with pytest.raises(DefinitionError, match=r"on_bank__Deposited, on_follow__other__Dep"):
+            engine.run(Unsaid(), until_idle=True)
+        assert engine.run(Annotated(), until_idle=True).processed == 1
+        assert engine.run(Dotted(), until_idle=True).processed == 1
+    assert seen == [("annotated", 5), ("dotted", 7)]

@@ -14,7 +14,9 @@ the position stays where it was and ``FollowerFailed`` names the event.
 
 from __future__ import annotations
 
+import inspect
 import time
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -103,6 +105,55 @@ class FollowerReport:
 FollowerReport.__module__ = "playthrough"
 
 
+def _event_types(cls: type, attr: str) -> list[str]:
+    """The one event type ``cls.attr`` handles: ``on_<type name>`` (dots written ``__``:
+    ``on_bank__Deposited``), or ``on_<class name>`` when one registered class has that
+    name, or when the event parameter's annotation says which of several it is."""
+    wanted = attr[3:]
+    dotted = wanted.replace("__", ".")
+    if wanted in registry.events:
+        return [wanted]
+    if dotted in registry.events:
+        return [dotted]
+    matches = [t for t, ev in registry.events.items() if ev.__name__ == wanted]
+    if len(matches) > 1:
+        annotated = _annotated_event(getattr(cls, attr))
+        if annotated is not None and annotated in matches:
+            return [annotated]
+    if not matches:
+        raise DefinitionError(
+            f"{cls.__qualname__}.{attr}: no event type {wanted!r} is defined "
+            "(import the module that defines it, or fix the name)"
+        )
+    if len(matches) > 1:
+        spelled = ", ".join(f"on_{t.replace('.', '__')}" for t in sorted(matches))
+        raise DefinitionError(
+            f"{cls.__qualname__}.{attr}: {wanted!r} names several event types "
+            f"({', '.join(sorted(matches))}); name the one you mean ({spelled}) or "
+            "annotate the event parameter with its class"
+        )
+    return matches
+
+
+def _annotated_event(method: Any) -> str | None:
+    """The type name of the event class the handler's event parameter is annotated with."""
+    try:
+        params = list(inspect.signature(method).parameters)
+        hints = typing.get_type_hints(method)
+    except (
+        AttributeError,
+        NameError,
+        TypeError,
+        ValueError,
+    ):  # an annotation this module cannot resolve
+        return None
+    if len(params) < 2:
+        return None
+    hint = hints.get(params[1])
+    name = getattr(hint, "_pt_type_name", None)
+    return name if isinstance(name, str) and registry.events.get(name) is hint else None
+
+
 def handlers(projection: Projection) -> dict[str, Callable[[Any, FollowerTransaction], None]]:
     """Stored type name -> bound handler; a method naming no event type is a DefinitionError."""
     cls = type(projection)
@@ -113,23 +164,7 @@ def handlers(projection: Projection) -> dict[str, Callable[[Any, FollowerTransac
     for attr in dir(cls):
         if not attr.startswith("on_") or attr == "on_forgotten" or not callable(getattr(cls, attr)):
             continue
-        wanted = attr[3:]
-        # A registered type name is exact; a class name may be shared by several types.
-        matches = (
-            [wanted]
-            if wanted in registry.events
-            else [t for t, ev in registry.events.items() if ev.__name__ == wanted]
-        )
-        if not matches:
-            raise DefinitionError(
-                f"{cls.__qualname__}.{attr}: no event type {wanted!r} is defined "
-                "(import the module that defines it, or fix the name)"
-            )
-        if len(matches) > 1:
-            raise DefinitionError(
-                f"{cls.__qualname__}.{attr}: {wanted!r} names several event types "
-                f"({', '.join(sorted(matches))}); use `on_<type_name>`"
-            )
+        matches = _event_types(cls, attr)
         handler = getattr(projection, attr)
         # Rows keep the name they were stored under: a renamed class's old rows carry an alias.
         for stored in (matches[0], *registry.events[matches[0]]._pt_aliases):
