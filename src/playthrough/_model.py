@@ -284,17 +284,20 @@ class State:
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A state becomes managed when playthrough marks it (blank_state, decoding);
-        # before that (attrs' __init__, user-built values) fields are free.
+        # before that (attrs' __init__, user-built values) fields are free. The running
+        # apply hook's own states are the common case, so they are asked about first.
+        allowed = writable_states.get()
+        if allowed is not None and id(self) in allowed:
+            object.__setattr__(self, name, value)
+            return
         if hasattr(self, "_pt_last_event_id") and not name.startswith("_pt_"):
-            allowed = writable_states.get()
-            if allowed is None or id(self) not in allowed:
-                which = type(self).__qualname__ + ("" if self.id is None else f"({self.id!r})")
-                raise StateMutationError(
-                    f"{which}: cannot set {type(self).__qualname__}.{name} outside an apply "
-                    "hook of an event that declares this state; fire an event whose apply "
-                    "hook changes it (a change made elsewhere would be served from memory "
-                    "and snapshots, but no replay of the log would make it)"
-                )
+            which = type(self).__qualname__ + ("" if self.id is None else f"({self.id!r})")
+            raise StateMutationError(
+                f"{which}: cannot set {type(self).__qualname__}.{name} outside an apply "
+                "hook of an event that declares this state; fire an event whose apply "
+                "hook changes it (a change made elsewhere would be served from memory "
+                "and snapshots, but no replay of the log would make it)"
+            )
         object.__setattr__(self, name, value)
 
     @property

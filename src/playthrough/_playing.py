@@ -14,6 +14,7 @@ give the same result on every replay.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import random
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from ._model import (
     State,
     StateKey,
     binding,
+    encode_id,
     hook_keys,
     writable_states,
 )
@@ -39,7 +41,6 @@ from ._slots import set_last_event_id
 APPLY_ONLY: tuple[Phase, ...] = ("apply",)
 
 _current_event: ContextVar[Event | None] = ContextVar("playthrough_current_event", default=None)
-_in_apply: ContextVar[bool] = ContextVar("playthrough_in_apply", default=False)
 _replaying: ContextVar[bool] = ContextVar("playthrough_replaying", default=False)
 
 
@@ -111,7 +112,8 @@ def _replayed_data(event: Event) -> str:
 
 
 def in_apply() -> bool:
-    return _in_apply.get()
+    """Whether an ``apply`` hook is running (only then are some states writable)."""
+    return writable_states.get() is not None
 
 
 @contextmanager
@@ -160,7 +162,6 @@ def run_hook(
 def _call(event: Event, hook: Hook, args: list[Any]) -> Any:
     fn: Callable[..., Any] = getattr(event, hook.name)
     if hook.phase == "apply":
-        token = _in_apply.set(True)
         # The states this hook was given (its event declares them) are the only
         # ones it may write; see State.__setattr__.
         mine = frozenset(
@@ -174,7 +175,6 @@ def _call(event: Event, hook: Hook, args: list[Any]) -> Any:
             return fn(*args)
         finally:
             writable_states.reset(writable)
-            _in_apply.reset(token)
     return fn(*args)
 
 
@@ -185,6 +185,11 @@ class EventPlayer:
     caller names the states taking part; a hook runs when every state it takes
     is taking part. ``last_event_id`` of the taking-part states moves to the
     event's position.
+
+    Each event class is compiled once per player (:func:`_compile`): its hooks
+    for the enabled phases, the plain functions to call and where each argument
+    comes from, so playing one event reads its id fields, makes their keys and
+    calls the hooks, with no per-event lookup of hooks or bindings.
     """
 
     def __init__(
@@ -199,8 +204,82 @@ class EventPlayer:
         self.phases = frozenset(phases)
         self._phases = [p for p in PHASES if p in self.phases]  # validate, apply, handle
         self.played = 0
+        self._compiled: dict[type[Event], _Plan | None] = {}
 
     def play(self, event: Event, position: int | None, taking_part: Collection[StateKey]) -> None:
+        cls = type(event)
+        try:
+            plan = self._compiled[cls]
+        except KeyError:
+            plan = self._compiled[cls] = _compile(cls, self._phases)
+        if plan is None:
+            self._play_bound(event, position, taking_part)
+            return
+        fields, constants, hooks = plan
+        keys: list[StateKey | None] = []
+        for name, type_name in fields:
+            value = getattr(event, name)
+            kind = type(value)
+            if kind is int:
+                keys.append(_key(StateKey, (type_name, str(value))))
+            elif value is None:
+                keys.append(None)  # "this event does not touch that state"; its hooks get None
+            elif kind is str:
+                keys.append(_key(StateKey, (type_name, "s:" + value)))
+            elif isinstance(value, (list, tuple)):
+                self._play_bound(event, position, taking_part)  # hooks then get a list
+                return
+            else:
+                keys.append(_key(StateKey, (type_name, encode_id(value))))
+        keys.extend(constants)
+        states = self.states
+        token = _current_event.set(event)
+        replaying = _replaying.set(self.replaying)
+        try:
+            for fn, name, is_apply, is_handle, sources in hooks:
+                wanted = [keys[i] for i in sources]
+                runs = is_handle  # a stateless hook: only a replay-safe handle runs
+                for k in wanted:
+                    if k is not None:
+                        if k not in taking_part:
+                            runs = False
+                            break
+                        runs = True
+                if not runs:
+                    continue
+                try:
+                    args = [None if k is None else states[k] for k in wanted]
+                except KeyError as exc:
+                    raise ReconstitutionError(
+                        f"event {cls._pt_type_name} at position {position}: hook "
+                        f"{name} needs {exc.args[0]}, which the plan does not hold"
+                    ) from None
+                if is_apply:
+                    # The states this hook was given (its event declares them) are the
+                    # only ones it may write; see State.__setattr__.
+                    writable = writable_states.set(
+                        frozenset([id(a) for a in args if a is not None])
+                    )
+                    try:
+                        fn(event, *args)
+                    finally:
+                        writable_states.reset(writable)
+                else:
+                    fn(event, *args)
+        finally:
+            _replaying.reset(replaying)
+            _current_event.reset(token)
+        if position is not None:
+            for k in taking_part:
+                state = states.get(k)
+                if state is not None:
+                    set_last_event_id(state, position)
+        self.played += 1
+
+    def _play_bound(
+        self, event: Event, position: int | None, taking_part: Collection[StateKey]
+    ) -> None:
+        """The general path, through the event's Binding: list-valued id fields."""
         spec = type(event)._pt_spec
         b = binding(event)
         token = _current_event.set(event)
@@ -234,3 +313,51 @@ class EventPlayer:
                 if state is not None:
                     set_last_event_id(state, position)
         self.played += 1
+
+
+_key = tuple.__new__  # a StateKey without NamedTuple's __new__ frame: the same value
+
+#: A compiled hook: its function, name, whether it is an apply or a handle hook, and
+#: where each argument's key is in the event's key list (see ``_compile``).
+_CompiledHook = tuple[Callable[..., Any], str, bool, bool, tuple[int, ...]]
+#: (id fields as (attribute, state type name), constant keys, hooks in play order)
+_Plan = tuple[tuple[tuple[str, str], ...], tuple[StateKey | None, ...], tuple[_CompiledHook, ...]]
+
+
+def _compile(cls: type[Event], phases: Collection[Phase]) -> _Plan | None:
+    """How a player with these phases plays events of ``cls``; None: through the Binding.
+
+    The key list of one event is its id fields' keys (in declaration order), then
+    the singletons' keys, then None (what an ``engine`` parameter is given in a
+    player). A class with a many-field, or a hook that is not a plain function,
+    plays through the general path.
+    """
+    spec = cls._pt_spec
+    if any(f.many for f in spec.fields):
+        return None
+    index = {f.name: i for i, f in enumerate(spec.fields)}
+    constants: dict[StateKey | None, int] = {}
+
+    def constant(key: StateKey | None) -> int:
+        return len(spec.fields) + constants.setdefault(key, len(constants))
+
+    hooks: list[_CompiledHook] = []
+    for phase in phases:
+        if phase == "handle" and not spec.replay_handle:
+            continue
+        for hook in spec.phases[phase]:
+            fn = inspect.getattr_static(cls, hook.name, None)
+            if not inspect.isfunction(fn):
+                return None
+            sources: list[int] = []
+            for p in hook.params:
+                if p.engine:
+                    sources.append(constant(None))
+                elif p.singleton is not None:
+                    sources.append(constant(StateKey(p.singleton._pt_type_name, "")))
+                else:
+                    assert p.field is not None
+                    sources.append(index[p.field.name])
+            hooks.append((fn, hook.name, phase == "apply", phase == "handle", tuple(sources)))
+    fields = tuple((f.name, f.state_class._pt_type_name) for f in spec.fields)
+    return fields, tuple(constants), tuple(hooks)
