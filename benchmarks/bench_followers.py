@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/bench_followers.py [--backend sqlite|postgres|all]
         [--events N] [--reps R] [--url URL]
     .venv/bin/python benchmarks/bench_followers.py --build FILE --events N
-    .venv/bin/python benchmarks/bench_followers.py --follow-once FILE
+    .venv/bin/python benchmarks/bench_followers.py --follow-once FILE [--batched]
 
 A store holds N events (default 20,000) on 1,000 accounts: 70% deposits
 (``Deposited``) and 30% transfers (``Transferred``), fired 1,000 per commit.
@@ -20,7 +20,12 @@ times each, from position 0 with an empty table:
 - bare: the same loop by hand on the driver: per batch one write transaction
   that reads the stored position, selects the next 500 events, ``json.loads``
   each and calls the same upsert function with the driver's connection, then
-  writes the position.
+  writes the position;
+
+and the same twice more with a batched projection (``batched = True``: a
+handler gets each run of consecutive events of its type, and writes them with
+one ``tx.executemany``) against the bare loop cutting each page into the same
+runs and calling the same ``executemany`` on the driver.
 
 The goal is ours/bare at least 0.5 on both stores (the library's overhead per
 event). ``--build`` and ``--follow-once`` split the two for callgrind, as in
@@ -94,6 +99,54 @@ class Balances(Projection):
         credit(tx.execute, event.target_id, event.amount)
 
 
+class BatchedBalances(Balances):
+    """The same read model, batched: a list per run of one type, written with executemany."""
+
+    name = "bench_balances_batched"
+    batched = True
+
+    def on_Deposited(self, events: list[Deposited], tx: FollowerTransaction) -> None:  # type: ignore[override]
+        tx.executemany(UPSERT, [(e.account_id, e.amount) for e in events])
+
+    def on_Transferred(self, events: list[Transferred], tx: FollowerTransaction) -> None:  # type: ignore[override]
+        tx.executemany(
+            UPSERT, transfer_rows([(e.source_id, e.target_id, e.amount) for e in events])
+        )
+
+
+def transfer_rows(transfers: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    return [row for s, t, a in transfers for row in ((s, -a), (t, a))]
+
+
+ExecuteMany = Callable[[str, list[tuple[int, int]]], object]
+
+
+def handle_run(executemany: ExecuteMany, kind: str, run: list[dict[str, Any]]) -> None:
+    """The bare side of the batched handlers: one executemany per run of one type."""
+    if kind == "bench.Deposited":
+        executemany(UPSERT, [(d["account_id"], d["amount"]) for d in run])
+    else:
+        executemany(
+            UPSERT, transfer_rows([(d["source_id"], d["target_id"], d["amount"]) for d in run])
+        )
+
+
+def handle_page(executemany: ExecuteMany, rows: list[tuple[int, str, str]]) -> None:
+    """A page in runs of one type, each decoded and handed over at once."""
+    kind: str | None = None
+    run: list[dict[str, Any]] = []
+    for _, k, data in rows:
+        if k != kind:
+            if run:
+                assert kind is not None
+                handle_run(executemany, kind, run)
+            kind, run = k, []
+        run.append(json.loads(data))
+    if run:
+        assert kind is not None
+        handle_run(executemany, kind, run)
+
+
 def handle(execute: Execute, kind: str, data: dict[str, Any]) -> None:
     """The bare side's dispatch: what the two handlers do, on the decoded dict."""
     if kind == "bench.Deposited":
@@ -109,7 +162,7 @@ BARE_POSITION = "CREATE TABLE IF NOT EXISTS bench_bare_position (name TEXT PRIMA
 Bare = tuple[Callable[[], int], Callable[[], None]]  # the loop, and how to close its connection
 
 
-def bare_sqlite(path: str) -> Bare:
+def bare_sqlite(path: str, batched: bool) -> Bare:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(BARE_POSITION)
 
@@ -127,8 +180,11 @@ def bare_sqlite(path: str) -> Bare:
                 "ORDER BY position LIMIT ?",
                 (position, BATCH),
             ).fetchall()
-            for _, kind, data in rows:
-                handle(conn.execute, kind, json.loads(data))
+            if batched:
+                handle_page(conn.executemany, rows)
+            else:
+                for _, kind, data in rows:
+                    handle(conn.execute, kind, json.loads(data))
             if rows:
                 conn.execute(
                     "UPDATE bench_bare_position SET pos = ? WHERE name = 'bare'", (rows[-1][0],)
@@ -141,7 +197,7 @@ def bare_sqlite(path: str) -> Bare:
     return run, conn.close
 
 
-def bare_postgres(url: str, schema: str) -> Bare:
+def bare_postgres(url: str, schema: str, batched: bool) -> Bare:
     import psycopg
 
     conn = psycopg.connect(url, autocommit=True)
@@ -150,6 +206,11 @@ def bare_postgres(url: str, schema: str) -> Bare:
 
     def execute(sql: str, params: tuple[Any, ...]) -> object:
         return conn.execute(sql.replace("?", "%s"), params)
+
+    def executemany(sql: str, params: list[tuple[int, int]]) -> object:
+        with conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), params)
+        return None
 
     def run() -> int:
         conn.execute(f"DELETE FROM {TABLE}")
@@ -169,8 +230,11 @@ def bare_postgres(url: str, schema: str) -> Bare:
                     "ORDER BY position LIMIT %s",
                     (row[0], BATCH),
                 ).fetchall()
-                for _, kind, data in rows:
-                    handle(execute, kind, json.loads(data))
+                if batched:
+                    handle_page(executemany, rows)
+                else:
+                    for _, kind, data in rows:
+                        handle(execute, kind, json.loads(data))
                 if rows:
                     conn.execute(
                         "UPDATE bench_bare_position SET pos = %s WHERE name = 'bare'",
@@ -192,32 +256,44 @@ def run(b: Backend, events: int, reps: int) -> list[Result]:
     with b.place() as place:
         with b.engine(place, building=True) as engine:
             build(engine, events)
-        bare, close = (
-            bare_postgres(b.url, place) if isinstance(b, PostgresBackend) else bare_sqlite(place)
-        )
-        engine = b.engine(place)
+        return [compare(b, place, events, reps, batched) for batched in (False, True)]
 
-        def ours() -> Timing:
-            engine.reset_follower(Balances())
-            timer = Timer()
-            processed = engine.run(Balances(), until_idle=True).processed
-            timing = timer.done(processed)
-            assert processed == events
-            return timing
 
-        def floor() -> Timing:
-            timer = Timer()
-            done = bare()
-            timing = timer.done(done)
-            assert done == events
-            return timing
+def compare(b: Backend, place: str, events: int, reps: int, batched: bool) -> Result:
+    """Ours against bare on the store at ``place``, per event or batched."""
+    bare, close = (
+        bare_postgres(b.url, place, batched)
+        if isinstance(b, PostgresBackend)
+        else bare_sqlite(place, batched)
+    )
+    engine = b.engine(place)
+    projection = BatchedBalances if batched else Balances
 
-        try:
-            name = f"follower, an upsert per write, {events:,} events"
-            return [measure(name, "events/s", ours, floor, reps)]
-        finally:
-            engine.close()
-            close()
+    def ours() -> Timing:
+        engine.reset_follower(projection())
+        timer = Timer()
+        processed = engine.run(projection(), until_idle=True).processed
+        timing = timer.done(processed)
+        assert processed == events
+        return timing
+
+    def floor() -> Timing:
+        timer = Timer()
+        done = bare()
+        timing = timer.done(done)
+        assert done == events
+        return timing
+
+    name = (
+        f"follower, batched: executemany per run of one type, {events:,} events"
+        if batched
+        else f"follower, an upsert per write, {events:,} events"
+    )
+    try:
+        return measure(name, "events/s", ours, floor, reps)
+    finally:
+        engine.close()
+        close()
 
 
 def main() -> None:
@@ -228,6 +304,7 @@ def main() -> None:
     parser.add_argument("--url", default=None)
     parser.add_argument("--build", metavar="FILE", help="only build a SQLite store of --events")
     parser.add_argument("--follow-once", metavar="FILE", help="only run the follower there once")
+    parser.add_argument("--batched", action="store_true", help="--follow-once: the batched one")
     args = parser.parse_args()
     if args.build:
         with Engine.open(file_url(Path(args.build), synchronous="off")) as engine:
@@ -235,7 +312,8 @@ def main() -> None:
         return
     if args.follow_once:
         with Engine.open(file_url(Path(args.follow_once), synchronous="off")) as engine:
-            print(f"followed {follow(engine, Balances()):,} events")
+            projection = BatchedBalances() if args.batched else Balances()
+            print(f"followed {follow(engine, projection):,} events")
         return
     names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     for name in names:

@@ -156,31 +156,53 @@ def _define(world: str) -> dict[str, Any]:
         """A read model: which account each Add (Credit) and Tick touched, by position."""
 
         name = "model_seen"
+        table = "model_seen"
 
         def setup(self, tx: FollowerTransaction) -> None:
             tx.execute(
-                "CREATE TABLE IF NOT EXISTS model_seen "
+                f"CREATE TABLE IF NOT EXISTS {self.table} "
                 "(position BIGINT PRIMARY KEY, kind TEXT NOT NULL, acct BIGINT NOT NULL)"
             )
 
         def reset(self, tx: FollowerTransaction) -> None:
-            tx.execute("DELETE FROM model_seen")
+            tx.execute(f"DELETE FROM {self.table}")
 
-        def _seen(self, event: Any, kind: str, tx: FollowerTransaction) -> None:
-            tx.execute(
-                "INSERT INTO model_seen (position, kind, acct) VALUES (?, ?, ?)",
-                (event.id, kind, event.acct_id),
+        def _seen(self, events: list[Any], kind: str, tx: FollowerTransaction) -> None:
+            tx.executemany(
+                f"INSERT INTO {self.table} (position, kind, acct) VALUES (?, ?, ?)",
+                [(event.id, kind, event.acct_id) for event in events],
             )
 
+    class SeenBatched(Seen):
+        """The same read model, kept by a batched projection (a list per handler call)."""
+
+        name = table = "model_seen_batched"
+        batched = True
+
     def on_add(self: Any, event: Any, tx: FollowerTransaction) -> None:
-        self._seen(event, "add", tx)
+        self._seen([event], "add", tx)
 
     def on_tick(self: Any, event: Any, tx: FollowerTransaction) -> None:
-        self._seen(event, "tick", tx)
+        self._seen([event], "tick", tx)
+
+    def on_adds(self: Any, events: list[Any], tx: FollowerTransaction) -> None:
+        self._seen(events, "add", tx)
+
+    def on_ticks(self: Any, events: list[Any], tx: FollowerTransaction) -> None:
+        self._seen(events, "tick", tx)
 
     setattr(Seen, "on_" + add._pt_type_name, on_add)
     setattr(Seen, "on_" + Tick._pt_type_name, on_tick)
-    return {"Add": add, "Move": move, "Tick": Tick, "Named": Named, "Seen": Seen}
+    setattr(SeenBatched, "on_" + add._pt_type_name, on_adds)
+    setattr(SeenBatched, "on_" + Tick._pt_type_name, on_ticks)
+    return {
+        "Add": add,
+        "Move": move,
+        "Tick": Tick,
+        "Named": Named,
+        "Seen": Seen,
+        "SeenBatched": SeenBatched,
+    }
 
 
 _DEFINED = {world: _define(world) for world in WORLDS}
@@ -194,7 +216,7 @@ def activate(world: str) -> dict[str, Any]:
     registry.states[Acct._pt_type_name] = Acct
     registry.states[Hub._pt_type_name] = Hub
     for role, cls in classes.items():
-        if role == "Seen":
+        if role in ("Seen", "SeenBatched"):
             continue
         for name in (cls._pt_type_name, *cls._pt_aliases):
             registry.events[name] = cls

@@ -327,3 +327,139 @@ def test_a_shared_class_name_resolves_by_dotted_name_or_annotation(
         assert engine.run(Annotated(), until_idle=True).processed == 1
         assert engine.run(Dotted(), until_idle=True).processed == 1
     assert seen == [("annotated", 5), ("dotted", 7)]
+
+
+# --------------------------------------------------------------------------- batched projections
+
+
+class Ledger(Projection):
+    """A batched read model: every deposit and transfer as a row, written with executemany."""
+
+    name = "ledger"
+    batched = True
+    calls: list[tuple[str, list[int]]]
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def setup(self, tx: FollowerTransaction) -> None:
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS ledger "
+            "(position BIGINT PRIMARY KEY, account BIGINT NOT NULL, amount BIGINT NOT NULL)"
+        )
+
+    def reset(self, tx: FollowerTransaction) -> None:
+        tx.execute("DELETE FROM ledger")
+
+    def on_Deposited(self, events: list[Deposited], tx: FollowerTransaction) -> None:
+        self.calls.append(("Deposited", [cast(int, e.id) for e in events]))
+        tx.executemany(
+            "INSERT INTO ledger VALUES (?, ?, ?)", [(e.id, e.account_id, e.amount) for e in events]
+        )
+
+    def on_Transferred(self, events: list[Transferred], tx: FollowerTransaction) -> None:
+        self.calls.append(("Transferred", [cast(int, e.id) for e in events]))
+        tx.executemany(
+            "INSERT INTO ledger VALUES (?, ?, ?)",
+            [(e.id, e.target_id, e.amount) for e in events],
+        )
+
+
+def _runs(kinds: dict[int, str], batch: int, handled: set[str]) -> list[tuple[str, list[int]]]:
+    """The calls a batched projection should get: per batch of positions, each run of one
+    handled type (the other types do not break a run)."""
+    out: list[tuple[str, list[int]]] = []
+    positions = sorted(kinds)
+    for start in range(0, len(positions), batch):
+        current: str | None = None
+        for p in positions[start : start + batch]:
+            kind = kinds[p]
+            if kind not in handled:
+                continue
+            if kind != current:
+                out.append((kind, []))
+                current = kind
+            out[-1][1].append(p)
+    return out
+
+
+def test_a_batched_projection_gets_each_run_of_its_types_in_order(engine: Engine) -> None:
+    setup_bank(engine)  # opened and deposited, alternately: 1..12
+    engine.fire(Transferred(source_id=0, target_id=1, amount=7))  # 13
+    engine.fire(Transferred(source_id=1, target_id=2, amount=8))  # 14
+    engine.fire(Deposited(account_id=2, amount=5))  # 15
+    engine.fire(Transferred(source_id=2, target_id=3, amount=9))  # 16
+    engine.commit()
+    kinds = {e.id or 0: type(e).__name__ for e in engine.events()}
+    assert len(kinds) == 16
+    ledger = Ledger()
+    report = engine.run(ledger, until_idle=True, batch_size=5)
+    assert ledger.calls == _runs(kinds, 5, {"Deposited", "Transferred"})
+    # Opened events between deposits do not break their run; the batch ends do.
+    assert ledger.calls[:2] == [("Deposited", [2, 4]), ("Deposited", [6, 8, 10])]
+    assert (report.processed, report.passed, report.position) == (10, 6, 16)
+    rows = _read(engine, "SELECT position FROM ledger ORDER BY position")
+    assert [p for (p,) in rows] == [p for p, k in sorted(kinds.items()) if k != "AccountOpened"]
+    assert _read(engine, "SELECT amount FROM ledger WHERE position = 16") == [(9,)]
+
+
+def test_a_raising_batched_handler_keeps_nothing_of_its_batch(engine: Engine) -> None:
+    setup_bank(engine)
+
+    class Failing(Ledger):
+        def on_Deposited(self, events: list[Deposited], tx: FollowerTransaction) -> None:
+            super().on_Deposited(events, tx)
+            if any(e.id == 8 for e in events):
+                raise RuntimeError("cannot take 8")
+
+    with pytest.raises(
+        FollowerFailed, match=r"'ledger' stopped at events 6\.\.10 .*position stays 5"
+    ) as info:
+        engine.run(Failing(), until_idle=True, batch_size=5)
+    assert info.value.position == 5 and cast(Any, info.value.event).id == 6
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert [f.position for f in engine.followers() if f.name == "ledger"] == [5]
+    assert _read(engine, "SELECT position FROM ledger ORDER BY position") == [(2,), (4,)]
+    assert engine.run(Ledger(), until_idle=True, batch_size=5).processed == 4
+
+
+def test_executemany_runs_a_statement_per_row_with_question_marks(engine: Engine) -> None:
+    with engine.store.follow("__writer__", 0) as batch:
+        assert batch is not None
+        batch.tx.execute("CREATE TABLE many (k BIGINT, v TEXT)")
+        batch.tx.executemany("INSERT INTO many VALUES (?, ?)", [(1, "5%"), (2, "x?")])
+        batch.tx.executemany("INSERT INTO many VALUES (?, ?)", iter([(3, "z")]))
+        batch.tx.executemany("INSERT INTO many VALUES (?, ?)", [])
+    assert _read(engine, "SELECT k, v FROM many ORDER BY k") == [(1, "5%"), (2, "x?"), (3, "z")]
+
+
+def test_batched_must_be_a_bool() -> None:
+    class Odd(Ledger):
+        batched = "yes"  # type: ignore[assignment]
+
+    with Engine.open("sqlite://") as engine:
+        with pytest.raises(DefinitionError, match=r"Odd\.batched must be True or False"):
+            engine.run(Odd(), until_idle=True)
+
+
+def test_a_batched_handler_is_resolved_by_its_list_annotation(isolated_registry: None) -> None:
+    @attrs.define
+    class Deposited(Event, type_name="follow.batched.Deposited"):  # shares the bank's name
+        amount: int = 0
+
+    seen: list[list[int]] = []
+
+    class Annotated(Projection):
+        name = "annotated_batched"
+        batched = True
+
+        def on_Deposited(self, events: list[BankDeposited], tx: FollowerTransaction) -> None:
+            seen.append([e.amount for e in events])
+
+    with Engine.open("sqlite://") as engine:
+        engine.fire(BankDeposited(account_id=1, amount=5))
+        engine.fire(Deposited(amount=7))
+        engine.fire(BankDeposited(account_id=1, amount=6))
+        engine.commit()
+        assert engine.run(Annotated(), until_idle=True).processed == 2
+    assert seen == [[5, 6]]  # the other Deposited is passed over: it does not end the run

@@ -592,6 +592,45 @@ def test_a_follower_batch_comes_sealed_and_opens_with_its_own_keys(url: str) -> 
             unseal(lone.events, lone.subject_keys)
 
 
+def test_a_forget_splits_a_batched_projections_run(url: str) -> None:
+    class BatchedNames(Names):
+        name = "gdpr.batched"
+        batched = True
+        runs: list[list[int]]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.runs = []
+
+        def on_Registered(  # type: ignore[override]
+            self, events: list[Registered], tx: FollowerTransaction
+        ) -> None:
+            self.runs.append([e.id or 0 for e in events])
+            self.told.append(f"run of {len(events)}")
+            tx.executemany(
+                "INSERT INTO gdpr_names VALUES (?, ?)",
+                [(str(e.customer_id), e.name) for e in events],
+            )
+
+    with Engine.open(url) as engine:
+        engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
+        engine.fire(Registered(customer_id=2, name="Grace Hopper", email="g@x"))
+        engine.commit()  # 1, 2
+        assert engine.forget(1)
+        engine.fire(Registered(customer_id=1, name="Ada Again", email="b@x"))
+        engine.fire(Registered(customer_id=3, name="Edsger", email="e@x"))
+        engine.commit()  # 3, 4: after the forget
+        names = BatchedNames()
+        assert engine.run(names, until_idle=True).processed == 4
+        assert names.runs == [[1, 2], [3, 4]]  # one batch, two runs: the forget in between
+        assert names.told == ["run of 2", "1", "run of 2"]
+        assert sorted(str(n) for (n,) in _rows(engine, "SELECT name FROM gdpr_names")) == [
+            "Ada Again",
+            "Edsger",
+            "Grace Hopper",
+        ]
+
+
 def test_a_follower_that_fails_to_forget_keeps_its_position(url: str) -> None:
     from playthrough.errors import FollowerFailed
 

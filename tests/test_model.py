@@ -180,6 +180,7 @@ class EngineModel(RuleBasedStateMachine):
         self.forgotten: set[int] = set()
         self.keyed: set[int] = set()
         self.follower_at = 0
+        self.batched_at = 0  # the batched follower's position
         self.fired = 0
         self.engines = self._engines()
 
@@ -614,6 +615,30 @@ class EngineModel(RuleBasedStateMachine):
         with self.store.follow("__model_reader__", 0) as batch:
             assert batch is not None
             rows = batch.tx.execute("SELECT position, kind, acct FROM model_seen ORDER BY position")
+        want = [
+            (p, r.kind, r.accts[0])
+            for p, r in sorted(self.ref.log.items())
+            if r.kind in ("add", "tick")
+        ]
+        assert [tuple(r) for r in rows] == want
+
+    @rule(size=st.sampled_from([1, 2, 500]))
+    def follow_batched(self, size: int) -> None:
+        """A batched projection (a list per run of one type) keeps the same read model."""
+        engine = self.fresh()
+        projection = self.classes["SeenBatched"]()
+        if self.batched_at < self.cut:
+            with pytest.raises(ArchivedRangeError):
+                engine.run(projection, until_idle=True, batch_size=size)
+            return
+        report = engine.run(projection, until_idle=True, batch_size=size)
+        assert report.position == engine.head()
+        self.batched_at = engine.head()
+        with self.store.follow("__model_reader__", 0) as batch:
+            assert batch is not None
+            rows = batch.tx.execute(
+                "SELECT position, kind, acct FROM model_seen_batched ORDER BY position"
+            )
         want = [
             (p, r.kind, r.accts[0])
             for p, r in sorted(self.ref.log.items())

@@ -14,6 +14,7 @@ the position stays where it was and ``FollowerFailed`` names the event.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import time
 import typing
@@ -46,7 +47,11 @@ class Projection:
 
     ``<EventType>`` is a registered type name, else the name of exactly one
     event class.
-    Events of other types are passed over. ``tx`` is the store's transaction
+    Events of other types are passed over. With ``batched = True`` a handler
+    takes a list instead, ``on_<EventType>(self, events, tx)``: each run of
+    consecutive events of its type in a batch (events of types the projection
+    does not handle do not break a run; a forget does), in position order, so a
+    read model can write them with ``tx.executemany``. ``tx`` is the store's transaction
     (``tx.execute(sql, params)`` with ``?`` placeholders, ``tx.connection``
     the driver's connection; on PostgreSQL unqualified names resolve in the
     store's schema): what a handler writes through it commits together with
@@ -57,6 +62,7 @@ class Projection:
 
     name: ClassVar[str]
     batch_size: ClassVar[int] = 500
+    batched: ClassVar[bool] = False
 
     def setup(self, tx: FollowerTransaction) -> None:
         """Create what the projection writes to (``CREATE TABLE IF NOT EXISTS``...).
@@ -150,6 +156,8 @@ def _annotated_event(method: Any) -> str | None:
     if len(params) < 2:
         return None
     hint = hints.get(params[1])
+    if typing.get_origin(hint) in (list, collections.abc.Sequence):  # a batched handler's
+        hint = (typing.get_args(hint) or (None,))[0]
     name = getattr(hint, "_pt_type_name", None)
     return name if isinstance(name, str) and registry.events.get(name) is hint else None
 
@@ -171,6 +179,8 @@ def handlers(projection: Projection) -> dict[str, Callable[[Any, FollowerTransac
             out[stored] = handler
     if not out:
         raise DefinitionError(f"{cls.__qualname__} handles no event: write on_<EventType> methods")
+    if not isinstance(getattr(projection, "batched", False), bool):
+        raise DefinitionError(f"{cls.__qualname__}.batched must be True or False")
     return out
 
 
@@ -195,7 +205,7 @@ class Follow:
 
     def step(self, store: Store) -> str:
         """Handle the next batch in its own transaction: MORE, IDLE or BUSY."""
-        projection, table, name, size = self.projection, self.table, self.projection.name, self.size
+        projection, name, size = self.projection, self.projection.name, self.size
         if self._archived is None:
             with store.reader() as reader:
                 self._archived = archived_until(reader)
@@ -214,27 +224,10 @@ class Follow:
             if self.batches == 0:
                 projection.setup(batch.tx)
             forgets = list(batch.forgotten)
-            # The batch's events come sealed: opened with the keys of its transaction.
-            for row in unseal(batch.events, batch.subject_keys):
-                while forgets and forgets[0].position < row.position:
-                    _tell_forgotten(projection, batch, forgets.pop(0))
-                handler = table.get(row.type)
-                if handler is None:
-                    self.passed += 1
-                else:
-                    event = decode_event(row)
-                    try:
-                        handler(event, batch.tx)
-                    except Exception as exc:
-                        raise FollowerFailed(
-                            f"follower {name!r} stopped at event {row.position} "
-                            f"({row.type}): {exc!r}; its position stays {batch.start}",
-                            follower=name,
-                            position=batch.start,
-                            event=event,
-                        ) from exc
-                    self.processed += 1
-                batch.advance(row.position)
+            if projection.batched:
+                self._batched(batch, forgets)
+            else:
+                self._each(batch, forgets)
             for forget in forgets:  # once the events before each forget are handled
                 if forget.position > batch.position:
                     break
@@ -245,6 +238,74 @@ class Follow:
                 done = self.processed - before[0], self.passed - before[1]
                 _followers_batch(store, name, batch, done, started)
             return MORE if len(batch.events) == size else IDLE
+
+    def _each(self, batch: FollowerBatch, forgets: list[SubjectForgotten]) -> None:
+        """The handlers' pass over a batch, one event per call (told forgets are popped)."""
+        table, tx, name = self.table, batch.tx, self.projection.name
+        # The batch's events come sealed: opened with the keys of its transaction.
+        for row in unseal(batch.events, batch.subject_keys):
+            while forgets and forgets[0].position < row.position:
+                _tell_forgotten(self.projection, batch, forgets.pop(0))
+            handler = table.get(row.type)
+            if handler is None:
+                self.passed += 1
+            else:
+                event = decode_event(row)
+                try:
+                    handler(event, tx)
+                except Exception as exc:
+                    raise FollowerFailed(
+                        f"follower {name!r} stopped at event {row.position} "
+                        f"({row.type}): {exc!r}; its position stays {batch.start}",
+                        follower=name,
+                        position=batch.start,
+                        event=event,
+                    ) from exc
+                self.processed += 1
+            batch.advance(row.position)
+
+    def _batched(self, batch: FollowerBatch, forgets: list[SubjectForgotten]) -> None:
+        """A batched projection's pass over a batch: one handler call per run of its type.
+
+        Told forgets are popped from ``forgets``, as the per-event loop does.
+        """
+        table, tx = self.table, batch.tx
+        handler: Callable[[Any, FollowerTransaction], None] | None = None
+        run: list[Any] = []
+
+        def flush() -> None:
+            if handler is None or not run:
+                return
+            try:
+                handler(list(run), tx)
+            except Exception as exc:
+                first, last = run[0], run[-1]
+                raise FollowerFailed(
+                    f"follower {self.projection.name!r} stopped at events {first.id}..{last.id} "
+                    f"({type(first)._pt_type_name}, handled together): {exc!r}; its position "
+                    f"stays {batch.start}",
+                    follower=self.projection.name,
+                    position=batch.start,
+                    event=first,
+                ) from exc
+            self.processed += len(run)
+            run.clear()
+
+        for row in unseal(batch.events, batch.subject_keys):  # opened, as in _each
+            if forgets and forgets[0].position < row.position:
+                flush()
+                while forgets and forgets[0].position < row.position:
+                    _tell_forgotten(self.projection, batch, forgets.pop(0))
+            found = table.get(row.type)
+            if found is None:
+                self.passed += 1
+            else:
+                if found is not handler:
+                    flush()
+                    handler = found
+                run.append(decode_event(row))
+            batch.advance(row.position)
+        flush()
 
     def report(self) -> FollowerReport:
         return FollowerReport(

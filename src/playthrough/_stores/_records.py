@@ -484,6 +484,11 @@ class FollowerTransaction(abc.ABC):
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Run one statement; returns its rows (empty for statements without any)."""
 
+    def executemany(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        """Run one statement once per parameter row (the driver's ``executemany``)."""
+        for row in params:
+            self.execute(sql, row)
+
 
 FollowerTransaction.__module__ = "playthrough"
 

@@ -276,9 +276,18 @@ class PostgresTransaction(FollowerTransaction):
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        # ``?`` placeholders, as on SQLite; a literal % must reach psycopg doubled.
-        cur = self._conn.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+        cur = self._conn.execute(_placeholders(sql), params)
         return cur.fetchall() if cur.description is not None else []
+
+    def executemany(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        # psycopg sends the rows in one pipeline: one round trip, not one per row.
+        with self._conn.cursor() as cur:
+            cur.executemany(_placeholders(sql), params)
+
+
+def _placeholders(sql: str) -> str:
+    """``?`` placeholders, as on SQLite; a literal % must reach psycopg doubled."""
+    return sql.replace("%", "%%").replace("?", "%s")
 
 
 def head_rows(rows: Iterable[Sequence[Any]], out: HeadRows) -> HeadRows:

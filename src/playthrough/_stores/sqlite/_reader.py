@@ -293,3 +293,6 @@ class SQLiteTransaction(FollowerTransaction):
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         return self._conn.execute(sql, params).fetchall()
+
+    def executemany(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        self._conn.executemany(sql, params)
