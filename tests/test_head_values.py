@@ -415,7 +415,7 @@ def test_max_states_must_be_positive() -> None:
 def test_an_engine_per_request_borrows_the_store(tmp_path: Path) -> None:
     store = playthrough.connect(f"sqlite:///{tmp_path / 'app.db'}")
     try:
-        with _Count(store) as made:
+        with _Count(store.store) as made:
             engines = [store.engine() for _ in range(100)]
         assert made.n == 0  # creating an engine sends nothing
         with store.engine() as engine:
@@ -466,7 +466,7 @@ def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
         t.join()
     try:
         assert not errors, errors
-        truth = reference_states(stored_events(store))
+        truth = reference_states(stored_events(store.store))
         with store.engine() as engine:
             for n in range(6):
                 assert snapshot_of(engine.load(Node, n)) == snapshot_of(truth[key_of(Node, n)])

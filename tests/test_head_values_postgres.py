@@ -59,10 +59,10 @@ def test_a_version_1_schema_is_upgraded_on_open(pg_url: str, pg_schema: str) -> 
         with store.reader() as r:
             assert r.meta("schema_version") == str(SCHEMA_VERSION)
         assert all(row.value is None for row in store.heads([]).values())
-        with store.engine() as engine:  # plays, then writes the values back
+        with Engine(store) as engine:  # plays, then writes the values back
             assert [a.balance for a in engine.load_many(Account, range(4))] == [7, 13, 10, 10]
         before = store.statements
-        with store.engine() as engine:
+        with Engine(store) as engine:
             assert engine.load(Account, 1).balance == 13
         assert store.statements - before == 1
     finally:
@@ -96,7 +96,7 @@ def test_threads_share_one_postgres_store(pg_url: str, pg_schema: str) -> None:
         t.join()
     try:
         assert not errors, errors
-        truth = reference_states(stored_events(store))
+        truth = reference_states(stored_events(store.store))
         with store.engine() as engine:
             for n, account in enumerate(engine.load_many(Account, range(4))):
                 assert account.balance == 15  # 15 opened, 15 sent, 15 received
@@ -130,7 +130,7 @@ def test_a_write_back_skips_a_row_a_writer_holds(pg_url: str, pg_schema: str) ->
     """A load's write-back never waits for (nor deadlocks with) a commit holding the row."""
     store = PostgresStore(pg_url, schema=pg_schema)
     try:
-        with store.engine(head_values=False) as writer:
+        with Engine(store, head_values=False) as writer:
             writer.fire(Opened(account_id=1, amount=5))
         record = SnapshotRecord(key_of(Account, 1), 1, 1, '{"balance":5,"movements":1}')
         with psycopg.connect(pg_url) as holder:  # a transaction holding the heads row

@@ -97,13 +97,13 @@ def test_waiting_for_the_append_lock_is_bounded(pg_url: str, pg_schema: str) -> 
     holder = psycopg.connect(pg_url)
     try:
         holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_APPEND, store._lock_key))
-        with store.engine() as engine:
+        with Engine(store) as engine:
             engine.fire(Put(blob_id=1, payload="small"))
             with pytest.raises(StoreError, match=r"waited more than 0\.2 s for the append lock"):
                 engine.commit()
             assert engine.pending == ()
         holder.rollback()  # the lock is free again
-        with store.engine() as engine:
+        with Engine(store) as engine:
             engine.fire(Put(blob_id=1, payload="small"))
             assert [e.id for e in engine.commit()] == [1]
     finally:

@@ -45,6 +45,7 @@ EXPECTED = {
     "ScheduledEvent",
     # opening a store once per process (engines borrow it)
     "connect",
+    "Connection",
     # a state as JSON (web responses)
     "asdict",
     "is_replaying",

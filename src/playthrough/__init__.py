@@ -34,7 +34,7 @@ import warnings
 from . import errors
 from ._archive import ArchiveReport
 from ._asdict import asdict
-from ._connect import connect
+from ._connect import Connection, connect
 from ._engine import Engine
 from ._followers import FollowerReport, FollowerStatus, Projection
 from ._handlers import CommitResult
@@ -56,6 +56,7 @@ __all__ = [
     "ArchiveReport",
     "CommitResult",
     "Completion",
+    "Connection",
     "Engine",
     "Event",
     "FollowerReport",

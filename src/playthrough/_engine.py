@@ -103,6 +103,7 @@ from ._upcasting import current_value_shape
 from ._values import current_states, write_back_steps
 
 if TYPE_CHECKING:
+    from ._connect import Connection
     from ._verify import VerifyOptions, VerifyReport
 
 logger = logging.getLogger("playthrough")
@@ -182,7 +183,7 @@ class Engine:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | Connection,
         *,
         snapshot_every: int | None = None,
         snapshot_after_events: int | None = None,
@@ -194,6 +195,8 @@ class Engine:
         clock: Clock | None = None,
         raise_handler_failures: bool = False,
     ) -> None:
+        if not isinstance(store, Store):  # a Connection (playthrough.connect): its store
+            store = store.store
         _options.engine(
             snapshot_every=snapshot_every,
             snapshot_after_events=snapshot_after_events,

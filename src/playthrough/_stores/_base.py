@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import StoreError
 from .._model import StateKey
@@ -82,10 +82,6 @@ from ._tables import (
     TRANSFER_TABLES,
     parse_schema_version,
 )
-
-if TYPE_CHECKING:
-    from .._engine import Engine
-
 
 # Store code imports the tables, the rows and the shared SQL from here.
 __all__ = [
@@ -735,14 +731,3 @@ class Store(LogRecorder, ReadSideRecorder, LifecycleRecorder, MaintenanceRecorde
     @abc.abstractmethod
     def reader(self) -> AbstractContextManager[StoreReader]:
         """A read transaction with every capability's reads."""
-
-    def engine(self, **options: Any) -> Engine:
-        """A new engine over this store (cheap: no connection, no schema check).
-
-        Use one per request or thread; ``with store.engine() as engine:``
-        commits on a clean exit and discards on an error, and closing it
-        leaves this store open. ``options`` are those of :class:`Engine`.
-        """
-        from .._engine import Engine
-
-        return Engine(self, **options)

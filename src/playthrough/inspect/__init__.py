@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from .._connect import Connection
     from .._stores import Store
 
 __all__ = ["create_app", "is_loopback", "serve", "url_secrets"]
@@ -42,7 +43,7 @@ _MISSING = "the inspector needs Starlette and uvicorn: pip install 'playthrough[
 
 
 def create_app(
-    store: Store,
+    store: Store | Connection,
     *,
     show_personal: bool = False,
     modules: tuple[str, ...] = (),
@@ -54,6 +55,10 @@ def create_app(
         from ._app import create_app as make
     except ImportError as exc:  # pragma: no cover - the extra is in dev
         raise ImportError(_MISSING) from exc
+    from .._stores import Store
+
+    if not isinstance(store, Store):  # a Connection (playthrough.connect): its store
+        store = store.store
     return make(store, show_personal=show_personal, modules=modules, title=title, secrets=secrets)
 
 
