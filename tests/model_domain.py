@@ -8,9 +8,11 @@ would. Names are prefixed ``model.`` so no other test's classes are touched.
   personal, ``hits``) and the singleton ``Hub``; ``Add`` (units, touches the
   account and the hub; ``bonus=True`` makes its ``handle`` fire a ``Tick``),
   ``Move`` (coupled: moves at most what the source holds), ``Tick``, ``Named``
-  (a personal field, the account is its data subject).
+  (a personal field, the account is its data subject), ``Claim`` (takes units
+  from an account, refused unless it holds them; its ``fired`` hook fires a
+  ``Tick`` into the same commit).
 - ``v2`` (the redeploy): ``Add`` is renamed ``Credit`` (version 2, alias
-  ``model.Add``) counting cents, ``Move`` version 2 counts cents; both upcast
+  ``model.Add``) counting cents, ``Move`` and ``Claim`` version 2 count cents; they upcast
   their v1 rows (amount x 100). ``Acct`` and ``Hub`` are *unchanged*, so a heads
   value or snapshot written under v1 holds units where v2 code means cents: a
   load may only use it if it knows the event classes changed.
@@ -31,6 +33,7 @@ import attrs
 from playthrough import Engine, Event, Personal, Projection, SingletonState, State, state_id
 from playthrough._model import registry
 from playthrough._stores._base import FollowerTransaction
+from playthrough.errors import EventRejected
 
 WORLDS = ("v1", "v2", "v2same")
 SCALE = {"v1": 1, "v2": 100, "v2same": 1}
@@ -80,6 +83,7 @@ def _define(world: str) -> dict[str, Any]:
 
     add: Any
     move: Any
+    claim: Any
     if world == "v1":
 
         @attrs.define
@@ -108,7 +112,22 @@ def _define(world: str) -> dict[str, Any]:
                 src.n -= moved
                 dst.n += moved
 
-        add, move = Add, Move
+        @attrs.define
+        class Claim(Event, type_name="model.Claim"):
+            acct_id: int = state_id(Acct)
+            amount: int = 0
+
+            def validate(self, acct: Acct) -> None:
+                if acct.n < self.amount:
+                    raise EventRejected("not enough to claim")
+
+            def apply(self, acct: Acct) -> None:
+                acct.n -= self.amount
+
+            def fired(self, engine: Engine) -> None:
+                engine.fire(Tick(acct_id=self.acct_id))  # joins the claim's commit
+
+        add, move, claim = Add, Move, Claim
     else:
         factor = SCALE[world]
 
@@ -150,7 +169,28 @@ def _define(world: str) -> dict[str, Any]:
                 src.n -= moved
                 dst.n += moved
 
-        add, move = Credit, Move2
+        @attrs.define
+        class Claim2(Event, type_name="model.Claim", version=2):
+            acct_id: int = state_id(Acct)
+            cents: int = 0
+
+            @staticmethod
+            def upcast_v1(data: dict[str, Any]) -> dict[str, Any]:
+                data = dict(data)
+                data["cents"] = data.pop("amount") * factor
+                return data
+
+            def validate(self, acct: Acct) -> None:
+                if acct.n < self.cents:
+                    raise EventRejected("not enough to claim")
+
+            def apply(self, acct: Acct) -> None:
+                acct.n -= self.cents
+
+            def fired(self, engine: Engine) -> None:
+                engine.fire(Tick(acct_id=self.acct_id))  # joins the claim's commit
+
+        add, move, claim = Credit, Move2, Claim2
 
     class Seen(Projection):
         """A read model: which account each Add (Credit) and Tick touched, by position."""
@@ -198,6 +238,7 @@ def _define(world: str) -> dict[str, Any]:
     return {
         "Add": add,
         "Move": move,
+        "Claim": claim,
         "Tick": Tick,
         "Named": Named,
         "Seen": Seen,
@@ -236,7 +277,14 @@ def move(world: str, classes: dict[str, Any], src: int, dst: int, units: int) ->
     return classes["Move"](src_id=src, dst_id=dst, cents=units * SCALE[world])  # type: ignore[no-any-return]
 
 
+def claim(world: str, classes: dict[str, Any], acct: int, units: int) -> Event:
+    """A Claim of ``units`` in ``world``'s classes (refused unless the account holds them)."""
+    if world == "v1":
+        return classes["Claim"](acct_id=acct, amount=units)  # type: ignore[no-any-return]
+    return classes["Claim"](acct_id=acct, cents=units * SCALE[world])  # type: ignore[no-any-return]
+
+
 def units_of(world: str, event: Event) -> int:
-    """The units an Add or Move carries (the inverse of ``add``/``move``)."""
+    """The units an Add, Move or Claim carries (the inverse of ``add``/``move``/``claim``)."""
     value: int = getattr(event, "amount") if world == "v1" else getattr(event, "cents")  # noqa: B009
     return value // SCALE[world]

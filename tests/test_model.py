@@ -2,8 +2,10 @@
 
 Hypothesis drives three engines on one store (SQLite in memory, SQLite in a
 file, PostgreSQL) with interleaved rules: fire (single- and multi-state, with
-metadata and idempotency keys, refused fires), commit, discard, loads (cold,
-``at=``, ``load_many``), find/count, snapshots at random placements, eviction,
+metadata and idempotency keys, refused fires), claims (``is_valid`` /
+``fire_if_valid``, a ``fired`` hook queueing a follow-up into the same commit),
+an async engine on the same store firing, committing and loading, commit,
+discard, loads (cold, ``at=``, ``load_many``), find/count, snapshots at random placements, eviction,
 archive, forget, export/import into a fresh store, schedule/cancel/``run_due``
 on a manual clock, handlers, a follower and a redeploy to upcast classes
 (``tests/model_domain.py``). The reference is plain Python: the committed log
@@ -19,6 +21,7 @@ and check that the model then fails.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import gzip
 import io
@@ -26,11 +29,12 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -44,8 +48,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+import playthrough.aio
 from playthrough import FORGOTTEN, Engine, Event
 from playthrough._stores import SQLiteStore, Store
+from playthrough.aio import AsyncEngine, AsyncSQLiteStore, AsyncStore
 from playthrough.errors import (
     ArchivedRangeError,
     ConcurrencyError,
@@ -63,6 +69,8 @@ from .model_domain import Acct, Hub
 #: (documented where it is tested); remove a name once its hole is fixed.
 KNOWN_HOLES: frozenset[str] = frozenset()
 
+T = TypeVar("T")
+
 ACCTS = (1, 2, 3, 4)
 KEYS = ("k0", "k1", "k2", "k3")
 EXAMPLES = int(os.environ.get("PLAYTHROUGH_MODEL_EXAMPLES", "30"))
@@ -73,7 +81,7 @@ class Ref:
     """One committed event, in the model's own terms (amounts in units)."""
 
     position: int
-    kind: str  # add, move, tick, named
+    kind: str  # add, move, claim, tick, named
     accts: tuple[int, ...]
     units: int = 0
     memo: str = ""
@@ -122,6 +130,8 @@ class Reference:
                 moved = min(ref.units, max(src.n, 0))
                 src.n -= moved
                 dst.n += moved
+            elif ref.kind == "claim":
+                touched[0].n -= ref.units
             elif ref.kind == "tick":
                 touched[0].hits += 1
             else:
@@ -165,6 +175,7 @@ class EngineModel(RuleBasedStateMachine):
 
     factory: StoreFactory = staticmethod(lambda: (SQLiteStore(":memory:"), lambda: None))
     holes: frozenset[str] = KNOWN_HOLES
+    async_url: str | None = None  # where the async engine's store opens (PostgreSQL)
 
     def __init__(self) -> None:
         super().__init__()
@@ -183,6 +194,8 @@ class EngineModel(RuleBasedStateMachine):
         self.batched_at = 0  # the batched follower's position
         self.fired = 0
         self.engines = self._engines()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._astore: AsyncStore | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -209,6 +222,13 @@ class EngineModel(RuleBasedStateMachine):
         for engine in self.engines:
             engine.discard()
             engine.close()
+        if self._loop is not None:
+            astore = self._astore
+            if isinstance(astore, AsyncSQLiteStore):
+                astore._thread.shutdown(wait=True)  # the sync store is closed below
+            elif astore is not None:
+                self._loop.run_until_complete(astore.close())
+            self._loop.close()
         dom.activate("v1")
         self.store.close()
         self._drop()
@@ -230,6 +250,9 @@ class EngineModel(RuleBasedStateMachine):
         if cls is self.classes["Move"]:
             src, dst = getattr(event, "src_id"), getattr(event, "dst_id")  # noqa: B009
             return Ref(position, "move", (src, dst), dom.units_of(self.world, event))
+        if cls is self.classes["Claim"]:
+            acct = getattr(event, "acct_id")  # noqa: B009
+            return Ref(position, "claim", (acct,), dom.units_of(self.world, event))
         if cls is self.classes["Tick"]:
             return Ref(position, "tick", (getattr(event, "acct_id"),))  # noqa: B009
         assert cls is self.classes["Named"], cls
@@ -315,6 +338,43 @@ class EngineModel(RuleBasedStateMachine):
         else:
             event.acct_id = acct  # type: ignore[attr-defined]
         self.fire(i, event)
+
+    @rule(
+        i=st.integers(0, 2),
+        acct=st.sampled_from(ACCTS),
+        units=st.integers(0, 6),
+        how=st.sampled_from(["is_valid", "fire_if_valid"]),
+    )
+    def claim(self, i: int, acct: int, units: int, how: str) -> None:
+        """A claim refused unless the account holds the units; asked first (is_valid) or
+        fired if valid. Either way a refusal leaves nothing behind, and an accepted claim's
+        fired hook queues a Tick into the same commit."""
+        engine = self.engines[i]
+        if not engine.pending:
+            engine.refresh()  # then its live view is the log's: the reference decides
+            accts, _ = self.ref.replay()
+            valid = (accts.get(acct) or RefAcct()).n >= units
+        else:
+            valid = engine.load(Acct, acct).n >= units * self.scale
+        before = (list(engine.pending), acct_view(engine.load(Acct, acct)))
+        event = dom.claim(self.world, self.classes, acct, units)
+        if how == "is_valid":
+            assert engine.is_valid(event) is valid
+            assert (list(engine.pending), acct_view(engine.load(Acct, acct))) == before
+            if not valid:
+                return
+            engine.fire(event)
+        elif engine.fire_if_valid(event) is None:
+            assert not valid, "fire_if_valid refused a valid claim"
+            assert (list(engine.pending), acct_view(engine.load(Acct, acct))) == before
+            return
+        assert valid, "an invalid claim was fired"
+        tick = engine.pending[-1]
+        assert engine.pending[-2:] == (event, tick) and type(tick) is self.classes["Tick"]
+        note("claim fired")
+        self.fired += 1
+        if self.fired % 2:
+            self.commit(i)
 
     @rule(i=st.integers(0, 2))
     def commit(self, i: int) -> None:
@@ -600,6 +660,63 @@ class EngineModel(RuleBasedStateMachine):
         ]
         assert not late, f"due and not fired: {late}"
 
+    # ------------------------------------------------------------------ the async engine
+
+    def _run_async(self, body: Callable[[AsyncEngine], Coroutine[Any, Any, T]]) -> T:
+        """Run ``body`` with an async engine on this store (one loop and async store per
+        example: SQLite's is this very store on a thread; PostgreSQL's a pool on its schema)."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        loop = self._loop
+        if self._astore is None:
+            if isinstance(self.store, SQLiteStore):
+                self._astore = AsyncSQLiteStore(self.store, ThreadPoolExecutor(max_workers=1))
+            else:
+                assert self.async_url is not None, "the async engine needs the store's URL"
+                self._astore = loop.run_until_complete(playthrough.aio.connect(self.async_url))
+        engine = self._astore.engine(clock=self.clock)
+        try:
+            return loop.run_until_complete(asyncio.wait_for(body(engine), 60))
+        finally:
+            engine.close()
+
+    @rule(
+        acct=st.sampled_from(ACCTS),
+        units=st.integers(0, 20),
+        claim=st.booleans(),
+        bonus=st.booleans(),
+    )
+    def async_engine(self, acct: int, units: int, claim: bool, bonus: bool) -> None:
+        """An async engine beside the sync ones: it fires (an Add, or a claim if valid) and
+        commits, and loads what the reference holds."""
+        accts, _ = self.ref.replay()
+        valid = (accts.get(acct) or RefAcct()).n >= units
+
+        async def body(engine: AsyncEngine) -> list[Event]:
+            if claim:
+                event = dom.claim(self.world, self.classes, acct, units)
+                if await engine.fire_if_valid(event) is None:
+                    assert not valid, "the async engine refused a valid claim"
+                    return []
+                assert valid, "the async engine fired an invalid claim"
+            else:
+                await engine.fire(dom.add(self.world, self.classes, acct, units, bonus))
+            return list(await engine.commit())
+
+        committed = self._run_async(body)
+        self.record(committed)
+        note("async commit" if committed else "async claim refused")
+        accts, hub = self.ref.replay()
+
+        async def load(engine: AsyncEngine) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+            state = await engine.load(Acct, acct)
+            center = await engine.load(Hub)
+            return acct_view(state), (center.total, center.last_event_id)
+
+        got, got_hub = self._run_async(load)
+        assert got == ref_view(accts.get(acct), self.scale), f"async load of Acct({acct})"
+        assert got_hub == ref_view(hub, self.scale)[::4], "async load of the Hub"
+
     # ------------------------------------------------------------------ followers, deploys
 
     @rule()
@@ -682,12 +799,17 @@ class EngineModel(RuleBasedStateMachine):
 def run_model(
     factory: StoreFactory,
     *,
+    async_url: str | None = None,
     holes: frozenset[str] = KNOWN_HOLES,
     examples: int = EXAMPLES,
     steps: int = 50,
     derandomize: bool = False,
 ) -> None:
-    machine = type("Model", (EngineModel,), {"factory": staticmethod(factory), "holes": holes})
+    machine = type(
+        "Model",
+        (EngineModel,),
+        {"factory": staticmethod(factory), "holes": holes, "async_url": async_url},
+    )
     run_state_machine_as_test(
         machine,
         settings=settings(
@@ -758,8 +880,8 @@ def test_the_model_on_a_sqlite_file(file_factory: StoreFactory) -> None:
     run_model(file_factory)
 
 
-def test_the_model_on_postgresql(pg_factory: StoreFactory) -> None:
-    run_model(pg_factory)
+def test_the_model_on_postgresql(pg_factory: StoreFactory, pg_url: str, pg_schema: str) -> None:
+    run_model(pg_factory, async_url=f"{pg_url}?schema={pg_schema}")
 
 
 # ----------------------------------------------------------------------------- the model can fail
@@ -838,6 +960,20 @@ def _plant_archive_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SQLiteStore, "archive", archive)
 
 
+def _plant_is_valid_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """is_valid answers right but leaves the event it tried queued (no rollback)."""
+    from playthrough.errors import EventRejected
+
+    def keeps(self: Engine, event: Event) -> Any:
+        try:
+            yield from self._fire_steps(event, None, None, None)
+        except EventRejected:
+            return False
+        return True
+
+    monkeypatch.setattr(Engine, "_is_valid_steps", keeps)
+
+
 # plant -> (its gate, or None when the hole is fixed and has no gate; the patch)
 PLANTS: dict[str, tuple[str | None, Callable[[pytest.MonkeyPatch], None]]] = {
     "stale_values": (None, _plant_stale_values),
@@ -845,6 +981,7 @@ PLANTS: dict[str, tuple[str | None, Callable[[pytest.MonkeyPatch], None]]] = {
     "refire_binding": (None, _plant_refire),
     "find_live": (None, _plant_find_live),
     "archive_forgets_keys": (None, _plant_archive_keys),
+    "is_valid_keeps_the_event": (None, _plant_is_valid_keeps),
 }
 
 
