@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -96,3 +98,49 @@ def test_followers_show_lag_and_reset(db: str) -> None:
             assert batch is not None
             assert batch.tx.execute("SELECT count(*) FROM owner_balance") == [(0,)]  # cleared
         assert engine.run(OwnerBalances(), until_idle=True).position == 7
+
+
+SCOPED_APP = """
+import attrs
+from playthrough import Event, State, state_id
+
+
+@attrs.define
+class Account(State, type_name="scoped.Account"):
+    balance: int = 0
+
+
+@attrs.define
+class Deposited(Event, type_name="scoped.Deposited"):
+    account_id: int = state_id(Account)
+    amount: int = 0
+
+    def apply(self, account: Account) -> None:
+        account.balance += self.amount
+"""
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_a_short_type_name_is_looked_up_in_the_app_modules_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bank.Account is imported too (this file imports the bank example): `Account` with
+    --app scoped_app means scoped.Account, not an ambiguous name."""
+    (tmp_path / "scoped_app.py").write_text(SCOPED_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scoped_app: Any = importlib.import_module("scoped_app")
+
+    url = f"sqlite:///{tmp_path / 'scoped.db'}"
+    with Engine.open(url) as engine:
+        engine.fire(scoped_app.Deposited(account_id=1, amount=7))
+        engine.fire(Deposited(account_id=1, amount=5))
+        engine.commit()
+    scoped = ["--app", "scoped_app"]
+    info = json.loads(run("info", url, "Account", "1", *scoped, "--format", "json"))
+    assert info["type"] == "scoped.Account" and info["events"] == 1
+    rows = run("events", url, *scoped, "--type", "Deposited", "--format", "json").splitlines()
+    assert [json.loads(r)["type"] for r in rows] == ["scoped.Deposited"]
+    # Without --app the short name stays ambiguous, and says which types it could be.
+    result = CliRunner().invoke(main, ["info", url, "Account", "1"])
+    assert result.exit_code == 2 and "bank.Account" in result.output
+    assert "scoped.Account" in result.output

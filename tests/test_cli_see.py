@@ -152,6 +152,13 @@ def test_follow_runs_a_projection_until_idle(tmp_path: Path) -> None:
     )
 
 
+def test_demo_into_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--db", str(tmp_path / "nowhere" / "bank.db")])
+    assert result.exit_code == 2, result.output
+    assert "the directory" in result.output and "does not exist" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "nowhere").exists()
+
+
 def test_demo_runs_the_shop_example_and_rewinds(tmp_path: Path) -> None:
     out = run("demo", "--example", "shop", "--db", str(tmp_path / "shop.db"))
     assert "the shop example" in out and "order 10: Order(customer=1" in out

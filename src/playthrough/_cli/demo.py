@@ -47,6 +47,11 @@ def demo(example: str, db_path: Path | None, output_format: str) -> None:
         db_path = Path(tempfile.mkdtemp(prefix="playthrough-demo-")) / f"{example}.db"
     elif db_path.exists():
         raise click.UsageError(f"{db_path} already exists; the demo writes a new database")
+    elif not db_path.parent.is_dir():
+        raise click.UsageError(
+            f"--db {db_path}: the directory {db_path.parent} does not exist; the demo creates "
+            "the database file, not its directory"
+        )
     url = sqlite_url(os.path.abspath(db_path))
     story, loads, (cls, state_id) = _example(example)
     as_json = output_format == "json"

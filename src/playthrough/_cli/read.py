@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import click
@@ -22,6 +22,8 @@ from .._model import Event, SingletonState, State, registry
 from .._serialization import converter, dumps
 from ._group import main
 from ._shared import app_option, format_option, open_engine
+
+C = TypeVar("C", bound=type)
 
 _APP = app_option()
 _FORMAT = format_option()
@@ -38,10 +40,25 @@ def _engine(database_url: str, apps: tuple[str, ...]) -> Iterator[Engine]:
             raise click.ClickException(f"{exc}{hint}") from exc
 
 
-def _state_class(name: str) -> type[State]:
+def _in_apps(cls: type, apps: tuple[str, ...]) -> bool:
+    module = cls.__module__
+    return any(module == app or module.startswith(app + ".") for app in apps)
+
+
+def _short(classes: list[C], apps: tuple[str, ...]) -> list[C]:
+    """The classes a short name matches: those the ``--app`` modules define when there are
+    some (a class of the same name elsewhere, the library's examples say, does not make
+    the name ambiguous), else all of them."""
+    mine = [c for c in classes if _in_apps(c, apps)]
+    return mine or classes
+
+
+def _state_class(name: str, apps: tuple[str, ...] = ()) -> type[State]:
     if name in registry.states:
         return registry.states[name]
-    matches = [c for c in registry.states.values() if c.__name__ == name]
+    matches = _short(
+        [c for c in dict.fromkeys(registry.states.values()) if c.__name__ == name], apps
+    )
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -52,10 +69,13 @@ def _state_class(name: str) -> type[State]:
     raise click.BadParameter(f"no state type {name!r}; known: {known}", param_hint="TYPE")
 
 
-def _event_type(name: str) -> str:
+def _event_type(name: str, apps: tuple[str, ...] = ()) -> str:
     if name in registry.events:
         return name
-    matches = [t for t, c in registry.events.items() if c.__name__ == name]
+    classes = _short(
+        [c for c in dict.fromkeys(registry.events.values()) if c.__name__ == name], apps
+    )
+    matches = [c._pt_type_name for c in classes]
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -134,11 +154,11 @@ def events(
             name, sep, ident = state.partition(":")
             if not sep or not name:
                 raise click.BadParameter("use TYPE:ID, e.g. Account:7", param_hint="--state")
-            cls = _state_class(name)
+            cls = _state_class(name, apps)
             ref = (cls, _parse_id(cls, ident, "--state"))
         stream = engine.events(
             after=after,
-            types=[_event_type(t) for t in types] or None,
+            types=[_event_type(t, apps) for t in types] or None,
             state=ref,
             caused_by=caused_by,
             correlation=correlation,
@@ -180,7 +200,7 @@ def states(
     playthrough states sqlite:///app.db Account --app myapp.events --where balance__gt=100
     """
     with _engine(database_url, apps) as engine:
-        cls = _state_class(type_name)
+        cls = _state_class(type_name, apps)
         filters = {}
         for item in where:
             name, sep, text = item.partition("=")
@@ -215,7 +235,7 @@ def info(
 ) -> None:
     """When a state was created and last changed, how many events, its newest snapshot."""
     with _engine(database_url, apps) as engine:
-        cls = _state_class(type_name)
+        cls = _state_class(type_name, apps)
         found = engine.info(cls, _parse_id(cls, state_id, "ID"))
         if output_format == "json":
             data = {

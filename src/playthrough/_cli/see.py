@@ -95,7 +95,7 @@ def explain(
     playthrough explain sqlite:///app.db Order o13 --app myapp.events --format mermaid
     """
     with _engine(database_url, apps) as engine:
-        cls = _state_class(type_name)
+        cls = _state_class(type_name, apps)
         ident = _parse_id(cls, state_id)
         if at is not None and at > engine.head():
             raise click.BadParameter(
@@ -173,7 +173,7 @@ def history(
     playthrough history sqlite:///app.db Account 7 --app myapp.events
     """
     with _engine(database_url, apps) as engine:
-        cls = _state_class(type_name)
+        cls = _state_class(type_name, apps)
         ident = _parse_id(cls, state_id)
         if at is not None and at > engine.head():
             raise click.BadParameter(
