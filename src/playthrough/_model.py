@@ -12,78 +12,25 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import attrs
 
-from ._errors import DecodeError, DefinitionError, StateMutationError, UnknownTypeError
+from ._errors import DefinitionError, StateMutationError, UnknownTypeError
+
+# The key and the id codec live in _keys: the stores import them without the model.
+from ._keys import StateIdValue as StateIdValue
+from ._keys import StateKey as StateKey
+from ._keys import decode_id as decode_id
+from ._keys import encode_id as encode_id
 from ._slots import set_binding
 from ._versions import check_upcasters, class_aliases, class_version
 
 # The metadata key under which state_id() records the state class of a field.
 _STATE_FIELD = "playthrough.state"
-
-StateIdValue = int | str | uuid.UUID
-
-
-class StateKey(NamedTuple):
-    """Identifies one state in the store: its registered type name and encoded id."""
-
-    type: str
-    id: str
-
-    def __str__(self) -> str:
-        if not self.id:
-            return self.type
-        try:
-            return f"{self.type}({decode_id(self.id)!r})"
-        except DecodeError:
-            return f"{self.type}[state_id {self.id!r}]"  # a malformed stored id, shown raw
-
-
-def encode_id(value: object) -> str:
-    """Encode a state id as text that sorts and compares unambiguously.
-
-    ints stay decimal, strings get an ``s:`` prefix, UUIDs ``u:``; a singleton
-    (id ``None``) is the empty string.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        raise TypeError(f"a state id must be an int, str or UUID, not bool ({value!r})")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return "s:" + value
-    if isinstance(value, uuid.UUID):
-        return "u:" + str(value)
-    raise TypeError(
-        f"a state id must be an int, str or UUID, not {type(value).__name__} ({value!r})"
-    )
-
-
-def decode_id(text: str) -> StateIdValue | None:
-    """The id an encoded (stored) state id names; DecodeError naming the text if malformed."""
-    if text == "":
-        return None
-    if text.startswith("s:"):
-        return text[2:]
-    try:
-        if text.startswith("u:"):
-            return uuid.UUID(text[2:])
-        if text.strip() != text or str(int(text)) != text:
-            raise ValueError("not canonical")
-        return int(text)
-    except (ValueError, TypeError) as exc:
-        raise DecodeError(
-            f"stored state id {text!r} (column state_id) is malformed: expected an int, "
-            f"'s:' and a string or 'u:' and a UUID ({exc})"
-        ) from None
-
 
 # --------------------------------------------------------------------------- registry
 

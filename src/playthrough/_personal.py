@@ -36,12 +36,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import attrs
 
+from ._canonical import dumps
 from ._errors import CorruptionError, DefinitionError, PlaythroughError
+from ._keys import encode_id
 from ._sealed import FORGOTTEN, MARK, MARK_TEXT, key_id
 from ._steps import Steps, call
 
 if TYPE_CHECKING:
-    from ._stores._records import EventQuery, StoredEvent
+    from ._records import EventQuery, StoredEvent
 
 __all__ = [
     "FORGOTTEN",
@@ -176,15 +178,11 @@ def new_key() -> bytes:
 
 
 def subject_of(event: object, spec: PersonalSpec) -> str:
-    from ._model import encode_id
-
     return encode_id(getattr(event, spec.subject))
 
 
 def seal(data: str, type_name: str, spec: PersonalSpec, subject: str, key: bytes) -> str:
     """The event JSON with each personal value encrypted under the subject's key."""
-    from ._serialization import dumps
-
     obj = json.loads(data)
     aes = _aesgcm(key)
     kid = key_id(key)
@@ -219,8 +217,6 @@ def _opened(
     data_index: int,
     type_index: int,
 ) -> list[Row]:
-    from ._serialization import dumps
-
     out = list(rows)
     for i, obj in found:
         type_name = rows[i][type_index]
@@ -366,8 +362,6 @@ def without_personal(cls: type, data: str) -> str:
     spec = personal_spec(cls)
     if spec is None:
         return data
-    from ._serialization import dumps
-
     obj = json.loads(data)
     for name in spec.fields:
         obj.pop(name, None)

@@ -42,16 +42,22 @@ from ._errors import (
 from ._model import Event, State, StateKey
 from ._personal import chunked, unseal_steps
 from ._playing import APPLY_ONLY, EventPlayer
+from ._records import (
+    SnapshotRecord,
+    archived_until_steps,
+    missing_event,
+    refuse_archived_steps,
+)
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._steps import Steps, call, run_reader
-from ._stores import SnapshotRecord, StoreReader
-from ._stores._base import archived_until_steps, missing_event, refuse_archived_steps
 from ._upcasting import snapshot_problem
 
 _log = logging.getLogger("playthrough")
 
 if TYPE_CHECKING:
     import networkx as nx
+
+    from ._stores import StoreReader
 
 __all__ = ["Plan", "PlayObserver", "StatePlan", "StateReconstitutor", "known_positions"]
 

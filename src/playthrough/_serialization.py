@@ -22,12 +22,13 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
+from ._canonical import dumps as dumps
 from ._errors import DecodeError, DefinitionError, EventRejected, PlaythroughError
 from ._model import Event, State, StateKey, decode_id, registry
 from ._slots import fired_data, mark_record, mark_state, mark_stored, set_data
 
 if TYPE_CHECKING:
-    from ._stores import SnapshotRecord, StoredEvent
+    from ._records import SnapshotRecord, StoredEvent
 
 T = TypeVar("T")
 
@@ -140,13 +141,6 @@ converter.register_structure_hook_factory(_is_int_key_dict, _int_key_dict_hook)
 # allow_nan=False: JSON has no infinity or NaN. Python would write ``Infinity``,
 # which neither SQLite's nor PostgreSQL's JSON functions read (every filtered
 # query of the type would fail), so such a value is refused where it is made.
-_encoder = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
-def dumps(value: Any) -> str:
-    return _encoder.encode(value)
 
 
 #: How deep a value in an event may nest (lists, dicts, attrs classes), counted from

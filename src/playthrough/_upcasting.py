@@ -31,9 +31,9 @@ import cattrs
 
 from ._errors import DecodeError, UnknownKeysError
 from ._model import Event, State, StateKey, decode_id, registry, touched_keys
+from ._records import SnapshotRecord, StoredEvent
 from ._serialization import converter
 from ._slots import mark_state
-from ._stores import SnapshotRecord, StoredEvent
 from ._versions import fingerprint, shape, upcasters
 
 # --------------------------------------------------------------------------- reading

@@ -14,14 +14,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from .._errors import StoreError
-from .._model import StateKey
-from .._sealed import Reveal
-from ._dialect import (
-    event_query_sql,
-    transfer_select,
-    transfer_writes,
-)
-from ._records import (
+from .._keys import StateKey
+from .._records import (
     HEADS_VALUE,
     LOOKUPS,
     CommitExtras,
@@ -69,6 +63,12 @@ from ._records import (
     refuse_archived_steps,
     stale_forget_message,
     stale_message,
+)
+from .._sealed import Reveal
+from ._dialect import (
+    event_query_sql,
+    transfer_select,
+    transfer_writes,
 )
 from ._tables import (
     ARCHIVED_CHAIN,

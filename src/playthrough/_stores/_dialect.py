@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from ._records import EventQuery, TransferTables
+from .._records import EventQuery, TransferTables
 from ._tables import (
     ARCHIVED_UNTIL,
     EVENT_COLUMNS,

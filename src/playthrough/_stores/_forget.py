@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._canonical import dumps
 from .._errors import StoreError
 from .._sealed import FORGOTTEN, MARK, Reveal, key_id
 from ._base import ARCHIVED_UNTIL, FORGET_EPOCH, chunks, key_conflicts
@@ -49,8 +50,6 @@ def scrub_json(data: str, values: set[str]) -> str:
         if isinstance(v, dict):
             return {k: walk(x) for k, x in v.items()}
         return v
-
-    from .._serialization import dumps
 
     try:
         obj = json.loads(data)

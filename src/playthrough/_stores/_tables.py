@@ -51,6 +51,8 @@ followers table.
 from __future__ import annotations
 
 from .._errors import StoreError
+from .._records import ARCHIVED_UNTIL as ARCHIVED_UNTIL
+from .._records import FORGET_EPOCH as FORGET_EPOCH
 
 SCHEMA_VERSION = 11
 
@@ -217,15 +219,10 @@ def parse_schema_version(value: object, where: str) -> int:
         ) from None
 
 
-#: pt_meta key: the log's events at positions <= this were moved to an archive.
-ARCHIVED_UNTIL = "archived_until"
 #: pt_meta key: the running hash of the log up to ``ARCHIVED_UNTIL`` (see _transfer.chain),
 #: so a store whose first events are archived can still say which log it continues.
 ARCHIVED_CHAIN = "archived_chain"
 
-#: pt_meta key: how many forgets the store has seen (absent: none). An engine
-#: remembers the value it loaded its states at; a write from an older one is refused.
-FORGET_EPOCH = "forget_epoch"
 
 SCHEDULE_COLUMNS = (
     "id, due_at, type, data, status, position, error, created_at, lease_owner, lease_until, version"

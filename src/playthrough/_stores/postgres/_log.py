@@ -42,7 +42,7 @@ from ..._errors import (
     StaleForgetError,
     StoreError,
 )
-from ..._model import StateKey
+from ..._keys import StateKey
 from .._base import (
     CommitExtras,
     HeadRows,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ..._model import StateKey
+from ..._keys import StateKey
 from .._base import (
     HEADS_VALUE,
     Completion,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from ..._errors import StaleForgetError, StoreError
-from ..._model import StateKey
+from ..._keys import StateKey
 from ..._sealed import Reveal
 from .._base import (
     ARCHIVED_UNTIL,

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..._errors import CommitOutcomeUnknown, ConcurrencyError, DuplicateEvent, StoreError
-from ..._model import StateKey
+from ..._keys import StateKey
 from .._base import (
     CommitExtras,
     HeadRows,

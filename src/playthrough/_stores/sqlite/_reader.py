@@ -9,7 +9,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import StoreError
-from ..._model import StateKey
+from ..._keys import StateKey
 from .._base import (
     HEADS_VALUE,
     Completion,

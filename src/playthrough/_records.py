@@ -1,7 +1,9 @@
 """The rows a store takes and returns, and the checks and messages both stores share.
 
 A store knows nothing of attrs classes: it moves type names, JSON text and
-:class:`StateKey` pairs.
+:class:`StateKey` pairs. This module does no I/O and sits outside the
+``_stores`` package, so the core reads these types without loading a backend
+(``_stores`` re-exports them for store code).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import abc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._errors import (
+from ._errors import (
     ArchivedRangeError,
     CancelRefused,
     CorruptionError,
@@ -18,14 +20,19 @@ from .._errors import (
     HandledElsewhere,
     StoreError,
 )
-from .._model import StateKey
-from .._steps import Call, Steps
-from ._tables import ARCHIVED_UNTIL, FORGET_EPOCH
+from ._keys import StateKey
+from ._steps import Call, Steps
 
 if TYPE_CHECKING:
-    from ._base import LogReader
+    from ._stores._base import LogReader
 
 _T = TypeVar("_T")
+
+#: pt_meta key: the log's events at positions <= this were moved to an archive.
+ARCHIVED_UNTIL = "archived_until"
+#: pt_meta key: how many forgets the store has seen (absent: none). An engine
+#: remembers the value it loaded its states at; a write from an older one is refused.
+FORGET_EPOCH = "forget_epoch"
 
 
 class NoStoreError(StoreError):
