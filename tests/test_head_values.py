@@ -169,7 +169,7 @@ def test_a_state_evicted_and_reloaded_mid_history_equals_one_never_evicted(
         for ref in REFS:
             cls, sid = ref_class(ref)
             assert snapshot_of(bounded.load(cls, sid)) == snapshot_of(unbounded.load(cls, sid))
-            pending = len(bounded._pending_keys)
+            pending = len(bounded._work.keys)
             assert len(bounded.repository) <= max(limit, pending)
     bounded.commit()
     unbounded.commit()
@@ -362,7 +362,7 @@ def test_the_identity_map_stays_bounded_over_many_distinct_states() -> None:
             engine.commit()
             assert len(engine.repository) <= 50
         engine.load(Node, n // 2)
-        assert len(engine.repository) <= max(50, len(engine._pending_keys))
+        assert len(engine.repository) <= max(50, len(engine._work.keys))
     engine.commit()
     assert len(engine.repository) <= 50
     assert engine.load(Node, 4_999).value == 1 and engine.load(Node, 0).value == 1
@@ -391,7 +391,7 @@ def test_trimming_costs_constant_work_per_fire_when_pending_states_exceed_the_bo
     engine = Engine(SQLiteStore(), max_states=limit)
     for n in range(fires):
         engine.fire(Bump(node_id=n, amount=1))
-    repository = engine._own_repository
+    repository = engine._work.own_repository
     assert len(repository) == fires  # all pending, none evicted
     assert repository.examined <= 2 * fires  # quadratic was ~ fires**2 / 2
     assert engine.load(Node, 0).value == 1  # set-aside states are still found
@@ -590,10 +590,10 @@ def _stale_is_fresh(self: HeadRow) -> bool:
 def test_the_several_engines_property_catches_broken_values(
     mutation: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import playthrough._engine as engine_module
+    import playthrough._append as append_module
 
     if mutation == "blank_values":
-        monkeypatch.setattr(engine_module, "encode_state_checked", _blank_values)
+        monkeypatch.setattr(append_module, "encode_state_checked", _blank_values)
     else:
         monkeypatch.setattr(HeadRow, "fresh", property(_stale_is_fresh))
 

@@ -146,7 +146,7 @@ def test_events_stream_in_pages_with_bounded_memory(engine: Engine) -> None:
     seen = 0
     tracemalloc.start()
     try:
-        stream = engine._log.events(page_size=100)
+        stream = engine.log.events(page_size=100)
         for event in stream:
             seen += 1
             assert event.id == seen

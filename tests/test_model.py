@@ -947,31 +947,34 @@ def _plant_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
 def _plant_refire(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hole 5: a refused fire leaves the binding it computed cached on the event (the
     engine neither drops a binding cached before the fire nor clears it on refusal)."""
-    from playthrough import _engine, _slots
+    from playthrough import _firing, _slots, _work
 
     def unfire_but_keep_the_binding(event: Event) -> None:
         kept = getattr(event, "_pt_binding", None)
         _slots.unfire(event)
         _slots.set_binding(event, kept)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_engine, "forget_binding", lambda event: None)
-    monkeypatch.setattr(_engine, "unfire", unfire_but_keep_the_binding)
+    monkeypatch.setattr(_firing, "forget_binding", lambda event: None)
+    monkeypatch.setattr(_firing, "unfire", unfire_but_keep_the_binding)
+    monkeypatch.setattr(_work, "unfire", unfire_but_keep_the_binding)
 
 
 def _plant_find_live(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hole 6: find() hands back the engine's live object instead of the row's state."""
     from playthrough._model import key_of
+    from playthrough._rooms import States
 
-    original = Engine.find
+    original = States.find
 
-    def find(self: Engine, state_class: Any, **kwargs: Any) -> Iterator[Any]:
+    def find(self: States, state_class: Any, **kwargs: Any) -> Iterator[Any]:
         # As the live objects were before the query (find may refresh them in memory).
-        before = {key: copy.deepcopy(state) for key, state in self.repository.items()}
+        held = self.queries._work.repository.items()
+        before = {key: copy.deepcopy(state) for key, state in held}
         for state in original(self, state_class, **kwargs):
             live = before.get(key_of(state_class, state.id))
             yield state if live is None else live
 
-    monkeypatch.setattr(Engine, "find", find)
+    monkeypatch.setattr(States, "find", find)
 
 
 def _plant_archive_keys(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from playthrough import Engine, Event, state_id
+from playthrough._firing import Firing
 from playthrough._scheduling import Scheduler
 from playthrough._steps import Steps, run_sync
 from playthrough._stores import SQLiteStore
@@ -163,10 +164,10 @@ def test_a_row_fired_by_another_worker_after_its_lease_ran_out_is_not_fired_agai
     clock.advance(minutes=1)  # slow's lease ran out while it was stuck; fast takes the row
     [fired] = fast.run_due()
     assert fired.status == "fired"
-    slow._scheduler.owner = "slow"
+    slow.scheduler.owner = "slow"
     # slow wakes up and fires the row it still holds, driven as run_due drives it:
     # the append is refused (the row was fired under its key), nothing is written twice
-    late = run_sync(slow._scheduler._fire_one(row), slow.store)
+    late = run_sync(slow.scheduler._fire_one(row), slow.store)
     assert late.status == "pending"
     assert late.error is not None and late.error.startswith("retry: ")
     assert slow.pending == ()
@@ -405,14 +406,14 @@ def test_cancel_on_its_own_answers_false_when_the_row_fired_meanwhile(
     with Engine.open(any_url, clock=clock) as app, Engine.open(any_url, clock=clock) as worker:
         schedule_id = app.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
         clock.advance(minutes=2)
-        real = Scheduler.record_steps
+        real = Scheduler.scheduled_steps
 
         def read_then_fire(self: Scheduler, sid: str) -> Steps[Any]:
             record = yield from real(self, sid)  # "pending", as cancel() reads it ...
             worker.run_due()  # ... and the worker fires it right after
             return record
 
-        monkeypatch.setattr(Scheduler, "record_steps", read_then_fire)
+        monkeypatch.setattr(Scheduler, "scheduled_steps", read_then_fire)
         assert app.cancel(schedule_id) is False  # never "cancelled" and "fired"
         monkeypatch.undo()
         assert app.scheduled(schedule_id).status == "fired"
@@ -536,14 +537,14 @@ def test_a_row_that_cannot_be_fired_is_marked_failed_and_the_pass_goes_on(
         stuck = engine.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
         behind = engine.schedule(Ping(counter_id=2, n=2), after=timedelta(minutes=2))
         clock.advance(minutes=5)
-        real = Engine._fire_steps
+        real = Firing.fire_steps
 
-        def fire(self: Engine, event: Event, *args: Any) -> Steps[Event]:
+        def fire(self: Firing, event: Event, *args: Any) -> Steps[Event]:
             if args[-1] == f"schedule:{stuck}":  # the idempotency key of its row
                 raise ReconstitutionError("Counter(1) cannot be rebuilt")
             return (yield from real(self, event, *args))
 
-        monkeypatch.setattr(Engine, "_fire_steps", fire)
+        monkeypatch.setattr(Firing, "fire_steps", fire)
         failed, fired = engine.run_due()  # no exception: the pass went on
         assert (failed.id, failed.status) == (stuck, "failed")
         assert failed.error == "ReconstitutionError: Counter(1) cannot be rebuilt"

@@ -20,7 +20,7 @@ import time
 import typing
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -37,9 +37,6 @@ from ._personal import unseal
 from ._serialization import decode_event
 from ._stores import FollowerTransaction, Store
 from ._stores._base import FollowerBatch, SubjectForgotten, archived_until
-
-if TYPE_CHECKING:
-    from ._engine import Engine
 
 
 class Projection:
@@ -314,7 +311,7 @@ class Follow:
 
 
 def run(
-    engine: Engine,
+    store: Store,
     projection: Projection,
     *,
     until_idle: bool,
@@ -324,7 +321,7 @@ def run(
 ) -> FollowerReport:
     follow = Follow(projection, batch_size)
     while stop is None or not stop():
-        found = follow.step(engine.store)
+        found = follow.step(store)
         if found == MORE:
             continue
         if until_idle and found == IDLE:

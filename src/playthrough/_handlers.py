@@ -6,7 +6,7 @@ committed together with the mark "handled" in one transaction (or the mark
 alone when they fired nothing), so a handler's events are stored exactly once
 with its completion. A failing handler does not stop the others: what it fired
 is discarded, the failure is collected, the event stays pending, and
-``Engine.run_pending_handlers()`` runs it again later, as it does for handlers a
+``engine.admin.run_pending_handlers()`` runs it again later, as it does for handlers a
 crash interrupted between the commit and their completion. Side effects outside
 the store (mail, HTTP) may therefore happen more than once: handlers are
 at-least-once and should be idempotent.
@@ -29,13 +29,18 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, cast
 
 from . import _logging, _telemetry
-from ._errors import HandledElsewhere, HandlerFailed, StoreError
+from ._errors import HandledElsewhere, HandlerFailed, PlaythroughError, StoreError
+from ._firing import is_async_hook
 from ._model import Event, State, binding
 from ._playing import playing, run_hook
 from ._steps import Await, Steps, run_sync
 
 if TYPE_CHECKING:
+    from ._append import Append
     from ._engine import Engine
+    from ._firing import Firing
+    from ._loading import Loader
+    from ._work import UnitOfWork
 
 logger = logging.getLogger("playthrough")
 
@@ -46,101 +51,148 @@ def has_handlers(event: Event) -> bool:
     return bool(type(event)._pt_spec.phases["handle"])
 
 
-def run_handlers(
-    engine: Engine,
-    events: Sequence[Event],
-    committed: list[Event],
-    elsewhere: list[Event] | None = None,
-) -> list[Failure]:
-    """:func:`run_handlers_steps` on the sync engine's store."""
-    steps = run_handlers_steps(engine, engine, engine, events, committed, elsewhere)
-    return run_sync(steps, engine.store)
+class Handlers:
+    """The handlers stage of a commit: runs ``handle`` hooks of committed events.
 
-
-def run_handlers_steps(
-    engine: Engine,
-    shell: object,
-    async_shell: object,
-    events: Sequence[Event],
-    committed: list[Event],
-    elsewhere: list[Event] | None = None,
-) -> Steps[list[Failure]]:
-    """Run the handlers of committed ``events`` (and of the events they fire), in order.
-
-    Events committed on the way are appended to ``committed``; events whose
-    completion was refused because another runner completed them first, to
-    ``elsewhere`` (not a failure: what this run fired was discarded). Returns
-    the failures; an exception that is not an ``Exception`` (KeyboardInterrupt)
-    stops everything, leaving the events not yet handled pending in the store.
-    ``engine`` is the core the events are fired on; ``shell`` is what a plain
-    ``def`` hook is given as its engine argument, ``async_shell`` what an
-    ``async def`` one is (the sync Engine for both; under ``playthrough.aio``,
-    the async engine and a view of it that fires without I/O).
+    Built from the unit of work (what hooks fire is queued there, caused by
+    their event), the loader (the states a hook declares) and the append
+    stage (what a hook fired is appended with its completion); it never calls
+    the commit that runs it.
     """
-    failures: list[Failure] = []
-    queue = deque(e for e in events if has_handlers(e))
-    while queue:
-        event = queue.popleft()
-        name = type(event)._pt_type_name
-        started = time.perf_counter()
-        try:
-            yield from run_event_handlers_steps(engine, shell, async_shell, event)
-        except Exception as exc:  # noqa: BLE001 - collected and raised as HandlerFailed
-            engine.discard()  # what the failed handler fired is not committed
-            failures.append((event, exc))
-            _logging.handler_failed(type(event).__qualname__, "handle", event.id, exc)
-            _telemetry.handled(name, event.id, time.perf_counter() - started, "failed", exc)
-            continue
-        except BaseException:
-            engine.discard()
-            raise
-        assert event.id is not None
-        try:
-            fired = yield from engine._commit_batch_steps(handled=(event.id,))
-        except HandledElsewhere:
-            logger.debug("handlers of position %s were completed by another runner", event.id)
-            if elsewhere is not None:
-                elsewhere.append(event)
-            _telemetry.handled(name, event.id, time.perf_counter() - started, "elsewhere")
-            continue
-        except Exception as exc:  # noqa: BLE001 - what it fired could not be committed
-            failures.append((event, exc))
-            _telemetry.handled(name, event.id, time.perf_counter() - started, "failed", exc)
-            continue
-        _telemetry.handled(name, event.id, time.perf_counter() - started, "handled")
-        committed.extend(fired)
-        queue.extend(e for e in fired if has_handlers(e))
-    return failures
 
+    def __init__(self, work: UnitOfWork, loader: Loader, append: Append, firing: Firing) -> None:
+        self.work = work
+        self.loader = loader
+        self.append = append
+        self._firing = firing
 
-def run_event_handlers_steps(
-    engine: Engine, shell: object, async_shell: object, event: Event
-) -> Steps[None]:
-    """Run every ``handle`` hook of one committed event; events they fire stay pending.
+    def run(
+        self, events: Sequence[Event], committed: list[Event], elsewhere: list[Event] | None = None
+    ) -> list[Failure]:
+        """:meth:`steps` on the sync store."""
+        return run_sync(self.steps(None, events, committed, elsewhere), self.loader.store)
 
-    A hook that is an ``async def`` returns an awaitable, which the shell awaits
-    (the sync one refuses it, see ``_steps``).
-    """
-    previous = engine._caused_by, engine._correlation
-    engine._caused_by = event.id
-    engine._correlation = event.correlation  # what a handler fires shares its correlation
-    try:
-        with playing(event):
+    def steps(
+        self,
+        shells: tuple[object, object] | None,
+        events: Sequence[Event],
+        committed: list[Event],
+        elsewhere: list[Event] | None = None,
+    ) -> Steps[list[Failure]]:
+        """Run the handlers of committed ``events`` (and of the events they fire), in order.
+
+        Events committed on the way are appended to ``committed``; events whose
+        completion was refused because another runner completed them first, to
+        ``elsewhere`` (not a failure: what this run fired was discarded). Returns
+        the failures; an exception that is not an ``Exception`` (KeyboardInterrupt)
+        stops everything, leaving the events not yet handled pending in the store.
+        ``shells``: what a plain ``def`` hook and an ``async def`` one are given as
+        their engine argument (default: the firing stage's ``hook_shells``: the
+        sync Engine for both; under ``playthrough.aio``, a view of the async
+        engine that fires without I/O, and the async engine).
+        """
+        shell, async_shell = shells if shells is not None else self._firing.hook_shells
+        work = self.work
+        failures: list[Failure] = []
+        queue = deque(e for e in events if has_handlers(e))
+        while queue:
+            event = queue.popleft()
+            name = type(event)._pt_type_name
+            started = time.perf_counter()
+            try:
+                yield from self._event_steps(shell, async_shell, event)
+            except Exception as exc:  # noqa: BLE001 - collected and raised as HandlerFailed
+                work.discard()  # what the failed handler fired is not committed
+                failures.append((event, exc))
+                _logging.handler_failed(type(event).__qualname__, "handle", event.id, exc)
+                _telemetry.handled(name, event.id, time.perf_counter() - started, "failed", exc)
+                continue
+            except BaseException:
+                work.discard()
+                raise
+            assert event.id is not None
+            try:
+                fired = yield from self.append.steps(handled=(event.id,))
+            except HandledElsewhere:
+                logger.debug("handlers of position %s were completed by another runner", event.id)
+                if elsewhere is not None:
+                    elsewhere.append(event)
+                _telemetry.handled(name, event.id, time.perf_counter() - started, "elsewhere")
+                continue
+            except Exception as exc:  # noqa: BLE001 - what it fired could not be committed
+                failures.append((event, exc))
+                _telemetry.handled(name, event.id, time.perf_counter() - started, "failed", exc)
+                continue
+            _telemetry.handled(name, event.id, time.perf_counter() - started, "handled")
+            committed.extend(fired)
+            queue.extend(e for e in fired if has_handlers(e))
+        return failures
+
+    def _event_steps(self, shell: object, async_shell: object, event: Event) -> Steps[None]:
+        """Run every ``handle`` hook of one committed event; events they fire stay pending.
+
+        A hook that is an ``async def`` returns an awaitable, which the shell awaits
+        (the sync one refuses it, see ``_steps``).
+        """
+        work = self.work
+        with work.caused(event), playing(event):  # what it fires shares the correlation
             for hook, bound, keys in binding(event).of_phase("handle"):
-                missing = [k for k in keys if engine.repository.get(k) is None]
+                repository = work.repository
+                missing = [k for k in keys if repository.get(k) is None]
                 if missing:
-                    yield from engine._load_live_steps(missing)
-                live = {k: cast(State, engine.repository.get(k)) for k in keys}
+                    yield from self.loader.live_steps(missing)
+                live = {k: cast(State, repository.get(k)) for k in keys}
                 given = async_shell if is_async_hook(event, hook.name) else shell
                 result = run_hook(event, hook, live, given, bound)
                 if inspect.isawaitable(result):
                     yield Await(result)
-    finally:
-        engine._caused_by, engine._correlation = previous
 
+    def run_pending(self, limit: int) -> list[Event]:
+        """Run the handlers the store records as pending (failed, or cut short by a crash)."""
+        from ._personal import unsealing
+        from ._serialization import decode_event
 
-def is_async_hook(event: Event, name: str) -> bool:
-    return inspect.iscoroutinefunction(getattr(type(event), name))
+        work = self.work
+        if work.events:
+            raise PlaythroughError("commit or discard pending events before running handlers")
+        if work.committing:
+            raise PlaythroughError("run_pending_handlers() from inside a handle hook")
+        store = self.loader.store
+        work.committing = True
+        try:
+            with store.reader() as reader:
+                positions = reader.pending_handlers(limit)
+                opened = unsealing(reader).events(positions)
+                events = [decode_event(stored) for stored in opened]
+            if not positions:
+                return []  # an idle pass: no span
+            with _telemetry.operation("handlers.pending", store, events=len(positions)) as facts:
+                ran = self._run_pending(positions, events)
+                facts.set(ran=len(ran))
+            return ran
+        finally:
+            work.committing = False
+
+    def _run_pending(self, positions: list[int], events: list[Event]) -> list[Event]:
+        found = {e.id for e in events}
+        gone = [p for p in positions if p not in found]
+        if gone:
+            raise StoreError(
+                f"pending handlers recorded for position(s) {gone[:10]} but no event is stored "
+                "there: the log is corrupt (an event row was deleted)"
+            )
+        # A pending event whose class has no handle hook (any more): nothing to run.
+        idle = [e.id for e in events if not has_handlers(e) and e.id is not None]
+        if idle:
+            self.loader.store.mark_handled(idle)
+        committed: list[Event] = []
+        elsewhere: list[Event] = []
+        runnable = [e for e in events if has_handlers(e)]
+        failures = self.run(runnable, committed, elsewhere)
+        if failures:
+            raise handler_failed(failures, committed)
+        skipped = {id(e) for e in elsewhere}
+        return [e for e in runnable if id(e) not in skipped]
 
 
 def failure_message(failures: Sequence[Failure]) -> str:
@@ -193,45 +245,6 @@ def handler_failed(failures: list[Failure], committed: list[Event]) -> HandlerFa
     error = HandlerFailed(failure_message(failures), failures, committed)
     error.__cause__ = failures[0][1]
     return error
-
-
-def run_pending(engine: Engine, limit: int) -> list[Event]:
-    """Run the handlers the store records as pending (failed, or cut short by a crash)."""
-    from ._personal import unsealing
-    from ._serialization import decode_event
-
-    with engine.store.reader() as reader:
-        positions = reader.pending_handlers(limit)
-        opened = unsealing(reader).events(positions)
-        events = [decode_event(stored) for stored in opened]
-    if not positions:
-        return []  # an idle pass: no span
-    with _telemetry.operation("handlers.pending", engine.store, events=len(positions)) as facts:
-        ran = _run_pending(engine, positions, events)
-        facts.set(ran=len(ran))
-    return ran
-
-
-def _run_pending(engine: Engine, positions: list[int], events: list[Event]) -> list[Event]:
-    found = {e.id for e in events}
-    gone = [p for p in positions if p not in found]
-    if gone:
-        raise StoreError(
-            f"pending handlers recorded for position(s) {gone[:10]} but no event is stored "
-            "there: the log is corrupt (an event row was deleted)"
-        )
-    # A pending event whose class has no handle hook (any more): nothing to run.
-    idle = [e.id for e in events if not has_handlers(e) and e.id is not None]
-    if idle:
-        engine.store.mark_handled(idle)
-    committed: list[Event] = []
-    elsewhere: list[Event] = []
-    runnable = [e for e in events if has_handlers(e)]
-    failures = run_handlers(engine, runnable, committed, elsewhere)
-    if failures:
-        raise handler_failed(failures, committed)
-    skipped = {id(e) for e in elsewhere}
-    return [e for e in runnable if id(e) not in skipped]
 
 
 def serve(

@@ -26,11 +26,12 @@ import attrs
 from ._ids import label
 from ._model import Event, State, StateKey
 from ._serialization import converter, dumps
-from ._stores import StoreReader
+from ._stores import Store, StoreReader
 from ._stores._base import archived_until, refuse_archived
 
 if TYPE_CHECKING:
-    from ._engine import Engine
+    from ._archive import ArchiveReader
+    from ._reconstitution import StateReconstitutor
 
 __all__ = ["Change", "History", "HistoryEntry", "state_history"]
 
@@ -76,7 +77,7 @@ class HistoryEntry:
 
 @attrs.frozen
 class History:
-    """``Engine.history``'s answer: the state's events up to ``at``, oldest first."""
+    """``engine.log.history``'s answer: the state's events up to ``at``, oldest first."""
 
     key: StateKey
     at: int
@@ -195,20 +196,26 @@ class _Recorder:
 
 
 def _walk(
-    engine: Engine, reader: StoreReader, key: StateKey, since: int, at: int
+    reconstitutor: StateReconstitutor, reader: StoreReader, key: StateKey, since: int, at: int
 ) -> tuple[_Recorder, dict[str, Any]]:
     recorder = _Recorder(key)
-    states, _ = engine.reconstitutor.reconstitute(reader, [key], at, since=since, observer=recorder)
+    states, _ = reconstitutor.reconstitute(reader, [key], at, since=since, observer=recorder)
     return recorder, converter.unstructure(states[key])
 
 
-def state_history(engine: Engine, key: StateKey, at: int | None = None) -> History:
-    """The history of ``key`` up to ``at`` (default: the head), see the module doc."""
-    archive = getattr(engine, "_archive", None)  # the engine's archive= files, if any
+def state_history(
+    store: Store,
+    reconstitutor: StateReconstitutor,
+    archive: ArchiveReader | None,
+    key: StateKey,
+    at: int | None = None,
+) -> History:
+    """The history of ``key`` up to ``at`` (default: the head), see the module doc;
+    ``archive``: the engine's ``archive=`` files, if any."""
     entries: list[HistoryEntry] = []
     start: dict[str, Any] = {}
     value: dict[str, Any] = {}
-    with engine.store.reader() as reader:
+    with store.reader() as reader:
         head = reader.head()
         if at is None:
             at = head
@@ -219,12 +226,12 @@ def state_history(engine: Engine, key: StateKey, at: int | None = None) -> Histo
         if since and at < cut:
             refuse_archived(reader, at, f"the history of {label(key)} as of {at}")
         if not cut or at > cut or since:
-            recent, value = _walk(engine, reader, key, cut, at)
+            recent, value = _walk(reconstitutor, reader, key, cut, at)
             entries = recent.entries
             start = recent.first if recent.first is not None else value
     if cut and archive is not None:
         with archive.store(cut).reader() as archived:
-            old, old_value = _walk(engine, archived, key, 0, min(at, cut))
+            old, old_value = _walk(reconstitutor, archived, key, 0, min(at, cut))
         start = old.first if old.first is not None else old_value
         if at > cut:
             entries = old.entries + entries

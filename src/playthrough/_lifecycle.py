@@ -20,6 +20,7 @@ any other; the table is an index of the log's outcome, not a second truth.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from ._errors import StateCompleted
 from ._model import Event, State, StateKey, registry
@@ -106,12 +107,20 @@ class Completions:
             elif before and not now:
                 self.pending[key] = None
 
-    def take(
-        self, batch: Iterable[Event]
-    ) -> tuple[tuple[tuple[StateKey, int], ...], tuple[StateKey, ...]]:
+    def has_queued(self) -> bool:
+        return False  # completions ride a commit of events, never one of their own
+
+    def mark(self) -> dict[StateKey, Event | None]:
+        return dict(self.pending)
+
+    def rollback(self, mark: dict[StateKey, Event | None]) -> None:
+        self.pending.clear()
+        self.pending.update(mark)
+
+    def take(self, batch: Iterable[Event]) -> dict[str, tuple[Any, ...]]:
         """The batch's completions (state, index of the completing event) and reopenings."""
         if not self.pending:
-            return (), ()
+            return {}
         index = {id(e): n for n, e in enumerate(batch)}
         completed = tuple(
             (k, index[id(e)]) for k, e in self.pending.items() if e is not None and id(e) in index
@@ -120,7 +129,7 @@ class Completions:
         for key, _ in completed:
             self.evict[key] = None
         self.pending.clear()
-        return completed, reopened
+        return {"completed": completed, "reopened": reopened}
 
 
 def completion_mismatches(store: Store, encodings: Mapping[StateKey, str]) -> list[str]:

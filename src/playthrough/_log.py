@@ -19,7 +19,7 @@ from ._stores import EventQuery
 from ._stores._base import StoredEvent, archived_until, refuse_archived, refuse_archived_steps
 
 if TYPE_CHECKING:
-    from ._engine import Engine
+    from ._stores import Store
 
 StateRefArg = tuple[type[State], Any]
 
@@ -136,10 +136,10 @@ class EventPager:
 
 
 class EventLog:
-    """The read side of the log for one engine (``engine.events`` and friends)."""
+    """The read side of the log over one store (``engine.log.events`` and friends)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     def events(
         self,
@@ -153,7 +153,7 @@ class EventLog:
         page_size: int = PAGE,
     ) -> Iterator[Event]:
         pager = EventPager(after, types, state, caused_by, correlation, limit, page_size)
-        store = self._engine.store
+        store = self._store
         with store.reader() as reader:
             query = run_reader(pager.start_steps(), reader)
         while query is not None:
@@ -167,7 +167,7 @@ class EventLog:
     def event(self, position: int) -> Event:
         if isinstance(position, bool) or not isinstance(position, int):
             raise TypeError(f"an event position is an int, not {position!r}")
-        with self._engine.store.reader() as reader:
+        with self._store.reader() as reader:
             rows = unsealing(reader).find_events(EventQuery(after=position - 1, upto=position), 1)
             head = reader.head()
             if not rows and 0 < position <= archived_until(reader):

@@ -33,7 +33,9 @@ from ._stores._base import FORGET_EPOCH, LOOKUPS, Completion
 from ._upcasting import current_value_shape, snapshot_record
 
 if TYPE_CHECKING:
-    from ._engine import Engine
+    from ._reconstitution import StateReconstitutor
+    from ._stores import Store
+    from ._work import UnitOfWork
 
 S = TypeVar("S", bound=State)
 
@@ -45,7 +47,7 @@ _UNORDERED = (Decimal, datetime)  # their JSON text neither orders nor compares 
 
 @attrs.frozen
 class StateInfo:
-    """What the store knows of one state (``engine.info(Account, 7)``)."""
+    """What the store knows of one state (``engine.states.info(Account, 7)``)."""
 
     key: StateKey
     id: Any
@@ -268,14 +270,16 @@ def _completed_check(cls: type[State], limit: int | None, completed: object) -> 
 
 
 class StateQueries:
-    """``find``/``count``/``info`` for one engine."""
+    """``find``/``count``/``info`` over one store, for one unit of work's identity map."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, store: Store, reconstitutor: StateReconstitutor, work: UnitOfWork) -> None:
+        self._store = store
+        self._reconstitutor = reconstitutor
+        self._work = work
 
     def refresh(self, cls: type[State]) -> int:
         """Bring every stale or missing stored value of ``cls`` up to date; returns how many."""
-        return run_sync(self.refresh_steps(cls), self._engine.store)
+        return run_sync(self.refresh_steps(cls), self._store)
 
     def _stale_steps(
         self, cls: type[State]
@@ -287,7 +291,7 @@ class StateQueries:
         head = yield call("head")
         epoch = yield call("meta", FORGET_EPOCH)  # a forget since: nothing written, go round
         keys = [k for k, _ in stale]
-        states, _ = yield from self._engine.reconstitutor.reconstitute_steps(keys, head)
+        states, _ = yield from self._reconstitutor.reconstitute_steps(keys, head)
         return stale, states, int(epoch) if epoch else 0
 
     def refresh_steps(self, cls: type[State]) -> Steps[int]:
@@ -344,7 +348,7 @@ class StateQueries:
         return True, (answer, int(epoch) if epoch else 0)
 
     def count(self, cls: type[State], filters: Mapping[str, Any]) -> int:
-        return run_sync(self.count_steps(cls, filters), self._engine.store)
+        return run_sync(self.count_steps(cls, filters), self._store)
 
     def count_steps(self, cls: type[State], filters: Mapping[str, Any]) -> Steps[int]:
         cls = _state_class(cls)
@@ -361,7 +365,7 @@ class StateQueries:
         limit: int | None,
         order_by: str | Sequence[str] | None,
     ) -> Iterator[S]:
-        return iter(run_sync(self.find_steps(cls, filters, limit, order_by), self._engine.store))
+        return iter(run_sync(self.find_steps(cls, filters, limit, order_by), self._store))
 
     def find_steps(
         self,
@@ -378,7 +382,7 @@ class StateQueries:
         ):
             raise QueryError(f"limit must be an int >= 0, not {limit!r}")
         name = cls._pt_type_name
-        pending = self._engine._pending_types()
+        pending = self._work.pending_types()
         if name in pending:
             raise PlaythroughError(
                 f"find({cls.__qualname__}) while this engine has uncommitted events on "
@@ -389,7 +393,7 @@ class StateQueries:
         started = time.perf_counter()
         rows, epoch = yield from self._settled(cls, request, with_epoch=True)
         _telemetry.queried("find", name, len(rows), time.perf_counter() - started)
-        mine = self._engine._epoch
+        mine = self._work.epoch
         return self._states(cls, rows, stale=mine is not None and mine != epoch)
 
     def _states(self, cls: type[S], rows: list[tuple[str, str, int]], stale: bool) -> list[S]:
@@ -402,7 +406,7 @@ class StateQueries:
         its states (``stale``): a live state may hold the subject's clear values
         at the same position (the engine's next commit is refused as well).
         """
-        repository = self._engine.repository
+        repository = self._work.repository
         out = []
         for state_id, value, position in rows:
             key = StateKey(cls._pt_type_name, state_id)
@@ -417,7 +421,7 @@ class StateQueries:
     def info(self, cls: type[State], state_id: Any) -> StateInfo:
         cls = _state_class(cls)
         key = key_of(cls, state_id)
-        with self._engine.store.reader() as reader:
+        with self._store.reader() as reader:
             row = reader.state_info(key)
             completed = reader.completions([key]).get(key) if cls._pt_completable else None
         if row is None:

@@ -31,12 +31,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import _telemetry
-from ._clock import aware, stamp
+from ._clock import Clock, aware, stamp
 from ._errors import (
     CancelRefused,
     ConcurrencyError,
@@ -54,12 +54,18 @@ from ._playing import hook_time
 from ._serialization import decode, decode_event, encode_event
 from ._slots import fired_data, set_position, unfire
 from ._steps import Read, Steps, call, read_one, run_sync
+from ._stores import Store
 from ._stores._base import ScheduleRecord, ScheduleRow, StoredEvent
 
 if TYPE_CHECKING:
+    from ._append import Commit
     from ._engine import Engine
+    from ._firing import Firing
+    from ._work import UnitOfWork
 
 log = logging.getLogger("playthrough.scheduler")
+
+LEASE = timedelta(minutes=5)  # how long run_due() holds a due row while firing it
 
 
 @attrs.frozen
@@ -93,15 +99,13 @@ class ScheduledEvent:
         )
 
 
-class Scheduler:
-    """The scheduling side of one engine: queued rows, and the worker pass."""
+class ScheduleQueue:
+    """Schedule changes waiting for the next append: a participant of the unit of work."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self) -> None:
         self.queued: list[ScheduleRow] = []
         self.cancelled: list[str] = []
         self.firing: dict[int, str] = {}  # id(event) -> schedule id, while pending
-        self.owner = uuid.uuid4().hex  # lease owner name of this engine
 
     def has_queued(self) -> bool:
         return bool(self.queued or self.cancelled)
@@ -111,21 +115,67 @@ class Scheduler:
         self.cancelled.clear()
         self.firing.clear()
 
-    def take(
-        self, batch: list[Event]
-    ) -> tuple[tuple[ScheduleRow, ...], tuple[str, ...], tuple[tuple[str, int], ...]]:
+    def take(self, batch: list[Event]) -> dict[str, tuple[Any, ...]]:
         """What the next append writes: rows to store, ids to cancel, rows this batch fires."""
         if not (self.firing or self.queued or self.cancelled):
-            return (), (), ()  # the common commit: nothing scheduled, nothing to scan
+            return {}  # the common commit: nothing scheduled, nothing to scan
         fired = tuple((self.firing[id(e)], n) for n, e in enumerate(batch) if id(e) in self.firing)
-        out = (tuple(self.queued), tuple(self.cancelled), fired)
+        out = {"schedule": tuple(self.queued), "cancel": tuple(self.cancelled), "fired": fired}
         self.clear()
         return out
 
+    def mark(self) -> tuple[list[ScheduleRow], list[str], dict[int, str]]:
+        return list(self.queued), list(self.cancelled), dict(self.firing)
+
+    def rollback(self, mark: tuple[list[ScheduleRow], list[str], dict[int, str]]) -> None:
+        queued, cancelled, firing = mark
+        self.queued[:] = queued
+        self.cancelled[:] = cancelled
+        self.firing.clear()
+        self.firing.update(firing)
+
+
+class Scheduler:
+    """``engine.scheduler``: schedule, cancel and re-arm events, and the worker pass.
+
+    Built from the store, the clock, the unit of work's schedule queue and the
+    firing and commit stages (a scheduled event is fired and committed through
+    them like any other), never from the Engine.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        work: UnitOfWork,
+        queue: ScheduleQueue,
+        firing: Firing,
+        commit: Commit,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._work = work
+        self._queue = queue
+        self._firing = firing
+        self._commit = commit
+        self.owner = uuid.uuid4().hex  # lease owner name of this engine
+
+    def __repr__(self) -> str:
+        return f"<Scheduler on {self._store.url}>"
+
     # ------------------------------------------------------------------ scheduling
 
-    def schedule(self, event: Event, at: datetime | None, after: timedelta | None) -> str:
-        return run_sync(self.schedule_steps(event, at, after), self._engine.store)
+    def schedule(
+        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
+    ) -> str:
+        """Store ``event`` to be fired at ``at`` (an aware datetime) or ``after`` from now.
+
+        Returns the schedule id. Called while a commit is being built (pending
+        events, a ``transaction()`` block, a ``handle`` hook), the row is written
+        by that commit's append; otherwise at once. Due events are fired by
+        :meth:`run_due` or ``playthrough scheduler``.
+        """
+        return run_sync(self.schedule_steps(event, at, after), self._store)
 
     def schedule_steps(
         self, event: Event, at: datetime | None, after: timedelta | None
@@ -137,7 +187,7 @@ class Scheduler:
             raise PlaythroughError(f"{type(event).__qualname__} was already fired")
         if (at is None) == (after is None):
             raise TypeError("schedule() takes exactly one of at= (datetime) or after= (timedelta)")
-        now = self._engine.clock.now()
+        now = self._clock.now()
         if after is not None:
             if not isinstance(after, timedelta):
                 raise TypeError(f"after= takes a timedelta, not {type(after).__name__}")
@@ -165,49 +215,68 @@ class Scheduler:
         row = ScheduleRow(
             uuid.uuid4().hex, stamp(due), cls._pt_type_name, stored, stamp(now), cls._pt_version
         )
-        self.queued.append(row)
-        yield from self._engine._flush_steps()
+        self._queue.queued.append(row)
+        yield from self._commit.flush_steps()
         return row.id
 
     def cancel(self, schedule_id: str) -> bool:
-        return run_sync(self.cancel_steps(schedule_id), self._engine.store)
+        """Cancel a scheduled event; False if it was already fired or cancelled.
+
+        Unknown ids raise ``ScheduleNotFound``. Like :meth:`schedule`, the change
+        goes with the commit being built, if any; that commit is refused with
+        ``CancelRefused`` (nothing written) if the event fired meanwhile. Called
+        on its own, the cancel is written at once and answers False instead: an
+        event is never both cancelled and fired.
+        """
+        return run_sync(self.cancel_steps(schedule_id), self._store)
 
     def cancel_steps(self, schedule_id: str) -> Steps[bool]:
-        for row in self.queued:
+        """``cancel`` as store requests: the seam both engines drive."""
+        queue = self._queue
+        for row in queue.queued:
             if row.id == schedule_id:
-                self.queued.remove(row)
+                queue.queued.remove(row)
                 return True
-        record = yield from self.record_steps(schedule_id)
+        record = yield from self.scheduled_steps(schedule_id)
         if record.status != "pending":
             return False
-        self.cancelled.append(schedule_id)
+        queue.cancelled.append(schedule_id)
         try:
-            yield from self._engine._flush_steps()
+            yield from self._commit.flush_steps()
         except CancelRefused:
             return False  # written at once, and refused: it fired meanwhile
         return True
 
-    def reschedule(self, schedule_id: str, at: datetime | None) -> ScheduledEvent:
-        return run_sync(self.reschedule_steps(schedule_id, at), self._engine.store)
+    def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
+        """Re-arm a ``failed`` (or ``pending``) scheduled event: pending again, due at ``at``.
+
+        ``at`` (an aware datetime) defaults to now, so the next :meth:`run_due`
+        fires it. Its error and lease are cleared. Unknown ids raise
+        ``ScheduleNotFound``; a row that fired, was cancelled or was rejected
+        raises ``PlaythroughError`` (nothing changes). Written at once.
+        """
+        return run_sync(self.reschedule_steps(schedule_id, at), self._store)
 
     def reschedule_steps(self, schedule_id: str, at: datetime | None) -> Steps[ScheduledEvent]:
-        engine = self._engine
-        due = aware(engine.clock.now() if at is None else at)
+        """``reschedule`` as store requests: the seam both engines drive."""
+        due = aware(self._clock.now() if at is None else at)
         if not (yield call("rearm_schedule", schedule_id, stamp(due))):
-            record = yield from self.record_steps(schedule_id)  # ScheduleNotFound if unknown
+            record = yield from self.scheduled_steps(schedule_id)  # ScheduleNotFound if unknown
             raise PlaythroughError(
                 f"scheduled event {schedule_id} is {record.status}: only a failed or pending "
                 "one can be rescheduled"
             )
-        return (yield from self.record_steps(schedule_id))
+        return (yield from self.scheduled_steps(schedule_id))
 
-    def record(self, schedule_id: str) -> ScheduledEvent:
-        return run_sync(self.record_steps(schedule_id), self._engine.store)
+    def scheduled(self, schedule_id: str) -> ScheduledEvent:
+        """A scheduled event's row: due time, status, the fired event's position, error."""
+        return run_sync(self.scheduled_steps(schedule_id), self._store)
 
-    def record_steps(self, schedule_id: str) -> Steps[ScheduledEvent]:
+    def scheduled_steps(self, schedule_id: str) -> Steps[ScheduledEvent]:
+        """``scheduled`` as store requests: the seam both engines drive."""
         found = yield Read(read_one("schedule", schedule_id))
         if found is None:
-            queued = [r for r in self.queued if r.id == schedule_id]
+            queued = [r for r in self._queue.queued if r.id == schedule_id]
             if queued:
                 r = queued[0]
                 found = ScheduleRecord(
@@ -219,18 +288,26 @@ class Scheduler:
 
     # ------------------------------------------------------------------ the worker pass
 
-    def run_due(self, limit: int, lease: timedelta) -> list[ScheduledEvent]:
-        return run_sync(self.run_due_steps(limit, lease), self._engine.store)
+    def run_due(self, *, limit: int = 100, lease: timedelta = LEASE) -> list[ScheduledEvent]:
+        """Fire the scheduled events due by ``clock.now()`` (one pass, at most ``limit``).
 
-    def run_due_steps(self, limit: int, lease: timedelta) -> Steps[list[ScheduledEvent]]:
+        Each is fired with its due time as ``fired_at`` and committed on its own;
+        the commit marks its row fired in the same transaction, so no event is
+        fired twice, by several workers or after a crash. Rows are leased for
+        ``lease`` so concurrent workers take different ones. Returns the rows
+        handled, with their outcome (``fired``, ``rejected``, ``failed``, or
+        ``pending`` when a concurrent change made it retry on the next pass).
+        """
+        return run_sync(self.run_due_steps(limit, lease), self._store)
+
+    def run_due_steps(self, limit: int, lease: timedelta = LEASE) -> Steps[list[ScheduledEvent]]:
         """The worker pass as store requests: the seam both engines drive (the commit of
-        each row runs the hooks with the engine's ``hook_shells``)."""
-        engine = self._engine
-        if engine.pending or self.has_queued():
+        each row runs the hooks with the firing stage's ``hook_shells``)."""
+        if self._work.has_queued():
             raise PlaythroughError("commit or discard pending events before run_due()")
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        now = aware(engine.clock.now())
+        now = aware(self._clock.now())
         started = time.perf_counter()
         claimed = yield call("claim_due", stamp(now), stamp(now + lease), self.owner, limit)
         done: list[ScheduledEvent] = []
@@ -246,7 +323,6 @@ class Scheduler:
 
     def _fire_one(self, row: ScheduleRecord) -> Steps[ScheduledEvent]:
         """Fire one leased row; the result says what this worker did with it."""
-        engine = self._engine
 
         def outcome(
             status: str, position: int | None = None, error: str | None = None
@@ -284,8 +360,8 @@ class Scheduler:
             # Its fired_at (now() in its hooks) is the due time; the commit marks the
             # row fired in the same transaction (the key makes a second firing a no-op).
             due = datetime.fromisoformat(row.due_at)
-            yield from engine._fire_steps(event, due, None, f"schedule:{row.id}")
-            self.firing[id(event)] = row.id
+            yield from self._firing.fire_steps(event, due, None, f"schedule:{row.id}")
+            self._queue.firing[id(event)] = row.id
         except EventRejected as exc:
             error = f"{type(exc).__name__}: {exc}"
             yield call("finish_schedule", row.id, self.owner, "rejected", error)
@@ -298,12 +374,12 @@ class Scheduler:
             # Its hooks raised, or it cannot be fired (a state that cannot be
             # rebuilt, say): failed with the reason, and the pass goes on, so one
             # such row never stalls the rows behind it.
-            engine.discard()
+            self._work.discard()
             error = f"{type(exc).__name__}: {exc}"
             yield call("finish_schedule", row.id, self.owner, "failed", error)
             return outcome("failed", error=error)
         try:
-            result = yield from engine._commit_steps(*engine.hook_shells)
+            result = yield from self._commit.steps()
             result.raise_for_failures()
         except HandlerFailed as exc:
             # The event is committed and its row marked fired; a handle hook raised
@@ -324,7 +400,7 @@ class Scheduler:
 
     def _give_back(self, row: ScheduleRecord) -> Steps[None]:
         """Release the lease (best effort: if the store is gone, the lease runs out)."""
-        self._engine.discard()
+        self._work.discard()
         try:
             yield call("finish_schedule", row.id, self.owner, "pending", None)
         except Exception:  # noqa: BLE001 - the original error is the one to report
@@ -352,7 +428,7 @@ def serve(
     handled = 0
     done = 0
     while passes is None or done < passes:
-        results = engine.run_due(limit=limit)
+        results = engine.scheduler.run_due(limit=limit)
         done += 1
         for r in results:
             handled += 1

@@ -39,7 +39,7 @@ class LiveStates(Protocol):
         """Whether events were fired but not committed yet."""
         ...
 
-    def epoch(self) -> int | None:
+    def current_epoch(self) -> int | None:
         """The forget epoch the live states were loaded at (None: not known)."""
 
     def drop_forgotten(self) -> None:
@@ -166,7 +166,7 @@ class SnapshotCoordinator:
                 keys = list(dict.fromkeys([*keys, *self._partners(reader, keys, position)]))
             keys = list(dict.fromkeys(keys))
             states: dict[StateKey, State] = {}
-            mine = self.live.epoch()
+            mine = self.live.current_epoch()
             if position == head and (mine is None or mine == epoch):
                 heads = reader.state_heads(keys)
                 pending = self.live.pending_keys()
@@ -199,7 +199,7 @@ class SnapshotCoordinator:
         ]
         try:
             self.store.write_snapshots(
-                records, self.history, epoch=self.live.epoch() if epoch is None else epoch
+                records, self.history, epoch=self.live.current_epoch() if epoch is None else epoch
             )
         except StaleForgetError:
             self.live.drop_forgotten()

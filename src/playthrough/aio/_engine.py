@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from .. import _followers, _logging, _telemetry
-from .._engine import _LEASE, Engine
+from .._engine import Engine
 from .._errors import ConcurrencyError, ConfigurationError, EventRejected, PlaythroughError
 from .._followers import FollowerReport, FollowerStatus, Projection
 from .._handlers import CommitResult
@@ -27,7 +27,7 @@ from .._log import PAGE, EventPager
 from .._model import Event, State, StateKey, key_of
 from .._query import _completed_check
 from .._retry import ATTEMPTS, BACKOFF, MAX_BACKOFF, check_retry, wait
-from .._scheduling import ScheduledEvent
+from .._scheduling import LEASE, ScheduledEvent
 from .._steps import Await, Call, Read, Steps, read_one
 from .._stores import Store
 from .._stores._base import EventQuery
@@ -123,7 +123,7 @@ class AsyncEngine:
     ) -> None:
         core = self.core
         try:
-            if exc_type is None and (core._pending or core._scheduler.has_queued()):
+            if exc_type is None and core._work.has_queued():
                 await self.commit()
             else:
                 core.discard()
@@ -166,7 +166,7 @@ class AsyncEngine:
 
     async def load_or_fail(self, state_class: type[S], state_id: Any = None) -> S:
         """Like :meth:`load`, but ``NotFoundError`` for a state no event ever touched."""
-        return self.core._found(state_class, state_id, await self.load(state_class, state_id))
+        return self.core._loader.found(state_class, state_id, await self.load(state_class, state_id))
 
     async def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
         """Several states of one type, loaded together."""
@@ -178,18 +178,19 @@ class AsyncEngine:
         core = self.core
         if at is not None:
             started = time.perf_counter()
-            _, result = await self.store.read(core._load_at_steps(keys, at))
+            _, result = await self.store.read(core._loader.at_steps(keys, at))
             assert result is not None  # the async engine has no archive files
             _logging.loaded(result[1], time.perf_counter() - started, self.store)
             return result[0]
+        loader = core._loader
         for key in keys:
-            core._guard_apply(key)
+            loader.guard(key)
         repository = core.repository
         found = {k: s for k in keys if (s := repository.get(k)) is not None}
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
-            found.update(await self._drive(core._load_live_steps(missing)))
-            core._trim()
+            found.update(await self._drive(loader.live_steps(missing)))
+            loader.trim()
         return found
 
     # ------------------------------------------------------------------ firing
@@ -199,7 +200,7 @@ class AsyncEngine:
     ) -> E:
         """Validate and apply an event to the live states and queue it for commit
         (``Engine.fire``: the same checks, hooks, errors and ``key`` idempotency)."""
-        return await self._drive(self.core._fire_steps(event, None, metadata, key))
+        return await self._drive(self.core._firing.fire_steps(event, None, metadata, key))
 
     async def fire_if_valid(
         self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
@@ -214,25 +215,26 @@ class AsyncEngine:
     async def is_valid(self, event: Event) -> bool:
         """Whether firing ``event`` now would be accepted (``Engine.is_valid``): it is fired
         and undone, nothing stays queued or changed; False when it is refused."""
-        return await self._drive(self.core._is_valid_steps(event))
+        return await self._drive(self.core._firing.is_valid_steps(event))
 
     async def commit(self) -> CommitResult:
         """Append pending events atomically, then run their ``handle`` hooks (``Engine.commit``:
         a ``CommitResult``, handler failures reported in it unless ``raise_handler_failures``)."""
-        return await self._drive(self.core._commit_steps(self._hook_view, self))
+        return await self._drive(self.core._commit.steps((self._hook_view, self)))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncEngine]:
         """Commit at the end of the block; discard everything pending if it raises."""
         core = self.core
-        core._transactions += 1
+        work = core._work
+        work.transactions += 1
         try:
             yield self
         except BaseException:
-            core._transactions -= 1
+            work.transactions -= 1
             core.discard()
             raise
-        core._transactions -= 1
+        work.transactions -= 1
         await self.commit()
 
     async def retry(
@@ -269,31 +271,31 @@ class AsyncEngine:
     ) -> str:
         """Store ``event`` to be fired at ``at`` or ``after`` from now; returns its id
         (``Engine.schedule``: written with the commit being built, if any, else at once)."""
-        return await self._drive(self.core._scheduler.schedule_steps(event, at, after))
+        return await self._drive(self.core.scheduler.schedule_steps(event, at, after))
 
     async def cancel(self, schedule_id: str) -> bool:
         """Cancel a scheduled event; False if it was already fired or cancelled
         (``Engine.cancel``: ``ScheduleNotFound`` for an unknown id)."""
-        return await self._drive(self.core._scheduler.cancel_steps(schedule_id))
+        return await self._drive(self.core.scheduler.cancel_steps(schedule_id))
 
     async def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
         """Re-arm a failed (or pending) scheduled event, due at ``at`` (default: now)
         (``Engine.reschedule``)."""
-        return await self._drive(self.core._scheduler.reschedule_steps(schedule_id, at))
+        return await self._drive(self.core.scheduler.reschedule_steps(schedule_id, at))
 
     async def scheduled(self, schedule_id: str) -> ScheduledEvent:
         """A scheduled event's row: due time, status, the fired event's position, error."""
-        return await self._drive(self.core._scheduler.record_steps(schedule_id))
+        return await self._drive(self.core.scheduler.scheduled_steps(schedule_id))
 
-    async def run_due(self, *, limit: int = 100, lease: timedelta = _LEASE) -> list[ScheduledEvent]:
+    async def run_due(self, *, limit: int = 100, lease: timedelta = LEASE) -> list[ScheduledEvent]:
         """Fire the scheduled events due by ``clock.now()`` (``Engine.run_due``: one pass, each
         row committed on its own with its row marked fired; its hooks may be ``async def``)."""
-        return await self._drive(self.core._scheduler.run_due_steps(limit, lease))
+        return await self._drive(self.core.scheduler.run_due_steps(limit, lease))
 
     async def forget(self, subject: Any) -> bool:
         """Erase a data subject's personal data (``Engine.forget``: their key is deleted, and
         what was derived from it dropped); False when the subject had no key."""
-        return await self._drive(self.core._forget_steps(subject))
+        return await self._drive(self.core.admin.forget_steps(subject))
 
     # ------------------------------------------------------------------ followers and checks
 
@@ -349,7 +351,7 @@ class AsyncEngine:
         engine_options = self._options
 
         def check(store: Store) -> VerifyReport:
-            return Engine(store, **engine_options).verify(
+            return Engine(store, **engine_options).admin.verify(
                 options, progress=progress, clock=clock, **changes
             )
 
@@ -387,7 +389,7 @@ class AsyncEngine:
         **filters: Any,
     ) -> list[S]:
         """Stored states of a type whose values match (``Engine.find``), as a list."""
-        queries = self.core._queries
+        queries = self.core.states.queries
         if completed is None:
             return await self._drive(queries.find_steps(state_class, filters, limit, order_by))
         _completed_check(state_class, limit, completed)
@@ -397,7 +399,7 @@ class AsyncEngine:
 
     async def count(self, state_class: type[State], **filters: Any) -> int:
         """How many stored states of a type match (counted by the database)."""
-        return await self._drive(self.core._queries.count_steps(state_class, filters))
+        return await self._drive(self.core.states.queries.count_steps(state_class, filters))
 
 
 class _HookView:
@@ -414,16 +416,16 @@ class _HookView:
     def fire(
         self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
     ) -> E:
-        return _in_memory(self._engine.core._fire_steps(event, None, metadata, key))
+        return _in_memory(self._engine.core._firing.fire_steps(event, None, metadata, key))
 
     def load(self, state_class: type[S], state_id: Any = None) -> S:
         key = key_of(state_class, state_id)
-        return cast(S, _in_memory(self._engine.core._load_live_steps([key]), key))
+        return cast(S, _in_memory(self._engine.core._loader.live_steps([key]), key))
 
     def schedule(
         self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
     ) -> str:
-        return _in_memory(self._engine.core._scheduler.schedule_steps(event, at, after))
+        return _in_memory(self._engine.core.scheduler.schedule_steps(event, at, after))
 
     @property
     def pending(self) -> tuple[Event, ...]:
