@@ -166,7 +166,9 @@ class AsyncEngine:
 
     async def load_or_fail(self, state_class: type[S], state_id: Any = None) -> S:
         """Like :meth:`load`, but ``NotFoundError`` for a state no event ever touched."""
-        return self.core._loader.found(state_class, state_id, await self.load(state_class, state_id))
+        return self.core._loader.found(
+            state_class, state_id, await self.load(state_class, state_id)
+        )
 
     async def load_many(self, state_class: type[S], ids: Iterable[Any]) -> list[S]:
         """Several states of one type, loaded together."""
