@@ -330,6 +330,25 @@ def test_a_live_engine_cannot_write_a_forgotten_person_back(url: str) -> None:
         assert Engine(worker.store).load(Customer, 1).orders == 1
 
 
+def test_states_found_by_value_cannot_write_a_forgotten_person_back(url: str) -> None:
+    """find() puts the stored states in the identity map, as a load does: a forget
+    after it must refuse the engine's next commit, or its heads values would carry
+    the subject's clear values back into the store."""
+    from playthrough._errors import StaleForgetError
+
+    with Engine.open(url) as writer, Engine.open(url) as worker, Engine.open(url) as admin:
+        writer.fire(Registered(customer_id=1, name="Ada Byron", email="ada@example.org"))
+        writer.commit()
+        [found] = worker.states.find(Customer, name="Ada Byron")  # its first read
+        assert admin.admin.forget(1)
+        worker.fire(Ordered(customer_id=1, amount=5, note=""))  # on the state find gave
+        with pytest.raises(StaleForgetError, match="forgotten since this engine loaded"):
+            worker.commit()
+        assert found.name == "Ada Byron"  # the object handed out earlier is the caller's
+        assert "Ada Byron" not in _everything(worker)
+        assert Engine(worker.store).load(Customer, 1).name == FORGOTTEN
+
+
 def test_a_live_engine_cannot_snapshot_a_forgotten_person(url: str) -> None:
     with Engine.open(url) as worker, Engine.open(url) as admin:
         worker.fire(Registered(customer_id=1, name="Ada Byron", email="ada@example.org"))

@@ -394,6 +394,11 @@ class StateQueries:
         rows, epoch = yield from self._settled(cls, request, with_epoch=True)
         _telemetry.queried("find", name, len(rows), time.perf_counter() - started)
         mine = self._work.epoch
+        if mine is None:
+            # The states it returns join the identity map as of this read's forget epoch,
+            # as a load's do: a forget after it refuses this engine's next commit, which
+            # would otherwise write their values (a subject's clear ones) back.
+            self._work.epoch = epoch
         return self._states(cls, rows, stale=mine is not None and mine != epoch)
 
     def _states(self, cls: type[S], rows: list[tuple[str, str, int]], stale: bool) -> list[S]:
