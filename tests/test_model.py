@@ -992,16 +992,17 @@ def _plant_archive_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _plant_is_valid_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
     """is_valid answers right but leaves the event it tried queued (no rollback)."""
+    from playthrough._firing import Firing
     from playthrough.errors import EventRejected
 
-    def keeps(self: Engine, event: Event) -> Any:
+    def keeps(self: Firing, event: Event) -> Any:
         try:
-            yield from self._fire_steps(event, None, None, None)
+            yield from self.fire_steps(event, None, None, None)
         except EventRejected:
             return False
         return True
 
-    monkeypatch.setattr(Engine, "_is_valid_steps", keeps)
+    monkeypatch.setattr(Firing, "is_valid_steps", keeps)
 
 
 # plant -> (its gate, or None when the hole is fixed and has no gate; the patch)
