@@ -32,7 +32,7 @@ from ._lifecycle import Completions, completable
 from ._loading import Loader
 from ._log import encode_metadata, new_correlation
 from ._model import Event, State, StateKey, binding
-from ._playing import APPLY_ONLY, EventPlayer, in_apply, playing, run_hook
+from ._playing import APPLY_ONLY, EventPlayer, in_apply, is_async_hook, playing, run_hook
 from ._serialization import check_depth, decode, encode_event
 from ._slots import fired_data, forget_binding, mark_fired, mark_record, set_data, set_key, unfire
 from ._steps import Await, Steps
@@ -262,10 +262,6 @@ class Firing:
             work.savepoints.pop()
         work.rollback(mark, saved)
         return True
-
-
-def is_async_hook(event: Event, name: str) -> bool:
-    return inspect.iscoroutinefunction(getattr(type(event), name))
 
 
 def _normalise(event: Event, data: str) -> bool:

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, cast
 
 from . import _logging, _telemetry
 from ._errors import HandledElsewhere, HandlerFailed, PlaythroughError, StoreError
-from ._firing import is_async_hook
 from ._model import Event, State, binding
-from ._playing import playing, run_hook
+from ._playing import is_async_hook, playing, run_hook
 from ._steps import Await, Steps, run_sync
 
 if TYPE_CHECKING:

@@ -111,6 +111,11 @@ def _replayed_data(event: Event) -> str:
     return encode_event(replayed)
 
 
+def is_async_hook(event: Event, name: str) -> bool:
+    """Whether the hook ``name`` of ``event``'s class is an ``async def``."""
+    return inspect.iscoroutinefunction(getattr(type(event), name))
+
+
 def in_apply() -> bool:
     """Whether an ``apply`` hook is running (only then are some states writable)."""
     return writable_states.get() is not None

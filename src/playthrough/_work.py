@@ -25,9 +25,9 @@ from typing import Any, Protocol, cast
 import attrs
 
 from ._model import Event, State, StateKey
+from ._records import CommitExtras
 from ._repository import StateRepository
 from ._slots import unfire
-from ._stores._records import CommitExtras
 
 _ATOMIC = (int, float, str, bool, bytes, type(None))
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
