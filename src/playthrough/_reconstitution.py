@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from ._archived import archived_until_steps, refuse_archived_steps
 from ._errors import (
     ArchivedRangeError,
     DecodeError,
@@ -42,12 +43,7 @@ from ._errors import (
 from ._model import Event, State, StateKey
 from ._personal import chunked, unseal_steps
 from ._playing import APPLY_ONLY, EventPlayer
-from ._records import (
-    SnapshotRecord,
-    archived_until_steps,
-    missing_event,
-    refuse_archived_steps,
-)
+from ._records import SnapshotRecord, missing_event
 from ._serialization import blank_for, decode_event, state_from_snapshot
 from ._steps import Steps, call, run_reader
 from ._upcasting import snapshot_problem

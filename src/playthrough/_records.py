@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._errors import (
-    ArchivedRangeError,
     CancelRefused,
     CorruptionError,
     DuplicateEvent,
@@ -21,15 +20,12 @@ from ._errors import (
     StoreError,
 )
 from ._keys import StateKey
-from ._steps import Call, Steps
 
 if TYPE_CHECKING:
     from ._stores._base import LogReader
 
 _T = TypeVar("_T")
 
-#: pt_meta key: the log's events at positions <= this were moved to an archive.
-ARCHIVED_UNTIL = "archived_until"
 #: pt_meta key: how many forgets the store has seen (absent: none). An engine
 #: remembers the value it loaded its states at; a write from an older one is refused.
 FORGET_EPOCH = "forget_epoch"
@@ -76,41 +72,10 @@ def gap_free(events: Iterable[ImportedEvent], after: int) -> Iterator[ImportedEv
         yield event
 
 
-def archived_until(reader: LogReader) -> int:
-    """The last archived position (0: nothing archived)."""
-    value = reader.meta(ARCHIVED_UNTIL)
-    return int(value) if value else 0
-
-
-def archived_until_steps() -> Steps[int]:
-    """The last archived position (0: nothing archived), as a reader request."""
-    value = yield Call("meta", (ARCHIVED_UNTIL,))
-    return int(value) if value else 0
-
-
-def refuse_archived_steps(at: int, doing: str) -> Steps[None]:
-    """``refuse_archived`` as reader requests."""
-    check_archived((yield from archived_until_steps()), at, doing)
-
-
 def reader_epoch(reader: LogReader) -> int:
     """The store's forget epoch (0: nobody was ever forgotten)."""
     value = reader.meta(FORGET_EPOCH)
     return int(value) if value else 0
-
-
-def refuse_archived(reader: LogReader, at: int, doing: str) -> None:
-    """ArchivedRangeError when the log as of ``at`` needs archived events (``at`` < the cut)."""
-    check_archived(archived_until(reader), at, doing)
-
-
-def check_archived(until: int, at: int, doing: str) -> None:
-    """ArchivedRangeError when ``at`` is before the cut ``until``."""
-    if at < until:
-        raise ArchivedRangeError(
-            f"{doing} needs the log from position {at}, but positions 1..{until} were "
-            "archived: open the engine with archive=FILE (--archive FILE) to read them"
-        )
 
 
 def stale_message(stale: Sequence[tuple[Any, Any, Any]]) -> str:

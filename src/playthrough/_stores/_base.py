@@ -13,6 +13,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from .._archived import (
+    archived_until,
+    archived_until_steps,
+    check_archived,
+    refuse_archived,
+    refuse_archived_steps,
+)
 from .._errors import StoreError
 from .._keys import StateKey
 from .._records import (
@@ -44,11 +51,8 @@ from .._records import (
     SubjectForgotten,
     TransferTables,
     TypeVersions,
-    archived_until,
-    archived_until_steps,
     batch_keys,
     cancel_refused,
-    check_archived,
     check_consecutive,
     chunks,
     duplicate_message,
@@ -59,8 +63,6 @@ from .._records import (
     key_conflicts,
     missing_event,
     reader_epoch,
-    refuse_archived,
-    refuse_archived_steps,
     stale_forget_message,
     stale_message,
 )

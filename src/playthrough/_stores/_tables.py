@@ -50,8 +50,8 @@ followers table.
 
 from __future__ import annotations
 
+from .._archived import ARCHIVED_UNTIL as ARCHIVED_UNTIL
 from .._errors import StoreError
-from .._records import ARCHIVED_UNTIL as ARCHIVED_UNTIL
 from .._records import FORGET_EPOCH as FORGET_EPOCH
 
 SCHEMA_VERSION = 11
