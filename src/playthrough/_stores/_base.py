@@ -195,6 +195,11 @@ class LogReader(abc.ABC):
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events with position > after, in order (sealed, as stored)."""
 
+    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
+        """:meth:`events_after` as :class:`SealedEvent` rows (export, archive): every
+        event read of a store returns events as stored, personal values sealed."""
+        return [SealedEvent(*e) for e in self.events_after(after, limit)]
+
     def iter_events(
         self, after: int = 0, until: int | None = None, chunk: int = 1000
     ) -> Iterator[StoredEvent]:
@@ -319,10 +324,6 @@ class LifecycleReader(abc.ABC):
 
 class MaintenanceReader(abc.ABC):
     """The reads of export, verify and ``playthrough schema``."""
-
-    @abc.abstractmethod
-    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
-        """:meth:`events_after` as stored: personal values stay sealed (export, archive)."""
 
     @abc.abstractmethod
     def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:

@@ -111,7 +111,6 @@ class NoLifecycleReads(StoreReader):
 
 
 class NoMaintenanceReads(StoreReader):
-    events_after_sealed = lacking(MAINTENANCE)
     transfer_rows = lacking(MAINTENANCE)
     transfer_tables = lacking(MAINTENANCE)
     heads_disagreements = lacking(MAINTENANCE)

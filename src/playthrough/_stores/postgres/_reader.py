@@ -21,7 +21,6 @@ from .._base import (
     Link,
     Order,
     ScheduleRecord,
-    SealedEvent,
     SnapshotRecord,
     StateInfoRow,
     StoredEvent,
@@ -109,9 +108,6 @@ class PostgresReader(StoreReader):
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         return [StoredEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
-
-    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
-        return [SealedEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
 
     def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
         return self._q(transfer_select(table, "{s}."))

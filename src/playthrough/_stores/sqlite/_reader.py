@@ -22,7 +22,6 @@ from .._base import (
     Link,
     Order,
     ScheduleRecord,
-    SealedEvent,
     SnapshotRecord,
     StateInfoRow,
     StoredEvent,
@@ -139,9 +138,6 @@ class SQLiteReader(StoreReader):
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         rows = self._q(q.SHARED.EVENTS_AFTER, (after, limit))
         return [StoredEvent(*row) for row in rows]
-
-    def events_after_sealed(self, after: int, limit: int) -> list[SealedEvent]:
-        return [SealedEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
 
     def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._q(transfer_select(table, ""))]
