@@ -67,14 +67,7 @@ from .model_domain import Acct, Hub
 
 #: Holes the engine has today. Each name switches off one rule/check combination
 #: (documented where it is tested); remove a name once its hole is fixed.
-#:
-#: - ``untouched_snapshot_at_the_cut``: a snapshot set placed exactly at a later
-#:   archive's cut, of a state no archived event touched (so archive writes no
-#:   base for it), made before a redeploy that changed the event classes: loads
-#:   of that state skip the snapshot, find it at the cut and refuse
-#:   (``ArchivedRangeError``), though the state starts blank there, exactly. The
-#:   gate skips an archive whose cut would meet such a snapshot.
-KNOWN_HOLES: frozenset[str] = frozenset({"untouched_snapshot_at_the_cut"})
+KNOWN_HOLES: frozenset[str] = frozenset()
 
 T = TypeVar("T")
 
@@ -553,32 +546,12 @@ class EngineModel(RuleBasedStateMachine):
     def archive(self, fraction: float) -> None:
         head = self.head()
         cut = self.cut + 1 + int(fraction * (head - self.cut - 2))
-        if "untouched_snapshot_at_the_cut" in self.holes and self._untouched_at(cut):
-            note("archive skipped: it would meet a known hole")
-            return
         path = self.dir / f"archive-{len(self.archives)}.jsonl.gz"
         report = self.fresh().archive(before=cut + 1, to=path)
         assert (report.after, report.until) == (self.cut, cut)
         self.archives.append(path)
         self.cut = cut
         note("archived")
-
-    def _untouched_at(self, cut: int) -> bool:
-        """Whether, after a redeploy, a snapshot sits at ``cut`` for a state no event up
-        to ``cut`` touched (see ``KNOWN_HOLES``)."""
-        if self.world == "v1":
-            return False
-        touched = {a for p, r in self.ref.log.items() if p <= cut for a in r.accts}
-        hub = any(r.kind == "add" for p, r in self.ref.log.items() if p <= cut)
-        with self.store.reader() as reader:
-            at_cut = [r.key for r in reader.iter_snapshots() if r.position == cut]
-        for key in at_cut:
-            if key.type == Hub._pt_type_name:
-                if not hub:
-                    return True
-            elif int(key.id) not in touched:
-                return True
-        return False
 
     @rule(i=st.integers(0, 2), acct=st.sampled_from(ACCTS))
     def forget(self, i: int, acct: int) -> None:

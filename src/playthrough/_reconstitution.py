@@ -71,6 +71,8 @@ class StatePlan:
     event_count: int = 0  # how many events this state plays
     # Stored snapshots a load must not use (position, why): planned as if absent.
     skipped: list[tuple[int, str]] = attrs.Factory(list)
+    # Positions of skipped snapshots that stand for no event (the state was blank there).
+    blank_at: set[int] = attrs.Factory(set)
 
     @property
     def events(self) -> int:
@@ -273,7 +275,9 @@ def _refuse_unusable_base(states: dict[StateKey, StatePlan]) -> Steps[None]:
         # writes one, nothing drops it). Starting before the cut is exact for a state
         # without one (no archived event touched it: it starts blank), not for a state
         # whose base this code cannot use.
-        base = [(p, why) for p, why in sp.skipped if p == cut]
+        # A snapshot at the cut of a state no event had touched by then (its last event
+        # is None) stands for nothing archived: a user's snapshot set, not a base.
+        base = [(p, why) for p, why in sp.skipped if p == cut and p not in sp.blank_at]
         if cut and sp.start < cut and base:
             position, why = base[-1]
             if "event classes" in why:
@@ -457,6 +461,9 @@ class StateReconstitutor:
                         r for r in found.get(k, []) if (k, r.position, r.data) not in exclude
                     ]
                     snaps[k] = usable_snapshots(history, states[k].skipped) if history else []
+                    states[k].blank_at.update(
+                        r.position for r in history if r.last_event_id is None
+                    )
             else:
                 for k in new:
                     snaps[k] = []
