@@ -37,8 +37,9 @@ def test_readme_engine_per_request_example_runs(
 
 def test_readme_names_the_test_command_ci_runs() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
-    assert ".venv/bin/python -m pytest" in README.read_text()
-    assert ".venv/bin/python -m pytest" in ci
+    command = ".venv/bin/python -m pytest -n auto --dist loadfile"
+    assert command in README.read_text()
+    assert command in ci
 
 
 def test_readme_read_side_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
