@@ -60,7 +60,7 @@ def test_synchronous_in_the_url_takes_only_sqlite_levels(tmp_path: Path, bad: st
 def test_synchronous_levels_in_any_case(tmp_path: Path, given: str, level: int) -> None:
     for store in (
         SQLiteStore(str(tmp_path / "k.db"), synchronous=given),
-        connect(f"sqlite:///{tmp_path / 'u.db'}?synchronous={given}"),
+        connect(f"sqlite:///{tmp_path / 'u.db'}?synchronous={given}").store,
     ):
         assert isinstance(store, SQLiteStore)
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == level

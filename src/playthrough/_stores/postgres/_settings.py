@@ -10,7 +10,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ... import _options
 from ..._errors import StoreError
-from .. import parse_store_url
+from ..._urls import parse_store_url
 
 
 def int32(value: int) -> int:

@@ -185,7 +185,7 @@ class SQLiteDatastore:
 
     @property
     def url(self) -> str:
-        from .. import sqlite_url
+        from ..._urls import sqlite_url
 
         return sqlite_url(self._path)
 
