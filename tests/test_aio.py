@@ -389,10 +389,56 @@ def test_both_shells_share_one_store_and_one_answer(any_url: str) -> None:
         sync_store.close()
 
 
+def _snapshots(url: str) -> list[tuple[str, int]]:
+    """The stored snapshots (not heads values), as (state, position)."""
+    with Engine.open(url) as sync, sync.store.reader() as reader:
+        return sorted(
+            (str(r.key), r.position) for r in reader.iter_snapshots() if r.source == "snapshot"
+        )
+
+
+def test_the_snapshot_policies_run_under_the_async_engine(any_url: str) -> None:
+    """snapshot_every after commits, snapshot_after_events after a load that played, and
+    engine.snapshot(): the sync engine's policies, driven through the same steps."""
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine(snapshot_every=2) as engine:
+            await engine.fire(AioDeposited(account_id=1, amount=1))
+            await engine.commit()
+            assert _snapshots(any_url) == []
+            await engine.fire(AioDeposited(account_id=2, amount=1))
+            await engine.commit()  # the second commit: both states changed are snapshotted
+            assert _snapshots(any_url) == [("t.aio.Account(1)", 2), ("t.aio.Account(2)", 2)]
+            for _ in range(2):
+                await engine.fire(AioDeposited(account_id=3, amount=1))
+            await engine.commit()
+            assert len(_snapshots(any_url)) == 2  # one commit since the set
+            await engine.fire(AioDeposited(account_id=3, amount=1))
+        assert ("t.aio.Account(3)", 5) in _snapshots(any_url)  # the block's commit: the second
+        async with store.engine(head_values=False, snapshot_after_events=2) as engine:
+            for _ in range(3):
+                await engine.fire(AioEntered(ledger_id=7))
+        assert not [s for s in _snapshots(any_url) if s[0] == "t.aio.Ledger(7)"]
+        async with store.engine(head_values=False, snapshot_after_events=2) as engine:
+            assert (await engine.load(AioLedger, 7)).entries == 3  # played 3 events
+        assert ("t.aio.Ledger(7)", 8) in _snapshots(any_url)
+        async with store.engine() as engine:
+            await engine.load(AioAccount, 1)
+            assert await engine.snapshot([(AioAccount, 2)], at=3) == 3
+            assert await engine.snapshot() == 8  # the states in memory
+        assert ("t.aio.Account(2)", 3) in _snapshots(any_url)
+        assert ("t.aio.Account(1)", 8) in _snapshots(any_url)
+        async with store.engine() as engine:
+            report = await engine.verify()
+            assert report.ok, str(report)
+
+    run(body, any_url)
+
+
 def test_options_the_async_engine_does_not_take_are_refused(tmp_path: Any) -> None:
     async def body(store: AsyncStore) -> None:
-        with pytest.raises(ConfigurationError, match="snapshot_every"):
-            store.engine(snapshot_every=10)
+        with pytest.raises(ConfigurationError, match="archive"):
+            store.engine(archive="old.jsonl.gz")
         with pytest.raises(ConfigurationError, match="max_states"):
             store.engine(max_states=-1)
 

@@ -216,7 +216,7 @@ class Commit:
         finally:
             work.committing = False
             self._evict_completed()
-        self._snapshot_policy()
+        yield from self._snapshot_policy_steps()
         self.loader.trim()
         result = CommitResult(committed, failures)
         if self.raise_handler_failures:
@@ -239,10 +239,10 @@ class Commit:
                 repository.forget(key)
         evict.clear()
 
-    def _snapshot_policy(self) -> None:
+    def _snapshot_policy_steps(self) -> Steps[None]:
         """The ``snapshot_every`` policy: best effort, since the commit already stands."""
         try:
-            self.loader.coordinator.after_commit()
+            yield from self.loader.coordinator.after_commit_steps()
         except Exception as exc:
             self.snapshot_error = exc
             logger.warning(

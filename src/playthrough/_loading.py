@@ -94,7 +94,7 @@ class Loader:
             _logging.loaded(plan, time.perf_counter() - started)
             if self.head_values:
                 yield from write_back_steps(plan, states, rows, work.epoch)
-            self.coordinator.after_load(plan, states)
+            yield from self.coordinator.after_load_steps(plan, states)
         repository = work.repository
         out: dict[StateKey, State] = {}
         for key, state in states.items():

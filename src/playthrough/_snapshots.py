@@ -19,8 +19,9 @@ from ._errors import PlaythroughError, StaleForgetError
 from ._model import State, StateKey
 from ._reconstitution import Plan, StateReconstitutor, usable_snapshots
 from ._serialization import encode_state_checked
-from ._stores import Store, StoreReader
-from ._stores._base import reader_epoch, refuse_archived
+from ._steps import Read, Steps, call, run_sync
+from ._stores import Store
+from ._stores._base import FORGET_EPOCH, refuse_archived_steps
 from ._upcasting import snapshot_problem, snapshot_record
 
 
@@ -125,18 +126,26 @@ class SnapshotCoordinator:
             self._changed.update(dict.fromkeys(keys))
 
     def after_commit(self, committed: int = 1) -> None:
+        run_sync(self.after_commit_steps(committed), self.store)
+
+    def after_commit_steps(self, committed: int = 1) -> Steps[None]:
+        """The ``every`` policy after a commit, as store requests (both engines drive it)."""
         if self.every is None:
             return
         self._committed_since += committed
         if self._committed_since >= self.every and not self.live.has_pending():
-            self.write_set(list(self._changed), None, with_partners=True)
+            yield from self.write_set_steps(list(self._changed), None, with_partners=True)
             self._changed.clear()
             self._committed_since = 0
 
     def after_load(self, plan: Plan, states: dict[StateKey, State]) -> None:
+        run_sync(self.after_load_steps(plan, states), self.store)
+
+    def after_load_steps(self, plan: Plan, states: dict[StateKey, State]) -> Steps[None]:
+        """The ``after_events`` policy after a load, as store requests."""
         if self.after_events is None or plan.events_played <= self.after_events:
             return
-        self._write(plan.at, states)
+        yield from self._write_steps(plan.at, states)
 
     # ------------------------------------------------------------------ sets
 
@@ -148,48 +157,61 @@ class SnapshotCoordinator:
         ``with_partners`` (always, for None) adds the states coupled with them
         by events since their newest snapshot, so the set stays aligned.
         """
+        return run_sync(self.write_set_steps(keys, at, with_partners=with_partners), self.store)
+
+    def write_set_steps(
+        self, keys: Sequence[StateKey] | None, at: int | None, *, with_partners: bool = False
+    ) -> Steps[int]:
+        """:meth:`write_set` as store requests: one read, then the write."""
         live = keys is None
         if live and self.live.has_pending():
             raise PlaythroughError("commit or discard pending events before snapshotting")
-        with self.store.reader() as reader:
-            head = reader.head()
-            epoch = reader_epoch(reader)
-            position = head if at is None else at
-            if position < 0 or position > head:
-                raise ValueError(f"position {position} is outside the log (0..{head})")
-            if at is not None:
-                refuse_archived(reader, position, f"a snapshot set at {position}")
-            if keys is None:
-                keys = [k for k, _ in self.live.live_states()]
-                with_partners = True
-            if with_partners:
-                keys = list(dict.fromkeys([*keys, *self._partners(reader, keys, position)]))
-            keys = list(dict.fromkeys(keys))
-            states: dict[StateKey, State] = {}
-            mine = self.live.current_epoch()
-            if position == head and (mine is None or mine == epoch):
-                heads = reader.state_heads(keys)
-                pending = self.live.pending_keys()
-                for k in keys:
-                    state = self.live.live_state(k)
-                    if (
-                        state is not None
-                        and k not in pending
-                        and state.last_event_id == heads.get(k)
-                    ):
-                        states[k] = state
-            rebuild = [k for k in keys if k not in states]
-            if rebuild:
-                built, _ = self.reconstitutor.reconstitute(reader, rebuild, position)
-                states.update({k: built[k] for k in rebuild})
-        self._write(position, states, epoch)
+        read: tuple[int, dict[StateKey, State], int] = yield Read(
+            self._set_steps(keys, at, with_partners)
+        )
+        position, states, epoch = read
+        yield from self._write_steps(position, states, epoch)
         if live:
             self._committed_since = 0
         return position
 
-    def _write(
+    def _set_steps(
+        self, keys: Sequence[StateKey] | None, at: int | None, with_partners: bool
+    ) -> Steps[tuple[int, dict[StateKey, State], int]]:
+        """In one read: the set's position, its states (live ones still current, the
+        others rebuilt) and the forget epoch they were read at."""
+        head = yield call("head")
+        epoch_value = yield call("meta", FORGET_EPOCH)
+        epoch = int(epoch_value) if epoch_value else 0
+        position = head if at is None else at
+        if position < 0 or position > head:
+            raise ValueError(f"position {position} is outside the log (0..{head})")
+        if at is not None:
+            yield from refuse_archived_steps(position, f"a snapshot set at {position}")
+        if keys is None:
+            keys = [k for k, _ in self.live.live_states()]
+            with_partners = True
+        if with_partners:
+            keys = list(dict.fromkeys([*keys, *(yield from self._partners(keys, position))]))
+        keys = list(dict.fromkeys(keys))
+        states: dict[StateKey, State] = {}
+        mine = self.live.current_epoch()
+        if position == head and (mine is None or mine == epoch):
+            heads = yield call("state_heads", keys)
+            pending = self.live.pending_keys()
+            for k in keys:
+                state = self.live.live_state(k)
+                if state is not None and k not in pending and state.last_event_id == heads.get(k):
+                    states[k] = state
+        rebuild = [k for k in keys if k not in states]
+        if rebuild:
+            built, _ = yield from self.reconstitutor.reconstitute_steps(rebuild, position)
+            states.update({k: built[k] for k in rebuild})
+        return position, states, epoch
+
+    def _write_steps(
         self, position: int, states: dict[StateKey, State], epoch: int | None = None
-    ) -> None:
+    ) -> Steps[None]:
         """Write the states as a set; ``epoch`` (default: the live states') is the forget
         epoch they were built at: if a subject was forgotten since, nothing is written."""
         started = time.perf_counter()
@@ -198,8 +220,11 @@ class SnapshotCoordinator:
             for k, s in states.items()
         ]
         try:
-            self.store.write_snapshots(
-                records, self.history, epoch=self.live.current_epoch() if epoch is None else epoch
+            yield call(
+                "write_snapshots",
+                records,
+                self.history,
+                epoch=self.live.current_epoch() if epoch is None else epoch,
             )
         except StaleForgetError:
             self.live.drop_forgotten()
@@ -208,14 +233,15 @@ class SnapshotCoordinator:
             _logging.snapshot_set(position, len(records), time.perf_counter() - started, self.store)
 
     @staticmethod
-    def _partners(reader: StoreReader, keys: Sequence[StateKey], at: int) -> list[StateKey]:
+    def _partners(keys: Sequence[StateKey], at: int) -> Steps[list[StateKey]]:
         """States coupled with ``keys`` by events since each key's newest snapshot."""
         if not keys:
             return []
-        newest = {k: usable_snapshots(h) for k, h in reader.snapshots(keys, at).items()}
+        found = yield call("snapshots", keys, at)
+        newest = {k: usable_snapshots(h) for k, h in found.items()}
         ranges = {k: (newest[k][0].position if newest.get(k) else 0, at) for k in keys}
         by_event: dict[int, dict[StateKey, int]] = {}
-        for link in reader.links(ranges):
+        for link in (yield call("links", ranges)):
             by_event.setdefault(link.position, {})[link.key] = link.group
         wanted = set(keys)
         out: dict[StateKey, None] = {}

@@ -38,8 +38,8 @@ S = TypeVar("S", bound=State)
 T = TypeVar("T")
 E = TypeVar("E", bound=Event)
 
-#: Engine options the async engine does not take (they write from sync code paths).
-_REFUSED = ("snapshot_every", "snapshot_after_events", "archive")
+#: Engine options the async engine does not take (archive files are read by sync code).
+_REFUSED = ("archive",)
 
 
 async def drive(steps: Steps[T], store: AsyncStore) -> T:
@@ -91,8 +91,8 @@ class AsyncEngine:
         refused = sorted(set(options) & set(_REFUSED))
         if refused:
             raise ConfigurationError(
-                f"the async engine does not take {', '.join(refused)}: snapshot policies and "
-                "archive files run on the sync Engine (playthrough snapshot, Engine.open(...))"
+                f"the async engine does not take {', '.join(refused)}: archive files are read "
+                "by the sync Engine (Engine.open(url, archive=...))"
             )
         self.store = store
         self._options = options
@@ -265,6 +265,14 @@ class AsyncEngine:
     async def was_committed(self, commit_id: str) -> bool:
         """Whether the commit with this id (``CommitOutcomeUnknown.commit_id``) is in the log."""
         return await self.store.read(read_one("commit_positions", commit_id)) is not None
+
+    async def snapshot(
+        self, refs: Iterable[tuple[type[State], Any]] | None = None, *, at: int | None = None
+    ) -> int:
+        """Write an event-aligned snapshot set and return its position (``Engine.snapshot``:
+        without ``refs`` the states in memory and those coupled with them, at the head)."""
+        keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
+        return await self._drive(self.core.coordinator.write_set_steps(keys, at))
 
     # ------------------------------------------------------------------ schedule and erasure
 

@@ -58,9 +58,9 @@ class AsyncStore(abc.ABC):
         """A new async engine over this store (cheap: no connection, no round trip).
 
         ``async with store.engine() as engine:`` commits at the end of the block
-        and discards on an error. ``options`` are those of ``Engine`` (the
-        snapshot policies ``snapshot_every``/``snapshot_after_events`` and
-        ``archive`` are not taken by the async engine: run them with the sync one).
+        and discards on an error. ``options`` are those of ``Engine``, the snapshot
+        policies (``snapshot_every``, ``snapshot_after_events``) included; ``archive``
+        is not taken by the async engine: read archive files with the sync one.
         """
         from ._engine import AsyncEngine
 
