@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -358,6 +359,38 @@ def test_gauges_report_follower_lag_scheduler_backlog_and_pending_handlers(
         assert _gauge("playthrough.handlers.pending", url, **{"db.system": system}) == [1]
     # a closed store is no longer read
     assert _gauge("playthrough.handlers.pending", url) == []
+
+
+def test_gauges_read_the_async_stores_too(any_url: str) -> None:
+    """An async store (PostgreSQL: the gauges read through one sync connection of their
+    own, opened at the first collection) reports like a sync one, and not once closed."""
+    import asyncio
+
+    from playthrough import aio
+
+    with Engine.open(any_url) as engine:
+        engine.fire(Deposited(account_id=1, amount=5))
+        engine.commit()
+        engine.run(TelemetryDeposits(), until_idle=True)  # at the head: lag 0
+        url = engine.store.url
+
+    async def main() -> tuple[list[float], list[float]]:
+        store = await aio.connect(any_url)
+        try:
+            async with store.engine() as engine:
+                await engine.fire(Deposited(account_id=1, amount=5))
+                await engine.fire(Deposited(account_id=1, amount=5))
+            read = functools.partial(
+                _gauge, "playthrough.follower.lag", url, follower="telemetry.deposits"
+            )
+            lag = await asyncio.to_thread(read)
+        finally:
+            await store.close()
+        return lag, await asyncio.to_thread(read)
+
+    lag, after = asyncio.run(main())
+    assert lag == [2]
+    assert after == []
 
 
 def test_the_async_engine_emits_the_same_spans(tmp_path: Any, spans: InMemorySpanExporter) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .. import _telemetry
 from .._errors import PlaythroughError, StoreError
 from .._steps import Call, Steps
 from .._stores.postgres import PostgresStore
@@ -292,6 +294,8 @@ class AsyncPostgresStore(AsyncStore):
         self._given = given or (sync.url, {})  # the URL and options opened with
         self._blocking: PostgresStore | None = None
         self._opening = asyncio.Lock()
+        self._gauges = _GaugeReads(self._given)
+        _telemetry.watch(self._gauges)  # the observable gauges read it through sync reads
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> AsyncPostgresStore:
@@ -391,6 +395,7 @@ class AsyncPostgresStore(AsyncStore):
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         blocking, self._blocking = self._blocking, None
+        await asyncio.to_thread(self._gauges.close)
         if blocking is not None:
             await asyncio.to_thread(blocking.close)
         if pool is not None:
@@ -480,3 +485,39 @@ def _bind(sync: PostgresStore, replay: _ReplayConnection) -> PostgresStore:
     store._single = single  # type: ignore[method-assign]
     store._settle_interrupted = settle_interrupted  # type: ignore[method-assign]
     return store
+
+
+class _GaugeReads:
+    """What the observable gauges read for an async PostgreSQL store: the metrics reader
+    calls them on its own thread, synchronously, so they go through a sync store of one
+    connection at most, opened at the first collection (never, without metrics) and
+    closed with the async store."""
+
+    def __init__(self, given: tuple[str, dict[str, Any]]) -> None:
+        self._given = given
+        self._lock = threading.Lock()
+        self._store: PostgresStore | None = None
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self._given[0]
+
+    @contextmanager
+    def reader(self) -> Iterator[Any]:
+        with self._lock:
+            if self._closed:
+                raise StoreError("the async store is closed")
+            if self._store is None:
+                url, options = self._given
+                self._store = PostgresStore(url, **{**options, "min_size": 0, "max_size": 1})
+            store = self._store
+        with store.reader() as reader:
+            yield reader
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
