@@ -45,7 +45,7 @@ def test_a_given_state_is_a_marked_event_that_loads_replays_and_verifies_exactly
         assert given_state(engine, GBank, total=7) == GBank(total=7)
         engine.fire(GDeposited(account_id=1, amount=1))
         engine.commit()
-        types = [type(e)._pt_type_name for e in engine.events()]
+        types = [type(e)._pt_type_name for e in engine.log.events()]
         assert types == [
             "t.given.Deposited",
             GIVEN + "t.given.Account",
@@ -55,9 +55,9 @@ def test_a_given_state_is_a_marked_event_that_loads_replays_and_verifies_exactly
         assert engine.load(GAccount, 1, at=1) == GAccount(balance=5)
         assert engine.load(GAccount, 1, at=2) == GAccount(balance=100, tags=["vip"])
         assert engine.load(GBank) == GBank(total=8)
-        assert engine.verify().ok
-        engine.snapshot()
-        engine.drop_snapshots()
+        assert engine.admin.verify().ok
+        engine.admin.snapshot()
+        engine.admin.drop_snapshots()
     with Engine.open("sqlite://") as other:  # a fresh engine replays the log from blank
         assert other.load(GAccount, 1) == GAccount()
 
@@ -68,11 +68,11 @@ def test_the_log_replays_it_in_a_fresh_engine(tmp_path: object) -> None:
         given_state(engine, GAccount, 2, owner="ada", closed=True)
     with Engine.open(url) as engine:
         assert engine.load(GAccount, 2) == GAccount(owner="ada", closed=True)
-        completion = engine.completion(GAccount, 2)
+        completion = engine.states.completion(GAccount, 2)
         assert completion is not None and completion.position == 1  # completed, as any event
         with pytest.raises(StateCompleted):
             engine.fire(GDeposited(account_id=2, amount=1))
-        report = engine.verify()
+        report = engine.admin.verify()
         assert report.ok, str(report)
 
 
@@ -83,7 +83,7 @@ def test_only_throwaway_stores_take_a_given_state(any_url: str) -> None:
         assert engine.head() == 0
         throwaway(engine)
         assert given_state(engine, GAccount, 1, balance=1).balance == 1
-        assert engine.verify().ok
+        assert engine.admin.verify().ok
 
 
 def test_bad_given_states_are_refused_and_write_nothing() -> None:
