@@ -6,6 +6,7 @@ Usage::
         [--events N] [--reps R] [--url URL]
     .venv/bin/python benchmarks/bench_replay.py --build FILE --events N
     .venv/bin/python benchmarks/bench_replay.py --replay-once FILE
+    .venv/bin/python benchmarks/bench_replay.py --bare-once FILE
 
 A store holds N events (default 60,000) on 1,000 accounts: 70% deposits
 (``Deposited``, one state) and 30% transfers (``Transferred``, two states
@@ -31,7 +32,8 @@ difference in events::
     .venv/bin/python benchmarks/bench_replay.py --build /tmp/r30.db --events 30000
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.r10 \\
         .venv/bin/python benchmarks/bench_replay.py --replay-once /tmp/r10.db
-    (the same for r30; instructions per event = (Ir(r30) - Ir(r10)) / 20000)
+    (the same for r30; instructions per event = (Ir(r30) - Ir(r10)) / 20000;
+    --bare-once counts the bare loop the same way)
 """
 
 from __future__ import annotations
@@ -175,10 +177,14 @@ def main() -> None:
     parser.add_argument("--url", default=None)
     parser.add_argument("--build", metavar="FILE", help="only build a SQLite store of --events")
     parser.add_argument("--replay-once", metavar="FILE", help="only replay that SQLite store once")
+    parser.add_argument("--bare-once", metavar="FILE", help="only run the bare loop there once")
     args = parser.parse_args()
     if args.build:
         with Engine.open(file_url(Path(args.build), synchronous="off")) as engine:
             build(engine, args.events)
+        return
+    if args.bare_once:
+        print(f"folded {bare_sqlite(args.bare_once)():,} events")
         return
     if args.replay_once:
         with Engine.open(file_url(Path(args.replay_once), synchronous="off")) as engine:

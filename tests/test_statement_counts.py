@@ -104,7 +104,7 @@ CEILINGS = {
     "1000 events per commit": (3007, 5),
     "cold load of one state": (1, 1),
     "cold load_many of 100 states": (1, 1),
-    "replay of 5000 events (pages of 2000)": (513, 65),
+    "replay of 5000 events (pages of 2000)": (72, 65),
 }
 
 

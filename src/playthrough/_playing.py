@@ -242,6 +242,28 @@ class EventPlayer:
         replaying = _replaying.set(self.replaying)
         try:
             for fn, name, is_apply, is_handle, sources in hooks:
+                if len(sources) == 1:  # one state (or one None): most hooks
+                    k = keys[sources[0]]
+                    if k is None:
+                        if not is_handle:
+                            continue
+                        fn(event, None)
+                        continue
+                    if k not in taking_part:
+                        continue
+                    try:
+                        state = states[k]
+                    except KeyError as exc:
+                        raise self._missing(cls, position, name, exc) from None
+                    if is_apply:
+                        writable = writable_states.set(frozenset((id(state),)))
+                        try:
+                            fn(event, state)
+                        finally:
+                            writable_states.reset(writable)
+                    else:
+                        fn(event, state)
+                    continue
                 wanted = [keys[i] for i in sources]
                 runs = is_handle  # a stateless hook: only a replay-safe handle runs
                 for k in wanted:
@@ -255,10 +277,7 @@ class EventPlayer:
                 try:
                     args = [None if k is None else states[k] for k in wanted]
                 except KeyError as exc:
-                    raise ReconstitutionError(
-                        f"event {cls._pt_type_name} at position {position}: hook "
-                        f"{name} needs {exc.args[0]}, which the plan does not hold"
-                    ) from None
+                    raise self._missing(cls, position, name, exc) from None
                 if is_apply:
                     # The states this hook was given (its event declares them) are the
                     # only ones it may write; see State.__setattr__.
@@ -275,11 +294,21 @@ class EventPlayer:
             _replaying.reset(replaying)
             _current_event.reset(token)
         if position is not None:
+            get = states.get
             for k in taking_part:
-                state = states.get(k)
-                if state is not None:
-                    set_last_event_id(state, position)
+                held = get(k)
+                if held is not None:
+                    _set_slot(held, "_pt_last_event_id", position)
         self.played += 1
+
+    @staticmethod
+    def _missing(
+        cls: type[Event], position: int | None, hook: str, exc: KeyError
+    ) -> ReconstitutionError:
+        return ReconstitutionError(
+            f"event {cls._pt_type_name} at position {position}: hook "
+            f"{hook} needs {exc.args[0]}, which the plan does not hold"
+        )
 
     def _play_bound(
         self, event: Event, position: int | None, taking_part: Collection[StateKey]
@@ -321,6 +350,7 @@ class EventPlayer:
 
 
 _key = tuple.__new__  # a StateKey without NamedTuple's __new__ frame: the same value
+_set_slot = object.__setattr__  # as _slots.set_last_event_id, without its frame
 
 #: A compiled hook: its function, name, whether it is an apply or a handle hook, and
 #: where each argument's key is in the event's key list (see ``_compile``).

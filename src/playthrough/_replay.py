@@ -126,22 +126,31 @@ def full_replay(
                 built, _ = StateReconstitutor().reconstitute(reader, unusable, before)
                 states.update({k: built[k] for k in unusable})
 
+    play = player.play
     for page in store.read_log(after=position, chunk=chunk_size, view=unsealing):
         missing = list(dict.fromkeys(k for entry in page for k in entry.keys if k not in states))
         if missing:
             restart(missing, position)
+        # Every state of the page is held until a flush inside it drops them: only
+        # then is each event's state asked for. States only grow between flushes, so
+        # the peak is their number just before a flush, or at the end of the page.
+        flushed = False
         for stored, keys in page:
-            dropped = [k for k in keys if k not in states]  # by a flush inside this page
-            if dropped:
-                restart(dropped, stored.position)
-            peak = max(peak, len(states))
-            player.play(decode_event(stored, keys), stored.position, keys)
-            played += 1
+            if flushed:
+                dropped = [k for k in keys if k not in states]
+                if dropped:
+                    restart(dropped, stored.position)
+            play(decode_event(stored, keys), stored.position, keys)
             since += 1
-            position = stored.position
             if since >= snapshot_every:
-                flush(position, done=False)
+                peak = max(peak, len(states))
+                flush(stored.position, done=False)
                 since = 0
+                flushed = True
+        if page:
+            played += len(page)
+            position = page[-1].event.position
+        peak = max(peak, len(states))
         total = max(total, position)
         if progress is not None:
             progress(position, total)

@@ -356,11 +356,12 @@ def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None
                 mark_stored(
                     event,
                     position=stored.position,
-                    data=stored.data,
+                    data=text,
                     caused_by=stored.caused_by,
                     fired_at=fired_at,
                 )
-                _mark_record(event, stored)
+                if stored.correlation is not None or stored.metadata is not None:
+                    _mark_record(event, stored)
                 return event
         except Exception:  # noqa: BLE001 - decoded again below for the clear error
             pass

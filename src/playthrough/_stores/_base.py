@@ -421,7 +421,8 @@ class LogRecorder(abc.ABC):
             touched: dict[int, list[StateKey]] = {}
             for link in links:
                 touched.setdefault(link.position, []).append(link.key)
-            yield [LogEntry(e, touched.get(e.position, [])) for e in page]
+            get, new = touched.get, tuple.__new__  # LogEntry without its __new__ frame
+            yield [new(LogEntry, (e, get(e.position, []))) for e in page]
 
     def read_linked_log(
         self,

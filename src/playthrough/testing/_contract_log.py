@@ -285,6 +285,23 @@ class LogContract(ContractBase):
             assert r.snapshots([A1], q) == {A1: [SnapshotRecord(A1, p, p, '{"a":1}')]}
             assert r.snapshots([A1], p - 1) == {}
 
+    def test_a_large_snapshot_set_keeps_the_newest_of_each_state(self) -> None:
+        """Hundreds of states in one set (a replay's page): each keeps its ``keep`` newest,
+        and a state written twice at one position keeps the last record given."""
+        store = self.store
+        keys = [StateKey("Acct", str(n)) for n in range(300)]
+        for p in (1, 2, 3, 4):
+            records = [SnapshotRecord(k, p, p, f'{{"p":{p}}}') for k in keys]
+            if p == 4:
+                records.append(SnapshotRecord(keys[7], 4, 4, '{"p":"again"}'))
+            store.write_snapshots(records, keep=2)
+        with store.reader() as r:
+            found = r.snapshots(keys, 10)
+        assert set(found) == set(keys)
+        assert {k: [s.position for s in found[k]] for k in keys} == {k: [4, 3] for k in keys}
+        assert found[keys[7]][0].data == '{"p":"again"}'
+        assert found[keys[8]][0].data == '{"p":4}'
+
     def test_a_value_and_a_snapshot_at_one_position_are_one_candidate(self) -> None:
         store = self.store
         store.append([ev((A1, 0))], {A1: None}, {A1: '{"a":1}'})
@@ -301,6 +318,24 @@ class LogContract(ContractBase):
         assert store.write_values([SnapshotRecord(A1, p, p, '{"a":1}')]) == 1
         assert store.write_values([SnapshotRecord(A1, p, p, '{"a":1}')]) == 0  # already current
         assert store.heads([A1, A2]) == {A1: HeadRow(p, '{"a":1}', p), A2: HeadRow(q, None, None)}
+
+    def test_write_values_of_many_states_counts_what_it_wrote(self) -> None:
+        """Hundreds of values at once (a replay's snapshot set): written where exact,
+        counted once each; a state given twice is written once."""
+        store = self.store
+        keys = [StateKey("Acct", str(n)) for n in range(300)]
+        positions = store.append([ev((k, 0)) for k in keys], dict.fromkeys(keys))
+        exact = [
+            SnapshotRecord(k, p, p, f'{{"n":{p}}}') for k, p in zip(keys, positions, strict=True)
+        ]
+        stale = [r._replace(position=r.position - 1) for r in exact[1::2]]  # not their head
+        assert store.write_values(exact[::2] + stale) == 150
+        assert store.write_values(exact) == 150  # the other half: the first is current
+        assert store.write_values(exact[:3] + exact[:1]) == 0
+        heads = store.heads(keys)
+        assert all(
+            heads[k] == HeadRow(p, f'{{"n":{p}}}', p) for k, p in zip(keys, positions, strict=True)
+        )
 
     def test_snapshots_history_newest_first_and_trimmed(self) -> None:
         store = self.store

@@ -34,6 +34,9 @@ from .._json_sql import PostgresFilter
 from . import _sql as q
 from ._sql import Conn
 
+# A NamedTuple made without its __new__ frame (one per link row read): the same value.
+_new = tuple.__new__
+
 if TYPE_CHECKING:
     from ._datastore import PostgresDatastore
 
@@ -100,7 +103,7 @@ class PostgresReader(StoreReader):
                 [hi for _, _, hi in items],
             ),
         )
-        return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
+        return [_new(Link, (p, _new(StateKey, (t, i)), g)) for p, t, i, g in rows]
 
     def events(self, positions: Sequence[int]) -> Iterator[StoredEvent]:
         for chunk in chunks(positions, q.CHUNK):
@@ -121,7 +124,7 @@ class PostgresReader(StoreReader):
 
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(q.SHARED.LINKS_BETWEEN, (after, upto))
-        return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
+        return [_new(Link, (p, _new(StateKey, (t, i)), g)) for p, t, i, g in rows]
 
     def meta(self, key: str) -> str | None:
         rows = self._q(q.SHARED.META, (key,))

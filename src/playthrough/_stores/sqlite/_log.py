@@ -19,6 +19,7 @@ from .._base import (
     StoreReader,
     batch_keys,
     cancel_refused,
+    chunks,
     duplicate_message,
     fired_refused,
     handled_refused,
@@ -27,7 +28,11 @@ from .._base import (
 )
 from . import _sql as q
 from ._datastore import SQLiteDatastore, check_epoch, check_epoch_and_head
-from ._reader import KEYS_PER_STATEMENT, SQLiteReader
+from ._reader import KEYS_PER_STATEMENT, SQLiteReader, _values
+
+_SNAPSHOTS_PER_STATEMENT = 140  # 7 parameters each, under the 999 of older builds
+_VALUES_PER_STATEMENT = 160  # 6 parameters each
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
 def snapshot_rows(records: Iterable[SnapshotRecord]) -> list[tuple[Any, ...]]:
@@ -75,15 +80,22 @@ class SQLiteLog(SQLiteDatastore):
                 self.statements += 1
                 if epoch is not None and epoch != check_epoch_value(conn):
                     return 0  # a subject was forgotten since these were computed
-                return int(
-                    conn.executemany(
-                        q.VALUES_WRITE,
-                        [
-                            (r.data, r.position, r.key.type, r.key.id, r.version, r.fingerprint)
-                            for r in records
-                        ],
-                    ).rowcount
-                )
+                rows = [
+                    (r.data, r.position, r.key.type, r.key.id, r.version, r.fingerprint)
+                    for r in records
+                ]
+                if not _UPDATE_FROM or len({r.key for r in records}) < len(records):
+                    # Row by row: before SQLite 3.33, or a state given twice (its rows
+                    # then apply one after the other).
+                    return int(conn.executemany(q.VALUES_WRITE, rows).rowcount)
+                before = conn.total_changes  # a statement led by WITH reports no rowcount
+                for chunk in chunks(rows, SQLiteReader(self).size(_VALUES_PER_STATEMENT, 6)):
+                    self.statements += 1
+                    conn.execute(
+                        q.VALUES_WRITE_MANY.format(values=_values(len(chunk), 6)),
+                        [v for row in chunk for v in row],
+                    )
+                return conn.total_changes - before
 
     def append(
         self,
@@ -292,12 +304,23 @@ class SQLiteLog(SQLiteDatastore):
                     conn.execute(q.SHARED.META_DELETE, (key,))
                 else:
                     conn.execute(q.SHARED.META_SET, (key, value))
-            self.statements += 2
-            conn.executemany(q.SHARED.SNAPSHOTS_WRITE, snapshot_rows(records))
-            conn.executemany(
-                q.SNAPSHOTS_TRIM,
-                [(k.type, k.id, k.type, k.id, keep) for k in dict.fromkeys(r.key for r in records)],
-            )
+            self.statements += len(meta or {})
+            reader = SQLiteReader(self)
+            rows = snapshot_rows(records)
+            for chunk in chunks(rows, reader.size(_SNAPSHOTS_PER_STATEMENT, 7)):
+                self.statements += 1
+                conn.execute(
+                    q.SNAPSHOTS_WRITE_MANY.format(rows=_values(len(chunk), 7)),
+                    [v for row in chunk for v in row],
+                )
+            # With keep < 1 no bound is found and every snapshot stays, as before.
+            keys = list(dict.fromkeys(r.key for r in records)) if keep >= 1 else []
+            for part in chunks(keys, reader.size(KEYS_PER_STATEMENT, 2, 1)):
+                self.statements += 1
+                conn.execute(
+                    q.SNAPSHOTS_TRIM_MANY.format(values=_values(len(part), 2)),
+                    [*(v for k in part for v in k), keep - 1],
+                )
 
     def drop_snapshots(self, keys: Iterable[StateKey] | None = None) -> int:
         with self._lock:

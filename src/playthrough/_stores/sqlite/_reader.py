@@ -34,6 +34,9 @@ from .._base import (
 from .._json_sql import SQLiteFilter
 from . import _sql as q
 
+# A NamedTuple made without its __new__ frame (one per link row read): the same value.
+_new = tuple.__new__
+
 if TYPE_CHECKING:
     from ._datastore import SQLiteDatastore
 
@@ -154,7 +157,7 @@ class SQLiteReader(StoreReader):
 
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(q.SHARED.LINKS_BETWEEN, (after, upto))
-        return [Link(p, StateKey(t, i), g) for p, t, i, g in rows]
+        return [_new(Link, (p, _new(StateKey, (t, i)), g)) for p, t, i, g in rows]
 
     def meta(self, key: str) -> str | None:
         row = self._q(q.SHARED.META, (key,))

@@ -196,6 +196,30 @@ SNAPSHOTS_TRIM = (
     "WHERE state_type = ? AND state_id = ? ORDER BY position DESC LIMIT ?)) "
     f"AND {SHARED.NOT_BASE}"
 )
+# VALUES_WRITE for many states in one statement ({values}: rows of VALUES_WRITE's six
+# parameters, one per state, no state twice), on SQLite 3.33 and later (UPDATE FROM).
+VALUES_WRITE_MANY = (
+    "WITH v(value, p, t, i, version, mark) AS (VALUES {values}) "
+    "UPDATE pt_heads SET value = v.value, value_position = v.p, value_version = v.version, "
+    "value_fingerprint = v.mark FROM v WHERE pt_heads.state_type = v.t "
+    "AND pt_heads.state_id = v.i AND pt_heads.last_position = v.p "
+    "AND (pt_heads.value_position IS NOT v.p OR pt_heads.value IS NULL "
+    "OR pt_heads.value_version IS NOT v.version OR pt_heads.value_fingerprint IS NOT v.mark)"
+)
+# A snapshot set in one statement per chunk of rows ({rows}: a VALUES list of
+# SNAPSHOTS_WRITE's row), and its trim in one per chunk of keys ({values}: pairs,
+# then the number kept less one): each key keeps its ``keep`` newest snapshots.
+SNAPSHOTS_WRITE_MANY = SHARED.SNAPSHOTS_WRITE.replace(
+    "VALUES (?, ?, ?, ?, ?, ?, ?)", "VALUES {rows}", 1
+)
+SNAPSHOTS_TRIM_MANY = (
+    "WITH k(t, i) AS (VALUES {values}) "
+    "DELETE FROM pt_snapshots WHERE (state_type, state_id) IN (SELECT t, i FROM k) "
+    "AND position < (SELECT s.position FROM pt_snapshots s "
+    "WHERE s.state_type = pt_snapshots.state_type AND s.state_id = pt_snapshots.state_id "
+    "ORDER BY s.position DESC LIMIT 1 OFFSET ?) "
+    f"AND {SHARED.NOT_BASE}"
+)
 # Dropping snapshots forgets the heads values too (they are the newest snapshots).
 VALUES_DROP_ALL = "UPDATE pt_heads SET value = NULL, value_position = NULL WHERE value IS NOT NULL"
 SNAPSHOTS_DROP_ALL = f"DELETE FROM pt_snapshots WHERE {SHARED.NOT_BASE}"
