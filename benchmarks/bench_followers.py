@@ -1,4 +1,5 @@
-"""A follower (``engine.run``) against a bare loop doing the same reads, handler calls and writes.
+"""A follower (``engine.followers.run``) against a bare loop doing the same reads,
+handler calls and writes.
 
 Usage::
 
@@ -13,7 +14,7 @@ A projection keeps a balance per account in a table of the same database: a
 deposit is one upsert, a transfer two. Interleaved (see harness.py), ``reps``
 times each, from position 0 with an empty table:
 
-- ours: ``engine.run(projection, until_idle=True)``, batches of 500: per batch
+- ours: ``engine.followers.run(projection, until_idle=True)``, batches of 500: per batch
   the store's follower transaction (lock, stored position, the events, the new
   position), each event decoded and handed to ``on_<Type>(event, tx)``, whose
   upserts go through ``tx.execute``;
@@ -248,8 +249,8 @@ def bare_postgres(url: str, schema: str, batched: bool) -> Bare:
 
 
 def follow(engine: Engine, projection: Projection) -> int:
-    engine.reset_follower(projection)
-    return engine.run(projection, until_idle=True).processed
+    engine.followers.reset(projection)
+    return engine.followers.run(projection, until_idle=True).processed
 
 
 def run(b: Backend, events: int, reps: int) -> list[Result]:
@@ -270,9 +271,9 @@ def compare(b: Backend, place: str, events: int, reps: int, batched: bool) -> Re
     projection = BatchedBalances if batched else Balances
 
     def ours() -> Timing:
-        engine.reset_follower(projection())
+        engine.followers.reset(projection())
         timer = Timer()
-        processed = engine.run(projection(), until_idle=True).processed
+        processed = engine.followers.run(projection(), until_idle=True).processed
         timing = timer.done(processed)
         assert processed == events
         return timing

@@ -6,7 +6,7 @@ Usage::
 
 a. Aligned snapshots. Logs of 10k, 100k and 1M events (quick: 10k and 100k) over
    the same accounts, committed 1000 events at a time, with an aligned snapshot
-   set (``engine.snapshot()``) every tenth of the log and one at the end of the
+   set (``engine.admin.snapshot()``) every tenth of the log and one at the end of the
    body; then the same tail of 1000 events, 20 of which touch the target account
    (half of those couple it with the Hub singleton). Loading the target in a
    fresh engine should cost the same on every log: the report gives the median
@@ -16,11 +16,11 @@ a2. The same with accounts growing with the log (one per EVENTS_PER_ACCOUNT
    events; logs of 10k and 1M events, quick: 10k and 100k), so the heads and
    snapshots tables grow with the log too (run last).
 b. Mixed snapshots. On copies of the smallest log, snapshots are placed at
-   different positions per state (``engine.snapshot(refs, at=p)``); the target
+   different positions per state (``engine.admin.snapshot(refs, at=p)``); the target
    is loaded in a fresh engine and checked against its known value, and the
    events played are compared with the events after the oldest snapshot the
    plan starts from.
-c. Full replay. ``engine.replay(progress=...)`` on the 100k and 1M logs (quick:
+c. Full replay. ``engine.admin.replay(progress=...)`` on the 100k and 1M logs (quick:
    10k and 100k), each in a subprocess: events per second, and the process's
    resident memory before, during (at each progress call) and at its peak
    (VmHWM; ``ru_maxrss`` would include the parent's peak), and the Python heap
@@ -124,7 +124,7 @@ def build(log: Log) -> None:
             engine.commit()
             fired = engine.head()
             if fired % every == 0 or fired == body:
-                log.last_snapshot = engine.snapshot()
+                log.last_snapshot = engine.admin.snapshot()
         for event in tail_events(log.accounts):
             engine.fire(event)
         engine.commit()
@@ -285,9 +285,9 @@ def mixed(source: Log, work: Path, repeats: int) -> None:
         with Engine.open(file_url(copy)) as engine:
             head = engine.head()
             if sc.drop_all:
-                engine.drop_snapshots()
+                engine.admin.drop_snapshots()
             for refs, offset in sc.placements:
-                engine.snapshot(list(refs), at=head + offset)
+                engine.admin.snapshot(list(refs), at=head + offset)
         with Engine.open(file_url(copy)) as engine:
             try:
                 plan = engine.explain(Account, TARGET)
@@ -345,7 +345,7 @@ def replay_child(path: str, trace: bool) -> None:
         samples.append((position, heap))
 
     start = time.perf_counter()
-    report: Any = engine.replay(progress=progress)
+    report: Any = engine.admin.replay(progress=progress)
     seconds = time.perf_counter() - start
     engine.close()
     played = report if isinstance(report, int) else report.played
@@ -377,7 +377,9 @@ def _at(samples: list[list[int]], events: int, fraction: float) -> float:
 
 
 def replay(logs: list[Log]) -> None:
-    print("c. full replay (engine.replay), one subprocess per log and measure, durable settings")
+    print(
+        "c. full replay (engine.admin.replay), one subprocess per log and measure, durable settings"
+    )
     print("   RSS: resident memory of the process (VmRSS at progress calls; peak = VmHWM);")
     print("   heap: Python heap under tracemalloc (a second run; its timing is not used); MiB")
     print(

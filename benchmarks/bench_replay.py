@@ -1,4 +1,4 @@
-"""Full replay (``engine.replay()``) against a bare loop reading and folding the same events.
+"""Full replay (``engine.admin.replay()``) against a bare loop reading and folding the same events.
 
 Usage::
 
@@ -13,7 +13,7 @@ A store holds N events (default 60,000) on 1,000 accounts: 70% deposits
 coupled by one ``apply``), fired through the engine 1,000 events per commit.
 Then, interleaved (see harness.py), ``reps`` times each:
 
-- ours: ``engine.replay()`` in a fresh engine: every snapshot dropped, the
+- ours: ``engine.admin.replay()`` in a fresh engine: every snapshot dropped, the
   whole log played from blank in pages of 2,000 with its links, a snapshot set
   (and the heads values) written every 10,000 events;
 - bare: the same events read in pages of 2,000 by position (``SELECT position,
@@ -154,7 +154,7 @@ def run(b: Backend, events: int, reps: int) -> Result:
         def ours() -> Timing:
             with b.engine(place) as engine:
                 timer = Timer()
-                report = engine.replay()
+                report = engine.admin.replay()
                 timing = timer.done(report.played)
             assert report.played == events, report
             return timing
@@ -188,7 +188,7 @@ def main() -> None:
         return
     if args.replay_once:
         with Engine.open(file_url(Path(args.replay_once), synchronous="off")) as engine:
-            report = engine.replay()
+            report = engine.admin.replay()
         print(f"replayed {report.played:,} events")
         return
     names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]

@@ -8,10 +8,10 @@ A SQLite file (WAL, synchronous=FULL, the store's defaults) holds N events
 (default 100,000): deposits on 1000 accounts and two-state transfers, appended
 through the engine 1000 events per commit. Then, interleaved (see harness.py):
 
-- export: ``engine.export`` into a gzip file (level 6, as ``playthrough export``
+- export: ``engine.log.export`` into a gzip file (level 6, as ``playthrough export``
   writes), against a bare loop over ``SELECT`` of the events and links that
   writes each row as a JSON line into a gzip file of the same level;
-- import: ``engine.import_log`` of that file into a fresh store (one
+- import: ``engine.admin.import_log`` of that file into a fresh store (one
   transaction, checksum, positions kept, heads moved), against a bare loop that
   reads the same file's lines, ``json.loads`` them and ``executemany``s the
   ``INSERT``s of events and links in one transaction (no heads, no checks).
@@ -66,7 +66,7 @@ def main() -> None:
         with Engine.open(f"sqlite:///{source}") as engine:
             timer = Timer()
             with gzip.open(dump, "wb", compresslevel=6) as out:
-                report = engine.export(out)
+                report = engine.log.export(out)
             return timer.done(report.count)
 
     def export_bare() -> Timing:
@@ -91,7 +91,7 @@ def main() -> None:
         with Engine.open(f"sqlite:///{target}") as engine:
             timer = Timer()
             with dump.open("rb") as source_file:
-                report = engine.import_log(source_file)
+                report = engine.admin.import_log(source_file)
             timing = timer.done(report.count)
         os.remove(target)
         return timing

@@ -8,15 +8,15 @@ Usage::
 A store holds N accounts (default 100,000) and 2N events: each account is
 opened (``Opened``) and receives a deposit (``Deposited``) on a random account,
 fired through the engine 1,000 events per commit (heads values on, the
-default). One untimed ``engine.replay()`` then writes its snapshot sets (every
+default). One untimed ``engine.admin.replay()`` then writes its snapshot sets (every
 10,000 events), so every timed run finds the same store. Interleaved, ``reps``
 times each (see harness.py):
 
-- ``engine.verify()``: the heads and snapshot metadata checks, every snapshot
+- ``engine.admin.verify()``: the heads and snapshot metadata checks, every snapshot
   and heads value against the log, each event's links against its payload, the
   determinism replay (in this process: the second replay in a subprocess adds
   an interpreter start and the import of the domain) and the snapshot sync;
-- ``engine.replay()``: one full replay from blank, writing the same snapshot sets.
+- ``engine.admin.replay()``: one full replay from blank, writing the same snapshot sets.
 
 The goal is verify at most 3x the time of the replay, on both stores (verify
 reads the log twice, from blank, and compares what the replay only writes).
@@ -47,7 +47,7 @@ def build(b: Backend, place: str, states: int) -> int:
             for event in events[start : start + 1_000]:
                 engine.fire(event)
             engine.commit()
-        engine.replay()  # the snapshot sets every timed replay writes again
+        engine.admin.replay()  # the snapshot sets every timed replay writes again
         return engine.head()
 
 
@@ -63,7 +63,7 @@ def run(b: Backend, states: int, reps: int) -> tuple[Result, float]:
         def verify() -> Timing:
             with open_engine() as engine:
                 timer = Timer()
-                report = engine.verify(subprocess_replay=False)
+                report = engine.admin.verify(subprocess_replay=False)
                 timing = timer.done(head)
             if not (report.ok and report.complete):
                 raise SystemExit(f"verify did not pass:\n{report.to_text()}")
@@ -72,7 +72,7 @@ def run(b: Backend, states: int, reps: int) -> tuple[Result, float]:
         def replay() -> Timing:
             with open_engine() as engine:
                 timer = Timer()
-                engine.replay()
+                engine.admin.replay()
                 return timer.done(head)
 
         # "ours" is verify, "bare" the replay: ours/bare is replay time / verify time.

@@ -13,7 +13,7 @@ Phases, each interleaved with its bare floor in the same process (``harness``):
 2. ``find`` with a filter selecting about 1% of them (owner and balance),
    decoded into states in a fresh engine, against selecting the same rows and
    ``json.loads`` of each value;
-3. a follower (``engine.run``) projecting the events of a log of its own
+3. a follower (``engine.followers.run``) projecting the events of a log of its own
    (``--events``) into a table in the same database, against a bare loop that
    pages through the events, decodes them and does the same upserts and
    position update in one transaction per page.
@@ -250,7 +250,7 @@ def run(side: Side, follow_side: Side, states: int, events: int, reps: int) -> s
         _fill(engine, events)
     total_events = events
     with side.engine() as engine:
-        expected = engine.count(Holder, balance__gt=499)  # any stale value is refreshed here
+        expected = engine.states.count(Holder, balance__gt=499)  # any stale value is refreshed here
     results = []
 
     def timed(fn: Callable[[], int]) -> Callable[[], Timing]:
@@ -263,7 +263,7 @@ def run(side: Side, follow_side: Side, states: int, events: int, reps: int) -> s
     reader = side.engine()  # one engine for the reads, as a long-lived process would
 
     def ours_count() -> int:
-        assert reader.count(Holder, balance__gt=499) == expected
+        assert reader.states.count(Holder, balance__gt=499) == expected
         return states
 
     def bare_count() -> int:
@@ -282,7 +282,7 @@ def run(side: Side, follow_side: Side, states: int, events: int, reps: int) -> s
 
     def ours_find() -> int:
         reader.repository.clear()  # every found state decoded, none from the identity map
-        found = list(reader.find(Holder, owner="owner7", balance__gt=100))
+        found = list(reader.states.find(Holder, owner="owner7", balance__gt=100))
         assert found
         return states
 
@@ -305,8 +305,8 @@ def run(side: Side, follow_side: Side, states: int, events: int, reps: int) -> s
     follower = follow_side.engine()
 
     def ours_follow() -> int:
-        follower.reset_follower(Sums())
-        report = follower.run(Sums(), until_idle=True)
+        follower.followers.reset(Sums())
+        report = follower.followers.run(Sums(), until_idle=True)
         assert report.position == total_events
         return report.processed
 

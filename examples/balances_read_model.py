@@ -55,18 +55,20 @@ def main() -> None:
         w.start()
     with Engine.open(url) as engine:
         while any(w.is_alive() for w in writers):
-            report = engine.run(OwnerBalances(), until_idle=True, batch_size=20)
+            report = engine.followers.run(OwnerBalances(), until_idle=True, batch_size=20)
             if report.processed:
                 print(f"follower at #{report.position}, {report.processed} events this round")
-            time.sleep(0.05)  # a real follower: engine.run(projection, poll_interval=...)
+            time.sleep(0.05)  # a real follower: engine.followers.run(projection, poll_interval=...)
         for w in writers:
             w.join()
-        engine.run(OwnerBalances(), until_idle=True)  # what committed after the last round
+        engine.followers.run(
+            OwnerBalances(), until_idle=True
+        )  # what committed after the last round
         [status] = engine.followers()
         print(f"caught up: position {status.position}, lag {status.lag}")
 
         truth: dict[str, int] = {}
-        for account in engine.find(Account):
+        for account in engine.states.find(Account):
             truth[account.owner] = truth.get(account.owner, 0) + account.balance
         conn = sqlite3.connect(path)  # the read model is a plain table in the same file
         model = dict(conn.execute("SELECT owner, balance FROM owner_balance").fetchall())

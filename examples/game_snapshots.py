@@ -29,16 +29,16 @@ def main() -> None:
             engine.fire(ItemGranted(player_id=1, item=f"coin{n}"))
         engine.commit()
 
-        engine.snapshot([(PlayerState, 1)], at=100)
-        engine.snapshot([(GameState, 1)], at=50)
-        print(engine.snapshot_sync())
+        engine.admin.snapshot([(PlayerState, 1)], at=100)
+        engine.admin.snapshot([(GameState, 1)], at=50)
+        print(engine.admin.snapshot_sync())
 
         engine.refresh()  # forget live states: the next loads reconstitute
         print(engine.explain(GameState, 1))
         print("game:", engine.load(GameState, 1))
 
-        engine.snapshot()  # an aligned set: both states as of one position
-        print(engine.snapshot_sync())
+        engine.admin.snapshot()  # an aligned set: both states as of one position
+        print(engine.admin.snapshot_sync())
 
 
 if __name__ == "__main__":

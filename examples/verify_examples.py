@@ -41,7 +41,7 @@ def build_shop(path: Path, module: str) -> None:
     story = importlib.import_module(module).story
     with Engine.open(f"sqlite:///{path}") as engine:
         story(engine)
-        engine.snapshot()
+        engine.admin.snapshot()
 
 
 def tamper_bank(path: Path) -> None:
@@ -61,8 +61,8 @@ def unsync_game(path: Path) -> None:
     # Without heads values: a current value would make both loads need no rewind.
     with Engine.open(f"sqlite:///{path}", head_values=False) as engine:
         game.story(engine)
-        engine.snapshot([(game.PlayerState, 1)], at=6)
-        engine.snapshot([(game.GameState, 7)], at=4)
+        engine.admin.snapshot([(game.PlayerState, 1)], at=6)
+        engine.admin.snapshot([(game.GameState, 7)], at=4)
 
 
 def main() -> int:

@@ -86,7 +86,9 @@ def follow_worker(url: str, schema: str | None, final_head: int, batch_size: int
                 f.name == "balances" and f.position >= final_head for f in engine.followers()
             )
 
-        report = engine.run(AuditedBalances(), poll_interval=0.01, batch_size=batch_size, stop=done)
+        report = engine.followers.run(
+            AuditedBalances(), poll_interval=0.01, batch_size=batch_size, stop=done
+        )
         return report.processed
 
 
@@ -100,4 +102,4 @@ def crash_worker(url: str, schema: str | None, crash_at: int) -> None:
                 os._exit(3)
 
     with open_engine(url, schema) as engine:
-        engine.run(Crashing(), until_idle=True, batch_size=1000)
+        engine.followers.run(Crashing(), until_idle=True, batch_size=1000)

@@ -29,7 +29,9 @@ class OrderPlaced(Event, type_name="sched.OrderPlaced"):
         order.placed = True
 
     def handle(self, engine: Engine) -> None:
-        schedule_id = engine.schedule(PaymentTimedOut(order_id=self.order_id), after=TIMEOUT)
+        schedule_id = engine.scheduler.schedule(
+            PaymentTimedOut(order_id=self.order_id), after=TIMEOUT
+        )
         engine.fire(TimeoutScheduled(order_id=self.order_id, schedule_id=schedule_id))
 
 
@@ -51,7 +53,7 @@ class PaymentReceived(Event, type_name="sched.PaymentReceived"):
         order.closed = True
 
     def handle(self, engine: Engine, order: Order) -> None:
-        engine.cancel(order.timeout_id)
+        engine.scheduler.cancel(order.timeout_id)
 
 
 @attrs.define

@@ -536,9 +536,9 @@ def test_run_due_and_forget_under_the_async_engine(any_url: str) -> None:
     a subject forgotten before its row is due reads FORGOTTEN, as on the sync engine."""
     clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
     with Engine.open(any_url, clock=clock) as sync:
-        ada = sync.schedule(AioJoined(member_id=1, name="Ada"), after=timedelta(hours=1))
-        bob = sync.schedule(AioJoined(member_id=2, name="Bob"), after=timedelta(hours=1))
-        no = sync.schedule(AioJoined(member_id=3, refuse=True), after=timedelta(hours=2))
+        ada = sync.scheduler.schedule(AioJoined(member_id=1, name="Ada"), after=timedelta(hours=1))
+        bob = sync.scheduler.schedule(AioJoined(member_id=2, name="Bob"), after=timedelta(hours=1))
+        no = sync.scheduler.schedule(AioJoined(member_id=3, refuse=True), after=timedelta(hours=2))
 
     async def body(store: AsyncStore) -> None:
         async with store.engine(clock=clock) as engine:
@@ -567,7 +567,7 @@ def test_run_due_and_forget_under_the_async_engine(any_url: str) -> None:
 
     run(body, any_url)
     with Engine.open(any_url) as sync:
-        assert sync.scheduled(no).status == "rejected"
+        assert sync.scheduler.scheduled(no).status == "rejected"
         assert sync.load(AioMember, 1).name == "Ada again"
         assert sync.load(AioMember, 2).name == FORGOTTEN
 

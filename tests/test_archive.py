@@ -61,7 +61,7 @@ def test_archive_at_a_random_cut_keeps_every_load_exact(
         return
     cut = 1 + int(cut_at * (head - 2))  # 1 <= cut < head
     archive = tmp_path / f"a{next(_files)}.jsonl.gz"
-    report = Engine(store).archive(before=cut + 1, to=archive)
+    report = Engine(store).admin.archive(before=cut + 1, to=archive)
     assert (report.after, report.until, report.events) == (0, cut, cut)
     after_cut = sorted({cut + int(f * (head - cut)) for f in travel})
     before_cut = sorted({int(f * (cut - 1)) for f in travel})
@@ -72,10 +72,10 @@ def test_archive_at_a_random_cut_keeps_every_load_exact(
         with pytest.raises(ArchivedRangeError, match=rf"positions 1\.\.{cut} were archived"):
             fresh.load(Node, 1, at=p)
     with pytest.raises(ArchivedRangeError, match="archived"):
-        fresh.replay()
+        fresh.admin.replay()
     with pytest.raises(ArchivedRangeError, match="archived"):
-        fresh.snapshot([(Node, 1)], at=cut - 1)
-    fresh.drop_snapshots()  # the base snapshots stay: they stand for the archived events
+        fresh.admin.snapshot([(Node, 1)], at=cut - 1)
+    fresh.admin.drop_snapshots()  # the base snapshots stay: they stand for the archived events
     _check_loads(Engine(store), committed, after_cut)
 
     reading = Engine(store, archive=archive)  # before the cut: from the archive file
@@ -88,7 +88,7 @@ def test_archive_at_a_random_cut_keeps_every_load_exact(
         except PlaythroughError:
             continue
         committed.extend(writer.commit())
-    writer.snapshot()
+    writer.admin.snapshot()
     _check_loads(Engine(store), committed, after_cut)
     store.close()
 
@@ -102,15 +102,15 @@ def test_a_second_archive_chains_after_the_first(tmp_path: Path) -> None:
             if n % 4 == 3:
                 engine.fire(Transferred(source_id=n % 3, target_id=(n + 1) % 3, amount=5))
             committed.extend(engine.commit())
-        first = engine.archive(before=6, to=tmp_path / "one.jsonl.gz")
-        second = engine.archive(before=12, to=tmp_path / "two.jsonl.gz")
+        first = engine.admin.archive(before=6, to=tmp_path / "one.jsonl.gz")
+        second = engine.admin.archive(before=12, to=tmp_path / "two.jsonl.gz")
         assert (first.after, first.until, second.after, second.until) == (0, 5, 5, 11)
         with pytest.raises(PlaythroughError, match="already exists"):
-            engine.archive(before=14, to=tmp_path / "two.jsonl.gz")
+            engine.admin.archive(before=14, to=tmp_path / "two.jsonl.gz")
         with pytest.raises(PlaythroughError, match="must be after the archived"):
-            engine.archive(before=8, to=tmp_path / "three.jsonl.gz")
+            engine.admin.archive(before=8, to=tmp_path / "three.jsonl.gz")
         with pytest.raises(PlaythroughError, match="before the head"):
-            engine.archive(before=engine.head() + 1, to=tmp_path / "three.jsonl.gz")
+            engine.admin.archive(before=engine.head() + 1, to=tmp_path / "three.jsonl.gz")
     reference = reference_states(committed)
     files = [tmp_path / "one.jsonl.gz", tmp_path / "two.jsonl.gz"]
     with Engine.open(url, archive=files) as engine:
@@ -137,12 +137,12 @@ def test_archive_before_a_date_takes_the_events_fired_before_it(tmp_path: Path) 
         fired = [
             datetime.fromisoformat(e.event.fired_at) for p in engine.store.read_log() for e in p
         ]
-        report = engine.archive(before=fired[2], to=tmp_path / "old.jsonl.gz")
+        report = engine.admin.archive(before=fired[2], to=tmp_path / "old.jsonl.gz")
         assert report.until == 2
         with pytest.raises(ValueError, match="time zone"):
-            engine.archive(before=datetime(2030, 1, 1), to=tmp_path / "x.jsonl.gz")
+            engine.admin.archive(before=datetime(2030, 1, 1), to=tmp_path / "x.jsonl.gz")
         with pytest.raises(PlaythroughError, match="nothing to archive"):
-            engine.archive(before=fired[0] - timedelta(days=1), to=tmp_path / "y.jsonl.gz")
+            engine.admin.archive(before=fired[0] - timedelta(days=1), to=tmp_path / "y.jsonl.gz")
         assert engine.load(Account, 1).balance == 1 + 2 + 3 + 4
         assert datetime.now(UTC) > fired[-1]
 
@@ -157,9 +157,9 @@ def test_archive_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> Non
             engine.commit()
         balances = [engine.load(Account, i).balance for i in (0, 1)]
         before = engine.load(Account, 0, at=7)
-        engine.archive(before=10, to=tmp_path / "pg.jsonl.gz")
-        engine.snapshot()  # history 1: a newer snapshot must not trim the base away
-        engine.snapshot()
+        engine.admin.archive(before=10, to=tmp_path / "pg.jsonl.gz")
+        engine.admin.snapshot()  # history 1: a newer snapshot must not trim the base away
+        engine.admin.snapshot()
     with Engine.open(url) as engine:
         assert [engine.load(Account, i).balance for i in (0, 1)] == balances
         assert engine.load(Ledger).transfers == 9
@@ -176,16 +176,16 @@ def test_verify_checks_an_archived_log_from_its_cut(tmp_path: Path) -> None:
             engine.fire(Deposited(account_id=n % 2, amount=n + 1))
             engine.fire(Transferred(source_id=n % 2, target_id=1 - n % 2, amount=1))
             engine.commit()
-        engine.archive(before=6, to=tmp_path / "old.jsonl.gz")
-        engine.snapshot()
-        report = engine.verify(apps=["playthrough.examples.bank"])
+        engine.admin.archive(before=6, to=tmp_path / "old.jsonl.gz")
+        engine.admin.snapshot()
+        report = engine.admin.verify(apps=["playthrough.examples.bank"])
         assert report.ok, report.to_text()
         assert report.start == 5
         # the set at the head and the heads values; the base at the cut is the start
         assert report.snapshots.checked == 6
         assert report.determinism.ran and not report.determinism.mismatches
         with pytest.raises(ArchivedRangeError, match="snapshot-free rebuild"):
-            engine.verify(sample=1)
+            engine.admin.verify(sample=1)
         # a wrong snapshot after the cut is still caught
         head = engine.head()
         with engine.store._transaction("BEGIN IMMEDIATE") as conn:  # type: ignore[attr-defined]
@@ -194,7 +194,7 @@ def test_verify_checks_an_archived_log_from_its_cut(tmp_path: Path) -> None:
                 "WHERE position = ? AND state_type = 'bank.Account'",
                 (head,),
             )
-        bad = engine.verify(determinism=False)
+        bad = engine.admin.verify(determinism=False)
         assert not bad.ok
         assert bad.snapshots.mismatches
 
@@ -259,7 +259,7 @@ def test_archive_reports_progress_by_stage(tmp_path: Path) -> None:
     _bank_log(url, 30)
     seen: list[tuple[str, int, int]] = []
     with Engine.open(url) as engine:
-        engine.archive(
+        engine.admin.archive(
             before=21, to=tmp_path / "a.jsonl.gz", progress=lambda *step: seen.append(step)
         )
     stages = list(dict.fromkeys(stage for stage, _, _ in seen))
@@ -342,7 +342,7 @@ def test_the_archive_file_and_its_rename_are_on_disk_before_the_delete(
         monkeypatch.setattr(engine.store, "archive", archive)
         monkeypatch.setattr(os, "fsync", fsync)
         monkeypatch.setattr(os, "replace", replace)
-        engine.archive(before=5, to=tmp_path / "a.jsonl.gz")
+        engine.admin.archive(before=5, to=tmp_path / "a.jsonl.gz")
         monkeypatch.undo()
     renamed = calls.index("rename")
     assert "fsync file" in calls[:renamed]  # the file's bytes, then its name, then the delete
@@ -357,13 +357,13 @@ def test_vacuum_gives_the_space_back_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{db}"
     _bank_log(url, 400)
     with Engine.open(url) as engine:  # without --vacuum the file keeps its free pages
-        engine.archive(before=200, to=tmp_path / "1.jsonl.gz")
+        engine.admin.archive(before=200, to=tmp_path / "1.jsonl.gz")
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA freelist_count").fetchone()[0] > 0
     conn.close()
     size = db.stat().st_size
     with Engine.open(url) as engine:
-        report = engine.archive(before=390, to=tmp_path / "2.jsonl.gz", vacuum=True)
+        report = engine.admin.archive(before=390, to=tmp_path / "2.jsonl.gz", vacuum=True)
         assert engine.load(Account, 1).balance == sum(n + 1 for n in range(400) if n % 50 == 1)
     assert report.vacuumed is not None
     was, now = report.vacuumed
@@ -396,7 +396,7 @@ def test_vacuum_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> None
     url = f"{pg_url}?schema={pg_schema}"
     _bank_log(url, 200)
     with Engine.open(url) as engine:
-        report = engine.archive(before=190, to=tmp_path / "pg.jsonl.gz", vacuum=True)
+        report = engine.admin.archive(before=190, to=tmp_path / "pg.jsonl.gz", vacuum=True)
         assert engine.load(Account, 1).balance == sum(n + 1 for n in range(200) if n % 50 == 1)
     assert report.vacuumed is not None
     assert all(size > 0 for size in report.vacuumed)  # (VACUUM may add free space maps)
@@ -417,12 +417,12 @@ def test_a_state_first_touched_after_the_cut_loads_after_a_redeploy(
                 engine.commit()
             engine.fire(dom.move("v1", v1, 1, 2, 2))  # Acct(2)'s first event: after the cut
             engine.commit()
-            engine.snapshot()  # under the v1 classes
+            engine.admin.snapshot()  # under the v1 classes
         v2 = dom.activate("v2")  # the redeploy: amounts in cents
         with Engine.open(any_url) as engine:
             engine.fire(dom.add("v2", v2, 2, 3))
             engine.commit()
-            engine.archive(before=4, to=tmp_path / "old.jsonl.gz")
+            engine.admin.archive(before=4, to=tmp_path / "old.jsonl.gz")
             with Engine.open(any_url) as fresh:
                 assert (fresh.load(dom.Acct, 1).n, fresh.load(dom.Acct, 2).n) == (700, 500)
                 assert fresh.load(dom.Hub).total == 1200

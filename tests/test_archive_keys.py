@@ -35,7 +35,7 @@ def test_a_key_archived_with_its_event_is_still_refused(store: Store, tmp_path: 
     for _ in range(3):
         engine.fire(Feed(node_id=2))
         engine.commit()
-    engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
+    engine.admin.archive(before=3, to=tmp_path / "old.jsonl.gz")
     engine.fire(Feed(node_id=1), key="order-17-paid")
     with pytest.raises(DuplicateEvent) as refused:
         engine.commit()
@@ -47,7 +47,7 @@ def test_a_key_archived_with_its_event_is_still_refused(store: Store, tmp_path: 
     engine.commit()
     engine.fire(Feed(node_id=2))
     engine.commit()
-    engine.archive(before=6, to=tmp_path / "older.jsonl.gz")
+    engine.admin.archive(before=6, to=tmp_path / "older.jsonl.gz")
     for key, position in (("order-17-paid", 1), ("order-18-paid", 5)):
         engine.fire(Feed(node_id=4), key=key)
         with pytest.raises(DuplicateEvent) as again:
@@ -64,12 +64,12 @@ def test_an_archived_key_is_refused_in_a_commit_that_also_schedules(
     for n in range(3):
         engine.fire(Feed(node_id=1), key=f"k{n}")
         engine.commit()
-    engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
+    engine.admin.archive(before=3, to=tmp_path / "old.jsonl.gz")
     with pytest.raises(DuplicateEvent) as refused:
         with engine.transaction():
             engine.fire(Feed(node_id=2), key="k1")
-            sid = engine.schedule(Feed(node_id=3), after=timedelta(minutes=5))
+            sid = engine.scheduler.schedule(Feed(node_id=3), after=timedelta(minutes=5))
     assert refused.value.position == 2
     assert engine.head() == 3
     with pytest.raises(ScheduleNotFound):  # its schedule row went with the refused commit
-        engine.scheduled(sid)
+        engine.scheduler.scheduled(sid)

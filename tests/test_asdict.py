@@ -98,7 +98,7 @@ def test_personal_values_are_what_the_state_holds_clear_then_forgotten() -> None
             "id": str(card),
             "holder": "Ada Lovelace",
         }
-        engine.forget(9)
+        engine.admin.forget(9)
         assert playthrough.asdict(engine.load(DictCard, card))["holder"] == FORGOTTEN
 
 

@@ -86,7 +86,7 @@ def test_followers_show_lag_and_reset(db: str) -> None:
     assert run("followers", db, *apps) == "no followers\n"
     assert run("followers", db, *apps, "--format", "json") == ""  # JSON Lines: no line
     with Engine.open(db) as engine:
-        engine.run(OwnerBalances(), until_idle=True)
+        engine.followers.run(OwnerBalances(), until_idle=True)
         engine.fire(Deposited(account_id=2, amount=5))
         engine.commit()
     [line] = run("followers", db, *apps, "--format", "json").splitlines()  # JSON Lines
@@ -97,7 +97,7 @@ def test_followers_show_lag_and_reset(db: str) -> None:
         with engine.store.follow("x", 0) as batch:
             assert batch is not None
             assert batch.tx.execute("SELECT count(*) FROM owner_balance") == [(0,)]  # cleared
-        assert engine.run(OwnerBalances(), until_idle=True).position == 7
+        assert engine.followers.run(OwnerBalances(), until_idle=True).position == 7
 
 
 SCOPED_APP = """

@@ -179,9 +179,9 @@ def test_resetting_an_unknown_follower_is_an_error_not_a_phantom(tmp_path: Path)
     with Engine.open(url) as engine:
         engine.fire(AccountOpened(account_id=1, owner="ada"))
         engine.commit()
-        engine.run(OwnerBalances(), until_idle=True)
+        engine.followers.run(OwnerBalances(), until_idle=True)
         with pytest.raises(NotFoundError, match=r"no follower named 'typo'.*followers: balances"):
-            engine.reset_follower("typo")
+            engine.followers.reset("typo")
     result = CliRunner().invoke(main, ["followers", url, "--reset", "balanse", *APP[:2]])
     assert result.exit_code == 1, result.output
     assert "no follower named 'balanse'" in result.output
@@ -196,7 +196,7 @@ def test_resetting_an_unknown_follower_on_postgres_is_an_error(pg_url: str, pg_s
 
     with Engine.open(pg_url, schema=pg_schema) as engine:
         with pytest.raises(NotFoundError, match=r"no follower named 'typo'.*followers: none"):
-            engine.reset_follower("typo")
+            engine.followers.reset("typo")
         assert engine.followers() == []
 
 

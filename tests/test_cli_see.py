@@ -22,7 +22,7 @@ def db(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     with Engine.open(url, head_values=False) as engine:
         story(engine)
-        engine.snapshot([(Customer, 1)], at=5)
+        engine.admin.snapshot([(Customer, 1)], at=5)
     return url
 
 

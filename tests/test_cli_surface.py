@@ -103,8 +103,8 @@ def test_the_lifecycle_and_transfer_commands_as_json(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path / 'bank.db'}"
     with Engine.open(url) as engine:
         story(engine)
-        engine.schedule(Deposited(account_id=1, amount=5), at=datetime.now(UTC))
-        engine.schedule(Deposited(account_id=1, amount=-5), at=datetime.now(UTC))
+        engine.scheduler.schedule(Deposited(account_id=1, amount=5), at=datetime.now(UTC))
+        engine.scheduler.schedule(Deposited(account_id=1, amount=-5), at=datetime.now(UTC))
         engine.commit()
     app = ["--app", "playthrough.examples.bank"]
 

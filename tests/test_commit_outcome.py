@@ -324,23 +324,23 @@ def _commit_kinds(kind: str, engine: Engine) -> None:
         with store._transaction("test", "test") as conn:
             conn.execute(f'INSERT INTO "{store.schema}".pt_pending_handlers VALUES (1)')
     if kind == "cancel":
-        engine.schedule(Counted(tally_id=1), after=timedelta(minutes=5))
+        engine.scheduler.schedule(Counted(tally_id=1), after=timedelta(minutes=5))
 
 
 def _act(kind: str, engine: Engine) -> None:
     from .sched_domain import PaymentReceived
 
     if kind == "schedule":
-        engine.schedule(Counted(tally_id=1), after=timedelta(minutes=5))
+        engine.scheduler.schedule(Counted(tally_id=1), after=timedelta(minutes=5))
     elif kind == "cancel":
         with engine.store.reader() as reader:
             [row] = reader.schedules()
-        assert engine.cancel(row.id) is True
+        assert engine.scheduler.cancel(row.id) is True
     elif kind == "complete":
         engine.fire(PaymentReceived(order_id=1))  # closes (completes) the order
         engine.commit()
     else:
-        engine.run_pending_handlers()
+        engine.admin.run_pending_handlers()
 
 
 def _facts(url: str) -> tuple[int, list[tuple[str, str]], list[int]]:

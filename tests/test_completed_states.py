@@ -118,8 +118,10 @@ def test_an_event_touching_a_completed_state_is_refused_naming_who_completed_it(
     assert f"completed by lc.OrderClosed at position {closed.id}" in str(err)
     assert engine.pending == ()
     assert engine.load(Order, 1) == Order(items=1, closed=True)
-    assert engine.completion(Order, 1) == Completion(key_of(Order, 1), closed.id, "lc.OrderClosed")
-    assert engine.completion(Order, 2) is None
+    assert engine.states.completion(Order, 1) == Completion(
+        key_of(Order, 1), closed.id, "lc.OrderClosed"
+    )
+    assert engine.states.completion(Order, 2) is None
 
 
 def test_a_completed_state_is_evicted_and_refused_without_being_rehydrated(
@@ -157,11 +159,11 @@ def test_a_class_allowed_to_touch_completed_states_reopens_one(engine: Engine) -
     engine.fire(OrderReopened(order_id=1))
     engine.fire(ItemAdded(order_id=1))
     engine.commit()
-    assert engine.completion(Order, 1) is None
+    assert engine.states.completion(Order, 1) is None
     assert engine.load(Order, 1) == Order(items=1, closed=False, reopened=1)
     closing = engine.fire(OrderClosed(order_id=1))
     engine.commit()
-    found = engine.completion(Order, 1)
+    found = engine.states.completion(Order, 1)
     assert found is not None and found.position == closing.id
 
 
@@ -187,10 +189,10 @@ def test_a_rejected_commit_records_no_completion(tmp_path: object) -> None:
     b.fire(OrderClosed(order_id=1))
     with pytest.raises(Exception, match="changed by another writer"):
         b.commit()
-    assert b.completion(Order, 1) is None
+    assert b.states.completion(Order, 1) is None
     b.fire(OrderClosed(order_id=1))  # reloaded: fine now
     b.commit()
-    assert a.completion(Order, 1) is not None
+    assert a.states.completion(Order, 1) is not None
 
 
 def test_complete_when_must_name_a_field() -> None:
@@ -258,7 +260,7 @@ def test_reconstitution_with_completed_states_equals_a_full_replay(
             committed.extend(engine.commit())
             assert isinstance(arg, tuple)
             order, fraction = arg
-            engine.snapshot([(Order, order)], at=int(fraction * engine.head()))
+            engine.admin.snapshot([(Order, order)], at=int(fraction * engine.head()))
     committed.extend(engine.commit())
     head = engine.head()
     reference = reference_states(committed)
@@ -269,7 +271,7 @@ def test_reconstitution_with_completed_states_equals_a_full_replay(
         got = fresh.load(Order, order)
         assert encode_state(got) == encode_state(want if want is not None else Order())
         # the completion row: present iff complete, naming the event that last completed it
-        row = fresh.completion(Order, order)
+        row = fresh.states.completion(Order, order)
         if want is not None and want.is_complete():
             assert row is not None
             assert row.position == _last_completion(committed, order)
@@ -358,23 +360,23 @@ def test_reconstitution_with_scheduled_events_equals_a_full_replay(
             engine.commit()
             assert isinstance(arg, tuple)
             order, fraction = arg
-            engine.snapshot([(Order, order)], at=int(fraction * engine.head()))
+            engine.admin.snapshot([(Order, order)], at=int(fraction * engine.head()))
         elif kind == "schedule":
             assert isinstance(arg, tuple)
             event, minutes = arg
-            due[engine.schedule(event, after=timedelta(minutes=minutes))] = clock.now() + timedelta(
-                minutes=minutes
+            due[engine.scheduler.schedule(event, after=timedelta(minutes=minutes))] = (
+                clock.now() + timedelta(minutes=minutes)
             )
         else:
             engine.commit()
             assert isinstance(arg, int)
             clock.advance(minutes=arg)
-            engine.run_due()
+            engine.scheduler.run_due()
     engine.commit()
     log = stored_events(store)
     by_position = {e.id: e for e in log}
     for schedule_id, when in due.items():
-        row = engine.scheduled(schedule_id)
+        row = engine.scheduler.scheduled(schedule_id)
         if when > clock.now():
             assert row.status == "pending"
             continue
@@ -384,7 +386,11 @@ def test_reconstitution_with_scheduled_events_equals_a_full_replay(
             assert (type(event)._pt_type_name, event.fired_at) == (row.event_type, when)
         else:  # refused: the order was complete just before its turn
             assert "StateCompleted" in (row.error or "")
-    fired = [engine.scheduled(r).position for r in due if engine.scheduled(r).status == "fired"]
+    fired = [
+        engine.scheduler.scheduled(r).position
+        for r in due
+        if engine.scheduler.scheduled(r).status == "fired"
+    ]
     assert len(fired) == len(set(fired))  # one event per fired row
     reference = reference_states(log)
     fresh = Engine(store)
@@ -413,7 +419,7 @@ def test_completed_states_on_postgres(pg_url: str, pg_schema: str) -> None:
         second.fire(OrderReopened(order_id=1))
         second.fire(ItemAdded(order_id=1))
     with Engine.open(url) as third:
-        assert third.completion(Order, 1) is None
+        assert third.states.completion(Order, 1) is None
         assert third.load(Order, 1) == Order(items=2, closed=False, reopened=1)
 
 
@@ -425,14 +431,14 @@ def test_verify_checks_the_completion_index_against_the_log(tmp_path: object) ->
     engine.fire(OrderClosed(order_id=1))
     engine.fire(ItemAdded(order_id=2))
     engine.commit()
-    report = engine.verify()
+    report = engine.admin.verify()
     assert report.ok, report.to_text()
     conn = sqlite3.connect(path)
     conn.execute("DELETE FROM pt_completed")
     conn.execute("INSERT INTO pt_completed VALUES ('lc.Order', '2', 2, 'lc.ItemAdded')")
     conn.commit()
     conn.close()
-    report = engine.verify()
+    report = engine.admin.verify()
     assert not report.ok
     assert any("lc.Order(1) is complete as the log replays it" in e for e in report.errors)
     assert any("records lc.Order(2) completed by lc.ItemAdded" in e for e in report.errors)
@@ -447,14 +453,16 @@ def test_find_and_info_show_completion(engine: Engine) -> None:
     engine.fire(OrderClosed(order_id=3))
     engine.commit()
     fresh = Engine(engine.store)
-    assert sorted(o.items for o in fresh.find(Order, completed=False)) == [0, 2]
-    assert [o.id for o in fresh.find(Order, completed=True, order_by="items")] == [1, 3]
-    assert [o.id for o in fresh.find(Order, completed=True, order_by="items", limit=1)] == [1]
-    assert [o.id for o in fresh.find(Order, completed=False, items__gt=0)] == [2]
-    info = fresh.info(Order, 1)
+    assert sorted(o.items for o in fresh.states.find(Order, completed=False)) == [0, 2]
+    assert [o.id for o in fresh.states.find(Order, completed=True, order_by="items")] == [1, 3]
+    assert [o.id for o in fresh.states.find(Order, completed=True, order_by="items", limit=1)] == [
+        1
+    ]
+    assert [o.id for o in fresh.states.find(Order, completed=False, items__gt=0)] == [2]
+    info = fresh.states.info(Order, 1)
     assert closing.id is not None
     assert info.completed == Completion(key_of(Order, 1), closing.id, "lc.OrderClosed")
     assert f"completed by lc.OrderClosed at #{closing.id}" in str(info)
-    assert fresh.info(Order, 0).completed is None
+    assert fresh.states.info(Order, 0).completed is None
     with pytest.raises(QueryError, match="declares no completion"):
-        list(fresh.find(Books, completed=True))
+        list(fresh.states.find(Books, completed=True))

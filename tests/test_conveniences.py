@@ -66,7 +66,9 @@ class ConvRemind(Event, type_name="t.conv.Remind"):
         wallet.bonus += 100
 
     def handle(self, engine: Engine) -> None:
-        engine.schedule(ConvReminder(wallet_id=self.wallet_id), after=timedelta(minutes=15))
+        engine.scheduler.schedule(
+            ConvReminder(wallet_id=self.wallet_id), after=timedelta(minutes=15)
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +94,7 @@ def test_is_valid_and_fire_if_valid_leave_nothing_behind_when_refused(any_url: s
         assert engine.load(ConvWallet, 1).bonus == 0 and len(engine.pending) == 2
         engine.commit()
     with Engine.open(any_url) as fresh:
-        assert [e.id for e in fresh.events()] == [1, 2]
+        assert [e.id for e in fresh.log.events()] == [1, 2]
         assert fresh.load(ConvWallet, 1).coins == 5
 
 
@@ -106,7 +108,7 @@ def test_is_replaying_is_true_only_while_a_stored_event_is_played(any_url: str) 
     with Engine.open(any_url) as fresh:
         assert fresh.load(ConvWallet, 1, at=1).coins == 1  # played from blank
         assert Seen.replaying == [False, False, True]
-        fresh.replay()
+        fresh.admin.replay()
         assert Seen.replaying[3:] == [True, True]  # replay() played both events
 
 

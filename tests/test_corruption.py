@@ -53,14 +53,14 @@ def test_a_replay_over_a_gap_names_the_position(tmp_path: Path, links: bool) -> 
     url, path = _store(tmp_path)
     _delete(path, 7, links=links)
     with Engine.open(url) as engine, pytest.raises(CorruptionError, match="position 7"):
-        engine.replay()
+        engine.admin.replay()
 
 
 def test_a_missing_last_event_whose_links_remain_is_found(tmp_path: Path) -> None:
     url, path = _store(tmp_path)
     _delete(path, 15, links=False)
     with Engine.open(url) as engine, pytest.raises(CorruptionError, match="position 15"):
-        engine.replay()
+        engine.admin.replay()
 
 
 @pytest.mark.parametrize("links", [True, False])
@@ -68,6 +68,6 @@ def test_verify_reports_the_gap(tmp_path: Path, links: bool) -> None:
     url, path = _store(tmp_path)
     _delete(path, 7, links=links)
     with Engine.open(url) as engine:
-        report = engine.verify(subprocess_replay=False)
+        report = engine.admin.verify(subprocess_replay=False)
     assert not report.ok
     assert "position 7" in report.to_text()

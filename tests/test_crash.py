@@ -92,7 +92,7 @@ def _check(url: str, side: Path) -> dict[str, int]:
                 assert stored[1] - stored[0] + 1 == PER_COMMIT
         total = sum(p.balance for p in engine.load_many(Purse, range(ACCOUNTS)))
         assert total == ACCOUNTS * OPENING
-        report = engine.verify(subprocess_replay=False)
+        report = engine.admin.verify(subprocess_replay=False)
         assert report.ok, report.to_text()
     return counts
 
@@ -215,7 +215,7 @@ def _check_handlers(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     invoiced = Counter(json.loads(d)["order_id"] for d in _done(url, "t.crash.Invoiced"))
     assert max(invoiced.values()) == 1  # never twice, whatever was killed when
     with Engine.open(url) as engine:  # what the killed runners left pending, once
-        engine.run_pending_handlers()
+        engine.admin.run_pending_handlers()
         with engine.store.reader() as reader:
             assert reader.pending_handlers(10) == []
     invoiced = Counter(json.loads(d)["order_id"] for d in _done(url, "t.crash.Invoiced"))
@@ -226,13 +226,13 @@ def _check_schedulers(url: str) -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
     with Engine.open(url) as engine, engine.transaction():
         for n in range(JOBS):
-            engine.schedule(Ticked(purse_id=n % ACCOUNTS, n=n), at=past)
+            engine.scheduler.schedule(Ticked(purse_id=n % ACCOUNTS, n=n), at=past)
     _kill_runners(url, "scheduler", "t.crash.Ticked")
     ticks = Counter(json.loads(d)["n"] for d in _done(url, "t.crash.Ticked"))
     assert max(ticks.values()) == 1  # never twice, whatever was killed when
     later = ManualClock(datetime.now(UTC) + timedelta(hours=1))  # killed workers' leases ran out
     with Engine.open(url, clock=later) as engine:
-        while engine.run_due():
+        while engine.scheduler.run_due():
             pass
         with engine.store.reader() as reader:
             rows = reader.schedules()

@@ -141,8 +141,8 @@ def test_time_travel_loads_match_the_reference_at_every_position() -> None:
 def test_reconstitution_from_snapshots_matches_the_live_states() -> None:
     with Engine.open("sqlite://") as engine:
         fire_history(engine)
-        engine.snapshot([(DetDial, 1)], at=3)
-        engine.snapshot([(DetDial, 2)], at=5)
+        engine.admin.snapshot([(DetDial, 1)], at=3)
+        engine.admin.snapshot([(DetDial, 2)], at=5)
         live = {d: encoded(engine, d) for d in (1, 2)}
         engine.refresh()
         assert {d: encoded(engine, d) for d in (1, 2)} == live
@@ -152,7 +152,7 @@ def test_engine_replay_rebuilds_the_same_states() -> None:
     with Engine.open("sqlite://") as engine:
         fire_history(engine)
         live = {d: encoded(engine, d) for d in (1, 2)}
-        engine.replay()
+        engine.admin.replay()
         assert {d: encoded(engine, d) for d in (1, 2)} == live
 
 
@@ -161,8 +161,8 @@ def test_a_replay_in_another_process_gives_the_same_bytes(tmp_path: Path) -> Non
     with Engine.open(url) as engine:
         fire_history(engine)
     with Engine.open(url) as engine:
-        here = engine.verify(subprocess_replay=False)
-        there = engine.verify(apps=[__name__])
+        here = engine.admin.verify(subprocess_replay=False)
+        there = engine.admin.verify(apps=[__name__])
     assert "subprocess" in there.determinism.mode, there.determinism.mode
     assert there.ok and here.ok, there.to_text()
     assert there.determinism.digest == here.determinism.digest

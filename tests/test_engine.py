@@ -557,7 +557,7 @@ def test_datetimes_dates_uuids_decimals_enums_round_trip(db: str) -> None:
     with Engine.open(db) as engine:
         engine.fire(event)
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
         engine.fire(Enriched(rich_id="r", price=Decimal("0.01")))
         engine.commit()
     with Engine.open(db) as engine:
@@ -669,7 +669,7 @@ def test_live_apply_sees_the_values_a_replay_decodes() -> None:
         assert isinstance(event.value, float)
         engine.commit()
         live = engine.load(Gauge, 1)
-        engine.snapshot()
+        engine.admin.snapshot()
         replayed = engine.load(Gauge, 1, at=1)
         assert live == replayed
         assert repr(live.readings) == repr(replayed.readings)

@@ -73,7 +73,7 @@ def test_apply_reading_metadata_loads_the_same_cold_at_and_after_replay(url: str
         assert cold.load(Audited, 1, at=head).by == live
         assert cold.load(Audited, 1, at=head - 1).by == live[:2]
     with Engine.open(url) as replayed:
-        replayed.replay()
+        replayed.admin.replay()
         assert replayed.load(Audited, 1).by == live
     with Engine.open(url, head_values=False) as again:
         again.store.drop_snapshots(None)
@@ -85,7 +85,7 @@ def test_a_load_before_an_archive_cut_reads_metadata_from_the_archive(
 ) -> None:
     with Engine.open(url) as engine:
         live = _audit_story(engine)
-        engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
+        engine.admin.archive(before=3, to=tmp_path / "old.jsonl.gz")
     with Engine.open(url, archive=tmp_path / "old.jsonl.gz") as reader:
         assert reader.load(Audited, 1, at=1).by == live[:1]
         assert reader.load(Audited, 1, at=2).by == live[:2]
@@ -151,7 +151,7 @@ def test_replay_still_runs_a_replay_safe_handle_without_the_engine(url: str) -> 
         engine.fire(Noted(audited_id=7))
         engine.commit()
         assert seen == [2, 2]
-        engine.replay()
+        engine.admin.replay()
         assert seen[2:] == [1, 2]
         assert engine.load(Audited, 7).total == 2
 
@@ -249,7 +249,7 @@ def test_a_snapshot_row_without_last_event_id_loads_and_commits(
             engine.fire(Paid(wallet_id=1, amount=amount))
             engine.fire(Paid(wallet_id=2, amount=10))
             engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
         snapshot_at = engine.head()
         for _ in range(later_events):
             engine.fire(Paid(wallet_id=2, amount=10))
@@ -407,7 +407,7 @@ def test_a_commit_storing_another_type_is_refused_before_anything_is_written(
         engine.commit()
     with Engine.open(url) as cold:
         assert cold.load(Typed, 1).count == 2
-        assert cold.verify().ok
+        assert cold.admin.verify().ok
 
 
 Count = NewType("Count", int)

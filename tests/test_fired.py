@@ -104,7 +104,7 @@ def test_what_fired_fires_is_committed_with_its_event_in_order(any_url: str) -> 
     with Engine.open(any_url) as fresh:
         assert fresh.load(FiredPoints, 7).points == 8
         assert fresh.load(FiredTally).fired == 2
-        assert [type(e).__name__ for e in fresh.events()] == chain
+        assert [type(e).__name__ for e in fresh.log.events()] == chain
 
 
 def test_a_refused_child_undoes_its_parent_and_earlier_children(any_url: str) -> None:
@@ -119,7 +119,7 @@ def test_a_refused_child_undoes_its_parent_and_earlier_children(any_url: str) ->
         assert engine.load(FiredTally).fired == 1
         engine.commit()
     with Engine.open(any_url) as fresh:
-        assert [e.id for e in fresh.events()] == [1, 2]
+        assert [e.id for e in fresh.log.events()] == [1, 2]
         assert fresh.load(FiredOrder, 2).paid == 0 and fresh.load(FiredPoints, 7).points == 2
 
 
@@ -156,7 +156,7 @@ def test_a_conflict_at_commit_writes_neither_parent_nor_children(any_url: str) -
             mine.commit()
         assert mine.pending == ()
     with Engine.open(any_url) as fresh:
-        assert [type(e).__name__ for e in fresh.events()] == ["FiredEarned", "FiredEarned"]
+        assert [type(e).__name__ for e in fresh.log.events()] == ["FiredEarned", "FiredEarned"]
         assert fresh.load(FiredOrder, 1).paid == 0 and fresh.load(FiredPoints, 7).points == 11
 
 
@@ -176,10 +176,10 @@ def test_replay_and_loads_play_the_logged_children_and_never_run_fired(any_url: 
         engine.fire(FiredPaid(order_id=1, customer=7, points=(5, 3)))
         engine.commit()
         assert len(Calls.fired) == 3
-        engine.drop_snapshots()
-        report = engine.replay()
+        engine.admin.drop_snapshots()
+        report = engine.admin.replay()
         assert report.played == 3
-        assert engine.verify().ok
+        assert engine.admin.verify().ok
     with Engine.open(any_url, head_values=False) as fresh:
         assert fresh.load(FiredPoints, 7).points == 8
         assert fresh.load(FiredOrder, 1, at=1).paid == 1

@@ -65,14 +65,14 @@ def _batches(n: int) -> Any:
 
 def _expected_balances(engine: Engine) -> dict[str, int]:
     out: dict[str, int] = {}
-    for account in engine.find(Account):
+    for account in engine.states.find(Account):
         out[account.owner] = out.get(account.owner, 0) + account.balance
     return out
 
 
 def test_projection_catches_up_and_resumes(engine: Engine) -> None:
     setup_bank(engine)
-    first = engine.run(OwnerBalances(), until_idle=True, batch_size=5)
+    first = engine.followers.run(OwnerBalances(), until_idle=True, batch_size=5)
     assert (first.processed, first.position) == (12, 12)
     assert first.batches == 3  # 5 + 5 + 2 events
     assert _read(engine, "SELECT count(*) FROM account_owner") == [(6,)]
@@ -81,9 +81,9 @@ def test_projection_catches_up_and_resumes(engine: Engine) -> None:
     engine.commit()
     [status] = [f for f in engine.followers() if f.name == "balances"]
     assert (status.position, status.lag) == (12, 2)
-    second = engine.run(OwnerBalances(), until_idle=True)
+    second = engine.followers.run(OwnerBalances(), until_idle=True)
     assert (second.processed, second.position) == (2, 14)
-    assert engine.run(OwnerBalances(), until_idle=True).processed == 0
+    assert engine.followers.run(OwnerBalances(), until_idle=True).processed == 0
     assert dict(_read(engine, "SELECT owner, balance FROM owner_balance")) == _expected_balances(
         engine
     )
@@ -102,18 +102,18 @@ def test_a_raising_handler_stops_there_and_keeps_nothing(engine: Engine) -> None
             if self.fail and event.amount == 99:
                 raise RuntimeError("cannot take 99")
 
-    engine.run(Picky(), batch_size=10, stop=_batches(1))  # 1..10 committed
+    engine.followers.run(Picky(), batch_size=10, stop=_batches(1))  # 1..10 committed
     picky = Picky()
     with pytest.raises(
         FollowerFailed, match=r"'balances' stopped at event 13 .*position stays 10"
     ) as info:
-        engine.run(picky, until_idle=True, batch_size=10)
+        engine.followers.run(picky, until_idle=True, batch_size=10)
     assert info.value.position == 10 and cast(Any, info.value.event).id == 13
     assert isinstance(info.value.__cause__, RuntimeError)
     assert [f.position for f in engine.followers() if f.name == "balances"] == [10]
     assert _read(engine, "SELECT max(position) FROM seen") == [(10,)]  # 11, 12 rolled back too
     picky.fail = False
-    assert engine.run(picky, until_idle=True).processed == 3
+    assert engine.followers.run(picky, until_idle=True).processed == 3
     assert [p for (p,) in _read(engine, "SELECT position FROM seen ORDER BY position")] == list(
         range(1, 14)
     )
@@ -121,12 +121,12 @@ def test_a_raising_handler_stops_there_and_keeps_nothing(engine: Engine) -> None
 
 def test_reset_reprojects_from_zero(engine: Engine) -> None:
     setup_bank(engine)
-    engine.run(AuditedBalances(), until_idle=True)
+    engine.followers.run(AuditedBalances(), until_idle=True)
     before = _read(engine, "SELECT owner, balance FROM owner_balance ORDER BY owner")
-    engine.reset_follower(AuditedBalances())
+    engine.followers.reset(AuditedBalances())
     assert [f.position for f in engine.followers() if f.name == "balances"] == [0]
     assert _read(engine, "SELECT count(*) FROM seen") == [(0,)]
-    assert engine.run(AuditedBalances(), until_idle=True).processed == 12
+    assert engine.followers.run(AuditedBalances(), until_idle=True).processed == 12
     assert _read(engine, "SELECT owner, balance FROM owner_balance ORDER BY owner") == before
 
 
@@ -144,11 +144,11 @@ def test_bad_projections_are_refused() -> None:
 
     with Engine.open("sqlite://") as engine:
         with pytest.raises(DefinitionError, match="needs a `name"):
-            engine.run(Nameless(), until_idle=True)
+            engine.followers.run(Nameless(), until_idle=True)
         with pytest.raises(DefinitionError, match=r"Typo\.on_Deposit: no event type 'Deposit'"):
-            engine.run(Typo(), until_idle=True)
+            engine.followers.run(Typo(), until_idle=True)
         with pytest.raises(DefinitionError, match="handles no event"):
-            engine.run(Empty(), until_idle=True)
+            engine.followers.run(Empty(), until_idle=True)
 
 
 def test_a_crash_mid_batch_resumes_from_the_stored_position(where: tuple[str, str | None]) -> None:
@@ -165,7 +165,7 @@ def test_a_crash_mid_batch_resumes_from_the_stored_position(where: tuple[str, st
     with open_engine(*where) as engine:
         # Died inside its only batch: nothing of it was kept.
         assert [f.position for f in engine.followers() if f.name == "balances"] in ([], [0])
-        assert engine.run(AuditedBalances(), until_idle=True).processed == 32
+        assert engine.followers.run(AuditedBalances(), until_idle=True).processed == 32
         seen = [p for (p,) in _read(engine, "SELECT position FROM seen ORDER BY position")]
         assert seen == list(range(1, 33))
         assert dict(_read(engine, "SELECT owner, balance FROM owner_balance")) == (
@@ -229,7 +229,7 @@ def test_followers_in_two_processes_with_concurrent_writers(
         processed = [f.get(timeout=DEADLINE) for f in followers]
     with open_engine(url, schema) as engine:
         assert engine.head() == final_head
-        handled = [e.id for e in engine.events(types=[*OwnerBalances_types()])]
+        handled = [e.id for e in engine.log.events(types=[*OwnerBalances_types()])]
         seen = [p for (p,) in _read(engine, "SELECT position FROM seen ORDER BY position")]
         assert seen == handled, "an event was skipped or processed twice"
         assert sum(processed) == len(handled)
@@ -248,7 +248,7 @@ def test_sqlite_read_model_is_a_plain_table(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bank.db'}"
     with Engine.open(url) as engine:
         setup_bank(engine)
-        engine.run(OwnerBalances(), until_idle=True)
+        engine.followers.run(OwnerBalances(), until_idle=True)
     conn = sqlite3.connect(tmp_path / "bank.db")
     rows = dict(conn.execute("SELECT owner, balance FROM owner_balance").fetchall())
     conn.close()
@@ -280,12 +280,12 @@ def test_handler_names_resolve_by_type_name_first() -> None:
 
     with Engine.open("sqlite://") as engine:
         with pytest.raises(DefinitionError, match=r"'Twin' names several event types"):
-            engine.run(Ambiguous(), until_idle=True)
+            engine.followers.run(Ambiguous(), until_idle=True)
         exact = twin("Twin")  # a type registered under exactly that name wins
         engine.fire(exact(amount=5))
         engine.fire(twin("follow.a.Twin")(amount=6))
         engine.commit()
-        assert engine.run(Ambiguous(), until_idle=True).processed == 1
+        assert engine.followers.run(Ambiguous(), until_idle=True).processed == 1
 
 
 def test_a_shared_class_name_resolves_by_dotted_name_or_annotation(
@@ -323,9 +323,9 @@ def test_a_shared_class_name_resolves_by_dotted_name_or_annotation(
         engine.fire(other(amount=7))
         engine.commit()
         with pytest.raises(DefinitionError, match=r"on_bank__Deposited, on_follow__other__Dep"):
-            engine.run(Unsaid(), until_idle=True)
-        assert engine.run(Annotated(), until_idle=True).processed == 1
-        assert engine.run(Dotted(), until_idle=True).processed == 1
+            engine.followers.run(Unsaid(), until_idle=True)
+        assert engine.followers.run(Annotated(), until_idle=True).processed == 1
+        assert engine.followers.run(Dotted(), until_idle=True).processed == 1
     assert seen == [("annotated", 5), ("dotted", 7)]
 
 
@@ -390,10 +390,10 @@ def test_a_batched_projection_gets_each_run_of_its_types_in_order(engine: Engine
     engine.fire(Deposited(account_id=2, amount=5))  # 15
     engine.fire(Transferred(source_id=2, target_id=3, amount=9))  # 16
     engine.commit()
-    kinds = {e.id or 0: type(e).__name__ for e in engine.events()}
+    kinds = {e.id or 0: type(e).__name__ for e in engine.log.events()}
     assert len(kinds) == 16
     ledger = Ledger()
-    report = engine.run(ledger, until_idle=True, batch_size=5)
+    report = engine.followers.run(ledger, until_idle=True, batch_size=5)
     assert ledger.calls == _runs(kinds, 5, {"Deposited", "Transferred"})
     # Opened events between deposits do not break their run; the batch ends do.
     assert ledger.calls[:2] == [("Deposited", [2, 4]), ("Deposited", [6, 8, 10])]
@@ -415,12 +415,12 @@ def test_a_raising_batched_handler_keeps_nothing_of_its_batch(engine: Engine) ->
     with pytest.raises(
         FollowerFailed, match=r"'ledger' stopped at events 6\.\.10 .*position stays 5"
     ) as info:
-        engine.run(Failing(), until_idle=True, batch_size=5)
+        engine.followers.run(Failing(), until_idle=True, batch_size=5)
     assert info.value.position == 5 and cast(Any, info.value.event).id == 6
     assert isinstance(info.value.__cause__, RuntimeError)
     assert [f.position for f in engine.followers() if f.name == "ledger"] == [5]
     assert _read(engine, "SELECT position FROM ledger ORDER BY position") == [(2,), (4,)]
-    assert engine.run(Ledger(), until_idle=True, batch_size=5).processed == 4
+    assert engine.followers.run(Ledger(), until_idle=True, batch_size=5).processed == 4
 
 
 def test_executemany_runs_a_statement_per_row_with_question_marks(engine: Engine) -> None:
@@ -439,7 +439,7 @@ def test_batched_must_be_a_bool() -> None:
 
     with Engine.open("sqlite://") as engine:
         with pytest.raises(DefinitionError, match=r"Odd\.batched must be True or False"):
-            engine.run(Odd(), until_idle=True)
+            engine.followers.run(Odd(), until_idle=True)
 
 
 def test_a_batched_handler_is_resolved_by_its_list_annotation(isolated_registry: None) -> None:
@@ -461,5 +461,5 @@ def test_a_batched_handler_is_resolved_by_its_list_annotation(isolated_registry:
         engine.fire(Deposited(amount=7))
         engine.fire(BankDeposited(account_id=1, amount=6))
         engine.commit()
-        assert engine.run(Annotated(), until_idle=True).processed == 2
+        assert engine.followers.run(Annotated(), until_idle=True).processed == 2
     assert seen == [[5, 6]]  # the other Deposited is passed over: it does not end the run

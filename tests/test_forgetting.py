@@ -92,10 +92,10 @@ def test_forgetting_erases_personal_fields_everywhere_and_keeps_the_rest(tmp_pat
     engine.fire(Registered(customer_id=2, name="Grace", email="grace@example.org"))
     engine.fire(Ordered(customer_id=1, amount=30, note="leave at the door"))
     engine.commit()
-    engine.snapshot()
+    engine.admin.snapshot()
     before = engine.load(Customer, 1)
-    assert engine.forget(1) is True
-    assert engine.forget(1) is False  # nothing left to forget
+    assert engine.admin.forget(1) is True
+    assert engine.admin.forget(1) is False  # nothing left to forget
     after = engine.load(Customer, 1)
     assert (after.name, after.email, after.names_seen) == (FORGOTTEN, FORGOTTEN, [FORGOTTEN])
     assert (after.orders, after.spent, after.luck) == (before.orders, before.spent, before.luck)
@@ -105,9 +105,9 @@ def test_forgetting_erases_personal_fields_everywhere_and_keeps_the_rest(tmp_pat
     assert [getattr(e, "name", None) for e in events[:2]] == [FORGOTTEN, "Grace"]
     assert isinstance(events[2], Ordered) and events[2].note == FORGOTTEN
     assert events[2].amount == 30
-    engine.replay()
+    engine.admin.replay()
     assert encode_state(engine.load(Customer, 1)) == encode_state(after)
-    report = engine.verify()
+    report = engine.admin.verify()
     assert report.ok, report.to_text()
 
 
@@ -168,10 +168,10 @@ def test_forgetting_never_changes_non_personal_fields(
         engine.fire(event)
         engine.commit()
         if n == snapshot_after:
-            engine.snapshot()
+            engine.admin.snapshot()
     before = {c: engine.load(Customer, c) for c in range(3)}
     for c in forgotten:
-        engine.forget(c)
+        engine.admin.forget(c)
     fresh = Engine(engine.store)
     for c in range(3):
         after = fresh.load(Customer, c)
@@ -190,14 +190,14 @@ def test_forgetting_on_postgres(pg_url: str, pg_schema: str) -> None:
         engine.fire(Registered(customer_id=1, name="Ada", email="ada@example.org"))
         engine.fire(Ordered(customer_id=1, amount=5, note="n"))
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
         assert Engine(engine.store).load(Customer, 1).name == "Ada"
         before = engine.load(Customer, 1)
-        assert engine.forget(1)
+        assert engine.admin.forget(1)
         after = Engine(engine.store).load(Customer, 1)
         assert (after.name, after.email) == (FORGOTTEN, FORGOTTEN)
         assert (after.orders, after.spent, after.luck) == (before.orders, before.spent, before.luck)
-        assert engine.verify().ok
+        assert engine.admin.verify().ok
     finally:
         engine.close()
 
@@ -209,13 +209,17 @@ def test_scheduled_events_keep_personal_fields_sealed_until_due(tmp_path: Path) 
 
     clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
     engine = Engine(SQLiteStore(str(tmp_path / "s.db")), clock=clock)
-    engine.schedule(Registered(customer_id=1, name="Ada", email="a@x"), after=timedelta(hours=1))
-    engine.schedule(Registered(customer_id=2, name="Bob", email="b@x"), after=timedelta(hours=1))
+    engine.scheduler.schedule(
+        Registered(customer_id=1, name="Ada", email="a@x"), after=timedelta(hours=1)
+    )
+    engine.scheduler.schedule(
+        Registered(customer_id=2, name="Bob", email="b@x"), after=timedelta(hours=1)
+    )
     raw = sqlite3.connect(tmp_path / "s.db").execute("SELECT data FROM pt_schedule").fetchall()
     assert raw and not any("Ada" in d or "Bob" in d for (d,) in raw)
-    assert engine.forget(2)  # forgotten before the event is due
+    assert engine.admin.forget(2)  # forgotten before the event is due
     clock.advance(hours=2)
-    assert [r.status for r in engine.run_due()] == ["fired", "fired"]
+    assert [r.status for r in engine.scheduler.run_due()] == ["fired", "fired"]
     assert engine.load(Customer, 1).name == "Ada"
     assert engine.load(Customer, 2).name == FORGOTTEN
 
@@ -227,8 +231,8 @@ def test_forgetting_keeps_an_archives_base_snapshots(tmp_path: Path) -> None:
     engine.fire(Ordered(customer_id=1, amount=7, note="m"))
     engine.commit()
     before = engine.load(Customer, 1)
-    engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
-    assert engine.forget(1)
+    engine.admin.archive(before=3, to=tmp_path / "old.jsonl.gz")
+    assert engine.admin.forget(1)
     after = Engine(engine.store).load(Customer, 1)  # from the kept base snapshot at the cut
     assert (after.orders, after.spent, after.luck) == (before.orders, before.spent, before.luck)
     with engine.store.reader() as reader:
@@ -288,9 +292,9 @@ def test_archive_then_forget_reads_forgotten_from_the_base_snapshots(
         engine.commit()
         before = engine.load(Customer, 7)
         other = encode_state(engine.load(Customer, 8))
-        engine.archive(before=4, to=tmp_path / "old.jsonl.gz")
+        engine.admin.archive(before=4, to=tmp_path / "old.jsonl.gz")
         assert "Ada Byron" in _everything(engine)  # the base snapshot held it in clear
-        assert engine.forget(7)
+        assert engine.admin.forget(7)
         text = _everything(engine)
         assert "Ada Byron" not in text and "ada@example.org" not in text
         assert "ring twice" not in text
@@ -303,9 +307,11 @@ def test_archive_then_forget_reads_forgotten_from_the_base_snapshots(
                 before.luck,
             )
             assert encode_state(fresh.load(Customer, 8)) == other  # another person: as before
-            assert list(fresh.find(Customer, name="Ada Byron")) == []
-            assert [c.name for c in fresh.find(Customer, name="Grace Hopper")] == ["Grace Hopper"]
-            report = fresh.verify()
+            assert list(fresh.states.find(Customer, name="Ada Byron")) == []
+            assert [c.name for c in fresh.states.find(Customer, name="Grace Hopper")] == [
+                "Grace Hopper"
+            ]
+            report = fresh.admin.verify()
             assert report.ok, report.to_text()
             assert "Ada Byron" not in report.to_text()
 
@@ -317,7 +323,7 @@ def test_a_live_engine_cannot_write_a_forgotten_person_back(url: str) -> None:
         worker.fire(Registered(customer_id=1, name="Ada Byron", email="ada@example.org"))
         worker.commit()
         assert worker.load(Customer, 1).name == "Ada Byron"  # held in memory
-        assert admin.forget(1)
+        assert admin.admin.forget(1)
         worker.fire(Ordered(customer_id=1, amount=5, note=""))
         with pytest.raises(StaleForgetError, match="forgotten since this engine loaded"):
             worker.commit()
@@ -356,8 +362,8 @@ def test_a_live_engine_cannot_snapshot_a_forgotten_person(url: str) -> None:
         worker.commit()
         worker.load(Customer, 1)
         worker.load(Customer, 2)
-        assert admin.forget(1)
-        worker.snapshot()  # rebuilt from the store: the memory is older than the forget
+        assert admin.admin.forget(1)
+        worker.admin.snapshot()  # rebuilt from the store: the memory is older than the forget
         text = _everything(worker)
         assert "Ada Byron" not in text and "Grace Hopper" in text
         assert Engine(worker.store).load(Customer, 1).name == FORGOTTEN
@@ -374,7 +380,7 @@ def test_a_snapshot_written_after_a_forget_it_did_not_see_is_refused(url: str) -
     record = snapshot_record(
         state_key_of(Customer, 1), 1, state, encode_state(state)
     )  # built at epoch 0
-    assert Engine(engine.store).forget(1)
+    assert Engine(engine.store).admin.forget(1)
     with pytest.raises(StaleForgetError):
         engine.store.write_snapshots([record], 3, epoch=0)
     assert engine.store.write_values([record], epoch=0) == 0
@@ -394,8 +400,8 @@ def test_forgetting_keeps_every_other_states_value(url: str) -> None:
             engine.fire(Registered(customer_id=c, name=f"person {c}", email=f"{c}@x"))
             engine.fire(Ordered(customer_id=c, amount=c, note="n"))
         engine.commit()
-        engine.snapshot()
-        assert engine.forget(3)
+        engine.admin.snapshot()
+        assert engine.admin.forget(3)
         values = dict((str(i), v) for i, v in _rows(engine, "SELECT state_id, value FROM pt_heads"))
         snapshots = {str(i) for (i,) in _rows(engine, "SELECT state_id FROM pt_snapshots")}
         assert values["3"] is None and "3" not in snapshots  # only the forgotten one's
@@ -411,7 +417,7 @@ def test_forget_vacuums_the_tables_it_deleted_from_on_postgres(pg_url: str, pg_s
     with Engine.open(f"{pg_url}?schema={pg_schema}") as engine:
         engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
         engine.commit()
-        assert engine.forget(1)
+        assert engine.admin.forget(1)
         vacuumed = {
             str(t)
             for (t,) in _rows(
@@ -430,10 +436,10 @@ def test_the_deleted_key_and_values_leave_the_sqlite_files(tmp_path: Path) -> No
     engine.fire(Registered(customer_id=1, name="Ada Byron", email="ada@example.org"))
     engine.fire(Registered(customer_id=2, name="Grace Hopper", email="g@x"))
     engine.commit()
-    engine.snapshot()
+    engine.admin.snapshot()
     [(key_text,)] = _rows(engine, "SELECT key FROM pt_subject_keys WHERE subject = '1'")
     key = base64.b64decode(str(key_text))
-    assert engine.forget(1)
+    assert engine.admin.forget(1)
     for suffix in ("", "-wal"):
         path = tmp_path / f"gdpr.db{suffix}"
         raw = path.read_bytes() if path.exists() else b""
@@ -464,12 +470,16 @@ def test_a_scheduled_rows_error_text_is_scrubbed(url: str) -> None:
         engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
         engine.fire(Registered(customer_id=2, name="Grace Hopper", email="g@x"))
         engine.commit()
-        engine.schedule(Greeted(customer_id=1, name="Ada Byron"), after=timedelta(hours=1))
-        engine.schedule(Greeted(customer_id=2, name="Grace Hopper"), after=timedelta(hours=1))
+        engine.scheduler.schedule(
+            Greeted(customer_id=1, name="Ada Byron"), after=timedelta(hours=1)
+        )
+        engine.scheduler.schedule(
+            Greeted(customer_id=2, name="Grace Hopper"), after=timedelta(hours=1)
+        )
         clock.advance(hours=2)
-        assert [r.status for r in engine.run_due()] == ["failed", "failed"]
+        assert [r.status for r in engine.scheduler.run_due()] == ["failed", "failed"]
         assert "cannot greet Ada Byron" in _everything(engine)
-        assert engine.forget(1)
+        assert engine.admin.forget(1)
         errors = sorted(str(e) for (e,) in _rows(engine, "SELECT error FROM pt_schedule"))
         assert errors == sorted(
             [f"RuntimeError: cannot greet {FORGOTTEN}", "RuntimeError: cannot greet Grace Hopper"]
@@ -481,7 +491,7 @@ def test_old_values_stay_forgotten_when_the_subject_comes_back(url: str, tmp_pat
     with Engine.open(url) as engine:
         engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
         engine.commit()
-        assert engine.forget(1)
+        assert engine.admin.forget(1)
         engine.fire(Registered(customer_id=1, name="Ada Again", email="b@x"))  # a new key
         engine.commit()
         assert engine.load(Customer, 1).names_seen == [FORGOTTEN, "Ada Again"]
@@ -490,11 +500,11 @@ def test_old_values_stay_forgotten_when_the_subject_comes_back(url: str, tmp_pat
             FORGOTTEN,
             "Ada Again",
         ]
-        engine.replay()
+        engine.admin.replay()
         assert Engine(engine.store).load(Customer, 1).names_seen == [FORGOTTEN, "Ada Again"]
         with open(tmp_path / "out.jsonl", "wb") as out:
-            engine.export(out)
-        assert engine.verify().ok
+            engine.log.export(out)
+        assert engine.admin.verify().ok
 
 
 def test_a_tampered_ciphertext_is_corruption_not_forgetting(tmp_path: Path) -> None:
@@ -539,8 +549,8 @@ def test_forget_is_logged_without_the_subject_or_the_data(
     engine.fire(Registered(customer_id=424242, name="Ada Byron", email="a@x"))
     engine.commit()
     with caplog.at_level(logging.INFO, logger="playthrough"):
-        assert engine.forget(424242)
-        assert not engine.forget(424242)
+        assert engine.admin.forget(424242)
+        assert not engine.admin.forget(424242)
     records = [r for r in caplog.records if r.getMessage().startswith("forgot data subject")]
     assert len(records) == 2
     assert [getattr(r, "forgotten", None) for r in records] == [True, False]
@@ -575,23 +585,23 @@ def test_followers_are_told_once_in_their_own_transaction(url: str) -> None:
         engine.fire(Registered(customer_id=2, name="Grace Hopper", email="g@x"))
         engine.commit()
         names = Names()
-        engine.run(names, until_idle=True)
+        engine.followers.run(names, until_idle=True)
         assert sorted(map(str, _rows(engine, "SELECT name FROM gdpr_names"))) == sorted(
             map(str, [("Ada Byron",), ("Grace Hopper",)])
         )
-        assert engine.forget(1)
+        assert engine.admin.forget(1)
         engine.fire(Registered(customer_id=1, name="Ada Again", email="b@x"))  # after the forget
         engine.commit()
-        engine.run(names, until_idle=True)
+        engine.followers.run(names, until_idle=True)
         assert names.told == ["1"]
         # The forget came before the new event: the new row survives it.
         assert sorted(str(n) for (n,) in _rows(engine, "SELECT name FROM gdpr_names")) == [
             "Ada Again",
             "Grace Hopper",
         ]
-        engine.run(names, until_idle=True)
+        engine.followers.run(names, until_idle=True)
         again = Names()
-        engine.run(again, until_idle=True)
+        engine.followers.run(again, until_idle=True)
         assert names.told == ["1"] and again.told == []  # exactly once per follower
         assert "Ada Byron" not in _everything(engine)
 
@@ -635,12 +645,12 @@ def test_a_forget_splits_a_batched_projections_run(url: str) -> None:
         engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
         engine.fire(Registered(customer_id=2, name="Grace Hopper", email="g@x"))
         engine.commit()  # 1, 2
-        assert engine.forget(1)
+        assert engine.admin.forget(1)
         engine.fire(Registered(customer_id=1, name="Ada Again", email="b@x"))
         engine.fire(Registered(customer_id=3, name="Edsger", email="e@x"))
         engine.commit()  # 3, 4: after the forget
         names = BatchedNames()
-        assert engine.run(names, until_idle=True).processed == 4
+        assert engine.followers.run(names, until_idle=True).processed == 4
         assert names.runs == [[1, 2], [3, 4]]  # one batch, two runs: the forget in between
         assert names.told == ["run of 2", "1", "run of 2"]
         assert sorted(str(n) for (n,) in _rows(engine, "SELECT name FROM gdpr_names")) == [
@@ -662,16 +672,16 @@ def test_a_follower_that_fails_to_forget_keeps_its_position(url: str) -> None:
     with Engine.open(url) as engine:
         engine.fire(Registered(customer_id=1, name="Ada Byron", email="a@x"))
         engine.commit()
-        engine.run(Failing(), until_idle=True)
-        assert engine.forget(1)
+        engine.followers.run(Failing(), until_idle=True)
+        assert engine.admin.forget(1)
         with pytest.raises(FollowerFailed, match="failed to forget a data subject"):
-            engine.run(Failing(), until_idle=True)
+            engine.followers.run(Failing(), until_idle=True)
 
         class Fixed(Names):
             name = "gdpr.failing"  # the same follower, fixed: told now
 
         fixed = Fixed()
-        engine.run(fixed, until_idle=True)
+        engine.followers.run(fixed, until_idle=True)
         assert fixed.told == ["1"]
 
 
@@ -709,13 +719,13 @@ def _play(engine: Engine, history: list[tuple[str, int, int]], archive: Path) ->
             engine.fire(Ordered(customer_id=c, amount=k, note=_clear(c, k + 20)))
             engine.commit()
         elif op == "snapshot":
-            engine.snapshot()
+            engine.admin.snapshot()
         else:
             with engine.store.reader() as reader:
                 head = reader.head()
             if cut < head - 1:
                 files.append(archive.with_suffix(f".{n}.jsonl.gz"))
-                engine.archive(before=head, to=files[-1])
+                engine.admin.archive(before=head, to=files[-1])
                 cut = head - 1
     return files
 
@@ -731,18 +741,18 @@ def _copies(engine: Engine, archives: list[Path], tmp: Path, n: int) -> list[Pat
     written: list[Path] = []
     if cut < head - 1:
         archives.append(tmp / f"after-{n}.jsonl.gz")
-        engine.archive(before=head, to=archives[-1])
+        engine.admin.archive(before=head, to=archives[-1])
         written.append(archives[-1])
         cut = head - 1
     export = tmp / f"export-{n}.jsonl"
     with export.open("wb") as out:
-        engine.export(out, after=cut)
+        engine.log.export(out, after=cut)
     written.append(export)
     copy_path = tmp / f"copy-{n}.db"
     with Engine.open(f"sqlite:///{copy_path}") as copy:
         for i, path in enumerate([*archives, export]):
             with path.open("rb") as source:
-                copy.import_log(source, append=i > 0)
+                copy.admin.import_log(source, append=i > 0)
         assert copy.head() == head
     plain = []
     for path in written:
@@ -822,7 +832,7 @@ def test_after_each_forget_nothing_stored_holds_the_subjects_data(
             keys = _keys(engine)
             forgotten: dict[int, bytes] = {}
             for n, c in enumerate(forgets):
-                assert engine.forget(c) == (c in keys and c not in forgotten)
+                assert engine.admin.forget(c) == (c in keys and c not in forgotten)
                 if c in keys:
                     forgotten[c] = keys[c]
                 files = [path, Path(f"{path}-wal")]
@@ -851,7 +861,7 @@ def test_after_each_forget_nothing_stored_holds_the_subjects_data_on_postgres(
             keys = _keys(engine)
             forgotten: dict[int, bytes] = {}
             for n, c in enumerate(forgets):
-                engine.forget(c)
+                engine.admin.forget(c)
                 if c in keys:
                     forgotten[c] = keys[c]
                 files = _copies(engine, archives, Path(tmp), n)
@@ -884,7 +894,7 @@ def copy_url(url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
 
 def _export(engine: Engine, after: int = 0) -> bytes:
     out = io.BytesIO()
-    engine.export(out, after=after)
+    engine.log.export(out, after=after)
     return out.getvalue()
 
 
@@ -907,23 +917,23 @@ def test_an_archive_written_before_a_forget_never_brings_the_key_back(
         engine.fire(Ordered(customer_id=8, amount=3, note="n"))
         engine.commit()
         key = _key_text(engine, 7)
-        engine.archive(before=3, to=old)
+        engine.admin.archive(before=3, to=old)
         assert key.encode() in gzip.decompress(old.read_bytes())  # written before the forget
-        assert engine.forget(7)
+        assert engine.admin.forget(7)
         tail = _export(engine, after=2)
         assert key.encode() not in tail
         later = tmp_path / "later.jsonl.gz"
         engine.fire(Ordered(customer_id=8, amount=1, note="m"))
         engine.commit()
-        engine.archive(before=4, to=later)  # written after the forget: no key
+        engine.admin.archive(before=4, to=later)  # written after the forget: no key
         assert key.encode() not in gzip.decompress(later.read_bytes())
         with Engine.open(url, archive=[old, later]) as reader:
             assert reader.load(Customer, 7, at=1).name == FORGOTTEN
             assert reader.load(Customer, 8, at=2).name == "Grace Hopper"
         with Engine.open(copy_url) as copy:
             with old.open("rb") as source:
-                copy.import_log(source)
-            copy.import_log(io.BytesIO(tail), append=True)
+                copy.admin.import_log(source)
+            copy.admin.import_log(io.BytesIO(tail), append=True)
             assert (copy.load(Customer, 7).name, copy.load(Customer, 7).orders) == (FORGOTTEN, 0)
             assert copy.load(Customer, 8).name == "Grace Hopper"
             assert key not in _everything(copy)
@@ -942,15 +952,15 @@ def test_a_subject_that_came_back_keeps_only_its_new_key_in_a_copy(
         engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
         engine.commit()
         first = _key_text(engine, 7)
-        engine.archive(before=2, to=old)
-        assert engine.forget(7)
+        engine.admin.archive(before=2, to=old)
+        assert engine.admin.forget(7)
         engine.fire(Registered(customer_id=7, name="Ada Again", email="b@x"))  # a new key
         engine.commit()
         tail = _export(engine, after=1)
         with Engine.open(copy_url) as copy:
             with old.open("rb") as source:
-                copy.import_log(source)
-            copy.import_log(io.BytesIO(tail), append=True)
+                copy.admin.import_log(source)
+            copy.admin.import_log(io.BytesIO(tail), append=True)
             assert copy.load(Customer, 7).names_seen == [FORGOTTEN, "Ada Again"]
             assert _key_text(copy, 7) == _key_text(engine, 7) != first
             assert first not in _everything(copy)
@@ -969,12 +979,12 @@ def test_idempotency_keys_survive_an_export_and_an_import(
         engine.commit()
         engine.fire(Ordered(customer_id=1, amount=3), key="order-3")
         engine.commit()
-        engine.archive(before=2, to=old)  # order-1 is archived: its key stays refused
+        engine.admin.archive(before=2, to=old)  # order-1 is archived: its key stays refused
         tail = _export(engine, after=1)
         with Engine.open(copy_url) as copy:
             with old.open("rb") as source:
-                copy.import_log(source)
-            copy.import_log(io.BytesIO(tail), append=True)
+                copy.admin.import_log(source)
+            copy.admin.import_log(io.BytesIO(tail), append=True)
             for key in ("order-1", "order-2", "order-3"):
                 copy.fire(Ordered(customer_id=1, amount=9), key=key)
                 with pytest.raises(DuplicateEvent):
@@ -1009,16 +1019,16 @@ def test_a_version_2_file_still_imports_and_its_null_key_forgets(url: str) -> No
         source.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
         source.commit()
         first = _export(source)
-        assert source.forget(7)
+        assert source.admin.forget(7)
         source.fire(Ordered(customer_id=8, amount=1, note="x"))
         source.commit()
         second = _export(source, after=2)
     with Engine.open(url) as copy:
-        copy.import_log(io.BytesIO(_as_version_2(first)))
+        copy.admin.import_log(io.BytesIO(_as_version_2(first)))
         assert copy.load(Customer, 7).name == "Ada Byron"
         # the old format: the subject's key is null in the file that follows the forget
         tail = _with_null_key(_as_version_2(second), "7")
-        copy.import_log(io.BytesIO(tail), append=True)
+        copy.admin.import_log(io.BytesIO(tail), append=True)
         assert Engine(copy.store).load(Customer, 7).name == FORGOTTEN
         assert Engine(copy.store).load(Customer, 8).orders == 1
 
@@ -1045,7 +1055,7 @@ def test_a_forget_while_snapshots_are_rewritten_is_not_undone(
         engine.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
         engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
         other = encode_state(engine.load(Customer, 8))
         store = engine.store
         original = store.write_snapshots
@@ -1053,7 +1063,7 @@ def test_a_forget_while_snapshots_are_rewritten_is_not_undone(
 
         def write_after_a_forget(*args: object, **kwargs: object) -> None:
             if not calls:  # the batch was read; now someone forgets a subject in it
-                assert Engine(store).forget(7)
+                assert Engine(store).admin.forget(7)
             calls.append(1)
             original(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -1072,7 +1082,7 @@ def test_a_store_from_before_the_subject_index_forgets_its_old_events(url: str) 
         engine.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
         engine.fire(Registered(customer_id=8, name="Grace Hopper", email="g@x"))
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
         # As a schema 10 store was: no index of the subjects' events.
         if url.startswith("sqlite"):
             script = "DROP TRIGGER pt_events_subjects; DROP TABLE pt_subject_events"
@@ -1086,7 +1096,7 @@ def test_a_store_from_before_the_subject_index_forgets_its_old_events(url: str) 
             ("7", 1),
             ("8", 2),
         ]
-        assert engine.forget(7)
+        assert engine.admin.forget(7)
         assert engine.load(Customer, 7).name == FORGOTTEN
         assert "Ada Byron" not in _everything(engine)
         assert _rows(engine, "SELECT subject FROM pt_subject_events") == [("8",)]
@@ -1118,11 +1128,11 @@ def test_an_imported_store_keeps_the_seal_and_can_forget(url: str, copy_url: str
         data = _export(engine)
     assert b"Ada Byron" not in data and b"ada@example.org" not in data
     with Engine.open(copy_url) as copy:
-        copy.import_log(io.BytesIO(data))
+        copy.admin.import_log(io.BytesIO(data))
         assert "Ada Byron" not in _everything(copy)  # sealed in the copy too
         assert copy.load(Customer, 7).name == "Ada Byron"
         key = _key_text(copy, 7)
-        assert copy.forget(7)
+        assert copy.admin.forget(7)
         assert Engine(copy.store).load(Customer, 7).name == FORGOTTEN
         assert Engine(copy.store).load(Customer, 8).name == "Grace Hopper"
         assert key not in _everything(copy)
@@ -1132,6 +1142,6 @@ def test_find_on_a_live_engine_after_a_forget_returns_the_stored_values(url: str
     with Engine.open(url) as worker, Engine.open(url) as admin:
         worker.fire(Registered(customer_id=7, name="Ada Byron", email="a@x"))
         worker.commit()  # the worker holds Customer 7 with the clear values
-        assert admin.forget(7)
-        [found] = worker.find(Customer, orders=0)
+        assert admin.admin.forget(7)
+        [found] = worker.states.find(Customer, orders=0)
         assert (found.name, found.email) == (FORGOTTEN, FORGOTTEN)

@@ -115,11 +115,11 @@ def test_a_failing_handler_does_not_drop_later_handlers_or_leak_its_events(url: 
         assert engine.load(Box, 1).notes == 0 and engine.load(Box, 2).notes == 1
 
         Outbox.broken.clear()  # the mail server is back
-        ran = engine.run_pending_handlers()
+        ran = engine.admin.run_pending_handlers()
         assert [e.id for e in ran] == [1, 3] and Outbox.sent == [2, 4, 1, 3]
         assert pending(engine) == []
         assert engine.load(Box, 1).notes == 1 and engine.load(Box, 3).notes == 1
-        assert engine.run_pending_handlers() == []
+        assert engine.admin.run_pending_handlers() == []
 
 
 def test_handlers_cut_short_by_a_crash_stay_pending_for_another_process(url: str) -> None:
@@ -133,7 +133,7 @@ def test_handlers_cut_short_by_a_crash_stay_pending_for_another_process(url: str
     Outbox.crash.clear()
     with Engine.open(url) as later:
         assert pending(later) == [1, 2]
-        assert [e.id for e in later.run_pending_handlers()] == [1, 2]
+        assert [e.id for e in later.admin.run_pending_handlers()] == [1, 2]
         assert Outbox.sent == [1, 2] and pending(later) == []
         assert later.load(Box, 1).notes == 1
 
@@ -145,7 +145,7 @@ def test_a_handler_failing_again_stays_pending(url: str) -> None:
         with pytest.raises(HandlerFailed):
             engine.commit().raise_for_failures()
         with pytest.raises(HandlerFailed, match="box 1"):
-            engine.run_pending_handlers()
+            engine.admin.run_pending_handlers()
         assert pending(engine) == [1] and engine.load(Box, 1).notes == 0
 
 
@@ -193,7 +193,7 @@ def test_stateless_replay_safe_handle_hooks_run_in_replay(url: str) -> None:
         engine.fire(Pinged(box_id=1))
         engine.commit()
         assert calls == [1]
-        engine.replay()
+        engine.admin.replay()
         assert calls == [1, 1]
 
 
@@ -216,8 +216,8 @@ def test_two_runners_of_one_handler_commit_its_events_once(any_url: str) -> None
     _pending_put(any_url, 1)
     with Engine.open(any_url) as first, Engine.open(any_url) as second:
         # While the first runner is inside the handler, the second runs it to the end.
-        Outbox.meanwhile.append(lambda: second.run_pending_handlers())
-        ran = first.run_pending_handlers()  # no HandlerFailed: losing the race is no failure
+        Outbox.meanwhile.append(lambda: second.admin.run_pending_handlers())
+        ran = first.admin.run_pending_handlers()  # no HandlerFailed: losing the race is no failure
         assert ran == []  # the first did not complete it, the second did
         assert Outbox.sent == [1, 1]  # side effects outside the store: at least once
         assert pending(first) == []
@@ -230,8 +230,8 @@ def test_two_runners_of_one_handler_commit_its_events_once(any_url: str) -> None
 def test_a_refused_completion_does_not_stop_the_runner_s_other_handlers(any_url: str) -> None:
     _pending_put(any_url, 1, 2)
     with Engine.open(any_url) as first, Engine.open(any_url) as second:
-        Outbox.meanwhile.append(lambda: second.run_pending_handlers(limit=1))
-        ran = first.run_pending_handlers()
+        Outbox.meanwhile.append(lambda: second.admin.run_pending_handlers(limit=1))
+        ran = first.admin.run_pending_handlers()
         assert [e.id for e in ran] == [2]  # box 1 was completed by the second runner
         assert pending(first) == []
         assert first.load(Box, 1).notes == 1 and first.load(Box, 2).notes == 1
@@ -301,7 +301,7 @@ def test_a_committed_commit_reports_its_failed_handlers_instead_of_raising(url: 
         assert info.value.committed == list(result)
         assert engine.commit().ok  # nothing pending: an empty, successful result
         Outbox.broken.clear()
-        assert [e.id for e in engine.run_pending_handlers()] == [1]
+        assert [e.id for e in engine.admin.run_pending_handlers()] == [1]
         assert engine.load(Box, 1).notes == 1
 
 

@@ -251,7 +251,7 @@ def test_the_heads_value_is_what_the_load_returns() -> None:
     )
     engine = Engine(store)
     assert engine.load(Node, 2).value == 12345
-    report = engine.verify(subprocess_replay=False)
+    report = engine.admin.verify(subprocess_replay=False)
     assert not report.ok
     (mismatch,) = report.snapshots.mismatches
     assert mismatch.state == key_of(Node, 2)
@@ -314,10 +314,10 @@ def test_drop_snapshots_forgets_values_too() -> None:
     store = SQLiteStore()
     committed = _bank(store)
     engine = Engine(store)
-    engine.drop_snapshots([(Node, 1)])
+    engine.admin.drop_snapshots([(Node, 1)])
     assert heads_of(store)[key_of(Node, 1)][1] is None
     assert heads_of(store)[key_of(Node, 2)][1] is not None
-    engine.drop_snapshots()
+    engine.admin.drop_snapshots()
     assert all(v is None for _, v, _ in heads_of(store).values())
     assert snapshot_of(Engine(store).load(Node, 1)) == expected(committed, 1)
 
@@ -326,7 +326,7 @@ def test_a_full_replay_stores_current_values() -> None:
     store = SQLiteStore()
     committed = _bank(store)
     engine = Engine(store)
-    engine.replay(snapshot_every=3, chunk_size=2)
+    engine.admin.replay(snapshot_every=3, chunk_size=2)
     truth = reference_states(committed)
     for k, (last, value, vp) in heads_of(store).items():
         assert vp == last and value == encode_state(truth[k])
@@ -471,7 +471,7 @@ def test_threads_share_one_sqlite_store(tmp_path: Path, where: str) -> None:
             for n in range(6):
                 assert snapshot_of(engine.load(Node, n)) == snapshot_of(truth[key_of(Node, n)])
             assert len(engine.load(Hub).seen) == 6 * 40
-            assert engine.verify(subprocess_replay=False).ok
+            assert engine.admin.verify(subprocess_replay=False).ok
     finally:
         store.close()
 
@@ -560,7 +560,7 @@ def test_the_fill_pass_keeps_memory_bounded() -> None:
         if n % 10 == 9:
             writer.commit()
     writer.commit()
-    report = Engine(store).fill_head_values(snapshot_every=20, chunk_size=5)
+    report = Engine(store).admin.fill_head_values(snapshot_every=20, chunk_size=5)
     assert report.played == 300 and report.peak_states <= 20
     assert all(vp == last for last, _, vp in heads_of(store).values())
 

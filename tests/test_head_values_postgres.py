@@ -102,7 +102,7 @@ def test_threads_share_one_postgres_store(pg_url: str, pg_schema: str) -> None:
                 assert account.balance == 15  # 15 opened, 15 sent, 15 received
                 assert account == truth[key_of(Account, n)]
                 assert account.last_event_id == truth[key_of(Account, n)].last_event_id
-            assert engine.verify(subprocess_replay=False).ok
+            assert engine.admin.verify(subprocess_replay=False).ok
     finally:
         store.close()
 

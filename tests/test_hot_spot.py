@@ -85,7 +85,7 @@ def test_32_writers_on_one_hot_singleton_all_commit_with_the_default_retry(
         with store.engine() as engine:
             sales = engine.load(HotSales)
             assert (sales.orders, sales.total) == (ORDERS, ORDERS * (ORDERS + 1) // 2)
-            assert engine.count(HotOrder) == ORDERS
+            assert engine.states.count(HotOrder) == ORDERS
     finally:
         store.close()
     assert sum(attempts.values()) == ORDERS

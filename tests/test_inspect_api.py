@@ -29,13 +29,13 @@ class Orders(Projection):
 def _prepare(url: str) -> None:
     with Engine.open(url, head_values=False) as engine:
         story(engine)  # 7 events, 7 caused by 6
-        engine.snapshot([(Customer, 1)], at=5)  # a plan of an order rewinds the customer
-        engine.run(Orders(), until_idle=True)
+        engine.admin.snapshot([(Customer, 1)], at=5)  # a plan of an order rewinds the customer
+        engine.followers.run(Orders(), until_idle=True)
         engine.fire(Shipped(order_id="13"))
         engine.commit()  # 8: the follower lags by one
-        engine.schedule(Audited(order_id="o2"), at=datetime(2020, 1, 1, tzinfo=UTC))
-        engine.run_due()  # fails: its hook raises
-        engine.schedule(Audited(order_id="o10"), after=timedelta(days=30))
+        engine.scheduler.schedule(Audited(order_id="o2"), at=datetime(2020, 1, 1, tzinfo=UTC))
+        engine.scheduler.run_due()  # fails: its hook raises
+        engine.scheduler.schedule(Audited(order_id="o10"), after=timedelta(days=30))
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_personal_fields_are_masked_and_forgotten_ones_say_so(any_url: str) -> N
         assert get(shown, "/api/events/1")["data"]["name"] == "Ada"
         assert get(shown, "/api/states/see.Customer/1")["value"]["name"] == "Ada"
         with Engine.open(any_url) as engine:
-            assert engine.forget(1)
+            assert engine.admin.forget(1)
         for client in (masked, shown):
             assert get(client, "/api/events/1")["data"]["name"] == "[forgotten]"
             assert get(client, "/api/states/see.Customer/1")["value"]["name"] == "[forgotten]"

@@ -45,7 +45,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     with Engine.open(url, head_values=False) as engine:
         story(engine)
-        engine.snapshot([(Customer, 1)], at=5)
+        engine.admin.snapshot([(Customer, 1)], at=5)
     store = connect(url, create=False)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -78,9 +78,9 @@ def test_a_value_at_the_limit_is_stored_and_reads_back(url: str, shape: str) -> 
         engine.fire(Put(box_id=1, payload=payload))
         engine.commit()
         assert Engine(engine.store).load(Box, 1).puts == 1
-        [event] = list(engine.events())
+        [event] = list(engine.log.events())
         assert isinstance(event, Put)
-        assert engine.verify().ok
+        assert engine.admin.verify().ok
 
 
 def test_many_brackets_that_do_not_nest_are_accepted() -> None:

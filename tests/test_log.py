@@ -48,47 +48,51 @@ def test_events_filters(engine: Engine) -> None:
     def ids(events: Iterable[Event]) -> list[int | None]:
         return [e.id for e in events]
 
-    assert ids(engine.events()) == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert ids(engine.events(after=5)) == [6, 7, 8]
-    assert ids(engine.events(limit=3)) == [1, 2, 3]
-    assert ids(engine.events(after=2, limit=2)) == [3, 4]
-    assert ids(engine.events(types=[Changed])) == [1, 2, 7, 8]
-    assert ids(engine.events(types=[Moved, "r.Shipped"])) == [3, 6]
-    assert ids(engine.events(state=(Customer, 1))) == [1, 3]
-    assert ids(engine.events(state=(Customer, 2), types=[Changed])) == [2, 7]
-    assert ids(engine.events(state=(Customer, 2), after=3)) == [4, 5, 6, 7]
-    assert ids(engine.events(caused_by=5)) == [6, 7]
-    assert ids(engine.events(caused_by=4)) == [5]
-    assert ids(engine.events(types=[])) == []
-    assert ids(engine.events(state=(Customer, 99))) == []
+    assert ids(engine.log.events()) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert ids(engine.log.events(after=5)) == [6, 7, 8]
+    assert ids(engine.log.events(limit=3)) == [1, 2, 3]
+    assert ids(engine.log.events(after=2, limit=2)) == [3, 4]
+    assert ids(engine.log.events(types=[Changed])) == [1, 2, 7, 8]
+    assert ids(engine.log.events(types=[Moved, "r.Shipped"])) == [3, 6]
+    assert ids(engine.log.events(state=(Customer, 1))) == [1, 3]
+    assert ids(engine.log.events(state=(Customer, 2), types=[Changed])) == [2, 7]
+    assert ids(engine.log.events(state=(Customer, 2), after=3)) == [4, 5, 6, 7]
+    assert ids(engine.log.events(caused_by=5)) == [6, 7]
+    assert ids(engine.log.events(caused_by=4)) == [5]
+    assert ids(engine.log.events(types=[])) == []
+    assert ids(engine.log.events(state=(Customer, 99))) == []
     with pytest.raises(UnknownTypeError, match="nope"):
-        list(engine.events(types=["nope"]))
+        list(engine.log.events(types=["nope"]))
     with pytest.raises(TypeError, match="types="):
-        list(engine.events(types=[Customer]))  # type: ignore[list-item]
+        list(engine.log.events(types=[Customer]))  # type: ignore[list-item]
 
 
 def test_events_are_decoded_with_their_record(engine: Engine) -> None:
     _history(engine)
-    e = engine.event(3)
+    e = engine.log.event(3)
     assert isinstance(e, Moved) and (e.source_id, e.target_id, e.amount) == (1, 2, 3)
     assert e.id == 3 and e.caused_by is None and e.fired_at is not None
     assert e.touched == (key_of(Customer, 1), key_of(Customer, 2))
-    assert engine.event(6).caused_by == 5
+    assert engine.log.event(6).caused_by == 5
     with pytest.raises(NotFoundError, match="no event at position 9"):
-        engine.event(9)
+        engine.log.event(9)
     with pytest.raises(NotFoundError):
-        engine.event(0)
+        engine.log.event(0)
 
 
 def test_causes_and_effects(engine: Engine) -> None:
     _history(engine)
-    assert [(type(e), e.id) for e in engine.causes(6)] == [(Ordered, 4), (Billed, 5)]
-    assert engine.causes(4) == []
-    assert [(type(e), e.id) for e in engine.effects(4)] == [(Billed, 5), (Shipped, 6), (Changed, 7)]
-    assert [e.id for e in engine.effects(5)] == [6, 7]
-    assert engine.effects(8) == []
+    assert [(type(e), e.id) for e in engine.log.causes(6)] == [(Ordered, 4), (Billed, 5)]
+    assert engine.log.causes(4) == []
+    assert [(type(e), e.id) for e in engine.log.effects(4)] == [
+        (Billed, 5),
+        (Shipped, 6),
+        (Changed, 7),
+    ]
+    assert [e.id for e in engine.log.effects(5)] == [6, 7]
+    assert engine.log.effects(8) == []
     with pytest.raises(NotFoundError):
-        engine.effects(100)
+        engine.log.effects(100)
 
 
 def test_metadata_blocks_nest_and_fire_wins(engine: Engine) -> None:
@@ -100,7 +104,7 @@ def test_metadata_blocks_nest_and_fire_wins(engine: Engine) -> None:
     engine.fire(Changed(customer_id=1, balance=4), metadata={"user": "bob", "n": None})
     committed = engine.commit()
     assert committed[0].metadata == {"user": "ada", "request": "r-1"}
-    stored = [e.metadata for e in engine.events()]
+    stored = [e.metadata for e in engine.log.events()]
     assert stored == [
         {"user": "ada", "request": "r-1"},
         {"user": "ada", "request": "r-2", "extra": [1, 2]},
@@ -122,17 +126,17 @@ def test_bad_metadata_is_refused_before_anything_is_queued(engine: Engine) -> No
 
 def test_handlers_inherit_the_correlation_of_their_cause(engine: Engine) -> None:
     _history(engine)
-    order = engine.event(4)
+    order = engine.log.event(4)
     assert order.correlation is not None
-    chain = list(engine.events(correlation=order.correlation))
+    chain = list(engine.log.events(correlation=order.correlation))
     assert [e.id for e in chain] == [4, 5, 6, 7]
-    roots = {engine.event(p).correlation for p in (1, 2, 3, 8)}
+    roots = {engine.log.event(p).correlation for p in (1, 2, 3, 8)}
     assert len(roots) == 4 and order.correlation not in roots  # every root starts its own
     with engine.metadata(correlation="req-17", user="ada"):
         engine.fire(Changed(customer_id=1, balance=1))
         engine.fire(Ordered(customer_id=1, amount=1))
     engine.commit()
-    tx = list(engine.events(correlation="req-17"))
+    tx = list(engine.log.events(correlation="req-17"))
     assert [type(e) for e in tx] == [Changed, Ordered, Billed, Shipped, Changed]
     assert tx[0].metadata == {"user": "ada"}
 
@@ -162,12 +166,12 @@ def test_events_stream_in_pages_with_bounded_memory(engine: Engine) -> None:
 
 def test_events_end_at_the_head_when_iteration_started(engine: Engine) -> None:
     _history(engine)
-    stream = engine.events()
+    stream = engine.log.events()
     first = next(stream)
     engine.fire(Changed(customer_id=9, balance=1))
     engine.commit()  # the stream holds no transaction: committing while iterating works
     assert [first.id, *(e.id for e in stream)] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert [e.id for e in engine.events(after=8)] == [9]
+    assert [e.id for e in engine.log.events(after=8)] == [9]
 
 
 def test_archived_events_are_refused_not_skipped(tmp_path: Path) -> None:
@@ -181,22 +185,22 @@ def test_archived_events_are_refused_not_skipped(tmp_path: Path) -> None:
 
     with Engine.open(f"sqlite:///{tmp_path / 'a.db'}") as engine:
         _history(engine)
-        engine.archive(before=4, to=str(tmp_path / "old.jsonl"))
+        engine.admin.archive(before=4, to=str(tmp_path / "old.jsonl"))
         with pytest.raises(ArchivedRangeError):
-            list(engine.events())
+            list(engine.log.events())
         with pytest.raises(ArchivedRangeError):
-            engine.event(2)
+            engine.log.event(2)
         with pytest.raises(ArchivedRangeError, match="'counter' is at position 0"):
-            engine.run(Counter(), until_idle=True)
+            engine.followers.run(Counter(), until_idle=True)
         cut = max(p for p in range(1, 9) if _archived(engine, p))
-        assert [e.id for e in engine.events(after=cut)] == list(range(cut + 1, 9))
+        assert [e.id for e in engine.log.events(after=cut)] == list(range(cut + 1, 9))
 
 
 def _archived(engine: Engine, position: int) -> bool:
     from playthrough.errors import ArchivedRangeError
 
     try:
-        engine.event(position)
+        engine.log.event(position)
     except ArchivedRangeError:
         return True
     return False

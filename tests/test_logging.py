@@ -85,7 +85,7 @@ def test_snapshot_sets_are_info(caplog: pytest.LogCaptureFixture) -> None:
         engine.fire(Deposited(account_id=1, amount=5))
         engine.fire(Transferred(source_id=1, target_id=2, amount=5))
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
     (record,) = _records(caplog, logging.INFO)
     assert (record.position, record.state_count) == (2, 3)  # type: ignore[attr-defined]
 
@@ -97,7 +97,7 @@ def test_a_rewind_is_logged_naming_the_rewound_state(caplog: pytest.LogCaptureFi
         engine.fire(Deposited(account_id=2, amount=10))
         engine.fire(Transferred(source_id=1, target_id=2, amount=3))
         engine.commit()
-        engine.snapshot([(Account, 2), (Ledger, None)], at=3)
+        engine.admin.snapshot([(Account, 2), (Ledger, None)], at=3)
         engine.refresh()
         caplog.set_level(logging.INFO, logger="playthrough")
         assert engine.load(Account, 1).balance == 7
@@ -168,6 +168,6 @@ def test_a_full_replay_is_info(caplog: pytest.LogCaptureFixture) -> None:
         engine.fire(Deposited(account_id=1, amount=1))
         engine.commit()
         caplog.set_level(logging.INFO, logger="playthrough")
-        engine.replay()
+        engine.admin.replay()
     replays = [r for r in _records(caplog, logging.INFO) if "full replay" in r.getMessage()]
     assert [(r.events_played, r.position) for r in replays] == [(1, 1)]  # type: ignore[attr-defined]

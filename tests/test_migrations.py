@@ -28,15 +28,15 @@ def _check_upgraded(engine: Engine) -> None:
     assert SCHEMA_VERSION >= 4  # later steps (lifecycle tables) come after the read side's
     with engine.store.reader() as r:
         assert r.meta("schema_version") == str(SCHEMA_VERSION)
-    [opened, _] = engine.events()
+    [opened, _] = engine.log.events()
     assert opened.metadata == {} and opened.correlation is None
-    assert engine.count(Account, balance=40) == 1
-    [account] = engine.find(Account, owner="ada")
+    assert engine.states.count(Account, balance=40) == 1
+    [account] = engine.states.find(Account, owner="ada")
     assert account.balance == 40
     more = engine.fire(Deposited(account_id=1, amount=2))
     engine.commit()
     assert more.correlation is not None
-    assert engine.count(Account, balance=42) == 1
+    assert engine.states.count(Account, balance=42) == 1
 
 
 def test_sqlite_version_1_store_upgrades(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_sqlite_version_1_store_upgrades(tmp_path: Path) -> None:
     conn.close()
     assert {"value", "value_position"} <= columns
     with Engine.open(f"sqlite:///{path}") as again:  # opening an upgraded store changes nothing
-        assert again.count(Account) == 1
+        assert again.states.count(Account) == 1
 
 
 @pytest.mark.postgres
@@ -76,4 +76,4 @@ def test_postgres_version_1_schema_upgrades(pg_url: str, pg_schema: str) -> None
     with Engine.open(own_sessions(pg_url), schema=pg_schema) as engine:
         _check_upgraded(engine)
     with Engine.open(own_sessions(pg_url), schema=pg_schema) as again:
-        assert again.count(Account) == 1
+        assert again.states.count(Account) == 1

@@ -35,11 +35,11 @@ def _check_upgraded(engine: Engine) -> None:
     with engine.store.reader() as reader:
         assert reader.meta("schema_version") == str(SCHEMA_VERSION)
     assert engine.load(Order, 1).placed  # the old log reads as before
-    schedule_id = engine.schedule(Ping(counter_id=1), after=timedelta(minutes=5))
-    assert engine.scheduled(schedule_id).status == "pending"
+    schedule_id = engine.scheduler.schedule(Ping(counter_id=1), after=timedelta(minutes=5))
+    assert engine.scheduler.scheduled(schedule_id).status == "pending"
     engine.fire(PaymentTimedOut(order_id=1))  # completes the order: a pt_completed row
     engine.commit()
-    completion = engine.completion(Order, 1)
+    completion = engine.states.completion(Order, 1)
     assert completion is not None and completion.position == 2
 
 

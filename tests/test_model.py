@@ -486,9 +486,9 @@ class EngineModel(RuleBasedStateMachine):
         lookups = {f"{name}__{lookup}": want_value}
         if engine.pending:  # every pending event touches an Acct
             with pytest.raises(PlaythroughError, match="uncommitted"):
-                list(engine.find(Acct, order_by=order, limit=limit, **lookups))
+                list(engine.states.find(Acct, order_by=order, limit=limit, **lookups))
             engine = self.fresh()
-        found = list(engine.find(Acct, order_by=order, limit=limit, **lookups))
+        found = list(engine.states.find(Acct, order_by=order, limit=limit, **lookups))
         views: dict[Any, tuple[Any, ...]] = {s.id: acct_view(s) for s in found}
         for view in views.values():
             assert test(attr(view), want_value), f"find returned {view}, outside its filter"
@@ -502,12 +502,12 @@ class EngineModel(RuleBasedStateMachine):
             assert ns == sorted(ns, reverse=order.startswith("-"))
             wanted = sorted((v[0] for v in expected.values()), reverse=order.startswith("-"))
             assert ns == wanted[: len(ns)]
-        count = self.engines[i].count(Acct, **lookups)
+        count = self.engines[i].states.count(Acct, **lookups)
         assert count == len(expected)
 
     @rule(i=st.integers(0, 2))
     def read_log(self, i: int) -> None:
-        events = list(self.engines[i].events(after=self.cut))
+        events = list(self.engines[i].log.events(after=self.cut))
         assert [e.id for e in events] == list(range(self.cut + 1, self.head() + 1))
         for event in events:
             ref = self.describe(event)
@@ -529,17 +529,17 @@ class EngineModel(RuleBasedStateMachine):
         if not refs:
             if self.engines[i].pending:
                 with pytest.raises(PlaythroughError, match="pending"):
-                    self.engines[i].snapshot()
+                    self.engines[i].admin.snapshot()
                 return
-            self.engines[i].snapshot()
+            self.engines[i].admin.snapshot()
             return
-        self.engines[i].snapshot(
+        self.engines[i].admin.snapshot(
             [(Hub, None) if r is None else (Acct, r) for r in refs], at=max(at, 0)
         )
 
     @rule(i=st.integers(0, 2))
     def drop_snapshots(self, i: int) -> None:
-        self.engines[i].drop_snapshots()
+        self.engines[i].admin.drop_snapshots()
 
     @precondition(lambda self: self.head() - self.cut >= 2)
     @rule(fraction=st.floats(0, 1))
@@ -547,7 +547,7 @@ class EngineModel(RuleBasedStateMachine):
         head = self.head()
         cut = self.cut + 1 + int(fraction * (head - self.cut - 2))
         path = self.dir / f"archive-{len(self.archives)}.jsonl.gz"
-        report = self.fresh().archive(before=cut + 1, to=path)
+        report = self.fresh().admin.archive(before=cut + 1, to=path)
         assert (report.after, report.until) == (self.cut, cut)
         self.archives.append(path)
         self.cut = cut
@@ -558,7 +558,7 @@ class EngineModel(RuleBasedStateMachine):
         engine = self.engines[i]
         if engine.pending:
             return
-        gone = engine.forget(acct)
+        gone = engine.admin.forget(acct)
         if acct in self.keyed:
             assert gone
         self.keyed.discard(acct)
@@ -572,9 +572,9 @@ class EngineModel(RuleBasedStateMachine):
         engine = self.fresh()
         if self.cut:
             with pytest.raises(ArchivedRangeError):
-                engine.replay(chunk_size=3, snapshot_every=4)
+                engine.admin.replay(chunk_size=3, snapshot_every=4)
             return
-        engine.replay(chunk_size=3, snapshot_every=4)
+        engine.admin.replay(chunk_size=3, snapshot_every=4)
 
     @rule()
     def export_import(self) -> None:
@@ -583,12 +583,12 @@ class EngineModel(RuleBasedStateMachine):
         try:
             for n, path in enumerate(self.archives):
                 with path.open("rb") as source:
-                    target.import_log(source, append=n > 0)
+                    target.admin.import_log(source, append=n > 0)
             out = io.BytesIO()
             with gzip.GzipFile(fileobj=out, mode="wb") as zipped:
-                self.fresh().export(zipped, after=self.cut)
+                self.fresh().log.export(zipped, after=self.cut)
             out.seek(0)
-            target.import_log(out, append=bool(self.archives))
+            target.admin.import_log(out, append=bool(self.archives))
             assert target.head() == self.head()
             for acct in (*ACCTS, None):
                 self._check_one(target, acct)
@@ -614,7 +614,7 @@ class EngineModel(RuleBasedStateMachine):
         if engine.pending:
             return
         due = self.clock.now() + timedelta(minutes=minutes)
-        sid = engine.schedule(dom.add(self.world, self.classes, acct, units), at=due)
+        sid = engine.scheduler.schedule(dom.add(self.world, self.classes, acct, units), at=due)
         assert sid not in self.schedule
         self.schedule[sid] = Scheduled(acct, units, due)
 
@@ -625,7 +625,7 @@ class EngineModel(RuleBasedStateMachine):
             return
         sid = list(self.schedule)[n % len(self.schedule)]  # in the order scheduled
         row = self.schedule[sid]
-        assert engine.cancel(sid) == (row.status == "pending")
+        assert engine.scheduler.cancel(sid) == (row.status == "pending")
         if row.status == "pending":
             row.status = "cancelled"
 
@@ -639,7 +639,7 @@ class EngineModel(RuleBasedStateMachine):
         if engine.pending:
             return
         for _ in range(5):  # a pass that meets a concurrent change leaves rows for the next
-            rows = engine.run_due(limit=1000)
+            rows = engine.scheduler.run_due(limit=1000)
             for row in rows:
                 want = self.schedule[row.id]
                 assert want.status == "pending", f"{row.id} handled again: {row}"
@@ -725,9 +725,9 @@ class EngineModel(RuleBasedStateMachine):
         projection = self.classes["Seen"]()
         if self.follower_at < self.cut:  # it cannot go on without skipping archived events
             with pytest.raises(ArchivedRangeError):
-                engine.run(projection, until_idle=True)
+                engine.followers.run(projection, until_idle=True)
             return
-        engine.run(projection, until_idle=True)
+        engine.followers.run(projection, until_idle=True)
         self.follower_at = engine.head()
         with self.store.follow("__model_reader__", 0) as batch:
             assert batch is not None
@@ -746,9 +746,9 @@ class EngineModel(RuleBasedStateMachine):
         projection = self.classes["SeenBatched"]()
         if self.batched_at < self.cut:
             with pytest.raises(ArchivedRangeError):
-                engine.run(projection, until_idle=True, batch_size=size)
+                engine.followers.run(projection, until_idle=True, batch_size=size)
             return
-        report = engine.run(projection, until_idle=True, batch_size=size)
+        report = engine.followers.run(projection, until_idle=True, batch_size=size)
         assert report.position == engine.head()
         self.batched_at = engine.head()
         with self.store.follow("__model_reader__", 0) as batch:
@@ -1013,7 +1013,7 @@ def test_a_follower_reads_the_old_rows_of_a_renamed_event_class() -> None:
         engine = Engine(store)
         engine.fire(dom.add("v2", v2, 2, 4))
         engine.commit()
-        report = engine.run(v2["Seen"](), until_idle=True)
+        report = engine.followers.run(v2["Seen"](), until_idle=True)
         assert (report.processed, report.passed) == (2, 0)
         with store.follow("__reader__", 0) as batch:
             assert batch is not None

@@ -32,14 +32,14 @@ def _rewinding(url: str) -> Engine:
     order rewinds the customer (its snapshot at 5 is past what the order's events need)."""
     engine = Engine.open(url, head_values=False)
     story(engine)
-    engine.snapshot([(Customer, 1)], at=5)
+    engine.admin.snapshot([(Customer, 1)], at=5)
     return engine
 
 
 def test_plan_pictures_highlight_rewinds_and_label_edges_with_events(any_url: str) -> None:
     with _rewinding(any_url) as engine:
         plan = engine.explain(Order, "o2")
-        names = {e.id or 0: type(e)._pt_type_name for e in engine.events()}
+        names = {e.id or 0: type(e)._pt_type_name for e in engine.log.events()}
     data = plan.to_dict(names)
     labels = [n["label"] for n in data["nodes"]]
     # the target first, then natural order: o10 after 13 and o2 (never "s:o10")
@@ -125,7 +125,7 @@ def test_history_lists_every_event_with_its_changes_from_one_plan(
 
     with _rewinding(any_url) as engine:
         monkeypatch.setattr(StateReconstitutor, "plan_steps", counting)
-        history = engine.history(Order, "o10")
+        history = engine.log.history(Order, "o10")
         assert len(plans) == 1  # one plan for the whole history, not one load per event
         monkeypatch.undo()
         assert [(e.position, e.type) for e in history] == [
@@ -143,7 +143,7 @@ def test_history_lists_every_event_with_its_changes_from_one_plan(
         ]
         assert followed.caused_by == 6 and shipped.caused_by is None
         assert history.value == {"customer": 1, "total": 12, "status": "followed up"}
-        customer = engine.history(Customer, 1)
+        customer = engine.log.history(Customer, 1)
         assert [e.position for e in customer] == [1, 2, 3, 5]
         assert customer.entries[1].metadata == {"user": "bo"}
         # each "after" is exactly what a load at that position gives
@@ -152,21 +152,21 @@ def test_history_lists_every_event_with_its_changes_from_one_plan(
             assert {c.field: c.after for c in entry.changes}.items() <= converter.unstructure(
                 loaded
             ).items()
-        at4 = engine.history(Customer, 1, at=4)
+        at4 = engine.log.history(Customer, 1, at=4)
         assert [e.position for e in at4] == [1, 2, 3] and at4.value["spent"] == 42
         text = str(customer)
         assert text.startswith("history of see.Customer(1): 4 event(s) up to 7")
         assert "spent: 30 -> 42" in text and '{"user":"bo"}' in text
         assert json.loads(json.dumps(customer.to_dict()))["events"][0]["data"]["name"] == "Ada"
         with pytest.raises(ValueError, match="outside the log"):
-            engine.history(Customer, 1, at=99)
-        assert len(engine.history(Order, "nobody")) == 0
+            engine.log.history(Customer, 1, at=99)
+        assert len(engine.log.history(Order, "nobody")) == 0
 
 
 def test_history_reads_forgotten_personal_data_as_forgotten(any_url: str) -> None:
     with _rewinding(any_url) as engine:
-        assert engine.forget(1)
-        history = engine.history(Customer, 1)
+        assert engine.admin.forget(1)
+        history = engine.log.history(Customer, 1)
     joined = history.entries[0]
     assert joined.event.name == FORGOTTEN  # type: ignore[attr-defined]
     assert [(c.field, c.after) for c in joined.changes] == [("name", FORGOTTEN)]
@@ -177,17 +177,17 @@ def test_history_after_an_archive_with_and_without_the_archive_file(tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     with Engine.open(url) as engine:
         story(engine)
-        engine.archive(before=4, to=tmp_path / "old.jsonl.gz")  # positions 1..3 leave
-        cut_only = engine.history(Customer, 1)
+        engine.admin.archive(before=4, to=tmp_path / "old.jsonl.gz")  # positions 1..3 leave
+        cut_only = engine.log.history(Customer, 1)
         assert cut_only.since == 3 and [e.position for e in cut_only] == [5]
         assert cut_only.start["spent"] == 42  # the base snapshot at the cut
         with pytest.raises(ArchivedRangeError, match=r"positions 1\.\.3 were archived"):
-            engine.history(Customer, 1, at=2)
+            engine.log.history(Customer, 1, at=2)
     with Engine.open(url, archive=tmp_path / "old.jsonl.gz") as engine:
-        full = engine.history(Customer, 1)
+        full = engine.log.history(Customer, 1)
         assert full.since == 0 and [e.position for e in full] == [1, 2, 3, 5]
         assert [c.after for c in full.entries[2].changes] == [2, 42]
-        early = engine.history(Customer, 1, at=2)
+        early = engine.log.history(Customer, 1, at=2)
         assert [e.position for e in early] == [1, 2] and early.value["spent"] == 30
 
 
@@ -211,7 +211,7 @@ def test_every_history_step_equals_the_reference_playthrough(ops: list[tuple[obj
     engine = Engine(store)
     for ref in REFS:
         cls, sid = ref_class(ref)
-        history = engine.history(cls, sid)
+        history = engine.log.history(cls, sid)
         key = key_of(cls, sid)
         with store.reader() as reader:
             touching = sorted(

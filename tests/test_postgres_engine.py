@@ -69,15 +69,15 @@ def test_snapshots_time_travel_and_replay(pg_url: str, pg_schema: str) -> None:
         expected_now = [a.balance for a in engine.load_many(Account, range(3))]
         expected_then = [engine.load(Account, n, at=middle).balance for n in range(3)]
         hub_now = engine.load(Auditor).seen_total
-        engine.snapshot([(Account, 1)], at=middle)  # out of step with its partners
-        engine.snapshot()
-        assert engine.snapshot_sync().in_sync
+        engine.admin.snapshot([(Account, 1)], at=middle)  # out of step with its partners
+        engine.admin.snapshot()
+        assert engine.admin.snapshot_sync().in_sync
     with Engine.open(pg_url, schema=pg_schema) as fresh:
         assert [a.balance for a in fresh.load_many(Account, range(3))] == expected_now
         assert [fresh.load(Account, n, at=middle).balance for n in range(3)] == expected_then
         assert fresh.load(Auditor).seen_total == hub_now
-        assert fresh.drop_snapshots([(Account, 0)]) >= 1
-        report = fresh.replay(chunk_size=5, snapshot_every=7)
+        assert fresh.admin.drop_snapshots([(Account, 0)]) >= 1
+        report = fresh.admin.replay(chunk_size=5, snapshot_every=7)
         assert report.played == fresh.head()
     with Engine.open(pg_url, schema=pg_schema) as again:
         assert [a.balance for a in again.load_many(Account, range(3))] == expected_now

@@ -59,77 +59,77 @@ def ids(states: Any) -> list[Any]:
 
 def test_lookups(engine: Engine) -> None:
     _people(engine)
-    assert ids(engine.find(Customer)) == [1, 2, 3, 4]
-    assert ids(engine.find(Customer, owner="ada")) == [1, 3]
-    assert ids(engine.find(Customer, owner__ne="ada")) == [2, 4]
-    assert ids(engine.find(Customer, balance__gt=100)) == [1, 3]
-    assert ids(engine.find(Customer, balance__gte=101)) == [1, 3]
-    assert ids(engine.find(Customer, balance__lt=50)) == [4]
-    assert ids(engine.find(Customer, balance__lte=50)) == [2, 4]
-    assert ids(engine.find(Customer, owner__in=["bob", "cy"])) == [2, 4]
-    assert ids(engine.find(Customer, owner__in=[])) == []
-    assert ids(engine.find(Customer, tags__contains=["vip"])) == [1]
-    assert ids(engine.find(Customer, tags__contains="x")) == [1]
-    assert ids(engine.find(Customer, tags__contains=["vip", "nope"])) == []
-    assert ids(engine.find(Customer, flags__contains={"a": 1})) == [4]
-    assert ids(engine.find(Customer, flags__contains={"a": 2})) == []
-    assert ids(engine.find(Customer, note__isnull=True)) == [1, 2, 3]
-    assert ids(engine.find(Customer, note__isnull=False)) == [4]
-    assert ids(engine.find(Customer, note=None)) == [1, 2, 3]
-    assert ids(engine.find(Customer, address__city="Oslo")) == [1]
-    assert ids(engine.find(Customer, address__zip__isnull=False)) == [2]
-    assert ids(engine.find(Customer, flags__b__gte=2)) == [4]
-    assert ids(engine.find(Customer, active=True)) == [3]
-    assert ids(engine.find(Customer, active=False)) == [1, 2, 4]
-    assert ids(engine.find(Customer, score=2.5)) == [3]
-    assert ids(engine.find(Customer, score__gt=2)) == [3]
-    assert ids(engine.find(Customer, owner__gt="b")) == [2, 4]  # by code point
-    assert ids(engine.find(Customer, address={"city": "Oslo", "zip": None})) == [1]
-    assert ids(engine.find(Customer, owner="ada", balance__gt=120)) == [1]
-    assert ids(engine.find(Customer, balance__gt=0, order_by="-balance")) == [1, 3, 2]
-    assert ids(engine.find(Customer, order_by=["owner", "-balance"])) == [1, 3, 2, 4]
-    assert ids(engine.find(Customer, order_by="balance", limit=2)) == [4, 2]
-    assert engine.count(Customer) == 4
-    assert engine.count(Customer, balance__gt=100) == 2
-    assert engine.count(Customer, owner="nobody") == 0
+    assert ids(engine.states.find(Customer)) == [1, 2, 3, 4]
+    assert ids(engine.states.find(Customer, owner="ada")) == [1, 3]
+    assert ids(engine.states.find(Customer, owner__ne="ada")) == [2, 4]
+    assert ids(engine.states.find(Customer, balance__gt=100)) == [1, 3]
+    assert ids(engine.states.find(Customer, balance__gte=101)) == [1, 3]
+    assert ids(engine.states.find(Customer, balance__lt=50)) == [4]
+    assert ids(engine.states.find(Customer, balance__lte=50)) == [2, 4]
+    assert ids(engine.states.find(Customer, owner__in=["bob", "cy"])) == [2, 4]
+    assert ids(engine.states.find(Customer, owner__in=[])) == []
+    assert ids(engine.states.find(Customer, tags__contains=["vip"])) == [1]
+    assert ids(engine.states.find(Customer, tags__contains="x")) == [1]
+    assert ids(engine.states.find(Customer, tags__contains=["vip", "nope"])) == []
+    assert ids(engine.states.find(Customer, flags__contains={"a": 1})) == [4]
+    assert ids(engine.states.find(Customer, flags__contains={"a": 2})) == []
+    assert ids(engine.states.find(Customer, note__isnull=True)) == [1, 2, 3]
+    assert ids(engine.states.find(Customer, note__isnull=False)) == [4]
+    assert ids(engine.states.find(Customer, note=None)) == [1, 2, 3]
+    assert ids(engine.states.find(Customer, address__city="Oslo")) == [1]
+    assert ids(engine.states.find(Customer, address__zip__isnull=False)) == [2]
+    assert ids(engine.states.find(Customer, flags__b__gte=2)) == [4]
+    assert ids(engine.states.find(Customer, active=True)) == [3]
+    assert ids(engine.states.find(Customer, active=False)) == [1, 2, 4]
+    assert ids(engine.states.find(Customer, score=2.5)) == [3]
+    assert ids(engine.states.find(Customer, score__gt=2)) == [3]
+    assert ids(engine.states.find(Customer, owner__gt="b")) == [2, 4]  # by code point
+    assert ids(engine.states.find(Customer, address={"city": "Oslo", "zip": None})) == [1]
+    assert ids(engine.states.find(Customer, owner="ada", balance__gt=120)) == [1]
+    assert ids(engine.states.find(Customer, balance__gt=0, order_by="-balance")) == [1, 3, 2]
+    assert ids(engine.states.find(Customer, order_by=["owner", "-balance"])) == [1, 3, 2, 4]
+    assert ids(engine.states.find(Customer, order_by="balance", limit=2)) == [4, 2]
+    assert engine.states.count(Customer) == 4
+    assert engine.states.count(Customer, balance__gt=100) == 2
+    assert engine.states.count(Customer, owner="nobody") == 0
 
 
 def test_unknown_fields_and_lookups_are_named(engine: Engine) -> None:
     _people(engine)
     with pytest.raises(QueryError, match="Customer has no field 'colour'"):
-        engine.count(Customer, colour="red")
+        engine.states.count(Customer, colour="red")
     with pytest.raises(QueryError, match="unknown lookup 'bigger' in 'balance__bigger'"):
-        engine.count(Customer, balance__bigger=1)
+        engine.states.count(Customer, balance__bigger=1)
     with pytest.raises(QueryError, match=r"Customer.address has no field 'town'"):
-        list(engine.find(Customer, address__town="Oslo"))
+        list(engine.states.find(Customer, address__town="Oslo"))
     with pytest.raises(QueryError, match="no field 'nope'"):
-        list(engine.find(Customer, order_by="-nope"))
+        list(engine.states.find(Customer, order_by="-nope"))
     with pytest.raises(QueryError, match="isnull takes True or False"):
-        engine.count(Customer, note__isnull="yes")
+        engine.states.count(Customer, note__isnull="yes")
     with pytest.raises(QueryError, match="takes a list"):
-        engine.count(Customer, owner__in="ada")
+        engine.states.count(Customer, owner__in="ada")
     with pytest.raises(QueryError, match="compares numbers or strings"):
-        engine.count(Customer, balance__gt=[1])
+        engine.states.count(Customer, balance__gt=[1])
     with pytest.raises(QueryError, match="datetime field"):
-        engine.count(Customer, since__gt=datetime.now(UTC))
+        engine.states.count(Customer, since__gt=datetime.now(UTC))
     with pytest.raises(QueryError, match="Decimal field"):
-        engine.count(Customer, limit=Decimal("1.5"))
+        engine.states.count(Customer, limit=Decimal("1.5"))
     with pytest.raises(QueryError, match="limit must be"):
-        list(engine.find(Customer, limit=-1))
+        list(engine.states.find(Customer, limit=-1))
     with pytest.raises(TypeError, match="State subclass"):
-        engine.count(Changed)  # type: ignore[arg-type]
+        engine.states.count(Changed)  # type: ignore[arg-type]
 
 
 def test_found_states_are_the_live_ones(engine: Engine) -> None:
     _people(engine)
     engine.repository.clear()
-    [ada] = engine.find(Customer, owner="ada", balance__gt=120)
+    [ada] = engine.states.find(Customer, owner="ada", balance__gt=120)
     assert engine.load(Customer, 1) is ada
     assert ada.last_event_id == 1 and ada.tags == ["vip", "x"]
     engine.fire(Moved(source_id=1, target_id=2, amount=100))  # usable to fire at once
     engine.commit()
-    assert ids(engine.find(Customer, balance__gt=100)) == [2, 3]
-    assert next(engine.find(Customer, owner="bob")) is engine.load(Customer, 2)
+    assert ids(engine.states.find(Customer, balance__gt=100)) == [2, 3]
+    assert next(engine.states.find(Customer, owner="bob")) is engine.load(Customer, 2)
 
 
 def test_answers_are_exact_after_other_writers(
@@ -146,19 +146,19 @@ def test_answers_are_exact_after_other_writers(
             )
         with Engine.open(url, **opts) as a, Engine.open(url, **opts) as b:
             _people(a)
-            assert a.count(Customer, balance__gt=100) == 2  # values now stored
+            assert a.states.count(Customer, balance__gt=100) == 2  # values now stored
             b.fire(Moved(source_id=1, target_id=2, amount=100))
             b.fire(Changed(customer_id=5, owner="dee", balance=500))
             b.commit()
-            assert a.count(Customer, balance__gt=100) == 3
-            assert ids(a.find(Customer, balance__gt=100, order_by="balance")) == [3, 2, 5]
+            assert a.states.count(Customer, balance__gt=100) == 3
+            assert ids(a.states.find(Customer, balance__gt=100, order_by="balance")) == [3, 2, 5]
 
 
 def test_count_does_not_decode_fresh_states(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _people(engine)
-    engine.count(Customer)  # makes every stored value fresh
+    engine.states.count(Customer)  # makes every stored value fresh
     import playthrough._query as q
     import playthrough._reconstitution as rec
 
@@ -168,30 +168,30 @@ def test_count_does_not_decode_fresh_states(
     monkeypatch.setattr(q, "decode", boom)
     monkeypatch.setattr(rec, "decode_event", boom)
     monkeypatch.setattr(rec, "state_from_snapshot", boom)
-    assert engine.count(Customer, balance__gt=100) == 2
-    assert engine.count(Customer) == 4
+    assert engine.states.count(Customer, balance__gt=100) == 2
+    assert engine.states.count(Customer) == 4
     # The patches do catch decoding: without stored values, states are rebuilt from the log.
-    engine.drop_snapshots()  # drops the heads values too
+    engine.admin.drop_snapshots()  # drops the heads values too
     with pytest.raises(AssertionError, match="decoded"):
-        engine.count(Customer)
+        engine.states.count(Customer)
 
 
 def test_info(engine: Engine) -> None:
     _people(engine)
     engine.fire(Moved(source_id=1, target_id=3, amount=1))
     engine.commit()
-    engine.snapshot([(Customer, 1)], at=1)
-    info = engine.info(Customer, 1)
+    engine.admin.snapshot([(Customer, 1)], at=1)
+    info = engine.states.info(Customer, 1)
     assert isinstance(info, StateInfo)
     assert (info.id, info.created_position, info.last_position, info.events) == (1, 1, 5, 2)
     assert info.snapshot_position == 1
-    assert info.created_at == engine.event(1).fired_at
-    assert info.last_at == engine.event(5).fired_at
-    info2 = engine.info(Customer, 2)
+    assert info.created_at == engine.log.event(1).fired_at
+    assert info.last_at == engine.log.event(5).fired_at
+    info2 = engine.states.info(Customer, 2)
     assert (info2.events, info2.snapshot_position) == (1, None)
     assert "created #2" in str(info2)
     with pytest.raises(NotFoundError, match=r"r.Customer\(99\)"):
-        engine.info(Customer, 99)
+        engine.states.info(Customer, 99)
 
 
 def test_reserved_event_names() -> None:
@@ -362,10 +362,10 @@ def _check(
             other.fire(event)
         other.commit()
         if data.draw(st.booleans(), label="query between commits"):
-            engine.count(Customer)  # leaves fresh values that later commits make stale
+            engine.states.count(Customer)  # leaves fresh values that later commits make stale
         if data.draw(st.booleans(), label="load into the long-lived engine"):
             engine.load_many(Customer, range(7))
-    reference = reference_states(list(engine.events()))
+    reference = reference_states(list(engine.log.events()))
     values: dict[int, dict[str, Any]] = {
         cast(int, s.id): json.loads(encode_state(s))
         for k, s in reference.items()
@@ -376,8 +376,8 @@ def _check(
         expected = sorted(
             i for i, v in values.items() if all(_matches(v, a, x) for a, x in asked.items())
         )
-        assert engine.count(Customer, **query) == len(expected), query
-        found = list(engine.find(Customer, **query))
+        assert engine.states.count(Customer, **query) == len(expected), query
+        found = list(engine.states.find(Customer, **query))
         assert ids(found) == expected, query
         for state in found:  # the states returned are the log's, as returned
             assert json.loads(encode_state(state)) == values[cast(int, state.id)], query
@@ -387,9 +387,12 @@ def _check(
         desc, name = order.startswith("-"), order.lstrip("-")
         by_value = sorted(expected, key=lambda i: str(i))
         by_value = sorted(by_value, key=lambda i: values[i][name], reverse=desc)
-        assert ids(engine.find(Customer, order_by=order, **query)) == by_value, (query, order)
+        assert ids(engine.states.find(Customer, order_by=order, **query)) == by_value, (
+            query,
+            order,
+        )
     engine.repository.clear()
-    for state in engine.find(Customer):  # decoded from the stored values: equal to the log's
+    for state in engine.states.find(Customer):  # decoded from the stored values: equal to the log's
         assert json.loads(encode_state(state)) == values[cast(int, state.id)]
 
 
@@ -438,7 +441,7 @@ def test_values_of_another_class_shape_are_rebuilt_not_trusted(tmp_path: Any) ->
     path = tmp_path / "shape.db"
     with Engine.open(f"sqlite:///{path}") as engine:
         _people(engine)
-        assert engine.count(Customer, balance__gt=1000) == 0
+        assert engine.states.count(Customer, balance__gt=1000) == 0
     conn = sqlite3.connect(path)  # as an older class would have left it: another shape
     conn.execute(
         "UPDATE pt_heads SET value = json_set(value, '$.balance', 5000), "
@@ -447,6 +450,6 @@ def test_values_of_another_class_shape_are_rebuilt_not_trusted(tmp_path: Any) ->
     conn.commit()
     conn.close()
     with Engine.open(f"sqlite:///{path}") as engine:
-        assert engine.count(Customer, balance__gt=1000) == 0  # rebuilt from the log first
-        assert ids(engine.find(Customer, balance__gt=120)) == [1]
+        assert engine.states.count(Customer, balance__gt=1000) == 0  # rebuilt from the log first
+        assert ids(engine.states.find(Customer, balance__gt=120)) == [1]
         assert engine.load(Customer, 1).balance == 150

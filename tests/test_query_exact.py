@@ -77,12 +77,12 @@ def test_a_long_lived_engine_returns_states_as_matched(store: tuple[str, dict[st
         held = a.load(Customer, 1)  # in a's identity map at balance 150
         b.fire(Moved(source_id=1, target_id=2, amount=145))  # now 5 and 150
         b.commit()
-        low = list(a.find(Customer, balance__lt=10))
+        low = list(a.states.find(Customer, balance__lt=10))
         assert [(s.id, s.balance) for s in low] == [(1, 5)]
         assert low[0] is not held and a.load(Customer, 1) is low[0]  # replaced in the map
-        high = list(a.find(Customer, balance__gt=100))
+        high = list(a.states.find(Customer, balance__gt=100))
         assert [(s.id, s.balance) for s in high] == [(2, 150)]
-        again = next(a.find(Customer, owner="ada"))
+        again = next(a.states.find(Customer, owner="ada"))
         assert again is low[0]  # at the row's position: the live object itself
         a.fire(Changed(customer_id=1, balance=7))  # the found state is usable to fire
         a.commit()
@@ -94,14 +94,14 @@ def test_find_refuses_while_events_on_the_type_are_pending(engine: Engine) -> No
     engine.commit()
     engine.fire(Changed(customer_id=1, balance=5))  # pending: not in the log yet
     with pytest.raises(PlaythroughError, match=r"uncommitted events on r\.Customer"):
-        engine.find(Customer, balance__gt=50)
+        engine.states.find(Customer, balance__gt=50)
     with pytest.raises(PlaythroughError, match="uncommitted"):
-        engine.find(Customer, balance__gt=50, completed=None)
-    assert engine.count(Customer, balance__gt=50) == 1  # the committed log
-    assert ids(engine.find(Gauge)) == []  # another type: no pending events on it
+        engine.states.find(Customer, balance__gt=50, completed=None)
+    assert engine.states.count(Customer, balance__gt=50) == 1  # the committed log
+    assert ids(engine.states.find(Gauge)) == []  # another type: no pending events on it
     engine.commit()
-    assert ids(engine.find(Customer, balance__gt=50)) == []
-    [found] = engine.find(Customer, balance__lt=50)
+    assert ids(engine.states.find(Customer, balance__gt=50)) == []
+    [found] = engine.states.find(Customer, balance__lt=50)
     assert found.balance == 5
 
 
@@ -137,9 +137,9 @@ def test_reads_under_concurrent_writers_match_their_filter(
             reader.load(Customer, i)  # long-lived: every state in the map from the start
         thread.start()
         while not done.is_set() or reads < 5:
-            low = list(reader.find(Customer, balance__lt=10))
+            low = list(reader.states.find(Customer, balance__lt=10))
             assert all(s.balance < 10 for s in low), [(s.id, s.balance) for s in low]
-            every = list(reader.find(Customer))
+            every = list(reader.states.find(Customer))
             assert sum(s.balance for s in every) == 10 * states  # one cut: moves keep the total
             reads += 1
         thread.join()
@@ -153,15 +153,15 @@ def test_floats_compare_exactly(engine: Engine) -> None:
     for i, level in enumerate([0.3, 0.1 + 0.2, 1 / 3, 0.1, 2.0**53]):
         engine.fire(Read(gauge_id=i, level=level))
     engine.commit()
-    assert ids(engine.find(Gauge, level=0.1 + 0.2)) == [1]
-    assert ids(engine.find(Gauge, level=0.3)) == [0]
-    assert ids(engine.find(Gauge, level=1 / 3)) == [2]
-    assert ids(engine.find(Gauge, level__in=[1 / 3, 0.1 + 0.2])) == [1, 2]
-    assert ids(engine.find(Gauge, level__gt=0.3, level__lt=0.34)) == [1, 2]
-    assert ids(engine.find(Gauge, level__lte=0.3)) == [0, 3]
-    assert ids(engine.find(Gauge, level=2**53)) == [4]  # int and float equal by value
-    assert ids(engine.find(Gauge, level__lt=2**53 + 1)) == [0, 1, 2, 3, 4]
-    assert engine.count(Gauge, level__ne=0.1 + 0.2) == 4
+    assert ids(engine.states.find(Gauge, level=0.1 + 0.2)) == [1]
+    assert ids(engine.states.find(Gauge, level=0.3)) == [0]
+    assert ids(engine.states.find(Gauge, level=1 / 3)) == [2]
+    assert ids(engine.states.find(Gauge, level__in=[1 / 3, 0.1 + 0.2])) == [1, 2]
+    assert ids(engine.states.find(Gauge, level__gt=0.3, level__lt=0.34)) == [1, 2]
+    assert ids(engine.states.find(Gauge, level__lte=0.3)) == [0, 3]
+    assert ids(engine.states.find(Gauge, level=2**53)) == [4]  # int and float equal by value
+    assert ids(engine.states.find(Gauge, level__lt=2**53 + 1)) == [0, 1, 2, 3, 4]
+    assert engine.states.count(Gauge, level__ne=0.1 + 0.2) == 4
 
 
 def test_ints_beyond_2_to_the_53_compare_and_sort_exactly(engine: Engine) -> None:
@@ -169,13 +169,16 @@ def test_ints_beyond_2_to_the_53_compare_and_sort_exactly(engine: Engine) -> Non
     for i, balance in enumerate([big + 1, big, big - 1, 2**63 - 1]):
         engine.fire(Changed(customer_id=i, balance=balance))
     engine.commit()
-    assert ids(engine.find(Customer, balance=big + 1)) == [0]
-    assert ids(engine.find(Customer, balance__gt=float(big))) == [0, 3]
-    assert ids(engine.find(Customer, balance__gte=float(big), balance__lt=2**63 - 1)) == [0, 1]
-    assert ids(engine.find(Customer, balance=float(big))) == [1]
-    assert ids(engine.find(Customer, order_by="-balance")) == [3, 0, 1, 2]
-    assert ids(engine.find(Customer, balance__in=[big - 1, 2**63 - 1])) == [2, 3]
-    assert ids(engine.find(Customer, balance=-(2**63))) == []
+    assert ids(engine.states.find(Customer, balance=big + 1)) == [0]
+    assert ids(engine.states.find(Customer, balance__gt=float(big))) == [0, 3]
+    assert ids(engine.states.find(Customer, balance__gte=float(big), balance__lt=2**63 - 1)) == [
+        0,
+        1,
+    ]
+    assert ids(engine.states.find(Customer, balance=float(big))) == [1]
+    assert ids(engine.states.find(Customer, order_by="-balance")) == [3, 0, 1, 2]
+    assert ids(engine.states.find(Customer, balance__in=[big - 1, 2**63 - 1])) == [2, 3]
+    assert ids(engine.states.find(Customer, balance=-(2**63))) == []
 
 
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])
@@ -183,13 +186,13 @@ def test_ints_beyond_64_bits_as_filters_are_query_errors(engine: Engine, value: 
     engine.fire(Changed(customer_id=1, balance=1))
     engine.commit()
     with pytest.raises(QueryError, match="64 bits"):
-        engine.count(Customer, balance=value)
+        engine.states.count(Customer, balance=value)
     with pytest.raises(QueryError, match="64 bits"):
-        list(engine.find(Customer, balance__gt=value))
+        list(engine.states.find(Customer, balance__gt=value))
     with pytest.raises(QueryError, match="64 bits"):
-        engine.count(Customer, balance__in=[1, value])
+        engine.states.count(Customer, balance__in=[1, value])
     with pytest.raises(QueryError, match="64 bits"):
-        engine.count(Customer, flags__contains={"a": value})
+        engine.states.count(Customer, flags__contains={"a": value})
 
 
 # --------------------------------------------------------------------------- non-finite floats
@@ -204,8 +207,8 @@ def test_non_finite_floats_are_refused_at_fire(engine: Engine, bad: float) -> No
     with pytest.raises(EventRejected, match=r"field 'readings\.north' holds"):
         engine.fire(Read(gauge_id=2, readings={"north": bad, "south": 2.0}))
     assert engine.pending == ()  # nothing queued
-    assert engine.count(Gauge, level__gt=0) == 1  # and the type stays queryable
-    assert ids(engine.find(Gauge, level=1.0)) == [1]
+    assert engine.states.count(Gauge, level__gt=0) == 1  # and the type stays queryable
+    assert ids(engine.states.find(Gauge, level=1.0)) == [1]
 
 
 def test_a_state_that_becomes_infinite_is_not_stored(engine: Engine) -> None:
@@ -216,7 +219,7 @@ def test_a_state_that_becomes_infinite_is_not_stored(engine: Engine) -> None:
     with pytest.raises(PlaythroughError, match=r"qx\.Gauge\(1\).*field 'level' holds inf"):
         engine.commit()
     assert engine.head() == head  # nothing written
-    assert [s.level for s in engine.find(Gauge, level__gt=1)] == [1e200]
+    assert [s.level for s in engine.states.find(Gauge, level__gt=1)] == [1e200]
 
 
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
@@ -225,9 +228,9 @@ def test_non_finite_filter_values_are_query_errors(engine: Engine, bad: float) -
     engine.commit()
     for filters in ({"level": bad}, {"level__lt": bad}, {"level__in": [1.0, bad]}):
         with pytest.raises(QueryError, match="finite"):
-            engine.count(Gauge, **filters)
+            engine.states.count(Gauge, **filters)
     with pytest.raises(QueryError, match="finite"):
-        list(engine.find(Gauge, readings__contains={"n": bad}))
+        list(engine.states.find(Gauge, readings__contains={"n": bad}))
 
 
 # --------------------------------------------------------------------------- dict keys
@@ -241,11 +244,11 @@ def test_odd_dict_keys_are_data(engine: Engine) -> None:
     engine.commit()
     for i, key in enumerate(ODD_KEYS):
         eq: dict[str, Any] = {f"readings__{key}": float(i)}
-        assert ids(engine.find(Gauge, **eq)) == [i], key
-        assert ids(engine.find(Gauge, readings__contains={key: float(i)})) == [i], key
-        assert engine.count(Gauge, **{f"readings__{key}__isnull": False}) == 1, key
-        assert engine.count(Gauge, **{f"readings__{key}__gte": 0}) == 1, key
-        assert ids(engine.find(Gauge, order_by=f"-readings__{key}", limit=1)) == [i], key
+        assert ids(engine.states.find(Gauge, **eq)) == [i], key
+        assert ids(engine.states.find(Gauge, readings__contains={key: float(i)})) == [i], key
+        assert engine.states.count(Gauge, **{f"readings__{key}__isnull": False}) == 1, key
+        assert engine.states.count(Gauge, **{f"readings__{key}__gte": 0}) == 1, key
+        assert ids(engine.states.find(Gauge, order_by=f"-readings__{key}", limit=1)) == [i], key
 
 
 def test_a_double_quote_in_a_key(request: pytest.FixtureRequest, engine: Engine) -> None:
@@ -253,13 +256,13 @@ def test_a_double_quote_in_a_key(request: pytest.FixtureRequest, engine: Engine)
     engine.commit()
     if engine.store.url.startswith("sqlite"):  # SQLite's JSON paths cannot name it
         with pytest.raises(QueryError, match="double quote"):
-            engine.count(Gauge, **{'readings__say "hi"': 2.0})
+            engine.states.count(Gauge, **{'readings__say "hi"': 2.0})
         with pytest.raises(QueryError, match="double quote"):
-            list(engine.find(Gauge, order_by='readings__say "hi"'))
+            list(engine.states.find(Gauge, order_by='readings__say "hi"'))
     else:
-        assert engine.count(Gauge, **{'readings__say "hi"': 2.0}) == 1
+        assert engine.states.count(Gauge, **{'readings__say "hi"': 2.0}) == 1
     # as part of a compared value (not a path) it works on both
-    assert engine.count(Gauge, readings={'say "hi"': 2.0}) == 1
+    assert engine.states.count(Gauge, readings={'say "hi"': 2.0}) == 1
 
 
 # --------------------------------------------------------------------------- __in
@@ -271,20 +274,20 @@ def test_in_takes_a_list_of_any_length(engine: Engine) -> None:
     engine.fire(Changed(customer_id=6, owner="", tags=["vip"], active=True))
     engine.commit()
     owners = [f"x{i}" for i in range(70_000)] + ["o1", "o4"]
-    assert ids(engine.find(Customer, owner__in=owners)) == [1, 4]
-    assert engine.count(Customer, balance__in=list(range(-35_000, 35_000))) == 7
-    assert engine.count(Customer, balance__in=[float(i) for i in range(1, 70_001)]) == 5
-    assert engine.count(Customer, owner__in=owners, balance__gt=1000) == 1
+    assert ids(engine.states.find(Customer, owner__in=owners)) == [1, 4]
+    assert engine.states.count(Customer, balance__in=list(range(-35_000, 35_000))) == 7
+    assert engine.states.count(Customer, balance__in=[float(i) for i in range(1, 70_001)]) == 5
+    assert engine.states.count(Customer, owner__in=owners, balance__gt=1000) == 1
     # mixed kinds, each matching only its own kind
     mixed: list[Any] = [None, True, "o2", 3000, ["vip"], 0.0]
-    assert ids(engine.find(Customer, owner__in=mixed)) == [2]
-    assert ids(engine.find(Customer, balance__in=mixed)) == [0, 3, 6]
-    assert ids(engine.find(Customer, active__in=mixed)) == [6]
-    assert ids(engine.find(Customer, note__in=mixed)) == [0, 1, 2, 3, 4, 5, 6]
-    assert ids(engine.find(Customer, tags__in=mixed)) == [6]
-    assert ids(engine.find(Customer, tags__in=[[]])) == [0, 1, 2, 3, 4, 5]
-    assert ids(engine.find(Customer, address__zip__in=["1"])) == []
-    assert engine.count(Customer, owner__in=[1, True, None]) == 0
+    assert ids(engine.states.find(Customer, owner__in=mixed)) == [2]
+    assert ids(engine.states.find(Customer, balance__in=mixed)) == [0, 3, 6]
+    assert ids(engine.states.find(Customer, active__in=mixed)) == [6]
+    assert ids(engine.states.find(Customer, note__in=mixed)) == [0, 1, 2, 3, 4, 5, 6]
+    assert ids(engine.states.find(Customer, tags__in=mixed)) == [6]
+    assert ids(engine.states.find(Customer, tags__in=[[]])) == [0, 1, 2, 3, 4, 5]
+    assert ids(engine.states.find(Customer, address__zip__in=["1"])) == []
+    assert engine.states.count(Customer, owner__in=[1, True, None]) == 0
 
 
 # --------------------------------------------------------------------------- the statement cache
@@ -300,13 +303,13 @@ def test_the_postgres_statement_cache_stays_bounded(pg_url: str, pg_schema: str)
         engine.fire(Changed(customer_id=1, flags={"k7": 1}))
         engine.commit()
         for i in range(RENDERED_MAX + 40):  # a distinct filter text each time
-            assert engine.count(Customer, **{f"flags__k{i}": 1}) == (1 if i == 7 else 0)
+            assert engine.states.count(Customer, **{f"flags__k{i}": 1}) == (1 if i == 7 else 0)
         assert len(store._rendered) <= RENDERED_MAX
         for i in range(RENDERED_MAX * 2):  # the bound itself, least recently used first out
             store._sql(f"SELECT {i} FROM {{s}}.pt_heads")
         assert len(store._rendered) == RENDERED_MAX
         assert store._sql("SELECT 1 FROM {s}.pt_heads") == (f'SELECT 1 FROM "{pg_schema}".pt_heads')
-        assert engine.count(Customer, flags__k7=1) == 1  # evicted constants come back
+        assert engine.states.count(Customer, flags__k7=1) == 1  # evicted constants come back
         assert engine.load(Customer, 1).flags == {"k7": 1}
 
 
@@ -316,7 +319,7 @@ def test_found_values_equal_their_stored_json(engine: Engine) -> None:
     engine.fire(Changed(customer_id=1, balance=2**62 + 1))
     engine.commit()
     engine.repository.clear()
-    [g] = engine.find(Gauge)
-    [c] = engine.find(Customer)
+    [g] = engine.states.find(Gauge)
+    [c] = engine.states.find(Customer)
     assert json.loads(encode_state(g)) == {"level": 0.1 + 0.2, "readings": {"{s}": 1 / 3}}
     assert c.balance == 2**62 + 1

@@ -52,8 +52,8 @@ def test_document_003_player_at_100_game_at_50() -> None:
     store = SQLiteStore()
     writer = Engine(store, head_values=False)
     committed = build_game_log(writer)
-    writer.snapshot([(PlayerState, 1)], at=100)
-    writer.snapshot([(GameState, 1)], at=50)
+    writer.admin.snapshot([(PlayerState, 1)], at=100)
+    writer.admin.snapshot([(GameState, 1)], at=50)
     truth = reference_states(committed)
 
     fresh = Engine(store, head_values=False)
@@ -76,9 +76,9 @@ def test_rewind_uses_an_older_snapshot_from_the_history() -> None:
     store = SQLiteStore()
     writer = Engine(store, head_values=False)
     committed = build_game_log(writer)
-    writer.snapshot([(PlayerState, 1)], at=40)
-    writer.snapshot([(PlayerState, 1)], at=100)
-    writer.snapshot([(GameState, 1)], at=50)
+    writer.admin.snapshot([(PlayerState, 1)], at=40)
+    writer.admin.snapshot([(PlayerState, 1)], at=100)
+    writer.admin.snapshot([(GameState, 1)], at=50)
     plan = Engine(store, head_values=False).explain(GameState, 1, at=120)
     player_plan = plan.states[key_of(PlayerState, 1)]
     assert (player_plan.start, player_plan.newest_snapshot) == (40, 100)
@@ -122,9 +122,9 @@ def test_every_event_is_applied_exactly_once_per_load() -> None:
         writer.fire(Moved(src_id=tag % 3, dst_id=(tag + 1) % 3, tag=tag))
         writer.commit()
     # Mixed snapshots: pot 0 ahead, pot 1 behind, pot 2 in the middle.
-    writer.snapshot([(Pot, 0)], at=35)
-    writer.snapshot([(Pot, 1)], at=5)
-    writer.snapshot([(Pot, 2)], at=20)
+    writer.admin.snapshot([(Pot, 0)], at=35)
+    writer.admin.snapshot([(Pot, 1)], at=5)
+    writer.admin.snapshot([(Pot, 2)], at=20)
     applied.clear()
     fresh = Engine(store, head_values=False)
     plan = fresh.explain(Pot, 1)
@@ -164,7 +164,7 @@ def test_aligned_snapshots_play_only_events_after_the_snapshot() -> None:
     for n in range(30):
         writer.fire(Transferred(source_id=1 + n % 5, target_id=1 + (n + 1) % 5, amount=1))
         writer.commit()
-    writer.snapshot()  # every live state plus its partners, one position
+    writer.admin.snapshot()  # every live state plus its partners, one position
     aligned_at = writer.head()
     writer.fire(Transferred(source_id=1, target_id=2, amount=1))
     writer.commit()
@@ -210,7 +210,7 @@ def test_a_plan_without_snapshots_starts_every_state_blank() -> None:
     store = SQLiteStore()
     writer = Engine(store)
     committed = build_game_log(writer)
-    writer.snapshot([(PlayerState, 1), (GameState, 1)], at=100)
+    writer.admin.snapshot([(PlayerState, 1), (GameState, 1)], at=100)
     reconstitutor = writer.reconstitutor
     with store.reader() as reader:
         with_snapshots = reconstitutor.plan(reader, [key_of(GameState, 1)], 120)
@@ -247,15 +247,15 @@ def test_sync_check_names_coupled_snapshots_that_disagree() -> None:
     engine.commit()
     engine.fire(Deposited(account_id=2, amount=1))
     engine.commit()
-    engine.snapshot([(Account, 1)], at=1)
-    engine.snapshot([(Account, 2)], at=3)
-    report = engine.snapshot_sync()
+    engine.admin.snapshot([(Account, 1)], at=1)
+    engine.admin.snapshot([(Account, 2)], at=3)
+    report = engine.admin.snapshot_sync()
     assert not report.in_sync
     [pair] = report.out_of_sync
     assert (pair.state, pair.partner, pair.event) == (key_of(Account, 1), key_of(Account, 2), 2)
     assert "coupled by event 2" in str(report)
-    engine.snapshot([(Account, 1), (Account, 2), (Ledger, None)], at=3)
-    assert engine.snapshot_sync().in_sync
+    engine.admin.snapshot([(Account, 1), (Account, 2), (Ledger, None)], at=3)
+    assert engine.admin.snapshot_sync().in_sync
 
 
 def test_drop_snapshots_forgets_and_loads_stay_exact() -> None:
@@ -263,8 +263,8 @@ def test_drop_snapshots_forgets_and_loads_stay_exact() -> None:
     engine = Engine(store, head_values=False)
     engine.fire(Deposited(account_id=1, amount=50))
     engine.commit()
-    engine.snapshot()
-    assert engine.drop_snapshots([(Account, 1)]) >= 1
+    engine.admin.snapshot()
+    assert engine.admin.drop_snapshots([(Account, 1)]) >= 1
     assert (
         Engine(store, head_values=False).explain(Account, 1).states[key_of(Account, 1)].snapshot
         is None
@@ -311,7 +311,7 @@ def test_replay_runs_handle_only_where_the_event_allows_it() -> None:
     engine.commit()
     assert handled.count(-1) == 3
     handled.clear()
-    report = engine.replay()
+    report = engine.admin.replay()
     assert report.played == 6
     assert handled == [2, 5, 8]  # each Audited handle saw the pot as of its own event
     assert Engine(store, head_values=False).load(Pot, 1).coins == 9
@@ -324,7 +324,7 @@ def test_replay_memory_is_bounded_by_states_between_snapshot_sets() -> None:
         engine.fire(Moved(src_id=i, dst_id=i + 1000, tag=0))
     engine.commit()
     seen: list[tuple[int, int]] = []
-    report = engine.replay(
+    report = engine.admin.replay(
         snapshot_every=10, chunk_size=10, progress=lambda d, t: seen.append((d, t))
     )
     assert report.played == 300 and report.snapshot_sets >= 30

@@ -60,9 +60,9 @@ def run_history(engine: Engine, ops: list[Op], committed: list[Event]) -> None:
             committed.extend(engine.commit())
             head = engine.head()
             at = int(op[2] * head)
-            engine.snapshot([ref_class(r) for r in op[1]], at=at)
+            engine.admin.snapshot([ref_class(r) for r in op[1]], at=at)
         elif kind == "drop":
-            engine.drop_snapshots([ref_class(r) for r in op[1]])
+            engine.admin.drop_snapshots([ref_class(r) for r in op[1]])
     committed.extend(engine.commit())
 
 
@@ -285,15 +285,15 @@ def test_full_replay_and_resumed_replay_match_the_reference(
 
     engine = Engine(store)
     try:
-        engine.replay(progress=interrupt, snapshot_every=every, chunk_size=3)
+        engine.admin.replay(progress=interrupt, snapshot_every=every, chunk_size=3)
     except Interrupt:
-        engine.replay(snapshot_every=every, chunk_size=3)  # resumes
+        engine.admin.replay(snapshot_every=every, chunk_size=3)  # resumes
     assert all(a <= b for (a, _), (b, _) in itertools.pairwise(seen))
     fresh = Engine(store)
     for ref in [1, 2, 3, 4, None]:
         cls, sid = ref_class(ref)
         assert snapshot_of(fresh.load(cls, sid)) == expected(committed, ref)
-    assert fresh.snapshot_sync().in_sync or not committed
+    assert fresh.admin.snapshot_sync().in_sync or not committed
     store.close()
 
 
@@ -308,13 +308,13 @@ def test_snapshot_set_without_refs_is_aligned_and_exact(tmp_path: Path) -> None:
     committed.extend(engine.commit())
     engine.refresh()
     engine.load(Node, 2)
-    position = engine.snapshot()
+    position = engine.admin.snapshot()
     with store.reader() as r:
         snaps = {s.key: s.position for s in r.iter_snapshots()}
     # Node 2 plus everything coupled with it since its (absent) last snapshot, all at one position.
     assert set(snaps.values()) == {position}
     assert key_of(Node, 2) in snaps and key_of(Node, 1) in snaps and key_of(Node, 3) in snaps
-    assert engine.snapshot_sync().in_sync
+    assert engine.admin.snapshot_sync().in_sync
     fresh = Engine(store)
     for ref in [1, 2, 3, None]:
         cls, sid = ref_class(ref)

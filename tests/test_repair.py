@@ -27,7 +27,7 @@ def _bank(url: str) -> None:
         engine.fire(AccountOpened(account_id=2, owner="bob"))
         engine.fire(Deposited(account_id=1, amount=10))
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
 
 
 def _sql(path: Path, statement: str) -> None:

@@ -89,7 +89,7 @@ def test_every_accepted_uuid_representation_keys_the_same_state(
             loaded = fresh.load(Wallet, u)
             want = expected.get(key_of(Wallet, u))
             assert loaded.coins == live[u] == (want.coins if want else 0)  # type: ignore[attr-defined]
-        report = fresh.verify()
+        report = fresh.admin.verify()
         assert report.ok, report.to_text()
 
 
@@ -133,7 +133,7 @@ def test_a_none_state_id_touches_no_state(tmp_path: Path) -> None:
         plan = fresh.explain(Wallet, 2)
         assert set(plan.states) == {key_of(Wallet, 2)}  # nothing pulled in through an empty id
         assert set(plan.positions) <= {2}
-        assert fresh.verify().ok
+        assert fresh.admin.verify().ok
 
 
 # ---------------------------------------------------------------------- round trip of values
@@ -163,13 +163,13 @@ def test_int_and_uuid_dict_keys_survive_snapshots(tmp_path: Path) -> None:
         engine.fire(Scored(scores_id=1, slot=7))
         engine.fire(Scored(scores_id=1, slot=-2))
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
     with Engine.open(url) as fresh:
         scores = fresh.load(Scores, 1)  # from the library's own snapshot
         assert scores.counts == {7: 2, -2: 1}
         assert scores.by_wallet[uuid.UUID(int=7)] == [1, 0]
         assert fresh.explain(Scores, 1).events_played == 0
-        assert fresh.verify().ok
+        assert fresh.admin.verify().ok
 
 
 @pytest.mark.parametrize(
@@ -229,7 +229,7 @@ def test_a_value_that_would_not_read_back_equal_is_never_written(tmp_path: Path)
         engine.fire(Loosened(loose_id=1))
         engine.commit()
         with pytest.raises(PlaythroughError, match=r"t\.rt\.Loose\(1\).*'anything'.*\[1, 2\]"):
-            engine.snapshot()
+            engine.admin.snapshot()
         with engine.store.reader() as reader:
             assert list(reader.iter_snapshots()) == []
 

@@ -54,12 +54,12 @@ def test_a_payment_timeout_fires_when_due_with_its_due_time_as_now(
     engine.fire(OrderPlaced(order_id=1))
     engine.commit()
     order = engine.load(Order, 1)
-    schedule = engine.scheduled(order.timeout_id)
+    schedule = engine.scheduler.scheduled(order.timeout_id)
     assert (schedule.status, schedule.due_at) == ("pending", START + TIMEOUT)
     clock.advance(minutes=14, seconds=59)
-    assert engine.run_due() == []
+    assert engine.scheduler.run_due() == []
     clock.advance(minutes=3)  # the worker runs late: the hooks still see the due time
-    [done] = engine.run_due()
+    [done] = engine.scheduler.run_due()
     assert (done.id, done.status, done.event_type) == (
         order.timeout_id,
         "fired",
@@ -71,7 +71,7 @@ def test_a_payment_timeout_fires_when_due_with_its_due_time_as_now(
     assert loaded.closed
     # ... and as the log replays it, from blank
     assert engine.load(Order, 1, at=engine.head()).timed_out_at == START + TIMEOUT
-    assert engine.run_due() == []  # fired once
+    assert engine.scheduler.run_due() == []  # fired once
 
 
 def test_the_payment_cancels_the_timeout_in_its_handler(engine: Engine, clock: ManualClock) -> None:
@@ -80,51 +80,51 @@ def test_the_payment_cancels_the_timeout_in_its_handler(engine: Engine, clock: M
     engine.fire(PaymentReceived(order_id=1))
     engine.commit()
     timeout_id = engine.load(Order, 1).timeout_id
-    assert engine.scheduled(timeout_id).status == "cancelled"
+    assert engine.scheduler.scheduled(timeout_id).status == "cancelled"
     clock.advance(hours=1)
-    assert engine.run_due() == []
-    assert engine.cancel(timeout_id) is False  # already cancelled
+    assert engine.scheduler.run_due() == []
+    assert engine.scheduler.cancel(timeout_id) is False  # already cancelled
 
 
 def test_scheduling_inside_a_transaction_is_written_with_its_commit(engine: Engine) -> None:
     with pytest.raises(RuntimeError), engine.transaction():
-        schedule_id = engine.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+        schedule_id = engine.scheduler.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
         raise RuntimeError("boom")
     with pytest.raises(ScheduleNotFound):
-        engine.scheduled(schedule_id)
+        engine.scheduler.scheduled(schedule_id)
     engine.fire(Ping(counter_id=1))
-    kept = engine.schedule(Ping(counter_id=2), after=timedelta(minutes=1))
+    kept = engine.scheduler.schedule(Ping(counter_id=2), after=timedelta(minutes=1))
     with engine.store.reader() as reader:
         assert reader.schedule(kept) is None  # not yet: it goes with the commit
     engine.commit()
-    assert engine.scheduled(kept).status == "pending"
+    assert engine.scheduler.scheduled(kept).status == "pending"
     engine.fire(Ping(counter_id=1))
-    dropped = engine.schedule(Ping(counter_id=3), after=timedelta(minutes=1))
+    dropped = engine.scheduler.schedule(Ping(counter_id=3), after=timedelta(minutes=1))
     engine.discard()
     with pytest.raises(ScheduleNotFound):
-        engine.scheduled(dropped)
+        engine.scheduler.scheduled(dropped)
 
 
 def test_scheduling_outside_a_commit_is_written_at_once(engine: Engine, clock: ManualClock) -> None:
     at = START + timedelta(hours=2)
-    schedule_id = engine.schedule(Ping(counter_id=1, n=7), at=at)
+    schedule_id = engine.scheduler.schedule(Ping(counter_id=1, n=7), at=at)
     other = Engine(engine.store)
-    assert other.scheduled(schedule_id).due_at == at
-    assert engine.cancel(schedule_id) is True
-    assert other.scheduled(schedule_id).status == "cancelled"
+    assert other.scheduler.scheduled(schedule_id).due_at == at
+    assert engine.scheduler.cancel(schedule_id) is True
+    assert other.scheduler.scheduled(schedule_id).status == "cancelled"
     with pytest.raises(ScheduleNotFound, match="no scheduled event has the id 'nope'"):
-        engine.cancel("nope")
+        engine.scheduler.cancel("nope")
 
 
 def test_bad_schedule_arguments_are_refused(engine: Engine) -> None:
     with pytest.raises(TypeError, match="exactly one of"):
-        engine.schedule(Ping(counter_id=1))
+        engine.scheduler.schedule(Ping(counter_id=1))
     with pytest.raises(TypeError, match="exactly one of"):
-        engine.schedule(Ping(counter_id=1), at=START, after=timedelta(1))
+        engine.scheduler.schedule(Ping(counter_id=1), at=START, after=timedelta(1))
     with pytest.raises(ValueError, match="no time zone"):
-        engine.schedule(Ping(counter_id=1), at=datetime(2030, 1, 1))
+        engine.scheduler.schedule(Ping(counter_id=1), at=datetime(2030, 1, 1))
     with pytest.raises(TypeError, match="state id"):
-        engine.schedule(Ping(counter_id=1.5), after=timedelta(1))  # type: ignore[arg-type]
+        engine.scheduler.schedule(Ping(counter_id=1.5), after=timedelta(1))  # type: ignore[arg-type]
     with engine.store.reader() as reader:
         assert reader.schedules() == []
 
@@ -134,10 +134,10 @@ def test_rejected_and_failing_scheduled_events_are_recorded(
 ) -> None:
     engine.fire(OrderPlaced(order_id=1))
     engine.commit()
-    engine.schedule(PaymentTimedOut(order_id=1), after=timedelta(minutes=1))
-    engine.schedule(Broken(counter_id=1), after=timedelta(minutes=2))
+    engine.scheduler.schedule(PaymentTimedOut(order_id=1), after=timedelta(minutes=1))
+    engine.scheduler.schedule(Broken(counter_id=1), after=timedelta(minutes=2))
     clock.advance(minutes=20)
-    results = engine.run_due()
+    results = engine.scheduler.run_due()
     # By due time: this timeout closes the order, Broken raises, and the handler's
     # timeout (due at 15 minutes) is refused: the order is completed.
     assert [r.status for r in results] == ["fired", "failed", "rejected"]
@@ -156,13 +156,13 @@ def test_a_row_fired_by_another_worker_after_its_lease_ran_out_is_not_fired_agai
     url = str(tmp_path / "s.db")
     slow = Engine(SQLiteStore(url), clock=clock)
     fast = Engine(SQLiteStore(url), clock=clock)
-    schedule_id = slow.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+    schedule_id = slow.scheduler.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
     clock.advance(minutes=1)
     [row] = slow.store.claim_due(
         "2030-01-01T12:01:00.000000+00:00", "2030-01-01T12:01:30.000000+00:00", "slow", 10
     )
     clock.advance(minutes=1)  # slow's lease ran out while it was stuck; fast takes the row
-    [fired] = fast.run_due()
+    [fired] = fast.scheduler.run_due()
     assert fired.status == "fired"
     slow.scheduler.owner = "slow"
     # slow wakes up and fires the row it still holds, driven as run_due drives it:
@@ -173,14 +173,14 @@ def test_a_row_fired_by_another_worker_after_its_lease_ran_out_is_not_fired_agai
     assert slow.pending == ()
     assert slow.load(Counter, 1).hits == 1
     assert slow.head() == 1
-    assert slow.scheduled(schedule_id).position == fired.position
+    assert slow.scheduler.scheduled(schedule_id).position == fired.position
 
 
 def test_a_crash_inside_the_append_leaves_the_row_pending_and_fires_it_once_later(
     engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The event and its row's move to 'fired' are one transaction: no window between them."""
-    schedule_id = engine.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+    schedule_id = engine.scheduler.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
     clock.advance(minutes=5)
     original = sqlite_module.SQLiteStore._write_extras
 
@@ -189,20 +189,20 @@ def test_a_crash_inside_the_append_leaves_the_row_pending_and_fires_it_once_late
 
     monkeypatch.setattr(sqlite_module.SQLiteStore, "_write_extras", crash)
     with pytest.raises(OSError, match="power cut"):
-        engine.run_due()
+        engine.scheduler.run_due()
     assert engine.head() == 0  # the event was rolled back with the row
     monkeypatch.setattr(sqlite_module.SQLiteStore, "_write_extras", original)
     clock.advance(minutes=10)  # the crashed worker's lease has run out
-    [done] = engine.run_due()
+    [done] = engine.scheduler.run_due()
     assert (done.id, done.status) == (schedule_id, "fired")
     assert engine.load(Counter, 1).hits == 1
-    assert engine.run_due() == []
+    assert engine.scheduler.run_due() == []
 
 
 def test_run_due_refuses_to_mix_with_pending_events(engine: Engine) -> None:
     engine.fire(Ping(counter_id=1))
     with pytest.raises(PlaythroughError, match="before run_due"):
-        engine.run_due()
+        engine.scheduler.run_due()
 
 
 def test_a_concurrent_change_to_a_state_leaves_the_row_for_the_next_pass(
@@ -214,11 +214,11 @@ def test_a_concurrent_change_to_a_state_leaves_the_row_for_the_next_pass(
     worker.load(Counter, 1)  # the worker holds counter 1 ...
     other.fire(Ping(counter_id=1, n=1))
     other.commit()  # ... which another writer then changes
-    worker.schedule(Ping(counter_id=1, n=2), after=timedelta(minutes=1))
+    worker.scheduler.schedule(Ping(counter_id=1, n=2), after=timedelta(minutes=1))
     clock.advance(minutes=1)
-    [first] = worker.run_due()
+    [first] = worker.scheduler.run_due()
     assert first.status == "pending"  # ConcurrencyError: nothing written, lease given back
-    [second] = worker.run_due()
+    [second] = worker.scheduler.run_due()
     assert second.status == "fired"
     assert worker.load(Counter, 1).seen == [1, 2]
 
@@ -278,7 +278,10 @@ def _check_two_workers(url: str, open_engine: Callable[[], Engine]) -> None:
     engine = open_engine()
     past = datetime.now(UTC) - timedelta(seconds=1)
     with engine.transaction():
-        ids = [engine.schedule(Ping(counter_id=n % 3, n=n), at=past) for n in range(SCHEDULED)]
+        ids = [
+            engine.scheduler.schedule(Ping(counter_id=n % 3, n=n), at=past)
+            for n in range(SCHEDULED)
+        ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = _workers(url, env)
     for r in results:
@@ -326,7 +329,7 @@ def test_the_scheduler_command_fires_due_events_and_names_a_missing_app(tmp_path
     long_ago = "2000-01-01T00:00:00.000000+00:00"
     with Engine.open(url) as engine:
         past = datetime.now(UTC) - timedelta(minutes=1)
-        first = engine.schedule(Ping(counter_id=1, n=1), at=past)
+        first = engine.scheduler.schedule(Ping(counter_id=1, n=1), at=past)
     result = CliRunner().invoke(main, ["scheduler", url, "--once"])
     assert result.exit_code == 0, result.output
     assert f"{first} sched.Ping due " in result.output and ": fired at position 1" in result.output
@@ -336,15 +339,15 @@ def test_the_scheduler_command_fires_due_events_and_names_a_missing_app(tmp_path
             {},
             extras=CommitExtras(schedule=(ScheduleRow("x", long_ago, "nope", "{}", long_ago),)),
         )
-        behind = engine.schedule(Ping(counter_id=1, n=2), at=past)  # due after it
+        behind = engine.scheduler.schedule(Ping(counter_id=1, n=2), at=past)  # due after it
     result = CliRunner().invoke(main, ["scheduler", url, "--once"])
     assert result.exit_code == 0, result.output  # the pass went on
     assert "x nope due " in result.output and ": failed: UnknownTypeError:" in result.output
     assert "unknown event type 'nope'" in result.output
     assert f"{behind} sched.Ping due " in result.output
     with Engine.open(url) as engine:
-        assert engine.scheduled("x").status == "failed"
-        assert engine.scheduled(behind).status == "fired"
+        assert engine.scheduler.scheduled("x").status == "failed"
+        assert engine.scheduler.scheduled(behind).status == "fired"
 
 
 @attrs.define
@@ -370,10 +373,10 @@ def test_a_row_scheduled_by_an_older_class_version_is_upcast_when_fired(
     due = "2030-01-01T12:05:00.000000+00:00"
     old = ScheduleRow("old", due, "sched.Numbered", '{"counter_id":1,"n":5}', due, version=1)
     engine.store.append([], {}, extras=CommitExtras(schedule=(old,)))
-    new_id = engine.schedule(Numbered(counter_id=1, number=6), after=timedelta(minutes=6))
-    assert engine.scheduled(new_id).status == "pending"
+    new_id = engine.scheduler.schedule(Numbered(counter_id=1, number=6), after=timedelta(minutes=6))
+    assert engine.scheduler.scheduled(new_id).status == "pending"
     clock.advance(minutes=10)
-    assert [r.status for r in engine.run_due()] == ["fired", "fired"]
+    assert [r.status for r in engine.scheduler.run_due()] == ["fired", "fired"]
     assert engine.load(Counter, 1).seen == [5, 6]
     with engine.store.reader() as reader:
         assert [e.version for e in reader.events_after(0, 10)] == [2, 2]
@@ -386,16 +389,18 @@ def test_a_cancel_riding_a_commit_is_refused_when_the_row_fired_meanwhile(
     any_url: str, clock: ManualClock
 ) -> None:
     with Engine.open(any_url, clock=clock) as app, Engine.open(any_url, clock=clock) as worker:
-        schedule_id = app.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
+        schedule_id = app.scheduler.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
         clock.advance(minutes=2)
         app.fire(Ping(counter_id=2, n=2))
-        assert app.cancel(schedule_id) is True  # still pending when asked: goes with the commit
-        [fired] = worker.run_due()  # ... but a worker fires it before that commit
+        assert (
+            app.scheduler.cancel(schedule_id) is True
+        )  # still pending when asked: goes with the commit
+        [fired] = worker.scheduler.run_due()  # ... but a worker fires it before that commit
         assert fired.status == "fired"
         with pytest.raises(CancelRefused, match=rf"{schedule_id} \(now fired\)"):
             app.commit()
         assert app.pending == ()
-        assert app.scheduled(schedule_id).status == "fired"
+        assert app.scheduler.scheduled(schedule_id).status == "fired"
         assert app.head() == 1  # nothing of the refused commit was written
         assert app.load(Counter, 2).hits == 0
 
@@ -404,19 +409,19 @@ def test_cancel_on_its_own_answers_false_when_the_row_fired_meanwhile(
     any_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with Engine.open(any_url, clock=clock) as app, Engine.open(any_url, clock=clock) as worker:
-        schedule_id = app.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+        schedule_id = app.scheduler.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
         clock.advance(minutes=2)
         real = Scheduler.scheduled_steps
 
         def read_then_fire(self: Scheduler, sid: str) -> Steps[Any]:
             record = yield from real(self, sid)  # "pending", as cancel() reads it ...
-            worker.run_due()  # ... and the worker fires it right after
+            worker.scheduler.run_due()  # ... and the worker fires it right after
             return record
 
         monkeypatch.setattr(Scheduler, "scheduled_steps", read_then_fire)
-        assert app.cancel(schedule_id) is False  # never "cancelled" and "fired"
+        assert app.scheduler.cancel(schedule_id) is False  # never "cancelled" and "fired"
         monkeypatch.undo()
-        assert app.scheduled(schedule_id).status == "fired"
+        assert app.scheduler.scheduled(schedule_id).status == "fired"
         assert app.load(Counter, 1).hits == 1
 
 
@@ -428,15 +433,15 @@ def test_an_unknown_type_row_is_marked_failed_and_the_pass_goes_on(
         engine.store.append(
             [], {}, extras=CommitExtras(schedule=(ScheduleRow("x", due, "nope", "{}", due),))
         )
-        behind = engine.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
+        behind = engine.scheduler.schedule(Ping(counter_id=1), after=timedelta(minutes=1))
         clock.advance(minutes=5)
-        unknown, fired = engine.run_due()
+        unknown, fired = engine.scheduler.run_due()
         assert (unknown.id, unknown.status) == ("x", "failed")
         assert "UnknownTypeError" in (unknown.error or "")
         assert "unknown event type 'nope'" in (unknown.error or "")
         assert (fired.id, fired.status) == (behind, "fired")
-        assert engine.scheduled("x").error == unknown.error  # the reason is stored
-        assert engine.run_due() == []  # no longer due: the passes after it go on too
+        assert engine.scheduler.scheduled("x").error == unknown.error  # the reason is stored
+        assert engine.scheduler.run_due() == []  # no longer due: the passes after it go on too
 
 
 class Flaky:
@@ -456,27 +461,27 @@ class FlakyPing(Event, type_name="sched.FlakyPing"):
 def test_reschedule_rearms_a_failed_row(any_url: str, clock: ManualClock) -> None:
     Flaky.broken = True
     with Engine.open(any_url, clock=clock) as engine:
-        schedule_id = engine.schedule(FlakyPing(counter_id=1), after=timedelta(minutes=1))
+        schedule_id = engine.scheduler.schedule(FlakyPing(counter_id=1), after=timedelta(minutes=1))
         clock.advance(minutes=2)
-        [failed] = engine.run_due()
+        [failed] = engine.scheduler.run_due()
         assert failed.status == "failed" and failed.error == "RuntimeError: the hook raised once"
         Flaky.broken = False  # fixed
-        assert engine.run_due() == []  # a failed row is never picked up on its own
+        assert engine.scheduler.run_due() == []  # a failed row is never picked up on its own
         later = START + timedelta(hours=1)
-        again = engine.reschedule(schedule_id, at=later)
+        again = engine.scheduler.reschedule(schedule_id, at=later)
         assert (again.status, again.due_at, again.error) == ("pending", later, None)
-        assert engine.run_due() == []  # not due yet
+        assert engine.scheduler.run_due() == []  # not due yet
         clock.advance(hours=1)
-        [fired] = engine.run_due()
+        [fired] = engine.scheduler.run_due()
         assert (fired.id, fired.status) == (schedule_id, "fired")
         assert engine.load(Counter, 1).hits == 1
         with pytest.raises(PlaythroughError, match="is fired: only a failed or pending"):
-            engine.reschedule(schedule_id)
+            engine.scheduler.reschedule(schedule_id)
         with pytest.raises(ScheduleNotFound):
-            engine.reschedule("nope")
+            engine.scheduler.reschedule("nope")
         with pytest.raises(ValueError, match="no time zone"):
-            engine.reschedule(schedule_id, at=datetime(2030, 1, 1))
-        assert engine.scheduled(schedule_id).status == "fired"
+            engine.scheduler.reschedule(schedule_id, at=datetime(2030, 1, 1))
+        assert engine.scheduler.scheduled(schedule_id).status == "fired"
 
 
 def test_cli_lists_scheduled_rows_and_rearms_the_failed_ones(any_url: str) -> None:
@@ -488,8 +493,8 @@ def test_cli_lists_scheduled_rows_and_rearms_the_failed_ones(any_url: str) -> No
     runner = CliRunner()
     past = datetime.now(UTC) - timedelta(minutes=1)
     with Engine.open(any_url) as engine:
-        flaky = engine.schedule(FlakyPing(counter_id=1), at=past)
-        fine = engine.schedule(Ping(counter_id=2), at=past + timedelta(days=365))
+        flaky = engine.scheduler.schedule(FlakyPing(counter_id=1), at=past)
+        fine = engine.scheduler.schedule(Ping(counter_id=2), at=past + timedelta(days=365))
     result = runner.invoke(main, ["scheduler", any_url, "--once"])
     assert result.exit_code == 0 and f"{flaky} sched.FlakyPing" in result.output
     result = runner.invoke(main, ["scheduled", any_url, "--status", "failed"])
@@ -512,7 +517,7 @@ def test_cli_lists_scheduled_rows_and_rearms_the_failed_ones(any_url: str) -> No
     assert unknown.exit_code == 1  # the unknown id is reported, the other still re-armed
     assert "no scheduled event has the id 'nope'" in unknown.output
     with Engine.open(any_url) as engine:
-        assert engine.scheduled(flaky).status == "failed"
+        assert engine.scheduler.scheduled(flaky).status == "failed"
     Flaky.broken = False
     result = runner.invoke(main, ["reschedule", any_url, "--all-failed"])
     assert result.exit_code == 0, result.output
@@ -524,7 +529,7 @@ def test_cli_lists_scheduled_rows_and_rearms_the_failed_ones(any_url: str) -> No
     result = runner.invoke(main, ["scheduler", any_url, "--once"])
     assert result.exit_code == 0 and f"{flaky} sched.FlakyPing" in result.output
     with Engine.open(any_url) as engine:
-        assert engine.scheduled(flaky).status == "fired"
+        assert engine.scheduler.scheduled(flaky).status == "fired"
         assert engine.load(Counter, 1).hits == 1
 
 
@@ -534,8 +539,8 @@ def test_a_row_that_cannot_be_fired_is_marked_failed_and_the_pass_goes_on(
     from playthrough.errors import ReconstitutionError
 
     with Engine.open(any_url, clock=clock) as engine:
-        stuck = engine.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
-        behind = engine.schedule(Ping(counter_id=2, n=2), after=timedelta(minutes=2))
+        stuck = engine.scheduler.schedule(Ping(counter_id=1, n=1), after=timedelta(minutes=1))
+        behind = engine.scheduler.schedule(Ping(counter_id=2, n=2), after=timedelta(minutes=2))
         clock.advance(minutes=5)
         real = Firing.fire_steps
 
@@ -545,9 +550,9 @@ def test_a_row_that_cannot_be_fired_is_marked_failed_and_the_pass_goes_on(
             return (yield from real(self, event, *args))
 
         monkeypatch.setattr(Firing, "fire_steps", fire)
-        failed, fired = engine.run_due()  # no exception: the pass went on
+        failed, fired = engine.scheduler.run_due()  # no exception: the pass went on
         assert (failed.id, failed.status) == (stuck, "failed")
         assert failed.error == "ReconstitutionError: Counter(1) cannot be rebuilt"
         assert (fired.id, fired.status) == (behind, "fired")
-        assert engine.scheduled(stuck).error == failed.error
+        assert engine.scheduler.scheduled(stuck).error == failed.error
         assert engine.load(Counter, 2).hits == 1 and engine.load(Counter, 1).hits == 0

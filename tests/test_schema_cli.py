@@ -52,7 +52,7 @@ def ticked(tmp_path: Path, times: int = 3, snapshot: bool = True) -> str:
             engine.fire(Tick(tally_id=1))
             engine.commit()
         if snapshot:
-            engine.snapshot()
+            engine.admin.snapshot()
     return url
 
 
@@ -161,7 +161,7 @@ def test_snapshot_rewrites_outdated_snapshots_so_schema_passes(
         assert plan.states[key_of(tally, 1)].start == 3  # the rewritten snapshot is used
         state = engine.load(tally, 1)
         assert (state.n, state.twice) == (3, 6)  # type: ignore[attr-defined]
-        assert engine.verify().ok
+        assert engine.admin.verify().ok
     code, out = run("snapshot", url, *APP)  # nothing left to do
     assert code == 0
     assert (

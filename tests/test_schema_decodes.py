@@ -196,7 +196,7 @@ def test_a_usable_snapshot_that_does_not_decode_is_reported(url: str) -> None:
     put_three(url)
     with Engine.open(url, head_values=False) as engine:
         engine.load(Box, 1)
-        engine.snapshot()
+        engine.admin.snapshot()
     bad = json.dumps({"n": 6, "label": 7})  # label must be a str
     raw_sql(url, "UPDATE {s}.pt_snapshots SET data = ?", [bad])
     code, out = run("schema", url)

@@ -385,7 +385,7 @@ def _counted(engine: Engine, times: int) -> None:
 def test_snapshots_store_the_version_and_fingerprint_of_their_class() -> None:
     with Engine.open("sqlite://", head_values=False) as engine:
         _counted(engine, 2)
-        engine.snapshot()
+        engine.admin.snapshot()
         with engine.store.reader() as reader:
             (record,) = reader.snapshots([key_of(Counter, 1)], 10)[key_of(Counter, 1)]
     assert (record.version, record.fingerprint) == (1, value_mark(Counter))
@@ -425,7 +425,7 @@ def test_a_fingerprint_follows_field_names_and_types_and_is_stable_across_proces
 def _reshaped_counter_store(engine: Engine) -> type[State]:
     """Counter snapshots at 2, then the class gains a computed field without a version bump."""
     _counted(engine, 2)
-    engine.snapshot()
+    engine.admin.snapshot()
     _counted(engine, 1)
     forget(Counter, Count)
 
@@ -462,11 +462,11 @@ def test_a_snapshot_of_a_changed_class_is_not_used_and_explain_and_verify_say_wh
             assert plan.states[key_of(counter2, 1)].start == 0
             state: Any = fresh.load(counter2, 1)
             assert (state.n, state.doubled) == (3, 6)  # exact: replayed from blank
-            report = fresh.verify()
+            report = fresh.admin.verify()
             assert report.ok  # nothing is wrong, a shortcut is unused
             assert any("at 2 is not used" in w for w in report.warnings), report.warnings
             assert "WARN" in report.to_text() and report.to_dict()["warnings"]
-            sync = fresh.snapshot_sync()
+            sync = fresh.admin.snapshot_sync()
             assert sync.in_sync
     finally:
         _restore_counter()
@@ -476,7 +476,7 @@ def test_a_snapshot_upcaster_leaving_an_unknown_key_is_refused_naming_it() -> No
     try:
         with Engine.open("sqlite://", head_values=False) as engine:
             _counted(engine, 2)
-            engine.snapshot()
+            engine.admin.snapshot()
             forget(Counter, Count)
 
             @attrs.define
@@ -539,7 +539,7 @@ def test_a_version_1_sqlite_store_is_upgraded_on_open(tmp_path: Path) -> None:
         assert "snapshot at 1 NOT USED: written without a class fingerprint" in plan.explain()
         assert engine.load(Counter, 1).n == 2
         _counted(engine, 1)
-        engine.snapshot()
+        engine.admin.snapshot()
     with Engine(
         SQLiteStore(str(path)), head_values=False
     ) as engine:  # reopening a version-2 store changes nothing
@@ -577,7 +577,7 @@ def test_a_version_1_postgres_store_is_upgraded_on_open(pg_url: str, pg_schema: 
         )
         assert engine.load(Counter, 1).n == 2
         _counted(engine, 1)
-        engine.snapshot()
+        engine.admin.snapshot()
         with engine.store.reader() as reader:
             versions = reader.snapshot_versions()
         assert [(v.type, v.version, v.fingerprint, v.rows) for v in versions] == [
@@ -607,13 +607,13 @@ def test_an_upcaster_that_makes_an_old_event_touch_another_state_is_refused() ->
                 purse.cents += self.cents
                 counter.n += 1
 
-        report = engine.verify()
+        report = engine.admin.verify()
         assert not report.ok
         (error,) = report.errors
         assert "'se.Split' at position 1" in error and "se.Counter(1)" in error
         assert "did not touch when it was written" in error
         with pytest.raises(DecodeError, match=r"'se.Split' at position 1: upcast from version 1"):
-            engine.replay()
+            engine.admin.replay()
         forget(Split)
 
 
@@ -647,7 +647,7 @@ def test_an_unusable_base_snapshot_of_an_archived_log_is_refused(tmp_path: Path)
         with Engine.open("sqlite://") as engine:
             for _ in range(4):
                 _counted(engine, 1)
-            engine.archive(before=3, to=tmp_path / "old.jsonl.gz")
+            engine.admin.archive(before=3, to=tmp_path / "old.jsonl.gz")
             assert Engine(engine.store).load(Counter, 1).n == 4
             forget(Counter, Count)
 
@@ -692,10 +692,10 @@ def test_export_and_import_keep_each_event_s_class_version() -> None:
             source.fire(Versioned(purse_id=1, cents=5))
             source.commit()
             buffer = io.BytesIO()
-            source.export(buffer)
+            source.log.export(buffer)
         with Engine.open("sqlite://", head_values=False) as target:
             buffer.seek(0)
-            target.import_log(buffer)
+            target.admin.import_log(buffer)
             with target.store.reader() as reader:
                 assert [e.version for e in reader.events_after(0, 10)] == [1, 2]
             assert Engine(target.store, head_values=False).load(Purse, 1).cents == 405

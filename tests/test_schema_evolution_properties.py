@@ -83,7 +83,7 @@ def write_phase(engine: Engine, world: str, ops: list[Op], model: dict[int, list
             _, wallets, fraction = item
             engine.commit()
             at = int(fraction * engine.head())
-            engine.snapshot([(classes["Wallet"], w) for w in wallets], at=at)
+            engine.admin.snapshot([(classes["Wallet"], w) for w in wallets], at=at)
     engine.commit()
 
 

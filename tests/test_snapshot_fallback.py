@@ -19,10 +19,10 @@ def _bank(url: str) -> None:
         engine.fire(AccountOpened(account_id=1, owner="ada"))
         engine.fire(Deposited(account_id=1, amount=10))
         engine.commit()
-        engine.snapshot()  # at 2
+        engine.admin.snapshot()  # at 2
         engine.fire(Deposited(account_id=1, amount=5))
         engine.commit()
-        engine.snapshot()  # at 3
+        engine.admin.snapshot()  # at 3
 
 
 def _spoil(path: Path, position: int) -> None:
@@ -46,7 +46,7 @@ def test_a_bad_newest_snapshot_falls_back_to_an_older_one(tmp_path: Path) -> Non
             plan.explain()
         )
         assert "starts from snapshot at 2" in plan.explain()
-        report = engine.verify(subprocess_replay=False)
+        report = engine.admin.verify(subprocess_replay=False)
         assert not report.ok and "position 3" in report.to_text()
 
 

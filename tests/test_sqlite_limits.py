@@ -43,7 +43,7 @@ def test_a_load_of_1100_states_under_the_old_999_variable_limit(tmp_path: Path) 
         conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
         cells = engine.load_many(Cell, ids)
         assert [c.value for c in cells[:4]] == [2, 1, 2, 1]
-        engine.snapshot()
+        engine.admin.snapshot()
         engine.refresh()
         assert sum(c.value for c in engine.load_many(Cell, ids)) == 1_650
 
@@ -63,9 +63,9 @@ def test_a_locked_database_is_a_store_error(tmp_path: Path) -> None:
             with pytest.raises(StoreError, match="nothing was written"):
                 engine.commit()
             with pytest.raises(StoreError, match="cannot start a write transaction"):
-                engine.snapshot([(Cell, 1)])
+                engine.admin.snapshot([(Cell, 1)])
             with pytest.raises(StoreError, match="cannot start a write transaction"):
-                engine.drop_snapshots()
+                engine.admin.drop_snapshots()
     finally:
         holder.execute("ROLLBACK")
         holder.close()

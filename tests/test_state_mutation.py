@@ -83,7 +83,7 @@ def test_user_code_cannot_assign_to_a_loaded_state(url: str) -> None:
         with pytest.raises(StateMutationError, match=r"Vault\(1\): cannot set Vault\.gold"):
             vault.gold = 99
         assert vault.gold == 5
-        engine.snapshot()
+        engine.admin.snapshot()
     with Engine.open(url) as fresh:
         assert fresh.load(Vault, 1).gold == 5
 

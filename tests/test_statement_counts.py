@@ -156,6 +156,6 @@ def test_statements_per_replay_page(any_url: str, statements: Statements) -> Non
             engine.fire(Counted(tally_id=n % 50))
         engine.commit()
         with statements.counting() as sent:
-            engine.replay(chunk_size=2000, snapshot_every=2000)
+            engine.admin.replay(chunk_size=2000, snapshot_every=2000)
         _check("replay of 5000 events (pages of 2000)", any_url, sent)
         assert engine.load(Tally, 3).total == 100

@@ -53,7 +53,7 @@ def test_a_malformed_uuid_in_a_link_names_the_column(tmp_path: Path) -> None:
     url, path = _bank(tmp_path)
     _sql(path, "UPDATE pt_links SET state_id = 'u:not-a-uuid' WHERE position = 2")
     with Engine.open(url) as engine, pytest.raises(DecodeError, match=r"'u:not-a-uuid'.*state_id"):
-        engine.replay()
+        engine.admin.replay()
 
 
 def test_load_of_something_that_is_not_a_state_says_so() -> None:
@@ -90,8 +90,8 @@ def test_a_state_int_past_the_digit_limit_is_reported_by_verify(tmp_path: Path) 
         for _ in range(14):
             engine.fire(Squared(huge_id=1))
         engine.commit()
-        report = engine.verify(subprocess_replay=False)
+        report = engine.admin.verify(subprocess_replay=False)
         assert not report.ok
         assert "t.data.Huge(1)" in report.to_text()
         with pytest.raises(PlaythroughError, match=r"cannot store t\.data\.Huge\(1\)"):
-            engine.snapshot()
+            engine.admin.snapshot()

@@ -60,7 +60,7 @@ def credit_40(url: str) -> None:
         for amount in (15, 25):
             engine.fire(Credited(wallet_id=1, amount=amount))
             engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
         assert engine.load(Wallet, 1).balance == 40
 
 
@@ -159,7 +159,7 @@ def test_an_archived_store_refuses_a_base_made_by_other_event_classes(
     with Engine.open(url) as engine:
         engine.fire(Credited(wallet_id=1, amount=2))
         engine.commit()
-        engine.archive(before=3, to=tmp_path / "a1.jsonl.gz")
+        engine.admin.archive(before=3, to=tmp_path / "a1.jsonl.gz")
         assert engine.load(Wallet, 1).balance == 42
     redeploy_as_money_in()
     with Engine.open(url) as engine, pytest.raises(ArchivedRangeError) as caught:

@@ -64,9 +64,9 @@ def test_commit_load_snapshot_replay_and_verify_make_spans(
         engine.commit()
         engine.refresh()
         engine.load(Account, 2)
-        engine.snapshot()
-        engine.verify()
-        engine.replay()
+        engine.admin.snapshot()
+        engine.admin.verify()
+        engine.admin.replay()
     by_name = {s.name: s for s in spans.get_finished_spans()}
     assert {
         "playthrough.commit",
@@ -115,7 +115,7 @@ def test_metrics_count_commits_conflicts_plays_and_snapshot_rows(tmp_path: Any) 
         second.fire(Deposited(account_id=1, amount=2))
         with pytest.raises(ConcurrencyError):
             second.commit()
-        first.snapshot()
+        first.admin.snapshot()
     after = _metric_points()
     for name, grew in [
         ("playthrough.events.committed", 3),
@@ -223,21 +223,21 @@ def test_every_span_carries_db_system_on_both_stores(
             engine.fire(Deposited(account_id=1, amount=-1))  # refused by validate
         engine.fire(Transferred(source_id=1, target_id=2, amount=5))  # has a handle hook
         engine.commit()
-        engine.schedule(Deposited(account_id=2, amount=1), at=datetime.now(UTC))
+        engine.scheduler.schedule(Deposited(account_id=2, amount=1), at=datetime.now(UTC))
         engine.commit()
-        assert [r.status for r in engine.run_due()] == ["fired"]
+        assert [r.status for r in engine.scheduler.run_due()] == ["fired"]
         engine.fire(TelemetryFailingHandler(account_id=1))
         engine.commit()  # its handler fails: pending
         with pytest.raises(HandlerFailed):
-            engine.run_pending_handlers()
-        assert engine.count(Account, balance__gt=0) == 2
-        assert len(list(engine.find(Account, balance__gt=0))) == 2
-        engine.run(TelemetryDeposits(), until_idle=True)
-        engine.snapshot()
+            engine.admin.run_pending_handlers()
+        assert engine.states.count(Account, balance__gt=0) == 2
+        assert len(list(engine.states.find(Account, balance__gt=0))) == 2
+        engine.followers.run(TelemetryDeposits(), until_idle=True)
+        engine.admin.snapshot()
         engine.load(Account, 1, at=1)
-        engine.forget("nobody")
-        engine.verify()
-        engine.replay()
+        engine.admin.forget("nobody")
+        engine.admin.verify()
+        engine.admin.replay()
     seen = _names_and_systems(spans)
     expected = {
         "fire",
@@ -304,7 +304,7 @@ def test_metrics_carry_event_type_state_type_and_outcome(tmp_path: Any) -> None:
         with pytest.raises(EventRejected):
             engine.fire(Deposited(account_id=1, amount=0))
         engine.commit()
-        engine.count(Account, balance__gt=0)
+        engine.states.count(Account, balance__gt=0)
     after = _metric_points()
 
     def grew(name: str, **attributes: Any) -> float:
@@ -337,17 +337,17 @@ def test_gauges_report_follower_lag_scheduler_backlog_and_pending_handlers(
     with Engine.open(any_url) as engine:
         engine.fire(Deposited(account_id=1, amount=5))
         engine.commit()
-        engine.run(TelemetryDeposits(), until_idle=True)  # at the head: lag 0
+        engine.followers.run(TelemetryDeposits(), until_idle=True)  # at the head: lag 0
         engine.fire(Deposited(account_id=1, amount=5))
         engine.fire(Deposited(account_id=1, amount=5))
         engine.commit()  # two behind
-        engine.schedule(TelemetryBoom(account_id=1), at=datetime.now(UTC))
+        engine.scheduler.schedule(TelemetryBoom(account_id=1), at=datetime.now(UTC))
         engine.commit()
-        assert [r.status for r in engine.run_due()] == ["failed"]
+        assert [r.status for r in engine.scheduler.run_due()] == ["failed"]
         now = datetime.now(UTC)
-        engine.schedule(Deposited(account_id=1, amount=1), at=now - timedelta(seconds=1))
-        engine.schedule(Deposited(account_id=1, amount=1), at=now - timedelta(seconds=1))
-        engine.schedule(Deposited(account_id=1, amount=1), at=now + timedelta(days=1))
+        engine.scheduler.schedule(Deposited(account_id=1, amount=1), at=now - timedelta(seconds=1))
+        engine.scheduler.schedule(Deposited(account_id=1, amount=1), at=now - timedelta(seconds=1))
+        engine.scheduler.schedule(Deposited(account_id=1, amount=1), at=now + timedelta(days=1))
         engine.commit()  # the schedule moves the head by one: three behind
         engine.fire(TelemetryFailingHandler(account_id=1))
         engine.commit()  # four behind, and one pending handler
@@ -400,7 +400,7 @@ def test_the_async_engine_emits_the_same_spans(tmp_path: Any, spans: InMemorySpa
 
     url = f"sqlite:///{tmp_path}/aio.db"
     with Engine.open(url) as sync:
-        sync.schedule(Deposited(account_id=2, amount=1), at=datetime.now(UTC))
+        sync.scheduler.schedule(Deposited(account_id=2, amount=1), at=datetime.now(UTC))
         sync.commit()
 
     async def main() -> None:

@@ -529,7 +529,7 @@ def test_assert_reconstitutes_passes_for_any_placement_on_a_story() -> None:
 def test_assert_reconstitutes_catches_a_corrupted_snapshot() -> None:
     with Engine.open("sqlite://", head_values=False) as engine:  # loads go through the snapshot
         bank.story(engine)
-        engine.snapshot()
+        engine.admin.snapshot()
         corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
         with pytest.raises(AssertionError) as caught:
             assert_reconstitutes(engine, positions=[])

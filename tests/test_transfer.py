@@ -50,7 +50,7 @@ def bank_history(engine: Engine) -> None:
 
 def exported(engine: Engine, after: int = 0) -> bytes:
     out = io.BytesIO()
-    engine.export(out, after=after)
+    engine.log.export(out, after=after)
     return out.getvalue()
 
 
@@ -114,7 +114,7 @@ def test_import_keeps_positions_links_and_states(tmp_path: Path) -> None:
         data = exported(source)
         before = linked_log(source.store)
     with Engine.open(f"sqlite:///{tmp_path / 'copy.db'}") as target:
-        report = target.import_log(io.BytesIO(gzip.compress(data)))
+        report = target.admin.import_log(io.BytesIO(gzip.compress(data)))
         assert (report.count, report.after, report.until, report.verify) == (4, 0, 4, None)
         assert linked_log(target.store) == before
         assert target.load(Account, 2).balance == 80
@@ -155,7 +155,7 @@ def test_a_damaged_file_is_refused_and_nothing_is_written(damage: object, messag
         data = exported(source)
     with Engine.open("sqlite://") as target:
         with pytest.raises(TransferError, match=message):
-            target.import_log(io.BytesIO(damage(data)))  # type: ignore[operator]
+            target.admin.import_log(io.BytesIO(damage(data)))  # type: ignore[operator]
         assert target.head() == 0
         assert linked_log(target.store) == []
         with target.store.reader() as reader:
@@ -173,9 +173,9 @@ def test_a_newer_format_or_schema_is_refused() -> None:
     assert newer_schema != data
     with Engine.open("sqlite://") as target:
         with pytest.raises(TransferError, match="format version 99"):
-            target.import_log(io.BytesIO(newer_format))
+            target.admin.import_log(io.BytesIO(newer_format))
         with pytest.raises(SchemaVersionError, match="schema version 99"):
-            target.import_log(io.BytesIO(newer_schema))
+            target.admin.import_log(io.BytesIO(newer_schema))
 
 
 def test_a_non_empty_store_is_refused_unless_append_continues_its_head() -> None:
@@ -184,25 +184,25 @@ def test_a_non_empty_store_is_refused_unless_append_continues_its_head() -> None
         whole, tail = exported(source), exported(source, after=2)
         log = linked_log(source.store)
     with Engine.open("sqlite://") as target:
-        target.import_log(io.BytesIO(exported_prefix(whole, 2)))
+        target.admin.import_log(io.BytesIO(exported_prefix(whole, 2)))
         with pytest.raises(TransferError, match="not empty"):
-            target.import_log(io.BytesIO(tail))
+            target.admin.import_log(io.BytesIO(tail))
         with pytest.raises(TransferError, match="after position 0"):
-            target.import_log(io.BytesIO(whole), append=True)
-        report = target.import_log(io.BytesIO(tail), append=True)
+            target.admin.import_log(io.BytesIO(whole), append=True)
+        report = target.admin.import_log(io.BytesIO(tail), append=True)
         assert (report.after, report.until) == (2, 4)
         assert linked_log(target.store) == log
     with (
         Engine.open("sqlite://") as empty,
         pytest.raises(TransferError, match="cannot continue an empty store"),
     ):
-        empty.import_log(io.BytesIO(tail))
+        empty.admin.import_log(io.BytesIO(tail))
 
 
 def exported_prefix(data: bytes, until: int) -> bytes:
     """An export of (0, until] built by exporting a store holding just that prefix."""
     with Engine.open("sqlite://") as engine:
-        engine.import_log(io.BytesIO(data))
+        engine.admin.import_log(io.BytesIO(data))
         out = io.BytesIO()
         from playthrough._transfer import export_log
 
@@ -215,10 +215,10 @@ def test_import_runs_the_snapshot_check_when_snapshots_exist() -> None:
         bank_history(source)
         head = exported(source, after=0)
     with Engine.open("sqlite://") as target:
-        target.import_log(io.BytesIO(exported_prefix(head, 3)))
+        target.admin.import_log(io.BytesIO(exported_prefix(head, 3)))
         target.load(Account, 1)
-        target.snapshot()
-        report = target.import_log(io.BytesIO(_tail_of(head, 3)), append=True)
+        target.admin.snapshot()
+        report = target.admin.import_log(io.BytesIO(_tail_of(head, 3)), append=True)
         assert report.verify is not None and report.verify.ok
         assert report.verify.snapshots.checked >= 1
         assert report.ok
@@ -226,7 +226,7 @@ def test_import_runs_the_snapshot_check_when_snapshots_exist() -> None:
 
 def _tail_of(data: bytes, after: int) -> bytes:
     with Engine.open("sqlite://") as engine:
-        engine.import_log(io.BytesIO(data))
+        engine.admin.import_log(io.BytesIO(data))
         return exported(engine, after=after)
 
 
@@ -256,12 +256,12 @@ def test_sqlite_to_postgres_to_sqlite_gives_identical_logs_and_states(
         data = exported(engine)
     pg = f"{pg_url}?schema={pg_schema}"
     with Engine.open(pg) as engine:
-        engine.import_log(io.BytesIO(data))
+        engine.admin.import_log(io.BytesIO(data))
         assert linked_log(engine.store) == original
         back = exported(engine)
     assert back == data  # byte for byte: the same log, the same checksum
     with Engine.open(f"sqlite:///{tmp_path / 'second.db'}") as engine:
-        engine.import_log(io.BytesIO(back))
+        engine.admin.import_log(io.BytesIO(back))
         assert linked_log(engine.store) == original
         assert {k: engine.load(Node, k).value for k in (1, 2, 3, 4)} == states
         assert engine.load(Hub) == hub
@@ -274,7 +274,7 @@ def test_a_damaged_file_leaves_postgres_untouched(pg_url: str, pg_schema: str) -
         data = exported(source)
     with Engine.open(f"{pg_url}?schema={pg_schema}") as target:
         with pytest.raises(TransferError, match="checksum"):
-            target.import_log(io.BytesIO(_damage(data)))
+            target.admin.import_log(io.BytesIO(_damage(data)))
         assert target.head() == 0
 
 
@@ -294,7 +294,7 @@ def test_export_then_import_loads_like_the_reference(history: list[Event], cut: 
         after = int(cut * source.head())
         data, tail = exported(source), exported(source, after=after)
     with Engine.open("sqlite://") as target:
-        target.import_log(io.BytesIO(data))
+        target.admin.import_log(io.BytesIO(data))
         for key, state in reference_states(committed).items():
             loaded = target.load(*ref_of(key))
             assert (encode_state(loaded), loaded.last_event_id) == (
@@ -302,14 +302,14 @@ def test_export_then_import_loads_like_the_reference(history: list[Event], cut: 
                 state.last_event_id,
             )
     with Engine.open("sqlite://") as target:  # the same log in two pieces
-        target.import_log(io.BytesIO(exported_prefix(data, after)))
-        target.import_log(io.BytesIO(tail), append=True)
+        target.admin.import_log(io.BytesIO(exported_prefix(data, after)))
+        target.admin.import_log(io.BytesIO(tail), append=True)
         assert linked_log(target.store) == linked_log_of(data)
 
 
 def linked_log_of(data: bytes) -> list[LinkedEntry]:
     with Engine.open("sqlite://") as engine:
-        engine.import_log(io.BytesIO(data))
+        engine.admin.import_log(io.BytesIO(data))
         return linked_log(engine.store)
 
 
@@ -390,7 +390,7 @@ def test_event_lines_are_exactly_what_json_would_write() -> None:
             json.loads(line), ensure_ascii=False, separators=(",", ":")
         )
     with Engine.open("sqlite://") as target:
-        target.import_log(io.BytesIO(data))
+        target.admin.import_log(io.BytesIO(data))
         assert target.load(Tagged, odd).text == odd
 
 
@@ -399,9 +399,9 @@ def test_export_and_import_report_progress() -> None:
     with Engine.open("sqlite://") as source:
         bank_history(source)
         out = io.BytesIO()
-        source.export(out, progress=lambda done, total: seen.append(("export", done, total)))
+        source.log.export(out, progress=lambda done, total: seen.append(("export", done, total)))
     with Engine.open("sqlite://") as target:
-        target.import_log(
+        target.admin.import_log(
             io.BytesIO(out.getvalue()),
             progress=lambda done, total: seen.append(("import", done, total)),
         )
@@ -416,10 +416,10 @@ def test_metadata_and_correlation_survive_export_and_import(tmp_path: Path) -> N
         source.fire(Deposited(account_id=2, amount=6))
         source.commit()
         data = exported(source)
-        before = [(e.id, e.metadata, e.correlation) for e in source.events()]
+        before = [(e.id, e.metadata, e.correlation) for e in source.log.events()]
     assert b'"metadata":' in data and b'"correlation":"req-1"' in data
     with Engine.open(f"sqlite:///{tmp_path / 'copy.db'}") as target:
-        target.import_log(io.BytesIO(data))
-        after = [(e.id, e.metadata, e.correlation) for e in target.events()]
+        target.admin.import_log(io.BytesIO(data))
+        after = [(e.id, e.metadata, e.correlation) for e in target.log.events()]
     assert after == before
     assert after[0][1:] == ({"user": "ada", "note": "é"}, "req-1")

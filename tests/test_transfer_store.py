@@ -51,13 +51,13 @@ def populate(engine: Engine, clock: ManualClock) -> None:
     engine.fire(PersonJoined(person_id=7, name="Ada Lovelace"))
     engine.fire(PersonJoined(person_id=8, name="Bob"))
     engine.commit()
-    assert engine.forget(8) is True
+    assert engine.admin.forget(8) is True
     Mailed.broken = True
     engine.fire(Mailed(box_id=1))
     with pytest.raises(HandlerFailed):
         engine.commit().raise_for_failures()
     Mailed.broken = False
-    engine.run(Visits(), until_idle=True)
+    engine.followers.run(Visits(), until_idle=True)
     engine.fire(PersonJoined(person_id=7, name="Ada King"))  # after the follower's position
     engine.commit()
 
@@ -75,17 +75,17 @@ def everything(engine: Engine) -> tuple[object, ...]:
 
 def exported(engine: Engine, *, with_followers: bool = False, keys: bool = True) -> bytes:
     out = io.BytesIO()
-    engine.export(out, with_followers=with_followers, keys=keys)
+    engine.log.export(out, with_followers=with_followers, keys=keys)
     return out.getvalue()
 
 
 def fire_due(engine: Engine, clock: ManualClock, at: datetime) -> list[tuple[str, str, str]]:
     """Move the clock to ``at``, run the scheduler, and say what it fired when."""
     clock.set(at)
-    engine.run_due()
+    engine.scheduler.run_due()
     return [
         (str(e.order_id), str(e.fired_at and e.fired_at.isoformat()), str(e.id))
-        for e in engine.events()
+        for e in engine.log.events()
         if isinstance(e, PaymentTimedOut)
     ]
 
@@ -94,12 +94,15 @@ def check_faithful(engine: Engine, original: tuple[object, ...]) -> None:
     head, _log, tables = original
     assert isinstance(tables, TransferTables)
     assert everything(engine) == original
-    assert engine.verify().ok
+    assert engine.admin.verify().ok
     pending = [r for r in tables.schedule or () if r.status == "pending"]
     assert len(pending) == 2
     for row in pending:
-        assert engine.scheduled(row.id).status == "pending"
-    assert engine.completion(Order, 1) is not None and engine.completion(Order, 2) is None
+        assert engine.scheduler.scheduled(row.id).status == "pending"
+    assert (
+        engine.states.completion(Order, 1) is not None
+        and engine.states.completion(Order, 2) is None
+    )
     assert engine.load(Person, 7).name == "Ada King"
     assert engine.load(Person, 8).name == FORGOTTEN
     with engine.store.reader() as reader:
@@ -118,9 +121,9 @@ def test_a_round_trip_keeps_everything_on_sqlite(tmp_path: Path) -> None:
     assert b"Ada" not in data  # personal values stay sealed in the file
     copy_clock = ManualClock(START + timedelta(minutes=5))
     with Engine.open(f"sqlite:///{tmp_path / 'b.db'}", clock=copy_clock) as copy:
-        copy.import_log(io.BytesIO(gzip.compress(data)))
+        copy.admin.import_log(io.BytesIO(gzip.compress(data)))
         check_faithful(copy, original)
-        assert copy.forget(7) is True  # the keys came along: erasure works in the copy
+        assert copy.admin.forget(7) is True  # the keys came along: erasure works in the copy
         assert copy.load(Person, 7).name == FORGOTTEN
 
 
@@ -140,17 +143,17 @@ def test_sqlite_to_postgres_to_sqlite_keeps_everything_and_fires_the_same_events
     ]
     pg_clock = ManualClock(START + timedelta(minutes=5))
     with Engine.open(f"{pg_url}?schema={pg_schema}", clock=pg_clock) as pg:
-        pg.import_log(io.BytesIO(data))
+        pg.admin.import_log(io.BytesIO(data))
         check_faithful(pg, original)
         back = exported(pg, with_followers=True)
     assert back == data  # byte for byte: the same log, tables and keys
     last_clock = ManualClock(START + timedelta(minutes=5))
     with Engine.open(f"sqlite:///{tmp_path / 'last.db'}", clock=last_clock) as last:
-        last.import_log(io.BytesIO(back))
+        last.admin.import_log(io.BytesIO(back))
         check_faithful(last, original)
         assert fire_due(last, last_clock, START + timedelta(hours=1)) == expected
         assert last.load(Order, 2).timed_out_at == datetime(2026, 3, 1, 9, 15, tzinfo=UTC)
-        assert last.verify().ok
+        assert last.admin.verify().ok
 
 
 @pytest.mark.postgres
@@ -163,9 +166,9 @@ def test_an_import_into_postgres_of_a_file_without_keys_is_refused_unless_forgot
         data = exported(source, keys=False)
     with Engine.open(f"{pg_url}?schema={pg_schema}") as pg:
         with pytest.raises(TransferError, match=r"no key.*--forgotten"):
-            pg.import_log(io.BytesIO(data))
+            pg.admin.import_log(io.BytesIO(data))
         assert pg.head() == 0
-        pg.import_log(io.BytesIO(data), forgotten=True)
+        pg.admin.import_log(io.BytesIO(data), forgotten=True)
         assert pg.load(Person, 7).name == FORGOTTEN
 
 
@@ -177,12 +180,12 @@ def test_without_keys_the_import_is_refused_unless_told_to_forget() -> None:
     assert stripped == whole[: len(stripped)]  # the keys section is the file's tail
     with Engine.open("sqlite://") as target:
         with pytest.raises(TransferError, match=r"2 data subject\(s\) \('7', '8'\) have no key"):
-            target.import_log(io.BytesIO(stripped))
+            target.admin.import_log(io.BytesIO(stripped))
         assert target.head() == 0 and everything(target)[2] == TransferTables((), (), (), (), ())
-        report = target.import_log(io.BytesIO(stripped), forgotten=True)
+        report = target.admin.import_log(io.BytesIO(stripped), forgotten=True)
         assert "subject_keys" not in report.sections
         assert target.load(Person, 7).name == FORGOTTEN
-        assert target.forget(7) is False  # there was no key to delete
+        assert target.admin.forget(7) is False  # there was no key to delete
 
 
 def test_followers_travel_only_when_asked() -> None:
@@ -198,9 +201,9 @@ def test_followers_travel_only_when_asked() -> None:
         "forgotten",
     ]
     with Engine.open("sqlite://") as target:
-        target.import_log(io.BytesIO(data))
+        target.admin.import_log(io.BytesIO(data))
         assert target.followers() == []
-        assert target.scheduled(target.load(Order, 2).timeout_id).status == "pending"
+        assert target.scheduler.scheduled(target.load(Order, 2).timeout_id).status == "pending"
 
 
 def test_the_pending_handler_runs_in_the_copy() -> None:
@@ -209,9 +212,9 @@ def test_the_pending_handler_runs_in_the_copy() -> None:
         populate(source, clock)
         data = exported(source)
     with Engine.open("sqlite://") as target:
-        target.import_log(io.BytesIO(data))
+        target.admin.import_log(io.BytesIO(data))
         Mailed.sent.clear()
-        target.run_pending_handlers()
+        target.admin.run_pending_handlers()
         assert Mailed.sent == [1]
         with target.store.reader() as reader:
             assert reader.pending_handlers(10) == []
@@ -255,27 +258,27 @@ def test_a_version_1_file_imports_and_its_completions_are_rebuilt(
         first = exported(source)
         source.fire(PaymentReceived(order_id=1))
         source.commit()
-        assert source.completion(Order, 1) is not None
+        assert source.states.completion(Order, 1) is not None
         head = source.head()
         whole, tail = exported(source), exported_after(source, placed)
     with Engine.open(target_url) as target:
         if append:  # the first part as it was then, the rest as a version 1 file
-            target.import_log(io.BytesIO(first))
-            assert target.completion(Order, 1) is None
-            target.import_log(io.BytesIO(version_1(tail)), append=True)
+            target.admin.import_log(io.BytesIO(first))
+            assert target.states.completion(Order, 1) is None
+            target.admin.import_log(io.BytesIO(version_1(tail)), append=True)
         else:
-            report = target.import_log(io.BytesIO(version_1(whole)))
+            report = target.admin.import_log(io.BytesIO(version_1(whole)))
             assert report.chain is None and report.sections == ()
         assert target.head() == head
-        done = target.completion(Order, 1)
+        done = target.states.completion(Order, 1)
         assert done is not None and done.event_type == PaymentReceived._pt_type_name
-        assert target.completion(Order, 2) is None
-        assert target.verify().ok
+        assert target.states.completion(Order, 2) is None
+        assert target.admin.verify().ok
 
 
 def exported_after(engine: Engine, after: int) -> bytes:
     out = io.BytesIO()
-    engine.export(out, after=after)
+    engine.log.export(out, after=after)
     return out.getvalue()
 
 
@@ -292,7 +295,7 @@ def test_an_append_of_another_logs_tail_is_refused_even_when_the_heads_agree(
         assert one.head() == 4 and other.head() == 2  # each order's handler fired one more
         tail = exported_after(one, 2)
         with pytest.raises(TransferError, match="continues another log"):
-            other.import_log(io.BytesIO(tail), append=True)
+            other.admin.import_log(io.BytesIO(tail), append=True)
         assert other.head() == 2
         assert log_chain(one.store, 0) == CHAIN_START
         assert log_chain(one.store, 2) != log_chain(other.store, 2)
@@ -308,11 +311,11 @@ def test_an_append_of_the_same_logs_tail_is_accepted_and_matches() -> None:
         tail = exported_after(source, 2)
         original = everything(source)
     with Engine.open("sqlite://") as copy:
-        copy.import_log(io.BytesIO(first))
-        report = copy.import_log(io.BytesIO(tail), append=True)
+        copy.admin.import_log(io.BytesIO(first))
+        report = copy.admin.import_log(io.BytesIO(tail), append=True)
         assert report.chain == log_chain(copy.store, copy.head())
         assert everything(copy) == original
-        assert copy.verify().ok
+        assert copy.admin.verify().ok
 
 
 def _sections_swapped(data: bytes) -> bytes:
@@ -380,7 +383,7 @@ def test_every_kind_of_damage_is_a_transfer_error_and_writes_nothing(
         data = exported(source, with_followers=True)
     with Engine.open("sqlite://") as target:
         with pytest.raises(TransferError, match=message):
-            target.import_log(io.BytesIO(damage(data)))  # type: ignore[operator]
+            target.admin.import_log(io.BytesIO(damage(data)))  # type: ignore[operator]
         assert target.head() == 0
         assert everything(target) == (0, [], TransferTables((), (), (), (), ()))
 
@@ -394,7 +397,7 @@ def test_a_truncated_gzip_leaves_postgres_untouched(pg_url: str, pg_schema: str)
     with Engine.open(f"{pg_url}?schema={pg_schema}") as target:
         for damaged in (data[:-40], _sections_swapped(gzip.decompress(data))):
             with pytest.raises(TransferError):
-                target.import_log(io.BytesIO(damaged))
+                target.admin.import_log(io.BytesIO(damaged))
             assert everything(target) == (0, [], TransferTables((), (), (), (), ()))
 
 
@@ -433,7 +436,7 @@ def test_the_cli_carries_followers_strips_keys_and_imports_as_forgotten(tmp_path
     with Engine.open(other) as engine:
         assert engine.load(Person, 7).name == "Ada King"
         assert [f.name for f in engine.followers()] == ["transfer.visits"]
-        assert engine.verify().ok
+        assert engine.admin.verify().ok
 
 
 def test_an_archived_store_records_its_chain_and_can_still_be_continued(tmp_path: Path) -> None:
@@ -442,19 +445,19 @@ def test_an_archived_store_records_its_chain_and_can_still_be_continued(tmp_path
     with Engine.open(url, clock=clock) as source, Engine.open("sqlite://") as copy:
         populate(source, clock)
         head = source.head()
-        copy.import_log(io.BytesIO(exported(source)))
-        report = source.archive(before=head - 1, to=tmp_path / "old.jsonl.gz")
+        copy.admin.import_log(io.BytesIO(exported(source)))
+        report = source.admin.archive(before=head - 1, to=tmp_path / "old.jsonl.gz")
         with source.store.reader() as reader:
             assert reader.meta("archived_chain") == log_chain(copy.store, report.until)
         source.fire(PersonJoined(person_id=9, name="Cy"))
         source.commit()
         tail = exported_after(source, head)
         assert json.loads(tail.splitlines()[0])["chain"] == log_chain(copy.store, head)
-        copy.import_log(io.BytesIO(tail), append=True)
+        copy.admin.import_log(io.BytesIO(tail), append=True)
         carried = everything(source)[2]
         assert isinstance(carried, TransferTables)
         assert everything(copy)[2] == carried._replace(followers=())  # not asked for
-        assert copy.load(Person, 9).name == "Cy" and copy.verify().ok
+        assert copy.load(Person, 9).name == "Cy" and copy.admin.verify().ok
     archived = gzip.decompress((tmp_path / "old.jsonl.gz").read_bytes())
     assert b"Ada" not in archived and b'{"section":"subject_keys"}' in archived
     with Engine.open(url, archive=[tmp_path / "old.jsonl.gz"]) as engine:
@@ -464,18 +467,20 @@ def test_an_archived_store_records_its_chain_and_can_still_be_continued(tmp_path
 def test_a_scheduled_events_personal_values_keep_their_key() -> None:
     clock = ManualClock(START)
     with Engine.open("sqlite://", clock=clock) as source:
-        sid = source.schedule(PersonJoined(person_id=5, name="Dee"), after=timedelta(hours=1))
+        sid = source.scheduler.schedule(
+            PersonJoined(person_id=5, name="Dee"), after=timedelta(hours=1)
+        )
         assert source.head() == 0  # the subject's only sealed value is in the schedule
         data = exported(source)
     assert b"Dee" not in data
     later = ManualClock(START + timedelta(hours=2))
     with Engine.open("sqlite://", clock=later) as target:
-        target.import_log(io.BytesIO(data))
-        [fired] = target.run_due()
+        target.admin.import_log(io.BytesIO(data))
+        [fired] = target.scheduler.run_due()
         assert fired.id == sid and target.load(Person, 5).name == "Dee"
     with Engine.open("sqlite://", clock=later) as stripped:
         with pytest.raises(TransferError, match=r"\('5'\) have no key"):
-            stripped.import_log(io.BytesIO(exported_without_keys(data)))
+            stripped.admin.import_log(io.BytesIO(exported_without_keys(data)))
 
 
 def exported_without_keys(data: bytes) -> bytes:
@@ -488,7 +493,7 @@ def test_a_store_holding_only_scheduled_events_is_not_empty() -> None:
         source.commit()
         data = exported(source)
     with Engine.open("sqlite://") as target:
-        sid = target.schedule(OrderPlaced(order_id=2), after=timedelta(hours=1))
+        sid = target.scheduler.schedule(OrderPlaced(order_id=2), after=timedelta(hours=1))
         with pytest.raises(TransferError, match="not empty"):
-            target.import_log(io.BytesIO(data))
-        assert target.scheduled(sid).status == "pending"
+            target.admin.import_log(io.BytesIO(data))
+        assert target.scheduler.scheduled(sid).status == "pending"

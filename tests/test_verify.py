@@ -87,13 +87,13 @@ def build(path: Path, story: object, *, snapshot: bool = True) -> str:
     with Engine.open(url, head_values=False) as engine:
         story(engine)  # type: ignore[operator]
         if snapshot:
-            engine.snapshot()
+            engine.admin.snapshot()
     return url
 
 
 def check(url: str, **options: object) -> VerifyReport:
     with Engine.open(url, head_values=False) as engine:
-        return engine.verify(**options)  # type: ignore[arg-type]
+        return engine.admin.verify(**options)  # type: ignore[arg-type]
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -126,7 +126,7 @@ def test_verify_leaves_the_live_repository_alone(bank_url: str) -> None:
     with Engine.open(bank_url) as engine:
         account = engine.load(bank.Account, 1)
         before = dict(engine.repository.items())
-        report = engine.verify()
+        report = engine.admin.verify()
         assert report.ok
         assert dict(engine.repository.items()) == before
         assert engine.load(bank.Account, 1) is account
@@ -135,14 +135,14 @@ def test_verify_leaves_the_live_repository_alone(bank_url: str) -> None:
 
 def test_engine_verify_delegates_with_options(bank_url: str) -> None:
     with Engine.open(bank_url) as engine:
-        report = engine.verify(sample=1, seed=4)
+        report = engine.admin.verify(sample=1, seed=4)
     assert isinstance(report, VerifyReport)
     assert report.sample is not None and report.sample[:2] == (1, 3)
 
 
 def test_engine_verify_takes_only_its_named_options(bank_url: str) -> None:
     with Engine.open(bank_url) as engine, pytest.raises(TypeError, match="smaple"):
-        engine.verify(smaple=1)
+        engine.admin.verify(smaple=1)
 
 
 def test_field_diffs_name_their_sides_and_keep_deprecated_aliases(bank_url: str) -> None:
@@ -152,7 +152,7 @@ def test_field_diffs_name_their_sides_and_keep_deprecated_aliases(bank_url: str)
         assert (diff.a, diff.b) == (1, 2)
     with Engine.open(bank_url) as engine:
         corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
-        report = engine.verify()
+        report = engine.admin.verify()
     (m,) = report.snapshots.mismatches
     (d,) = m.diffs
     assert (d.expected, d.found) == (1_500, 9_999)
@@ -170,7 +170,7 @@ def test_field_diffs_name_their_sides_and_keep_deprecated_aliases(bank_url: str)
 def test_a_corrupted_balance_names_the_state_and_the_transfer_that_set_it(bank_url: str) -> None:
     with Engine.open(bank_url) as engine:
         corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
-        report = engine.verify()
+        report = engine.admin.verify()
     assert not report.ok
     (m,) = report.snapshots.mismatches
     assert m.state == StateKey("bank.Account", "2")
@@ -186,7 +186,7 @@ def test_a_corrupted_balance_names_the_state_and_the_transfer_that_set_it(bank_u
 def test_a_corrupted_owner_names_the_opening_not_the_last_event(bank_url: str) -> None:
     with Engine.open(bank_url) as engine:
         corrupt_snapshot(engine, bank.Account, 1, changes={"owner": "mallory"})
-        report = engine.verify()
+        report = engine.admin.verify()
     (m,) = report.snapshots.mismatches
     assert m.state == StateKey("bank.Account", "1")
     assert (m.first_event, m.first_event_type) == (1, "bank.AccountOpened")
@@ -206,7 +206,7 @@ def test_bisection_finds_a_middle_event_in_few_rebuilds(tmp_path: Path) -> None:
     url = build(tmp_path / "c.db", story)
     with Engine.open(url, head_values=False) as engine:
         corrupt_snapshot(engine, VerifyCounter, 1, changes={"label": "forged"})
-        report = engine.verify()
+        report = engine.admin.verify()
     (m,) = report.snapshots.mismatches
     assert (m.first_event, m.first_event_type) == (42, "verify_t.Labelled")
     touching = 64
@@ -219,7 +219,7 @@ def test_a_field_the_log_never_sets_has_no_first_event(tmp_path: Path) -> None:
     url = build(tmp_path / "c.db", lambda e: (e.fire(Counted(counter_id=1)), e.commit()))
     with Engine.open(url, head_values=False) as engine:
         corrupt_snapshot(engine, VerifyCounter, 1, changes={"label": "forged"})
-        (m,) = engine.verify().snapshots.mismatches
+        (m,) = engine.admin.verify().snapshots.mismatches
     assert m.located and m.first_event is None
     assert "never moves those fields off their blank values" in m.describe()
 
@@ -227,7 +227,7 @@ def test_a_field_the_log_never_sets_has_no_first_event(tmp_path: Path) -> None:
 def test_an_undecodable_snapshot_is_a_mismatch(bank_url: str) -> None:
     with Engine.open(bank_url) as engine:
         corrupt_snapshot(engine, bank.Account, 1, changes={"balance": "lots"})
-        report = engine.verify()
+        report = engine.admin.verify()
     (m,) = report.snapshots.mismatches
     assert m.error is not None and "cannot decode" in m.error
     assert not report.ok
@@ -237,10 +237,10 @@ def test_an_older_snapshot_is_checked_at_its_own_position(tmp_path: Path) -> Non
     url = sqlite_url(tmp_path / "b.db")
     with Engine.open(url, head_values=False) as engine:
         bank.story(engine)
-        engine.snapshot([(bank.Account, 1)], at=3)
-        engine.snapshot()
+        engine.admin.snapshot([(bank.Account, 1)], at=3)
+        engine.admin.snapshot()
         corrupt_snapshot(engine, bank.Account, 1, position=3, changes={"balance": 1})
-        report = engine.verify()
+        report = engine.admin.verify()
     (m,) = report.snapshots.mismatches
     assert (m.state, m.position, m.first_event) == (StateKey("bank.Account", "1"), 3, 3)
     assert report.snapshots.checked == 4
@@ -318,8 +318,8 @@ def out_of_sync_store(path: Path) -> str:
     with Engine.open(url, head_values=False) as engine:
         game.story(engine)
         # Event 5 couples player 1 and game 7 between these two snapshots.
-        engine.snapshot([(game.PlayerState, 1)], at=6)
-        engine.snapshot([(game.GameState, 7)], at=4)
+        engine.admin.snapshot([(game.PlayerState, 1)], at=6)
+        engine.admin.snapshot([(game.GameState, 7)], at=4)
     return url
 
 
@@ -405,8 +405,8 @@ def test_a_position_range_limits_the_snapshots_checked(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "b.db")
     with Engine.open(url, head_values=False) as engine:
         bank.story(engine)
-        engine.snapshot([(bank.Account, 1)], at=3)
-        engine.snapshot()
+        engine.admin.snapshot([(bank.Account, 1)], at=3)
+        engine.admin.snapshot()
         corrupt_snapshot(engine, bank.Account, 2, changes={"balance": 9_999})
     early = check(url, end=5)
     assert early.ok and early.snapshots.checked == 1 and early.end == 5
@@ -442,8 +442,8 @@ def test_a_budget_spent_mid_stream_reports_the_unchecked_snapshots(tmp_path: Pat
     url = sqlite_url(tmp_path / "b.db")
     with Engine.open(url, head_values=False) as engine:
         bank.story(engine)
-        engine.snapshot([(bank.Account, 1)], at=3)
-        engine.snapshot()
+        engine.admin.snapshot([(bank.Account, 1)], at=3)
+        engine.admin.snapshot()
     clock = FakeClock()
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -483,7 +483,7 @@ def test_progress_reports_every_stage(bank_url: str) -> None:
     seen: list[tuple[str, int, int]] = []
     with Engine.open(bank_url) as engine:
         corrupt_snapshot(engine, bank.Account, 1, changes={"owner": "x"})
-        engine.verify(progress=lambda *a: seen.append(a))
+        engine.admin.verify(progress=lambda *a: seen.append(a))
     assert {s for s, _, _ in seen} == {"heads", "sync", "snapshots", "determinism", "locate"}
     assert all(0 <= done <= total for _, done, total in seen)
     assert ("snapshots", 6, 6) in seen
@@ -618,12 +618,12 @@ def test_a_postgres_store_verifies_with_a_subprocess_and_the_same_digest(
     url = f"{pg_url}?schema={pg_schema}"
     with Engine.open(url, head_values=False) as engine:
         bank.story(engine)
-        engine.snapshot()
-        report = engine.verify(apps=["playthrough.examples.bank"], url=url)
+        engine.admin.snapshot()
+        report = engine.admin.verify(apps=["playthrough.examples.bank"], url=url)
         assert report.ok, report.to_text()
         assert "subprocess" in report.determinism.mode
         corrupt_snapshot(engine, bank.Account, 1, changes={"balance": 5})
-        (m,) = engine.verify().snapshots.mismatches
+        (m,) = engine.admin.verify().snapshots.mismatches
         assert (m.state, m.first_event) == (StateKey("bank.Account", "1"), 5)
     # The same story replays to the same bytes on SQLite.
     assert report.determinism.digest == check(bank_url).determinism.digest
@@ -640,7 +640,7 @@ def _counters(path: Path, states: int) -> str:
             engine.fire(Labelled(counter_id=i, label="x"))
             engine.fire(Counted(counter_id=i))
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
     return url
 
 
@@ -688,7 +688,7 @@ def test_a_wrong_snapshot_and_heads_value_are_each_named_once(tmp_path: Path) ->
         bank.story(engine)
         engine.fire(bank.Deposited(account_id=2, amount=1))  # account 2 moves at the head
         engine.commit()
-        engine.snapshot()
+        engine.admin.snapshot()
         head = engine.head()
     conn = sqlite3.connect(path)
     for table, column in (("pt_snapshots", "data"), ("pt_heads", "value")):
@@ -700,7 +700,7 @@ def test_a_wrong_snapshot_and_heads_value_are_each_named_once(tmp_path: Path) ->
     conn.commit()
     conn.close()
     with Engine.open(url) as engine:
-        report = engine.verify(determinism=False)
+        report = engine.admin.verify(determinism=False)
     assert sorted((m.source, m.position) for m in report.snapshots.mismatches) == [
         ("heads value", head),
         ("snapshot", head),
@@ -727,7 +727,7 @@ def _export_without_a_link(state_id: str) -> bytes:
         source.fire(bank.Transferred(source_id=1, target_id=2, amount=30))
         source.commit()
         out = io.BytesIO()
-        source.export(out)
+        source.log.export(out)
     # Written as a version-1 file (no chain, no table sections), which imports unchanged:
     # the damage is a link, not the file's framing.
     parsed = [json.loads(x) for x in out.getvalue().splitlines()]
@@ -748,10 +748,10 @@ def _imported_without_a_link(url: str) -> VerifyReport:
     import io
 
     with Engine.open(url) as engine:
-        engine.import_log(io.BytesIO(_export_without_a_link("2")))
+        engine.admin.import_log(io.BytesIO(_export_without_a_link("2")))
         # the damage shows: account 2 never received the transfer
         assert engine.load(bank.Account, 2).balance == 50
-        return engine.verify()
+        return engine.admin.verify()
 
 
 def _assert_the_missing_link_is_reported(report: VerifyReport) -> None:
@@ -861,7 +861,7 @@ def test_ctrl_c_gives_a_partial_report(ticked: str) -> None:
 
     TICKS.update(interrupt_at=500)
     with pytest.raises(VerifyInterrupted) as caught, Engine.open(ticked) as engine:
-        engine.verify()
+        engine.admin.verify()
     assert isinstance(caught.value, KeyboardInterrupt)
     report = caught.value.report
     assert report.interrupted and not report.complete
@@ -893,13 +893,13 @@ def _assert_deep_is_reported(url: str) -> None:
     from playthrough.errors import DecodeError
 
     with Engine.open(url, head_values=False) as engine:
-        report = engine.verify()
+        report = engine.admin.verify()
         assert not report.ok
         (error,) = report.errors
         assert "event 'verify_t.Labelled' at position 1" in error
         assert "nests arrays or objects too deeply" in error
         with pytest.raises(DecodeError, match="nests arrays or objects too deeply"):
-            engine.replay()
+            engine.admin.replay()
 
 
 def test_a_stored_deeply_nested_payload_is_reported_not_a_recursion_error(tmp_path: Path) -> None:

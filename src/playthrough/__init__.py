@@ -9,20 +9,20 @@ private.
 - ``_serialization``: JSON through cattrs (no pickle), blank states, decoding stored rows
 - ``_repository``: StateRepository, the identity map
 - ``_playing``: EventPlayer, the one way events are played (live, reconstitution, replay)
-- ``_replay``: the full replay (``Engine.replay()``)
+- ``_replay``: the full replay (``engine.admin.replay()``)
 - ``_reconstitution``: StateReconstitutor, which plans loads over the state-event links
 - ``_snapshots``: SnapshotCoordinator, aligned snapshot sets and the sync check
 - ``_lifecycle``: completed states (refused by fire, recorded at commit)
-- ``_scheduling``: scheduled events (``Engine.schedule``/``cancel``/``run_due``)
+- ``_scheduling``: scheduled events (``engine.scheduler.schedule``/``cancel``/``run_due``)
 - ``_personal``: personal fields, their encryption per data subject, forgetting
 - ``_clock``: the engine's clock (``SystemClock``; ``testing.ManualClock``)
-- ``_log``: reading the log (``engine.events``/``event``/``causes``/``effects``), metadata
-- ``_query``: states by value (``engine.find``/``count``/``info``) over the stored values
-- ``_followers``: ``Projection`` and ``engine.run``, followers that survive restarts
+- ``_log``: reading the log (``engine.log.events``/``event``/``causes``/``effects``), metadata
+- ``_query``: states by value (``engine.states.find``/``count``/``info``) over the stored values
+- ``_followers``: ``Projection`` and ``engine.followers.run``, followers that survive restarts
 - ``_engine``: Engine, which ties them together
 - ``_versions``: class versions, aliases and fingerprints, checked at class definition
 - ``_upcasting``: reading old rows: upcaster chains, strict decoding, unusable snapshots
-- ``_verify``: ``engine.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
+- ``_verify``: ``engine.admin.verify()`` / ``playthrough verify``: snapshots vs the log, determinism
 - ``_stores``: the store contract and its SQLite and PostgreSQL implementations
 """
 
@@ -111,7 +111,7 @@ _DEPRECATED: dict[str, tuple[str, str, str]] = {
     "SnapshotCoordinator": (
         "_snapshots",
         "SnapshotCoordinator",
-        "use Engine.snapshot() and Engine.snapshot_sync()",
+        "use engine.admin.snapshot() and engine.admin.snapshot_sync()",
     ),
     "Replay": ("_playing", "EventPlayer", "it is an internal component (now EventPlayer)"),
     "Store": ("_stores", "Store", "open stores with playthrough.connect(url)"),

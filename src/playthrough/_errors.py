@@ -41,7 +41,8 @@ class StateCompleted(EventRejected):
 
 
 class ScheduleNotFound(PlaythroughError, KeyError):
-    """``Engine.cancel`` or ``Engine.scheduled`` was given an id no scheduled event has."""
+    """``engine.scheduler.cancel`` or ``engine.scheduler.scheduled`` was given an id no
+    scheduled event has."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -82,7 +83,7 @@ class CancelRefused(ConcurrencyError):
     """A commit cancelling a scheduled event was refused: the event is no longer pending.
 
     It was fired (or rejected, or failed) meanwhile; nothing of the commit was
-    written. ``Engine.cancel`` called on its own answers ``False`` instead.
+    written. ``engine.scheduler.cancel`` called on its own answers ``False`` instead.
     """
 
 
@@ -184,7 +185,7 @@ class HandlerFailed(PlaythroughError):
     The events stay committed, and every other handler still ran. ``failures``
     lists ``(event, exception)`` for each event whose handlers failed (what
     such a handler fired was discarded); those events stay recorded as
-    pending in the store, and ``engine.run_pending_handlers()`` runs them
+    pending in the store, and ``engine.admin.run_pending_handlers()`` runs them
     again (handlers are at-least-once). ``committed`` holds every event the
     call committed, as ``commit()`` would have returned them. ``event`` is the
     first failed event and ``__cause__`` its exception.

@@ -1,7 +1,7 @@
 """Followers: process every committed event once, in position order, and survive restarts.
 
 A :class:`Projection` names itself (``name``) and handles event types with
-``on_<EventType>(self, event, tx)`` methods. ``engine.run(projection)`` takes
+``on_<EventType>(self, event, tx)`` methods. ``engine.followers.run(projection)`` takes
 batches through ``Store.follow``: one write transaction that holds the
 follower's lock (SQLite's write lock; a ``FOR UPDATE NOWAIT`` row lock on
 PostgreSQL), reads the stored position and the next events, lends the
@@ -64,7 +64,7 @@ class Projection:
     def setup(self, tx: FollowerTransaction) -> None:
         """Create what the projection writes to (``CREATE TABLE IF NOT EXISTS``...).
 
-        Called in the first batch of every ``engine.run`` and before ``reset``.
+        Called in the first batch of every ``engine.followers.run`` and before ``reset``.
         """
 
     def reset(self, tx: FollowerTransaction) -> None:
@@ -96,7 +96,7 @@ FollowerStatus.__module__ = "playthrough"
 
 @attrs.frozen
 class FollowerReport:
-    """What one ``engine.run`` did."""
+    """What one ``engine.followers.run`` did."""
 
     name: str
     processed: int  # events handed to a handler

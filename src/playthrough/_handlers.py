@@ -203,7 +203,7 @@ def failure_message(failures: Sequence[Failure]) -> str:
     return (
         f"{len(failures)} event(s) had handlers that failed after the event was committed "
         "(the events stay committed; their handlers stay pending, see "
-        "engine.run_pending_handlers()): " + "; ".join(shown) + more
+        "engine.admin.run_pending_handlers()): " + "; ".join(shown) + more
     )
 
 
@@ -271,7 +271,7 @@ def serve(
     while passes is None or done < passes:
         done += 1
         try:
-            ran = engine.run_pending_handlers(limit)
+            ran = engine.admin.run_pending_handlers(limit)
         except HandlerFailed as exc:
             ran = []
             if report is None:

@@ -107,7 +107,7 @@ class EventPager:
     def start_steps(self) -> Steps[EventQuery | None]:
         """In one read: the archive check and the head the stream ends at."""
         after = self._after
-        yield from refuse_archived_steps(after, "engine.events()")  # never skip archived events
+        yield from refuse_archived_steps(after, "engine.log.events()")  # never skip archived events
         upto = yield call("head")  # the stream ends at the head when it starts
         query = EventQuery(after, upto, self._names, self._key, self._caused_by, self._correlation)
         self._query = query
@@ -171,7 +171,7 @@ class EventLog:
             rows = unsealing(reader).find_events(EventQuery(after=position - 1, upto=position), 1)
             head = reader.head()
             if not rows and 0 < position <= archived_until(reader):
-                refuse_archived(reader, position - 1, f"engine.event({position})")
+                refuse_archived(reader, position - 1, f"engine.log.event({position})")
         if not rows:
             raise NotFoundError(f"no event at position {position} (the log holds 1..{head})")
         return decode_event(rows[0])

@@ -177,7 +177,7 @@ class State:
     ``complete_when = "closed"`` names a bool field, or an ``is_complete(self)``
     method decides. Firing an event that touches a completed state raises
     :class:`StateCompleted`, unless the event class sets
-    ``touches_completed = True``; see ``Engine.completion``.
+    ``touches_completed = True``; see ``engine.states.completion``.
     A state playthrough made (loaded, or blank for a load) is written only by
     the ``apply`` hooks of events that declare it; assigning a field anywhere
     else raises :class:`StateMutationError`.
@@ -600,12 +600,12 @@ class Event:
     ``validate`` or ``handle`` hook that takes none runs once per event (at
     fire, after the commit).
     Set ``replay_handle = True`` on a class whose ``handle`` is safe to run
-    again during :meth:`Engine.replay` (such a ``handle`` may not take the
+    again during :meth:`engine.admin.replay` (such a ``handle`` may not take the
     engine: a replay fires nothing, so the class is refused), and ``touches_completed = True`` on a
     class that may be fired on completed states (a reopening, an archival).
     Fields marked personal (``attrs.field(metadata={"personal": True})`` or
     ``Personal[str]``) are stored encrypted per data subject, named by the
-    field ``data_subject`` names; see ``Engine.forget``.
+    field ``data_subject`` names; see ``engine.admin.forget``.
     """
 
     __slots__ = (

@@ -1,20 +1,26 @@
-"""The Engine's methods that moved to its rooms, kept as forwarders.
+"""The Engine's methods that moved to its rooms, kept as deprecated forwarders.
 
 ``engine.find(...)`` is ``engine.states.find(...)``, ``engine.run_due()`` is
-``engine.scheduler.run_due()`` and so on; each forwarder names its new call.
+``engine.scheduler.run_due()`` and so on. Each forwarder warns
+(``DeprecationWarning``) naming its new call and the version that removes it
+(:data:`REMOVAL`); mypy flags every use of one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 from ._model import Event, State
 from ._scheduling import LEASE
 
 if TYPE_CHECKING:
+    from typing_extensions import deprecated
+
     from ._archive import ArchiveReport
     from ._followers import FollowerReport, Projection
     from ._history import History
@@ -29,6 +35,26 @@ if TYPE_CHECKING:
     from ._verify import VerifyOptions, VerifyReport
 
 S = TypeVar("S", bound=State)
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The version that removes the forwarders.
+REMOVAL = "0.4.0"
+
+if not TYPE_CHECKING:
+
+    def deprecated(message: str) -> Callable[[F], F]:
+        """Warn (DeprecationWarning, naming the new call) each time the forwarder is called;
+        mypy reads ``typing_extensions.deprecated`` instead and flags every use."""
+
+        def wrap(method: F) -> F:
+            @functools.wraps(method)
+            def forwarder(*args: Any, **kwargs: Any) -> Any:
+                warnings.warn(message, DeprecationWarning, stacklevel=2)
+                return method(*args, **kwargs)
+
+            return cast(F, forwarder)
+
+        return wrap
 
 
 class MovedMethods:
@@ -40,6 +66,7 @@ class MovedMethods:
     followers: Followers
     admin: Admin
 
+    @deprecated("Engine.events is deprecated (removed in 0.4.0): use engine.log.events")
     def events(
         self,
         *,
@@ -60,24 +87,29 @@ class MovedMethods:
             limit=limit,
         )
 
+    @deprecated("Engine.event is deprecated (removed in 0.4.0): use engine.log.event")
     def event(self, position: int) -> Event:
         """Moved: ``engine.log.event``."""
         return self.log.event(position)
 
+    @deprecated("Engine.causes is deprecated (removed in 0.4.0): use engine.log.causes")
     def causes(self, position: int) -> list[Event]:
         """Moved: ``engine.log.causes``."""
         return self.log.causes(position)
 
+    @deprecated("Engine.effects is deprecated (removed in 0.4.0): use engine.log.effects")
     def effects(self, position: int) -> list[Event]:
         """Moved: ``engine.log.effects``."""
         return self.log.effects(position)
 
+    @deprecated("Engine.history is deprecated (removed in 0.4.0): use engine.log.history")
     def history(
         self, state_class: type[State], state_id: Any = None, *, at: int | None = None
     ) -> History:
         """Moved: ``engine.log.history``."""
         return self.log.history(state_class, state_id, at=at)
 
+    @deprecated("Engine.export is deprecated (removed in 0.4.0): use engine.log.export")
     def export(
         self,
         out: BinaryWriter,
@@ -92,6 +124,7 @@ class MovedMethods:
             out, after=after, progress=progress, with_followers=with_followers, keys=keys
         )
 
+    @deprecated("Engine.find is deprecated (removed in 0.4.0): use engine.states.find")
     def find(
         self,
         state_class: type[S],
@@ -106,40 +139,51 @@ class MovedMethods:
             state_class, limit=limit, order_by=order_by, completed=completed, **filters
         )
 
+    @deprecated("Engine.count is deprecated (removed in 0.4.0): use engine.states.count")
     def count(self, state_class: type[State], **filters: Any) -> int:
         """Moved: ``engine.states.count``."""
         return self.states.count(state_class, **filters)
 
+    @deprecated("Engine.info is deprecated (removed in 0.4.0): use engine.states.info")
     def info(self, state_class: type[State], state_id: Any = None) -> StateInfo:
         """Moved: ``engine.states.info``."""
         return self.states.info(state_class, state_id)
 
+    @deprecated("Engine.completion is deprecated (removed in 0.4.0): use engine.states.completion")
     def completion(self, state_class: type[State], state_id: Any = None) -> Completion | None:
         """Moved: ``engine.states.completion``."""
         return self.states.completion(state_class, state_id)
 
+    @deprecated("Engine.schedule is deprecated (removed in 0.4.0): use engine.scheduler.schedule")
     def schedule(
         self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
     ) -> str:
         """Moved: ``engine.scheduler.schedule``."""
         return self.scheduler.schedule(event, at=at, after=after)
 
+    @deprecated("Engine.cancel is deprecated (removed in 0.4.0): use engine.scheduler.cancel")
     def cancel(self, schedule_id: str) -> bool:
         """Moved: ``engine.scheduler.cancel``."""
         return self.scheduler.cancel(schedule_id)
 
+    @deprecated(
+        "Engine.reschedule is deprecated (removed in 0.4.0): use engine.scheduler.reschedule"
+    )
     def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
         """Moved: ``engine.scheduler.reschedule``."""
         return self.scheduler.reschedule(schedule_id, at=at)
 
+    @deprecated("Engine.scheduled is deprecated (removed in 0.4.0): use engine.scheduler.scheduled")
     def scheduled(self, schedule_id: str) -> ScheduledEvent:
         """Moved: ``engine.scheduler.scheduled``."""
         return self.scheduler.scheduled(schedule_id)
 
+    @deprecated("Engine.run_due is deprecated (removed in 0.4.0): use engine.scheduler.run_due")
     def run_due(self, *, limit: int = 100, lease: timedelta = LEASE) -> list[ScheduledEvent]:
         """Moved: ``engine.scheduler.run_due``."""
         return self.scheduler.run_due(limit=limit, lease=lease)
 
+    @deprecated("Engine.run is deprecated (removed in 0.4.0): use engine.followers.run")
     def run(
         self,
         projection: Projection,
@@ -158,22 +202,33 @@ class MovedMethods:
             stop=stop,
         )
 
+    @deprecated(
+        "Engine.reset_follower is deprecated (removed in 0.4.0): use engine.followers.reset"
+    )
     def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
         """Moved: ``engine.followers.reset``."""
         self.followers.reset(projection, position)
 
+    @deprecated("Engine.snapshot is deprecated (removed in 0.4.0): use engine.admin.snapshot")
     def snapshot(self, refs: Iterable[StateRef] | None = None, *, at: int | None = None) -> int:
         """Moved: ``engine.admin.snapshot``."""
         return self.admin.snapshot(refs, at=at)
 
+    @deprecated(
+        "Engine.drop_snapshots is deprecated (removed in 0.4.0): use engine.admin.drop_snapshots"
+    )
     def drop_snapshots(self, refs: Iterable[StateRef] | None = None) -> int:
         """Moved: ``engine.admin.drop_snapshots``."""
         return self.admin.drop_snapshots(refs)
 
+    @deprecated(
+        "Engine.snapshot_sync is deprecated (removed in 0.4.0): use engine.admin.snapshot_sync"
+    )
     def snapshot_sync(self) -> SyncReport:
         """Moved: ``engine.admin.snapshot_sync``."""
         return self.admin.snapshot_sync()
 
+    @deprecated("Engine.replay is deprecated (removed in 0.4.0): use engine.admin.replay")
     def replay(
         self,
         *,
@@ -187,6 +242,10 @@ class MovedMethods:
             progress=progress, snapshot_every=snapshot_every, chunk_size=chunk_size, resume=resume
         )
 
+    @deprecated(
+        "Engine.fill_head_values is deprecated (removed in 0.4.0): "
+        "use engine.admin.fill_head_values"
+    )
     def fill_head_values(
         self,
         *,
@@ -199,6 +258,7 @@ class MovedMethods:
             progress=progress, snapshot_every=snapshot_every, chunk_size=chunk_size
         )
 
+    @deprecated("Engine.verify is deprecated (removed in 0.4.0): use engine.admin.verify")
     def verify(
         self,
         options: VerifyOptions | None = None,
@@ -210,6 +270,7 @@ class MovedMethods:
         """Moved: ``engine.admin.verify``."""
         return self.admin.verify(options, progress=progress, clock=clock, **changes)
 
+    @deprecated("Engine.archive is deprecated (removed in 0.4.0): use engine.admin.archive")
     def archive(
         self,
         *,
@@ -221,6 +282,7 @@ class MovedMethods:
         """Moved: ``engine.admin.archive``."""
         return self.admin.archive(before=before, to=to, progress=progress, vacuum=vacuum)
 
+    @deprecated("Engine.import_log is deprecated (removed in 0.4.0): use engine.admin.import_log")
     def import_log(
         self,
         source: IO[bytes],
@@ -232,14 +294,22 @@ class MovedMethods:
         """Moved: ``engine.admin.import_log``."""
         return self.admin.import_log(source, append=append, progress=progress, forgotten=forgotten)
 
+    @deprecated("Engine.forget is deprecated (removed in 0.4.0): use engine.admin.forget")
     def forget(self, subject: Any) -> bool:
         """Moved: ``engine.admin.forget``."""
         return self.admin.forget(subject)
 
+    @deprecated(
+        "Engine.drop_forgotten is deprecated (removed in 0.4.0): use engine.admin.drop_forgotten"
+    )
     def drop_forgotten(self) -> None:
         """Moved: ``engine.admin.drop_forgotten``."""
         self.admin.drop_forgotten()
 
+    @deprecated(
+        "Engine.run_pending_handlers is deprecated (removed in 0.4.0): "
+        "use engine.admin.run_pending_handlers"
+    )
     def run_pending_handlers(self, limit: int = 1_000) -> list[Event]:
         """Moved: ``engine.admin.run_pending_handlers``."""
         return self.admin.run_pending_handlers(limit)

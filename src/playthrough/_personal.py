@@ -14,7 +14,7 @@ Stores keep and return events as stored, sealed (the format is in
 events (:func:`unsealing` wraps a store's reader, :func:`unseal` opens rows),
 so every reader of the log (loads, replays, verification, followers) sees the
 original JSON, and exports and archives carry the sealed rows. Once
-``Engine.forget(subject)`` has deleted the key, the value reads as
+``engine.admin.forget(subject)`` has deleted the key, the value reads as
 :data:`FORGOTTEN` everywhere, and the rest of the event is untouched. A sealed
 value carries a short id of its key (``"t"``), so values sealed under a key
 that was deleted read as FORGOTTEN even after the subject got a new key.

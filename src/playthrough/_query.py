@@ -1,4 +1,4 @@
-"""Finding states by their values: ``engine.find``, ``engine.count``, ``engine.info``.
+"""Finding states by their values: ``engine.states.find``, ``count``, ``info``.
 
 Every state's current value lives in its heads row (``value``, exact at
 ``value_position``; fresh iff that equals ``last_position``). A query first

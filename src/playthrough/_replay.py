@@ -1,7 +1,7 @@
 """Full replay: rebuild every state from the log, from blank, with bounded memory.
 
 "Replay" in playthrough means only this: dropping the snapshots and playing
-the whole log again (``Engine.replay()``, :class:`ReplayReport`). Playing
+the whole log again (``engine.admin.replay()``, :class:`ReplayReport`). Playing
 single events is the :class:`~playthrough._playing.EventPlayer`'s job.
 """
 

@@ -1,12 +1,12 @@
 """Scheduled events: stored now, fired when due, exactly once.
 
-``Engine.schedule(event, at=... | after=...)`` stores a row in ``pt_schedule``:
+``engine.scheduler.schedule(event, at=... | after=...)`` stores a row in ``pt_schedule``:
 at once when nothing is in progress, otherwise with the engine's next append
 (the commit the caller is building, or the commit a ``handle`` hook runs in),
 so a schedule and the events that caused it are written together or not at
-all. ``Engine.cancel(id)`` likewise.
+all. ``engine.scheduler.cancel(id)`` likewise.
 
-``Engine.run_due()`` is one worker pass: lease the due rows (skipping rows
+``engine.scheduler.run_due()`` is one worker pass: lease the due rows (skipping rows
 another worker holds), and for each one fire its event with ``fired_at`` = the
 due time (so ``now()`` in its hooks is the due time, on every replay) and
 commit it. The append that writes the event also moves its row from
@@ -17,9 +17,9 @@ rejected event (``EventRejected``, such as a completed state) or one whose
 hooks raise is recorded on its row (``rejected`` / ``failed`` with the error),
 never dropped without a trace; so is a row whose event type no imported module
 defines (``failed``), and the pass goes on with the rows behind it.
-``Engine.reschedule(id, at=...)`` re-arms a failed row.
+``engine.scheduler.reschedule(id, at=...)`` re-arms a failed row.
 
-``Engine.cancel(id)`` is checked where it is written: a cancel riding a commit
+``engine.scheduler.cancel(id)`` is checked where it is written: a cancel riding a commit
 refuses that commit (``CancelRefused``) if the row fired meanwhile, and a cancel
 written on its own answers False. An event is never both cancelled and fired.
 """
@@ -75,7 +75,7 @@ class ScheduledEvent:
     ``status``: ``pending`` (not fired yet), ``fired`` (``position`` is the event's),
     ``cancelled``, ``rejected`` (its validate hooks or a completed state refused
     it: ``error``) or ``failed`` (its hooks raised, its type is unknown or it
-    could not be decoded: ``error``; ``Engine.reschedule`` re-arms it).
+    could not be decoded: ``error``; ``engine.scheduler.reschedule`` re-arms it).
     """
 
     id: str
@@ -335,7 +335,7 @@ class Scheduler:
         try:
             # A type no imported module defines is a DecodeError: the row is marked
             # failed with the reason and the pass goes on with the rows behind it
-            # (Engine.reschedule re-arms it once the module is deployed).
+            # (engine.scheduler.reschedule re-arms it once the module is deployed).
             registry.event_class(row.type, where)
             if MARK in row.data:  # personal values: decrypted, or FORGOTTEN
                 asked: list[set[str]] = []

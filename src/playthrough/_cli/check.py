@@ -107,7 +107,7 @@ def verify(
     if allow_empty and no_sqlite_file(database_url):
         click.echo(f"{shown_url(database_url)}: no store there, nothing to check (--allow-empty)")
         ctx.exit(0)
-    # The options the command shares with engine.verify() are VerifyOptions' fields;
+    # The options the command shares with engine.admin.verify() are VerifyOptions' fields;
     # the URL (with its password) is the one a subprocess replay opens.
     options = VerifyOptions(url=existing_store_url(database_url), **checks)
     engine = open_engine(database_url, tuple(options.apps), allow_empty=allow_empty)
@@ -120,7 +120,7 @@ def verify(
             )
             ctx.exit(1)
         try:
-            report = engine.verify(options, progress=report_progress)
+            report = engine.admin.verify(options, progress=report_progress)
         except VerifyInterrupted as stopped:  # Ctrl-C: what was found so far, then 130
             report = stopped.report
         except UnknownTypeError as exc:

@@ -77,7 +77,7 @@ def demo(example: str, db_path: Path | None, output_format: str) -> None:
         out["plan"] = plan.to_dict()
         say("\nhow a fresh load of that state is planned:")
         say("  " + plan.explain().replace("\n", "\n  "))
-        position = engine.snapshot()
+        position = engine.admin.snapshot()
         plan = engine.explain(cls, state_id)
         out["snapshot_position"] = position
         out["plan_after_snapshot"] = plan.to_dict()

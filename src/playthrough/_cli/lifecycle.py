@@ -85,7 +85,7 @@ def handlers(
                     report=report if as_json else None,
                 )
                 return  # pragma: no cover - serve() without passes ends by an exception
-            ran = engine.run_pending_handlers(limit)
+            ran = engine.admin.run_pending_handlers(limit)
         except UnknownTypeError as exc:
             unknown_type(exc)
         except HandlerFailed as exc:
@@ -220,7 +220,7 @@ def reschedule(
                 click.echo("no failed scheduled events")
         for schedule_id in ids:
             try:
-                done = engine.reschedule(schedule_id, at=at)
+                done = engine.scheduler.reschedule(schedule_id, at=at)
             except PlaythroughError as exc:
                 problems += 1
                 click.echo(f"Error: {exc}", err=True)

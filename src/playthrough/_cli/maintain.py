@@ -66,7 +66,7 @@ def snapshot(
         step = None if bar is None else (lambda done, total: bar("values", done, total))
         try:
             if rebuild:
-                report = engine.replay(progress=step, snapshot_every=every)
+                report = engine.admin.replay(progress=step, snapshot_every=every)
                 result["mode"] = "rebuild"
                 lines.append("rebuilt every snapshot from the log")
             else:
@@ -76,7 +76,7 @@ def snapshot(
                     f"{rewritten.checked} outdated snapshot(s) or value(s): {rewritten.upcast} "
                     f"upcast, {rewritten.rebuilt} rebuilt from the log"
                 )
-                report = engine.fill_head_values(progress=step, snapshot_every=every)
+                report = engine.admin.fill_head_values(progress=step, snapshot_every=every)
         except UnknownTypeError as exc:
             unknown_type(exc)
     result.update(

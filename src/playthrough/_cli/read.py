@@ -156,7 +156,7 @@ def events(
                 raise click.BadParameter("use TYPE:ID, e.g. Account:7", param_hint="--state")
             cls = _state_class(name, apps)
             ref = (cls, _parse_id(cls, ident, "--state"))
-        stream = engine.events(
+        stream = engine.log.events(
             after=after,
             types=[_event_type(t, apps) for t in types] or None,
             state=ref,
@@ -208,10 +208,10 @@ def states(
                 raise click.BadParameter(f"{item!r}: use FIELD__LOOKUP=VALUE", param_hint="--where")
             filters[name] = _value(text)
         if count_only:
-            n = engine.count(cls, **filters)
+            n = engine.states.count(cls, **filters)
             click.echo(json.dumps({"count": n}) if output_format == "json" else str(n))
             return
-        for found in engine.find(cls, limit=limit, order_by=order_by, **filters):
+        for found in engine.states.find(cls, limit=limit, order_by=order_by, **filters):
             data = converter.unstructure(found)
             if output_format == "json":
                 row = {"id": converter.unstructure(found.id), "last_event": found.last_event_id}
@@ -236,7 +236,7 @@ def info(
     """When a state was created and last changed, how many events, its newest snapshot."""
     with _engine(database_url, apps) as engine:
         cls = _state_class(type_name, apps)
-        found = engine.info(cls, _parse_id(cls, state_id, "ID"))
+        found = engine.states.info(cls, _parse_id(cls, state_id, "ID"))
         if output_format == "json":
             data = {
                 "type": found.key.type,
@@ -287,7 +287,7 @@ def followers(
                             err=True,
                         )
                     break
-            engine.reset_follower(target)
+            engine.followers.reset(target)
         rows = engine.followers()
         if output_format == "json":  # JSON Lines, one follower a line, like events and states
             for f in rows:

@@ -50,11 +50,11 @@ def demo_rewind(
         ]
         if not others:
             return None
-        engine.snapshot(others)  # at the head: past every event of the target
+        engine.admin.snapshot(others)  # at the head: past every event of the target
         plan = engine.explain(cls, state_id)
         if not plan.rewound:
             return None
-        history = engine.history(cls, state_id)
+        history = engine.log.history(cls, state_id)
         say(
             "\nthe same story in memory with head_values=False and every other state "
             f"snapshotted at the head: loading {label(target)} rewinds the states its "
@@ -179,7 +179,7 @@ def history(
             raise click.BadParameter(
                 f"{at} is past the log's head ({engine.head()})", param_hint="--at"
             )
-        found = engine.history(cls, ident, at=at)
+        found = engine.log.history(cls, ident, at=at)
     if output_format == "json":
         click.echo(json.dumps(found.to_dict(), ensure_ascii=False))
     else:
@@ -269,7 +269,7 @@ def follow(
     """
     projection = _projection(spec)
     with _engine(database_url, apps) as engine:
-        report = engine.run(projection, until_idle=until_idle, poll_interval=interval)
+        report = engine.followers.run(projection, until_idle=until_idle, poll_interval=interval)
     if output_format == "json":
         data = {
             "name": report.name,

@@ -175,7 +175,7 @@ def import_command(
     engine = open_engine(database_url, apps, create=True, existing=False)
     with engine, _shared.tty_progress(progress, "import") as bar:
         try:
-            report = engine.import_log(file, append=append, progress=bar, forgotten=forgotten)
+            report = engine.admin.import_log(file, append=append, progress=bar, forgotten=forgotten)
         except UnknownTypeError as exc:
             raise click.UsageError(
                 f"{exc}\n(the events were imported; pass --app MODULE to check the snapshots)"
@@ -266,7 +266,7 @@ def archive_command(
     engine = open_engine(database_url, apps, create=True)  # a writer: upgrades an old store
     with engine, _shared.progress_bar(progress) as bar:
         try:
-            report = engine.archive(before=cut, to=to, progress=bar, vacuum=vacuum)
+            report = engine.admin.archive(before=cut, to=to, progress=bar, vacuum=vacuum)
         except UnknownTypeError as exc:
             unknown_type(exc)
         except PlaythroughError as exc:

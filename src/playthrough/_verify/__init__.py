@@ -1,6 +1,6 @@
 """Verification: do the stored snapshots agree with the log, and does it replay deterministically?
 
-``engine.verify()`` and ``playthrough verify`` call :func:`verify`, which needs
+``engine.admin.verify()`` and ``playthrough verify`` call :func:`verify`, which needs
 only a store, a reconstitutor and a sync check. The pieces:
 
 - ``options``: :class:`VerifyOptions`, what a run checks;

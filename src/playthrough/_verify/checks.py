@@ -600,6 +600,6 @@ def _metadata_problems(reader: StoreReader, run: _Run) -> list[str]:
     for key, position, last, want in reader.snapshot_disagreements(_SHOWN + 1)[:_SHOWN]:
         problems.append(
             f"snapshot of {key} at position {position} says its last event is {last}, "
-            f"its links say {want} (drop it: engine.drop_snapshots([...]))"
+            f"its links say {want} (drop it: engine.admin.drop_snapshots([...]))"
         )
     return problems

@@ -11,7 +11,7 @@ __all__ = ["VerifyOptions"]
 
 @attrs.frozen(kw_only=True)
 class VerifyOptions:
-    """The options of ``engine.verify()`` and ``playthrough verify``.
+    """The options of ``engine.admin.verify()`` and ``playthrough verify``.
 
     - ``sample``: check this many states, drawn with ``random.Random(seed)``
       from those the range touches or snapshots (None: every state);

@@ -280,17 +280,18 @@ class AsyncEngine:
         self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
     ) -> str:
         """Store ``event`` to be fired at ``at`` or ``after`` from now; returns its id
-        (``Engine.schedule``: written with the commit being built, if any, else at once)."""
+        (``engine.scheduler.schedule``: written with the commit being built, if any, else
+        at once)."""
         return await self._drive(self.core.scheduler.schedule_steps(event, at, after))
 
     async def cancel(self, schedule_id: str) -> bool:
         """Cancel a scheduled event; False if it was already fired or cancelled
-        (``Engine.cancel``: ``ScheduleNotFound`` for an unknown id)."""
+        (``engine.scheduler.cancel``: ``ScheduleNotFound`` for an unknown id)."""
         return await self._drive(self.core.scheduler.cancel_steps(schedule_id))
 
     async def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
         """Re-arm a failed (or pending) scheduled event, due at ``at`` (default: now)
-        (``Engine.reschedule``)."""
+        (``engine.scheduler.reschedule``)."""
         return await self._drive(self.core.scheduler.reschedule_steps(schedule_id, at))
 
     async def scheduled(self, schedule_id: str) -> ScheduledEvent:
@@ -298,12 +299,13 @@ class AsyncEngine:
         return await self._drive(self.core.scheduler.scheduled_steps(schedule_id))
 
     async def run_due(self, *, limit: int = 100, lease: timedelta = LEASE) -> list[ScheduledEvent]:
-        """Fire the scheduled events due by ``clock.now()`` (``Engine.run_due``: one pass, each
-        row committed on its own with its row marked fired; its hooks may be ``async def``)."""
+        """Fire the scheduled events due by ``clock.now()`` (``engine.scheduler.run_due``: one
+        pass, each row committed on its own with its row marked fired; its hooks may be
+        ``async def``)."""
         return await self._drive(self.core.scheduler.run_due_steps(limit, lease))
 
     async def forget(self, subject: Any) -> bool:
-        """Erase a data subject's personal data (``Engine.forget``: their key is deleted, and
+        """Erase a data subject's personal data (``engine.admin.forget``: their key is deleted, and
         what was derived from it dropped); False when the subject had no key."""
         return await self._drive(self.core.admin.forget_steps(subject))
 
@@ -319,7 +321,7 @@ class AsyncEngine:
         stop: Callable[[], bool] | None = None,
     ) -> FollowerReport:
         """Feed every committed event after the follower's stored position to ``projection``
-        (``Engine.run``: the same batches, transactions and ``FollowerFailed``).
+        (``engine.followers.run``: the same batches, transactions and ``FollowerFailed``).
 
         Its ``on_<EventType>(event, tx)`` handlers are sync code on a sync transaction, so
         each batch runs off the event loop (the SQLite store's thread; a worker thread
@@ -340,7 +342,7 @@ class AsyncEngine:
         return await self.store.blocking(_followers.statuses)
 
     async def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
-        """Move a follower back (``Engine.reset_follower``)."""
+        """Move a follower back (``engine.followers.reset``)."""
         await self.store.blocking(lambda store: _followers.reset(store, projection, position))
 
     async def verify(
@@ -351,7 +353,7 @@ class AsyncEngine:
         clock: Callable[[], float] | None = None,
         **changes: Any,
     ) -> VerifyReport:
-        """Check the store (``Engine.verify``: the same checks and report).
+        """Check the store (``engine.admin.verify``: the same checks and report).
 
         It reads the whole log and replays states to compare, CPU-bound work: it runs
         off the event loop, on a sync engine over the store (the SQLite store's thread;
@@ -380,7 +382,7 @@ class AsyncEngine:
         limit: int | None = None,
         page_size: int = PAGE,
     ) -> AsyncIterator[Event]:
-        """Committed events after ``after``, in order (``Engine.events``), one read per page."""
+        """Committed events after ``after``, in order (``engine.log.events``), one read per page."""
         pager = EventPager(after, types, state, caused_by, correlation, limit, page_size)
         query: EventQuery | None = await self.store.read(pager.start_steps())
         while query is not None:
@@ -398,7 +400,7 @@ class AsyncEngine:
         completed: bool | None = None,
         **filters: Any,
     ) -> list[S]:
-        """Stored states of a type whose values match (``Engine.find``), as a list."""
+        """Stored states of a type whose values match (``engine.states.find``), as a list."""
         queries = self.core.states.queries
         if completed is None:
             return await self._drive(queries.find_steps(state_class, filters, limit, order_by))

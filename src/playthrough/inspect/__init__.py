@@ -21,7 +21,7 @@ It writes nothing: the store is opened with ``create=False`` and states are
 read as of the head without writing heads values back. It has no
 authentication: it binds to loopback by default, and a non-loopback host is
 warned about. Personal fields read ``[personal]`` unless ``show_personal``, and
-``[forgotten]`` after ``Engine.forget`` whatever the setting. The database
+``[forgotten]`` after ``engine.admin.forget`` whatever the setting. The database
 password never appears in a page or a response.
 """
 

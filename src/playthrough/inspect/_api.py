@@ -8,7 +8,7 @@ read with ``load(..., at=head)`` (no heads-value write-back), plans with
 ``explain`` and histories with ``history``.
 
 Personal data: a personal field of an event (``Personal[str]``, see
-``Engine.forget``) or of a state reads ``[personal]`` unless the inspector was
+``engine.admin.forget``) or of a state reads ``[personal]`` unless the inspector was
 started with ``show_personal``; a forgotten subject's fields read
 ``[forgotten]`` whatever the setting.
 """
@@ -175,7 +175,7 @@ class Api:
             head = engine.head()
             found = [
                 self.event_dict(e)
-                for e in engine.events(
+                for e in engine.log.events(
                     after=after,
                     types=names or None,
                     state=state,
@@ -199,9 +199,9 @@ class Api:
             head = engine.head()
             if not 1 <= position <= head:
                 raise ApiError(404, f"no event at position {position} (the log holds 1..{head})")
-            event = engine.event(position)
-            causes = [self.event_dict(e) for e in engine.causes(position)]
-            effects = [self.event_dict(e) for e in engine.effects(position)]
+            event = engine.log.event(position)
+            causes = [self.event_dict(e) for e in engine.log.causes(position)]
+            effects = [self.event_dict(e) for e in engine.log.effects(position)]
         out = self.event_dict(event)
         out["causes"] = causes
         out["effects"] = _tree(position, effects)
@@ -210,7 +210,7 @@ class Api:
     def state(self, type_name: str, state_id: str | None) -> dict[str, Any]:
         cls, key = self.key(type_name, state_id)
         with self._engine() as engine:
-            info = engine.info(cls, _id(key))  # NotFoundError: never touched
+            info = engine.states.info(cls, _id(key))  # NotFoundError: never touched
             value = engine.load(cls, _id(key), at=engine.head())
         completed = info.completed
         return {
@@ -236,8 +236,8 @@ class Api:
     def history(self, type_name: str, state_id: str | None) -> dict[str, Any]:
         cls, key = self.key(type_name, state_id)
         with self._engine() as engine:
-            engine.info(cls, _id(key))
-            found = engine.history(cls, _id(key))
+            engine.states.info(cls, _id(key))
+            found = engine.log.history(cls, _id(key))
         data = found.to_dict()
         data["id"] = readable_id(key) or None
         data["start"] = self._mask(cls, data["start"])
@@ -303,7 +303,7 @@ class Api:
 
     def verify(self) -> dict[str, Any]:
         with self._engine() as engine:
-            report = engine.verify(subprocess_replay=False, time_budget=30.0)
+            report = engine.admin.verify(subprocess_replay=False, time_budget=30.0)
         return {"ok": report.ok, "text": str(report)}
 
 

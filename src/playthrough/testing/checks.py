@@ -93,7 +93,7 @@ def assert_reconstitutes(
     for at, keys in snapshots:
         refs = [ref_of(k) for k in dict.fromkeys(keys)]
         if refs:
-            engine.snapshot(refs, at=max(0, min(at, head)))
+            engine.admin.snapshot(refs, at=max(0, min(at, head)))
     problems: list[str] = []
     final = reference_states(log)
     for key, live in engine.repository.items():
@@ -127,6 +127,6 @@ def assert_reconstitutes(
         raise AssertionError(
             "reconstitution differs from the reference replay\n" + "\n".join(problems[:5])
         )
-    report = engine.verify(subprocess_replay=False)
+    report = engine.admin.verify(subprocess_replay=False)
     if not (report.snapshots.ok and report.determinism.ok and not report.errors):
         raise AssertionError("verify() found a problem\n" + report.to_text())

@@ -150,7 +150,7 @@ class Scenario:
         clock.advance(delta, **units)
         before = self.engine.head()
         while True:
-            handled = self.engine.run_due()
+            handled = self.engine.scheduler.run_due()
             if not handled:
                 break
             self.due.extend(handled)

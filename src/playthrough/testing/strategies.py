@@ -259,7 +259,7 @@ def check_reconstitution(
             keys = sorted(k for k, _ in engine.repository.items())
             early = data.draw(snapshot_placements(keys, engine.head()), label="early snapshots")
             for at, refs in early:
-                engine.snapshot([ref_of(k) for k in refs], at=at)
+                engine.admin.snapshot([ref_of(k) for k in refs], at=at)
             # The rest of the history in a second engine on the same store, whose
             # loads start from those snapshots (as an application restarting would).
             later = Engine(engine.store)
