@@ -2,7 +2,7 @@
 event_random() is seeded by the event, on every path that plays an event.
 
 Paths: live fire (validate and apply), handle after commit, reconstitution in a
-fresh engine, time-travel loads, ``engine.replay()``, the naive reference replay,
+fresh engine, time-travel loads, ``engine.admin.replay()``, the naive reference replay,
 and a replay in another process with another PYTHONHASHSEED.
 """
 

@@ -58,7 +58,7 @@ def _read(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _batches(n: int) -> Any:
-    """A ``stop`` for engine.run that lets exactly ``n`` batches run."""
+    """A ``stop`` for engine.followers.run that lets exactly ``n`` batches run."""
     calls = iter(range(n + 1))
     return lambda: next(calls) >= n
 

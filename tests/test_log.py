@@ -1,4 +1,4 @@
-"""Reading the log: engine.events/event/causes/effects, metadata and correlation.
+"""Reading the log: engine.log.events/event/causes/effects, metadata and correlation.
 
 Every test runs on SQLite and on PostgreSQL (the ``engine`` fixture).
 """

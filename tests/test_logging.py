@@ -27,7 +27,7 @@ def test_the_logger_is_silent_by_default() -> None:
         "logging.lastResort.setLevel(logging.DEBUG)\n"
         "logging.getLogger('playthrough').setLevel(logging.DEBUG)\n"
         "with playthrough.Engine.open('sqlite://') as e:\n"
-        "    e.fire(Deposited(account_id=1, amount=1)); e.commit(); e.snapshot()\n"
+        "    e.fire(Deposited(account_id=1, amount=1)); e.commit(); e.admin.snapshot()\n"
         "print('done')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

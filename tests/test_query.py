@@ -1,4 +1,5 @@
-"""States by value: engine.find/count/info, exact with respect to the log, on SQLite and PostgreSQL.
+"""States by value: engine.states.find/count/info, exact with respect to the log, on SQLite
+and PostgreSQL.
 
 The property compares find/count with an oracle written here: the filter
 evaluated in Python over the reference states (naive full replay), with the

@@ -44,7 +44,7 @@ def test_readme_names_the_test_command_ci_runs() -> None:
 
 def test_readme_read_side_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    [reading] = [b for b in blocks if "engine.find(" in b]
+    [reading] = [b for b in blocks if "engine.states.find(" in b]
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "readme_tour"}
     exec(compile(blocks[0], str(README), "exec"), namespace)  # the classes and bank.db
@@ -57,7 +57,7 @@ def test_readme_moving_story_ends_with_verify_and_the_scheduler(
 ) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     [moving] = [b for b in blocks if "import_log(" in b]
-    assert "prod.verify().ok" in moving and "run_due()" in moving
+    assert "prod.admin.verify().ok" in moving and "run_due()" in moving
     story = moving.replace(
         "postgresql://root@127.0.0.1:5432/test?schema=bank", f"{pg_url}?schema={pg_schema}"
     )

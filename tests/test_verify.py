@@ -1,4 +1,4 @@
-"""engine.verify() and ``playthrough verify``: snapshots against the log, replay
+"""engine.admin.verify() and ``playthrough verify``: snapshots against the log, replay
 determinism, snapshot sync, the options for big logs, and the command's exit codes.
 
 The shop examples carry the bugs: ``shop_flawed`` reads the wall clock in
