@@ -371,7 +371,7 @@ def test_gauges_read_the_async_stores_too(any_url: str) -> None:
     with Engine.open(any_url) as engine:
         engine.fire(Deposited(account_id=1, amount=5))
         engine.commit()
-        engine.run(TelemetryDeposits(), until_idle=True)  # at the head: lag 0
+        engine.followers.run(TelemetryDeposits(), until_idle=True)  # at the head: lag 0
         url = engine.store.url
 
     async def main() -> tuple[list[float], list[float]]:
