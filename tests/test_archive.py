@@ -447,7 +447,7 @@ def test_a_blank_snapshot_at_the_cut_is_not_a_base_after_a_redeploy(
         v2 = dom.activate("v2")  # the redeploy
         with Engine.open(any_url) as engine:
             engine.admin.archive(before=2, to=tmp_path / "old.jsonl.gz")
-            engine.admin.drop_snapshots()  # the base snapshots at the cut stay, and so did Acct(2)'s
+            engine.admin.drop_snapshots()  # base snapshots at the cut stay, and so did Acct(2)'s
             with Engine.open(any_url) as fresh:
                 assert fresh.load_many(dom.Acct, [1, 2]) == [dom.Acct(n=400), dom.Acct()]
             with Engine.open(any_url) as fresh:
