@@ -619,6 +619,33 @@ class AioSignedUp(Event, type_name="t.aio.AioSignedUp"):
         engine.schedule(AioRemind(member_id=self.member_id), after=timedelta(days=1))
 
 
+@attrs.define
+class AioSignedUpSealed(Event, type_name="t.aio.AioSignedUpSealed"):
+    """A plain def handle scheduling a personal event: sealing it needs the store."""
+
+    member_id: int = state_id(AioMember)
+
+    def apply(self, member: AioMember) -> None:
+        member.joined += 1
+
+    def handle(self, engine: Any) -> None:
+        engine.schedule(AioJoined(member_id=self.member_id, name="Eve"), after=timedelta(days=1))
+
+
+def test_a_plain_def_hook_that_must_seal_what_it_schedules_says_to_await(any_url: str) -> None:
+    async def body(store: AsyncStore) -> None:
+        async with store.engine() as engine:
+            await engine.fire(AioSignedUpSealed(member_id=5))
+            result = await engine.commit()  # the commit stands, the failure is reported
+            [(_, error)] = result.failures
+            assert "personal value is sealed" in str(error)
+            assert "await engine.schedule(...)" in str(error)
+        with Engine.open(any_url) as sync, sync.store.reader() as reader:
+            assert reader.schedules() == []  # nothing was scheduled
+
+    run(body, any_url)
+
+
 def test_schedule_cancel_and_reschedule_under_the_async_engine(any_url: str) -> None:
     """Written at once on their own, with the commit inside a transaction, from a plain def
     handle; a personal value sealed in its row; cancel and reschedule as on the sync engine."""

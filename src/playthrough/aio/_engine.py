@@ -437,23 +437,30 @@ class _HookView:
     def schedule(
         self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
     ) -> str:
-        return _in_memory(self._engine.core.scheduler.schedule_steps(event, at, after))
+        return _in_memory(
+            self._engine.core.scheduler.schedule_steps(event, at, after), doing="schedule"
+        )
 
     @property
     def pending(self) -> tuple[Event, ...]:
         return self._engine.pending
 
 
-def _in_memory(steps: Steps[T], key: StateKey | None = None) -> T:
+def _in_memory(steps: Steps[T], key: StateKey | None = None, doing: str = "fire") -> T:
     try:
         request = next(steps)
     except StopIteration as done:
         return cast(T, done.value)
     steps.close()
+    remedy = (
+        "declare the state in the hook's parameters, or make the hook async def and await "
+        "engine.fire(...) / engine.load(...)"
+        if doing != "schedule"
+        else "make the hook async def and await engine.schedule(...)"
+    )
     raise PlaythroughError(
         f"a plain def handle hook under the async engine cannot wait for the store "
-        f"({_what(request, key)}): declare the state in the hook's parameters, or make "
-        "the hook async def and await engine.fire(...) / engine.load(...)"
+        f"({_what(request, key)}): {remedy}"
     )
 
 
@@ -462,6 +469,8 @@ def _what(request: object, key: StateKey | None) -> str:
         return f"{key} is not in memory"
     if isinstance(request, Call) and request.name == "heads" and request.args:
         return "the states " + ", ".join(str(k) for k in request.args[0]) + " are not in memory"
+    if isinstance(request, Call) and request.name == "ensure_subject_keys":
+        return "a personal value is sealed with its subject's key, which it must read"
     if isinstance(request, Call):
         return f"it needs the store's {request.name}"
     return "it needs a read"
