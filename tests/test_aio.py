@@ -689,6 +689,58 @@ def test_schedule_cancel_and_reschedule_under_the_async_engine(any_url: str) -> 
         ]
 
 
+@attrs.define
+class AioInvited(Event, type_name="t.aio.AioInvited"):
+    """Hooks written once for both engines: they schedule through ``engine.scheduler``."""
+
+    member_id: int = state_id(AioMember)
+    by_async_hook: bool = False
+
+    def apply(self, member: AioMember) -> None:
+        member.joined += 1
+
+    def handle(self, engine: Any) -> None:
+        if not self.by_async_hook:
+            engine.scheduler.schedule(AioRemind(member_id=self.member_id), after=timedelta(days=1))
+
+
+@attrs.define
+class AioInvitedAsync(Event, type_name="t.aio.AioInvitedAsync"):
+    member_id: int = state_id(AioMember)
+
+    def apply(self, member: AioMember) -> None:
+        member.joined += 1
+
+    async def handle(self, engine: AsyncEngine) -> None:
+        remind = AioRemind(member_id=self.member_id)
+        await engine.scheduler.schedule(remind, after=timedelta(days=1))
+
+
+def test_a_hook_schedules_through_engine_scheduler_on_both_engines(any_url: str) -> None:
+    """``engine.scheduler`` is the sync engine's room; the async engine (and the view a plain
+    def hook gets under it) answer the same name, so a hook need not know its engine."""
+    clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
+    with Engine.open(any_url, clock=clock) as sync:
+        sync.fire(AioInvited(member_id=1))
+        assert len(sync.commit()) == 1
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine(clock=clock) as engine:
+            await engine.fire(AioInvited(member_id=2))
+            await engine.fire(AioInvitedAsync(member_id=3))
+            await engine.commit()
+            sid = await engine.scheduler.schedule(AioRemind(member_id=4), at=clock.now())
+            assert (await engine.scheduler.scheduled(sid)).status == "pending"
+            assert await engine.scheduler.cancel(sid) is True
+            clock.advance(days=2)
+            done = await engine.scheduler.run_due()
+            assert sorted(r.status for r in done) == ["fired", "fired", "fired"]
+            for member in (1, 2, 3):
+                assert (await engine.load(AioMember, member)).welcomed == 10
+
+    run(body, any_url)
+
+
 def test_a_failed_scheduled_event_is_rescheduled_under_the_async_engine(any_url: str) -> None:
     clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
 

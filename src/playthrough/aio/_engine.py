@@ -100,6 +100,8 @@ class AsyncEngine:
         self.core = Engine(store.sync, **options)
         self._hook_view = _HookView(self)
         self.core.hook_shells = (self._hook_view, self)  # what fired hooks get
+        #: ``engine.scheduler``, as on the sync Engine: its calls, awaited.
+        self.scheduler = _AsyncScheduler(self)
 
     def __repr__(self) -> str:
         return f"<AsyncEngine on {self.store.url}>"
@@ -414,6 +416,44 @@ class AsyncEngine:
         return await self._drive(self.core.states.queries.count_steps(state_class, filters))
 
 
+class _AsyncScheduler:
+    """The async engine's ``scheduler``: the sync ``engine.scheduler``'s calls, awaited,
+    so code that schedules (a hook shared by both engines) reads the same on both."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def schedule(
+        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
+    ) -> str:
+        return await self._engine.schedule(event, at=at, after=after)
+
+    async def cancel(self, schedule_id: str) -> bool:
+        return await self._engine.cancel(schedule_id)
+
+    async def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
+        return await self._engine.reschedule(schedule_id, at=at)
+
+    async def scheduled(self, schedule_id: str) -> ScheduledEvent:
+        return await self._engine.scheduled(schedule_id)
+
+    async def run_due(self, *, limit: int = 100, lease: timedelta = LEASE) -> list[ScheduledEvent]:
+        return await self._engine.run_due(limit=limit, lease=lease)
+
+
+class _HookScheduler:
+    """A plain ``def`` hook's ``engine.scheduler`` under the async engine: what it
+    schedules joins the commit being built, with no I/O."""
+
+    def __init__(self, view: _HookView) -> None:
+        self._view = view
+
+    def schedule(
+        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
+    ) -> str:
+        return self._view.schedule(event, at=at, after=after)
+
+
 class _HookView:
     """What a plain ``def`` handle hook gets as its engine under the async engine.
 
@@ -424,6 +464,7 @@ class _HookView:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self.scheduler = _HookScheduler(self)
 
     def fire(
         self, event: E, *, metadata: Mapping[str, Any] | None = None, key: str | None = None
