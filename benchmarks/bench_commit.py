@@ -1,0 +1,106 @@
+"""Instructions per commit: one event per commit, and per event at 1000 per commit.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_commit.py --once COMMITS --per-commit K
+
+Opens a fresh SQLite store (``synchronous=off``, a temporary file), opens 100
+accounts and warms the engine with a few commits, then fires COMMITS commits
+of K ``Deposited`` events each (round robin over the accounts) and exits.
+Wall time on a shared machine does not repeat; instruction counts do, so run
+it twice under callgrind, with COMMITS = 0 and COMMITS = N, and divide the
+difference by N (or by N * K for a figure per event)::
+
+    for n in 0 200; do valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.one.$n \\
+        .venv/bin/python benchmarks/bench_commit.py --once $n --per-commit 1; done
+    for n in 0 4; do valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.batch.$n \\
+        .venv/bin/python benchmarks/bench_commit.py --once $n --per-commit 1000; done
+
+(one event per commit: (Ir(200) - Ir(0)) / 200; 1000 per commit:
+(Ir(4) - Ir(0)) / 4000). ``--report`` runs those four under callgrind and
+prints the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from domain import Deposited, Opened, file_url
+from playthrough import Engine
+
+ACCOUNTS = 100
+WARM = 3
+
+
+def run(commits: int, per_commit: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = file_url(Path(tmp) / "commit.db", synchronous="off")
+        with Engine.open(url) as engine:
+            for account in range(ACCOUNTS):
+                engine.fire(Opened(account_id=account))
+            engine.commit()
+            n = 0
+            for _ in range(WARM + commits):
+                for _ in range(per_commit):
+                    engine.fire(Deposited(account_id=n % ACCOUNTS, amount=1))
+                    n += 1
+                engine.commit()
+
+
+def instructions(commits: int, per_commit: int) -> int:
+    """Instructions of one ``--once`` run under callgrind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--once",
+                str(commits),
+                "--per-commit",
+                str(per_commit),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        match = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
+        if match is None:
+            raise RuntimeError(f"no summary line in {out}")
+        return int(match.group(1))
+
+
+def report() -> None:
+    base_one = instructions(0, 1)
+    one = instructions(200, 1)
+    base_batch = instructions(0, 1000)
+    batch = instructions(4, 1000)
+    print("| phase | instructions |")
+    print("|---|---:|")
+    print(f"| one event per commit, per commit | {(one - base_one) // 200:,} |")
+    print(f"| 1000 events per commit, per event | {(batch - base_batch) // 4000:,} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--once", type=int, help="commits to run, then exit")
+    parser.add_argument("--per-commit", type=int, default=1)
+    parser.add_argument("--report", action="store_true", help="count both phases under callgrind")
+    args = parser.parse_args()
+    if args.report:
+        report()
+    elif args.once is not None:
+        run(args.once, args.per_commit)
+    else:
+        parser.error("give --once COMMITS or --report")
+
+
+if __name__ == "__main__":
+    main()
