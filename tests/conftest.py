@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,26 @@ def isolated_registry() -> Iterator[None]:
         if dict(registry.events) != events:
             registry.events.clear()
             registry.events.update(events)
+
+
+@pytest.fixture
+def pg_store_factory(pg_url: str, pg_schema: str) -> Iterator[Callable[[], Any]]:
+    """Each call: a PostgreSQL store on a new schema (one per Hypothesis example), all closed
+    and dropped afterwards."""
+    import psycopg
+
+    from playthrough._stores.postgres import PostgresStore
+
+    made: list[tuple[str, Any]] = []
+
+    def make() -> Any:
+        schema = f"{pg_schema}_{len(made)}"
+        store = PostgresStore(pg_url, schema=schema)
+        made.append((schema, store))
+        return store
+
+    yield make
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for schema, store in made:
+            store.close()
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

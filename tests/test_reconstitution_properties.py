@@ -145,8 +145,8 @@ PROPERTY = settings(
 )
 
 
-# The two properties that take a store are plain functions, wrapped in @given below
-# and again in test_postgres_engine.py with a PostgreSQL store factory.
+# The two properties that take a store are plain functions, wrapped in @given below for
+# the SQLite stores (both shells) and for PostgreSQL (a schema per example: fewer examples).
 PLACEMENTS = {
     "ops": operations(),
     "load_order": st.permutations([1, 2, 3, 4, None]),
@@ -240,6 +240,34 @@ def test_firing_after_a_load_from_snapshots_commits_correctly(
     check_firing_after_a_load_from_snapshots_commits_correctly(
         store_factory, ops, more, first, shell
     )
+
+
+ON_POSTGRES = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.mark.postgres
+@ON_POSTGRES
+@given(**PLACEMENTS)
+def test_any_snapshot_placement_loads_like_a_full_replay_on_postgres(
+    pg_store_factory: StoreFactory,
+    ops: list[Op],
+    load_order: list[int | None],
+    time_travel: list[tuple[int | None, float]],
+) -> None:
+    check_any_snapshot_placement_loads_like_a_full_replay(
+        pg_store_factory, ops, load_order, time_travel
+    )
+
+
+@pytest.mark.postgres
+@ON_POSTGRES
+@given(**FIRING)
+def test_firing_after_a_load_from_snapshots_commits_correctly_on_postgres(
+    pg_store_factory: StoreFactory, ops: list[Op], more: list[Event], first: int | None
+) -> None:
+    check_firing_after_a_load_from_snapshots_commits_correctly(pg_store_factory, ops, more, first)
 
 
 @settings(max_examples=max(60, EXAMPLES // 2), deadline=None)

@@ -13,7 +13,7 @@ snapshots must not be used, and the loads must still be exact.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -44,7 +44,7 @@ op = st.one_of(
     st.tuples(st.just("commit")),
 )
 phases = st.lists(st.lists(op, max_size=12), min_size=3, max_size=3)
-# Also run against PostgreSQL in test_postgres_engine.py.
+# Also run against PostgreSQL below (a schema per example).
 HISTORIES = {
     "final": st.sampled_from(["new", "stale"]),
     "phase_ops": phases,
@@ -130,6 +130,22 @@ def test_old_histories_load_like_a_replay_of_the_upcast_log(
     final: str, phase_ops: list[list[Op]], travel: list[float]
 ) -> None:
     check(SQLiteStore(":memory:"), final, phase_ops, travel)
+
+
+@pytest.mark.postgres
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(**HISTORIES)
+def test_old_histories_load_like_a_replay_of_the_upcast_log_on_postgres(
+    pg_store_factory: Callable[[], Store],
+    final: str,
+    phase_ops: list[list[Op]],
+    travel: list[float],
+) -> None:
+    check(pg_store_factory(), final, phase_ops, travel)
 
 
 def test_the_stale_world_really_holds_unusable_snapshots() -> None:
