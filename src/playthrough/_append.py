@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Sequence
 from typing import cast
 
+import attrs
+
 from . import _logging
 from ._errors import ConcurrencyError, PlaythroughError, StaleForgetError
 from ._handlers import CommitResult, Handlers, has_handlers
@@ -172,27 +174,18 @@ class Append:
         return cast(dict[str, bytes], found)
 
 
+@attrs.define(eq=False, repr=False, slots=False)
 class Commit:
     """``commit()``: append, run the handlers, settle. The stages below never call it."""
 
-    def __init__(
-        self,
-        work: UnitOfWork,
-        append: Append,
-        handlers: Handlers,
-        completions: Completions,
-        loader: Loader,
-        *,
-        raise_handler_failures: bool,
-    ) -> None:
-        self.work = work
-        self.append = append
-        self.handlers = handlers
-        self.completions = completions
-        self.loader = loader
-        self.raise_handler_failures = raise_handler_failures
-        #: The last failure of the automatic snapshot policy after a commit (logged too).
-        self.snapshot_error: Exception | None = None
+    work: UnitOfWork
+    append: Append
+    handlers: Handlers
+    completions: Completions
+    loader: Loader
+    raise_handler_failures: bool = attrs.field(kw_only=True)
+    #: The last failure of the automatic snapshot policy after a commit (logged too).
+    snapshot_error: Exception | None = attrs.field(default=None, init=False)
 
     def __call__(self) -> CommitResult:
         return run_sync(self.steps(), self.loader.store)

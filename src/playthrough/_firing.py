@@ -45,26 +45,21 @@ E = TypeVar("E", bound=Event)
 MAX_FIRED_DEPTH = 32
 
 
+@attrs.define(eq=False, repr=False, slots=False)
 class Firing:
     """The firing stage: from an event object to a pending event in the unit of work."""
 
-    def __init__(
-        self,
-        work: UnitOfWork,
-        loader: Loader,
-        completions: Completions,
-        clock: Clock,
-        max_event_bytes: int,
-    ) -> None:
-        self.work = work
-        self.loader = loader
-        self.completions = completions
-        self.clock = clock
-        self.max_event_bytes = max_event_bytes
-        # Firing live plays one event with apply on the touched live states.
-        self._live_player = EventPlayer({}, APPLY_ONLY, replaying=False)
-        #: What ``fired`` hooks get as their engine: (plain def, async def) hooks.
-        self.hook_shells: tuple[object, object] = (None, None)
+    work: UnitOfWork
+    loader: Loader
+    completions: Completions
+    clock: Clock
+    max_event_bytes: int
+    # Firing live plays one event with apply on the touched live states.
+    _live_player: EventPlayer = attrs.field(
+        init=False, factory=lambda: EventPlayer({}, APPLY_ONLY, replaying=False)
+    )
+    #: What ``fired`` hooks get as their engine: (plain def, async def) hooks.
+    hook_shells: tuple[object, object] = attrs.field(default=(None, None), init=False)
 
     def fire_steps(
         self,

@@ -202,22 +202,15 @@ class Followers:
         _followers.reset(self._store, projection, position)
 
 
+@attrs.define(eq=False, repr=False, slots=False)
 class Admin:
     """``engine.admin``: snapshots, replays, checks, archives, imports, erasure, handlers."""
 
-    def __init__(
-        self,
-        store: Store,
-        reconstitutor: StateReconstitutor,
-        work: UnitOfWork,
-        coordinator: SnapshotCoordinator,
-        handlers: Handlers,
-    ) -> None:
-        self._store = store
-        self._reconstitutor = reconstitutor
-        self._work = work
-        self._coordinator = coordinator
-        self._handlers = handlers
+    _store: Store
+    _reconstitutor: StateReconstitutor
+    _work: UnitOfWork
+    _coordinator: SnapshotCoordinator
+    _handlers: Handlers
 
     def __repr__(self) -> str:
         return f"<Admin of {self._store.url}>"

@@ -135,6 +135,7 @@ class ScheduleQueue:
         self.firing.update(firing)
 
 
+@attrs.define(eq=False, repr=False, slots=False)
 class Scheduler:
     """``engine.scheduler``: schedule, cancel and re-arm events, and the worker pass.
 
@@ -143,22 +144,14 @@ class Scheduler:
     them like any other), never from the Engine.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        work: UnitOfWork,
-        queue: ScheduleQueue,
-        firing: Firing,
-        commit: Commit,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._work = work
-        self._queue = queue
-        self._firing = firing
-        self._commit = commit
-        self.owner = uuid.uuid4().hex  # lease owner name of this engine
+    _store: Store
+    _clock: Clock
+    _work: UnitOfWork
+    _queue: ScheduleQueue
+    _firing: Firing
+    _commit: Commit
+    #: The lease owner name of this engine.
+    owner: str = attrs.field(init=False, factory=lambda: uuid.uuid4().hex)
 
     def __repr__(self) -> str:
         return f"<Scheduler on {self._store.url}>"
