@@ -77,8 +77,27 @@ _systems: dict[type, str] = {}
 _watched: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _counter(name: str, unit: str, description: str) -> Any:
-    return metrics.get_meter("playthrough").create_counter(name, unit=unit, description=description)
+# The instruments by key: (name, unit, description); histograms apart.
+_COUNTERS = {
+    "committed": ("playthrough.events.committed", "{event}", "events committed"),
+    "commits": ("playthrough.commits", "{commit}", "commit attempts, by outcome"),
+    "conflicts": ("playthrough.conflicts", "{commit}", "commits refused by a conflict"),
+    "fired": (
+        "playthrough.events.fired",
+        "{event}",
+        "events fired (validated and applied), by outcome",
+    ),
+    "handled": ("playthrough.handlers.run", "{event}", "committed events whose handle hooks ran"),
+    "scheduled": ("playthrough.scheduled.handled", "{event}", "scheduled events a pass handled"),
+    "follower": ("playthrough.follower.events", "{event}", "events a follower processed or passed"),
+    "queries": ("playthrough.queries", "{query}", "find and count queries of states by value"),
+    "snapshot_rows": ("playthrough.snapshot.rows", "{row}", "snapshot rows written"),
+    "forgotten": ("playthrough.subjects.forgotten", "{subject}", "data subjects forgotten"),
+}
+_HISTOGRAMS = {
+    "commit_ms": ("playthrough.commit.duration", "ms", "time of a commit's append"),
+    "played": ("playthrough.load.events_played", "{event}", "events a load played"),
+}
 
 
 def _setup() -> None:
@@ -86,42 +105,10 @@ def _setup() -> None:
     # Proxies: they follow whatever providers the application sets, even later.
     _tracer = trace.get_tracer("playthrough")
     meter = metrics.get_meter("playthrough")
-    _instruments["committed"] = _counter(
-        "playthrough.events.committed", "{event}", "events committed"
-    )
-    _instruments["commits"] = _counter(
-        "playthrough.commits", "{commit}", "commit attempts, by outcome"
-    )
-    _instruments["commit_ms"] = meter.create_histogram(
-        "playthrough.commit.duration", unit="ms", description="time of a commit's append"
-    )
-    _instruments["conflicts"] = _counter(
-        "playthrough.conflicts", "{commit}", "commits refused by a conflict"
-    )
-    _instruments["fired"] = _counter(
-        "playthrough.events.fired", "{event}", "events fired (validated and applied), by outcome"
-    )
-    _instruments["handled"] = _counter(
-        "playthrough.handlers.run", "{event}", "committed events whose handle hooks ran"
-    )
-    _instruments["scheduled"] = _counter(
-        "playthrough.scheduled.handled", "{event}", "scheduled events a pass handled"
-    )
-    _instruments["follower"] = _counter(
-        "playthrough.follower.events", "{event}", "events a follower processed or passed"
-    )
-    _instruments["played"] = meter.create_histogram(
-        "playthrough.load.events_played", unit="{event}", description="events a load played"
-    )
-    _instruments["queries"] = _counter(
-        "playthrough.queries", "{query}", "find and count queries of states by value"
-    )
-    _instruments["snapshot_rows"] = _counter(
-        "playthrough.snapshot.rows", "{row}", "snapshot rows written"
-    )
-    _instruments["forgotten"] = _counter(
-        "playthrough.subjects.forgotten", "{subject}", "data subjects forgotten"
-    )
+    for key, (name, unit, description) in _COUNTERS.items():
+        _instruments[key] = meter.create_counter(name, unit=unit, description=description)
+    for key, (name, unit, description) in _HISTOGRAMS.items():
+        _instruments[key] = meter.create_histogram(name, unit=unit, description=description)
     meter.create_observable_gauge(
         "playthrough.follower.lag",
         callbacks=[_follower_lag],
