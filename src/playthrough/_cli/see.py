@@ -8,7 +8,8 @@ are strings) and printed as written.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -28,6 +29,36 @@ def _parse_id(cls: type[State], text: str | None) -> Any:
         return parse_state_id(cls, text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="ID") from None
+
+
+def _state_at(at_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The arguments of a command about one state as of a position: URL TYPE [ID] --at P."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--at", type=click.IntRange(min=0), default=None, help=at_help)(
+            command
+        )
+        command = _APP(command)
+        command = click.argument("state_id", metavar="ID", required=False)(command)
+        command = click.argument("type_name", metavar="TYPE")(command)
+        return click.argument("database_url")(command)
+
+    return decorate
+
+
+@contextmanager
+def _state_on(
+    database_url: str, type_name: str, state_id: str | None, apps: tuple[str, ...], at: int | None
+) -> Iterator[tuple[Engine, type[State], Any]]:
+    """The engine, the state class and the parsed id; ``--at`` past the head is refused."""
+    with _engine(database_url, apps) as engine:
+        cls = _state_class(type_name, apps)
+        ident = _parse_id(cls, state_id)
+        if at is not None and at > engine.head():
+            raise click.BadParameter(
+                f"{at} is past the log's head ({engine.head()})", param_hint="--at"
+            )
+        yield engine, cls, ident
 
 
 def demo_rewind(
@@ -69,11 +100,7 @@ def demo_rewind(
 
 
 @main.command()
-@click.argument("database_url")
-@click.argument("type_name", metavar="TYPE")
-@click.argument("state_id", metavar="ID", required=False)
-@_APP
-@click.option("--at", type=click.IntRange(min=0), default=None, help="Plan a load as of P.")
+@_state_at("Plan a load as of P.")
 @click.option(
     "--format",
     "output_format",
@@ -94,13 +121,7 @@ def explain(
 
     playthrough explain sqlite:///app.db Order o13 --app myapp.events --format mermaid
     """
-    with _engine(database_url, apps) as engine:
-        cls = _state_class(type_name, apps)
-        ident = _parse_id(cls, state_id)
-        if at is not None and at > engine.head():
-            raise click.BadParameter(
-                f"{at} is past the log's head ({engine.head()})", param_hint="--at"
-            )
+    with _state_on(database_url, type_name, state_id, apps, at) as (engine, cls, ident):
         plan = engine.explain(cls, ident, at=at)
         firsts = sorted({min(p) for p in plan.edges.values()})
         with engine.store.reader() as reader:
@@ -147,19 +168,8 @@ def graph(apps: tuple[str, ...], output_format: str) -> None:
 
 
 @main.command()
-@click.argument("database_url")
-@click.argument("type_name", metavar="TYPE")
-@click.argument("state_id", metavar="ID", required=False)
-@_APP
-@click.option("--at", type=click.IntRange(min=0), default=None, help="Up to position P.")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for a terminal; json: one object.",
-)
+@_state_at("Up to position P.")
+@format_option("text for a terminal; json: one object.")
 def history(
     database_url: str,
     type_name: str,
@@ -172,13 +182,7 @@ def history(
 
     playthrough history sqlite:///app.db Account 7 --app myapp.events
     """
-    with _engine(database_url, apps) as engine:
-        cls = _state_class(type_name, apps)
-        ident = _parse_id(cls, state_id)
-        if at is not None and at > engine.head():
-            raise click.BadParameter(
-                f"{at} is past the log's head ({engine.head()})", param_hint="--at"
-            )
+    with _state_on(database_url, type_name, state_id, apps, at) as (engine, cls, ident):
         found = engine.log.history(cls, ident, at=at)
     if output_format == "json":
         click.echo(json.dumps(found.to_dict(), ensure_ascii=False))
