@@ -223,20 +223,85 @@ def test_fire_commit_load_find_count_and_events(any_url: str) -> None:
                 100,
                 0,
             ]
-            rich = await engine.find(AioAccount, balance__gt=60)
+            rich = await engine.states.find(AioAccount, balance__gt=60)
             assert [a.balance for a in rich] == [100]
-            assert await engine.count(AioAccount) == 2
-            assert await engine.count(AioAccount, balance__lt=60) == 1
+            assert await engine.states.count(AioAccount) == 2
+            assert await engine.states.count(AioAccount, balance__lt=60) == 1
             assert (await engine.load(AioAccount, 1, at=0)).balance == 0
             await engine.fire(AioDeposited(account_id=1, amount=1))
         async with store.engine() as engine:
-            seen = [e async for e in engine.events(types=[AioDeposited])]
+            seen = [e async for e in engine.log.events(types=[AioDeposited])]
             assert [(e.id, getattr(e, "amount", None)) for e in seen] == [(1, 100), (2, 50), (3, 1)]
-            later = [e.id async for e in engine.events(after=1, page_size=1, limit=1)]
+            later = [e.id async for e in engine.log.events(after=1, page_size=1, limit=1)]
             assert later == [2]
             assert await engine.head() == 3
 
     run(body, any_url)
+
+
+@attrs.define
+class AioTab(State, type_name="t.aio.Tab"):
+    complete_when = "closed"
+    closed: bool = False
+
+
+@attrs.define
+class AioTabClosed(Event, type_name="t.aio.TabClosed"):
+    tab_id: int = state_id(AioTab)
+
+    def apply(self, tab: AioTab) -> None:
+        tab.closed = True
+
+
+def test_the_read_rooms_answer_as_the_sync_engines_do(any_url: str) -> None:
+    """engine.log (event, causes, effects, history) and engine.states (info, completion)
+    under the async engine give what the sync engine gives on the same store."""
+    with Engine.open(any_url) as sync:
+        sync.fire(AioDeposited(account_id=1, amount=5))
+        sync.commit()
+        sync.fire(AioPaidSync(account_id=1))  # its handle hook causes a deposit (position 3)
+        sync.commit()
+        sync.fire(AioTabClosed(tab_id=1))
+        sync.commit()
+        expected = (
+            sync.log.event(3),
+            sync.log.causes(3),
+            sync.log.effects(2),
+            sync.log.history(AioAccount, 1).to_dict(),
+            sync.log.history(AioAccount, 1, at=1).to_dict(),
+            sync.states.info(AioAccount, 1),
+            sync.states.completion(AioTab, 1),
+            sync.states.completion(AioTab, 2),
+        )
+
+    async def body(store: AsyncStore) -> tuple[Any, ...]:
+        async with store.engine() as engine:
+            log, states = engine.log, engine.states
+            assert repr(log).startswith("<Log of ") and repr(states).startswith("<States of ")
+            with pytest.raises(NotFoundError, match="no event at position 9"):
+                await log.event(9)
+            with pytest.raises(TypeError, match="an event position is an int"):
+                await log.event("3")  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="outside the log"):
+                await log.history(AioAccount, 1, at=99)
+            with pytest.raises(NotFoundError, match="no event ever touched"):
+                await states.info(AioAccount, 42)
+            return (
+                await log.event(3),
+                await log.causes(3),
+                await log.effects(2),
+                (await log.history(AioAccount, 1)).to_dict(),
+                (await log.history(AioAccount, 1, at=1)).to_dict(),
+                await states.info(AioAccount, 1),
+                await states.completion(AioTab, 1),
+                await states.completion(AioTab, 2),
+            )
+
+    got = run(body, any_url)
+    assert got == expected
+    assert got[0].caused_by == 2 and [e.id for e in got[1]] == [2]
+    assert [e.id for e in got[2]] == [3]
+    assert len(got[3]["events"]) == 3 and got[6] is not None and got[7] is None
 
 
 def test_a_clean_block_commits_and_an_error_discards(any_url: str) -> None:

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
 from ._ids import label
 from ._model import Event, State, StateKey
 from ._serialization import converter, dumps
-from ._stores import Store, StoreReader
-from ._stores._base import archived_until, refuse_archived
+from ._steps import Read, Steps, call, run_reader
+from ._stores import Store
+from ._stores._base import archived_until_steps, check_archived
 
 if TYPE_CHECKING:
     from ._archive import ArchiveReader
@@ -196,11 +197,55 @@ class _Recorder:
 
 
 def _walk(
-    reconstitutor: StateReconstitutor, reader: StoreReader, key: StateKey, since: int, at: int
-) -> tuple[_Recorder, dict[str, Any]]:
+    reconstitutor: StateReconstitutor, key: StateKey, since: int, at: int
+) -> Steps[tuple[_Recorder, dict[str, Any]]]:
     recorder = _Recorder(key)
-    states, _ = reconstitutor.reconstitute(reader, [key], at, since=since, observer=recorder)
+    states, _ = yield from reconstitutor.reconstitute_steps(
+        [key], at, since=since, observer=recorder
+    )
     return recorder, converter.unstructure(states[key])
+
+
+class _Recent(NamedTuple):
+    """What the store's own log says of a history (the archive, if any, is read after)."""
+
+    at: int
+    cut: int
+    since: int
+    entries: list[HistoryEntry]
+    start: dict[str, Any]
+    value: dict[str, Any]
+
+
+def _recent_steps(
+    reconstitutor: StateReconstitutor, key: StateKey, at: int | None, archived: bool
+) -> Steps[_Recent]:
+    entries: list[HistoryEntry] = []
+    start: dict[str, Any] = {}
+    value: dict[str, Any] = {}
+    head = yield call("head")
+    if at is None:
+        at = head
+    elif isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= head:
+        raise ValueError(f"position {at!r} is outside the log (0..{head})")
+    cut = yield from archived_until_steps()
+    since = cut if cut and not archived else 0
+    if since and at < cut:
+        check_archived(cut, at, f"the history of {label(key)} as of {at}")
+    if not cut or at > cut or since:
+        recent, value = yield from _walk(reconstitutor, key, cut, at)
+        entries = recent.entries
+        start = recent.first if recent.first is not None else value
+    return _Recent(at, cut, since, entries, start, value)
+
+
+def history_steps(
+    reconstitutor: StateReconstitutor, key: StateKey, at: int | None = None
+) -> Steps[History]:
+    """The history of ``key`` up to ``at`` from the store alone, in one read (the async
+    engine's, which has no archive files)."""
+    r = yield Read(_recent_steps(reconstitutor, key, at, False))
+    return History(key, r.at, r.since, r.start, tuple(r.entries), r.value)
 
 
 def state_history(
@@ -212,26 +257,12 @@ def state_history(
 ) -> History:
     """The history of ``key`` up to ``at`` (default: the head), see the module doc;
     ``archive``: the engine's ``archive=`` files, if any."""
-    entries: list[HistoryEntry] = []
-    start: dict[str, Any] = {}
-    value: dict[str, Any] = {}
     with store.reader() as reader:
-        head = reader.head()
-        if at is None:
-            at = head
-        elif isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= head:
-            raise ValueError(f"position {at!r} is outside the log (0..{head})")
-        cut = archived_until(reader)
-        since = cut if cut and archive is None else 0
-        if since and at < cut:
-            refuse_archived(reader, at, f"the history of {label(key)} as of {at}")
-        if not cut or at > cut or since:
-            recent, value = _walk(reconstitutor, reader, key, cut, at)
-            entries = recent.entries
-            start = recent.first if recent.first is not None else value
+        r = run_reader(_recent_steps(reconstitutor, key, at, archive is not None), reader)
+    at, cut, since, entries, start, value = r
     if cut and archive is not None:
         with archive.store(cut).reader() as archived:
-            old, old_value = _walk(reconstitutor, archived, key, 0, min(at, cut))
+            old, old_value = run_reader(_walk(reconstitutor, key, 0, min(at, cut)), archived)
         start = old.first if old.first is not None else old_value
         if at > cut:
             entries = old.entries + entries

@@ -12,11 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import NotFoundError, PlaythroughError
 from ._model import Event, State, key_of, registry
-from ._personal import unseal_steps, unsealing
+from ._personal import unseal_steps
 from ._serialization import decode_event, dumps
-from ._steps import Steps, call, run_reader
+from ._steps import Read, Steps, call, run_reader, run_sync
 from ._stores import EventQuery
-from ._stores._base import StoredEvent, archived_until, refuse_archived, refuse_archived_steps
+from ._stores._base import (
+    StoredEvent,
+    archived_until_steps,
+    check_archived,
+    refuse_archived_steps,
+)
 
 if TYPE_CHECKING:
     from ._stores import Store
@@ -165,43 +170,78 @@ class EventLog:
             query = pager.next_query(rows)
 
     def event(self, position: int) -> Event:
-        if isinstance(position, bool) or not isinstance(position, int):
-            raise TypeError(f"an event position is an int, not {position!r}")
-        with self._store.reader() as reader:
-            rows = unsealing(reader).find_events(EventQuery(after=position - 1, upto=position), 1)
-            head = reader.head()
-            if not rows and 0 < position <= archived_until(reader):
-                refuse_archived(reader, position - 1, f"engine.log.event({position})")
-        if not rows:
-            raise NotFoundError(f"no event at position {position} (the log holds 1..{head})")
-        return decode_event(rows[0])
+        """The committed event at ``position`` (``NotFoundError`` outside the log)."""
+        return run_sync(event_steps(position), self._store)
 
     def causes(self, position: int) -> list[Event]:
         """The events that led to this one, root first (empty for a root event)."""
-        chain: list[Event] = []
-        event = self.event(position)
-        seen = {position}
-        while event.caused_by is not None:
-            if event.caused_by in seen:
-                raise PlaythroughError(f"the log's causes loop at position {event.caused_by}")
-            seen.add(event.caused_by)
-            event = self.event(event.caused_by)
-            chain.append(event)
-        chain.reverse()
-        return chain
+        return run_sync(causes_steps(position), self._store)
 
     def effects(self, position: int) -> list[Event]:
         """Every event this one caused, directly or not, in position order."""
-        self.event(position)  # NotFoundError for a position outside the log
-        found: list[Event] = []
-        frontier = [position]
-        while frontier:
-            nxt = []
-            for cause in frontier:
-                for e in self.events(after=cause, caused_by=cause):
-                    found.append(e)
-                    assert e.id is not None
-                    nxt.append(e.id)
-            frontier = nxt
-        found.sort(key=lambda e: e.id or 0)
-        return found
+        return run_sync(effects_steps(position), self._store)
+
+
+def _event_read_steps(position: int) -> Steps[Event]:
+    rows = yield call("find_events", EventQuery(after=position - 1, upto=position), 1)
+    rows = yield from unseal_steps(rows)
+    head = yield call("head")
+    if not rows and 0 < position:
+        check_archived(
+            (yield from archived_until_steps()), position - 1, f"engine.log.event({position})"
+        )
+    if not rows:
+        raise NotFoundError(f"no event at position {position} (the log holds 1..{head})")
+    return decode_event(rows[0])
+
+
+def event_steps(position: int) -> Steps[Event]:
+    """The event at ``position``, in one read (both engines' ``log.event``)."""
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise TypeError(f"an event position is an int, not {position!r}")
+    event: Event = yield Read(_event_read_steps(position))
+    return event
+
+
+def causes_steps(position: int) -> Steps[list[Event]]:
+    """The events that led to the one at ``position``, root first (``log.causes``)."""
+    chain: list[Event] = []
+    event = yield from event_steps(position)
+    seen = {position}
+    while event.caused_by is not None:
+        if event.caused_by in seen:
+            raise PlaythroughError(f"the log's causes loop at position {event.caused_by}")
+        seen.add(event.caused_by)
+        event = yield from event_steps(event.caused_by)
+        chain.append(event)
+    chain.reverse()
+    return chain
+
+
+def pages_steps(pager: EventPager) -> Steps[list[Event]]:
+    """Every event ``pager`` selects, one read per page, as a list."""
+    found: list[Event] = []
+    query: EventQuery | None = yield Read(pager.start_steps())
+    while query is not None:
+        rows = yield Read(pager.page_steps(query))
+        found.extend(pager.decode(rows))
+        query = pager.next_query(rows)
+    return found
+
+
+def effects_steps(position: int) -> Steps[list[Event]]:
+    """Every event the one at ``position`` caused, directly or not, in position order."""
+    yield from event_steps(position)  # NotFoundError for a position outside the log
+    found: list[Event] = []
+    frontier = [position]
+    while frontier:
+        nxt = []
+        for cause in frontier:
+            pager = EventPager(cause, None, None, cause, None, None, PAGE)
+            for e in (yield from pages_steps(pager)):
+                found.append(e)
+                assert e.id is not None
+                nxt.append(e.id)
+        frontier = nxt
+    found.sort(key=lambda e: e.id or 0)
+    return found

@@ -27,7 +27,7 @@ from ._errors import NotFoundError, PlaythroughError, QueryError
 from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
 from ._slots import mark_state
-from ._steps import Call, Read, Steps, call, run_sync
+from ._steps import Call, Read, Steps, call, read_one, run_sync
 from ._stores import Condition, Order
 from ._stores._base import FORGET_EPOCH, LOOKUPS, Completion
 from ._upcasting import current_value_shape, snapshot_record
@@ -424,22 +424,36 @@ class StateQueries:
         return out
 
     def info(self, cls: type[State], state_id: Any) -> StateInfo:
+        return run_sync(self.info_steps(cls, state_id), self._store)
+
+    def info_steps(self, cls: type[State], state_id: Any) -> Steps[StateInfo]:
+        """:meth:`info` as store requests (both engines)."""
         cls = _state_class(cls)
         key = key_of(cls, state_id)
-        with self._store.reader() as reader:
-            row = reader.state_info(key)
-            completed = reader.completions([key]).get(key) if cls._pt_completable else None
-        if row is None:
-            raise NotFoundError(f"no event ever touched {key}")
-        return StateInfo(
-            key=key,
-            id=decode_id(key.id),
-            created_position=row.created_position,
-            created_at=datetime.fromisoformat(row.created_at),
-            last_position=row.last_position,
-            last_at=datetime.fromisoformat(row.last_at),
-            events=row.events,
-            snapshot_position=row.snapshot_position,
-            value_position=row.value_position,
-            completed=completed,
-        )
+        info: StateInfo = yield Read(_info_steps(cls, key))
+        return info
+
+
+def completion_steps(key: StateKey) -> Steps[Completion | None]:
+    """Whether the store records ``key`` completed, in one read (``states.completion``)."""
+    found = yield Read(read_one("completions", [key]))
+    return cast("Completion | None", found.get(key))
+
+
+def _info_steps(cls: type[State], key: StateKey) -> Steps[StateInfo]:
+    row = yield call("state_info", key)
+    completed = (yield call("completions", [key])).get(key) if cls._pt_completable else None
+    if row is None:
+        raise NotFoundError(f"no event ever touched {key}")
+    return StateInfo(
+        key=key,
+        id=decode_id(key.id),
+        created_position=row.created_position,
+        created_at=datetime.fromisoformat(row.created_at),
+        last_position=row.last_position,
+        last_at=datetime.fromisoformat(row.last_at),
+        events=row.events,
+        snapshot_position=row.snapshot_position,
+        value_position=row.value_position,
+        completed=completed,
+    )

@@ -27,7 +27,7 @@ from ._history import History, state_history
 from ._log import EventLog
 from ._model import Event, State, encode_id, key_of
 from ._personal import clear_values
-from ._query import StateInfo, StateQueries, _completed_check
+from ._query import StateInfo, StateQueries, _completed_check, completion_steps
 from ._reconstitution import StateReconstitutor
 from ._replay import ReplayReport, full_replay
 from ._snapshots import SnapshotCoordinator, SyncReport
@@ -150,9 +150,7 @@ class States:
     def completion(self, state_class: type[State], state_id: Any = None) -> Completion | None:
         """Whether the store records this state completed: the position and type of the
         event that completed it, or None."""
-        key = key_of(state_class, state_id)
-        with self._store.reader() as reader:
-            return reader.completions([key]).get(key)
+        return run_sync(completion_steps(key_of(state_class, state_id)), self._store)
 
 
 class Followers:

@@ -23,15 +23,14 @@ from .._engine import Engine
 from .._errors import ConcurrencyError, ConfigurationError, EventRejected, PlaythroughError
 from .._followers import FollowerReport, FollowerStatus, Projection
 from .._handlers import CommitResult
-from .._log import PAGE, EventPager
+from .._log import PAGE
 from .._model import Event, State, StateKey, key_of
-from .._query import _completed_check
 from .._retry import ATTEMPTS, BACKOFF, MAX_BACKOFF, check_retry, wait
 from .._scheduling import LEASE, ScheduledEvent
 from .._steps import Await, Call, Read, Steps, read_one
 from .._stores import Store
-from .._stores._base import EventQuery
 from .._verify import VerifyOptions, VerifyReport
+from ._rooms import AsyncLog, AsyncStates
 from ._store import AsyncSQLiteStore, AsyncStore
 
 S = TypeVar("S", bound=State)
@@ -102,6 +101,9 @@ class AsyncEngine:
         self.core.hook_shells = (self._hook_view, self)  # what fired hooks get
         #: ``engine.scheduler``, as on the sync Engine: its calls, awaited.
         self.scheduler = _AsyncScheduler(self)
+        #: ``engine.log`` and ``engine.states``, as on the sync Engine: their calls, awaited.
+        self.log = AsyncLog(self)
+        self.states = AsyncStates(self)
 
     def __repr__(self) -> str:
         return f"<AsyncEngine on {self.store.url}>"
@@ -385,13 +387,16 @@ class AsyncEngine:
         page_size: int = PAGE,
     ) -> AsyncIterator[Event]:
         """Committed events after ``after``, in order (``engine.log.events``), one read per page."""
-        pager = EventPager(after, types, state, caused_by, correlation, limit, page_size)
-        query: EventQuery | None = await self.store.read(pager.start_steps())
-        while query is not None:
-            rows = await self.store.read(pager.page_steps(query))
-            for event in pager.decode(rows):
-                yield event
-            query = pager.next_query(rows)
+        async for event in self.log.events(
+            after=after,
+            types=types,
+            state=state,
+            caused_by=caused_by,
+            correlation=correlation,
+            limit=limit,
+            page_size=page_size,
+        ):
+            yield event
 
     async def find(
         self,
@@ -403,17 +408,13 @@ class AsyncEngine:
         **filters: Any,
     ) -> list[S]:
         """Stored states of a type whose values match (``engine.states.find``), as a list."""
-        queries = self.core.states.queries
-        if completed is None:
-            return await self._drive(queries.find_steps(state_class, filters, limit, order_by))
-        _completed_check(state_class, limit, completed)
-        found = await self._drive(queries.find_steps(state_class, filters, None, order_by))
-        kept = [s for s in found if s.is_complete() == completed]
-        return kept if limit is None else kept[:limit]
+        return await self.states.find(
+            state_class, limit=limit, order_by=order_by, completed=completed, **filters
+        )
 
     async def count(self, state_class: type[State], **filters: Any) -> int:
-        """How many stored states of a type match (counted by the database)."""
-        return await self._drive(self.core.states.queries.count_steps(state_class, filters))
+        """How many stored states of a type match (``engine.states.count``)."""
+        return await self.states.count(state_class, **filters)
 
 
 class _AsyncScheduler:
