@@ -23,6 +23,7 @@ from playthrough import (
     state_id,
 )
 from playthrough._clock import stamp
+from playthrough._model import key_of
 from playthrough._steps import Call
 from playthrough._stores import FollowerTransaction
 from playthrough.aio import AsyncEngine, AsyncStore
@@ -422,6 +423,54 @@ def test_async_and_sync_handle_hooks_run_after_the_commit(any_url: str) -> None:
                 result.raise_for_failures()
         async with store.engine() as engine:  # the event stands, its handler stays pending
             assert (await engine.load(AioAccount, 1)).balance == 104
+
+    run(body, any_url)
+
+
+def test_the_admin_and_followers_rooms_under_the_async_engine(any_url: str) -> None:
+    """engine.admin (run_pending_handlers, snapshot, drop_snapshots, snapshot_sync, replay,
+    fill_head_values), engine.followers, explain and refresh under the async engine."""
+    Seen.calls = []
+    with Engine.open(any_url) as sync:
+        sync.fire(AioDeposited(account_id=1, amount=100))
+        sync.fire(AioPaidAsync(account_id=1))  # the sync engine refuses its async hook
+        assert len(sync.commit().failures) == 1
+        expected_plan = sync.explain(AioAccount, 1)
+        expected_plan_at = sync.explain(AioAccount, 1, at=1)
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine() as engine:
+            admin, followers = engine.admin, engine.followers
+            assert repr(admin).startswith("<Admin of ")
+            assert repr(followers).startswith("<Followers of ")
+            assert await engine.explain(AioAccount, 1) == expected_plan
+            assert await engine.explain(AioAccount, 1, at=1) == expected_plan_at
+            ran = await admin.run_pending_handlers()  # the async hook is awaited now
+            assert [(type(e).__name__, e.id) for e in ran] == [("AioPaidAsync", 2)]
+            assert Seen.calls == ["async 0"]
+            assert await admin.run_pending_handlers() == []
+            assert (await engine.load(AioLedger, 1)).entries == 1
+            head = await engine.head()
+            assert await admin.snapshot([(AioAccount, 1), (AioLedger, 1)]) == head
+            assert (await admin.snapshot_sync()).in_sync
+            assert await admin.drop_snapshots([(AioLedger, 1)]) == 1
+            assert await admin.drop_snapshots() == 1
+            await engine.fire(AioDeposited(account_id=1, amount=1))
+            with pytest.raises(PlaythroughError, match="before a replay"):
+                await admin.replay()
+            engine.discard()
+            await engine.load(AioAccount, 1)
+            key = key_of(AioAccount, 1)
+            report = await admin.replay(snapshot_every=2)
+            assert (report.played, report.position) == (head, head)
+            assert engine.core.repository.get(key) is None  # dropped, as on the sync engine
+            assert (await engine.load(AioAccount, 1)).balance == 99
+            filled = await admin.fill_head_values()
+            assert filled.position == head
+            engine.refresh()
+            assert engine.core.repository.get(key) is None
+            assert await followers() == []
+            admin.drop_forgotten()
 
     run(body, any_url)
 

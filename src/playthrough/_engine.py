@@ -29,14 +29,13 @@ from ._loading import Loader
 from ._log import encode_metadata
 from ._model import Event, State, key_of
 from ._moved import MovedMethods
-from ._reconstitution import Plan, StateReconstitutor, checked_plan
+from ._reconstitution import Plan, StateReconstitutor, explain_steps
 from ._repository import StateRepository
 from ._rooms import Admin, Followers, Log, States
 from ._scheduling import LEASE, ScheduleQueue, Scheduler
 from ._snapshots import SnapshotCoordinator
-from ._steps import run_sync
+from ._steps import run_reader, run_sync
 from ._stores import Store, open_store, parse_store_url, resolve_store_url, store_options
-from ._stores._base import refuse_archived
 from ._work import UnitOfWork
 
 if TYPE_CHECKING:
@@ -408,10 +407,7 @@ class Engine(MovedMethods):
         """The plan a load of this state would run (nothing is loaded or changed)."""
         key = key_of(state_class, state_id)
         with self.store.reader() as reader:
-            if at is None:  # what a live load plays: its plan brings every state to the head
-                return checked_plan(self.reconstitutor, reader, [key], reader.head(), to_head=True)
-            refuse_archived(reader, at, f"explaining a load at {at}")
-            return checked_plan(self.reconstitutor, reader, [key], at)
+            return run_reader(explain_steps(self.reconstitutor, key, at), reader)
 
     # ------------------------------------------------------------------ firing
 

@@ -32,7 +32,7 @@ from . import _logging, _telemetry
 from ._errors import HandledElsewhere, HandlerFailed, PlaythroughError, StoreError
 from ._model import Event, State, binding
 from ._playing import is_async_hook, playing, run_hook
-from ._steps import Await, Steps, run_sync
+from ._steps import Await, Read, Steps, call, run_sync
 
 if TYPE_CHECKING:
     from ._append import Append
@@ -148,31 +148,34 @@ class Handlers:
 
     def run_pending(self, limit: int) -> list[Event]:
         """Run the handlers the store records as pending (failed, or cut short by a crash)."""
-        from ._personal import unsealing
-        from ._serialization import decode_event
+        return run_sync(self.run_pending_steps(None, limit), self.loader.store)
 
+    def run_pending_steps(
+        self, shells: tuple[object, object] | None, limit: int
+    ) -> Steps[list[Event]]:
+        """:meth:`run_pending` as store requests (both engines; ``shells`` as in :meth:`steps`)."""
         work = self.work
         if work.events:
             raise PlaythroughError("commit or discard pending events before running handlers")
         if work.committing:
             raise PlaythroughError("run_pending_handlers() from inside a handle hook")
-        store = self.loader.store
         work.committing = True
         try:
-            with store.reader() as reader:
-                positions = reader.pending_handlers(limit)
-                opened = unsealing(reader).events(positions)
-                events = [decode_event(stored) for stored in opened]
+            read: tuple[list[int], list[Event]] = yield Read(_pending_steps(limit))
+            positions, events = read
             if not positions:
                 return []  # an idle pass: no span
+            store = self.loader.store
             with _telemetry.operation("handlers.pending", store, events=len(positions)) as facts:
-                ran = self._run_pending(positions, events)
+                ran = yield from self._run_pending_steps(shells, positions, events)
                 facts.set(ran=len(ran))
             return ran
         finally:
             work.committing = False
 
-    def _run_pending(self, positions: list[int], events: list[Event]) -> list[Event]:
+    def _run_pending_steps(
+        self, shells: tuple[object, object] | None, positions: list[int], events: list[Event]
+    ) -> Steps[list[Event]]:
         found = {e.id for e in events}
         gone = [p for p in positions if p not in found]
         if gone:
@@ -183,15 +186,26 @@ class Handlers:
         # A pending event whose class has no handle hook (any more): nothing to run.
         idle = [e.id for e in events if not has_handlers(e) and e.id is not None]
         if idle:
-            self.loader.store.mark_handled(idle)
+            yield call("mark_handled", idle)
         committed: list[Event] = []
         elsewhere: list[Event] = []
         runnable = [e for e in events if has_handlers(e)]
-        failures = self.run(runnable, committed, elsewhere)
+        failures = yield from self.steps(shells, runnable, committed, elsewhere)
         if failures:
             raise handler_failed(failures, committed)
         skipped = {id(e) for e in elsewhere}
         return [e for e in runnable if id(e) not in skipped]
+
+
+def _pending_steps(limit: int) -> Steps[tuple[list[int], list[Event]]]:
+    """In one read: the positions whose handlers are pending, and their events, opened."""
+    from ._personal import unseal_steps
+    from ._serialization import decode_event
+
+    positions: list[int] = yield call("pending_handlers", limit)
+    rows = list((yield call("events", positions)))
+    opened = yield from unseal_steps(rows)
+    return positions, [decode_event(stored) for stored in opened]
 
 
 def failure_message(failures: Sequence[Failure]) -> str:

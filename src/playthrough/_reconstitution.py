@@ -233,19 +233,30 @@ def _decode_snapshot(record: SnapshotRecord) -> State:
         raise _BadSnapshot(record, exc) from exc
 
 
-def checked_plan(
+def explain_steps(reconstitutor: StateReconstitutor, key: StateKey, at: int | None) -> Steps[Plan]:
+    """The plan a load of ``key`` would run, as reader requests (both engines' ``explain``):
+    at the head, what a live load plays (its plan brings every state to the head)."""
+    if at is None:
+        head = yield call("head")
+        return (yield from checked_plan_steps(reconstitutor, [key], head, to_head=True))
+    yield from refuse_archived_steps(at, f"explaining a load at {at}")
+    return (yield from checked_plan_steps(reconstitutor, [key], at))
+
+
+def checked_plan_steps(
     reconstitutor: StateReconstitutor,
-    reader: StoreReader,
     targets: Sequence[StateKey],
     at: int,
     *,
     to_head: bool = False,
-) -> Plan:
+) -> Steps[Plan]:
     """A plan whose snapshots all decode (for ``explain``): bad ones are passed over, and said."""
     exclude: set[tuple[StateKey, int, str]] = set()
     skipped: list[str] = []
     while True:
-        plan = reconstitutor.plan(reader, targets, at, to_head=to_head, exclude=frozenset(exclude))
+        plan = yield from reconstitutor.plan_steps(
+            targets, at, to_head=to_head, exclude=frozenset(exclude)
+        )
         plan.skipped.extend(skipped)
         try:
             for sp in plan.states.values():

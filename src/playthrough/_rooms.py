@@ -226,13 +226,22 @@ class Admin:
         them, as of the store's head. With ``refs`` (``[(Account, 1), (Ledger, None)]``):
         exactly those states, as they were at ``at`` (default: the head).
         """
-        keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
-        return self._coordinator.write_set(keys, at)
+        return run_sync(self.snapshot_steps(refs, at), self._store)
 
     def drop_snapshots(self, refs: Iterable[StateRef] | None = None) -> int:
         """Forget stored snapshots (all, or those of the given states); returns how many."""
+        return run_sync(self.drop_snapshots_steps(refs), self._store)
+
+    def snapshot_steps(self, refs: Iterable[StateRef] | None, at: int | None) -> Steps[int]:
+        """:meth:`snapshot` as store requests (both engines)."""
         keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
-        return self._store.drop_snapshots(keys)
+        return (yield from self._coordinator.write_set_steps(keys, at))
+
+    def drop_snapshots_steps(self, refs: Iterable[StateRef] | None) -> Steps[int]:
+        """:meth:`drop_snapshots` as store requests (both engines)."""
+        keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
+        dropped: int = yield call("drop_snapshots", keys)
+        return dropped
 
     def snapshot_sync(self) -> SyncReport:
         """Which coupled states have snapshots that disagree on their position."""
@@ -453,4 +462,11 @@ class Admin:
         (the others still run). Handlers are at-least-once: a handler that was
         running elsewhere when this is called may run twice.
         """
-        return self._handlers.run_pending(limit)
+        return run_sync(self.run_pending_handlers_steps(None, limit), self._store)
+
+    def run_pending_handlers_steps(
+        self, shells: tuple[object, object] | None, limit: int
+    ) -> Steps[list[Event]]:
+        """:meth:`run_pending_handlers` as store requests (both engines; ``shells``: what
+        the hooks get as their engine, see ``Handlers.steps``)."""
+        return (yield from self._handlers.run_pending_steps(shells, limit))

@@ -18,19 +18,19 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from .. import _followers, _logging, _telemetry
+from .. import _logging, _telemetry
 from .._engine import Engine
 from .._errors import ConcurrencyError, ConfigurationError, EventRejected, PlaythroughError
-from .._followers import FollowerReport, FollowerStatus, Projection
+from .._followers import FollowerReport, Projection
 from .._handlers import CommitResult
 from .._log import PAGE
 from .._model import Event, State, StateKey, key_of
+from .._reconstitution import Plan, explain_steps
 from .._retry import ATTEMPTS, BACKOFF, MAX_BACKOFF, check_retry, wait
 from .._scheduling import LEASE, ScheduledEvent
 from .._steps import Await, Call, Read, Steps, read_one
-from .._stores import Store
 from .._verify import VerifyOptions, VerifyReport
-from ._rooms import AsyncLog, AsyncStates
+from ._rooms import AsyncAdmin, AsyncFollowers, AsyncLog, AsyncStates
 from ._store import AsyncSQLiteStore, AsyncStore
 
 S = TypeVar("S", bound=State)
@@ -104,6 +104,9 @@ class AsyncEngine:
         #: ``engine.log`` and ``engine.states``, as on the sync Engine: their calls, awaited.
         self.log = AsyncLog(self)
         self.states = AsyncStates(self)
+        #: ``engine.followers`` and ``engine.admin``, as on the sync Engine.
+        self.followers = AsyncFollowers(self)
+        self.admin = AsyncAdmin(self)
 
     def __repr__(self) -> str:
         return f"<AsyncEngine on {self.store.url}>"
@@ -179,6 +182,18 @@ class AsyncEngine:
         keys = [key_of(state_class, i) for i in ids]
         found = await self._load(keys, None)
         return [cast(S, found[k]) for k in keys]
+
+    async def explain(
+        self, state_class: type[State], state_id: Any = None, *, at: int | None = None
+    ) -> Plan:
+        """The plan a load of this state would run (nothing is loaded or changed)."""
+        key = key_of(state_class, state_id)
+        return cast(Plan, await self.store.read(explain_steps(self.core.reconstitutor, key, at)))
+
+    def refresh(self) -> None:
+        """Drop every state held in memory; the next load reads the store (pending events
+        are discarded too, since the states they changed are gone)."""
+        self.core.refresh()
 
     async def _load(self, keys: Sequence[StateKey], at: int | None) -> dict[StateKey, State]:
         core = self.core
@@ -273,10 +288,8 @@ class AsyncEngine:
     async def snapshot(
         self, refs: Iterable[tuple[type[State], Any]] | None = None, *, at: int | None = None
     ) -> int:
-        """Write an event-aligned snapshot set and return its position (``Engine.snapshot``:
-        without ``refs`` the states in memory and those coupled with them, at the head)."""
-        keys = None if refs is None else [key_of(cls, i) for cls, i in refs]
-        return await self._drive(self.core.coordinator.write_set_steps(keys, at))
+        """Write an event-aligned snapshot set (``engine.admin.snapshot``)."""
+        return await self.admin.snapshot(refs, at=at)
 
     # ------------------------------------------------------------------ schedule and erasure
 
@@ -309,9 +322,8 @@ class AsyncEngine:
         return await self._drive(self.core.scheduler.run_due_steps(limit, lease))
 
     async def forget(self, subject: Any) -> bool:
-        """Erase a data subject's personal data (``engine.admin.forget``: their key is deleted, and
-        what was derived from it dropped); False when the subject had no key."""
-        return await self._drive(self.core.admin.forget_steps(subject))
+        """Erase a data subject's personal data (``engine.admin.forget``)."""
+        return await self.admin.forget(subject)
 
     # ------------------------------------------------------------------ followers and checks
 
@@ -324,30 +336,18 @@ class AsyncEngine:
         batch_size: int | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> FollowerReport:
-        """Feed every committed event after the follower's stored position to ``projection``
-        (``engine.followers.run``: the same batches, transactions and ``FollowerFailed``).
-
-        Its ``on_<EventType>(event, tx)`` handlers are sync code on a sync transaction, so
-        each batch runs off the event loop (the SQLite store's thread; a worker thread
-        over a sync PostgreSQL connection); the waits between batches are awaited.
-        """
-        follow = _followers.Follow(projection, batch_size)
-        while stop is None or not stop():
-            found = await self.store.blocking(follow.step)
-            if found == _followers.MORE:
-                continue
-            if until_idle and found == _followers.IDLE:
-                break
-            await asyncio.sleep(poll_interval)  # idle, or another process holds the follower
-        return follow.report()
-
-    async def followers(self) -> list[FollowerStatus]:
-        """Every follower's position and lag behind the head."""
-        return await self.store.blocking(_followers.statuses)
+        """Run a follower (``engine.followers.run``)."""
+        return await self.followers.run(
+            projection,
+            until_idle=until_idle,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+            stop=stop,
+        )
 
     async def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
         """Move a follower back (``engine.followers.reset``)."""
-        await self.store.blocking(lambda store: _followers.reset(store, projection, position))
+        await self.followers.reset(projection, position)
 
     async def verify(
         self,
@@ -357,21 +357,8 @@ class AsyncEngine:
         clock: Callable[[], float] | None = None,
         **changes: Any,
     ) -> VerifyReport:
-        """Check the store (``engine.admin.verify``: the same checks and report).
-
-        It reads the whole log and replays states to compare, CPU-bound work: it runs
-        off the event loop, on a sync engine over the store (the SQLite store's thread;
-        a worker thread on PostgreSQL), with this engine's options. ``progress`` is
-        called from that thread.
-        """
-        engine_options = self._options
-
-        def check(store: Store) -> VerifyReport:
-            return Engine(store, **engine_options).admin.verify(
-                options, progress=progress, clock=clock, **changes
-            )
-
-        return await self.store.blocking(check)
+        """Check the store (``engine.admin.verify``)."""
+        return await self.admin.verify(options, progress=progress, clock=clock, **changes)
 
     # ------------------------------------------------------------------ reading
 

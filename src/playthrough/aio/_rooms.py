@@ -1,25 +1,36 @@
-"""The async engine's rooms: ``engine.log``, ``engine.states`` (and, as they come, the others).
+"""The async engine's rooms: ``engine.log``, ``states``, ``followers`` and ``admin``.
 
 Each method drives the same steps as the sync room of the same name
 (``playthrough._rooms``), awaiting the async store where that one calls the
 sync store: the names, arguments, results and errors are the sync engine's.
+Work that runs user code on a sync transaction (a follower's handlers) or
+passes over the whole log (replay, verify) is the sync room's own, run off the
+event loop through ``AsyncStore.blocking``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _followers
+from .._engine import Engine
+from .._followers import FollowerReport, FollowerStatus, Projection
 from .._history import History, history_steps
 from .._log import PAGE, EventPager, causes_steps, effects_steps, event_steps
 from .._model import Event, State, key_of
 from .._query import StateInfo, _completed_check, completion_steps
+from .._replay import ReplayReport
+from .._snapshots import SyncReport
 from .._stores._base import Completion, EventQuery
+from .._verify import VerifyOptions, VerifyReport
 
 if TYPE_CHECKING:
     from ._engine import AsyncEngine
 
 S = TypeVar("S", bound=State)
+T = TypeVar("T")
 
 
 class AsyncLog:
@@ -120,3 +131,165 @@ class AsyncStates:
         """Whether the store records this state completed: the position and type of the
         event that completed it, or None."""
         return await self._engine._drive(completion_steps(key_of(state_class, state_id)))
+
+
+class AsyncFollowers:
+    """``engine.followers`` of the async engine: run projections, move them back, and
+    (called, awaited) their status."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def __repr__(self) -> str:
+        return f"<Followers of {self._engine.store.url}>"
+
+    async def __call__(self) -> list[FollowerStatus]:
+        """Every follower's position and lag behind the head."""
+        return await self._engine.store.blocking(_followers.statuses)
+
+    async def run(
+        self,
+        projection: Projection,
+        *,
+        until_idle: bool = False,
+        poll_interval: float = 1.0,
+        batch_size: int | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> FollowerReport:
+        """Feed every committed event after the follower's stored position to ``projection``
+        (``engine.followers.run``: the same batches, transactions and ``FollowerFailed``).
+
+        Its ``on_<EventType>(event, tx)`` handlers are sync code on a sync transaction, so
+        each batch runs off the event loop (the SQLite store's thread; a worker thread
+        over a sync PostgreSQL connection); the waits between batches are awaited.
+        """
+        store = self._engine.store
+        follow = _followers.Follow(projection, batch_size)
+        while stop is None or not stop():
+            found = await store.blocking(follow.step)
+            if found == _followers.MORE:
+                continue
+            if until_idle and found == _followers.IDLE:
+                break
+            await asyncio.sleep(poll_interval)  # idle, or another process holds the follower
+        return follow.report()
+
+    async def reset(self, projection: Projection | str, position: int = 0) -> None:
+        """Move a follower back (default: to 0, to re-project everything)."""
+        await self._engine.store.blocking(
+            lambda store: _followers.reset(store, projection, position)
+        )
+
+
+class AsyncAdmin:
+    """``engine.admin`` of the async engine: snapshots, replays, checks, erasure, handlers
+    (``engine.admin`` of the sync engine, awaited; not yet ``archive``, ``import_log``:
+    run those with the sync engine on the same store)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def __repr__(self) -> str:
+        return f"<Admin of {self._engine.store.url}>"
+
+    async def _blocking(self, work: Callable[[Engine], T]) -> T:
+        """``work`` on a sync engine over the store (this engine's options), off the loop."""
+        options = self._engine._options
+        return await self._engine.store.blocking(lambda store: work(Engine(store, **options)))
+
+    async def snapshot(
+        self, refs: Iterable[tuple[type[State], Any]] | None = None, *, at: int | None = None
+    ) -> int:
+        """Write an event-aligned snapshot set and return its position (without ``refs``:
+        the states in memory and those coupled with them, at the head)."""
+        engine = self._engine
+        return await engine._drive(engine.core.admin.snapshot_steps(refs, at))
+
+    async def drop_snapshots(self, refs: Iterable[tuple[type[State], Any]] | None = None) -> int:
+        """Forget stored snapshots (all, or those of the given states); returns how many."""
+        engine = self._engine
+        return await engine._drive(engine.core.admin.drop_snapshots_steps(refs))
+
+    async def snapshot_sync(self) -> SyncReport:
+        """Which coupled states have snapshots that disagree on their position."""
+        return await self._blocking(lambda sync: sync.admin.snapshot_sync())
+
+    async def replay(
+        self,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        snapshot_every: int = 10_000,
+        chunk_size: int = 2_000,
+        resume: bool = True,
+    ) -> ReplayReport:
+        """Rebuild every state from the log with bounded memory (``engine.admin.replay``),
+        off the event loop; ``progress`` is called from that thread. This engine's
+        states are dropped from memory afterwards, as on the sync engine."""
+        core = self._engine.core
+        core.admin._refuse_pending("a replay")
+        report = await self._blocking(
+            lambda sync: sync.admin.replay(
+                progress=progress,
+                snapshot_every=snapshot_every,
+                chunk_size=chunk_size,
+                resume=resume,
+            )
+        )
+        core.repository.clear()
+        return report
+
+    async def fill_head_values(
+        self,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        snapshot_every: int = 10_000,
+        chunk_size: int = 2_000,
+    ) -> ReplayReport:
+        """Give every state a current heads value in one pass (``engine.admin.fill_head_values``),
+        off the event loop; this engine's states are dropped from memory afterwards."""
+        core = self._engine.core
+        core.admin._refuse_pending("filling values")
+        report = await self._blocking(
+            lambda sync: sync.admin.fill_head_values(
+                progress=progress, snapshot_every=snapshot_every, chunk_size=chunk_size
+            )
+        )
+        core.repository.clear()
+        return report
+
+    async def verify(
+        self,
+        options: VerifyOptions | None = None,
+        *,
+        progress: Callable[[str, int, int], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        **changes: Any,
+    ) -> VerifyReport:
+        """Check the store (``engine.admin.verify``: the same checks and report).
+
+        It reads the whole log and replays states to compare, CPU-bound work: it runs
+        off the event loop, on a sync engine over the store (the SQLite store's thread;
+        a worker thread on PostgreSQL), with this engine's options. ``progress`` is
+        called from that thread.
+        """
+        return await self._blocking(
+            lambda sync: sync.admin.verify(options, progress=progress, clock=clock, **changes)
+        )
+
+    async def forget(self, subject: Any) -> bool:
+        """Erase a data subject's personal data (``engine.admin.forget``: their key is deleted,
+        and what was derived from it dropped); False when the subject had no key."""
+        engine = self._engine
+        return await engine._drive(engine.core.admin.forget_steps(subject))
+
+    def drop_forgotten(self) -> None:
+        """Drop every state from memory and the forget epoch they were loaded at (no I/O)."""
+        self._engine.core.admin.drop_forgotten()
+
+    async def run_pending_handlers(self, limit: int = 1_000) -> list[Event]:
+        """Run the handlers the store records as not completed; return their events
+        (``engine.admin.run_pending_handlers``; ``HandlerFailed`` if some fail again). Their
+        hooks may be ``async def``, as after a commit of this engine."""
+        engine = self._engine
+        shells = (engine._hook_view, engine)
+        return await engine._drive(engine.core.admin.run_pending_handlers_steps(shells, limit))
