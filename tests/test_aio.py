@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import warnings
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
@@ -538,12 +539,12 @@ def test_the_snapshot_policies_run_under_the_async_engine(any_url: str) -> None:
         assert ("t.aio.Ledger(7)", 8) in _snapshots(any_url)
         async with store.engine() as engine:
             await engine.load(AioAccount, 1)
-            assert await engine.snapshot([(AioAccount, 2)], at=3) == 3
-            assert await engine.snapshot() == 8  # the states in memory
+            assert await engine.admin.snapshot([(AioAccount, 2)], at=3) == 3
+            assert await engine.admin.snapshot() == 8  # the states in memory
         assert ("t.aio.Account(2)", 3) in _snapshots(any_url)
         assert ("t.aio.Account(1)", 8) in _snapshots(any_url)
         async with store.engine() as engine:
-            report = await engine.verify()
+            report = await engine.admin.verify()
             assert report.ok, str(report)
 
     run(body, any_url)
@@ -656,28 +657,28 @@ def test_run_due_and_forget_under_the_async_engine(any_url: str) -> None:
 
     async def body(store: AsyncStore) -> None:
         async with store.engine(clock=clock) as engine:
-            assert await engine.run_due() == []  # nothing due yet
-            assert await engine.forget(2) is True
-            assert await engine.forget(2) is False  # nothing left to forget
+            assert await engine.scheduler.run_due() == []  # nothing due yet
+            assert await engine.admin.forget(2) is True
+            assert await engine.admin.forget(2) is False  # nothing left to forget
             clock.advance(hours=3)
-            done = await engine.run_due()
+            done = await engine.scheduler.run_due()
             outcomes = {r.id: (r.status, r.error) for r in done}
             assert outcomes == {
                 ada: ("fired", None),
                 bob: ("fired", None),
                 no: ("rejected", "EventRejected: not today"),
             }
-            assert await engine.run_due() == []  # each row fires once
+            assert await engine.scheduler.run_due() == []  # each row fires once
             ada_now = await engine.load(AioMember, 1)
             assert (ada_now.name, ada_now.joined, ada_now.welcomed) == ("Ada", 1, 1)
             assert (await engine.load(AioMember, 2)).name == FORGOTTEN
-            assert await engine.forget(1) is True
+            assert await engine.admin.forget(1) is True
             assert (await engine.load(AioMember, 1)).name == FORGOTTEN  # memory dropped
             await engine.fire(AioJoined(member_id=1, name="Ada again"))
             with pytest.raises(PlaythroughError, match="before run_due"):
-                await engine.run_due()
+                await engine.scheduler.run_due()
             with pytest.raises(PlaythroughError, match="before forget"):
-                await engine.forget(1)
+                await engine.admin.forget(1)
 
     run(body, any_url)
     with Engine.open(any_url) as sync:
@@ -753,7 +754,7 @@ def test_a_plain_def_hook_that_must_seal_what_it_schedules_says_to_await(any_url
             result = await engine.commit()  # the commit stands, the failure is reported
             [(_, error)] = result.failures
             assert "personal value is sealed" in str(error)
-            assert "await engine.schedule(...)" in str(error)
+            assert "await engine.scheduler.schedule(...)" in str(error)
         with Engine.open(any_url) as sync, sync.store.reader() as reader:
             assert reader.schedules() == []  # nothing was scheduled
 
@@ -767,29 +768,33 @@ def test_schedule_cancel_and_reschedule_under_the_async_engine(any_url: str) -> 
 
     async def body(store: AsyncStore) -> None:
         async with store.engine(clock=clock) as engine:
-            ada = await engine.schedule(
+            ada = await engine.scheduler.schedule(
                 AioJoined(member_id=1, name="Ada"), after=timedelta(hours=1)
             )
-            assert (await engine.scheduled(ada)).status == "pending"  # written at once
-            gone = await engine.schedule(AioRemind(member_id=2), at=clock.now())
-            assert await engine.cancel(gone) is True
-            assert await engine.cancel(gone) is False  # cancelled already
+            assert (await engine.scheduler.scheduled(ada)).status == "pending"  # written at once
+            gone = await engine.scheduler.schedule(AioRemind(member_id=2), at=clock.now())
+            assert await engine.scheduler.cancel(gone) is True
+            assert await engine.scheduler.cancel(gone) is False  # cancelled already
             async with engine.transaction():
                 await engine.fire(AioSignedUp(member_id=3))
-                late = await engine.schedule(AioRemind(member_id=1), after=timedelta(hours=2))
-                assert await engine.cancel(late) is True  # still queued: dropped
-                kept = await engine.schedule(AioRemind(member_id=1), after=timedelta(hours=2))
-            assert (await engine.scheduled(kept)).status == "pending"
+                late = await engine.scheduler.schedule(
+                    AioRemind(member_id=1), after=timedelta(hours=2)
+                )
+                assert await engine.scheduler.cancel(late) is True  # still queued: dropped
+                kept = await engine.scheduler.schedule(
+                    AioRemind(member_id=1), after=timedelta(hours=2)
+                )
+            assert (await engine.scheduler.scheduled(kept)).status == "pending"
             with pytest.raises(ScheduleNotFound):
-                await engine.cancel("nope")
+                await engine.scheduler.cancel("nope")
             with pytest.raises(ScheduleNotFound):
-                await engine.reschedule("nope")
+                await engine.scheduler.reschedule("nope")
             clock.advance(days=2)
-            done = {r.id: r.status for r in await engine.run_due()}
+            done = {r.id: r.status for r in await engine.scheduler.run_due()}
             assert done[ada] == "fired" and done[kept] == "fired" and gone not in done
             assert len(done) == 3  # and the reminder AioSignedUp's handle hook scheduled
             with pytest.raises(PlaythroughError, match="is fired"):
-                await engine.reschedule(ada)
+                await engine.scheduler.reschedule(ada)
             assert (await engine.load(AioMember, 1)).name == "Ada"
             assert (await engine.load(AioMember, 3)).welcomed == 10
 
@@ -860,7 +865,9 @@ def test_a_failed_scheduled_event_is_rescheduled_under_the_async_engine(any_url:
 
     async def body(store: AsyncStore) -> None:
         async with store.engine(clock=clock) as engine:
-            sid = await engine.schedule(AioRemind(member_id=1), after=timedelta(minutes=1))
+            sid = await engine.scheduler.schedule(
+                AioRemind(member_id=1), after=timedelta(minutes=1)
+            )
             clock.advance(minutes=2)
             # Marked failed by a worker (its module not deployed, say): re-armed for now.
             claimed = await store.call(
@@ -871,9 +878,9 @@ def test_a_failed_scheduled_event_is_rescheduled_under_the_async_engine(any_url:
             )
             assert [r.id for r in claimed] == [sid]
             assert await store.call(Call("finish_schedule", (sid, "w", "failed", "boom")))
-            again = await engine.reschedule(sid)
+            again = await engine.scheduler.reschedule(sid)
             assert (again.status, again.error, again.due_at) == ("pending", None, clock.now())
-            [fired] = await engine.run_due()
+            [fired] = await engine.scheduler.run_due()
             assert (fired.id, fired.status) == (sid, "fired")
 
     run(body, any_url)
@@ -916,7 +923,7 @@ def test_followers_and_verify_under_the_async_engine(any_url: str) -> None:
                 await engine.fire(AioEntered(ledger_id=ledger))
             await engine.fire(AioDeposited(account_id=1, amount=3))  # passed over
         async with store.engine() as engine:
-            report = await engine.run(AioEntries(), until_idle=True)
+            report = await engine.followers.run(AioEntries(), until_idle=True)
             assert (report.processed, report.passed, report.batches) == (5, 1, 4)  # + an empty one
             seen = await store.blocking(lambda s: _in_follower_tx(s, AioEntries.table))
             assert seen == {1: 3, 2: 2}
@@ -927,13 +934,13 @@ def test_followers_and_verify_under_the_async_engine(any_url: str) -> None:
             AioEntries.fail_at = 7
             try:
                 with pytest.raises(FollowerFailed, match="read model down"):
-                    await engine.run(AioEntries(), until_idle=True)
+                    await engine.followers.run(AioEntries(), until_idle=True)
             finally:
                 AioEntries.fail_at = None
             assert await _position(engine) == 6
-            report = await engine.run(AioEntries(), until_idle=True)
+            report = await engine.followers.run(AioEntries(), until_idle=True)
             assert (report.processed, report.position) == (1, 7)
-            await engine.reset_follower(AioEntries())
+            await engine.followers.reset(AioEntries())
             assert await _position(engine) == 0
             assert await store.blocking(lambda s: _in_follower_tx(s, AioEntries.table)) == {}
             polls: list[int] = []
@@ -943,13 +950,13 @@ def test_followers_and_verify_under_the_async_engine(any_url: str) -> None:
                 return len(polls) > 5
 
             # Not until_idle: it polls until stop() says so.
-            report = await engine.run(AioEntries(), poll_interval=0, stop=stop)
+            report = await engine.followers.run(AioEntries(), poll_interval=0, stop=stop)
             assert report.position == 7
             assert await store.blocking(lambda s: _in_follower_tx(s, AioEntries.table)) == {
                 1: 3,
                 2: 3,
             }
-            verified = await engine.verify()
+            verified = await engine.admin.verify()
             assert verified.ok and verified.head == 7, verified.to_text()
 
     run(body, any_url)
@@ -993,3 +1000,93 @@ def test_a_sqlite_request_is_one_hop_to_the_store_thread(tmp_path: Any) -> None:
 
     Seen.calls.clear()
     run(body, f"sqlite:///{tmp_path / 's.db'}")
+
+
+#: What the sync rooms have that the async ones do not yet (sync code on files).
+_SYNC_ONLY = {"log": {"export"}, "admin": {"archive", "import_log"}}
+
+
+def _public(obj: object) -> set[str]:
+    """The calls of a room (not its steps, which the shells drive, nor its fields)."""
+    return {
+        n
+        for n in dir(obj)
+        if not n.startswith("_") and not n.endswith("_steps") and callable(getattr(obj, n))
+    }
+
+
+def test_the_async_rooms_have_the_sync_rooms_names(tmp_path: Any) -> None:
+    """Every call of a sync room is one of the async room of the same name (awaited),
+    except those documented as sync only."""
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine() as engine:
+            with Engine.open(f"sqlite:///{tmp_path / 'a.db'}") as sync:
+                for room in ("log", "states", "scheduler", "followers", "admin"):
+                    missing = _public(getattr(sync, room)) - _public(getattr(engine, room))
+                    assert missing == _SYNC_ONLY.get(room, set()), room
+                for name in ("explain", "refresh", "head", "load", "fire", "commit"):
+                    assert callable(getattr(engine, name)), name
+
+    run(body, f"sqlite:///{tmp_path / 'a.db'}")
+
+
+def test_the_old_async_names_warn_and_answer_as_the_rooms_do(any_url: str) -> None:
+    moved = "is deprecated \\(removed in 0.4.0\\): use engine"
+
+    async def body(store: AsyncStore) -> None:
+        async with store.engine() as engine:
+            await engine.fire(AioDeposited(account_id=1, amount=5))
+        async with store.engine() as engine:
+            old: Any = engine  # the forwarders, as code not checked by mypy calls them
+            with pytest.warns(DeprecationWarning, match=f"AsyncEngine.count {moved}.states.count$"):
+                assert await old.count(AioAccount) == await engine.states.count(AioAccount) == 1
+            with pytest.warns(DeprecationWarning, match=f"AsyncEngine.find {moved}.states.find$"):
+                assert [a.balance for a in await old.find(AioAccount)] == [5]
+            with pytest.warns(DeprecationWarning, match=f"AsyncEngine.events {moved}.log.events$"):
+                assert [e.id async for e in old.events()] == [1]
+            with pytest.warns(DeprecationWarning, match=f"{moved}.scheduler.run_due$"):
+                assert await old.run_due() == []
+            with pytest.warns(DeprecationWarning, match=f"{moved}.scheduler.schedule$"):
+                sid = await old.schedule(AioDeposited(account_id=1, amount=1), after=timedelta(1))
+            with pytest.warns(DeprecationWarning, match=f"{moved}.scheduler.scheduled$"):
+                assert (await old.scheduled(sid)).status == "pending"
+            with pytest.warns(DeprecationWarning, match=f"{moved}.scheduler.reschedule$"):
+                await old.reschedule(sid, at=datetime(2100, 1, 1, tzinfo=UTC))
+            with pytest.warns(DeprecationWarning, match=f"{moved}.scheduler.cancel$"):
+                assert await old.cancel(sid) is True
+            with pytest.warns(DeprecationWarning, match=f"{moved}.admin.snapshot$"):
+                assert await old.snapshot([(AioAccount, 1)]) == 1
+            with pytest.warns(DeprecationWarning, match=f"{moved}.admin.forget$"):
+                assert await old.forget("nobody") is False
+            with pytest.warns(DeprecationWarning, match=f"{moved}.admin.verify$"):
+                assert (await old.verify(subprocess_replay=False)).ok
+            with pytest.warns(DeprecationWarning, match=f"{moved}.followers.reset$"):
+                with pytest.raises(NotFoundError):
+                    await old.reset_follower("nobody")
+            with pytest.warns(DeprecationWarning, match=f"{moved}.followers.run$"):
+                assert (await old.run(AioEntries(), until_idle=True)).processed == 0
+
+    run(body, any_url)
+
+
+def test_normal_async_use_warns_nothing(tmp_path: Any) -> None:
+    """The async engine's own paths use the rooms: a tour of them raises no warning."""
+
+    async def body(store: AsyncStore) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            async with store.engine() as engine:
+                await engine.fire(AioDeposited(account_id=1, amount=5))
+                await engine.fire(AioPaidAsync(account_id=1))
+            async with store.engine() as engine:
+                await engine.states.find(AioAccount, balance__gt=0)
+                [e async for e in engine.log.events()]
+                await engine.admin.snapshot()
+                await engine.admin.verify(subprocess_replay=False)
+                await engine.scheduler.run_due()
+                await engine.admin.run_pending_handlers()
+                await engine.followers.run(AioEntries(), until_idle=True)
+                await engine.followers()
+
+    run(body, f"sqlite:///{tmp_path / 'w.db'}")

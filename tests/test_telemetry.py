@@ -411,11 +411,11 @@ def test_the_async_engine_emits_the_same_spans(tmp_path: Any, spans: InMemorySpa
                     await engine.fire(Deposited(account_id=1, amount=-5))
                 await engine.fire(Transferred(source_id=1, target_id=2, amount=1))
             async with store.engine() as engine:
-                assert await engine.count(Account, balance__gt=0) == 2
+                assert await engine.states.count(Account, balance__gt=0) == 2
                 await engine.load(Account, 1, at=2)
-                assert [r.status for r in await engine.run_due()] == ["fired"]
-                await engine.forget("nobody")
-                await engine.run(TelemetryDeposits(), until_idle=True)
+                assert [r.status for r in await engine.scheduler.run_due()] == ["fired"]
+                await engine.admin.forget("nobody")
+                await engine.followers.run(TelemetryDeposits(), until_idle=True)
 
     asyncio.run(main())
     seen = _names_and_systems(spans)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import _logging, _telemetry
 from .._engine import Engine
@@ -30,8 +30,13 @@ from .._retry import ATTEMPTS, BACKOFF, MAX_BACKOFF, check_retry, wait
 from .._scheduling import LEASE, ScheduledEvent
 from .._steps import Await, Call, Read, Steps, read_one
 from .._verify import VerifyOptions, VerifyReport
-from ._rooms import AsyncAdmin, AsyncFollowers, AsyncLog, AsyncStates
+from ._rooms import AsyncAdmin, AsyncFollowers, AsyncLog, AsyncScheduler, AsyncStates
 from ._store import AsyncSQLiteStore, AsyncStore
+
+if TYPE_CHECKING:
+    from typing_extensions import deprecated
+else:
+    from .._moved import deprecated
 
 S = TypeVar("S", bound=State)
 T = TypeVar("T")
@@ -100,7 +105,7 @@ class AsyncEngine:
         self._hook_view = _HookView(self)
         self.core.hook_shells = (self._hook_view, self)  # what fired hooks get
         #: ``engine.scheduler``, as on the sync Engine: its calls, awaited.
-        self.scheduler = _AsyncScheduler(self)
+        self.scheduler = AsyncScheduler(self)
         #: ``engine.log`` and ``engine.states``, as on the sync Engine: their calls, awaited.
         self.log = AsyncLog(self)
         self.states = AsyncStates(self)
@@ -285,48 +290,56 @@ class AsyncEngine:
         """Whether the commit with this id (``CommitOutcomeUnknown.commit_id``) is in the log."""
         return await self.store.read(read_one("commit_positions", commit_id)) is not None
 
+    # ------------------------------------------------------------------ moved to the rooms
+
+    @deprecated("AsyncEngine.snapshot is deprecated (removed in 0.4.0): use engine.admin.snapshot")
     async def snapshot(
         self, refs: Iterable[tuple[type[State], Any]] | None = None, *, at: int | None = None
     ) -> int:
-        """Write an event-aligned snapshot set (``engine.admin.snapshot``)."""
+        """Moved: ``engine.admin.snapshot``."""
         return await self.admin.snapshot(refs, at=at)
 
-    # ------------------------------------------------------------------ schedule and erasure
-
+    @deprecated(
+        "AsyncEngine.schedule is deprecated (removed in 0.4.0): use engine.scheduler.schedule"
+    )
     async def schedule(
         self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
     ) -> str:
-        """Store ``event`` to be fired at ``at`` or ``after`` from now; returns its id
-        (``engine.scheduler.schedule``: written with the commit being built, if any, else
-        at once)."""
-        return await self._drive(self.core.scheduler.schedule_steps(event, at, after))
+        """Moved: ``engine.scheduler.schedule``."""
+        return await self.scheduler.schedule(event, at=at, after=after)
 
+    @deprecated("AsyncEngine.cancel is deprecated (removed in 0.4.0): use engine.scheduler.cancel")
     async def cancel(self, schedule_id: str) -> bool:
-        """Cancel a scheduled event; False if it was already fired or cancelled
-        (``engine.scheduler.cancel``: ``ScheduleNotFound`` for an unknown id)."""
-        return await self._drive(self.core.scheduler.cancel_steps(schedule_id))
+        """Moved: ``engine.scheduler.cancel``."""
+        return await self.scheduler.cancel(schedule_id)
 
+    @deprecated(
+        "AsyncEngine.reschedule is deprecated (removed in 0.4.0): use engine.scheduler.reschedule"
+    )
     async def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
-        """Re-arm a failed (or pending) scheduled event, due at ``at`` (default: now)
-        (``engine.scheduler.reschedule``)."""
-        return await self._drive(self.core.scheduler.reschedule_steps(schedule_id, at))
+        """Moved: ``engine.scheduler.reschedule``."""
+        return await self.scheduler.reschedule(schedule_id, at=at)
 
+    @deprecated(
+        "AsyncEngine.scheduled is deprecated (removed in 0.4.0): use engine.scheduler.scheduled"
+    )
     async def scheduled(self, schedule_id: str) -> ScheduledEvent:
-        """A scheduled event's row: due time, status, the fired event's position, error."""
-        return await self._drive(self.core.scheduler.scheduled_steps(schedule_id))
+        """Moved: ``engine.scheduler.scheduled``."""
+        return await self.scheduler.scheduled(schedule_id)
 
+    @deprecated(
+        "AsyncEngine.run_due is deprecated (removed in 0.4.0): use engine.scheduler.run_due"
+    )
     async def run_due(self, *, limit: int = 100, lease: timedelta = LEASE) -> list[ScheduledEvent]:
-        """Fire the scheduled events due by ``clock.now()`` (``engine.scheduler.run_due``: one
-        pass, each row committed on its own with its row marked fired; its hooks may be
-        ``async def``)."""
-        return await self._drive(self.core.scheduler.run_due_steps(limit, lease))
+        """Moved: ``engine.scheduler.run_due``."""
+        return await self.scheduler.run_due(limit=limit, lease=lease)
 
+    @deprecated("AsyncEngine.forget is deprecated (removed in 0.4.0): use engine.admin.forget")
     async def forget(self, subject: Any) -> bool:
-        """Erase a data subject's personal data (``engine.admin.forget``)."""
+        """Moved: ``engine.admin.forget``."""
         return await self.admin.forget(subject)
 
-    # ------------------------------------------------------------------ followers and checks
-
+    @deprecated("AsyncEngine.run is deprecated (removed in 0.4.0): use engine.followers.run")
     async def run(
         self,
         projection: Projection,
@@ -336,7 +349,7 @@ class AsyncEngine:
         batch_size: int | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> FollowerReport:
-        """Run a follower (``engine.followers.run``)."""
+        """Moved: ``engine.followers.run``."""
         return await self.followers.run(
             projection,
             until_idle=until_idle,
@@ -345,10 +358,14 @@ class AsyncEngine:
             stop=stop,
         )
 
+    @deprecated(
+        "AsyncEngine.reset_follower is deprecated (removed in 0.4.0): use engine.followers.reset"
+    )
     async def reset_follower(self, projection: Projection | str, position: int = 0) -> None:
-        """Move a follower back (``engine.followers.reset``)."""
+        """Moved: ``engine.followers.reset``."""
         await self.followers.reset(projection, position)
 
+    @deprecated("AsyncEngine.verify is deprecated (removed in 0.4.0): use engine.admin.verify")
     async def verify(
         self,
         options: VerifyOptions | None = None,
@@ -357,11 +374,10 @@ class AsyncEngine:
         clock: Callable[[], float] | None = None,
         **changes: Any,
     ) -> VerifyReport:
-        """Check the store (``engine.admin.verify``)."""
+        """Moved: ``engine.admin.verify``."""
         return await self.admin.verify(options, progress=progress, clock=clock, **changes)
 
-    # ------------------------------------------------------------------ reading
-
+    @deprecated("AsyncEngine.events is deprecated (removed in 0.4.0): use engine.log.events")
     async def events(
         self,
         *,
@@ -373,7 +389,7 @@ class AsyncEngine:
         limit: int | None = None,
         page_size: int = PAGE,
     ) -> AsyncIterator[Event]:
-        """Committed events after ``after``, in order (``engine.log.events``), one read per page."""
+        """Moved: ``engine.log.events``."""
         async for event in self.log.events(
             after=after,
             types=types,
@@ -385,6 +401,7 @@ class AsyncEngine:
         ):
             yield event
 
+    @deprecated("AsyncEngine.find is deprecated (removed in 0.4.0): use engine.states.find")
     async def find(
         self,
         state_class: type[S],
@@ -394,39 +411,15 @@ class AsyncEngine:
         completed: bool | None = None,
         **filters: Any,
     ) -> list[S]:
-        """Stored states of a type whose values match (``engine.states.find``), as a list."""
+        """Moved: ``engine.states.find``."""
         return await self.states.find(
             state_class, limit=limit, order_by=order_by, completed=completed, **filters
         )
 
+    @deprecated("AsyncEngine.count is deprecated (removed in 0.4.0): use engine.states.count")
     async def count(self, state_class: type[State], **filters: Any) -> int:
-        """How many stored states of a type match (``engine.states.count``)."""
+        """Moved: ``engine.states.count``."""
         return await self.states.count(state_class, **filters)
-
-
-class _AsyncScheduler:
-    """The async engine's ``scheduler``: the sync ``engine.scheduler``'s calls, awaited,
-    so code that schedules (a hook shared by both engines) reads the same on both."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def schedule(
-        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
-    ) -> str:
-        return await self._engine.schedule(event, at=at, after=after)
-
-    async def cancel(self, schedule_id: str) -> bool:
-        return await self._engine.cancel(schedule_id)
-
-    async def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
-        return await self._engine.reschedule(schedule_id, at=at)
-
-    async def scheduled(self, schedule_id: str) -> ScheduledEvent:
-        return await self._engine.scheduled(schedule_id)
-
-    async def run_due(self, *, limit: int = 100, lease: timedelta = LEASE) -> list[ScheduledEvent]:
-        return await self._engine.run_due(limit=limit, lease=lease)
 
 
 class _HookScheduler:
@@ -485,7 +478,7 @@ def _in_memory(steps: Steps[T], key: StateKey | None = None, doing: str = "fire"
         "declare the state in the hook's parameters, or make the hook async def and await "
         "engine.fire(...) / engine.load(...)"
         if doing != "schedule"
-        else "make the hook async def and await engine.schedule(...)"
+        else "make the hook async def and await engine.scheduler.schedule(...)"
     )
     raise PlaythroughError(
         f"a plain def handle hook under the async engine cannot wait for the store "

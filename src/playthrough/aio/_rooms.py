@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _followers
@@ -22,6 +23,7 @@ from .._log import PAGE, EventPager, causes_steps, effects_steps, event_steps
 from .._model import Event, State, key_of
 from .._query import StateInfo, _completed_check, completion_steps
 from .._replay import ReplayReport
+from .._scheduling import LEASE, ScheduledEvent
 from .._snapshots import SyncReport
 from .._stores._base import Completion, EventQuery
 from .._verify import VerifyOptions, VerifyReport
@@ -293,3 +295,45 @@ class AsyncAdmin:
         engine = self._engine
         shells = (engine._hook_view, engine)
         return await engine._drive(engine.core.admin.run_pending_handlers_steps(shells, limit))
+
+
+class AsyncScheduler:
+    """``engine.scheduler`` of the async engine: the sync ``engine.scheduler``'s calls,
+    awaited, driving the same steps, so code that schedules (a hook shared by both
+    engines) reads the same on both."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def __repr__(self) -> str:
+        return f"<Scheduler of {self._engine.store.url}>"
+
+    async def schedule(
+        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
+    ) -> str:
+        """Store ``event`` to be fired at ``at`` or ``after`` from now; returns its id
+        (written with the commit being built, if any, else at once)."""
+        engine = self._engine
+        return await engine._drive(engine.core.scheduler.schedule_steps(event, at, after))
+
+    async def cancel(self, schedule_id: str) -> bool:
+        """Cancel a scheduled event; False if it was already fired or cancelled
+        (``ScheduleNotFound`` for an unknown id)."""
+        engine = self._engine
+        return await engine._drive(engine.core.scheduler.cancel_steps(schedule_id))
+
+    async def reschedule(self, schedule_id: str, *, at: datetime | None = None) -> ScheduledEvent:
+        """Re-arm a failed (or pending) scheduled event, due at ``at`` (default: now)."""
+        engine = self._engine
+        return await engine._drive(engine.core.scheduler.reschedule_steps(schedule_id, at))
+
+    async def scheduled(self, schedule_id: str) -> ScheduledEvent:
+        """A scheduled event's row: due time, status, the fired event's position, error."""
+        engine = self._engine
+        return await engine._drive(engine.core.scheduler.scheduled_steps(schedule_id))
+
+    async def run_due(self, *, limit: int = 100, lease: timedelta = LEASE) -> list[ScheduledEvent]:
+        """Fire the scheduled events due by ``clock.now()``: one pass, each row committed on
+        its own with its row marked fired; its hooks may be ``async def``."""
+        engine = self._engine
+        return await engine._drive(engine.core.scheduler.run_due_steps(limit, lease))
