@@ -147,15 +147,21 @@ class DictStore(NoReadSide, NoLifecycle, NoMaintenance):
         self.pending: set[int] = set()
         self._lock = threading.RLock()
         self._reading = False
+        self._closed = False
 
     @property
     def url(self) -> str:
         return "dict://"
 
     def close(self) -> None:
-        pass
+        self._closed = True
+
+    def _open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store on {self.url} is closed")
 
     def _writing(self, what: str) -> None:
+        self._open()
         if self._reading:
             raise StoreError(f"cannot {what} inside a read transaction")
 
@@ -164,6 +170,7 @@ class DictStore(NoReadSide, NoLifecycle, NoMaintenance):
 
     @contextmanager
     def reader(self) -> Iterator[StoreReader]:
+        self._open()
         with self._lock:
             if self._reading:
                 raise StoreError("a reader is already open on this store: readers do not nest")
@@ -174,6 +181,7 @@ class DictStore(NoReadSide, NoLifecycle, NoMaintenance):
                 self._reading = False
 
     def heads(self, keys: Iterable[StateKey]) -> HeadRows:
+        self._open()
         with self._lock:
             out = HeadRows({k: self.head_rows[k] for k in keys if k in self.head_rows})
             out.epoch = self._epoch()

@@ -191,7 +191,7 @@ def test_sqlite_a_failing_commit_reports_the_truth(tmp_path: Path, mode: str) ->
     url = f"sqlite:///{tmp_path / 'x.db'}"
     with Engine.open(url) as engine:
         assert isinstance(engine.store, SQLiteStore)
-        engine.store._conn = _Conn(engine.store._conn, mode)  # type: ignore[assignment]
+        engine.store._connection = _Conn(engine.store._conn, mode)  # type: ignore[assignment]
         engine.fire(Counted(tally_id=1))
         if mode == "after":
             [event] = engine.commit()  # COMMIT raised after it took effect: committed

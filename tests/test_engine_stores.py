@@ -3,7 +3,8 @@ through ``Engine.open(url)``.
 
 - two engines on one store see each other's commits, and a stale one is refused with
   ConcurrencyError, writing nothing, then succeeds after a refresh;
-- time travel, snapshots, the sync check and a full replay agree across stores.
+- time travel, snapshots, the sync check and a full replay agree across stores;
+- an engine made over a closed store refuses with a StoreError naming the store.
 
 The reconstitution and schema-evolution properties run on PostgreSQL beside SQLite in
 their own modules (``*_on_postgres``).
@@ -13,10 +14,23 @@ from __future__ import annotations
 
 import pytest
 
-from playthrough import Engine
-from playthrough.errors import ConcurrencyError
+from playthrough import Engine, connect
+from playthrough.errors import ConcurrencyError, StoreError
 
 from .pg_domain import Account, Audited, Auditor, Opened, Transfer
+
+
+def test_an_engine_over_a_closed_store_refuses_naming_it(any_url: str) -> None:
+    connection = connect(any_url)
+    url = connection.store.url
+    connection.close()
+    with Engine(connection) as engine:
+        with pytest.raises(StoreError, match="closed") as caught:
+            engine.load(Account, 1)
+        assert url in str(caught.value)
+        with pytest.raises(StoreError, match="closed"):
+            engine.fire(Opened(account_id=1, amount=100))  # it loads the account
+        assert engine.pending == ()
 
 
 def test_two_engines_share_a_store(any_url: str) -> None:

@@ -25,7 +25,7 @@ from playthrough._model import StateKey, key_of
 from playthrough._serialization import encode_state
 from playthrough._stores import SnapshotRecord, SQLiteStore, Store
 from playthrough._stores._base import SCHEMA_VERSION, HeadRow
-from playthrough.errors import ConcurrencyError, ConfigurationError, EventRejected
+from playthrough.errors import ConcurrencyError, ConfigurationError, EventRejected, StoreError
 from playthrough.testing import reference_states, stored_events
 
 from .domain import Bump, Copy, Feed, Hub, Node, Swap
@@ -432,8 +432,9 @@ def test_an_engine_per_request_borrows_the_store(tmp_path: Path) -> None:
 def test_engine_open_closes_the_store_it_opened() -> None:
     engine = Engine.open("sqlite://")
     engine.close()
-    with pytest.raises(sqlite3.ProgrammingError):
-        engine.store._conn.execute("SELECT 1")  # type: ignore[attr-defined]
+    with pytest.raises(StoreError, match="the store on sqlite:// is closed"):
+        with engine.store.reader() as reader:
+            reader.head()
 
 
 @pytest.mark.parametrize("where", ["memory", "file"])

@@ -262,6 +262,20 @@ class LogContract(ContractBase):
         (q,) = store.append([ev((A1, 0))], {A1: p})  # and so is the store
         assert q > p
 
+    def test_a_closed_store_refuses_with_a_store_error_naming_it(self) -> None:
+        store = self.store
+        (p,) = store.append([ev((A1, 0))], {A1: None})
+        store.close()
+        store.close()  # closing again does nothing (and the case's teardown closes it once more)
+        with raises_exactly(StoreError, match="closed") as caught:
+            with store.reader() as r:
+                r.head()
+        assert store.url in str(caught[0])
+        with raises_exactly(StoreError, match="closed"):
+            store.heads([A1])
+        with raises_exactly(StoreError, match="closed"):
+            store.append([ev((A1, 0))], {A1: p})
+
     def test_append_writes_values_with_the_heads(self) -> None:
         store = self.store
         (p,) = store.append([ev((A1, 0), (HUB, 0))], {A1: None, HUB: None}, {A1: '{"a":1}'})

@@ -238,7 +238,7 @@ class PostgresDatastore:
     def _checkout(self, begin: str) -> Conn:
         """A pooled connection with a transaction begun; dead connections are replaced."""
         if self._pool is None:
-            raise StoreError(f"the store on {self._where} is closed")
+            raise StoreError(f"the store on {self.url} is closed")
         last: psycopg.Error | None = None
         for _ in range(self._max_size + 1):
             try:
@@ -302,7 +302,7 @@ class PostgresDatastore:
         if getattr(self._local, "reading", False):
             raise StoreError("heads and values are read and written outside a read transaction")
         if self._pool is None:
-            raise StoreError(f"the store on {self._where} is closed")
+            raise StoreError(f"the store on {self.url} is closed")
         last: psycopg.Error | None = None
         for _ in range(self._max_size + 1):
             try:

@@ -82,7 +82,7 @@ class SQLiteDatastore:
         self._lock = threading.RLock()  # one transaction at a time, across threads
         memory = path == ":memory:"
         try:
-            self._conn = sqlite3.connect(
+            self._connection: sqlite3.Connection | None = sqlite3.connect(
                 path if create or memory else _file_uri(path, "mode=rw"),
                 isolation_level=None,
                 timeout=busy_timeout,
@@ -145,7 +145,7 @@ class SQLiteDatastore:
             and not os.access(path, os.W_OK)
             and not os.access(folder, os.W_OK)
         )
-        self._conn = sqlite3.connect(
+        self._connection = sqlite3.connect(
             _file_uri(path, "mode=ro&immutable=1" if immutable else "mode=ro"),
             isolation_level=None,
             timeout=busy_timeout,
@@ -276,6 +276,17 @@ class SQLiteDatastore:
                     version = target
             conn.execute(q.SCHEMA_VERSION_WRITE, (str(version),))
 
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The open connection; a closed store is a StoreError naming it."""
+        conn = self._connection
+        if conn is None:
+            raise StoreError(f"the store on {self.url} is closed")
+        return conn
+
     def close(self) -> None:
+        """Close the connection; closing again does nothing."""
         with self._lock:
-            self._conn.close()
+            conn, self._connection = self._connection, None
+            if conn is not None:
+                conn.close()
