@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,23 @@ def test_every_commit_stores_a_unique_commit_id(url: str) -> None:
         with fresh.store.reader() as reader:
             assert reader.commit_positions(first) == (1, 2)
             assert reader.commit_positions(second) == (3, 3)
+
+
+def test_commit_and_correlation_ids_are_random_version_4_uuids_in_hex(url: str) -> None:
+    """Commit ids and correlations are the 32 hex digits of a version-4 UUID, as
+    ``uuid.uuid4().hex`` gives them, so stored ids keep one shape across versions."""
+    seen = set()
+    with Engine.open(url) as engine:
+        for _ in range(50):
+            event = engine.fire(Counted(tally_id=1))
+            engine.commit()
+            for text in (engine.last_commit_id, event.correlation):
+                assert isinstance(text, str) and len(text) == 32
+                parsed = uuid.UUID(hex=text)
+                assert parsed.hex == text
+                assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+                seen.add(text)
+    assert len(seen) == 100
 
 
 # ---------------------------------------------------------------------- PostgreSQL: unknown outcome

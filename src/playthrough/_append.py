@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from typing import cast
 
@@ -27,7 +26,7 @@ from ._errors import ConcurrencyError, PlaythroughError, StaleForgetError
 from ._handlers import CommitResult, Handlers, has_handlers
 from ._lifecycle import Completions
 from ._loading import Loader
-from ._log import metadata_text
+from ._log import metadata_text, new_id
 from ._model import Event, StateKey, binding
 from ._personal import new_key, personal_spec, seal, subject_of
 from ._serialization import encode_event, encode_state_checked
@@ -63,7 +62,7 @@ class Append:
         """
         work = self.work
         batch = list(work.events)
-        commit_id = uuid.uuid4().hex
+        commit_id = new_id()
         self.last_commit_id = commit_id
         if not batch:
             # Schedule changes alone, or a handler's completion with nothing fired:

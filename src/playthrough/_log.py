@@ -6,7 +6,7 @@ object) and its correlation id.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +31,22 @@ StateRefArg = tuple[type[State], Any]
 PAGE = 500  # events per page of ``events()``
 
 
+def new_id() -> str:
+    """A random version-4 UUID's 32 hex digits (commit and correlation ids).
+
+    The same digits as ``uuid.uuid4().hex``, without building a ``UUID`` object
+    on every commit.
+    """
+    n = int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET
+    return f"{n:032x}"
+
+
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_correlation() -> str:
-    return uuid.uuid4().hex
+    return new_id()
 
 
 def encode_metadata(
