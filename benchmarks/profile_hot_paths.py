@@ -133,7 +133,7 @@ def phase_batch(tmp: Path, commits: int, top: int) -> None:
 
 
 def phase_load(loads: int, top: int) -> None:
-    """load_many of every account of the issue-10 read log (coupled), in fresh engines."""
+    """load_many of every account of the read log (coupled), in fresh engines."""
     backend = SQLiteBackend()
     profile = cProfile.Profile()
     seconds = 0.0

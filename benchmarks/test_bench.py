@@ -96,7 +96,7 @@ def test_commit_1000_events(benchmark: Any, open_engine: Callable[[], Engine]) -
 @pytest.mark.parametrize("split", [False, True], ids=["coupled", "split"])
 @pytest.mark.parametrize("each", [True, False], ids=["one-by-one", "load_many"])
 def test_load_read_log(benchmark: Any, bench_backend: Backend, split: bool, each: bool) -> None:
-    """The issue-10 read log; every round loads every account in a fresh engine."""
+    """The read log; every round loads every account in a fresh engine."""
     ids = list(range(READ_ACCOUNTS))
     with bench_backend.place() as place:
         build_read_log(bench_backend, place, read_workload(split=split)[0])

@@ -1,4 +1,4 @@
-"""The workloads the benchmark scripts share: sizes, warm-up, the issue-10 read log."""
+"""The workloads the benchmark scripts share: sizes, warm-up, the read log."""
 
 from __future__ import annotations
 
