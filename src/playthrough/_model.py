@@ -1,7 +1,8 @@
-"""States, events, ``state_id`` and the type registry.
+"""Events, ``state_id`` and the inspection of an event class's hooks.
 
-A subclass of :class:`State` or :class:`Event` registers itself under a stable
-type name when it is defined; stored rows name that type, never a module path.
+The type registry and :class:`State` are in ``_states``, the states one event
+touches and binds to its hooks in ``_binding``; this module re-exports them, so
+``playthrough._model`` stays the one import path for the model.
 An Event subclass is inspected at definition time: its ``state_id`` fields and
 the parameters of its hooks are bound once, so that firing and replaying an
 event only has to look values up.
@@ -10,289 +11,36 @@ event only has to look values up.
 from __future__ import annotations
 
 import inspect
-import sys
 import typing
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
-from ._errors import DefinitionError, StateMutationError, UnknownTypeError
+from ._binding import Binding as Binding
+from ._binding import Bound as Bound
+from ._binding import BoundHook as BoundHook
+from ._binding import binding as binding
+from ._binding import flat_hook_keys as flat_hook_keys
+from ._binding import hook_keys as hook_keys
+from ._binding import touched_keys as touched_keys
+from ._errors import DefinitionError
 
 # The key and the id codec live in _keys: the stores import them without the model.
 from ._keys import StateIdValue as StateIdValue
 from ._keys import StateKey as StateKey
 from ._keys import decode_id as decode_id
 from ._keys import encode_id as encode_id
-from ._slots import set_binding
-from ._versions import check_upcasters, class_aliases, class_version
+from ._states import SingletonState as SingletonState
+from ._states import State as State
+from ._states import _check_storable, _defining_scope, _register, _type_name_for
+from ._states import key_of as key_of
+from ._states import registry as registry
+from ._states import writable_states as writable_states
 
 # The metadata key under which state_id() records the state class of a field.
 _STATE_FIELD = "playthrough.state"
-
-# --------------------------------------------------------------------------- registry
-
-
-_V = TypeVar("_V")
-
-
-class _Table(dict[str, _V]):
-    """A registry table that moves the registry's generation on every change, so
-    caches derived from the set of classes (``_upcasting.value_mark``) recompute
-    however the table is changed (a class definition, or a test swapping classes)."""
-
-    def __setitem__(self, key: str, value: _V) -> None:
-        super().__setitem__(key, value)
-        registry.generation += 1
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        registry.generation += 1
-
-    def pop(self, key: str, *default: Any) -> Any:
-        registry.generation += 1
-        return super().pop(key, *default)
-
-    def clear(self) -> None:
-        super().clear()
-        registry.generation += 1
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        super().update(*args, **kwargs)
-        registry.generation += 1
-
-
-class _Registry:
-    """Maps stable type names to State and Event classes (one namespace each)."""
-
-    def __init__(self) -> None:
-        self.states: dict[str, type[State]] = _Table()
-        self.events: dict[str, type[Event]] = _Table()
-        self.generation = 0
-
-    def check(self, table: dict[str, Any], name: str, cls: type, kind: str) -> None:
-        """Refuse ``name`` (a type name or an alias) when another class holds it."""
-        old = table.get(name)
-        if old is not None and (old.__module__, old.__qualname__) != (
-            cls.__module__,
-            cls.__qualname__,
-        ):
-            how = "an alias" if name in old._pt_aliases else "the type name"
-            raise DefinitionError(
-                f"{kind} type name {name!r} is already taken by "
-                f"{old.__module__}.{old.__qualname__} (as {how}); give "
-                f"{cls.__module__}.{cls.__qualname__} its own name with "
-                f"`class {cls.__name__}({kind}, type_name=...)` or drop the alias"
-            )
-
-    def add(self, table: dict[str, Any], name: str, cls: type, kind: str) -> None:
-        self.check(table, name, cls, kind)
-        table[name] = cls
-
-    def state_class(self, name: str, where: str = "") -> type[State]:
-        try:
-            return self.states[name]
-        except KeyError:
-            raise UnknownTypeError(
-                f"unknown state type {name!r}{where}: no State subclass with that type name "
-                "is defined; import the module that defines it"
-            ) from None
-
-    def event_class(self, name: str, where: str = "") -> type[Event]:
-        try:
-            return self.events[name]
-        except KeyError:
-            raise UnknownTypeError(
-                f"unknown event type {name!r}{where}: no Event subclass with that type name "
-                "is defined; import the module that defines it"
-            ) from None
-
-
-registry = _Registry()
-
-
-def _type_name_for(cls: type, given: str | None) -> str:
-    # attrs re-creates slotted classes without the class keywords, so the name
-    # chosen for the first class object is carried in its namespace.
-    if given is None:
-        given = cls.__dict__.get("_pt_type_name")
-    if given is None:
-        given = cls.__qualname__
-    if not isinstance(given, str) or not given:
-        raise DefinitionError(f"type_name of {cls.__qualname__} must be a non-empty string")
-    return given
-
-
-def _check_storable(cls: type) -> None:
-    """Refuse fields whose values would not read back equal from the store (see _storable)."""
-    if cls.__module__ == __name__:
-        return  # SingletonState: no fields
-    from ._storable import own_annotations, storable_problem
-
-    for name, annotation in own_annotations(cls, _defining_scope()).items():
-        problem = storable_problem(cls, name, annotation)
-        if problem is not None:
-            raise DefinitionError(f"{cls.__qualname__}.{name}: {problem}")
-
-
-def _register(
-    cls: type,
-    name: str,
-    version: int | None,
-    aliases: Iterable[str] | None,
-    table: dict[str, Any],
-    kind: str,
-) -> None:
-    """Give ``cls`` its type name, version and aliases, checked, and register every name."""
-    number = class_version(cls, version)
-    others = class_aliases(cls, aliases, name)
-    check_upcasters(cls, number, every_step=kind == "Event")
-    for alias in others:  # every name is checked before any is taken
-        registry.check(table, alias, cls, kind)
-    registry.check(table, name, cls, kind)
-    cls._pt_type_name = name  # type: ignore[attr-defined]
-    cls._pt_version = number  # type: ignore[attr-defined]
-    cls._pt_aliases = others  # type: ignore[attr-defined]
-    for taken in (name, *others):
-        table[taken] = cls
-
-
-# --------------------------------------------------------------------------- states
-
-
-# The states the running ``apply`` hook may write (their ids), or None outside one.
-writable_states: ContextVar[frozenset[int] | None] = ContextVar(
-    "playthrough_writable_states", default=None
-)
-
-
-class State:
-    """Base class of event-sourced states. Subclass it with ``@attrs.define``.
-
-    Every field needs a default: a state no event has touched loads blank.
-
-    A state that can be *completed* (a closed order, a finished game) says how:
-    ``complete_when = "closed"`` names a bool field, or an ``is_complete(self)``
-    method decides. Firing an event that touches a completed state raises
-    :class:`StateCompleted`, unless the event class sets
-    ``touches_completed = True``; see ``engine.states.completion``.
-    A state playthrough made (loaded, or blank for a load) is written only by
-    the ``apply`` hooks of events that declare it; assigning a field anywhere
-    else raises :class:`StateMutationError`.
-    """
-
-    __slots__ = ("_pt_id", "_pt_last_event_id")
-    # Declared for type checkers only: a runtime annotation here would be resolved in
-    # the ``playthrough`` namespace (``__module__``) by get_type_hints on every subclass.
-    if TYPE_CHECKING:
-        _pt_type_name: ClassVar[str]
-        _pt_completable: ClassVar[bool]
-        complete_when: ClassVar[str | None]
-        _pt_version: ClassVar[int]
-        _pt_aliases: ClassVar[tuple[str, ...]]
-    complete_when = None
-    _pt_completable = False
-    _pt_version = 1
-    _pt_aliases = ()
-
-    def __init_subclass__(
-        cls,
-        type_name: str | None = None,
-        version: int | None = None,
-        aliases: Iterable[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init_subclass__(**kwargs)
-        for reserved in ("id", "last_event_id"):
-            if reserved in cls.__dict__ and not isinstance(cls.__dict__[reserved], property):
-                raise DefinitionError(
-                    f"{cls.__qualname__}.{reserved}: the name is reserved by playthrough"
-                )
-        name = _type_name_for(cls, type_name)
-        _check_completion(cls)
-        if aliases:
-            # Links, heads and snapshots are keyed by the state's type name: rows under an
-            # old name would be invisible to loads (a blank state, silently). A renamed
-            # class keeps its stored name instead, which costs nothing.
-            raise DefinitionError(
-                f"{cls.__qualname__}: a State takes no aliases= (its stored rows are keyed "
-                f"by its type name); to rename the class keep the stored name: "
-                f"`class {cls.__name__}(State, type_name={next(iter(aliases))!r})`"
-            )
-        _check_storable(cls)
-        _register(cls, name, version, aliases, registry.states, "State")
-
-    def is_complete(self) -> bool:
-        """Whether this state is completed (by default: the ``complete_when`` field)."""
-        name = type(self).complete_when
-        return bool(getattr(self, name)) if name is not None else False
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # A state becomes managed when playthrough marks it (blank_state, decoding);
-        # before that (attrs' __init__, user-built values) fields are free. The running
-        # apply hook's own states are the common case, so they are asked about first.
-        allowed = writable_states.get()
-        if allowed is not None and id(self) in allowed:
-            object.__setattr__(self, name, value)
-            return
-        if hasattr(self, "_pt_last_event_id") and not name.startswith("_pt_"):
-            which = type(self).__qualname__ + ("" if self.id is None else f"({self.id!r})")
-            raise StateMutationError(
-                f"{which}: cannot set {type(self).__qualname__}.{name} outside an apply "
-                "hook of an event that declares this state; fire an event whose apply "
-                "hook changes it (a change made elsewhere would be served from memory "
-                "and snapshots, but no replay of the log would make it)"
-            )
-        object.__setattr__(self, name, value)
-
-    @property
-    def id(self) -> StateIdValue | None:
-        """The id this state was loaded with (``None`` for a singleton)."""
-        return getattr(self, "_pt_id", None)
-
-    @property
-    def last_event_id(self) -> int | None:
-        """Global position of the last committed event that touched this state."""
-        return getattr(self, "_pt_last_event_id", None)
-
-
-def _check_completion(cls: type[State]) -> None:
-    """Record whether a state class can complete; check ``complete_when`` names a field."""
-    name = cls.complete_when
-    cls._pt_completable = name is not None or cls.is_complete is not State.is_complete
-    if name is None:
-        return
-    if not isinstance(name, str):
-        raise DefinitionError(f"{cls.__qualname__}.complete_when must name a field, not {name!r}")
-    fields = cls.__dict__.get("__attrs_attrs__")
-    if fields is not None and name not in {a.name for a in fields}:
-        raise DefinitionError(
-            f"{cls.__qualname__}.complete_when names {name!r}, which is not a field of "
-            f"{cls.__qualname__}"
-        )
-
-
-class SingletonState(State):
-    """A state with exactly one instance; it loads without an id."""
-
-    __slots__ = ()
-
-
-def key_of(cls: type[State], state_id: object) -> StateKey:
-    if not (isinstance(cls, type) and issubclass(cls, State)):
-        raise TypeError(
-            f"expected a State subclass, not {getattr(cls, '__qualname__', None) or repr(cls)}"
-        )
-    if issubclass(cls, SingletonState):
-        if state_id is not None:
-            raise TypeError(f"{cls.__qualname__} is a singleton and loads without an id")
-        return StateKey(cls._pt_type_name, "")
-    if state_id is None:
-        raise TypeError(f"{cls.__qualname__} needs an id to load (only singletons load without)")
-    return StateKey(cls._pt_type_name, encode_id(state_id))
-
 
 # --------------------------------------------------------------------------- events
 
@@ -429,26 +177,6 @@ def _hook_functions(cls: type) -> list[tuple[str, Phase, Callable[..., Any]]]:
                 continue
             hooks[name] = (phase, value)
     return [(name, phase, fn) for name, (phase, fn) in hooks.items()]
-
-
-def _defining_scope() -> dict[str, Any]:
-    """Local names of the scope that is defining the class (closest frame first).
-
-    String annotations (``from __future__ import annotations``) may name classes
-    defined in the same function as the event; ``get_type_hints`` only sees the
-    module's globals, so the defining frames' locals are offered as well.
-    """
-    scope: dict[str, Any] = {}
-    frame = sys._getframe(1)
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith(("playthrough._model", "attr", "abc", "typing")):
-            if frame.f_locals is frame.f_globals:
-                break  # reached module level: get_type_hints reads globals itself
-            for name, value in frame.f_locals.items():
-                scope.setdefault(name, value)
-        frame = frame.f_back  # type: ignore[assignment]
-    return scope
 
 
 def _annotation(fn: Callable[..., Any], param: inspect.Parameter, scope: dict[str, Any]) -> Any:
@@ -714,141 +442,3 @@ class Event:
     def touched(self) -> tuple[StateKey, ...]:
         """The states this event touches (its ``state_id`` fields and bound singletons)."""
         return binding(self).touched
-
-
-# --------------------------------------------------------------------------- binding
-
-
-def _field_keys(event: Event, field: StateField) -> tuple[list[StateKey], bool]:
-    """The keys a field names, and whether it holds a list (hooks then get a list)."""
-    value = getattr(event, field.name)
-    name = field.state_class._pt_type_name
-    if field.many or isinstance(value, (list, tuple)):
-        # None in a list names no state, like a None field: it touches nothing.
-        return [StateKey(name, encode_id(v)) for v in value if v is not None], True
-    if value is None:
-        return [], False  # "this event does not touch that state"; its hooks get None
-    return [StateKey(name, encode_id(value))], False
-
-
-Bound = list[StateKey | list[StateKey] | None]
-BoundHook = tuple[Hook, Bound, tuple[StateKey, ...]]  # a hook, its arguments' keys, flattened
-
-
-class Binding:
-    """Which states an event touches and which each of its hooks takes.
-
-    Computed once per event and cached on it (fired and stored events are
-    immutable); hook arguments are bound per phase on first use, and coupling
-    groups only when a commit asks for them, so a replay binds only ``apply``.
-    """
-
-    # It holds the event's spec, not the event: the event caches its Binding, and a
-    # reference back would make every fired or decoded event a garbage cycle.
-    __slots__ = ("_by_field", "_groups", "_phases", "spec", "touched")
-
-    def __init__(
-        self,
-        spec: EventSpec,
-        touched: tuple[StateKey, ...],
-        by_field: dict[str, tuple[list[StateKey], bool]],
-    ) -> None:
-        self.spec = spec
-        self.touched = touched
-        self._by_field = by_field
-        self._phases: dict[str, list[BoundHook]] = {}
-        self._groups: tuple[int, ...] | None = None
-
-    def of_phase(self, phase: Phase) -> list[BoundHook]:
-        found = self._phases.get(phase)
-        if found is None:
-            found = self._phases[phase] = [self._bind(hook) for hook in self.spec.phases[phase]]
-        return found
-
-    def _bind(self, hook: Hook) -> BoundHook:
-        bound: Bound = []
-        flat: list[StateKey] = []
-        for p in hook.params:
-            if p.engine:
-                continue
-            if p.singleton is not None:
-                key = StateKey(p.singleton._pt_type_name, "")
-                bound.append(key)
-                flat.append(key)
-            else:
-                assert p.field is not None
-                keys, is_list = self._by_field[p.field.name]
-                if is_list:
-                    bound.append(list(keys))
-                    flat.extend(keys)
-                elif not keys:
-                    bound.append(None)  # a None id: the hook is given None
-                else:
-                    bound.append(keys[0])
-                    flat.append(keys[0])
-        return hook, bound, tuple(flat)
-
-    @property
-    def groups(self) -> tuple[int, ...]:
-        """The coupling group of each touched key (see ``coupling groups`` in _stores/_base)."""
-        if self._groups is None:
-            flats = [flat for _, _, flat in self.of_phase("apply")]
-            self._groups = tuple(_groups(list(self.touched), flats))
-        return self._groups
-
-
-def binding(event: Event) -> Binding:
-    """The event's Binding (cached on the event: fired and stored events are immutable)."""
-    cached: Binding | None = getattr(event, "_pt_binding", None)
-    if cached is not None:
-        return cached
-    spec = type(event)._pt_spec
-    by_field = {f.name: _field_keys(event, f) for f in spec.fields}
-    if len(by_field) == 1 and not spec.singleton_keys:
-        touched = tuple(dict.fromkeys(next(iter(by_field.values()))[0]))
-    else:
-        seen: dict[StateKey, None] = {}
-        for keys, _ in by_field.values():
-            seen.update(dict.fromkeys(keys))
-        seen.update(dict.fromkeys(spec.singleton_keys))
-        touched = tuple(seen)
-    result = Binding(spec, touched, by_field)
-    set_binding(event, result)
-    return result
-
-
-def touched_keys(event: Event) -> list[StateKey]:
-    """Every state the event touches, once each, in declaration order."""
-    return list(binding(event).touched)
-
-
-def hook_keys(event: Event, hook: Hook) -> Bound:
-    for h, bound, _ in binding(event).of_phase(hook.phase):
-        if h is hook:
-            return bound
-    raise KeyError(hook.name)
-
-
-def _groups(keys: list[StateKey], apply_hooks: list[tuple[StateKey, ...]]) -> list[int]:
-    """Connected components of the touched keys under the multi-state apply hooks."""
-    coupling = [flat for flat in apply_hooks if len(flat) > 1]
-    if not coupling:
-        return list(range(len(keys)))  # single-state hooks couple nothing
-    group = {k: i for i, k in enumerate(keys)}
-    for flat in coupling:
-        inside = {group[k] for k in flat if k in group}
-        if len(inside) > 1:
-            target = min(inside)
-            for k, g in group.items():
-                if g in inside:
-                    group[k] = target
-    numbers: dict[int, int] = {}
-    return [numbers.setdefault(group[k], len(numbers)) for k in keys]
-
-
-def flat_hook_keys(event: Event, hook: Hook) -> list[StateKey]:
-    """Every state a hook takes, a list argument's states spread out."""
-    for h, _, flat in binding(event).of_phase(hook.phase):
-        if h is hook:
-            return list(flat)
-    raise KeyError(hook.name)
