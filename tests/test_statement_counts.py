@@ -159,3 +159,54 @@ def test_statements_per_replay_page(any_url: str, statements: Statements) -> Non
             engine.admin.replay(chunk_size=2000, snapshot_every=2000)
         _check("replay of 5000 events (pages of 2000)", any_url, sent)
         assert engine.load(Tally, 3).total == 100
+
+
+@attrs.define
+class Noted(Event, type_name="t.stmts.Noted"):
+    tally_id: int = state_id(Tally)
+
+    def apply(self, tally: Tally) -> None:
+        tally.total += 1
+
+    def handle(self) -> None:
+        pass
+
+
+class _Calls:
+    """A connection that records the statements given to ``executemany``, even with no rows."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._real = conn
+        self.many: list[str] = []
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        self.many.append(" ".join(sql.split()))
+        return self._real.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_sqlite_a_commit_with_no_handlers_to_run_sends_no_pending_handlers_statement(
+    tmp_path: Any,
+) -> None:
+    """An empty ``executemany`` is not traced (the driver-level count above cannot
+    see it), yet it is a call and a statement to prepare: a commit of events
+    without ``handle`` hooks makes none for the pending-handlers table."""
+    with Engine.open(f"sqlite:///{tmp_path / 'p.db'}?synchronous=off") as engine:
+        store: Any = engine.store
+        calls = _Calls(store._connection)
+        store._connection = calls
+        try:
+            engine.fire(Counted(tally_id=1))
+            engine.commit()
+            plain = [s for s in calls.many if "pt_pending_handlers" in s]
+            calls.many.clear()
+            engine.fire(Noted(tally_id=1))
+            engine.commit()
+            noted = [s for s in calls.many if "INSERT INTO pt_pending_handlers" in s]
+        finally:
+            store._connection = calls._real
+        assert plain == []
+        assert len(noted) == 1
+        assert engine.load(Tally, 1).total == 2

@@ -202,10 +202,10 @@ class SQLiteLog(SQLiteDatastore):
             # A commit of no events (schedule changes, a handler that fired
             # nothing) has an empty range, so its outcome is learnt the same way.
             conn.execute(q.COMMIT_WRITE, (commit_id, base + 1, base + len(events)))
-            conn.executemany(
-                q.PENDING_WRITE,
-                [(p,) for p, e in zip(positions, events, strict=True) if e.needs_handling],
-            )
+            pending = [(p,) for p, e in zip(positions, events, strict=True) if e.needs_handling]
+            if pending:  # most commits have no handlers to run: no statement
+                self.statements += 1
+                conn.executemany(q.PENDING_WRITE, pending)
         except BaseException as exc:
             self._rollback()
             if isinstance(exc, sqlite3.Error):  # COMMIT was never sent: certain
