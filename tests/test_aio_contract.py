@@ -21,6 +21,8 @@ import pytest
 import playthrough.aio
 from playthrough._steps import Call, Steps
 from playthrough._stores import Store
+from playthrough.errors import StoreError
+from playthrough.testing._contract_base import A1, ev
 from playthrough.testing.store_contract import LifecycleContract, LogContract, ReadSideContract
 
 T = TypeVar("T")
@@ -37,6 +39,7 @@ class _Facade:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+        self._closed = False
         self.astore = self._run(playthrough.aio.connect(url))
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
@@ -53,6 +56,9 @@ class _Facade:
         yield _FacadeReader(self)
 
     def close(self) -> None:
+        if self._closed:
+            return  # its event loop is gone with the first close
+        self._closed = True
         try:
             self._run(self.astore.close())
         finally:
@@ -83,6 +89,16 @@ class _AsyncLogContract(LogContract, ReadSideContract, LifecycleContract):
 
     def test_writes_inside_a_reader_are_refused_and_write_nothing(self) -> None:
         pytest.skip("an async read's steps reach only the reader: it has no write to refuse")
+
+    def test_a_closed_store_refuses_with_a_store_error_naming_it(self) -> None:
+        facade = cast(_Facade, self.store)
+        (p,) = facade.append([ev((A1, 0))], {A1: None})
+        facade._run(facade.astore.close())  # the async store; the facade's loop stays
+        facade._run(facade.astore.close())  # closing again does nothing
+        with pytest.raises(StoreError, match="closed"):
+            facade.heads([A1])
+        with pytest.raises(StoreError, match="closed"):
+            facade.append([ev((A1, 0))], {A1: p})
 
     def test_follow_commits_position_and_writes_together(self) -> None:
         pytest.skip(
