@@ -13,7 +13,6 @@ transaction holds it, so a reader sees one consistent view.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -29,7 +28,7 @@ from playthrough._stores._base import (
     ARCHIVED_UNTIL,
     FORGET_EPOCH,
     HEADS_VALUE,
-    CommitExtras,
+    CommitRecord,
     HeadRow,
     HeadRows,
     HeadValue,
@@ -187,29 +186,19 @@ class DictStore(NoReadSide, NoLifecycle, NoMaintenance):
             out.epoch = self._epoch()
             return out
 
-    def append(
-        self,
-        events: Sequence[NewEvent],
-        expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str | HeadValue] | None = None,
-        commit_id: str | None = None,
-        handled: Sequence[int] = (),
-        extras: CommitExtras | None = None,
-        epoch: int | None = None,
-    ) -> list[int]:
-        if extras is not None and not extras.empty:
+    def write_commit(self, commit: CommitRecord) -> list[int]:
+        events, expected, values, commit_id, handled, extras, epoch = commit
+        if extras is not None:
             raise CapabilityMissing(
                 "DictStore has no lifecycle capability: a commit that completes states or "
                 "touches the schedule cannot be stored; nothing was written",
                 LIFECYCLE,
                 "append",
             )
-        if not events and not handled:
-            return []
         with self._lock:
             self._writing("append")
             self._check(events, expected, handled, epoch)
-            return self._write(events, values or {}, commit_id or uuid.uuid4().hex, handled)
+            return self._write(events, values, commit_id, handled)
 
     def _check(
         self,

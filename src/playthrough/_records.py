@@ -308,6 +308,23 @@ class CommitExtras(NamedTuple):
         return not (self.completed or self.reopened or self.schedule or self.cancel or self.fired)
 
 
+class CommitRecord(NamedTuple):
+    """One commit as a store writes it: what ``Store.append`` was given, normalised.
+
+    ``commit_id`` is set (a fresh one when the caller gave none), ``values`` is a
+    mapping, ``extras`` is None when it holds nothing, and the record is never
+    empty (no events, nothing handled, no extras: ``append`` returns before).
+    """
+
+    events: Sequence[NewEvent]
+    expected: Mapping[StateKey, int | None]
+    values: Mapping[StateKey, str | HeadValue]
+    commit_id: str
+    handled: Sequence[int]
+    extras: CommitExtras | None
+    epoch: int | None
+
+
 def handled_refused(positions: Iterable[int]) -> HandledElsewhere:
     """The error for a handler completion whose pending-handler rows are already gone."""
     shown = sorted(set(positions))

@@ -21,6 +21,7 @@ Store URLs are read by :func:`parse_store_url`, the one parser.
 
 from ._stores._base import (
     CommitExtras,
+    CommitRecord,
     LifecycleReader,
     LifecycleRecorder,
     Link,
@@ -58,6 +59,7 @@ from .testing.store_contract import (
 __all__ = [
     "CAPABILITIES",
     "CommitExtras",
+    "CommitRecord",
     "LifecycleContract",
     "LifecycleReader",
     "LifecycleRecorder",

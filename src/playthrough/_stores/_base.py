@@ -9,6 +9,7 @@ of them (the names store code has always imported from here).
 from __future__ import annotations
 
 import abc
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 
@@ -25,6 +26,7 @@ from .._records import (
     HEADS_VALUE,
     LOOKUPS,
     CommitExtras,
+    CommitRecord,
     Completion,
     Condition,
     EventQuery,
@@ -103,6 +105,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TRANSFER_TABLES",
     "CommitExtras",
+    "CommitRecord",
     "Completion",
     "Condition",
     "EventQuery",
@@ -248,7 +251,6 @@ class LogRecorder(abc.ABC):
     def reader(self) -> AbstractContextManager[LogReader]:
         """A read transaction: one consistent view of the store until it ends."""
 
-    @abc.abstractmethod
     def append(
         self,
         events: Sequence[NewEvent],
@@ -294,6 +296,18 @@ class LogRecorder(abc.ABC):
         already cancelled (it was fired meanwhile) raises CancelRefused and
         nothing is written.
         """
+        if extras is not None and extras.empty:
+            extras = None
+        if not events and not handled and extras is None:
+            return []
+        commit = CommitRecord(
+            events, expected, values or {}, commit_id or uuid.uuid4().hex, handled, extras, epoch
+        )
+        return self.write_commit(commit)
+
+    @abc.abstractmethod
+    def write_commit(self, commit: CommitRecord) -> list[int]:
+        """Write one commit atomically, as :meth:`append` says; ``commit`` is never empty."""
 
     @abc.abstractmethod
     def heads(self, keys: Iterable[StateKey]) -> dict[StateKey, HeadRow]:

@@ -26,7 +26,6 @@ current.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +44,7 @@ from ..._errors import (
 from ..._keys import StateKey
 from .._base import (
     CommitExtras,
+    CommitRecord,
     HeadRows,
     HeadValue,
     NewEvent,
@@ -128,29 +128,16 @@ class PostgresLog(PostgresDatastore):
 
     # ------------------------------------------------------------------ writing
 
-    def append(
-        self,
-        events: Sequence[NewEvent],
-        expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str | HeadValue] | None = None,
-        commit_id: str | None = None,
-        handled: Sequence[int] = (),
-        extras: CommitExtras | None = None,
-        epoch: int | None = None,
-    ) -> list[int]:
-        if extras is not None and extras.empty:
-            extras = None
-        if not events and not handled and extras is None:
-            return []
+    def write_commit(self, commit: CommitRecord) -> list[int]:
+        events, expected, values, commit_id, handled, extras, epoch = commit
         if getattr(self._local, "reading", False):
             raise StoreError("cannot write inside a read transaction")
-        commit_id = commit_id or uuid.uuid4().hex
         if extras is not None or handled or not events:
             return self._append_unpipelined(
-                events, expected, values or {}, extras or CommitExtras(), commit_id, handled, epoch
+                events, expected, values, extras or CommitExtras(), commit_id, handled, epoch
             )
         event_keys = batch_keys(events)
-        params = _append_params(events, expected, values or {})
+        params = _append_params(events, expected, values)
         params.update(
             cid=commit_id,
             cn=len(events),

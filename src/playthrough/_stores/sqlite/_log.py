@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -12,8 +11,8 @@ from ..._errors import CommitOutcomeUnknown, ConcurrencyError, DuplicateEvent, S
 from ..._keys import StateKey
 from .._base import (
     CommitExtras,
+    CommitRecord,
     HeadRows,
-    HeadValue,
     NewEvent,
     SnapshotRecord,
     StoreReader,
@@ -97,33 +96,13 @@ class SQLiteLog(SQLiteDatastore):
                     )
                 return conn.total_changes - before
 
-    def append(
-        self,
-        events: Sequence[NewEvent],
-        expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str | HeadValue] | None = None,
-        commit_id: str | None = None,
-        handled: Sequence[int] = (),
-        extras: CommitExtras | None = None,
-        epoch: int | None = None,
-    ) -> list[int]:
-        if not events and not handled and (extras is None or extras.empty):
-            return []
+    def write_commit(self, commit: CommitRecord) -> list[int]:
         with self._lock:
-            return self._append(events, expected, values or {}, commit_id, handled, extras, epoch)
+            return self._append(commit)
 
-    def _append(
-        self,
-        events: Sequence[NewEvent],
-        expected: Mapping[StateKey, int | None],
-        values: Mapping[StateKey, str | HeadValue],
-        commit_id: str | None,
-        handled: Sequence[int],
-        extras: CommitExtras | None,
-        epoch: int | None = None,
-    ) -> list[int]:
+    def _append(self, commit: CommitRecord) -> list[int]:
+        events, expected, values, commit_id, handled, extras, epoch = commit
         self._writing("append")
-        commit_id = commit_id or uuid.uuid4().hex
         event_keys = batch_keys(events)
         conn = self._conn
         try:
