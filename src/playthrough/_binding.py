@@ -86,8 +86,15 @@ class Binding:
     def groups(self) -> tuple[int, ...]:
         """The coupling group of each touched key (see ``coupling groups`` in _stores/_base)."""
         if self._groups is None:
-            flats = [flat for _, _, flat in self.of_phase("apply")]
-            self._groups = tuple(_groups(list(self.touched), flats))
+            if self.spec.one_state_applies and not any(
+                is_list for _, is_list in self._by_field.values()
+            ):
+                # No apply hook takes two states: nothing is coupled, and the
+                # hooks need not be bound to tell.
+                self._groups = tuple(range(len(self.touched)))
+            else:
+                flats = [flat for _, _, flat in self.of_phase("apply")]
+                self._groups = tuple(_groups(list(self.touched), flats))
         return self._groups
 
 

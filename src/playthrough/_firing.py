@@ -128,7 +128,8 @@ class Firing:
         if _normalise(event, data):  # (which drops that binding if a value changed)
             data = encode_event(event)
         stored_metadata = encode_metadata(work.metadata, metadata)
-        keys = list(binding(event).touched)
+        event_binding = binding(event)
+        keys = list(event_binding.touched)
         repository = work.repository
         live: dict[StateKey, State] = {}
         missing = []
@@ -159,7 +160,7 @@ class Firing:
         mark_record(
             event, correlation=work.correlation or new_correlation(), metadata=stored_metadata
         )
-        validators = binding(event).of_phase("validate")
+        validators = event_binding.of_phase("validate")
         if validators:
             try:
                 with playing(event):

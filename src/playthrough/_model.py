@@ -101,10 +101,15 @@ class EventSpec:
     replay_handle: bool
     phases: dict[str, tuple[Hook, ...]] = attrs.field(init=False)
     singleton_keys: tuple[StateKey, ...] = attrs.field(init=False)
+    # No apply hook takes two or more states: an event of the class couples
+    # nothing (unless a list-valued id field gives one hook several).
+    one_state_applies: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         phases = {p: tuple(h for h in self.hooks if h.phase == p) for p in PHASES}
         object.__setattr__(self, "phases", phases)
+        one_state = all(sum(1 for p in h.params if not p.engine) <= 1 for h in phases["apply"])
+        object.__setattr__(self, "one_state_applies", one_state)
         keys = tuple(StateKey(s._pt_type_name, "") for s in self.singletons)
         object.__setattr__(self, "singleton_keys", keys)
 
