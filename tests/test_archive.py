@@ -458,3 +458,28 @@ def test_a_blank_snapshot_at_the_cut_is_not_a_base_after_a_redeploy(
                 assert fresh.load(dom.Acct, 2).n == 400
     finally:
         dom.activate("v1")
+
+
+def test_info_after_an_archive_says_what_the_archive_holds(any_url: str, tmp_path: Path) -> None:
+    """A state's first event may be archived: info says so instead of naming the first event
+    after the cut as its creation (or failing on a time it cannot read)."""
+    with Engine.open(any_url) as engine:
+        for account in (1, 2):
+            engine.fire(Deposited(account_id=account, amount=5))  # positions 1 and 2
+            engine.commit()
+        engine.fire(Deposited(account_id=1, amount=1))  # position 3: account 1 after the cut
+        engine.commit()
+        engine.fire(Deposited(account_id=3, amount=1))  # position 4: account 3 is new
+        engine.commit()
+        engine.admin.archive(before=3, to=tmp_path / "old.jsonl.gz")  # the cut: 2
+        with Engine.open(any_url) as fresh:
+            one, two, three = (fresh.states.info(Account, n) for n in (1, 2, 3))
+    assert (one.created_position, one.created_at, one.archived_until) == (None, None, 2)
+    assert (one.last_position, one.events) == (3, 1)
+    assert one.last_at is not None
+    assert "created before the archive cut #2" in str(one)
+    assert (two.created_position, two.last_position, two.last_at) == (None, 2, None)
+    assert two.archived_until == 2
+    assert "last event #2 (archived)" in str(two)
+    assert (three.created_position, three.last_position, three.archived_until) == (4, 4, None)
+    assert three.created_at is not None and three.created_at == three.last_at

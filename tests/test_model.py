@@ -151,10 +151,6 @@ def acct_view(state: Acct) -> tuple[Any, ...]:
     return (state.n, state.memo, state.owner, state.hits, state.last_event_id)
 
 
-async def _none() -> None:
-    return None
-
-
 def ref_view(ref: RefAcct | None, scale: int) -> tuple[Any, ...]:
     ref = ref or RefAcct()
     return (ref.n * scale, ref.memo, ref.owner, ref.hits, ref.last)
@@ -734,9 +730,7 @@ class EngineModel(RuleBasedStateMachine):
             head = sync.head()
             calls: list[Callable[[], Any]] = [
                 lambda: sync.log.history(Acct, acct),
-                # states.info once the state's first event is archived is a KeyError in
-                # the stores' state_info (both engines): not compared then.
-                lambda: sync.states.info(Acct, acct) if not self.cut else None,
+                lambda: sync.states.info(Acct, acct),
                 lambda: sync.explain(Acct, acct),
                 lambda: sync.log.event(head),
                 lambda: sync.log.causes(head),
@@ -754,7 +748,7 @@ class EngineModel(RuleBasedStateMachine):
         async def body(engine: AsyncEngine) -> list[Any]:
             reads: list[Callable[[], Awaitable[Any]]] = [
                 lambda: engine.log.history(Acct, acct),
-                lambda: engine.states.info(Acct, acct) if not self.cut else _none(),
+                lambda: engine.states.info(Acct, acct),
                 lambda: engine.explain(Acct, acct),
                 lambda: engine.log.event(head),
                 lambda: engine.log.causes(head),

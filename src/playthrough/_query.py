@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import attrs
 
 from . import _telemetry
+from ._archived import archived_until_steps
 from ._errors import NotFoundError, PlaythroughError, QueryError
 from ._model import SingletonState, State, StateKey, decode_id, key_of
 from ._serialization import converter, decode, encode_state
@@ -51,14 +52,17 @@ class StateInfo:
 
     key: StateKey
     id: Any
-    created_position: int
-    created_at: datetime
+    #: Its first event, None when that event was archived (see ``archived``).
+    created_position: int | None
+    created_at: datetime | None
     last_position: int
-    last_at: datetime
-    events: int  # events that touched the state
+    last_at: datetime | None  # None when its last event is archived
+    events: int  # events that touched the state (in the log: archived ones are not counted)
     snapshot_position: int | None  # its newest stored snapshot
     value_position: int | None  # where its stored current value is exact
     completed: Completion | None = None  # the event that completed it (completed states)
+    #: Events up to this archive cut touched it: they are in the archive files, not counted.
+    archived_until: int | None = None
 
     def __str__(self) -> str:
         snap = "none" if self.snapshot_position is None else f"#{self.snapshot_position}"
@@ -67,11 +71,20 @@ class StateInfo:
             if self.completed is None
             else f", completed by {self.completed.event_type} at #{self.completed.position}"
         )
-        return (
-            f"{self.key}: created #{self.created_position} ({self.created_at.isoformat()}), "
-            f"last event #{self.last_position} ({self.last_at.isoformat()}), "
-            f"{self.events} events, snapshot {snap}{done}"
+        created = (
+            f"created #{self.created_position} ({_when(self.created_at)})"
+            if self.archived_until is None
+            else f"created before the archive cut #{self.archived_until}"
         )
+        return (
+            f"{self.key}: {created}, last event #{self.last_position} ({_when(self.last_at)}), "
+            f"{self.events} events{' since the cut' if self.archived_until else ''}, "
+            f"snapshot {snap}{done}"
+        )
+
+
+def _when(at: datetime | None) -> str:
+    return "archived" if at is None else at.isoformat()
 
 
 StateInfo.__module__ = "playthrough"
@@ -445,15 +458,27 @@ def _info_steps(cls: type[State], key: StateKey) -> Steps[StateInfo]:
     completed = (yield call("completions", [key])).get(key) if cls._pt_completable else None
     if row is None:
         raise NotFoundError(f"no event ever touched {key}")
+    cut = yield from archived_until_steps()
+    archived = False
+    if cut:
+        # Archived events touched the state exactly when it has a base snapshot at the cut
+        # (the archive writes one for every such state; nothing drops it).
+        snaps = (yield call("snapshots", [key], cut)).get(key, [])
+        archived = any(s.position == cut and s.last_event_id is not None for s in snaps)
     return StateInfo(
         key=key,
         id=decode_id(key.id),
-        created_position=row.created_position,
-        created_at=datetime.fromisoformat(row.created_at),
+        created_position=None if archived else row.created_position,
+        created_at=None if archived or row.created_at is None else _parse(row.created_at),
         last_position=row.last_position,
-        last_at=datetime.fromisoformat(row.last_at),
+        last_at=None if row.last_at is None else _parse(row.last_at),
         events=row.events,
         snapshot_position=row.snapshot_position,
         value_position=row.value_position,
         completed=completed,
+        archived_until=cut if archived else None,
     )
+
+
+def _parse(at: str) -> datetime:
+    return datetime.fromisoformat(at)

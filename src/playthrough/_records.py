@@ -423,11 +423,14 @@ class EventQuery(NamedTuple):
 
 
 class StateInfoRow(NamedTuple):
+    """A state's heads and links summary; after an archive the positions it names may be
+    archived: their times are then None (and with no link left, so is the first position)."""
+
     key: StateKey
-    created_position: int
-    created_at: str
+    created_position: int | None
+    created_at: str | None
     last_position: int
-    last_at: str
+    last_at: str | None
     events: int
     snapshot_position: int | None
     value_position: int | None

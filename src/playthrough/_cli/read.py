@@ -242,10 +242,11 @@ def info(
                 "type": found.key.type,
                 "id": converter.unstructure(found.id),
                 "created_position": found.created_position,
-                "created_at": found.created_at.isoformat(),
+                "created_at": None if found.created_at is None else found.created_at.isoformat(),
                 "last_position": found.last_position,
-                "last_at": found.last_at.isoformat(),
+                "last_at": None if found.last_at is None else found.last_at.isoformat(),
                 "events": found.events,
+                "archived_until": found.archived_until,
                 "snapshot_position": found.snapshot_position,
                 "value_position": found.value_position,
                 "completed": None

@@ -220,10 +220,11 @@ class Api:
             "value": self._mask(cls, converter.unstructure(value)),
             "info": {
                 "created_position": info.created_position,
-                "created_at": info.created_at.isoformat(),
+                "created_at": None if info.created_at is None else info.created_at.isoformat(),
                 "last_position": info.last_position,
-                "last_at": info.last_at.isoformat(),
+                "last_at": None if info.last_at is None else info.last_at.isoformat(),
                 "events": info.events,
+                "archived_until": info.archived_until,
                 "snapshot_position": info.snapshot_position,
                 "value_position": info.value_position,
             },

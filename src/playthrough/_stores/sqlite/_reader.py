@@ -244,7 +244,7 @@ class SQLiteReader(StoreReader):
         last, value_position, first, count, snap = rows[0]
         times = dict(self._q(q.FIRED_AT, (first, last)))
         return StateInfoRow(
-            key, first, times[first], last, times[last], count, snap, value_position
+            key, first, times.get(first), last, times.get(last), count, snap, value_position
         )
 
     def stale_states(
