@@ -108,6 +108,32 @@ def test_engine_options_at_their_bounds_are_accepted() -> None:
     assert Engine(store, snapshot_every=None, max_states=None).max_states is None
 
 
+@pytest.mark.parametrize(
+    ("option", "good", "bad"),
+    [
+        ("max_states", 1, True),
+        ("snapshot_every", 1, True),
+        ("snapshot_history", 3, 3.0),
+        ("max_event_bytes", 1, True),
+        ("snapshot_after_events", 0, False),
+    ],
+)
+def test_a_value_equal_to_one_accepted_before_is_still_checked(
+    option: str, good: Any, bad: Any
+) -> None:
+    """Good option sets are remembered by type and value: ``True == 1`` is no pass."""
+    store = SQLiteStore()
+    for _ in range(2):
+        Engine(store, **{option: good}).close()
+        with pytest.raises(ConfigurationError, match=f"{option} must be"):
+            Engine(store, **{option: bad})
+
+
+def test_an_unhashable_option_is_refused_not_a_type_error() -> None:
+    with pytest.raises(ConfigurationError, match="max_states must be an integer"):
+        Engine(SQLiteStore(), max_states=[1])  # type: ignore[arg-type]
+
+
 def test_an_unknown_sqlite_url_option_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigurationError, match=r"unknown SQLite URL option: cache.*synchronous"):
         parse_store_url("sqlite:///x.db?cache=shared")

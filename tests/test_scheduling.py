@@ -150,6 +150,15 @@ def test_rejected_and_failing_scheduled_events_are_recorded(
     assert engine.load(Counter, 1) == Counter()
 
 
+def test_each_engine_has_its_own_lease_owner_name_which_stays() -> None:
+    store = SQLiteStore()
+    one, two = Engine(store), Engine(store)
+    assert one.scheduler.owner == one.scheduler.owner != two.scheduler.owner
+    assert len(one.scheduler.owner) == 32
+    two.scheduler.owner = "worker-2"
+    assert two.scheduler.owner == "worker-2"
+
+
 def test_a_row_fired_by_another_worker_after_its_lease_ran_out_is_not_fired_again(
     tmp_path: Path, clock: ManualClock
 ) -> None:

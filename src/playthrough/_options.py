@@ -112,12 +112,36 @@ def engine(
     max_states: Any,
     max_event_bytes: Any,
 ) -> None:
-    """Check an Engine's options (see ``Engine.__init__``)."""
+    """Check an Engine's options (see ``Engine.__init__``).
+
+    An engine is built per request over one store, nearly always with the same
+    options: a combination found good is remembered (by type and value, so
+    ``True`` or ``3.0`` is still checked, and refused, where ``1`` or ``3`` passed).
+    """
+    key: tuple[Any, ...] | None = (
+        (type(snapshot_every), snapshot_every),
+        (type(snapshot_after_events), snapshot_after_events),
+        (type(snapshot_history), snapshot_history),
+        (type(max_states), max_states),
+        (type(max_event_bytes), max_event_bytes),
+    )
+    try:
+        if key in _GOOD_ENGINE_OPTIONS:
+            return
+    except TypeError:  # an unhashable value: not remembered, checked (and refused) below
+        key = None
     optional_at_least("snapshot_every", snapshot_every, 1)
     optional_at_least("snapshot_after_events", snapshot_after_events, 0)
     at_least("snapshot_history", snapshot_history, 1)
     optional_at_least("max_states", max_states, 1)
     at_least("max_event_bytes", max_event_bytes, 1, unit=" byte")
+    if key is not None and len(_GOOD_ENGINE_OPTIONS) < _GOOD_ENGINE_OPTIONS_KEPT:
+        _GOOD_ENGINE_OPTIONS.add(key)
+
+
+#: Engine option combinations already found good (a few: not one per value ever tried).
+_GOOD_ENGINE_OPTIONS: set[tuple[Any, ...]] = set()
+_GOOD_ENGINE_OPTIONS_KEPT = 64
 
 
 def postgres(

@@ -150,8 +150,20 @@ class Scheduler:
     _queue: ScheduleQueue
     _firing: Firing
     _commit: Commit
-    #: The lease owner name of this engine.
-    owner: str = attrs.field(init=False, factory=lambda: uuid.uuid4().hex)
+    # The lease owner name, drawn on first use: most engines never claim a lease,
+    # and a uuid is a fifth of what building an engine costs.
+    _owner: str | None = attrs.field(init=False, default=None)
+
+    @property
+    def owner(self) -> str:
+        """The lease owner name of this engine (unique; drawn once, on first use)."""
+        if self._owner is None:
+            self._owner = uuid.uuid4().hex
+        return self._owner
+
+    @owner.setter
+    def owner(self, owner: str) -> None:
+        self._owner = owner
 
     def __repr__(self) -> str:
         return f"<Scheduler on {self._store.url}>"
