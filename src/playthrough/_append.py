@@ -22,12 +22,13 @@ from typing import cast
 import attrs
 
 from . import _logging
+from ._binding import links
 from ._errors import ConcurrencyError, PlaythroughError, StaleForgetError
 from ._handlers import CommitResult, Handlers, has_handlers
 from ._lifecycle import Completions
 from ._loading import Loader
 from ._log import metadata_text, new_id
-from ._model import Event, StateKey, binding
+from ._model import Event, StateKey
 from ._personal import new_key, personal_spec, seal, subject_of
 from ._serialization import encode_event, encode_state_checked
 from ._slots import set_last_event_id, set_position
@@ -95,7 +96,6 @@ class Append:
             rows = []
             keys_of = yield from self._subject_keys(batch)
             for event in batch:
-                b = binding(event)
                 fired = event.fired_at
                 assert fired is not None
                 data = encode_event(event)
@@ -107,7 +107,7 @@ class Append:
                     NewEvent(
                         type=type(event)._pt_type_name,
                         data=data,
-                        links=tuple(zip(b.touched, b.groups, strict=True)),
+                        links=links(event),
                         caused_by=event.caused_by,
                         fired_at=fired.isoformat(),
                         version=type(event)._pt_version,

@@ -118,6 +118,43 @@ def binding(event: Event) -> Binding:
     return result
 
 
+def direct_keys(event: Event) -> tuple[list[StateKey | None], tuple[StateKey, ...]] | None:
+    """The event's keys without a Binding, for a class whose hooks couple nothing.
+
+    Each id field's key (None for a None id), then the singletons' keys; and the
+    touched keys, once each, in declaration order (as ``Binding.touched``).
+    None when the event must be bound: its class has a many-field or an apply
+    hook taking two states (``EventSpec.direct``), or an id field holds a list.
+    """
+    spec = type(event)._pt_spec
+    if not spec.direct:
+        return None
+    slots: list[StateKey | None] = []
+    for name, type_name in spec.field_types:
+        value = getattr(event, name)
+        if value is None:
+            slots.append(None)  # "this event does not touch that state"
+        elif isinstance(value, (list, tuple)):
+            return None  # hooks then get a list: the general path
+        else:
+            slots.append(StateKey(type_name, encode_id(value)))
+    slots.extend(spec.singleton_keys)
+    if len(slots) == 1:
+        return slots, (() if slots[0] is None else (slots[0],))
+    return slots, tuple(dict.fromkeys(k for k in slots if k is not None))
+
+
+def links(event: Event) -> tuple[tuple[StateKey, int], ...]:
+    """Each touched key with its coupling group (see ``Binding.groups``)."""
+    cached: Binding | None = getattr(event, "_pt_binding", None)
+    if cached is None:
+        direct = direct_keys(event)
+        if direct is not None:
+            return tuple((k, i) for i, k in enumerate(direct[1]))  # nothing is coupled
+        cached = binding(event)
+    return tuple(zip(cached.touched, cached.groups, strict=True))
+
+
 def touched_keys(event: Event) -> list[StateKey]:
     """Every state the event touches, once each, in declaration order."""
     return list(binding(event).touched)

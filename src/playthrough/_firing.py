@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from . import _telemetry
+from ._binding import Bound, direct_keys
 from ._clock import Clock, aware
 from ._errors import (
     DecodeError,
@@ -31,7 +32,7 @@ from ._errors import (
 from ._lifecycle import Completions, completable
 from ._loading import Loader
 from ._log import encode_metadata, new_correlation
-from ._model import Event, State, StateKey, binding
+from ._model import Event, Hook, State, StateKey, binding
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, is_async_hook, playing, run_hook
 from ._serialization import check_depth, decode, encode_event
 from ._slots import fired_data, forget_binding, mark_fired, mark_record, set_data, set_key, unfire
@@ -124,12 +125,19 @@ class Firing:
         # Normalise first, then bind: the keys must be computed from the values
         # every replay decodes (a UUID id given as a string is a UUID from here on),
         # and the stored JSON is that of the normalised values.
-        binding(event)  # checks the ids' types first, for the clearer error
+        # An event whose hooks couple nothing is keyed straight from its id fields
+        # (``direct_keys``, which checks the ids' types as binding does); any
+        # other is bound. Either checks the ids first, for the clearer error.
+        direct = direct_keys(event)
+        if direct is None:
+            binding(event)
         if _normalise(event, data):  # (which drops that binding if a value changed)
             data = encode_event(event)
+            if direct is not None:
+                direct = direct_keys(event)
         stored_metadata = encode_metadata(work.metadata, metadata)
-        event_binding = binding(event)
-        keys = list(event_binding.touched)
+        event_binding = binding(event) if direct is None else None
+        keys = list(direct[1] if direct is not None else binding(event).touched)
         repository = work.repository
         live: dict[StateKey, State] = {}
         missing = []
@@ -160,11 +168,18 @@ class Firing:
         mark_record(
             event, correlation=work.correlation or new_correlation(), metadata=stored_metadata
         )
-        validators = event_binding.of_phase("validate")
-        if validators:
+        spec = type(event)._pt_spec
+        if spec.phases["validate"]:
+            validators: list[tuple[Hook, Bound]]
+            if direct is not None:
+                slots = direct[0]
+                validators = [(h, [slots[i] for i in s]) for h, s in spec.validate_sources]
+            else:
+                assert event_binding is not None
+                validators = [(h, b) for h, b, _ in event_binding.of_phase("validate")]
             try:
                 with playing(event):
-                    for hook, bound, _ in validators:
+                    for hook, bound in validators:
                         run_hook(event, hook, live, bound=bound)
                 # Assignments are refused by State.__setattr__; a change made in place
                 # (a list appended to) is found here, undone, and refused too.

@@ -104,6 +104,13 @@ class EventSpec:
     # No apply hook takes two or more states: an event of the class couples
     # nothing (unless a list-valued id field gives one hook several).
     one_state_applies: bool = attrs.field(init=False)
+    # Events of the class are keyed without a Binding (``direct_keys``): no
+    # many-field and no coupling apply hook. With (attribute, state type name)
+    # of each id field, and each validate hook with the index of each of its
+    # states' keys in ``direct_keys``' list (fields, then singletons).
+    direct: bool = attrs.field(init=False)
+    field_types: tuple[tuple[str, str], ...] = attrs.field(init=False)
+    validate_sources: tuple[tuple[Hook, tuple[int, ...]], ...] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         phases = {p: tuple(h for h in self.hooks if h.phase == p) for p in PHASES}
@@ -112,6 +119,23 @@ class EventSpec:
         object.__setattr__(self, "one_state_applies", one_state)
         keys = tuple(StateKey(s._pt_type_name, "") for s in self.singletons)
         object.__setattr__(self, "singleton_keys", keys)
+        direct = one_state and not any(f.many for f in self.fields)
+        object.__setattr__(self, "direct", direct)
+        types = tuple((f.name, f.state_class._pt_type_name) for f in self.fields)
+        object.__setattr__(self, "field_types", types)
+        fields = {f.name: i for i, f in enumerate(self.fields)}
+        ones = {s: len(self.fields) + i for i, s in enumerate(self.singletons)}
+
+        def source(p: HookParam) -> int:
+            if p.singleton is not None:
+                return ones[p.singleton]
+            assert p.field is not None
+            return fields[p.field.name]
+
+        sources = tuple(
+            (h, tuple(source(p) for p in h.params if not p.engine)) for h in phases["validate"]
+        )
+        object.__setattr__(self, "validate_sources", sources)
 
     def by_phase(self, phase: Phase) -> tuple[Hook, ...]:
         return self.phases[phase]
