@@ -109,6 +109,18 @@ def test_the_engine_exposes_its_rooms() -> None:
     assert repr(engine.log) == f"<Log of {engine.store.url}>"
 
 
+def test_a_room_first_used_late_is_one_object_over_the_engines_unit_of_work() -> None:
+    """Rooms are built when first used: one per engine, over the same unit of work."""
+    engine = Engine(_filled_store())
+    engine.fire(Bump(node_id=1))
+    assert engine.admin is engine.admin and engine.log is engine.log
+    assert engine.states is engine.states and engine.followers is engine.followers
+    with pytest.raises(PlaythroughError, match="commit or discard pending events"):
+        engine.admin.replay()
+    engine.commit()
+    assert isinstance(engine.log.event(engine.head()), Bump)
+
+
 def test_the_scheduler_room_fires_through_the_commit_stages() -> None:
     clock = ManualClock()
     engine = Engine(SQLiteStore(), clock=clock)

@@ -114,11 +114,7 @@ class Engine(MovedMethods):
       of reporting it in the ``CommitResult`` it returns.
     """
 
-    log: Log
-    states: States
     scheduler: Scheduler
-    followers: Followers
-    admin: Admin
 
     def __init__(
         self,
@@ -181,7 +177,7 @@ class Engine(MovedMethods):
         self._firing = firing = Firing(work, loader, completions, clock, max_event_bytes)
         firing.hook_shells = (self, self)
         self._append = append = Append(work, coordinator, head_values=head_values)
-        handlers = Handlers(work, loader, append, firing)
+        self._handlers = handlers = Handlers(work, loader, append, firing)
         self._commit = commit = Commit(
             work,
             append,
@@ -190,12 +186,30 @@ class Engine(MovedMethods):
             loader,
             raise_handler_failures=raise_handler_failures,
         )
-        # The rooms: never given the Engine.
-        self.log = Log(store, reconstitutor, self._archive)
-        self.states = States(store, reconstitutor, work)
+        # The rooms: never given the Engine. The scheduler is built now (the clock
+        # setter reaches it); the others when first used, as most engines (one per
+        # request) never use them.
         self.scheduler = Scheduler(store, clock, work, queue, firing, commit)
-        self.followers = Followers(store)
-        self.admin = Admin(store, reconstitutor, work, coordinator, handlers)
+
+    @functools.cached_property
+    def log(self) -> Log:
+        """``engine.log``: events, causes, effects, history, export."""
+        return Log(self.store, self.reconstitutor, self._archive)
+
+    @functools.cached_property
+    def states(self) -> States:
+        """``engine.states``: find, count, info, completion."""
+        return States(self.store, self.reconstitutor, self._work)
+
+    @functools.cached_property
+    def followers(self) -> Followers:
+        """``engine.followers``: run, reset; called: their status."""
+        return Followers(self.store)
+
+    @functools.cached_property
+    def admin(self) -> Admin:
+        """``engine.admin``: snapshots, replay, verify, archive, import, forget, handlers."""
+        return Admin(self.store, self.reconstitutor, self._work, self.coordinator, self._handlers)
 
     # ------------------------------------------------------------------ settings
 

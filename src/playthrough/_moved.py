@@ -60,11 +60,18 @@ if not TYPE_CHECKING:
 class MovedMethods:
     """The forwarders of the Engine's methods that now live in its rooms."""
 
-    log: Log
-    states: States
-    scheduler: Scheduler
-    followers: Followers
-    admin: Admin
+    if TYPE_CHECKING:  # the Engine's rooms (it builds all but the scheduler when first used)
+
+        @property
+        def log(self) -> Log: ...
+        @property
+        def states(self) -> States: ...
+        @property
+        def scheduler(self) -> Scheduler: ...
+        @property
+        def followers(self) -> Followers: ...
+        @property
+        def admin(self) -> Admin: ...
 
     @deprecated("Engine.events is deprecated (removed in 0.4.0): use engine.log.events")
     def events(

@@ -10,6 +10,7 @@ where the sync ``Engine`` calls its store: one core, two shells.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -104,14 +105,33 @@ class AsyncEngine:
         self.core = Engine(store.sync, **options)
         self._hook_view = _HookView(self)
         self.core.hook_shells = (self._hook_view, self)  # what fired hooks get
-        #: ``engine.scheduler``, as on the sync Engine: its calls, awaited.
-        self.scheduler = AsyncScheduler(self)
-        #: ``engine.log`` and ``engine.states``, as on the sync Engine: their calls, awaited.
-        self.log = AsyncLog(self)
-        self.states = AsyncStates(self)
-        #: ``engine.followers`` and ``engine.admin``, as on the sync Engine.
-        self.followers = AsyncFollowers(self)
-        self.admin = AsyncAdmin(self)
+
+    # The rooms, as on the sync Engine (their calls, awaited), built when first used.
+
+    @functools.cached_property
+    def scheduler(self) -> AsyncScheduler:
+        """``engine.scheduler``, as on the sync Engine: its calls, awaited."""
+        return AsyncScheduler(self)
+
+    @functools.cached_property
+    def log(self) -> AsyncLog:
+        """``engine.log``, as on the sync Engine: its calls, awaited."""
+        return AsyncLog(self)
+
+    @functools.cached_property
+    def states(self) -> AsyncStates:
+        """``engine.states``, as on the sync Engine: its calls, awaited."""
+        return AsyncStates(self)
+
+    @functools.cached_property
+    def followers(self) -> AsyncFollowers:
+        """``engine.followers``, as on the sync Engine: its calls, awaited."""
+        return AsyncFollowers(self)
+
+    @functools.cached_property
+    def admin(self) -> AsyncAdmin:
+        """``engine.admin``, as on the sync Engine: its calls, awaited."""
+        return AsyncAdmin(self)
 
     def __repr__(self) -> str:
         return f"<AsyncEngine on {self.store.url}>"
