@@ -72,7 +72,7 @@ class StatePlan:
     # Stored snapshots a load must not use (position, why): planned as if absent.
     skipped: list[tuple[int, str]] = attrs.Factory(list)
     # Positions of skipped snapshots that stand for no event (the state was blank there).
-    blank_at: set[int] = attrs.Factory(set)
+    blank_at: frozenset[int] = frozenset()
 
     @property
     def events(self) -> int:
@@ -472,9 +472,9 @@ class StateReconstitutor:
                         r for r in found.get(k, []) if (k, r.position, r.data) not in exclude
                     ]
                     snaps[k] = usable_snapshots(history, states[k].skipped) if history else []
-                    states[k].blank_at.update(
-                        r.position for r in history if r.last_event_id is None
-                    )
+                    blank = frozenset(r.position for r in history if r.last_event_id is None)
+                    if blank:  # rare: most plans allocate nothing here
+                        states[k].blank_at = blank
             else:
                 for k in new:
                     snaps[k] = []
