@@ -3,19 +3,22 @@
 Each method drives the same steps as the sync room of the same name
 (``playthrough._rooms``), awaiting the async store where that one calls the
 sync store: the names, arguments, results and errors are the sync engine's.
-Work that runs user code on a sync transaction (a follower's handlers) or
-passes over the whole log (replay, verify) is the sync room's own, run off the
-event loop through ``AsyncStore.blocking``.
+Work that runs user code on a sync transaction (a follower's handlers),
+passes over the whole log (replay, verify) or works on files (export, import,
+archive) is the sync room's own, run off the event loop through
+``AsyncStore.blocking``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from .. import _followers
+from .._archive import ArchiveReport
 from .._engine import Engine
 from .._followers import FollowerReport, FollowerStatus, Projection
 from .._history import History, history_steps
@@ -26,6 +29,7 @@ from .._replay import ReplayReport
 from .._scheduling import LEASE, ScheduledEvent
 from .._snapshots import SyncReport
 from .._stores._base import Completion, EventQuery
+from .._transfer import BinaryWriter, TransferReport, export_log
 from .._verify import VerifyOptions, VerifyReport
 
 if TYPE_CHECKING:
@@ -86,6 +90,30 @@ class AsyncLog:
         first, with the fields each changed (``engine.log.history``)."""
         key = key_of(state_class, state_id)
         return await self._engine._drive(history_steps(self._engine.core.reconstitutor, key, at))
+
+    async def export(
+        self,
+        out: BinaryWriter,
+        *,
+        after: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+        with_followers: bool = False,
+        keys: bool = True,
+    ) -> TransferReport:
+        """Write the committed log after ``after`` to a binary file (``engine.log.export``:
+        the same format, header, trailer and report). It reads the whole log and writes
+        the file off the event loop (the SQLite store's thread; a worker thread over a
+        sync PostgreSQL connection); ``out`` is written and ``progress`` called from there."""
+        return await self._engine.store.blocking(
+            lambda store: export_log(
+                store,
+                out,
+                after=after,
+                progress=progress,
+                with_followers=with_followers,
+                keys=keys,
+            )
+        )
 
 
 class AsyncStates:
@@ -184,9 +212,8 @@ class AsyncFollowers:
 
 
 class AsyncAdmin:
-    """``engine.admin`` of the async engine: snapshots, replays, checks, erasure, handlers
-    (``engine.admin`` of the sync engine, awaited; not yet ``archive``, ``import_log``:
-    run those with the sync engine on the same store)."""
+    """``engine.admin`` of the async engine: snapshots, replays, checks, archival, imports,
+    erasure, handlers (``engine.admin`` of the sync engine, awaited)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -277,6 +304,52 @@ class AsyncAdmin:
         return await self._blocking(
             lambda sync: sync.admin.verify(options, progress=progress, clock=clock, **changes)
         )
+
+    async def archive(
+        self,
+        *,
+        before: int | datetime,
+        to: str | os.PathLike[str],
+        progress: Callable[[str, int, int], None] | None = None,
+        vacuum: bool = False,
+    ) -> ArchiveReport:
+        """Move the events before a position (or fired before a date) to an archive file
+        (``engine.admin.archive``: the same snapshots at the cut, file and deletion).
+
+        File and log work, off the event loop, on a sync engine over the store with this
+        engine's options; ``progress`` is called from that thread. Refused while this
+        engine has pending events. Loads before the cut then raise ``ArchivedRangeError``
+        (the async engine reads no archive files: open a sync ``Engine`` with
+        ``archive=`` for those).
+        """
+        self._engine.core.admin._refuse_pending("archiving")
+        return await self._blocking(
+            lambda sync: sync.admin.archive(before=before, to=to, progress=progress, vacuum=vacuum)
+        )
+
+    async def import_log(
+        self,
+        source: IO[bytes],
+        *,
+        append: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        forgotten: bool = False,
+    ) -> TransferReport:
+        """Import an export keeping its positions, then check the snapshots
+        (``engine.admin.import_log``: the same checks, errors and report; a damaged file
+        writes nothing). Off the event loop, on a sync engine over the store with this
+        engine's options; ``source`` is read and ``progress`` called from that thread.
+        Refused while this engine has pending events; its states are dropped from memory
+        afterwards, as on the sync engine."""
+        core = self._engine.core
+        core.admin._refuse_pending("an import")
+        report = await self._blocking(
+            lambda sync: sync.admin.import_log(
+                source, append=append, progress=progress, forgotten=forgotten
+            )
+        )
+        core.repository.clear()
+        return report
 
     async def forget(self, subject: Any) -> bool:
         """Erase a data subject's personal data (``engine.admin.forget``: their key is deleted,
