@@ -106,9 +106,9 @@ def _fail_after(real: Any, *, send: bool) -> Any:
     def send_append(self: PostgresStore, conn: Any, params: Any) -> Any:
         cursor = None
         if send:
-            cursor, error = real(self, conn, params)
+            cursor, error, _ = real(self, conn, params)
             assert error is None
-        return cursor, psycopg.OperationalError("cannot exit pipeline mode while busy")
+        return cursor, psycopg.OperationalError("cannot exit pipeline mode while busy"), send
 
     return send_append
 

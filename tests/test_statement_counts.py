@@ -100,8 +100,8 @@ def statements(any_url: str, monkeypatch: pytest.MonkeyPatch) -> Statements:
 # each row of an executemany as a statement run (1000 rows: 1000), psycopg's
 # cursor one call (an executemany, a COPY) as one.
 CEILINGS = {
-    "one event per commit": (8, 5),
-    "1000 events per commit": (3007, 5),
+    "one event per commit": (8, 4),
+    "1000 events per commit": (3007, 4),
     "cold load of one state": (1, 1),
     "cold load_many of 100 states": (1, 1),
     "replay of 5000 events (pages of 2000)": (72, 65),
@@ -209,4 +209,58 @@ def test_sqlite_a_commit_with_no_handlers_to_run_sends_no_pending_handlers_state
             store._connection = calls._real
         assert plain == []
         assert len(noted) == 1
+        assert engine.load(Tally, 1).total == 2
+
+
+@pytest.mark.postgres
+def test_pg_a_commit_is_one_round_trip(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-event and a 1000-event commit each wait for the server once: BEGIN, the
+    lock, the append and COMMIT in one pipeline, with one Sync (psycopg sends one
+    when a pipeline block ends, and one more per explicit ``sync()``)."""
+    import psycopg
+
+    trips: list[str] = []
+    piped = [0]
+    counting = [False]
+    execute = psycopg.Cursor.execute
+    pipeline = psycopg.Connection.pipeline
+    sync = psycopg.Pipeline.sync
+
+    def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if counting[0] and not piped[0]:
+            trips.append(str(query))  # on its own: sent, then its answer awaited
+        return execute(self, query, *args, **kwargs)
+
+    @contextmanager
+    def counted_pipeline(self: Any) -> Iterator[Any]:
+        if counting[0] and not piped[0]:
+            trips.append("pipeline")  # its Sync at the end of the block
+        piped[0] += 1
+        try:
+            with pipeline(self) as p:
+                yield p
+        finally:
+            piped[0] -= 1
+
+    def counted_sync(self: Any) -> None:
+        if counting[0]:
+            trips.append("sync")
+        sync(self)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+    monkeypatch.setattr(psycopg.Connection, "pipeline", counted_pipeline)
+    monkeypatch.setattr(psycopg.Pipeline, "sync", counted_sync)
+    with Engine.open(f"{pg_url}?schema={pg_schema}") as engine:
+        engine.fire(Counted(tally_id=1))
+        engine.commit()
+        for events in (1, 1000):
+            for n in range(events):
+                engine.fire(Counted(tally_id=n))  # in memory: no statement
+            trips.clear()
+            counting[0] = True
+            engine.commit()
+            counting[0] = False
+            assert trips == ["pipeline"], f"{events} events per commit: {trips}"
         assert engine.load(Tally, 1).total == 2

@@ -8,10 +8,10 @@ async connection and runs the code again with that answer recorded, until
 the code returns. Each statement is sent once, in order, on one async
 connection; the sync code between them is pure (it depends only on the
 answers), so running it again is exact. The cost is CPU: a request of k
-statements runs its Python code k + 1 times (k is 1 for a read, about 5 for
-an append).
+statements runs its Python code k + 1 times (k is 1 for a read and for an
+append, whose pipeline counts as one).
 
-A pipeline (the append's lock, statement and COMMIT) is queued by the replay
+A pipeline (the append's BEGIN, lock, statement and COMMIT) is queued by the replay
 connection and sent as one batch in one round trip, as the sync store does. Known
 limit: a commit whose connection fails learns its outcome (``_resolve``) over a short
 blocking connection, on that failure path only.
@@ -98,6 +98,11 @@ class _Deferred:
     @property
     def rowcount(self) -> int:
         return -1 if self.answer is None else self.answer.rowcount
+
+    @property
+    def statusmessage(self) -> str | None:
+        """None until the statement's answer came back (its command tag is not kept)."""
+        return None if self.answer is None else ""
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [] if self.answer is None else self.answer.rows
@@ -248,16 +253,14 @@ async def _send_batch(conn: AConn, batch: list[tuple[Any, Any, bool | None]]) ->
     cursors: list[psycopg.AsyncCursor[Any]] = []
     error: psycopg.Error | None = None
     try:
-        async with conn.pipeline() as pipeline:
+        # One Sync, sent when the block ends: one round trip (an explicit sync()
+        # inside the block would cost a second one at its exit).
+        async with conn.pipeline():
             try:
                 for query, params, prepare in batch:
                     cursors.append(await conn.execute(query, params, prepare=prepare))
             except psycopg.Error as exc:
                 error = exc
-            try:
-                await pipeline.sync()
-            except psycopg.Error as exc:
-                error = error or exc
     except psycopg.Error as exc:
         error = error or exc
     answers: list[_Answer | None] = []
@@ -436,8 +439,9 @@ def _bind(sync: PostgresStore, replay: _ReplayConnection) -> PostgresStore:
     """A shallow copy of the sync store whose transactions run on ``replay``."""
     store: PostgresStore = copy.copy(sync)
 
-    def checkout(begin: str) -> Any:
-        replay.execute(begin, prepare=False)
+    def checkout(begin: str | None) -> Any:
+        if begin is not None:
+            replay.execute(begin, prepare=False)
         return replay
 
     def release(conn: Any, end: str | None) -> None:
@@ -478,6 +482,7 @@ def _bind(sync: PostgresStore, replay: _ReplayConnection) -> PostgresStore:
         if not isinstance(interruption, _Need):  # a statement to send, not an interruption
             PostgresStore._settle_interrupted(store, conn, commit_id, count, interruption)
 
+    store._append_attempts = lambda: 1  # type: ignore[method-assign]  # one connection per request
     store._checkout = checkout  # type: ignore[method-assign]
     store._release = release  # type: ignore[method-assign]
     store._discard = discard  # type: ignore[method-assign]

@@ -80,6 +80,7 @@ class PostgresDatastore:
         self._conninfo = settings.conninfo
         self._connect_kwargs = settings.connect_kwargs
         self._lock_timeout_ms = str(max(1, round(lock_timeout * 1000)))
+        self._lock_params = (q.LOCK_APPEND, self._lock_key, self._lock_timeout_ms)
 
         # A direct first connection: its error names the cause (refused,
         # unknown database, bad password), where a pool would only time out.
@@ -235,10 +236,19 @@ class PostgresDatastore:
 
     # ------------------------------------------------------------------ transactions
 
-    def _checkout(self, begin: str) -> Conn:
-        """A pooled connection with a transaction begun; dead connections are replaced."""
+    def _checkout(self, begin: str | None) -> Conn:
+        """A pooled connection with a transaction begun; dead connections are replaced.
+
+        ``begin=None``: the connection as the pool gives it, nothing sent (the
+        append sends its BEGIN in its own round trip and handles a dead connection).
+        """
         if self._pool is None:
             raise StoreError(f"the store on {self.url} is closed")
+        if begin is None:
+            try:
+                return self._pool.getconn()
+            except PoolTimeout as exc:
+                raise StoreError(f"no connection to {self._where}: {self._clean(exc)}") from exc
         last: psycopg.Error | None = None
         for _ in range(self._max_size + 1):
             try:

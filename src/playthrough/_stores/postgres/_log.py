@@ -145,43 +145,63 @@ class PostgresLog(PostgresDatastore):
             hn=[n for n, e in enumerate(events, 1) if e.needs_handling],
             fe=epoch,
         )
-        conn = self._checkout(q.WRITE)  # a failure here sent nothing: its StoreError is certain
-        self.statements += 2
-        try:
-            cursor, error = self._send_append(conn, params)
-        except BaseException as exc:
-            # Interrupted (KeyboardInterrupt...) with the round trip in flight.
-            self._settle_interrupted(conn, commit_id, len(events), exc)
-            raise
-        if error is None:
-            assert cursor is not None
-            row = cursor.fetchone()
-            self._release(conn, None)
-            assert row is not None
-            base = int(row[0])
-            return list(range(base + 1, base + 1 + len(events)))
-        if error.sqlstate is not None and not conn.broken:
-            # The server refused a statement, so the transaction aborted and the
-            # COMMIT queued behind it rolled it back: nothing was written.
-            self._abort(conn)
-            if error.sqlstate == q.STALE:
-                raise _stale_error(error.diag.message_detail) from None
-            if error.sqlstate == q.LOCK_NOT_AVAILABLE:
+        attempts = self._append_attempts()
+        for attempt in range(attempts):
+            # No BEGIN yet: it travels in the append's one round trip (_send_append).
+            conn = self._checkout(None)
+            self.statements += 2
+            try:
+                cursor, error, answered = self._send_append(conn, params)
+            except BaseException as exc:
+                # Interrupted (KeyboardInterrupt...) with the round trip in flight.
+                self._settle_interrupted(conn, commit_id, len(events), exc)
+                raise
+            if error is None:
+                assert cursor is not None
+                row = cursor.fetchone()
+                self._release(conn, None)
+                assert row is not None
+                base = int(row[0])
+                return list(range(base + 1, base + 1 + len(events)))
+            if error.sqlstate is not None and not conn.broken:
+                # The server refused a statement, so the transaction aborted and the
+                # COMMIT queued behind it rolled it back: nothing was written.
+                self._abort(conn)
+                if error.sqlstate == q.STALE:
+                    raise _stale_error(error.diag.message_detail) from None
+                if error.sqlstate == q.LOCK_NOT_AVAILABLE:
+                    raise StoreError(
+                        f"append to {self._where} (schema {self.schema!r}) waited more than "
+                        f"{int(self._lock_timeout_ms) / 1000:g} s for the append lock (another "
+                        "writer holds it, a large commit perhaps), nothing was written; raise "
+                        "the store's lock_timeout to wait longer"
+                    ) from error
+                if error.sqlstate == q.UNIQUE_VIOLATION and event_keys:
+                    self._raise_duplicate(event_keys, error)
                 raise StoreError(
-                    f"append to {self._where} (schema {self.schema!r}) waited more than "
-                    f"{int(self._lock_timeout_ms) / 1000:g} s for the append lock (another writer "
-                    "holds it, a large commit perhaps), nothing was written; raise the "
-                    "store's lock_timeout to wait longer"
+                    f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
+                    f"written: {self._clean(error)}"
                 ) from error
-            if error.sqlstate == q.UNIQUE_VIOLATION and event_keys:
-                self._raise_duplicate(event_keys, error)
-            raise StoreError(
-                f"append to {self._where} (schema {self.schema!r}) failed, nothing was "
-                f"written: {self._clean(error)}"
-            ) from error
-        # A client-side or connection failure with COMMIT possibly on its way:
-        # the outcome is unknown until the old backend is gone and pt_commits is read.
-        return self._abandon(conn, commit_id, len(events), error)
+            # A client-side or connection failure with COMMIT possibly on its way:
+            # the outcome is unknown until the old backend is gone and pt_commits is read.
+            # Not even the BEGIN was answered: the connection was found closed, as
+            # a pooled one the server dropped while idle (a restart, a timeout) is.
+            lost = conn.broken and not answered
+            try:
+                return self._abandon(conn, commit_id, len(events), error)
+            except CommitOutcomeUnknown:
+                raise
+            except StoreError:
+                # Learnt for certain that nothing was written, on a connection that
+                # answered nothing: try again on another one, as a BEGIN sent on its
+                # own used to be. A session ended mid-append is not tried again.
+                if not lost or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _append_attempts(self) -> int:
+        """How many connections an append may try when each proves dead before writing."""
+        return self._max_size + 1
 
     def _append_unpipelined(
         self,
@@ -239,8 +259,7 @@ class PostgresLog(PostgresDatastore):
         epoch: int | None = None,
     ) -> list[int]:
         self.statements += 2
-        conn.execute(q.LOCK_TIMEOUT, (self._lock_timeout_ms,))
-        conn.execute(self._sql(q.LOCK), (q.LOCK_APPEND, self._lock_key))
+        conn.execute(self._sql(q.LOCK_BOUNDED), self._lock_params)
         if handled:  # checked first: a handler completed elsewhere is not a conflict
             self.statements += 1
             wanted = list(dict.fromkeys(handled))
@@ -348,8 +367,9 @@ class PostgresLog(PostgresDatastore):
 
     def _send_append(
         self, conn: Conn, params: Mapping[str, Any]
-    ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None]:
-        """Lock, append and COMMIT; (cursor of the append, first error).
+    ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None, bool]:
+        """BEGIN, lock, append and COMMIT on a connection with no transaction open;
+        (cursor of the append, first error, whether the server answered the BEGIN).
 
         Small batches go in one pipelined round trip: no client latency while
         the append lock is held, and an error aborts the transaction, so the
@@ -360,43 +380,43 @@ class PostgresLog(PostgresDatastore):
         """
         if _payload_bytes(params) > q.PIPELINE_BYTES:
             return self._send_append_plainly(conn, params)
-        cursor = None
+        begin = cursor = None
         error: psycopg.Error | None = None
         try:
-            with conn.pipeline() as pipeline:
+            # One Sync, sent when the block ends: the pipeline is one round trip
+            # (an explicit sync() inside it would cost a second one at its exit).
+            with conn.pipeline():
                 try:
-                    conn.execute(q.LOCK_TIMEOUT, (self._lock_timeout_ms,))
-                    conn.execute(self._sql(q.LOCK), (q.LOCK_APPEND, self._lock_key))
+                    # Transaction control is never prepared: psycopg would count a
+                    # prepare that an aborted pipeline skipped as done.
+                    begin = conn.execute(q.WRITE, prepare=False)
+                    conn.execute(self._sql(q.LOCK_BOUNDED), self._lock_params)
                     if any(k is not None for k in params["ek"]):
                         conn.execute(self._sql(q.ARCHIVED_KEYS_CHECK), params)
                     cursor = conn.execute(self._sql(q.APPEND), params)
-                    # Never prepared: psycopg would count a prepare that an
-                    # aborted pipeline skipped as done.
                     conn.execute("COMMIT", prepare=False)
                 except psycopg.Error as exc:
                     error = exc
-                try:
-                    pipeline.sync()  # the results of every statement queued, the first error
-                except psycopg.Error as exc:
-                    error = error or exc
-        except psycopg.Error as exc:
+        except psycopg.Error as exc:  # the results came back at the block's end: the first error
             error = error or exc
-        return cursor, error
+        return cursor, error, begin is not None and begin.statusmessage is not None
 
     def _send_append_plainly(
         self, conn: Conn, params: Mapping[str, Any]
-    ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None]:
+    ) -> tuple[psycopg.Cursor[TupleRow] | None, psycopg.Error | None, bool]:
         cursor = None
+        answered = False
         try:
-            conn.execute(q.LOCK_TIMEOUT, (self._lock_timeout_ms,))
-            conn.execute(self._sql(q.LOCK), (q.LOCK_APPEND, self._lock_key))
+            conn.execute(q.WRITE, prepare=False)
+            answered = True
+            conn.execute(self._sql(q.LOCK_BOUNDED), self._lock_params)
             if any(k is not None for k in params["ek"]):
                 conn.execute(self._sql(q.ARCHIVED_KEYS_CHECK), params)
             cursor = conn.execute(self._sql(q.APPEND), params)
             conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
-            return cursor, exc
-        return cursor, None
+            return cursor, exc, answered
+        return cursor, None, True
 
     def _discard(self, conn: Conn) -> None:
         """Close a connection whose state is unknown and give it back (the pool drops it)."""

@@ -97,8 +97,6 @@ UNIQUE_VIOLATION = "23505"
 LOCK_NOT_AVAILABLE = "55P03"
 # Batches whose payload is larger than this are not pipelined (see _send_append).
 PIPELINE_BYTES = 1 << 20
-# Bounds the wait for the append lock, for this transaction only.
-LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 
 KEYS = "SELECT * FROM unnest(%b::text[], %b::text[])"
 
@@ -227,6 +225,13 @@ ITER_SNAPSHOTS = (
 )
 
 LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+# The append's lock with its bounded wait, one statement: the subquery in FROM
+# (volatile, so never pulled up) sets lock_timeout for this transaction before
+# the lock is asked for. Parameters: class, key, timeout (ms, as text).
+LOCK_BOUNDED = (
+    "SELECT pg_advisory_xact_lock(%s, %s) "
+    "FROM (SELECT set_config('lock_timeout', %s, true)) AS bound"
+)
 
 EVENT_KEYS = (
     "SELECT event_key, position FROM {s}.pt_events WHERE event_key = ANY(%b::text[]) "
