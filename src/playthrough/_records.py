@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._stores._base import LogReader
 
 _T = TypeVar("_T")
+_new = tuple.__new__
 
 #: pt_meta key: how many forgets the store has seen (absent: none). An engine
 #: remembers the value it loaded its states at; a write from an older one is refused.
@@ -51,6 +52,20 @@ def check_consecutive(events: Sequence[StoredEvent], after: int, where: str) -> 
         if e.position != expected:
             raise missing_event(expected, where)
         expected += 1
+
+
+def linked_keys(rows: Iterable[Sequence[Any]]) -> dict[int, list[StateKey]]:
+    """(position, state type, state id) rows as each position's keys, in row order."""
+    touched: dict[int, list[StateKey]] = {}
+    get = touched.get
+    for p, t, i in rows:
+        key = _new(StateKey, (t, i))  # a StateKey without NamedTuple's __new__ frame
+        keys = get(p)
+        if keys is None:
+            touched[p] = [key]
+        else:
+            keys.append(key)
+    return touched
 
 
 def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:

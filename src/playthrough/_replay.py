@@ -8,6 +8,7 @@ single events is the :class:`~playthrough._playing.EventPlayer`'s job.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import attrs
 
@@ -15,6 +16,7 @@ from ._model import Phase, State, StateKey
 from ._personal import unsealing
 from ._playing import EventPlayer
 from ._reconstitution import StateReconstitutor, known_positions
+from ._records import SnapshotRecord
 from ._serialization import blank_for, decode_event, encode_state_checked, state_from_snapshot
 from ._stores import Store
 from ._stores._base import reader_epoch
@@ -23,6 +25,16 @@ from ._upcasting import snapshot_problem, snapshot_record
 __all__ = ["REPLAY_META", "ReplayReport", "full_replay"]
 
 REPLAY_META = "replay_position"
+
+
+class _Where(NamedTuple):
+    """Names a state of a set in an error (formatted only then)."""
+
+    key: StateKey
+    position: int
+
+    def __str__(self) -> str:
+        return f"{self.key} at {self.position}"
 
 
 @attrs.frozen
@@ -80,12 +92,16 @@ def full_replay(
     peak = 0
     resumed_from = position
 
+    # The set written last, by state: a state touched again restarts from its record
+    # here, the row just written, without reading it back.
+    last_set: dict[StateKey, SnapshotRecord] = {}
+
     def flush(at: int, *, done: bool) -> None:
         records = [
-            snapshot_record(k, at, s, encode_state_checked(s, f"{k} at {at}"))
+            snapshot_record(k, at, s, encode_state_checked(s, _Where(k, at)))
             for k, s in states.items()
         ]
-        nonlocal sets
+        nonlocal sets, last_set
         meta = None if fill else {REPLAY_META: None if done else str(at)}
         store.write_snapshots(records, snapshot_history, meta=meta, epoch=epoch)
         # A state's value is exact at its last event; the store keeps it only
@@ -100,6 +116,7 @@ def full_replay(
         )
         sets += 1
         states.clear()
+        last_set = {r.key: r for r in records}
 
     phases: tuple[Phase, ...] = ("apply",) if fill else ("apply", "handle")
     player = EventPlayer(states, phases)
@@ -108,9 +125,21 @@ def full_replay(
         """Bring back states not held: from their newest snapshot at or before ``before``.
 
         Every snapshot there was written by this replay, so the newest one is the
-        state as of ``before`` (blank when there is none). One this code cannot use
-        (an interrupted replay resumed by other code) is rebuilt by a plan: exact.
+        state as of ``before`` (blank when there is none): for a state in the last
+        set, that set's record. One this code cannot use (an interrupted replay
+        resumed by other code) is rebuilt by a plan: exact.
         """
+        unread = []
+        for k in keys:
+            record = last_set.get(k)
+            if record is None:
+                unread.append(k)
+            else:
+                states[k] = state_from_snapshot(record)
+        if unread:
+            _restart_stored(unread, before)
+
+    def _restart_stored(keys: list[StateKey], before: int) -> None:
         with store.reader() as reader:
             found = known_positions(reader, reader.snapshots(keys, before))
             unusable = []

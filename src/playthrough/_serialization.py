@@ -25,7 +25,7 @@ from cattrs.gen import make_dict_structure_fn
 from ._canonical import dumps as dumps
 from ._errors import DecodeError, DefinitionError, EventRejected, PlaythroughError
 from ._model import Event, State, StateKey, decode_id, registry
-from ._slots import fired_data, mark_record, mark_state, mark_stored, set_data
+from ._slots import fired_data, mark_decoded, mark_record, mark_state, mark_stored, set_data
 
 if TYPE_CHECKING:
     from ._records import SnapshotRecord, StoredEvent
@@ -258,8 +258,10 @@ def _int_as_float(mine: object, read: object) -> bool:
     return type(mine) is int and type(read) is float and mine == read
 
 
-def encode_state_checked(state: State, what: str) -> str:
+def encode_state_checked(state: State, what: object) -> str:
     """The state's JSON for a snapshot, refused unless it reads back equal.
+
+    ``what`` names the state in an error (its ``str``, built only then).
 
     Field types are checked at class definition (``_storable``); this catches
     what a type cannot promise (``object``/``Any`` fields, custom classes), so
@@ -275,7 +277,7 @@ def encode_state_checked(state: State, what: str) -> str:
     if not needs_runtime_check(cls):
         return data  # every field's type was checked when the class was defined
     try:
-        back = decode(cls, data, what)
+        back = decode(cls, data, str(what))
     except DecodeError as exc:
         raise PlaythroughError(f"cannot store {what}: it would not read back: {exc}") from exc
     for a in attrs.fields(cast(Any, cls)):
@@ -353,15 +355,15 @@ def decode_event(stored: StoredEvent, linked: Collection[StateKey] | None = None
             data, end = _scan(text, 0)
             if end == len(text) and data.keys() <= fast[1]:
                 event: Event = fast[0](data, cls)  # type: ignore[arg-type]
-                mark_stored(
+                mark_decoded(
                     event,
-                    position=stored.position,
-                    data=text,
-                    caused_by=stored.caused_by,
-                    fired_at=fired_at,
+                    stored.position,
+                    text,
+                    stored.caused_by,
+                    fired_at,
+                    stored.correlation,
+                    None if stored.metadata is None else _metadata(stored),
                 )
-                if stored.correlation is not None or stored.metadata is not None:
-                    _mark_record(event, stored)
                 return event
         except Exception:  # noqa: BLE001 - decoded again below for the clear error
             pass

@@ -12,6 +12,7 @@ import abc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from typing import TypeVar
 
 from .._archived import (
     archived_until,
@@ -62,6 +63,7 @@ from .._records import (
     handled_refused,
     head_value,
     key_conflicts,
+    linked_keys,
     missing_event,
     reader_epoch,
     stale_forget_message,
@@ -91,6 +93,18 @@ from ._tables import (
     TRANSFER_TABLES,
     parse_schema_version,
 )
+
+_L = TypeVar("_L")  # what a log page carries of its links
+
+
+# Looked up on the reader itself: a view over it (unsealing) forwards to the store's own.
+def _linked_keys(reader: LogReader, after: int, upto: int) -> dict[int, list[StateKey]]:
+    return reader.linked_keys_between(after, upto)
+
+
+def _links(reader: LogReader, after: int, upto: int) -> list[Link]:
+    return reader.links_between(after, upto)
+
 
 # Store code imports the tables, the rows and the shared SQL from here.
 __all__ = [
@@ -151,6 +165,7 @@ __all__ = [
     "handled_refused",
     "head_value",
     "key_conflicts",
+    "linked_keys",
     "missing_event",
     "parse_schema_version",
     "reader_epoch",
@@ -191,10 +206,8 @@ class LogRecorder(abc.ABC):
         put over each page's reader (the core passes ``_personal.unsealing``
         to read them opened).
         """
-        for page, links in self._log_pages(after, until, chunk, view):
-            touched: dict[int, list[StateKey]] = {}
-            for link in links:
-                touched.setdefault(link.position, []).append(link.key)
+        pages = self._log_pages(after, until, chunk, view, _linked_keys)
+        for page, touched in pages:
             get, new = touched.get, tuple.__new__  # LogEntry without its __new__ frame
             yield [new(LogEntry, (e, get(e.position, []))) for e in page]
 
@@ -206,7 +219,7 @@ class LogRecorder(abc.ABC):
         view: Callable[[LogReader], LogReader] | None = None,
     ) -> Iterator[list[LinkedEntry]]:
         """:meth:`read_log` with each event's links (coupling groups included)."""
-        for page, links in self._log_pages(after, until, chunk, view):
+        for page, links in self._log_pages(after, until, chunk, view, _links):
             by_position: dict[int, list[Link]] = {}
             for link in links:
                 by_position.setdefault(link.position, []).append(link)
@@ -217,9 +230,11 @@ class LogRecorder(abc.ABC):
         after: int,
         until: int | None,
         chunk: int,
-        view: Callable[[LogReader], LogReader] | None = None,
-    ) -> Iterator[tuple[list[StoredEvent], list[Link]]]:
-        """The pager behind :meth:`read_log`: (events, their links) per short read transaction."""
+        view: Callable[[LogReader], LogReader] | None,
+        links: Callable[[LogReader, int, int], _L],
+    ) -> Iterator[tuple[list[StoredEvent], _L]]:
+        """The pager behind :meth:`read_log`: (events, ``links(reader, after, upto)``) per
+        short read transaction."""
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, not {chunk}")
         position = after
@@ -243,8 +258,8 @@ class LogRecorder(abc.ABC):
                         raise missing_event(orphans[0].position, "a link points at it")
                     return
                 check_consecutive(page, position, "reading the log")
-                links = reader.links_between(position, page[-1].position)
-            yield page, links
+                linked = links(reader, position, page[-1].position)
+            yield page, linked
             position = page[-1].position
 
     @abc.abstractmethod

@@ -215,6 +215,12 @@ class Statements:
         "SELECT position, state_type, state_id, grp FROM {p}pt_links "
         "WHERE position > {?} AND position <= {?} ORDER BY position"
     )
+    #: The states each event in a range touched, without the group: covered by the links'
+    #: position index on SQLite (its entries hold the key), so no row is looked up.
+    LINKED_KEYS_BETWEEN = (
+        "SELECT position, state_type, state_id FROM {p}pt_links "
+        "WHERE position > {?} AND position <= {?} ORDER BY position"
+    )
     KEYS_BETWEEN = (
         "SELECT position, event_key FROM {p}pt_events WHERE position > {?} AND position <= {?} "
         "AND event_key IS NOT NULL ORDER BY position"

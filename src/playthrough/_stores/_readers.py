@@ -119,6 +119,15 @@ class LogReader(abc.ABC):
     def links_between(self, after: int, upto: int) -> list[Link]:
         """Every link of the events with after < position <= upto."""
 
+    def linked_keys_between(self, after: int, upto: int) -> dict[int, list[StateKey]]:
+        """The states each event with after < position <= upto touched, by position
+        (events without links are absent): :meth:`links_between` without the groups,
+        which the stores read from their links' position index alone."""
+        touched: dict[int, list[StateKey]] = {}
+        for link in self.links_between(after, upto):
+            touched.setdefault(link.position, []).append(link.key)
+        return touched
+
     @abc.abstractmethod
     def keys_between(self, after: int, upto: int) -> list[tuple[int, str]]:
         """(position, idempotency key) of the events with after < position <= upto that

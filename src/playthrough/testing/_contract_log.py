@@ -90,9 +90,16 @@ class LogContract(ContractBase):
             assert hub == {(p2, A2), (p2, HUB)}
             assert r.links({A1: (p1, p1)}) == []
             between = r.links_between(p1, p2)
+            keys = r.linked_keys_between(0, p3)
         assert {(link.position, link.key, link.group) for link in between} == {
             (p2, A2, 0),
             (p2, HUB, 1),
+        }
+        # The same links without their groups, each event's keys under its position.
+        assert {p: sorted(k) for p, k in keys.items()} == {
+            p1: sorted([A1, HUB]),
+            p2: sorted([A2, HUB]),
+            p3: [A1],
         }
 
     def test_links_for_many_keys_at_once(self) -> None:

@@ -28,6 +28,7 @@ from .._base import (
     TypeVersions,
     chunks,
     event_query_sql,
+    linked_keys,
     transfer_select,
 )
 from .._json_sql import PostgresFilter
@@ -110,7 +111,8 @@ class PostgresReader(StoreReader):
             yield from [StoredEvent(*row) for row in self._q(q.EVENTS, (list(chunk),))]
 
     def events_after(self, after: int, limit: int) -> list[StoredEvent]:
-        return [StoredEvent(*row) for row in self._q(q.SHARED.EVENTS_AFTER, (after, limit))]
+        rows = self._q(q.SHARED.EVENTS_AFTER, (after, limit))
+        return [_new(StoredEvent, row) for row in rows]  # a row holds every field
 
     def transfer_rows(self, table: str) -> list[tuple[Any, ...]]:
         return self._q(transfer_select(table, "{s}."))
@@ -125,6 +127,9 @@ class PostgresReader(StoreReader):
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(q.SHARED.LINKS_BETWEEN, (after, upto))
         return [_new(Link, (p, _new(StateKey, (t, i)), g)) for p, t, i, g in rows]
+
+    def linked_keys_between(self, after: int, upto: int) -> dict[int, list[StateKey]]:
+        return linked_keys(self._q(q.SHARED.LINKED_KEYS_BETWEEN, (after, upto)))
 
     def meta(self, key: str) -> str | None:
         rows = self._q(q.SHARED.META, (key,))
