@@ -56,7 +56,9 @@ ACCOUNTS = 1_000
 PAGE = 2_000
 
 
-def build(engine: Engine, events: int) -> None:
+def build(engine: Engine, events: int, cluster: int = ACCOUNTS) -> None:
+    """Deposits and transfers; a transfer stays within a cluster of ``cluster`` accounts
+    (by default all of them: one coupling component; smaller: ACCOUNTS / cluster)."""
     rng = random.Random(21)
     for start in range(0, events, 1_000):
         for _ in range(min(1_000, events - start)):
@@ -65,7 +67,8 @@ def build(engine: Engine, events: int) -> None:
                     Deposited(account_id=rng.randrange(ACCOUNTS), amount=rng.randrange(100))
                 )
             else:
-                a, b = rng.sample(range(ACCOUNTS), 2)
+                base = rng.randrange(ACCOUNTS // cluster) * cluster
+                a, b = rng.sample(range(base, base + cluster), 2)
                 engine.fire(Transferred(source_id=a, target_id=b, amount=1 + rng.randrange(9)))
         engine.commit()
         engine.repository.clear()
@@ -169,6 +172,47 @@ def run(b: Backend, events: int, reps: int) -> Result:
         return measure(f"full replay, {events:,} events", "events/s", ours, floor, reps)
 
 
+def stored(engine: Engine) -> tuple[list[Any], list[Any]]:
+    """Every snapshot and heads value, and every heads row with its value."""
+    with engine.store.reader() as reader:
+        records = list(reader.iter_snapshots())
+        keys = sorted({r.key for r in records})
+        heads = sorted((k, tuple(h)) for k, h in reader.heads(keys).items())
+        return sorted(tuple(r) for r in records), heads
+
+
+def run_parallel(b: Backend, events: int, reps: int, workers: int) -> Result:
+    """replay(workers=N) against replay() on a store of 100 components (clusters of 10)."""
+    with b.place() as place:
+        with b.engine(place, building=True) as engine:
+            build(engine, events, cluster=10)
+        with b.engine(place) as engine:
+            engine.admin.replay()
+            one = stored(engine)
+            engine.admin.replay(workers=workers)
+            if stored(engine) != one:
+                raise SystemExit("replay(workers=N) wrote other rows than replay()")
+
+        def timed(n: int) -> Callable[[], Timing]:
+            def go() -> Timing:
+                with b.engine(place) as engine:
+                    timer = Timer()
+                    report = engine.admin.replay(workers=n)
+                    timing = timer.done(report.played)
+                assert report.played == events, report
+                return timing
+
+            return go
+
+        return measure(
+            f"replay(workers={workers}) vs replay(), {events:,} events, 100 components",
+            "events/s",
+            timed(workers),
+            timed(1),
+            reps,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="sqlite")
@@ -178,6 +222,12 @@ def main() -> None:
     parser.add_argument("--build", metavar="FILE", help="only build a SQLite store of --events")
     parser.add_argument("--replay-once", metavar="FILE", help="only replay that SQLite store once")
     parser.add_argument("--bare-once", metavar="FILE", help="only run the bare loop there once")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="instead: replay(workers=N) against replay() on a store of 100 components",
+    )
     args = parser.parse_args()
     if args.build:
         with Engine.open(file_url(Path(args.build), synchronous="off")) as engine:
@@ -200,7 +250,12 @@ def main() -> None:
             continue
         try:
             print(f"\n### {b.describe()}, {args.reps} repetitions\n")
-            print(markdown_table([run(b, args.events, args.reps)], goal=0.3))
+            if args.workers:
+                parallel = run_parallel(b, args.events, args.reps, args.workers)
+                print(markdown_table([parallel], goal=1.7))
+                print("\n(CPU: this process only; the workers' CPU is not counted)")
+            else:
+                print(markdown_table([run(b, args.events, args.reps)], goal=0.3))
             sys.stdout.flush()
         finally:
             b.close()

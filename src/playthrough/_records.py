@@ -68,6 +68,14 @@ def linked_keys(rows: Iterable[Sequence[Any]]) -> dict[int, list[StateKey]]:
     return touched
 
 
+def coupled(links: Sequence[Link]) -> list[Link]:
+    """The links whose (position, group) holds two or more states, in their order."""
+    count: dict[tuple[int, int], int] = {}
+    for link in links:
+        count[link.position, link.group] = count.get((link.position, link.group), 0) + 1
+    return [link for link in links if count[link.position, link.group] > 1]
+
+
 def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     """Consecutive slices of at most ``size`` items (one statement's worth of parameters)."""
     for i in range(0, len(items), size):

@@ -26,6 +26,7 @@ from ._handlers import Handlers
 from ._history import History, state_history
 from ._log import EventLog
 from ._model import Event, State, encode_id, key_of
+from ._options import at_least
 from ._personal import clear_values
 from ._query import StateInfo, StateQueries, _completed_check, completion_steps
 from ._reconstitution import StateReconstitutor
@@ -256,12 +257,18 @@ class Admin:
         snapshot_every: int = 10_000,
         chunk_size: int = 2_000,
         resume: bool = True,
+        workers: int = 1,
     ) -> ReplayReport:
         """Rebuild every state from the log with bounded memory; see ``full_replay``.
 
         ``progress(position, head)`` is called after each chunk; an interrupted
         replay resumes from its last snapshot set when ``resume`` is true.
+        ``workers`` > 1 replays the independent coupling components in that many
+        processes (forked; a file or server store) and writes the same snapshots
+        and heads values as one process; ``progress`` is then called when they
+        are done, and an interrupted run resumes from where it started.
         """
+        workers = at_least("workers", workers, 1)
         self._refuse_pending("a replay")
         with self._store.reader() as reader:
             refuse_archived(reader, 0, "a full replay")
@@ -273,6 +280,7 @@ class Admin:
             snapshot_every=snapshot_every,
             chunk_size=chunk_size,
             resume=resume,
+            workers=workers,
         )
         self._work.repository.clear()
         _logging.replayed(report, time.perf_counter() - started, self._store)

@@ -57,6 +57,7 @@ from .._records import (
     cancel_refused,
     check_consecutive,
     chunks,
+    coupled,
     duplicate_message,
     fired_refused,
     gap_free,
@@ -158,6 +159,7 @@ __all__ = [
     "check_archived",
     "check_consecutive",
     "chunks",
+    "coupled",
     "duplicate_message",
     "event_query_sql",
     "fired_refused",
@@ -369,6 +371,12 @@ class LogRecorder(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def reopen(self) -> Store | None:
+        """A new handle on the same data with connections of its own (another process
+        opens one to share the work: a parallel replay); None when the data cannot be
+        reached from another handle (an in-memory database). Never creates or migrates."""
+        return None
 
     @property
     @abc.abstractmethod

@@ -221,6 +221,14 @@ class Statements:
         "SELECT position, state_type, state_id FROM {p}pt_links "
         "WHERE position > {?} AND position <= {?} ORDER BY position"
     )
+    #: The links of the events of a range that touch two or more states (the events that
+    #: may couple states: the groups are told apart by the reader). The events are found
+    #: on the links' position index alone; only their links are looked up for the group.
+    MULTI_LINKS_BETWEEN = (
+        "SELECT position, state_type, state_id, grp FROM {p}pt_links WHERE position IN ("
+        "SELECT position FROM {p}pt_links WHERE position > {?} AND position <= {?} "
+        "GROUP BY position HAVING count(*) > 1) ORDER BY position"
+    )
     KEYS_BETWEEN = (
         "SELECT position, event_key FROM {p}pt_events WHERE position > {?} AND position <= {?} "
         "AND event_key IS NOT NULL ORDER BY position"

@@ -27,6 +27,7 @@ from .._records import (
     TransferTables,
     TypeVersions,
     check_consecutive,
+    coupled,
 )
 from ._tables import (
     LOG_TABLES,
@@ -118,6 +119,11 @@ class LogReader(abc.ABC):
     @abc.abstractmethod
     def links_between(self, after: int, upto: int) -> list[Link]:
         """Every link of the events with after < position <= upto."""
+
+    def coupled_links_between(self, after: int, upto: int) -> list[Link]:
+        """The links of the events with after < position <= upto whose group holds two or
+        more states (an ``apply`` hook couples them), in position order."""
+        return coupled(self.links_between(after, upto))
 
     def linked_keys_between(self, after: int, upto: int) -> dict[int, list[StateKey]]:
         """The states each event with after < position <= upto touched, by position

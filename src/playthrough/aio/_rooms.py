@@ -250,6 +250,7 @@ class AsyncAdmin:
         snapshot_every: int = 10_000,
         chunk_size: int = 2_000,
         resume: bool = True,
+        workers: int = 1,
     ) -> ReplayReport:
         """Rebuild every state from the log with bounded memory (``engine.admin.replay``),
         off the event loop; ``progress`` is called from that thread. This engine's
@@ -262,6 +263,7 @@ class AsyncAdmin:
                 snapshot_every=snapshot_every,
                 chunk_size=chunk_size,
                 resume=resume,
+                workers=workers,
             )
         )
         core.repository.clear()

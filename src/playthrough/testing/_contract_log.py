@@ -91,6 +91,7 @@ class LogContract(ContractBase):
             assert r.links({A1: (p1, p1)}) == []
             between = r.links_between(p1, p2)
             keys = r.linked_keys_between(0, p3)
+            coupled = r.coupled_links_between(0, p3)
         assert {(link.position, link.key, link.group) for link in between} == {
             (p2, A2, 0),
             (p2, HUB, 1),
@@ -101,6 +102,8 @@ class LogContract(ContractBase):
             p2: sorted([A2, HUB]),
             p3: [A1],
         }
+        # Only p1's group holds two states: p2 links A2 and the hub in two groups.
+        assert sorted(coupled) == sorted([Link(p1, A1, 0), Link(p1, HUB, 0)])
 
     def test_links_for_many_keys_at_once(self) -> None:
         store = self.store

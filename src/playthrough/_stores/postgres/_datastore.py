@@ -16,7 +16,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg import sql
@@ -66,6 +66,8 @@ class PostgresDatastore:
             lock_timeout=lock_timeout,
         )
         self.statements = 0
+        # What reopen() opens again (the URL keeps its password: the conninfo holds it too).
+        self._given = (url, schema, connect_timeout, pool_timeout, lock_timeout)
         self._local = threading.local()  # per thread: is a read transaction open
         self._pool: ConnectionPool[Conn] | None = None
         settings = read_settings(url, schema, min_size, max_size, connect_timeout)
@@ -102,6 +104,19 @@ class PostgresDatastore:
     @property
     def url(self) -> str:
         return self._url
+
+    def reopen(self) -> Self:
+        url, schema, connect_timeout, pool_timeout, lock_timeout = self._given
+        return type(self)(
+            url,
+            schema=schema,
+            min_size=1,
+            max_size=2,
+            connect_timeout=connect_timeout,
+            pool_timeout=pool_timeout,
+            create=False,
+            lock_timeout=lock_timeout,
+        )
 
     def _sql(self, template: str) -> str:
         """A statement constant with ``{s}`` replaced by this store's quoted schema."""

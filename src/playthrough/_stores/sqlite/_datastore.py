@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import monotonic, sleep
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import quote
 
 from ... import _options
@@ -78,6 +78,7 @@ class SQLiteDatastore:
         self._path = _options.sqlite_path(path)
         level = _options.synchronous(synchronous)
         busy_timeout = _options.at_least("busy_timeout", busy_timeout, 0, integer=False, unit=" s")
+        self._given = (path, synchronous, busy_timeout)  # what reopen() opens again
         self.statements = 0
         self._lock = threading.RLock()  # one transaction at a time, across threads
         memory = path == ":memory:"
@@ -283,6 +284,12 @@ class SQLiteDatastore:
         if conn is None:
             raise StoreError(f"the store on {self.url} is closed")
         return conn
+
+    def reopen(self) -> Self | None:
+        path, synchronous, busy_timeout = self._given
+        if path == ":memory:":
+            return None  # the database lives in this connection only
+        return type(self)(path, synchronous=synchronous, busy_timeout=busy_timeout, create=False)
 
     def close(self) -> None:
         """Close the connection; closing again does nothing."""

@@ -28,6 +28,7 @@ from .._base import (
     StoreReader,
     TypeVersions,
     chunks,
+    coupled,
     event_query_sql,
     linked_keys,
     transfer_select,
@@ -159,6 +160,10 @@ class SQLiteReader(StoreReader):
     def links_between(self, after: int, upto: int) -> list[Link]:
         rows = self._q(q.SHARED.LINKS_BETWEEN, (after, upto))
         return [_new(Link, (p, _new(StateKey, (t, i)), g)) for p, t, i, g in rows]
+
+    def coupled_links_between(self, after: int, upto: int) -> list[Link]:
+        rows = self._q(q.SHARED.MULTI_LINKS_BETWEEN, (after, upto))
+        return coupled([_new(Link, (p, _new(StateKey, (t, i)), g)) for p, t, i, g in rows])
 
     def linked_keys_between(self, after: int, upto: int) -> dict[int, list[StateKey]]:
         return linked_keys(self._q(q.SHARED.LINKED_KEYS_BETWEEN, (after, upto)))
