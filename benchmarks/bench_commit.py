@@ -19,6 +19,18 @@ difference by N (or by N * K for a figure per event)::
 (one event per commit: (Ir(200) - Ir(0)) / 200; 1000 per commit:
 (Ir(4) - Ir(0)) / 4000). ``--report`` runs those four under callgrind and
 prints the figures.
+
+``--new-states N [--max-states none]`` fires N ``Deposited`` events to N new
+accounts into one pending commit (more than the default ``max_states``,
+10,000) and commits it, the large-commit workload of ``compare.py``.
+``--report-large`` counts it at 10,000, 20,000 and 30,000 events with the
+default ``max_states`` and with none (no trimming at all), and prints the
+instructions per event between each pair of sizes: O(1) amortized work per
+fire means the same figure from 20,000 to 30,000 as from 10,000 to 20,000,
+with or without the bound (a trim that rescanned the pending states on every
+fire made it grow with the size)::
+
+    .venv/bin/python benchmarks/bench_commit.py --report-large
 """
 
 from __future__ import annotations
@@ -53,8 +65,28 @@ def run(commits: int, per_commit: int) -> None:
                 engine.commit()
 
 
+def run_large(states: int, max_states: int | None) -> None:
+    """``states`` new accounts, one event each, in one commit (nothing stored before)."""
+    options = {} if max_states == DEFAULT else {"max_states": max_states}
+    with tempfile.TemporaryDirectory() as tmp:
+        url = file_url(Path(tmp) / "large.db", synchronous="off")
+        with Engine.open(url, **options) as engine:
+            engine.fire(Opened(account_id=-1))  # warm: the store and the classes in use
+            engine.commit()
+            for n in range(states):
+                engine.fire(Deposited(account_id=n, amount=1))
+            engine.commit()
+
+
+DEFAULT = -1  # the engine's default max_states
+
+
 def instructions(commits: int, per_commit: int) -> int:
     """Instructions of one ``--once`` run under callgrind."""
+    return _counted(["--once", str(commits), "--per-commit", str(per_commit)])
+
+
+def _counted(arguments: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         subprocess.run(
@@ -64,10 +96,7 @@ def instructions(commits: int, per_commit: int) -> int:
                 f"--callgrind-out-file={out}",
                 sys.executable,
                 __file__,
-                "--once",
-                str(commits),
-                "--per-commit",
-                str(per_commit),
+                *arguments,
             ],
             check=True,
             capture_output=True,
@@ -91,18 +120,38 @@ def report() -> None:
     print(f"| 1000 events per commit, per event | {(batch - base_batch) // 4000:,} |")
 
 
+def report_large() -> None:
+    sizes = (10_000, 20_000, 30_000)
+    print("| max_states | per event, 10,000 to 20,000 | per event, 20,000 to 30,000 |")
+    print("|---|---:|---:|")
+    for shown, flag in (("default (10,000)", []), ("None", ["--max-states", "none"])):
+        counts = [_counted(["--new-states", str(n), *flag]) for n in sizes]
+        first = (counts[1] - counts[0]) // (sizes[1] - sizes[0])
+        second = (counts[2] - counts[1]) // (sizes[2] - sizes[1])
+        print(f"| {shown} | {first:,} | {second:,} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--once", type=int, help="commits to run, then exit")
     parser.add_argument("--per-commit", type=int, default=1)
     parser.add_argument("--report", action="store_true", help="count both phases under callgrind")
+    parser.add_argument("--new-states", type=int, help="one commit of this many new states")
+    parser.add_argument("--max-states", choices=["default", "none"], default="default")
+    parser.add_argument(
+        "--report-large", action="store_true", help="count --new-states under callgrind"
+    )
     args = parser.parse_args()
     if args.report:
         report()
+    elif args.report_large:
+        report_large()
+    elif args.new_states is not None:
+        run_large(args.new_states, DEFAULT if args.max_states == "default" else None)
     elif args.once is not None:
         run(args.once, args.per_commit)
     else:
-        parser.error("give --once COMMITS or --report")
+        parser.error("give --once COMMITS, --new-states N, --report or --report-large")
 
 
 if __name__ == "__main__":

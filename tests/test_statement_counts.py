@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import attrs
@@ -100,7 +100,7 @@ def statements(any_url: str, monkeypatch: pytest.MonkeyPatch) -> Statements:
 # each row of an executemany as a statement run (1000 rows: 1000), psycopg's
 # cursor one call (an executemany, a COPY) as one.
 CEILINGS = {
-    "one event per commit": (8, 4),
+    "one event per commit": (7, 4),
     "1000 events per commit": (3007, 4),
     "cold load of one state": (1, 1),
     "cold load_many of 100 states": (1, 1),
@@ -264,3 +264,65 @@ def test_pg_a_commit_is_one_round_trip(
             counting[0] = False
             assert trips == ["pipeline"], f"{events} events per commit: {trips}"
         assert engine.load(Tally, 1).total == 2
+
+
+@pytest.mark.postgres
+def test_pg_an_async_commit_is_one_round_trip(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The async store sends the sync store's pipeline as one batch: one Sync."""
+    import asyncio
+
+    import psycopg
+
+    import playthrough.aio
+
+    trips: list[str] = []
+    piped = [0]
+    counting = [False]
+    execute = psycopg.AsyncConnection.execute
+    pipeline = psycopg.AsyncConnection.pipeline
+    sync = psycopg.AsyncPipeline.sync
+
+    async def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if counting[0] and not piped[0]:
+            trips.append(str(query))
+        return await execute(self, query, *args, **kwargs)
+
+    @asynccontextmanager
+    async def counted_pipeline(self: Any) -> AsyncIterator[Any]:
+        if counting[0] and not piped[0]:
+            trips.append("pipeline")
+        piped[0] += 1
+        try:
+            async with pipeline(self) as p:
+                yield p
+        finally:
+            piped[0] -= 1
+
+    async def counted_sync(self: Any) -> None:
+        if counting[0]:
+            trips.append("sync")
+        await sync(self)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted_execute)
+    monkeypatch.setattr(psycopg.AsyncConnection, "pipeline", counted_pipeline)
+    monkeypatch.setattr(psycopg.AsyncPipeline, "sync", counted_sync)
+
+    async def main() -> int:
+        store = await playthrough.aio.connect(f"{pg_url}?schema={pg_schema}")
+        try:
+            engine = store.engine()
+            await engine.fire(Counted(tally_id=1))
+            await engine.commit()
+            await engine.fire(Counted(tally_id=1))
+            trips.clear()
+            counting[0] = True
+            await engine.commit()
+            counting[0] = False
+            return (await engine.load(Tally, 1)).total
+        finally:
+            await store.close()
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == 2
+    assert trips == ["pipeline"], trips

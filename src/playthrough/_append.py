@@ -129,9 +129,7 @@ class Append:
                 extras=None if extras.empty else extras,
                 epoch=work.epoch,
             )
-            _logging.committed(
-                positions, time.perf_counter() - started, _logging.event_types(batch)
-            )
+            _logging.committed(positions, time.perf_counter() - started, batch)
         except ConcurrencyError as exc:
             _logging.conflict(len(batch), exc, _logging.event_types(batch))
             work.discard()

@@ -146,6 +146,9 @@ def direct_keys(event: Event) -> tuple[list[StateKey | None], tuple[StateKey, ..
 
 def links(event: Event) -> tuple[tuple[StateKey, int], ...]:
     """Each touched key with its coupling group (see ``Binding.groups``)."""
+    kept: tuple[tuple[StateKey, int], ...] | None = getattr(event, "_pt_links", None)
+    if kept is not None:
+        return kept  # set by fire for an event keyed without a Binding
     cached: Binding | None = getattr(event, "_pt_binding", None)
     if cached is None:
         direct = direct_keys(event)

@@ -35,7 +35,16 @@ from ._log import encode_metadata, new_correlation
 from ._model import Event, Hook, State, StateKey, binding
 from ._playing import APPLY_ONLY, EventPlayer, in_apply, is_async_hook, playing, run_hook
 from ._serialization import check_depth, decode, encode_event
-from ._slots import fired_data, forget_binding, mark_fired, mark_record, set_data, set_key, unfire
+from ._slots import (
+    fired_data,
+    forget_binding,
+    mark_fired,
+    mark_record,
+    set_data,
+    set_key,
+    set_links,
+    unfire,
+)
 from ._steps import Await, Steps
 from ._work import Mark, Saved, UnitOfWork, fields_of, restore
 
@@ -91,7 +100,8 @@ class Firing:
                 unfire(event)
             _telemetry.fired(type(event)._pt_type_name, time.perf_counter() - started, exc)
             raise
-        _telemetry.fired(type(event)._pt_type_name, time.perf_counter() - started)
+        if _telemetry.observed():
+            _telemetry.fired(type(event)._pt_type_name, time.perf_counter() - started)
         return fired
 
     def _fire_unfired(
@@ -204,6 +214,8 @@ class Firing:
             completions.after_apply(event, live, was)
         set_data(event, data)
         set_key(event, key)
+        if direct is not None:  # nothing is coupled: the append stores these as they are
+            set_links(event, tuple((k, i) for i, k in enumerate(keys)))
         work.add(event, keys, key)
         for savepoint in work.savepoints:  # so a failing outer fired hook undoes this too
             for k, before in backups.items():

@@ -53,13 +53,17 @@ def event_types(batch: Sequence[object]) -> EventTypes:
     return found
 
 
-def committed(positions: Sequence[int], seconds: float, types: Sequence[str] = ()) -> None:
+def committed(positions: Sequence[int], seconds: float, batch: Sequence[object] = ()) -> None:
+    """A commit of ``batch`` at ``positions``: its event types are gathered only when a
+    record or telemetry takes them (most commits: neither)."""
     if not positions:
         return
-    _telemetry.committed(
-        len(positions), positions[0], positions[-1], seconds, types, getattr(types, "counts", None)
-    )
-    if logger.isEnabledFor(logging.DEBUG):
+    debug = logger.isEnabledFor(logging.DEBUG)
+    if not debug and not _telemetry.observed():
+        return
+    types = event_types(batch)
+    _telemetry.committed(len(positions), positions[0], positions[-1], seconds, types, types.counts)
+    if debug:
         logger.debug(
             "committed %d event(s) at positions %d..%d in %.2f ms: %s",
             len(positions),

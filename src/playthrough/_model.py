@@ -372,6 +372,7 @@ class Event:
         "_pt_data",
         "_pt_fired_at",
         "_pt_key",
+        "_pt_links",
         "_pt_metadata",
         "_pt_position",
     )

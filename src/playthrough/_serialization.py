@@ -214,6 +214,80 @@ def _non_finite_message(data: Any) -> str | None:
     )
 
 
+# ---------------------------------------------------------------- flat classes
+
+#: Per class: its compiled encoder, or None when it has none (see ``_flat_encoder``).
+_FLAT: dict[type, Callable[[Any], str | None] | None] = {}
+_FLAT_TYPES = (int, str, bool)
+
+
+def _flat_encoder(cls: type) -> Callable[[Any], str | None] | None:
+    """An encoder writing, for a class whose fields are all declared ``int``, ``str`` or
+    ``bool``, the bytes ``dumps(converter.unstructure(obj))`` writes, without building
+    the dict or a JSON encoder: keys sorted, no spaces, strings through the ``json``
+    module's own ``encode_basestring`` (``ensure_ascii=False``), ints as ``int.__repr__``
+    (the C encoder's text), ``true``/``false``. It returns None for an object whose
+    values are not of exactly those types (an int in a bool field, a float in an
+    int field...): the caller then takes the general path, which also raises what
+    that path raises. None for any other class (the general path always)."""
+    try:
+        fields = attrs.fields(cls)
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # noqa: BLE001 - not an attrs class, unresolvable hints
+        return None
+    named = []
+    for a in fields:
+        t = hints.get(a.name)
+        if not a.init or t not in _FLAT_TYPES or a.metadata.get("personal"):
+            return None  # cattrs leaves init=False fields out; personal ones are sealed
+        named.append((a.name, t))
+    if not named:
+        return None
+    named.sort()
+    lines = ["def encode(o, _s=_s, _r=_r):"]
+    checks = []
+    parts = []
+    for n, (name, t) in enumerate(named):
+        lines.append(f"    v{n} = o.{name}")
+        checks.append(f"type(v{n}) is not {t.__name__}")
+        key = ("{" if n == 0 else ",") + dumps(name) + ":"
+        if t is str:
+            value = f"_s(v{n})"
+        elif t is int:
+            value = f"_r(v{n})"
+        else:
+            value = f"('true' if v{n} else 'false')"
+        parts.append(f"{key!r} + {value}")
+    lines.append(f"    if {' or '.join(checks)}:")
+    lines.append("        return None")
+    lines.append(f"    return {' + '.join(parts)} + '}}'")
+    space: dict[str, Any] = {"_s": json.encoder.encode_basestring, "_r": int.__repr__}
+    exec("\n".join(lines), space)  # the text is built above, from field names only
+    return cast(Callable[[Any], str | None], space["encode"])
+
+
+def _flat(obj: Any) -> str | None:
+    """``obj``'s JSON through its class's compiled encoder, or None (the general path)."""
+    cls = type(obj)
+    try:
+        encode = _FLAT[cls]
+    except KeyError:
+        encode = _flat_encoder(cls)
+        if encode is not None:  # first use: it must write what the general path writes
+            try:
+                same = encode(obj) in (None, dumps(converter.unstructure(obj)))
+            except Exception:  # noqa: BLE001 - the general path raises it again, clearly
+                same = False
+            encode = encode if same else None
+        _FLAT[cls] = encode
+    if encode is None:
+        return None
+    try:
+        return encode(obj)
+    except ValueError:  # an int past the str conversion limit: the general path says so
+        return None
+
+
 def encode_event(event: Event) -> str:
     """The event's canonical JSON (cached once the event is fired: fired events are immutable).
 
@@ -222,6 +296,9 @@ def encode_event(event: Event) -> str:
     cached = fired_data(event)
     if cached is not None:
         return cached
+    flat = _flat(event)
+    if flat is not None:
+        return flat
     data: Any = None
     try:
         data = converter.unstructure(event)
@@ -243,6 +320,9 @@ def encode_event(event: Event) -> str:
 
 
 def encode_state(state: State) -> str:
+    flat = _flat(state)
+    if flat is not None:
+        return flat
     data: Any = None
     try:
         data = converter.unstructure(state)

@@ -3,7 +3,8 @@
 States carry ``_pt_id`` and ``_pt_last_event_id``; events carry ``_pt_position``,
 ``_pt_data`` (their canonical JSON once fired), ``_pt_fired_at``,
 ``_pt_caused_by``, ``_pt_correlation``, ``_pt_metadata`` (a dict or None),
-``_pt_key`` (the idempotency key) and ``_pt_binding`` (the cached :class:`Binding`). Users see
+``_pt_key`` (the idempotency key), ``_pt_binding`` (the cached :class:`Binding`) and
+``_pt_links`` (the touched keys with their coupling groups, kept by fire). Users see
 them through read-only properties; everything that sets them goes through here.
 """
 
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._keys import StateKey
     from ._model import Binding, Event, State
 
 _UNSET: Any = object()
@@ -49,8 +51,14 @@ def set_key(event: Event, key: str | None) -> None:
 
 
 def forget_binding(event: Event) -> None:
-    """Drop a cached Binding computed from values that have since been normalised."""
+    """Drop a cached Binding (and links) computed from values since normalised."""
     _set(event, "_pt_binding", None)
+    _set(event, "_pt_links", None)
+
+
+def set_links(event: Event, links: tuple[tuple[StateKey, int], ...]) -> None:
+    """The event's touched keys and coupling groups, as fire computed them."""
+    _set(event, "_pt_links", links)
 
 
 def fired_data(event: Event) -> str | None:
@@ -103,6 +111,7 @@ def unfire(event: Event) -> None:
     for slot in (
         "_pt_data",
         "_pt_binding",
+        "_pt_links",
         "_pt_fired_at",
         "_pt_caused_by",
         "_pt_correlation",

@@ -148,8 +148,9 @@ def db_system(store: Any) -> str:
 
 
 def using(store: Any) -> Token[str | None] | None:
-    """The spans emitted from here until :func:`done` carry ``store``'s ``db.system``."""
-    if not ENABLED:
+    """The spans emitted from here until :func:`done` carry ``store``'s ``db.system``
+    (none are, until a provider is set: then nothing is set)."""
+    if not observed():
         return None
     return _system.set(db_system(store))
 
@@ -192,6 +193,53 @@ def _tracing() -> bool:
         return False
     _traced = True
     return True
+
+
+_metered = False
+_METER_PROVIDER_FROM_ENV = "OTEL_PYTHON_METER_PROVIDER" in os.environ
+
+
+def _metering() -> bool:
+    """Whether the application has set a meter provider: until it does, the instruments
+    are proxies that record nothing, so the per-fire and per-commit ones are not called.
+    Like the tracer provider, a global meter provider is set once: once seen, yes."""
+    global _metered
+    if _metered:
+        return True
+    internal = getattr(metrics, "_internal", None)
+    provider = getattr(internal, "_METER_PROVIDER", None)
+    if provider is None and (
+        internal is None or not hasattr(internal, "_METER_PROVIDER") or _METER_PROVIDER_FROM_ENV
+    ):
+        provider = metrics.get_meter_provider()
+    proxy = getattr(internal, "_ProxyMeterProvider", ())
+    if provider is None or isinstance(provider, (proxy, metrics.NoOpMeterProvider)):
+        return False
+    _metered = True
+    return True
+
+
+# Until a provider is set both globals are None (unless the environment names one to
+# load): one read each tells "nothing is observed" on every fire.
+_QUICK_NONE = (
+    ENABLED
+    and not _PROVIDER_FROM_ENV
+    and not _METER_PROVIDER_FROM_ENV
+    and hasattr(trace, "_TRACER_PROVIDER")
+    and hasattr(getattr(metrics, "_internal", None), "_METER_PROVIDER")
+)
+
+
+def observed() -> bool:
+    """Whether a fire or a commit is worth telling (a meter or a tracer provider is set):
+    when not, they skip their metrics, spans and the facts gathered for them."""
+    if _metered or _traced:
+        return True
+    if not ENABLED:
+        return False
+    if _QUICK_NONE and trace._TRACER_PROVIDER is None and metrics._internal._METER_PROVIDER is None:
+        return False
+    return _metering() or _tracing()
 
 
 def span(
@@ -261,7 +309,7 @@ def committed(
     types: Sequence[str] = (),
     counts: Mapping[str, int] | None = None,
 ) -> None:
-    if not ENABLED:
+    if not observed():
         return
     add = _instruments["committed"].add
     if counts:
@@ -302,7 +350,7 @@ def refused(count: int, error: BaseException, types: Sequence[str], outcome: str
 
 def fired(event_type: str, seconds: float, error: BaseException | None = None) -> None:
     """One ``fire`` (its ``validate`` hooks, ``apply``, the loads it needed)."""
-    if not ENABLED:
+    if not observed():
         return
     if error is None:
         outcome = "fired"

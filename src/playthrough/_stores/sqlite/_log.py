@@ -7,7 +7,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..._errors import CommitOutcomeUnknown, ConcurrencyError, DuplicateEvent, StoreError
+from ..._errors import (
+    CommitOutcomeUnknown,
+    ConcurrencyError,
+    DuplicateEvent,
+    StaleForgetError,
+    StoreError,
+)
 from ..._keys import StateKey
 from .._base import (
     CommitExtras,
@@ -23,6 +29,7 @@ from .._base import (
     fired_refused,
     handled_refused,
     head_value,
+    stale_forget_message,
     stale_message,
 )
 from . import _sql as q
@@ -126,7 +133,10 @@ class SQLiteLog(SQLiteDatastore):
                 if taken:
                     dup, at = next(iter(taken.items()))
                     raise DuplicateEvent(duplicate_message(dup, at), dup, at)
-            current = reader.state_heads(expected)
+            # The heads check, the forget epoch and the head: one statement
+            # unless the keys take several.
+            together = reader.state_heads_and_head(list(expected)) if expected else None
+            current = together[0] if together is not None else reader.state_heads(expected)
             stale = [
                 (key, want, current.get(key))
                 for key, want in expected.items()
@@ -134,7 +144,11 @@ class SQLiteLog(SQLiteDatastore):
             ]
             if stale:
                 raise ConcurrencyError(stale_message(stale))
-            if epoch is None:
+            if together is not None:
+                base = together[2]
+                if epoch is not None and together[1] != epoch:
+                    raise StaleForgetError(stale_forget_message())
+            elif epoch is None:
                 base = reader.head()
             else:  # the forget epoch and the head in one statement
                 self.statements += 1

@@ -59,6 +59,10 @@ def _marks(n: int) -> str:
     return ",".join("?" for _ in range(n))
 
 
+#: ``STATE_HEADS_AND_HEAD`` for n keys, rendered once per n.
+_HEADS_AND_HEAD: dict[int, str] = {}
+
+
 class SQLiteReader(StoreReader):
     def __init__(self, store: SQLiteDatastore) -> None:
         self._store = store
@@ -89,6 +93,26 @@ class SQLiteReader(StoreReader):
             for t, i, p in rows:
                 out[StateKey(t, i)] = p
         return out
+
+    def state_heads_and_head(
+        self, keys: Sequence[StateKey]
+    ) -> tuple[dict[StateKey, int], int, int] | None:
+        """``state_heads(keys)``, the forget epoch and the log's head in one statement;
+        None when the keys take more than one statement (the caller reads them apart)."""
+        n = len(keys)
+        if n > self.size(KEYS_PER_STATEMENT, 2):
+            return None
+        sql = _HEADS_AND_HEAD.get(n)
+        if sql is None:
+            sql = _HEADS_AND_HEAD[n] = q.STATE_HEADS_AND_HEAD.format(values=_values(n, 2))
+        out: dict[StateKey, int] = {}
+        epoch = head = 0
+        for t, i, p in self._q(sql, [v for k in keys for v in k]):
+            if t is None:
+                epoch, head = int(i), int(p)
+            else:
+                out[StateKey(t, i)] = p
+        return out, epoch, head
 
     def snapshots(
         self, keys: Iterable[StateKey], at_most: int

@@ -72,6 +72,12 @@ STATE_HEADS = (
     "SELECT h.state_type, h.state_id, h.last_position FROM want w "
     "JOIN pt_heads h ON h.state_type = w.t AND h.state_id = w.i"
 )
+# The append's check: the heads rows, then one row (no state) with the forget
+# epoch and the log's head, in one statement.
+STATE_HEADS_AND_HEAD = (
+    STATE_HEADS + f" UNION ALL SELECT NULL, {SHARED.EPOCH}, "
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'pt_events'), 0)"
+)
 # A state's heads value is one of its snapshots (exact at value_position).
 SNAPSHOTS = (
     "WITH want(t, i) AS (VALUES {values}) "
