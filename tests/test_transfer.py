@@ -133,6 +133,11 @@ def _damage(data: bytes) -> bytes:
     return b"".join(lines)
 
 
+def _lines(data: bytes, change: Any) -> bytes:
+    """The file with its list of lines changed (line 0 the header, line 1 the first event)."""
+    return b"".join(change(data.splitlines(keepends=True)))
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -147,6 +152,10 @@ def _damage(data: bytes) -> bytes:
         (lambda d: b"garbage\n" + d, "not a playthrough log export"),
         (lambda d: d + b"{}\n", "not a section"),
         (lambda d: events_part(d) + b"{}\n", "not a section"),
+        (lambda d: _lines(d, lambda x: [*x[:2], x[3], x[2], *x[4:]]), "position 3 where 2 was"),
+        (lambda d: _lines(d, lambda x: x[:2] + x[3:]), "position 3 where 2 was expected"),
+        (lambda d: _lines(d, lambda x: [*x[:2], x[2][:-1] + b' {"x":1}\n', *x[3:]]), "extra data"),
+        (lambda d: _lines(d, lambda x: [*x[:2], b"[1]\n", *x[3:]]), "line 3 is not an event"),
     ],
 )
 def test_a_damaged_file_is_refused_and_nothing_is_written(damage: object, message: str) -> None:

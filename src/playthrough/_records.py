@@ -9,6 +9,7 @@ A store knows nothing of attrs classes: it moves type names, JSON text and
 from __future__ import annotations
 
 import abc
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _new = tuple.__new__
+_first = operator.itemgetter(0)
 
 #: pt_meta key: how many forgets the store has seen (absent: none). An engine
 #: remembers the value it loaded its states at; a write from an older one is refused.
@@ -93,6 +95,36 @@ def gap_free(events: Iterable[ImportedEvent], after: int) -> Iterator[ImportedEv
             )
         expected += 1
         yield event
+
+
+def event_pages(events: Iterable[ImportedEvent], after: int, size: int) -> Iterator[ImportPage]:
+    """ImportedEvents (gap-checked, see :func:`gap_free`) as pages of at most ``size`` rows."""
+    page = ImportPage([], [])
+    for e in gap_free(events, after):
+        page.events.append((*e[:5], e.version, e.metadata, e.correlation))
+        page.links.extend((k.type, k.id, e.position, g) for k, g in e.links)
+        if len(page.events) >= size:
+            yield page
+            page = ImportPage([], [])
+    if page.events:
+        yield page
+
+
+def page_follows(page: ImportPage, expected: int) -> int:
+    """The position after the page; StoreError unless its events are ``expected``, +1, ...
+
+    One comparison of two lists: cheap per event, and a page whose positions skip
+    one, repeat one or run backwards is refused like :func:`gap_free` refuses it.
+    """
+    positions = list(map(_first, page.events))
+    end = expected + len(positions)
+    if positions != list(range(expected, end)):
+        at = next(n for n, p in enumerate(positions) if p != expected + n)
+        raise StoreError(
+            f"import refused, nothing was written: event at position {positions[at]} "
+            f"where {expected + at} was expected (an import continues the log without a gap)"
+        )
+    return end
 
 
 def reader_epoch(reader: LogReader) -> int:
@@ -405,6 +437,29 @@ class ImportedEvent(NamedTuple):
     version: int = 1  # the event class's version when it was written
     metadata: str | None = None
     correlation: str | None = None
+
+
+class ImportPage(NamedTuple):
+    """A page of events to import, as the rows the store writes.
+
+    ``events``: ``(position, type, data, caused_by, fired_at, version, metadata,
+    correlation)`` per event, positions consecutive; ``links``: ``(state type,
+    state id, position, coupling group)`` per state an event of the page touched.
+    An import reads a file into these directly: no object per event or link.
+    """
+
+    events: list[tuple[Any, ...]]
+    links: list[tuple[Any, ...]]
+
+    def imported(self) -> list[ImportedEvent]:
+        """The page as ImportedEvents (for a store that only takes those)."""
+        links: dict[Any, list[tuple[StateKey, int]]] = {}
+        for state_type, state_id, position, group in self.links:
+            links.setdefault(position, []).append((StateKey(state_type, state_id), group))
+        return [
+            ImportedEvent(p, t, d, c, f, tuple(links.get(p, ())), v, m, r)
+            for p, t, d, c, f, v, m, r in self.events
+        ]
 
 
 def batch_keys(events: Sequence[NewEvent]) -> list[str]:

@@ -38,6 +38,7 @@ from .._records import (
     HeadRows,
     HeadValue,
     ImportedEvent,
+    ImportPage,
     Link,
     LinkedEntry,
     LogEntry,
@@ -59,6 +60,7 @@ from .._records import (
     chunks,
     coupled,
     duplicate_message,
+    event_pages,
     fired_refused,
     gap_free,
     handled_refused,
@@ -66,6 +68,7 @@ from .._records import (
     key_conflicts,
     linked_keys,
     missing_event,
+    page_follows,
     reader_epoch,
     stale_forget_message,
     stale_message,
@@ -130,6 +133,7 @@ __all__ = [
     "HeadRow",
     "HeadRows",
     "HeadValue",
+    "ImportPage",
     "ImportedEvent",
     "LifecycleReader",
     "Link",
@@ -161,6 +165,7 @@ __all__ = [
     "chunks",
     "coupled",
     "duplicate_message",
+    "event_pages",
     "event_query_sql",
     "fired_refused",
     "gap_free",
@@ -169,6 +174,7 @@ __all__ = [
     "key_conflicts",
     "linked_keys",
     "missing_event",
+    "page_follows",
     "parse_schema_version",
     "reader_epoch",
     "refuse_archived",
@@ -486,6 +492,22 @@ class MaintenanceRecorder(abc.ABC):
         raising, as a checksum mismatch does) nothing is written. Returns how
         many events were imported. Raises StoreError naming the problem.
         """
+
+    def import_pages(
+        self,
+        pages: Iterable[ImportPage],
+        after: int,
+        tables: Callable[[StoreReader], TransferTables] | None = None,
+        *,
+        reveal: Reveal | None = None,
+    ) -> int:
+        """:meth:`import_events` fed pages of rows (see :class:`ImportPage`), as an
+        import reads them from a file: the same checks, transaction and result.
+
+        This default turns each page into ImportedEvents; the stores write the
+        rows as they come."""
+        events = (e for page in pages for e in page.imported())
+        return self.import_events(events, after, tables, reveal=reveal)
 
     @abc.abstractmethod
     def archive(

@@ -88,6 +88,7 @@ class NoMaintenance(Store):
     """A store without maintenance (import, archive, repair of the heads, vacuum)."""
 
     import_events = lacking(MAINTENANCE)
+    import_pages = lacking(MAINTENANCE)
     archive = lacking(MAINTENANCE)
     rebuild_heads = lacking(MAINTENANCE)
     vacuum = lacking(MAINTENANCE)

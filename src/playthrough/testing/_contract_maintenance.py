@@ -17,6 +17,7 @@ from .._model import StateKey
 from .._stores import (
     FollowerRow,
     ImportedEvent,
+    ImportPage,
     Link,
     LinkedEntry,
     NewEvent,
@@ -99,6 +100,56 @@ class MaintenanceContract(ContractBase):
         with store.reader() as r:
             assert r.head() == 1
             assert r.state_heads([A2]) == {}
+
+    def test_import_pages_keep_every_column_and_link(self) -> None:
+        store = self.store
+        full = (2, "Thing", '{"n":2}', 1, FIRED_AT, 3, '{"m":1}', "c-2")
+        pages = [
+            ImportPage(
+                [(1, "Thing", '{"n":1}', None, FIRED_AT, 1, None, None)], [("Acct", "1", 1, 0)]
+            ),
+            ImportPage(
+                [full, (3, "Other", '{"n":3}', None, FIRED_AT, 2, None, "c-3")],
+                [("Acct", "1", 2, 0), ("Acct", "2", 2, 1), ("Acct", "2", 3, 0)],
+            ),
+            ImportPage([], []),
+        ]
+        assert store.import_pages(iter(pages), after=0) == 3
+        with store.reader() as r:
+            assert r.head() == 3
+            assert r.state_heads([A1, A2]) == {A1: 2, A2: 3}
+            events = r.events_after(0, 10)
+            assert [(e.position, e.type, e.data, e.caused_by, e.version) for e in events] == [
+                (1, "Thing", '{"n":1}', None, 1),
+                (2, "Thing", '{"n":2}', 1, 3),
+                (3, "Other", '{"n":3}', None, 2),
+            ]
+            assert [(e.metadata, e.correlation) for e in events] == [
+                (None, None),
+                ('{"m":1}', "c-2"),
+                (None, "c-3"),
+            ]
+            assert sorted(r.links_between(0, 3)) == sorted(
+                [Link(1, A1, 0), Link(2, A1, 0), Link(2, A2, 1), Link(3, A2, 0)]
+            )
+
+    def test_import_pages_refuse_a_gap_inside_a_page_and_write_nothing(self) -> None:
+        store = self.store
+
+        def row(p: int) -> tuple[object, ...]:
+            return (p, "Thing", f'{{"n":{p}}}', None, FIRED_AT, 1, None, None)
+
+        ok = ImportPage([row(1), row(2)], [("Acct", "1", 1, 0)])
+        for wrong, message in (
+            ([row(3), row(5), row(4)], "position 5 where 4 was expected"),
+            ([row(3), row(3)], "position 3 where 4 was expected"),
+            ([row(4)], "position 4 where 3 was expected"),
+        ):
+            with raises_exactly(StoreError, message):
+                store.import_pages([ok, ImportPage(wrong, [])], after=0)
+            with store.reader() as r:
+                assert r.head() == 0
+                assert r.state_heads([A1]) == {}
 
     def test_an_import_whose_source_fails_writes_nothing(self) -> None:
         store = self.store

@@ -17,6 +17,7 @@ from .._base import (
     ARCHIVED_UNTIL,
     FollowerBatch,
     ImportedEvent,
+    ImportPage,
     LogReader,
     ScheduleRecord,
     SnapshotRecord,
@@ -25,7 +26,8 @@ from .._base import (
     StoreReader,
     SubjectForgotten,
     TransferTables,
-    gap_free,
+    event_pages,
+    page_follows,
     stale_forget_message,
     transfer_writes,
 )
@@ -118,7 +120,18 @@ class PostgresStore(PostgresLog, Store):
         *,
         reveal: Reveal | None = None,
     ) -> int:
-        count = 0
+        pages = event_pages(events, after, q.IMPORT_BATCH)
+        return self.import_pages(pages, after, tables, reveal=reveal)
+
+    def import_pages(
+        self,
+        pages: Iterable[ImportPage],
+        after: int,
+        tables: Callable[[StoreReader], TransferTables] | None = None,
+        *,
+        reveal: Reveal | None = None,
+    ) -> int:
+        expected = after + 1
         with self._transaction("import", "committing an import") as conn:
             # The append lock: no commit can interleave with the imported positions.
             self.statements += 2
@@ -129,15 +142,10 @@ class PostgresStore(PostgresLog, Store):
                     f"import refused, nothing was written: the store's head is {head}, "
                     f"the events continue after {after}"
                 )
-            batch: list[ImportedEvent] = []
-            for event in gap_free(events, after):
-                batch.append(event)
-                if len(batch) >= q.IMPORT_BATCH:
-                    self._import_batch(conn, batch)
-                    count += len(batch)
-                    batch = []
-            self._import_batch(conn, batch)
-            count += len(batch)
+            for page in pages:
+                expected = page_follows(page, expected)
+                self._import_batch(conn, page)
+            count = expected - after - 1
             self.statements += 1
             conn.execute(self._sql(q.SHARED.IMPORT_HEADS), (after,))
             forgot = False
@@ -191,18 +199,17 @@ class PostgresStore(PostgresLog, Store):
             conn.execute(self._sql(q.SHARED.META_SET), (list(written), list(written.values())))
         return int(counts[-1])
 
-    def _import_batch(self, conn: Conn, batch: Sequence[ImportedEvent]) -> None:
-        if not batch:
+    def _import_batch(self, conn: Conn, page: ImportPage) -> None:
+        if not page.events:
             return
         self.statements += 2
         with conn.cursor() as cursor:
             with cursor.copy(self._sql(q.COPY_EVENTS)) as copy:
-                for e in batch:
-                    copy.write_row((*e[:5], e.version, e.metadata, e.correlation))
+                for row in page.events:
+                    copy.write_row(row)
             with cursor.copy(self._sql(q.COPY_LINKS)) as copy:
-                for e in batch:
-                    for k, g in e.links:
-                        copy.write_row((k.type, k.id, e.position, g))
+                for row in page.links:
+                    copy.write_row(row)
 
     def write_snapshots(
         self,

@@ -195,6 +195,15 @@ CLAIM = (
 LEASE = "UPDATE pt_schedule SET lease_owner = ?, lease_until = ? WHERE id = ?"
 FOLLOWER_POSITION = "SELECT position FROM pt_followers WHERE name = ?"
 IMPORT_EVENTS = f"INSERT INTO pt_events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+# The same for an event with no cause or metadata, without and with a correlation
+# (left out, the columns take their NULL default; see SQLiteStore._import_page).
+IMPORT_PLAIN_EVENTS = (
+    "INSERT INTO pt_events (position, type, data, fired_at, version) VALUES (?, ?, ?, ?, ?)"
+)
+IMPORT_CORRELATED_EVENTS = (
+    "INSERT INTO pt_events (position, type, data, fired_at, version, correlation) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 # Keep the newest ``keep`` snapshots of a state (and an archive's base snapshots).
 SNAPSHOTS_TRIM = (
     "DELETE FROM pt_snapshots WHERE state_type = ? AND state_id = ? AND position < "
