@@ -974,7 +974,8 @@ def _in_follower_tx(store: Any, read: Callable[[FollowerTransaction], T]) -> T:
 
 def test_a_sqlite_request_is_one_hop_to_the_store_thread(tmp_path: Any) -> None:
     """A load (heads, plan, write-back) and a fire that loads each run on the store's
-    thread in one hop; an async def hook brings the core back to the loop to be awaited."""
+    thread in one hop, a fire of a state in memory in none; an async def hook brings the
+    core back to the loop to be awaited."""
     hops: list[str] = []
 
     async def body(store: AsyncStore) -> None:
@@ -992,6 +993,8 @@ def test_a_sqlite_request_is_one_hop_to_the_store_thread(tmp_path: Any) -> None:
             assert (await engine.load(AioAccount, 7)).balance == 5
             assert hops == ["hop"]
             await engine.fire(AioDeposited(account_id=8, amount=1))  # loads account 8
+            assert len(hops) == 2
+            await engine.fire(AioDeposited(account_id=8, amount=2))  # in memory: no hop
             assert len(hops) == 2
             await engine.fire(AioPaidAsync(account_id=7))
             hops.clear()

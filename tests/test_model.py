@@ -30,7 +30,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -670,7 +669,7 @@ class EngineModel(RuleBasedStateMachine):
         loop = self._loop
         if self._astore is None:
             if isinstance(self.store, SQLiteStore):
-                self._astore = AsyncSQLiteStore(self.store, ThreadPoolExecutor(max_workers=1))
+                self._astore = AsyncSQLiteStore(self.store)
             else:
                 assert self.async_url is not None, "the async engine needs the store's URL"
                 self._astore = loop.run_until_complete(playthrough.aio.connect(self.async_url))

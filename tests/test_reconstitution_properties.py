@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import os
 from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,7 +87,7 @@ class AsyncShell:
 
     def __init__(self, store: Store) -> None:
         self._loop = asyncio.new_event_loop()
-        self._store = AsyncSQLiteStore(store, ThreadPoolExecutor(max_workers=1))
+        self._store = AsyncSQLiteStore(store)
         self._engine = self._store.engine()
         self.repository = self._engine.core.repository
 
