@@ -7,7 +7,8 @@ metadata and idempotency keys, refused fires), claims (``is_valid`` /
 an async engine on the same store firing, committing and loading, commit,
 discard, loads (cold, ``at=``, ``load_many``), find/count, snapshots at random placements, eviction,
 archive, forget, export/import into a fresh store, schedule/cancel/``run_due``
-on a manual clock, handlers, a follower and a redeploy to upcast classes
+on a manual clock, handlers, a follower, states seeded through
+``playthrough.testing.given_state`` and a redeploy to upcast classes
 (``tests/model_domain.py``). The reference is plain Python: the committed log
 as a dict by position, states replayed from blank in global order.
 
@@ -32,6 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +51,7 @@ from hypothesis.stateful import (
 
 import playthrough.aio
 from playthrough import FORGOTTEN, Engine, Event
+from playthrough._serialization import decode
 from playthrough._stores import SQLiteStore, Store
 from playthrough.aio import AsyncEngine, AsyncSQLiteStore, AsyncStore
 from playthrough.errors import (
@@ -57,7 +60,8 @@ from playthrough.errors import (
     DuplicateEvent,
     PlaythroughError,
 )
-from playthrough.testing import ManualClock
+from playthrough.testing import ManualClock, given_state, throwaway
+from playthrough.testing._given import GIVEN
 
 from . import model_domain as dom
 from .model_domain import Acct, Hub
@@ -80,17 +84,20 @@ class Ref:
     """One committed event, in the model's own terms (amounts in units)."""
 
     position: int
-    kind: str  # add, move, claim, tick, named
-    accts: tuple[int, ...]
+    kind: str  # add, move, claim, tick, named, given
+    accts: tuple[int, ...]  # none for a given Hub
     units: int = 0
     memo: str = ""
     name: str = ""
     forgotten: bool = False
+    given: tuple[
+        Any, ...
+    ] = ()  # a given state's fields as stored: (n, memo, owner, hits), (total,)
 
 
 @dataclass
 class RefAcct:
-    n: int = 0
+    n: int | Fraction = 0  # in units; a value given in cents (after the redeploy) is a fraction
     memo: str = ""
     owner: str = ""
     hits: int = 0
@@ -109,6 +116,9 @@ class Scheduled:
 class Reference:
     log: dict[int, Ref] = field(default_factory=dict)
     keys: set[str] = field(default_factory=set)
+    #: The world's SCALE: a given state's value is stored as it is, in the state's own
+    #: terms, and no upcaster rescales it, so it is read in the terms of the code that reads.
+    scale: int = 1
 
     def replay(self, upto: int | None = None) -> tuple[dict[int, RefAcct], RefAcct | None]:
         accts: dict[int, RefAcct] = {}
@@ -133,6 +143,17 @@ class Reference:
                 touched[0].n -= ref.units
             elif ref.kind == "tick":
                 touched[0].hits += 1
+            elif ref.kind == "given" and not ref.accts:
+                hub = RefAcct(n=Fraction(ref.given[0], self.scale), last=position)
+            elif ref.kind == "given":
+                n, memo, owner, hits = ref.given
+                state = touched[0]
+                state.n, state.memo, state.owner, state.hits = (
+                    Fraction(n, self.scale),
+                    memo,
+                    owner,
+                    hits,
+                )
             else:
                 touched[0].owner = FORGOTTEN if ref.forgotten else ref.name
             for state in touched:
@@ -238,6 +259,15 @@ class EngineModel(RuleBasedStateMachine):
         position = event.id
         assert position is not None
         cls = type(event)
+        if cls._pt_type_name.startswith(GIVEN):
+            given = decode(cls._pt_given_state, getattr(event, "value"), "a given state")  # type: ignore[attr-defined]  # noqa: B009
+            if isinstance(given, Hub):
+                return Ref(position, "given", (), given=(given.total,))
+            assert isinstance(given, Acct), given
+            acct = getattr(event, "given_id")  # noqa: B009
+            return Ref(
+                position, "given", (acct,), given=(given.n, given.memo, given.owner, given.hits)
+            )
         if cls is self.classes["Add"]:
             return Ref(
                 position,
@@ -403,6 +433,45 @@ class EngineModel(RuleBasedStateMachine):
     @rule(i=st.integers(0, 2))
     def evict_all(self, i: int) -> None:
         self.engines[i].refresh()
+
+    @rule(
+        i=st.integers(0, 2),
+        acct=st.sampled_from((*ACCTS, None)),
+        n=st.integers(0, 30),
+        memo=st.sampled_from(["", "a", "b"]),
+        owner=st.sampled_from(["", "cy"]),
+        hits=st.integers(0, 4),
+    )
+    def given(self, i: int, acct: int | None, n: int, memo: str, owner: str, hits: int) -> None:
+        """A state seeded through ``given_state`` (an account, or the hub), between the
+        fires, snapshots, archives, forgets and the redeploy: a marked event every read
+        then checks against the model as any other; refused while the engine has pending
+        events, and a ConcurrencyError (the engine's copy was stale) writes nothing."""
+        engine = throwaway(self.engines[i])  # the model's stores are its own
+        cls, sid = (Hub, None) if acct is None else (Acct, acct)
+        values: dict[str, Any] = (
+            {"total": n} if acct is None else {"n": n, "memo": memo, "owner": owner, "hits": hits}
+        )
+        if engine.pending:
+            with pytest.raises(PlaythroughError, match="pending events before given_state"):
+                given_state(engine, cls, sid, **values)
+            return
+        before = self.head()
+        try:
+            state = given_state(engine, cls, sid, **values)
+        except ConcurrencyError:
+            assert self.head() == before and not engine.pending, "a refused given_state wrote"
+            note("given_state refused: ConcurrencyError")
+            return
+        assert self.head() == before + 1, "given_state is one committed event"
+        self.record([engine.log.event(before + 1)])
+        note("given_state")
+        accts, hub = self.ref.replay()
+        if isinstance(state, Hub):
+            assert (state.total, state.last_event_id) == ref_view(hub, self.scale)[::4]
+        else:
+            assert isinstance(state, Acct) and acct is not None
+            assert acct_view(state) == ref_view(accts.get(acct), self.scale)
 
     # ------------------------------------------------------------------ reading
 
@@ -821,6 +890,7 @@ class EngineModel(RuleBasedStateMachine):
             engine.close()
         self.world = "v2same" if "stale_values" in self.holes else "v2"
         self.classes = dom.activate(self.world)
+        self.ref.scale = self.scale
         self.engines = self._engines()
 
     # ------------------------------------------------------------------ after every step
