@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
+from .._binding import direct_keys
 from .._errors import (
     ArchivedRangeError,
     CorruptionError,
@@ -56,7 +57,12 @@ from .report import (
     VerifyReport,
     field_diffs,
 )
-from .subprocess_replay import SubprocessFailed, other_hash_seed, replay_in_subprocess
+from .subprocess_replay import (
+    SubprocessFailed,
+    SubprocessReplay,
+    other_hash_seed,
+    replay_in_subprocess,
+)
 
 
 class _OutOfTime(Exception):
@@ -145,6 +151,7 @@ def verify(
     determinism_check = DeterminismCheck(False, "not run", (), (), None)
     sample_info: tuple[int, int, int] | None = None
     remaining = [HEADS, SNAPSHOTS, LINKS, DETERMINISM]
+    early: SubprocessReplay | None = None
     if sync_check is not None:
         remaining.insert(1, SYNC)
     try:
@@ -167,6 +174,8 @@ def verify(
                 keys = sorted(random.Random(seed).sample(universe, sample))
                 sample_info = (len(keys), len(universe), seed)
         if keys is None:
+            if determinism:  # the second replay runs meanwhile, when it runs in a subprocess
+                early = _start_second_replay(run, lo, hi, apps, url, subprocess_replay)
             first = _check_streaming(run, lo, hi)
             remaining.remove(SNAPSHOTS)
             remaining.remove(LINKS)
@@ -199,7 +208,7 @@ def verify(
                 every=EVERY,
             )
         determinism_check = _check_determinism(
-            run, first, keys is not None, lo, hi, apps, url, subprocess_replay
+            run, first, keys is not None, lo, hi, apps, url, subprocess_replay, early
         )
         remaining.remove(DETERMINISM)
     except _Skipped:
@@ -219,6 +228,9 @@ def verify(
         raise  # a request this store cannot serve, not a finding about it
     except PlaythroughError as exc:  # any other stored value the library cannot handle
         run.errors.append(str(exc))
+    finally:
+        if early is not None:
+            early.close()  # ends it if a check stopped the run before its result was read
     if not run.interrupted:
         _locate_all(run)
     report = VerifyReport(
@@ -311,8 +323,15 @@ def _universe(run: _Run, store: Store, lo: int, hi: int) -> list[StateKey]:
 
 
 def _compare(record: SnapshotRecord, state: State) -> SnapshotMismatch | None:
-    """None when the snapshot equals the state the log gives; else what differs."""
+    """None when the snapshot equals the state the log gives; else what differs.
+
+    A snapshot holding the very bytes of the log's state (and its last event) is
+    equal without decoding it; any other is decoded and encoded again first (a
+    snapshot written by other code may spell the same state differently).
+    """
     log_json = encode_state(state)
+    if record.data == log_json and record.last_event_id == state.last_event_id:
+        return None
     error: str | None = None
     try:
         snap_json = encode_state(state_from_snapshot(record))
@@ -417,7 +436,8 @@ class _LinkTally:
             self.upcast += 1
             return
         self.checked += 1
-        derived = binding(event).touched
+        direct = direct_keys(event)  # a class whose hooks couple nothing: no Binding built
+        derived = binding(event).touched if direct is None else direct[1]
         if len(derived) == len(linked) and all(k in derived for k in linked):
             return
         have = set(linked)
@@ -473,6 +493,32 @@ def _touched_in(reader: StoreReader, key: StateKey, lo: int, hi: int) -> bool:
     return any(link.key == key for link in reader.links({key: (lo, hi)}))
 
 
+def _subprocess_target(
+    run: _Run, apps: Sequence[str], url: str | None, forced: bool | None
+) -> str | None:
+    """The URL the second replay's subprocess opens, or None: it runs in this process."""
+    target = url if url is not None else run.store.url
+    in_memory = parse_store_url(target).is_memory
+    use_subprocess = (bool(apps) and not in_memory) if forced is None else forced
+    if not use_subprocess:
+        return None
+    if in_memory:
+        raise ValueError("a subprocess cannot open an in-memory store")
+    return target
+
+
+def _start_second_replay(
+    run: _Run, lo: int, hi: int, apps: Sequence[str], url: str | None, forced: bool | None
+) -> SubprocessReplay | None:
+    """The whole log's second replay, started in its subprocess before the first one (it
+    runs alongside the streaming check); None when it runs in this process, after."""
+    target = _subprocess_target(run, apps, url, forced)
+    if target is None:
+        return None
+    run.check_time()
+    return SubprocessReplay(target, apps, other_hash_seed(), None, lo, hi)
+
+
 def _check_determinism(
     run: _Run,
     first: dict[StateKey, str],
@@ -482,24 +528,27 @@ def _check_determinism(
     apps: Sequence[str],
     url: str | None,
     forced: bool | None,
+    early: SubprocessReplay | None = None,
 ) -> DeterminismCheck:
-    """Replay again from blank (in a subprocess when possible) and compare with ``first``."""
-    target = url if url is not None else run.store.url
-    in_memory = parse_store_url(target).is_memory
-    use_subprocess = (bool(apps) and not in_memory) if forced is None else forced
+    """Replay again from blank (in a subprocess when possible: ``early``, when it was
+    started before the first replay) and compare with ``first``."""
+    target = _subprocess_target(run, apps, url, forced)
     keys = sorted(first) if sampled else None
     mode = "in-process"
     second: dict[StateKey, str] | None = None
-    if use_subprocess:
-        if in_memory:
-            raise ValueError("a subprocess cannot open an in-memory store")
+    if target is not None:
         run.check_time()
         seed = other_hash_seed()
         mode = f"second replay in a subprocess with PYTHONHASHSEED={seed}"
         try:
-            second = replay_in_subprocess(
-                target, apps, seed, keys, lo, hi, timeout=run.remaining(), progress=run.progress
-            )
+            if early is not None:
+                run.report("determinism", 0, hi)
+                second = early.result(run.remaining())
+                run.report("determinism", hi, hi)
+            else:
+                second = replay_in_subprocess(
+                    target, apps, seed, keys, lo, hi, timeout=run.remaining(), progress=run.progress
+                )
         except subprocess.TimeoutExpired:
             raise _OutOfTime from None
         except SubprocessFailed as exc:

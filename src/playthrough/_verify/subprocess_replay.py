@@ -50,9 +50,32 @@ def replay_in_subprocess(
     Raises :class:`SubprocessFailed` when the subprocess fails and
     ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
     """
-    with tempfile.TemporaryDirectory(prefix="playthrough-verify-") as tmp:
-        spec = Path(tmp) / "spec.json"
-        out = Path(tmp) / "states.jsonl"
+    with SubprocessReplay(url, apps, seed, keys, start, end, progress=progress) as running:
+        return running.result(timeout)
+
+
+class SubprocessReplay:
+    """:func:`replay_in_subprocess` started now and collected later (:meth:`result`), so
+    the caller works meanwhile; leaving the ``with`` block ends a subprocess still running
+    and removes its files."""
+
+    def __init__(
+        self,
+        url: str,
+        apps: Sequence[str],
+        seed: str,
+        keys: list[StateKey] | None,
+        start: int,
+        end: int,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="playthrough-verify-")
+        tmp = Path(self._tmp.name)
+        spec = tmp / "spec.json"
+        self._out = tmp / "states.jsonl"
+        self._end = end
+        self._progress = progress
         spec.write_text(
             json.dumps(
                 {
@@ -61,7 +84,7 @@ def replay_in_subprocess(
                     "start": start,
                     "end": end,
                     "keys": None if keys is None else [list(k) for k in keys],
-                    "out": str(out),
+                    "out": str(self._out),
                 }
             ),
             encoding="utf-8",
@@ -72,24 +95,50 @@ def replay_in_subprocess(
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         if progress is not None:
             progress("determinism", 0, end)
-        done = subprocess.run(
+        self._stderr = (tmp / "stderr.txt").open("w+", encoding="utf-8")
+        self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(spec)],
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
         )
-        if done.returncode != 0:
-            tail = (done.stderr or "").strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-            raise SubprocessFailed(tail[0])
+
+    def __enter__(self) -> SubprocessReplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()  # the subprocess this object started, and only it
+            process.wait()
+        self._stderr.close()
+        self._tmp.cleanup()
+
+    def result(self, timeout: float | None = None) -> dict[StateKey, str]:
+        """Wait for the subprocess (``subprocess.TimeoutExpired`` after ``timeout``
+        seconds; it is then ended) and read the states it wrote."""
+        process = self._process
+        if process is None:
+            raise RuntimeError("this subprocess replay was closed")
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise
+        if code != 0:
+            self._stderr.seek(0)
+            lines = self._stderr.read().strip().splitlines()
+            raise SubprocessFailed((lines[-1:] or [f"exit {code}"])[0])
         found: dict[StateKey, str] = {}
-        with out.open(encoding="utf-8") as lines:
-            for line in lines:
+        with self._out.open(encoding="utf-8") as lines_in:
+            for line in lines_in:
                 row = json.loads(line)
                 found[StateKey(row["type"], row["id"])] = row["data"]
-        if progress is not None:
-            progress("determinism", end, end)
+        if self._progress is not None:
+            self._progress("determinism", self._end, self._end)
         return found
 
 
