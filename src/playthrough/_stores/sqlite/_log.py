@@ -71,9 +71,11 @@ class SQLiteLog(SQLiteDatastore):
 
     def heads(self, keys: Iterable[StateKey]) -> HeadRows:
         wanted = list(dict.fromkeys(keys))
-        if len(wanted) <= SQLiteReader(self).size(KEYS_PER_STATEMENT, 2):
+        one = SQLiteReader(self)
+        size = one.size(KEYS_PER_STATEMENT, 2)
+        if len(wanted) <= size:
             with self._lock:  # one statement: atomic on its own, no transaction needed
-                return SQLiteReader(self).heads(wanted)
+                return one.heads_of(wanted, size)
         with self.reader() as reader:  # several statements: one consistent view
             return HeadRows.of(reader.heads(wanted))
 

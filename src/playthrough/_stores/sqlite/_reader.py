@@ -59,8 +59,9 @@ def _marks(n: int) -> str:
     return ",".join("?" for _ in range(n))
 
 
-#: ``STATE_HEADS_AND_HEAD`` for n keys, rendered once per n.
+#: ``STATE_HEADS_AND_HEAD`` and ``HEADS`` for n keys, rendered once per n.
 _HEADS_AND_HEAD: dict[int, str] = {}
+_HEADS: dict[int, str] = {}
 
 
 class SQLiteReader(StoreReader):
@@ -135,12 +136,18 @@ class SQLiteReader(StoreReader):
         return out
 
     def heads(self, keys: Iterable[StateKey]) -> HeadRows:
+        wanted = list(dict.fromkeys(keys))
+        return self.heads_of(wanted, self.size(KEYS_PER_STATEMENT, 2))
+
+    def heads_of(self, wanted: Sequence[StateKey], size: int) -> HeadRows:
+        """:meth:`heads` of distinct keys, ``size`` per statement (one statement, the
+        statement's text rendered once per number of keys, when they fit)."""
         out = HeadRows()
-        for chunk in chunks(list(dict.fromkeys(keys)), self.size(KEYS_PER_STATEMENT, 2)):
-            rows = self._q(
-                q.HEADS.format(values=_values(len(chunk), 2)), [v for k in chunk for v in k]
-            )
-            for t, i, p, value, vp, version, mark in rows:
+        for chunk in (wanted,) if len(wanted) <= size else chunks(wanted, size):
+            sql = _HEADS.get(len(chunk))
+            if sql is None:
+                sql = _HEADS[len(chunk)] = q.HEADS.format(values=_values(len(chunk), 2))
+            for t, i, p, value, vp, version, mark in self._q(sql, [v for k in chunk for v in k]):
                 if t is None:  # the forget epoch, read in the same statement
                     if out.epoch is None:
                         out.epoch = int(p)
