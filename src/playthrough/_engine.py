@@ -391,7 +391,7 @@ class Engine(MovedMethods):
         if state is None:
             state = loader.live([key])[key]
             loader.trim()
-        return cast(S, state)
+        return state  # type: ignore[return-value]  # the key is of state_class (no cast call)
 
     def load_or_fail(self, state_class: type[S], state_id: Any = None) -> S:
         """Like :meth:`load`, but ``NotFoundError`` for a state no event ever touched.

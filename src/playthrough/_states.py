@@ -16,6 +16,8 @@ from ._errors import DefinitionError, StateMutationError, UnknownTypeError
 from ._keys import StateIdValue, StateKey, encode_id
 from ._versions import check_upcasters, class_aliases, class_version
 
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__
+
 if TYPE_CHECKING:
     from ._model import Event
 
@@ -281,7 +283,7 @@ def key_of(cls: type[State], state_id: object) -> StateKey:
         return StateKey(cls._pt_type_name, "")
     if state_id is None:
         raise TypeError(f"{cls.__qualname__} needs an id to load (only singletons load without)")
-    return StateKey(cls._pt_type_name, encode_id(state_id))
+    return _new(StateKey, (cls._pt_type_name, encode_id(state_id)))
 
 
 def _defining_scope() -> dict[str, Any]:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from . import _telemetry
 from ._errors import PlaythroughError
 
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__
+
 if TYPE_CHECKING:
     from ._stores import Store
     from ._stores._base import StoreReader
@@ -53,7 +55,7 @@ class Await(NamedTuple):
 
 
 def call(name: str, *args: Any, **kwargs: Any) -> Call:
-    return Call(name, args, kwargs or None)
+    return _new(Call, (name, args, kwargs or None))
 
 
 def read_one(name: str, *args: Any) -> Steps[Any]:

@@ -13,13 +13,14 @@ from collections.abc import Mapping, Sequence
 from ._errors import DecodeError, PlaythroughError, UnknownTypeError
 from ._model import State, StateKey
 from ._reconstitution import Plan
-from ._serialization import blank_for, encode_state_checked, state_from_snapshot
+from ._serialization import blank_for, encode_state_checked
 from ._steps import Steps, call, run_sync
 from ._stores import SnapshotRecord, Store
 from ._stores._base import HeadRow
-from ._upcasting import snapshot_problem, snapshot_record
+from ._upcasting import read_snapshot, snapshot_problem, snapshot_record
 
 _log = logging.getLogger("playthrough")
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__
 
 
 def current_states(
@@ -39,18 +40,15 @@ def current_states(
             states[key] = blank_for(key)
         elif row.fresh:
             assert row.value is not None
-            record = SnapshotRecord(
-                key,
-                row.last_position,
-                row.last_position,
-                row.value,
-                row.value_version,
-                row.value_fingerprint,
+            last = row.last_position
+            record: SnapshotRecord = _new(
+                SnapshotRecord,
+                (key, last, last, row.value, row.value_version, row.value_fingerprint),
             )
             if snapshot_problem(record) is not None:
                 return None  # unusable by this code: the plan skips it and says why
             try:
-                states[key] = state_from_snapshot(record)
+                states[key] = read_snapshot(record)
             except UnknownTypeError:
                 raise
             except DecodeError as exc:  # the log can still answer: take the planned path

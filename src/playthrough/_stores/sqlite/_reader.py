@@ -152,7 +152,7 @@ class SQLiteReader(StoreReader):
                     if out.epoch is None:
                         out.epoch = int(p)
                 else:
-                    out[StateKey(t, i)] = HeadRow(p, value, vp, version, mark)
+                    out[_new(StateKey, (t, i))] = _new(HeadRow, (p, value, vp, version, mark))
         return out
 
     def links(self, ranges: Mapping[StateKey, tuple[int, int]]) -> list[Link]:
