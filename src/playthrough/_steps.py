@@ -93,7 +93,8 @@ def run_reader(steps: Steps[T], reader: StoreReader) -> T:
 
 def run_sync(steps: Steps[T], store: Store) -> T:
     """The sync shell's driver: answer each request by calling ``store`` (or its reader)."""
-    token = _telemetry.using(store)  # the spans on the way carry the store's db.system
+    # the spans on the way carry the store's db.system (nothing to set when none are made)
+    token = _telemetry.using(store) if _telemetry.observed() else None
     try:
         request = next(steps)
         while True:
@@ -115,4 +116,5 @@ def run_sync(steps: Steps[T], store: Store) -> T:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     finally:
-        _telemetry.done(token)
+        if token is not None:
+            _telemetry.done(token)
