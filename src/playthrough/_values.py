@@ -38,7 +38,7 @@ def current_states(
         row = rows.get(key)
         if row is None:
             states[key] = blank_for(key)
-        elif row.value is not None and row.value_position == row.last_position:  # fresh
+        elif row.fresh:
             assert row.value is not None
             last = row.last_position
             record: SnapshotRecord = _new(

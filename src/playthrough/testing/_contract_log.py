@@ -298,6 +298,9 @@ class LogContract(ContractBase):
             HUB: HeadRow(p, None, None),  # given no value
         }
         assert store.heads([A1])[A1].fresh and not store.heads([HUB])[HUB].fresh
+        assert store.heads([]) == {}  # no keys: nothing to read (no malformed statement)
+        with store.reader() as reader:
+            assert reader.heads([]) == {}
 
     def test_a_commit_without_a_value_keeps_the_older_one_as_a_snapshot(self) -> None:
         store = self.store

@@ -143,6 +143,8 @@ class SQLiteReader(StoreReader):
         """:meth:`heads` of distinct keys, ``size`` per statement (one statement, the
         statement's text rendered once per number of keys, when they fit)."""
         out = HeadRows()
+        if not wanted:
+            return out  # no statement (as before: the epoch stays unknown)
         for chunk in (wanted,) if len(wanted) <= size else chunks(wanted, size):
             sql = _HEADS.get(len(chunk))
             if sql is None:
