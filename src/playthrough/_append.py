@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import cast
+from typing import NamedTuple, cast
 
 import attrs
 
@@ -41,6 +41,15 @@ from ._upcasting import current_value_shape
 from ._work import UnitOfWork
 
 logger = logging.getLogger("playthrough")
+
+
+class _ValueOf(NamedTuple):
+    """Names a state's value in an error (formatted only then, not on every commit)."""
+
+    key: StateKey
+
+    def __str__(self) -> str:
+        return f"the value of {self.key}"
 
 
 class Append:
@@ -91,7 +100,7 @@ class Append:
                     # The live state after the whole batch: exact once the heads
                     # check passes, so its value rides in the same statement.
                     cls = type(state)
-                    data = encode_state_checked(state, f"the value of {k}")
+                    data = encode_state_checked(state, _ValueOf(k))
                     values[k] = HeadValue(data, *current_value_shape(cls))
             rows = []
             keys_of = yield from self._subject_keys(batch)

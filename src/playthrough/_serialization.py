@@ -26,6 +26,7 @@ from ._canonical import dumps as dumps
 from ._errors import DecodeError, DefinitionError, EventRejected, PlaythroughError
 from ._model import Event, State, StateKey, decode_id, registry
 from ._slots import fired_data, mark_decoded, mark_record, mark_state, mark_stored, set_data
+from ._storable import needs_runtime_check
 
 if TYPE_CHECKING:
     from ._records import SnapshotRecord, StoredEvent
@@ -347,8 +348,6 @@ def encode_state_checked(state: State, what: object) -> str:
     what a type cannot promise (``object``/``Any`` fields, custom classes), so
     the library never writes a snapshot that would load as another value.
     """
-    from ._storable import needs_runtime_check
-
     cls = type(state)
     try:
         data = encode_state(state)
