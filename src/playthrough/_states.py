@@ -160,6 +160,11 @@ writable_states: ContextVar[frozenset[int] | None] = ContextVar(
 )
 
 
+# Bound once: State.__setattr__ runs for every field an apply hook writes.
+_writable = writable_states.get
+_set = object.__setattr__
+
+
 class State:
     """Base class of event-sourced states. Subclass it with ``@attrs.define``.
 
@@ -225,9 +230,9 @@ class State:
         # A state becomes managed when playthrough marks it (blank_state, decoding);
         # before that (attrs' __init__, user-built values) fields are free. The running
         # apply hook's own states are the common case, so they are asked about first.
-        allowed = writable_states.get()
+        allowed = _writable()
         if allowed is not None and id(self) in allowed:
-            object.__setattr__(self, name, value)
+            _set(self, name, value)
             return
         if hasattr(self, "_pt_last_event_id") and not name.startswith("_pt_"):
             which = type(self).__qualname__ + ("" if self.id is None else f"({self.id!r})")
