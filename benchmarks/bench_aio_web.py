@@ -7,8 +7,10 @@ first to the sync routes (``def`` endpoints, FastAPI's thread pool, the sync
 engine), then to the async ones (``/async``, ``async def`` endpoints on
 ``playthrough.aio``), interleaved over ``--reps`` rounds. Both stores get the
 same pool size (``--pool``). Reported: commits/s (median over rounds) and the
-p50/p99 request latency over all rounds; goal: async ≥ 1.3x commits/s with a
-lower p99. Bounded: every request has a timeout, the server is stopped at the end.
+p50/p99 request latency over all rounds, and the server's CPU time per commit
+(from ``/proc``, so less at the mercy of other work on the machine than the
+wall time); goal: async ≥ 1.3x commits/s with a lower p99. Bounded: every
+request has a timeout, the server is stopped at the end.
 
     .venv/bin/python benchmarks/bench_aio_web.py [--clients 50] [--requests 20] [--reps 3]
 """
@@ -45,7 +47,16 @@ def serve(url: str, port: int, pool: int) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     app = module.create_app(url, max_size=pool)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", workers=1)
+    # Keep-alive as long as a request may take: on a loaded machine uvicorn's 5 s default
+    # closed connections the client was about to reuse (httpx.ReadError mid-round).
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        workers=1,
+        timeout_keep_alive=int(TIMEOUT),
+    )
 
 
 async def _round(base: str, clients: int, requests: int, first: int) -> tuple[float, list[float]]:
@@ -66,6 +77,12 @@ async def _round(base: str, clients: int, requests: int, first: int) -> tuple[fl
         await asyncio.gather(*(one_client(n) for n in range(clients)))
         wall = time.perf_counter() - started
     return clients * requests / wall, latencies
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The user and system CPU time a process has used (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -106,6 +123,7 @@ def main() -> None:
     proc = subprocess.Popen(cmd)
     rates: dict[str, list[float]] = {"sync": [], "async": []}
     lat: dict[str, list[float]] = {"sync": [], "async": []}
+    cpu: dict[str, float] = {"sync": 0.0, "async": 0.0}
     try:
         _wait_up(base, proc)
         asyncio.run(_round(base, args.clients, 2, 1_000_000))  # warm both paths
@@ -115,9 +133,11 @@ def main() -> None:
             order = ["sync", "async"] if rep % 2 == 0 else ["async", "sync"]
             for side in order:
                 prefix = "" if side == "sync" else "/async"
+                used = _cpu_seconds(proc.pid)
                 rate, latencies = asyncio.run(
                     _round(base + prefix, args.clients, args.requests, account)
                 )
+                cpu[side] += _cpu_seconds(proc.pid) - used
                 account += args.clients
                 rates[side].append(rate)
                 lat[side].extend(latencies)
@@ -129,13 +149,17 @@ def main() -> None:
     print(
         f"{args.clients} clients x {args.requests} deposits, {args.reps} rounds, pool {args.pool}"
     )
-    print("| side | commits/s (median) | p50 ms | p99 ms |")
-    print("|---|---|---|---|")
+    print("| side | commits/s (median) | p50 ms | p99 ms | server CPU ms per commit |")
+    print("|---|---|---|---|---|")
     summary: dict[str, Any] = {}
+    commits = args.clients * args.requests * args.reps
     for side in ("sync", "async"):
         q = statistics.quantiles(lat[side], n=100)
         summary[side] = statistics.median(rates[side])
-        print(f"| {side} | {summary[side]:,.0f} | {q[49] * 1000:.1f} | {q[98] * 1000:.1f} |")
+        print(
+            f"| {side} | {summary[side]:,.0f} | {q[49] * 1000:.1f} | {q[98] * 1000:.1f} "
+            f"| {cpu[side] / commits * 1000:.2f} |"
+        )
     print(f"async/sync commits/s: {summary['async'] / summary['sync']:.2f}")
 
 
