@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psycopg
@@ -56,6 +56,25 @@ def _url(backend: str, tmp: str) -> tuple[str, Callable[[], None]]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
     return f"{PG_URL}?schema={schema}", drop
+
+
+async def _interleave(
+    result: Result,
+    run_async: Callable[[], Awaitable[Timing]],
+    run_sync: Callable[[], Timing],
+    reps: int,
+) -> None:
+    """Warm both sides once (caches, connections), then time ``reps`` runs of each,
+    alternating which goes first: async is ``result.ours``, sync ``result.bare``."""
+    await run_async()
+    run_sync()
+    for rep in range(reps):
+        if rep % 2 == 0:
+            result.ours.append(await run_async())
+            result.bare.append(run_sync())
+        else:
+            result.bare.append(run_sync())
+            result.ours.append(await run_async())
 
 
 def measure(backend: str, op: str, ops: int, reps: int) -> Result:
@@ -99,15 +118,7 @@ async def _measure(url: str, op: str, ops: int, reps: int) -> Result:
         return timer.done(len(accounts))
 
     try:
-        await run_async()  # warm both (caches, connections)
-        run_sync()
-        for rep in range(reps):
-            if rep % 2 == 0:
-                result.ours.append(await run_async())
-                result.bare.append(run_sync())
-            else:
-                result.bare.append(run_sync())
-                result.ours.append(await run_async())
+        await _interleave(result, run_async, run_sync, reps)
     finally:
         await async_store.close()
         sync_store.close()
@@ -234,15 +245,7 @@ async def _floor(backend: str, ops: int, reps: int) -> Result:
 
         close = [lambda: thread.shutdown(wait=True), db.close]
     try:
-        await run_async()
-        run_sync()
-        for rep in range(reps):
-            if rep % 2 == 0:
-                result.ours.append(await run_async())
-                result.bare.append(run_sync())
-            else:
-                result.bare.append(run_sync())
-                result.ours.append(await run_async())
+        await _interleave(result, run_async, run_sync, reps)
     finally:
         for closing in close:
             closed = closing()  # the async connection's close is a coroutine
