@@ -6,7 +6,7 @@ metadata and idempotency keys, refused fires), claims (``is_valid`` /
 ``fire_if_valid``, a ``fired`` hook queueing a follow-up into the same commit),
 an async engine on the same store firing, committing and loading, commit,
 discard, loads (cold, ``at=``, ``load_many``), find/count, snapshots at random placements, eviction,
-archive, forget, export/import into a fresh store, schedule/cancel/``run_due``
+archive, forget, export/import into a fresh store, full replays in one process or two, schedule/cancel/``run_due``
 on a manual clock, handlers, a follower, states seeded through
 ``playthrough.testing.given_state`` and a redeploy to upcast classes
 (``tests/model_domain.py``). The reference is plain Python: the committed log
@@ -57,6 +57,7 @@ from playthrough.aio import AsyncEngine, AsyncSQLiteStore, AsyncStore
 from playthrough.errors import (
     ArchivedRangeError,
     ConcurrencyError,
+    ConfigurationError,
     DuplicateEvent,
     PlaythroughError,
 )
@@ -642,14 +643,23 @@ class EngineModel(RuleBasedStateMachine):
             if ref.kind == "named" and ref.accts[0] == acct:
                 ref.forgotten = True
 
-    @rule()
-    def replay(self) -> None:
+    @rule(workers=st.sampled_from([1, 1, 2]))
+    def replay(self, workers: int) -> None:
+        """A full replay, in one process or in two (the coupling components apart)."""
         engine = self.fresh()
-        if self.cut:
+        if self.cut:  # refused first, however many processes were asked for
             with pytest.raises(ArchivedRangeError):
-                engine.admin.replay(chunk_size=3, snapshot_every=4)
+                engine.admin.replay(chunk_size=3, snapshot_every=4, workers=workers)
             return
-        engine.admin.replay(chunk_size=3, snapshot_every=4)
+        if workers > 1:
+            probe = engine.store.reopen()
+            if probe is None:  # an in-memory store: no other process can open it
+                with pytest.raises(ConfigurationError):
+                    engine.admin.replay(chunk_size=3, snapshot_every=4, workers=workers)
+                return
+            probe.close()
+            note("replay in two processes")
+        engine.admin.replay(chunk_size=3, snapshot_every=4, workers=workers)
 
     @rule()
     def export_import(self) -> None:
