@@ -6,8 +6,8 @@ metadata and idempotency keys, refused fires), claims (``is_valid`` /
 ``fire_if_valid``, a ``fired`` hook queueing a follow-up into the same commit),
 an async engine on the same store firing, committing and loading, commit,
 discard, loads (cold, ``at=``, ``load_many``), find/count, snapshots at random placements, eviction,
-archive, forget, export/import into a fresh store, full replays in one process or two, schedule/cancel/``run_due``
-on a manual clock, handlers, a follower, states seeded through
+archive, forget, export/import into a fresh store, full replays in one process or
+two, schedule/cancel/``run_due`` on a manual clock, handlers, a follower, states seeded through
 ``playthrough.testing.given_state`` and a redeploy to upcast classes
 (``tests/model_domain.py``). The reference is plain Python: the committed log
 as a dict by position, states replayed from blank in global order.
